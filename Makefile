@@ -37,3 +37,7 @@ bench-core: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate crds/*.yaml from the pydantic models (a unit test fails when they drift).
+crds: install
+	$(BIN)/python -m raftkv_operator.crdgen crds/

@@ -1,0 +1,747 @@
+"""Pure builders: a validated RaftCluster -> the Kubernetes objects that run it.
+
+No I/O, no clock, no randomness: the same RaftCluster always gives the same objects, so the
+handlers can diff desired against actual. Objects are plain dicts in API form (camelCase),
+ready for the Kubernetes client; owner references are added with `with_owner`.
+
+How a member starts (the flags are pinned in docs/contracts.md):
+- static flags are container args (name from the pod name via the downward API, data dir,
+  ports, advertise URLs under the headless `<name>-peers` Service, Raft timings);
+- `--initial-cluster`, `--initial-cluster-state` and `--restore-from` come from the
+  `<name>-config` ConfigMap as `RAFTKV_*` env vars. The operator flips the state from
+  `new` to `existing` (and drops `restore-from`) once the cluster is bootstrapped, so a pod
+  that lost its volume starts empty and waits to be re-added instead of bootstrapping a
+  second cluster. The pod template does not change when it does (no rolling restart).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import shlex
+from typing import Any
+
+from raftkv_operator.models import (
+    DEFAULT_IMAGE_REPOSITORY,
+    RaftCheckpoint,
+    RaftCluster,
+    quorum,
+)
+
+Manifest = dict[str, Any]
+
+APP_NAME = "raftkv"
+MANAGED_BY = "raftkv-operator"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_VERSION = "app.kubernetes.io/version"
+COMPONENT_NODE = "node"
+COMPONENT_CLIENT = "client"
+COMPONENT_CONFIG = "config"
+COMPONENT_ARCHIVE = "checkpoint-archive"
+
+ROLE_LABEL = "raftkv.dev/role"
+"""Set by the operator on member pods (never in the template); the client Service selects
+`leader`."""
+ROLE_LEADER = "leader"
+ROLE_FOLLOWER = "follower"
+ROLE_LEARNER = "learner"
+CHECKPOINT_LABEL = "raftkv.dev/checkpoint"
+"""On an archive Job: the RaftCheckpoint it copies (its name, through bounded_name)."""
+POD_TEMPLATE_HASH_ANNOTATION = "raftkv.dev/pod-template-hash"
+"""On the pod template (so on every pod): a hash of the template. With updateStrategy
+OnDelete the operator restarts, one by one, the pods whose hash differs from the
+StatefulSet's."""
+
+CONFIG_INITIAL_CLUSTER = "initial-cluster"
+CONFIG_INITIAL_CLUSTER_STATE = "initial-cluster-state"
+CONFIG_RESTORE_FROM = "restore-from"
+STATE_NEW = "new"
+STATE_EXISTING = "existing"
+
+CONTAINER_NAME = "raftkv"
+DATA_VOLUME = "data"
+VOLUME_MOUNT = "/var/lib/raftkv"
+DATA_DIR = f"{VOLUME_MOUNT}/data"
+"""A subdirectory: a fresh filesystem's root holds lost+found, and "empty data dir" matters."""
+RESTORE_DIR = f"{VOLUME_MOUNT}/restore"
+ARCHIVE_MOUNT = "/archive"
+RUN_AS_USER = 10001
+"""Numeric uid/gid the raftkv image runs as (runAsNonRoot needs a number to verify)."""
+
+MAX_NAME_LENGTH = 63
+
+
+# ---- names ---------------------------------------------------------------------------------
+
+
+def peers_service_name(cluster_name: str) -> str:
+    return f"{cluster_name}-peers"
+
+
+def client_service_name(cluster_name: str) -> str:
+    return cluster_name
+
+
+def read_service_name(cluster_name: str) -> str:
+    return f"{cluster_name}-read"
+
+
+def config_map_name(cluster_name: str) -> str:
+    return f"{cluster_name}-config"
+
+
+def archive_claim_name(cluster_name: str) -> str:
+    return f"{cluster_name}-checkpoints"
+
+
+def pod_name(cluster_name: str, ordinal: int) -> str:
+    return f"{cluster_name}-{ordinal}"
+
+
+def bounded_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """`name` if short enough, else a prefix plus a hash of the whole name (stable, unique)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def member_host(cluster: RaftCluster, member: str) -> str:
+    """DNS name of a member under the headless peers Service."""
+    return f"{member}.{peers_service_name(cluster.name)}.{cluster.namespace}.svc"
+
+
+def member_peer_url(cluster: RaftCluster, member: str) -> str:
+    """A member's peer address (host:port), as in --advertise-peer-url."""
+    return f"{member_host(cluster, member)}:{cluster.spec.service.ports.peer}"
+
+
+def member_client_url(cluster: RaftCluster, member: str) -> str:
+    """A member's client URL, as in --advertise-client-url."""
+    return f"http://{member_host(cluster, member)}:{cluster.spec.service.ports.client}"
+
+
+def client_url(cluster: RaftCluster) -> str:
+    """URL of the client Service (routes to the leader)."""
+    return (
+        f"http://{client_service_name(cluster.name)}.{cluster.namespace}.svc:"
+        f"{cluster.spec.service.ports.client}"
+    )
+
+
+def initial_cluster(cluster: RaftCluster, members: int) -> str:
+    """The --initial-cluster value for the first `members` pods."""
+    return ",".join(
+        f"{pod_name(cluster.name, i)}={member_peer_url(cluster, pod_name(cluster.name, i))}"
+        for i in range(members)
+    )
+
+
+def archive_path(cluster_name: str, checkpoint_id: str) -> str:
+    """Directory of an archived checkpoint inside the archive claim."""
+    return f"{cluster_name}/{checkpoint_id}"
+
+
+# ---- labels ------------------------------------------------------------------------------------
+
+
+def selector_labels(cluster_name: str) -> dict[str, str]:
+    """Labels that select the member pods (immutable: the StatefulSet selector)."""
+    return {
+        LABEL_NAME: APP_NAME,
+        LABEL_INSTANCE: cluster_name,
+        LABEL_COMPONENT: COMPONENT_NODE,
+    }
+
+
+def label_selector(cluster_name: str) -> str:
+    """selector_labels as a label-selector string (status.selector, for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(cluster_name).items()))
+
+
+def labels(cluster_name: str, component: str) -> dict[str, str]:
+    """Labels of every object the operator owns."""
+    return {
+        LABEL_NAME: APP_NAME,
+        LABEL_INSTANCE: cluster_name,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: component,
+    }
+
+
+def _meta(cluster: RaftCluster, name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "namespace": cluster.namespace, "labels": labels(cluster.name, component)}
+
+
+# ---- owner references ------------------------------------------------------------------------
+
+
+def owner_reference(owner: RaftCluster | RaftCheckpoint) -> dict[str, Any]:
+    """A controller owner reference to `owner` (which must have a uid)."""
+    if not owner.metadata.uid:
+        raise ValueError(f"{owner.kind} {owner.metadata.name!r} has no metadata.uid")
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def with_owner(obj: Manifest, owner: RaftCluster | RaftCheckpoint) -> Manifest:
+    """A copy of `obj` owned by `owner` (replacing any other controller reference)."""
+    if obj.get("metadata", {}).get("namespace", owner.namespace) != owner.namespace:
+        raise ValueError("an owner reference cannot cross namespaces")
+    result = copy.deepcopy(obj)
+    metadata = result.setdefault("metadata", {})
+    reference = owner_reference(owner)
+    others = [
+        r
+        for r in metadata.get("ownerReferences", [])
+        if r.get("uid") != reference["uid"] and not r.get("controller")
+    ]
+    metadata["ownerReferences"] = [*others, reference]
+    metadata["namespace"] = owner.namespace
+    return result
+
+
+# ---- ConfigMap ---------------------------------------------------------------------------------
+
+
+def config_map(cluster: RaftCluster) -> Manifest:
+    """`<name>-config`: bootstrap parameters read by members at start.
+
+    The initial cluster is `status.initialReplicas` members (fixed at creation; the spec's
+    replicas before that). The state is `existing` once `status.bootstrapped`.
+    """
+    initial = cluster.status.initial_replicas or cluster.spec.replicas
+    data = {
+        CONFIG_INITIAL_CLUSTER: initial_cluster(cluster, initial),
+        CONFIG_INITIAL_CLUSTER_STATE: STATE_EXISTING if cluster.status.bootstrapped else STATE_NEW,
+    }
+    if cluster.spec.restore is not None and not cluster.status.bootstrapped:
+        data[CONFIG_RESTORE_FROM] = RESTORE_DIR
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(cluster, config_map_name(cluster.name), COMPONENT_CONFIG),
+        "data": data,
+    }
+
+
+# ---- StatefulSet -------------------------------------------------------------------------------
+
+
+def termination_grace_seconds(cluster: RaftCluster) -> int:
+    """Long enough for a leader to hand over (a few election timeouts) and flush; at least 30s."""
+    return max(30, math.ceil(10 * cluster.spec.raft.election_timeout_ms / 1000))
+
+
+def _pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _common_env() -> list[dict[str, Any]]:
+    # HOME/TMPDIR point at the writable emptyDir: the root filesystem is read-only.
+    return [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+
+
+def _config_env(
+    cluster: RaftCluster, env_name: str, key: str, optional: bool = False
+) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": config_map_name(cluster.name), "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": env_name, "valueFrom": {"configMapKeyRef": ref}}
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "client"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def _serve_args(cluster: RaftCluster) -> list[str]:
+    spec = cluster.spec
+    host = f"$(RAFTKV_NAME).{peers_service_name(cluster.name)}.{cluster.namespace}.svc"
+    return [
+        "serve",
+        "--name=$(RAFTKV_NAME)",
+        f"--data-dir={DATA_DIR}",
+        f"--client-port={spec.service.ports.client}",
+        f"--peer-port={spec.service.ports.peer}",
+        f"--advertise-client-url=http://{host}:{spec.service.ports.client}",
+        f"--advertise-peer-url={host}:{spec.service.ports.peer}",
+        f"--tick-ms={spec.raft.tick_ms}",
+        f"--election-ticks={spec.raft.election_ticks}",
+        f"--heartbeat-ticks={spec.raft.heartbeat_ticks}",
+        f"--snapshot-entries={spec.raft.snapshot_entries}",
+        f"--checkpoint-retain={spec.checkpoints.retain}",
+    ]
+
+
+def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] | None:
+    """Fetch the checkpoint to restore into RESTORE_DIR, once, before the first bootstrap."""
+    restore = cluster.spec.restore
+    if restore is None:
+        return None
+    staging = f"{RESTORE_DIR}.tmp"
+    mounts: list[dict[str, Any]] = [
+        {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if restore.from_checkpoint is not None:
+        source = restore.from_checkpoint
+        namespace = source.namespace or cluster.namespace
+        endpoint = (
+            f"http://{client_service_name(source.cluster)}.{namespace}.svc:{source.client_port}"
+        )
+        download = ["raftkv", "checkpoint", "download", source.id]
+        fetch = shlex.join([*download, "--endpoint", endpoint, "--out", staging])
+    else:
+        assert restore.archive is not None
+        mounts.append({"name": "archive", "mountPath": ARCHIVE_MOUNT, "readOnly": True})
+        origin = f"{ARCHIVE_MOUNT}/{restore.archive.path}"
+        fetch = f"mkdir -p {staging}\ncp -R {shlex.quote(origin)}/. {staging}/"
+    # Skip once bootstrapped, when the member already has data, or when a previous run
+    # finished; the staging rename makes a half-copied checkpoint impossible to pick up.
+    script = "\n".join(
+        [
+            "set -eu",
+            f'if [ "${{RAFTKV_INITIAL_CLUSTER_STATE}}" != "{STATE_NEW}" ] '
+            f'|| [ -n "$(ls -A {DATA_DIR} 2>/dev/null)" ] '
+            f"|| [ -f {RESTORE_DIR}/manifest.json ]; then",
+            '  echo "restore: nothing to do"; exit 0',
+            "fi",
+            f"rm -rf {staging}",
+            fetch,
+            # One command per line: `set -e` ignores a failure inside an && list.
+            f"test -f {staging}/manifest.json",
+            f"test -f {staging}/data",
+            f"rm -rf {RESTORE_DIR}",
+            f"mv {staging} {RESTORE_DIR}",
+            'echo "restore: checkpoint staged"',
+        ]
+    )
+    return {
+        "name": "restore",
+        "image": image,
+        "imagePullPolicy": cluster.spec.image_pull_policy,
+        "command": ["/bin/sh", "-c", script],
+        "env": [
+            *_common_env(),
+            _config_env(cluster, "RAFTKV_INITIAL_CLUSTER_STATE", CONFIG_INITIAL_CLUSTER_STATE),
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": _container_security_context(),
+        "volumeMounts": mounts,
+    }
+
+
+def pod_template_hash(template: Manifest) -> str:
+    """Hash of a pod template, ignoring the hash annotation itself."""
+    stripped = copy.deepcopy(template)
+    stripped.get("metadata", {}).get("annotations", {}).pop(POD_TEMPLATE_HASH_ANNOTATION, None)
+    canonical = json.dumps(stripped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def pod_template(
+    cluster: RaftCluster, *, default_image_repository: str = DEFAULT_IMAGE_REPOSITORY
+) -> Manifest:
+    """The member pod template, with its hash annotation."""
+    spec = cluster.spec
+    image = spec.container_image(default_image_repository)
+    env = [
+        {"name": "RAFTKV_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": "RAFTKV_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        _config_env(cluster, "RAFTKV_INITIAL_CLUSTER", CONFIG_INITIAL_CLUSTER),
+        _config_env(cluster, "RAFTKV_INITIAL_CLUSTER_STATE", CONFIG_INITIAL_CLUSTER_STATE),
+        *_common_env(),
+    ]
+    if spec.restore is not None:
+        # Optional: the key disappears once bootstrapped, and then the variable is unset.
+        env.append(_config_env(cluster, "RAFTKV_RESTORE_FROM", CONFIG_RESTORE_FROM, optional=True))
+    container = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["raftkv"],
+        "args": _serve_args(cluster),
+        "env": env,
+        "ports": [
+            {"name": "client", "containerPort": spec.service.ports.client, "protocol": "TCP"},
+            {"name": "peer", "containerPort": spec.service.ports.peer, "protocol": "TCP"},
+        ],
+        "startupProbe": _probe("/healthz", period=5, failures=120),
+        "livenessProbe": _probe("/healthz", period=10, failures=6),
+        "readinessProbe": _probe("/readyz", period=5, failures=2),
+        "resources": spec.resources.to_k8s(),
+        "securityContext": _container_security_context(),
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    if spec.restore is not None and spec.restore.archive is not None:
+        volumes.append(
+            {
+                "name": "archive",
+                "persistentVolumeClaim": {
+                    "claimName": spec.restore.archive.claim_name,
+                    "readOnly": True,
+                },
+            }
+        )
+    pod_spec: dict[str, Any] = {
+        # Service links would inject RAFTKV_* variables for Services named raftkv-*, which the
+        # node reads as flags (a Service `raftkv-client` would set RAFTKV_CLIENT_PORT).
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": termination_grace_seconds(cluster),
+        "securityContext": _pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    init = _restore_init_container(cluster, image)
+    if init is not None:
+        pod_spec["initContainers"] = [init]
+    placement = spec.placement
+    if placement.affinity is not None:
+        pod_spec["affinity"] = placement.affinity.to_k8s()
+    if placement.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
+    if placement.topology_spread_constraints:
+        pod_spec["topologySpreadConstraints"] = [
+            c.to_k8s() for c in placement.topology_spread_constraints
+        ]
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.priority_class_name:
+        pod_spec["priorityClassName"] = placement.priority_class_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+
+    # Ours win over the user's: the selector and the Service selectors depend on them.
+    pod_labels = {
+        **(spec.pod_labels or {}),
+        **labels(cluster.name, COMPONENT_NODE),
+        LABEL_VERSION: spec.version,
+    }
+    template: Manifest = {
+        "metadata": {"labels": pod_labels, "annotations": dict(spec.pod_annotations or {})},
+        "spec": pod_spec,
+    }
+    template["metadata"]["annotations"][POD_TEMPLATE_HASH_ANNOTATION] = pod_template_hash(template)
+    return template
+
+
+def stateful_set(
+    cluster: RaftCluster,
+    *,
+    replicas: int | None = None,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """StatefulSet `<name>` of the members.
+
+    `replicas` is the number of pods to run now: the reconciler scales one member at a
+    time, so during a scale operation it passes the current step's size; None means
+    `spec.replicas` (creation).
+    """
+    spec = cluster.spec
+    count = spec.replicas if replicas is None else replicas
+    if count < 0:
+        raise ValueError(f"replicas must not be negative, got {count}")
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage.storage_class_name
+    reclaim = spec.storage.reclaim_policy.value
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            **_meta(cluster, cluster.name, COMPONENT_NODE),
+            "labels": {**labels(cluster.name, COMPONENT_NODE), LABEL_VERSION: spec.version},
+        },
+        "spec": {
+            "replicas": count,
+            "selector": {"matchLabels": selector_labels(cluster.name)},
+            "serviceName": peers_service_name(cluster.name),
+            # All initial members must be up together to elect a leader.
+            "podManagementPolicy": "Parallel",
+            # The operator restarts pods itself: followers first, the leader last.
+            "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": reclaim,
+                "whenScaled": reclaim,
+            },
+            "template": pod_template(cluster, default_image_repository=default_image_repository),
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": DATA_VOLUME, "labels": selector_labels(cluster.name)},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+# ---- Services, PDB ---------------------------------------------------------------------------
+
+
+def _service_port(name: str, port: int) -> dict[str, Any]:
+    return {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+
+
+def peers_service(cluster: RaftCluster) -> Manifest:
+    """Headless `<name>-peers`: stable DNS names for members, ready or not."""
+    ports = cluster.spec.service.ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(cluster, peers_service_name(cluster.name), COMPONENT_NODE),
+        "spec": {
+            "clusterIP": "None",
+            # Members must find each other before they are ready (to elect a leader at all).
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(cluster.name),
+            "ports": [_service_port("client", ports.client), _service_port("peer", ports.peer)],
+        },
+    }
+
+
+def _client_facing_service(cluster: RaftCluster, name: str, selector: dict[str, str]) -> Manifest:
+    options = cluster.spec.service
+    metadata = _meta(cluster, name, COMPONENT_CLIENT)
+    if options.annotations:
+        metadata["annotations"] = dict(options.annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": options.type.value,
+            "selector": selector,
+            "ports": [_service_port("client", options.ports.client)],
+        },
+    }
+
+
+def client_service(cluster: RaftCluster) -> Manifest:
+    """`<name>`: routes to the leader only (the operator moves the role label)."""
+    selector = {**selector_labels(cluster.name), ROLE_LABEL: ROLE_LEADER}
+    return _client_facing_service(cluster, client_service_name(cluster.name), selector)
+
+
+def read_service(cluster: RaftCluster) -> Manifest:
+    """`<name>-read`: every ready member, for serializable reads spread by kube-proxy."""
+    return _client_facing_service(
+        cluster, read_service_name(cluster.name), selector_labels(cluster.name)
+    )
+
+
+def max_unavailable(replicas: int) -> int:
+    """Members that may be down while a majority stays up.
+
+    A single member has no quorum to protect: 0 there would block every node drain
+    forever, so it is 1 (the member is unavailable while it moves, as it would be anyway).
+    """
+    return max(1, replicas - quorum(replicas))
+
+
+def pod_disruption_budget(cluster: RaftCluster) -> Manifest:
+    """PodDisruptionBudget `<name>`: voluntary evictions never break the quorum."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(cluster, cluster.name, COMPONENT_NODE),
+        "spec": {
+            "maxUnavailable": max_unavailable(cluster.spec.replicas),
+            "selector": {"matchLabels": selector_labels(cluster.name)},
+        },
+    }
+
+
+def desired_objects(
+    cluster: RaftCluster,
+    *,
+    replicas: int | None = None,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> list[Manifest]:
+    """Every object a cluster owns, in creation order (ConfigMap and Services first)."""
+    return [
+        config_map(cluster),
+        peers_service(cluster),
+        client_service(cluster),
+        read_service(cluster),
+        pod_disruption_budget(cluster),
+        stateful_set(cluster, replicas=replicas, default_image_repository=default_image_repository),
+    ]
+
+
+# ---- checkpoint archive ------------------------------------------------------------------------
+
+
+def archive_claim(cluster: RaftCluster) -> Manifest | None:
+    """The archive PVC the operator creates from `checkpoints.archive.volumeClaimTemplate`.
+
+    None when there is no template (no archive, or an existing claimName). Give it no owner
+    reference: archived checkpoints are meant to outlive the cluster (to restore from them).
+    """
+    archive = cluster.spec.checkpoints.archive
+    if archive is None or archive.volume_claim_template is None:
+        return None
+    template = archive.volume_claim_template
+    claim_spec: dict[str, Any] = {
+        "accessModes": [m.value for m in template.access_modes],
+        "resources": {"requests": {"storage": template.size}},
+    }
+    if template.storage_class_name:
+        claim_spec["storageClassName"] = template.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(cluster, archive_claim_name(cluster.name), COMPONENT_ARCHIVE),
+        "spec": claim_spec,
+    }
+
+
+def archive_claim_in_use(cluster: RaftCluster) -> str | None:
+    """Name of the claim archive Jobs write to, or None without an archive."""
+    archive = cluster.spec.checkpoints.archive
+    if archive is None:
+        return None
+    return archive.claim_name or archive_claim_name(cluster.name)
+
+
+def checkpoint_archive_job_name(checkpoint: RaftCheckpoint) -> str:
+    return bounded_name(f"{checkpoint.name}-archive")
+
+
+def checkpoint_archive_job(
+    cluster: RaftCluster,
+    checkpoint: RaftCheckpoint,
+    *,
+    checkpoint_id: str | None = None,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job copying a checkpoint (data + manifest) from the leader into the archive claim.
+
+    Runs `raftkv checkpoint download <id> --endpoint <client Service> --out
+    /archive/<cluster>/<id>` with the cluster's image. The id is `checkpoint_id`, else the
+    RaftCheckpoint's status.id or spec.id.
+    """
+    claim = archive_claim_in_use(cluster)
+    if claim is None:
+        raise ValueError(f"RaftCluster {cluster.name!r} has no checkpoints.archive")
+    if checkpoint.spec.cluster != cluster.name or checkpoint.namespace != cluster.namespace:
+        raise ValueError(
+            f"RaftCheckpoint {checkpoint.name!r} belongs to cluster {checkpoint.spec.cluster!r}, "
+            f"not {cluster.name!r}"
+        )
+    ident = checkpoint_id or checkpoint.status.id or checkpoint.spec.id
+    if not ident:
+        raise ValueError(f"RaftCheckpoint {checkpoint.name!r} has no id yet")
+    spec = cluster.spec
+    job_labels = {
+        **labels(cluster.name, COMPONENT_ARCHIVE),
+        CHECKPOINT_LABEL: bounded_name(checkpoint.name),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security_context(),
+        "containers": [
+            {
+                "name": "archive",
+                "image": spec.container_image(default_image_repository),
+                "imagePullPolicy": spec.image_pull_policy,
+                "command": ["raftkv"],
+                "args": [
+                    "checkpoint",
+                    "download",
+                    ident,
+                    "--endpoint",
+                    client_url(cluster),
+                    "--out",
+                    f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}",
+                ],
+                "env": _common_env(),
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": _container_security_context(),
+                "volumeMounts": [
+                    {"name": "archive", "mountPath": ARCHIVE_MOUNT},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "archive", "persistentVolumeClaim": {"claimName": claim}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+    # Run where members may run (same node pool); affinity is left out on purpose: the
+    # members' anti-affinity terms select member pods and mean nothing for this Job.
+    placement = spec.placement
+    if placement.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": checkpoint_archive_job_name(checkpoint),
+            "namespace": cluster.namespace,
+            "labels": job_labels,
+        },
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 3600,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,925 @@
+"""The RaftCluster and RaftCheckpoint API (group raftkv.dev, version v1alpha1).
+
+These pydantic models are the one source of the CRD schemas: `crds/*.yaml` are generated
+from them by `make crds` (raftkv_operator.crdgen), and a unit test fails when they drift.
+Handlers parse objects with `RaftCluster.model_validate(body)` and use typed attributes.
+
+Rules that span fields are written twice, on purpose: as CEL (`x-kubernetes-validations`,
+enforced by the API server at admission) and as a pydantic validator (enforced when the
+operator parses an object, e.g. in the emulated cluster that has no admission). The unit
+tests evaluate both on the same good and bad specs, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
+
+from raftkv_operator.k8s_types import (
+    Affinity,
+    KubeModel,
+    LocalObjectReference,
+    ResourceRequirements,
+    Toleration,
+    TopologySpreadConstraint,
+)
+
+API_GROUP = "raftkv.dev"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34")
+"""Kubernetes versions whose API schemas the CRDs and built objects are tested against.
+
+1.29 is the floor: CRD validation rules (CEL) are GA there, and StatefulSet
+persistentVolumeClaimRetentionPolicy is on by default.
+"""
+
+DEFAULT_VERSION = "0.1.0"
+"""The raftkv release a new RaftCluster runs when `spec.version` is not given."""
+DEFAULT_IMAGE_REPOSITORY = "ghcr.io/raftkv/raftkv"
+"""Image repository used with `spec.version` when `spec.image` is not given."""
+DEFAULT_CLIENT_PORT = 7379
+DEFAULT_PEER_PORT = 7380
+
+MAX_CLUSTER_NAME_LENGTH = 52
+"""A StatefulSet's pods carry `controller-revision-hash: <name>-<10 chars>`, a 63-char label."""
+
+RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "raftkv.dev/")
+"""Label prefixes the operator owns on pods; users may not set them in podLabels."""
+
+# ---- patterns (RE2-compatible: the API server compiles them with Go's regexp) ----------------
+
+DNS1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+IMAGE_PATTERN = r"^[^\s]+$"
+VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+"""A version is an image tag and the app.kubernetes.io/version label value: both must accept it."""
+CHECKPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+"""A checkpoint id is a directory name on every member: no slash, never `.` or `..`."""
+RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
+"""A path inside a volume: relative, no `.`/`..` segments, no hidden names."""
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+POSITIVE_STORAGE_SIZE_PATTERN = (
+    r"^([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+)
+"""A positive byte size: `10Gi`, `500M`, `1073741824`; zero, negatives and milli-bytes are out."""
+
+
+def _cron_field(value: str, names: tuple[str, ...] = ()) -> str:
+    atom = value
+    if names:
+        # Case-insensitive names without (?i), which Python only allows at the very start.
+        spelled = ["".join(f"[{c.upper()}{c.lower()}]" for c in name) for name in names]
+        atom = f"({value}|{'|'.join(spelled)})"
+    element = f"(\\*|{atom}(-{atom})?)(/[1-9][0-9]?)?"
+    return f"{element}(,{element})*"
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+CRON_SCHEDULE_PATTERN = (
+    "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " +".join(
+        [
+            _cron_field("[0-5]?[0-9]"),  # minute
+            _cron_field("([01]?[0-9]|2[0-3])"),  # hour
+            _cron_field("(0?[1-9]|[12][0-9]|3[01])"),  # day of month
+            _cron_field("(0?[1-9]|1[0-2])", _MONTHS),  # month
+            _cron_field("[0-7]", _WEEKDAYS),  # day of week (0 and 7 are Sunday)
+        ]
+    )
+    + ")$"
+)
+"""A standard 5-field cron schedule (minute hour day-of-month month day-of-week), as a
+Kubernetes CronJob takes it, or one of the @hourly/@daily/... macros. Times are UTC."""
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL validation rules (rule, message) for a schema node."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+# ---- shared small types ------------------------------------------------------------------------
+
+
+def _storage_size(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like '10Gi', not a boolean")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"size must be positive, got {value}")
+        return str(value)
+    if isinstance(value, str) and not re.match(POSITIVE_STORAGE_SIZE_PATTERN, value):
+        raise ValueError(f"{value!r} is not a positive size (like '10Gi', '500M', '1073741824')")
+    return value
+
+
+StorageSize = Annotated[
+    str,
+    BeforeValidator(_storage_size),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "minimum": 1,
+            "pattern": POSITIVE_STORAGE_SIZE_PATTERN,
+        }
+    ),
+]
+"""A positive storage size quantity; integers (bytes) are kept as strings."""
+
+ClusterName = Annotated[
+    str, Field(min_length=1, max_length=MAX_CLUSTER_NAME_LENGTH, pattern=DNS1035_LABEL_PATTERN)
+]
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)]
+CheckpointId = Annotated[str, Field(max_length=63, pattern=CHECKPOINT_ID_PATTERN)]
+CronSchedule = Annotated[str, Field(max_length=256, pattern=CRON_SCHEDULE_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes object metadata the operator reads; the rest is kept as is."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="allow",
+        serialize_by_alias=True,
+    )
+
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: Literal["string", "integer", "number", "boolean", "date"]
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """How a kind is served: everything a CRD says besides the schema."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    categories: tuple[str, ...]
+    printer_columns: tuple[PrinterColumn, ...]
+    scale: bool = False
+    group: str = API_GROUP
+    version: str = API_VERSION
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+# ---- RaftCluster spec --------------------------------------------------------------------------
+
+
+class ReclaimPolicy(StrEnum):
+    """What happens to a member's volume when the member goes away."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class StorageSpec(KubeModel):
+    """The persistent volume of each member (WAL, snapshots, checkpoints)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.size == oldSelf.size && has(self.storageClassName) == "
+                "has(oldSelf.storageClassName) && (!has(self.storageClassName) || "
+                "self.storageClassName == oldSelf.storageClassName)",
+                "storage.size and storage.storageClassName are immutable: the StatefulSet's "
+                "volumeClaimTemplate cannot change (expand the PVCs directly instead)",
+            ),
+        )
+    )
+
+    size: StorageSize = "1Gi"
+    """Size of each member's volume, e.g. 10Gi."""
+    storage_class_name: ObjectName | None = None
+    """StorageClass of the volumes; the cluster default when unset."""
+    reclaim_policy: ReclaimPolicy = ReclaimPolicy.RETAIN
+    """Delete or Retain a member's volume when the member is removed or the cluster deleted."""
+
+
+class RaftTimings(KubeModel):
+    """Raft timing and compaction settings passed to every member."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.heartbeatTicks < self.electionTicks",
+                "raft.heartbeatTicks must be smaller than raft.electionTicks",
+            ),
+        )
+    )
+
+    tick_ms: int = Field(default=100, ge=10, le=10_000)
+    """Length of one Raft tick in milliseconds."""
+    election_ticks: int = Field(default=10, ge=2, le=1000)
+    """Ticks without a leader before a follower campaigns (randomised up to twice that)."""
+    heartbeat_ticks: int = Field(default=1, ge=1, le=1000)
+    """Ticks between leader heartbeats."""
+    snapshot_entries: int = Field(default=10_000, ge=100, le=100_000_000)
+    """Compact the log after this many applied entries."""
+
+    @model_validator(mode="after")
+    def _heartbeat_before_election(self) -> RaftTimings:
+        if self.heartbeat_ticks >= self.election_ticks:
+            raise ValueError("raft.heartbeatTicks must be smaller than raft.electionTicks")
+        return self
+
+    @property
+    def election_timeout_ms(self) -> int:
+        return self.tick_ms * self.election_ticks
+
+
+class AccessMode(StrEnum):
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_ONLY_MANY = "ReadOnlyMany"
+    READ_WRITE_MANY = "ReadWriteMany"
+    READ_WRITE_ONCE_POD = "ReadWriteOncePod"
+
+
+class ArchiveClaimTemplate(KubeModel):
+    """A PersistentVolumeClaim the operator creates to hold archived checkpoints."""
+
+    size: StorageSize
+    """Size of the archive volume."""
+    storage_class_name: ObjectName | None = None
+    """StorageClass of the archive volume; the cluster default when unset."""
+    access_modes: list[AccessMode] = Field(
+        default_factory=lambda: [AccessMode.READ_WRITE_ONCE], min_length=1, max_length=4
+    )
+    """Access modes; ReadWriteMany lets restores run on any node."""
+
+
+class CheckpointArchive(KubeModel):
+    """Where checkpoints are copied after they are taken: an existing claim or a new one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "has(self.claimName) != has(self.volumeClaimTemplate)",
+                "checkpoints.archive needs exactly one of claimName or volumeClaimTemplate",
+            ),
+        )
+    )
+
+    claim_name: ObjectName | None = None
+    """An existing PersistentVolumeClaim in the cluster's namespace."""
+    volume_claim_template: ArchiveClaimTemplate | None = None
+    """A claim the operator creates, named `<cluster>-checkpoints`; it outlives the cluster."""
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> CheckpointArchive:
+        if (self.claim_name is None) == (self.volume_claim_template is None):
+            raise ValueError(
+                "checkpoints.archive needs exactly one of claimName or volumeClaimTemplate"
+            )
+        return self
+
+
+class CheckpointsSpec(KubeModel):
+    """Scheduled checkpoints: consistent copies of the state machine on every member."""
+
+    schedule: CronSchedule | None = None
+    """Cron schedule (5 fields, UTC) of automatic checkpoints, e.g. `0 */6 * * *`; none if unset."""
+    retain: int = Field(default=5, ge=1, le=100)
+    """Checkpoints kept on each member (and RaftCheckpoint objects kept for scheduled ones)."""
+    archive: CheckpointArchive | None = None
+    """Copy each checkpoint to this volume through a Job."""
+
+
+class CheckpointRef(KubeModel):
+    """A checkpoint held by another, running RaftCluster."""
+
+    cluster: ClusterName
+    """Name of the RaftCluster holding the checkpoint."""
+    id: CheckpointId
+    """The checkpoint id."""
+    namespace: Annotated[str, Field(max_length=63, pattern=DNS1035_LABEL_PATTERN)] | None = None
+    """Namespace of that RaftCluster; this cluster's namespace when unset."""
+    client_port: Port = DEFAULT_CLIENT_PORT
+    """Client port of that cluster's Service."""
+
+
+class ArchivedCheckpointRef(KubeModel):
+    """A checkpoint directory (data + manifest.json) on a PersistentVolumeClaim."""
+
+    claim_name: ObjectName
+    """The claim; every member mounts it, so ReadOnlyMany/ReadWriteMany unless they share a node."""
+    path: Annotated[str, Field(max_length=1024, pattern=RELATIVE_PATH_PATTERN)]
+    """Directory inside the claim, e.g. `demo/20240101-000000` as written by the archive Job."""
+
+
+class RestoreSpec(KubeModel):
+    """Bootstrap a new cluster from a checkpoint instead of an empty state."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "has(self.fromCheckpoint) != has(self.archive)",
+                "restore needs exactly one of fromCheckpoint or archive",
+            ),
+            ("self == oldSelf", "restore is immutable"),
+        )
+    )
+
+    from_checkpoint: CheckpointRef | None = None
+    """Download the checkpoint from another RaftCluster."""
+    archive: ArchivedCheckpointRef | None = None
+    """Copy the checkpoint from an archive volume."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> RestoreSpec:
+        if (self.from_checkpoint is None) == (self.archive is None):
+            raise ValueError("restore needs exactly one of fromCheckpoint or archive")
+        return self
+
+
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class ServicePorts(KubeModel):
+    """Ports the members listen on and the Services expose."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.client != self.peer", "service.ports.client and service.ports.peer must differ"),
+        )
+    )
+
+    client: Port = DEFAULT_CLIENT_PORT
+    """Client API port (HTTP)."""
+    peer: Port = DEFAULT_PEER_PORT
+    """Raft peer port."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ServicePorts:
+        if self.client == self.peer:
+            raise ValueError("service.ports.client and service.ports.peer must differ")
+        return self
+
+
+class ServiceSpec(KubeModel):
+    """The client-facing Services `<name>` (leader) and `<name>-read` (all ready members)."""
+
+    type: ServiceType = ServiceType.CLUSTER_IP
+    """Service type of both client-facing Services."""
+    annotations: dict[str, str] | None = Field(default=None, max_length=64)
+    """Annotations of both client-facing Services (e.g. for a cloud load balancer)."""
+    ports: ServicePorts = Field(default_factory=ServicePorts)
+    """Listening and Service ports."""
+
+
+class PlacementSpec(KubeModel):
+    """Where members may run; passed through to the pod template."""
+
+    affinity: Affinity | None = None
+    """Affinity rules, e.g. pod anti-affinity on kubernetes.io/hostname."""
+    tolerations: list[Toleration] | None = Field(default=None, max_length=64)
+    """Tolerations of node taints."""
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        default=None, max_length=16
+    )
+    """Spread members over zones or nodes."""
+    node_selector: dict[str, str] | None = Field(default=None, max_length=64)
+    """Node labels a member's node must have."""
+    priority_class_name: ObjectName | None = None
+    """PriorityClass of the members."""
+
+
+def default_resources() -> ResourceRequirements:
+    return ResourceRequirements(
+        requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "1Gi"}
+    )
+
+
+_RESERVED_LABELS_RULE = " && ".join(f"!k.startsWith('{p}')" for p in RESERVED_LABEL_PREFIXES)
+
+
+class RaftClusterSpec(KubeModel):
+    """Desired state of a raftkv cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.restore) || has(oldSelf.restore)",
+                "restore can only be set when the cluster is created",
+            ),
+        )
+    )
+
+    replicas: int = Field(
+        default=3,
+        ge=1,
+        le=9,
+        json_schema_extra=_cel(
+            ("self % 2 == 1", "replicas must be odd (1, 3, 5, 7 or 9) so a majority survives"),
+        ),
+    )
+    """Number of voting members: odd, 1 to 9."""
+    version: Annotated[str, Field(max_length=63, pattern=VERSION_PATTERN)] = DEFAULT_VERSION
+    """raftkv release to run; the image tag when `image` is not set."""
+    image: Annotated[str, Field(max_length=512, pattern=IMAGE_PATTERN)] | None = None
+    """Full image reference; overrides the image derived from `version`."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Image pull policy of the members."""
+    image_pull_secrets: list[LocalObjectReference] | None = Field(default=None, max_length=16)
+    """Secrets for pulling the image from a private registry."""
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Per-member persistent volume."""
+    resources: ResourceRequirements = Field(default_factory=default_resources)
+    """Compute resources of each member."""
+    raft: RaftTimings = Field(default_factory=RaftTimings)
+    """Raft timings."""
+    checkpoints: CheckpointsSpec = Field(default_factory=CheckpointsSpec)
+    """Checkpoint schedule, retention and archive."""
+    restore: RestoreSpec | None = None
+    """Bootstrap from a checkpoint (only at creation)."""
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    """Client Service options and ports."""
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    """Pod placement."""
+    paused: bool = False
+    """Stop reconciling (no restarts, scaling or checkpoints) until unset."""
+    pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
+    """Extra annotations on member pods."""
+    pod_labels: dict[str, LabelValue] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra=_cel(
+            (
+                f"self.all(k, {_RESERVED_LABELS_RULE})",
+                "podLabels may not use the app.kubernetes.io/ or raftkv.dev/ prefixes",
+            ),
+        ),
+    )
+    """Extra labels on member pods."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RaftClusterSpec:
+        if self.replicas % 2 != 1:
+            raise ValueError("replicas must be odd (1, 3, 5, 7 or 9) so a majority survives")
+        for key in self.pod_labels or {}:
+            if key.startswith(RESERVED_LABEL_PREFIXES):
+                raise ValueError(
+                    "podLabels may not use the app.kubernetes.io/ or raftkv.dev/ prefixes"
+                )
+        return self
+
+    def container_image(self, default_repository: str = DEFAULT_IMAGE_REPOSITORY) -> str:
+        """The image members run: `image`, else `<default_repository>:<version>`."""
+        return self.image or f"{default_repository}:{self.version}"
+
+
+# ---- RaftCluster status ------------------------------------------------------------------------
+
+
+class ClusterPhase(StrEnum):
+    PENDING = "Pending"
+    BOOTSTRAPPING = "Bootstrapping"
+    AVAILABLE = "Available"
+    DEGRADED = "Degraded"
+    SCALING = "Scaling"
+    UPGRADING = "Upgrading"
+    PAUSED = "Paused"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    AVAILABLE = "Available"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(KubeModel):
+    """A Kubernetes condition (the shape of meta/v1 Condition)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Annotated[str, Field(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
+    """Condition type: Available, Progressing or Degraded."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation the condition was computed from."""
+    last_transition_time: datetime
+    """When the status last changed."""
+    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
+    """A CamelCase reason for the last transition."""
+    message: Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable details."""
+
+
+class MemberRole(StrEnum):
+    LEADER = "Leader"
+    FOLLOWER = "Follower"
+    CANDIDATE = "Candidate"
+    PRE_CANDIDATE = "PreCandidate"
+    LEARNER = "Learner"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def from_node(cls, role: str | None) -> MemberRole:
+        """Map a node's `/v1/status` role (`leader`, `pre_candidate`, ...) to a MemberRole."""
+        by_node_name = {
+            "leader": cls.LEADER,
+            "follower": cls.FOLLOWER,
+            "candidate": cls.CANDIDATE,
+            "pre_candidate": cls.PRE_CANDIDATE,
+            "learner": cls.LEARNER,
+        }
+        return by_node_name.get(role or "", cls.UNKNOWN)
+
+
+class MemberStatus(KubeModel):
+    """One Raft member as last observed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    """Member (pod) name."""
+    id: int = Field(ge=1)
+    """Numeric Raft id."""
+    role: MemberRole = MemberRole.UNKNOWN
+    """Raft role."""
+    healthy: bool = False
+    """The member answers and is ready."""
+    lag: int | None = Field(default=None, ge=0)
+    """Entries behind the leader's last index; unknown when the leader did not say."""
+
+
+class OperationKind(StrEnum):
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    ROLLING_UPDATE = "RollingUpdate"
+    RECOVER = "Recover"
+
+
+class Operation(KubeModel):
+    """A multi-step change in flight, persisted so a restarted operator resumes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: OperationKind
+    """What is being done."""
+    step: Annotated[str, Field(min_length=1, max_length=63)]
+    """The reconciler's step within the operation (its own vocabulary)."""
+    started_at: datetime
+    """When the operation started."""
+    member: str | None = None
+    """The member being added, removed, restarted or recovered."""
+    target_replicas: int | None = Field(default=None, ge=0, le=9)
+    """ScaleUp/ScaleDown: the member count the operation converges to."""
+    target_revision: str | None = Field(default=None, max_length=63)
+    """RollingUpdate: the pod-template hash every member must run."""
+    attempts: int = Field(default=0, ge=0)
+    """Failed attempts of the current step."""
+    message: Annotated[str, Field(max_length=4096)] | None = None
+    """Last error or progress note."""
+
+
+class CheckpointSummary(KubeModel):
+    """The newest successful checkpoint."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    """The RaftCheckpoint object."""
+    id: str
+    """Checkpoint id."""
+    index: int | None = Field(default=None, ge=0)
+    """Raft index of the checkpoint."""
+    time: datetime | None = None
+    """When it was taken."""
+
+
+class RaftClusterStatus(KubeModel):
+    """Observed state of a raftkv cluster, written by the operator."""
+
+    # Status comes from the API server (or kopf); unknown fields are ignored, never fatal.
+    model_config = ConfigDict(extra="ignore")
+
+    phase: ClusterPhase = ClusterPhase.PENDING
+    """Summary of the cluster's state."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation last acted upon."""
+    replicas: int = Field(default=0, ge=0)
+    """Member pods that exist (the scale subresource's current replicas)."""
+    ready_replicas: int = Field(default=0, ge=0)
+    """Members that are ready."""
+    selector: str | None = None
+    """Label selector of the member pods (for the scale subresource)."""
+    leader: str | None = None
+    """Name of the current leader."""
+    term: int | None = Field(default=None, ge=0)
+    """Current Raft term."""
+    commit_index: int | None = Field(default=None, ge=0)
+    """Leader's commit index."""
+    members: list[MemberStatus] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Raft members as seen by the leader."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Available, Progressing and Degraded conditions."""
+    last_checkpoint: CheckpointSummary | None = None
+    """The newest successful checkpoint."""
+    last_schedule_time: datetime | None = None
+    """When the checkpoint schedule last fired (a restarted operator neither repeats nor skips)."""
+    bootstrapped: bool = False
+    """The initial members formed a cluster; new members now join as learners."""
+    initial_replicas: int | None = Field(default=None, ge=1, le=9)
+    """Members listed in --initial-cluster (fixed when the cluster is created)."""
+    operation: Operation | None = None
+    """The multi-step operation in flight, if any."""
+    kopf: dict[str, Any] | None = None
+    """Reserved for the kopf framework's own bookkeeping."""
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> list[Condition]:
+    """Conditions with `type_` set; lastTransitionTime moves only when the status changes."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    transition = previous.last_transition_time if previous and previous.status == status else now
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=observed_generation,
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c.type == type_ else c for c in conditions]
+
+
+# ---- top-level objects -------------------------------------------------------------------------
+
+
+class RaftCluster(BaseModel):
+    """A Raft-replicated raftkv cluster."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        serialize_by_alias=True,
+    )
+
+    resource: ClassVar[ResourceInfo] = ResourceInfo(
+        kind="RaftCluster",
+        plural="raftclusters",
+        singular="raftcluster",
+        # `rc` is ReplicationController's short name.
+        short_names=("rkc",),
+        categories=("raftkv",),
+        printer_columns=(
+            PrinterColumn("Replicas", ".spec.replicas", "integer", "Desired members"),
+            PrinterColumn("Ready", ".status.readyReplicas", "integer", "Ready members"),
+            PrinterColumn("Leader", ".status.leader", "string", "Current leader"),
+            PrinterColumn("Phase", ".status.phase", "string", "Cluster phase"),
+            PrinterColumn("Term", ".status.term", "integer", "Raft term", priority=1),
+            PrinterColumn("Version", ".spec.version", "string", "raftkv version", priority=1),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+        scale=True,
+    )
+
+    api_version: Literal["raftkv.dev/v1alpha1"] = "raftkv.dev/v1alpha1"
+    kind: Literal["RaftCluster"] = "RaftCluster"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RaftClusterSpec
+    status: RaftClusterStatus = Field(default_factory=RaftClusterStatus)
+
+    @property
+    def name(self) -> str:
+        if not self.metadata.name:
+            raise ValueError("RaftCluster has no metadata.name")
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        if not self.metadata.namespace:
+            raise ValueError(f"RaftCluster {self.metadata.name!r} has no metadata.namespace")
+        return self.metadata.namespace
+
+    def to_k8s(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class CheckpointPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class RaftCheckpointSpec(KubeModel):
+    """Which cluster to checkpoint."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(("self == oldSelf", "spec is immutable")))
+
+    cluster: ClusterName
+    """Name of the RaftCluster (same namespace)."""
+    id: CheckpointId | None = None
+    """Checkpoint id; chosen by the leader when unset."""
+
+
+class RaftCheckpointStatus(KubeModel):
+    """Result of a checkpoint."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: CheckpointPhase = CheckpointPhase.PENDING
+    """Pending, Running, Succeeded or Failed."""
+    id: str | None = None
+    """The checkpoint id (spec.id or the one the leader chose)."""
+    index: int | None = Field(default=None, ge=0)
+    """Raft index the checkpoint was taken at."""
+    term: int | None = Field(default=None, ge=0)
+    """Raft term of that index."""
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = None
+    """SHA-256 of the checkpoint data."""
+    size: int | None = Field(default=None, ge=0)
+    """Size of the checkpoint data in bytes."""
+    members: list[str] | None = Field(default=None, max_length=32)
+    """Members holding the checkpoint."""
+    time: datetime | None = None
+    """When the checkpoint was taken."""
+    archived: bool = False
+    """A copy is on the archive volume."""
+    archive_path: str | None = None
+    """Directory of that copy inside the archive claim."""
+    message: Annotated[str, Field(max_length=4096)] | None = None
+    """Error or progress details."""
+    kopf: dict[str, Any] | None = None
+    """Reserved for the kopf framework's own bookkeeping."""
+
+
+class RaftCheckpoint(BaseModel):
+    """A checkpoint of a RaftCluster (on demand, or created by the schedule)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        serialize_by_alias=True,
+    )
+
+    resource: ClassVar[ResourceInfo] = ResourceInfo(
+        kind="RaftCheckpoint",
+        plural="raftcheckpoints",
+        singular="raftcheckpoint",
+        short_names=("rkcp",),
+        categories=("raftkv",),
+        printer_columns=(
+            PrinterColumn("Cluster", ".spec.cluster", "string", "RaftCluster"),
+            PrinterColumn("Id", ".status.id", "string", "Checkpoint id"),
+            PrinterColumn("Phase", ".status.phase", "string", "Checkpoint phase"),
+            PrinterColumn("Index", ".status.index", "integer", "Raft index"),
+            PrinterColumn("Size", ".status.size", "integer", "Bytes", priority=1),
+            PrinterColumn("Archived", ".status.archived", "boolean", priority=1),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+    )
+
+    api_version: Literal["raftkv.dev/v1alpha1"] = "raftkv.dev/v1alpha1"
+    kind: Literal["RaftCheckpoint"] = "RaftCheckpoint"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RaftCheckpointSpec
+    status: RaftCheckpointStatus = Field(default_factory=RaftCheckpointStatus)
+
+    @property
+    def name(self) -> str:
+        if not self.metadata.name:
+            raise ValueError("RaftCheckpoint has no metadata.name")
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        if not self.metadata.namespace:
+            raise ValueError(f"RaftCheckpoint {self.metadata.name!r} has no metadata.namespace")
+        return self.metadata.namespace
+
+    def to_k8s(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+TOP_LEVEL_MODELS: tuple[type[RaftCluster] | type[RaftCheckpoint], ...] = (
+    RaftCluster,
+    RaftCheckpoint,
+)
+
+
+def quorum(voters: int) -> int:
+    """Votes needed for a majority of `voters`."""
+    return voters // 2 + 1
+
+
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "GROUP_VERSION",
+    "Affinity",
+    "ArchiveClaimTemplate",
+    "ArchivedCheckpointRef",
+    "CheckpointArchive",
+    "CheckpointPhase",
+    "CheckpointRef",
+    "CheckpointSummary",
+    "CheckpointsSpec",
+    "ClusterPhase",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "KubeModel",
+    "MemberRole",
+    "MemberStatus",
+    "ObjectMeta",
+    "Operation",
+    "OperationKind",
+    "PlacementSpec",
+    "RaftCheckpoint",
+    "RaftCheckpointSpec",
+    "RaftCheckpointStatus",
+    "RaftCluster",
+    "RaftClusterSpec",
+    "RaftClusterStatus",
+    "RaftTimings",
+    "ReclaimPolicy",
+    "ResourceInfo",
+    "ResourceRequirements",
+    "RestoreSpec",
+    "ServicePorts",
+    "ServiceSpec",
+    "ServiceType",
+    "StorageSpec",
+    "Toleration",
+    "TopologySpreadConstraint",
+    "quorum",
+    "set_condition",
+]

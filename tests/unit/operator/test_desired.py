@@ -1,0 +1,540 @@
+"""The pure builders: valid Kubernetes objects that say what the design says."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from raftkv_operator import desired
+from raftkv_operator.models import (
+    SUPPORTED_KUBERNETES_VERSIONS,
+    RaftCheckpoint,
+    RaftCluster,
+    quorum,
+)
+
+from .conftest import NAMESPACE, example_cluster, load_example
+
+
+def _cluster(example: str, spec: dict[str, Any] | None = None, **status: Any) -> RaftCluster:
+    cluster = example_cluster(example, **status)
+    if spec:
+        body = cluster.to_k8s()
+        body["spec"].update(spec)
+        cluster = RaftCluster.model_validate(body)
+    return cluster
+
+
+def _checkpoint(cluster: str = "orders", **spec: Any) -> RaftCheckpoint:
+    body = copy.deepcopy(load_example("checkpoint.yaml"))
+    body["metadata"].update(namespace=NAMESPACE, uid="uid-ckpt")
+    body["spec"] = {"cluster": cluster, **spec}
+    return RaftCheckpoint.model_validate(body)
+
+
+ARCHIVE_RESTORE = {
+    "restore": {"archive": {"claimName": "orders-checkpoints", "path": "orders/n-1"}}
+}
+CASES: dict[str, RaftCluster] = {
+    "minimal": _cluster("minimal.yaml"),
+    "single": _cluster("minimal.yaml", {"replicas": 1}),
+    "production": _cluster("production.yaml"),
+    "restore": _cluster("restore.yaml"),
+    "restore-archive": _cluster("restore.yaml", ARCHIVE_RESTORE),
+    "bootstrapped": _cluster("minimal.yaml", {"replicas": 5}, bootstrapped=True, initialReplicas=3),
+}
+
+
+def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
+    objects = desired.desired_objects(cluster)
+    claim = desired.archive_claim(cluster)
+    if claim is not None:
+        objects.append(claim)
+    if cluster.spec.checkpoints.archive is not None:
+        checkpoint = _checkpoint(cluster.name, id="nightly-1")
+        objects.append(desired.checkpoint_archive_job(cluster, checkpoint))
+    return [desired.with_owner(o, cluster) for o in objects if o["kind"] != "Job"] + [
+        o for o in objects if o["kind"] == "Job"
+    ]
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_objects_are_valid_kubernetes(case: str, version: str) -> None:
+    objects = _all_objects(CASES[case])
+    kinds = {o["kind"] for o in objects}
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap"} <= kinds
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(map(str, error.path))
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} @ {where}: {error.message}")
+
+
+def test_validation_catches_a_broken_object() -> None:
+    sts = desired.stateful_set(CASES["minimal"])
+    sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sts, SUPPORTED_KUBERNETES_VERSIONS[0], strict=True)
+
+
+# ---- StatefulSet ---------------------------------------------------------------------------
+
+
+def _container(sts: dict[str, Any]) -> dict[str, Any]:
+    containers = sts["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_statefulset_shape() -> None:
+    cluster = CASES["minimal"]
+    sts = desired.stateful_set(cluster)
+    spec = sts["spec"]
+    assert sts["metadata"]["name"] == "demo" and sts["metadata"]["namespace"] == NAMESPACE
+    assert spec["replicas"] == 3
+    assert spec["serviceName"] == "demo-peers"
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain", "whenScaled": "Retain",
+    }  # fmt: skip
+    template_labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= template_labels.items()
+    assert template_labels["app.kubernetes.io/managed-by"] == "raftkv-operator"
+    assert desired.ROLE_LABEL not in template_labels
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == desired.DATA_VOLUME
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert desired.stateful_set(cluster, replicas=4)["spec"]["replicas"] == 4
+    with pytest.raises(ValueError):
+        desired.stateful_set(cluster, replicas=-1)
+
+
+def test_member_container_runs_serve_with_the_contract_flags() -> None:
+    container = _container(desired.stateful_set(CASES["minimal"]))
+    assert container["command"] == ["raftkv"]
+    args = container["args"]
+    assert args[0] == "serve"
+    assert "--name=$(RAFTKV_NAME)" in args
+    assert f"--data-dir={desired.DATA_DIR}" in args
+    assert "--advertise-peer-url=$(RAFTKV_NAME).demo-peers.prod.svc:7380" in args
+    assert "--advertise-client-url=http://$(RAFTKV_NAME).demo-peers.prod.svc:7379" in args
+    assert {"--tick-ms=100", "--election-ticks=10", "--heartbeat-ticks=1",
+            "--snapshot-entries=10000", "--checkpoint-retain=5"} <= set(args)  # fmt: skip
+    env = _env(container)
+    assert env["RAFTKV_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    for name, key in [
+        ("RAFTKV_INITIAL_CLUSTER", "initial-cluster"),
+        ("RAFTKV_INITIAL_CLUSTER_STATE", "initial-cluster-state"),
+    ]:
+        assert env[name]["valueFrom"] == {"configMapKeyRef": {"name": "demo-config", "key": key}}
+    assert "RAFTKV_RESTORE_FROM" not in env
+    # Every $(VAR) in args must be defined before use, or Kubernetes leaves it verbatim.
+    for arg in args:
+        if "$(" in arg:
+            assert arg.split("$(")[1].split(")")[0] in env
+
+
+def test_member_pod_hardening_and_probes() -> None:
+    cluster = CASES["minimal"]
+    pod = desired.stateful_set(cluster)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/tmp"] == "tmp" and mounts[desired.VOLUME_MOUNT] == desired.DATA_VOLUME
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
+    assert pod["enableServiceLinks"] is False
+    assert pod["automountServiceAccountToken"] is False
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"},
+    }  # fmt: skip
+    # Grace covers several election timeouts, so a leader can hand over before it is killed.
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    slow = _cluster("minimal.yaml", {"raft": {"tickMs": 1000, "electionTicks": 10}})
+    assert desired.termination_grace_seconds(slow) >= 3 * slow.spec.raft.election_timeout_ms / 1000
+
+
+def test_production_placement_and_options_pass_through() -> None:
+    cluster = CASES["production"]
+    sts = desired.stateful_set(cluster)
+    pod = sts["spec"]["template"]["spec"]
+    source = load_example("production.yaml")["spec"]
+    assert pod["affinity"] == source["placement"]["affinity"]
+    assert pod["topologySpreadConstraints"] == source["placement"]["topologySpreadConstraints"]
+    assert pod["tolerations"] == source["placement"]["tolerations"]
+    assert pod["nodeSelector"] == source["placement"]["nodeSelector"]
+    assert pod["priorityClassName"] == "high-priority"
+    container = pod["containers"][0]
+    assert container["resources"] == source["resources"]
+    assert "--checkpoint-retain=7" in container["args"]
+    assert "--snapshot-entries=50000" in container["args"]
+    template_meta = sts["spec"]["template"]["metadata"]
+    assert template_meta["labels"]["team"] == "payments"
+    assert template_meta["annotations"]["prometheus.io/scrape"] == "true"
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "fast-ssd"
+    assert claim["resources"]["requests"]["storage"] == "20Gi"
+
+
+def test_user_pod_labels_cannot_override_ours() -> None:
+    # The model refuses reserved prefixes; the builder still lets ours win if one slips in.
+    cluster = CASES["minimal"].model_copy(deep=True)
+    cluster.spec.pod_labels = {"app.kubernetes.io/instance": "other", "team": "x"}
+    labels = desired.stateful_set(cluster)["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "demo" and labels["team"] == "x"
+
+
+def test_image() -> None:
+    container = _container(desired.stateful_set(CASES["minimal"]))
+    assert container["image"] == "ghcr.io/raftkv/raftkv:0.1.0"
+    container = _container(
+        desired.stateful_set(CASES["minimal"], default_image_repository="kind.local/raftkv")
+    )
+    assert container["image"] == "kind.local/raftkv:0.1.0"
+    pinned = _cluster("minimal.yaml", {"image": "raftkv:dev", "imagePullPolicy": "Never"})
+    container = _container(desired.stateful_set(pinned))
+    assert (container["image"], container["imagePullPolicy"]) == ("raftkv:dev", "Never")
+
+
+# ---- pod-template hash ---------------------------------------------------------------------
+
+
+def _hash(cluster: RaftCluster) -> str:
+    sts = desired.stateful_set(cluster)
+    return sts["spec"]["template"]["metadata"]["annotations"][desired.POD_TEMPLATE_HASH_ANNOTATION]
+
+
+def test_pod_template_hash_is_the_hash_of_the_template() -> None:
+    template = desired.stateful_set(CASES["production"])["spec"]["template"]
+    assert template["metadata"]["annotations"][desired.POD_TEMPLATE_HASH_ANNOTATION] == (
+        desired.pod_template_hash(template)
+    )
+
+
+def test_pod_template_hash_ignores_what_needs_no_restart() -> None:
+    base = _hash(CASES["minimal"])
+    assert _hash(CASES["minimal"]) == base
+    # Scaling and the bootstrap flip must not restart members.
+    assert _hash(_cluster("minimal.yaml", {"replicas": 5})) == base
+    assert _hash(_cluster("minimal.yaml", bootstrapped=True, initialReplicas=3)) == base
+    assert _hash(_cluster("minimal.yaml", {"paused": True})) == base
+    assert _hash(_cluster("minimal.yaml", {"checkpoints": {"schedule": "@daily"}})) == base
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": "0.2.0"},
+        {"image": "raftkv:dev"},
+        {"resources": {"requests": {"cpu": "1"}}},
+        {"raft": {"tickMs": 50}},
+        {"checkpoints": {"retain": 9}},
+        {"podAnnotations": {"a": "b"}},
+        {"placement": {"nodeSelector": {"disk": "ssd"}}},
+        {"service": {"ports": {"client": 2379, "peer": 2380}}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_pod_template_hash_changes_with_the_pod(change: dict[str, Any]) -> None:
+    assert _hash(_cluster("minimal.yaml", change)) != _hash(CASES["minimal"])
+
+
+# ---- ConfigMap -----------------------------------------------------------------------------
+
+
+def test_config_map_for_a_new_cluster() -> None:
+    cm = desired.config_map(CASES["minimal"])
+    assert cm["metadata"]["name"] == "demo-config"
+    assert cm["data"] == {
+        "initial-cluster": ",".join(
+            f"demo-{i}=demo-{i}.demo-peers.prod.svc:7380" for i in range(3)
+        ),
+        "initial-cluster-state": "new",
+    }
+
+
+def test_config_map_once_bootstrapped_keeps_the_initial_members() -> None:
+    cm = desired.config_map(CASES["bootstrapped"])  # spec.replicas 5, initially 3
+    assert cm["data"]["initial-cluster-state"] == "existing"
+    assert cm["data"]["initial-cluster"].count("=") == 3
+
+
+def test_restore_from_is_offered_only_until_bootstrapped() -> None:
+    cluster = CASES["restore"]
+    assert desired.config_map(cluster)["data"]["restore-from"] == desired.RESTORE_DIR
+    done = _cluster("restore.yaml", bootstrapped=True, initialReplicas=3)
+    assert "restore-from" not in desired.config_map(done)["data"]
+    env = _env(_container(desired.stateful_set(cluster)))
+    assert env["RAFTKV_RESTORE_FROM"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "orders-copy-config", "key": "restore-from", "optional": True,
+    }  # fmt: skip
+
+
+# ---- restore init container ----------------------------------------------------------------
+
+
+def test_restore_init_container_downloads_from_the_source_cluster() -> None:
+    pod = desired.stateful_set(CASES["restore"])["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    script = init["command"][2]
+    assert "raftkv checkpoint download nightly-1 --endpoint http://orders.prod.svc:7379" in script
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_restore_init_container_copies_from_the_archive_claim() -> None:
+    pod = desired.stateful_set(CASES["restore-archive"])["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert "/archive/orders/n-1/." in init["command"][2]
+    assert {"name": "archive", "mountPath": "/archive", "readOnly": True} in init["volumeMounts"]
+    archive = next(v for v in pod["volumes"] if v["name"] == "archive")
+    assert archive["persistentVolumeClaim"] == {"claimName": "orders-checkpoints", "readOnly": True}
+
+
+def _run_restore_script(
+    tmp_path: Path, cluster: RaftCluster, state: str, fetch_ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the init container's script with its paths moved under tmp_path."""
+    pod = desired.stateful_set(cluster)["spec"]["template"]["spec"]
+    script = pod["initContainers"][0]["command"][2]
+    root = tmp_path / "vol"
+    script = script.replace(desired.VOLUME_MOUNT, str(root))
+    script = script.replace(desired.ARCHIVE_MOUNT + "/", str(tmp_path / "archive") + "/")
+    # A stand-in for `raftkv checkpoint download ID --endpoint URL --out DIR`.
+    fake = (
+        'raftkv() { [ "$1 $2 $4 $6" = "checkpoint download --endpoint --out" ] || exit 9; '
+        + ('mkdir -p "$7"; echo state > "$7/data"; echo "{}" > "$7/manifest.json"; }'
+           if fetch_ok else 'mkdir -p "$7"; echo partial > "$7/data"; return 1; }')
+    )  # fmt: skip
+    return subprocess.run(
+        ["/bin/sh", "-c", f"{fake}\n{script}"],
+        env={"PATH": "/usr/bin:/bin", "RAFTKV_INITIAL_CLUSTER_STATE": state},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_restore_script_stages_the_checkpoint_once(tmp_path: Path) -> None:
+    result = _run_restore_script(tmp_path, CASES["restore"], "new")
+    assert result.returncode == 0, result.stderr
+    restored = tmp_path / "vol" / "restore"
+    assert (restored / "data").read_text() == "state\n"
+    assert not (tmp_path / "vol" / "restore.tmp").exists()
+    (restored / "data").write_text("kept")
+    again = _run_restore_script(tmp_path, CASES["restore"], "new")
+    assert "nothing to do" in again.stdout and (restored / "data").read_text() == "kept"
+
+
+def test_restore_script_never_restores_over_data_or_after_bootstrap(tmp_path: Path) -> None:
+    result = _run_restore_script(tmp_path, CASES["restore"], "existing")
+    assert result.returncode == 0 and "nothing to do" in result.stdout
+    data_dir = tmp_path / "vol" / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "wal-0").write_text("x")
+    result = _run_restore_script(tmp_path, CASES["restore"], "new")
+    assert result.returncode == 0 and "nothing to do" in result.stdout
+    assert not (tmp_path / "vol" / "restore").exists()
+
+
+def test_restore_script_fails_without_leaving_a_partial_checkpoint(tmp_path: Path) -> None:
+    result = _run_restore_script(tmp_path, CASES["restore"], "new", fetch_ok=False)
+    assert result.returncode != 0
+    assert not (tmp_path / "vol" / "restore").exists()
+
+
+def test_restore_script_copies_from_the_archive(tmp_path: Path) -> None:
+    source = tmp_path / "archive" / "orders" / "n-1"
+    source.mkdir(parents=True)
+    (source / "data").write_text("archived")
+    (source / "manifest.json").write_text("{}")
+    result = _run_restore_script(tmp_path, CASES["restore-archive"], "new")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "vol" / "restore" / "data").read_text() == "archived"
+    (source / "manifest.json").unlink()
+    (tmp_path / "vol" / "restore" / "manifest.json").unlink()
+    result = _run_restore_script(tmp_path, CASES["restore-archive"], "new")
+    assert result.returncode != 0, "an incomplete archive must not be staged"
+
+
+# ---- Services and PDB ----------------------------------------------------------------------
+
+
+def _pod_labels(cluster: RaftCluster) -> dict[str, str]:
+    labels: dict[str, str] = desired.stateful_set(cluster)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_peers_service_is_headless_and_publishes_unready_members() -> None:
+    svc = desired.peers_service(CASES["minimal"])
+    assert svc["metadata"]["name"] == "demo-peers"
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"client": 7379, "peer": 7380}
+    assert svc["spec"]["selector"].items() <= _pod_labels(CASES["minimal"]).items()
+
+
+def test_client_service_selects_only_the_leader() -> None:
+    cluster = CASES["minimal"]
+    svc = desired.client_service(cluster)
+    assert svc["metadata"]["name"] == "demo"
+    selector = svc["spec"]["selector"]
+    assert selector[desired.ROLE_LABEL] == desired.ROLE_LEADER
+    leader_pod = {**_pod_labels(cluster), desired.ROLE_LABEL: desired.ROLE_LEADER}
+    follower_pod = {**_pod_labels(cluster), desired.ROLE_LABEL: desired.ROLE_FOLLOWER}
+    assert selector.items() <= leader_pod.items()
+    assert not selector.items() <= follower_pod.items()
+    assert not selector.items() <= _pod_labels(cluster).items()
+
+
+def test_read_service_selects_every_member() -> None:
+    cluster = CASES["minimal"]
+    svc = desired.read_service(cluster)
+    assert svc["metadata"]["name"] == "demo-read"
+    assert svc["spec"]["selector"].items() <= _pod_labels(cluster).items()
+    assert "publishNotReadyAddresses" not in svc["spec"]
+
+
+def test_service_options_apply_to_client_facing_services() -> None:
+    cluster = CASES["production"]
+    for svc in (desired.client_service(cluster), desired.read_service(cluster)):
+        assert svc["spec"]["type"] == "LoadBalancer"
+        assert svc["metadata"]["annotations"] == {
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "true"
+        }
+    assert "type" not in desired.peers_service(cluster)["spec"]
+
+
+@pytest.mark.parametrize(("replicas", "expected"), [(1, 1), (3, 1), (5, 2), (7, 3), (9, 4)])
+def test_pdb_keeps_a_quorum(replicas: int, expected: int) -> None:
+    pdb = desired.pod_disruption_budget(_cluster("minimal.yaml", {"replicas": replicas}))
+    assert pdb["spec"]["maxUnavailable"] == expected
+    if replicas > 1:
+        assert replicas - expected >= quorum(replicas)
+    assert pdb["spec"]["selector"]["matchLabels"] == desired.selector_labels("demo")
+
+
+def test_label_selector_string_matches_the_selector() -> None:
+    selector = desired.label_selector("demo")
+    pairs = dict(p.split("=") for p in selector.split(","))
+    assert pairs == desired.selector_labels("demo")
+
+
+# ---- owner references ----------------------------------------------------------------------
+
+
+def test_with_owner() -> None:
+    cluster = CASES["minimal"]
+    sts = desired.stateful_set(cluster)
+    owned = desired.with_owner(sts, cluster)
+    assert "ownerReferences" not in sts["metadata"], "input must not be mutated"
+    assert owned["metadata"]["ownerReferences"] == [
+        {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCluster", "name": "demo",
+         "uid": "uid-demo", "controller": True, "blockOwnerDeletion": True},
+    ]  # fmt: skip
+    assert desired.with_owner(owned, cluster) == owned
+    foreign = {"apiVersion": "v1", "kind": "X", "name": "x", "uid": "u2"}
+    owned["metadata"]["ownerReferences"].append(foreign)
+    assert desired.with_owner(owned, cluster)["metadata"]["ownerReferences"][0] == foreign
+
+
+def test_with_owner_refuses_bad_owners() -> None:
+    cluster = CASES["minimal"]
+    other_ns = {"metadata": {"name": "x", "namespace": "elsewhere"}}
+    with pytest.raises(ValueError, match="namespaces"):
+        desired.with_owner(other_ns, cluster)
+    no_uid = RaftCluster.model_validate({"metadata": {"name": "a", "namespace": "b"}, "spec": {}})
+    with pytest.raises(ValueError, match="uid"):
+        desired.owner_reference(no_uid)
+
+
+# ---- checkpoint archive --------------------------------------------------------------------
+
+
+def test_archive_claim_from_template() -> None:
+    claim = desired.archive_claim(CASES["production"])
+    assert claim is not None
+    assert claim["metadata"]["name"] == "orders-checkpoints"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "100Gi"}},
+        "storageClassName": "standard",
+    }
+    assert "ownerReferences" not in claim["metadata"]
+    assert desired.archive_claim(CASES["minimal"]) is None
+    existing = _cluster("minimal.yaml", {"checkpoints": {"archive": {"claimName": "backups"}}})
+    assert desired.archive_claim(existing) is None
+    assert desired.archive_claim_in_use(existing) == "backups"
+
+
+def test_archive_job_downloads_into_the_claim() -> None:
+    cluster = CASES["production"]
+    job = desired.checkpoint_archive_job(cluster, _checkpoint("orders", id="nightly-1"))
+    assert job["metadata"]["name"] == "orders-before-migration-archive"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/raftkv/raftkv:0.1.0"
+    assert container["command"] + container["args"] == [
+        "raftkv", "checkpoint", "download", "nightly-1",
+        "--endpoint", "http://orders.prod.svc:7379", "--out", "/archive/orders/nightly-1",
+    ]  # fmt: skip
+    volume = next(v for v in pod["volumes"] if v["name"] == "archive")
+    assert volume["persistentVolumeClaim"]["claimName"] == "orders-checkpoints"
+    assert pod["tolerations"] == load_example("production.yaml")["spec"]["placement"]["tolerations"]
+    assert job["metadata"]["labels"][desired.CHECKPOINT_LABEL] == "orders-before-migration"
+    assert desired.archive_path("orders", "nightly-1") == "orders/nightly-1"
+
+
+def test_archive_job_id_comes_from_status_when_the_leader_chose_it() -> None:
+    checkpoint = _checkpoint("orders")
+    with pytest.raises(ValueError, match="no id"):
+        desired.checkpoint_archive_job(CASES["production"], checkpoint)
+    checkpoint.status.id = "auto-17"
+    job = desired.checkpoint_archive_job(CASES["production"], checkpoint)
+    assert "auto-17" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_archive_job_refusals() -> None:
+    with pytest.raises(ValueError, match="no checkpoints.archive"):
+        desired.checkpoint_archive_job(CASES["minimal"], _checkpoint("demo", id="x"))
+    with pytest.raises(ValueError, match="belongs to cluster"):
+        desired.checkpoint_archive_job(CASES["production"], _checkpoint("demo", id="x"))
+
+
+def test_long_names_are_bounded() -> None:
+    long = "c" * 60
+    name = desired.bounded_name(f"{long}-archive")
+    assert len(name) <= 63 and name.startswith("c" * 40)
+    assert name != desired.bounded_name(f"{long}x-archive")
+    assert desired.bounded_name("short") == "short"
+
+
+# ---- purity --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_builders_are_pure(case: str) -> None:
+    cluster = CASES[case]
+    before = cluster.model_dump()
+    first = _all_objects(cluster)
+    assert _all_objects(cluster) == first
+    assert cluster.model_dump() == before
