@@ -1,0 +1,63 @@
+"""The deterministic replicated state machine: kv with etcd revisions, leases,
+locks with fencing tokens, client sessions, the membership directory and the
+checkpoint command. No clocks, randomness, sockets or files in here.
+
+- `commands`: the log entry encoding, typed constructors, and the reference of
+  every command and result shape (read its docstring first);
+- `machine.StateMachine`: apply / apply_conf_change / reads / snapshot_bytes / restore.
+"""
+
+from raftkv.fsm.commands import (
+    Checkpoint,
+    Compare,
+    Delete,
+    InvalidCommand,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseRevoke,
+    LockAcquire,
+    LockRelease,
+    Put,
+    Range,
+    Session,
+    Txn,
+    decode,
+    encode,
+    prefix_end,
+)
+from raftkv.fsm.machine import InvalidSnapshot, StateMachine
+from raftkv.fsm.results import (
+    ApplyResult,
+    KeyValue,
+    LockGrant,
+    LockWaitCancelled,
+    WatchEvent,
+    jsonable,
+)
+
+__all__ = [
+    "ApplyResult",
+    "Checkpoint",
+    "Compare",
+    "Delete",
+    "InvalidCommand",
+    "InvalidSnapshot",
+    "KeyValue",
+    "LeaseExpire",
+    "LeaseGrant",
+    "LeaseRevoke",
+    "LockAcquire",
+    "LockGrant",
+    "LockRelease",
+    "LockWaitCancelled",
+    "Put",
+    "Range",
+    "Session",
+    "StateMachine",
+    "Txn",
+    "WatchEvent",
+    "decode",
+    "encode",
+    "jsonable",
+    "prefix_end",
+]

@@ -1,0 +1,78 @@
+"""The membership directory: who the members are and where to reach them.
+
+The Raft core tracks ids and roles for quorum; this directory keeps the names
+and URLs from each conf change's `context` (JSON `{"name", "peer_url",
+"client_url"}`, put there by the runtime) so that they travel in snapshots and
+checkpoints. A context that is not such JSON is recorded as empty strings:
+membership must follow the log even when a context is odd.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from raftkv.raft.types import ConfChange, ConfChangeType
+
+VOTER = "voter"
+LEARNER = "learner"
+_FIELDS = ("name", "peer_url", "client_url")
+
+
+def _parse_context(context: bytes) -> dict[str, str]:
+    try:
+        parsed = json.loads(context) if context else {}
+    except (ValueError, UnicodeDecodeError):
+        parsed = {}
+    if not isinstance(parsed, dict):
+        parsed = {}
+    return {f: parsed[f] for f in _FIELDS if isinstance(parsed.get(f), str)}
+
+
+class MemberDirectory:
+    __slots__ = ("_members",)
+
+    def __init__(self) -> None:
+        self._members: dict[int, dict[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def apply(self, cc: ConfChange) -> dict[str, Any]:
+        """Record the change; return `{"member": id, "change": ..., "role"?}`."""
+        info = _parse_context(cc.context)
+        change = cc.type.name.lower()
+        if cc.type == ConfChangeType.REMOVE:
+            self._members.pop(cc.node_id, None)
+            return {"member": cc.node_id, "change": change}
+        role = LEARNER if cc.type == ConfChangeType.ADD_LEARNER else VOTER
+        member = self._members.get(cc.node_id)
+        if member is None:
+            member = self._members[cc.node_id] = {f: "" for f in _FIELDS}
+        member.update(info)  # a promote usually carries no context: keep what we know
+        member["role"] = role
+        return {"member": cc.node_id, "change": change, "role": role}
+
+    def as_dict(self) -> dict[int, dict[str, str]]:
+        """A copy: {id: {"name", "peer_url", "client_url", "role"}}, sorted by id."""
+        return {mid: dict(self._members[mid]) for mid in sorted(self._members)}
+
+    def dump(self) -> list[tuple[int, str, str, str, str]]:
+        return [
+            (mid, m["name"], m["peer_url"], m["client_url"], m["role"])
+            for mid, m in sorted(self._members.items())
+        ]
+
+    @classmethod
+    def load(cls, rows: list[tuple[int, str, str, str, str]]) -> MemberDirectory:
+        directory = cls()
+        for mid, name, peer_url, client_url, role in rows:
+            if type(mid) is not int or mid in directory._members or role not in (VOTER, LEARNER):
+                raise ValueError(f"bad member row {mid!r}")
+            directory._members[mid] = {
+                "name": name,
+                "peer_url": peer_url,
+                "client_url": client_url,
+                "role": role,
+            }
+        return directory
