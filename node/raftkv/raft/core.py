@@ -29,8 +29,8 @@ from raftkv.raft.types import (
     MsgType,
     NotLeader,
     ProposalDropped,
-    Ready,
     ReadState,
+    Ready,
     Snapshot,
     SnapshotMeta,
     SoftState,
@@ -309,9 +309,9 @@ class Raft:
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
-            if self.role == StateRole.LEADER and self.log.match_term(last.index, last.term):
-                if self.prs[self.id].maybe_update(last.index) and self._maybe_commit():
-                    self._bcast_append()
+            if (self.role == StateRole.LEADER and self.log.match_term(last.index, last.term)
+                    and self.prs[self.id].maybe_update(last.index) and self._maybe_commit()):
+                self._bcast_append()
         if rd.committed_entries:
             for e in rd.committed_entries:
                 if e.type == EntryType.CONF_CHANGE and e.index > self._conf_applied:
@@ -413,7 +413,9 @@ class Raft:
         rejected = m.index  # the prev index the follower could not match
         if rejected <= pr.match:
             return  # stale rejection
-        if m.log_term > 0 or m.reject_hint > 0:
+        # A real hint is below the rejected index or carries a term; 0/0 is a real
+        # hint too ("nothing after 0 matches": an empty follower).
+        if m.log_term > 0 or m.reject_hint < rejected:
             # Conflict hints: skip the follower's whole divergent term in one step.
             next_probe = m.reject_hint
             if m.log_term > 0:
@@ -433,7 +435,9 @@ class Raft:
 
     def _handle_append_ack(self, m: Message, pr: Progress) -> None:
         was_paused = pr.is_paused()
-        if not pr.maybe_update(m.index):
+        # A probe acked exactly at the known match also proves where the logs agree.
+        if not pr.maybe_update(m.index) and not (
+                pr.state == ProgressState.PROBE and pr.match == m.index):
             return
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()
@@ -498,10 +502,7 @@ class Raft:
                 self._hup(transfer=True)
         elif t == MsgType.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.context))
-        elif t == MsgType.READ_INDEX and self.leader != NONE:
-            m.to = self.leader
-            self._send(m)
-        elif t == MsgType.TRANSFER_LEADER and self.leader != NONE:
+        elif t == MsgType.READ_INDEX and self.leader != NONE or t == MsgType.TRANSFER_LEADER and self.leader != NONE:
             m.to = self.leader
             self._send(m)
 
@@ -516,8 +517,9 @@ class Raft:
             self._send(Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term,
                                index=last_new))
             return
+        # reject_hint == index with no term means "no hint": the leader bisects.
         resp = Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term,
-                       index=m.index, reject=True)
+                       index=m.index, reject=True, reject_hint=m.index)
         if self.cfg.send_conflict_hints:
             hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()),
                                                   m.log_term)
@@ -538,18 +540,15 @@ class Raft:
         snap = m.snapshot
         if snap is None:
             return
-        if self._restore(snap):
-            index = self.log.last_index()
-        else:
-            index = self.log.committed
+        index = self.log.last_index() if self._restore(snap) else self.log.committed
         self._send(Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term, index=index))
 
     def _restore(self, snap: Snapshot) -> bool:
         meta = snap.meta
         if meta.index <= self.log.committed:
             return False
-        if self.id not in meta.conf_state.members():
-            return False  # a snapshot that doesn't include us: ignore (we were removed)
+        # No "am I in its ConfState" check: the leader's latest snapshot may predate
+        # our admission (a new learner); we learn our membership from the entries after it.
         if self.log.match_term(meta.index, meta.term):
             self.log.commit_to(meta.index)  # we already have it: fast-forward instead
             return False
@@ -727,8 +726,9 @@ class Raft:
             return
         # A committed-but-unapplied membership change could make us campaign with
         # the wrong configuration: wait until it is applied.
-        if self.log.committed > self._conf_applied:
-            for e in self.log.slice(self._conf_applied + 1, self.log.committed + 1):
+        applied = max(self._conf_applied, self.log.applied)  # entries <= applied may be compacted
+        if self.log.committed > applied:
+            for e in self.log.slice(applied + 1, self.log.committed + 1):
                 if e.type == EntryType.CONF_CHANGE:
                     return
         self._campaign(pre=self.cfg.pre_vote and not transfer, transfer=transfer)

@@ -129,7 +129,7 @@ class Message:
     entries: list[Entry] = field(default_factory=list)
     commit: int = 0
     reject: bool = False
-    reject_hint: int = 0  # APP_RESP reject: follower's hint index (last index or conflict)
+    reject_hint: int = 0  # APP_RESP reject: hint index; == index with log_term 0: no hint
     context: bytes = b""  # READ_INDEX / HEARTBEAT: read request id; VOTE: transfer marker
     snapshot: Snapshot | None = None
 
