@@ -18,7 +18,11 @@ class InitialState:
     """What a node finds on disk when it starts."""
 
     hard_state: HardState = field(default_factory=HardState)
-    snapshot: SnapshotMeta | None = None  # newest durable snapshot, if any
+    # From RaftStore.load(): where the log starts (index/term of the entry before
+    # its first one; the store does not know the membership, so conf_state is
+    # empty), None when the log starts at index 1. From storage.recovery.recover():
+    # the newest usable snapshot, with its ConfState. Start a node from the latter.
+    snapshot: SnapshotMeta | None = None
     entries: list[Entry] = field(default_factory=list)  # log after the snapshot
 
 
@@ -43,6 +47,24 @@ class RaftStore(Protocol):
     def close(self) -> None: ...
 
 
+class SnapshotSink(Protocol):
+    """A snapshot arriving in chunks (InstallSnapshot streamed by the leader).
+    Nothing is visible until `finish()`; leaving the `with` block without it
+    (or on an exception) discards what was written."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> SnapshotMeta:
+        """Verify the expected size/sha256 (if given), make durable, publish."""
+        ...
+
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> SnapshotSink: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 class SnapshotStore(Protocol):
     def save(self, meta: SnapshotMeta, data: bytes) -> None:
         """Write durably (temp file, fsync, rename, fsync dir); keep the newest few."""
@@ -52,4 +74,9 @@ class SnapshotStore(Protocol):
 
     def open_latest(self) -> tuple[SnapshotMeta, BinaryIO, int] | None:
         """Meta, a readable file object and its size: for streaming to a peer."""
+        ...
+
+    def receive(self, meta: SnapshotMeta, *, size: int | None = None,
+                sha256: str | None = None) -> SnapshotSink:
+        """Start receiving a snapshot in chunks (see SnapshotSink)."""
         ...

@@ -1,0 +1,781 @@
+"""The segmented write-ahead log: the durable RaftStore of a node.
+
+Layout: `<dir>/<seq:016d>.wal` segment files, `<dir>/LOCK` (flock'ed while
+open). Every record is framed as
+
+    length u32 | type u8 | crc32(payload) u32 | crc32(first 9 bytes) u32 | payload
+
+(little endian). The header checksum makes the length trustworthy: a record
+that claims to run past the end of the file with a valid header really is a
+torn write, not a damaged length field.
+
+Records:
+    SEGMENT_HEADER  magic, version, seq        first record of every segment
+    ENTRY           index, term, type, data
+    HARD_STATE      term, vote, commit
+    BASE            index, term                entries <= index are compacted
+    RESET           index, term                discard the whole log (snapshot installed)
+    COMMIT          number of records before it in the batch
+
+A batch (one `save`) is its records followed by COMMIT, written with one
+os.write and made durable with one fdatasync (group commit). On replay a batch
+counts only if its COMMIT is there, so a half-written batch never leaves a
+hard state without its entries (or the reverse).
+
+Replay rules: later records win. An ENTRY batch starting at or below the last
+index truncates the log there (the Raft "overwrite a suffix" case). BASE and
+RESET move the start of the log. Every segment starts with the current hard
+state and base, so whole old segments can be deleted by `compact`.
+
+Recovery (`load`): damage at the end of the LAST segment that a crash can
+explain (a partial record, a zero-filled tail, complete records without their
+COMMIT) is truncated, fsynced and logged. Anything else (a bad checksum or a
+malformed record anywhere, damage in an older segment, a missing segment)
+raises CorruptWALError naming the file and byte offset: the node refuses to
+start rather than drop acknowledged writes.
+
+Crash tests: `crash_test_ledger=True` keeps `<dir>/SYNCED.json`, the number
+of bytes of each segment known to be on stable storage (updated after every
+fsync, itself not fsynced, so it survives kill -9 but not a real power cut).
+After the process is dead (or the WAL closed), `simulate_power_loss(dir)`
+truncates every segment to its synced length and deletes files that were
+never synced: exactly what a power cut would leave. With `fsync=False`
+nothing is ever synced, so a simulated power loss wipes the log: that is the
+point of calling that mode unsafe.
+
+Not thread-safe: one caller at a time (the runtime calls it from one thread).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fcntl
+import gc
+import json
+import logging
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from raftkv.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from raftkv.storage.errors import (
+    CorruptWALError,
+    DirectoryLockedError,
+    StorageError,
+    WALUnusableError,
+)
+from raftkv.storage.fsutil import fsync_directory, make_directory, write_all
+from raftkv.storage.logshape import check_append, check_compact
+from raftkv.storage.protocols import InitialState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+LOCK_NAME = "LOCK"
+LEDGER_NAME = "SYNCED.json"
+SEGMENT_SUFFIX = ".wal"
+_SEGMENT_NAME = re.compile(r"^([0-9]{16})\.wal$")
+
+MAGIC = b"RKVW"
+FORMAT_VERSION = 1
+
+
+class RecordType(IntEnum):
+    SEGMENT_HEADER = 1
+    ENTRY = 2
+    HARD_STATE = 3
+    BASE = 4
+    RESET = 5
+    COMMIT = 6
+
+
+_FRAME = struct.Struct("<IBI")  # length, type, payload crc: covered by the header crc
+_HEADER_CRC = struct.Struct("<I")
+_RECORD_HEADER = struct.Struct("<IBII")  # the two above, for reading in one call
+RECORD_HEADER_SIZE = _RECORD_HEADER.size  # 13
+_SEGMENT_HEADER = struct.Struct("<4sHQ")  # magic, version, seq
+_ENTRY_HEADER = struct.Struct("<QQB")  # index, term, entry type; the data follows
+ENTRY_HEADER_SIZE = _ENTRY_HEADER.size  # 17
+_HARD_STATE = struct.Struct("<QQQ")  # term, vote, commit
+_POSITION = struct.Struct("<QQ")  # index, term
+_COMMIT = struct.Struct("<I")  # records in the batch before the COMMIT
+
+_ENTRY_TYPES = tuple(EntryType)
+_SECTOR = 512
+
+
+def segment_name(seq: int) -> str:
+    return f"{seq:016d}{SEGMENT_SUFFIX}"
+
+
+def _frame(rtype: RecordType, payload: bytes) -> bytes:
+    head = _FRAME.pack(len(payload), rtype, zlib.crc32(payload))
+    return head + _HEADER_CRC.pack(zlib.crc32(head)) + payload
+
+
+def _encode_entries(parts: list[bytes], entries: list[Entry]) -> None:
+    # The hot path of every save: a handful of C calls per entry, no copies of data.
+    crc32 = zlib.crc32
+    pack_frame = _FRAME.pack
+    pack_hcrc = _HEADER_CRC.pack
+    pack_entry = _ENTRY_HEADER.pack
+    append = parts.append
+    entry_type = int(RecordType.ENTRY)
+    extra = ENTRY_HEADER_SIZE
+    for entry in entries:
+        data = entry.data
+        eh = pack_entry(entry.index, entry.term, entry.type)
+        head = pack_frame(extra + len(data), entry_type, crc32(data, crc32(eh)))
+        append(head)
+        append(pack_hcrc(crc32(head)))
+        append(eh)
+        append(data)
+
+
+def _commit(records: int) -> bytes:
+    return _frame(RecordType.COMMIT, _COMMIT.pack(records))
+
+
+def _header_batch(seq: int, hard_state: HardState, first: tuple[RecordType, int, int]) -> bytes:
+    """The first batch of a segment: who it is, the current hard state and base
+    (so older segments can be deleted without losing them)."""
+    rtype, index, term = first
+    return b"".join((
+        _frame(RecordType.SEGMENT_HEADER, _SEGMENT_HEADER.pack(MAGIC, FORMAT_VERSION, seq)),
+        _frame(rtype, _POSITION.pack(index, term)),
+        _frame(RecordType.HARD_STATE,
+               _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit)),
+        _commit(3),
+    ))
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+# --- replay ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Batch:
+    segment: int  # position in the list of segments being replayed
+    offset: int  # file offset of the batch's first record
+    entries: list[Entry]
+    hard_state: HardState | None
+    base: tuple[int, int] | None  # BASE (index, term)
+    reset: tuple[int, int] | None  # RESET (index, term)
+
+
+@dataclass(slots=True)
+class _ScanResult:
+    batches: list[_Batch]
+    valid_end: int  # end of the last complete batch
+    torn: str | None  # why the bytes after valid_end were dropped (last segment only)
+    torn_offset: int
+    max_index: int  # highest entry index in the committed batches
+
+
+class _Torn(Exception):
+    def __init__(self, offset: int, reason: str) -> None:
+        self.offset = offset
+        self.reason = reason
+
+
+def _all_zero(buf: bytes, start: int) -> bool:
+    return buf.count(0, start) == len(buf) - start
+
+
+def _zero_filled_from_sector(buf: bytes, record_start: int, record_end: int) -> bool:
+    """A torn write that extended the file but never wrote the last sectors of
+    the final record leaves zeros from a sector boundary to the end of file."""
+    if not _all_zero(buf, record_end):
+        return False
+    last_nonzero_end = record_start + len(buf[record_start:record_end].rstrip(b"\x00"))
+    boundary = -(-last_nonzero_end // _SECTOR) * _SECTOR
+    return boundary < record_end
+
+
+def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool) -> _ScanResult:
+    """Parse one segment into committed batches, checking every checksum."""
+    n = len(buf)
+    mv = memoryview(buf)
+    crc32 = zlib.crc32
+    unpack_header = _RECORD_HEADER.unpack_from
+    unpack_entry = _ENTRY_HEADER.unpack_from
+    entry_types = _ENTRY_TYPES
+    max_entry_type = len(_ENTRY_TYPES) - 1
+    header_size = RECORD_HEADER_SIZE
+    entry_header_size = ENTRY_HEADER_SIZE
+    t_entry = int(RecordType.ENTRY)
+
+    batches: list[_Batch] = []
+    entries: list[Entry] = []
+    hard_state: HardState | None = None
+    base: tuple[int, int] | None = None
+    reset: tuple[int, int] | None = None
+    records = 0
+    batch_start = 0
+    valid_end = 0
+    max_index = 0
+    next_index = 0  # index the next entry of the batch must have
+    off = 0
+
+    def corrupt(at: int, reason: str) -> CorruptWALError:
+        return CorruptWALError(path, at, reason)
+
+    try:
+        if n == 0:
+            raise _Torn(0, "empty segment (created, header never written)")
+        while off < n:
+            if n - off < header_size:
+                if _all_zero(buf, off):
+                    raise _Torn(off, "zero-filled tail")
+                raise _Torn(off, "partial record header at end of file")
+            length, rtype, payload_crc, header_crc = unpack_header(buf, off)
+            if crc32(mv[off:off + 9]) != header_crc:
+                if _all_zero(buf, off):
+                    raise _Torn(off, "zero-filled tail")
+                raise corrupt(off, "bad record header checksum")
+            start = off + header_size
+            end = start + length
+            if end > n:
+                raise _Torn(off, f"record of {length} bytes runs past end of file ({n} bytes)")
+            if crc32(mv[start:end]) != payload_crc:
+                if _zero_filled_from_sector(buf, off, end):
+                    raise _Torn(off, "record zero-filled from a sector boundary to end of file")
+                raise corrupt(off, "bad record checksum")
+            if off == 0 and rtype != RecordType.SEGMENT_HEADER:
+                raise corrupt(off, "segment does not start with a segment header")
+
+            if rtype == t_entry:
+                if length < entry_header_size:
+                    raise corrupt(off, "entry record too short")
+                index, term, etype = unpack_entry(buf, start)
+                if etype > max_entry_type:
+                    raise corrupt(off, f"unknown entry type {etype}")
+                if index != next_index and entries:
+                    raise corrupt(off, f"entry {index} does not follow {next_index - 1}")
+                next_index = index + 1
+                entries.append(Entry(term, index, entry_types[etype],
+                                     buf[start + entry_header_size:end]))
+            elif rtype == RecordType.COMMIT:
+                if length != _COMMIT.size:
+                    raise corrupt(off, "malformed commit record")
+                (expected,) = _COMMIT.unpack_from(buf, start)
+                if expected != records:
+                    raise corrupt(off, f"batch has {records} records, its commit says {expected}")
+                batches.append(_Batch(position, batch_start, entries, hard_state, base, reset))
+                if entries:
+                    max_index = max(max_index, entries[-1].index)
+                entries, hard_state, base, reset = [], None, None, None
+                records = -1  # the COMMIT itself is not counted
+                valid_end = end
+                batch_start = end
+            elif rtype == RecordType.HARD_STATE:
+                if length != _HARD_STATE.size:
+                    raise corrupt(off, "malformed hard state record")
+                hard_state = HardState(*_HARD_STATE.unpack_from(buf, start))
+            elif rtype == RecordType.BASE or rtype == RecordType.RESET:
+                if length != _POSITION.size:
+                    raise corrupt(off, "malformed base/reset record")
+                position_record = _POSITION.unpack_from(buf, start)
+                if rtype == RecordType.BASE:
+                    base = position_record
+                else:
+                    reset = position_record
+            elif rtype == RecordType.SEGMENT_HEADER:
+                if off != 0 or length != _SEGMENT_HEADER.size:
+                    raise corrupt(off, "misplaced or malformed segment header")
+                magic, version, found_seq = _SEGMENT_HEADER.unpack_from(buf, start)
+                if magic != MAGIC:
+                    raise corrupt(off, "not a raftkv WAL segment (bad magic)")
+                if version != FORMAT_VERSION:
+                    raise corrupt(off, f"unsupported WAL format version {version}")
+                if found_seq != seq:
+                    raise corrupt(off, f"segment header says seq {found_seq}, file name {seq}")
+            else:
+                raise corrupt(off, f"unknown record type {rtype}")
+            records += 1
+            off = end
+        if valid_end < n:
+            raise _Torn(batch_start, "incomplete batch (no commit record) at end of file")
+    except _Torn as torn:
+        if not is_last:
+            raise corrupt(torn.offset, f"{torn.reason} (in a segment that is not the last)") \
+                from None
+        return _ScanResult(batches, valid_end, torn.reason, torn.offset, max_index)
+    return _ScanResult(batches, valid_end, None, n, max_index)
+
+
+# --- the log ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Segment:
+    seq: int
+    path: str
+    size: int  # bytes written
+    synced: int  # bytes known to be on stable storage
+    header_size: int  # size of the header batch
+    max_index: int  # highest entry index written to it (0 if none)
+
+
+class WriteAheadLog:
+    """RaftStore in a directory of WAL segments.
+
+    Call `load()` once before anything else: it recovers the directory and
+    returns what the node starts from. `fsync=False` is the UNSAFE
+    `--unsafe-no-fsync` mode. `crash_test_ledger` is for tests only (see the
+    module docstring and `simulate_power_loss`).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: bool = True,
+        crash_test_ledger: bool = False,
+    ) -> None:
+        if segment_bytes < 4096:
+            raise ValueError("segment_bytes must be at least 4096")
+        self.directory = os.fspath(directory)
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.crash_test_ledger = crash_test_ledger
+        if not fsync:
+            log.warning("WAL %s: fsync is OFF (unsafe): acknowledged writes can be lost",
+                        self.directory)
+        make_directory(self.directory)
+        self._lock_fd: int | None = _lock_directory(self.directory)
+
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None  # the active (last) segment, opened for appends
+        self._loaded = False
+        self._failed: BaseException | None = None
+        self._hard_state = HardState()
+        self._base_index = 0
+        self._base_term = 0
+        self._last_index = 0
+        self._term_starts: list[int] = []  # runs of equal terms: first index of each run
+        self._term_values: list[int] = []  # ... and its term
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def base_index(self) -> int:
+        return self._base_index
+
+    @property
+    def last_index(self) -> int:
+        return self._last_index
+
+    def segment_paths(self) -> list[str]:
+        return [segment.path for segment in self._segments]
+
+    def load(self) -> InitialState:
+        """Recover the directory (truncating a torn tail) and return its state."""
+        self._check_open()
+        self._close_active()
+        self._failed = None
+        state = self._recover()
+        self._loaded = True
+        return state
+
+    def save(self, hard_state: HardState | None, entries: list[Entry]) -> None:
+        self._check_writable()
+        if not entries and hard_state is None:
+            return
+        parts: list[bytes] = []
+        records = 0
+        if entries:
+            first = entries[0].index
+            check_append(entries, self._base_index, self._last_index, self._term_before(first))
+            _encode_entries(parts, entries)
+            records = len(entries)
+        if hard_state is not None:
+            parts.append(_frame(RecordType.HARD_STATE, _HARD_STATE.pack(
+                hard_state.term, hard_state.vote, hard_state.commit)))
+            records += 1
+        parts.append(_commit(records))
+        batch = b"".join(parts)
+
+        active = self._segments[-1]
+        if active.size > active.header_size and active.size + len(batch) > self.segment_bytes:
+            active = self._roll()
+        self._append(active, batch)
+        if entries:
+            active.max_index = max(active.max_index, entries[-1].index)
+            self._record_terms(entries)
+        if hard_state is not None:
+            self._hard_state = hard_state.copy()
+
+    def compact(self, index: int) -> None:
+        """Mark entries <= index compacted, then delete whole old segments that
+        hold nothing newer. Call only once a snapshot covering `index` is durable."""
+        self._check_writable()
+        if index <= self._base_index:
+            return
+        check_compact(index, self._last_index)
+        term = self._term_at(index)
+        # The marker must be durable before any segment goes, or replay would find a gap.
+        self._append(self._segments[-1],
+                     _frame(RecordType.BASE, _POSITION.pack(index, term)) + _commit(1))
+        self._base_index, self._base_term = index, term
+        if index >= self._last_index:
+            self._term_starts, self._term_values = [], []
+        else:
+            keep_from = bisect.bisect_right(self._term_starts, index + 1) - 1
+            self._term_starts = self._term_starts[keep_from:]
+            self._term_values = self._term_values[keep_from:]
+            self._term_starts[0] = index + 1
+
+        doomed: list[_Segment] = []
+        for segment in self._segments[:-1]:
+            if segment.max_index > index:
+                break
+            doomed.append(segment)
+        if doomed:
+            self._delete_segments(doomed)
+
+    def reset_to_snapshot(self, meta: SnapshotMeta, hard_state: HardState) -> None:
+        """Discard the whole log: it now starts after the installed snapshot."""
+        self._check_writable()
+        old = list(self._segments)
+        self._create_segment(old[-1].seq + 1 if old else 0, hard_state,
+                             (RecordType.RESET, meta.index, meta.term))
+        self._hard_state = hard_state.copy()
+        self._base_index, self._base_term = meta.index, meta.term
+        self._last_index = meta.index
+        self._term_starts, self._term_values = [], []
+        if old:
+            self._delete_segments(old)
+
+    def close(self) -> None:
+        self._close_active()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def _recover(self) -> InitialState:
+        # Replay allocates an object per entry and frees almost none: the cyclic
+        # GC would rescan them over and over (~20% of a million-entry load).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._recover_segments()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _recover_segments(self) -> InitialState:
+        found = list_segments(self.directory)
+        for previous, following in zip(found, found[1:], strict=False):
+            if following[0] != previous[0] + 1:
+                raise CorruptWALError(
+                    following[1], 0,
+                    f"segment {segment_name(previous[0] + 1)} is missing "
+                    f"(have {previous[0]} then {following[0]})",
+                )
+
+        scans: list[_ScanResult] = []
+        segments: list[_Segment] = []
+        for position, (seq, path) in enumerate(found):
+            with open(path, "rb") as f:
+                buf = f.read()
+                if self.fsync:
+                    # A killed process (or an earlier fsync=False run) may have left
+                    # writes only in the page cache; from now on the node treats
+                    # them as its log and may acknowledge them: make them durable.
+                    os.fsync(f.fileno())
+            is_last = position == len(found) - 1
+            scan = _scan_segment(position, path, buf, seq, is_last)
+            if scan.torn is not None:
+                self._truncate_torn_tail(path, scan, len(buf))
+                if scan.valid_end == 0:
+                    break  # nothing of this last segment survived: it is gone
+            header_size = scan.batches[1].offset if len(scan.batches) > 1 else scan.valid_end
+            scans.append(scan)
+            synced = scan.valid_end if self.fsync else 0
+            segments.append(_Segment(seq, path, scan.valid_end, synced,
+                                     header_size, scan.max_index))
+
+        if not segments:
+            self._segments = []
+            self._hard_state = HardState()
+            self._base_index = self._base_term = self._last_index = 0
+            self._term_starts, self._term_values = [], []
+            self._create_segment(found[0][0] if found else 0, HardState(),
+                                 (RecordType.BASE, 0, 0))
+            return InitialState(HardState(), None, [])
+
+        batches = [batch for scan in scans for batch in scan.batches]
+        hard_state, base_index, base_term, entries, first_kept = _replay(batches, segments)
+        if first_kept > 0:
+            # A reset to a snapshot was interrupted before it deleted the old segments.
+            self._segments = segments
+            self._delete_segments(segments[:first_kept])
+            segments = segments[first_kept:]
+        self._segments = segments
+        self._hard_state = hard_state
+        self._base_index, self._base_term = base_index, base_term
+        self._last_index = entries[-1].index if entries else base_index
+        self._term_starts, self._term_values = [], []
+        self._record_terms(entries)
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+        self._write_ledger()
+        snapshot = SnapshotMeta(base_index, base_term, ConfState()) if base_index else None
+        return InitialState(hard_state.copy(), snapshot, entries)
+
+    def _truncate_torn_tail(self, path: str, scan: _ScanResult, size: int) -> None:
+        log.warning(
+            "WAL %s: torn tail (%s at offset %d): truncating %d bytes from offset %d",
+            path, scan.torn, scan.torn_offset, size - scan.valid_end, scan.valid_end,
+        )
+        if scan.valid_end == 0:
+            os.unlink(path)
+            fsync_directory(self.directory)
+            return
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, scan.valid_end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _append(self, segment: _Segment, data: bytes) -> None:
+        assert self._fd is not None
+        try:
+            write_all(self._fd, data)
+            segment.size += len(data)
+            if self.fsync:
+                _datasync(self._fd)
+                segment.synced = segment.size
+        except OSError as exc:
+            self._failed = exc
+            raise WALUnusableError(
+                f"WAL {segment.path}: write failed ({exc}); the log refuses further writes"
+            ) from exc
+        self._write_ledger()
+
+    def _roll(self) -> _Segment:
+        active = self._segments[-1]
+        return self._create_segment(active.seq + 1, self._hard_state,
+                                    (RecordType.BASE, self._base_index, self._base_term))
+
+    def _create_segment(self, seq: int, hard_state: HardState,
+                        first: tuple[RecordType, int, int]) -> _Segment:
+        path = os.path.join(self.directory, segment_name(seq))
+        header = _header_batch(seq, hard_state, first)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise StorageError(f"WAL segment {path} already exists") from None
+        except OSError as exc:
+            self._failed = exc
+            raise WALUnusableError(f"cannot create WAL segment {path}: {exc}") from exc
+        try:
+            write_all(fd, header)
+            if self.fsync:
+                os.fsync(fd)
+                fsync_directory(self.directory)
+        except OSError as exc:
+            os.close(fd)
+            self._failed = exc
+            raise WALUnusableError(f"cannot write WAL segment {path}: {exc}") from exc
+        self._close_active()
+        self._fd = fd
+        segment = _Segment(seq, path, len(header), len(header) if self.fsync else 0,
+                           len(header), 0)
+        self._segments.append(segment)
+        self._write_ledger()
+        return segment
+
+    def _delete_segments(self, doomed: list[_Segment]) -> None:
+        try:
+            for segment in doomed:
+                os.unlink(segment.path)
+            if self.fsync:
+                fsync_directory(self.directory)
+        except OSError as exc:
+            self._failed = exc
+            raise WALUnusableError(f"cannot delete old WAL segments: {exc}") from exc
+        gone = {id(segment) for segment in doomed}
+        self._segments = [s for s in self._segments if id(s) not in gone]
+        self._write_ledger()
+
+    def _close_active(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write_ledger(self) -> None:
+        if not self.crash_test_ledger:
+            return
+        ledger = {os.path.basename(s.path): s.synced for s in self._segments}
+        tmp = os.path.join(self.directory, LEDGER_NAME + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(ledger, f)
+        os.replace(tmp, os.path.join(self.directory, LEDGER_NAME))
+
+    # -- terms --------------------------------------------------------------------------
+
+    def _record_terms(self, entries: list[Entry]) -> None:
+        """Track terms as runs (terms change rarely): enough for compact() and
+        for checking that an append's terms do not go backwards."""
+        if not entries:
+            return
+        first = entries[0].index
+        cut = bisect.bisect_left(self._term_starts, first)
+        del self._term_starts[cut:]
+        del self._term_values[cut:]
+        starts, values = self._term_starts, self._term_values
+        current = values[-1] if values else -1
+        for entry in entries:
+            if entry.term != current:
+                current = entry.term
+                starts.append(entry.index)
+                values.append(current)
+        self._last_index = entries[-1].index
+
+    def _term_at(self, index: int) -> int:
+        if index == self._base_index:
+            return self._base_term
+        if not self._base_index < index <= self._last_index:
+            raise IndexError(f"index {index} outside the log")
+        return self._term_values[bisect.bisect_right(self._term_starts, index) - 1]
+
+    def _term_before(self, first: int) -> int:
+        previous = first - 1
+        if self._base_index <= previous <= self._last_index:
+            return self._term_at(previous)
+        return 0
+
+    # -- guards -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._lock_fd is None:
+            raise StorageError(f"WAL {self.directory} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self._loaded:
+            raise StorageError("call load() before writing to the WAL")
+        if self._failed is not None:
+            raise WALUnusableError(
+                f"WAL {self.directory} failed earlier ({self._failed}); restart to recover"
+            )
+
+
+def _replay(batches: list[_Batch], segments: list[_Segment]
+            ) -> tuple[HardState, int, int, list[Entry], int]:
+    """Apply committed batches in order; returns hard state, base, entries and
+    the position of the first segment still needed (older ones predate a reset)."""
+    last_reset = -1
+    for i, batch in enumerate(batches):
+        if batch.reset is not None:
+            last_reset = i
+    first_kept = batches[last_reset].segment if last_reset >= 0 else 0
+    live = batches[last_reset:] if last_reset >= 0 else batches
+
+    # Compaction only moves forward, so the newest base decides which entries
+    # are gone; applying it up front lets replay start in a deleted segment's shadow.
+    base_index = base_term = 0
+    for batch in live:
+        position = batch.reset if batch.reset is not None else batch.base
+        if position is not None and position[0] >= base_index:
+            base_index, base_term = position
+
+    hard_state = HardState()
+    for batch in batches:
+        if batch.hard_state is not None:
+            hard_state = batch.hard_state
+
+    entries: list[Entry] = []  # entries[0].index == base_index + 1
+    for batch in live:
+        batch_entries = batch.entries
+        if not batch_entries:
+            continue
+        first = batch_entries[0].index
+        if entries and first <= entries[-1].index:
+            # Overwrite: everything from `first` on is replaced, even when the
+            # batch itself lies entirely in the compacted prefix.
+            del entries[max(first - base_index - 1, 0):]
+        if batch_entries[-1].index <= base_index:
+            continue
+        if first <= base_index:
+            batch_entries = batch_entries[base_index - first + 1:]
+            first = base_index + 1
+        expected = entries[-1].index + 1 if entries else base_index + 1
+        if first != expected:
+            path = segments[batch.segment].path
+            raise CorruptWALError(
+                path, batch.offset,
+                f"gap in the log: entry {first} follows {expected - 1} (a segment is missing?)",
+            )
+        entries.extend(batch_entries)
+    return hard_state, base_index, base_term, entries, first_kept
+
+
+def list_segments(directory: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """(seq, path) of every segment file in the directory, oldest first."""
+    found = []
+    for name in os.listdir(directory):
+        match = _SEGMENT_NAME.match(name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(directory, name)))
+    found.sort()
+    return found
+
+
+def simulate_power_loss(directory: str | os.PathLike[str]) -> dict[str, int]:
+    """TEST ONLY: make the WAL directory look like a power cut happened.
+
+    Needs a WAL written with `crash_test_ledger=True` and no longer open (closed
+    or its process killed). Truncates each segment to the bytes the ledger says
+    were synced and deletes segments that were never synced. Returns the number
+    of bytes dropped per file."""
+    ledger_path = Path(directory, LEDGER_NAME)
+    if not ledger_path.exists():
+        raise StorageError(f"{ledger_path} not found: the WAL was not opened with "
+                           "crash_test_ledger=True")
+    ledger: dict[str, int] = json.loads(ledger_path.read_text())
+    dropped: dict[str, int] = {}
+    for _seq, path in list_segments(directory):
+        name = os.path.basename(path)
+        size = os.path.getsize(path)
+        synced = ledger.get(name, 0)
+        if synced == 0:
+            os.unlink(path)
+            dropped[name] = size
+        elif synced < size:
+            os.truncate(path, synced)
+            dropped[name] = size - synced
+    return dropped
+
+
+def _lock_directory(directory: str) -> int:
+    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DirectoryLockedError(f"WAL directory {directory} is in use by another store") \
+            from None
+    return fd
