@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: install
+test: install install-system install-chaos-system
 	$(BIN)/lint-imports --config pyproject.toml
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
@@ -41,3 +41,142 @@ clean:
 # Regenerate crds/*.yaml from the pydantic models (a unit test fails when they drift).
 crds: install
 	$(BIN)/python -m raftkv_operator.crdgen crds/
+
+# ---- images, chart, monitoring, kind e2e ---------------------------------------------------
+
+IMAGE_REGISTRY ?= ghcr.io/raftkv
+APP_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+NODE_IMAGE ?= $(IMAGE_REGISTRY)/raftkv:$(APP_VERSION)
+OPERATOR_IMAGE ?= $(IMAGE_REGISTRY)/raftkv-operator:$(APP_VERSION)
+KIND_CLUSTER ?= raftkv
+KIND_CONFIG := kind-config.yaml
+
+.PHONY: install-system images image-constraints chart-test kind-up kind-down e2e-kind
+
+# System packages the tests use: Debian's prometheus (prometheus + promtool). Idempotent.
+install-system:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "install-system: apt-get install prometheus"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+		echo "install-system: prometheus/promtool missing and apt-get unavailable (not root?):" \
+			"the monitoring tests will skip" >&2; \
+	fi
+
+# Rewrite images/constraints-*.txt (the images' pinned dependencies) from the venv.
+image-constraints: install
+	$(BIN)/python images/constraints.py
+
+# Both images; skipped with a message where docker has no engine to talk to.
+images:
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "images: skipped: no Docker engine (docker info failed; the client alone cannot build)"; \
+		exit 0; \
+	fi; \
+	set -e; \
+	for target in node operator; do \
+		if [ $$target = node ]; then tag=$(NODE_IMAGE); else tag=$(OPERATOR_IMAGE); fi; \
+		docker build --target $$target -t $$tag \
+			--build-arg VERSION=$(APP_VERSION) \
+			--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+			--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) . ; \
+	done
+
+# The chart (rendered by Helm's engine, validated strictly), RBAC vs the operator's calls,
+# the alert rules (promtool) and every dashboard/rule expression against a live Prometheus.
+chart-test: install install-system
+	$(BIN)/python -m pytest -q tests/unit/chart tests/monitoring $(PYTEST_ARGS)
+
+define need_tools
+	missing=""; for tool in $(1); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ] && ! docker info >/dev/null 2>&1; then missing=" docker-engine"; fi; \
+	if [ -n "$$missing" ]; then echo "$@: skipped: missing$$missing"; exit 0; fi
+endef
+
+# A kind cluster: one control plane, three workers (kind-config.yaml).
+kind-up:
+	@$(call need_tools,docker kind kubectl); \
+	if kind get clusters | grep -qx '$(KIND_CLUSTER)'; then echo "kind cluster $(KIND_CLUSTER) exists"; exit 0; fi; \
+	kind create cluster --name $(KIND_CLUSTER) --config $(KIND_CONFIG) --wait 180s
+
+kind-down:
+	@$(call need_tools,docker kind); \
+	kind delete cluster --name $(KIND_CLUSTER)
+
+# Images -> kind -> helm install -> scenarios (tests/e2e, marker `kind`).
+e2e-kind: install
+	@$(call need_tools,docker kind kubectl helm); \
+	set -e; \
+	$(MAKE) --no-print-directory images kind-up; \
+	kind load docker-image --name $(KIND_CLUSTER) $(NODE_IMAGE) $(OPERATOR_IMAGE); \
+	RAFTKV_E2E_KIND=1 RAFTKV_KIND_CLUSTER=$(KIND_CLUSTER) \
+	RAFTKV_NODE_IMAGE=$(NODE_IMAGE) RAFTKV_OPERATOR_IMAGE=$(OPERATOR_IMAGE) \
+		$(BIN)/python -m pytest -q -m kind tests/e2e $(PYTEST_ARGS)
+
+# A real 3-node cluster on 127.0.0.1: writes, a lock with its fencing token, kill -9
+# of the leader, a checkpoint on every member; stops everything it started.
+demo: install
+	$(BIN)/python -m raftkv.runtime.demo
+
+# ---- chaos (Jepsen-style fault injection, docs/chaos.md) -----------------------------------
+
+RUNS ?= 50
+TIME ?= 120
+CHAOS_ARGS ?=
+
+.PHONY: chaos install-chaos-system
+
+# Long runs: RUNS runs of TIME seconds of mixed faults each (make chaos RUNS=50 TIME=120).
+# Results (history, nemesis timeline, verdict) in results/chaos/<timestamp>-<seed>/.
+chaos: install install-chaos-system
+	$(BIN)/python -m tests.chaos.run --runs $(RUNS) --time $(TIME) $(CHAOS_ARGS)
+
+# iproute2 + nftables + iptables for the network-namespace mode. Without them (not root)
+# the chaos runs fall back to loopback mode (userspace link proxies) and say so.
+install-chaos-system:
+	@if command -v ip >/dev/null && command -v nft >/dev/null && command -v iptables >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "install-chaos-system: apt-get install iproute2 nftables iptables"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			iproute2 nftables iptables >/dev/null; \
+	else \
+		echo "install-chaos-system: ip/nft/iptables missing and apt-get unavailable (not root?):" \
+			"chaos runs use loopback mode" >&2; \
+	fi
+
+# ---- benchmark against etcd (bench/run.py) --------------------------------------------------
+
+BENCH_DURATION ?= 10
+BENCH_ARGS ?=
+
+.PHONY: install-bench-system bench-profile
+
+# wrk + Debian's etcd-server/etcd-client, a local 3-member etcd vs a local 3-node raftkv
+# (fsync on both), writes then linearizable reads at 1/16/64/256 connections: a table of
+# ops/s, p50/p99 and raftkv/etcd ratios; bench/results/bench-<time>.{json,png}.
+bench: install install-bench-system
+	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) $(BENCH_ARGS)
+
+# The same, plus py-spy on the raftkv leader during the 64-connection writes
+# (bench/results/profile-<time>.txt: top functions by own and inclusive time).
+bench-profile: install install-bench-system
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) --profile $(BENCH_ARGS)
+
+install-bench-system:
+	@if command -v wrk >/dev/null && command -v etcd >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "install-bench-system: apt-get install wrk etcd-server etcd-client"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			wrk etcd-server etcd-client >/dev/null; \
+	else \
+		echo "install-bench-system: wrk/etcd missing and apt-get unavailable (not root?)" >&2; \
+		exit 1; \
+	fi

@@ -1,0 +1,240 @@
+"""`raftkv serve` configuration: flags, their `RAFTKV_*` environment twins, validation.
+
+Every flag also reads env `RAFTKV_<FLAG>` (upper-cased, `-` -> `_`); a flag given
+on the command line wins over the environment (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raftkv.runtime.identity import member_id
+
+CLUSTER_STATES = ("new", "existing")
+
+
+@dataclass(slots=True)
+class InitialMember:
+    name: str
+    peer_url: str  # host:port
+
+    @property
+    def id(self) -> int:
+        return member_id(self.name)
+
+
+@dataclass(slots=True)
+class NodeConfig:
+    name: str
+    data_dir: Path
+    listen_host: str = "0.0.0.0"
+    client_port: int = 7379
+    peer_port: int = 7380
+    advertise_client_url: str = ""
+    advertise_peer_url: str = ""
+    initial_cluster: list[InitialMember] = field(default_factory=list)
+    initial_cluster_state: str = "new"
+    resolve: dict[str, str] = field(default_factory=dict)
+    tick_ms: int = 100
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_entries: int = 10000
+    snapshot_catchup_entries: int = 5000
+    checkpoint_retain: int = 5
+    restore_from: Path | None = None
+    max_key_bytes: int = 4096
+    max_value_bytes: int = 1 << 20
+    max_request_bytes: int = 2 << 20
+    max_txn_ops: int = 128
+    request_timeout: float = 10.0
+    unsafe_no_fsync: bool = False
+    # Test-only switches for the fault-injection harness (tests/chaos): never in production.
+    unsafe_crash_test_ledger: bool = False
+    unsafe_local_reads: bool = False
+
+    @property
+    def id(self) -> int:
+        return member_id(self.name)
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ValueError("--name is required")
+        if self.initial_cluster_state not in CLUSTER_STATES:
+            raise ValueError(f"--initial-cluster-state must be one of {CLUSTER_STATES}")
+        if self.heartbeat_ticks <= 0 or self.election_ticks <= self.heartbeat_ticks:
+            raise ValueError("need 0 < --heartbeat-ticks < --election-ticks")
+        if self.tick_ms <= 0:
+            raise ValueError("--tick-ms must be > 0")
+        if self.snapshot_entries <= 0:
+            raise ValueError("--snapshot-entries must be > 0")
+        if self.checkpoint_retain <= 0:
+            raise ValueError("--checkpoint-retain must be > 0")
+        for flag, value in (("--max-key-bytes", self.max_key_bytes),
+                            ("--max-value-bytes", self.max_value_bytes),
+                            ("--max-request-bytes", self.max_request_bytes),
+                            ("--max-txn-ops", self.max_txn_ops)):
+            if value <= 0:
+                raise ValueError(f"{flag} must be > 0")
+        names = [m.name for m in self.initial_cluster]
+        if len(set(names)) != len(names):
+            raise ValueError("--initial-cluster names a member twice")
+        ids = {m.id for m in self.initial_cluster}
+        if len(ids) != len(names):
+            raise ValueError("--initial-cluster: two names map to the same member id")
+        if self.restore_from is not None and self.initial_cluster_state != "new":
+            raise ValueError("--restore-from only applies with --initial-cluster-state new")
+
+    @property
+    def tick_seconds(self) -> float:
+        return self.tick_ms / 1000.0
+
+    @property
+    def election_timeout(self) -> float:
+        return self.tick_seconds * self.election_ticks
+
+
+def parse_initial_cluster(text: str) -> list[InitialMember]:
+    """`name=host:port,name=host:port` -> members (empty text -> [])."""
+    members: list[InitialMember] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = part.partition("=")
+        if not sep or not name or not url:
+            raise ValueError(f"--initial-cluster: expected name=host:port, got {part!r}")
+        split_host_port(url)
+        members.append(InitialMember(name, url))
+    return members
+
+
+def parse_resolve(text: str) -> dict[str, str]:
+    """`host=ip,host=ip` -> {host: ip}: a static map applied before DNS."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        host, sep, ip = part.partition("=")
+        if not sep or not host or not ip:
+            raise ValueError(f"--resolve: expected host=ip, got {part!r}")
+        out[host] = ip
+    return out
+
+
+def split_host_port(url: str) -> tuple[str, int]:
+    """`host:port` (a scheme, if any, is ignored) -> (host, port)."""
+    if "://" in url:
+        url = url.split("://", 1)[1]
+    url = url.rstrip("/")
+    host, sep, port = url.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {url!r}")
+    return host.strip("[]"), int(port)
+
+
+def _env_name(flag: str) -> str:
+    return "RAFTKV_" + flag.lstrip("-").upper().replace("-", "_")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--name", help="node name (required; the Raft id derives from it)")
+    add("--data-dir", help="data directory (WAL, snapshots, checkpoints); default ./<name>.data")
+    add("--listen-host", default="0.0.0.0", help="bind address")
+    add("--client-port", type=int, default=7379)
+    add("--peer-port", type=int, default=7380)
+    add("--advertise-client-url", default="", help="URL clients reach this node at")
+    add("--advertise-peer-url", default="", help="host:port peers reach this node at")
+    add("--initial-cluster", default="", help="name=peerhost:port,... the bootstrap voters")
+    add("--initial-cluster-state", default="new", choices=CLUSTER_STATES)
+    add("--resolve", default="", help="host=ip[,host=ip...]: applied before DNS")
+    add("--tick-ms", type=int, default=100)
+    add("--election-ticks", type=int, default=10)
+    add("--heartbeat-ticks", type=int, default=1)
+    add("--snapshot-entries", type=int, default=10000)
+    add("--checkpoint-retain", type=int, default=5)
+    add("--restore-from", default="", help="checkpoint directory to bootstrap from")
+    add("--max-key-bytes", type=int, default=4096)
+    add("--max-value-bytes", type=int, default=1 << 20)
+    add("--max-request-bytes", type=int, default=2 << 20)
+    add("--max-txn-ops", type=int, default=128)
+    add("--request-timeout", type=float, default=10.0,
+        help="seconds a write or linearizable read may wait for the cluster")
+    add("--unsafe-no-fsync", action="store_true",
+        help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
+    add("--unsafe-crash-test-ledger", action="store_true",
+        help="TEST ONLY: keep the WAL's record of fsynced bytes (wal/SYNCED.json) so a "
+             "test can simulate a power cut after kill -9")
+    add("--unsafe-local-reads", action="store_true",
+        help="UNSAFE, TEST ONLY: serve linearizable reads from local state without "
+             "ReadIndex (stale reads; proves the chaos checker catches them)")
+
+
+def _apply_env(parser: argparse.ArgumentParser, argv: Sequence[str],
+               env: Mapping[str, str]) -> None:
+    """Turn RAFTKV_* variables into defaults; explicit flags still win."""
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    defaults: dict[str, object] = {}
+    for action in parser._actions:  # argparse has no public iterator over actions
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        if flag is None or flag in given or flag == "--help":
+            continue
+        raw = env.get(_env_name(flag))
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            defaults[action.dest] = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif action.type is not None:
+            try:
+                defaults[action.dest] = action.type(raw)  # type: ignore[operator]
+            except ValueError:
+                parser.error(f"{_env_name(flag)}: invalid value {raw!r}")
+        else:
+            defaults[action.dest] = raw
+    parser.set_defaults(**defaults)
+
+
+def config_from_args(parser: argparse.ArgumentParser, argv: Sequence[str],
+                     env: Mapping[str, str] | None = None) -> NodeConfig:
+    _apply_env(parser, argv, os.environ if env is None else env)
+    ns = parser.parse_args(list(argv))
+    return config_from_namespace(ns)
+
+
+def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
+    if not ns.name:
+        raise ValueError("--name is required (or RAFTKV_NAME)")
+    cfg = NodeConfig(
+        name=ns.name,
+        data_dir=Path(ns.data_dir or f"./{ns.name}.data"),
+        listen_host=ns.listen_host,
+        client_port=ns.client_port,
+        peer_port=ns.peer_port,
+        advertise_client_url=ns.advertise_client_url,
+        advertise_peer_url=ns.advertise_peer_url,
+        initial_cluster=parse_initial_cluster(ns.initial_cluster),
+        initial_cluster_state=ns.initial_cluster_state,
+        resolve=parse_resolve(ns.resolve),
+        tick_ms=ns.tick_ms,
+        election_ticks=ns.election_ticks,
+        heartbeat_ticks=ns.heartbeat_ticks,
+        snapshot_entries=ns.snapshot_entries,
+        snapshot_catchup_entries=max(1, min(5000, ns.snapshot_entries // 2)),
+        checkpoint_retain=ns.checkpoint_retain,
+        restore_from=Path(ns.restore_from) if ns.restore_from else None,
+        max_key_bytes=ns.max_key_bytes,
+        max_value_bytes=ns.max_value_bytes,
+        max_request_bytes=ns.max_request_bytes,
+        max_txn_ops=ns.max_txn_ops,
+        request_timeout=ns.request_timeout,
+        unsafe_no_fsync=ns.unsafe_no_fsync,
+        unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
+        unsafe_local_reads=ns.unsafe_local_reads,
+    )
+    host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::", "") else cfg.listen_host
+    if not cfg.advertise_client_url:
+        cfg.advertise_client_url = f"http://{host}:{cfg.client_port}"
+    if not cfg.advertise_peer_url:
+        mine = next((m for m in cfg.initial_cluster if m.name == cfg.name), None)
+        cfg.advertise_peer_url = mine.peer_url if mine else f"{host}:{cfg.peer_port}"
+    cfg.validate()
+    return cfg

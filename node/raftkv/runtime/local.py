@@ -1,0 +1,241 @@
+"""`raftkv local up|status|down`: a real cluster of `raftkv serve` processes on
+127.0.0.1, for trying things out and for tools.
+
+`up` prints each node's client URL, one per line, and nothing else on stdout
+(tools parse it); it returns once the cluster has a leader. The cluster lives
+in a directory (default `./.raftkv-local`, or `--dir`/`RAFTKV_LOCAL_DIR`):
+`cluster.json` records names, ports and pids; `<name>/` is each node's data
+dir and `<name>.log` its log. `down` stops only the processes recorded there
+(SIGTERM, then SIGKILL after a grace period) and keeps the data, so a later
+`up` restarts the same cluster on the same ports; `down --purge` deletes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = ".raftkv-local"
+STATE_FILE = "cluster.json"
+
+
+def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1")
+    actions = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
+    default_dir = os.environ.get("RAFTKV_LOCAL_DIR", DEFAULT_DIR)
+
+    up = actions.add_parser("up", help="start N nodes, print their client URLs")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--dir", default=default_dir)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
+    up.add_argument("--snapshot-entries", type=int, default=None)
+    up.add_argument("--unsafe-no-fsync", action="store_true")
+    up.set_defaults(func=cmd_up)
+
+    status = actions.add_parser("status", help="one line per node: name url role term leader")
+    status.add_argument("--dir", default=default_dir)
+    status.set_defaults(func=cmd_status)
+
+    down = actions.add_parser("down", help="stop the nodes this directory started")
+    down.add_argument("--dir", default=default_dir)
+    down.add_argument("--purge", action="store_true", help="also delete the data")
+    down.set_defaults(func=cmd_down)
+
+
+def _err(message: str) -> None:
+    print(f"raftkv local: {message}", file=sys.stderr)
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def load_state(directory: Path) -> dict[str, Any] | None:
+    path = directory / STATE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def save_state(directory: Path, state: dict[str, Any]) -> None:
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, directory / STATE_FILE)
+
+
+def pid_alive(pid: int | None, data_dir: str) -> bool:
+    """Is `pid` still one of our nodes (and not a recycled pid)?"""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return data_dir.encode() in cmdline
+
+
+def get_status(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/v1/status", timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    initial = ",".join(f"{n['name']}={n['peer_url']}" for n in state["nodes"])
+    cmd = [sys.executable, "-m", "raftkv.cli", "serve", "--name", node["name"],
+           "--data-dir", node["data_dir"], "--listen-host", state["host"],
+           "--client-port", str(node["client_port"]), "--peer-port", str(node["peer_port"]),
+           "--advertise-client-url", node["client_url"],
+           "--advertise-peer-url", node["peer_url"],
+           "--initial-cluster", initial, "--initial-cluster-state", "new"]
+    cmd += state.get("extra_args", [])
+    return cmd
+
+
+def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path) -> int:
+    log_path = directory / f"{node['name']}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(serve_command(node, state), stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=log_file, start_new_session=True)
+    return proc.pid
+
+
+def wait_for_leader(urls: list[str], timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = [get_status(u) for u in urls]
+        leaders = {(s["leader"] or {}).get("id") for s in statuses if s}
+        if all(statuses) and len(leaders) == 1 and None not in leaders:
+            return statuses[0]
+        time.sleep(0.1)
+    return None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    state = load_state(directory)
+    if state is not None and args.nodes != len(state["nodes"]):
+        _err(f"{directory} holds a {len(state['nodes'])}-node cluster; "
+             "use `raftkv local down --purge` first to change its size")
+        return 1
+    if state is None:
+        if args.nodes < 1:
+            _err("--nodes must be >= 1")
+            return 2
+        ports = free_ports(args.host, 2 * args.nodes)
+        extra: list[str] = []
+        if args.snapshot_entries:
+            extra += ["--snapshot-entries", str(args.snapshot_entries)]
+        if args.unsafe_no_fsync:
+            extra.append("--unsafe-no-fsync")
+        state = {"host": args.host, "extra_args": extra, "nodes": [
+            {"name": f"node{i + 1}", "client_port": ports[2 * i],
+             "peer_port": ports[2 * i + 1],
+             "client_url": f"http://{args.host}:{ports[2 * i]}",
+             "peer_url": f"{args.host}:{ports[2 * i + 1]}",
+             "data_dir": str(directory / f"node{i + 1}"), "pid": None}
+            for i in range(args.nodes)]}
+    started = []
+    for node in state["nodes"]:
+        if pid_alive(node.get("pid"), node["data_dir"]):
+            continue
+        node["pid"] = start_node(node, state, directory)
+        started.append(node)
+    save_state(directory, state)
+    urls = [n["client_url"] for n in state["nodes"]]
+    if wait_for_leader(urls, args.timeout) is None:
+        _err(f"no leader within {args.timeout}s; logs are in {directory}; stopping")
+        _stop(started)
+        save_state(directory, state)
+        return 1
+    for url in urls:
+        print(url)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    state = load_state(directory)
+    if state is None:
+        _err(f"no local cluster in {directory}")
+        return 1
+    for node in state["nodes"]:
+        st = get_status(node["client_url"])
+        if st is None:
+            running = pid_alive(node.get("pid"), node["data_dir"])
+            print(f"{node['name']} {node['client_url']} {'unreachable' if running else 'down'}"
+                  f" - -")
+            continue
+        leader = (st.get("leader") or {}).get("name") or "-"
+        print(f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}")
+    return 0
+
+
+def _stop(nodes: list[dict[str, Any]], grace: float = 10.0) -> None:
+    alive = [n for n in nodes if pid_alive(n.get("pid"), n["data_dir"])]
+    for n in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(n["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        for n in list(alive):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(n["pid"], os.WNOHANG)  # reap if it is our child
+            if not pid_alive(n["pid"], n["data_dir"]) or _is_zombie(n["pid"]):
+                alive.remove(n)
+        time.sleep(0.05)
+    for n in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(n["pid"], signal.SIGKILL)
+    for n in nodes:
+        n["pid"] = None
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    state = load_state(directory)
+    if state is None:
+        _err(f"no local cluster in {directory}")
+        return 1
+    _stop(state["nodes"])
+    if args.purge:
+        shutil.rmtree(directory)
+    else:
+        save_state(directory, state)
+    return 0

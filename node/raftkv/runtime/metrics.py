@@ -1,0 +1,97 @@
+"""Prometheus metrics of one node, in a per-node registry (several nodes may
+share a process in tests). The names are documented in docs/metrics.md."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from raftkv import __version__
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+ROLES = ("leader", "follower", "candidate", "pre_candidate", "learner")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class NodeMetrics:
+    def __init__(self, name: str) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.info = Gauge("raftkv_info", "Constant 1, labelled with version and node name",
+                          ["version", "name"], registry=r)
+        self.info.labels(__version__, name).set(1)
+        self.term = Gauge("raftkv_term", "Current Raft term", registry=r)
+        self.is_leader = Gauge("raftkv_is_leader", "1 if this node is the leader", registry=r)
+        self.role = Gauge("raftkv_role", "1 for this node's current role", ["role"], registry=r)
+        self.leader_changes = Counter("raftkv_leader_changes_total",
+                                      "Leader changes seen by this node", registry=r)
+        self.commit_index = Gauge("raftkv_commit_index", "Raft commit index", registry=r)
+        self.applied_index = Gauge("raftkv_applied_index", "Index applied to the state machine",
+                                   registry=r)
+        self.last_index = Gauge("raftkv_last_index", "Last index in the local log", registry=r)
+        self.proposals_committed = Counter("raftkv_proposals_committed_total",
+                                           "Proposals of this node that committed", registry=r)
+        self.proposals_failed = Counter("raftkv_proposals_failed_total",
+                                        "Proposals of this node that failed (dropped, lost, "
+                                        "timed out)", registry=r)
+        self.proposal_duration = Histogram("raftkv_proposal_duration_seconds",
+                                           "Proposal to apply on this node", buckets=_FAST,
+                                           registry=r)
+        self.fsync_duration = Histogram("raftkv_wal_fsync_duration_seconds",
+                                        "Time to durably save one Ready (write + fsync)",
+                                        buckets=_FAST, registry=r)
+        self.append_batch = Histogram("raftkv_append_batch_entries",
+                                      "Entries persisted per Ready (group commit size)",
+                                      buckets=_BATCH, registry=r)
+        self.snapshots = Counter("raftkv_snapshots_total", "Snapshots taken or installed",
+                                 ["kind"], registry=r)
+        self.snapshot_duration = Histogram("raftkv_snapshot_duration_seconds",
+                                           "Time to take and save a snapshot", buckets=_SLOW,
+                                           registry=r)
+        self.checkpoints = Counter("raftkv_checkpoints_total", "Checkpoints written",
+                                   ["result"], registry=r)
+        self.checkpoint_duration = Histogram("raftkv_checkpoint_duration_seconds",
+                                             "Time to write a checkpoint", buckets=_SLOW,
+                                             registry=r)
+        self.last_checkpoint = Gauge("raftkv_last_checkpoint_timestamp_seconds",
+                                     "Unix time of the last checkpoint written", registry=r)
+        self.peer_errors = Counter("raftkv_peer_rpc_errors_total",
+                                   "Peer connection and send failures", ["peer"], registry=r)
+        self.peer_up = Gauge("raftkv_peer_up", "1 while the connection to a peer is up",
+                             ["peer"], registry=r)
+        self.kv_keys = Gauge("raftkv_kv_keys", "Keys in the store", registry=r)
+        self.leases = Gauge("raftkv_leases", "Granted leases", registry=r)
+        self.locks_held = Gauge("raftkv_locks_held", "Locks with a holder", registry=r)
+        self.http_requests = Counter("raftkv_http_requests_total", "Client HTTP requests",
+                                     ["route", "method", "code"], registry=r)
+        self.http_duration = Histogram("raftkv_http_request_duration_seconds",
+                                       "Client HTTP request latency", ["route"], buckets=_FAST,
+                                       registry=r)
+        self.member_healthy = Gauge("raftkv_member_healthy",
+                                    "Leader only: 1 if the member is recently active",
+                                    ["member"], registry=r)
+        self.member_lag = Gauge("raftkv_member_lag_entries",
+                                "Leader only: commit index minus the member's match index",
+                                ["member"], registry=r)
+        self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
+        self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
+        for role in ROLES:
+            self.role.labels(role).set(0)
+        for role in ("voter", "learner"):
+            self.members.labels(role).set(0)
+        # Every label value exists from the start, at 0: alerts and dashboards on failures
+        # then see a zero, not a missing series (docs/contracts.md "Metrics").
+        for result in ("success", "failure"):
+            self.checkpoints.labels(result)
+        for kind in ("taken", "installed"):
+            self.snapshots.labels(kind)
+
+    def set_role(self, role: str) -> None:
+        for r in ROLES:
+            self.role.labels(r).set(1 if r == role else 0)
+        self.is_leader.set(1 if role == "leader" else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,891 @@
+"""The node loop: one asyncio task drives the Raft core, the storage and the state machine.
+
+Everything that touches the core runs inside `_run`, between two awaits, so the
+core is never re-entered: HTTP handlers and the peer transport only queue
+inputs (`_inbox`, `_proposals`, `_reads`, `_actions`) and wake the loop. One
+turn of the loop:
+
+1. fire the ticks that are due (election / heartbeat timers, lease expiry);
+2. step every queued peer message; propose every queued request as ONE batch
+   (`propose_batch`); issue ONE ReadIndex for every queued linearizable read;
+3. for each Ready: persist it (snapshot, entries, hard state: one write and one
+   fsync in the storage thread, while the event loop keeps accepting requests,
+   which is what makes the next batch big: group commit), THEN send its
+   messages, apply its committed entries, release the reads it made safe,
+   resolve waiters, and `advance`.
+
+Snapshots are taken every `snapshot_entries` applied entries and saved in the
+background; compaction follows once the snapshot is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from raftkv.fsm import ApplyResult, StateMachine
+from raftkv.raft import (
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    Config,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    NotLeader,
+    ProposalDropped,
+    Raft,
+    Ready,
+    Snapshot,
+    SnapshotMeta,
+    SoftState,
+    StateRole,
+)
+from raftkv.raft.core import bootstrap_entries
+from raftkv.runtime.config import NodeConfig
+from raftkv.runtime.leases import LeaseClock
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.transport import PeerInfo
+from raftkv.runtime.watch import WatchHub
+from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
+from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
+from raftkv.storage.recovery import reconcile
+
+log = logging.getLogger("raftkv.node")
+
+READY_LAG_ENTRIES = 1000  # a member this close to the leader's commit counts as caught up
+PROMOTE_LAG_ENTRIES = 1000  # a learner this close may be promoted
+READ_RETRY_TICKS = 3  # re-issue a ReadIndex not answered within this many election timeouts
+
+
+class ProposalLost(Exception):
+    """The entry was overwritten by another leader's: it did not apply. Retry."""
+
+
+class NodeStopped(Exception):
+    """The node is shutting down."""
+
+
+@dataclass(slots=True)
+class _Waiter:
+    term: int
+    future: asyncio.Future[ApplyResult]
+    started: float
+
+
+@dataclass(slots=True)
+class _ReadBatch:
+    futures: list[asyncio.Future[None]]
+    issued_tick: int
+
+
+class RaftNode:
+    def __init__(self, cfg: NodeConfig, *, raft_store: RaftStore, snapshot_store: SnapshotStore,
+                 checkpoint_store: CheckpointStore | None, fsm: StateMachine,
+                 metrics: NodeMetrics) -> None:
+        self.cfg = cfg
+        self.id = cfg.id
+        self.raft_store = raft_store
+        self.snapshot_store = snapshot_store
+        self.checkpoint_store = checkpoint_store
+        self.fsm = fsm
+        self.metrics = metrics
+        self.watch = WatchHub()
+        self.leases = LeaseClock()
+        self.send: Callable[[list[Message]], None] = lambda msgs: None
+        self.on_members_changed: Callable[[], None] = lambda: None
+        self.core: Raft  # set by open()
+        # Runtime view of where members are: hello frames override the fsm's directory.
+        self.hello: dict[int, PeerInfo] = {}
+        self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
+        self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
+        # Queued inputs for the loop.
+        self._inbox: list[Message] = []
+        self._proposals: list[tuple[bytes, asyncio.Future[ApplyResult], float]] = []
+        self._reads: list[asyncio.Future[None]] = []
+        self._actions: list[Callable[[], None]] = []
+        self._waker: asyncio.Future[None] | None = None
+        # Outstanding work.
+        self._waiters: dict[int, _Waiter] = {}
+        self._read_batches: dict[bytes, _ReadBatch] = {}
+        self._read_pending: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by index
+        self._read_seq = itertools.count(1)
+        self._read_prefix = os.urandom(4)
+        self._lock_waiters: dict[tuple[str, int], list[asyncio.Future[int | None]]] = {}
+        self._checkpoint_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._status_changed = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._storage_pool = ThreadPoolExecutor(1, thread_name_prefix="raftkv-wal")
+        self._background_pool = ThreadPoolExecutor(1, thread_name_prefix="raftkv-snap")
+        self._snapshot_index = 0
+        self._previous_snapshot_index = 0
+        self._snapshotting = False
+        self._ticks = 0
+        self._last_leader = NONE
+        self._last_term = 0
+        self._removed = False
+        self._newest_checkpoint_index = 0
+        self._durable_hs = HardState()
+        self._deferred_hs: HardState | None = None  # a commit-only change not yet written
+        self.started_at = time.monotonic()
+
+    # ======================================================================
+    # Start-up
+    # ======================================================================
+    def open(self) -> None:
+        """Recover from disk (bootstrapping a new cluster if asked), build the core."""
+        recovered = reconcile(self.raft_store.load(), self.snapshot_store.latest())
+        state = recovered.state
+        if self._is_blank(state) and self._should_bootstrap():
+            state, data = self._bootstrap()
+        else:
+            data = recovered.snapshot_data
+        if state.snapshot is not None and data is not None:
+            self.fsm.restore(data)
+            self.watch.reset(self.fsm.revision)
+            self._snapshot_index = state.snapshot.index
+        self.core = Raft(self._raft_config(), hard_state=state.hard_state,
+                         snapshot=state.snapshot, entries=state.entries)
+        if self.checkpoint_store is not None:
+            existing = self.checkpoint_store.list()
+            self._newest_checkpoint_index = existing[-1]["index"] if existing else 0
+        self._last_term = self.core.term
+        self._durable_hs = HardState(self.core.term, self.core.vote, self.core.commit)
+        log.info("node %s (id %d) starts at term %d, commit %d, last index %d, members %s",
+                 self.cfg.name, self.id, self.core.term, self.core.commit,
+                 self.core.last_index(), sorted(self.core.conf.members()))
+
+    def _raft_config(self) -> Config:
+        return Config(id=self.id, election_tick=self.cfg.election_ticks,
+                      heartbeat_tick=self.cfg.heartbeat_ticks)
+
+    @staticmethod
+    def _is_blank(state: InitialState) -> bool:
+        return (state.snapshot is None and not state.entries
+                and state.hard_state == HardState())
+
+    def _should_bootstrap(self) -> bool:
+        if self.cfg.initial_cluster_state != "new":
+            return False
+        return any(m.name == self.cfg.name for m in self.cfg.initial_cluster)
+
+    def _bootstrap(self) -> tuple[InitialState, bytes | None]:
+        """The founding members' identical start: one ADD_VOTER per initial member
+        (with its name and peer URL as context, so the directory knows them), or,
+        with --restore-from, a snapshot of the checkpoint plus that membership."""
+        members = sorted(self.cfg.initial_cluster, key=lambda m: m.id)
+        entries, hard_state = bootstrap_entries([m.id for m in members])
+        contexts = {m.id: _member_context(m.name, m.peer_url, "") for m in members}
+        entries = [Entry(e.term, e.index, e.type,
+                         ConfChange(ConfChangeType.ADD_VOTER, cc.node_id,
+                                    contexts[cc.node_id]).encode())
+                   for e in entries for cc in [ConfChange.decode(e.data)]]
+        if self.cfg.restore_from is None:
+            self.raft_store.save(hard_state, entries)
+            log.info("bootstrapped a new cluster of %s", [m.name for m in members])
+            return InitialState(hard_state, None, entries), None
+        manifest, data = read_checkpoint(self.cfg.restore_from)
+        seed = StateMachine()
+        seed.restore(data)
+        # Replace the checkpoint's membership by ours, deterministically on every founder.
+        index = seed.applied_index
+        new_ids = {m.id for m in members}
+        for old_id in sorted(set(seed.members) - new_ids):
+            index += 1
+            seed.apply_conf_change(index, ConfChange(ConfChangeType.REMOVE, old_id))
+        for m in members:
+            index += 1
+            seed.apply_conf_change(index, ConfChange(ConfChangeType.ADD_VOTER, m.id,
+                                                     contexts[m.id]))
+        meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
+        snap_data = seed.snapshot_bytes()
+        hard_state = HardState(term=1, vote=NONE, commit=index)
+        self.snapshot_store.save(meta, snap_data)
+        self.raft_store.reset_to_snapshot(meta, hard_state)
+        log.info("bootstrapped from checkpoint %s (index %d) at index %d",
+                 manifest.get("id"), manifest.get("index"), index)
+        return InitialState(hard_state, meta, []), snap_data
+
+    # ======================================================================
+    # Lifecycle
+    # ======================================================================
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="raft-loop")
+        self._task.add_done_callback(self._loop_died)
+
+    def _loop_died(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stopping:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.critical("the Raft loop died: %r", exc, exc_info=exc)
+            # Storage failures are not survivable in place (see WALUnusableError).
+            os._exit(70)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5.0)
+        for w in self._waiters.values():
+            if not w.future.done():
+                w.future.set_exception(NodeStopped("node is shutting down"))
+        self._background_pool.shutdown(wait=True)
+        deferred = self._deferred_hs
+        if deferred is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(
+                    self._storage_pool, self.raft_store.save, deferred, [])
+        self._storage_pool.shutdown(wait=True)
+        self.raft_store.close()
+
+    # ======================================================================
+    # Inputs (called from the HTTP layer and the transport)
+    # ======================================================================
+    def _wake(self) -> None:
+        w = self._waker
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def deliver(self, frm: int, sender_commit: int, msgs: list[Message]) -> None:
+        if sender_commit:
+            self.peer_commit[frm] = sender_commit
+        self.peer_seen[frm] = time.monotonic()
+        self._inbox.extend(msgs)
+        self._wake()
+
+    async def deliver_snapshot(self, msg: Message, data: bytes) -> bool:
+        assert msg.snapshot is not None
+        msg.snapshot.data = data
+        self.deliver(msg.frm, 0, [msg])
+        return True
+
+    def peer_unreachable(self, peer: int) -> None:
+        self._actions.append(lambda: self.core.report_unreachable(peer))
+        self._wake()
+
+    def snapshot_status(self, peer: int, ok: bool) -> None:
+        self._actions.append(lambda: self.core.report_snapshot(peer, ok))
+        self._wake()
+
+    def peer_hello(self, info: PeerInfo) -> None:
+        old = self.hello.get(info.id)
+        self.hello[info.id] = info
+        if old is None or old.peer_url != info.peer_url:
+            self.on_members_changed()
+
+    def propose(self, data: bytes) -> asyncio.Future[ApplyResult]:
+        """Queue a proposal. Raises NotLeader at once if this node is not the leader."""
+        if self._stopping:
+            raise NodeStopped("node is shutting down")
+        if self.core.role != StateRole.LEADER:
+            raise NotLeader(self.core.leader)
+        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        self._proposals.append((data, fut, time.monotonic()))
+        self._wake()
+        return fut
+
+    def read_barrier(self) -> asyncio.Future[None]:
+        """Resolves once the state machine may serve a linearizable read."""
+        if self.core.leader == NONE:
+            raise NotLeader(NONE)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads.append(fut)
+        self._wake()
+        return fut
+
+    def call(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run `fn` inside the loop (between Readies); resolve with its result."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def action() -> None:
+            if fut.done():
+                return
+            try:
+                fut.set_result(fn())
+            except Exception as exc:
+                fut.set_exception(exc)
+
+        self._actions.append(action)
+        self._wake()
+        return fut
+
+    async def propose_conf_change(self, cc: ConfChange) -> ApplyResult:
+        def submit() -> tuple[int, int]:
+            return self.core.propose_conf_change(cc)
+
+        term, index = await self.call(submit)
+        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        self._waiters[index] = _Waiter(term, fut, time.monotonic())
+        return await fut
+
+    def transfer_target(self) -> int | None:
+        """The most caught-up other voter (None if there is none)."""
+        core = self.core
+        candidates = [(pr.match, m) for m, pr in core.prs.items()
+                      if m != self.id and m in core.conf.voters]
+        return max(candidates)[1] if candidates else None
+
+    async def transfer_leadership(self, to: int, timeout: float) -> int | None:
+        """Hand leadership to `to`; the new leader's id once known, None on timeout."""
+        await self.call(lambda: self.core.transfer_leadership(to))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.core.leader
+            if leader not in (NONE, self.id):
+                return leader
+            await self.wait_status_change(leader, self.core.term,
+                                          min(0.5, deadline - time.monotonic()))
+        return None
+
+    def wait_lock(self, name: str, lease: int) -> asyncio.Future[int | None]:
+        """Resolves with the fencing token when `lease` is granted lock `name`, or None
+        if it stops waiting (its lease went away or it dequeued)."""
+        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        key = (name, lease)
+        self._lock_waiters.setdefault(key, []).append(fut)
+        fut.add_done_callback(lambda f: _discard(self._lock_waiters, key, f))
+        return fut
+
+    def wait_checkpoint(self, checkpoint_id: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._checkpoint_waiters.setdefault(checkpoint_id, []).append(fut)
+        fut.add_done_callback(lambda f: _discard(self._checkpoint_waiters, checkpoint_id, f))
+        return fut
+
+    async def wait_status_change(self, leader: int | None, term: int | None,
+                                 timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if leader is not None and self.core.leader != leader:
+                return
+            if term is not None and self.core.term != term:
+                return
+            if leader is None and term is None:
+                leader = self.core.leader  # "any change from now"
+                term = self.core.term
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            event = self._status_changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), left)
+
+    # ======================================================================
+    # The loop
+    # ======================================================================
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = self.cfg.tick_seconds
+        next_tick = loop.time() + tick
+        while not self._stopping:
+            if not (self._inbox or self._proposals or self._reads or self._actions
+                    or self.core.has_ready()):
+                waker = self._waker = loop.create_future()
+                handle = loop.call_at(next_tick, _resolve, waker)
+                await waker
+                handle.cancel()
+                self._waker = None
+            now = loop.time()
+            if now >= next_tick:
+                behind = int((now - next_tick) / tick) + 1
+                for _ in range(min(behind, 3)):  # after a stall, don't fire a burst
+                    self.core.tick()
+                    self._ticks += 1
+                next_tick = max(next_tick + tick * behind, now + tick / 2)
+                self._on_tick()
+            # Inputs that arrived during the last fsync join this Ready (group commit).
+            self._drain_inputs()
+            if self.core.has_ready():
+                await self._handle_ready(self.core.ready())
+
+    def _drain_inputs(self) -> None:
+        core = self.core
+        if self._actions:
+            actions, self._actions = self._actions, []
+            for action in actions:
+                action()
+        if self._inbox:
+            inbox, self._inbox = self._inbox, []
+            for m in inbox:
+                if m.type == MsgType.SNAP and (m.snapshot is None or m.snapshot.data is None):
+                    continue  # a snapshot arrives only through deliver_snapshot
+                core.step(m)
+        if self._proposals:
+            self._propose_queued()
+        if self._reads:
+            self._issue_reads()
+
+    def _propose_queued(self) -> None:
+        batch, self._proposals = self._proposals, []
+        live = [(d, f, t) for d, f, t in batch if not f.done()]
+        if not live:
+            return
+        try:
+            term, first = self.core.propose_batch([d for d, _, _ in live])
+        except ProposalDropped as exc:
+            for _, fut, _ in live:
+                fut.set_exception(exc)
+            self.metrics.proposals_failed.inc(len(live))
+            return
+        for i, (_, fut, started) in enumerate(live):
+            self._waiters[first + i] = _Waiter(term, fut, started)
+
+    def _issue_reads(self) -> None:
+        futures = [f for f in self._reads if not f.done()]
+        self._reads = []
+        if not futures:
+            return
+        ctx = self._read_prefix + next(self._read_seq).to_bytes(8, "big")
+        try:
+            self.core.read_index(ctx)
+        except NotLeader as exc:
+            for f in futures:
+                f.set_exception(exc)
+            return
+        self._read_batches[ctx] = _ReadBatch(futures, self._ticks)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        # Re-issue ReadIndex requests that got lost (leader change, dropped message).
+        if self._read_batches:
+            limit = self.cfg.election_ticks * READ_RETRY_TICKS
+            for ctx, batch in list(self._read_batches.items()):
+                if self._ticks - batch.issued_tick >= limit:
+                    del self._read_batches[ctx]
+                    self._reads.extend(f for f in batch.futures if not f.done())
+        if self.core.role == StateRole.LEADER:
+            due = self.leases.due(now)
+            if due:
+                self._propose_internal(_encode_lease_expire(due))
+            self._update_member_metrics()
+
+    def _propose_internal(self, data: bytes) -> None:
+        try:
+            self.core.propose(data)
+        except ProposalDropped as exc:
+            log.debug("internal proposal dropped: %s", exc)
+
+    # ======================================================================
+    # One Ready
+    # ======================================================================
+    async def _handle_ready(self, rd: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state)
+        # A leader whose term and vote are already durable may send before its own
+        # fsync (Raft thesis 10.2.1; etcd does the same): followers then append and
+        # fsync while the leader does, and the leader counts itself towards a commit
+        # only once advance() confirms its entries are durable. Every other node
+        # persists first: its replies (votes, acks) promise state that must be on disk.
+        durable = self._durable_hs
+        early_send = (self.core.role == StateRole.LEADER and rd.snapshot is None and (
+            rd.hard_state is None or (rd.hard_state.term == durable.term
+                                      and rd.hard_state.vote == durable.vote)))
+        if early_send and rd.messages:
+            self.send(rd.messages)
+        # 1. Persist: snapshot, entries, hard state.
+        if rd.snapshot is not None:
+            base = rd.hard_state or HardState(self.core.term, self.core.vote, self.core.commit)
+            snap_hs = HardState(base.term, base.vote, max(base.commit, rd.snapshot.meta.index))
+            await loop.run_in_executor(self._storage_pool, self._persist_snapshot,
+                                       rd.snapshot, snap_hs)
+            self._durable_hs = snap_hs
+        hs: HardState | None = rd.hard_state
+        if hs is not None and not rd.entries and hs.term == self._durable_hs.term \
+                and hs.vote == self._durable_hs.vote:
+            # Only the commit index moved. Like etcd, don't pay an fsync for that: the
+            # commit index is volatile in Raft (a restarted node relearns it from the
+            # leader); it is written with the next batch of entries.
+            self._deferred_hs = hs
+            hs = None
+        elif hs is None and rd.entries and self._deferred_hs is not None:
+            hs = self._deferred_hs
+        if rd.entries or hs is not None:
+            started = time.perf_counter()
+            await loop.run_in_executor(self._storage_pool, self.raft_store.save,
+                                       hs, rd.entries)
+            self.metrics.fsync_duration.observe(time.perf_counter() - started)
+            if hs is not None:
+                self._durable_hs = hs
+                self._deferred_hs = None
+            if rd.entries:
+                self.metrics.append_batch.observe(len(rd.entries))
+        # 2. Send (once durable, unless sent early above).
+        if rd.messages and not early_send:
+            self.send(rd.messages)
+        # 3. Apply.
+        if rd.snapshot is not None:
+            self._restore_snapshot(rd.snapshot)
+        if rd.committed_entries:
+            self._apply_entries(rd.committed_entries)
+        # 4. Reads made safe by this Ready.
+        for rs in rd.read_states:
+            batch = self._read_batches.pop(rs.context, None)
+            if batch is not None:
+                for f in batch.futures:
+                    heapq.heappush(self._read_pending, (rs.index, id(f), f))
+        self.core.advance(rd)
+        self._release_reads()
+        if rd.hard_state is not None and rd.hard_state.term != self._last_term:
+            self._last_term = rd.hard_state.term
+            self._notify_status()
+        self._update_metrics()
+        self._maybe_snapshot()
+
+    def _persist_snapshot(self, snap: Snapshot, hs: HardState) -> None:
+        assert snap.data is not None
+        self.snapshot_store.save(snap.meta, snap.data)
+        self.raft_store.reset_to_snapshot(snap.meta, hs)
+
+    def _restore_snapshot(self, snap: Snapshot) -> None:
+        assert snap.data is not None
+        self.fsm.restore(snap.data)
+        self.watch.reset(self.fsm.revision)
+        self._previous_snapshot_index = self._snapshot_index
+        self._snapshot_index = snap.meta.index
+        self.metrics.snapshots.labels("installed").inc()
+        # Waiters at or below the snapshot can no longer learn their outcome here.
+        for index in [i for i in self._waiters if i <= snap.meta.index]:
+            w = self._waiters.pop(index)
+            if not w.future.done():
+                w.future.set_exception(ProposalLost("replaced by a snapshot; retry"))
+        self.on_members_changed()
+        log.info("installed snapshot at index %d (term %d)", snap.meta.index, snap.meta.term)
+
+    def _apply_entries(self, entries: list[Entry]) -> None:
+        fsm = self.fsm
+        waiters = self._waiters
+        committed = failed = 0
+        now = time.monotonic()
+        for e in entries:
+            if e.index <= fsm.applied_index:
+                continue  # covered by a restored snapshot
+            if e.type == EntryType.CONF_CHANGE:
+                res = fsm.apply_conf_change(e.index, ConfChange.decode(e.data))
+                self._on_conf_change(e, res)
+            else:
+                res = fsm.apply(e.index, e.term, e.data)
+                if res.events:
+                    self.watch.publish(res.events)
+                if not res.duplicate:
+                    self._side_effects(e, res, now)
+            w = waiters.pop(e.index, None) if waiters else None
+            if w is not None:
+                if w.term == e.term:
+                    committed += 1
+                    self.metrics.proposal_duration.observe(now - w.started)
+                    if not w.future.done():
+                        w.future.set_result(res)
+                else:
+                    failed += 1
+                    if not w.future.done():
+                        w.future.set_exception(ProposalLost(
+                            f"entry {e.index} was replaced by another leader's; retry"))
+        if committed:
+            self.metrics.proposals_committed.inc(committed)
+        if failed:
+            self.metrics.proposals_failed.inc(failed)
+
+    def _side_effects(self, e: Entry, res: ApplyResult, now: float) -> None:
+        result = res.result
+        if res.lock_grants:
+            for grant in res.lock_grants:
+                for fut in self._lock_waiters.pop((grant.name, grant.lease), ()):
+                    if not fut.done():
+                        fut.set_result(grant.token)
+        if res.lock_waits_cancelled:
+            for c in res.lock_waits_cancelled:
+                for fut in self._lock_waiters.pop((c.name, c.lease), ()):
+                    if not fut.done():
+                        fut.set_result(None)
+        if res.revoked_leases:
+            for lease_id in res.revoked_leases:
+                self.leases.forget(lease_id)
+        elif ("ttl" in result and "id" in result and "error" not in result
+              and self.core.role == StateRole.LEADER):
+            self.leases.granted(result["id"], result["ttl"], now)  # a grant starts its clock
+        if res.checkpoint is not None:
+            self._write_checkpoint(res.checkpoint, e.index, e.term)
+
+    def _on_conf_change(self, e: Entry, res: ApplyResult) -> None:
+        cc = ConfChange.decode(e.data)
+        if cc.type == ConfChangeType.REMOVE and cc.node_id == self.id:
+            self._removed = True
+            log.warning("this node (%s) was removed from the cluster", self.cfg.name)
+        elif cc.node_id == self.id:
+            self._removed = False
+        if cc.type == ConfChangeType.REMOVE:
+            self.hello.pop(cc.node_id, None)
+            self.peer_commit.pop(cc.node_id, None)
+            self.peer_seen.pop(cc.node_id, None)
+            for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(cc.node_id))
+        self.on_members_changed()
+
+    def _on_soft_state(self, ss: SoftState) -> None:
+        if ss.leader != self._last_leader:
+            if ss.leader != NONE:
+                self.metrics.leader_changes.inc()
+            self._last_leader = ss.leader
+        if ss.role == StateRole.LEADER:
+            self.leases.reset(self.fsm.leases(), time.monotonic())
+        else:
+            self.leases.clear()
+            # Proposals queued for a leader that is gone fail fast (the HTTP layer
+            # re-forwards); those already in the log wait for their entry's fate.
+            queued, self._proposals = self._proposals, []
+            for _, fut, _ in queued:
+                if not fut.done():
+                    fut.set_exception(NotLeader(ss.leader))
+        self.metrics.set_role(self.role_name())
+        self._notify_status()
+
+    def _notify_status(self) -> None:
+        self._status_changed.set()
+        self._status_changed = asyncio.Event()
+
+    def _release_reads(self) -> None:
+        pending = self._read_pending
+        applied = self.fsm.applied_index
+        while pending and pending[0][0] <= applied:
+            _, _, fut = heapq.heappop(pending)
+            if not fut.done():
+                fut.set_result(None)
+
+    # ======================================================================
+    # Snapshots and checkpoints
+    # ======================================================================
+    def _maybe_snapshot(self) -> None:
+        if self._snapshotting:
+            return
+        applied = self.core.applied
+        if applied - self._snapshot_index < self.cfg.snapshot_entries:
+            return
+        if applied != self.fsm.applied_index:
+            return  # mid-way through a Ready's entries: try after the next advance
+        started = time.perf_counter()
+        meta = self.core.snapshot_meta()
+        data = self.fsm.snapshot_bytes()
+        self._snapshotting = True
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._background_pool, self.snapshot_store.save, meta, data)
+
+        def saved(f: asyncio.Future[None]) -> None:
+            self._snapshotting = False
+            if f.cancelled() or f.exception() is not None:
+                log.error("saving snapshot at %d failed: %s", meta.index,
+                          None if f.cancelled() else f.exception())
+                return
+            self.metrics.snapshots.labels("taken").inc()
+            self.metrics.snapshot_duration.observe(time.perf_counter() - started)
+            self._previous_snapshot_index = self._snapshot_index
+            self._snapshot_index = meta.index
+            self._actions.append(lambda: self._compact(meta))
+            self._wake()
+
+        fut.add_done_callback(saved)
+
+    def _compact(self, meta: SnapshotMeta) -> None:
+        keep = self.cfg.snapshot_catchup_entries
+        self.core.compact(meta, keep)
+        # Keep the log back to the previous snapshot too: if the newest snapshot file is
+        # ever damaged, recovery falls back to the older one and needs the log from there.
+        upto = min(meta.index - keep, self._previous_snapshot_index or meta.index)
+        if upto > 0:
+            asyncio.get_running_loop().run_in_executor(
+                self._storage_pool, self.raft_store.compact, upto)
+
+    def _write_checkpoint(self, checkpoint_id: str, index: int, term: int) -> None:
+        store = self.checkpoint_store
+        if store is None:
+            return
+        if index <= self._newest_checkpoint_index and store.get(checkpoint_id) is None:
+            return  # replayed after a restart, and already removed by retention
+        data = self.fsm.snapshot_bytes()  # the state at exactly this entry
+        members = sorted(self.member_name(m) for m in self.core.conf.members())
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        started = time.perf_counter()
+        self._newest_checkpoint_index = max(self._newest_checkpoint_index, index)
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._background_pool, store.write, checkpoint_id, index, term, data, members, stamp)
+
+        def written(f: asyncio.Future[dict[str, Any]]) -> None:
+            waiters = self._checkpoint_waiters.pop(checkpoint_id, [])
+            exc = None if f.cancelled() else f.exception()
+            if f.cancelled() or exc is not None:
+                self.metrics.checkpoints.labels("failure").inc()
+                log.error("checkpoint %s at index %d failed: %s", checkpoint_id, index, exc)
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(exc or RuntimeError("checkpoint cancelled"))
+                return
+            manifest = f.result()
+            self.metrics.checkpoints.labels("success").inc()
+            self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+            self.metrics.last_checkpoint.set(time.time())
+            log.info("checkpoint %s written at index %d", checkpoint_id, index)
+            for w in waiters:
+                if not w.done():
+                    w.set_result(manifest)
+
+        fut.add_done_callback(written)
+
+    # ======================================================================
+    # Views (status, membership)
+    # ======================================================================
+    def role_name(self) -> str:
+        if self.id in self.core.conf.learners:
+            return "learner"
+        return str(self.core.role)
+
+    def member_info(self, member: int) -> dict[str, str]:
+        """Name and URLs of a member: the replicated directory, overridden by what
+        the member said about itself on connect, then the initial cluster flags."""
+        info = {"name": "", "peer_url": "", "client_url": ""}
+        known = self.fsm.members.get(member)
+        if known:
+            info.update({k: known.get(k, "") for k in info})
+        hello = self.hello.get(member)
+        if hello is not None:
+            info.update(name=hello.name or info["name"],
+                        peer_url=hello.peer_url or info["peer_url"],
+                        client_url=hello.client_url or info["client_url"])
+        if member == self.id:
+            info.update(name=self.cfg.name, peer_url=self.cfg.advertise_peer_url,
+                        client_url=self.cfg.advertise_client_url)
+        if not info["peer_url"] or not info["name"]:
+            for m in self.cfg.initial_cluster:
+                if m.id == member:
+                    info["name"] = info["name"] or m.name
+                    info["peer_url"] = info["peer_url"] or m.peer_url
+        return info
+
+    def member_name(self, member: int) -> str:
+        return self.member_info(member)["name"] or str(member)
+
+    def leader_client_url(self) -> str | None:
+        leader = self.core.leader
+        if leader == NONE:
+            return None
+        return self.member_info(leader)["client_url"] or None
+
+    def is_ready(self) -> bool:
+        core = self.core
+        if self._removed or self.id not in core.conf.members() or core.leader == NONE:
+            return False
+        if core.leader == self.id:
+            return core.role == StateRole.LEADER
+        leader_commit = max(self.peer_commit.get(core.leader, 0), core.commit)
+        return self.fsm.applied_index + READY_LAG_ENTRIES >= leader_commit
+
+    def members(self) -> list[dict[str, Any]]:
+        core = self.core
+        leader = core.role == StateRole.LEADER
+        out = []
+        for m in sorted(core.conf.members()):
+            info = self.member_info(m)
+            pr = core.prs.get(m) if leader else None
+            out.append({"id": m, **info,
+                        "role": "learner" if m in core.conf.learners else "voter",
+                        "match_index": (pr.match if pr is not None else None)})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        leader: dict[str, Any] | None = None
+        if core.leader != NONE:
+            info = self.member_info(core.leader)
+            leader = {"id": core.leader, "name": info["name"], "client_url": info["client_url"]}
+        return {
+            "name": self.cfg.name, "id": self.id, "role": self.role_name(), "term": core.term,
+            "leader": leader, "commit_index": core.commit,
+            "applied_index": self.fsm.applied_index, "last_index": core.last_index(),
+            "ready": self.is_ready(), "revision": self.fsm.revision,
+            "members": self.members(),
+        }
+
+    def learner_lag(self, member: int) -> int | None:
+        pr = self.core.prs.get(member)
+        if pr is None:
+            return None
+        return max(0, self.core.commit - pr.match)
+
+    def _update_metrics(self) -> None:
+        m = self.metrics
+        core = self.core
+        m.term.set(core.term)
+        m.commit_index.set(core.commit)
+        m.applied_index.set(self.fsm.applied_index)
+        m.last_index.set(core.last_index())
+
+    def update_slow_metrics(self) -> None:
+        """Gauges that cost a scan; refreshed when /metrics is scraped."""
+        stats = self.fsm.stats()
+        m = self.metrics
+        m.kv_keys.set(stats["keys"])
+        m.leases.set(stats["leases"])
+        m.locks_held.set(stats["locks_held"])
+        m.members.labels("voter").set(len(self.core.conf.voters))
+        m.members.labels("learner").set(len(self.core.conf.learners))
+        m.watchers.set(len(self.watch.watchers))
+        self._update_metrics()
+        self._update_member_metrics()
+
+    def _update_member_metrics(self) -> None:
+        core = self.core
+        if core.role != StateRole.LEADER:
+            return
+        now = time.monotonic()
+        recent = 2 * self.cfg.election_timeout
+        for member, pr in core.prs.items():
+            label = str(member)
+            lag = max(0, core.commit - pr.match)
+            self.metrics.member_lag.labels(label).set(lag)
+            heard = member == self.id or now - self.peer_seen.get(member, -1e9) < recent
+            healthy = heard and lag <= READY_LAG_ENTRIES
+            self.metrics.member_healthy.labels(label).set(1 if healthy else 0)
+
+
+def _discard(waiters: dict[Any, list[Any]], key: Any, fut: Any) -> None:
+    """Drop a finished (answered or abandoned) waiter from its list."""
+    futures = waiters.get(key)
+    if futures is not None:
+        with contextlib.suppress(ValueError):
+            futures.remove(fut)
+        if not futures:
+            del waiters[key]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _member_context(name: str, peer_url: str, client_url: str) -> bytes:
+    return json.dumps({"name": name, "peer_url": peer_url, "client_url": client_url},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+member_context = _member_context
+
+
+def _encode_lease_expire(ids: list[int]) -> bytes:
+    from raftkv.fsm import LeaseExpire, encode
+    return encode(LeaseExpire(ids))

@@ -1,0 +1,77 @@
+"""`raftkv serve` flags, their RAFTKV_* environment twins, and validation."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from raftkv.runtime.config import (
+    NodeConfig,
+    add_serve_arguments,
+    config_from_args,
+    parse_initial_cluster,
+    parse_resolve,
+    split_host_port,
+)
+from raftkv.runtime.identity import member_id
+
+
+def _parse(argv: list[str], env: dict[str, str] | None = None) -> NodeConfig:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return config_from_args(parser, argv, env or {})
+
+
+def test_member_id_is_stable_and_json_safe() -> None:
+    assert member_id("demo-0") == member_id("demo-0")
+    assert member_id("demo-0") != member_id("demo-1")
+    assert 0 < member_id("demo-0") < 2**48
+
+
+def test_env_fills_in_and_flags_win() -> None:
+    cfg = _parse(
+        ["--name", "a", "--tick-ms", "20"],
+        {
+            "RAFTKV_TICK_MS": "70",
+            "RAFTKV_PEER_PORT": "9000",
+            "RAFTKV_UNSAFE_NO_FSYNC": "true",
+            "RAFTKV_INITIAL_CLUSTER": "a=h1:1,b=h2:2",
+        },
+    )
+    assert cfg.tick_ms == 20  # the flag beats the environment
+    assert cfg.peer_port == 9000
+    assert cfg.unsafe_no_fsync is True
+    assert [(m.name, m.peer_url) for m in cfg.initial_cluster] == [("a", "h1:1"), ("b", "h2:2")]
+    assert cfg.advertise_peer_url == "h1:1"  # its own entry of the initial cluster
+
+
+def test_name_comes_from_env_too() -> None:
+    cfg = _parse([], {"RAFTKV_NAME": "envnode", "RAFTKV_DATA_DIR": "/tmp/x"})
+    assert cfg.name == "envnode" and str(cfg.data_dir) == "/tmp/x"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--name", "a", "--election-ticks", "1", "--heartbeat-ticks", "1"],
+        ["--name", "a", "--initial-cluster", "a=h:1,a=h:2"],
+        ["--name", "a", "--initial-cluster", "nonsense"],
+        ["--name", "a", "--resolve", "justhost"],
+        ["--name", "a", "--restore-from", "/x", "--initial-cluster-state", "existing"],
+        ["--name", "a", "--max-value-bytes", "0"],
+    ],
+)
+def test_bad_configuration_is_refused(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
+        _parse(argv)
+
+
+def test_parsers() -> None:
+    assert parse_resolve("a=1.2.3.4, b=5.6.7.8") == {"a": "1.2.3.4", "b": "5.6.7.8"}
+    assert split_host_port("http://x.y:7379/") == ("x.y", 7379)
+    assert split_host_port("[::1]:80") == ("::1", 80)
+    assert parse_initial_cluster("") == []
+    with pytest.raises(ValueError):
+        split_host_port("nohost")
