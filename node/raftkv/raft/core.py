@@ -130,6 +130,9 @@ class Raft:
         # Membership: the snapshot's, then every committed conf change, applied eagerly
         # (they will all be applied anyway; `_conf_applied` stops re-applying them).
         self.conf = snapshot.conf_state if snapshot else ConfState()
+        # Membership as of `applied` (what a snapshot at `applied` must record): unlike
+        # `conf`, it only moves as committed entries are handed back through advance().
+        self._applied_conf = self.conf
         self._conf_applied = self.log.applied
         for e in self.log.slice(self.log.applied + 1, self.log.committed + 1) \
                 if self.log.committed > self.log.applied else []:
@@ -247,7 +250,7 @@ class Raft:
     def snapshot_meta(self) -> SnapshotMeta:
         """Meta for a snapshot of the state machine as applied right now."""
         applied = self.log.applied
-        return SnapshotMeta(applied, self.log.term(applied), self.conf)
+        return SnapshotMeta(applied, self.log.term(applied), self._applied_conf)
 
     def compact(self, meta: SnapshotMeta, keep: int = 0) -> None:
         """The application durably saved a snapshot at meta.index: drop older entries,
@@ -306,6 +309,7 @@ class Raft:
         if rd.snapshot is not None:
             self.log.applied = max(self.log.applied, rd.snapshot.meta.index)
             self._conf_applied = max(self._conf_applied, rd.snapshot.meta.index)
+            self._applied_conf = rd.snapshot.meta.conf_state
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
@@ -314,8 +318,12 @@ class Raft:
                 self._bcast_append()
         if rd.committed_entries:
             for e in rd.committed_entries:
-                if e.type == EntryType.CONF_CHANGE and e.index > self._conf_applied:
-                    self._apply_conf_change(ConfChange.decode(e.data))
+                if e.type != EntryType.CONF_CHANGE:
+                    continue
+                cc = ConfChange.decode(e.data)
+                self._applied_conf = self._conf_after(self._applied_conf, cc)
+                if e.index > self._conf_applied:
+                    self._apply_conf_change(cc)
                     self._conf_applied = e.index
             self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
 
