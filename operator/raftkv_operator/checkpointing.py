@@ -1,0 +1,276 @@
+"""RaftCheckpoint work: take a checkpoint through the leader, record its manifest, apply
+retention to scheduled ones, and copy it to the archive volume with a Job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from raftkv_operator import desired, kube, metrics, reconcile
+from raftkv_operator.context import (
+    RUNTIME,
+    SCHEDULED_LABEL,
+    SETTINGS,
+    fetch_statuses,
+    info,
+    node_url,
+    pod_state,
+    warn,
+)
+from raftkv_operator.members import NodeError, NodeUnreachable
+from raftkv_operator.models import CheckpointPhase, RaftCheckpoint, RaftCluster
+
+MAX_RETRIES = 60
+"""Tries of a checkpoint (and its archive) before it is marked Failed; ~2 s apart."""
+
+
+async def _checkpoint_status(namespace: str, name: str) -> dict[str, Any]:
+    obj = await kube.get_checkpoint_object(namespace, name)
+    return dict((obj or {}).get("status") or {})
+
+
+async def _patch_checkpoint_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    await kube.patch_checkpoint_status(namespace, name, status)
+
+
+async def _fail_checkpoint(
+    body: Mapping[str, Any], namespace: str, name: str, message: str
+) -> None:
+    await _patch_checkpoint_status(
+        namespace, name, {"phase": CheckpointPhase.FAILED.value, "message": message[:4000]}
+    )
+    metrics.CHECKPOINTS.labels("failure").inc()
+    warn(body, reason="CheckpointFailed", message=message)
+
+
+async def _leader_url(cluster: RaftCluster) -> str | None:
+    objects = await kube.list_pods(cluster.namespace, desired.label_selector(cluster.name))
+    pods = {s.name: s for s in (pod_state(cluster.name, o) for o in objects) if s is not None}
+    port = cluster.spec.service.ports.client
+    leader = reconcile.find_leader((await fetch_statuses(RUNTIME.nodes(), pods, port)).values())
+    if leader is None:
+        return None
+    pod = pods.get(leader.name)
+    return node_url(pod.ip, port) if pod is not None and pod.ip else None
+
+
+async def _take_checkpoint(
+    checkpoint: RaftCheckpoint,
+    cluster: RaftCluster,
+    body: Mapping[str, Any],
+    cluster_body: Mapping[str, Any],
+    retry: int,
+) -> None:
+    namespace, name = checkpoint.namespace, checkpoint.name
+    ident = checkpoint.spec.id or reconcile.checkpoint_id(name)
+    if checkpoint.status.phase != CheckpointPhase.RUNNING:
+        await _patch_checkpoint_status(
+            namespace, name, {"phase": CheckpointPhase.RUNNING.value, "id": ident}
+        )
+    url = await _leader_url(cluster)
+    if url is None:
+        raise kopf.TemporaryError(f"RaftCluster {cluster.name} has no leader", delay=2)
+    try:
+        manifest = await RUNTIME.nodes().create_checkpoint(url, ident)
+    except NodeUnreachable as e:
+        raise kopf.TemporaryError(str(e), delay=2) from e
+    except NodeError as e:
+        if e.status >= 500 or e.status == 409:
+            raise kopf.TemporaryError(str(e), delay=2) from e
+        await _fail_checkpoint(body, namespace, name, str(e))
+        raise kopf.PermanentError(str(e)) from e
+    await _patch_checkpoint_status(
+        namespace,
+        name,
+        {
+            "phase": CheckpointPhase.SUCCEEDED.value,
+            "id": manifest.get("id", ident),
+            "index": manifest.get("index"),
+            "term": manifest.get("term"),
+            "sha256": manifest.get("sha256"),
+            "size": manifest.get("size"),
+            "members": list(manifest.get("members") or []),
+            "time": _rfc3339(manifest.get("time")),
+            "message": None,
+        },
+    )
+    metrics.CHECKPOINTS.labels("success").inc()
+    info(
+        body,
+        reason="CheckpointTaken",
+        message=f"checkpoint {ident} at index {manifest.get('index')} "
+        f"(sha256 {str(manifest.get('sha256'))[:12]})",
+    )
+    info(
+        cluster_body,
+        reason="CheckpointTaken",
+        message=f"checkpoint {ident} ({name}) at index {manifest.get('index')}",
+    )
+    await kube.patch_cluster_status(
+        cluster.namespace,
+        cluster.name,
+        {
+            "lastCheckpoint": {
+                "name": name,
+                "id": manifest.get("id", ident),
+                "index": manifest.get("index"),
+                "time": _rfc3339(manifest.get("time")),
+            }
+        },
+    )
+    if checkpoint.metadata.labels.get(SCHEDULED_LABEL) == "true":
+        await _apply_retention(cluster)
+
+
+def _rfc3339(value: Any) -> str | None:
+    """The manifest's time (epoch seconds or a string) as RFC 3339."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+async def _apply_retention(cluster: RaftCluster) -> None:
+    """Keep the newest `retain` scheduled RaftCheckpoints of the cluster that succeeded."""
+    selector = f"{desired.LABEL_INSTANCE}={cluster.name},{SCHEDULED_LABEL}=true"
+    objects = await kube.list_checkpoint_objects(cluster.namespace, selector)
+    mine = [o for o in objects if (o.get("spec") or {}).get("cluster") == cluster.name]
+    succeeded = [
+        (o["metadata"]["name"], _created(o))
+        for o in mine
+        if (o.get("status") or {}).get("phase") == CheckpointPhase.SUCCEEDED.value
+    ]
+    for doomed in reconcile.checkpoints_to_delete(succeeded, cluster.spec.checkpoints.retain):
+        if await kube.delete_checkpoint_object(cluster.namespace, doomed):
+            info(
+                cluster.to_k8s(),
+                reason="CheckpointExpired",
+                message=f"deleted RaftCheckpoint {doomed} (retain "
+                f"{cluster.spec.checkpoints.retain})",
+            )
+
+
+def _created(obj: Mapping[str, Any]) -> datetime | None:
+    stamp = obj.get("metadata", {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+
+
+async def _archive_checkpoint(
+    checkpoint: RaftCheckpoint, cluster: RaftCluster, body: Mapping[str, Any]
+) -> None:
+    namespace = checkpoint.namespace
+    ident = checkpoint.status.id or checkpoint.spec.id or reconcile.checkpoint_id(checkpoint.name)
+    job = desired.checkpoint_archive_job(
+        cluster,
+        checkpoint,
+        checkpoint_id=ident,
+        default_image_repository=SETTINGS.image_repository,
+    )
+    job_name = job["metadata"]["name"]
+    if await kube.create_job(namespace, desired.with_owner(job, checkpoint)):
+        info(body, reason="ArchiveStarted", message=f"Job {job_name} copies {ident}")
+    live = await kube.get_job(namespace, job_name)
+    job_status = (live or {}).get("status") or {}
+    if job_status.get("succeeded"):
+        path = desired.archive_path(cluster.name, ident)
+        await _patch_checkpoint_status(
+            namespace, checkpoint.name, {"archived": True, "archivePath": path}
+        )
+        info(body, reason="Archived", message=f"copied to {path}")
+        return
+    failed = any(
+        c.get("type") == "Failed" and c.get("status") == "True"
+        for c in job_status.get("conditions") or ()
+    )
+    if failed:
+        await _patch_checkpoint_status(
+            namespace, checkpoint.name, {"message": f"archive Job {job_name} failed"}
+        )
+        warn(body, reason="ArchiveFailed", message=f"Job {job_name} failed")
+        return
+    raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=2)
+
+
+async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
+    """Create the RaftCheckpoint of the newest due schedule time, if any (idempotent: the
+    name is the schedule time)."""
+    try:
+        cluster = RaftCluster.model_validate(body)
+    except ValidationError:
+        return  # the reconcile daemon reports it
+    schedule = cluster.spec.checkpoints.schedule
+    if cluster.spec.paused or not schedule or not cluster.status.bootstrapped:
+        return
+    born = cluster.metadata.creation_timestamp or datetime.now(UTC)
+    due = reconcile.schedule_due(
+        schedule, cluster.status.last_schedule_time, born, datetime.now(UTC)
+    )
+    if due is None:
+        return
+    checkpoint_name = reconcile.scheduled_checkpoint_name(name, due)
+    obj = RaftCheckpoint.model_validate(
+        {
+            "metadata": {
+                "name": checkpoint_name,
+                "namespace": namespace,
+                "labels": {
+                    **desired.labels(name, "checkpoint"),
+                    SCHEDULED_LABEL: "true",
+                },
+            },
+            "spec": {"cluster": name},
+        }
+    )
+    created = await kube.create_checkpoint_object(
+        namespace, desired.with_owner(obj.to_k8s(), cluster)
+    )
+    await kube.patch_cluster_status(
+        namespace, name, {"lastScheduleTime": due.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    )
+    if created:
+        info(
+            body,
+            reason="CheckpointScheduled",
+            message=f"created RaftCheckpoint {checkpoint_name} for {due:%Y-%m-%d %H:%M} UTC",
+        )
+
+
+async def process(body: Mapping[str, Any], name: str, namespace: str, retry: int) -> None:
+    """Take the checkpoint (once), then archive it when the cluster has an archive."""
+    checkpoint = RaftCheckpoint.model_validate(body)
+    status = checkpoint.status
+    if status.phase == CheckpointPhase.FAILED:
+        return
+    cluster_body = await kube.get_cluster(namespace, checkpoint.spec.cluster)
+    if cluster_body is None:
+        await _fail_checkpoint(
+            body, namespace, name, f"RaftCluster {checkpoint.spec.cluster!r} does not exist"
+        )
+        return
+    cluster = RaftCluster.model_validate(cluster_body)
+    try:
+        if status.phase != CheckpointPhase.SUCCEEDED:
+            if cluster.spec.paused:
+                raise kopf.TemporaryError("the cluster is paused", delay=10)
+            await _take_checkpoint(checkpoint, cluster, body, cluster_body, retry)
+            checkpoint = RaftCheckpoint.model_validate(
+                {**dict(body), "status": (await _checkpoint_status(namespace, name))}
+            )
+        if cluster.spec.checkpoints.archive is not None and not checkpoint.status.archived:
+            await _archive_checkpoint(checkpoint, cluster, body)
+    except kopf.TemporaryError as e:
+        if retry + 1 < MAX_RETRIES:
+            raise
+        # kopf stops retrying after this: say so in the object, not only in the log.
+        if checkpoint.status.phase == CheckpointPhase.SUCCEEDED:
+            await _patch_checkpoint_status(namespace, name, {"message": f"archive: {e}"})
+        else:
+            await _fail_checkpoint(body, namespace, name, f"gave up after {retry + 1} tries: {e}")
+        raise kopf.PermanentError(str(e)) from e

@@ -1,0 +1,247 @@
+"""The one module that talks to raftkv nodes: their HTTP API (pinned in docs/contracts.md).
+
+Plain aiohttp, no node internals. Every call names the node by a base URL
+(`http://<pod IP>:<client port>`): the operator reaches pods by IP, so it needs no DNS for
+the headless Service's names. Failures are `NodeError` (the node answered an error) or
+`NodeUnreachable` (no answer in time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds for one request that does not wait on the cluster (status, add, promote)."""
+COMMIT_TIMEOUT = 30.0
+"""Seconds for requests that wait for a commit or an election (remove, transfer, checkpoint)."""
+
+
+def member_id(name: str) -> int:
+    """A node's numeric Raft id: the first 6 bytes of sha256(name), big-endian; 1 if zero.
+
+    The same function as the node's (docs/contracts.md "Node identity"); the operator needs
+    it to name members in /v1/members/{id} before they answer anything.
+    """
+    value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
+    return value or 1
+
+
+class NodeError(Exception):
+    """A node answered with an error status."""
+
+    def __init__(self, url: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{url}: {status} {code}: {message}")
+        self.url = url
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NodeUnreachable(Exception):
+    """A node did not answer (connection refused, reset, timeout)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of the Raft configuration, as a node reports it."""
+
+    id: int
+    name: str
+    peer_url: str
+    client_url: str
+    voter: bool
+    match_index: int | None = None
+    """Only on the leader's report."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Member:
+        match = data.get("match_index")
+        return cls(
+            id=int(data["id"]),
+            name=str(data.get("name") or ""),
+            peer_url=str(data.get("peer_url") or ""),
+            client_url=str(data.get("client_url") or ""),
+            voter=data.get("role") != "learner",
+            match_index=int(match) if match is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node's `/v1/status`."""
+
+    name: str
+    id: int
+    role: str
+    """leader, follower, candidate, pre_candidate or learner."""
+    term: int
+    leader_id: int | None
+    leader_name: str | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    ready: bool
+    members: tuple[Member, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
+        leader = data.get("leader") or None
+        return cls(
+            name=str(data["name"]),
+            id=int(data["id"]),
+            role=str(data.get("role") or "unknown"),
+            term=int(data.get("term") or 0),
+            leader_id=int(leader["id"]) if leader else None,
+            leader_name=str(leader.get("name") or "") if leader else None,
+            commit_index=int(data.get("commit_index") or 0),
+            applied_index=int(data.get("applied_index") or 0),
+            last_index=int(data.get("last_index") or 0),
+            ready=bool(data.get("ready")),
+            members=tuple(Member.from_json(m) for m in data.get("members") or ()),
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+    @property
+    def is_member(self) -> bool:
+        """The node finds itself in its own configuration (false for a blank node)."""
+        return any(m.id == self.id for m in self.members)
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)
+
+
+class NodeClient:
+    """Calls to raftkv nodes over one shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        commit_timeout: float = COMMIT_TIMEOUT,
+    ) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.commit_timeout = commit_timeout
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float,
+    ) -> Any:
+        target = url.rstrip("/") + path
+        try:
+            async with self.session.request(
+                method,
+                target,
+                json=body,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                payload: Any
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = None
+                if response.status >= 400:
+                    error = payload if isinstance(payload, dict) else {}
+                    raise NodeError(
+                        url,
+                        response.status,
+                        str(error.get("error") or "http_error"),
+                        str(error.get("message") or response.reason or ""),
+                    )
+                return payload
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise NodeUnreachable(f"{method} {target}: {e!r}") from e
+
+    async def status(
+        self,
+        url: str,
+        *,
+        wait: float | None = None,
+        leader: int | None = None,
+        term: int | None = None,
+    ) -> NodeStatus:
+        """`/v1/status`; with `wait`, long-polls until the leader or term differs."""
+        params: dict[str, str] = {}
+        timeout = self.timeout
+        if wait:
+            params["wait"] = f"{wait:g}"
+            if leader is not None:
+                params["leader"] = str(leader)
+            if term is not None:
+                params["term"] = str(term)
+            timeout += wait
+        return NodeStatus.from_json(
+            await self._call("GET", url, "/v1/status", params=params, timeout=timeout)
+        )
+
+    async def add_learner(self, url: str, name: str, peer_url: str, client_url: str) -> int:
+        """Add `name` as a learner (idempotent: an existing member is answered as is)."""
+        body = {"name": name, "peer_url": peer_url, "client_url": client_url}
+        answer = await self._call(
+            "POST", url, "/v1/members", body=body, timeout=self.commit_timeout
+        )
+        return int(answer["id"])
+
+    async def promote(self, url: str, member: int) -> None:
+        """Promote a learner to voter; NodeError 409 `not_caught_up` while it lags."""
+        await self._call("POST", url, f"/v1/members/{member}/promote", timeout=self.commit_timeout)
+
+    async def remove(self, url: str, member: int) -> bool:
+        """Remove a member once committed; False if it was not a member (already removed)."""
+        try:
+            await self._call("DELETE", url, f"/v1/members/{member}", timeout=self.commit_timeout)
+        except NodeError as e:
+            if e.status == 404 and e.code == "member_not_found":
+                return False
+            raise
+        return True
+
+    async def transfer_leader(self, url: str, to: int | None = None) -> int:
+        """Hand leadership over (to `to`, or the most caught-up voter); the new leader's id."""
+        body = {"to": to} if to is not None else {}
+        answer = await self._call(
+            "POST", url, "/v1/leader/transfer", body=body, timeout=self.commit_timeout
+        )
+        return int(answer["leader"])
+
+    async def create_checkpoint(self, url: str, checkpoint_id: str) -> dict[str, Any]:
+        """Checkpoint through the log; the manifest once applied on the leader (idempotent)."""
+        answer = await self._call(
+            "POST",
+            url,
+            "/v1/checkpoints",
+            body={"id": checkpoint_id},
+            timeout=self.commit_timeout + 60,
+        )
+        if not isinstance(answer, dict):
+            raise NodeError(url, 200, "bad_answer", f"not a manifest: {answer!r}")
+        return answer
+
+    async def checkpoint(self, url: str, checkpoint_id: str) -> dict[str, Any] | None:
+        """A checkpoint's manifest on this node, None if it has none by that id."""
+        try:
+            answer = await self._call(
+                "GET", url, f"/v1/checkpoints/{checkpoint_id}", timeout=self.timeout
+            )
+        except NodeError as e:
+            if e.status == 404:
+                return None
+            raise
+        return answer if isinstance(answer, dict) else None

@@ -1,0 +1,80 @@
+"""The operator's Prometheus metrics (names pinned in docs/contracts.md "Metrics").
+
+One registry of our own (not the process-global default), served on `--metrics-port` by
+`serve()`; tests read it with `exposition()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+
+from raftkv_operator.models import ClusterPhase
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter(
+    "raftkv_operator_reconciles",
+    "Reconcile rounds of a RaftCluster, by result.",
+    ["cluster", "namespace", "result"],
+    registry=REGISTRY,
+)
+RECONCILE_DURATION = Histogram(
+    "raftkv_operator_reconcile_duration_seconds",
+    "Time of one reconcile round (observe, decide, act, write status).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+CLUSTERS = Gauge(
+    "raftkv_operator_clusters",
+    "RaftClusters managed by this operator, by phase.",
+    ["phase"],
+    registry=REGISTRY,
+)
+CHECKPOINTS = Counter(
+    "raftkv_operator_checkpoints",
+    "Checkpoints requested through RaftCheckpoint objects, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+LEADER_SWITCH = Histogram(
+    "raftkv_operator_leader_switch_seconds",
+    "From a leadership change seen by the operator to the role labels moved.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+
+_phases: dict[tuple[str, str], str] = {}
+_phases_lock = threading.Lock()
+
+
+def set_phase(namespace: str, name: str, phase: ClusterPhase | None) -> None:
+    """Record a cluster's phase (None: the cluster is gone) and refresh the gauge."""
+    with _phases_lock:
+        if phase is None:
+            _phases.pop((namespace, name), None)
+        else:
+            _phases[(namespace, name)] = phase.value
+        for known in ClusterPhase:
+            CLUSTERS.labels(known.value).set(
+                sum(1 for value in _phases.values() if value == known.value)
+            )
+
+
+def forget_cluster(namespace: str, name: str) -> None:
+    set_phase(namespace, name, None)
+    for result in ("success", "error"):
+        with contextlib.suppress(KeyError):
+            RECONCILES.remove(name, namespace, result)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    """Serve /metrics on a background thread."""
+    start_http_server(port, addr=address, registry=REGISTRY)

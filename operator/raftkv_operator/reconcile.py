@@ -1,0 +1,842 @@
+"""Pure decisions: observed state -> the next step. No I/O, no clock (time is an argument).
+
+The reconciler (handlers.py) observes a cluster — its RaftCluster object, StatefulSet, pods,
+volumes and every reachable member's `/v1/status` — into an `Observed`, asks `plan()` what
+to do, persists the returned `status.operation` first and only then performs the one
+returned `Action`. Every action is idempotent and every step is re-derived from observed
+state, so a restarted operator (or a repeated action after a lost answer) converges.
+
+Multi-step work is an `Operation` in `status.operation`:
+- ScaleUp, one member at a time: StatefulSet +1 -> pod up -> add as learner -> promote
+  once caught up.
+- ScaleDown, the highest member: transfer leadership away if it leads -> remove it through
+  the leader -> StatefulSet -1 -> pod gone -> delete its volume when reclaimPolicy=Delete.
+- RollingUpdate, to the StatefulSet's pod-template hash: followers first, the leader last
+  after a transfer; a pod is deleted only when all others are healthy and caught up.
+- Recover, a member whose data is gone (its volume was replaced, or it reports itself
+  outside the configuration the leader has it in): remove it -> add it back as a learner ->
+  promote. Its steps only go forward, so a re-added member is never removed again.
+Any step that would leave the voters without a healthy quorum is refused (no change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from croniter import croniter
+
+from raftkv_operator import desired
+from raftkv_operator.members import Member, NodeStatus
+from raftkv_operator.models import (
+    ClusterPhase,
+    ConditionStatus,
+    ConditionType,
+    MemberRole,
+    MemberStatus,
+    Operation,
+    OperationKind,
+    RaftCluster,
+    ReclaimPolicy,
+    quorum,
+)
+
+PROMOTE_MAX_LAG = 64
+"""A learner this close to the leader's commit index is promoted (the node has the last word:
+it answers 409 not_caught_up when its own threshold is not met)."""
+CAUGHT_UP_MAX_LAG = 64
+"""A restarted member this close to the leader's last index counts as caught up."""
+
+# Step names (status.operation.step).
+STEP_CREATE_POD = "CreatePod"
+STEP_WAIT_POD = "WaitPod"
+STEP_ADD_LEARNER = "AddLearner"
+STEP_CATCH_UP = "CatchUp"
+STEP_PROMOTE = "Promote"
+STEP_TRANSFER = "TransferLeader"
+STEP_REMOVE = "RemoveMember"
+STEP_DELETE_POD = "DeletePod"
+STEP_WAIT_POD_GONE = "WaitPodGone"
+STEP_DELETE_VOLUME = "DeleteVolume"
+STEP_REFUSED = "Refused"
+
+
+# ---- observed state ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the reconciler needs of a member pod."""
+
+    name: str
+    ordinal: int
+    ip: str | None = None
+    ready: bool = False
+    """The pod's Ready condition."""
+    terminating: bool = False
+    template_hash: str | None = None
+    role_label: str | None = None
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    cluster: RaftCluster
+    statefulset_replicas: int | None
+    """spec.replicas of the StatefulSet; None when there is no StatefulSet."""
+    statefulset_hash: str | None
+    """The pod-template hash of the StatefulSet (what restarted pods will run)."""
+    pods: Mapping[str, PodState] = field(default_factory=dict)
+    nodes: Mapping[str, NodeStatus] = field(default_factory=dict)
+    """`/v1/status` of every member pod that answered, by pod name."""
+    volumes: Mapping[str, str] = field(default_factory=dict)
+    """Pod name -> uid of its data PersistentVolumeClaim."""
+    recorded_volumes: Mapping[str, str] = field(default_factory=dict)
+    """Pod name -> the volume uid the member's data was on when it last was a healthy voter."""
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+
+def ordinal_of(cluster_name: str, pod: str) -> int | None:
+    prefix = f"{cluster_name}-"
+    if not pod.startswith(prefix) or not pod[len(prefix) :].isdigit():
+        return None
+    return int(pod[len(prefix) :])
+
+
+def find_leader(nodes: Iterable[NodeStatus]) -> NodeStatus | None:
+    """The node that reports itself leader at the highest term (a deposed, partitioned
+    leader may still believe it leads at an older one)."""
+    leaders = [n for n in nodes if n.is_leader]
+    return max(leaders, key=lambda n: n.term) if leaders else None
+
+
+def lag(leader: NodeStatus, member: Member) -> int | None:
+    if member.id == leader.id:
+        return 0
+    if member.match_index is None:
+        return None
+    return max(0, leader.last_index - member.match_index)
+
+
+def healthy(obs: Observed, name: str) -> bool:
+    """The member answers, is in the configuration, follows a leader, is caught up, and its
+    pod is Ready (so Services route to it)."""
+    node = obs.nodes.get(name)
+    pod = obs.pods.get(name)
+    return node is not None and node.ready and pod is not None and pod.ready and not pod.terminating
+
+
+def caught_up(obs: Observed, leader: NodeStatus, name: str, max_lag: int) -> bool:
+    member = leader.member(name)
+    if member is None:
+        return False
+    behind = lag(leader, member)
+    return behind is not None and behind <= max_lag and healthy(obs, name)
+
+
+def voters(leader: NodeStatus) -> list[Member]:
+    return [m for m in leader.members if m.voter]
+
+
+def healthy_voters(obs: Observed, leader: NodeStatus, excluding: str | None = None) -> int:
+    return sum(1 for m in voters(leader) if m.name != excluding and healthy(obs, m.name))
+
+
+def data_lost(obs: Observed, leader: NodeStatus, name: str) -> str | None:
+    """Why the voter `name` has lost its data, or None if it has not."""
+    member = leader.member(name)
+    if member is None or not member.voter or member.id == leader.id:
+        return None
+    recorded, current = obs.recorded_volumes.get(name), obs.volumes.get(name)
+    if recorded and current and recorded != current:
+        return f"the volume of {name} was replaced (claim uid {recorded} -> {current})"
+    node = obs.nodes.get(name)
+    if node is not None and not node.is_member and node.term == 0:
+        return f"{name} reports no Raft state though the leader has it as a voter"
+    return None
+
+
+# ---- actions and plans -----------------------------------------------------------------------
+
+ActionKind = Literal[
+    "mark_bootstrapped",
+    "set_replicas",
+    "add_learner",
+    "promote",
+    "remove_member",
+    "transfer_leader",
+    "delete_pod",
+    "delete_volume",
+]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One idempotent step for the handlers to perform."""
+
+    kind: ActionKind
+    member: str | None = None
+    target: str | None = None
+    """transfer_leader: the member to hand leadership to."""
+    replicas: int | None = None
+    reason: str = ""
+    """Event reason (CamelCase) posted once the action succeeded."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    phase: ClusterPhase
+    operation: Operation | None
+    """status.operation to persist before the action (None: nothing in flight)."""
+    action: Action | None = None
+    waiting: str | None = None
+    """What the operation waits for (no action this round)."""
+    refused: str | None = None
+    """A step refused because it would lose quorum (posted as a warning, no change)."""
+    record_volumes: Mapping[str, str | None] = field(default_factory=dict)
+    """Updates of the recorded member volumes (None removes an entry)."""
+
+
+def _op(kind: OperationKind, step: str, now: datetime, **fields: Any) -> Operation:
+    return Operation(kind=kind, step=step, started_at=now, **fields)
+
+
+def _step(op: Operation, step: str, message: str | None = None) -> Operation:
+    return op.model_copy(update={"step": step, "message": message})
+
+
+def plan(obs: Observed, now: datetime) -> Plan:
+    """The next step for a cluster whose objects exist (handlers create them first)."""
+    cluster = obs.cluster
+    spec, status = cluster.spec, cluster.status
+    leader = find_leader(obs.nodes.values())
+    if spec.paused:
+        return Plan(ClusterPhase.PAUSED, status.operation, waiting="spec.paused is set")
+    if obs.statefulset_replicas is None:
+        return Plan(ClusterPhase.PENDING, status.operation, waiting="the StatefulSet is created")
+    if not status.bootstrapped:
+        return _bootstrap(obs, leader)
+    if leader is None:
+        return Plan(ClusterPhase.DEGRADED, status.operation, waiting="no member leads")
+    record = _volumes_to_record(obs, leader)
+    op = status.operation
+    for _ in range(4):  # a finished operation may hand over to the next one at once
+        if op is None:
+            op = _next_operation(obs, leader, now)
+            if op is None:
+                return Plan(_steady_phase(obs, leader), None, record_volumes=record)
+        result = _STEPPERS[op.kind](obs, leader, op, now)
+        if result is not None:
+            if result.record_volumes or record:
+                result = replace(result, record_volumes={**record, **result.record_volumes})
+            return result
+        op = None
+    return Plan(_steady_phase(obs, leader), None, record_volumes=record)
+
+
+def _bootstrap(obs: Observed, leader: NodeStatus | None) -> Plan:
+    cluster = obs.cluster
+    initial = cluster.status.initial_replicas or cluster.spec.replicas
+    founders = {desired.pod_name(cluster.name, i) for i in range(initial)}
+    # Every founder up, not just a quorum: a founder that starts after the ConfigMap says
+    # `existing` would start blank and look like a member that lost its data.
+    ready = sum(1 for name in founders if healthy(obs, name))
+    if (
+        leader is not None
+        and {m.name for m in voters(leader)} == founders
+        and ready == len(founders)
+    ):
+        record = {name: obs.volumes[name] for name in founders if name in obs.volumes}
+        return Plan(
+            ClusterPhase.BOOTSTRAPPING,
+            None,
+            Action(
+                "mark_bootstrapped",
+                reason="Bootstrapped",
+                message=f"{initial} members formed the cluster; {leader.name} leads",
+            ),
+            record_volumes=record,
+        )
+    return Plan(
+        ClusterPhase.BOOTSTRAPPING,
+        None,
+        waiting=f"{initial} members to start and elect a leader ({ready} ready)",
+    )
+
+
+def _steady_phase(obs: Observed, leader: NodeStatus) -> ClusterPhase:
+    unhealthy = [m.name for m in voters(leader) if not healthy(obs, m.name)]
+    return ClusterPhase.DEGRADED if unhealthy else ClusterPhase.AVAILABLE
+
+
+def _volumes_to_record(obs: Observed, leader: NodeStatus) -> dict[str, str | None]:
+    """Remember the volume of every healthy voter not recorded yet (the data-loss witness)."""
+    record: dict[str, str | None] = {}
+    for member in voters(leader):
+        uid = obs.volumes.get(member.name)
+        if uid and member.name not in obs.recorded_volumes and healthy(obs, member.name):
+            record[member.name] = uid
+    return record
+
+
+def _next_operation(obs: Observed, leader: NodeStatus, now: datetime) -> Operation | None:
+    cluster = obs.cluster
+    current = obs.statefulset_replicas or 0
+    wanted = cluster.spec.replicas
+    # Data loss first: a member without its data weakens the quorum until it is re-added.
+    for member in sorted(voters(leader), key=lambda m: m.name):
+        why = data_lost(obs, leader, member.name)
+        if why is not None:
+            return _op(OperationKind.RECOVER, STEP_REMOVE, now, member=member.name, message=why)
+    # A pod the StatefulSet runs that is not a member (e.g. its member was removed by hand).
+    for ordinal in range(min(current, wanted)):
+        name = desired.pod_name(cluster.name, ordinal)
+        node = obs.nodes.get(name)
+        if leader.member(name) is None and node is not None:
+            return _op(
+                OperationKind.RECOVER,
+                STEP_ADD_LEARNER,
+                now,
+                member=name,
+                message=f"{name} runs but is not a member",
+            )
+    if wanted > current:
+        return _op(
+            OperationKind.SCALE_UP,
+            STEP_CREATE_POD,
+            now,
+            member=desired.pod_name(cluster.name, current),
+            target_replicas=wanted,
+        )
+    if wanted < current:
+        return _op(
+            OperationKind.SCALE_DOWN,
+            STEP_REMOVE,
+            now,
+            member=desired.pod_name(cluster.name, current - 1),
+            target_replicas=wanted,
+        )
+    if obs.statefulset_hash and _outdated(obs, obs.statefulset_hash):
+        return _op(
+            OperationKind.ROLLING_UPDATE, STEP_DELETE_POD, now, target_revision=obs.statefulset_hash
+        )
+    return None
+
+
+def _outdated(obs: Observed, target: str) -> list[PodState]:
+    current = obs.statefulset_replicas or 0
+    return [
+        p
+        for p in obs.pods.values()
+        if p.ordinal < current and p.template_hash is not None and p.template_hash != target
+    ]
+
+
+# ---- steps -----------------------------------------------------------------------------------
+
+
+def _refuse(obs: Observed, op: Operation, phase: ClusterPhase, why: str) -> Plan:
+    return Plan(phase, _step(op, op.step, why), refused=why)
+
+
+def _wait(op: Operation, phase: ClusterPhase, step: str, why: str) -> Plan:
+    return Plan(phase, _step(op, step, why), waiting=why)
+
+
+def _act(op: Operation, phase: ClusterPhase, step: str, action: Action) -> Plan:
+    return Plan(phase, _step(op, step, action.message), action)
+
+
+def _transfer_away(
+    obs: Observed, leader: NodeStatus, op: Operation, phase: ClusterPhase, member: str
+) -> Plan:
+    """Hand leadership to the most caught-up healthy other voter."""
+    others = [m for m in voters(leader) if m.name != member and healthy(obs, m.name)]
+    if not others:
+        return _refuse(obs, op, phase, f"{member} leads and no other voter is healthy to lead")
+    target = max(others, key=lambda m: (m.match_index or 0, m.name))
+    return _act(
+        op,
+        phase,
+        STEP_TRANSFER,
+        Action(
+            "transfer_leader",
+            member=member,
+            target=target.name,
+            reason="LeaderTransfer",
+            message=f"moving leadership from {member} to {target.name}",
+        ),
+    )
+
+
+def _promote_when_caught_up(
+    obs: Observed, leader: NodeStatus, op: Operation, phase: ClusterPhase, member: Member
+) -> Plan:
+    behind = lag(leader, member)
+    if behind is None or behind > PROMOTE_MAX_LAG or obs.nodes.get(member.name) is None:
+        where = "unknown" if behind is None else str(behind)
+        return _wait(op, phase, STEP_CATCH_UP, f"{member.name} is catching up (lag {where})")
+    # The new voter counts against the quorum at once: the others must make it alone.
+    after = len(voters(leader)) + 1
+    if healthy_voters(obs, leader) + 1 < quorum(after):
+        return _refuse(
+            obs,
+            op,
+            phase,
+            f"promoting {member.name} would leave {after} voters with fewer than "
+            f"{quorum(after)} healthy",
+        )
+    return _act(
+        op,
+        phase,
+        STEP_PROMOTE,
+        Action(
+            "promote",
+            member=member.name,
+            reason="MemberPromoted",
+            message=f"{member.name} caught up; promoting it to voter",
+        ),
+    )
+
+
+def _add_learner(obs: Observed, op: Operation, phase: ClusterPhase, name: str) -> Plan:
+    pod = obs.pods.get(name)
+    if pod is None or pod.ip is None or pod.terminating or name not in obs.nodes:
+        return _wait(op, phase, STEP_WAIT_POD, f"pod {name} to start")
+    return _act(
+        op,
+        phase,
+        STEP_ADD_LEARNER,
+        Action(
+            "add_learner", member=name, reason="MemberAdded", message=f"adding {name} as a learner"
+        ),
+    )
+
+
+def _scale_up(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) -> Plan | None:
+    phase = ClusterPhase.SCALING
+    name = op.member or ""
+    ordinal = ordinal_of(obs.name, name)
+    if ordinal is None:
+        return None
+    member = leader.member(name)
+    if member is not None and member.voter:
+        return None  # this member is done; the next plan picks the next one
+    if (obs.statefulset_replicas or 0) < ordinal + 1:
+        return _act(
+            op,
+            phase,
+            STEP_CREATE_POD,
+            Action(
+                "set_replicas",
+                replicas=ordinal + 1,
+                reason="ScalingUp",
+                message=f"starting pod {name}",
+            ),
+        )
+    if member is None:
+        return _add_learner(obs, op, phase, name)
+    return _promote_when_caught_up(obs, leader, op, phase, member)
+
+
+def _scale_down(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) -> Plan | None:
+    phase = ClusterPhase.SCALING
+    name = op.member or ""
+    ordinal = ordinal_of(obs.name, name)
+    if ordinal is None:
+        return None
+    member = leader.member(name)
+    if member is not None:
+        if member.voter:
+            count = len(voters(leader))
+            others = healthy_voters(obs, leader, excluding=name)
+            if others < quorum(count - 1) or others + healthy(obs, name) < quorum(count):
+                return _refuse(
+                    obs,
+                    op,
+                    phase,
+                    f"removing {name} needs {quorum(count - 1)} healthy other voters "
+                    f"({others} are)",
+                )
+        if leader.name == name:
+            return _transfer_away(obs, leader, op, phase, name)
+        return _act(
+            op,
+            phase,
+            STEP_REMOVE,
+            Action(
+                "remove_member",
+                member=name,
+                reason="MemberRemoved",
+                message=f"removing {name} from the cluster",
+            ),
+        )
+    if (obs.statefulset_replicas or 0) > ordinal:
+        return _act(
+            op,
+            phase,
+            STEP_DELETE_POD,
+            Action(
+                "set_replicas",
+                replicas=ordinal,
+                reason="ScalingDown",
+                message=f"stopping pod {name}",
+            ),
+        )
+    if name in obs.pods:
+        return _wait(op, phase, STEP_WAIT_POD_GONE, f"pod {name} to stop")
+    if obs.cluster.spec.storage.reclaim_policy == ReclaimPolicy.DELETE and name in obs.volumes:
+        return _act(
+            op,
+            phase,
+            STEP_DELETE_VOLUME,
+            Action(
+                "delete_volume",
+                member=name,
+                reason="VolumeDeleted",
+                message=f"deleting the volume of {name} (reclaimPolicy Delete)",
+            ),
+        )
+    if name in obs.recorded_volumes:
+        return Plan(phase, _step(op, STEP_DELETE_VOLUME), record_volumes={name: None})
+    return None
+
+
+def _restart_order(obs: Observed, leader: NodeStatus, pods: list[PodState]) -> list[PodState]:
+    """Followers and learners first (highest ordinal first), the leader last."""
+    return sorted(pods, key=lambda p: (p.name == leader.name, -p.ordinal))
+
+
+def _rolling_update(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) -> Plan | None:
+    phase = ClusterPhase.UPGRADING
+    target = obs.statefulset_hash
+    if not target:
+        return _wait(op, phase, STEP_WAIT_POD, "the StatefulSet's pod template")
+    if op.target_revision != target:
+        op = op.model_copy(update={"target_revision": target, "member": None})
+    name = op.member
+    if name is not None:
+        pod = obs.pods.get(name)
+        if pod is None or pod.terminating:
+            return _wait(op, phase, STEP_WAIT_POD, f"pod {name} to restart")
+        if pod.template_hash == target:
+            if not caught_up(obs, leader, name, CAUGHT_UP_MAX_LAG):
+                return _wait(op, phase, STEP_CATCH_UP, f"{name} to be ready and caught up")
+            op = op.model_copy(update={"member": None})
+            name = None
+    pending = _outdated(obs, target)
+    if not pending:
+        return None
+    if name is None:
+        name = _restart_order(obs, leader, pending)[0].name
+        op = op.model_copy(update={"member": name})
+    # Everyone else must be healthy and caught up before one more member goes down.
+    laggards = [
+        m.name
+        for m in leader.members
+        if m.name != name and not caught_up(obs, leader, m.name, CAUGHT_UP_MAX_LAG)
+    ]
+    if laggards:
+        return _wait(
+            op,
+            phase,
+            STEP_CATCH_UP,
+            f"{', '.join(sorted(laggards))} to be ready and caught up before {name}",
+        )
+    member = leader.member(name)
+    if member is not None and member.voter:
+        count = len(voters(leader))
+        others = healthy_voters(obs, leader, excluding=name)
+        if others < quorum(count):
+            return _refuse(
+                obs,
+                op,
+                phase,
+                f"restarting {name} would leave {others} of {count} voters healthy "
+                f"(quorum {quorum(count)})",
+            )
+    if leader.name == name:
+        return _transfer_away(obs, leader, op, phase, name)
+    return _act(
+        op,
+        phase,
+        STEP_DELETE_POD,
+        Action(
+            "delete_pod",
+            member=name,
+            reason="MemberRestart",
+            message=f"restarting {name} with the new pod template",
+        ),
+    )
+
+
+def _recover(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) -> Plan | None:
+    phase = ClusterPhase.DEGRADED
+    name = op.member or ""
+    member = leader.member(name)
+    if op.step == STEP_REMOVE and member is not None:
+        if leader.name == name:
+            return _transfer_away(obs, leader, op, phase, name)
+        count = len(voters(leader))
+        others = healthy_voters(obs, leader, excluding=name)
+        if member.voter and others < quorum(count):
+            return _refuse(
+                obs,
+                op,
+                phase,
+                f"removing {name} (data lost) needs {quorum(count)} healthy other voters "
+                f"({others} are)",
+            )
+        return _act(
+            op,
+            phase,
+            STEP_REMOVE,
+            Action(
+                "remove_member",
+                member=name,
+                reason="MemberRecovering",
+                message=f"removing {name}, which lost its data, to add it back empty",
+            ),
+        )
+    if member is None:
+        if (obs.statefulset_replicas or 0) <= (ordinal_of(obs.name, name) or 0):
+            return None  # scaled away meanwhile: nothing to recover
+        return _add_learner(obs, _step(op, STEP_ADD_LEARNER), phase, name)
+    if not member.voter:
+        return _promote_when_caught_up(obs, leader, op, phase, member)
+    uid = obs.volumes.get(name)
+    if uid and obs.recorded_volumes.get(name) != uid:
+        # The member is whole again, on this volume.
+        return Plan(phase, _step(op, STEP_PROMOTE), record_volumes={name: uid})
+    return None
+
+
+_STEPPERS = {
+    OperationKind.SCALE_UP: _scale_up,
+    OperationKind.SCALE_DOWN: _scale_down,
+    OperationKind.ROLLING_UPDATE: _rolling_update,
+    OperationKind.RECOVER: _recover,
+}
+
+
+# ---- status --------------------------------------------------------------------------------
+
+
+def member_statuses(obs: Observed) -> list[MemberStatus]:
+    """status.members: the leader's view of the configuration, with health and lag."""
+    leader = find_leader(obs.nodes.values())
+    if leader is None:
+        return [
+            MemberStatus(name=n.name, id=n.id, role=MemberRole.from_node(n.role), healthy=False)
+            for n in sorted(obs.nodes.values(), key=lambda n: n.name)
+        ]
+    out = []
+    for member in sorted(leader.members, key=lambda m: m.name):
+        node = obs.nodes.get(member.name)
+        if member.id == leader.id:
+            role = MemberRole.LEADER
+        elif not member.voter:
+            role = MemberRole.LEARNER
+        else:
+            role = MemberRole.from_node(node.role) if node is not None else MemberRole.UNKNOWN
+        out.append(
+            MemberStatus(
+                name=member.name or str(member.id),
+                id=member.id,
+                role=role,
+                healthy=healthy(obs, member.name),
+                lag=lag(leader, member),
+            )
+        )
+    return out
+
+
+def conditions(
+    obs: Observed, result: Plan
+) -> list[tuple[ConditionType, ConditionStatus, str, str]]:
+    """(type, status, reason, message) of Available, Progressing and Degraded."""
+    leader = find_leader(obs.nodes.values())
+    out: list[tuple[ConditionType, ConditionStatus, str, str]] = []
+    if leader is None:
+        out.append(
+            (
+                ConditionType.AVAILABLE,
+                ConditionStatus.FALSE,
+                "NoLeader",
+                "no member reports itself leader",
+            )
+        )
+    else:
+        count, fine = len(voters(leader)), healthy_voters(obs, leader)
+        if fine >= quorum(count):
+            out.append(
+                (
+                    ConditionType.AVAILABLE,
+                    ConditionStatus.TRUE,
+                    "QuorumHealthy",
+                    f"{leader.name} leads; {fine} of {count} voters healthy",
+                )
+            )
+        else:
+            out.append(
+                (
+                    ConditionType.AVAILABLE,
+                    ConditionStatus.FALSE,
+                    "QuorumLost",
+                    f"{fine} of {count} voters healthy",
+                )
+            )
+    op = result.operation
+    if result.refused:
+        out.append(
+            (ConditionType.PROGRESSING, ConditionStatus.FALSE, "QuorumAtRisk", result.refused)
+        )
+    elif result.phase == ClusterPhase.PAUSED:
+        out.append(
+            (
+                ConditionType.PROGRESSING,
+                ConditionStatus.FALSE,
+                "Paused",
+                "spec.paused is set: no changes are made",
+            )
+        )
+    elif op is not None:
+        note = op.message or op.step
+        out.append(
+            (
+                ConditionType.PROGRESSING,
+                ConditionStatus.TRUE,
+                op.kind.value,
+                f"{op.member or ''}: {note}".lstrip(": "),
+            )
+        )
+    elif result.phase == ClusterPhase.BOOTSTRAPPING:
+        out.append(
+            (
+                ConditionType.PROGRESSING,
+                ConditionStatus.TRUE,
+                "Bootstrapping",
+                result.waiting or "bootstrapping",
+            )
+        )
+    else:
+        out.append(
+            (
+                ConditionType.PROGRESSING,
+                ConditionStatus.FALSE,
+                "Reconciled",
+                "the cluster matches its spec",
+            )
+        )
+    unhealthy = sorted(name for name in _expected_members(obs) if not healthy(obs, name))
+    if unhealthy:
+        out.append(
+            (
+                ConditionType.DEGRADED,
+                ConditionStatus.TRUE,
+                "MembersUnhealthy",
+                f"not ready or not answering: {', '.join(unhealthy)}",
+            )
+        )
+    else:
+        out.append(
+            (
+                ConditionType.DEGRADED,
+                ConditionStatus.FALSE,
+                "AllMembersHealthy",
+                "every member is ready",
+            )
+        )
+    return out
+
+
+def _expected_members(obs: Observed) -> list[str]:
+    leader = find_leader(obs.nodes.values())
+    if leader is not None:
+        return [m.name for m in leader.members]
+    count = obs.statefulset_replicas or 0
+    return [desired.pod_name(obs.name, i) for i in range(count)]
+
+
+# ---- leader routing ------------------------------------------------------------------------
+
+
+def role_labels(
+    pods: Iterable[str], statuses: Mapping[str, NodeStatus | None]
+) -> dict[str, str | None]:
+    """The `raftkv.dev/role` label each pod should carry (None: no label).
+
+    With a known leader its members are leader/follower/learner and other pods get no
+    label. Without one, nobody is `leader` (the client Service then has no endpoint, as no
+    member could take a write anyway) and the rest keep what the last leader said.
+    """
+    leader = find_leader(s for s in statuses.values() if s is not None)
+    labels: dict[str, str | None] = {}
+    for pod in pods:
+        if leader is None:
+            labels[pod] = desired.ROLE_FOLLOWER if statuses.get(pod) is not None else None
+            continue
+        member = leader.member(pod)
+        if member is None:
+            labels[pod] = None
+        elif member.id == leader.id:
+            labels[pod] = desired.ROLE_LEADER
+        elif member.voter:
+            labels[pod] = desired.ROLE_FOLLOWER
+        else:
+            labels[pod] = desired.ROLE_LEARNER
+    return labels
+
+
+# ---- checkpoint schedule ---------------------------------------------------------------------
+
+
+def schedule_due(
+    schedule: str, last: datetime | None, created: datetime, now: datetime
+) -> datetime | None:
+    """The latest scheduled time in (last or created, now], or None if none is due.
+
+    Like a CronJob that missed runs while the operator was down: one checkpoint for the
+    newest missed time, not one per missed time.
+    """
+    base = last or created
+    it = croniter(schedule, base.astimezone(UTC))
+    due: datetime | None = None
+    while True:
+        nxt = it.get_next(datetime)
+        if nxt > now:
+            return due
+        due = nxt
+
+
+def scheduled_checkpoint_name(cluster_name: str, when: datetime) -> str:
+    """`<cluster>-<yyyymmddhhmm>` of the scheduled time: the same name for the same run."""
+    return f"{cluster_name}-{when.astimezone(UTC):%Y%m%d%H%M}"
+
+
+def checkpoint_id(checkpoint_name: str) -> str:
+    """The checkpoint id for a RaftCheckpoint without spec.id: its name, shortened stably when
+    over 63 characters (so a retried request asks for the same checkpoint)."""
+    if len(checkpoint_name) <= 63:
+        return checkpoint_name
+    digest = hashlib.sha256(checkpoint_name.encode()).hexdigest()[:8]
+    return f"{checkpoint_name[:54].rstrip('-.')}-{digest}"
+
+
+def checkpoints_to_delete(
+    checkpoints: Iterable[tuple[str, datetime | None]], retain: int
+) -> list[str]:
+    """Names beyond the newest `retain` (by creation time, then name)."""
+    ordered = sorted(
+        checkpoints,
+        key=lambda c: (c[1] or datetime.min.replace(tzinfo=UTC), c[0]),
+        reverse=True,
+    )
+    return [name for name, _ in ordered[retain:]]

@@ -1,0 +1,382 @@
+"""One cluster's reconcile round: observe -> reconcile.plan() -> persist status.operation ->
+one action -> status. The decisions are reconcile.py's; this module does the I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from raftkv_operator import desired, kube, metrics, reconcile
+from raftkv_operator.context import (
+    DATA_CLAIM_PREFIX,
+    MEMBER_VOLUMES_ANNOTATION,
+    RUNTIME,
+    SETTINGS,
+    KopfLogger,
+    fetch_statuses,
+    info,
+    node_url,
+    pod_state,
+    template_hash,
+    warn,
+)
+from raftkv_operator.members import NodeError, NodeUnreachable, member_id
+from raftkv_operator.models import (
+    ClusterPhase,
+    Condition,
+    RaftCluster,
+    set_condition,
+)
+
+
+def recorded_volumes(body: Mapping[str, Any]) -> dict[str, str]:
+    raw = (body.get("metadata", {}).get("annotations") or {}).get(MEMBER_VOLUMES_ANNOTATION)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+class Reconciler:
+    """One cluster's reconcile round: observe, plan, persist, act, report."""
+
+    def __init__(self, namespace: str, name: str, logger: KopfLogger) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.logger = logger
+        self.synced_generation: int | None = None
+        self.synced_at = 0.0
+        self.last_refusal: str | None = None
+
+    async def once(self) -> bool:
+        """One round; True while something is in flight (come back soon)."""
+        body = await kube.get_cluster(self.namespace, self.name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return False
+        try:
+            cluster = RaftCluster.model_validate(body)
+        except ValidationError as e:
+            await self._invalid(body, e)
+            return False
+        status = cluster.status
+        if status.initial_replicas is None:
+            # Fixed before any pod exists: the founders are these, whatever replicas becomes.
+            body = await kube.patch_cluster_status(
+                self.namespace,
+                self.name,
+                {"initialReplicas": cluster.spec.replicas, "phase": ClusterPhase.PENDING.value},
+            )
+            cluster = RaftCluster.model_validate(body)
+            info(
+                body,
+                reason="Creating",
+                message=f"creating a cluster of {cluster.spec.replicas} members",
+            )
+        if not cluster.spec.paused:
+            await self.sync_objects(cluster)
+        observed = await self.observe(cluster, body)
+        now = datetime.now(UTC)
+        result = reconcile.plan(observed, now)
+        await self.write_status(cluster, body, observed, result)
+        if result.record_volumes:
+            await self.record_volumes(observed, result.record_volumes)
+        if result.refused and result.refused != self.last_refusal:
+            warn(body, reason="QuorumAtRisk", message=f"refused: {result.refused}")
+        self.last_refusal = result.refused
+        if result.action is not None:
+            await self.perform(cluster, body, observed, result)
+        metrics.set_phase(self.namespace, self.name, result.phase)
+        return (
+            result.operation is not None
+            or result.action is not None
+            or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
+        )
+
+    async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> None:
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )[:1000]
+        if (body.get("status") or {}).get("phase") != ClusterPhase.FAILED.value:
+            warn(body, reason="InvalidSpec", message=message)
+        await kube.patch_cluster_status(
+            self.namespace, self.name, {"phase": ClusterPhase.FAILED.value}
+        )
+        metrics.set_phase(self.namespace, self.name, ClusterPhase.FAILED)
+
+    # ---- objects ---------------------------------------------------------------------------
+
+    async def sync_objects(self, cluster: RaftCluster, *, force: bool = False) -> None:
+        """Create missing owned objects and correct drifted ones (not too often)."""
+        generation = cluster.metadata.generation
+        stale = time.monotonic() - self.synced_at > SETTINGS.resync_seconds
+        if not force and not stale and generation == self.synced_generation:
+            return
+        repository = SETTINGS.image_repository
+        for obj in desired.desired_objects(cluster, default_image_repository=repository):
+            if obj["kind"] == "StatefulSet":
+                await self.sync_statefulset(cluster)
+                continue
+            outcome = await kube.ensure(self.namespace, desired.with_owner(obj, cluster))
+            if outcome != "unchanged":
+                self.logger.info("%s %s %s", outcome, obj["kind"], obj["metadata"]["name"])
+        claim = desired.archive_claim(cluster)
+        if claim is not None and await kube.create_volume(self.namespace, claim):
+            info(
+                cluster.to_k8s(),
+                reason="ArchiveClaimCreated",
+                message=f"created {claim['metadata']['name']} for archived checkpoints",
+            )
+        self.synced_generation = generation
+        self.synced_at = time.monotonic()
+
+    async def sync_statefulset(self, cluster: RaftCluster) -> None:
+        live = await kube.get_statefulset(self.namespace, cluster.name)
+        repository = SETTINGS.image_repository
+        if live is None:
+            if cluster.status.bootstrapped:
+                replicas = len(cluster.status.members) or cluster.spec.replicas
+            else:
+                replicas = cluster.status.initial_replicas or cluster.spec.replicas
+            wanted = desired.stateful_set(
+                cluster, replicas=replicas, default_image_repository=repository
+            )
+            await kube.create_statefulset(self.namespace, desired.with_owner(wanted, cluster))
+            info(
+                cluster.to_k8s(),
+                reason="StatefulSetCreated",
+                message=f"created StatefulSet {cluster.name} with {replicas} replicas",
+            )
+            return
+        replicas = int(live.get("spec", {}).get("replicas") or 0)
+        wanted = desired.with_owner(
+            desired.stateful_set(cluster, replicas=replicas, default_image_repository=repository),
+            cluster,
+        )
+        live_template = live.get("spec", {}).get("template", {})
+        wanted_template = wanted["spec"]["template"]
+        if template_hash(live_template) != template_hash(wanted_template):
+            # The whole template, replaced: a merge would keep fields the spec dropped.
+            await kube.patch_statefulset(
+                self.namespace,
+                cluster.name,
+                [{"op": "replace", "path": "/spec/template", "value": wanted_template}],
+                json_patch=True,
+            )
+            info(
+                cluster.to_k8s(),
+                reason="PodTemplateChanged",
+                message="the member pod template changed; members restart one by one",
+            )
+        mutable = {
+            "metadata": {"labels": wanted["metadata"]["labels"]},
+            "spec": {
+                "persistentVolumeClaimRetentionPolicy": wanted["spec"][
+                    "persistentVolumeClaimRetentionPolicy"
+                ],
+            },
+        }
+        if not kube.is_subset(mutable, live):
+            await kube.patch_statefulset(self.namespace, cluster.name, mutable)
+
+    # ---- observation ---------------------------------------------------------------------
+
+    async def observe(self, cluster: RaftCluster, body: Mapping[str, Any]) -> reconcile.Observed:
+        selector = desired.label_selector(cluster.name)
+        sts, pod_objects, claims = await asyncio.gather(
+            kube.get_statefulset(self.namespace, cluster.name),
+            kube.list_pods(self.namespace, selector),
+            kube.list_volumes(self.namespace, selector),
+        )
+        pods = {}
+        for obj in pod_objects:
+            state = pod_state(cluster.name, obj)
+            if state is not None:
+                pods[state.name] = state
+        port = cluster.spec.service.ports.client
+        nodes = await fetch_statuses(RUNTIME.nodes(), pods, port)
+        volumes = {}
+        for claim in claims:
+            claim_name = claim["metadata"]["name"]
+            if claim_name.startswith(DATA_CLAIM_PREFIX) and not claim["metadata"].get(
+                "deletionTimestamp"
+            ):
+                volumes[claim_name[len(DATA_CLAIM_PREFIX) :]] = claim["metadata"]["uid"]
+        sts_replicas = sts_hash = None
+        if sts is not None:
+            sts_replicas = int(sts.get("spec", {}).get("replicas") or 0)
+            sts_hash = template_hash(sts.get("spec", {}).get("template", {}))
+        return reconcile.Observed(
+            cluster=cluster,
+            statefulset_replicas=sts_replicas,
+            statefulset_hash=sts_hash,
+            pods=pods,
+            nodes=nodes,
+            volumes=volumes,
+            recorded_volumes=recorded_volumes(body),
+        )
+
+    # ---- status --------------------------------------------------------------------------
+
+    async def write_status(
+        self,
+        cluster: RaftCluster,
+        body: Mapping[str, Any],
+        observed: reconcile.Observed,
+        result: reconcile.Plan,
+    ) -> None:
+        now = datetime.now(UTC)
+        current = cluster.status
+        conds: list[Condition] = list(current.conditions)
+        for type_, value, reason, message in reconcile.conditions(observed, result):
+            conds = set_condition(
+                conds,
+                type_.value,
+                value,
+                reason,
+                message[:32000],
+                now=now,
+                observed_generation=cluster.metadata.generation,
+            )
+        leader = reconcile.find_leader(observed.nodes.values())
+        patch: dict[str, Any] = {
+            "phase": result.phase.value,
+            "observedGeneration": cluster.metadata.generation,
+            "replicas": len(observed.pods),
+            "readyReplicas": sum(1 for p in observed.pods.values() if p.ready),
+            "selector": desired.label_selector(cluster.name),
+            "members": [
+                m.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for m in reconcile.member_statuses(observed)
+            ],
+            "conditions": [
+                c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conds
+            ],
+            "operation": (
+                result.operation.model_dump(mode="json", by_alias=True, exclude_none=True)
+                if result.operation is not None
+                else None
+            ),
+        }
+        if leader is not None:
+            patch.update(leader=leader.name, term=leader.term, commitIndex=leader.commit_index)
+        live = dict(body.get("status") or {})
+        changed = {
+            k: v
+            for k, v in patch.items()
+            if not (v is None and live.get(k) is None) and not _same(v, live.get(k))
+        }
+        if changed:
+            await kube.patch_cluster_status(self.namespace, self.name, changed)
+
+    async def record_volumes(
+        self, observed: reconcile.Observed, updates: Mapping[str, str | None]
+    ) -> None:
+        volumes = dict(observed.recorded_volumes)
+        for member, uid in updates.items():
+            if uid is None:
+                volumes.pop(member, None)
+            else:
+                volumes[member] = uid
+        await kube.patch_cluster_metadata(
+            self.namespace,
+            self.name,
+            {"annotations": {MEMBER_VOLUMES_ANNOTATION: json.dumps(volumes, sort_keys=True)}},
+        )
+
+    # ---- actions -------------------------------------------------------------------------
+
+    async def perform(
+        self,
+        cluster: RaftCluster,
+        body: Mapping[str, Any],
+        observed: reconcile.Observed,
+        result: reconcile.Plan,
+    ) -> None:
+        action = result.action
+        assert action is not None
+        try:
+            done = await self._do(cluster, observed, action)
+        except (NodeError, NodeUnreachable) as e:
+            self.logger.warning("%s of %s failed: %s", action.kind, action.member, e)
+            if result.operation is not None:
+                op = result.operation.model_copy(
+                    update={"attempts": result.operation.attempts + 1, "message": str(e)[:4000]}
+                )
+                await kube.patch_cluster_status(
+                    self.namespace,
+                    self.name,
+                    {"operation": op.model_dump(mode="json", by_alias=True, exclude_none=True)},
+                )
+            return
+        if done:
+            self.logger.info("%s: %s", action.reason, action.message)
+            info(body, reason=action.reason, message=action.message)
+            RUNTIME.wake(self.namespace, self.name)  # the router re-reads roles
+
+    async def _do(
+        self, cluster: RaftCluster, observed: reconcile.Observed, action: reconcile.Action
+    ) -> bool:
+        nodes = RUNTIME.nodes()
+        port = cluster.spec.service.ports.client
+        leader = reconcile.find_leader(observed.nodes.values())
+        leader_pod = observed.pods.get(leader.name) if leader is not None else None
+        leader_url = node_url(leader_pod.ip, port) if leader_pod and leader_pod.ip else None
+        member = action.member or ""
+        if action.kind == "mark_bootstrapped":
+            initial = cluster.status.initial_replicas or cluster.spec.replicas
+            body = await kube.patch_cluster_status(
+                self.namespace, self.name, {"bootstrapped": True, "initialReplicas": initial}
+            )
+            # The ConfigMap flips to `existing` now: a member that loses its volume from
+            # here on waits to be re-added instead of founding a second cluster.
+            await self.sync_objects(RaftCluster.model_validate(body), force=True)
+            return True
+        if action.kind == "set_replicas":
+            await kube.patch_statefulset(
+                self.namespace, cluster.name, {"spec": {"replicas": action.replicas}}
+            )
+            return True
+        if action.kind == "delete_pod":
+            pod = observed.pods.get(member)
+            return await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
+        if action.kind == "delete_volume":
+            return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
+        if leader_url is None:
+            raise NodeUnreachable("the leader's pod has no address")
+        if action.kind == "add_learner":
+            await nodes.add_learner(
+                leader_url,
+                member,
+                desired.member_peer_url(cluster, member),
+                desired.member_client_url(cluster, member),
+            )
+            return True
+        if action.kind == "promote":
+            try:
+                await nodes.promote(leader_url, member_id(member))
+            except NodeError as e:
+                if e.status == 409 and e.code == "not_caught_up":
+                    return False  # not yet: the next round asks again
+                raise
+            return True
+        if action.kind == "remove_member":
+            await nodes.remove(leader_url, member_id(member))
+            return True
+        if action.kind == "transfer_leader":
+            target = member_id(action.target) if action.target else None
+            await nodes.transfer_leader(leader_url, target)
+            return True
+        raise AssertionError(f"unknown action {action.kind}")
+
+
+def _same(wanted: Any, live: Any) -> bool:
+    return kube.is_subset(wanted, live) and kube.is_subset(live, wanted)

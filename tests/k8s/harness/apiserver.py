@@ -1,0 +1,339 @@
+"""The emulated Kubernetes API server: kmock's HTTP server and discovery, our object store.
+
+`EmulatedApiServer` is a `kmock.KubernetesScaffold` (discovery of the declared resources,
+Kubernetes-style errors, kmock's request log and DSL) whose resource endpoints are served by
+`ObjectStore` instead of kmock's own emulator, which lacks what kopf needs (see store.py and
+README.md). kmock's DSL still works for fault injection: a reaction added by a test, e.g.
+`server['patch', kmock.resource('apps/v1/statefulsets')] << 500`, takes priority over the
+store, and such a request then changes nothing (kmock 0.8's emulator changes the object even
+when a reaction intercepts the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import traceback
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import apps, parsing, rendering  # kmock 0.8 has no public alias
+
+from tests.k8s.harness.resources import ALL_VERBS, ResourceSpec
+from tests.k8s.harness.store import ApiError, ObjectStore, WatchEvent
+
+logger = logging.getLogger(__name__)
+
+_NAMESPACE_PATH = re.compile(
+    r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?"
+)
+_PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+def _resource_key(spec: ResourceSpec) -> kmock.resource:
+    return kmock.resource(spec.group, spec.version, spec.plural)
+
+
+@attrs.define(kw_only=True)
+class EmulatedApiServer(kmock.KubernetesScaffold):
+    store: ObjectStore = attrs.field(factory=ObjectStore)
+    mirror_history: int = 20
+    """How many versions of each object the kmock-style `objects` mirror keeps."""
+    internal_errors: list[str] = attrs.field(factory=list, init=False)
+    """Tracebacks of unexpected failures while serving (a harness bug, not an API error)."""
+    _mirror: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.fallback[self._is_resource_request] << self._serve_resource
+        for spec in self.store.registry:
+            self._declare(spec, True)
+        self.store.registry_observers.append(self._declare)
+        self.store.observers.append(self._mirror_event)
+
+    # ---- kmock integration -------------------------------------------------------------------
+
+    @property
+    def objects(self) -> kmock.ObjectsArray:
+        """kmock-style view of the objects (recent versions), for kmock-style assertions."""
+        return self._mirror
+
+    def _declare(self, spec: ResourceSpec, added: bool) -> None:
+        key = _resource_key(spec)
+        if not added:
+            if key in self.resources:
+                del self.resources[key]
+            return
+        self.resources[key] = kmock.ResourceInfo(
+            namespaced=spec.namespaced,
+            kind=spec.kind,
+            singular=spec.singular or spec.kind.lower(),
+            verbs=set(ALL_VERBS),
+            shortnames=set(spec.short_names),
+            categories=set(spec.categories),
+            subresources=set(spec.subresources),
+        )
+
+    def _mirror_event(self, event: WatchEvent) -> None:
+        key = (_resource_key(event.resource), event.namespace, event.name)
+        if event.type == "DELETED":
+            if key in self._mirror:
+                self._mirror[key].delete()
+            return
+        if key not in self._mirror:
+            self._mirror[key] = event.object
+            return
+        entry = self._mirror[key]
+        if entry.deleted:
+            entry.create(event.object)
+        else:
+            entry.history.append(event.object)
+        if len(entry.history) > self.mirror_history:
+            del entry.history[: len(entry.history) - self.mirror_history]
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        match = _NAMESPACE_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        # kmock 0.8's path parser fails on the namespaces resource itself (/api/v1/namespaces
+        # and /api/v1/namespaces/NAME): it takes "namespaces/NAME" as a namespace prefix.
+        body = await raw_request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        path = parsing.ParsedPath("", "v1", "namespaces", None, match["name"], match["sub"])
+        method = kmock.method(raw_request.method)
+        request = rendering.Request(
+            id=len(self._requests),
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            cookies=dict(raw_request.cookies),
+            data=data,
+            body=body,
+            text=body.decode(errors="replace"),
+            action=parsing.guess_k8s(path, method, dict(raw_request.query)),
+            resource=kmock.resource("", "v1", "namespaces"),
+            namespace=None,
+            name=match["name"],
+            subresource=match["sub"],
+        )
+        self._requests.append(request)
+        try:
+            return await self._handle(request)
+        except rendering.StreamingError as e:
+            response = e.args[0]
+            if response.prepared:
+                await response.write_eof()
+            assert isinstance(response, aiohttp.web.StreamResponse)
+            return response
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # Skip kmock's own object handling (KubernetesEmulator._handle): the store serves it.
+        try:
+            return await apps.RawHandler._handle(self, request)
+        except ApiError as e:
+            return aiohttp.web.json_response(e.status(), status=e.code)
+        except Exception as e:
+            if isinstance(
+                e, kmock.KubernetesError | NotImplementedError | rendering.StreamingError
+            ):
+                raise
+            self.internal_errors.append(traceback.format_exc())
+            logger.exception("emulated API server failed on %s %s", request.method, request.url)
+            status = ApiError(500, "InternalError", f"emulated API server bug: {e!r}")
+            return aiohttp.web.json_response(status.status(), status=500)
+
+    @staticmethod
+    def _is_resource_request(request: rendering.Request) -> bool:
+        return request.resource is not None and bool(request.resource.plural)
+
+    # ---- serving -----------------------------------------------------------------------------
+
+    def _serve_resource(self, request: rendering.Request) -> Any:
+        assert request.resource is not None
+        res = request.resource
+        spec = self.store.registry.find(res.group or "", res.version or "", res.plural or "")
+        if spec is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        namespace, name, sub = request.namespace, request.name, request.subresource
+        if namespace is not None and not spec.namespaced:
+            raise ApiError(404, "NotFound", f"{spec.kind} is cluster-scoped")
+        params: Mapping[str, str] = request.params
+        dry_run = params.get("dryRun") == "All"
+        method = str(request.method.value if hasattr(request.method, "value") else request.method)
+        if method == "GET":
+            if params.get("watch") in ("true", "1"):
+                return self._watch(spec, namespace if name is None else namespace, params, name)
+            if name is None:
+                items = self.store.list(
+                    spec, namespace, params.get("labelSelector"), params.get("fieldSelector")
+                )
+                return {
+                    "apiVersion": spec.api_version,
+                    "kind": f"{spec.kind}List",
+                    "metadata": {"resourceVersion": self.store.resource_version},
+                    "items": items,
+                }
+            self._check_subresource(spec, sub)
+            obj = self.store.get(spec, namespace, name)
+            if obj is None:
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    f'{spec.plural} "{name}" not found',
+                    {"name": name, "kind": spec.plural},
+                )
+            return obj
+        if method == "POST":
+            if name is not None:
+                raise ApiError(
+                    405,
+                    "MethodNotAllowed",
+                    f"POST on {spec.plural}/{name}{'/' + sub if sub else ''} is not emulated",
+                )
+            return self.store.create(spec, request.data, namespace, dry_run=dry_run)
+        if name is None and method != "DELETE":
+            raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
+        if method == "PATCH":
+            assert name is not None
+            self._check_subresource(spec, sub)
+            ctype = _header(request.headers, "Content-Type").split(";")[0].strip().lower()
+            patch_type = _PATCH_TYPES.get(ctype)
+            if patch_type is None:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format: {ctype!r}",
+                )
+            return self.store.patch(
+                spec,
+                namespace,
+                name,
+                request.data,
+                patch_type=patch_type,
+                subresource=sub,
+                dry_run=dry_run,
+            )
+        if method == "PUT":
+            assert name is not None
+            self._check_subresource(spec, sub)
+            return self.store.replace(
+                spec, namespace, name, request.data, subresource=sub, dry_run=dry_run
+            )
+        if method == "DELETE":
+            options = dict(request.data) if isinstance(request.data, dict) else {}
+            grace = params.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+            propagation = params.get("propagationPolicy", options.get("propagationPolicy"))
+            if propagation is None and (
+                options.get("orphanDependents") or params.get("orphanDependents") == "true"
+            ):
+                propagation = "Orphan"
+            kwargs: dict[str, Any] = {
+                "grace_period_seconds": int(grace) if grace is not None else None,
+                "propagation_policy": propagation,
+                "preconditions": options.get("preconditions"),
+                "dry_run": dry_run or options.get("dryRun") == ["All"],
+            }
+            if name is not None:
+                if sub:
+                    raise ApiError(405, "MethodNotAllowed", "DELETE on a subresource")
+                return self.store.delete(spec, namespace, name, **kwargs)
+            deleted = []
+            for obj in self.store.list(
+                spec, namespace, params.get("labelSelector"), params.get("fieldSelector")
+            ):
+                meta = obj["metadata"]
+                deleted.append(
+                    self.store.delete(spec, meta.get("namespace"), meta["name"], **kwargs)
+                )
+            return {
+                "apiVersion": spec.api_version,
+                "kind": f"{spec.kind}List",
+                "metadata": {"resourceVersion": self.store.resource_version},
+                "items": deleted,
+            }
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    @staticmethod
+    def _check_subresource(spec: ResourceSpec, sub: str | None) -> None:
+        if sub is not None and sub not in spec.subresources:
+            raise ApiError(
+                404,
+                "NotFound",
+                f"{spec.plural}/{sub}: the subresource is not served by the emulated API server",
+            )
+
+    def _watch(
+        self, spec: ResourceSpec, namespace: str | None, params: Mapping[str, str], name: str | None
+    ) -> AsyncIterator[Any]:
+        field_selector = params.get("fieldSelector")
+        if name is not None:  # GET /…/pods/NAME?watch=true (deprecated, still used by clients)
+            term = f"metadata.name={name}"
+            field_selector = f"{field_selector},{term}" if field_selector else term
+        # Subscribing here (not in the generator) makes a 410 Gone a plain error response.
+        sub, first = self.store.watch(
+            spec,
+            namespace=namespace,
+            label_selector=params.get("labelSelector"),
+            field_selector=field_selector,
+            resource_version=params.get("resourceVersion"),
+        )
+        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        initial_end = params.get("sendInitialEvents") == "true"
+        store = self.store
+
+        async def stream() -> AsyncIterator[Any]:
+            deadline = time.monotonic() + timeout if timeout else None
+            try:
+                yield b""  # send the headers now, even if nothing happens for a while
+                for event in first:
+                    yield {"type": event.type, "object": event.object}
+                if initial_end:
+                    yield {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "apiVersion": spec.api_version,
+                            "kind": spec.kind,
+                            "metadata": {
+                                "resourceVersion": store.resource_version,
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                while True:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    try:
+                        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                        async with asyncio.timeout(remaining):
+                            change = await sub.get()
+                    except TimeoutError:
+                        return
+                    if change is None:
+                        return
+                    yield {"type": change.type, "object": change.object}
+            finally:
+                store.unsubscribe(sub)
+
+        return stream()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), "")

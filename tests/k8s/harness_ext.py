@@ -1,0 +1,305 @@
+"""What the operator scenarios add to the emulated cluster (tests/k8s/harness): the operator
+running under kopf's KopfRunner, RaftCluster manifests with fast Raft timings, and helpers
+that read the cluster the way a user would (Services' endpoints, pod labels, status).
+
+Usage in a scenario module:
+
+    from tests.k8s.harness_ext import emulated_fixture, operator_fixture  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+
+from raftkv_operator import desired
+from tests.k8s.harness.cluster import EmulatedCluster, repo_crds
+from tests.k8s.harness.resources import ResourceSpec
+from tests.k8s.harness.store import ApiError, Obj, ObjectStore
+from tests.unit.operator.admission import Admission, Rejected
+
+T = TypeVar("T")
+NAMESPACE = "raft"
+CLUSTERS = "raftkv.dev/v1alpha1/raftclusters"
+CHECKPOINTS = "raftkv.dev/v1alpha1/raftcheckpoints"
+PODS = "v1/pods"
+
+OPERATOR_ENV = {
+    # Reconcile promptly in tests; events wake it sooner anyway.
+    "RAFTKV_OPERATOR_BUSY_SECONDS": "0.3",
+    "RAFTKV_OPERATOR_RESYNC_SECONDS": "3",
+    "RAFTKV_OPERATOR_STATUS_WAIT_SECONDS": "5",
+    "RAFTKV_OPERATOR_NODE_TIMEOUT_SECONDS": "0.5",
+    "RAFTKV_OPERATOR_COMMIT_TIMEOUT_SECONDS": "10",
+}
+FAST_RAFT = {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1}
+
+
+def cluster_manifest(name: str, replicas: int = 3, **spec: Any) -> dict[str, Any]:
+    """A RaftCluster running the local `raftkv` with short Raft ticks and small volumes."""
+    body: dict[str, Any] = {
+        "apiVersion": "raftkv.dev/v1alpha1",
+        "kind": "RaftCluster",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "image": "raftkv",
+            "raft": dict(FAST_RAFT),
+            "storage": {"size": "64Mi", "reclaimPolicy": "Delete"},
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def crd_admission() -> Callable[..., None]:
+    """An admission hook for the emulated store: our custom resources are defaulted and
+    validated against the generated CRDs' schemas (OpenAPI + CEL), as kube-apiserver does,
+    with tests/unit/operator/admission.py. A rejected write answers 422 Invalid."""
+    by_plural: dict[str, Admission] = {}
+    for path in repo_crds():
+        crd = yaml.safe_load(path.read_text())
+        by_plural[crd["spec"]["names"]["plural"]] = Admission(crd)
+
+    def admit(
+        operation: str, spec: ResourceSpec, new: Obj, old: Obj | None, store: ObjectStore
+    ) -> None:
+        admission = by_plural.get(spec.plural)
+        if spec.group != "raftkv.dev" or admission is None or operation not in ("CREATE", "UPDATE"):
+            return
+        try:
+            admitted = admission.admit(new, old)
+        except Rejected as e:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{spec.kind} "{new["metadata"].get("name")}" is invalid: {"; ".join(e.errors)}',
+            ) from None
+        for key, value in admitted.items():
+            if key not in ("metadata", "apiVersion", "kind"):
+                new[key] = value
+
+    return admit
+
+
+@pytest.fixture(scope="module", name="emulated")
+def emulated_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
+    workdir = Path(tmp_path_factory.mktemp("k8s"))
+    with EmulatedCluster(workdir, crds=repo_crds()) as cluster:
+        hook = crd_admission()
+        cluster.call(lambda: cluster.runtime.store.admission.append(hook))
+        cluster.create("v1/namespaces", {"metadata": {"name": NAMESPACE}})
+        with cluster.as_default_kubeconfig():
+            yield cluster
+        cluster.check()
+
+
+class Operator:
+    """The operator under KopfRunner; restartable (stop + start is an operator restart)."""
+
+    # --all-namespaces: kmock 0.8 cannot parse a list of namespaces (GET /api/v1/namespaces),
+    # which kopf makes to resolve --namespace.
+    ARGS = ["run", "--standalone", "--all-namespaces", "-m", "raftkv_operator.handlers"]
+
+    def __init__(self) -> None:
+        self.runner: KopfRunner | None = None
+        self.outputs: list[str] = []
+
+    def start(self) -> None:
+        assert self.runner is None
+        self.runner = KopfRunner(self.ARGS, timeout=60)
+        self.runner.__enter__()
+
+    def stop(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return
+        runner.__exit__(None, None, None)
+        self.outputs.append(runner.output)
+        if runner.exception is not None:
+            raise AssertionError(f"the operator failed: {runner.exception!r}\n{runner.output}")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="module", name="operator")
+def operator_fixture(emulated: EmulatedCluster) -> Iterator[Operator]:
+    saved = {k: os.environ.get(k) for k in OPERATOR_ENV}
+    os.environ.update(OPERATOR_ENV)
+    op = Operator()
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# ---- reading the cluster ---------------------------------------------------------------------
+
+
+def wait_for(
+    emulated: EmulatedCluster, predicate: Callable[[], T | None], timeout: float, message: str
+) -> T:
+    """predicate() until truthy (returned), TimeoutError after `timeout` seconds."""
+    value = emulated.wait_for(predicate, timeout=timeout, interval=0.05, message=message)
+    assert value is not None
+    return value
+
+
+def must_get(emulated: EmulatedCluster, resource: str, name: str) -> dict[str, Any]:
+    obj = emulated.get(resource, NAMESPACE, name)
+    assert obj is not None, f"{resource} {name} not found"
+    return obj
+
+
+def raft_cluster(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
+    obj = emulated.get(CLUSTERS, NAMESPACE, name)
+    assert obj is not None, f"RaftCluster {name} is gone"
+    return obj
+
+
+def status(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
+    return dict(raft_cluster(emulated, name).get("status") or {})
+
+
+def condition(emulated: EmulatedCluster, name: str, type_: str) -> dict[str, Any] | None:
+    for cond in status(emulated, name).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def is_available(emulated: EmulatedCluster, name: str, replicas: int) -> bool:
+    st = status(emulated, name)
+    members = st.get("members") or []
+    available = condition(emulated, name, "Available")
+    return bool(
+        st.get("phase") == "Available"
+        and st.get("operation") is None
+        and available
+        and available["status"] == "True"
+        and len(members) == replicas
+        and all(m.get("healthy") for m in members)
+        and sum(1 for m in members if m.get("role") == "Leader") == 1
+    )
+
+
+def wait_available(
+    emulated: EmulatedCluster, name: str, replicas: int, timeout: float = 60.0
+) -> dict[str, Any]:
+    wait_for(
+        emulated,
+        lambda: is_available(emulated, name, replicas),
+        timeout,
+        f"{name} Available with {replicas} healthy members",
+    )
+    return status(emulated, name)
+
+
+def pods(emulated: EmulatedCluster, name: str) -> dict[str, dict[str, Any]]:
+    found = emulated.list(PODS, NAMESPACE, label_selector=desired.label_selector(name))
+    return {p["metadata"]["name"]: p for p in found}
+
+
+def role_of(pod: dict[str, Any]) -> str | None:
+    return (pod["metadata"].get("labels") or {}).get(desired.ROLE_LABEL)
+
+
+def leader_endpoints(emulated: EmulatedCluster, name: str) -> list[str]:
+    """IPs the client Service `<name>` routes to."""
+    return sorted(ip for ip, _ in emulated.service_endpoints(NAMESPACE, name, "client"))
+
+
+def events(emulated: EmulatedCluster, name: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in emulated.list("v1/events", NAMESPACE)
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+def event_reasons(emulated: EmulatedCluster, name: str) -> set[str]:
+    return {str(e.get("reason")) for e in events(emulated, name)}
+
+
+# ---- talking to raftkv through the Services --------------------------------------------------
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) -> int | None:
+    """PUT through the client Service (kube-proxy to the leader); the revision, or None
+    when the write was not acknowledged (no endpoint, error, timeout)."""
+    try:
+        base = emulated.service_url(NAMESPACE, name, "client")
+        code, payload = http("PUT", f"{base}/v1/kv/{key}", value.encode())
+    except (OSError, LookupError):
+        return None
+    if code != 200:
+        return None
+    return int(json.loads(payload)["revision"])
+
+
+def get_via_service(emulated: EmulatedCluster, name: str, key: str) -> str | None:
+    """A linearizable GET through the client Service; None when the key is missing."""
+    base = emulated.service_url(NAMESPACE, name, "client")
+    code, payload = http("GET", f"{base}/v1/kv/{key}")
+    if code == 404:
+        return None
+    assert code == 200, f"GET {key}: {code} {payload!r}"
+    return payload.decode()
+
+
+def put_retrying(
+    emulated: EmulatedCluster, name: str, key: str, value: str, timeout: float = 10.0
+) -> int:
+    """A write through the client Service, retried until acknowledged (e.g. across an
+    election); its revision."""
+    return retrying(
+        emulated,
+        lambda: put_via_service(emulated, name, key, value),
+        timeout,
+        f"write {key} through the Service of {name}",
+    )
+
+
+def retrying(
+    emulated: EmulatedCluster, fn: Callable[[], T | None], timeout: float, message: str
+) -> T:
+    """fn() until it gives a value (a write that found no leader is retried)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value is not None:
+            return value
+        emulated.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.05)
