@@ -27,9 +27,11 @@ lint: install
 	$(BIN)/mypy node/raftkv operator/raftkv_operator
 	$(BIN)/lint-imports --config pyproject.toml
 
-# Deterministic cluster simulation over many seeds (make sim SEEDS=20000).
+# Deterministic cluster simulation over many seeds (make sim SEEDS=20000), one worker per
+# CPU. SIM_ARGS adds options, e.g. SIM_ARGS='--start 20000 --steps 600 --nodes 5 --jobs 1'.
+SIM_ARGS ?=
 sim: install
-	$(BIN)/python -m tests.sim.run --seeds $(SEEDS)
+	$(BIN)/python -m tests.sim.run --seeds $(SEEDS) $(SIM_ARGS)
 
 # Proposals per second through an in-memory 3-node cluster of cores (no IO).
 bench-core: install

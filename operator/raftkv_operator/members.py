@@ -22,10 +22,11 @@ COMMIT_TIMEOUT = 30.0
 
 
 def member_id(name: str) -> int:
-    """A node's numeric Raft id: the first 6 bytes of sha256(name), big-endian; 1 if zero.
+    """A founding member's Raft id: the first 6 bytes of sha256(name), big-endian; 1 if zero.
 
-    The same function as the node's (docs/contracts.md "Node identity"); the operator needs
-    it to name members in /v1/members/{id} before they answer anything.
+    The same function as the node's (docs/contracts.md "Node identity"). Only founders have
+    it: a node that joins later draws a fresh id per incarnation, so the operator reads a
+    joiner's id from its own /v1/status and every other id from the leader's member list.
     """
     value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
     return value or 1
@@ -191,9 +192,13 @@ class NodeClient:
             await self._call("GET", url, "/v1/status", params=params, timeout=timeout)
         )
 
-    async def add_learner(self, url: str, name: str, peer_url: str, client_url: str) -> int:
-        """Add `name` as a learner (idempotent: an existing member is answered as is)."""
-        body = {"name": name, "peer_url": peer_url, "client_url": client_url}
+    async def add_learner(
+        self, url: str, name: str, peer_url: str, client_url: str, member: int
+    ) -> int:
+        """Add `name` as a learner under id `member`, the id the node reports in its own
+        /v1/status (idempotent: an existing member is answered as is). NodeError 409
+        `member_id_removed` / `member_name_in_use` when that incarnation cannot join."""
+        body = {"name": name, "id": member, "peer_url": peer_url, "client_url": client_url}
         answer = await self._call(
             "POST", url, "/v1/members", body=body, timeout=self.commit_timeout
         )

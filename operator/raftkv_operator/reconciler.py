@@ -26,7 +26,7 @@ from raftkv_operator.context import (
     template_hash,
     warn,
 )
-from raftkv_operator.members import NodeError, NodeUnreachable, member_id
+from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import (
     ClusterPhase,
     Condition,
@@ -352,27 +352,49 @@ class Reconciler:
             return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
         if leader_url is None:
             raise NodeUnreachable("the leader's pod has no address")
+        assert leader is not None
         if action.kind == "add_learner":
+            # The pod's own id: a joiner draws a fresh one per incarnation (a wiped volume
+            # must not come back under its old id), so it cannot be derived from the name.
+            pod = observed.pods.get(member)
+            if pod is None or not pod.ip:
+                raise NodeUnreachable(f"pod {member} has no address")
+            joiner = await nodes.status(node_url(pod.ip, port))
+            if joiner.name != member:
+                raise NodeError(node_url(pod.ip, port), 200, "wrong_node",
+                                f"expected {member}, the node says it is {joiner.name}")
             await nodes.add_learner(
                 leader_url,
                 member,
                 desired.member_peer_url(cluster, member),
                 desired.member_client_url(cluster, member),
+                joiner.id,
             )
             return True
         if action.kind == "promote":
+            learner = leader.member(member)
+            if learner is None:
+                return False  # not in the leader's configuration (yet): the next round sees
             try:
-                await nodes.promote(leader_url, member_id(member))
+                await nodes.promote(leader_url, learner.id)
             except NodeError as e:
                 if e.status == 409 and e.code == "not_caught_up":
                     return False  # not yet: the next round asks again
                 raise
             return True
         if action.kind == "remove_member":
-            await nodes.remove(leader_url, member_id(member))
+            gone = leader.member(member)
+            if gone is not None:  # absent from the leader's list: already removed
+                await nodes.remove(leader_url, gone.id)
             return True
         if action.kind == "transfer_leader":
-            target = member_id(action.target) if action.target else None
+            target = None
+            if action.target:
+                successor = leader.member(action.target)
+                if successor is None:
+                    raise NodeError(leader_url, 404, "member_not_found",
+                                    f"{action.target} is not in the leader's member list")
+                target = successor.id
             await nodes.transfer_leader(leader_url, target)
             return True
         raise AssertionError(f"unknown action {action.kind}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from raftkv.runtime.identity import member_id
+from raftkv.runtime.identity import load_identity, member_id
 from raftkv.storage.wal import simulate_power_loss
 from tests.chaos.net import Endpoint, Network
 
@@ -60,7 +60,9 @@ class NodeProc:
 
     @property
     def id(self) -> int:
-        return member_id(self.name)
+        """The id the node persisted (a joiner draws a fresh one), else the founder id."""
+        persisted = load_identity(self.data_dir)
+        return persisted[1] if persisted else member_id(self.name)
 
     @property
     def url(self) -> str:

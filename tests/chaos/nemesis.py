@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from raftkv.runtime.identity import load_identity
 from tests.chaos.cluster import ELECTION_TIMEOUT, Cluster, NodeProc
 from tests.chaos.history import Recorder
 from tests.chaos.net import Network
@@ -253,9 +254,15 @@ class Nemesis:
         spare.state = "existing"
         self.cluster.start(spare.name)
         ep = spare.endpoint
+        # A joiner persists its fresh id before it serves anything: add it under that id.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 8
+        while load_identity(spare.data_dir) is None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         code, body = await self.cluster.request(
             "POST", via, "/v1/members",
-            {"name": spare.name, "peer_url": ep.peer_url, "client_url": ep.client_url},
+            {"name": spare.name, "id": spare.id, "peer_url": ep.peer_url,
+             "client_url": ep.client_url},
             timeout=8)
         self.log("member", "add", node=spare.name, code=code,
                  answer=body if isinstance(body, dict) else None)

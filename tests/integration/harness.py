@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from raftkv.runtime.identity import member_id
+from raftkv.runtime.identity import load_identity, member_id
 
 T = TypeVar("T")
 
@@ -59,7 +59,9 @@ class Node:
 
     @property
     def id(self) -> int:
-        return member_id(self.name)
+        """The id the node persisted (a joiner draws a fresh one), else the founder id."""
+        persisted = load_identity(self.data_dir)
+        return persisted[1] if persisted else member_id(self.name)
 
     @property
     def url(self) -> str:

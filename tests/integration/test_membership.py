@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from raftkv.runtime.identity import member_id
 from tests.integration.harness import Cluster, until
 
 pytestmark = pytest.mark.slow
@@ -23,13 +24,16 @@ async def test_learner_promote_remove_and_transfer(three_nodes: Cluster) -> None
     cluster.start(newcomer, state="existing")
     status = await until(lambda: cluster.status(newcomer), 15, "n4 to serve HTTP")
     assert status["leader"] is None and status["ready"] is False
+    assert status["role"] == "none" and status["id"] == newcomer.id
+    assert status["id"] != member_id("n4")  # a joiner draws a fresh incarnation id
 
     follower = next(n for n in cluster.initial if n is not leader)
     code, body = await cluster.request(
         "POST",
         follower,
         "/v1/members",
-        {"name": "n4", "peer_url": newcomer.peer_url, "client_url": newcomer.url},
+        {"name": "n4", "id": status["id"], "peer_url": newcomer.peer_url,
+         "client_url": newcomer.url},
     )
     assert code == 200, body  # forwarded to the leader
     assert body["id"] == newcomer.id and body["role"] == "learner"

@@ -16,6 +16,7 @@ import pytest
 
 from raftkv_operator import desired
 from raftkv_operator import metrics as operator_metrics
+from raftkv_operator.members import member_id
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CLUSTERS,
@@ -237,5 +238,9 @@ def test_member_that_lost_its_volume_is_removed_and_re_added(
         "Events for the re-add",
     )
     assert get_via_service(emulated, three, "survives") == "yes"
+    # The empty volume made a new incarnation: it rejoined under a fresh id, not the old one.
+    ids = {m["name"]: m["id"] for m in status(emulated, three)["members"]}
+    assert ids[victim] != member_id(victim), ids
+    assert all(ids[n] == member_id(n) for n in ids if n != victim), ids
     config = emulated.get("v1/configmaps", NAMESPACE, f"{three}-config")
     assert config is not None and config["data"]["initial-cluster-state"] == "existing"

@@ -168,6 +168,7 @@ class Result:
     trace: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     wipe_readd: bool = False
+    fresh_ids: bool = False
 
     @property
     def ok(self) -> bool:
@@ -222,11 +223,15 @@ class Cluster:
         trace: bool = False,
         trace_keep: int = 60,
         wipe_readd: bool = False,
+        fresh_ids: bool = False,
     ) -> None:
         self.seed = seed
         # Experiment: re-add removed nodes under the same id with an EMPTY disk (a
         # StatefulSet pod whose PVC was deleted). Not part of the default runs.
         self.wipe_readd = wipe_readd
+        # With wipe_readd: the wiped node comes back as a new incarnation under a fresh id
+        # (the runtime's rule, docs/contracts.md "Node identity"); the old id never returns.
+        self.fresh_ids = fresh_ids
         self.rng = random.Random(seed)
         self.profile = Profile.draw(self.rng, nodes)
         p = self.profile
@@ -299,6 +304,7 @@ class Cluster:
                 self.format_trace(),
                 self._stats(),
                 self.wipe_readd,
+                self.fresh_ids,
             )
         return Result(
             self.seed,
@@ -306,6 +312,7 @@ class Cluster:
             self.steps,
             stats=self._stats(),
             wipe_readd=self.wipe_readd,
+            fresh_ids=self.fresh_ids,
         )
 
     def _stats(self) -> dict[str, int]:
@@ -818,6 +825,14 @@ class Cluster:
                     self._crash(node, "wiped for re-adding")
                 node.durable = Durable()
                 node.stopped = True
+                if self.fresh_ids:
+                    # Same pod, empty disk, new incarnation: a new id; the old one stays
+                    # down for good (messages to and from it may still be in flight).
+                    node_id = self.next_id
+                    self.next_id += 1
+                    self._log("incarnation", node_id, f"replaces wiped node {node.id}")
+                    node = self._add_node(node_id, Durable())
+                    self._start(node)
             if node.stopped:
                 node.stopped = False
                 self._start(node)
@@ -1194,5 +1209,8 @@ def run_seed(
     factory: RaftFactory = Raft,
     trace: bool = False,
     wipe_readd: bool = False,
+    fresh_ids: bool = False,
 ) -> Result:
-    return Cluster(seed, nodes, steps, factory, trace, wipe_readd=wipe_readd).run()
+    return Cluster(
+        seed, nodes, steps, factory, trace, wipe_readd=wipe_readd, fresh_ids=fresh_ids
+    ).run()

@@ -28,10 +28,10 @@ def nodes_for(seed: int, sizes: list[int]) -> int:
     return sizes[seed % len(sizes)]
 
 
-def _run_one(job: tuple[int, int, int, str, bool]) -> Result:
-    seed, nodes, steps, variant, wipe_readd = job
+def _run_one(job: tuple[int, int, int, str, bool, bool]) -> Result:
+    seed, nodes, steps, variant, wipe_readd, fresh_ids = job
     factory = VARIANTS[variant] if variant else Raft
-    return run_seed(seed, nodes, steps, factory, wipe_readd=wipe_readd)
+    return run_seed(seed, nodes, steps, factory, wipe_readd=wipe_readd, fresh_ids=fresh_ids)
 
 
 def sweep(
@@ -41,9 +41,10 @@ def sweep(
     variant: str = "",
     jobs: int = 1,
     wipe_readd: bool = False,
+    fresh_ids: bool = False,
 ) -> Iterator[Result]:
     """Run the seeds (in parallel with jobs > 1); yields results as they finish."""
-    work = [(s, nodes_for(s, sizes), steps, variant, wipe_readd) for s in seeds]
+    work = [(s, nodes_for(s, sizes), steps, variant, wipe_readd, fresh_ids) for s in seeds]
     if jobs <= 1:
         for job in work:
             yield _run_one(job)
@@ -59,6 +60,8 @@ def replay_command(r: Result, variant: str = "") -> str:
         cmd += f" --variant {variant}"
     if r.wipe_readd:
         cmd += " --wipe-readd"
+    if r.fresh_ids:
+        cmd += " --fresh-ids"
     return cmd + " --trace"
 
 
@@ -99,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="experiment: re-add removed nodes under the same id with an empty disk",
     )
+    ap.add_argument(
+        "--fresh-ids",
+        action="store_true",
+        help="with --wipe-readd: the wiped node rejoins under a fresh id (the runtime's rule)",
+    )
     ap.add_argument("--max-failures", type=int, default=5, help="failures printed in full")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.nodes.split(",")]
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             factory,
             args.trace,
             wipe_readd=args.wipe_readd,
+            fresh_ids=args.fresh_ids,
         )
         if r.ok:
             print(f"seed {r.seed}: ok {r.stats}")
@@ -125,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     done = 0
     totals: dict[str, int] = {}
     seeds = range(args.start, args.start + args.seeds)
-    for r in sweep(seeds, sizes, args.steps, args.variant, jobs, args.wipe_readd):
+    for r in sweep(seeds, sizes, args.steps, args.variant, jobs, args.wipe_readd,
+                   args.fresh_ids):
         done += 1
         for k, v in r.stats.items():
             if k.startswith("liveness_"):

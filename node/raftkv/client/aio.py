@@ -635,10 +635,14 @@ class AsyncClient:
         ans = await self.request("GET", "/v1/members", target="write")
         return Members.from_json(ans.json())
 
-    async def add_member(self, name: str, peer_url: str, client_url: str = "") -> Member:
-        """Add a learner (idempotent: an existing member is answered as is)."""
-        ans = await self.request("POST", "/v1/members", target="write", json_body={
-            "name": name, "peer_url": peer_url, "client_url": client_url})
+    async def add_member(self, name: str, peer_url: str, client_url: str = "",
+                         member_id: int | None = None) -> Member:
+        """Add a learner (idempotent: an existing member is answered as is). `member_id`:
+        the joining node's own id (its status `id`); None = the founder id of `name`."""
+        body: dict[str, Any] = {"name": name, "peer_url": peer_url, "client_url": client_url}
+        if member_id is not None:
+            body["id"] = int(member_id)
+        ans = await self.request("POST", "/v1/members", target="write", json_body=body)
         obj = ans.json()
         obj.setdefault("role", "learner")
         return Member.from_json(obj)

@@ -273,7 +273,9 @@ def _register_members(sub: SubParsers, common: Any) -> None:
     p = _add(actions, "add", cmds.cmd_members_add, "add a node as a learner", common)
     p.add_argument("name")
     p.add_argument("peer_url", metavar="PEER_HOST:PORT")
-    p.add_argument("--client-url", help="the node's client URL")
+    p.add_argument("--client-url", help="the node's client URL (its id is read from there)")
+    p.add_argument("--id", type=int, default=None,
+                   help="the node's member id (default: ask --client-url, else the founder id)")
     p = _add(actions, "promote", cmds.cmd_members_promote,
              "make a caught-up learner a voter", common)
     p.add_argument("member", help="name or id")

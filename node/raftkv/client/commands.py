@@ -424,7 +424,11 @@ async def _member_id(client: AsyncClient, ref: str) -> int:
 
 
 async def cmd_members_add(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
-    member = await client.add_member(args.name, args.peer_url, args.client_url or "")
+    member_id = args.id
+    if member_id is None and args.client_url:
+        # A joining node draws its own id (docs/contracts.md "Node identity"): ask it.
+        member_id = (await client.status(args.client_url)).id
+    member = await client.add_member(args.name, args.peer_url, args.client_url or "", member_id)
     if out.json:
         out.obj(render.member_json(member))
     else:

@@ -231,8 +231,9 @@ class Client:
     def members(self) -> Members:
         return self._run(self._aio.members())
 
-    def add_member(self, name: str, peer_url: str, client_url: str = "") -> Member:
-        return self._run(self._aio.add_member(name, peer_url, client_url))
+    def add_member(self, name: str, peer_url: str, client_url: str = "",
+                   member_id: int | None = None) -> Member:
+        return self._run(self._aio.add_member(name, peer_url, client_url, member_id))
 
     def promote_member(self, member_id: int) -> None:
         self._run(self._aio.promote_member(member_id))

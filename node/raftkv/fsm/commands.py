@@ -234,9 +234,10 @@ class _Command:
     _REQUIRED: ClassVar[int]  # number of fields without a default
     _DEFAULTS: ClassVar[tuple[Any, ...]]  # defaults of the optional fields, in order
     _N_FIELDS: ClassVar[int]
+    _FIELD_NAMES: ClassVar[tuple[str, ...]]  # cached: dataclasses.fields() is slow per call
 
     def args(self) -> list[Any]:
-        values = [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
+        values = [getattr(self, name) for name in self._FIELD_NAMES]
         while len(values) > self._REQUIRED:
             default = self._DEFAULTS[len(values) - 1 - self._REQUIRED]
             last = values[-1]
@@ -264,6 +265,7 @@ def _command(op: int, name: str) -> Any:
         cls._REQUIRED = sum(1 for f in declared if f.default is MISSING)
         cls._DEFAULTS = tuple(f.default for f in declared[cls._REQUIRED :])
         cls._N_FIELDS = len(declared)
+        cls._FIELD_NAMES = tuple(f.name for f in declared)
         COMMANDS[op] = cls
         return cls
 

@@ -80,6 +80,11 @@ class KVStore:
         keys = list(self._index)
         return list(zip(keys, map(records.__getitem__, keys), strict=True))
 
+    def frozen(self) -> tuple[list[bytes], dict[bytes, Record]]:
+        """Sorted keys and a copy of the records: a view that later writes don't
+        change (records are immutable tuples, so copying the dict is enough)."""
+        return list(self._index), self._records.copy()
+
     @classmethod
     def load(cls, pairs: list[tuple[bytes, Record]] | tuple[tuple[bytes, Record], ...]) -> KVStore:
         """Inverse of `dump`. Raises ValueError unless keys are non-empty bytes,

@@ -14,6 +14,7 @@ msgpack array, every section sorted by its key, no timestamps::
 
     ["raftkv-fsm", 1, applied_index, revision, session_capacity,
      members  [[id, name, peer_url, client_url, role]]          by id,
+              (role "removed": a tombstone of a removed id, urls empty)
      leases   [[id, ttl]]                                       by id,
      locks    [[name, holder_lease, token, [waiter_lease]]]     by name,
      sessions [[client_id, seq, index, result]]                 by index,
@@ -117,6 +118,40 @@ def _compare_holds(compare: Compare, record: Record | None) -> bool:
     if op == "<":
         return actual < operand  # type: ignore[operator]
     return actual > operand  # type: ignore[operator]
+
+
+class SnapshotView:
+    """See `StateMachine.snapshot_view`."""
+
+    CHUNK = 1024  # key-values per msgpack call (~1 ms): between two calls, others may run
+
+    __slots__ = ("_head", "_keys", "_records")
+
+    def __init__(self, head: list[Any], keys: list[bytes], records: dict[bytes, Any]) -> None:
+        self._head = head
+        self._keys = keys
+        self._records = records
+
+    def pack(self, between_chunks: Callable[[], None] | None = None) -> bytes:
+        """`snapshot_bytes()` of the frozen state. msgpack arrays concatenate: the
+        state is the head's items, then the key-values' array header and items,
+        packed CHUNK at a time (each chunk's own array header stripped), so a
+        caller in a thread can let the event loop run between chunks."""
+        packer = msgpack.Packer(use_bin_type=True)
+        # The head plus an empty KV array: drop that array's one-byte header (0x90).
+        parts = [msgpack.packb([*self._head, []], use_bin_type=True)[:-1]]
+        keys, records = self._keys, self._records
+        parts.append(packer.pack_array_header(len(keys)))
+        get = records.__getitem__
+        with _gc_paused():
+            for start in range(0, len(keys), self.CHUNK):
+                chunk = keys[start:start + self.CHUNK]
+                packed = msgpack.packb(list(zip(chunk, map(get, chunk), strict=True)),
+                                       use_bin_type=True)
+                parts.append(packed[len(packer.pack_array_header(len(chunk))):])
+                if between_chunks is not None:
+                    between_chunks()
+        return b"".join(parts)
 
 
 class StateMachine:
@@ -459,6 +494,11 @@ class StateMachine:
         return self._members.as_dict()
 
     @property
+    def removed_members(self) -> dict[int, str]:
+        """{id: name} of every member id ever removed (tombstones, kept in snapshots)."""
+        return self._members.removed()
+
+    @property
     def session_capacity(self) -> int:
         return self._sessions.capacity
 
@@ -481,8 +521,23 @@ class StateMachine:
         with _gc_paused():
             return self._pack_state()
 
+    def snapshot_view(self) -> SnapshotView:
+        """The state as of now, frozen by copying references only (about a tenth of
+        `snapshot_bytes()`'s time at a million keys): its `pack()` gives exactly the
+        bytes `snapshot_bytes()` gives now, and may run later, in another thread,
+        while this machine goes on applying."""
+        with _gc_paused():
+            head = self._state_head()
+            keys, records = self._kv.frozen()
+        return SnapshotView(head, keys, records)
+
     def _pack_state(self) -> bytes:
-        state = [
+        return msgpack.packb([*self._state_head(), self._kv.dump()], use_bin_type=True)
+
+    def _state_head(self) -> list[Any]:
+        """Every snapshot section but the last, the key-values (shared with
+        `snapshot_view`, so the two encodings cannot drift apart)."""
+        return [
             SNAPSHOT_MAGIC,
             SNAPSHOT_VERSION,
             self.applied_index,
@@ -492,9 +547,7 @@ class StateMachine:
             self._leases.dump(),
             self._locks.dump(),
             self._sessions.dump(),
-            self._kv.dump(),
         ]
-        return msgpack.packb(state, use_bin_type=True)
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises InvalidSnapshot (and

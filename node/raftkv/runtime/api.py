@@ -16,8 +16,8 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 import aiohttp
@@ -76,6 +76,17 @@ _RESULT_STATUS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KV_ROUTE = "/v1/kv/{key}"  # the route label of the single-key handlers
+
+
+class RequestLike(Protocol):
+    """What the parameter helpers read: aiohttp's Request, or fasthttp's parsed one."""
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 class _Forward(Exception):
@@ -88,14 +99,50 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                         content_type="application/json", headers=headers)
 
 
-def error_response(exc: ApiError) -> web.Response:
+def error_parts(exc: ApiError) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, JSON body) of an error answer."""
     headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return json_response({"error": exc.code, "message": exc.message}, exc.status, headers)
+    return headers, {"error": exc.code, "message": exc.message}
 
 
-def _flag(request: web.Request, name: str) -> bool:
+def error_response(exc: ApiError) -> web.Response:
+    headers, body = error_parts(exc)
+    return json_response(body, exc.status, headers)
+
+
+def proposal_error(exc: BaseException) -> ApiError | None:
+    """The answer to a proposal whose future failed with `exc` (None: not one of ours)."""
+    if isinstance(exc, TimeoutError):
+        return unavailable("timeout", "the write did not commit in time; its outcome is "
+                           "unknown (retry with the same session headers)")
+    if isinstance(exc, NotLeader):
+        return unavailable("not_leader", "leadership changed; retry")
+    if isinstance(exc, ProposalLost):
+        return unavailable("proposal_lost", str(exc))
+    if isinstance(exc, ProposalDropped):
+        return unavailable("proposal_dropped", str(exc))
+    if isinstance(exc, NodeStopped):
+        return unavailable("shutting_down", "the node is shutting down")
+    return None
+
+
+def result_of(res: ApplyResult) -> dict[str, Any]:
+    """The applied command's result; its error, if any, as an ApiError."""
+    result = res.result
+    code = result.get("error")
+    if code is not None:
+        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code))
+    return result
+
+
+def path_key(raw_path: str) -> bytes:
+    """The key of `/v1/kv/{key}`: the raw path keeps arbitrary bytes, %-decoded here."""
+    return unquote_to_bytes(raw_path.split("?", 1)[0][len("/v1/kv/"):])
+
+
+def _flag(request: RequestLike, name: str) -> bool:
     value = request.query.get(name)
     if value is None:
         return False
@@ -106,7 +153,7 @@ def _flag(request: web.Request, name: str) -> bool:
     raise bad_request(f"query parameter {name!r} must be a boolean (1/0/true/false)")
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int = 0,
+def _int_param(request: RequestLike, name: str, default: int, low: int = 0,
                high: int = 2**63 - 1) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -120,7 +167,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int = 0,
     return value
 
 
-def _float_param(request: web.Request, name: str, default: float, high: float) -> float:
+def _float_param(request: RequestLike, name: str, default: float, high: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -294,7 +341,7 @@ class ClientApi:
     # ======================================================================
     # Proposals and reads
     # ======================================================================
-    def _session(self, request: web.Request) -> Session | None:
+    def _session(self, request: RequestLike) -> Session | None:
         client_id = request.headers.get(CLIENT_ID)
         seq = request.headers.get(SEQ)
         if client_id is None and seq is None:
@@ -307,49 +354,52 @@ class ClientApi:
         except (ValueError, InvalidCommand) as exc:
             raise bad_request(f"bad session headers: {exc}") from None
 
-    async def _submit(self, request: web.Request, command: Any) -> dict[str, Any]:
-        """Propose and wait for the applied result; map result errors to statuses."""
-        data = encode(command, self._session(request))
-        res = await self._propose_bytes(data)
-        result = res.result
-        code = result.get("error")
-        if code is not None:
-            raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code))
-        return result
+    async def _submit(self, request: web.Request, command: Any, *,
+                      with_session: bool = True) -> dict[str, Any]:
+        """Propose and wait for the applied result; map result errors to statuses.
+        `with_session=False` proposes without the request's session headers: for a
+        follow-up command of the same request, which would otherwise reuse the
+        request's (client id, seq) and be answered as a duplicate of it."""
+        data = encode(command, self._session(request) if with_session else None)
+        return result_of(await self._propose_bytes(data))
 
-    async def _propose_bytes(self, data: bytes) -> ApplyResult:
+    def check_command_size(self, data: bytes) -> None:
         if len(data) > self.cfg.max_request_bytes + 4096:
             raise ApiError(413, "request_too_large", "the command exceeds --max-request-bytes")
+
+    async def _propose_bytes(self, data: bytes) -> ApplyResult:
+        self.check_command_size(data)
         try:
             fut = self.node.propose(data)
         except NotLeader:
             raise _Forward() from None
         try:
-            return await asyncio.wait_for(fut, self.cfg.request_timeout)
-        except TimeoutError:
-            raise unavailable("timeout", "the write did not commit in time; its outcome is "
-                              "unknown (retry with the same session headers)") from None
-        except NotLeader:
-            raise unavailable("not_leader", "leadership changed; retry") from None
-        except ProposalLost as exc:
-            raise unavailable("proposal_lost", str(exc)) from None
-        except ProposalDropped as exc:
-            raise unavailable("proposal_dropped", str(exc)) from None
+            return await fut  # the node fails it after --request-timeout
+        except Exception as exc:
+            error = proposal_error(exc)
+            if error is None:
+                raise
+            raise error from None
 
-    async def _read_barrier(self, request: web.Request) -> None:
+    def read_needs_barrier(self, request: RequestLike) -> bool:
+        """Does this read wait for a ReadIndex round (else it is served right away)?"""
         consistency = request.query.get("consistency", "linearizable")
         if consistency == "serializable":
-            return
+            return False
         if consistency != "linearizable":
             raise bad_request("consistency must be linearizable or serializable")
-        if self.cfg.unsafe_local_reads:
-            return  # UNSAFE test switch (--unsafe-local-reads): no ReadIndex round
+        # --unsafe-local-reads: an UNSAFE test switch, no ReadIndex round.
+        return not self.cfg.unsafe_local_reads
+
+    async def _read_barrier(self, request: web.Request) -> None:
+        if not self.read_needs_barrier(request):
+            return
         try:
             fut = self.node.read_barrier()
         except NotLeader:
             raise errors.no_leader() from None
         try:
-            await asyncio.wait_for(fut, self.cfg.request_timeout)
+            await fut  # the node fails it after --request-timeout
         except NotLeader:
             raise errors.no_leader() from None
         except TimeoutError:
@@ -369,6 +419,9 @@ class ClientApi:
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
         return body
+
+    def check_key(self, key: bytes) -> None:
+        self._check_key(key)
 
     def _check_key(self, key: bytes) -> None:
         if not key:
@@ -417,9 +470,32 @@ class ClientApi:
     # KV
     # ======================================================================
     def _path_key(self, request: web.Request) -> bytes:
-        # The raw path keeps arbitrary bytes: %-decode it ourselves.
-        raw = request.raw_path.split("?", 1)[0]
-        return unquote_to_bytes(raw[len("/v1/kv/"):])
+        return path_key(request.raw_path)
+
+    def single_get_answer(self, key: bytes) -> tuple[bytes, dict[str, str]]:
+        """Body and headers of `GET /v1/kv/{key}` once the read may be served."""
+        fsm = self.node.fsm
+        kv = fsm.get(key)
+        if kv is None:
+            raise not_found(f"key {key!r} not found", "key_not_found")
+        return kv.value, {
+            "X-Raftkv-Create-Revision": str(kv.create_revision),
+            "X-Raftkv-Mod-Revision": str(kv.mod_revision),
+            "X-Raftkv-Version": str(kv.version),
+            "X-Raftkv-Lease": str(kv.lease),
+            "X-Raftkv-Revision": str(fsm.revision),
+        }
+
+    def plain_put(self, request: RequestLike, key: bytes, value: bytes) -> tuple[bytes, str]:
+        """Check a `PUT /v1/kv/{key}` without conditions: its encoded command and the
+        encoding of its answer (everything is checked before anything is proposed)."""
+        self._check_key(key)
+        self._check_value(value)
+        put = Put(key, value, _int_param(request, "lease", 0), _flag(request, "prev_kv"))
+        encoding = encoding_of(request.query)
+        data = encode(put, self._session(request))
+        self.check_command_size(data)
+        return data, encoding
 
     async def kv_get(self, request: web.Request) -> web.Response:
         key = self._path_key(request)
@@ -433,16 +509,9 @@ class ClientApi:
         await self._read_barrier(request)
         fsm = self.node.fsm
         if not prefix:
-            kv = fsm.get(key)
-            if kv is None:
-                raise not_found(f"key {key!r} not found", "key_not_found")
-            return web.Response(body=kv.value, content_type="application/octet-stream", headers={
-                "X-Raftkv-Create-Revision": str(kv.create_revision),
-                "X-Raftkv-Mod-Revision": str(kv.mod_revision),
-                "X-Raftkv-Version": str(kv.version),
-                "X-Raftkv-Lease": str(kv.lease),
-                "X-Raftkv-Revision": str(fsm.revision),
-            })
+            value, headers = self.single_get_answer(key)
+            return web.Response(body=value, content_type="application/octet-stream",
+                                headers=headers)
         query = Range.prefix(key, limit=limit, keys_only=keys_only, count_only=count_only)
         result = fsm.range(query)
         return json_response(to_json(result, encoding),
@@ -453,13 +522,13 @@ class ClientApi:
         self._check_key(key)
         value = await request.read()
         self._check_value(value)
-        lease = _int_param(request, "lease", 0)
-        prev_kv = _flag(request, "prev_kv")
-        put = Put(key, value, lease, prev_kv)
+        put = Put(key, value, _int_param(request, "lease", 0), _flag(request, "prev_kv"))
         compares = self._cas_compares(request, key)
         if not compares:
-            result = await self._submit(request, put)
-            return json_response(to_json(result, encoding_of(request.query)))
+            data, encoding = self.plain_put(request, key, value)  # the fast path's checks
+            result = result_of(await self._propose_bytes(data))
+            return json_response(to_json(result, encoding))
+        encoding_of(request.query)  # checked before anything is proposed
         result = await self._submit(request, Txn(compares, [put], [Range(key)]))
         return self._cas_answer(request, result, key)
 
@@ -683,8 +752,10 @@ class ClientApi:
                     return json_response(self._lock_answer(name, lease, token,
                                                            self.node.fsm.revision))
             # Not acquired: leave the queue so a later grant does not go unclaimed.
+            # Not under the request's session: its (client id, seq) is the acquire's,
+            # so the release would be deduplicated away and the lease stay queued.
             with contextlib.suppress(ApiError, _Forward):
-                await self._submit(request, LockRelease(name, lease))
+                await self._submit(request, LockRelease(name, lease), with_session=False)
             if no_wait:
                 raise conflict("lock_held", f"lock {name!r} is held by another lease")
             raise conflict("lock_timeout", f"lock {name!r} not acquired within {timeout}s")
@@ -817,11 +888,25 @@ class ClientApi:
             client_url = ""
         if not isinstance(client_url, str):
             raise bad_request("'client_url' must be a string")
-        mid = member_id(name)
+        # The joining node's own id (its /v1/status); absent = member_id(name), which is
+        # only right for a founder's name (legacy): a joiner draws a fresh id.
+        mid = body.get("id", member_id(name))
+        if type(mid) is not int or not 0 < mid < 2**53:
+            raise bad_request("'id' must be an integer in (0, 2**53)")
         core = self.node.core
+        members = self.node.members()
         if mid in core.conf.members():
-            existing = next(m for m in self.node.members() if m["id"] == mid)
+            existing = next(m for m in members if m["id"] == mid)
             return json_response({**existing, "existing": True})
+        if mid in self.node.fsm.removed_members:
+            raise conflict("member_id_removed",
+                           f"member id {mid} was removed from this cluster and never comes "
+                           "back: start the node with an empty data directory for a fresh id")
+        same_name = next((m for m in members if m["name"] == name), None)
+        if same_name is not None:
+            raise conflict("member_name_in_use",
+                           f"member {same_name['id']} is already named {name!r}: remove that "
+                           "incarnation first")
         await self._conf_change(ConfChange(ConfChangeType.ADD_LEARNER, mid,
                                            member_context(name, peer_url, client_url)))
         return json_response({"id": mid, "name": name, "peer_url": peer_url,
@@ -902,11 +987,25 @@ class ClientApi:
             return json_response(existing)
         written = self.node.wait_checkpoint(cid)
         try:
-            await self._submit(request, command)
+            result = await self._submit(request, command)
+            recorded = result.get("checkpoint")
+            if recorded != cid:
+                # A retry (same session headers): the log answered the first attempt's
+                # result, and no new checkpoint is written. Answer the first one.
+                written.cancel()
+                if not isinstance(recorded, str):
+                    raise conflict("session_reused", "this request's session (client id, seq) "
+                                   "was already used by a request of another kind")
+                cid = recorded
+                written = self.node.wait_checkpoint(cid)  # before looking: never miss it
+                existing = store.get(cid)
+                if existing is not None:
+                    return json_response(existing)
             manifest = await asyncio.wait_for(asyncio.shield(written),
                                               self.cfg.request_timeout + 60)
         except TimeoutError:
-            raise unavailable("timeout", "the checkpoint was not written in time") from None
+            raise unavailable("timeout", f"checkpoint {cid} was not written in time (or was "
+                              "already removed by retention)") from None
         finally:
             written.cancel()
         return json_response(manifest)

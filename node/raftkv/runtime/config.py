@@ -55,10 +55,19 @@ class NodeConfig:
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
     unsafe_local_reads: bool = False
+    # The Raft id once resolved from the data directory (runtime.identity); 0 = not yet.
+    node_id: int = 0
 
     @property
     def id(self) -> int:
-        return member_id(self.name)
+        """The resolved id; before resolution, the founder id member_id(name)."""
+        return self.node_id or member_id(self.name)
+
+    @property
+    def is_founder(self) -> bool:
+        """Bootstraps a new cluster when its data directory is empty."""
+        return (self.initial_cluster_state == "new"
+                and any(m.name == self.name for m in self.initial_cluster))
 
     def validate(self) -> None:
         if not self.name:
@@ -137,7 +146,7 @@ def _env_name(flag: str) -> str:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--name", help="node name (required; the Raft id derives from it)")
+    add("--name", help="node name (required; Raft id: docs/contracts.md)")
     add("--data-dir", help="data directory (WAL, snapshots, checkpoints); default ./<name>.data")
     add("--listen-host", default="0.0.0.0", help="bind address")
     add("--client-port", type=int, default=7379)

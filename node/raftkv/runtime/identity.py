@@ -1,8 +1,24 @@
-"""Node identity (docs/contracts.md): a name and a numeric Raft id derived from it."""
+"""Node identity (docs/contracts.md "Node identity"): a name and a numeric Raft id.
+
+Founding members use `member_id(name)`, so every founder can compute every founder's id
+from `--initial-cluster`. Any other node (one that joins an existing cluster with an empty
+data directory) draws a fresh *incarnation* id once and keeps it in
+`<data-dir>/identity.json`: re-adding a wiped member under its old id would let a blank
+disk answer for votes and log entries the old incarnation gave (the etcd lesson).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+IDENTITY_FILE = "identity.json"
+MAX_ID = 2**53  # ids stay exact in JSON
+_STATE_DIRS = ("wal", "snapshots", "checkpoints")
 
 
 def member_id(name: str) -> int:
@@ -12,3 +28,92 @@ def member_id(name: str) -> int:
     clusters of a handful of members."""
     value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
     return value or 1
+
+
+def fresh_member_id(name: str) -> int:
+    """A new incarnation id for `name`: member_id of the name plus 64 random bits."""
+    return member_id(f"{name}#{secrets.token_hex(8)}")
+
+
+class IdentityError(ValueError):
+    """identity.json is unreadable or belongs to another node."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    id: int
+    source: str
+    """"persisted" (identity.json), "founder", "fresh" (just drawn) or "legacy"."""
+
+
+def _has_state(data_dir: Path) -> bool:
+    """Whether the directory already holds Raft state of the layout before identity.json."""
+    for sub in _STATE_DIRS:
+        path = data_dir / sub
+        if path.is_dir() and any(path.iterdir()):
+            return True
+    return False
+
+
+def load_identity(data_dir: Path) -> tuple[str, int] | None:
+    path = data_dir / IDENTITY_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IdentityError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise IdentityError(f"{path}: expected an object")
+    name, mid = parsed.get("name"), parsed.get("id")
+    if not isinstance(name, str) or not name:
+        raise IdentityError(f"{path}: 'name' must be a non-empty string")
+    if type(mid) is not int or not 0 < mid < MAX_ID:
+        raise IdentityError(f"{path}: 'id' must be an int in (0, 2**53)")
+    return name, mid
+
+
+def save_identity(data_dir: Path, name: str, mid: int, *, fsync: bool = True) -> None:
+    """Write identity.json atomically: temp file, fsync, rename, fsync the directory."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / IDENTITY_FILE
+    tmp = path.with_name(IDENTITY_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(json.dumps({"name": name, "id": mid}, sort_keys=True).encode() + b"\n")
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def resolve_identity(data_dir: Path, name: str, *, founder: bool,
+                     fsync: bool = True) -> Identity:
+    """This node's id, decided once per data directory and kept from then on.
+
+    identity.json wins; a data directory with state but no identity.json (the older
+    layout) keeps `member_id(name)`; an empty one is a founder (`member_id(name)`) or a
+    joiner (a fresh id). A new decision is persisted before the node talks to anyone."""
+    persisted = load_identity(data_dir)
+    if persisted is not None:
+        saved_name, mid = persisted
+        if saved_name != name:
+            raise IdentityError(f"{data_dir / IDENTITY_FILE} belongs to node {saved_name!r}, "
+                                f"not {name!r}")
+        return Identity(name, mid, "persisted")
+    if _has_state(data_dir):
+        identity = Identity(name, member_id(name), "legacy")
+    elif founder:
+        identity = Identity(name, member_id(name), "founder")
+    else:
+        identity = Identity(name, fresh_member_id(name), "fresh")
+    save_identity(data_dir, name, identity.id, fsync=fsync)
+    return identity

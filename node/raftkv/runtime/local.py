@@ -59,6 +59,21 @@ def _err(message: str) -> None:
     print(f"raftkv local: {message}", file=sys.stderr)
 
 
+def _out(line: str) -> bool:
+    """Print a line of output; False once the reader has gone away (`... | head`).
+
+    Then stdout points at /dev/null, so the interpreter's final flush cannot raise a
+    second BrokenPipeError, and the command stops quietly like any Unix tool."""
+    try:
+        print(line, flush=True)
+        return True
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+
+
 def free_ports(host: str, count: int) -> list[int]:
     sockets = []
     try:
@@ -178,7 +193,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         save_state(directory, state)
         return 1
     for url in urls:
-        print(url)
+        if not _out(url):
+            break
     return 0
 
 
@@ -192,11 +208,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = get_status(node["client_url"])
         if st is None:
             running = pid_alive(node.get("pid"), node["data_dir"])
-            print(f"{node['name']} {node['client_url']} {'unreachable' if running else 'down'}"
-                  f" - -")
-            continue
-        leader = (st.get("leader") or {}).get("name") or "-"
-        print(f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}")
+            line = (f"{node['name']} {node['client_url']} "
+                    f"{'unreachable' if running else 'down'} - -")
+        else:
+            leader = (st.get("leader") or {}).get("name") or "-"
+            line = f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}"
+        if not _out(line):
+            break  # nobody reads the rest: don't wait for more status calls either
     return 0
 
 

@@ -50,6 +50,10 @@ class NodeMetrics:
         self.snapshot_duration = Histogram("raftkv_snapshot_duration_seconds",
                                            "Time to take and save a snapshot", buckets=_SLOW,
                                            registry=r)
+        self.snapshot_pause = Histogram("raftkv_snapshot_pause_seconds",
+                                        "Time the node loop stops to freeze the state for a "
+                                        "snapshot or checkpoint (encoding runs in the "
+                                        "background)", buckets=_FAST, registry=r)
         self.checkpoints = Counter("raftkv_checkpoints_total", "Checkpoints written",
                                    ["result"], registry=r)
         self.checkpoint_duration = Histogram("raftkv_checkpoint_duration_seconds",

@@ -17,6 +17,8 @@ from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
 from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
+from raftkv.runtime.fasthttp import FastHttp
+from raftkv.runtime.identity import IdentityError, resolve_identity
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.transport import PeerInfo, PeerTransport
@@ -36,14 +38,22 @@ class Server:
 
     def __init__(self, cfg: NodeConfig, *, raft_store: RaftStore | None = None,
                  snapshot_store: SnapshotStore | None = None,
-                 checkpoint_store: CheckpointStore | None = None) -> None:
+                 checkpoint_store: CheckpointStore | None = None,
+                 fast_path: bool = True) -> None:
         """The durable stores under `cfg.data_dir` unless given (tests pass the
-        in-memory twins to run several nodes in one process)."""
+        in-memory twins to run several nodes in one process). `fast_path=False`
+        serves every request through aiohttp (tests compare the two paths)."""
         self.cfg = cfg
+        self.fast_path = fast_path
         self.metrics = NodeMetrics(cfg.name)
         data = Path(cfg.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         fsync = not cfg.unsafe_no_fsync
+        # Decided (and persisted) before any store opens or any peer hears from us.
+        identity = resolve_identity(data, cfg.name, founder=cfg.is_founder, fsync=fsync)
+        cfg.node_id = identity.id
+        if identity.source == "fresh":
+            log.info("%s joins with a fresh member id %d", cfg.name, identity.id)
         if raft_store is None:
             raft_store = WriteAheadLog(data / "wal", fsync=fsync,
                                        crash_test_ledger=cfg.unsafe_crash_test_ledger)
@@ -55,6 +65,8 @@ class Server:
             fsm=StateMachine(), metrics=self.metrics)
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
+        self.fast: FastHttp | None = None
+        self.client_server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
@@ -73,11 +85,19 @@ class Server:
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
         node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
-        self.runner = web.AppRunner(ClientApi(node).app(), access_log=None,
+        api = ClientApi(node)
+        self.runner = web.AppRunner(api.app(), access_log=None,
                                     handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
-        await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
-                          reuse_address=True).start()
+        if self.fast_path:
+            assert self.runner.server is not None
+            # The hot single-key requests skip aiohttp; the rest are handed to it.
+            self.fast = FastHttp(api, self.runner.server)
+            self.client_server = await loop.create_server(
+                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
+        else:
+            await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
+                              reuse_address=True).start()
         node.start()
         self._sync_peers()
         log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,
@@ -110,6 +130,10 @@ class Server:
                 log.info("shutdown: leadership %s after %.2fs",
                          f"moved to {new}" if new else "transfer timed out",
                          time.monotonic() - started)
+        if self.client_server is not None:
+            self.client_server.close()
+        if self.fast is not None:
+            self.fast.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.transport is not None:
@@ -121,7 +145,7 @@ async def serve(cfg: NodeConfig) -> int:
     try:
         server = Server(cfg)
         await server.start()
-    except StorageError as exc:
+    except (StorageError, IdentityError) as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     except OSError as exc:

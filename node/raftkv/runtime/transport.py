@@ -2,12 +2,17 @@
 
 Each node dials every other member and keeps one outbound connection per peer
 (like etcd's streams): everything this node says to a peer goes over its own
-outbound connection; replies come back over the peer's. Messages queued while
-a frame is being written are coalesced into the next frame, so a busy leader
-writes one frame per peer per loop turn, not one per message.
+outbound connection; replies come back over the peer's. `send` is called once
+per Ready and writes one frame per peer straight into the socket (no task
+switch: the follower gets the appends before the leader starts its own fsync).
+Only when a peer's socket is backed up do messages queue, coalesced into one
+frame that a per-peer task writes once the socket drains.
 
 A peer that cannot be reached gets its messages dropped (Raft retransmits) and
 is reported unreachable to the core; reconnection backs off exponentially.
+
+Inbound connections are plain protocols: a frame is decoded and handed to the
+node in the socket's own callback (no reader task to wake per frame).
 
 Snapshots travel on a dedicated short-lived connection so they never hold up
 heartbeats: SNAP_BEGIN, chunks, SNAP_END with a sha256, then the receiver
@@ -25,7 +30,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from raftkv.raft.types import Message, MsgType, Snapshot, SnapshotMeta
 from raftkv.runtime import codec
@@ -36,6 +41,9 @@ log = logging.getLogger("raftkv.transport")
 
 SNAP_CHUNK_BYTES = 1 << 20
 MAX_QUEUED_MESSAGES = 50_000  # per peer; beyond this the peer is too slow: drop and probe
+# Bytes buffered in a peer socket's transport beyond which messages queue instead
+# (Raft's in-flight limits keep this small unless the peer stops reading).
+WRITE_BACKLOG_BYTES = 4 << 20
 CONNECT_TIMEOUT = 2.0
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 
@@ -81,16 +89,20 @@ class _Peer:
         self.snapshot_task: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
-    def send(self, m: Message) -> None:
-        if not self.connected:
+    def send(self, msgs: list[Message]) -> None:
+        writer = self.writer
+        if not self.connected or writer is None:
             self.t.on_unreachable(self.id)
             return
-        if len(self.buffer) >= MAX_QUEUED_MESSAGES:
+        if not self.buffer and writer.transport.get_write_buffer_size() < WRITE_BACKLOG_BYTES:
+            writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+            return
+        if len(self.buffer) + len(msgs) > MAX_QUEUED_MESSAGES:
             self.buffer.clear()
             self.t.on_unreachable(self.id)
             self.t.metrics.peer_errors.labels(str(self.id)).inc()
             return
-        self.buffer.append(m)
+        self.buffer.extend(msgs)  # behind the backlog, in order
         self.wakeup.set()
 
     async def _run(self) -> None:
@@ -140,9 +152,10 @@ class _Peer:
                     waiter.cancel()
                     raise ConnectionError("peer closed the connection")
                 continue
+            await writer.drain()  # the backlog first goes below the transport's mark
             batch, self.buffer = self.buffer, []
-            writer.write(codec.pack_messages(self.t.commit_hint(), batch))
-            await writer.drain()
+            if batch:
+                writer.write(codec.pack_messages(self.t.commit_hint(), batch))
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         # The only thing a peer says on our outbound connection is its HELLO.
@@ -194,12 +207,13 @@ class PeerTransport:
         self.peers: dict[int, _Peer] = {}
         self.closing = False
         self.server: asyncio.AbstractServer | None = None
-        self._inbound: set[asyncio.Task[None]] = set()
+        self._inbound: set[_InboundProtocol] = set()
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.server = await asyncio.start_server(self._serve, host, port, limit=1 << 20)
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: _InboundProtocol(self), host, port)
 
     async def close(self) -> None:
         self.closing = True
@@ -208,8 +222,8 @@ class PeerTransport:
         for peer in list(self.peers.values()):
             await peer.close()
         self.peers.clear()
-        for task in list(self._inbound):
-            task.cancel()
+        for conn in list(self._inbound):
+            conn.close()
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
@@ -233,14 +247,27 @@ class PeerTransport:
 
     # --- sending -------------------------------------------------------------
     def send(self, messages: list[Message]) -> None:
+        """One frame per peer for the messages of one Ready."""
+        by_peer: dict[int, list[Message]] = {}
         for m in messages:
-            peer = self.peers.get(m.to)
-            if peer is None:
-                self.on_unreachable(m.to)
-            elif m.type == MsgType.SNAP:
-                peer.send_snapshot(m)
+            if m.type == MsgType.SNAP:
+                peer = self.peers.get(m.to)
+                if peer is None:
+                    self.on_unreachable(m.to)
+                else:
+                    peer.send_snapshot(m)
+                continue
+            batch = by_peer.get(m.to)
+            if batch is None:
+                by_peer[m.to] = [m]
             else:
-                peer.send(m)
+                batch.append(m)
+        for to, batch in by_peer.items():
+            peer = self.peers.get(to)
+            if peer is None:
+                self.on_unreachable(to)
+            else:
+                peer.send(batch)
 
     def hello_frame(self) -> bytes:
         me = self.me
@@ -304,40 +331,26 @@ class PeerTransport:
             writer.close()
 
     # --- receiving -----------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._inbound.add(task)
-        peer_id = 0
-        try:
-            while not self.closing:
-                frame = await read_frame(reader)
-                kind = frame[0]
-                if kind == codec.MSGS:
-                    sender_commit, raw = frame[1], frame[2]
-                    if type(raw) is not list or type(sender_commit) is not int:
-                        raise codec.FrameError("malformed MSGS frame")
-                    msgs = [codec.decode_message(r) for r in raw]
-                    if msgs:
-                        self.on_messages(msgs[0].frm, sender_commit, msgs)
-                elif kind == codec.HELLO:
-                    peer_id = self.handle_hello(frame)
-                    writer.write(self.hello_frame())
-                elif kind == codec.SNAP_BEGIN:
-                    await self._receive_snapshot(frame, reader, writer)
-                    return
-                else:
-                    raise codec.FrameError(f"unexpected frame kind {kind!r}")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except codec.FrameError as exc:
-            log.warning("dropping peer connection (peer %s): %s", peer_id or "?", exc)
-        finally:
-            self._inbound.discard(task)
-            writer.close()
+    def on_frame(self, conn: _InboundProtocol, frame: list[object]) -> None:
+        """One frame from an inbound connection (raises FrameError on garbage)."""
+        kind = frame[0]
+        if kind == codec.MSGS:
+            sender_commit, raw = frame[1], frame[2]
+            if type(raw) is not list or type(sender_commit) is not int:
+                raise codec.FrameError("malformed MSGS frame")
+            msgs = [codec.decode_message(r) for r in raw]
+            if msgs:
+                self.on_messages(msgs[0].frm, sender_commit, msgs)
+        elif kind == codec.HELLO:
+            conn.peer_id = self.handle_hello(frame)
+            conn.write(self.hello_frame())
+        elif kind == codec.SNAP_BEGIN:
+            conn.start_snapshot(frame)
+        else:
+            raise codec.FrameError(f"unexpected frame kind {kind!r}")
 
-    async def _receive_snapshot(self, begin: list[object], reader: asyncio.StreamReader,
-                                writer: asyncio.StreamWriter) -> None:
+    async def receive_snapshot(self, begin: list[object], reader: asyncio.StreamReader,
+                               writer: _ReplyWriter) -> None:
         msg = codec.decode_message(begin[1])
         size = begin[2]
         if msg.type != MsgType.SNAP or msg.snapshot is None or type(size) is not int:
@@ -371,5 +384,99 @@ class PeerTransport:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         writer.write(codec.pack_frame([codec.SNAP_ACK, ok, reason]))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
+
+
+class _ReplyWriter:
+    """What `receive_snapshot` writes its answer with."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+
+class _InboundProtocol(asyncio.Protocol):
+    """A peer's outbound connection to us: frames in, HELLO and SNAP_ACK out.
+
+    MSGS and HELLO frames are parsed and handled right in `data_received`. After a
+    SNAP_BEGIN the rest of the connection is a snapshot stream: its bytes go to a
+    StreamReader read by a task (the stream is big and rare; flow control applies).
+    """
+
+    def __init__(self, t: PeerTransport) -> None:
+        self.t = t
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.peer_id = 0
+        self.stream: asyncio.StreamReader | None = None
+        self.stream_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
+        self.t._inbound.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.t._inbound.discard(self)
+        self.transport = None
+        if self.stream is not None:
+            self.stream.feed_eof()
+
+    def eof_received(self) -> bool:
+        if self.stream is not None:
+            self.stream.feed_eof()
+        return False
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.stream_task is not None:
+            self.stream_task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.stream is not None:
+            self.stream.feed_data(data)
+            return
+        buf = self.buffer
+        buf += data
+        header = codec.HEADER.size
+        try:
+            while len(buf) >= header and self.stream is None and self.transport is not None:
+                (length,) = codec.HEADER.unpack_from(buf)
+                if length > codec.MAX_FRAME_BYTES:
+                    raise codec.FrameError(f"frame of {length} bytes exceeds the limit")
+                if len(buf) < header + length:
+                    return
+                frame = codec.unpack_payload(bytes(buf[header:header + length]))
+                del buf[:header + length]
+                self.t.on_frame(self, frame)
+        except codec.FrameError as exc:
+            log.warning("dropping peer connection (peer %s): %s", self.peer_id or "?", exc)
+            self.close()
+
+    def start_snapshot(self, begin: list[object]) -> None:
+        assert self.transport is not None
+        stream = self.stream = asyncio.StreamReader(limit=1 << 20)
+        stream.set_transport(self.transport)  # pauses reading while it is backed up
+        if self.buffer:
+            stream.feed_data(bytes(self.buffer))
+            self.buffer.clear()
+        self.stream_task = asyncio.get_running_loop().create_task(
+            self._snapshot(begin, stream, _ReplyWriter(self.transport)))
+
+    async def _snapshot(self, begin: list[object], stream: asyncio.StreamReader,
+                        writer: _ReplyWriter) -> None:
+        try:
+            await self.t.receive_snapshot(begin, stream, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except codec.FrameError as exc:
+            log.warning("dropping snapshot stream (peer %s): %s", self.peer_id or "?", exc)
+        finally:
+            if self.transport is not None:
+                self.transport.close()

@@ -32,6 +32,7 @@ class FakeNode:
         self.term = 3
         self.leader = 7
         self.changed = asyncio.Event()
+        self.removed: set[int] = set()
         self.members: dict[int, dict[str, Any]] = {
             7: {
                 "id": 7,
@@ -81,7 +82,9 @@ class FakeNode:
     async def add(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(("POST", "/v1/members", body))
-        mid = member_id(body["name"])
+        mid = body["id"]
+        if mid in self.removed:
+            return web.json_response({"error": "member_id_removed", "message": "no"}, status=409)
         self.members[mid] = {**body, "id": mid, "role": "learner", "match_index": 0}
         return web.json_response({"id": mid})
 
@@ -97,6 +100,7 @@ class FakeNode:
         if mid not in self.members:
             return web.json_response({"error": "member_not_found", "message": "no"}, status=404)
         del self.members[mid]
+        self.removed.add(mid)
         return web.json_response({"id": mid, "removed": True})
 
     async def transfer(self, request: web.Request) -> web.Response:
@@ -163,10 +167,11 @@ async def test_long_poll_returns_on_a_leadership_change(
 
 async def test_membership_calls(fake: tuple[FakeNode, str, NodeClient]) -> None:
     node, url, client = fake
-    mid = await client.add_learner(url, "n-1", "n-1:7380", "http://n-1:7379")
-    assert mid == member_id("n-1")
+    mid = await client.add_learner(url, "n-1", "n-1:7380", "http://n-1:7379", 4242)
+    assert mid == 4242  # the joiner's own id, not member_id("n-1")
     assert node.requests[-1][2] == {
         "name": "n-1",
+        "id": 4242,
         "peer_url": "n-1:7380",
         "client_url": "http://n-1:7379",
     }
@@ -178,6 +183,9 @@ async def test_membership_calls(fake: tuple[FakeNode, str, NodeClient]) -> None:
     assert node.members[mid]["role"] == "voter"
     assert await client.remove(url, mid) is True
     assert await client.remove(url, mid) is False  # already gone: idempotent
+    with pytest.raises(NodeError) as caught:
+        await client.add_learner(url, "n-1", "n-1:7380", "http://n-1:7379", mid)
+    assert (caught.value.status, caught.value.code) == (409, "member_id_removed")
     assert await client.transfer_leader(url, 42) == 42
 
 
