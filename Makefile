@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: install install-system install-chaos-system
-	$(BIN)/lint-imports --config pyproject.toml
+	$(BIN)/lint-imports pyproject.toml
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
 	$(BIN)/ruff check node operator tests
 	$(BIN)/mypy node/raftkv operator/raftkv_operator
-	$(BIN)/lint-imports --config pyproject.toml
+	$(BIN)/lint-imports pyproject.toml
 
 # Deterministic cluster simulation over many seeds (make sim SEEDS=20000), one worker per
 # CPU. SIM_ARGS adds options, e.g. SIM_ARGS='--start 20000 --steps 600 --nodes 5 --jobs 1'.

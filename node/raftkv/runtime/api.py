@@ -246,10 +246,7 @@ class ClientApi:
         return app
 
     async def _open_session(self, app: web.Application) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30, resolver=_resolver(
-                self.cfg.resolve)),
-            auto_decompress=False)
+        self.session = forwarding_session(self.cfg.resolve)
 
     async def _close_session(self, app: web.Application) -> None:
         if self.session is not None:
@@ -1060,3 +1057,20 @@ def _resolver(resolve: dict[str, str]) -> aiohttp.abc.AbstractResolver:
     return StaticFirst()
 
 
+def forwarding_session(resolve: dict[str, str]) -> aiohttp.ClientSession:
+    """The session a follower forwards writes to the leader with.
+
+    It must never re-send a request by itself: aiohttp silently retries an
+    "idempotent" PUT/DELETE once when a kept-alive connection drops before the
+    answer, so a write the leader applied just before the drop would be applied
+    twice (a linearizability bug the chaos suite's checker reasons about). aiohttp
+    has no public switch; its private flag is turned off, and where it is gone
+    connections are not kept alive, which also rules the retry out."""
+    keep_alive = "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ())
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30, force_close=not keep_alive,
+                                       resolver=_resolver(resolve)),
+        auto_decompress=False)
+    if keep_alive:
+        session._retry_connection = False
+    return session
