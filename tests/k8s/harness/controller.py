@@ -3,6 +3,7 @@ from the current state, plus a periodic resync (kube-controller-manager's shape)
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ Key = tuple[str, str]
 """(namespace, name) of the object a controller reconciles."""
 
 
-class Controller:
+class Controller(abc.ABC):
     name = "controller"
     watches: tuple[str, ...] | None = ()
     """The kinds whose events wake this controller; None for every kind."""
@@ -32,8 +33,9 @@ class Controller:
     def all_keys(self) -> Iterable[Key]:
         return []
 
+    @abc.abstractmethod
     async def reconcile(self, key: Key) -> None:
-        raise NotImplementedError
+        """Bring the object at `key` to its desired state, from what the store holds now."""
 
     def enqueue(self, key: Key) -> None:
         self._pending[key] = None
