@@ -90,12 +90,17 @@ class _Peer:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
     def send(self, msgs: list[Message]) -> None:
+        """Called from the Raft loop: must never raise (a dead socket is the peer's
+        problem, reported as unreachable, never the loop's)."""
         writer = self.writer
-        if not self.connected or writer is None:
+        if not self.connected or writer is None or writer.transport.is_closing():
             self.t.on_unreachable(self.id)
             return
         if not self.buffer and writer.transport.get_write_buffer_size() < WRITE_BACKLOG_BYTES:
-            writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+            try:
+                writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+            except Exception as exc:  # closed under us (uvloop: RuntimeError), or OSError
+                self._lost(f"write failed: {exc!r}")
             return
         if len(self.buffer) + len(msgs) > MAX_QUEUED_MESSAGES:
             self.buffer.clear()
@@ -103,6 +108,19 @@ class _Peer:
             self.t.metrics.peer_errors.labels(str(self.id)).inc()
             return
         self.buffer.extend(msgs)  # behind the backlog, in order
+        self.wakeup.set()
+
+    def _lost(self, why: str) -> None:
+        """The connection failed outside the dial task: close it so `_run` redials."""
+        log.debug("peer %s (%s): %s", self.id, self.url, why)
+        self.connected = False
+        self.buffer.clear()
+        self.t.metrics.peer_errors.labels(str(self.id)).inc()
+        self.t.on_unreachable(self.id)
+        writer = self.writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
         self.wakeup.set()
 
     async def _run(self) -> None:
@@ -120,7 +138,7 @@ class _Peer:
                 self.t.metrics.peer_up.labels(label).set(1)
                 backoff = BACKOFF_MIN
                 await self._pump(writer, reader_task)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, codec.FrameError, ConnectionError) as exc:
+            except Exception as exc:  # any failure of this link (TLS, reset, closed, ...)
                 if self.connected or backoff == BACKOFF_MIN:
                     log.debug("peer %s (%s): %s", self.id, self.url, exc)
                 self.t.metrics.peer_errors.labels(label).inc()
@@ -143,6 +161,8 @@ class _Peer:
 
     async def _pump(self, writer: asyncio.StreamWriter, reader_task: asyncio.Task[None]) -> None:
         while not self.t.closing:
+            if not self.connected:
+                raise ConnectionError("connection lost while sending")
             if not self.buffer:
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
@@ -266,8 +286,12 @@ class PeerTransport:
             peer = self.peers.get(to)
             if peer is None:
                 self.on_unreachable(to)
-            else:
+                continue
+            try:
                 peer.send(batch)
+            except Exception:  # belt and braces: nothing on a peer link may kill the loop
+                log.exception("sending to peer %s failed", to)
+                self.on_unreachable(to)
 
     def hello_frame(self) -> bytes:
         me = self.me
