@@ -66,6 +66,9 @@ BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 # KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times.
 USER_TIMEOUT_MS = 3000
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 2, 1, 2
+# A peer we keep sending to that has said nothing (on any connection) for this long is
+# redialled: its address may have changed under a connection TCP still thinks is fine.
+PEER_SILENCE = 3.0
 LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
 
@@ -149,6 +152,8 @@ class _Peer:
         self.wakeup = asyncio.Event()
         self.writer: asyncio.StreamWriter | None = None
         self.connected = False
+        self.connected_at = 0.0
+        self.last_sent = 0.0  # monotonic time of the last message written to the peer
         self.snapshot_task: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
@@ -162,6 +167,7 @@ class _Peer:
         if not self.buffer and writer.transport.get_write_buffer_size() < WRITE_BACKLOG_BYTES:
             try:
                 writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+                self.last_sent = time.monotonic()
             except Exception as exc:  # closed under us (uvloop: RuntimeError), or OSError
                 self._lost(f"write failed: {exc!r}")
             return
@@ -196,6 +202,7 @@ class _Peer:
                 self.writer = writer
                 reader_task = asyncio.create_task(self._read(reader))
                 self.connected = True
+                self.connected_at = time.monotonic()
                 self.t.metrics.peer_up.labels(label).set(1)
                 backoff = BACKOFF_MIN
                 await self._pump(writer, reader_task)
@@ -231,17 +238,28 @@ class _Peer:
             if not self.buffer:
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
-                done, _ = await asyncio.wait({waiter, reader_task},
+                done, _ = await asyncio.wait({waiter, reader_task}, timeout=1.0,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if reader_task in done:
                     waiter.cancel()
                     reader_task.result()  # a FrameError from the peer surfaces here
                     raise ConnectionError("peer closed the connection")
+                if not done:
+                    waiter.cancel()
+                    self._check_silence()
                 continue
             await writer.drain()  # the backlog first goes below the transport's mark
             batch, self.buffer = self.buffer, []
             if batch:
                 writer.write(codec.pack_messages(self.t.commit_hint(), batch))
+                self.last_sent = time.monotonic()
+
+    def _check_silence(self) -> None:
+        """We keep talking and the peer has not answered for PEER_SILENCE seconds (on
+        this connection or its own): drop the connection and dial its name again."""
+        heard = max(self.t.last_heard.get(self.id, 0.0), self.connected_at)
+        if self.last_sent - heard > PEER_SILENCE:
+            raise ConnectionError(f"no answer for {self.last_sent - heard:.1f}s")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         """What the peer says on our connection: messages when it cannot dial us."""
@@ -305,6 +323,7 @@ class PeerTransport:
         self.server: asyncio.AbstractServer | None = None
         self._inbound: set[_InboundProtocol] = set()
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
+        self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
         self._log = _RateLimitedLog()
 
     # --- lifecycle -----------------------------------------------------------
@@ -344,6 +363,7 @@ class PeerTransport:
         if peer is not None:
             asyncio.get_running_loop().create_task(peer.close())
             self.metrics.peer_up.labels(str(peer_id)).set(0)
+        self.last_heard.pop(peer_id, None)
         conn = self._return_paths.pop(peer_id, None)
         if conn is not None:
             conn.close()  # a removed member keeps no connection to us
@@ -461,6 +481,7 @@ class PeerTransport:
             self._log.warning("wrong_sender", "dropped %d message(s) from member %s that "
                               "claim another sender or receiver", len(msgs) - len(good), peer_id)
         if good:
+            self.last_heard[peer_id] = time.monotonic()
             self.on_messages(peer_id, sender_commit, good)
 
     def bound(self, conn: _InboundProtocol) -> None:
