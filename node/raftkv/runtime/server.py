@@ -125,15 +125,11 @@ class Server:
                  cfg.advertise_client_url, cfg.advertise_peer_url)
 
     @staticmethod
-    def _peer_tls(cfg: NodeConfig) -> _PeerTLS | None:
-        """Mutual TLS on the peer port: both sides present a certificate of the trusted
-        CA; the member binding is checked by the gate (hostnames are not)."""
+    def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:
         if not cfg.peer_tls:
             return None
-        files = TLSFiles(cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file)
-        return _PeerTLS(
-            ReloadingTLS.server(files, client_auth="required"),
-            ReloadingTLS(files, lambda f: build_client_context(f, check_hostname=False)))
+        return PeerTLSFiles(TLSFiles(cfg.peer_cert_file, cfg.peer_key_file,
+                                     cfg.peer_trusted_ca_file))
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
@@ -175,12 +171,17 @@ class Server:
         await node.stop()
 
 
-class _PeerTLS:
-    """Server and client contexts for the peer port, each following its files."""
+class PeerTLSFiles:
+    """Mutual TLS on the peer port: both sides present a certificate of the trusted
+    CA; the member binding is checked by the gate (not hostnames). Both contexts
+    follow their files (a rotated Secret is used by the next connections)."""
 
-    def __init__(self, server: ReloadingTLS, client: ReloadingTLS) -> None:
-        self._server = server
-        self._client = client
+    def __init__(self, files: TLSFiles, *, check_interval: float = 1.0) -> None:
+        self._server = ReloadingTLS.server(files, client_auth="required",
+                                           check_interval=check_interval)
+        self._client = ReloadingTLS(
+            files, lambda f: build_client_context(f, check_hostname=False),
+            check_interval=check_interval)
 
     def server_context(self) -> ssl.SSLContext:
         return self._server.server_context()

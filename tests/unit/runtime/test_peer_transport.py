@@ -18,7 +18,10 @@ from raftkv.raft.types import Message, MsgType
 from raftkv.runtime import transport as transport_mod
 from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.server import PeerTLSFiles
 from raftkv.runtime.transport import PeerTransport
+from raftkv.security.pki import CertKey, issue_cert, make_ca
+from raftkv.security.tls import TLSFiles
 
 A, B = 101, 202
 NAMES = {A: "a", B: "b"}
@@ -59,7 +62,7 @@ class _Member:
     """A transport that answers every message from its peer with a HEARTBEAT_RESP."""
 
     def __init__(self, my_id: int, tmp: Path, urls: dict[int, str],
-                 addresses: dict[str, str]) -> None:
+                 addresses: dict[str, str], tls: PeerTLSFiles | None = None) -> None:
         self.received: list[tuple[float, Message]] = []
         self.answering = True
 
@@ -68,12 +71,13 @@ class _Member:
 
         self.t = PeerTransport(
             my_id, NAMES[my_id], gate=PeerGate(my_id, NAMES[my_id], _View(urls),
-                                               ClusterId("ab" * 16, None), tls=False),
+                                               ClusterId("ab" * 16, None),
+                                               tls=tls is not None),
             metrics=NodeMetrics(NAMES[my_id]), spool_dir=tmp / f"spool-{my_id}-{id(self)}",
             on_messages=self._on_messages, on_unreachable=lambda peer: None,
             on_snapshot=self._no_snapshot, on_snapshot_status=lambda peer, ok: None,
             snapshot_allowed=lambda m: False, snapshot_source=lambda: None,
-            commit_hint=lambda: 0, resolver=resolver)
+            commit_hint=lambda: 0, resolver=resolver, tls=tls)
 
     @staticmethod
     async def _no_snapshot(m: Message, data: bytes) -> bool:
@@ -153,3 +157,54 @@ def test_tune_socket_sets_keepalive_and_user_timeout() -> None:
             pytest.skip("no TCP_USER_TIMEOUT on this system")
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
             transport_mod.USER_TIMEOUT_MS
+
+
+def _issue(ca: CertKey, tmp: Path, name: str) -> TLSFiles:
+    cert, key, ca_file = tmp / f"{name}.pem", tmp / f"{name}-key.pem", tmp / f"{name}-ca.pem"
+    issue_cert(ca, name, dns_names=[name]).write(cert, key)
+    (tmp / f"{name}-ca.pem.new").write_bytes(ca.cert_pem)
+    (tmp / f"{name}-ca.pem.new").replace(ca_file)
+    return TLSFiles(cert, key, ca_file)
+
+
+def _serial(peercert: dict[str, object]) -> int:
+    return int(str(peercert["serialNumber"]), 16)
+
+
+async def test_rotated_certificates_are_used_without_a_restart(tmp_path: Path) -> None:
+    """Kubernetes rotates a Secret under a running pod: the next connections use the
+    new certificate and CA (here a new CA altogether) without a restart."""
+    a_ip, b_ip = "127.0.0.43", "127.0.0.44"
+    a_port, b_port = _free_port_on(a_ip), _free_port_on(b_ip)
+    addresses = {"a": a_ip, "b": b_ip}
+    urls = {A: f"a:{a_port}", B: f"b:{b_port}"}
+    ca1 = make_ca("first CA")
+    files = {n: _issue(ca1, tmp_path, n) for n in ("a", "b")}
+    a = _Member(A, tmp_path, urls, addresses, PeerTLSFiles(files["a"], check_interval=0))
+    b = _Member(B, tmp_path, urls, addresses, PeerTLSFiles(files["b"], check_interval=0))
+    await a.t.start(a_ip, a_port)
+    await b.t.start(b_ip, b_port)
+    a.t.set_peer(B, urls[B])
+    b.t.set_peer(A, urls[A])
+    try:
+        await _wait(lambda: a.t.peers[B].connected, 10, "a TLS connection a -> b")
+        first = a.t.peers[B].writer.get_extra_info("peercert")  # type: ignore[union-attr]
+        assert first and ("DNS", "b") in first["subjectAltName"]
+        ca2 = make_ca("rotated CA")
+        for n in ("a", "b"):
+            _issue(ca2, tmp_path, n)
+        new_serial = _serial({"serialNumber": format(
+            CertKey((tmp_path / "b.pem").read_bytes(), b"").cert.serial_number, "X")})
+        a.t.peers[B]._lost("test: drop the connection made with the old files")
+
+        def on_new_cert() -> bool:
+            peer = a.t.peers[B]
+            if not peer.connected or peer.writer is None:
+                return False
+            cert = peer.writer.get_extra_info("peercert")
+            return bool(cert) and _serial(cert) == new_serial
+
+        await _wait(on_new_cert, 10, "a connection with the rotated certificates")
+    finally:
+        for m in (a, b):
+            await m.t.close()
