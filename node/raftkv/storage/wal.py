@@ -608,6 +608,7 @@ class WriteAheadLog:
 
         scans: list[_ScanResult] = []
         segments: list[_Segment] = []
+        torn: tuple[str, _ScanResult, int] | None = None  # repaired once all checks passed
         for position, (seq, path) in enumerate(found):
             with open(path, "rb") as f:
                 buf = f.read()
@@ -619,7 +620,7 @@ class WriteAheadLog:
             is_last = position == len(found) - 1
             scan = _scan_segment(position, path, buf, seq, is_last)
             if scan.torn is not None:
-                self._truncate_torn_tail(path, scan, len(buf))
+                torn = (path, scan, len(buf))
                 if scan.valid_end == 0:
                     break  # nothing of this last segment survived: it is gone
             header_size = scan.batches[1].offset if len(scan.batches) > 1 else scan.valid_end
@@ -630,6 +631,11 @@ class WriteAheadLog:
 
         self._term_starts, self._term_values = [], []
         self._snapshot_record = None
+        if segments:
+            unsealed = _check_seals(scans, segments)
+            replayed = _replay([batch for scan in scans for batch in scan.batches], segments)
+        if torn is not None:
+            self._truncate_torn_tail(*torn)
         if not segments:
             # No log at all: a new node, or one whose log was deleted. Whoever
             # starts the node decides which (storage.recovery); nothing is written yet.
@@ -641,9 +647,6 @@ class WriteAheadLog:
             return InitialState(HardState(), None, [], new_log=True,
                                 origin=f"WAL {self.directory} (no segment files)")
 
-        unsealed = _check_seals(scans, segments)
-        batches = [batch for scan in scans for batch in scan.batches]
-        replayed = _replay(batches, segments)
         self._segments = segments
         if unsealed is not None:
             # A crash between creating the last segment and sealing the one before.
@@ -970,10 +973,12 @@ def _replay(batches: list[_Batch], segments: list[_Segment]) -> _Replayed:
             first = base_index + 1
         expected = entries[-1].index + 1 if entries else base_index + 1
         if first != expected:
-            path = segments[batch.segment].path
+            segment = segments[batch.segment]
+            where = (f"{segment_name(segment.seq - 1)} is missing?" if not entries
+                     else "a segment is missing?")
             raise CorruptWALError(
-                path, batch.offset,
-                f"gap in the log: entry {first} follows {expected - 1} (a segment is missing?)",
+                segment.path, batch.offset,
+                f"gap in the log: entry {first} follows {expected - 1} ({where})",
             )
         entries.extend(batch_entries)
 
