@@ -454,6 +454,7 @@ class WriteAheadLog:
         self._term_starts: list[int] = []  # runs of equal terms: first index of each run
         self._term_values: list[int] = []  # ... and its term
         self._snapshot_record: tuple[int, int] | None = None  # newest SNAPSHOT record
+        self._unfinished_first: str | None = None  # see _recover_segments
         self._first_seq = 0  # seq of the first segment, once one is created
 
     # -- public API ---------------------------------------------------------------------
@@ -634,7 +635,16 @@ class WriteAheadLog:
         if segments:
             unsealed = _check_seals(scans, segments)
             replayed = _replay([batch for scan in scans for batch in scan.batches], segments)
-        if torn is not None:
+        self._unfinished_first = None
+        if torn is not None and not segments:
+            # The only segment has no complete batch: its creation was interrupted
+            # (a new log), or it was emptied. Storage.recovery decides which; the
+            # file goes only with the first write, so a refused start keeps it.
+            path, scan, size = torn
+            log.warning("WAL %s: no complete batch (%s at offset %d, %d bytes): "
+                        "replaced on the first write", path, scan.torn, scan.torn_offset, size)
+            self._unfinished_first = path
+        elif torn is not None:
             self._truncate_torn_tail(*torn)
         if not segments:
             # No log at all: a new node, or one whose log was deleted. Whoever
@@ -716,6 +726,9 @@ class WriteAheadLog:
     def _active_segment(self) -> _Segment:
         """The segment appends go to; the first write to a new log creates it."""
         if not self._segments:
+            if self._unfinished_first is not None:
+                os.unlink(self._unfinished_first)
+                self._unfinished_first = None
             self._start_segment(self._first_seq, self._hard_state,
                                 (RecordType.BASE, self._base_index, self._base_term),
                                 (self._last_index, self._last_term()))
