@@ -90,7 +90,7 @@ def test_a_power_cut_without_fsync_is_refused_by_the_nodes() -> None:
     # With --unsafe-no-fsync a power cut leaves no WAL at all. The members used to
     # come back empty (and the checker found acknowledged writes gone); now each
     # refuses to start, exit code 2, because its identity.json proves it had a log
-    # (docs/contracts.md, "What is refused at start"). Never an ok run.
+    # (docs/contracts.md, "Storage"). Never an ok run.
     seed = _seed()
     run, verdicts = _chaos("--runs", "1", "--time", "10", "--seed", str(seed),
                            "--nemesis", "power-loss-all", "--node-arg=--unsafe-no-fsync",
