@@ -610,6 +610,8 @@ class WriteAheadLog:
         scans: list[_ScanResult] = []
         segments: list[_Segment] = []
         torn: tuple[str, _ScanResult, int] | None = None  # repaired once all checks passed
+        # The one before the last may be torn too: by a crash while writing its seal.
+        torn_before_last: tuple[str, _ScanResult, int] | None = None
         for position, (seq, path) in enumerate(found):
             with open(path, "rb") as f:
                 buf = f.read()
@@ -619,8 +621,10 @@ class WriteAheadLog:
                     # them as its log and may acknowledge them: make them durable.
                     os.fsync(f.fileno())
             is_last = position == len(found) - 1
-            scan = _scan_segment(position, path, buf, seq, is_last)
-            if scan.torn is not None:
+            scan = _scan_segment(position, path, buf, seq, position >= len(found) - 2)
+            if scan.torn is not None and not is_last:
+                torn_before_last = (path, scan, len(buf))
+            elif scan.torn is not None:
                 torn = (path, scan, len(buf))
                 if scan.valid_end == 0:
                     break  # nothing of this last segment survived: it is gone
@@ -632,6 +636,11 @@ class WriteAheadLog:
 
         self._term_starts, self._term_values = [], []
         self._snapshot_record = None
+        if torn_before_last is not None and len(segments) == len(found):
+            path, scan, _ = torn_before_last
+            if len(scans[-1].batches) != 1:  # not a crash while sealing it: see _check_seals
+                raise CorruptWALError(path, scan.torn_offset,
+                                      f"{scan.torn} (in a segment that is not the last)")
         if segments:
             unsealed = _check_seals(scans, segments)
             replayed = _replay([batch for scan in scans for batch in scan.batches], segments)
@@ -646,6 +655,10 @@ class WriteAheadLog:
             self._unfinished_first = path
         elif torn is not None:
             self._truncate_torn_tail(*torn)
+        if torn_before_last is not None:
+            # Its seal (then written below), or, when the last segment was an empty
+            # new one, the torn tail of what is now the last segment.
+            self._truncate_torn_tail(*torn_before_last)
         if not segments:
             # No log at all: a new node, or one whose log was deleted. Whoever
             # starts the node decides which (storage.recovery); nothing is written yet.
@@ -654,8 +667,9 @@ class WriteAheadLog:
             self._base_index = self._base_term = self._last_index = 0
             self._first_seq = found[0][0] if found else 0
             self._write_ledger()
+            what = "no segment with a complete batch" if found else "no segment files"
             return InitialState(HardState(), None, [], new_log=True,
-                                origin=f"WAL {self.directory} (no segment files)")
+                                origin=f"WAL {self.directory} ({what})")
 
         self._segments = segments
         if unsealed is not None:

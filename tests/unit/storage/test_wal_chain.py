@@ -308,3 +308,41 @@ def test_format1_segments_without_seals_are_accepted(tmp_path: Path) -> None:
     after = files(directory)
     for name in ("0000000000000000.wal", "0000000000000001.wal"):
         assert after[name] == before[name], "older format-1 segments are not rewritten"
+
+
+@pytest.mark.parametrize("keep", [1, 12, SEAL_BATCH - 1])
+def test_crash_while_writing_the_seal_is_completed(tmp_path: Path, keep: int) -> None:
+    # The new segment is durable (header only); the seal of the one before was
+    # being written: a torn seal there is crash damage, not corruption.
+    paths = write_chain(tmp_path)
+    last, previous = Path(paths[-1]), Path(paths[-2])
+    content = last.read_bytes()
+    last.write_bytes(content[:_header_batch_end(content)])
+    sealed_size = previous.stat().st_size
+    os.truncate(previous, sealed_size - SEAL_BATCH + keep)
+    wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
+    assert previous.stat().st_size == sealed_size
+    assert state.hard_state.term > 0
+    wal.close()
+
+
+def test_torn_segment_before_a_last_one_with_batches_refuses(tmp_path: Path) -> None:
+    paths = write_chain(tmp_path)
+    previous = Path(paths[-2])
+    os.truncate(previous, previous.stat().st_size - 5)
+    error = refuse(tmp_path)
+    assert error.path == str(previous) and "not the last" in str(error)
+
+
+def test_an_empty_new_segment_after_a_torn_one_leaves_that_one_last(tmp_path: Path) -> None:
+    # Not a state a crash leaves (the roll-over starts only after the previous
+    # batch is durable), but a torn tail of what is then the last segment is
+    # still only a torn tail.
+    paths = write_chain(tmp_path)
+    last, previous = Path(paths[-1]), Path(paths[-2])
+    last.write_bytes(b"")
+    os.truncate(previous, previous.stat().st_size - SEAL_BATCH - 5)
+    wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
+    assert not last.exists()
+    assert state.hard_state.term > 0
+    wal.close()
