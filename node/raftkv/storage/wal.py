@@ -316,8 +316,6 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
                 raise corrupt(off, "bad record checksum")
             if off == 0 and rtype != RecordType.SEGMENT_HEADER:
                 raise corrupt(off, "segment does not start with a segment header")
-            if sealed is not None:
-                raise corrupt(off, "record after the segment's seal")
 
             if rtype == t_entry:
                 if length < entry_header_size:
@@ -339,6 +337,8 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
                 if seal_in_batch:
                     if records != 1:
                         raise corrupt(batch_start, "a seal must be a batch of its own")
+                    if end != n:
+                        raise corrupt(end, "record after the segment's seal")
                     sealed = batch_start
                 else:
                     batches.append(_Batch(position, batch_start, entries, hard_state, base,
@@ -500,7 +500,7 @@ class WriteAheadLog:
         parts.append(_commit(records))
         batch = b"".join(parts)
 
-        active = self._active_segment()
+        active = self._segments[-1] if self._segments else self._active_segment()
         if active.size > active.header_size and active.size + len(batch) > self.segment_bytes:
             active = self._roll()
         self._append(active, batch)

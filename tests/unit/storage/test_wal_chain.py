@@ -346,3 +346,11 @@ def test_an_empty_new_segment_after_a_torn_one_leaves_that_one_last(tmp_path: Pa
     assert not last.exists()
     assert state.hard_state.term > 0
     wal.close()
+
+
+def test_bytes_after_a_seal_refuse(tmp_path: Path) -> None:
+    paths = write_chain(tmp_path)
+    with open(paths[1], "ab") as f:
+        f.write(Path(paths[1]).read_bytes()[-SEAL_BATCH:])  # a second seal
+    error = refuse(tmp_path)
+    assert error.path == paths[1] and "after the segment's seal" in str(error)
