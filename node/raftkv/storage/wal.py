@@ -740,9 +740,6 @@ class WriteAheadLog:
     def _active_segment(self) -> _Segment:
         """The segment appends go to; the first write to a new log creates it."""
         if not self._segments:
-            if self._unfinished_first is not None:
-                os.unlink(self._unfinished_first)
-                self._unfinished_first = None
             self._start_segment(self._first_seq, self._hard_state,
                                 (RecordType.BASE, self._base_index, self._base_term),
                                 (self._last_index, self._last_term()))
@@ -758,6 +755,9 @@ class WriteAheadLog:
                        log_end: tuple[int, int]) -> _Segment:
         """Create segment `seq` durably, THEN seal the current one (see the module
         docstring: a seal always has its successor on disk)."""
+        if self._unfinished_first is not None:
+            os.unlink(self._unfinished_first)  # see _recover_segments
+            self._unfinished_first = None
         previous = self._segments[-1] if self._segments else None
         previous_fd, self._fd = self._fd, None
         try:

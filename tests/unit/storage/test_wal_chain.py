@@ -354,3 +354,27 @@ def test_bytes_after_a_seal_refuse(tmp_path: Path) -> None:
         f.write(Path(paths[1]).read_bytes()[-SEAL_BATCH:])  # a second seal
     error = refuse(tmp_path)
     assert error.path == paths[1] and "after the segment's seal" in str(error)
+
+
+@pytest.mark.parametrize("first_write", ["save", "reset_to_snapshot", "record_snapshot"])
+def test_a_segment_whose_creation_was_interrupted_is_replaced_by_the_first_write(
+    tmp_path: Path, first_write: str
+) -> None:
+    from raftkv.raft.types import SnapshotMeta
+
+    path = tmp_path / "0000000000000000.wal"
+    path.write_bytes(b"RKVW\x00\x00")  # died while writing the header
+    wal, state = open_wal(tmp_path)
+    assert state.new_log and "no segment with a complete batch" in state.origin
+    assert path.read_bytes() == b"RKVW\x00\x00", "kept until the first write"
+    if first_write == "save":
+        wal.save(HardState(1, 1, 0), entries(1, 1))
+    elif first_write == "reset_to_snapshot":
+        wal.reset_to_snapshot(SnapshotMeta(5, 1), HardState(1, 0, 5))
+    else:
+        wal.record_snapshot(SnapshotMeta(5, 1), HardState(1, 0, 0))
+    wal.close()
+    wal, state = open_wal(tmp_path)
+    assert not state.new_log and state.hard_state.term == 1
+    assert [p for _, p in list_segments(tmp_path)] == [str(path)]
+    wal.close()
