@@ -146,3 +146,29 @@ async def test_a_restarted_member_keeps_its_term_and_vote(snapshotting: Cluster)
     assert after.term >= before.term
     if after.term == before.term:
         assert after.vote == before.vote
+
+
+async def test_an_installed_snapshot_is_recorded_in_the_wal(snapshotting: Cluster) -> None:
+    # A member far behind gets the leader's snapshot; its WAL records it (etcd's
+    # snapshot records) before the snapshot file is written.
+    cluster = snapshotting
+    leader = await cluster.wait_leader()
+    await write(cluster, leader, 10, "a")
+    victim = next(n for n in cluster.nodes.values() if n is not leader)
+    await cluster.wait_caught_up(victim, leader)
+    assert cluster.terminate(victim) == 0
+    with WriteAheadLog(victim.data_dir / "wal") as wal:
+        assert wal.load().snapshot_record is None
+    await write(cluster, leader, 150, "b")  # the leader compacts past the victim's log
+    cluster.start(victim)
+    await cluster.wait_caught_up(victim, leader)
+    assert cluster.terminate(victim) == 0
+    with WriteAheadLog(victim.data_dir / "wal") as wal:
+        state = wal.load()
+    assert state.snapshot_record is not None, "no snapshot was installed"
+    index, term = state.snapshot_record
+    assert (victim.data_dir / "snapshots" / f"snap-{index:020d}-{term:020d}.meta.json").exists() \
+        or index <= (state.snapshot.index if state.snapshot else 0)
+    cluster.start(victim)  # and it starts from there
+    await cluster.wait_caught_up(victim, leader)
+    assert await cluster.get(victim, "b149", consistency="serializable") == (200, b"v" * 50)
