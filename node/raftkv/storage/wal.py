@@ -638,7 +638,8 @@ class WriteAheadLog:
         self._snapshot_record = None
         if torn_before_last is not None and len(segments) == len(found):
             path, scan, _ = torn_before_last
-            if len(scans[-1].batches) != 1:  # not a crash while sealing it: see _check_seals
+            # A crash while sealing it leaves its batches and a header-only last one.
+            if scan.valid_end == 0 or len(scans[-1].batches) != 1:
                 raise CorruptWALError(path, scan.torn_offset,
                                       f"{scan.torn} (in a segment that is not the last)")
         if segments:

@@ -378,3 +378,24 @@ def test_a_segment_whose_creation_was_interrupted_is_replaced_by_the_first_write
     assert not state.new_log and state.hard_state.term == 1
     assert [p for _, p in list_segments(tmp_path)] == [str(path)]
     wal.close()
+
+
+def test_an_emptied_segment_before_a_header_only_last_one_refuses(tmp_path: Path) -> None:
+    paths = write_chain(tmp_path)
+    last = Path(paths[-1])
+    content = last.read_bytes()
+    last.write_bytes(content[:_header_batch_end(content)])
+    os.truncate(paths[-2], 0)
+    error = refuse(tmp_path)
+    assert error.path == paths[-2] and "empty segment" in str(error)
+
+
+def test_a_torn_batch_before_a_header_only_last_one_refuses(tmp_path: Path) -> None:
+    # Torn beyond its seal, into a batch of entries the last header says existed.
+    paths = write_chain(tmp_path)
+    last = Path(paths[-1])
+    content = last.read_bytes()
+    last.write_bytes(content[:_header_batch_end(content)])
+    os.truncate(paths[-2], os.path.getsize(paths[-2]) - SEAL_BATCH - 5)
+    error = refuse(tmp_path)
+    assert error.path == paths[-1] and os.path.basename(paths[-2]) in str(error)
