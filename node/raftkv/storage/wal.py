@@ -260,8 +260,11 @@ def _zero_filled_from_sector(buf: bytes, record_start: int, record_end: int) -> 
     return boundary < record_end
 
 
-def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool) -> _ScanResult:
-    """Parse one segment into committed batches, checking every checksum."""
+def _scan_segment(position: int, path: str, buf: bytes, seq: int,
+                  may_be_torn: bool) -> _ScanResult:
+    """Parse one segment into committed batches, checking every checksum. Only a
+    segment that `may_be_torn` (the last, or the one before it: see
+    `_recover_segments`) may end in damage a crash explains."""
     n = len(buf)
     mv = memoryview(buf)
     crc32 = zlib.crc32
@@ -393,7 +396,7 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
         if valid_end < n:
             raise _Torn(batch_start, "incomplete batch (no commit record) at end of file")
     except _Torn as torn:
-        if not is_last:
+        if not may_be_torn:
             raise corrupt(torn.offset, f"{torn.reason} (in a segment that is not the last)") \
                 from None
         return _ScanResult(batches, valid_end, torn.reason, torn.offset, max_index,
