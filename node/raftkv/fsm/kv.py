@@ -17,7 +17,6 @@ from sortedcontainers import SortedList
 from raftkv.fsm.commands import ALL_KEYS_END
 from raftkv.fsm.results import Record
 
-
 # What a stored key costs beyond its key and value bytes in the snapshot's encoding
 # (the record's four ints and the array headers): used by `size_bytes`.
 RECORD_OVERHEAD_BYTES = 24
