@@ -69,6 +69,7 @@ from raftkv.raft.core import bootstrap_entries
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
+from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
@@ -91,12 +92,20 @@ class NodeStopped(Exception):
     """The node is shutting down."""
 
 
+class NodeFailed(NodeStopped):
+    """The node loop died (a WAL write or fsync failed: a full disk, a failing
+    device) and the process exits. A pending write was NOT acknowledged, but its
+    outcome is unknown: its entry may have reached the followers (a leader sends
+    before its own fsync) and commit there. Retry elsewhere, same session."""
+
+
 class RequestTimeout(TimeoutError):
     """A proposal or read did not complete within --request-timeout (its outcome,
     for a proposal, is unknown)."""
 
 
 MAX_READIES_PER_TURN = 64  # then let the event loop run (I/O, HTTP) before more
+FAILED_EXIT_SECONDS = 1.0  # after the loop died: time to answer the pending requests
 
 
 class Completion:
@@ -158,7 +167,13 @@ class RaftNode:
         self.checkpoint_store = checkpoint_store
         self.fsm = fsm
         self.metrics = metrics
-        self.watch = WatchHub()
+        self.watch = WatchHub(max_watchers=cfg.max_watches,
+                              max_per_client=cfg.max_watches_per_client)
+        self.admission = AdmissionLimits(cfg.quota_backend_bytes, cfg.max_leases,
+                                         cfg.max_lock_waiters)
+        metrics.quota_bytes.set(cfg.quota_backend_bytes)
+        # How the process ends when the loop dies (a test replaces it).
+        self.exit_process: Callable[[int], None] = os._exit
         self.leases = LeaseClock()
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
@@ -291,8 +306,30 @@ class RaftNode:
         exc = task.exception()
         if exc is not None:
             log.critical("the Raft loop died: %r", exc, exc_info=exc)
-            # Storage failures are not survivable in place (see WALUnusableError).
-            os._exit(70)
+            # Storage failures are not survivable in place (see WALUnusableError):
+            # nothing is applied or acknowledged from now on. Answer what is pending
+            # (outcome unknown, never "done"), refuse what comes, then exit.
+            self._stopping = True
+            self._fail_pending(NodeFailed(
+                f"the node failed ({exc!r}; a WAL write or fsync failed: disk full?) and "
+                "exits; this write was not acknowledged and its outcome is unknown: "
+                "retry on another member with the same session headers"))
+            asyncio.get_running_loop().call_later(FAILED_EXIT_SECONDS, self.exit_process, 70)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        """Fail every queued or in-flight proposal and read with `exc`."""
+        pending: list[Pending] = [w.future for w in self._waiters.values()]
+        pending += [fut for _, fut, _ in self._proposals]
+        pending += self._reads
+        pending += [f for batch in self._read_batches.values() for f in batch.futures]
+        pending += [f for _, _, f in self._read_pending]
+        pending += [f for futures in self._checkpoint_waiters.values() for f in futures]
+        self._waiters.clear()
+        self._proposals, self._reads, self._read_pending = [], [], []
+        self._read_batches.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -358,6 +395,11 @@ class RaftNode:
             raise NodeStopped("node is shutting down")
         if self.core.role != StateRole.LEADER:
             raise NotLeader(self.core.leader)
+        refusal = admission_refusal(self.admission, self.fsm, data)
+        if refusal is not None:  # decided here, on the leader: see runtime/limits.py
+            self.metrics.limit_refusals.labels(refusal.limit).inc()
+            fut.set_exception(refusal)
+            return
         now = time.monotonic()
         self._proposals.append((data, fut, now))
         self._deadlines.append((now + self.cfg.request_timeout, fut))
@@ -966,6 +1008,8 @@ class RaftNode:
         m.members.labels("voter").set(len(self.core.conf.voters))
         m.members.labels("learner").set(len(self.core.conf.learners))
         m.watchers.set(len(self.watch.watchers))
+        m.state_bytes.set(stats["size_bytes"])
+        m.quota_alarm.set(1 if over_quota(self.admission, self.fsm) else 0)
         self._update_metrics()
         self._update_member_metrics()
 
