@@ -82,11 +82,39 @@ def bounded_size(value: Any, limit: int) -> int:
     return total
 
 
-def retained(seq: int, index: int, result: dict[str, Any]) -> dict[str, Any]:
-    """What the session table keeps of `result`: a canonical copy when it is at
-    most RESULT_LIMIT bytes, else the marker (see the module docstring)."""
-    if bounded_size(result, RESULT_LIMIT) <= RESULT_LIMIT:
-        return canonical(result)
+def _canonical_within(value: Any, budget: int) -> tuple[Any, int]:
+    """(canonical(value), its bounded_size) in one walk (this runs for every write
+    under a session); once the size passes `budget` it stops, and the copy is None."""
+    if isinstance(value, dict):
+        size = _HEADER_BYTES
+        out = {}
+        for k in sorted(value):
+            item, item_size = _canonical_within(value[k], budget - size)
+            size += item_size + (_HEADER_BYTES + len(k) if type(k) is str else _SCALAR_BYTES)
+            if size > budget:
+                return None, size
+            out[k] = item
+        return out, size
+    if isinstance(value, list | tuple):
+        size = _HEADER_BYTES
+        items = []
+        for v in value:
+            item, item_size = _canonical_within(v, budget - size)
+            size += item_size
+            if size > budget:
+                return None, size
+            items.append(item)
+        return items, size
+    kind = type(value)
+    return value, (_HEADER_BYTES + len(value) if kind is bytes or kind is str else _SCALAR_BYTES)
+
+
+def retained(seq: int, index: int, result: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """What the session table keeps of `result`, and its estimated size: a canonical
+    copy when it is at most RESULT_LIMIT bytes, else the marker (module docstring)."""
+    copy, size = _canonical_within(result, RESULT_LIMIT)
+    if size <= RESULT_LIMIT:
+        return copy, size
     revision = result.get("revision")
     marker: dict[str, Any] = {
         "applied": True,
@@ -100,17 +128,17 @@ def retained(seq: int, index: int, result: dict[str, Any]) -> dict[str, Any]:
     }
     if type(result.get("succeeded")) is bool:  # a txn: which branch ran
         marker["succeeded"] = result["succeeded"]
-    return marker
+    return marker, bounded_size(marker, _NO_LIMIT)
 
 
 class _Entry:
     __slots__ = ("seq", "index", "result", "size")
 
-    def __init__(self, seq: int, index: int, result: dict[str, Any]) -> None:
+    def __init__(self, seq: int, index: int, result: dict[str, Any], size: int) -> None:
         self.seq = seq
         self.index = index
         self.result = result
-        self.size = bounded_size(result, _NO_LIMIT)
+        self.size = size
 
 
 class SessionTable:
@@ -137,7 +165,7 @@ class SessionTable:
 
     def record(self, client_id: str, seq: int, index: int, result: dict[str, Any]) -> None:
         entries = self._entries
-        entry = _Entry(seq, index, retained(seq, index, result))
+        entry = _Entry(seq, index, *retained(seq, index, result))
         old = entries.get(client_id)
         if old is not None:
             self.result_bytes -= old.size
@@ -166,7 +194,9 @@ class SessionTable:
             if not isinstance(result, dict):
                 raise ValueError(f"session {client_id!r} has no result")
             last_index = index
-            entry = table._entries[client_id] = _Entry(seq, index, canonical(result))
+            result = canonical(result)
+            entry = table._entries[client_id] = _Entry(
+                seq, index, result, bounded_size(result, _NO_LIMIT))
             table.result_bytes += entry.size
         if len(table._entries) > capacity:
             raise ValueError("more sessions than the capacity")

@@ -193,3 +193,20 @@ def test_which_commands_grow_the_state() -> None:
                     LockRelease("n", 1), Checkpoint("c"),
                     Txn([], [Range(b"k"), Delete(b"a")], [Delete(b"k")])):
         assert not grows_state(command), command
+
+
+def test_the_one_walk_copy_sizes_like_bounded_size() -> None:
+    """Recorded results are sized while copied, loaded ones by bounded_size: the two
+    must agree, or a restored member would see another state size than the others."""
+    from raftkv.fsm.sessions import _canonical_within, canonical
+
+    log = _mixed_history()
+    samples: list[object] = [
+        {"revision": 3}, {"revision": 3, "prev_kv": None},
+        {"b": [1, (2, b"x")], "a": {"z": "text", "y": True}},
+        log.apply(Range.all()).result, log.apply(_big_txn(b"x")).result,
+    ]
+    for value in samples:
+        copy, size = _canonical_within(value, 1 << 40)
+        assert copy == canonical(value)
+        assert size == bounded_size(value, 1 << 40)
