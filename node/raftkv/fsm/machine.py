@@ -18,6 +18,8 @@ msgpack array, every section sorted by its key, no timestamps::
      leases   [[id, ttl]]                                       by id,
      locks    [[name, holder_lease, token, [waiter_lease]]]     by name,
      sessions [[client_id, seq, index, result]]                 by index,
+              (result: the answer, or the result_not_retained marker
+               of a big one: see `sessions`)
      kvs      [[key, [value, create_rev, mod_rev, version, lease]]]  by key]
 
 Derived indexes (keys per lease, locks per lease, the sorted key index) are
