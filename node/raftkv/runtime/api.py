@@ -287,8 +287,9 @@ class ClientApi:
                 raise
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
             response = error_response(ApiError(exc.status, code, exc.reason))
-        except NodeStopped:
-            response = error_response(unavailable("shutting_down", "the node is shutting down"))
+        except NodeStopped as exc:  # NodeFailed too: node_failed (outcome unknown)
+            response = error_response(proposal_error(exc) or unavailable(
+                "shutting_down", "the node is shutting down"))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
