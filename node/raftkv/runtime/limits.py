@@ -9,9 +9,11 @@ would apply different things and diverge (different snapshots, checkpoints that
 no longer match). A decision before proposing needs no agreement: a refused
 command never enters the log, so every member applies the same log, and a
 refusal costs no WAL bytes (which matters most when the disk is filling up). The
-price is that the bounds are soft by what is in flight: proposals admitted in
-the same instant (at most a few batches, each bounded by --max-request-bytes)
-may all land; the next ones are refused. etcd's quota is soft the same way.
+quota counts what the leader admitted but has not applied yet (the entry bytes:
+more than they add, for overwrites), so a burst of writes admitted at once cannot
+overshoot it: the state passes the quota by one write at most. The caps on leases
+and lock waiters read the applied state only: concurrent grants or acquisitions
+admitted in the same instant may pass them by that many.
 
 Lease expiry, revokes, deletes, releases, reads and checkpoints are never
 refused: they are how a full store is emptied.
@@ -28,9 +30,9 @@ from raftkv.fsm.commands import InvalidCommand, grows_state, op_of
 
 # The quota's error, worded like etcd's ("etcdserver: mvcc: database space exceeded")
 # so operators searching for it find the same remedy: delete data (or raise the quota).
-QUOTA_MESSAGE = ("database space exceeded: the state is {size} bytes, "
-                 "--quota-backend-bytes is {quota}; delete keys or revoke leases "
-                 "(reads, deletes and checkpoints still work) or raise the quota")
+QUOTA_MESSAGE = ("database space exceeded: the state is {size} bytes (+{pending} being "
+                 "written), --quota-backend-bytes is {quota}; delete keys or revoke "
+                 "leases (reads, deletes and checkpoints still work) or raise the quota")
 
 _GUARDED_OPS = frozenset((Put.OP, Txn.OP, LeaseGrant.OP, LockAcquire.OP))
 
@@ -56,22 +58,24 @@ class AdmissionLimits:
     max_lock_waiters: int = 0
 
 
-def over_quota(limits: AdmissionLimits, fsm: StateMachine) -> bool:
-    """The alarm: the state has reached the quota (growing writes are refused)."""
+def over_quota(limits: AdmissionLimits, fsm: StateMachine, unapplied_bytes: int = 0) -> bool:
+    """The alarm (with `unapplied_bytes` 0): the state has reached the quota.
+    Admission adds the bytes of the writes it let through that are not applied yet."""
     quota = limits.quota_backend_bytes
-    return bool(quota) and fsm.size_bytes >= quota
+    return bool(quota) and fsm.size_bytes + unapplied_bytes >= quota
 
 
-def admission_refusal(limits: AdmissionLimits, fsm: StateMachine,
-                      data: bytes) -> LimitExceeded | None:
+def admission_refusal(limits: AdmissionLimits, fsm: StateMachine, data: bytes,
+                      unapplied_bytes: int = 0) -> LimitExceeded | None:
     """Why the entry `data` must not be proposed now, or None to propose it.
-    Cheap for the common case: puts cost two comparisons (no decoding)."""
+    `unapplied_bytes`: client proposals admitted but not applied yet. Cheap for the
+    common case: a put costs a few comparisons (no decoding)."""
     op = op_of(data)
     if op not in _GUARDED_OPS:
         return None
-    if over_quota(limits, fsm) and (op != Txn.OP or _txn_grows(data)):
+    if over_quota(limits, fsm, unapplied_bytes) and (op != Txn.OP or _txn_grows(data)):
         return LimitExceeded(507, "quota_exceeded", "quota", QUOTA_MESSAGE.format(
-            size=fsm.size_bytes, quota=limits.quota_backend_bytes))
+            size=fsm.size_bytes, pending=unapplied_bytes, quota=limits.quota_backend_bytes))
     if op == LeaseGrant.OP and limits.max_leases and fsm.lease_count() >= limits.max_leases:
         return LimitExceeded(429, "too_many_leases", "leases", (
             f"the cluster holds {fsm.lease_count()} leases, --max-leases is "

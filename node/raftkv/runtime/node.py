@@ -185,6 +185,12 @@ class RaftNode:
         # Queued inputs for the loop.
         self._inbox: list[Message] = []
         self._proposals: list[tuple[bytes, Pending, float]] = []
+        # Bytes of client proposals admitted but not yet applied (queued, then in the
+        # log as (last index, bytes)): the quota counts them, so many writes admitted
+        # at once cannot overshoot it (runtime/limits.py).
+        self._queued_bytes = 0
+        self._inflight: deque[tuple[int, int]] = deque()
+        self._inflight_bytes = 0
         self._reads: list[Pending] = []
         self._actions: list[Callable[[], None]] = []
         self._waker: asyncio.Future[None] | None = None
@@ -326,6 +332,7 @@ class RaftNode:
         pending += [f for futures in self._checkpoint_waiters.values() for f in futures]
         self._waiters.clear()
         self._proposals, self._reads, self._read_pending = [], [], []
+        self._queued_bytes = 0
         self._read_batches.clear()
         for fut in pending:
             if not fut.done():
@@ -395,15 +402,24 @@ class RaftNode:
             raise NodeStopped("node is shutting down")
         if self.core.role != StateRole.LEADER:
             raise NotLeader(self.core.leader)
-        refusal = admission_refusal(self.admission, self.fsm, data)
+        refusal = admission_refusal(self.admission, self.fsm, data, self._unapplied_bytes())
         if refusal is not None:  # decided here, on the leader: see runtime/limits.py
             self.metrics.limit_refusals.labels(refusal.limit).inc()
             fut.set_exception(refusal)
             return
         now = time.monotonic()
+        self._queued_bytes += len(data)
         self._proposals.append((data, fut, now))
         self._deadlines.append((now + self.cfg.request_timeout, fut))
         self._wake()
+
+    def _unapplied_bytes(self) -> int:
+        """Bytes of admitted client proposals this leader has not applied yet."""
+        inflight = self._inflight
+        applied = self.fsm.applied_index
+        while inflight and inflight[0][0] <= applied:
+            self._inflight_bytes -= inflight.popleft()[1]
+        return self._queued_bytes + self._inflight_bytes
 
     def read_barrier(self) -> asyncio.Future[None]:
         """Resolves once the state machine may serve a linearizable read; fails with
@@ -556,6 +572,7 @@ class RaftNode:
 
     def _propose_queued(self) -> None:
         batch, self._proposals = self._proposals, []
+        self._queued_bytes = 0
         live = [(d, f, t) for d, f, t in batch if not f.done()]
         if not live:
             return
@@ -568,6 +585,9 @@ class RaftNode:
             return
         for i, (_, fut, started) in enumerate(live):
             self._waiters[first + i] = _Waiter(term, fut, started)
+        size = sum(len(d) for d, _, _ in live)
+        self._inflight.append((first + len(live) - 1, size))
+        self._inflight_bytes += size
 
     def _issue_reads(self) -> None:
         futures = [f for f in self._reads if not f.done()]
@@ -802,6 +822,9 @@ class RaftNode:
             # Proposals queued for a leader that is gone fail fast (the HTTP layer
             # re-forwards); those already in the log wait for their entry's fate.
             queued, self._proposals = self._proposals, []
+            self._queued_bytes = 0
+            self._inflight.clear()  # a later term of leadership starts counting afresh
+            self._inflight_bytes = 0
             for _, fut, _ in queued:
                 if not fut.done():
                     fut.set_exception(NotLeader(ss.leader))

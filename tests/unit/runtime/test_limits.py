@@ -214,6 +214,24 @@ async def test_the_quota_refuses_growing_writes_and_clears_when_space_is_freed(
         assert (await _call(http, "PUT", f"{url}/v1/kv/again", data=b"v"))[0] == 200
 
 
+async def test_a_burst_of_writes_cannot_overshoot_the_quota(tmp_path: Path) -> None:
+    quota, value = 100_000, b"v" * 5000
+    async with solo_node(tmp_path, quota_backend_bytes=quota) as server, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        url = server.cfg.advertise_client_url
+        for fast_path in (True, False):  # the fast path, then aiohttp's (prev_kv)
+            query = "" if fast_path else "?prev_kv=1"
+            answers = await asyncio.gather(*(
+                _call(http, "PUT", f"{url}/v1/kv/{fast_path}-{i}{query}", data=value)
+                for i in range(64)))  # 320 KB at once, most of it admitted together
+            codes = sorted({code for code, _ in answers})
+            assert codes == [200, 507], codes
+            # Admitted-but-unapplied bytes count: at most one write past the quota.
+            assert server.node.fsm.size_bytes < quota + len(value) + 100
+            code, _ = await _call(http, "DELETE", f"{url}/v1/kv/?prefix=1")
+            assert code == 200
+
+
 # --- big results on retry -------------------------------------------------------------
 
 
