@@ -161,6 +161,37 @@ async def test_watches_are_capped_per_client_and_per_node(tmp_path: Path) -> Non
         again.close()
 
 
+async def test_every_way_a_watch_ends_gives_its_slot_back() -> None:
+    from raftkv.fsm import WatchEvent
+    from raftkv.runtime.watch import WatchHub
+
+    hub = WatchHub(max_queue=1, max_watchers=3, max_per_client=2)
+
+    def anything(key: bytes) -> bool:
+        return True
+
+    slow = hub.subscribe(anything, 0, 1, "10.0.0.1")
+    hub.subscribe(anything, 0, 1, "10.0.0.1")
+    with pytest.raises(LimitExceeded) as info:
+        hub.subscribe(anything, 0, 1, "10.0.0.1")
+    assert info.value.code == "too_many_watches_per_client"
+    hub.subscribe(anything, 0, 1, "10.0.0.2")
+    with pytest.raises(LimitExceeded) as info:
+        hub.subscribe(anything, 0, 1, "10.0.0.3")
+    assert info.value.code == "too_many_watches"
+    # A reader too slow for its queue is closed, and its stream then unsubscribes too.
+    event = WatchEvent("put", b"k", b"v", 2, 2, 1, 0)
+    hub.publish([event, event])
+    assert not hub.watchers  # every queue (1 event) overflowed
+    hub.unsubscribe(slow)
+    assert hub.client_count("10.0.0.1") == 0 and hub.client_count("10.0.0.2") == 0
+    for _ in range(2):
+        hub.subscribe(anything, 0, 3, "10.0.0.1")
+    hub.reset(5)  # a snapshot install closes every stream
+    assert hub.client_count("10.0.0.1") == 0 and not hub.watchers
+    hub.subscribe(anything, 0, 6, "10.0.0.1")
+
+
 # --- the backend quota ------------------------------------------------------------
 
 
