@@ -21,6 +21,7 @@ from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import FastHttp
 from raftkv.runtime.identity import (
+    IDENTITY_FILE,
     IdentityError,
     creates_cluster_id,
     load_cluster_id,
@@ -74,7 +75,12 @@ class Server:
             log.info("created cluster id %s", cluster_id)
         self.cluster = ClusterId(cluster_id, data, fsync=fsync)
         self.peer_tls = self._peer_tls(cfg)
+        # Files that prove this data directory held a node with a log: with no WAL
+        # segment beside them the start is refused (storage.recovery). Only about
+        # the WAL in this directory, not about a store the caller passes in.
+        self.prior_state: list[str] = []
         if raft_store is None:
+            self.prior_state = _prior_state(data, identity.source)
             raft_store = WriteAheadLog(data / "wal", fsync=fsync,
                                        crash_test_ledger=cfg.unsafe_crash_test_ledger)
         self.node = RaftNode(
@@ -91,7 +97,7 @@ class Server:
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
-        node.open()
+        node.open(self.prior_state)
         loop = asyncio.get_running_loop()
         gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
@@ -188,6 +194,17 @@ class PeerTLSFiles:
 
     def client_context(self) -> ssl.SSLContext:
         return self._client.client_context()
+
+
+def _prior_state(data: Path, identity_source: str) -> list[str]:
+    """identity.json from an earlier start, and any checkpoint this node wrote."""
+    found = []
+    if identity_source == "persisted":
+        found.append(str(data / IDENTITY_FILE))
+    checkpoints = data / "checkpoints"
+    if checkpoints.is_dir():
+        found.extend(str(p) for p in sorted(checkpoints.iterdir())[:3])
+    return found
 
 
 async def serve(cfg: NodeConfig) -> int:
