@@ -203,35 +203,38 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
                    context, snap_obj)
 
 
+_INT_ONLY = {int}
+_BYTES_ONLY = {bytes}
+
+
 def _decode_entries(flat: list[Any], prev_index: int, prev_term: int,
                     term: int) -> list[Entry]:
     """Entries follow `prev_index` one by one, with terms that never decrease,
-    from the previous entry's up to the message's own."""
+    from the previous entry's up to the message's own. (Checked column by column:
+    this is the hot path of every follower.)"""
     n = len(flat) // 4
     if n > MAX_ENTRIES_PER_MSG:
         raise FrameError("too_large", f"{n} entries in one message")
-    entries = []
-    expected = prev_index + 1
-    last_term = prev_term
-    for i in range(0, len(flat), 4):
-        e_term, e_index, e_type, data = flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
-        if type(e_term) is not int or type(e_index) is not int or type(e_type) is not int:
-            raise FrameError("malformed", "entry term, index and type are integers")
-        if e_index != expected or not last_term <= e_term <= term or expected >= LIMIT_63:
-            raise FrameError("out_of_range", "entries are not consecutive in index and term")
-        if type(data) is not bytes:
-            raise FrameError("malformed", "entry data is not bytes")
-        if e_type == 0:
-            entries.append(Entry(e_term, e_index, EntryType.NORMAL, data))
-        elif e_type == 1:
-            if len(data) < 9 or data[0] not in _CONF_CHANGE_TYPES:
+    terms, indexes, types, datas = flat[0::4], flat[1::4], flat[2::4], flat[3::4]
+    if (set(map(type, terms)) != _INT_ONLY or set(map(type, indexes)) != _INT_ONLY
+            or set(map(type, types)) != _INT_ONLY):
+        raise FrameError("malformed", "entry term, index and type are integers")
+    if set(map(type, datas)) != _BYTES_ONLY:
+        raise FrameError("malformed", "entry data is not bytes")
+    if (indexes != list(range(prev_index + 1, prev_index + 1 + n))
+            or prev_index + n >= LIMIT_63 or terms[0] < prev_term or terms[-1] > term
+            or terms != sorted(terms)):
+        raise FrameError("out_of_range", "entries are not consecutive in index and term")
+    kinds = set(types)
+    if not kinds <= {0, 1}:
+        raise FrameError("unknown_kind", f"entry type {max(kinds - {0, 1})}")
+    if 1 in kinds:
+        for e_type, data in zip(types, datas, strict=True):
+            if e_type == 1 and (len(data) < 9 or data[0] not in _CONF_CHANGE_TYPES):
                 raise FrameError("malformed", "a conf change entry that does not decode")
-            entries.append(Entry(e_term, e_index, EntryType.CONF_CHANGE, data))
-        else:
-            raise FrameError("unknown_kind", f"entry type {e_type}")
-        expected += 1
-        last_term = e_term
-    return entries
+    normal, conf = EntryType.NORMAL, EntryType.CONF_CHANGE
+    return [Entry(t, i, conf if ty else normal, d)
+            for t, i, ty, d in zip(terms, indexes, types, datas, strict=True)]
 
 
 def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
