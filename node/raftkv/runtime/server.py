@@ -127,8 +127,13 @@ class Server:
                               reuse_address=True).start()
         node.start()
         self._sync_peers()
-        log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,
-                 cfg.advertise_client_url, cfg.advertise_peer_url)
+        log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
+                 node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
+                 "mutual TLS" if self.peer_tls is not None else "NO TLS",
+                 self.cluster.value or "not known yet")
+        if self.peer_tls is None:
+            log.warning("--peer-insecure: the peer port has no TLS; anyone who can reach it "
+                        "can act as a member. Isolate it (docs/security.md).")
 
     @staticmethod
     def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:
