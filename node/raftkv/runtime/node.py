@@ -1004,6 +1004,19 @@ class RaftNode:
             return None
         return self.member_info(leader)["client_url"] or None
 
+    async def leader_client_url_within(self, timeout: float) -> str | None:
+        """The leader's client URL, waiting up to `timeout` for it: a member that leads
+        for the first time writes its URL into the replicated directory as its first
+        entry (`_register_client_url`), so followers learn it one commit after the
+        election, never from what the leader says on the wire."""
+        deadline = time.monotonic() + timeout
+        while True:
+            url = self.leader_client_url()
+            leader = self.core.leader
+            if url is not None or leader in (NONE, self.id) or time.monotonic() >= deadline:
+                return url
+            await asyncio.sleep(0.01)
+
     def is_ready(self) -> bool:
         core = self.core
         if self._removed or self.id not in core.conf.members() or core.leader == NONE:
