@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -45,14 +46,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return parser, serve
 
 
-def _register_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _client_cli() -> ModuleType | None:
     try:
-        client_cli = importlib.import_module("raftkv.client.cli")
+        return importlib.import_module("raftkv.client.cli")
     except ModuleNotFoundError as exc:
         if exc.name != "raftkv.client.cli":
             raise
-        return
-    register = getattr(client_cli, "register", None)
+        return None
+
+
+def _register_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    register = getattr(_client_cli(), "register", None)
     if register is not None:
         register(sub)
 
@@ -65,7 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["serve"]:
         import os
         _apply_env(serve, args_list[1:], os.environ)
+    # `lock acquire NAME -- COMMAND`: the command is split off before argparse, which
+    # would drop the `--`.
+    split = getattr(_client_cli(), "split_exec_command", None)
+    exec_command = None
+    if split is not None:
+        args_list, exec_command = split(args_list)
     args = parser.parse_args(args_list)
+    if exec_command is not None:
+        args.exec_command = exec_command
     result: int = args.func(args)
     return result
 

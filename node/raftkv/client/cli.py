@@ -205,14 +205,12 @@ def _register_lock(sub: SubParsers, common: Any) -> None:
              "interrupted, or while COMMAND runs (env RAFTKV_LOCK_TOKEN holds the fencing "
              "token; the exit code is COMMAND's)", common)
     p.add_argument("name")
-    p.add_argument("exec_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                   help="run this under the lock, then release it")
+    # The command comes after `--` and is split off before argparse sees the line
+    # (`split_exec_command`): argparse would swallow the `--` itself.
+    p.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
+    p.set_defaults(exec_command=None)
     _lock_acquire_options(p)
-    # argparse gives everything after NAME to the REMAINDER; this parses the options
-    # found there (`lock acquire NAME --ttl 5 -- cmd`).
-    after_name = argparse.ArgumentParser(prog=p.prog, parents=[common], add_help=False)
-    _lock_acquire_options(after_name)
-    p.set_defaults(func=partial(_lock_acquire_entry, after_name))
+    p.set_defaults(func=_lock_acquire_entry)
 
     p = _add(actions, "release", cmds.cmd_lock_release, "release a lock held by a lease",
              common)
@@ -235,18 +233,25 @@ def _lock_acquire_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="fail at once if it is held")
 
 
-def _lock_acquire_entry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Options after NAME (left in the REMAINDER) are parsed with `parser`; what
-    follows `--` is the command."""
-    rest = list(args.exec_command or [])
-    split = rest.index("--") if "--" in rest else len(rest)
-    options, command = rest[:split], rest[split + 1:]
-    if options:
-        if not options[0].startswith("-"):
-            parser.error(f"put the command after '--': raftkv lock acquire {args.name} -- "
-                         f"{' '.join(rest)}")
-        parser.parse_args(options, namespace=args)
-    args.exec_command = command
+def split_exec_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`raftkv lock acquire NAME [OPTIONS] -- COMMAND [ARGS...]`: the words after the
+    first `--` are the command, passed on untouched (its own `--` and options
+    included). Split before parsing: argparse drops a `--` it sees. Any other
+    subcommand keeps its `--` (e.g. `raftkv get -- -key`)."""
+    if argv[:2] == ["lock", "acquire"] and "--" in argv:
+        split = argv.index("--")
+        return argv[:split], argv[split + 1:]
+    return argv, None
+
+
+def _lock_acquire_entry(args: argparse.Namespace) -> int:
+    if args.stray:
+        print(f"raftkv lock acquire: put the command after '--': raftkv lock acquire "
+              f"{args.name} -- {' '.join(args.stray)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.exec_command == []:
+        print("raftkv lock acquire: no command after '--'", file=sys.stderr)
+        return EXIT_USAGE
     return run_command(cmds.cmd_lock_acquire, args)
 
 
