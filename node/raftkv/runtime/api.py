@@ -320,10 +320,33 @@ class ClientApi:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-raftkv-") or k.lower() == "content-type"}
         headers[FORWARDED] = self.cfg.name
-        budget = self.cfg.request_timeout + _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        wait = _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        if not wait:
+            return await relay
+        # A request that may wait at the leader (a queued lock acquire) must not hold up
+        # this node's shutdown: it ends with 503 and the client retries elsewhere
+        # (acquiring is idempotent per lease).
+        relaying = asyncio.ensure_future(relay)
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        try:
+            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not relaying.done():
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+        if relaying.cancelled():
+            raise unavailable("shutting_down", "the node is shutting down")
+        return relaying.result()
+
+    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
+                     budget: float) -> web.Response:
+        assert self.session is not None
         try:
             async with self.session.request(
-                    request.method, target, data=body, headers=headers, allow_redirects=False,
+                    method, target, data=body, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=budget + 5)) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()

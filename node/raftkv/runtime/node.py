@@ -182,6 +182,8 @@ class RaftNode:
         self._lock_waiters: dict[tuple[str, int], list[asyncio.Future[int | None]]] = {}
         self._checkpoint_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._status_changed = asyncio.Event()
+        # Set when the node shuts down: nothing waits for long any more.
+        self.long_polls_ended = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._durable = DurableWriter()
@@ -403,11 +405,12 @@ class RaftNode:
         self._waiters[index] = _Waiter(term, fut, time.monotonic())
         return await fut
 
-    def transfer_target(self) -> int | None:
-        """The most caught-up other voter (None if there is none)."""
+    def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
+        """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
         candidates = [(pr.match, m) for m, pr in core.prs.items()
-                      if m != self.id and m in core.conf.voters]
+                      if m != self.id and m in core.conf.voters
+                      and (eligible is None or eligible(m))]
         return max(candidates)[1] if candidates else None
 
     async def transfer_leadership(self, to: int, timeout: float) -> int | None:
@@ -426,6 +429,9 @@ class RaftNode:
         """Resolves with the fencing token when `lease` is granted lock `name`, or None
         if it stops waiting (its lease went away or it dequeued)."""
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        if self.long_polls_ended.is_set():
+            fut.set_exception(NodeStopped("node is shutting down"))
+            return fut
         key = (name, lease)
         self._lock_waiters.setdefault(key, []).append(fut)
         fut.add_done_callback(lambda f: _discard(self._lock_waiters, key, f))
@@ -440,7 +446,7 @@ class RaftNode:
     async def wait_status_change(self, leader: int | None, term: int | None,
                                  timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.long_polls_ended.is_set():
             if leader is not None and self.core.leader != leader:
                 return
             if term is not None and self.core.term != term:
@@ -454,6 +460,17 @@ class RaftNode:
             event = self._status_changed
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
+
+    def end_long_polls(self) -> None:
+        """The node is going away: a request waiting for a lock grant fails now with
+        NodeStopped (its client retries elsewhere; the lease stays queued, and
+        acquiring is idempotent per lease), and status long-polls answer at once."""
+        self.long_polls_ended.set()
+        for futures in list(self._lock_waiters.values()):
+            for fut in list(futures):
+                if not fut.done():
+                    fut.set_exception(NodeStopped("node is shutting down"))
+        self._status_changed.set()
 
     # ======================================================================
     # The loop

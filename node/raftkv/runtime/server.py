@@ -117,13 +117,22 @@ class Server:
             if member not in members:
                 transport.remove_peer(member)
 
+    def _reachable(self, member: int) -> bool:
+        peer = self.transport.peers.get(member) if self.transport is not None else None
+        heard = self.node.peer_seen.get(member)
+        return (peer is not None and peer.connected and heard is not None
+                and time.monotonic() - heard < self.cfg.election_timeout)
+
     async def shutdown(self, transfer_timeout: float | None = None) -> None:
         """A leader hands over leadership first (bounded), then everything closes."""
         node = self.node
         if transfer_timeout is None:
             transfer_timeout = 3 * self.cfg.election_timeout + 1
         if node.core.role == StateRole.LEADER and len(node.core.conf.voters) > 1:
-            target = node.transfer_target()
+            # Only to a voter that is connected and heard from lately: waiting out the
+            # timeout for one that is down (the last node of a cluster being stopped)
+            # helps nobody.
+            target = node.transfer_target(self._reachable)
             if target is not None:
                 started = time.monotonic()
                 new = await node.transfer_leadership(target, transfer_timeout)
@@ -134,6 +143,11 @@ class Server:
             self.client_server.close()
         if self.fast is not None:
             self.fast.close()
+        # Requests that wait (watch streams, lock waits, status long-polls) end now, or
+        # aiohttp waits its whole shutdown_timeout for each handler, then as long again
+        # for the cancelled one. Their clients retry on another member.
+        node.watch.close_all("shutting_down")
+        node.end_long_polls()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.transport is not None:

@@ -84,3 +84,9 @@ class WatchHub:
 
     def unsubscribe(self, w: Watcher) -> None:
         self.watchers.discard(w)
+
+    def close_all(self, reason: str) -> None:
+        """End every stream (each gets an error line; clients re-watch elsewhere)."""
+        for w in list(self.watchers):
+            w.close(reason)
+        self.watchers.clear()
