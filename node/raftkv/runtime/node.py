@@ -184,6 +184,8 @@ class RaftNode:
         self._status_changed = asyncio.Event()
         # Set when the node shuts down: nothing waits for long any more.
         self.long_polls_ended = asyncio.Event()
+        # (member id, name) label values of each member's leader-side series.
+        self._member_labels: dict[int, tuple[str, str]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._durable = DurableWriter()
@@ -760,9 +762,7 @@ class RaftNode:
             self.hello.pop(cc.node_id, None)
             self.peer_commit.pop(cc.node_id, None)
             self.peer_seen.pop(cc.node_id, None)
-            for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(cc.node_id))
+            self._forget_member_series(cc.node_id)
         self.on_members_changed()
 
     def _on_soft_state(self, ss: SoftState) -> None:
@@ -993,12 +993,24 @@ class RaftNode:
         now = time.monotonic()
         recent = 2 * self.cfg.election_timeout
         for member, pr in core.prs.items():
-            label = str(member)
+            # The id and the name (`node2`, `demo-1`): people and dashboards go by names.
+            labels = (str(member), self.member_name(member))
+            if self._member_labels.get(member, labels) != labels:
+                self._forget_member_series(member)  # its name became known or changed
+            self._member_labels[member] = labels
             lag = max(0, core.commit - pr.match)
-            self.metrics.member_lag.labels(label).set(lag)
+            self.metrics.member_lag.labels(*labels).set(lag)
             heard = member == self.id or now - self.peer_seen.get(member, -1e9) < recent
             healthy = heard and lag <= READY_LAG_ENTRIES
-            self.metrics.member_healthy.labels(label).set(1 if healthy else 0)
+            self.metrics.member_healthy.labels(*labels).set(1 if healthy else 0)
+
+    def _forget_member_series(self, member: int) -> None:
+        labels = self._member_labels.pop(member, None)
+        if labels is None:
+            return
+        for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
 
 def _yield_to_loop() -> None:
