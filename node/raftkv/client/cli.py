@@ -57,6 +57,61 @@ EXIT_CODES_HELP = """exit codes:
   4  checkpoint download does not match its manifest
   130 interrupted"""
 
+# One or more example lines per subcommand, shown first in its --help (like etcdctl and
+# kubectl); tests/unit/client/test_help_examples.py checks that each one parses.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "put": ("raftkv put greeting hello",
+            "raftkv put config/limits - < limits.json        # the value from stdin",
+            "raftkv put greeting hi --if-version 1           # compare-and-set"),
+    "get": ("raftkv get greeting",
+            "raftkv get --prefix config/ -o json",
+            "raftkv get greeting --serializable             # local, possibly stale"),
+    "del": ("raftkv del greeting",
+            "raftkv del --prefix config/"),
+    "txn": ("raftkv txn --if 'version(greeting) == 1' --then 'put greeting hi' "
+            "--else 'get greeting'",),
+    "lock": ("raftkv lock acquire jobs -- ./run-job.sh",
+             "raftkv lock show jobs"),
+    "lock acquire": ("raftkv lock acquire jobs -- ./run-job.sh   # $RAFTKV_LOCK_TOKEN is set",
+                     "raftkv lock acquire jobs --no-wait -- make deploy",
+                     "raftkv lock acquire jobs --lease 7587   # for your lease; prints the token"),
+    "lock release": ("raftkv lock release jobs --lease 7587",),
+    "lock show": ("raftkv lock show jobs -o json",),
+    "lock list": ("raftkv lock list",),
+    "lease": ("raftkv lease grant 30",
+              "raftkv lease keepalive 7587"),
+    "lease grant": ("raftkv lease grant 30",),
+    "lease revoke": ("raftkv lease revoke 7587",),
+    "lease keepalive": ("raftkv lease keepalive 7587",
+                        "raftkv lease keepalive 7587 --once"),
+    "lease show": ("raftkv lease show 7587",),
+    "lease list": ("raftkv lease list -o json",),
+    "watch": ("raftkv watch --prefix app/",
+              "raftkv watch greeting --start-revision 1 --count 3"),
+    "status": ("raftkv status",
+               "raftkv status -o json --endpoints http://10.0.0.1:7379,http://10.0.0.2:7379"),
+    "members": ("raftkv members list",
+                "raftkv members add node4 10.0.0.4:7380 --client-url http://10.0.0.4:7379"),
+    "members list": ("raftkv members list -o json",),
+    "members add": ("raftkv members add node4 10.0.0.4:7380 --client-url http://10.0.0.4:7379",),
+    "members promote": ("raftkv members promote node4",),
+    "members remove": ("raftkv members remove node4",),
+    "leader": ("raftkv leader transfer --to node2",),
+    "leader transfer": ("raftkv leader transfer",
+                        "raftkv leader transfer --to node2"),
+    "checkpoint": ("raftkv checkpoint create",
+                   "raftkv checkpoint list"),
+    "checkpoint create": ("raftkv checkpoint create --id nightly-1",),
+    "checkpoint list": ("raftkv checkpoint list -o json",),
+    "checkpoint show": ("raftkv checkpoint show nightly-1",),
+    "checkpoint download": ("raftkv checkpoint download nightly-1 --out ./backup",),
+}
+
+
+def examples_help(command: str) -> str:
+    """The `examples:` block of a command's --help."""
+    return "examples:\n" + "\n".join("  " + line for line in EXAMPLES[command])
+
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -113,9 +168,11 @@ def _bool_word(text: str) -> bool:
 
 def _add(sub: SubParsers, name: str, command: Command, help_text: str, common: Any,
          **kwargs: Any) -> argparse.ArgumentParser:
+    # The full command name ("lock acquire") from the parent's prog ("raftkv lock").
+    path = " ".join(sub._prog_prefix.split()[1:] + [name])
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
-        parents=[common], epilog=EXIT_CODES_HELP,
+        parents=[common], epilog=examples_help(path) + "\n\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     parser.set_defaults(func=partial(run_command, command))
     return parser
@@ -192,7 +249,9 @@ def register(sub: SubParsers) -> None:
 
 
 def _group(sub: SubParsers, name: str, help_text: str) -> SubParsers:
-    parser = sub.add_parser(name, help=help_text, description=help_text + ".")
+    parser = sub.add_parser(name, help=help_text, description=help_text + ".",
+                            epilog=examples_help(name),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     actions: SubParsers = parser.add_subparsers(dest=f"{name}_action", metavar="ACTION",
                                                 required=True)
     return actions

@@ -32,11 +32,24 @@ STATE_FILE = "cluster.json"
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1")
+    raw = argparse.RawDescriptionHelpFormatter
+    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1",
+                           description="Run a throw-away cluster on 127.0.0.1.",
+                           epilog=_examples("raftkv local up --nodes 3 --dir ./my-cluster",
+                                            "raftkv local status --dir ./my-cluster",
+                                            "raftkv local down --purge --dir ./my-cluster"),
+                           formatter_class=raw)
     actions = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
     default_dir = os.environ.get("RAFTKV_LOCAL_DIR", DEFAULT_DIR)
 
-    up = actions.add_parser("up", help="start N nodes, print their client URLs")
+    up = actions.add_parser("up", help="start N nodes, print their client URLs",
+                            description="Start N nodes (or the stopped nodes of --dir), "
+                                        "wait for a leader, print the client URLs.",
+                            epilog=_examples(
+                                "raftkv local up --nodes 3 --dir ./my-cluster",
+                                "export RAFTKV_ENDPOINTS=$(raftkv local up --dir ./my-cluster "
+                                "| paste -sd, -)"),
+                            formatter_class=raw)
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", default=default_dir)
     up.add_argument("--host", default="127.0.0.1")
@@ -45,14 +58,24 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--unsafe-no-fsync", action="store_true")
     up.set_defaults(func=cmd_up)
 
-    status = actions.add_parser("status", help="one line per node: name url role term leader")
+    status = actions.add_parser("status", help="one line per node: name url role term leader",
+                                epilog=_examples("raftkv local status --dir ./my-cluster"),
+                                formatter_class=raw)
     status.add_argument("--dir", default=default_dir)
     status.set_defaults(func=cmd_status)
 
-    down = actions.add_parser("down", help="stop the nodes this directory started")
+    down = actions.add_parser("down", help="stop the nodes this directory started",
+                              epilog=_examples("raftkv local down --dir ./my-cluster",
+                                               "raftkv local down --purge --dir ./my-cluster"
+                                               "   # and delete the data"),
+                              formatter_class=raw)
     down.add_argument("--dir", default=default_dir)
     down.add_argument("--purge", action="store_true", help="also delete the data")
     down.set_defaults(func=cmd_down)
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join("  " + line for line in lines)
 
 
 def _err(message: str) -> None:
