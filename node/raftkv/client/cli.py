@@ -262,7 +262,10 @@ def _register_lock(sub: SubParsers, common: Any) -> None:
     p = _add(actions, "acquire", cmds.cmd_lock_acquire,
              "acquire a lock; without --lease hold it (keeping a new lease alive) until "
              "interrupted, or while COMMAND runs (env RAFTKV_LOCK_TOKEN holds the fencing "
-             "token; the exit code is COMMAND's)", common)
+             "token; the exit code is COMMAND's, 128+N if signal N killed it; SIGTERM, "
+             "SIGHUP and SIGINT to the CLI are passed on to COMMAND, and the lock is "
+             "released once it exits)", common,
+             usage="%(prog)s NAME [options] [-- COMMAND [ARGS...]]")
     p.add_argument("name")
     # The command comes after `--` and is split off before argparse sees the line
     # (`split_exec_command`): argparse would swallow the `--` itself.
