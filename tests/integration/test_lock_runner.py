@@ -173,3 +173,21 @@ echo "end $RAFTKV_LOCK_TOKEN $1" >> {journal}
         token = first[1] if first[2] == who else second[1]
         assert match.group(3) == token
     assert await lock_is_free("jobs", env)
+
+
+async def test_a_command_whose_lease_is_lost_is_stopped(tmp_path: Path, env: dict[str, str]
+                                                        ) -> None:
+    # The lease goes away under the command (revoked here; expired after a partition in
+    # real life): the command no longer holds the lock, so it must not run on.
+    stopped = tmp_path / "stopped"
+    job = script(tmp_path / "lose.sh",
+                 f"trap 'echo term > {stopped}; exit 0' TERM\n"
+                 'raftkv lease revoke "$RAFTKV_LOCK_LEASE" > /dev/null\n'
+                 "tries=0\n"
+                 "while [ $tries -lt 600 ]; do tries=$((tries + 1)); sleep 0.05; done\n"
+                 "exit 9\n")
+    r = await raftkv("lock", "acquire", "runner/lost", "--ttl", "3", "--", job, env=env)
+    assert r.code == 3, (r.code, r.err)
+    assert "lost lock runner/lost" in r.err
+    assert stopped.read_text() == "term\n"
+    assert await lock_is_free("runner/lost", env)
