@@ -88,7 +88,7 @@ async def test_a_leader_with_waiting_requests_exits_promptly_after_the_transfer(
     # Each waiting request got an answer, not a cut connection.
     assert watch[0] == 200
     assert json.loads(watch[1].splitlines()[-1])["error"] == "shutting_down"
-    assert lock[0] == 503 and json.loads(lock[1])["error"] == "shutting_down", lock
+    assert lock[0] == 503 and json.loads(lock[1])["error"] == "wait_interrupted", lock
     assert poll[0] == 200
 
 
@@ -100,7 +100,11 @@ async def test_a_follower_with_waiting_requests_then_the_last_node_exit_promptly
     tasks = await open_waiting_requests(cluster, followers[0], "shutdown-follower")
     took = await terminate_timed(cluster, followers[0])
     assert took < PROMPT_SECONDS, f"SIGTERM of a follower took {took:.2f}s"
-    await asyncio.gather(*tasks, return_exceptions=True)
+    watch, lock, poll = await asyncio.gather(*tasks)
+    assert json.loads(watch[1].splitlines()[-1])["error"] == "shutting_down"
+    # The acquire was forwarded to the leader: the follower stops relaying it.
+    assert lock[0] == 503 and json.loads(lock[1])["error"] == "wait_interrupted", lock
+    assert poll[0] == 200
     took = await terminate_timed(cluster, followers[1])
     assert took < PROMPT_SECONDS, f"SIGTERM of a follower took {took:.2f}s"
     # The leader is alone: no voter to hand over to, so no transfer to wait for.

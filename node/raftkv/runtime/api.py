@@ -55,6 +55,7 @@ from raftkv.runtime.node import (
     NodeStopped,
     ProposalLost,
     RaftNode,
+    WaitInterrupted,
     member_context,
 )
 from raftkv.runtime.watch import Compacted
@@ -115,6 +116,12 @@ def error_response(exc: ApiError) -> web.Response:
     return json_response(body, exc.status, headers)
 
 
+def wait_interrupted() -> ApiError:
+    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
+                       "short; what the request proposed may have applied (a lock acquire "
+                       "stays queued for its lease); retry on another member")
+
+
 def proposal_error(exc: BaseException) -> ApiError | None:
     """The answer to a proposal whose future failed with `exc` (None: not one of ours)."""
     if isinstance(exc, TimeoutError):
@@ -128,6 +135,8 @@ def proposal_error(exc: BaseException) -> ApiError | None:
         return unavailable("proposal_dropped", str(exc))
     if isinstance(exc, LimitExceeded):
         return limit_error(exc)
+    if isinstance(exc, WaitInterrupted):  # before NodeStopped: it may have applied
+        return wait_interrupted()
     if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
         return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
@@ -357,7 +366,7 @@ class ClientApi:
                 with contextlib.suppress(asyncio.CancelledError):
                     await relaying
         if relaying.cancelled():
-            raise unavailable("shutting_down", "the node is shutting down")
+            raise wait_interrupted()
         return relaying.result()
 
     async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],

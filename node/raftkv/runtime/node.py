@@ -92,6 +92,11 @@ class NodeStopped(Exception):
     """The node is shutting down."""
 
 
+class WaitInterrupted(NodeStopped):
+    """The node shuts down while a request waits (for a lock grant): what the
+    request proposed may have applied (the lease stays queued). Retry elsewhere."""
+
+
 class NodeFailed(NodeStopped):
     """The node loop died (a WAL write or fsync failed: a full disk, a failing
     device) and the process exits. A pending write was NOT acknowledged, but its
@@ -490,7 +495,7 @@ class RaftNode:
         if it stops waiting (its lease went away or it dequeued)."""
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         if self.long_polls_ended.is_set():
-            fut.set_exception(NodeStopped("node is shutting down"))
+            fut.set_exception(WaitInterrupted("node is shutting down"))
             return fut
         key = (name, lease)
         self._lock_waiters.setdefault(key, []).append(fut)
@@ -523,13 +528,13 @@ class RaftNode:
 
     def end_long_polls(self) -> None:
         """The node is going away: a request waiting for a lock grant fails now with
-        NodeStopped (its client retries elsewhere; the lease stays queued, and
+        WaitInterrupted (its client retries elsewhere; the lease stays queued, and
         acquiring is idempotent per lease), and status long-polls answer at once."""
         self.long_polls_ended.set()
         for futures in list(self._lock_waiters.values()):
             for fut in list(futures):
                 if not fut.done():
-                    fut.set_exception(NodeStopped("node is shutting down"))
+                    fut.set_exception(WaitInterrupted("node is shutting down"))
         self._status_changed.set()
 
     # ======================================================================
