@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 
 import aiohttp
@@ -110,3 +111,47 @@ async def test_a_follower_with_waiting_requests_then_the_last_node_exit_promptly
     # The leader is alone: no voter to hand over to, so no transfer to wait for.
     took = await terminate_timed(cluster, leader)
     assert took < PROMPT_SECONDS, f"SIGTERM of the last node took {took:.2f}s"
+
+
+async def test_a_whole_cluster_stopped_at_once_exits_promptly(cluster: Cluster) -> None:
+    # `raftkv local down`, a StatefulSet deleted: every node gets SIGTERM together. The
+    # leader starts handing over to a follower that is itself going away; it must
+    # notice, not wait out the transfer timeout (3 election timeouts + 1 s: 4 s with the
+    # default timings used here).
+    cluster.create(3, extra_args=["--tick-ms", "100"])
+    cluster.start_all()
+    await cluster.wait_leader()
+    nodes = list(cluster.nodes.values())
+    started = time.monotonic()
+    for node in nodes:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+    for node in nodes:
+        assert node.proc is not None
+        assert await asyncio.to_thread(node.proc.wait, 20) == 0, cluster.log_tail(node)
+        node.proc = None
+    took = time.monotonic() - started
+    assert took < PROMPT_SECONDS, f"stopping the cluster took {took:.2f}s"
+
+
+async def test_a_leader_whose_transfer_target_stops_answering_exits_promptly(
+        cluster: Cluster) -> None:
+    # Deterministic form of the above: the followers are frozen (SIGSTOP) just before
+    # the leader's SIGTERM, so the leader picks a target that was fine a moment ago and
+    # then never answers. It gives up once the target is silent for an election timeout
+    # (1 s here), not after the whole transfer timeout (4 s).
+    cluster.create(3, extra_args=["--tick-ms", "100"])
+    cluster.start_all()
+    leader = await cluster.wait_leader()
+    followers = [n for n in cluster.nodes.values() if n is not leader]
+    for node in followers:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGSTOP)
+    try:
+        took = await terminate_timed(cluster, leader)
+    finally:
+        for node in followers:
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGCONT)
+    assert took < PROMPT_SECONDS, f"SIGTERM took {took:.2f}s"
+    assert "not handed over" in cluster.log_tail(leader, 20)
