@@ -323,20 +323,25 @@ async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Ou
 
 async def _keep_lease(client: AsyncClient, lease_id: int, ttl: int, lost: asyncio.Event
                       ) -> None:
-    """Keep-alive every ttl/3 s; set `lost` once the lease is gone, or may be gone
-    (no keep-alive succeeded for a whole TTL)."""
+    """Keep-alive every ttl/3 s; set `lost` once the lease is gone, or may be gone: no
+    keep-alive succeeded for a whole TTL, counted from when the last good one was
+    sent (the cluster restarted the TTL no earlier than that)."""
     loop = asyncio.get_running_loop()
-    last_ok = loop.time()
+    interval = max(0.2, ttl / 3)
+    alive_since = loop.time()
     while True:
-        await asyncio.sleep(max(0.2, ttl / 3))
+        await asyncio.sleep(interval)
+        sent = loop.time()
         try:
-            await client.keepalive(lease_id)
-            last_ok = loop.time()
+            # A slow answer is waited for as long as the lease may still be alive.
+            budget = max(interval, alive_since + ttl - sent)
+            await asyncio.wait_for(client.keepalive(lease_id), budget)
+            alive_since = sent
         except LeaseNotFoundError:
             lost.set()
             return
-        except RaftkvError:
-            if loop.time() - last_ok >= ttl:
+        except (RaftkvError, TimeoutError):
+            if loop.time() - alive_since >= ttl:
                 lost.set()
                 return
 
