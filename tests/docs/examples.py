@@ -1,8 +1,8 @@
 """Find the shell examples of the documentation and their doctest markers (pure: no I/O
 beyond reading the files). The marker syntax is documented in tests/docs/README.md.
 
-Markdown: a fenced block with info string `sh`, `bash` or `shell` is an example; the
-line right before its opening fence may be a marker:
+Markdown: a fenced block with info string `sh`, `bash`, `shell` or `python` is an
+example; the line right before its opening fence may be a marker:
 
     <!-- doctest: skip reason="needs a Docker engine" -->
 
@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 SHELL_LANGS = frozenset({"sh", "bash", "shell"})
+EXAMPLE_LANGS = SHELL_LANGS | {"python"}
 # A fence without an info string that starts with one of these is a command the reader
 # may copy: it must say what it is (`sh` to run it, `text` for a synopsis).
 COMMAND_WORDS = ("raftkv", "make", "kubectl", "helm", "curl", "python", ".venv/", "docker",
@@ -42,6 +43,7 @@ class Example:
     path: Path  # relative to the repository
     line: int  # 1-based line of the opening fence (or first command line)
     code: str
+    lang: str = "sh"  # sh (bash) or python
     kind: str = "run"  # run, skip, setup, teardown
     reason: str = ""  # why it does not run here (skip)
     exit: int = 0  # the expected exit status of the whole block
@@ -132,17 +134,21 @@ def markdown_examples(text: str, path: Path) -> list[Example]:
         lang = info.split()[0] if info else ""
         where = f"{path}:{start + 1}"
         marker = MD_MARKER.match(lines[start - 1]) if start else None
-        if lang not in SHELL_LANGS:
+        if lang not in EXAMPLE_LANGS:
             if marker:
                 raise MarkerError(f"{where}: a doctest marker on a `{lang or 'plain'}` block "
-                                  "(only sh/bash/shell blocks are examples)")
+                                  "(only sh/bash/shell/python blocks are examples)")
             first = next((b.strip() for b in body if b.strip()), "")
             if not lang and first.startswith(COMMAND_WORDS):
                 raise MarkerError(f"{where}: this block shows a command but has no info "
                                   "string: `sh` to run it as an example, `text` for a synopsis")
             continue
         fields = parse_marker(marker.group("body"), where) if marker else {}
-        examples.append(Example(path, start + 1, "\n".join(body) + "\n", **fields))  # type: ignore[arg-type]
+        if lang == "python" and fields.get("kind") in ("setup", "teardown"):
+            raise MarkerError(f"{where}: setup and teardown examples are shell blocks")
+        examples.append(Example(path, start + 1, "\n".join(body) + "\n",
+                                "python" if lang == "python" else "sh",
+                                **fields))  # type: ignore[arg-type]
     return examples
 
 

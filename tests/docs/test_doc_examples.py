@@ -1,10 +1,10 @@
-"""Every shell example of the documentation runs, as a reader would run it (see
+"""Every example of the documentation runs, as a reader would run it (see
 tests/docs/README.md): README.md, docs/*.md, the chart's README and examples/*.yaml.
 
 The `setup` examples (README.md's `raftkv local up ...`) run first, in a scratch
 directory, and what they export (RAFTKV_ENDPOINTS, ...) is the environment of every
 other example: one real local cluster for the whole module. Each example then runs in
-bash with `set -euo pipefail`, in that directory (or the repository with cwd=repo);
+bash with `set -euo pipefail` (a Python one with the project's `python`), in that directory (or the repository with cwd=repo);
 its exit status and, where the marker says so, its output are checked. Examples
 marked `skip` are reported as skipped with their reason, and listed at the end of the
 run (conftest.py)."""
@@ -55,9 +55,12 @@ def base_env() -> dict[str, str]:
 def run_example(example: Example, session: Session, env: dict[str, str],
                 trailer: str = "") -> subprocess.CompletedProcess[str]:
     cwd = REPO if example.cwd == "repo" else session.directory
-    script = "set -euo pipefail\n" + example.code + trailer
+    if example.lang == "python":
+        command = ["python", "-c", example.code]
+    else:
+        command = ["bash", "-c", "set -euo pipefail\n" + example.code + trailer, example.id]
     try:
-        return subprocess.run(["bash", "-c", script, example.id], cwd=cwd, env=env,
+        return subprocess.run(command, cwd=cwd, env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=example.timeout)
     except subprocess.TimeoutExpired as exc:
@@ -82,7 +85,7 @@ def check(example: Example, result: subprocess.CompletedProcess[str]) -> None:
 
 def stop_clusters_left_running(directory: Path, env: dict[str, str]) -> None:
     """Whatever the examples started and did not stop (a failed run): `local down`."""
-    for state in directory.rglob("cluster.json"):
+    for state in list(directory.rglob("cluster.json")):
         subprocess.run(["raftkv", "local", "down", "--purge", "--dir", str(state.parent)],
                        env=env, capture_output=True, timeout=60)
 

@@ -65,7 +65,11 @@ raftkv put KEY [VALUE]
 ```
 
 ```python
-print("not shell")
+print("python")
+```
+
+```json
+{"not": "an example"}
 ```
 
 ```
@@ -77,7 +81,9 @@ node/   the layout, not a command
         (3, "run", "raftkv get a\n"),
         (8, "skip", "docker info\n"),
         (12, "run", "echo '```'\n"),
+        (20, "run", 'print("python")\n'),
     ]
+    assert [e.lang for e in examples] == ["sh", "sh", "sh", "python"]
     assert examples[1].reason == "needs docker"
     assert examples[0].id == "doc.md:3"
 
@@ -90,7 +96,7 @@ def test_a_command_block_without_an_info_string_is_an_error() -> None:
 def test_a_marker_must_sit_right_before_a_fence() -> None:
     with pytest.raises(MarkerError, match="right before a code fence"):
         markdown_examples('<!-- doctest: skip reason="x" -->\n\n```sh\nls\n```\n', DOC)
-    with pytest.raises(MarkerError, match="only sh/bash/shell blocks"):
+    with pytest.raises(MarkerError, match="only sh/bash/shell/python blocks"):
         markdown_examples('<!-- doctest: skip reason="x" -->\n```json\n{}\n```\n', DOC)
 
 
