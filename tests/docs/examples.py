@@ -17,6 +17,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 REPO = Path(__file__).resolve().parents[2]
 
 SHELL_LANGS = frozenset({"sh", "bash", "shell"})
@@ -28,10 +30,9 @@ COMMAND_WORDS = ("raftkv", "make", "kubectl", "helm", "curl", "python", ".venv/"
 KINDS = ("run", "skip", "setup", "teardown")
 KEYS = {"skip", "setup", "teardown", "reason", "exit", "expect", "cwd", "timeout"}
 
-MD_MARKER = re.compile(r"^\s*<!--\s*doctest:(?P<body>.*?)-->\s*$")
+MD_MARKER = re.compile(r"^<!--\s*doctest:(?P<body>.*?)-->$", re.DOTALL)
 YAML_MARKER = re.compile(r"^#\s*doctest:(?P<body>.*)$")
 YAML_COMMAND = re.compile(r"^#\s{2,}(?P<cmd>(?:kubectl|helm|raftkv|make)\b.*)$")
-FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 
 
 class MarkerError(ValueError):
@@ -109,46 +110,41 @@ def parse_marker(body: str, where: str) -> dict[str, object]:
 
 
 def markdown_examples(text: str, path: Path) -> list[Example]:
-    """The shell examples of a Markdown document, with their markers."""
-    lines = text.splitlines()
+    """The examples of a Markdown document (CommonMark, parsed by markdown-it-py), with
+    their markers."""
+    tokens = MarkdownIt("commonmark").parse(text)
+    markers: dict[int, tuple[str, int]] = {}  # line after the marker -> (body, its line)
+    for token in tokens:
+        if token.type == "html_block" and token.map is not None:
+            found = MD_MARKER.match(token.content.strip())
+            if found:
+                markers[token.map[1]] = (found.group("body"), token.map[0] + 1)
     examples: list[Example] = []
-    i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i])
-        if opening is None:
-            marker = MD_MARKER.match(lines[i])
-            if marker and not (i + 1 < len(lines) and FENCE.match(lines[i + 1])):
-                raise MarkerError(f"{path}:{i + 1}: a doctest marker must be the line right "
-                                  "before a code fence")
-            i += 1
+    for token in tokens:
+        if token.type != "fence" or token.map is None:
             continue
-        fence, info = opening.group("fence"), opening.group("info").strip()
-        start = i
-        body: list[str] = []
-        i += 1
-        while i < len(lines) and not re.match(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$",
-                                              lines[i]):
-            body.append(lines[i])
-            i += 1
-        i += 1  # the closing fence
-        lang = info.split()[0] if info else ""
+        start = token.map[0]
+        lang = token.info.split()[0] if token.info.strip() else ""
         where = f"{path}:{start + 1}"
-        marker = MD_MARKER.match(lines[start - 1]) if start else None
+        marker = markers.pop(start, None)
         if lang not in EXAMPLE_LANGS:
             if marker:
                 raise MarkerError(f"{where}: a doctest marker on a `{lang or 'plain'}` block "
                                   "(only sh/bash/shell/python blocks are examples)")
-            first = next((b.strip() for b in body if b.strip()), "")
+            first = next((b.strip() for b in token.content.splitlines() if b.strip()), "")
             if not lang and first.startswith(COMMAND_WORDS):
                 raise MarkerError(f"{where}: this block shows a command but has no info "
                                   "string: `sh` to run it as an example, `text` for a synopsis")
             continue
-        fields = parse_marker(marker.group("body"), where) if marker else {}
+        fields = parse_marker(marker[0], where) if marker else {}
         if lang == "python" and fields.get("kind") in ("setup", "teardown"):
             raise MarkerError(f"{where}: setup and teardown examples are shell blocks")
-        examples.append(Example(path, start + 1, "\n".join(body) + "\n",
+        examples.append(Example(path, start + 1, token.content,
                                 "python" if lang == "python" else "sh",
                                 **fields))  # type: ignore[arg-type]
+    for _, line in markers.values():
+        raise MarkerError(f"{path}:{line}: a doctest marker must be the line right before "
+                          "a code fence")
     return examples
 
 

@@ -88,6 +88,12 @@ node/   the layout, not a command
     assert examples[0].id == "doc.md:3"
 
 
+def test_a_fence_in_a_list_item_is_found() -> None:
+    text = "- first start a cluster:\n\n  <!-- doctest: setup -->\n  ```sh\n  raftkv local up\n  ```\n"
+    [example] = markdown_examples(text, DOC)
+    assert (example.line, example.kind, example.code) == (4, "setup", "raftkv local up\n")
+
+
 def test_a_command_block_without_an_info_string_is_an_error() -> None:
     with pytest.raises(MarkerError, match="doc.md:2: this block shows a command"):
         markdown_examples("\n```\nraftkv put a b\n```\n", DOC)
