@@ -293,6 +293,8 @@ def _print_lock(out: Output, lock: Any) -> None:
 # then the CLI releases the lock (rather than dying and leaving the command running
 # unprotected while the lease lives on).
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# A command that lost its lock gets SIGTERM, then SIGKILL after this long.
+LOST_LOCK_GRACE_SECONDS = 10.0
 
 
 async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Output,
@@ -380,7 +382,12 @@ async def _run_locked(command: list[str], lock: Any, lost: asyncio.Event) -> int
                   f"or unreachable for its TTL); stopping {command[0]}", file=sys.stderr)
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-            await exited
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), LOST_LOCK_GRACE_SECONDS)
+            except TimeoutError:  # it must not go on without the lock
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await exited
             return EXIT_UNAVAILABLE
         return _exit_status(exited.result())
     finally:
