@@ -109,8 +109,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 
 
 def examples_help(command: str) -> str:
-    """The `examples:` block of a command's --help."""
-    return "examples:\n" + "\n".join("  " + line for line in EXAMPLES[command])
+    """The `examples:` block of a command's --help (tests/unit/client/test_help_examples.py
+    fails for a command without one; the CLI itself does not)."""
+    lines = EXAMPLES.get(command, ())
+    return "examples:\n" + "\n".join("  " + line for line in lines) if lines else ""
 
 
 def _common() -> argparse.ArgumentParser:
@@ -172,7 +174,8 @@ def _add(sub: SubParsers, name: str, command: Command, help_text: str, common: A
     path = " ".join(sub._prog_prefix.split()[1:] + [name])
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
-        parents=[common], epilog=examples_help(path) + "\n\n" + EXIT_CODES_HELP,
+        parents=[common], epilog="\n\n".join(filter(None, (examples_help(path),
+                                                            EXIT_CODES_HELP))),
         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     parser.set_defaults(func=partial(run_command, command))
     return parser
