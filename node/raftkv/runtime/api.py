@@ -55,6 +55,7 @@ from raftkv.runtime.node import (
     NodeStopped,
     ProposalLost,
     RaftNode,
+    WaitInterrupted,
     member_context,
 )
 from raftkv.runtime.watch import Compacted
@@ -115,6 +116,12 @@ def error_response(exc: ApiError) -> web.Response:
     return json_response(body, exc.status, headers)
 
 
+def wait_interrupted() -> ApiError:
+    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
+                       "short; what the request proposed may have applied (a lock acquire "
+                       "stays queued for its lease); retry on another member")
+
+
 def proposal_error(exc: BaseException) -> ApiError | None:
     """The answer to a proposal whose future failed with `exc` (None: not one of ours)."""
     if isinstance(exc, TimeoutError):
@@ -128,6 +135,8 @@ def proposal_error(exc: BaseException) -> ApiError | None:
         return unavailable("proposal_dropped", str(exc))
     if isinstance(exc, LimitExceeded):
         return limit_error(exc)
+    if isinstance(exc, WaitInterrupted):  # before NodeStopped: it may have applied
+        return wait_interrupted()
     if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
         return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
@@ -340,10 +349,33 @@ class ClientApi:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-raftkv-") or k.lower() == "content-type"}
         headers[FORWARDED] = self.cfg.name
-        budget = self.cfg.request_timeout + _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        wait = _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        if not wait:
+            return await relay
+        # A request that may wait at the leader (a queued lock acquire) must not hold up
+        # this node's shutdown: it ends with 503 and the client retries elsewhere
+        # (acquiring is idempotent per lease).
+        relaying = asyncio.ensure_future(relay)
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        try:
+            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not relaying.done():
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+        if relaying.cancelled():
+            raise wait_interrupted()
+        return relaying.result()
+
+    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
+                     budget: float) -> web.Response:
+        assert self.session is not None
         try:
             async with self.session.request(
-                    request.method, target, data=body, headers=headers, allow_redirects=False,
+                    method, target, data=body, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=budget + 5)) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()
