@@ -56,6 +56,7 @@ import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -190,6 +191,9 @@ def classify_status(url: str, status: int, body: bytes) -> ProbeResult:
 
 
 def probe(url: str, timeout: float, context: ssl.SSLContext | None) -> ProbeResult:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        # The directory's URLs came from whoever added members: never file:// or others.
+        return ProbeResult(url, "unknown", "not an http(s) URL")
     target = url.rstrip("/") + "/v1/status"
     try:
         with urllib.request.urlopen(target, timeout=timeout,  # noqa: S310 - http(s) only
@@ -430,8 +434,14 @@ def cmd_recover(args: argparse.Namespace) -> int:
     except RecoverRefused as exc:
         print(f"raftkv recover: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except (StorageError, IdentityError, OSError, ValueError) as exc:
+    except (StorageError, IdentityError, ValueError) as exc:
         print(f"raftkv recover: cannot read {args.data_dir}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        # E.g. no space for the backup. The WAL batch is written last and atomically: the
+        # directory is as it was, or (cluster.json written) recover must be run again.
+        print(f"raftkv recover: failed on {args.data_dir}: {exc}; run it again once "
+              "fixed", file=sys.stderr)
         return EXIT_REFUSED
     plan = outcome.plan
     for r in outcome.probes:

@@ -18,6 +18,7 @@ from raftkv.runtime.recover import (
     ProbeResult,
     RecoverRefused,
     classify_status,
+    probe,
     quorum_verdict,
     recover_data_dir,
 )
@@ -153,6 +154,11 @@ def test_quorum_verdict() -> None:
                        classify_status("a", 200, b"[]")):
         assert unreadable.outcome == "unknown"
         assert "could not be read" in (quorum_verdict([unreadable]) or "")
+
+
+def test_only_http_urls_are_probed() -> None:
+    for url in ("file:///etc/passwd", "ftp://n2/", "n2:7379"):
+        assert probe(url, 1.0, None).outcome == "unknown", url
 
 
 def test_refuses_a_running_member(tmp_path: Path) -> None:
