@@ -77,11 +77,11 @@ log = logging.getLogger("raftkv.api")
 # aiohttp's own head limits (web.Server defaults), enforced here the same way so that
 # both paths refuse the same requests; they also bound a head's memory (llhttp has none).
 MAX_LINE_BYTES = 8190  # the request target
-MAX_FIELD_BYTES = 8190  # one header: name + value
+MAX_FIELD_BYTES = 8190  # a header's name, and its value
 MAX_HEADERS = 128
 # A head still incomplete past this many bytes is refused (llhttp buffers nothing, but
 # httptools joins a header's pieces until the next one starts).
-MAX_HEAD_BYTES = MAX_LINE_BYTES + MAX_HEADERS * (MAX_FIELD_BYTES + 4) + 64
+MAX_HEAD_BYTES = MAX_LINE_BYTES + MAX_HEADERS * (2 * MAX_FIELD_BYTES + 4) + 64
 # aiohttp refuses a second one of these (a smuggling vector: two Hosts, two lengths).
 SINGLETON_HEADERS = frozenset((
     b"content-length", b"content-location", b"content-range", b"content-type", b"etag",
@@ -225,8 +225,8 @@ class _HeadRules:
             raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_FIELD_BYTES:
-            raise _Malformed(f"header field over {MAX_FIELD_BYTES} bytes")
+        if len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES:
+            raise _Malformed(f"header name or value over {MAX_FIELD_BYTES} bytes")
         if len(self.headers) >= MAX_HEADERS:
             raise _Malformed(f"more than {MAX_HEADERS} headers")
         lower = name.lower()
