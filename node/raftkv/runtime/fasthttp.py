@@ -55,7 +55,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from raftkv.fsm import ApplyResult
 from raftkv.raft import NotLeader, StateRole
@@ -94,6 +94,8 @@ _PUT_PARAMS = frozenset(("lease", "prev_kv", "encoding"))
 _GET_PARAMS = frozenset(("consistency", "encoding"))
 # Requests with these go to aiohttp, which implements them.
 _HANDED_OVER_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
+_NOTABLE_HEADERS = SINGLETON_HEADERS | _HANDED_OVER_HEADERS | {b"sec-websocket-key1"}
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 
 
@@ -123,17 +125,30 @@ class _HandOver(Exception):
 class FastRequest:
     """A parsed request: what the `ClientApi` helpers (and an authorizer) read."""
 
-    __slots__ = ("method", "target", "query", "headers", "keep_alive", "length", "body")
+    __slots__ = ("method", "target", "query", "raw_headers", "_headers", "keep_alive",
+                 "length", "body")
 
-    def __init__(self, method: str, target: str, query: MultiDict[str],
-                 headers: CIMultiDict[str], keep_alive: bool, length: int) -> None:
+    def __init__(self, method: str, target: str, query: MultiDictProxy[str],
+                 raw_headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                 length: int) -> None:
         self.method = method
         self.target = target
         self.query = query
-        self.headers = headers
+        self.raw_headers = raw_headers  # (lower-case name, value), as received
+        self._headers: CIMultiDictProxy[str] | None = None
         self.keep_alive = keep_alive
         self.length = length
         self.body: bytes = b""
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Decoded like aiohttp's: names latin-1, values UTF-8 with surrogateescape
+        (built on first use: a GET never reads them)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(
+                [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+                 for name, value in self.raw_headers]))
+        return self._headers
 
 
 class _Reject:
@@ -210,33 +225,46 @@ class _HeadRules:
     """The head rules aiohttp adds to llhttp's, as httptools callbacks. Shared by the
     connection's parser and the one that checks the bytes a hand-over passes on."""
 
-    url: bytearray
+    url: bytes
     headers: list[tuple[bytes, bytes]]
     seen: set[bytes]
+    length: int  # Content-Length (llhttp accepts digits only)
+    aiohttps: bool  # a header only aiohttp handles
 
     def _begin_head(self) -> None:
-        self.url = bytearray()
+        self.url = b""
         self.headers = []
         self.seen = set()
+        self.length = 0
+        self.aiohttps = False
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > MAX_LINE_BYTES:
+        url = self.url + url if self.url else url
+        if len(url) > MAX_LINE_BYTES:
             raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
+        self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES:
-            raise _Malformed(f"header name or value over {MAX_FIELD_BYTES} bytes")
-        if len(self.headers) >= MAX_HEADERS:
-            raise _Malformed(f"more than {MAX_HEADERS} headers")
+        headers = self.headers
+        if (len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES
+                or len(headers) >= MAX_HEADERS):
+            raise _Malformed(f"a header over {MAX_FIELD_BYTES} bytes, or more than "
+                             f"{MAX_HEADERS} headers")
         lower = name.lower()
-        if lower in SINGLETON_HEADERS:
-            if lower in self.seen:
-                raise _Malformed(f"duplicate {name.decode('latin-1')!r} header")
-            self.seen.add(lower)
-        elif lower == b"sec-websocket-key1":
-            raise _Malformed("unsupported Sec-WebSocket-Key1 header")
-        self.headers.append((lower, value.rstrip(b" \t")))
+        if lower in _NOTABLE_HEADERS:
+            if lower in SINGLETON_HEADERS:
+                if lower in self.seen:
+                    raise _Malformed(f"duplicate {name.decode('latin-1')!r} header")
+                self.seen.add(lower)
+                if lower == b"content-length":
+                    self.length = int(value)
+            elif lower == b"sec-websocket-key1":
+                raise _Malformed("unsupported Sec-WebSocket-Key1 header")
+            if lower in _HANDED_OVER_HEADERS:
+                self.aiohttps = True
+        if value and value[-1] in b" \t":  # llhttp strips the OWS before a value only
+            value = value.rstrip(b" \t")
+        headers.append((lower, value))
 
     def _check_head(self, version: str) -> None:
         if version == "1.1" and b"host" not in self.seen:
@@ -310,7 +338,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         # Bytes from the first byte of the request being parsed (what a hand-over
         # passes on); `skip`: body bytes of an accepted request still to arrive.
-        self.raw = bytearray()
+        self.raw = b""
+        self.raw_pos = 0  # raw[:raw_pos] belongs to requests already accepted
         self.skip = 0
         self.in_message = False
         self.request: FastRequest | None = None
@@ -385,9 +414,9 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                 self.skip -= len(data)
             else:
                 self.skip = 0
-                self.raw += data[skip:]
+                self._keep(data[skip:])
         else:
-            self.raw += data
+            self._keep(data)
         self.queued_this_read = 0
         try:
             self.parser.feed_data(data)
@@ -403,8 +432,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                 self._malformed(_reason(exc))
             return
         if not self.in_message:
-            self.raw.clear()
-        elif self.request is None and len(self.raw) > MAX_HEAD_BYTES:
+            self.raw, self.raw_pos = b"", 0
+        elif self.request is None and len(self.raw) - self.raw_pos > MAX_HEAD_BYTES:
             self._malformed(f"request head over {MAX_HEAD_BYTES} bytes")
             return
         self._pump()
@@ -480,17 +509,11 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
     def _fast_request(self, version: str) -> FastRequest | None:
         """The request if this path serves it, else None (aiohttp does)."""
         method = self.parser.get_method()
-        url = bytes(self.url)
-        if (version != "1.1" or method not in (b"PUT", b"GET")
+        url = self.url
+        if (version != "1.1" or self.aiohttps or method not in (b"PUT", b"GET")
                 or not url.startswith(b"/v1/kv/") or b"#" in url):
             return None
-        length = 0
-        raw_headers = self.headers
-        for name, value in raw_headers:
-            if name in _HANDED_OVER_HEADERS:
-                return None
-            if name == b"content-length":
-                length = int(value)  # llhttp accepted it: digits only
+        length = self.length
         if method == b"GET":
             if length:
                 return None
@@ -498,31 +521,38 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
               or self.shared.node.core.role != StateRole.LEADER):
             return None  # aiohttp answers 413, or forwards to the leader
         target = url.decode("ascii")  # llhttp accepts no other bytes in a target
-        _, _, raw_query = target.partition("?")
-        query: MultiDict[str] = (MultiDict(parse_qsl(raw_query, keep_blank_values=True))
-                                 if raw_query else MultiDict())
-        if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(query.keys()):
-            return None
-        headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            for name, value in raw_headers)
-        return FastRequest(method.decode("ascii"), target, query, headers,
-                           self.parser.should_keep_alive(), length)
+        query = _NO_QUERY
+        if b"?" in url:
+            raw_query = target.partition("?")[2]
+            query = MultiDictProxy(MultiDict(parse_qsl(raw_query, keep_blank_values=True)))
+            if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(
+                    query.keys()):
+                return None
+        return FastRequest("PUT" if method == b"PUT" else "GET", target, query,
+                           self.headers, self.parser.should_keep_alive(), length)
+
+    def _keep(self, data: bytes) -> None:
+        """Add received bytes to `raw` (copying only what is still unaccepted)."""
+        raw = self.raw
+        if self.raw_pos >= len(raw):
+            self.raw, self.raw_pos = data, 0
+        else:
+            self.raw, self.raw_pos = raw[self.raw_pos:] + data, 0
 
     def _commit(self, length: int) -> None:
-        """This request is served here: drop its bytes from `raw` (they can no longer
-        be handed over). Its head ends at the first CRLFCRLF after any leading CRLFs
+        """This request is served here: its bytes leave `raw` (they can no longer be
+        handed over). Its head ends at the first CRLFCRLF after any leading CRLFs
         (llhttp, strict, allows no other line ends); its body is `length` bytes."""
         raw = self.raw
-        start = 0
+        start = self.raw_pos
         while start < len(raw) and raw[start] in b"\r\n":
             start += 1
         end = raw.find(b"\r\n\r\n", start) + 4 + length
         if end <= len(raw):
-            del raw[:end]
+            self.raw_pos = end
         else:
             self.skip = end - len(raw)
-            raw.clear()
+            self.raw_pos = len(raw)
 
     # --- serving -------------------------------------------------------------------
     def _pump(self) -> None:
@@ -725,7 +755,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         for _ in range(self.queued_this_read):
             self.queue.pop()
         self.queued_this_read = 0
-        self.raw.clear()
+        self.raw, self.raw_pos = b"", 0
         self.deadline = time.monotonic() + self.limits.idle_timeout  # the answer's writing
         self.phase = "idle_timeout"
         self.queue.append(_Reject(message))
@@ -735,8 +765,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
     def _start_hand_over(self) -> None:
         """The request at the start of `raw` is aiohttp's: serve what came before it,
         then pass aiohttp every byte from that request on."""
-        data = bytes(self.raw)
-        self.raw.clear()
+        data = self.raw[self.raw_pos:]
+        self.raw, self.raw_pos = b"", 0
         problem = _Validator().error(data)
         if problem is not None:
             self._malformed(problem)
