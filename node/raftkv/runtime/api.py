@@ -143,7 +143,10 @@ def path_key(target: str | bytes) -> bytes:
     `http://host/v1/kv/k`, whose path part counts (RFC 9112 3.2.2). Both HTTP paths
     (aiohttp's handlers, runtime/fasthttp.py) take the key from here."""
     raw = target.encode("utf-8", "surrogateescape") if isinstance(target, str) else target
-    path = raw.split(b"?", 1)[0]
+    query = raw.find(b"?")
+    path = raw if query < 0 else raw[:query]
+    if path.startswith(b"/v1/kv/") and b"#" not in path:  # the usual case, first
+        return unquote_to_bytes(path[7:])
     if b"#" in path:
         raise bad_request("a request target has no fragment; send '#' in a key as %23",
                           "invalid_target")

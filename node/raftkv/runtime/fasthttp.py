@@ -55,7 +55,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from raftkv.fsm import ApplyResult
 from raftkv.raft import NotLeader, StateRole
@@ -125,29 +125,33 @@ class _HandOver(Exception):
 class FastRequest:
     """A parsed request: what the `ClientApi` helpers (and an authorizer) read."""
 
-    __slots__ = ("method", "target", "query", "raw_headers", "_headers", "keep_alive",
+    __slots__ = ("method", "raw_target", "query", "raw_headers", "_headers", "keep_alive",
                  "length", "body")
 
-    def __init__(self, method: str, target: str, query: MultiDictProxy[str],
+    def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
                  raw_headers: list[tuple[bytes, bytes]], keep_alive: bool,
                  length: int) -> None:
         self.method = method
-        self.target = target
+        self.raw_target = raw_target
         self.query = query
         self.raw_headers = raw_headers  # (lower-case name, value), as received
-        self._headers: CIMultiDictProxy[str] | None = None
+        self._headers: CIMultiDict[str] | None = None
         self.keep_alive = keep_alive
         self.length = length
         self.body: bytes = b""
 
     @property
-    def headers(self) -> CIMultiDictProxy[str]:
+    def target(self) -> str:
+        return self.raw_target.decode("ascii")  # llhttp accepts no other bytes in a target
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
         """Decoded like aiohttp's: names latin-1, values UTF-8 with surrogateescape
         (built on first use: a GET never reads them)."""
         if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict(
+            self._headers = CIMultiDict(
                 [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-                 for name, value in self.raw_headers]))
+                 for name, value in self.raw_headers])
         return self._headers
 
 
@@ -177,6 +181,9 @@ class FastHttp:
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.served = 0  # requests answered here (not handed over)
         self._sweeper: asyncio.TimerHandle | None = None
+        # time.monotonic() as of the last sweep: deadlines are set from it (no clock
+        # read per request); they are as coarse as the sweep anyway.
+        self.clock = time.monotonic()
         self.metrics = api.metrics
 
     def __call__(self) -> FastProtocol:
@@ -213,7 +220,7 @@ class FastHttp:
 
     def _sweep(self) -> None:
         """Close the connections past their deadline (one timer for all of them)."""
-        now = time.monotonic()
+        now = self.clock = time.monotonic()
         for conn in list(self.connections):
             if conn.deadline and now > conn.deadline:
                 conn.time_out()
@@ -302,11 +309,11 @@ class _Observer:
         self.parser = httptools.HttpRequestParser(self)
 
     def on_message_begin(self) -> None:
-        self.conn.deadline = time.monotonic() + self.conn.limits.header_timeout
+        self.conn.deadline = self.conn.shared.clock + self.conn.limits.header_timeout
         self.conn.phase = "header_timeout"
 
     def on_headers_complete(self) -> None:
-        self.conn.deadline = time.monotonic() + self.conn.limits.body_timeout
+        self.conn.deadline = self.conn.shared.clock + self.conn.limits.body_timeout
         self.conn.phase = "body_timeout"
 
     def on_message_complete(self) -> None:
@@ -382,7 +389,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         shared.connections.add(self)
         shared.count_open()
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self.deadline = time.monotonic() + self.limits.idle_timeout
+        self.deadline = shared.clock + self.limits.idle_timeout
         if not shared.serve_fast:
             self._hand_over(b"")
 
@@ -415,6 +422,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             else:
                 self.skip = 0
                 self._keep(data[skip:])
+        elif self.raw_pos >= len(self.raw):  # the usual case: nothing kept from before
+            self.raw, self.raw_pos = data, 0
         else:
             self._keep(data)
         self.queued_this_read = 0
@@ -473,22 +482,27 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
     # --- parser callbacks (llhttp, via httptools) ----------------------------------
     def on_message_begin(self) -> None:
         self.in_message = True
-        self._begin_head()
+        self.url = b""
+        self.headers = []
+        self.seen = set()
+        self.length = 0
+        self.aiohttps = False
         self.request = None
         self.body_parts = []
-        self.deadline = time.monotonic() + self.limits.header_timeout
+        self.deadline = self.shared.clock + self.limits.header_timeout
         self.phase = "header_timeout"
 
     def on_headers_complete(self) -> None:
         version = self.parser.get_http_version()
-        self._check_head(version)
+        if b"host" not in self.seen and version == "1.1":
+            self._check_head(version)
         request = self._fast_request(version)
         if request is None:
             raise _HandOver()
         self._commit(request.length)
         self.request = request
         if request.length:
-            self.deadline = time.monotonic() + self.limits.body_timeout
+            self.deadline = self.shared.clock + self.limits.body_timeout
             self.phase = "body_timeout"
 
     def on_body(self, body: bytes) -> None:
@@ -504,7 +518,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         self.request = None
         self.queue.append(request)
         self.queued_this_read += 1
-        self._rearm()
+        self.deadline = 0.0  # in progress: --request-timeout bounds it, not us
 
     def _fast_request(self, version: str) -> FastRequest | None:
         """The request if this path serves it, else None (aiohttp does)."""
@@ -520,15 +534,14 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         elif (length > self.shared.api.cfg.max_request_bytes
               or self.shared.node.core.role != StateRole.LEADER):
             return None  # aiohttp answers 413, or forwards to the leader
-        target = url.decode("ascii")  # llhttp accepts no other bytes in a target
         query = _NO_QUERY
         if b"?" in url:
-            raw_query = target.partition("?")[2]
+            raw_query = url.partition(b"?")[2].decode("ascii")
             query = MultiDictProxy(MultiDict(parse_qsl(raw_query, keep_blank_values=True)))
             if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(
                     query.keys()):
                 return None
-        return FastRequest("PUT" if method == b"PUT" else "GET", target, query,
+        return FastRequest("PUT" if method == b"PUT" else "GET", url, query,
                            self.headers, self.parser.should_keep_alive(), length)
 
     def _keep(self, data: bytes) -> None:
@@ -566,7 +579,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                 self._reject(request)
                 return
             self._serve(request)
-        self._update_reading()
+        if self.read_paused or self.write_paused or len(queue) + len(pending) >= PIPELINE_DEPTH:
+            self._update_reading()
 
     def _update_reading(self) -> None:
         if self.transport is None or self.handing_over or self.dead:
@@ -611,7 +625,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
 
     def _put(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
-        data, encoding = api.plain_put(request, path_key(request.target), request.body)
+        data, encoding = api.plain_put(request, path_key(request.raw_target), request.body)
 
         def done(applied: ApplyResult | None, exc: BaseException | None) -> None:
             try:
@@ -631,7 +645,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
 
     def _get(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
-        key = path_key(request.target)
+        key = path_key(request.raw_target)
         encoding_of(request.query)  # unused by a single key's raw answer, but checked
         api.check_key(key)
         if not api.read_needs_barrier(request):
@@ -722,8 +736,11 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             if self.eof:
                 transport.close()
                 return
-        self._rearm()
-        self._update_reading()
+            if not self.in_message:
+                self.deadline = self.shared.clock + self.limits.idle_timeout
+                self.phase = "idle_timeout"
+        if self.read_paused:
+            self._update_reading()
 
     def _rearm(self) -> None:
         """The deadline once no request is being received: the idle timeout when
@@ -732,7 +749,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         if self.in_message or self.downstream is not None:
             return  # the head or body deadline stands; aiohttp's are the observer's
         if self.write_paused or not (self.pending or self.queue):
-            self.deadline = time.monotonic() + self.limits.idle_timeout
+            self.deadline = self.shared.clock + self.limits.idle_timeout
             self.phase = "idle_timeout"
         else:
             self.deadline = 0.0
@@ -756,7 +773,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             self.queue.pop()
         self.queued_this_read = 0
         self.raw, self.raw_pos = b"", 0
-        self.deadline = time.monotonic() + self.limits.idle_timeout  # the answer's writing
+        self.deadline = self.shared.clock + self.limits.idle_timeout  # the answer's writing
         self.phase = "idle_timeout"
         self.queue.append(_Reject(message))
         self._pump()
