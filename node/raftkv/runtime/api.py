@@ -47,12 +47,15 @@ from raftkv.runtime import errors
 from raftkv.runtime.errors import ApiError, bad_request, conflict, not_found, unavailable
 from raftkv.runtime.identity import member_id
 from raftkv.runtime.jsonbytes import encoding_of, get_bytes, to_json
+from raftkv.runtime.limits import LimitExceeded, parse_json
 from raftkv.runtime.metrics import CONTENT_TYPE
 from raftkv.runtime.node import (
     PROMOTE_LAG_ENTRIES,
+    NodeFailed,
     NodeStopped,
     ProposalLost,
     RaftNode,
+    WaitInterrupted,
     member_context,
 )
 from raftkv.runtime.watch import Compacted
@@ -73,6 +76,7 @@ _RESULT_STATUS = {
     "lease_exists": 409,
     "lock_not_held": 409,
     "stale_sequence": 409,
+    "result_not_retained": 409,  # a retry of an applied command whose answer was big
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,6 +116,12 @@ def error_response(exc: ApiError) -> web.Response:
     return json_response(body, exc.status, headers)
 
 
+def wait_interrupted() -> ApiError:
+    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
+                       "short; what the request proposed may have applied (a lock acquire "
+                       "stays queued for its lease); retry on another member")
+
+
 def proposal_error(exc: BaseException) -> ApiError | None:
     """The answer to a proposal whose future failed with `exc` (None: not one of ours)."""
     if isinstance(exc, TimeoutError):
@@ -123,9 +133,19 @@ def proposal_error(exc: BaseException) -> ApiError | None:
         return unavailable("proposal_lost", str(exc))
     if isinstance(exc, ProposalDropped):
         return unavailable("proposal_dropped", str(exc))
+    if isinstance(exc, LimitExceeded):
+        return limit_error(exc)
+    if isinstance(exc, WaitInterrupted):  # before NodeStopped: it may have applied
+        return wait_interrupted()
+    if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
+        return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
         return unavailable("shutting_down", "the node is shutting down")
     return None
+
+
+def limit_error(exc: LimitExceeded) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
 
 
 def result_of(res: ApplyResult) -> dict[str, Any]:
@@ -133,7 +153,11 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     result = res.result
     code = result.get("error")
     if code is not None:
-        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code))
+        # result_not_retained: the command WAS applied, at this revision.
+        headers = ({"X-Raftkv-Revision": str(result.get("revision"))}
+                   if code == "result_not_retained" else None)
+        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code),
+                       headers=headers)
     return result
 
 
@@ -277,6 +301,9 @@ class ClientApi:
             response = await handler(request)
         except ApiError as exc:
             response = error_response(exc)
+        except LimitExceeded as exc:  # JSON depth, watch caps (proposals: proposal_error)
+            self.metrics.limit_refusals.labels(exc.limit).inc()
+            response = error_response(limit_error(exc))
         except web.HTTPRequestEntityTooLarge:
             response = error_response(ApiError(
                 413, "request_too_large",
@@ -286,8 +313,9 @@ class ClientApi:
                 raise
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
             response = error_response(ApiError(exc.status, code, exc.reason))
-        except NodeStopped:
-            response = error_response(unavailable("shutting_down", "the node is shutting down"))
+        except NodeStopped as exc:  # NodeFailed too: node_failed (outcome unknown)
+            response = error_response(proposal_error(exc) or unavailable(
+                "shutting_down", "the node is shutting down"))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
@@ -337,10 +365,33 @@ class ClientApi:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-raftkv-") or k.lower() == "content-type"}
         headers[FORWARDED] = self.cfg.name
-        budget = self.cfg.request_timeout + _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        wait = _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        if not wait:
+            return await relay
+        # A request that may wait at the leader (a queued lock acquire) must not hold up
+        # this node's shutdown: it ends with 503 and the client retries elsewhere
+        # (acquiring is idempotent per lease).
+        relaying = asyncio.ensure_future(relay)
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        try:
+            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not relaying.done():
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+        if relaying.cancelled():
+            raise wait_interrupted()
+        return relaying.result()
+
+    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
+                     budget: float) -> web.Response:
+        assert self.session is not None
         try:
             async with self.session.request(
-                    request.method, target, data=body, headers=headers, allow_redirects=False,
+                    method, target, data=body, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=budget + 5)) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()
@@ -427,7 +478,7 @@ class ClientApi:
                 return {}
             raise bad_request("a JSON object body is required")
         try:
-            body = json.loads(raw)
+            body = parse_json(raw, self.cfg.max_json_depth)  # LimitExceeded: too deep
         except (ValueError, UnicodeDecodeError):
             raise bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -827,7 +878,8 @@ class ClientApi:
                 return k == key
         hub = self.node.watch
         try:
-            watcher = hub.subscribe(match, start, self.node.fsm.revision)
+            watcher = hub.subscribe(match, start, self.node.fsm.revision,
+                                    request.remote or "")  # LimitExceeded: caps
         except Compacted as exc:
             raise ApiError(410, "compacted", str(exc)) from None
         response = web.StreamResponse(headers={

@@ -69,12 +69,13 @@ from raftkv.raft.core import bootstrap_entries
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
+from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
-from raftkv.storage.recovery import reconcile
+from raftkv.storage.recovery import recover
 
 log = logging.getLogger("raftkv.node")
 
@@ -91,12 +92,25 @@ class NodeStopped(Exception):
     """The node is shutting down."""
 
 
+class WaitInterrupted(NodeStopped):
+    """The node shuts down while a request waits (for a lock grant): what the
+    request proposed may have applied (the lease stays queued). Retry elsewhere."""
+
+
+class NodeFailed(NodeStopped):
+    """The node loop died (a WAL write or fsync failed: a full disk, a failing
+    device) and the process exits. A pending write was NOT acknowledged, but its
+    outcome is unknown: its entry may have reached the followers (a leader sends
+    before its own fsync) and commit there. Retry elsewhere, same session."""
+
+
 class RequestTimeout(TimeoutError):
     """A proposal or read did not complete within --request-timeout (its outcome,
     for a proposal, is unknown)."""
 
 
 MAX_READIES_PER_TURN = 64  # then let the event loop run (I/O, HTTP) before more
+FAILED_EXIT_SECONDS = 1.0  # after the loop died: time to answer the pending requests
 
 
 class Completion:
@@ -158,7 +172,13 @@ class RaftNode:
         self.checkpoint_store = checkpoint_store
         self.fsm = fsm
         self.metrics = metrics
-        self.watch = WatchHub()
+        self.watch = WatchHub(max_watchers=cfg.max_watches,
+                              max_per_client=cfg.max_watches_per_client)
+        self.admission = AdmissionLimits(cfg.quota_backend_bytes, cfg.max_leases,
+                                         cfg.max_lock_waiters)
+        metrics.quota_bytes.set(cfg.quota_backend_bytes)
+        # How the process ends when the loop dies (a test replaces it).
+        self.exit_process: Callable[[int], None] = os._exit
         self.leases = LeaseClock()
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
@@ -170,6 +190,12 @@ class RaftNode:
         # Queued inputs for the loop.
         self._inbox: list[Message] = []
         self._proposals: list[tuple[bytes, Pending, float]] = []
+        # Bytes of client proposals admitted but not yet applied (queued, then in the
+        # log as (last index, bytes)): the quota counts them, so many writes admitted
+        # at once cannot overshoot it (runtime/limits.py).
+        self._queued_bytes = 0
+        self._inflight: deque[tuple[int, int]] = deque()
+        self._inflight_bytes = 0
         self._reads: list[Pending] = []
         self._actions: list[Callable[[], None]] = []
         self._waker: asyncio.Future[None] | None = None
@@ -182,6 +208,10 @@ class RaftNode:
         self._lock_waiters: dict[tuple[str, int], list[asyncio.Future[int | None]]] = {}
         self._checkpoint_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._status_changed = asyncio.Event()
+        # Set when the node shuts down: nothing waits for long any more.
+        self.long_polls_ended = asyncio.Event()
+        # (member id, name) label values of each member's leader-side series.
+        self._member_labels: dict[int, tuple[str, str]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._durable = DurableWriter()
@@ -204,9 +234,11 @@ class RaftNode:
     # ======================================================================
     # Start-up
     # ======================================================================
-    def open(self) -> None:
-        """Recover from disk (bootstrapping a new cluster if asked), build the core."""
-        recovered = reconcile(self.raft_store.load(), self.snapshot_store.latest())
+    def open(self, prior_state: list[str] | None = None) -> None:
+        """Recover from disk (bootstrapping a new cluster if asked), build the core.
+        `prior_state`: files proving this node ran before; with no log beside them
+        the start is refused (storage.recovery)."""
+        recovered = recover(self.raft_store, self.snapshot_store, prior_state=prior_state or ())
         state = recovered.state
         if self._is_blank(state) and self._should_bootstrap():
             state, data = self._bootstrap()
@@ -272,6 +304,7 @@ class RaftNode:
         meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
         snap_data = seed.snapshot_bytes()
         hard_state = HardState(term=1, vote=NONE, commit=index)
+        self.raft_store.record_snapshot(meta)  # before the file: see storage.recovery
         self.snapshot_store.save(meta, snap_data)
         self.raft_store.reset_to_snapshot(meta, hard_state)
         log.info("bootstrapped from checkpoint %s (index %d) at index %d",
@@ -291,8 +324,31 @@ class RaftNode:
         exc = task.exception()
         if exc is not None:
             log.critical("the Raft loop died: %r", exc, exc_info=exc)
-            # Storage failures are not survivable in place (see WALUnusableError).
-            os._exit(70)
+            # Storage failures are not survivable in place (see WALUnusableError):
+            # nothing is applied or acknowledged from now on. Answer what is pending
+            # (outcome unknown, never "done"), refuse what comes, then exit.
+            self._stopping = True
+            self._fail_pending(NodeFailed(
+                f"the node failed ({exc!r}; a WAL write or fsync failed: disk full?) and "
+                "exits; this write was not acknowledged and its outcome is unknown: "
+                "retry on another member with the same session headers"))
+            asyncio.get_running_loop().call_later(FAILED_EXIT_SECONDS, self.exit_process, 70)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        """Fail every queued or in-flight proposal and read with `exc`."""
+        pending: list[Pending] = [w.future for w in self._waiters.values()]
+        pending += [fut for _, fut, _ in self._proposals]
+        pending += self._reads
+        pending += [f for batch in self._read_batches.values() for f in batch.futures]
+        pending += [f for _, _, f in self._read_pending]
+        pending += [f for futures in self._checkpoint_waiters.values() for f in futures]
+        self._waiters.clear()
+        self._proposals, self._reads, self._read_pending = [], [], []
+        self._queued_bytes = 0
+        self._read_batches.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -358,10 +414,24 @@ class RaftNode:
             raise NodeStopped("node is shutting down")
         if self.core.role != StateRole.LEADER:
             raise NotLeader(self.core.leader)
+        refusal = admission_refusal(self.admission, self.fsm, data, self._unapplied_bytes())
+        if refusal is not None:  # decided here, on the leader: see runtime/limits.py
+            self.metrics.limit_refusals.labels(refusal.limit).inc()
+            fut.set_exception(refusal)
+            return
         now = time.monotonic()
+        self._queued_bytes += len(data)
         self._proposals.append((data, fut, now))
         self._deadlines.append((now + self.cfg.request_timeout, fut))
         self._wake()
+
+    def _unapplied_bytes(self) -> int:
+        """Bytes of admitted client proposals this leader has not applied yet."""
+        inflight = self._inflight
+        applied = self.fsm.applied_index
+        while inflight and inflight[0][0] <= applied:
+            self._inflight_bytes -= inflight.popleft()[1]
+        return self._queued_bytes + self._inflight_bytes
 
     def read_barrier(self) -> asyncio.Future[None]:
         """Resolves once the state machine may serve a linearizable read; fails with
@@ -403,11 +473,12 @@ class RaftNode:
         self._waiters[index] = _Waiter(term, fut, time.monotonic())
         return await fut
 
-    def transfer_target(self) -> int | None:
-        """The most caught-up other voter (None if there is none)."""
+    def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
+        """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
         candidates = [(pr.match, m) for m, pr in core.prs.items()
-                      if m != self.id and m in core.conf.voters]
+                      if m != self.id and m in core.conf.voters
+                      and (eligible is None or eligible(m))]
         return max(candidates)[1] if candidates else None
 
     async def transfer_leadership(self, to: int, timeout: float) -> int | None:
@@ -426,6 +497,9 @@ class RaftNode:
         """Resolves with the fencing token when `lease` is granted lock `name`, or None
         if it stops waiting (its lease went away or it dequeued)."""
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        if self.long_polls_ended.is_set():
+            fut.set_exception(WaitInterrupted("node is shutting down"))
+            return fut
         key = (name, lease)
         self._lock_waiters.setdefault(key, []).append(fut)
         fut.add_done_callback(lambda f: _discard(self._lock_waiters, key, f))
@@ -440,7 +514,7 @@ class RaftNode:
     async def wait_status_change(self, leader: int | None, term: int | None,
                                  timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.long_polls_ended.is_set():
             if leader is not None and self.core.leader != leader:
                 return
             if term is not None and self.core.term != term:
@@ -454,6 +528,17 @@ class RaftNode:
             event = self._status_changed
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
+
+    def end_long_polls(self) -> None:
+        """The node is going away: a request waiting for a lock grant fails now with
+        WaitInterrupted (its client retries elsewhere; the lease stays queued, and
+        acquiring is idempotent per lease), and status long-polls answer at once."""
+        self.long_polls_ended.set()
+        for futures in list(self._lock_waiters.values()):
+            for fut in list(futures):
+                if not fut.done():
+                    fut.set_exception(WaitInterrupted("node is shutting down"))
+        self._status_changed.set()
 
     # ======================================================================
     # The loop
@@ -514,6 +599,7 @@ class RaftNode:
 
     def _propose_queued(self) -> None:
         batch, self._proposals = self._proposals, []
+        self._queued_bytes = 0
         live = [(d, f, t) for d, f, t in batch if not f.done()]
         if not live:
             return
@@ -526,6 +612,9 @@ class RaftNode:
             return
         for i, (_, fut, started) in enumerate(live):
             self._waiters[first + i] = _Waiter(term, fut, started)
+        size = sum(len(d) for d, _, _ in live)
+        self._inflight.append((first + len(live) - 1, size))
+        self._inflight_bytes += size
 
     def _issue_reads(self) -> None:
         futures = [f for f in self._reads if not f.done()]
@@ -659,6 +748,12 @@ class RaftNode:
 
     def _persist_snapshot(self, snap: Snapshot, hs: HardState) -> None:
         assert snap.data is not None
+        # The log records the snapshot (with the term and vote) before its file
+        # exists: a snapshot beyond the log with no record means a lost WAL
+        # (storage.recovery). The commit index waits for the reset: the log does
+        # not reach the snapshot yet.
+        self.raft_store.record_snapshot(
+            snap.meta, HardState(hs.term, hs.vote, self._durable_hs.commit))
         self.snapshot_store.save(snap.meta, snap.data)
         self.raft_store.reset_to_snapshot(snap.meta, hs)
 
@@ -743,9 +838,7 @@ class RaftNode:
             self.hello.pop(cc.node_id, None)
             self.peer_commit.pop(cc.node_id, None)
             self.peer_seen.pop(cc.node_id, None)
-            for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(cc.node_id))
+            self._forget_member_series(cc.node_id)
         self.on_members_changed()
 
     def _on_soft_state(self, ss: SoftState) -> None:
@@ -760,6 +853,9 @@ class RaftNode:
             # Proposals queued for a leader that is gone fail fast (the HTTP layer
             # re-forwards); those already in the log wait for their entry's fate.
             queued, self._proposals = self._proposals, []
+            self._queued_bytes = 0
+            self._inflight.clear()  # a later term of leadership starts counting afresh
+            self._inflight_bytes = 0
             for _, fut, _ in queued:
                 if not fut.done():
                     fut.set_exception(NotLeader(ss.leader))
@@ -966,6 +1062,8 @@ class RaftNode:
         m.members.labels("voter").set(len(self.core.conf.voters))
         m.members.labels("learner").set(len(self.core.conf.learners))
         m.watchers.set(len(self.watch.watchers))
+        m.state_bytes.set(stats["size_bytes"])
+        m.quota_alarm.set(1 if over_quota(self.admission, self.fsm) else 0)
         self._update_metrics()
         self._update_member_metrics()
 
@@ -976,12 +1074,24 @@ class RaftNode:
         now = time.monotonic()
         recent = 2 * self.cfg.election_timeout
         for member, pr in core.prs.items():
-            label = str(member)
+            # The id and the name (`node2`, `demo-1`): people and dashboards go by names.
+            labels = (str(member), self.member_name(member))
+            if self._member_labels.get(member, labels) != labels:
+                self._forget_member_series(member)  # its name became known or changed
+            self._member_labels[member] = labels
             lag = max(0, core.commit - pr.match)
-            self.metrics.member_lag.labels(label).set(lag)
+            self.metrics.member_lag.labels(*labels).set(lag)
             heard = member == self.id or now - self.peer_seen.get(member, -1e9) < recent
             healthy = heard and lag <= READY_LAG_ENTRIES
-            self.metrics.member_healthy.labels(label).set(1 if healthy else 0)
+            self.metrics.member_healthy.labels(*labels).set(1 if healthy else 0)
+
+    def _forget_member_series(self, member: int) -> None:
+        labels = self._member_labels.pop(member, None)
+        if labels is None:
+            return
+        for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
 
 def _yield_to_loop() -> None:

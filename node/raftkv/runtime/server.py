@@ -18,7 +18,7 @@ from raftkv.raft import StateRole
 from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import ClientLimits, FastHttp
-from raftkv.runtime.identity import IdentityError, resolve_identity
+from raftkv.runtime.identity import IDENTITY_FILE, IdentityError, resolve_identity
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.transport import PeerInfo, PeerTransport
@@ -30,6 +30,8 @@ from raftkv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("raftkv.server")
 
+# How often a leader handing over on shutdown checks that its target is still there.
+TRANSFER_CHECK_SECONDS = 0.05
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -54,7 +56,12 @@ class Server:
         cfg.node_id = identity.id
         if identity.source == "fresh":
             log.info("%s joins with a fresh member id %d", cfg.name, identity.id)
+        # Files that prove this data directory held a node with a log: with no WAL
+        # segment beside them the start is refused (storage.recovery). Only about
+        # the WAL in this directory, not about a store the caller passes in.
+        self.prior_state: list[str] = []
         if raft_store is None:
+            self.prior_state = _prior_state(data, identity.source)
             raft_store = WriteAheadLog(data / "wal", fsync=fsync,
                                        crash_test_ledger=cfg.unsafe_crash_test_ledger)
         self.node = RaftNode(
@@ -70,7 +77,7 @@ class Server:
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
-        node.open()
+        node.open(self.prior_state)
         loop = asyncio.get_running_loop()
         me = PeerInfo(node.id, cfg.name, cfg.advertise_peer_url, cfg.advertise_client_url)
         transport = self.transport = PeerTransport(
@@ -120,28 +127,72 @@ class Server:
             if member not in members:
                 transport.remove_peer(member)
 
+    async def _hand_over(self, timeout: float) -> int | None:
+        """Transfer leadership to the most caught-up voter that is connected and heard
+        from lately; if it goes away meanwhile (the whole cluster being stopped at once),
+        to the next one. The new leader's id, or None if none took it in `timeout`."""
+        node = self.node
+        deadline = time.monotonic() + timeout
+        tried: set[int] = set()
+        while True:
+            target = node.transfer_target(lambda m: m not in tried and self._reachable(m))
+            left = deadline - time.monotonic()
+            if target is None or left <= 0:
+                return None
+            tried.add(target)
+            moving = asyncio.ensure_future(node.transfer_leadership(target, left))
+            while not moving.done() and self._reachable(target):
+                await asyncio.wait({moving}, timeout=TRANSFER_CHECK_SECONDS)
+            if not moving.done():  # the target stopped answering: not worth waiting for
+                moving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await moving
+                continue
+            if moving.result() is not None:
+                return moving.result()
+
+    def _reachable(self, member: int) -> bool:
+        peer = self.transport.peers.get(member) if self.transport is not None else None
+        heard = self.node.peer_seen.get(member)
+        return (peer is not None and peer.connected and heard is not None
+                and time.monotonic() - heard < self.cfg.election_timeout)
+
     async def shutdown(self, transfer_timeout: float | None = None) -> None:
         """A leader hands over leadership first (bounded), then everything closes."""
         node = self.node
         if transfer_timeout is None:
             transfer_timeout = 3 * self.cfg.election_timeout + 1
         if node.core.role == StateRole.LEADER and len(node.core.conf.voters) > 1:
-            target = node.transfer_target()
-            if target is not None:
-                started = time.monotonic()
-                new = await node.transfer_leadership(target, transfer_timeout)
-                log.info("shutdown: leadership %s after %.2fs",
-                         f"moved to {new}" if new else "transfer timed out",
-                         time.monotonic() - started)
+            started = time.monotonic()
+            new = await self._hand_over(transfer_timeout)
+            log.info("shutdown: leadership %s after %.2fs",
+                     f"moved to {new}" if new else "not handed over (no reachable voter took it)",
+                     time.monotonic() - started)
         if self.client_server is not None:
             self.client_server.close()
         if self.fast is not None:
             self.fast.close()
+        # Requests that wait (watch streams, lock waits, status long-polls) end now, or
+        # aiohttp waits its whole shutdown_timeout for each handler, then as long again
+        # for the cancelled one. Their clients retry on another member.
+        node.watch.close_all("shutting_down")
+        node.end_long_polls()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.transport is not None:
             await self.transport.close()
         await node.stop()
+
+
+def _prior_state(data: Path, identity_source: str) -> list[str]:
+    """identity.json from an earlier start, and any checkpoint this node wrote."""
+    found = []
+    if identity_source == "persisted":
+        found.append(str(data / IDENTITY_FILE))
+    checkpoints = data / "checkpoints"
+    if checkpoints.is_dir():
+        found.extend(str(p) for p in sorted(checkpoints.iterdir())[:3])
+    return found
 
 
 async def serve(cfg: NodeConfig) -> int:
