@@ -346,7 +346,8 @@ class ClientApi:
 
     async def _to_leader(self, request: web.Request) -> web.StreamResponse:
         node = self.node
-        url = node.leader_client_url()
+        url = node.leader_client_url() or await node.leader_client_url_within(
+            2 * node.cfg.election_timeout)
         leader = node.core.leader
         if leader == NONE or leader == node.id or url is None:
             raise errors.no_leader()
