@@ -92,6 +92,15 @@ class NodeMetrics:
                                 ["member", "member_name"], registry=r)
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
+        self.client_connections = Gauge("raftkv_client_connections",
+                                        "Open client connections", registry=r)
+        self.client_connections_rejected = Counter(
+            "raftkv_client_connections_rejected_total",
+            "Client connections refused (503) at --client-max-connections", registry=r)
+        self.client_connections_closed = Counter(
+            "raftkv_client_connections_closed_total",
+            "Client connections closed by the node: a timeout, or a malformed request",
+            ["reason"], registry=r)
         self.state_bytes = Gauge("raftkv_state_bytes",
                                  "Estimated size of the state (what a snapshot holds)",
                                  registry=r)
@@ -112,6 +121,8 @@ class NodeMetrics:
             self.checkpoints.labels(result)
         for kind in ("taken", "installed"):
             self.snapshots.labels(kind)
+        for reason in ("header_timeout", "body_timeout", "idle_timeout", "malformed"):
+            self.client_connections_closed.labels(reason)
         for limit in LIMITS:
             self.limit_refusals.labels(limit)
 

@@ -19,7 +19,7 @@ from raftkv.raft import StateRole
 from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
-from raftkv.runtime.fasthttp import FastHttp
+from raftkv.runtime.fasthttp import ClientLimits, FastHttp
 from raftkv.runtime.identity import (
     IDENTITY_FILE,
     IdentityError,
@@ -115,18 +115,21 @@ class Server:
         node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
         api = ClientApi(node)
-        self.runner = web.AppRunner(api.app(), access_log=None,
-                                    handle_signals=False, shutdown_timeout=2.0)
+        limits = ClientLimits(max_connections=cfg.client_connection_cap(),
+                              header_timeout=cfg.client_header_timeout,
+                              body_timeout=cfg.client_body_timeout,
+                              idle_timeout=cfg.client_idle_timeout)
+        # aiohttp's keep-alive timeout is its idle timeout (its default is an hour).
+        self.runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                                    shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout)
         await self.runner.setup()
-        if self.fast_path:
-            assert self.runner.server is not None
-            # The hot single-key requests skip aiohttp; the rest are handed to it.
-            self.fast = FastHttp(api, self.runner.server)
-            self.client_server = await loop.create_server(
-                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
-        else:
-            await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
-                              reuse_address=True).start()
+        assert self.runner.server is not None
+        # Every connection enters through FastHttp (connection cap, timeouts). With the
+        # fast path, the hot single-key requests skip aiohttp and the rest are handed to
+        # it; without (tests compare the two), every connection goes to aiohttp at once.
+        self.fast = FastHttp(api, self.runner.server, limits, serve_fast=self.fast_path)
+        self.client_server = await loop.create_server(
+            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
         node.start()
         self._sync_peers()
         log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
