@@ -188,3 +188,18 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out, _ = capsys.readouterr()
     assert "recovered: n1 is the only voter of cluster" in out
     assert main(["recover", "--data-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_a_damaged_wal_is_refused_and_leaves_no_backup(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    data = make_member_dir(tmp_path, commit=8)
+    segment = next((data / "wal").glob("*.wal"))
+    raw = bytearray(segment.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF  # inside a complete batch, not a torn tail
+    segment.write_bytes(bytes(raw))
+    assert main(["recover", "--data-dir", str(data), "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raftkv recover: cannot read") and segment.name in err, err
+    assert load_cluster_id(data) == OLD_CLUSTER
+    assert not list(data.glob("*recover-backup-*"))
