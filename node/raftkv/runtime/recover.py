@@ -54,6 +54,7 @@ import os
 import shutil
 import ssl
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.parse
@@ -386,11 +387,12 @@ def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "recover", help="make a stopped member the only voter of a new cluster (quorum lost)",
-        description="Recover from the loss of a majority: rewrite a STOPPED member's data "
-                    "directory so that it is the only voter of a new cluster (new cluster "
-                    "id), keeping its data and its whole log. Without --yes it only prints "
-                    "the plan. Refuses when the member is running, or when the old cluster "
-                    "still answers with a leader. Runbook: docs/recovery.md.",
+        description=textwrap.fill(
+            "Recover from the loss of a majority: rewrite a STOPPED member's data directory "
+            "so that it is the only voter of a new cluster (new cluster id), keeping its "
+            "data and its whole log. Without --yes it only prints the plan. Refuses when "
+            "the member is running, or when the old cluster still answers with a leader. "
+            "Runbook: docs/recovery.md.", 88),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="the stopped member's data directory")
     parser.add_argument("--name", default=None,
