@@ -11,7 +11,7 @@ served here:
 - `GET /v1/kv/{key}`, query `consistency`, `encoding` only;
 
 with the same checks, answers and metrics as the aiohttp handlers (both call
-the same `ClientApi` helpers; tests/unit/runtime/test_fasthttp.py compares the
+the same `KvService` (runtime/http/service.py); tests/unit/runtime/test_fasthttp.py compares the
 two paths answer for answer). Everything else -- another route, another query
 parameter, a follower's write (forwarded), chunked bodies, `Expect`, HTTP/1.0,
 anything unusual or malformed -- is handed to aiohttp: the connection's
@@ -38,19 +38,11 @@ from urllib.parse import parse_qsl
 from multidict import CIMultiDict, MultiDict
 
 from raftkv.fsm import ApplyResult
-from raftkv.raft import NotLeader, StateRole
-from raftkv.runtime import errors
-from raftkv.runtime.api import (
-    KV_ROUTE,
-    ClientApi,
-    error_parts,
-    path_key,
-    proposal_error,
-    result_of,
-)
-from raftkv.runtime.errors import ApiError, unavailable
+from raftkv.raft import StateRole
+from raftkv.runtime.errors import ApiError
+from raftkv.runtime.http import KV_ROUTE, KvService, api_error, error_parts, path_key, result_of
 from raftkv.runtime.jsonbytes import encoding_of, to_json
-from raftkv.runtime.node import Completion, NodeStopped
+from raftkv.runtime.node import Completion
 
 log = logging.getLogger("raftkv.api")
 
@@ -63,7 +55,7 @@ _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 
 
 class _Request:
-    """A parsed request head: what the `ClientApi` helpers read."""
+    """A parsed request head: what the `KvService` checks read."""
 
     __slots__ = ("method", "target", "query", "headers", "close")
 
@@ -79,7 +71,7 @@ class _Request:
 class FastHttp:
     """Builds the per-connection protocols; owns what they share."""
 
-    def __init__(self, api: ClientApi, fallback: Callable[[], asyncio.BaseProtocol]) -> None:
+    def __init__(self, api: KvService, fallback: Callable[[], asyncio.BaseProtocol]) -> None:
         self.api = api
         self.node = api.node
         self.fallback = fallback  # aiohttp's protocol factory (web.Server)
@@ -225,20 +217,9 @@ class FastProtocol(asyncio.Protocol):
                 self._put(request, body, slot, started)
             else:
                 self._get(request, slot, started)
-        except ApiError as exc:
-            self._answer_error(slot, request, exc, started)
-        except NotLeader:
-            # Leadership moved between the role check and the proposal: answer like
-            # the aiohttp path would after its own forward attempt failed.
-            self._answer_error(slot, request, unavailable(
-                "not_leader", "leadership changed; retry"), started)
-        except NodeStopped:
-            self._answer_error(slot, request, unavailable(
-                "shutting_down", "the node is shutting down"), started)
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.target)
-            self._answer_error(slot, request, ApiError(
-                500, "internal", "internal error; see the node log"), started)
+        except Exception as exc:  # the one mapping: runtime/http/errors.py
+            self._answer_error(slot, request, api_error(
+                exc, "write", f"{request.method} {request.target}"), started)
 
     def _put(self, request: _Request, body: bytes, slot: list[Any], started: float) -> None:
         api = self.shared.api
@@ -247,11 +228,11 @@ class FastProtocol(asyncio.Protocol):
         def done(applied: ApplyResult | None, exc: BaseException | None) -> None:
             try:
                 if exc is not None:
-                    raise proposal_error(exc) or exc
+                    raise exc
                 assert applied is not None
                 result = result_of(applied)
-            except ApiError as error:
-                self._answer_error(slot, request, error, started)
+            except Exception as error:
+                self._answer_error(slot, request, api_error(error, "write"), started)
                 return
             self._answer(slot, request, 200, "application/json",
                          json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
@@ -271,20 +252,16 @@ class FastProtocol(asyncio.Protocol):
 
         def done(_: None, exc: BaseException | None) -> None:
             try:
-                if isinstance(exc, NotLeader):
-                    raise errors.no_leader()
-                if isinstance(exc, TimeoutError):
-                    raise unavailable("timeout", "no read index from the leader in time")
                 if exc is not None:
-                    raise proposal_error(exc) or exc
+                    raise exc
                 self._serve_get(request, key, slot, started)
-            except ApiError as error:
-                self._answer_error(slot, request, error, started)
+            except Exception as error:
+                self._answer_error(slot, request, api_error(error, "read"), started)
 
         try:
             self.shared.node.read_barrier_into(Completion(done))
-        except NotLeader:
-            raise errors.no_leader() from None
+        except Exception as exc:
+            raise api_error(exc, "read") from None
 
     def _serve_get(self, request: _Request, key: bytes, slot: list[Any], started: float
                    ) -> None:

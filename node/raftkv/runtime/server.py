@@ -15,9 +15,9 @@ from aiohttp import web
 
 from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
-from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import FastHttp
+from raftkv.runtime.http import ClientApi
 from raftkv.runtime.identity import IdentityError, resolve_identity
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
@@ -92,7 +92,7 @@ class Server:
         if self.fast_path:
             assert self.runner.server is not None
             # The hot single-key requests skip aiohttp; the rest are handed to it.
-            self.fast = FastHttp(api, self.runner.server)
+            self.fast = FastHttp(api.service, self.runner.server)
             self.client_server = await loop.create_server(
                 self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
         else:

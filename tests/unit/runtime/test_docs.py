@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import yaml
 
-from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
+from raftkv.runtime.http import ClientApi
 from raftkv.runtime.metrics import NodeMetrics
 
 SPEC = Path(__file__).parents[3] / "docs" / "openapi.yaml"

@@ -1,0 +1,123 @@
+"""Request parameters: query flags and numbers, JSON bodies and their fields, the
+key in a `/v1/kv/{key}` path. Pure functions over anything with `query` and
+`headers` (aiohttp's Request or the fast path's parsed head)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+from raftkv.runtime.errors import ApiError, bad_request
+
+MAX_WAIT_SECONDS = 300.0
+
+
+class RequestLike(Protocol):
+    """What the parameter helpers read: aiohttp's Request, or fasthttp's parsed one."""
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def path_key(raw_path: str) -> bytes:
+    """The key of `/v1/kv/{key}`: the raw path keeps arbitrary bytes, %-decoded here."""
+    return unquote_to_bytes(raw_path.split("?", 1)[0][len("/v1/kv/"):])
+
+
+def flag(request: RequestLike, name: str) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("", "1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise bad_request(f"query parameter {name!r} must be a boolean (1/0/true/false)")
+
+
+def int_param(request: RequestLike, name: str, default: int, low: int = 0,
+              high: int = 2**63 - 1) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name!r} must be an integer") from None
+    if not low <= value <= high:
+        raise bad_request(f"query parameter {name!r} must be in [{low}, {high}]")
+    return value
+
+
+def float_param(request: RequestLike, name: str, default: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name!r} must be a number of seconds") from None
+    if not 0 <= value <= high or value != value:
+        raise bad_request(f"query parameter {name!r} must be in [0, {high}]")
+    return value
+
+
+def json_int(obj: dict[str, Any], name: str, default: int | None = None, low: int = 0,
+             high: int = 2**63 - 1) -> int:
+    value = obj.get(name, default)
+    if value is None:
+        raise bad_request(f"missing {name!r}")
+    if type(value) is not int:
+        raise bad_request(f"{name!r} must be an integer")
+    if not low <= value <= high:
+        raise bad_request(f"{name!r} must be in [{low}, {high}]")
+    return value
+
+
+def json_bool(obj: dict[str, Any], name: str) -> bool:
+    value = obj.get(name, False)
+    if type(value) is not bool:
+        raise bad_request(f"{name!r} must be true or false")
+    return value
+
+
+def match_int(request: web.Request, name: str, what: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise bad_request(f"{what} must be an integer") from None
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body; over `max_bytes` (the app's client_max_size) is a 413."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "request_too_large",
+                       f"request body exceeds --max-request-bytes ({max_bytes})") from None
+
+
+def parse_json_object(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
+    if not raw.strip():
+        if optional:
+            return {}
+        raise bad_request("a JSON object body is required")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object")
+    return body
+
+
+async def json_body(request: web.Request, max_bytes: int, *, optional: bool = False
+                    ) -> dict[str, Any]:
+    return parse_json_object(await read_body(request, max_bytes), optional=optional)
