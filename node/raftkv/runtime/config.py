@@ -15,6 +15,7 @@ from pathlib import Path
 from raftkv.runtime.identity import member_id
 
 CLUSTER_STATES = ("new", "existing")
+METRICS_ACCESS = ("open", "authenticated")
 
 
 @dataclass(slots=True)
@@ -51,6 +52,13 @@ class NodeConfig:
     max_request_bytes: int = 2 << 20
     max_txn_ops: int = 128
     request_timeout: float = 10.0
+    # The client plane (docs/security.md): TLS on the client port, identities and roles.
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    client_trusted_ca_file: Path | None = None
+    client_insecure: bool = False
+    auth_file: Path | None = None
+    metrics_access: str = "open"
     unsafe_no_fsync: bool = False
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
@@ -96,6 +104,25 @@ class NodeConfig:
             raise ValueError("--initial-cluster: two names map to the same member id")
         if self.restore_from is not None and self.initial_cluster_state != "new":
             raise ValueError("--restore-from only applies with --initial-cluster-state new")
+        self.validate_client_plane()
+
+    def validate_client_plane(self) -> None:
+        """Secure unless explicitly not: TLS and an auth file, or --client-insecure."""
+        if self.metrics_access not in METRICS_ACCESS:
+            raise ValueError(f"--metrics-access must be one of {METRICS_ACCESS}")
+        tls = self.client_cert_file is not None or self.client_key_file is not None
+        if self.client_insecure:
+            if tls or self.client_trusted_ca_file is not None:
+                raise ValueError("--client-insecure serves plain HTTP: drop the --client-cert/"
+                                 "key/trusted-ca flags, or drop --client-insecure")
+            return
+        if self.client_cert_file is None or self.client_key_file is None:
+            raise ValueError("the client port needs TLS: give --client-cert-file and "
+                             "--client-key-file (and --auth-file), or serve plain HTTP "
+                             "without authentication with --client-insecure")
+        if self.auth_file is None:
+            raise ValueError("with TLS, give --auth-file (tokens and certificate identities: "
+                             "docs/security.md), or --client-insecure for an open port")
 
     @property
     def tick_seconds(self) -> float:
@@ -104,6 +131,10 @@ class NodeConfig:
     @property
     def election_timeout(self) -> float:
         return self.tick_seconds * self.election_ticks
+
+
+def _path(text: str) -> Path | None:
+    return Path(text) if text else None
 
 
 def parse_initial_cluster(text: str) -> list[InitialMember]:
@@ -168,6 +199,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-txn-ops", type=int, default=128)
     add("--request-timeout", type=float, default=10.0,
         help="seconds a write or linearizable read may wait for the cluster")
+    add("--client-cert-file", default="",
+        help="PEM certificate (chain) served on the client port (TLS)")
+    add("--client-key-file", default="", help="PEM private key of --client-cert-file")
+    add("--client-trusted-ca-file", default="",
+        help="PEM CA bundle: client certificates that chain to it are identities "
+             "(--auth-file maps their names to roles); also the CA a follower checks "
+             "the leader's certificate against when it forwards a write")
+    add("--client-insecure", action="store_true",
+        help="INSECURE: serve the client port as plain HTTP with no authentication "
+             "(every caller is an admin); for tests and isolated networks only")
+    add("--auth-file", default="",
+        help="JSON file of identities and roles (tokens stored as SHA-256, client "
+             "certificate names); reloaded when it changes (docs/security.md)")
+    add("--metrics-access", default="open", choices=METRICS_ACCESS,
+        help="/metrics open to anyone who reaches the port (default), or authenticated "
+             "(any role)")
     add("--unsafe-no-fsync", action="store_true",
         help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
     add("--unsafe-crash-test-ledger", action="store_true",
@@ -235,13 +282,20 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
         request_timeout=ns.request_timeout,
+        client_cert_file=_path(ns.client_cert_file),
+        client_key_file=_path(ns.client_key_file),
+        client_trusted_ca_file=_path(ns.client_trusted_ca_file),
+        client_insecure=ns.client_insecure,
+        auth_file=_path(ns.auth_file),
+        metrics_access=ns.metrics_access,
         unsafe_no_fsync=ns.unsafe_no_fsync,
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
         unsafe_local_reads=ns.unsafe_local_reads,
     )
     host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::", "") else cfg.listen_host
     if not cfg.advertise_client_url:
-        cfg.advertise_client_url = f"http://{host}:{cfg.client_port}"
+        scheme = "http" if cfg.client_insecure else "https"
+        cfg.advertise_client_url = f"{scheme}://{host}:{cfg.client_port}"
     if not cfg.advertise_peer_url:
         mine = next((m for m in cfg.initial_cluster if m.name == cfg.name), None)
         cfg.advertise_peer_url = mine.peer_url if mine else f"{host}:{cfg.peer_port}"

@@ -41,6 +41,7 @@ from raftkv.fsm import ApplyResult
 from raftkv.raft import StateRole
 from raftkv.runtime.errors import ApiError
 from raftkv.runtime.http import KV_ROUTE, KvService, api_error, error_parts, path_key, result_of
+from raftkv.runtime.http.auth import Identity, peercert_of
 from raftkv.runtime.jsonbytes import encoding_of, to_json
 from raftkv.runtime.node import Completion
 
@@ -57,7 +58,7 @@ _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 class _Request:
     """A parsed request head: what the `KvService` checks read."""
 
-    __slots__ = ("method", "target", "query", "headers", "close")
+    __slots__ = ("method", "target", "query", "headers", "close", "identity")
 
     def __init__(self, method: str, target: str, query: MultiDict[str],
                  headers: CIMultiDict[str], close: bool) -> None:
@@ -66,6 +67,7 @@ class _Request:
         self.query = query
         self.headers = headers
         self.close = close
+        self.identity: Identity | None = None  # set by the auth check in _serve
 
 
 class FastHttp:
@@ -122,6 +124,8 @@ class FastProtocol(asyncio.Protocol):
         self.handing_over = False
         self.eof = False
         self.last_active = time.monotonic()
+        self._peercert: dict[str, Any] | None = None
+        self._peercert_read = False
 
     # --- asyncio callbacks ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,6 +147,13 @@ class FastProtocol(asyncio.Protocol):
         self.eof = True
         # Keep the socket open for the answers still owed; close once they're written.
         return bool(self.pending) or self.handing_over
+
+    def peercert(self) -> dict[str, Any] | None:
+        """The connection's verified client certificate, decoded once per connection."""
+        if not self._peercert_read:
+            self._peercert = peercert_of(self.transport)
+            self._peercert_read = True
+        return self._peercert
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -213,6 +224,10 @@ class FastProtocol(asyncio.Protocol):
         slot: list[Any] = [None, request.close]
         self.pending.append(slot)
         try:
+            # The same check as aiohttp's routes (runtime/http/auth.py).
+            request.identity = self.shared.api.auth.check(
+                "readwrite" if request.method == "PUT" else "read", request.headers,
+                self.peercert)
             if request.method == "PUT":
                 self._put(request, body, slot, started)
             else:
@@ -246,6 +261,7 @@ class FastProtocol(asyncio.Protocol):
         key = path_key(request.target)
         encoding_of(request.query)  # unused by a single key's raw answer, but checked
         api.check_key(key)
+        api.check_keys(request, key)
         if not api.read_needs_barrier(request):
             self._serve_get(request, key, slot, started)
             return

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -18,10 +19,12 @@ from raftkv.raft import StateRole
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import FastHttp
 from raftkv.runtime.http import ClientApi
+from raftkv.runtime.http.auth import AuthFileError
 from raftkv.runtime.identity import IdentityError, resolve_identity
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.transport import PeerInfo, PeerTransport
+from raftkv.security.tls import ReloadingTLS, TLSFiles
 from raftkv.storage.checkpoints import CheckpointStore
 from raftkv.storage.errors import StorageError
 from raftkv.storage.protocols import RaftStore, SnapshotStore
@@ -65,8 +68,11 @@ class Server:
             fsm=StateMachine(), metrics=self.metrics)
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
+        self.api: ClientApi | None = None
         self.fast: FastHttp | None = None
         self.client_server: asyncio.AbstractServer | None = None
+        self.client_tls: ReloadingTLS | None = None  # the client port's certificate
+        self.forward_tls: ReloadingTLS | None = None  # follower -> leader forwarding
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
@@ -85,7 +91,8 @@ class Server:
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
         node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
-        api = ClientApi(node)
+        server_ssl = self._client_tls()
+        api = self.api = ClientApi(node, forward_tls=self.forward_tls)
         self.runner = web.AppRunner(api.app(), access_log=None,
                                     handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
@@ -94,14 +101,31 @@ class Server:
             # The hot single-key requests skip aiohttp; the rest are handed to it.
             self.fast = FastHttp(api.service, self.runner.server)
             self.client_server = await loop.create_server(
-                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
+                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True,
+                ssl=server_ssl)
         else:
             await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
-                              reuse_address=True).start()
+                              reuse_address=True, ssl_context=server_ssl).start()
         node.start()
         self._sync_peers()
         log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,
                  cfg.advertise_client_url, cfg.advertise_peer_url)
+
+    def _client_tls(self) -> ssl.SSLContext | None:
+        """The client port's server context (None: --client-insecure). Both follow their
+        files: new connections see a replaced certificate without a restart."""
+        cfg = self.cfg
+        if cfg.client_cert_file is None or cfg.client_key_file is None:
+            if not cfg.client_insecure:
+                raise ValueError("the client port needs TLS (--client-cert-file, "
+                                 "--client-key-file) or --client-insecure")
+            return None
+        files = TLSFiles(cfg.client_cert_file, cfg.client_key_file, cfg.client_trusted_ca_file)
+        # Client certificates are optional: token clients connect without one.
+        self.client_tls = ReloadingTLS.server(
+            files, "optional" if cfg.client_trusted_ca_file is not None else "none")
+        self.forward_tls = ReloadingTLS.client(TLSFiles(ca_file=cfg.client_trusted_ca_file))
+        return self.client_tls.server_context()
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
@@ -146,6 +170,9 @@ async def serve(cfg: NodeConfig) -> int:
         server = Server(cfg)
         await server.start()
     except (StorageError, IdentityError) as exc:
+        print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
+    except (AuthFileError, ssl.SSLError, ValueError) as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     except OSError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from raftkv.runtime.http.auth import Authenticator, peercert_of
 from raftkv.runtime.http.checkpoints import CheckpointResource
 from raftkv.runtime.http.errors import api_error, error_parts
 from raftkv.runtime.http.forward import LeaderForwarder
@@ -16,12 +17,13 @@ from raftkv.runtime.http.kv import KvResource
 from raftkv.runtime.http.leases import LeaseResource
 from raftkv.runtime.http.locks import LockResource
 from raftkv.runtime.http.members import MemberResource
-from raftkv.runtime.http.routing import Handler, Route, json_response
+from raftkv.runtime.http.routing import IDENTITY, Handler, Route, json_response
 from raftkv.runtime.http.service import KvService
 from raftkv.runtime.http.status import StatusResource
 from raftkv.runtime.http.txn import TxnResource
 from raftkv.runtime.http.watch import WatchResource
 from raftkv.runtime.node import RaftNode
+from raftkv.security.tls import ReloadingTLS
 
 RESOURCES = (StatusResource, KvResource, TxnResource, LeaseResource, LockResource,
              WatchResource, MemberResource, CheckpointResource)
@@ -30,12 +32,16 @@ RESOURCES = (StatusResource, KvResource, TxnResource, LeaseResource, LockResourc
 class ClientApi:
     """The client port: the KV service, the leader forwarder and the aiohttp app."""
 
-    def __init__(self, node: RaftNode) -> None:
+    def __init__(self, node: RaftNode, *, forward_tls: ReloadingTLS | None = None) -> None:
+        """`forward_tls`: the client context a follower forwards writes to the leader
+        with (None: plain HTTP, for --client-insecure)."""
         self.node = node
         self.cfg = node.cfg
         self.metrics = node.metrics
-        self.service = KvService(node)
-        self.forwarder = LeaderForwarder(self.service)
+        self.auth = Authenticator(self.cfg.auth_file,
+                                  metrics_open=self.cfg.metrics_access == "open")
+        self.service = KvService(node, self.auth)
+        self.forwarder = LeaderForwarder(self.service, forward_tls)
         self.routes: list[Route] = [r for resource in RESOURCES
                                     for r in resource(self.service).routes()]
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -46,10 +52,21 @@ class ClientApi:
         for route in self.routes:
             handler = self.forwarder.leader_only(route.handler) if route.leader \
                 else route.handler
-            app.router.add_route(route.method, route.path, handler)
+            # Authenticated first: a follower never forwards a request it would refuse.
+            app.router.add_route(route.method, route.path, self._guarded(route, handler))
         app.on_startup.append(self.forwarder.open)
         app.on_cleanup.append(self.forwarder.close)
         return app
+
+    def _guarded(self, route: Route, handler: Handler) -> Handler:
+        check, access = self.auth.check, route.access
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            request[IDENTITY] = check(access, request.headers,
+                                      lambda: peercert_of(request.transport))
+            return await handler(request)
+
+        return guarded
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

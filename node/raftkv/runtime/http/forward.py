@@ -14,7 +14,8 @@ from aiohttp import web
 from raftkv.raft import NONE, StateRole
 from raftkv.runtime.errors import ApiError, no_leader, unavailable
 from raftkv.runtime.http.params import MAX_WAIT_SECONDS, flag, float_param, read_body
-from raftkv.runtime.http.service import Forward, KvService
+from raftkv.runtime.http.service import Forward, KvService, identity_of
+from raftkv.security.tls import ReloadingTLS
 
 FORWARDED = "X-Raftkv-Forwarded"
 
@@ -22,10 +23,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class LeaderForwarder:
-    def __init__(self, service: KvService) -> None:
+    def __init__(self, service: KvService, tls: ReloadingTLS | None = None) -> None:
         self.service = service
         self.node = service.node
         self.cfg = service.cfg
+        self.tls = tls
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self, app: web.Application) -> None:
@@ -58,7 +60,11 @@ class LeaderForwarder:
             # Forwarded once already: the cluster moved on; let the client retry.
             raise unavailable("not_leader", f"not the leader; leader is {leader} at {url}")
         target = url.rstrip("/") + request.path_qs
-        if flag(request, "redirect"):
+        # The caller's identity travels with its own credential: the Authorization
+        # header is forwarded and the leader checks it again (it trusts no follower's
+        # word). A client certificate cannot be forwarded: such a caller is sent to
+        # the leader with a 307 and presents its certificate there (docs/security.md).
+        if flag(request, "redirect") or identity_of(request).source == "certificate":
             raise ApiError(307, "redirect", f"the leader is at {url}",
                            headers={"Location": target})
         return await self._forward(request, target)
@@ -67,13 +73,15 @@ class LeaderForwarder:
         assert self.session is not None
         body = await read_body(request, self.cfg.max_request_bytes)
         headers = {k: v for k, v in request.headers.items()
-                   if k.lower().startswith("x-raftkv-") or k.lower() == "content-type"}
+                   if k.lower().startswith("x-raftkv-") or k.lower() in (
+                       "content-type", "authorization")}
         headers[FORWARDED] = self.cfg.name
         budget = self.cfg.request_timeout + float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
         try:
             async with self.session.request(
                     request.method, target, data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=budget + 5)) as resp:
+                    timeout=aiohttp.ClientTimeout(total=budget + 5),
+                    ssl=self.tls.client_context() if self.tls is not None else True) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()
                          if k.lower().startswith("x-raftkv-") or k.lower() in (

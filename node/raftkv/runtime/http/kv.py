@@ -36,12 +36,17 @@ class KvResource:
         limit = int_param(request, "limit", 0)
         keys_only = flag(request, "keys_only")
         count_only = flag(request, "count_only")
+        query = Range.prefix(key, limit=limit, keys_only=keys_only, count_only=count_only) \
+            if prefix else None
+        if query is None:
+            svc.check_keys(request, key)
+        else:
+            svc.check_command(request, query)
         await svc.read_barrier(request)
-        if not prefix:
+        if query is None:
             value, headers = svc.single_get_answer(key)
             return web.Response(body=value, content_type="application/octet-stream",
                                 headers=headers)
-        query = Range.prefix(key, limit=limit, keys_only=keys_only, count_only=count_only)
         result = svc.node.fsm.range(query)
         return json_response(to_json(result, encoding),
                              headers={"X-Raftkv-Revision": str(result["revision"])})

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
+from raftkv.runtime.http.auth import Access, Identity
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# What a route needs of its caller (runtime/http/auth.py): "open" = anyone (health
-# probes); "metrics" = open or authenticated by --metrics-auth; the rest are roles.
-Access = Literal["open", "metrics", "read", "readwrite", "admin"]
 
 KV_ROUTE = "/v1/kv/{key}"  # the route label of the single-key handlers
+
+# Where the caller's Identity is kept on an aiohttp request (runtime/http/auth.py).
+IDENTITY: Any = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") \
+    else "raftkv.identity"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,16 @@ from typing import Any
 from raftkv.fsm import ApplyResult, InvalidCommand, Put, Session, encode
 from raftkv.raft import ConfChange, NotLeader
 from raftkv.runtime.errors import ApiError, bad_request, not_found
+from raftkv.runtime.http.auth import (
+    Authenticator,
+    Identity,
+    check_command,
+    check_ranges,
+    permission_denied,
+)
 from raftkv.runtime.http.errors import api_error
 from raftkv.runtime.http.params import RequestLike, flag, int_param
+from raftkv.runtime.http.routing import IDENTITY
 from raftkv.runtime.jsonbytes import encoding_of
 from raftkv.runtime.node import RaftNode
 
@@ -45,11 +53,23 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     return result
 
 
+def identity_of(request: object) -> Identity:
+    """The identity the front door authenticated (aiohttp: request[IDENTITY]; the fast
+    path: its parsed request's `identity`). None set is a bug: refuse (fail closed)."""
+    found = getattr(request, "identity", None)
+    if found is None and hasattr(request, "get"):
+        found = request.get(IDENTITY)
+    if not isinstance(found, Identity):
+        raise permission_denied("the request carries no authenticated identity")
+    return found
+
+
 class KvService:
-    def __init__(self, node: RaftNode) -> None:
+    def __init__(self, node: RaftNode, auth: Authenticator | None = None) -> None:
         self.node = node
         self.cfg = node.cfg
         self.metrics = node.metrics
+        self.auth = auth or Authenticator(None)
 
     # --- checks ----------------------------------------------------------------------
     def check_key(self, key: bytes) -> None:
@@ -83,6 +103,13 @@ class KvService:
         except (ValueError, InvalidCommand) as exc:
             raise bad_request(f"bad session headers: {exc}") from None
 
+    def check_keys(self, request: RequestLike, key: bytes, range_end: bytes = b"") -> None:
+        """403 unless the caller may touch `key` (or the fsm range [key, range_end))."""
+        check_ranges(identity_of(request), ((key, range_end),))
+
+    def check_command(self, request: RequestLike, command: Any) -> None:
+        check_command(identity_of(request), command)
+
     def read_needs_barrier(self, request: RequestLike) -> bool:
         """Does this read wait for a ReadIndex round (else it is served right away)?"""
         consistency = request.query.get("consistency", "linearizable")
@@ -99,6 +126,7 @@ class KvService:
         encoding of its answer (everything is checked before anything is proposed)."""
         self.check_key(key)
         self.check_value(value)
+        self.check_keys(request, key)
         put = Put(key, value, int_param(request, "lease", 0), flag(request, "prev_kv"))
         encoding = encoding_of(request.query)
         data = encode(put, self.session(request))
@@ -139,6 +167,7 @@ class KvService:
         `with_session=False` proposes without the request's session headers: for a
         follow-up command of the same request, which would otherwise reuse the
         request's (client id, seq) and be answered as a duplicate of it."""
+        self.check_command(request, command)
         data = encode(command, self.session(request) if with_session else None)
         return result_of(await self.propose(data))
 

@@ -39,10 +39,13 @@ class WatchResource:
             self.service.check_key(key)
         if prefix:
             end = prefix_end(key) if key else ALL_KEYS_END
+            self.service.check_keys(request, key or b"\0", end)
 
             def match(k: bytes) -> bool:
                 return k >= key and (end == ALL_KEYS_END or k < end)
         else:
+            self.service.check_keys(request, key)
+
             def match(k: bytes) -> bool:
                 return k == key
         hub = self.node.watch
