@@ -5,7 +5,13 @@
 (tools parse it); it returns once the cluster has a leader. The cluster lives
 in a directory (default `./.raftkv-local`, or `--dir`/`RAFTKV_LOCAL_DIR`):
 `cluster.json` records names, ports and pids; `<name>/` is each node's data
-dir and `<name>.log` its log. `down` stops only the processes recorded there
+dir and `<name>.log` its log.
+
+Secure by default: `up` makes a CA, a certificate per node and an admin token
+in `<dir>/credentials/` (runtime/credentials.py) and serves https with
+authentication; `raftkv local env` prints the `export` lines a shell needs to
+use it (RAFTKV_ENDPOINTS, RAFTKV_CACERT, RAFTKV_TOKEN). `up --insecure`
+serves plain HTTP without authentication instead (said so on stderr). `down` stops only the processes recorded there
 (SIGTERM, then SIGKILL after a grace period) and keeps the data, so a later
 `up` restarts the same cluster on the same ports; `down --purge` deletes it.
 """
@@ -16,9 +22,11 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,8 +35,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from raftkv.runtime.credentials import ClientCredentials
+
 DEFAULT_DIR = ".raftkv-local"
 STATE_FILE = "cluster.json"
+CREDENTIALS_DIR = "credentials"
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +54,14 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
+    up.add_argument("--insecure", action="store_true",
+                    help="INSECURE: plain HTTP and no authentication (a new cluster only)")
     up.set_defaults(func=cmd_up)
+
+    env = actions.add_parser("env", help="print the export lines a shell needs to use "
+                                         "the cluster (eval \"$(raftkv local env)\")")
+    env.add_argument("--dir", default=default_dir)
+    env.set_defaults(func=cmd_env)
 
     status = actions.add_parser("status", help="one line per node: name url role term leader")
     status.add_argument("--dir", default=default_dir)
@@ -115,9 +133,29 @@ def pid_alive(pid: int | None, data_dir: str) -> bool:
     return data_dir.encode() in cmdline
 
 
-def get_status(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+def credentials(directory: Path) -> ClientCredentials:
+    return ClientCredentials(directory / CREDENTIALS_DIR)
+
+
+class Access:
+    """How this tool reaches the cluster's status: TLS + the admin token, or plain."""
+
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.context: ssl.SSLContext | None = None
+        self.headers: dict[str, str] = {}
+        if state.get("secure"):
+            creds = credentials(directory)
+            self.context = ssl.create_default_context(cafile=str(creds.ca_file))
+            self.headers = {"Authorization": f"Bearer {creds.admin_token()}"}
+
+
+def get_status(url: str, access: Access | None = None,
+               timeout: float = 1.0) -> dict[str, Any] | None:
+    request = urllib.request.Request(url.rstrip("/") + "/v1/status",
+                                     headers=access.headers if access else {})
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v1/status", timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout,
+                                    context=access.context if access else None) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -131,6 +169,14 @@ def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
            "--advertise-client-url", node["client_url"],
            "--advertise-peer-url", node["peer_url"],
            "--initial-cluster", initial, "--initial-cluster-state", "new"]
+    if state.get("secure"):
+        creds = ClientCredentials(Path(state["credentials_dir"]))
+        cert, key = creds.cert_files(node["name"])
+        cmd += ["--client-cert-file", str(cert), "--client-key-file", str(key),
+                "--client-trusted-ca-file", str(creds.ca_file),
+                "--auth-file", str(creds.auth_file)]
+    else:
+        cmd.append("--client-insecure")
     cmd += state.get("extra_args", [])
     return cmd
 
@@ -143,10 +189,11 @@ def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path) -> 
     return proc.pid
 
 
-def wait_for_leader(urls: list[str], timeout: float) -> dict[str, Any] | None:
+def wait_for_leader(urls: list[str], timeout: float,
+                    access: Access | None = None) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        statuses = [get_status(u) for u in urls]
+        statuses = [get_status(u, access) for u in urls]
         leaders = {(s["leader"] or {}).get("id") for s in statuses if s}
         if all(statuses) and len(leaders) == 1 and None not in leaders:
             return statuses[0]
@@ -172,13 +219,27 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra += ["--snapshot-entries", str(args.snapshot_entries)]
         if args.unsafe_no_fsync:
             extra.append("--unsafe-no-fsync")
-        state = {"host": args.host, "extra_args": extra, "nodes": [
+        scheme = "http" if args.insecure else "https"
+        state = {"host": args.host, "extra_args": extra, "secure": not args.insecure,
+                 "credentials_dir": str(credentials(directory).directory), "nodes": [
             {"name": f"node{i + 1}", "client_port": ports[2 * i],
              "peer_port": ports[2 * i + 1],
-             "client_url": f"http://{args.host}:{ports[2 * i]}",
+             "client_url": f"{scheme}://{args.host}:{ports[2 * i]}",
              "peer_url": f"{args.host}:{ports[2 * i + 1]}",
              "data_dir": str(directory / f"node{i + 1}"), "pid": None}
             for i in range(args.nodes)]}
+    elif args.insecure and state.get("secure"):
+        _err(f"{directory} holds a cluster with TLS and authentication; `--insecure` only "
+             "applies to a new cluster")
+        return 2
+    if state.get("secure"):
+        creds = credentials(directory)
+        creds.ensure_admin()
+        hosts = sorted({state["host"], "127.0.0.1", "localhost"})
+        for node in state["nodes"]:
+            creds.issue(node["name"], hosts)
+    else:
+        _err("INSECURE: plain HTTP, no authentication (--insecure)")
     started = []
     for node in state["nodes"]:
         if pid_alive(node.get("pid"), node["data_dir"]):
@@ -187,7 +248,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         started.append(node)
     save_state(directory, state)
     urls = [n["client_url"] for n in state["nodes"]]
-    if wait_for_leader(urls, args.timeout) is None:
+    if wait_for_leader(urls, args.timeout, Access(directory, state)) is None:
         _err(f"no leader within {args.timeout}s; logs are in {directory}; stopping")
         _stop(started)
         save_state(directory, state)
@@ -204,8 +265,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         _err(f"no local cluster in {directory}")
         return 1
+    access = Access(directory, state)
     for node in state["nodes"]:
-        st = get_status(node["client_url"])
+        st = get_status(node["client_url"], access)
         if st is None:
             running = pid_alive(node.get("pid"), node["data_dir"])
             line = (f"{node['name']} {node['client_url']} "
@@ -215,6 +277,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             line = f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}"
         if not _out(line):
             break  # nobody reads the rest: don't wait for more status calls either
+    return 0
+
+
+def env_lines(directory: Path, state: dict[str, Any]) -> list[str]:
+    """`export` lines for a POSIX shell: the endpoints and, when secure, the CA and
+    the admin token (also in the 0600 file `credentials/admin.token`)."""
+    lines = ["export RAFTKV_ENDPOINTS=" + shlex.quote(
+        ",".join(n["client_url"] for n in state["nodes"]))]
+    if state.get("secure"):
+        creds = credentials(directory)
+        lines += ["export RAFTKV_CACERT=" + shlex.quote(str(creds.ca_file)),
+                  "export RAFTKV_TOKEN=" + shlex.quote(creds.admin_token())]
+    else:
+        lines += ["unset RAFTKV_CACERT RAFTKV_TOKEN RAFTKV_TOKEN_FILE"]
+    return lines
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    state = load_state(directory)
+    if state is None:
+        _err(f"no local cluster in {directory}")
+        return 1
+    for line in env_lines(directory, state):
+        if not _out(line):
+            break
     return 0
 
 
