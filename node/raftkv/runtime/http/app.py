@@ -73,6 +73,10 @@ class ClientApi:
         started = time.perf_counter()
         route = _route_name(request)
         try:
+            if route == "unmatched" and self.auth.enabled:
+                # No route (404/405): anonymous callers learn nothing about the paths.
+                self.auth.check("read", request.headers,
+                                lambda: peercert_of(request.transport))
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
