@@ -15,6 +15,14 @@ a PNG chart beside it.
 write run and writes the top functions (by own time and by inclusive time) to
 bench/results/profile-<time>.txt and the collapsed stacks beside it.
 
+`--security plain,tls-auth` (the default: both) runs every system twice: as
+above, and with client TLS and authentication on both sides -- raftkv as
+`raftkv local up` makes it (https, a bearer token on every request), etcd with
+a server certificate (https) and its token auth (`auth enable`, a simple token
+from `/v3/auth/authenticate` on every request; wrk cannot present client
+certificates, so etcd's `--client-cert-auth` is not the mode compared). The
+native gRPC generator runs in the plain mode only. One table per mode.
+
 Absolute numbers depend on the machine; the ratios of one run are what count.
 """
 
@@ -32,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from raftkv.runtime.credentials import ClientCredentials
+from raftkv.security.pki import issue_cert, make_ca
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
@@ -63,6 +75,21 @@ class Run:
     p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx answers
+    security: str = "plain"  # plain | tls-auth
+
+
+@dataclass
+class Access:
+    """How the bench reaches a system: TLS context (None: plain) and the token."""
+
+    context: ssl.SSLContext | None = None
+    token: str = ""
+    bearer: bool = True  # raftkv: "Bearer <token>"; etcd: the bare token
+
+    def headers(self) -> dict[str, str]:
+        if not self.token:
+            return {}
+        return {"Authorization": ("Bearer " if self.bearer else "") + self.token}
 
 
 # --- wrk ------------------------------------------------------------------------------
@@ -97,11 +124,11 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def run_wrk(url: str, system: str, op: str, connections: int, duration: int,
-            gateway: str = "/v3") -> dict[str, float]:
+            gateway: str = "/v3", token: str = "") -> dict[str, float]:
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", "10s", "-s", str(LUA), url, "--", system, op, str(KEYS),
-           str(VALUE_BYTES), gateway]
+           str(VALUE_BYTES), gateway, token]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          timeout=duration + 60).stdout
     return parse_wrk(out)
@@ -121,11 +148,14 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0) -> Any:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
+              access: Access | None = None) -> Any:
+    access = access or Access()
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+                                 headers={"Content-Type": "application/json",
+                                          **access.headers()})
+    with urllib.request.urlopen(req, timeout=timeout, context=access.context) as resp:
         return json.loads(resp.read())
 
 
@@ -146,48 +176,79 @@ def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
 class Etcd:
     """A 3-member etcd on 127.0.0.1 (Debian's etcd-server; fsync is always on)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, secure: bool = False) -> None:
         self.base = base
+        self.secure = secure
         ports = free_ports(6)
         self.members = [{"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]}
                         for i in range(3)]
         self.procs: list[subprocess.Popen[bytes]] = []
         self.gateway = "/v3"
+        self.access = Access(bearer=False)
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{m['client']}" for m in self.members]
+        scheme = "https" if self.secure else "http"
+        return [f"{scheme}://127.0.0.1:{m['client']}" for m in self.members]
+
+    def _tls_args(self) -> list[str]:
+        if not self.secure:
+            return []
+        ca = make_ca("bench etcd CA")
+        (self.base / "ca.pem").write_bytes(ca.cert_pem)
+        issue_cert(ca, "etcd", ip_addresses=["127.0.0.1"]).write(
+            self.base / "server.pem", self.base / "server-key.pem")
+        self.access.context = ssl.create_default_context(cafile=str(self.base / "ca.pem"))
+        return ["--cert-file", str(self.base / "server.pem"),
+                "--key-file", str(self.base / "server-key.pem"),
+                "--auth-token", "simple", "--auth-token-ttl", "3600"]
+
+    def _enable_auth(self) -> None:
+        """etcd's token auth: a root user, `auth enable`, then a token to send."""
+        url, gw, plain = self.urls[0], self.gateway, Access(self.access.context)
+        http_json("POST", url + gw + "/auth/user/add", {"name": "root", "password": "bench"},
+                  access=plain)
+        http_json("POST", url + gw + "/auth/user/grant", {"user": "root", "role": "root"},
+                  access=plain)
+        http_json("POST", url + gw + "/auth/enable", {}, access=plain)
+        answer = http_json("POST", url + gw + "/auth/authenticate",
+                           {"name": "root", "password": "bench"}, access=plain)
+        self.access.token = str(answer["token"])
 
     def start(self) -> None:
         initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
-        for m in self.members:
+        tls = self._tls_args()
+        for m, url in zip(self.members, self.urls, strict=True):
             log = open(self.base / f"{m['name']}.log", "wb")  # noqa: SIM115 - child owns it
             self.procs.append(subprocess.Popen([
                 "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
-                "--listen-client-urls", f"http://127.0.0.1:{m['client']}",
-                "--advertise-client-urls", f"http://127.0.0.1:{m['client']}",
+                "--listen-client-urls", url, "--advertise-client-urls", url, *tls,
                 "--listen-peer-urls", f"http://127.0.0.1:{m['peer']}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{m['peer']}",
                 "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
                 "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
         for url in self.urls:
-            wait_until(f"etcd {url} healthy",
-                       lambda u=url: http_json("GET", u + "/health").get("health") == "true")
+            wait_until(f"etcd {url} healthy", lambda u=url: http_json(
+                "GET", u + "/health", access=self.access).get("health") == "true")
         self.gateway = self._gateway()
+        if self.secure:
+            self._enable_auth()
 
     def _gateway(self) -> str:
         """3.4+ serves /v3; 3.3 and older only /v3beta (/v3alpha before that)."""
         for prefix in ("/v3", "/v3beta", "/v3alpha"):
             with contextlib.suppress(Exception):
-                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {})
+                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {},
+                          access=self.access)
                 return prefix
         raise RuntimeError("etcd answers none of /v3, /v3beta, /v3alpha")
 
     def leader_url(self) -> str:
         def find() -> str | None:
             for url in self.urls:
-                st = http_json("POST", url + self.gateway + "/maintenance/status", {})
+                st = http_json("POST", url + self.gateway + "/maintenance/status", {},
+                               access=self.access)
                 if st.get("leader") and st["header"]["member_id"] == st["leader"]:
                     return url
             return None
@@ -213,9 +274,11 @@ class Etcd:
 class Raftkv:
     """A 3-node raftkv through `raftkv local up` (fsync on: the default)."""
 
-    def __init__(self, base: Path) -> None:
-        self.dir = base / "raftkv"
+    def __init__(self, base: Path, secure: bool = False) -> None:
+        self.dir = base / ("raftkv-secure" if secure else "raftkv")
+        self.secure = secure
         self.urls: list[str] = []
+        self.access = Access()
 
     def _cli(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "raftkv.cli", "local", *args,
@@ -223,13 +286,19 @@ class Raftkv:
                               check=True, timeout=120).stdout
 
     def start(self) -> None:
-        self.urls = self._cli("up", "--nodes", "3").split()
+        # Secure is `local up`'s default (a CA, node certificates, an admin token).
+        self.urls = self._cli("up", "--nodes", "3", *([] if self.secure else ["--insecure"])
+                              ).split()
+        if self.secure:
+            creds = ClientCredentials(self.dir / "credentials")
+            self.access = Access(ssl.create_default_context(cafile=str(creds.ca_file)),
+                                 creds.admin_token())
 
     def leader(self) -> tuple[str, int]:
         """The leader's client URL and pid."""
         def find() -> tuple[str, int] | None:
             for url in self.urls:
-                st = http_json("GET", url + "/v1/status")
+                st = http_json("GET", url + "/v1/status", access=self.access)
                 if st.get("role") == "leader":
                     state = json.loads((self.dir / "cluster.json").read_text())
                     pid = next(n["pid"] for n in state["nodes"] if n["name"] == st["name"])
@@ -242,11 +311,13 @@ class Raftkv:
             self._cli("down")
 
 
-async def populate(system: str, url: str, gateway: str) -> None:
+async def populate(system: str, url: str, gateway: str, access: Access) -> None:
     """Write every key once so reads find them (and both stores hold the same data)."""
     value = bytes(97 + (i * 7) % 26 for i in range(1, VALUE_BYTES + 1))
     sem = asyncio.Semaphore(32)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=access.context or True),
+            headers=access.headers()) as session:
         async def put(i: int) -> None:
             key = f"bench/{i:06d}".encode()
             async with sem:
@@ -311,7 +382,14 @@ def _short(frame: str) -> str:
 # --- report -----------------------------------------------------------------------------
 def table(runs: list[Run], connections: list[int]) -> str:
     """raftkv against etcd through its JSON gateway and through native gRPC
-    (ratios: raftkv / etcd; ops above 1 and p99 below 1 favour raftkv)."""
+    (ratios: raftkv / etcd; ops above 1 and p99 below 1 favour raftkv), one table
+    per security mode."""
+    modes = list(dict.fromkeys(r.security for r in runs))
+    return "\n\n".join(f"security: {mode}\n" + _table(
+        [r for r in runs if r.security == mode], connections) for mode in modes)
+
+
+def _table(runs: list[Run], connections: list[int]) -> str:
     by = {(r.system, r.op, r.connections): r for r in runs}
     head = (f"{'op':<5} {'conns':>5} | {'raftkv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
             f"{'etcd-json ops/s':>15} {'p99 ms':>7} | {'etcd-grpc ops/s':>15} {'p99 ms':>7} | "
@@ -377,16 +455,18 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
 
 # --- main -------------------------------------------------------------------------------
 def bench_system(name: str, url: str, gateway: str, connections: list[int], duration: int,
-                 on_run: Any = None) -> list[Run]:
+                 on_run: Any = None, access: Access | None = None) -> list[Run]:
+    access = access or Access()
+    security = "tls-auth" if access.token else "plain"
     runs = []
     for op in ("put", "get"):
         for c in connections:
             hook = on_run(op, c) if on_run else contextlib.nullcontext()
             with hook:
-                res = run_wrk(url, name, op, c, duration, gateway)
+                res = run_wrk(url, name, op, c, duration, gateway, access.token)
             run = Run(name, op, c, res["ops_per_sec"], res["p50_ms"], res["p99_ms"],
-                      int(res["requests"]), int(res["errors"]))
-            print(f"  {name:<6} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
+                      int(res["requests"]), int(res["errors"]), security)
+            print(f"  {name:<6} {security:<8} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
                   f"p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
                   + (f"  errors {run.errors}" if run.errors else ""), flush=True)
             runs.append(run)
@@ -424,12 +504,17 @@ def main() -> int:
                         help="seconds per wrk run (env BENCH_DURATION; default 10)")
     parser.add_argument("--connections", default="1,16,64,256")
     parser.add_argument("--systems", default="etcd,raftkv")
+    parser.add_argument("--security", default="plain,tls-auth",
+                        help="modes to run: plain and/or tls-auth (client TLS + tokens)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the raftkv leader during the 64-connection writes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     systems = args.systems.split(",")
+    modes = args.security.split(",")
+    if not set(modes) <= {"plain", "tls-auth"}:
+        parser.error("--security takes plain and/or tls-auth")
     for tool in ("wrk", "etcd"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not installed (make bench installs it)", file=sys.stderr)
@@ -443,51 +528,57 @@ def main() -> int:
                                         "platform": platform.platform()}}
     profile_text = ""
     with tempfile.TemporaryDirectory(prefix="raftkv-bench-") as tmp:
-        base = Path(tmp)
-        if "etcd" in systems:
-            etcd = Etcd(base / "etcd")
-            (base / "etcd").mkdir()
-            try:
-                etcd.start()
-                meta["etcd"] = {"version": etcd.version(), "gateway": etcd.gateway}
-                url = etcd.leader_url()
-                print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}), leader {url}",
-                      flush=True)
-                asyncio.run(populate("etcd", url, etcd.gateway))
-                runs += bench_system("etcd", url, etcd.gateway, connections, args.duration)
-                runs += bench_etcd_grpc(url, connections, args.duration)
-            finally:
-                etcd.stop()
-        if "raftkv" in systems:
-            rk = Raftkv(base)
-            try:
-                rk.start()
-                url, pid = rk.leader()
-                print(f"raftkv leader {url} (pid {pid})", flush=True)
-                asyncio.run(populate("raftkv", url, ""))
-                raw = args.out / f"profile-{stamp}.collapsed"
+        for mode in modes:
+            secure = mode == "tls-auth"
+            base = Path(tmp) / mode
+            base.mkdir()
+            if "etcd" in systems:
+                etcd = Etcd(base / "etcd", secure)
+                (base / "etcd").mkdir()
+                try:
+                    etcd.start()
+                    meta["etcd"] = {"version": etcd.version(), "gateway": etcd.gateway}
+                    url = etcd.leader_url()
+                    print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}, {mode}), "
+                          f"leader {url}", flush=True)
+                    asyncio.run(populate("etcd", url, etcd.gateway, etcd.access))
+                    runs += bench_system("etcd", url, etcd.gateway, connections, args.duration,
+                                         access=etcd.access)
+                    if not secure:
+                        runs += bench_etcd_grpc(url, connections, args.duration)
+                finally:
+                    etcd.stop()
+            if "raftkv" in systems:
+                rk = Raftkv(base, secure)
+                try:
+                    rk.start()
+                    url, pid = rk.leader()
+                    print(f"raftkv leader {url} (pid {pid}, {mode})", flush=True)
+                    asyncio.run(populate("raftkv", url, "", rk.access))
+                    raw = args.out / f"profile-{stamp}.collapsed"
 
-                @contextlib.contextmanager
-                def maybe_profile(op: str, c: int) -> Any:
-                    if not (args.profile and op == "put" and c == 64):
-                        yield
-                        return
-                    proc = start_profile(pid, max(1, args.duration - 1), raw)
-                    try:
-                        yield
-                    finally:
-                        _, err = proc.communicate(timeout=60)
-                        if proc.returncode != 0:
-                            print(f"py-spy failed: {err.decode(errors='replace')}",
-                                  file=sys.stderr)
+                    @contextlib.contextmanager
+                    def maybe_profile(op: str, c: int, secure: bool = secure,
+                                      pid: int = pid, raw: Path = raw) -> Any:
+                        if not (args.profile and op == "put" and c == 64 and not secure):
+                            yield
+                            return
+                        proc = start_profile(pid, max(1, args.duration - 1), raw)
+                        try:
+                            yield
+                        finally:
+                            _, err = proc.communicate(timeout=60)
+                            if proc.returncode != 0:
+                                print(f"py-spy failed: {err.decode(errors='replace')}",
+                                      file=sys.stderr)
 
-                runs += bench_system("raftkv", url, "", connections, args.duration,
-                                     maybe_profile)
-                if args.profile and raw.exists():
-                    profile_text = summarize_profile(raw)
-                    (args.out / f"profile-{stamp}.txt").write_text(profile_text + "\n")
-            finally:
-                rk.stop()
+                    runs += bench_system("raftkv", url, "", connections, args.duration,
+                                         maybe_profile, rk.access)
+                    if args.profile and raw.exists():
+                        profile_text = summarize_profile(raw)
+                        (args.out / f"profile-{stamp}.txt").write_text(profile_text + "\n")
+                finally:
+                    rk.stop()
     report = table(runs, connections)
     print()
     print(report)
@@ -495,7 +586,10 @@ def main() -> int:
     result_path.write_text(json.dumps({**meta, "runs": [asdict(r) for r in runs]}, indent=2)
                            + "\n")
     if {"etcd", "raftkv"} <= set(systems):
-        chart(runs, connections, args.out / f"bench-{stamp}.png")
+        for mode in modes:
+            suffix = "" if mode == "plain" else f"-{mode}"
+            chart([r for r in runs if r.security == mode], connections,
+                  args.out / f"bench-{stamp}{suffix}.png")
     print(f"\nresults: {result_path}")
     if profile_text:
         print(f"profile: {args.out / f'profile-{stamp}.txt'}\n\n{profile_text}")
