@@ -22,6 +22,7 @@ from raftkv.runtime.http.service import KvService
 from raftkv.runtime.http.status import StatusResource
 from raftkv.runtime.http.txn import TxnResource
 from raftkv.runtime.http.watch import WatchResource
+from raftkv.runtime.limits import LimitExceeded
 from raftkv.runtime.node import RaftNode
 from raftkv.security.tls import ReloadingTLS
 
@@ -84,6 +85,9 @@ class ClientApi:
             response = _error_response(api_error(exc))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except LimitExceeded as exc:  # JSON depth, watch caps (proposals: in the service)
+            self.metrics.limit_refusals.labels(exc.limit).inc()
+            response = _error_response(api_error(exc))
         except Exception as exc:
             response = _error_response(api_error(exc, where=f"{request.method} {request.path}"))
         key = (route, request.method, response.status)

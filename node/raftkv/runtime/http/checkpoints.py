@@ -11,7 +11,6 @@ from aiohttp import web
 
 from raftkv.fsm import Checkpoint, InvalidCommand
 from raftkv.runtime.errors import bad_request, conflict, not_found, unavailable
-from raftkv.runtime.http.params import json_body
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
 
@@ -47,7 +46,7 @@ class CheckpointResource:
 
     async def create(self, request: web.Request) -> web.Response:
         store = self._store()
-        body = await json_body(request, self.cfg.max_request_bytes, optional=True)
+        body = await self.service.json_body(request, optional=True)
         cid = body.get("id") or (time.strftime("ckpt-%Y%m%dT%H%M%SZ-", time.gmtime())
                                  + secrets.token_hex(3))
         if not isinstance(cid, str):

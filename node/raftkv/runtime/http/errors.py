@@ -17,7 +17,8 @@ from aiohttp import web
 
 from raftkv.raft import NotLeader, ProposalDropped
 from raftkv.runtime.errors import ApiError, conflict, no_leader, unavailable
-from raftkv.runtime.node import NodeStopped, ProposalLost
+from raftkv.runtime.limits import LimitExceeded
+from raftkv.runtime.node import NodeFailed, NodeStopped, ProposalLost
 
 log = logging.getLogger("raftkv.api")
 
@@ -39,6 +40,10 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
         return exc
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return ApiError(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    if isinstance(exc, LimitExceeded):
+        return ApiError(exc.status, exc.code, exc.message)
+    if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
+        return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
         return unavailable("shutting_down", "the node is shutting down")
     if isinstance(exc, TimeoutError):

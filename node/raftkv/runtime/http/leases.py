@@ -8,7 +8,7 @@ from aiohttp import web
 
 from raftkv.fsm import LeaseGrant, LeaseRevoke
 from raftkv.runtime.errors import bad_request, not_found
-from raftkv.runtime.http.params import json_body, json_int, match_int
+from raftkv.runtime.http.params import json_int, match_int
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
 from raftkv.runtime.jsonbytes import encoding_of, to_json
@@ -37,7 +37,7 @@ class LeaseResource:
         ]
 
     async def grant(self, request: web.Request) -> web.Response:
-        body = await json_body(request, self.service.cfg.max_request_bytes)
+        body = await self.service.json_body(request)
         ttl = json_int(body, "ttl", None, 1, 9_000_000_000)
         lid = json_int(body, "id", 0)
         result = await self.service.submit(request, LeaseGrant(ttl, lid))

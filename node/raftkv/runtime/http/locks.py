@@ -15,7 +15,6 @@ from raftkv.runtime.http.params import (
     flag,
     float_param,
     int_param,
-    json_body,
 )
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import Forward, KvService
@@ -55,7 +54,7 @@ class LockResource:
     async def acquire(self, request: web.Request) -> web.Response:
         svc = self.service
         name = self._name(request)
-        body = await json_body(request, self.cfg.max_request_bytes, optional=True)
+        body = await self.service.json_body(request, optional=True)
         lease = body.get("lease") if body else None
         if lease is None and "lease" in request.query:
             lease = int_param(request, "lease", 0, 1)
@@ -92,7 +91,7 @@ class LockResource:
 
     async def release(self, request: web.Request) -> web.Response:
         name = self._name(request)
-        body = await json_body(request, self.cfg.max_request_bytes, optional=True)
+        body = await self.service.json_body(request, optional=True)
         lease = body.get("lease") if body else None
         if lease is None:
             lease = int_param(request, "lease", 0, 1)

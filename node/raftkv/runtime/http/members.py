@@ -6,7 +6,7 @@ from aiohttp import web
 
 from raftkv.raft import ConfChange, ConfChangeType
 from raftkv.runtime.errors import bad_request, conflict, not_found
-from raftkv.runtime.http.params import json_body, match_int
+from raftkv.runtime.http.params import match_int
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
 from raftkv.runtime.identity import member_id
@@ -32,7 +32,7 @@ class MemberResource:
         return json_response({"members": self.node.members(), "leader": self.node.core.leader})
 
     async def add(self, request: web.Request) -> web.Response:
-        body = await json_body(request, self.cfg.max_request_bytes)
+        body = await self.service.json_body(request)
         name, peer_url, client_url = (body.get(f) for f in ("name", "peer_url", "client_url"))
         if not isinstance(name, str) or not name:
             raise bad_request("'name' is required")
@@ -89,7 +89,7 @@ class MemberResource:
         return json_response({"id": mid, "removed": True})
 
     async def transfer(self, request: web.Request) -> web.Response:
-        body = await json_body(request, self.cfg.max_request_bytes, optional=True)
+        body = await self.service.json_body(request, optional=True)
         node = self.node
         core = node.core
         target = body.get("to")

@@ -4,7 +4,6 @@ key in a `/v1/kv/{key}` path. Pure functions over anything with `query` and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
@@ -12,6 +11,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from raftkv.runtime.errors import ApiError, bad_request
+from raftkv.runtime.limits import parse_json
 
 MAX_WAIT_SECONDS = 300.0
 
@@ -104,13 +104,14 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
                        f"request body exceeds --max-request-bytes ({max_bytes})") from None
 
 
-def parse_json_object(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
+def parse_json_object(raw: bytes, max_depth: int, *, optional: bool = False
+                      ) -> dict[str, Any]:
     if not raw.strip():
         if optional:
             return {}
         raise bad_request("a JSON object body is required")
     try:
-        body = json.loads(raw)
+        body = parse_json(raw, max_depth)  # LimitExceeded: nested too deep
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -118,6 +119,3 @@ def parse_json_object(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
     return body
 
 
-async def json_body(request: web.Request, max_bytes: int, *, optional: bool = False
-                    ) -> dict[str, Any]:
-    return parse_json_object(await read_body(request, max_bytes), optional=optional)

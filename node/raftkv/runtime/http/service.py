@@ -22,7 +22,7 @@ from raftkv.runtime.http.auth import (
     permission_denied,
 )
 from raftkv.runtime.http.errors import api_error
-from raftkv.runtime.http.params import RequestLike, flag, int_param
+from raftkv.runtime.http.params import RequestLike, flag, int_param, parse_json_object, read_body
 from raftkv.runtime.http.routing import IDENTITY
 from raftkv.runtime.jsonbytes import encoding_of
 from raftkv.runtime.node import RaftNode
@@ -37,6 +37,7 @@ _RESULT_STATUS = {
     "lease_exists": 409,
     "lock_not_held": 409,
     "stale_sequence": 409,
+    "result_not_retained": 409,  # a retry of an applied command whose answer was big
 }
 
 
@@ -49,7 +50,11 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     result = res.result
     code = result.get("error")
     if code is not None:
-        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code))
+        # result_not_retained: the command WAS applied, at this revision.
+        headers = ({"X-Raftkv-Revision": str(result.get("revision"))}
+                   if code == "result_not_retained" else None)
+        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code),
+                       headers=headers)
     return result
 
 
@@ -119,6 +124,11 @@ class KvService:
             raise bad_request("consistency must be linearizable or serializable")
         # --unsafe-local-reads: an UNSAFE test switch, no ReadIndex round.
         return not self.cfg.unsafe_local_reads
+
+    async def json_body(self, request: Any, *, optional: bool = False) -> dict[str, Any]:
+        """The request's JSON object body (limits: --max-request-bytes, --max-json-depth)."""
+        raw = await read_body(request, self.cfg.max_request_bytes)
+        return parse_json_object(raw, self.cfg.max_json_depth, optional=optional)
 
     # --- the hot single-key requests (both paths) --------------------------------------
     def plain_put(self, request: RequestLike, key: bytes, value: bytes) -> tuple[bytes, str]:

@@ -9,7 +9,7 @@ from aiohttp import web
 from raftkv.fsm import Compare, Delete, InvalidCommand, Put, Range, Txn, prefix_end
 from raftkv.fsm.commands import ALL_KEYS_END
 from raftkv.runtime.errors import bad_request
-from raftkv.runtime.http.params import json_body, json_bool, json_int
+from raftkv.runtime.http.params import json_bool, json_int
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
 from raftkv.runtime.jsonbytes import encoding_of, get_bytes, to_json
@@ -24,7 +24,7 @@ class TxnResource:
         return [Route("POST", "/v1/txn", self.txn, "readwrite", leader=True)]
 
     async def txn(self, request: web.Request) -> web.Response:
-        body = await json_body(request, self.cfg.max_request_bytes)
+        body = await self.service.json_body(request)
         command = self.parse(body)
         result = await self.service.submit(request, command)
         return json_response(to_json(result, encoding_of(request.query)))

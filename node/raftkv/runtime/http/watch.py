@@ -50,7 +50,8 @@ class WatchResource:
                 return k == key
         hub = self.node.watch
         try:
-            watcher = hub.subscribe(match, start, self.node.fsm.revision)
+            watcher = hub.subscribe(match, start, self.node.fsm.revision,
+                                    request.remote or "")  # LimitExceeded: caps
         except Compacted as exc:
             raise ApiError(410, "compacted", str(exc)) from None
         response = web.StreamResponse(headers={
