@@ -69,6 +69,12 @@ class NodeConfig:
     client_insecure: bool = False
     auth_file: Path | None = None
     metrics_access: str = "open"
+    # The client port's connection limits (runtime/fasthttp.py; docs/api.md "Limits").
+    # 0 connections = derived from the open-file limit at start (client_connection_cap).
+    client_max_connections: int = 0
+    client_header_timeout: float = 10.0
+    client_body_timeout: float = 30.0
+    client_idle_timeout: float = 75.0
     unsafe_no_fsync: bool = False
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
@@ -116,6 +122,13 @@ class NodeConfig:
         if not 1 <= self.max_json_depth <= 500:
             # The stdlib parser recurses: past ~900 levels it fails, so 500 is the top.
             raise ValueError("--max-json-depth must be in [1, 500]")
+        if self.client_max_connections < 0:
+            raise ValueError("--client-max-connections must be >= 0 (0: from the fd limit)")
+        for flag, seconds in (("--client-header-timeout", self.client_header_timeout),
+                              ("--client-body-timeout", self.client_body_timeout),
+                              ("--client-idle-timeout", self.client_idle_timeout)):
+            if not seconds > 0:
+                raise ValueError(f"{flag} must be > 0 seconds")
         names = [m.name for m in self.initial_cluster]
         if len(set(names)) != len(names):
             raise ValueError("--initial-cluster names a member twice")
@@ -143,6 +156,21 @@ class NodeConfig:
         if self.auth_file is None:
             raise ValueError("with TLS, give --auth-file (tokens and certificate identities: "
                              "docs/security.md), or --client-insecure for an open port")
+
+    def client_connection_cap(self) -> int:
+        """--client-max-connections, or with 0 the open-file limit less a reserve for
+        the WAL, snapshots and peers (past the fd limit, accept() fails and new
+        clients see resets instead of a clear 503)."""
+        if self.client_max_connections:
+            return self.client_max_connections
+        try:
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+            return 1024
+        if soft == resource.RLIM_INFINITY:
+            return 10000
+        return max(16, min(10000, soft - 256))
 
     @property
     def tick_seconds(self) -> float:
@@ -249,6 +277,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--metrics-access", default="open", choices=METRICS_ACCESS,
         help="/metrics open to anyone who reaches the port (default), or authenticated "
              "(any role)")
+    add("--client-max-connections", type=int, default=0,
+        help="open client connections at most; more are answered 503 and closed "
+             "(0: the open-file limit less 256, at most 10000)")
+    add("--client-header-timeout", type=float, default=10.0,
+        help="seconds a client may take to send a request head (then closed)")
+    add("--client-body-timeout", type=float, default=30.0,
+        help="seconds a client may take to send a request body (then closed)")
+    add("--client-idle-timeout", type=float, default=75.0,
+        help="seconds an idle client connection is kept open")
     add("--unsafe-no-fsync", action="store_true",
         help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
     add("--unsafe-crash-test-ledger", action="store_true",
@@ -328,6 +365,10 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         client_insecure=ns.client_insecure,
         auth_file=_path(ns.auth_file),
         metrics_access=ns.metrics_access,
+        client_max_connections=ns.client_max_connections,
+        client_header_timeout=ns.client_header_timeout,
+        client_body_timeout=ns.client_body_timeout,
+        client_idle_timeout=ns.client_idle_timeout,
         unsafe_no_fsync=ns.unsafe_no_fsync,
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
         unsafe_local_reads=ns.unsafe_local_reads,

@@ -95,6 +95,15 @@ class NodeMetrics:
                                  "(writes that grow it are refused)", registry=r)
         self.limit_refusals = Counter("raftkv_limit_refusals_total",
                                       "Requests refused by a limit", ["limit"], registry=r)
+        self.client_connections = Gauge("raftkv_client_connections",
+                                        "Open client connections", registry=r)
+        self.client_connections_rejected = Counter(
+            "raftkv_client_connections_rejected_total",
+            "Client connections refused (503) at --client-max-connections", registry=r)
+        self.client_connections_closed = Counter(
+            "raftkv_client_connections_closed_total",
+            "Client connections closed by the node: a timeout, or a malformed request",
+            ["reason"], registry=r)
         for role in ROLES:
             self.role.labels(role).set(0)
         for role in ("voter", "learner"):
@@ -107,6 +116,8 @@ class NodeMetrics:
             self.snapshots.labels(kind)
         for limit in LIMITS:
             self.limit_refusals.labels(limit)
+        for reason in ("header_timeout", "body_timeout", "idle_timeout", "malformed"):
+            self.client_connections_closed.labels(reason)
 
     def set_role(self, role: str) -> None:
         for r in ROLES:

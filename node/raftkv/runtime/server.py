@@ -17,7 +17,7 @@ from aiohttp import web
 from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
 from raftkv.runtime.config import NodeConfig
-from raftkv.runtime.fasthttp import FastHttp
+from raftkv.runtime.fasthttp import ClientLimits, FastHttp
 from raftkv.runtime.http import ClientApi
 from raftkv.runtime.http.auth import AuthFileError
 from raftkv.runtime.identity import IdentityError, resolve_identity
@@ -93,19 +93,23 @@ class Server:
         await transport.start(cfg.listen_host, cfg.peer_port)
         server_ssl = self._client_tls()
         api = self.api = ClientApi(node, forward_tls=self.forward_tls)
-        self.runner = web.AppRunner(api.app(), access_log=None,
-                                    handle_signals=False, shutdown_timeout=2.0)
+        limits = ClientLimits(max_connections=cfg.client_connection_cap(),
+                              header_timeout=cfg.client_header_timeout,
+                              body_timeout=cfg.client_body_timeout,
+                              idle_timeout=cfg.client_idle_timeout)
+        # aiohttp's keep-alive timeout is its idle timeout (its default is an hour).
+        self.runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                                    shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout)
         await self.runner.setup()
-        if self.fast_path:
-            assert self.runner.server is not None
-            # The hot single-key requests skip aiohttp; the rest are handed to it.
-            self.fast = FastHttp(api.service, self.runner.server)
-            self.client_server = await loop.create_server(
-                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True,
-                ssl=server_ssl)
-        else:
-            await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
-                              reuse_address=True, ssl_context=server_ssl).start()
+        assert self.runner.server is not None
+        # Every connection enters through FastHttp (TLS, connection cap, timeouts). With
+        # the fast path, the hot single-key requests skip aiohttp and the rest are handed
+        # to it; without (tests compare the two), every connection goes to aiohttp at once.
+        self.fast = FastHttp(api.service, self.runner.server, limits,
+                             serve_fast=self.fast_path)
+        self.client_server = await loop.create_server(
+            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True,
+            ssl=server_ssl)
         node.start()
         self._sync_peers()
         log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,

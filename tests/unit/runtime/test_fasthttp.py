@@ -120,5 +120,35 @@ async def test_other_requests_are_handed_to_aiohttp_on_the_same_connection(
         assert [a.split(b" ")[1] for a in answers] == [b"200"] * 4
         assert b'"ok":true' in answers[1]
         assert answers[3].endswith(b"\r\n\r\nv2")
-        assert server.fast is not None and not server.fast.connections  # handed over
+        # Handed over: aiohttp serves the connection (FastHttp stays in front of it).
+        assert server.fast is not None and server.fast.connections
+        assert all(c.downstream is not None for c in server.fast.connections)
         assert server.fast.served == 1
+
+
+async def test_the_authorization_hook_answers_its_error(tmp_path: Path) -> None:
+    """FastHttp.authorize sees every fast-path request first; its ApiError is the answer."""
+    from raftkv.runtime.errors import ApiError
+    from raftkv.runtime.fasthttp import FastRequest
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    def authorize(request: FastRequest) -> None:
+        token = request.headers.get("Authorization")
+        seen.append((request.method, request.target, token))
+        if token != "Bearer good":
+            raise ApiError(401, "unauthenticated", "a bearer token is required")
+
+    async with solo_node(tmp_path) as server:
+        assert server.fast is not None
+        server.fast.authorize = authorize
+        port = server.cfg.client_port
+        refused, allowed = await _raw("127.0.0.1", port, (
+            b"PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1"
+            b"PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+            b"Content-Length: 1\r\n\r\n2"), 2)
+        assert refused.startswith(b"HTTP/1.1 401") and b'"unauthenticated"' in refused
+        assert allowed.startswith(b"HTTP/1.1 200")
+        assert server.node.fsm.get(b"x") is not None
+        assert server.node.fsm.get(b"x").value == b"2"  # type: ignore[union-attr]
+    assert seen == [("PUT", "/v1/kv/x", None), ("PUT", "/v1/kv/x", "Bearer good")]

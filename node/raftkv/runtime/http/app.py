@@ -63,7 +63,7 @@ class ClientApi:
         check, access = self.auth.check, route.access
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            request[IDENTITY] = check(access, request.headers,
+            request[IDENTITY] = check(access, request.headers.get("Authorization"),
                                       lambda: peercert_of(request.transport))
             return await handler(request)
 
@@ -76,7 +76,7 @@ class ClientApi:
         try:
             if route == "unmatched" and self.auth.enabled:
                 # No route (404/405): anonymous callers learn nothing about the paths.
-                self.auth.check("read", request.headers,
+                self.auth.check("read", request.headers.get("Authorization"),
                                 lambda: peercert_of(request.transport))
             response = await handler(request)
         except web.HTTPException as exc:

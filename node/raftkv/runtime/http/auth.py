@@ -190,25 +190,25 @@ class Authenticator:
         return self.path is not None
 
     # --- the one check ---------------------------------------------------------------
-    def check(self, access: Access, headers: Mapping[str, str],
+    def check(self, access: Access, authorization: str | None,
               peercert: Callable[[], Mapping[str, Any] | None]) -> Identity:
         """The caller's identity if it may use a route needing `access`, else 401/403.
-        `peercert` gives the connection's verified client certificate (called only
-        when the request has no token: decoding a certificate is not free)."""
+        `authorization`: the request's Authorization header; `peercert` gives the
+        connection's verified client certificate (called only when the request has no
+        token: decoding a certificate is not free)."""
         if self.path is None or access == "open" or (access == "metrics"
                                                       and self.metrics_open):
             return ANONYMOUS_ADMIN if self.path is None else _OPEN
-        identity = self.authenticate(headers, peercert)
+        identity = self.authenticate(authorization, peercert)
         if not identity.may(access):
             raise permission_denied(
                 f"{identity.name!r} (role {identity.role}) may not do this: it needs "
                 f"role {'read' if access == 'metrics' else access}")
         return identity
 
-    def authenticate(self, headers: Mapping[str, str],
+    def authenticate(self, auth: str | None,
                      peercert: Callable[[], Mapping[str, Any] | None]) -> Identity:
         self._maybe_reload()
-        auth = headers.get("Authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():

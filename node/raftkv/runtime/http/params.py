@@ -26,9 +26,26 @@ class RequestLike(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
-def path_key(raw_path: str) -> bytes:
-    """The key of `/v1/kv/{key}`: the raw path keeps arbitrary bytes, %-decoded here."""
-    return unquote_to_bytes(raw_path.split("?", 1)[0][len("/v1/kv/"):])
+def path_key(target: str | bytes) -> bytes:
+    """The key of `/v1/kv/{key}` from the raw request target, %-decoded to raw bytes
+    (`%FF` is the byte 0xFF). Origin-form `/v1/kv/k?q`, or absolute-form
+    `http://host/v1/kv/k`, whose path part counts (RFC 9112 3.2.2). Both HTTP paths
+    (aiohttp's handlers, runtime/fasthttp.py) take the key from here."""
+    raw = target.encode("utf-8", "surrogateescape") if isinstance(target, str) else target
+    query = raw.find(b"?")
+    path = raw if query < 0 else raw[:query]
+    if path.startswith(b"/v1/kv/") and b"#" not in path:  # the usual case, first
+        return unquote_to_bytes(path[7:])
+    if b"#" in path:
+        raise bad_request("a request target has no fragment; send '#' in a key as %23",
+                          "invalid_target")
+    if not path.startswith(b"/"):
+        _, sep, rest = path.partition(b"://")
+        slash = rest.find(b"/")
+        path = rest[slash:] if sep and slash > 0 else b""
+    if not path.startswith(b"/v1/kv/"):
+        raise bad_request("the request target is not /v1/kv/{key}", "invalid_target")
+    return unquote_to_bytes(path[len(b"/v1/kv/"):])
 
 
 def flag(request: RequestLike, name: str) -> bool:
