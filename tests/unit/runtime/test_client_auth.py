@@ -397,3 +397,94 @@ async def test_plain_http_is_refused_on_a_tls_port(secured: Secured) -> None:
     finally:
         writer.close()
     assert secured.server.node.fsm.get(b"plain") is None
+
+
+async def test_the_python_client_and_the_cli_speak_tls_and_tokens(
+        secured: Secured, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from raftkv.cli import main
+    from raftkv.client import (
+        AsyncClient,
+        Credentials,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        credentials_from_env,
+    )
+    from raftkv.client.retry import RetryPolicy
+
+    ca, url = str(secured.creds.ca_file), secured.url
+    fast = RetryPolicy(deadline=2)
+    async with AsyncClient(url, credentials=Credentials(ca, token=secured.tokens["readwrite"]),
+                           retry=fast) as client:
+        await client.put("py", "1")
+        kv = await client.get("py")
+        assert kv is not None and kv.value == b"1"
+        with pytest.raises(PermissionDeniedError):
+            await client.create_checkpoint()
+    cert, key = (str(p) for p in secured.creds.cert_files("cert-writer"))
+    async with AsyncClient(url, credentials=Credentials(ca, cert, key), retry=fast) as client:
+        await client.put("py", "2")  # a client certificate instead of a token
+    async with AsyncClient(url, credentials=Credentials(ca), retry=fast) as client:
+        with pytest.raises(UnauthenticatedError):
+            await client.get("py")
+    monkeypatch.setenv("RAFTKV_CACERT", ca)
+    monkeypatch.setenv("RAFTKV_TOKEN", secured.tokens["read"])
+    assert credentials_from_env().token == secured.tokens["read"]
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    # The env gives the CA and a read token: reads work, a write is refused (exit 5).
+    assert await asyncio.to_thread(cli, "get", "py", "--endpoints", url) == (0, "2\n", "")
+    code, _, err = await asyncio.to_thread(cli, "put", "py", "3", "--endpoints", url)
+    assert code == 5 and "permission_denied" in err
+    # Flags win over the environment; --key (a file) and the KEY argument do not clash.
+    token_file = secured.creds.directory / "rw.token"
+    token_file.write_text(secured.tokens["readwrite"] + "\n")
+    monkeypatch.delenv("RAFTKV_TOKEN")
+    code, out, err = await asyncio.to_thread(
+        cli, "put", "py", "4", "--endpoints", url, "--token-file", str(token_file))
+    assert code == 0, err
+    code, out, err = await asyncio.to_thread(
+        cli, "put", "py", "5", "--endpoints", url, "--cert", cert, "--key", key)
+    assert code == 0, err
+    code, _, err = await asyncio.to_thread(cli, "get", "py", "--endpoints", url)
+    assert code == 5 and "unauthenticated" in err
+    code, _, err = await asyncio.to_thread(
+        cli, "get", "py", "--endpoints", url, "--cacert", "/nonexistent/ca.pem")
+    assert code == 2 and "credentials" in err
+    assert secured.server.node.fsm.get(b"py").value == b"5"  # type: ignore[union-attr]
+
+
+async def test_a_tls_connection_is_handed_from_the_fast_path_to_aiohttp(
+        secured: Secured) -> None:
+    """Pipelined over one TLS connection: a fast-path PUT, an aiohttp route, a chunked
+    PUT (aiohttp's), then a GET (still aiohttp's after the hand-over)."""
+    token = secured.tokens["readwrite"].encode()
+    auth = b"Authorization: Bearer " + token + b"\r\n"
+    payload = (
+        b"PUT /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 2\r\n\r\nv1"
+        b"GET /v1/status HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+        b"PUT /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nv2\r\n0\r\n\r\n"
+        b"GET /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", secured.server.cfg.client_port, ssl=secured.ssl,
+        server_hostname="127.0.0.1")
+    answers = []
+    try:
+        writer.write(payload)
+        for _ in range(4):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            answers.append(head + await asyncio.wait_for(reader.readexactly(length), 10))
+    finally:
+        writer.close()
+    assert [a.split(b" ")[1] for a in answers] == [b"200"] * 4, answers
+    assert answers[3].endswith(b"\r\n\r\nv2")
