@@ -170,7 +170,7 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluste
     # TLS and authentication on: the fuzzer speaks https with a token (issue 11).
     cluster = Cluster(tmp_path_factory.mktemp("fuzz"), None, secure=True)  # type: ignore[arg-type]
     session = cluster.session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context()),
+        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
         headers=cluster.auth_headers())
     try:
         cluster.create(1, extra_args=LIMIT_ARGS)

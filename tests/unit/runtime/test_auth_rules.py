@@ -44,7 +44,7 @@ def test_a_bad_auth_file_is_refused(text: str) -> None:
 
 def test_roles_nest() -> None:
     allowed = {role: [a for a in ("read", "readwrite", "admin", "metrics", "open")
-                      if Identity("x", role).may(a)]  # type: ignore[arg-type]
+                      if Identity("x", role).may(a)]
                for role in ("read", "readwrite", "admin")}
     assert allowed == {"read": ["read", "metrics", "open"],
                        "readwrite": ["read", "readwrite", "metrics", "open"],
