@@ -54,7 +54,11 @@ class ClientApi:
             handler = self.forwarder.leader_only(route.handler) if route.leader \
                 else route.handler
             # Authenticated first: a follower never forwards a request it would refuse.
-            app.router.add_route(route.method, route.path, self._guarded(route, handler))
+            guarded = self._guarded(route, handler)
+            if route.method == "GET":
+                app.router.add_get(route.path, guarded)  # and HEAD, as aiohttp does
+            else:
+                app.router.add_route(route.method, route.path, guarded)
         app.on_startup.append(self.forwarder.open)
         app.on_cleanup.append(self.forwarder.close)
         return app
