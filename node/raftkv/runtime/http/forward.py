@@ -71,6 +71,11 @@ class LeaderForwarder:
 
     async def _forward(self, request: web.Request, target: str) -> web.Response:
         assert self.session is not None
+        if self.tls is not None and not target.startswith("https://"):
+            # A secure node never sends a caller's token in clear (a leader advertising
+            # an http:// client URL is a misconfiguration).
+            raise unavailable("leader_unreachable", "the leader's client URL is not https; "
+                              "not forwarding credentials in clear")
         body = await read_body(request, self.cfg.max_request_bytes)
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-raftkv-") or k.lower() in (
