@@ -142,3 +142,16 @@ def test_the_file_is_reloaded_and_a_bad_one_keeps_the_last(tmp_path: Path) -> No
     now[0] = 4.0
     assert auth.check("read", f"Bearer {second}", _no_cert).name == "two"
     assert auth.reload_failures == 1
+
+
+async def test_a_secure_follower_never_forwards_credentials_in_clear() -> None:
+    from types import SimpleNamespace
+
+    from raftkv.runtime.http.forward import LeaderForwarder
+
+    service = SimpleNamespace(node=None, cfg=None)
+    forwarder = LeaderForwarder(service, tls=object())  # type: ignore[arg-type]
+    forwarder.session = object()  # type: ignore[assignment]
+    with pytest.raises(ApiError) as info:
+        await forwarder._forward(None, "http://leader:7379/v1/kv/x")  # type: ignore[arg-type]
+    assert info.value.status == 503 and "in clear" in info.value.message
