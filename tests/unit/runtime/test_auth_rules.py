@@ -155,3 +155,28 @@ async def test_a_secure_follower_never_forwards_credentials_in_clear() -> None:
     with pytest.raises(ApiError) as info:
         await forwarder._forward(None, "http://leader:7379/v1/kv/x")  # type: ignore[arg-type]
     assert info.value.status == 503 and "in clear" in info.value.message
+
+
+def test_raftkv_auth_token_adds_a_digest_and_prints_the_token(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raftkv.cli import main
+
+    path = tmp_path / "auth.json"
+    assert main(["auth", "token", "ci", "--role", "readwrite", "--prefix", "ci/",
+                 "--auth-file", str(path)]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["auth", "token", "ops", "--role", "admin", "--auth-file", str(path)]) == 0
+    second = capsys.readouterr().out.strip()
+    text = path.read_text()
+    assert first not in text and second not in text  # digests only
+    assert path.stat().st_mode & 0o077 == 0
+    auth = Authenticator(path)
+    ci = auth.check("readwrite", f"Bearer {first}", _no_cert)
+    assert (ci.name, ci.prefixes) == ("ci", (b"ci/",))
+    assert auth.check("admin", f"Bearer {second}", _no_cert).name == "ops"
+    path.write_text("{broken")
+    assert main(["auth", "token", "x", "--role", "read", "--auth-file", str(path)]) == 2
+    assert path.read_text() == "{broken"  # a file the nodes cannot load is left alone
+    assert main(["auth", "token", "y", "--role", "read"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("rkv_") and '"sha256"' in err
