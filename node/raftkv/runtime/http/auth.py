@@ -148,7 +148,8 @@ def certificate_names(peercert: Mapping[str, Any] | None) -> list[str]:
     """A verified client certificate's names: DNS/URI/IP subjectAltNames, then the CN."""
     if not peercert:
         return []
-    names = [str(value) for kind, value in peercert.get("subjectAltName", ())
+    # (IPv6 addresses come with a trailing newline from some OpenSSL versions.)
+    names = [str(value).rstrip("\n") for kind, value in peercert.get("subjectAltName", ())
              if kind in ("DNS", "URI", "IP Address")]
     for rdn in peercert.get("subject", ()):
         for key, value in rdn:
