@@ -88,8 +88,12 @@ _GET_PARAMS = frozenset(("consistency", "encoding"))
 # Requests with these go to aiohttp, which implements them.
 _HANDED_OVER_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 _NOTABLE_HEADERS = SINGLETON_HEADERS | _HANDED_OVER_HEADERS | {b"sec-websocket-key1"}
+# One bit per singleton header: a head's "seen" set is an int (no set per request).
+_SINGLETON_BITS = {name: 1 << i for i, name in enumerate(sorted(SINGLETON_HEADERS))}
+_HOST_BIT = _SINGLETON_BITS[b"host"]
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}  # (status, type) -> head up to the length
 
 
 @dataclass(slots=True)
@@ -122,12 +126,12 @@ class FastRequest:
                  "length", "body", "identity")
 
     def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
-                 raw_headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                 raw_headers: list[tuple[str, str]], keep_alive: bool,
                  length: int) -> None:
         self.method = method
         self.raw_target = raw_target
         self.query = query
-        self.raw_headers = raw_headers  # (lower-case name, value), as received
+        self.raw_headers = raw_headers  # (lower-case name, value), decoded
         self._headers: CIMultiDict[str] | None = None
         self.keep_alive = keep_alive
         self.length = length
@@ -149,11 +153,9 @@ class FastRequest:
     @property
     def headers(self) -> CIMultiDict[str]:
         """Decoded like aiohttp's: names latin-1, values UTF-8 with surrogateescape
-        (built on first use: a GET never reads them)."""
+        (the map is built on first use: a GET never reads it)."""
         if self._headers is None:
-            self._headers = CIMultiDict(
-                [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-                 for name, value in self.raw_headers])
+            self._headers = CIMultiDict(self.raw_headers)
         return self._headers
 
 
@@ -197,7 +199,8 @@ class FastHttp:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
-            conn.abort()
+            if conn.downstream is None:  # aiohttp's runner closes its own, gracefully
+                conn.abort()
 
     def observe(self, method: str, status: int, started: float) -> None:
         self.served += 1
@@ -235,23 +238,17 @@ class _HeadRules:
     connection's parser and the one that checks the bytes a hand-over passes on."""
 
     url: bytes
-    headers: list[tuple[bytes, bytes]]
-    seen: set[bytes]
+    headers: list[tuple[str, str]]  # names latin-1, values UTF-8 (surrogateescape)
+    seen: int  # _SINGLETON_BITS of the headers seen
     length: int  # Content-Length (llhttp accepts digits only)
     aiohttps: bool  # a header only aiohttp handles
 
     def _begin_head(self) -> None:
         self.url = b""
         self.headers = []
-        self.seen = set()
+        self.seen = 0
         self.length = 0
         self.aiohttps = False
-
-    def on_url(self, url: bytes) -> None:
-        url = self.url + url if self.url else url
-        if len(url) > MAX_LINE_BYTES:
-            raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
-        self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
@@ -261,10 +258,11 @@ class _HeadRules:
                              f"{MAX_HEADERS} headers")
         lower = name.lower()
         if lower in _NOTABLE_HEADERS:
-            if lower in SINGLETON_HEADERS:
-                if lower in self.seen:
+            bit = _SINGLETON_BITS.get(lower)
+            if bit is not None:
+                if self.seen & bit:
                     raise _Malformed(f"duplicate {name.decode('latin-1')!r} header")
-                self.seen.add(lower)
+                self.seen |= bit
                 if lower == b"content-length":
                     self.length = int(value)
             elif lower == b"sec-websocket-key1":
@@ -273,10 +271,10 @@ class _HeadRules:
                 self.aiohttps = True
         if value and value[-1] in b" \t":  # llhttp strips the OWS before a value only
             value = value.rstrip(b" \t")
-        headers.append((lower, value))
+        headers.append((lower.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def _check_head(self, version: str) -> None:
-        if version == "1.1" and b"host" not in self.seen:
+        if version == "1.1" and not self.seen & _HOST_BIT:
             raise _Malformed("missing Host header in an HTTP/1.1 request")
 
 
@@ -289,6 +287,12 @@ class _Validator(_HeadRules):
 
     def on_message_begin(self) -> None:
         self._begin_head()
+
+    def on_url(self, url: bytes) -> None:
+        url = self.url + url if self.url else url
+        if len(url) > MAX_LINE_BYTES:
+            raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
+        self.url = url
 
     def on_headers_complete(self) -> None:
         self._check_head(self.parser.get_http_version())
@@ -420,11 +424,13 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         if self.dead or self.transport is None:
             return
         skip = self.skip
-        if skip:
+        if skip:  # the rest of an accepted request's body, then perhaps more
             if skip >= len(data):
                 self.skip -= len(data)
+                self.body_parts.append(data)
             else:
                 self.skip = 0
+                self.body_parts.append(data[:skip])
                 self._keep(data[skip:])
         elif self.raw_pos >= len(self.raw):  # the usual case: nothing kept from before
             self.raw, self.raw_pos = data, 0
@@ -493,39 +499,50 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
     # --- parser callbacks (llhttp, via httptools) ----------------------------------
     def on_message_begin(self) -> None:
         self.in_message = True
-        self.url = b""
         self.headers = []
-        self.seen = set()
+        self.seen = 0
         self.length = 0
         self.aiohttps = False
         self.request = None
-        self.body_parts = []
         self.deadline = self.shared.clock + self.limits.header_timeout
         self.phase = "header_timeout"
 
     def on_headers_complete(self) -> None:
+        # The target is taken from the request line llhttp has just accepted (method,
+        # spaces, target, spaces, version; no other bytes allowed), not from on_url:
+        # one callback less per request.
+        raw = self.raw
+        start = self.raw_pos
+        while start < len(raw) and raw[start] in b"\r\n":
+            start += 1
+        line = raw[start:raw.find(b"\r\n", start)]
+        tokens = line.split(b" ")
+        if len(tokens) != 3:  # llhttp allows more than one space between the parts
+            tokens = [token for token in tokens if token]
+        url = tokens[1] if len(tokens) == 3 else b""
+        if len(url) > MAX_LINE_BYTES:
+            raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
+        self.url = url
         version = self.parser.get_http_version()
-        if b"host" not in self.seen and version == "1.1":
+        if not self.seen & _HOST_BIT and version == "1.1":
             self._check_head(version)
         request = self._fast_request(version)
         if request is None:
             raise _HandOver()
-        self._commit(request.length)
+        self._commit(request, start)
         self.request = request
         if request.length:
             self.deadline = self.shared.clock + self.limits.body_timeout
             self.phase = "body_timeout"
-
-    def on_body(self, body: bytes) -> None:
-        self.body_parts.append(body)
 
     def on_message_complete(self) -> None:
         self.in_message = False
         request = self.request
         assert request is not None
         parts = self.body_parts
-        if parts:
-            request.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if parts:  # the body came in several reads (else _commit took it whole)
+            request.body = b"".join(parts)
+            self.body_parts = []
         self.request = None
         self.queue.append(request)
         self.queued_this_read += 1
@@ -563,18 +580,21 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         else:
             self.raw, self.raw_pos = raw[self.raw_pos:] + data, 0
 
-    def _commit(self, length: int) -> None:
+    def _commit(self, request: FastRequest, start: int) -> None:
         """This request is served here: its bytes leave `raw` (they can no longer be
-        handed over). Its head ends at the first CRLFCRLF after any leading CRLFs
-        (llhttp, strict, allows no other line ends); its body is `length` bytes."""
+        handed over), and its body is taken from them (the parser's on_body would
+        cost a call per piece). Its head ends at the first CRLFCRLF after any leading
+        CRLFs (llhttp, strict, allows no other line ends); its body is Content-Length
+        bytes."""
         raw = self.raw
-        start = self.raw_pos
-        while start < len(raw) and raw[start] in b"\r\n":
-            start += 1
-        end = raw.find(b"\r\n\r\n", start) + 4 + length
+        head_end = raw.find(b"\r\n\r\n", start) + 4
+        end = head_end + request.length
         if end <= len(raw):
+            if request.length:
+                request.body = raw[head_end:end]
             self.raw_pos = end
-        else:
+        else:  # the rest arrives in later reads (data_received collects it)
+            self.body_parts = [raw[head_end:]]
             self.skip = end - len(raw)
             self.raw_pos = len(raw)
 
@@ -684,14 +704,17 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
 
     def _answer(self, slot: list[Any], request: FastRequest, status: int, content_type: str,
                 body: bytes, headers: dict[str, str] | None, started: float) -> None:
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"]
+        start = _STATUS_LINES.get((status, content_type))
+        if start is None:
+            start = _STATUS_LINES[status, content_type] = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: ").encode("latin-1")
+        head = f"{len(body)}\r\n"
         if headers:
-            head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+            head += "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
         if not request.keep_alive:
-            head.append("Connection: close\r\n")
-        head.append("\r\n")
-        encoded = "".join(head).encode("latin-1")
+            head += "Connection: close\r\n"
+        encoded = start + (head + "\r\n").encode("latin-1")
         if len(body) < LARGE_BODY:
             slot[0] = encoded + body
         else:  # a large value is written as it is, never copied into the answer
