@@ -142,8 +142,8 @@ class FastRequest:
     def authorization(self) -> str | None:
         """The first Authorization header (without building `headers`)."""
         for name, value in self.raw_headers:
-            if name == b"authorization":
-                return value.decode("utf-8", "surrogateescape")
+            if name == "authorization":
+                return value
         return None
 
     @property
