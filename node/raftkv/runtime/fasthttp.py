@@ -185,8 +185,8 @@ class FastHttp:
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.served = 0  # requests answered here (not handed over)
         self._sweeper: asyncio.TimerHandle | None = None
-        # time.monotonic() as of the last sweep: deadlines are set from it (no clock
-        # read per request); they are as coarse as the sweep anyway.
+        # time.monotonic() as of the read being parsed (one clock read per read, not
+        # per parser callback): the head and body deadlines start from it.
         self.clock = time.monotonic()
         self.metrics = api.metrics
 
@@ -328,6 +328,7 @@ class _Observer:
 
     def feed(self, data: bytes) -> bool:
         """False once the bytes stop being HTTP/1.1 requests (aiohttp answers that)."""
+        self.conn.shared.clock = time.monotonic()
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
@@ -397,7 +398,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         shared.connections.add(self)
         shared.count_open()
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self.deadline = shared.clock + self.limits.idle_timeout
+        self.deadline = time.monotonic() + self.limits.idle_timeout
         if not shared.serve_fast:
             self._hand_over(b"")
 
@@ -423,6 +424,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             return
         if self.dead or self.transport is None:
             return
+        self.shared.clock = time.monotonic()
         skip = self.skip
         if skip:  # the rest of an accepted request's body, then perhaps more
             if skip >= len(data):
@@ -761,7 +763,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                 transport.close()
                 return
             if not self.in_message:
-                self.deadline = self.shared.clock + self.limits.idle_timeout
+                self.deadline = time.monotonic() + self.limits.idle_timeout
                 self.phase = "idle_timeout"
         if self.read_paused:
             self._update_reading()
@@ -773,7 +775,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         if self.in_message or self.downstream is not None:
             return  # the head or body deadline stands; aiohttp's are the observer's
         if self.write_paused or not (self.pending or self.queue):
-            self.deadline = self.shared.clock + self.limits.idle_timeout
+            self.deadline = time.monotonic() + self.limits.idle_timeout
             self.phase = "idle_timeout"
         else:
             self.deadline = 0.0
@@ -797,7 +799,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             self.queue.pop()
         self.queued_this_read = 0
         self.raw, self.raw_pos = b"", 0
-        self.deadline = self.shared.clock + self.limits.idle_timeout  # the answer's writing
+        self.deadline = time.monotonic() + self.limits.idle_timeout  # the answer's writing
         self.phase = "idle_timeout"
         self.queue.append(_Reject(message))
         self._pump()

@@ -178,3 +178,14 @@ async def test_requests_split_across_reads_are_parsed_the_same(tmp_path: Path) -
         for i in range(4):
             kv = server.node.fsm.get(b"s%d" % i)
             assert kv is not None and kv.value == bytes([97 + i]) * (40 + i)
+
+
+async def test_connection_close_in_a_token_list_closes(tmp_path: Path) -> None:
+    """`Connection: keep-alive, close` means close (llhttp reads the token list)."""
+    async with solo_node(tmp_path, client_idle_timeout=60.0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.cfg.client_port)
+        writer.write(b"PUT /v1/kv/c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n"
+                     b"Content-Length: 1\r\n\r\nv")
+        answer = await asyncio.wait_for(reader.read(-1), 5)  # EOF long before 60 s
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close\r\n" in answer
