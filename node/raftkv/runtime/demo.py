@@ -190,9 +190,11 @@ def main() -> int:
     try:
         run(directory)
     finally:
-        say("stopping everything: raftkv local down --purge")
+        # Stop first, then say so: with stdout gone (`make demo | head`) the print
+        # raises BrokenPipeError, and the nodes must not outlive the demo.
         subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "down", "--purge",
-                        "--dir", directory], check=False)
+                        "--dir", directory], check=False, stdout=subprocess.DEVNULL)
+        say("stopped everything: raftkv local down --purge")
     print("\ndemo finished")
     return 0
 
