@@ -79,10 +79,10 @@ class NodeMetrics:
                                        registry=r)
         self.member_healthy = Gauge("raftkv_member_healthy",
                                     "Leader only: 1 if the member is recently active",
-                                    ["member"], registry=r)
+                                    ["member", "member_name"], registry=r)
         self.member_lag = Gauge("raftkv_member_lag_entries",
                                 "Leader only: commit index minus the member's match index",
-                                ["member"], registry=r)
+                                ["member", "member_name"], registry=r)
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
         self.state_bytes = Gauge("raftkv_state_bytes",

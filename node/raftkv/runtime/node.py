@@ -92,6 +92,11 @@ class NodeStopped(Exception):
     """The node is shutting down."""
 
 
+class WaitInterrupted(NodeStopped):
+    """The node shuts down while a request waits (for a lock grant): what the
+    request proposed may have applied (the lease stays queued). Retry elsewhere."""
+
+
 class NodeFailed(NodeStopped):
     """The node loop died (a WAL write or fsync failed: a full disk, a failing
     device) and the process exits. A pending write was NOT acknowledged, but its
@@ -203,6 +208,10 @@ class RaftNode:
         self._lock_waiters: dict[tuple[str, int], list[asyncio.Future[int | None]]] = {}
         self._checkpoint_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._status_changed = asyncio.Event()
+        # Set when the node shuts down: nothing waits for long any more.
+        self.long_polls_ended = asyncio.Event()
+        # (member id, name) label values of each member's leader-side series.
+        self._member_labels: dict[int, tuple[str, str]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._durable = DurableWriter()
@@ -464,11 +473,12 @@ class RaftNode:
         self._waiters[index] = _Waiter(term, fut, time.monotonic())
         return await fut
 
-    def transfer_target(self) -> int | None:
-        """The most caught-up other voter (None if there is none)."""
+    def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
+        """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
         candidates = [(pr.match, m) for m, pr in core.prs.items()
-                      if m != self.id and m in core.conf.voters]
+                      if m != self.id and m in core.conf.voters
+                      and (eligible is None or eligible(m))]
         return max(candidates)[1] if candidates else None
 
     async def transfer_leadership(self, to: int, timeout: float) -> int | None:
@@ -487,6 +497,9 @@ class RaftNode:
         """Resolves with the fencing token when `lease` is granted lock `name`, or None
         if it stops waiting (its lease went away or it dequeued)."""
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        if self.long_polls_ended.is_set():
+            fut.set_exception(WaitInterrupted("node is shutting down"))
+            return fut
         key = (name, lease)
         self._lock_waiters.setdefault(key, []).append(fut)
         fut.add_done_callback(lambda f: _discard(self._lock_waiters, key, f))
@@ -501,7 +514,7 @@ class RaftNode:
     async def wait_status_change(self, leader: int | None, term: int | None,
                                  timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.long_polls_ended.is_set():
             if leader is not None and self.core.leader != leader:
                 return
             if term is not None and self.core.term != term:
@@ -515,6 +528,17 @@ class RaftNode:
             event = self._status_changed
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
+
+    def end_long_polls(self) -> None:
+        """The node is going away: a request waiting for a lock grant fails now with
+        WaitInterrupted (its client retries elsewhere; the lease stays queued, and
+        acquiring is idempotent per lease), and status long-polls answer at once."""
+        self.long_polls_ended.set()
+        for futures in list(self._lock_waiters.values()):
+            for fut in list(futures):
+                if not fut.done():
+                    fut.set_exception(WaitInterrupted("node is shutting down"))
+        self._status_changed.set()
 
     # ======================================================================
     # The loop
@@ -814,9 +838,7 @@ class RaftNode:
             self.hello.pop(cc.node_id, None)
             self.peer_commit.pop(cc.node_id, None)
             self.peer_seen.pop(cc.node_id, None)
-            for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(cc.node_id))
+            self._forget_member_series(cc.node_id)
         self.on_members_changed()
 
     def _on_soft_state(self, ss: SoftState) -> None:
@@ -1052,12 +1074,24 @@ class RaftNode:
         now = time.monotonic()
         recent = 2 * self.cfg.election_timeout
         for member, pr in core.prs.items():
-            label = str(member)
+            # The id and the name (`node2`, `demo-1`): people and dashboards go by names.
+            labels = (str(member), self.member_name(member))
+            if self._member_labels.get(member, labels) != labels:
+                self._forget_member_series(member)  # its name became known or changed
+            self._member_labels[member] = labels
             lag = max(0, core.commit - pr.match)
-            self.metrics.member_lag.labels(label).set(lag)
+            self.metrics.member_lag.labels(*labels).set(lag)
             heard = member == self.id or now - self.peer_seen.get(member, -1e9) < recent
             healthy = heard and lag <= READY_LAG_ENTRIES
-            self.metrics.member_healthy.labels(label).set(1 if healthy else 0)
+            self.metrics.member_healthy.labels(*labels).set(1 if healthy else 0)
+
+    def _forget_member_series(self, member: int) -> None:
+        labels = self._member_labels.pop(member, None)
+        if labels is None:
+            return
+        for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
 
 def _yield_to_loop() -> None:

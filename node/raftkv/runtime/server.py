@@ -33,6 +33,8 @@ from raftkv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("raftkv.server")
 
+# How often a leader handing over on shutdown checks that its target is still there.
+TRANSFER_CHECK_SECONDS = 0.05
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -150,23 +152,56 @@ class Server:
             if member not in members:
                 transport.remove_peer(member)
 
+    async def _hand_over(self, timeout: float) -> int | None:
+        """Transfer leadership to the most caught-up voter that is connected and heard
+        from lately; if it goes away meanwhile (the whole cluster being stopped at once),
+        to the next one. The new leader's id, or None if none took it in `timeout`."""
+        node = self.node
+        deadline = time.monotonic() + timeout
+        tried: set[int] = set()
+        while True:
+            target = node.transfer_target(lambda m: m not in tried and self._reachable(m))
+            left = deadline - time.monotonic()
+            if target is None or left <= 0:
+                return None
+            tried.add(target)
+            moving = asyncio.ensure_future(node.transfer_leadership(target, left))
+            while not moving.done() and self._reachable(target):
+                await asyncio.wait({moving}, timeout=TRANSFER_CHECK_SECONDS)
+            if not moving.done():  # the target stopped answering: not worth waiting for
+                moving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await moving
+                continue
+            if moving.result() is not None:
+                return moving.result()
+
+    def _reachable(self, member: int) -> bool:
+        peer = self.transport.peers.get(member) if self.transport is not None else None
+        heard = self.node.peer_seen.get(member)
+        return (peer is not None and peer.connected and heard is not None
+                and time.monotonic() - heard < self.cfg.election_timeout)
+
     async def shutdown(self, transfer_timeout: float | None = None) -> None:
         """A leader hands over leadership first (bounded), then everything closes."""
         node = self.node
         if transfer_timeout is None:
             transfer_timeout = 3 * self.cfg.election_timeout + 1
         if node.core.role == StateRole.LEADER and len(node.core.conf.voters) > 1:
-            target = node.transfer_target()
-            if target is not None:
-                started = time.monotonic()
-                new = await node.transfer_leadership(target, transfer_timeout)
-                log.info("shutdown: leadership %s after %.2fs",
-                         f"moved to {new}" if new else "transfer timed out",
-                         time.monotonic() - started)
+            started = time.monotonic()
+            new = await self._hand_over(transfer_timeout)
+            log.info("shutdown: leadership %s after %.2fs",
+                     f"moved to {new}" if new else "not handed over (no reachable voter took it)",
+                     time.monotonic() - started)
         if self.client_server is not None:
             self.client_server.close()
         if self.fast is not None:
             self.fast.close()
+        # Requests that wait (watch streams, lock waits, status long-polls) end now, or
+        # aiohttp waits its whole shutdown_timeout for each handler, then as long again
+        # for the cancelled one. Their clients retry on another member.
+        node.watch.close_all("shutting_down")
+        node.end_long_polls()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.transport is not None:

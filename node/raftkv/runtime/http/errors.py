@@ -18,7 +18,7 @@ from aiohttp import web
 from raftkv.raft import NotLeader, ProposalDropped
 from raftkv.runtime.errors import ApiError, conflict, no_leader, unavailable
 from raftkv.runtime.limits import LimitExceeded
-from raftkv.runtime.node import NodeFailed, NodeStopped, ProposalLost
+from raftkv.runtime.node import NodeFailed, NodeStopped, ProposalLost, WaitInterrupted
 
 log = logging.getLogger("raftkv.api")
 
@@ -42,6 +42,8 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
         return ApiError(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
     if isinstance(exc, LimitExceeded):
         return ApiError(exc.status, exc.code, exc.message)
+    if isinstance(exc, WaitInterrupted):  # before NodeStopped: it may have applied
+        return wait_interrupted()
     if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
         return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
@@ -62,6 +64,12 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
         return conflict("membership_change_refused", text)
     log.error("unhandled error in %s", where or "a request", exc_info=exc)
     return ApiError(500, "internal", "internal error; see the node log")
+
+
+def wait_interrupted() -> ApiError:
+    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
+                       "short; what the request proposed may have applied (a lock acquire "
+                       "stays queued for its lease); retry on another member")
 
 
 def error_parts(exc: ApiError) -> tuple[dict[str, str], dict[str, str]]:

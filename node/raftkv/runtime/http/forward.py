@@ -3,6 +3,8 @@ over a keep-alive session (or answered 307 when the client asks `?redirect=1`)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from raftkv.raft import NONE, StateRole
 from raftkv.runtime.errors import ApiError, no_leader, unavailable
+from raftkv.runtime.http.errors import wait_interrupted
 from raftkv.runtime.http.params import MAX_WAIT_SECONDS, flag, float_param, read_body
 from raftkv.runtime.http.service import Forward, KvService, identity_of
 from raftkv.security.tls import ReloadingTLS
@@ -81,10 +84,33 @@ class LeaderForwarder:
                    if k.lower().startswith("x-raftkv-") or k.lower() in (
                        "content-type", "authorization")}
         headers[FORWARDED] = self.cfg.name
-        budget = self.cfg.request_timeout + float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        wait = float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        if not wait:
+            return await relay
+        # A request that may wait at the leader (a queued lock acquire) must not hold up
+        # this node's shutdown: it ends with 503 and the client retries elsewhere
+        # (acquiring is idempotent per lease).
+        relaying = asyncio.ensure_future(relay)
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        try:
+            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not relaying.done():
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+        if relaying.cancelled():
+            raise wait_interrupted()
+        return relaying.result()
+
+    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
+                     budget: float) -> web.Response:
+        assert self.session is not None
         try:
             async with self.session.request(
-                    request.method, target, data=body, headers=headers, allow_redirects=False,
+                    method, target, data=body, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=budget + 5),
                     ssl=self.tls.client_context() if self.tls is not None else True) as resp:
                 payload = await resp.read()
