@@ -20,11 +20,19 @@ from raftkv.runtime.http.auth import ROLES, AuthFileError, parse_auth_file
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    auth = sub.add_parser("auth", help="make credentials for the client port")
+    raw = argparse.RawDescriptionHelpFormatter
+    examples = ("examples:\n"
+                "  raftkv auth token ci --role readwrite --prefix ci/ --auth-file auth.json\n"
+                "  raftkv auth token ops --role admin --auth-file auth.json\n"
+                "  raftkv auth token dashboard --role read")
+    auth = sub.add_parser("auth", help="make credentials for the client port",
+                          description="Make credentials for the client port "
+                                      "(docs/security.md).", epilog=examples,
+                          formatter_class=raw)
     actions = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     token = actions.add_parser(
         "token", help="make a bearer token; print it; add its SHA-256 to an auth file",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, epilog=examples, formatter_class=raw)
     token.add_argument("name", help="the identity's name (shown in logs and 403s)")
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--prefix", action="append", default=None, metavar="PREFIX",

@@ -74,7 +74,8 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
     env = actions.add_parser("env", help="print the export lines a shell needs to use "
                                          "the cluster",
-                             epilog=_examples('eval "$(raftkv local env --dir ./my-cluster)"'),
+                             epilog=_examples("raftkv local env --dir ./my-cluster",
+                                              'eval "$(raftkv local env --dir ./my-cluster)"'),
                              formatter_class=raw)
     env.add_argument("--dir", default=default_dir)
     env.set_defaults(func=cmd_env)
