@@ -49,13 +49,13 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
-from multidict import CIMultiDict, MultiDict, MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from raftkv.fsm import ApplyResult
 from raftkv.raft import StateRole
@@ -119,20 +119,52 @@ class _HandOver(Exception):
     """Stops the parser at a request aiohttp must serve."""
 
 
+class Headers(Mapping[str, str]):
+    """A request's headers, case-insensitive, decoded like aiohttp's (names latin-1,
+    values UTF-8 with surrogateescape) when read: a request's few lookups cost less
+    than building a multidict of every header."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw  # (lower-case name, value) as received
+
+    def get(self, name: str, default: Any = None) -> Any:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key == wanted:
+                return value.decode("utf-8", "surrogateescape")
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode("latin-1") for key, _ in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def getall(self, name: str) -> list[str]:
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("utf-8", "surrogateescape") for k, v in self.raw if k == wanted]
+
+
 class FastRequest:
     """A parsed request: what the `KvService` checks (and an authorizer) read."""
 
-    __slots__ = ("method", "raw_target", "query", "raw_headers", "_headers", "keep_alive",
-                 "length", "body", "identity")
+    __slots__ = ("method", "raw_target", "query", "headers", "keep_alive", "length", "body",
+                 "identity")
 
     def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
-                 raw_headers: list[tuple[str, str]], keep_alive: bool,
-                 length: int) -> None:
+                 headers: Headers, keep_alive: bool, length: int) -> None:
         self.method = method
         self.raw_target = raw_target
         self.query = query
-        self.raw_headers = raw_headers  # (lower-case name, value), decoded
-        self._headers: CIMultiDict[str] | None = None
+        self.headers = headers
         self.keep_alive = keep_alive
         self.length = length
         self.body: bytes = b""
@@ -140,23 +172,13 @@ class FastRequest:
 
     @property
     def authorization(self) -> str | None:
-        """The first Authorization header (without building `headers`)."""
-        for name, value in self.raw_headers:
-            if name == "authorization":
-                return value
-        return None
+        """The first Authorization header."""
+        value: str | None = self.headers.get("Authorization")
+        return value
 
     @property
     def target(self) -> str:
         return self.raw_target.decode("ascii")  # llhttp accepts no other bytes in a target
-
-    @property
-    def headers(self) -> CIMultiDict[str]:
-        """Decoded like aiohttp's: names latin-1, values UTF-8 with surrogateescape
-        (the map is built on first use: a GET never reads it)."""
-        if self._headers is None:
-            self._headers = CIMultiDict(self.raw_headers)
-        return self._headers
 
 
 class _Reject:
@@ -238,7 +260,7 @@ class _HeadRules:
     connection's parser and the one that checks the bytes a hand-over passes on."""
 
     url: bytes
-    headers: list[tuple[str, str]]  # names latin-1, values UTF-8 (surrogateescape)
+    headers: list[tuple[bytes, bytes]]  # (lower-case name, value) as received
     seen: int  # _SINGLETON_BITS of the headers seen
     length: int  # Content-Length (llhttp accepts digits only)
     aiohttps: bool  # a header only aiohttp handles
@@ -271,7 +293,7 @@ class _HeadRules:
                 self.aiohttps = True
         if value and value[-1] in b" \t":  # llhttp strips the OWS before a value only
             value = value.rstrip(b" \t")
-        headers.append((lower.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        headers.append((lower, value))
 
     def _check_head(self, version: str) -> None:
         if version == "1.1" and not self.seen & _HOST_BIT:
@@ -572,7 +594,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                     query.keys()):
                 return None
         return FastRequest("PUT" if method == b"PUT" else "GET", url, query,
-                           self.headers, self.parser.should_keep_alive(), length)
+                           Headers(self.headers), self.parser.should_keep_alive(), length)
 
     def _keep(self, data: bytes) -> None:
         """Add received bytes to `raw` (copying only what is still unaccepted)."""

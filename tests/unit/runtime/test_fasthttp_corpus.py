@@ -263,11 +263,14 @@ STATUS = re.compile(rb"(?:^|\r\n)HTTP/[0-9.]+ (\d{3}) ")
 async def _exchange(port: int, payload: bytes) -> list[int]:
     """Send the payload in one write; read until the node closes the connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
     try:
         writer.write(payload)
-        received = await asyncio.wait_for(reader.read(-1), 10)
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(65536):
+                received += chunk
     except ConnectionResetError:
-        received = b""
+        pass  # closed with bytes unread (a refused request): what came before counts
     finally:
         writer.close()
     return [int(s) for s in STATUS.findall(received)]
