@@ -1,6 +1,7 @@
 """`make bench`: a local 3-node raftkv against a local 3-member etcd, driven by wrk.
 
     python bench/run.py [--duration 10] [--connections 1,16,64,256] [--profile]
+                        [--peer-tls both|on|off]
 
 Both clusters run on 127.0.0.1 with fsync on (raftkv's default; etcd always
 fsyncs), in separate temporary data directories on distinct ports, one system at
@@ -11,17 +12,21 @@ on random keys to the leader at each connection count, then linearizable reads
 p50/p99 latency, raftkv/etcd ratios), writes bench/results/bench-<time>.json and
 a PNG chart beside it.
 
+`--peer-tls` (default `both`): run both systems with mutual TLS between their
+members (etcd `--peer-cert-file`/`--peer-key-file`/`--peer-trusted-ca-file`
+with `--peer-client-cert-auth`; raftkv `raftkv local up`, whose default is peer
+TLS), without it (etcd's plain peer URLs; raftkv `local up --insecure`), or
+both; one table per mode. Both get the same kind of certificate: ECDSA P-256
+from one CA made for the run (`raftkv.security.pki`). The TLS mode is secure on
+the client plane too: raftkv as `local up` makes it (https, a bearer token on
+every request), etcd with a server certificate and its token auth (`auth
+enable`, a simple token from `/v3/auth/authenticate` on every request; wrk
+cannot present client certificates, so `--client-cert-auth` is not the mode
+compared). The native gRPC generator runs in the plain mode only.
+
 `--profile` also samples the raftkv leader with py-spy during the 64-connection
 write run and writes the top functions (by own time and by inclusive time) to
 bench/results/profile-<time>.txt and the collapsed stacks beside it.
-
-`--security plain,tls-auth` (the default: both) runs every system twice: as
-above, and with client TLS and authentication on both sides -- raftkv as
-`raftkv local up` makes it (https, a bearer token on every request), etcd with
-a server certificate (https) and its token auth (`auth enable`, a simple token
-from `/v3/auth/authenticate` on every request; wrk cannot present client
-certificates, so etcd's `--client-cert-auth` is not the mode compared). The
-native gRPC generator runs in the plain mode only. One table per mode.
 
 Absolute numbers depend on the machine; the ratios of one run are what count.
 """
@@ -53,7 +58,6 @@ from typing import Any
 import aiohttp
 
 from raftkv.runtime.credentials import ClientCredentials
-from raftkv.security.pki import issue_cert, make_ca
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
@@ -75,7 +79,7 @@ class Run:
     p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx answers
-    security: str = "plain"  # plain | tls-auth
+    peer_tls: bool = False  # members talk mutual TLS; clients TLS + token auth
 
 
 @dataclass
@@ -176,9 +180,10 @@ def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
 class Etcd:
     """A 3-member etcd on 127.0.0.1 (Debian's etcd-server; fsync is always on)."""
 
-    def __init__(self, base: Path, secure: bool = False) -> None:
+    def __init__(self, base: Path, peer_tls: bool = False) -> None:
         self.base = base
-        self.secure = secure
+        self.peer_tls = peer_tls
+        self._ca: Any = None
         ports = free_ports(6)
         self.members = [{"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]}
                         for i in range(3)]
@@ -188,19 +193,18 @@ class Etcd:
 
     @property
     def urls(self) -> list[str]:
-        scheme = "https" if self.secure else "http"
+        scheme = "https" if self.peer_tls else "http"
         return [f"{scheme}://127.0.0.1:{m['client']}" for m in self.members]
 
-    def _tls_args(self) -> list[str]:
-        if not self.secure:
-            return []
-        ca = make_ca("bench etcd CA")
-        (self.base / "ca.pem").write_bytes(ca.cert_pem)
-        issue_cert(ca, "etcd", ip_addresses=["127.0.0.1"]).write(
-            self.base / "server.pem", self.base / "server-key.pem")
-        self.access.context = ssl.create_default_context(cafile=str(self.base / "ca.pem"))
-        return ["--cert-file", str(self.base / "server.pem"),
-                "--key-file", str(self.base / "server-key.pem"),
+    def _client_tls_args(self, name: str) -> list[str]:
+        """A server certificate on the client port (clients then use etcd's token auth)."""
+        from raftkv.security.pki import issue_cert
+
+        pki = self.base / "pki"
+        cert, key = pki / f"{name}-client.pem", pki / f"{name}-client-key.pem"
+        issue_cert(self._ca, name, ip_addresses=["127.0.0.1"]).write(cert, key)
+        self.access.context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        return ["--cert-file", str(cert), "--key-file", str(key),
                 "--auth-token", "simple", "--auth-token-ttl", "3600"]
 
     def _enable_auth(self) -> None:
@@ -215,24 +219,44 @@ class Etcd:
                            {"name": "root", "password": "bench"}, access=plain)
         self.access.token = str(answer["token"])
 
+    def _peer_tls_args(self, name: str) -> list[str]:
+        """Mutual TLS between the members, with certificates like raftkv's (P-256)."""
+        from raftkv.security.pki import issue_cert, make_ca
+
+        pki = self.base / "pki"
+        pki.mkdir(exist_ok=True)
+        ca_path = pki / "ca.pem"
+        if self._ca is None:
+            self._ca = make_ca("etcd bench peer CA")
+            ca_path.write_bytes(self._ca.cert_pem)
+        cert, key = pki / f"{name}.pem", pki / f"{name}-key.pem"
+        issue_cert(self._ca, name, dns_names=[name, "localhost"],
+                   ip_addresses=["127.0.0.1"]).write(cert, key)
+        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                "--peer-trusted-ca-file", str(ca_path), "--peer-client-cert-auth"]
+
     def start(self) -> None:
-        initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
-        tls = self._tls_args()
+        scheme = "https" if self.peer_tls else "http"
+        initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}"
+                           for m in self.members)
         for m, url in zip(self.members, self.urls, strict=True):
             log = open(self.base / f"{m['name']}.log", "wb")  # noqa: SIM115 - child owns it
+            tls = [*self._peer_tls_args(str(m["name"])),
+                   *self._client_tls_args(str(m["name"]))] if self.peer_tls else []
             self.procs.append(subprocess.Popen([
                 "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
-                "--listen-client-urls", url, "--advertise-client-urls", url, *tls,
-                "--listen-peer-urls", f"http://127.0.0.1:{m['peer']}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{m['peer']}",
+                "--listen-client-urls", url, "--advertise-client-urls", url,
+                "--listen-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
+                "--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
                 "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
-                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"],
+                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error",
+                *tls],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
         for url in self.urls:
             wait_until(f"etcd {url} healthy", lambda u=url: http_json(
                 "GET", u + "/health", access=self.access).get("health") == "true")
         self.gateway = self._gateway()
-        if self.secure:
+        if self.peer_tls:
             self._enable_auth()
 
     def _gateway(self) -> str:
@@ -272,11 +296,12 @@ class Etcd:
 
 
 class Raftkv:
-    """A 3-node raftkv through `raftkv local up` (fsync on: the default)."""
+    """A 3-node raftkv through `raftkv local up` (fsync on: the default; peer TLS
+    unless `peer_tls` is False)."""
 
-    def __init__(self, base: Path, secure: bool = False) -> None:
-        self.dir = base / ("raftkv-secure" if secure else "raftkv")
-        self.secure = secure
+    def __init__(self, base: Path, peer_tls: bool = True) -> None:
+        self.dir = base / ("raftkv-peer-tls" if peer_tls else "raftkv")
+        self.peer_tls = peer_tls
         self.urls: list[str] = []
         self.access = Access()
 
@@ -286,10 +311,10 @@ class Raftkv:
                               check=True, timeout=120).stdout
 
     def start(self) -> None:
-        # Secure is `local up`'s default (a CA, node certificates, an admin token).
-        self.urls = self._cli("up", "--nodes", "3", *([] if self.secure else ["--insecure"])
-                              ).split()
-        if self.secure:
+        # Secure is `local up`'s default: peer mTLS, and client TLS + an admin token.
+        self.urls = self._cli("up", "--nodes", "3",
+                              *([] if self.peer_tls else ["--insecure"])).split()
+        if self.peer_tls:
             creds = ClientCredentials(self.dir / "credentials")
             self.access = Access(ssl.create_default_context(cafile=str(creds.ca_file)),
                                  creds.admin_token())
@@ -382,14 +407,7 @@ def _short(frame: str) -> str:
 # --- report -----------------------------------------------------------------------------
 def table(runs: list[Run], connections: list[int]) -> str:
     """raftkv against etcd through its JSON gateway and through native gRPC
-    (ratios: raftkv / etcd; ops above 1 and p99 below 1 favour raftkv), one table
-    per security mode."""
-    modes = list(dict.fromkeys(r.security for r in runs))
-    return "\n\n".join(f"security: {mode}\n" + _table(
-        [r for r in runs if r.security == mode], connections) for mode in modes)
-
-
-def _table(runs: list[Run], connections: list[int]) -> str:
+    (ratios: raftkv / etcd; ops above 1 and p99 below 1 favour raftkv)."""
     by = {(r.system, r.op, r.connections): r for r in runs}
     head = (f"{'op':<5} {'conns':>5} | {'raftkv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
             f"{'etcd-json ops/s':>15} {'p99 ms':>7} | {'etcd-grpc ops/s':>15} {'p99 ms':>7} | "
@@ -456,17 +474,16 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
 # --- main -------------------------------------------------------------------------------
 def bench_system(name: str, url: str, gateway: str, connections: list[int], duration: int,
                  on_run: Any = None, access: Access | None = None) -> list[Run]:
-    access = access or Access()
-    security = "tls-auth" if access.token else "plain"
+    token = access.token if access is not None else ""
     runs = []
     for op in ("put", "get"):
         for c in connections:
             hook = on_run(op, c) if on_run else contextlib.nullcontext()
             with hook:
-                res = run_wrk(url, name, op, c, duration, gateway, access.token)
+                res = run_wrk(url, name, op, c, duration, gateway, token)
             run = Run(name, op, c, res["ops_per_sec"], res["p50_ms"], res["p99_ms"],
-                      int(res["requests"]), int(res["errors"]), security)
-            print(f"  {name:<6} {security:<8} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
+                      int(res["requests"]), int(res["errors"]))
+            print(f"  {name:<6} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
                   f"p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
                   + (f"  errors {run.errors}" if run.errors else ""), flush=True)
             runs.append(run)
@@ -496,6 +513,65 @@ def bench_etcd_grpc(url: str, connections: list[int], duration: int) -> list[Run
     return runs
 
 
+def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[int],
+               stamp: str, meta: dict[str, Any], peer_tls: bool) -> tuple[list[Run], str]:
+    """Every system of `systems`, with or without mutual TLS between its members."""
+    runs: list[Run] = []
+    profile_text = ""
+    with tempfile.TemporaryDirectory(prefix="raftkv-bench-") as tmp:
+        base = Path(tmp)
+        if "etcd" in systems:
+            etcd = Etcd(base / "etcd", peer_tls)
+            (base / "etcd").mkdir()
+            try:
+                etcd.start()
+                meta["etcd"] = {"version": etcd.version(), "gateway": etcd.gateway}
+                url = etcd.leader_url()
+                print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}), leader {url}",
+                      flush=True)
+                asyncio.run(populate("etcd", url, etcd.gateway, etcd.access))
+                runs += bench_system("etcd", url, etcd.gateway, connections, args.duration,
+                                     access=etcd.access)
+                if not peer_tls:  # the Go generator speaks neither TLS nor etcd's auth here
+                    runs += bench_etcd_grpc(url, connections, args.duration)
+            finally:
+                etcd.stop()
+        if "raftkv" in systems:
+            rk = Raftkv(base, peer_tls)
+            try:
+                rk.start()
+                url, pid = rk.leader()
+                print(f"raftkv leader {url} (pid {pid})", flush=True)
+                asyncio.run(populate("raftkv", url, "", rk.access))
+                suffix = "-peer-tls" if peer_tls else ""
+                raw = args.out / f"profile-{stamp}{suffix}.collapsed"
+
+                @contextlib.contextmanager
+                def maybe_profile(op: str, c: int) -> Any:
+                    if not (args.profile and op == "put" and c == 64):
+                        yield
+                        return
+                    proc = start_profile(pid, max(1, args.duration - 1), raw)
+                    try:
+                        yield
+                    finally:
+                        _, err = proc.communicate(timeout=60)
+                        if proc.returncode != 0:
+                            print(f"py-spy failed: {err.decode(errors='replace')}",
+                                  file=sys.stderr)
+
+                runs += bench_system("raftkv", url, "", connections, args.duration,
+                                     maybe_profile, rk.access)
+                if args.profile and raw.exists():
+                    profile_text = summarize_profile(raw)
+                    (args.out / f"profile-{stamp}{suffix}.txt").write_text(profile_text + "\n")
+            finally:
+                rk.stop()
+    for r in runs:
+        r.peer_tls = peer_tls
+    return runs, profile_text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -504,17 +580,16 @@ def main() -> int:
                         help="seconds per wrk run (env BENCH_DURATION; default 10)")
     parser.add_argument("--connections", default="1,16,64,256")
     parser.add_argument("--systems", default="etcd,raftkv")
-    parser.add_argument("--security", default="plain,tls-auth",
-                        help="modes to run: plain and/or tls-auth (client TLS + tokens)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the raftkv leader during the 64-connection writes")
+    parser.add_argument("--peer-tls", choices=("both", "on", "off"),
+                        default=os.environ.get("BENCH_PEER_TLS", "both"),
+                        help="members talk mutual TLS (on), not (off), or run both (default)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    modes = {"both": [False, True], "on": [True], "off": [False]}[args.peer_tls]
     connections = [int(c) for c in args.connections.split(",")]
     systems = args.systems.split(",")
-    modes = args.security.split(",")
-    if not set(modes) <= {"plain", "tls-auth"}:
-        parser.error("--security takes plain and/or tls-auth")
     for tool in ("wrk", "etcd"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not installed (make bench installs it)", file=sys.stderr)
@@ -523,72 +598,32 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     runs: list[Run] = []
     meta: dict[str, Any] = {"time": stamp, "duration_s": args.duration, "keys": KEYS,
+                            "peer_tls_modes": modes,
                             "value_bytes": VALUE_BYTES, "connections": connections,
                             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                         "platform": platform.platform()}}
     profile_text = ""
-    with tempfile.TemporaryDirectory(prefix="raftkv-bench-") as tmp:
-        for mode in modes:
-            secure = mode == "tls-auth"
-            base = Path(tmp) / mode
-            base.mkdir()
-            if "etcd" in systems:
-                etcd = Etcd(base / "etcd", secure)
-                (base / "etcd").mkdir()
-                try:
-                    etcd.start()
-                    meta["etcd"] = {"version": etcd.version(), "gateway": etcd.gateway}
-                    url = etcd.leader_url()
-                    print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}, {mode}), "
-                          f"leader {url}", flush=True)
-                    asyncio.run(populate("etcd", url, etcd.gateway, etcd.access))
-                    runs += bench_system("etcd", url, etcd.gateway, connections, args.duration,
-                                         access=etcd.access)
-                    if not secure:
-                        runs += bench_etcd_grpc(url, connections, args.duration)
-                finally:
-                    etcd.stop()
-            if "raftkv" in systems:
-                rk = Raftkv(base, secure)
-                try:
-                    rk.start()
-                    url, pid = rk.leader()
-                    print(f"raftkv leader {url} (pid {pid}, {mode})", flush=True)
-                    asyncio.run(populate("raftkv", url, "", rk.access))
-                    raw = args.out / f"profile-{stamp}.collapsed"
-
-                    @contextlib.contextmanager
-                    def maybe_profile(op: str, c: int, secure: bool = secure,
-                                      pid: int = pid, raw: Path = raw) -> Any:
-                        if not (args.profile and op == "put" and c == 64 and not secure):
-                            yield
-                            return
-                        proc = start_profile(pid, max(1, args.duration - 1), raw)
-                        try:
-                            yield
-                        finally:
-                            _, err = proc.communicate(timeout=60)
-                            if proc.returncode != 0:
-                                print(f"py-spy failed: {err.decode(errors='replace')}",
-                                      file=sys.stderr)
-
-                    runs += bench_system("raftkv", url, "", connections, args.duration,
-                                         maybe_profile, rk.access)
-                    if args.profile and raw.exists():
-                        profile_text = summarize_profile(raw)
-                        (args.out / f"profile-{stamp}.txt").write_text(profile_text + "\n")
-                finally:
-                    rk.stop()
-    report = table(runs, connections)
+    for peer_tls in modes:
+        print(f"--- {'TLS + auth' if peer_tls else 'plain'} ---", flush=True)
+        mode_runs, text = bench_mode(args, systems, connections, stamp, meta, peer_tls)
+        runs += mode_runs
+        profile_text = profile_text or text
+    reports = []
+    for peer_tls in modes:
+        title = ("TLS on (peers mutual TLS; clients TLS + token auth), both systems"
+                 if peer_tls else "plain (no TLS, no auth), both systems")
+        reports.append(title + "\n" + table([r for r in runs if r.peer_tls == peer_tls],
+                                              connections))
+    report = "\n\n".join(reports)
     print()
     print(report)
     result_path = args.out / f"bench-{stamp}.json"
     result_path.write_text(json.dumps({**meta, "runs": [asdict(r) for r in runs]}, indent=2)
                            + "\n")
     if {"etcd", "raftkv"} <= set(systems):
-        for mode in modes:
-            suffix = "" if mode == "plain" else f"-{mode}"
-            chart([r for r in runs if r.security == mode], connections,
+        for peer_tls in modes:
+            suffix = "-peer-tls" if peer_tls else ""
+            chart([r for r in runs if r.peer_tls == peer_tls], connections,
                   args.out / f"bench-{stamp}{suffix}.png")
     print(f"\nresults: {result_path}")
     if profile_text:

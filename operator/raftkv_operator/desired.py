@@ -311,6 +311,9 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
         # client plane's TLS and auth (issue 12); `raftkv serve` refuses to start
         # without one or the other.
         "--client-insecure",
+        # No peer TLS yet (issue 12 wires certificates): say so explicitly. The peer
+        # port must then be reachable by members only (docs/security.md).
+        "--peer-insecure",
     ]
 
 

@@ -26,6 +26,7 @@ import aiohttp
 
 from raftkv.runtime.credentials import ClientCredentials
 from raftkv.runtime.identity import load_identity, member_id
+from raftkv.security.pki import CertKey, issue_cert, make_ca
 
 T = TypeVar("T")
 
@@ -101,10 +102,12 @@ async def until(
 
 class Cluster:
     def __init__(self, base_dir: Path, session: aiohttp.ClientSession, *,
-                 secure: bool = False) -> None:
+                 secure: bool = False, peer_tls: bool = False) -> None:
         """`secure`: TLS and authentication on the client port (credentials made in
         `base_dir/credentials`; `session` must then trust `ssl_context()` and send
-        `auth_headers()`); else the explicit --client-insecure."""
+        `auth_headers()`); else the explicit --client-insecure. `peer_tls`: mutual TLS
+        between the members (a CA made for this cluster, a certificate per node naming
+        it and its address); else --peer-insecure."""
         self.base_dir = base_dir
         self.session = session
         self.nodes: dict[str, Node] = {}
@@ -115,6 +118,10 @@ class Cluster:
             self.credentials = ClientCredentials(base_dir / "credentials")
             self.credentials.ca()
             self.admin_token = self.credentials.ensure_admin()
+        self.ca: CertKey | None = make_ca("raftkv test peer CA") if peer_tls else None
+        if self.ca is not None:
+            (base_dir / "pki").mkdir(parents=True, exist_ok=True)
+            (base_dir / "pki" / "ca.pem").write_bytes(self.ca.cert_pem)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.credentials is None:
@@ -132,6 +139,17 @@ class Cluster:
         return ["--client-cert-file", str(cert), "--client-key-file", str(key),
                 "--client-trusted-ca-file", str(creds.ca_file),
                 "--auth-file", str(creds.auth_file)]
+
+    def peer_args(self, node: Node) -> list[str]:
+        if self.ca is None:
+            return ["--peer-insecure"]
+        pki = self.base_dir / "pki"
+        cert, key = pki / f"{node.name}.pem", pki / f"{node.name}-key.pem"
+        if not cert.exists():
+            issue_cert(self.ca, node.name, dns_names=[node.name],
+                       ip_addresses=[node.host]).write(cert, key)
+        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                "--peer-trusted-ca-file", str(pki / "ca.pem")]
 
     # --- processes -------------------------------------------------------------
     def add_node(self, name: str, extra_args: list[str] | None = None) -> Node:
@@ -176,6 +194,7 @@ class Cluster:
             state,
             *FAST_TIMINGS,
             *self.client_plane_args(node),
+            *self.peer_args(node),
             *node.extra_args,
         ]
 

@@ -79,6 +79,7 @@ def raftkv_statefulset(ns: str, ips: dict[str, str]) -> dict[str, Any]:
                                 f"--resolve={resolve}",
                                 "--tick-ms=50",
                                 "--client-insecure",
+                                "--peer-insecure",
                             ],
                             "env": [
                                 {

@@ -76,6 +76,11 @@ class NodeConfig:
     client_body_timeout: float = 30.0
     client_idle_timeout: float = 75.0
     unsafe_no_fsync: bool = False
+    # Peer TLS (docs/security.md "Peer plane"): all three files, or peer_insecure.
+    peer_cert_file: Path | None = None
+    peer_key_file: Path | None = None
+    peer_trusted_ca_file: Path | None = None
+    peer_insecure: bool = False
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
     unsafe_local_reads: bool = False
@@ -135,6 +140,7 @@ class NodeConfig:
         ids = {m.id for m in self.initial_cluster}
         if len(ids) != len(names):
             raise ValueError("--initial-cluster: two names map to the same member id")
+        self.validate_peer_tls()
         if self.restore_from is not None and self.initial_cluster_state != "new":
             raise ValueError("--restore-from only applies with --initial-cluster-state new")
         self.validate_client_plane()
@@ -171,6 +177,24 @@ class NodeConfig:
         if soft == resource.RLIM_INFINITY:
             return 10000
         return max(16, min(10000, soft - 256))
+
+    @property
+    def peer_tls(self) -> bool:
+        return self.peer_cert_file is not None
+
+    def validate_peer_tls(self) -> None:
+        files = (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file)
+        given = sum(f is not None for f in files)
+        if given and self.peer_insecure:
+            raise ValueError("--peer-insecure contradicts --peer-cert-file/--peer-key-file/"
+                             "--peer-trusted-ca-file: choose one")
+        if given not in (0, 3):
+            raise ValueError("peer TLS needs all of --peer-cert-file, --peer-key-file and "
+                             "--peer-trusted-ca-file")
+        if not given and not self.peer_insecure:
+            raise ValueError("no peer TLS: give --peer-cert-file, --peer-key-file and "
+                             "--peer-trusted-ca-file, or --peer-insecure to run the peer port "
+                             "without TLS (then it must be isolated: docs/security.md)")
 
     @property
     def tick_seconds(self) -> float:
@@ -286,6 +310,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a client may take to send a request body (then closed)")
     add("--client-idle-timeout", type=float, default=75.0,
         help="seconds an idle client connection is kept open")
+    add("--peer-cert-file", default="",
+        help="PEM certificate this node presents to its peers (mutual TLS); it must name "
+             "this member: --name as a DNS SAN, or the host of its peer URL (docs/security.md)")
+    add("--peer-key-file", default="", help="PEM private key of --peer-cert-file")
+    add("--peer-trusted-ca-file", default="",
+        help="PEM CA bundle that peers' certificates must chain to")
+    add("--peer-insecure", action="store_true",
+        help="INSECURE: no TLS on the peer port (anyone who can reach it can act as a "
+             "member); cluster id, membership checks and frame validation still apply")
     add("--unsafe-no-fsync", action="store_true",
         help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
     add("--unsafe-crash-test-ledger", action="store_true",
@@ -370,6 +403,10 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         client_body_timeout=ns.client_body_timeout,
         client_idle_timeout=ns.client_idle_timeout,
         unsafe_no_fsync=ns.unsafe_no_fsync,
+        peer_cert_file=Path(ns.peer_cert_file) if ns.peer_cert_file else None,
+        peer_key_file=Path(ns.peer_key_file) if ns.peer_key_file else None,
+        peer_trusted_ca_file=Path(ns.peer_trusted_ca_file) if ns.peer_trusted_ca_file else None,
+        peer_insecure=ns.peer_insecure,
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
         unsafe_local_reads=ns.unsafe_local_reads,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import shlex
@@ -69,7 +70,10 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
     up.add_argument("--insecure", action="store_true",
-                    help="INSECURE: plain HTTP and no authentication (a new cluster only)")
+                    help="INSECURE: no TLS anywhere and no authentication (client port: "
+                         "plain HTTP, every caller an admin; peer port: --peer-insecure); by "
+                         "default clients need TLS and a token (DIR/credentials) and the "
+                         "members talk mutual TLS (DIR/pki). A new cluster only")
     up.set_defaults(func=cmd_up)
 
     env = actions.add_parser("env", help="print the export lines a shell needs to use "
@@ -188,6 +192,36 @@ def get_status(url: str, access: Access | None = None,
         return None
 
 
+PKI_DIR = "pki"
+
+
+def peer_tls_args(node: dict[str, Any], state: dict[str, Any], directory: Path) -> list[str]:
+    """The peer-port flags of one node: mutual TLS with a CA made for this cluster
+    (created on first use, kept in DIR/pki), or --peer-insecure when asked for."""
+    if not state.get("peer_tls", True):
+        return ["--peer-insecure"]
+    from raftkv.security.pki import CertKey, issue_cert, make_ca, write_file_atomic
+
+    pki = directory / PKI_DIR
+    ca_cert, ca_key = pki / "ca.pem", pki / "ca-key.pem"
+    if not ca_cert.exists():
+        ca = make_ca("raftkv local peer CA")
+        write_file_atomic(ca_key, ca.key_pem, mode=0o600)
+        write_file_atomic(ca_cert, ca.cert_pem)
+    cert, key = pki / f"{node['name']}-peer.pem", pki / f"{node['name']}-peer-key.pem"
+    if not cert.exists():
+        ca = CertKey(ca_cert.read_bytes(), ca_key.read_bytes())
+        host = state["host"]
+        try:
+            ipaddress.ip_address(host)
+            dns, ips = [node["name"]], [host]
+        except ValueError:
+            dns, ips = [node["name"], host], []
+        issue_cert(ca, node["name"], dns_names=dns, ip_addresses=ips).write(cert, key)
+    return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+            "--peer-trusted-ca-file", str(ca_cert)]
+
+
 def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
     initial = ",".join(f"{n['name']}={n['peer_url']}" for n in state["nodes"])
     # -P: the working directory is not put on sys.path, so a `raftkv/` folder where
@@ -220,7 +254,8 @@ def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path
         log_file.write(f"--- raftkv local up: starting {node['name']} at "
                        f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
         log_file.flush()
-        return subprocess.Popen(serve_command(node, state), stdin=subprocess.DEVNULL,
+        command = serve_command(node, state) + peer_tls_args(node, state, directory)
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=log_file, start_new_session=True)
 
 
@@ -282,6 +317,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra.append("--unsafe-no-fsync")
         scheme = "http" if args.insecure else "https"
         state = {"host": args.host, "extra_args": extra, "secure": not args.insecure,
+                 "peer_tls": not args.insecure,
                  "credentials_dir": str(credentials(directory).directory), "nodes": [
             {"name": f"node{i + 1}", "client_port": ports[2 * i],
              "peer_port": ports[2 * i + 1],

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from raftkv import __version__
+from raftkv.runtime.codec import REJECT_REASONS as PEER_REJECT_REASONS
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -69,6 +70,12 @@ class NodeMetrics:
                                    "Peer connection and send failures", ["peer"], registry=r)
         self.peer_up = Gauge("raftkv_peer_up", "1 while the connection to a peer is up",
                              ["peer"], registry=r)
+        self.frames_rejected = Counter(
+            "raftkv_peer_frames_rejected_total",
+            "Peer frames and handshakes rejected before the Raft core (the connection is "
+            "closed; wrong_sender counts dropped messages)", ["reason"], registry=r)
+        for reason in PEER_REJECT_REASONS:
+            self.frames_rejected.labels(reason)
         self.kv_keys = Gauge("raftkv_kv_keys", "Keys in the store", registry=r)
         self.leases = Gauge("raftkv_leases", "Granted leases", registry=r)
         self.locks_held = Gauge("raftkv_locks_held", "Locks with a holder", registry=r)

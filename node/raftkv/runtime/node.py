@@ -66,12 +66,12 @@ from raftkv.raft import (
     StateRole,
 )
 from raftkv.raft.core import bootstrap_entries
+from raftkv.runtime.admission import ClusterId
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
@@ -183,8 +183,8 @@ class RaftNode:
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
         self.core: Raft  # set by open()
-        # Runtime view of where members are: hello frames override the fsm's directory.
-        self.hello: dict[int, PeerInfo] = {}
+        # This node's cluster id (runtime.admission); the server sets it at start.
+        self.cluster = ClusterId(None, None)
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         # Queued inputs for the loop.
@@ -382,8 +382,15 @@ class RaftNode:
         self._inbox.extend(msgs)
         self._wake()
 
+    def snapshot_allowed(self, msg: Message) -> bool:
+        """A snapshot replaces the whole state: only from the leader of our term."""
+        core = self.core
+        return msg.term == core.term and core.leader == msg.frm and msg.frm != self.id
+
     async def deliver_snapshot(self, msg: Message, data: bytes) -> bool:
         assert msg.snapshot is not None
+        if not self.snapshot_allowed(msg):
+            return False
         msg.snapshot.data = data
         self.deliver(msg.frm, 0, [msg])
         return True
@@ -396,11 +403,18 @@ class RaftNode:
         self._actions.append(lambda: self.core.report_snapshot(peer, ok))
         self._wake()
 
-    def peer_hello(self, info: PeerInfo) -> None:
-        old = self.hello.get(info.id)
-        self.hello[info.id] = info
-        if old is None or old.peer_url != info.peer_url:
-            self.on_members_changed()
+    # --- the membership view of the peer gate (runtime.admission) -----------
+    def current_members(self) -> frozenset[int]:
+        return self.core.conf.members()
+
+    def known_name(self, member: int) -> str:
+        return self.member_info(member)["name"]
+
+    def member_peer_url(self, member: int) -> str:
+        return self.member_info(member)["peer_url"]
+
+    def is_removed(self, member: int) -> bool:
+        return member in self.fsm.removed_members
 
     def propose(self, data: bytes) -> asyncio.Future[ApplyResult]:
         """Queue a proposal. Raises NotLeader at once if this node is not the leader."""
@@ -835,7 +849,6 @@ class RaftNode:
         elif cc.node_id == self.id:
             self._removed = False
         if cc.type == ConfChangeType.REMOVE:
-            self.hello.pop(cc.node_id, None)
             self.peer_commit.pop(cc.node_id, None)
             self.peer_seen.pop(cc.node_id, None)
             self._forget_member_series(cc.node_id)
@@ -848,6 +861,7 @@ class RaftNode:
             self._last_leader = ss.leader
         if ss.role == StateRole.LEADER:
             self.leases.reset(self.fsm.leases(), time.monotonic())
+            self._register_client_url()
         else:
             self.leases.clear()
             # Proposals queued for a leader that is gone fail fast (the HTTP layer
@@ -861,6 +875,20 @@ class RaftNode:
                     fut.set_exception(NotLeader(ss.leader))
         self.metrics.set_role(self.role_name())
         self._notify_status()
+
+    def _register_client_url(self) -> None:
+        """A new leader puts its client URL in the replicated directory if it is not
+        there yet: followers forward writes to it (and clients learn it) from there."""
+        url = self.cfg.advertise_client_url
+        known = self.fsm.members.get(self.id)
+        if not url or (known is not None and known.get("client_url") == url):
+            return
+        from raftkv.fsm import MemberClientUrl, encode
+
+        done = Completion(lambda result, exc: None)  # retried at the next election if lost
+        now = time.monotonic()
+        self._proposals.append((encode(MemberClientUrl(self.id, url)), done, now))
+        self._deadlines.append((now + self.cfg.request_timeout, done))
 
     def _notify_status(self) -> None:
         self._status_changed.set()
@@ -973,17 +1001,12 @@ class RaftNode:
         return str(self.core.role)
 
     def member_info(self, member: int) -> dict[str, str]:
-        """Name and URLs of a member: the replicated directory, overridden by what
-        the member said about itself on connect, then the initial cluster flags."""
+        """Name and URLs of a member: the replicated directory, then the initial
+        cluster flags. Never what a peer says about itself on the wire."""
         info = {"name": "", "peer_url": "", "client_url": ""}
         known = self.fsm.members.get(member)
         if known:
             info.update({k: known.get(k, "") for k in info})
-        hello = self.hello.get(member)
-        if hello is not None:
-            info.update(name=hello.name or info["name"],
-                        peer_url=hello.peer_url or info["peer_url"],
-                        client_url=hello.client_url or info["client_url"])
         if member == self.id:
             info.update(name=self.cfg.name, peer_url=self.cfg.advertise_peer_url,
                         client_url=self.cfg.advertise_client_url)
@@ -1002,6 +1025,19 @@ class RaftNode:
         if leader == NONE:
             return None
         return self.member_info(leader)["client_url"] or None
+
+    async def leader_client_url_within(self, timeout: float) -> str | None:
+        """The leader's client URL, waiting up to `timeout` for it: a member that leads
+        for the first time writes its URL into the replicated directory as its first
+        entry (`_register_client_url`), so followers learn it one commit after the
+        election, never from what the leader says on the wire."""
+        deadline = time.monotonic() + timeout
+        while True:
+            url = self.leader_client_url()
+            leader = self.core.leader
+            if url is not None or leader in (NONE, self.id) or time.monotonic() >= deadline:
+                return url
+            await asyncio.sleep(0.01)
 
     def is_ready(self) -> bool:
         core = self.core
@@ -1031,7 +1067,8 @@ class RaftNode:
             info = self.member_info(core.leader)
             leader = {"id": core.leader, "name": info["name"], "client_url": info["client_url"]}
         return {
-            "name": self.cfg.name, "id": self.id, "role": self.role_name(), "term": core.term,
+            "name": self.cfg.name, "id": self.id, "cluster_id": self.cluster.value or None,
+            "role": self.role_name(), "term": core.term,
             "leader": leader, "commit_index": core.commit,
             "applied_index": self.fsm.applied_index, "last_index": core.last_index(),
             "ready": self.is_ready(), "revision": self.fsm.revision,

@@ -16,15 +16,24 @@ from aiohttp import web
 
 from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
+from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import ClientLimits, FastHttp
 from raftkv.runtime.http import ClientApi
 from raftkv.runtime.http.auth import AuthFileError
-from raftkv.runtime.identity import IDENTITY_FILE, IdentityError, resolve_identity
+from raftkv.runtime.identity import (
+    IDENTITY_FILE,
+    IdentityError,
+    creates_cluster_id,
+    load_cluster_id,
+    new_cluster_id,
+    resolve_identity,
+    save_cluster_id,
+)
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
-from raftkv.runtime.transport import PeerInfo, PeerTransport
-from raftkv.security.tls import ReloadingTLS, TLSFiles
+from raftkv.runtime.transport import PeerTransport
+from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.checkpoints import CheckpointStore
 from raftkv.storage.errors import StorageError
 from raftkv.storage.protocols import RaftStore, SnapshotStore
@@ -59,6 +68,16 @@ class Server:
         cfg.node_id = identity.id
         if identity.source == "fresh":
             log.info("%s joins with a fresh member id %d", cfg.name, identity.id)
+        cfg.validate_peer_tls()
+        cluster_id = load_cluster_id(data)
+        if cluster_id is None and creates_cluster_id(
+                cfg.name, [m.name for m in cfg.initial_cluster],
+                new_cluster=cfg.initial_cluster_state == "new"):
+            cluster_id = new_cluster_id()
+            save_cluster_id(data, cluster_id, fsync=fsync)
+            log.info("created cluster id %s", cluster_id)
+        self.cluster = ClusterId(cluster_id, data, fsync=fsync)
+        self.peer_tls = self._peer_tls(cfg)
         # Files that prove this data directory held a node with a log: with no WAL
         # segment beside them the start is refused (storage.recovery). Only about
         # the WAL in this directory, not about a store the caller passes in.
@@ -73,6 +92,7 @@ class Server:
             checkpoint_store=checkpoint_store or CheckpointStore(
                 data / "checkpoints", retain=cfg.checkpoint_retain),
             fsm=StateMachine(), metrics=self.metrics)
+        self.node.cluster = self.cluster
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.api: ClientApi | None = None
@@ -85,13 +105,13 @@ class Server:
         cfg, node = self.cfg, self.node
         node.open(self.prior_state)
         loop = asyncio.get_running_loop()
-        me = PeerInfo(node.id, cfg.name, cfg.advertise_peer_url, cfg.advertise_client_url)
+        gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
-            me, resolve=cfg.resolve, metrics=self.metrics,
-            spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
-            on_messages=node.deliver, on_hello=node.peer_hello,
-            on_unreachable=node.peer_unreachable, on_snapshot=node.deliver_snapshot,
-            on_snapshot_status=node.snapshot_status,
+            node.id, cfg.name, gate=gate, resolve=cfg.resolve, tls=self.peer_tls,
+            metrics=self.metrics, spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
+            on_messages=node.deliver, on_unreachable=node.peer_unreachable,
+            on_snapshot=node.deliver_snapshot, on_snapshot_status=node.snapshot_status,
+            snapshot_allowed=node.snapshot_allowed,
             snapshot_source=node.snapshot_store.open_latest,
             commit_hint=lambda: node.core.commit)
         node.send = transport.send
@@ -119,8 +139,20 @@ class Server:
             ssl=server_ssl)
         node.start()
         self._sync_peers()
-        log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,
-                 cfg.advertise_client_url, cfg.advertise_peer_url)
+        log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
+                 node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
+                 "mutual TLS" if self.peer_tls is not None else "NO TLS",
+                 self.cluster.value or "not known yet")
+        if self.peer_tls is None:
+            log.warning("--peer-insecure: the peer port has no TLS; anyone who can reach it "
+                        "can act as a member. Isolate it (docs/security.md).")
+
+    @staticmethod
+    def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:
+        if not cfg.peer_tls:
+            return None
+        return PeerTLSFiles(TLSFiles(cfg.peer_cert_file, cfg.peer_key_file,
+                                     cfg.peer_trusted_ca_file))
 
     def _client_tls(self) -> ssl.SSLContext | None:
         """The client port's server context (None: --client-insecure). Both follow their
@@ -142,9 +174,11 @@ class Server:
         transport, node = self.transport, self.node
         if transport is None:
             return
-        # Peers that introduced themselves count too: a new learner knows nobody until
-        # the leader's log reaches it, yet must answer the leader.
-        members = node.core.conf.members() | set(node.fsm.members) | set(node.hello)
+        # Dial loops exist only for current members (the configuration, and the
+        # replicated directory, which may be a step behind or ahead of it); their URLs
+        # come only from the replicated membership. A new learner that knows nobody
+        # yet answers the leader over the leader's own connection.
+        members = node.core.conf.members() | set(node.fsm.members)
         for member in members:
             if member != node.id:
                 transport.set_peer(member, node.member_info(member)["peer_url"])
@@ -209,6 +243,25 @@ class Server:
         await node.stop()
 
 
+class PeerTLSFiles:
+    """Mutual TLS on the peer port: both sides present a certificate of the trusted
+    CA; the member binding is checked by the gate (not hostnames). Both contexts
+    follow their files (a rotated Secret is used by the next connections)."""
+
+    def __init__(self, files: TLSFiles, *, check_interval: float = 1.0) -> None:
+        self._server = ReloadingTLS.server(files, client_auth="required",
+                                           check_interval=check_interval)
+        self._client = ReloadingTLS(
+            files, lambda f: build_client_context(f, check_hostname=False),
+            check_interval=check_interval)
+
+    def server_context(self) -> ssl.SSLContext:
+        return self._server.server_context()
+
+    def client_context(self) -> ssl.SSLContext:
+        return self._client.client_context()
+
+
 def _prior_state(data: Path, identity_source: str) -> list[str]:
     """identity.json from an earlier start, and any checkpoint this node wrote."""
     found = []
@@ -224,10 +277,7 @@ async def serve(cfg: NodeConfig) -> int:
     try:
         server = Server(cfg)
         await server.start()
-    except (StorageError, IdentityError) as exc:
-        print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
-        return EXIT_STORAGE
-    except (AuthFileError, ssl.SSLError, ValueError) as exc:
+    except (StorageError, IdentityError, AuthFileError, ssl.SSLError, ValueError) as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     except OSError as exc:

@@ -27,6 +27,7 @@ async def solo_node(directory: Path, *, fast_path: bool = True, name: str = "sol
                     **config: object) -> AsyncIterator[Server]:
     client, peer = free_port(), free_port()
     config.setdefault("tick_ms", 20)
+    config.setdefault("peer_insecure", True)
     tls = "client_cert_file" in config
     if not tls:
         config.setdefault("client_insecure", True)  # explicit: these tests speak plain HTTP

@@ -348,7 +348,7 @@ async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> N
         f"m{i}", tmp_path / f"m{i}", listen_host="127.0.0.1", client_port=c, peer_port=p,
         advertise_client_url=f"https://127.0.0.1:{c}", advertise_peer_url=f"127.0.0.1:{p}",
         initial_cluster=initial, tick_ms=20, client_cert_file=cert, client_key_file=key,
-        client_trusted_ca_file=creds.ca_file, auth_file=creds.auth_file),
+        client_trusted_ca_file=creds.ca_file, auth_file=creds.auth_file, peer_insecure=True),
         raft_store=MemoryRaftStore(), snapshot_store=MemorySnapshotStore(),
         checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")) for i, (c, p) in enumerate(ports)]
     try:

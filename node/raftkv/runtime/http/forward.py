@@ -55,7 +55,8 @@ class LeaderForwarder:
 
     async def to_leader(self, request: web.Request) -> web.StreamResponse:
         node = self.node
-        url = node.leader_client_url()
+        url = node.leader_client_url() or await node.leader_client_url_within(
+            2 * node.cfg.election_timeout)
         leader = node.core.leader
         if leader == NONE or leader == node.id or url is None:
             raise no_leader()
