@@ -141,14 +141,31 @@ async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
     assert (await cluster.put(leader, "three", b"again"))[0] == 200
     for node in cluster.initial:
         await cluster.wait_caught_up(node, leader)
-        assert await cluster.get(node, "k0", serializable="true") == (200, b"v0")
+        assert await cluster.get(node, "k0", consistency="serializable") == (200, b"v0")
         node_status = await cluster.status(node)
         assert node_status is not None and node_status["cluster_id"] == new_cluster
 
 
-async def test_recover_refuses_a_live_quorum_and_a_running_member(three_nodes: Cluster
+@pytest.fixture
+async def secure_three(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """TLS and tokens on the client port: /v1/status needs the `read` role."""
+    cluster = Cluster(tmp_path, None, secure=True)  # type: ignore[arg-type]
+    cluster.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
+        headers=cluster.auth_headers())
+    try:
+        cluster.create(3)
+        cluster.start_all()
+        await cluster.wait_leader()
+        yield cluster
+    finally:
+        cluster.close()
+        await cluster.session.close()
+
+
+async def test_recover_refuses_a_live_quorum_and_a_running_member(secure_three: Cluster
                                                                   ) -> None:
-    cluster = three_nodes
+    cluster = secure_three
     leader = await cluster.wait_leader()
     assert (await cluster.put(leader, "k", b"v"))[0] == 200
     follower = next(n for n in cluster.initial if n is not leader)
@@ -160,11 +177,22 @@ async def test_recover_refuses_a_live_quorum_and_a_running_member(three_nodes: C
     await cluster.wait_caught_up(follower, leader)
     assert cluster.terminate(follower) == 0
     before = {p: p.read_bytes() for p in follower.data_dir.rglob("*") if p.is_file()}
-    refused = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes")
+    # Without credentials the leader cannot be read (TLS with an unknown CA): refused too.
+    blind = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes")
+    assert blind.code == 2 and "could not be read" in blind.err, blind
+    creds = cluster.credentials
+    assert creds is not None
+    # With the CA but no token: 401, refused the same way.
+    no_token = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes",
+                           "--cacert", str(creds.ca_file))
+    assert no_token.code == 2 and "HTTP 401" in no_token.err, no_token
+    refused = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes",
+                           "--cacert", str(creds.ca_file),
+                           "--token-file", str(creds.admin_token_file))
     assert refused.code == 2 and "still has a leader" in refused.err, refused
     assert {p: p.read_bytes() for p in follower.data_dir.rglob("*") if p.is_file()} == before
 
     # Refused means untouched: the follower rejoins its cluster as before.
     cluster.start(follower)
     await cluster.wait_caught_up(follower, leader)
-    assert await cluster.get(follower, "k", serializable="true") == (200, b"v")
+    assert await cluster.get(follower, "k", consistency="serializable") == (200, b"v")

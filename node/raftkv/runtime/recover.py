@@ -191,13 +191,16 @@ def classify_status(url: str, status: int, body: bytes) -> ProbeResult:
     return ProbeResult(url, "no_leader", f"{who} has no leader (role {parsed.get('role')})")
 
 
-def probe(url: str, timeout: float, context: ssl.SSLContext | None) -> ProbeResult:
+def probe(url: str, timeout: float, context: ssl.SSLContext | None,
+          headers: dict[str, str] | None = None) -> ProbeResult:
+    """GET `url`/v1/status once. `headers`: e.g. the bearer token of a secure cluster
+    (its status needs the `read` role; without it the answer is 401: "unknown")."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         # The directory's URLs came from whoever added members: never file:// or others.
         return ProbeResult(url, "unknown", "not an http(s) URL")
-    target = url.rstrip("/") + "/v1/status"
+    request = urllib.request.Request(url.rstrip("/") + "/v1/status", headers=headers or {})
     try:
-        with urllib.request.urlopen(target, timeout=timeout,  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310 - http(s) only
                                     context=context) as resp:
             return classify_status(url, resp.status, resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
@@ -292,6 +295,7 @@ def recover_data_dir(data_dir: Path, *, name: str | None = None, yes: bool = Fal
                      force: bool = False, endpoints: Sequence[str] = (),
                      probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
                      ssl_context: ssl.SSLContext | None = None,
+                     probe_headers: dict[str, str] | None = None,
                      prober: Callable[[str], ProbeResult] | None = None) -> Outcome:
     """Plan and (with `yes`) perform a recovery; raises RecoverRefused with the reason."""
     wal_dir = data_dir / "wal"
@@ -309,9 +313,10 @@ def recover_data_dir(data_dir: Path, *, name: str | None = None, yes: bool = Fal
     try:
         backup = make_backup(data_dir) if yes else None
         try:
+            check = prober or (lambda url: probe(url, probe_timeout, ssl_context,
+                                                 probe_headers))
             outcome = _plan_and_apply(data_dir, wal, node_name, mid, yes=yes, force=force,
-                                      endpoints=endpoints, probe_timeout=probe_timeout,
-                                      ssl_context=ssl_context, prober=prober, backup=backup)
+                                      endpoints=endpoints, prober=check, backup=backup)
         except BaseException:
             if backup is not None and load_cluster_id(data_dir) == _backup_cluster_id(backup):
                 # Nothing was changed (the WAL is written last): drop the useless backup.
@@ -330,9 +335,8 @@ def _backup_cluster_id(backup: Path) -> str | None:
 
 
 def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, yes: bool,
-                    force: bool, endpoints: Sequence[str], probe_timeout: float,
-                    ssl_context: ssl.SSLContext | None,
-                    prober: Callable[[str], ProbeResult] | None,
+                    force: bool, endpoints: Sequence[str],
+                    prober: Callable[[str], ProbeResult],
                     backup: Path | None) -> Outcome:
     cluster_id = load_cluster_id(data_dir)
     prior = [str(data_dir / IDENTITY_FILE)] if (data_dir / IDENTITY_FILE).exists() else []
@@ -360,9 +364,8 @@ def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, 
                               + [u for u in endpoints if u]))
     notes = [f"{m.name} (id {m.id}): no client URL in the membership, not asked "
              "(pass it with --endpoints)" for m in plan.others if not m.client_url]
-    check = prober or (lambda url: probe(url, probe_timeout, ssl_context))
     with ThreadPoolExecutor(max(1, min(8, len(urls)))) as pool:
-        probes = list(pool.map(check, urls))
+        probes = list(pool.map(prober, urls))
     outcome = Outcome(plan, probes, notes=notes)
     verdict = quorum_verdict(probes)
     if verdict is not None and not (force and yes):
@@ -409,19 +412,44 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                              "membership cannot be asked otherwise)")
     parser.add_argument("--probe-timeout", type=float, default=DEFAULT_PROBE_TIMEOUT,
                         help="seconds to wait for each member's /v1/status (default 3)")
-    parser.add_argument("--cacert", default=None,
-                        help="CA bundle to verify https client URLs while probing")
+    # The client's credential flags and env (docs/client.md), for a secure cluster's
+    # /v1/status (role `read`): without them its members answer 401, which refuses.
+    env = os.environ
+    parser.add_argument("--cacert", metavar="FILE", default=env.get("RAFTKV_CACERT"),
+                        help="CA bundle of the members' client certificates, for https "
+                             "client URLs (env RAFTKV_CACERT; default: the system's)")
+    parser.add_argument("--cert", metavar="FILE", default=env.get("RAFTKV_CERT"),
+                        help="client certificate (env RAFTKV_CERT)")
+    parser.add_argument("--key", dest="cert_key", metavar="FILE",
+                        default=env.get("RAFTKV_KEY"), help="its key (env RAFTKV_KEY)")
+    parser.add_argument("--token-file", metavar="FILE", default=env.get("RAFTKV_TOKEN_FILE"),
+                        help="file holding a bearer token with role read (env "
+                             "RAFTKV_TOKEN_FILE; or env RAFTKV_TOKEN)")
     parser.set_defaults(func=cmd_recover)
 
 
-def cmd_recover(args: argparse.Namespace) -> int:
+def _probe_credentials(args: argparse.Namespace) -> tuple[ssl.SSLContext | None,
+                                                           dict[str, str]]:
     ctx = None
-    if args.cacert:
-        try:
-            ctx = ssl.create_default_context(cafile=args.cacert)
-        except (OSError, ssl.SSLError) as exc:
-            print(f"raftkv recover: --cacert {args.cacert}: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
+    if args.cacert or args.cert:
+        ctx = ssl.create_default_context(cafile=args.cacert)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if args.cert:
+            ctx.load_cert_chain(args.cert, args.cert_key)
+    token = os.environ.get("RAFTKV_TOKEN") or None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"{args.token_file}: the token file is empty")
+    return ctx, ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    try:
+        ctx, headers = _probe_credentials(args)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        print(f"raftkv recover: credentials: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     if args.force and not args.yes:
         print("raftkv recover: --force only takes effect with --yes", file=sys.stderr)
         return EXIT_REFUSED
@@ -432,7 +460,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
     try:
         outcome = recover_data_dir(Path(args.data_dir), name=args.name, yes=args.yes,
                                    force=args.force, endpoints=endpoints,
-                                   probe_timeout=args.probe_timeout, ssl_context=ctx)
+                                   probe_timeout=args.probe_timeout, ssl_context=ctx,
+                                   probe_headers=headers)
     except RecoverRefused as exc:
         print(f"raftkv recover: {exc}", file=sys.stderr)
         return EXIT_REFUSED
