@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,12 @@ from raftkv.raft import (
     MsgType,
     ProposalDropped,
     Raft,
+    Ready,
     Snapshot,
     StateRole,
 )
 from raftkv.raft.core import bootstrap_entries
+from raftkv.runtime import ready
 from tests.sim.invariants import Checker, Violation
 from tests.sim.network import Network
 from tests.sim.node import (
@@ -44,6 +47,9 @@ from tests.sim.node import (
     conf_after,
     decode_sm,
 )
+
+# ready.plan's signature: (Ready, *, leader, durable, deferred) -> steps
+Planner = Callable[..., list[ready.Step]]
 
 TICK = 10  # time units per Raft tick; message delays are a few units
 # After healing, progress must be made within this many election timeouts. Without
@@ -69,10 +75,11 @@ LIVENESS_ELECTIONS = 40
     E_UNREACHABLE,
 ) = range(13)
 
-# Where a crash armed by the nemesis hits inside the next Ready: before anything is
-# on disk, with only a prefix of the WAL batch on disk (a torn write: entries come
-# before the hard state in the batch), after the fsync, or after the sends.
-CRASH_POINTS = ("before_persist", "torn_persist", "after_persist", "after_send")
+# Where a crash armed by the nemesis hits inside the next Ready: at a random boundary
+# between the steps of its plan (before the first step, ..., before the last), or
+# inside its Persist step with only a prefix of the WAL batch on disk (a torn write:
+# entries come before the hard state in the batch).
+CRASH_POINTS = ("step_boundary", "step_boundary", "torn_persist")
 
 
 @dataclass(slots=True)
@@ -224,8 +231,12 @@ class Cluster:
         trace_keep: int = 60,
         wipe_readd: bool = False,
         fresh_ids: bool = False,
+        planner: Planner = ready.plan,
     ) -> None:
         self.seed = seed
+        # How a node orders the steps of a Ready: production's plan, or a broken one
+        # (tests/sim/broken_plans.py) that the checks must catch.
+        self.planner = planner
         # Experiment: re-add removed nodes under the same id with an EMPTY disk (a
         # StatefulSet pod whose PVC was deleted). Not part of the default runs.
         self.wipe_readd = wipe_readd
@@ -538,7 +549,7 @@ class Cluster:
                 self._isolate(node.id)
 
     # ======================================================================
-    # The Ready loop of one node: persist, send, apply, advance
+    # The Ready loop of one node: the steps of the production plan (ready.plan)
     # ======================================================================
     def _io_event(self, node_id: int, incarnation: int) -> None:
         node = self.nodes[node_id]
@@ -557,59 +568,89 @@ class Cluster:
         self._touch(node)
 
     def _handle_ready(self, node: SimNode, core: Raft) -> bool:
+        """Run the plan's steps for the next Ready, as RaftNode._handle_ready does. An
+        armed crash point stops the node at a step boundary, or in the middle of a
+        Persist step (a torn write); only what the executed steps made durable
+        survives. False if the node crashed."""
         rd = self._core_call(node, core.ready)
+        steps = self._core_call(
+            node,
+            lambda: self.planner(
+                rd,
+                leader=core.role == StateRole.LEADER,
+                durable=node.durable.hard_state,
+                deferred=node.deferred_hs,
+            ),
+        )
         cp = node.crash_point
-        if cp == "before_persist":
-            self._crash(node, "before persisting a Ready")
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        # 1. persist: snapshot, entries, hard state (one fsync)
-        snap = rd.snapshot
-        if snap is not None:
+        crash_at = len(steps) + 1  # never
+        if cp == "step_boundary":
+            crash_at = self.rng.randint(0, len(steps) - 1)  # crash before steps[crash_at]
+        elif cp == "torn_persist":
+            persists = [i for i, step in enumerate(steps) if isinstance(step, ready.Persist)]
+            crash_at = (
+                self.rng.choice(persists) if persists else self.rng.randint(0, len(steps) - 1)
+            )
+        for i, step in enumerate(steps):
+            if i == crash_at:
+                if cp == "torn_persist" and isinstance(step, ready.Persist):
+                    self._torn_persist(node, core, step)
+                why = f"before step {i} of {_fmt_steps(steps)}"
+                self._crash(
+                    node,
+                    f"torn write in step {i} of {_fmt_steps(steps)}"
+                    if cp == "torn_persist" and isinstance(step, ready.Persist)
+                    else why,
+                )
+                self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
+                return False
+            if self._execute_step(node, core, rd, step):
+                # A granted vote just left and the node was armed to crash right then.
+                self._crash(node, "right after sending a vote")
+                self._at(self.rng.randint(0, 2), E_RESTART, node.id)
+                return False
+        snap_index = node.durable.snapshot.meta.index if node.durable.snapshot else 0
+        if node.applied - snap_index >= self.profile.snap_interval:
+            node.snapshot_now(self.profile.snap_keep)
+        self._observe(node, core)
+        return True
+
+    def _execute_step(self, node: SimNode, core: Raft, rd: Ready, step: ready.Step) -> bool:
+        """One step of a plan; True if an armed 'after_vote' crash is now due."""
+        if isinstance(step, ready.Send):
+            granted_vote = False
+            for m in step.messages:
+                if m.type == MsgType.VOTE_RESP and not m.reject:
+                    granted_vote = True
+                    self.checker.on_vote_sent(node.id, m, node.durable.hard_state)
+                elif m.type == MsgType.APP_RESP and not m.reject:
+                    durable = node.durable
+                    self.checker.on_ack_sent(
+                        node.id, m, durable.last_index(), durable.hard_state.term
+                    )
+                self._send(node, m)
+            return granted_vote and node.crash_point == "after_vote"
+        if isinstance(step, ready.Apply):
+            for e in step.entries:
+                self._apply(node, e)
+        elif isinstance(step, ready.Persist):
+            if step.entries:
+                self.checker.on_entries(node.id, core, step.entries)
+            node.durable.save(step.hard_state, step.entries)
+            if step.hard_state is not None:
+                node.deferred_hs = None
+        elif isinstance(step, ready.PersistSnapshot):
+            snap = step.snapshot
             if snap.data is None:
                 raise Violation("snapshot without data", f"node {node.id}")
             meta = snap.meta
             self.checker.on_snapshot_installed(node.id, meta.index, meta.term)
-            node.durable.install_snapshot(StoredSnapshot(meta, snap.data), None)
-        if rd.entries:
-            self.checker.on_entries(node.id, core, rd.entries)
-        if cp == "torn_persist":
-            kept = self.rng.randint(0, len(rd.entries))
-            whole = kept == len(rd.entries) and self.rng.random() < 0.5
-            node.durable.save(rd.hard_state if whole else None, rd.entries[:kept])
-            self._crash(
-                node,
-                f"torn write: {kept}/{len(rd.entries)} entries"
-                f"{', hard state' if whole else ''} on disk",
-            )
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        node.durable.save(rd.hard_state, rd.entries)
-        if cp == "after_persist":
-            self._crash(node, "after persisting, before sending")
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        # 2. send
-        granted_vote = False
-        for m in rd.messages:
-            if m.type == MsgType.VOTE_RESP and not m.reject:
-                granted_vote = True
-                self.checker.on_vote_sent(node.id, m, node.durable.hard_state)
-            elif m.type == MsgType.APP_RESP and not m.reject:
-                durable = node.durable
-                self.checker.on_ack_sent(node.id, m, durable.last_index(), durable.hard_state.term)
-            self._send(node, m)
-        if cp == "after_send" or (cp == "after_vote" and granted_vote):
-            self._crash(node, "right after sending" + (" a vote" if cp == "after_vote" else ""))
-            quick = cp == "after_vote"
-            self._at(
-                self.rng.randint(0, 2) if quick else self.rng.randint(1, 20 * TICK),
-                E_RESTART,
-                node.id,
-            )
-            return False
-        # 3. apply
-        if snap is not None:
+            node.durable.install_snapshot(StoredSnapshot(meta, snap.data), step.hard_state)
+            node.deferred_hs = None
+        elif isinstance(step, ready.DeferHardState):
+            node.deferred_hs = step.hard_state
+        elif isinstance(step, ready.RestoreSnapshot):
+            snap = step.snapshot
             assert snap.data is not None
             node.sm = decode_sm(snap.data)
             node.applied = snap.meta.index
@@ -617,21 +658,32 @@ class Cluster:
             node.conf = snap.meta.conf_state
             self._log("restore", node.id, f"snapshot ({snap.meta.index}, t{snap.meta.term})")
             self.stats["snapshots_installed"] += 1
-        for e in rd.committed_entries:
-            self._apply(node, e)
-        # 4. advance, then serve reads that are now applied
-        self._core_call(node, lambda: core.advance(rd))
-        for rs in rd.read_states:
-            floor = node.reads.pop(rs.context, None)
-            if floor is not None:
-                node.read_waiters.append((rs.index, rs.context, floor))
-        if node.read_waiters:
-            self._serve_reads(node)
-        snap_index = node.durable.snapshot.meta.index if node.durable.snapshot else 0
-        if node.applied - snap_index >= self.profile.snap_interval:
-            node.snapshot_now(self.profile.snap_keep)
-        self._observe(node, core)
-        return True
+        elif isinstance(step, ready.Advance):
+            self._core_call(node, lambda: core.advance(rd))
+        elif isinstance(step, ready.ReleaseReads):
+            for rs in step.read_states:
+                floor = node.reads.pop(rs.context, None)
+                if floor is not None:
+                    node.read_waiters.append((rs.index, rs.context, floor))
+            if node.read_waiters:
+                self._serve_reads(node)
+        else:
+            raise AssertionError(f"the simulator cannot execute {step!r}")
+        return False
+
+    def _torn_persist(self, node: SimNode, core: Raft, step: ready.Persist) -> None:
+        """The crash hits the Persist step's write: a prefix of its entries reaches the
+        disk, and the hard state (last in the batch) only if all of them did."""
+        kept = self.rng.randint(0, len(step.entries))
+        whole = kept == len(step.entries) and self.rng.random() < 0.5
+        if kept:
+            self.checker.on_entries(node.id, core, step.entries[:kept])
+        node.durable.save(step.hard_state if whole else None, step.entries[:kept])
+        self._log(
+            "torn",
+            node.id,
+            f"{kept}/{len(step.entries)} entries{', hard state' if whole else ''} on disk",
+        )
 
     def _apply(self, node: SimNode, e: Any) -> None:
         if e.index != node.applied + 1:
@@ -1195,6 +1247,10 @@ class Cluster:
                     )
 
 
+def _fmt_steps(steps: list[ready.Step]) -> str:
+    return "[" + ", ".join(type(step).__name__ for step in steps) + "]"
+
+
 def _fmt_event(item: tuple[int, str, int, Any]) -> str:
     t, what, node, detail = item
     if isinstance(detail, Message):
@@ -1210,7 +1266,15 @@ def run_seed(
     trace: bool = False,
     wipe_readd: bool = False,
     fresh_ids: bool = False,
+    planner: Planner = ready.plan,
 ) -> Result:
     return Cluster(
-        seed, nodes, steps, factory, trace, wipe_readd=wipe_readd, fresh_ids=fresh_ids
+        seed,
+        nodes,
+        steps,
+        factory,
+        trace,
+        wipe_readd=wipe_readd,
+        fresh_ids=fresh_ids,
+        planner=planner,
     ).run()
