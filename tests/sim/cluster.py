@@ -18,7 +18,6 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +46,6 @@ from tests.sim.node import (
     conf_after,
     decode_sm,
 )
-
-# ready.plan's signature: (Ready, *, leader, durable, deferred) -> steps
-Planner = Callable[..., list[ready.Step]]
 
 TICK = 10  # time units per Raft tick; message delays are a few units
 # After healing, progress must be made within this many election timeouts. Without
@@ -121,9 +117,11 @@ class Profile:
             "heal_net": 3,
             "net_params": 2,
             "slow": rng.choice((0, 1)),
+            "slow_disk": rng.choice((0, 2)),
             "crash": rng.choice((1, 3)),
             "crash_point": rng.choice((0, 2)),
             "vote_amnesia": rng.choice((0, 1, 3)),
+            "ack_amnesia": rng.choice((0, 1, 3)),
             "campaign": rng.choice((0, 1, 3)),
             "pause": rng.choice((0, 1, 3)),
             "transfer": rng.choice((0, 2)),
@@ -231,7 +229,7 @@ class Cluster:
         trace_keep: int = 60,
         wipe_readd: bool = False,
         fresh_ids: bool = False,
-        planner: Planner = ready.plan,
+        planner: ready.Planner = ready.plan,
     ) -> None:
         self.seed = seed
         # How a node orders the steps of a Ready: production's plan, or a broken one
@@ -260,6 +258,7 @@ class Cluster:
         self.max_nodes = nodes + 3
         self.removed: list[int] = []  # removal acknowledged, not re-added since
         self.phase = "faults"
+        self.isolate_next_commit = False  # set by the ack_amnesia nemesis
         self.write_seq = 0
         self.outstanding: dict[bytes, int] = {}  # client write in flight -> give-up time
         self.read_seq = 0
@@ -524,7 +523,10 @@ class Cluster:
         self._observe(node, core)
         if not node.io_pending and core.has_ready():
             node.io_pending = True
-            self._at(self.rng.randint(0, self.profile.io_delay), E_IO, node.id, node.incarnation)
+            delay = self.rng.randint(0, self.profile.io_delay)
+            if self.now < node.slow_disk_until:
+                delay += node.slow_disk_delay
+            self._at(delay, E_IO, node.id, node.incarnation)
 
     def _observe(self, node: SimNode, core: Raft) -> None:
         if core.term < node.seen_term:
@@ -544,8 +546,9 @@ class Cluster:
             if (
                 core.role == StateRole.LEADER
                 and self.phase == "faults"
-                and self.rng.random() < self.profile.isolate_on_commit
+                and (self.isolate_next_commit or self.rng.random() < self.profile.isolate_on_commit)
             ):
+                self.isolate_next_commit = False
                 self._isolate(node.id)
 
     # ======================================================================
@@ -605,8 +608,8 @@ class Cluster:
                 self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
                 return False
             if self._execute_step(node, core, rd, step):
-                # A granted vote just left and the node was armed to crash right then.
-                self._crash(node, "right after sending a vote")
+                # A granted vote or an ack just left and the node was armed to crash then.
+                self._crash(node, f"right {cp.replace('_', ' ')}" if cp else "")
                 self._at(self.rng.randint(0, 2), E_RESTART, node.id)
                 return False
         snap_index = node.durable.snapshot.meta.index if node.durable.snapshot else 0
@@ -616,20 +619,22 @@ class Cluster:
         return True
 
     def _execute_step(self, node: SimNode, core: Raft, rd: Ready, step: ready.Step) -> bool:
-        """One step of a plan; True if an armed 'after_vote' crash is now due."""
+        """One step of a plan; True if an armed 'after_vote' or 'after_ack' crash is due."""
         if isinstance(step, ready.Send):
-            granted_vote = False
+            granted_vote = acked = False
             for m in step.messages:
                 if m.type == MsgType.VOTE_RESP and not m.reject:
                     granted_vote = True
                     self.checker.on_vote_sent(node.id, m, node.durable.hard_state)
                 elif m.type == MsgType.APP_RESP and not m.reject:
+                    acked = True
                     durable = node.durable
                     self.checker.on_ack_sent(
                         node.id, m, durable.last_index(), durable.hard_state.term
                     )
                 self._send(node, m)
-            return granted_vote and node.crash_point == "after_vote"
+            cp = node.crash_point
+            return (granted_vote and cp == "after_vote") or (acked and cp == "after_ack")
         if isinstance(step, ready.Apply):
             for e in step.entries:
                 self._apply(node, e)
@@ -1020,6 +1025,14 @@ class Cluster:
         self.net.slow[n] = self.rng.randint(5, 40)
         self._log("SLOW", n, self.net.slow[n])
 
+    def _nem_slow_disk(self) -> None:
+        """A node's fsyncs turn slow for a while: inputs pile up meanwhile and its next
+        Ready is big (a snapshot, entries after it and their commit all in one)."""
+        n = self.nodes[self.rng.choice(self._live_ids())]
+        n.slow_disk_delay = self.rng.randint(10, 60)
+        n.slow_disk_until = self.now + self.rng.randint(5, 40) * TICK
+        self._log("SLOW_DISK", n.id, n.slow_disk_delay)
+
     def _nem_crash(self) -> None:
         up = [self.nodes[i] for i in self._members_up() if not self.nodes[i].stopped]
         if not up:
@@ -1044,6 +1057,19 @@ class Cluster:
             if self.rng.random() < 0.6:
                 node.crash_point = "after_vote"
         self._nem_campaign(force_two=True)
+
+    def _nem_ack_amnesia(self) -> None:
+        """Crash followers right after they acknowledge entries and restart them at once,
+        and cut the leader off as soon as it next commits: entries acked before they
+        were on disk are then missing from every node that can still elect a leader."""
+        leader = self._a_leader()
+        if leader is None:
+            return
+        for i in self._members_up():
+            if i != leader.id and self.rng.random() < 0.7:
+                self.nodes[i].crash_point = "after_ack"
+        self.isolate_next_commit = True
+        self._log("ACK_AMNESIA", leader.id)
 
     def _nem_campaign(self, force_two: bool = False) -> None:
         voters = [n for n in self._serving() if n.core is not None and n.core.is_voter()]
@@ -1266,7 +1292,7 @@ def run_seed(
     trace: bool = False,
     wipe_readd: bool = False,
     fresh_ids: bool = False,
-    planner: Planner = ready.plan,
+    planner: ready.Planner = ready.plan,
 ) -> Result:
     return Cluster(
         seed,

@@ -125,6 +125,8 @@ class SimNode:
         self.conf = ConfState()  # membership as of `applied`, from the entries applied
         self.incarnation = 0
         self.tick_interval = 10  # time units between ticks (set per start: clocks drift)
+        self.slow_disk_until = 0  # until then, each Ready waits slow_disk_delay more
+        self.slow_disk_delay = 0
         self.paused = False
         self.stopped = False  # removed from the cluster and shut down for good
         self.io_pending = False

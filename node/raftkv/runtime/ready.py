@@ -30,7 +30,7 @@ split in two), so planning costs a few small objects per Ready, none per entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from raftkv.raft import Entry, HardState, Message, ReadState, Ready, Snapshot
 
@@ -100,6 +100,13 @@ Step = Send | Apply | PersistSnapshot | Persist | DeferHardState | RestoreSnapsh
 STEP_KINDS: Final = (Send, Apply, PersistSnapshot, Persist, DeferHardState, RestoreSnapshot,
                      Advance, ReleaseReads)
 ADVANCE: Final = Advance()
+
+
+class Planner(Protocol):
+    """The signature of `plan` (the simulator also runs deliberately wrong planners)."""
+
+    def __call__(self, rd: Ready, *, leader: bool, durable: HardState,
+                 deferred: HardState | None) -> list[Step]: ...
 
 
 def plan(rd: Ready, *, leader: bool, durable: HardState,
