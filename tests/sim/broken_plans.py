@@ -1,11 +1,27 @@
 """Deliberately wrong Ready plans: each bends ONE rule of `raftkv.runtime.ready.plan`.
 
 Production's plan departs from the textbook order (persist, send, apply, advance)
-in three places; each wrong plan here goes one step too far at one of them. The
-simulator runs every node's Readies through the plan it is given, and must report
-a violation for each of these within a bounded number of seeds
+in three places; each wrong plan in PLAN_VARIANTS goes one step too far at one of
+them. The simulator runs every node's Readies through the plan it is given, and
+must report a violation for each within a bounded number of seeds
 (tests/sim/test_checker_catches_bugs.py): the proof that its crash points and
 checks see the Ready order at all.
+
+HARMLESS_REORDERINGS are two orders that look wrong but are safe in this runtime,
+so no check can (or should) flag them; the reason is the loop discipline that
+makes the real plan's departures safe too. A node handles one Ready at a time
+and its core is never stepped while it does (RaftNode._run; the simulator runs
+a Ready's steps back to back). So:
+
+- a leader that advances before its fsync counts itself towards a commit, but
+  no follower can have acknowledged entries it is only now sending, and no
+  acknowledgement is stepped before the fsync completes: nothing is committed on
+  that count, and whatever advance() queues leaves with the NEXT Ready, after
+  the fsync. (It becomes a bug as soon as the core is stepped, or a second Ready
+  taken, while the fsync is in flight: pipelining the loop needs a new argument.)
+- applying this Ready's committed entries before they are on this disk hands out
+  answers for entries that are committed, i.e. already durable on a majority;
+  a crash loses only this node's in-memory state machine, rebuilt from disk.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ def leader_counts_itself_before_fsync(
     rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
 ) -> list[Step]:
     """Departure 1 without its guard: the leader advances (counts its new entries
-    towards a commit, and applies what that commits) before its own fsync."""
+    towards a commit) before its own fsync. Harmless in this loop: see above."""
     steps = ready.plan(rd, leader=leader, durable=durable, deferred=deferred)
     if not leader:
         return steps
@@ -42,7 +58,8 @@ def applies_past_durable_commit(
     rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
 ) -> list[Step]:
     """Departure 2 without its split: every committed entry is applied before the
-    persist, also those that arrive in this very Ready and are not yet on this disk."""
+    persist, also those that arrive in this very Ready and are not yet on this disk.
+    Harmless: see above."""
     steps = ready.plan(rd, leader=leader, durable=durable, deferred=deferred)
     if rd.snapshot is not None or not rd.committed_entries:
         return steps
@@ -77,8 +94,11 @@ def applies_before_snapshot(
 
 PLAN_VARIANTS: dict[str, ready.Planner] = {
     "follower_acks_before_fsync": follower_acks_before_fsync,
-    "leader_counts_itself_before_fsync": leader_counts_itself_before_fsync,
-    "applies_past_durable_commit": applies_past_durable_commit,
     "defers_any_hard_state": defers_any_hard_state,
     "applies_before_snapshot": applies_before_snapshot,
+}
+
+HARMLESS_REORDERINGS: dict[str, ready.Planner] = {
+    "leader_counts_itself_before_fsync": leader_counts_itself_before_fsync,
+    "applies_past_durable_commit": applies_past_durable_commit,
 }

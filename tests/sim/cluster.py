@@ -283,6 +283,8 @@ class Cluster:
             "removed": 0,
             "leader_removed": 0,
             "readded": 0,
+            "crashes_in_ready": 0,  # at a step boundary of a plan, or in its write
+            "hard_states_deferred": 0,
         }
         entries, hs = bootstrap_entries(list(range(1, nodes + 1)))
         for i in range(1, nodes + 1):
@@ -605,10 +607,12 @@ class Cluster:
                     if cp == "torn_persist" and isinstance(step, ready.Persist)
                     else why,
                 )
+                self.stats["crashes_in_ready"] += 1
                 self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
                 return False
             if self._execute_step(node, core, rd, step):
                 # A granted vote or an ack just left and the node was armed to crash then.
+                self.stats["crashes_in_ready"] += 1
                 self._crash(node, f"right {cp.replace('_', ' ')}" if cp else "")
                 self._at(self.rng.randint(0, 2), E_RESTART, node.id)
                 return False
@@ -654,6 +658,7 @@ class Cluster:
             node.deferred_hs = None
         elif isinstance(step, ready.DeferHardState):
             node.deferred_hs = step.hard_state
+            self.stats["hard_states_deferred"] += 1
         elif isinstance(step, ready.RestoreSnapshot):
             snap = step.snapshot
             assert snap.data is not None
