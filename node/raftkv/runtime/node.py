@@ -73,6 +73,16 @@ from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.ready import (
+    Advance,
+    Apply,
+    DeferHardState,
+    Persist,
+    PersistSnapshot,
+    ReleaseReads,
+    RestoreSnapshot,
+    Send,
+)
 from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
@@ -650,35 +660,35 @@ class RaftNode:
         steps = ready.plan(rd, leader=self.core.role == StateRole.LEADER,
                            durable=self._durable_hs, deferred=self._deferred_hs)
         for step in steps:
-            match step:
-                case ready.Send():
-                    self.send(step.messages)
-                case ready.Apply():
-                    self._apply_entries(step.entries)
-                case ready.Persist():
-                    await self._persist(step.hard_state, step.entries)
-                case ready.PersistSnapshot():
-                    await self._durable.run_in_thread(self._persist_snapshot, step.snapshot,
-                                                      step.hard_state)
-                    self._durable_hs = step.hard_state
-                    self._deferred_hs = None
-                case ready.DeferHardState():
-                    # Like etcd, no fsync for the commit index alone: it is volatile in
-                    # Raft (a restarted node relearns it); it rides with the next entries.
-                    self._deferred_hs = step.hard_state
-                case ready.RestoreSnapshot():
-                    self._restore_snapshot(step.snapshot)
-                case ready.Advance():
-                    self.core.advance(rd)
-                case ready.ReleaseReads():
-                    for rs in step.read_states:
-                        batch = self._read_batches.pop(rs.context, None)
-                        if batch is not None:
-                            for f in batch.futures:
-                                heapq.heappush(self._read_pending, (rs.index, id(f), f))
-                    self._release_reads()
-                case _:
-                    assert_never(step)
+            # `type(step) is` in order of frequency: twice as fast as `match` here.
+            if type(step) is Send:
+                self.send(step.messages)
+            elif type(step) is Apply:
+                self._apply_entries(step.entries)
+            elif type(step) is Persist:
+                await self._persist(step.hard_state, step.entries)
+            elif type(step) is Advance:
+                self.core.advance(rd)
+            elif type(step) is ReleaseReads:
+                for rs in step.read_states:
+                    batch = self._read_batches.pop(rs.context, None)
+                    if batch is not None:
+                        for f in batch.futures:
+                            heapq.heappush(self._read_pending, (rs.index, id(f), f))
+                self._release_reads()
+            elif type(step) is DeferHardState:
+                # Like etcd, no fsync for the commit index alone: it is volatile in
+                # Raft (a restarted node relearns it); it rides with the next entries.
+                self._deferred_hs = step.hard_state
+            elif type(step) is PersistSnapshot:
+                await self._durable.run_in_thread(self._persist_snapshot, step.snapshot,
+                                                  step.hard_state)
+                self._durable_hs = step.hard_state
+                self._deferred_hs = None
+            elif type(step) is RestoreSnapshot:
+                self._restore_snapshot(step.snapshot)
+            else:
+                assert_never(step)
         if rd.hard_state is not None and rd.hard_state.term != self._last_term:
             self._last_term = rd.hard_state.term
             self._notify_status()

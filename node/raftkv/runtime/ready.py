@@ -30,11 +30,12 @@ split in two), so planning costs a few small objects per Ready, none per entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, final
 
 from raftkv.raft import Entry, HardState, Message, ReadState, Ready, Snapshot
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Send:
     """Hand these messages to the transport."""
@@ -42,6 +43,7 @@ class Send:
     messages: list[Message]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Apply:
     """Apply these committed entries to the state machine, in order."""
@@ -49,6 +51,7 @@ class Apply:
     entries: list[Entry]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class PersistSnapshot:
     """Save the snapshot and reset the log to it with `hard_state`; one durable write.
@@ -58,6 +61,7 @@ class PersistSnapshot:
     hard_state: HardState
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Persist:
     """Append `entries` and write `hard_state` (if not None): one write, one fsync.
@@ -67,6 +71,7 @@ class Persist:
     entries: list[Entry]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class DeferHardState:
     """Remember `hard_state` (only its commit index moved) to write with the next
@@ -75,6 +80,7 @@ class DeferHardState:
     hard_state: HardState
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class RestoreSnapshot:
     """Replace the state machine with the snapshot's state."""
@@ -82,12 +88,14 @@ class RestoreSnapshot:
     snapshot: Snapshot
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Advance:
     """Tell the core the Ready is handled (`Raft.advance`): a leader counts its own
     new entries towards a commit only now."""
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class ReleaseReads:
     """Register these read states; serve every waiting read whose index is applied."""
@@ -100,6 +108,8 @@ Step = Send | Apply | PersistSnapshot | Persist | DeferHardState | RestoreSnapsh
 STEP_KINDS: Final = (Send, Apply, PersistSnapshot, Persist, DeferHardState, RestoreSnapshot,
                      Advance, ReleaseReads)
 ADVANCE: Final = Advance()
+# Most Readies bring no read state: one shared step (never mutated) for them.
+_RELEASE_WAITING_READS: Final = ReleaseReads([])
 
 
 class Planner(Protocol):
@@ -168,5 +178,5 @@ def plan(rd: Ready, *, leader: bool, durable: HardState,
         steps.append(Apply(committed))
     steps.append(ADVANCE)
     # Every Ready: reads registered earlier may be served by what this one applied.
-    steps.append(ReleaseReads(rd.read_states))
+    steps.append(ReleaseReads(rd.read_states) if rd.read_states else _RELEASE_WAITING_READS)
     return steps
