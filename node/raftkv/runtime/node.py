@@ -666,7 +666,15 @@ class RaftNode:
             elif type(step) is Apply:
                 self._apply_entries(step.entries)
             elif type(step) is Persist:
-                await self._persist(step.hard_state, step.entries)
+                hs, entries = step.hard_state, step.entries
+                started = time.perf_counter()
+                await self._durable.run(self.raft_store.save, hs, entries, entries=len(entries))
+                self.metrics.fsync_duration.observe(time.perf_counter() - started)
+                if hs is not None:
+                    self._durable_hs = hs
+                    self._deferred_hs = None
+                if entries:
+                    self.metrics.append_batch.observe(len(entries))
             elif type(step) is Advance:
                 self.core.advance(rd)
             elif type(step) is ReleaseReads:
@@ -694,16 +702,6 @@ class RaftNode:
             self._notify_status()
         self._update_metrics()
         self._maybe_snapshot()
-
-    async def _persist(self, hs: HardState | None, entries: list[Entry]) -> None:
-        started = time.perf_counter()
-        await self._durable.run(self.raft_store.save, hs, entries, entries=len(entries))
-        self.metrics.fsync_duration.observe(time.perf_counter() - started)
-        if hs is not None:
-            self._durable_hs = hs
-            self._deferred_hs = None
-        if entries:
-            self.metrics.append_batch.observe(len(entries))
 
     def _persist_snapshot(self, snap: Snapshot, hs: HardState) -> None:
         assert snap.data is not None
