@@ -2,7 +2,8 @@
 
 For every Ready an in-process three-node cluster handles (leaders, followers, a
 snapshot install to a member that fell behind the compaction), the effects the
-node had, in order, are exactly the steps `ready.plan` gave for it. The
+node had, in order, are exactly the steps `ready.plan` gave for it, and its core
+was not stepped until the Ready was done (the plan is safe only so). The
 simulator is checked the same way over a few seeds. If either executor skips,
 reorders or re-implements a step, these fail: the 20,000 simulated seeds then
 no longer speak for production.
@@ -86,12 +87,25 @@ class Recorder:
         self._wrap(node, "_restore_snapshot", lambda snap: ("restore", snap.meta.index))
         self._wrap(node.core, "advance", lambda rd: ("advance",))
         self._wrap(node, "_release_reads", lambda: ("release_reads",))
+        # What makes the plan's departures safe (docs/architecture.md): the core is
+        # never stepped while a Ready is handled, even while its write is in flight
+        # in the storage thread (forced here, so the loop does yield meanwhile).
+        node._durable.inline_max_entries = -1
+        self.in_ready = False
+        for name in ("step", "tick", "propose", "propose_batch", "read_index", "campaign",
+                     "transfer_leadership", "propose_conf_change", "report_unreachable",
+                     "report_snapshot", "compact"):
+            self._guard(node.core, name)
         original = node._handle_ready
 
         async def handle_ready(rd: Ready) -> None:
             # (No assert in here: an exception kills the node loop, and the process.)
             self.effects.clear()
-            await original(rd)
+            self.in_ready = True
+            try:
+                await original(rd)
+            finally:
+                self.in_ready = False
             steps = self.planned.pop(id(rd))
             expected = [e for e in map(_effect, steps) if e is not None]
             if self.effects != expected:
@@ -103,6 +117,16 @@ class Recorder:
             self.readies += 1
 
         node._handle_ready = handle_ready  # type: ignore[method-assign]
+
+    def _guard(self, core: Raft, name: str) -> None:
+        inner = getattr(core, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.in_ready:
+                self.mismatches.append(f"node {self.node.id}: core.{name} inside a Ready")
+            return inner(*args, **kwargs)
+
+        setattr(core, name, guarded)
 
     def _wrap(self, obj: Any, name: str, describe: Callable[..., tuple[Any, ...]]) -> None:
         inner = getattr(obj, name)
