@@ -87,7 +87,7 @@ from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
-from raftkv.storage.recovery import reconcile
+from raftkv.storage.recovery import recover
 
 log = logging.getLogger("raftkv.node")
 
@@ -237,9 +237,11 @@ class RaftNode:
     # ======================================================================
     # Start-up
     # ======================================================================
-    def open(self) -> None:
-        """Recover from disk (bootstrapping a new cluster if asked), build the core."""
-        recovered = reconcile(self.raft_store.load(), self.snapshot_store.latest())
+    def open(self, prior_state: list[str] | None = None) -> None:
+        """Recover from disk (bootstrapping a new cluster if asked), build the core.
+        `prior_state`: files proving this node ran before; with no log beside them
+        the start is refused (storage.recovery)."""
+        recovered = recover(self.raft_store, self.snapshot_store, prior_state=prior_state or ())
         state = recovered.state
         if self._is_blank(state) and self._should_bootstrap():
             state, data = self._bootstrap()
@@ -305,6 +307,7 @@ class RaftNode:
         meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
         snap_data = seed.snapshot_bytes()
         hard_state = HardState(term=1, vote=NONE, commit=index)
+        self.raft_store.record_snapshot(meta)  # before the file: see storage.recovery
         self.snapshot_store.save(meta, snap_data)
         self.raft_store.reset_to_snapshot(meta, hard_state)
         log.info("bootstrapped from checkpoint %s (index %d) at index %d",
@@ -705,6 +708,12 @@ class RaftNode:
 
     def _persist_snapshot(self, snap: Snapshot, hs: HardState) -> None:
         assert snap.data is not None
+        # The log records the snapshot (with the term and vote) before its file
+        # exists: a snapshot beyond the log with no record means a lost WAL
+        # (storage.recovery). The commit index waits for the reset: the log does
+        # not reach the snapshot yet.
+        self.raft_store.record_snapshot(
+            snap.meta, HardState(hs.term, hs.vote, self._durable_hs.commit))
         self.snapshot_store.save(snap.meta, snap.data)
         self.raft_store.reset_to_snapshot(snap.meta, hs)
 
