@@ -1157,6 +1157,7 @@ class Cluster:
         self.net.heal()
         for node in list(self.nodes.values()):
             node.crash_point = None
+            node.slow_disk_until = 0  # disks heal with the network
             if node.id in self.removed and not node.stopped:
                 self._stop(node.id)
             elif node.paused:
