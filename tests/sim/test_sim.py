@@ -62,6 +62,8 @@ def test_both_cluster_sizes_and_all_fault_kinds_are_exercised() -> None:
         "removed",
         "leader_removed",
         "snapshots_installed",
+        "crashes_in_ready",
+        "hard_states_deferred",
     ):
         assert totals[key] > 0, f"no {key} in 40 seeds: {totals}"
 
