@@ -258,8 +258,18 @@ async def list_volumes(namespace: str, label_selector: str) -> list[Obj]:
     return [to_dict(v) for v in answer.items]
 
 
-async def delete_volume(namespace: str, name: str) -> bool:
-    return await _ignore_missing(_core().delete_namespaced_persistent_volume_claim, name, namespace)
+async def delete_volume(namespace: str, name: str, uid: str | None = None) -> bool:
+    """Delete a claim (with `uid`: only that incarnation, never a replacement)."""
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+    try:
+        await _run(
+            _core().delete_namespaced_persistent_volume_claim, name, namespace, body=options
+        )
+    except ApiException as e:
+        if e.status in (404, 409):
+            return False
+        raise
+    return True
 
 
 async def create_volume(namespace: str, body: Obj) -> bool:

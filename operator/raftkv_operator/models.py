@@ -621,6 +621,10 @@ class Operation(KubeModel):
     """RollingUpdate: the pod-template hash every member must run."""
     attempts: int = Field(default=0, ge=0)
     """Failed attempts of the current step."""
+    retired_id: int | None = Field(default=None, ge=1)
+    """ScaleUp/Recover: the Raft id `member`'s volume came back with, which the leader
+    refuses for good (it was removed: 409 member_id_removed). The volume is replaced so the
+    member starts empty and joins under a fresh id."""
     message: Annotated[str, Field(max_length=4096)] | None = None
     """Last error or progress note."""
 

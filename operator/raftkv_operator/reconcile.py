@@ -62,6 +62,7 @@ STEP_DELETE_POD = "DeletePod"
 STEP_WAIT_POD_GONE = "WaitPodGone"
 STEP_DELETE_VOLUME = "DeleteVolume"
 STEP_REFUSED = "Refused"
+STEP_REPLACE_VOLUME = "ReplaceVolume"
 
 
 # ---- observed state ------------------------------------------------------------------------
@@ -173,6 +174,7 @@ ActionKind = Literal[
     "transfer_leader",
     "delete_pod",
     "delete_volume",
+    "replace_volume",
 ]
 
 
@@ -410,6 +412,24 @@ def _add_learner(obs: Observed, op: Operation, phase: ClusterPhase, name: str) -
     pod = obs.pods.get(name)
     if pod is None or pod.ip is None or pod.terminating or name not in obs.nodes:
         return _wait(op, phase, STEP_WAIT_POD, f"pod {name} to start")
+    if op.retired_id is not None:
+        if obs.nodes[name].id == op.retired_id:
+            # Its volume holds an incarnation the cluster removed (a volume kept by
+            # reclaimPolicy Retain): that id is refused for good, so the member can only come
+            # back empty, under a fresh id. Every entry it held is on the current members.
+            return _act(
+                op,
+                phase,
+                STEP_REPLACE_VOLUME,
+                Action(
+                    "replace_volume",
+                    member=name,
+                    reason="VolumeReplaced",
+                    message=f"replacing the volume of {name}: it holds member id "
+                    f"{op.retired_id}, which was removed from the cluster",
+                ),
+            )
+        op = op.model_copy(update={"retired_id": None})  # a fresh incarnation now
     return _act(
         op,
         phase,

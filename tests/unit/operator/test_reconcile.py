@@ -572,3 +572,53 @@ def test_retention_keeps_the_newest() -> None:
     items = [("a", t0), ("b", t0 + timedelta(minutes=1)), ("c", t0 + timedelta(minutes=2))]
     assert reconcile.checkpoints_to_delete(items, 2) == ["a"]
     assert reconcile.checkpoints_to_delete(items, 5) == []
+
+
+# ---- a returning member whose id was removed (a retained volume) ----------------------------
+
+
+def _returning(retired: int | None, node_id: int, *, terminating: bool = False) -> reconcile.Plan:
+    """Scale-up of -3 whose pod runs with `node_id`; the operation recorded `retired`."""
+    obs = with_spec(healthy_cluster(), replicas=5)
+    op = Operation(
+        kind=OperationKind.SCALE_UP,
+        step="AddLearner",
+        started_at=NOW,
+        member=f"{NAME}-3",
+        target_replicas=5,
+        retired_id=retired,
+    )
+    joiner = replace(node(3, "none", []), id=node_id, leader_id=None, leader_name=None)
+    obs = replace(
+        obs,
+        cluster=cluster(5, operation=op),
+        statefulset_replicas=4,
+        pods={**obs.pods, f"{NAME}-3": pod(3, terminating=terminating)},
+        nodes={**obs.nodes, f"{NAME}-3": joiner},
+        volumes={**obs.volumes, f"{NAME}-3": "pvc-3"},
+    )
+    return run(obs)
+
+
+def test_a_member_back_under_a_removed_id_gets_its_volume_replaced() -> None:
+    result = _returning(retired=777, node_id=777)
+    assert result.action is not None and result.action.kind == "replace_volume"
+    assert result.action.member == f"{NAME}-3"
+    assert result.operation is not None and result.operation.retired_id == 777
+    assert result.operation.step == reconcile.STEP_REPLACE_VOLUME
+
+
+def test_while_the_old_pod_goes_the_operator_waits() -> None:
+    result = _returning(retired=777, node_id=777, terminating=True)
+    assert result.action is None and result.waiting
+
+
+def test_the_fresh_incarnation_is_added_as_a_learner() -> None:
+    result = _returning(retired=777, node_id=778)
+    assert result.action is not None and result.action.kind == "add_learner"
+    assert result.operation is not None and result.operation.retired_id is None
+
+
+def test_without_a_refusal_a_joiner_is_simply_added() -> None:
+    result = _returning(retired=None, node_id=777)
+    assert result.action is not None and result.action.kind == "add_learner"
