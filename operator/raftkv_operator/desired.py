@@ -25,6 +25,7 @@ from typing import Any
 
 from raftkv_operator.models import (
     DEFAULT_IMAGE_REPOSITORY,
+    MemberRole,
     RaftCheckpoint,
     RaftCluster,
     quorum,
@@ -577,23 +578,41 @@ def read_service(cluster: RaftCluster) -> Manifest:
     )
 
 
-def max_unavailable(replicas: int) -> int:
-    """Members that may be down while a majority stays up.
+def max_unavailable(voters: int) -> int:
+    """Members that may be down while a majority of the `voters` stays up.
 
-    A single member has no quorum to protect: 0 there would block every node drain
-    forever, so it is 1 (the member is unavailable while it moves, as it would be anyway).
+    A single voter has no quorum to protect: 0 there would block every node drain forever,
+    so it is 1 (the member is unavailable while it moves, as it would be anyway). Two voters
+    (only ever in passing, while a member is replaced) allow none.
     """
-    return max(1, replicas - quorum(replicas))
+    if voters <= 1:
+        return 1
+    return voters - quorum(voters)
 
 
-def pod_disruption_budget(cluster: RaftCluster) -> Manifest:
-    """PodDisruptionBudget `<name>`: voluntary evictions never break the quorum."""
+def budget_voters(cluster: RaftCluster) -> int:
+    """The voter count to size the budget by when no leader reports the configuration: the
+    last one status recorded, never more than spec.replicas (a scale-up's new members are
+    learners until promoted, and do not add to what the quorum can lose)."""
+    recorded = sum(1 for m in cluster.status.members if m.role != MemberRole.LEARNER)
+    initial = cluster.status.initial_replicas or cluster.spec.replicas
+    return min(cluster.spec.replicas, recorded or initial)
+
+
+def pod_disruption_budget(cluster: RaftCluster, *, voters: int | None = None) -> Manifest:
+    """PodDisruptionBudget `<name>`: voluntary evictions never break the quorum.
+
+    Sized from the current `voters` (the leader's configuration), not spec.replicas: while
+    3 -> 5 runs there are still three voters, and two evictions would leave one. None:
+    `budget_voters(cluster)`.
+    """
+    count = budget_voters(cluster) if voters is None else voters
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(cluster, cluster.name, COMPONENT_NODE),
         "spec": {
-            "maxUnavailable": max_unavailable(cluster.spec.replicas),
+            "maxUnavailable": max_unavailable(count),
             "selector": {"matchLabels": selector_labels(cluster.name)},
         },
     }

@@ -646,6 +646,27 @@ _STEPPERS = {
 }
 
 
+# ---- disruption budget ---------------------------------------------------------------------
+
+
+def budget_voters(obs: Observed, result: Plan) -> int | None:
+    """The voter count the PodDisruptionBudget must protect, None when no leader says.
+
+    The leader's voters now, one fewer when the next action removes a voter: the budget
+    shrinks before the removal, never after it.
+    """
+    leader = find_leader(obs.nodes.values())
+    if leader is None:
+        return None
+    count = len(voters(leader))
+    action = result.action
+    if action is not None and action.kind == "remove_member" and action.member:
+        member = leader.member(action.member)
+        if member is not None and member.voter:
+            count -= 1
+    return count
+
+
 # ---- status --------------------------------------------------------------------------------
 
 

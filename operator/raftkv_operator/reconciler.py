@@ -65,6 +65,8 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.budget_voters: int | None = None
+        self.budget_synced_at = 0.0
 
     async def once(self) -> bool:
         """One round; True while something is in flight (come back soon)."""
@@ -101,6 +103,7 @@ class Reconciler:
         if result.refused and result.refused != self.last_refusal:
             warn(body, reason="QuorumAtRisk", message=f"refused: {result.refused}")
         self.last_refusal = result.refused
+        await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
         if result.action is not None:
             await self.perform(cluster, body, observed, result)
         metrics.set_phase(self.namespace, self.name, result.phase)
@@ -134,6 +137,8 @@ class Reconciler:
             if obj["kind"] == "StatefulSet":
                 await self.sync_statefulset(cluster)
                 continue
+            if obj["kind"] == "PodDisruptionBudget":
+                continue  # sized from the observed voters: sync_disruption_budget
             outcome = await kube.ensure(self.namespace, desired.with_owner(obj, cluster))
             if outcome != "unchanged":
                 self.logger.info("%s %s %s", outcome, obj["kind"], obj["metadata"]["name"])
@@ -146,6 +151,28 @@ class Reconciler:
             )
         self.synced_generation = generation
         self.synced_at = time.monotonic()
+
+    async def sync_disruption_budget(self, cluster: RaftCluster, voters: int | None) -> None:
+        """The PodDisruptionBudget sized from the voters now (status's record without a
+        leader); written when that size changes, and checked for drift every resync."""
+        if cluster.spec.paused:
+            return
+        count = desired.budget_voters(cluster) if voters is None else voters
+        stale = time.monotonic() - self.budget_synced_at > SETTINGS.resync_seconds
+        if count == self.budget_voters and not stale:
+            return
+        pdb = desired.pod_disruption_budget(cluster, voters=count)
+        outcome = await kube.ensure(self.namespace, desired.with_owner(pdb, cluster))
+        if outcome != "unchanged":
+            self.logger.info(
+                "%s PodDisruptionBudget %s: maxUnavailable %s for %d voters",
+                outcome,
+                cluster.name,
+                pdb["spec"]["maxUnavailable"],
+                count,
+            )
+        self.budget_voters = count
+        self.budget_synced_at = time.monotonic()
 
     async def sync_statefulset(self, cluster: RaftCluster) -> None:
         live = await kube.get_statefulset(self.namespace, cluster.name)

@@ -423,13 +423,30 @@ def test_service_options_apply_to_client_facing_services() -> None:
     assert "type" not in desired.peers_service(cluster)["spec"]
 
 
-@pytest.mark.parametrize(("replicas", "expected"), [(1, 1), (3, 1), (5, 2), (7, 3), (9, 4)])
-def test_pdb_keeps_a_quorum(replicas: int, expected: int) -> None:
-    pdb = desired.pod_disruption_budget(_cluster("minimal.yaml", {"replicas": replicas}))
+@pytest.mark.parametrize(
+    ("voters", "expected"), [(1, 1), (2, 0), (3, 1), (4, 1), (5, 2), (7, 3), (9, 4)]
+)
+def test_pdb_keeps_a_quorum_of_the_voters(voters: int, expected: int) -> None:
+    pdb = desired.pod_disruption_budget(_cluster("minimal.yaml", {"replicas": 9}), voters=voters)
     assert pdb["spec"]["maxUnavailable"] == expected
-    if replicas > 1:
-        assert replicas - expected >= quorum(replicas)
+    if voters > 1:
+        assert voters - expected >= quorum(voters)
     assert pdb["spec"]["selector"]["matchLabels"] == desired.selector_labels("demo")
+
+
+def test_pdb_without_a_leader_uses_the_recorded_voters_never_more_than_replicas() -> None:
+    # 3 -> 5 asked; status still records three voters and a learner.
+    cluster = _cluster("minimal.yaml", {"replicas": 5})
+    members = [
+        {"name": f"demo-{i}", "id": i + 1, "role": "Learner" if i == 3 else "Follower"}
+        for i in range(4)
+    ]
+    cluster = cluster.model_copy(
+        update={"status": cluster.status.model_validate({"members": members})}
+    )
+    assert desired.pod_disruption_budget(cluster)["spec"]["maxUnavailable"] == 1
+    fresh = _cluster("minimal.yaml", {"replicas": 5})
+    assert desired.pod_disruption_budget(fresh)["spec"]["maxUnavailable"] == 2
 
 
 def test_label_selector_string_matches_the_selector() -> None:

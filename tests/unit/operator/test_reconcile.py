@@ -622,3 +622,24 @@ def test_the_fresh_incarnation_is_added_as_a_learner() -> None:
 def test_without_a_refusal_a_joiner_is_simply_added() -> None:
     result = _returning(retired=None, node_id=777)
     assert result.action is not None and result.action.kind == "add_learner"
+
+
+# ---- the disruption budget follows the voters ------------------------------------------------
+
+
+def test_budget_counts_the_leaders_voters_not_the_spec() -> None:
+    obs = _add_member(with_spec(healthy_cluster(), replicas=5), member(3, voter=False))
+    assert reconcile.budget_voters(obs, run(obs)) == 3
+
+
+def test_budget_shrinks_before_a_voter_is_removed() -> None:
+    obs = with_spec(healthy_cluster(5), replicas=3)
+    result = run(obs)
+    assert result.action is not None and result.action.kind == "remove_member"
+    assert reconcile.budget_voters(obs, result) == 4
+
+
+def test_budget_is_unknown_without_a_leader() -> None:
+    obs = healthy_cluster()
+    obs = replace(obs, nodes={n: replace(s, role="follower") for n, s in obs.nodes.items()})
+    assert reconcile.budget_voters(obs, run(obs)) is None
