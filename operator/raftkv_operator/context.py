@@ -74,6 +74,8 @@ class OperatorRuntime:
         self.session: aiohttp.ClientSession | None = None
         self.wakeups: dict[tuple[str, str], asyncio.Event] = {}
         self.pod_events: dict[tuple[str, str], asyncio.Event] = {}
+        self.generations: dict[tuple[str, str], tuple[Any, bool]] = {}
+        """(generation, deleting) of each cluster last seen by cluster_event."""
 
     def nodes(self) -> NodeClient:
         if self.session is None or self.session.closed:

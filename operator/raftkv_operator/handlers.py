@@ -98,8 +98,17 @@ async def statefulset_event(namespace: str | None, labels: Mapping[str, str], **
 
 
 @kopf.on.event(API_GROUP, API_VERSION, CLUSTERS)
-async def cluster_event(namespace: str | None, name: str | None, **_: Any) -> None:
-    event = RUNTIME.wakeups.get((namespace or "", name or ""))
+async def cluster_event(
+    namespace: str | None, name: str | None, meta: Mapping[str, Any], **_: Any
+) -> None:
+    """Wake the reconciler on a change of the spec (or deletion), never on status: the
+    daemon's own status writes would otherwise wake it again, in a loop."""
+    key = (namespace or "", name or "")
+    seen = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
+    if RUNTIME.generations.get(key) == seen:
+        return
+    RUNTIME.generations[key] = seen
+    event = RUNTIME.wakeups.get(key)
     if event is not None:
         event.set()
 
@@ -150,6 +159,7 @@ async def reconcile_daemon(
             await _sleep(wake, stopped, pause)
     finally:
         RUNTIME.wakeups.pop((namespace, name), None)
+        RUNTIME.generations.pop((namespace, name), None)
 
 
 # ---- leader routing --------------------------------------------------------------------------

@@ -590,9 +590,8 @@ class MemberStatus(KubeModel):
     role: MemberRole = MemberRole.UNKNOWN
     """Raft role."""
     healthy: bool = False
-    """The member answers and is ready."""
-    lag: int | None = Field(default=None, ge=0)
-    """Entries behind the leader's last index; unknown when the leader did not say."""
+    """The member answers and is ready (its replication lag is the metric
+    raftkv_operator_member_lag_entries, not status: status holds no fast-moving counters)."""
 
 
 class OperationKind(StrEnum):
@@ -664,8 +663,6 @@ class RaftClusterStatus(KubeModel):
     """Name of the current leader."""
     term: int | None = Field(default=None, ge=0)
     """Current Raft term."""
-    commit_index: int | None = Field(default=None, ge=0)
-    """Leader's commit index."""
     members: list[MemberStatus] = Field(
         default_factory=list,
         max_length=32,

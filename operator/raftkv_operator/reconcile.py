@@ -671,7 +671,8 @@ def budget_voters(obs: Observed, result: Plan) -> int | None:
 
 
 def member_statuses(obs: Observed) -> list[MemberStatus]:
-    """status.members: the leader's view of the configuration, with health and lag."""
+    """status.members: the leader's view of the configuration, with health (lag is a metric:
+    member_lags)."""
     leader = find_leader(obs.nodes.values())
     if leader is None:
         return [
@@ -693,10 +694,18 @@ def member_statuses(obs: Observed) -> list[MemberStatus]:
                 id=member.id,
                 role=role,
                 healthy=healthy(obs, member.name),
-                lag=lag(leader, member),
             )
         )
     return out
+
+
+def member_lags(obs: Observed) -> dict[str, int]:
+    """Entries each member is behind the leader's last index (the ones the leader knows)."""
+    leader = find_leader(obs.nodes.values())
+    if leader is None:
+        return {}
+    lags = {m.name or str(m.id): lag(leader, m) for m in leader.members}
+    return {name: value for name, value in lags.items() if value is not None}
 
 
 def conditions(

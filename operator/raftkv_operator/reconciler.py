@@ -303,7 +303,15 @@ class Reconciler:
             ),
         }
         if leader is not None:
-            patch.update(leader=leader.name, term=leader.term, commitIndex=leader.commit_index)
+            # No counters (commit index, lag): they move with every write, and status is
+            # written only when the cluster's state changes. They are metrics.
+            patch.update(leader=leader.name, term=leader.term)
+        metrics.set_progress(
+            self.namespace,
+            self.name,
+            leader.commit_index if leader is not None else None,
+            reconcile.member_lags(observed),
+        )
         live = dict(body.get("status") or {})
         changed = {
             k: v
