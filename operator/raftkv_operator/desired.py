@@ -20,10 +20,12 @@ import copy
 import hashlib
 import json
 import math
+import re
 import shlex
 from typing import Any
 
 from raftkv_operator.models import (
+    CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
     MemberRole,
     RaftCheckpoint,
@@ -53,6 +55,8 @@ ROLE_FOLLOWER = "follower"
 ROLE_LEARNER = "learner"
 CHECKPOINT_LABEL = "raftkv.dev/checkpoint"
 """On an archive Job: the RaftCheckpoint it copies (its name, through bounded_name)."""
+SCHEDULED_LABEL = "raftkv.dev/scheduled"
+"""On RaftCheckpoints the schedule created (deleted once they hold nothing)."""
 POD_TEMPLATE_HASH_ANNOTATION = "raftkv.dev/pod-template-hash"
 """On the pod template (so on every pod): a hash of the template. With updateStrategy
 OnDelete the operator restarts, one by one, the pods whose hash differs from the
@@ -311,10 +315,20 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
     ]
 
 
+def restoring_from_archive(cluster: RaftCluster) -> bool:
+    """The cluster bootstraps from an archived checkpoint and has not yet: the archive claim
+    is in the pod template only until then, so that no member holds it afterwards (a
+    ReadWriteOnce claim attached to one node keeps any other pod that mounts it Pending).
+    Dropping it restarts the members once, one by one. A restore from another cluster's
+    checkpoint mounts nothing, and keeps its (then idle) init container: no restart."""
+    restore = cluster.spec.restore
+    return restore is not None and restore.archive is not None and not cluster.status.bootstrapped
+
+
 def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] | None:
     """Fetch the checkpoint to restore into RESTORE_DIR, once, before the first bootstrap."""
     restore = cluster.spec.restore
-    if restore is None:
+    if restore is None or (restore.archive is not None and not restoring_from_archive(cluster)):
         return None
     staging = f"{RESTORE_DIR}.tmp"
     mounts: list[dict[str, Any]] = [
@@ -369,6 +383,38 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
     }
 
 
+def default_affinity(cluster_name: str) -> dict[str, Any]:
+    """Without placement.affinity: prefer one member per node (preferred, not required, so
+    a small cluster still schedules; a node's loss then costs at most one member where
+    the nodes allow it)."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": selector_labels(cluster_name)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def default_topology_spread(cluster_name: str) -> list[dict[str, Any]]:
+    """Without placement.topologySpreadConstraints: spread members over zones where there
+    are zones (ScheduleAnyway: never a reason to stay Pending). An empty list turns it off."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(cluster_name)},
+        }
+    ]
+
+
 def pod_template_hash(template: Manifest) -> str:
     """Hash of a pod template, ignoring the hash annotation itself."""
     stripped = copy.deepcopy(template)
@@ -418,7 +464,7 @@ def pod_template(
         ],
     }
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
-    if spec.restore is not None and spec.restore.archive is not None:
+    if restoring_from_archive(cluster) and spec.restore is not None and spec.restore.archive:
         volumes.append(
             {
                 "name": "archive",
@@ -444,12 +490,17 @@ def pod_template(
     placement = spec.placement
     if placement.affinity is not None:
         pod_spec["affinity"] = placement.affinity.to_k8s()
+    else:
+        pod_spec["affinity"] = default_affinity(cluster.name)
     if placement.tolerations:
         pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
-    if placement.topology_spread_constraints:
-        pod_spec["topologySpreadConstraints"] = [
-            c.to_k8s() for c in placement.topology_spread_constraints
-        ]
+    if placement.topology_spread_constraints is not None:
+        if placement.topology_spread_constraints:
+            pod_spec["topologySpreadConstraints"] = [
+                c.to_k8s() for c in placement.topology_spread_constraints
+            ]
+    else:
+        pod_spec["topologySpreadConstraints"] = default_topology_spread(cluster.name)
     if placement.node_selector:
         pod_spec["nodeSelector"] = dict(placement.node_selector)
     if placement.priority_class_name:
@@ -759,8 +810,93 @@ def checkpoint_archive_job(
         },
         "spec": {
             "backoffLimit": 3,
-            "activeDeadlineSeconds": 3600,
+            "activeDeadlineSeconds": archive_timeout_seconds(cluster),
             "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def archive_timeout_seconds(cluster: RaftCluster) -> int:
+    archive = cluster.spec.checkpoints.archive
+    return archive.timeout_seconds if archive is not None else 3600
+
+
+def archive_retain(cluster: RaftCluster) -> int:
+    """Archived copies kept: checkpoints.archive.retain, else checkpoints.retain."""
+    archive = cluster.spec.checkpoints.archive
+    if archive is not None and archive.retain is not None:
+        return archive.retain
+    return cluster.spec.checkpoints.retain
+
+
+def archive_prune_job_name(cluster_name: str, paths: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:10]
+    return bounded_name(f"{cluster_name}-archive-prune-{digest}")
+
+
+def archive_prune_job(
+    cluster: RaftCluster,
+    paths: list[str],
+    *,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job deleting archived copies (`paths` inside the archive claim) beyond retention.
+
+    Only paths of this cluster's archive layout (`<cluster>/<checkpoint id>`) are accepted:
+    the command is `rm -rf` and must never reach anything else on the claim.
+    """
+    claim = archive_claim_in_use(cluster)
+    if claim is None:
+        raise ValueError(f"RaftCluster {cluster.name!r} has no checkpoints.archive")
+    if not paths:
+        raise ValueError("nothing to prune")
+    for path in paths:
+        head, _, ident = path.partition("/")
+        if head != cluster.name or not re.fullmatch(CHECKPOINT_ID_PATTERN, ident):
+            raise ValueError(f"{path!r} is not an archived checkpoint of {cluster.name!r}")
+    spec = cluster.spec
+    job_labels = labels(cluster.name, COMPONENT_ARCHIVE)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security_context(),
+        "containers": [
+            {
+                "name": "prune",
+                "image": spec.container_image(default_image_repository),
+                "imagePullPolicy": spec.image_pull_policy,
+                "command": ["rm", "-rf", "--", *(f"{ARCHIVE_MOUNT}/{p}" for p in sorted(paths))],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"memory": "64Mi"},
+                },
+                "securityContext": _container_security_context(),
+                "volumeMounts": [{"name": "archive", "mountPath": ARCHIVE_MOUNT}],
+            }
+        ],
+        "volumes": [{"name": "archive", "persistentVolumeClaim": {"claimName": claim}}],
+    }
+    placement = spec.placement
+    if placement.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": archive_prune_job_name(cluster.name, paths),
+            "namespace": cluster.namespace,
+            "labels": job_labels,
+        },
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": archive_timeout_seconds(cluster),
+            "ttlSecondsAfterFinished": 3600,
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
         },
     }

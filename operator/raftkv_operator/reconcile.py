@@ -571,7 +571,10 @@ def _rolling_update(obs: Observed, leader: NodeStatus, op: Operation, now: datet
             f"{', '.join(sorted(laggards))} to be ready and caught up before {name}",
         )
     member = leader.member(name)
-    if member is not None and member.voter:
+    # A single voter has no quorum to keep: its restart is the unavoidable downtime of a
+    # 1-member cluster (refusing it would leave the cluster on its old template for ever).
+    alone = member is not None and member.voter and len(voters(leader)) == 1
+    if member is not None and member.voter and not alone:
         count = len(voters(leader))
         others = healthy_voters(obs, leader, excluding=name)
         if others < quorum(count):
@@ -582,7 +585,7 @@ def _rolling_update(obs: Observed, leader: NodeStatus, op: Operation, now: datet
                 f"restarting {name} would leave {others} of {count} voters healthy "
                 f"(quorum {quorum(count)})",
             )
-    if leader.name == name:
+    if leader.name == name and not alone:
         return _transfer_away(obs, leader, op, phase, name)
     return _act(
         op,
@@ -880,13 +883,74 @@ def checkpoint_id(checkpoint_name: str) -> str:
     return f"{checkpoint_name[:54].rstrip('-.')}-{digest}"
 
 
-def checkpoints_to_delete(
-    checkpoints: Iterable[tuple[str, datetime | None]], retain: int
-) -> list[str]:
-    """Names beyond the newest `retain` (by creation time, then name)."""
-    ordered = sorted(
-        checkpoints,
-        key=lambda c: (c[1] or datetime.min.replace(tzinfo=UTC), c[0]),
-        reverse=True,
-    )
-    return [name for name, _ in ordered[retain:]]
+# ---- checkpoint retention ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """What retention needs of a RaftCheckpoint."""
+
+    name: str
+    phase: str
+    checkpoint_id: str | None
+    index: int | None
+    archived: bool
+    archive_path: str | None
+    scheduled: bool
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> CheckpointRecord:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        index = status.get("index")
+        return cls(
+            name=str(meta.get("name")),
+            phase=str(status.get("phase") or "Pending"),
+            checkpoint_id=status.get("id"),
+            index=int(index) if isinstance(index, int) else None,
+            archived=bool(status.get("archived")),
+            archive_path=status.get("archivePath"),
+            scheduled=(meta.get("labels") or {}).get(desired.SCHEDULED_LABEL) == "true",
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    expire: list[str]
+    """Succeeded, but the members no longer hold the files: mark Expired."""
+    unarchive: list[str]
+    """Archived copies beyond archive retention: mark unarchived, then delete the copies."""
+    delete: list[str]
+    """Scheduled RaftCheckpoints with neither files on the members nor an archived copy."""
+
+
+def checkpoint_retention(
+    records: Iterable[CheckpointRecord], held: set[str], *, archive_retain: int | None
+) -> Retention:
+    """What follows from the members' retention (`held`: the ids the leader still holds)
+    and the archive's (`archive_retain` newest copies by index; None: no archive)."""
+    records = list(records)
+    expire = [
+        r.name
+        for r in records
+        if r.phase == "Succeeded" and r.checkpoint_id and r.checkpoint_id not in held
+    ]
+    unarchive: list[str] = []
+    if archive_retain is not None:
+        archived = sorted(
+            (r for r in records if r.archived),
+            key=lambda r: (r.index if r.index is not None else -1, r.name),
+            reverse=True,
+        )
+        unarchive = [r.name for r in archived[archive_retain:]]
+    gone = set(expire) | {r.name for r in records if r.phase == "Expired"}
+    delete = [
+        r.name
+        for r in records
+        if r.scheduled and r.name in gone and (not r.archived or r.name in unarchive)
+    ]
+    return Retention(expire=expire, unarchive=unarchive, delete=delete)
+
+
+def overdue(started: datetime | None, seconds: float, now: datetime) -> bool:
+    """More than `seconds` passed since `started` (unknown start: not overdue)."""
+    return started is not None and (now - started).total_seconds() > seconds

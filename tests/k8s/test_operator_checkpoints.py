@@ -190,7 +190,27 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
         30,
         "retention deleted the older scheduled checkpoint",
     )
-    assert checkpoint(emulated, "manual-1") is not None, "on-demand checkpoints are kept"
+    # The members keep one checkpoint (retain 1): the on-demand one is kept as a record,
+    # marked Expired, never left claiming files that are gone.
+    wait_for(
+        emulated,
+        lambda: (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("phase")
+        == "Expired",
+        30,
+        "the on-demand checkpoint whose files the members dropped is Expired",
+    )
+    assert not member_files(emulated, source, "manual-1")[f"{source}-0"].exists()
+    # Archive retention (checkpoints.retain, 1): the older copies are pruned by a Job.
+    archive = emulated.pvc_path(NAMESPACE, f"{source}-checkpoints") / source
+    # (the every-minute schedule may have archived an even newer one meanwhile)
+    wait_for(
+        emulated,
+        lambda: len(list(archive.iterdir())) == 1
+        and not {"manual-1", OLDER_SCHEDULED} & {p.name for p in archive.iterdir()},
+        60,
+        "only the newest archived copy is left",
+    )
+    assert not (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("archived")
     wait_for(
         emulated,
         lambda: (
@@ -231,18 +251,55 @@ def test_restore_into_a_new_cluster_gives_the_same_data(
 def test_restore_from_the_archive_volume_gives_the_same_data(
     emulated: EmulatedCluster, source: str
 ) -> None:
-    archived = [
-        o
-        for o in emulated.list(CHECKPOINTS, NAMESPACE)
-        if (o.get("status") or {}).get("archived")
-        and (o.get("spec") or {}).get("cluster") == source
-    ]
+    # No new checkpoint (nor archive retention) may move the archive under the restore.
+    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
+
+    def mine() -> list[dict[str, Any]]:
+        return [
+            o
+            for o in emulated.list(CHECKPOINTS, NAMESPACE)
+            if (o.get("spec") or {}).get("cluster") == source
+        ]
+
+    def settled(o: dict[str, Any]) -> bool:
+        st = o.get("status") or {}
+        return st.get("phase") in ("Expired", "Failed") or (
+            st.get("phase") == "Succeeded"
+            and (st.get("archived") or "pruned" in str(st.get("message")))
+        )
+
+    wait_for(emulated, lambda: all(settled(o) for o in mine()), 60, "checkpoints settle")
+    archived = sorted(
+        (o for o in mine() if (o.get("status") or {}).get("archived")),
+        key=lambda o: o["status"].get("index") or 0,
+    )
     if not archived:
         pytest.skip("needs the archived checkpoint of the scheduled-checkpoint scenario")
-    path = archived[0]["status"]["archivePath"]
+    path = archived[-1]["status"]["archivePath"]
     manifest = cluster_manifest("from-archive", 1)
     manifest["spec"]["restore"] = {"archive": {"claimName": f"{source}-checkpoints", "path": path}}
     emulated.create(CLUSTERS, manifest, NAMESPACE)
-    wait_available(emulated, "from-archive", 1, timeout=120)
+    wait_for(
+        emulated,
+        lambda: status(emulated, "from-archive").get("bootstrapped"),
+        120,
+        "from-archive bootstraps from the archived checkpoint",
+    )
+
+    # Restored: the members stop mounting the archive claim (the template drops it and the
+    # member restarts), so the claim is free for anything else that mounts it.
+    def mounts_archive() -> bool:
+        sts = must_get(emulated, "apps/v1/statefulsets", "from-archive")
+        running = [p["spec"] for p in emulated.list("v1/pods", NAMESPACE)
+                   if p["metadata"]["name"].startswith("from-archive-")]
+        specs = [sts["spec"]["template"]["spec"], *running]
+        return any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == f"{source}-checkpoints"
+            for spec in specs
+            for v in spec.get("volumes") or []
+        )
+
+    wait_for(emulated, lambda: not mounts_archive(), 90, "no member mounts the archive claim")
+    wait_available(emulated, "from-archive", 1, timeout=60)
     for key, value in DATA.items():
         assert get_via_service(emulated, "from-archive", key) == value, key

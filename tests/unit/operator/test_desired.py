@@ -58,6 +58,9 @@ def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
     if cluster.spec.checkpoints.archive is not None:
         checkpoint = _checkpoint(cluster.name, id="nightly-1")
         objects.append(desired.checkpoint_archive_job(cluster, checkpoint))
+        objects.append(
+            desired.archive_prune_job(cluster, [f"{cluster.name}/old-1", f"{cluster.name}/old-2"])
+        )
     return [desired.with_owner(o, cluster) for o in objects if o["kind"] != "Job"] + [
         o for o in objects if o["kind"] == "Job"
     ]
@@ -555,3 +558,49 @@ def test_builders_are_pure(case: str) -> None:
     first = _all_objects(cluster)
     assert _all_objects(cluster) == first
     assert cluster.model_dump() == before
+
+
+def test_restore_parts_leave_the_pod_template_once_bootstrapped() -> None:
+    # The archive claim is mounted only while restoring: a ReadWriteOnce claim held by every
+    # member for good keeps anything else that mounts it Pending.
+    done = _cluster("restore.yaml", ARCHIVE_RESTORE, bootstrapped=True, initialReplicas=3)
+    pod = desired.stateful_set(done)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert all(v["name"] != "archive" for v in pod["volumes"])
+    # A restore from another cluster mounts nothing: its template stays (no restart).
+    before = desired.stateful_set(CASES["restore"])["spec"]["template"]
+    after = _cluster("restore.yaml", bootstrapped=True, initialReplicas=3)
+    assert desired.stateful_set(after)["spec"]["template"] == before
+
+
+def test_archive_job_deadline_is_the_archive_timeout() -> None:
+    cluster = _cluster(
+        "minimal.yaml", {"checkpoints": {"archive": {"claimName": "b", "timeoutSeconds": 7200}}}
+    )
+    job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="n-1"))
+    assert job["spec"]["activeDeadlineSeconds"] == 7200
+
+
+def test_prune_job_removes_only_this_clusters_archived_copies() -> None:
+    cluster = CASES["production"]
+    job = desired.archive_prune_job(cluster, ["orders/b", "orders/a"])
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["rm", "-rf", "--", "/archive/orders/a", "/archive/orders/b"]
+    for bad in (["other/a"], ["orders/../x"], ["orders"], ["orders/a/b"], []):
+        with pytest.raises(ValueError):
+            desired.archive_prune_job(cluster, bad)
+    assert desired.archive_retain(cluster) == cluster.spec.checkpoints.retain
+
+
+def test_members_spread_over_nodes_and_zones_by_default() -> None:
+    pod = desired.stateful_set(CASES["minimal"])["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == desired.selector_labels(
+        "demo"
+    )
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    off = _cluster("minimal.yaml", {"placement": {"topologySpreadConstraints": []}})
+    assert "topologySpreadConstraints" not in desired.pod_template(off)["spec"]

@@ -569,13 +569,6 @@ def test_scheduled_checkpoint_names_are_per_minute_and_ids_fit() -> None:
     assert reconcile.checkpoint_id("short") == "short"
 
 
-def test_retention_keeps_the_newest() -> None:
-    t0 = NOW
-    items = [("a", t0), ("b", t0 + timedelta(minutes=1)), ("c", t0 + timedelta(minutes=2))]
-    assert reconcile.checkpoints_to_delete(items, 2) == ["a"]
-    assert reconcile.checkpoints_to_delete(items, 5) == []
-
-
 # ---- a returning member whose id was removed (a retained volume) ----------------------------
 
 
@@ -645,3 +638,48 @@ def test_budget_is_unknown_without_a_leader() -> None:
     obs = healthy_cluster()
     obs = replace(obs, nodes={n: replace(s, role="follower") for n, s in obs.nodes.items()})
     assert reconcile.budget_voters(obs, run(obs)) is None
+
+
+# ---- checkpoint retention --------------------------------------------------------------------
+
+
+def _record(
+    name: str, index: int, *, phase: str = "Succeeded", archived: bool = False,
+    scheduled: bool = True,
+) -> reconcile.CheckpointRecord:
+    return reconcile.CheckpointRecord(
+        name=name, phase=phase, checkpoint_id=name, index=index, archived=archived,
+        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled,
+    )  # fmt: skip
+
+
+def test_objects_whose_files_the_members_dropped_expire() -> None:
+    records = [_record("a", 1), _record("b", 2, scheduled=False), _record("c", 3)]
+    verdict = reconcile.checkpoint_retention(records, {"c"}, archive_retain=None)
+    assert verdict.expire == ["a", "b"]
+    # Scheduled ones with nothing left go; on-demand ones stay, marked Expired.
+    assert verdict.delete == ["a"] and verdict.unarchive == []
+
+
+def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes_it() -> None:
+    records = [_record("a", 1, archived=True), _record("b", 2, archived=True), _record("c", 3)]
+    kept = reconcile.checkpoint_retention(records, {"c"}, archive_retain=2)
+    assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
+    pruned = reconcile.checkpoint_retention(records, {"c"}, archive_retain=1)
+    assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
+
+
+def test_overdue_is_measured_in_time() -> None:
+    assert reconcile.overdue(NOW - timedelta(seconds=200), 150, NOW)
+    assert not reconcile.overdue(NOW - timedelta(seconds=100), 150, NOW)
+    assert not reconcile.overdue(None, 150, NOW)
+
+
+def test_a_single_member_is_restarted_for_a_new_template() -> None:
+    obs = healthy_cluster(1)
+    obs = replace(
+        obs, cluster=cluster(1), pods={f"{NAME}-0": pod(0, hash_="old")}, statefulset_hash=HASH
+    )
+    result = run(obs)
+    assert result.action is not None and result.action.kind == "delete_pod", result
+    assert not result.refused
