@@ -60,6 +60,14 @@ MEMBER_LAG = Gauge(
     registry=REGISTRY,
 )
 
+ACTIVE = Gauge(
+    "raftkv_operator_active",
+    "1 on the operator replica that acts (holds the leader-election Lease, or runs alone), "
+    "0 on a standby. The alert RaftkvOperatorAbsent fires when no replica reports 1.",
+    registry=REGISTRY,
+)
+ACTIVE.set(1)  # a standalone operator acts; leader election sets it to 0 while it waits
+
 _phases: dict[tuple[str, str], str] = {}
 _lagging: dict[tuple[str, str], set[str]] = {}
 _phases_lock = threading.Lock()
@@ -92,6 +100,10 @@ def set_progress(
             with contextlib.suppress(KeyError):
                 MEMBER_LAG.remove(name, namespace, member)
         _lagging[(namespace, name)] = set(lags)
+
+
+def set_active(active: bool) -> None:
+    ACTIVE.set(1 if active else 0)
 
 
 def forget_cluster(namespace: str, name: str) -> None:
