@@ -222,9 +222,35 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
     )
 
 
+def mine(emulated: EmulatedCluster, source: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in emulated.list(CHECKPOINTS, NAMESPACE)
+        if (o.get("spec") or {}).get("cluster") == source
+    ]
+
+
+def quiesce(emulated: EmulatedCluster, source: str) -> None:
+    """Stop the every-minute schedule and wait for the checkpoints in flight: a newer
+    checkpoint (members keep one) would delete the one a restore is fetching."""
+    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
+
+    def settled(o: dict[str, Any]) -> bool:
+        st = o.get("status") or {}
+        return st.get("phase") in ("Expired", "Failed") or (
+            st.get("phase") == "Succeeded"
+            and (st.get("archived") or "pruned" in str(st.get("message")))
+        )
+
+    wait_for(
+        emulated, lambda: all(settled(o) for o in mine(emulated, source)), 60, "checkpoints settle"
+    )
+
+
 def test_restore_into_a_new_cluster_gives_the_same_data(
     emulated: EmulatedCluster, source: str
 ) -> None:
+    quiesce(emulated, source)
     if not status(emulated, source).get("lastCheckpoint"):
         take(emulated, source, "manual-1")
     # The newest one: members keep only `retain` checkpoints on disk (1 here).
@@ -251,26 +277,9 @@ def test_restore_into_a_new_cluster_gives_the_same_data(
 def test_restore_from_the_archive_volume_gives_the_same_data(
     emulated: EmulatedCluster, source: str
 ) -> None:
-    # No new checkpoint (nor archive retention) may move the archive under the restore.
-    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
-
-    def mine() -> list[dict[str, Any]]:
-        return [
-            o
-            for o in emulated.list(CHECKPOINTS, NAMESPACE)
-            if (o.get("spec") or {}).get("cluster") == source
-        ]
-
-    def settled(o: dict[str, Any]) -> bool:
-        st = o.get("status") or {}
-        return st.get("phase") in ("Expired", "Failed") or (
-            st.get("phase") == "Succeeded"
-            and (st.get("archived") or "pruned" in str(st.get("message")))
-        )
-
-    wait_for(emulated, lambda: all(settled(o) for o in mine()), 60, "checkpoints settle")
+    quiesce(emulated, source)
     archived = sorted(
-        (o for o in mine() if (o.get("status") or {}).get("archived")),
+        (o for o in mine(emulated, source) if (o.get("status") or {}).get("archived")),
         key=lambda o: o["status"].get("index") or 0,
     )
     if not archived:

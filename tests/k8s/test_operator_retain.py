@@ -50,7 +50,7 @@ def test_retained_volumes_scale_down_and_up_again(
     emulated: EmulatedCluster, operator: Operator
 ) -> None:
     manifest = cluster_manifest(NAME, 1)
-    manifest["spec"]["storage"].pop("reclaimPolicy")  # the default: Retain
+    assert "reclaimPolicy" not in manifest["spec"]["storage"]  # the default: Retain
     emulated.create(CLUSTERS, manifest, NAMESPACE)
     wait_available(emulated, NAME, 1, timeout=60)
 

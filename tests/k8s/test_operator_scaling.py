@@ -37,7 +37,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def three(emulated: EmulatedCluster, operator: Operator) -> str:
-    emulated.create(CLUSTERS, cluster_manifest(NAME, 3), NAMESPACE)
+    manifest = cluster_manifest(NAME, 3, storage={"size": "64Mi", "reclaimPolicy": "Delete"})
+    emulated.create(CLUSTERS, manifest, NAMESPACE)
     wait_available(emulated, NAME, 3, timeout=90)
     return NAME
 
