@@ -296,7 +296,10 @@ async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
     except ValidationError:
         return  # the reconcile daemon reports it
     schedule = cluster.spec.checkpoints.schedule
-    if cluster.spec.paused or not schedule or not cluster.status.bootstrapped:
+    if cluster.spec.paused or not cluster.status.bootstrapped:
+        return
+    if not schedule:
+        await sweep(cluster)  # checkpoints taken by hand expire too
         return
     born = cluster.metadata.creation_timestamp or datetime.now(UTC)
     due = reconcile.schedule_due(
