@@ -1,5 +1,6 @@
 """Emulated Kubernetes: two operator replicas (real `raftkv-operator` processes, as two pods
-would run them) elect one active replica through a coordination.k8s.io Lease.
+would run them, watching only their namespace) elect one active replica through a
+coordination.k8s.io Lease.
 
 The standby answers /healthz (a liveness probe must not restart it) and reports
 `raftkv_operator_active 0`; after a `kill -9` of the active replica the standby takes the
@@ -56,7 +57,10 @@ class Replica:
         self.process = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "raftkv-operator"),
-                "--all-namespaces",
+                # The chart's watch.releaseNamespaceOnly mode: one namespace, no cluster-wide
+                # CRD/namespace scanning (a Role-only install).
+                f"--namespace={NAMESPACE}",
+                "--no-cluster-scan",
                 f"--leader-election-lease={LEASE}",
                 f"--leader-election-namespace={NAMESPACE}",
                 f"--identity={identity}",
