@@ -158,7 +158,8 @@ BENCH_ARGS ?=
 
 .PHONY: install-bench-system bench-profile
 
-# wrk + Debian's etcd-server/etcd-client, a local 3-member etcd vs a local 3-node raftkv
+# wrk + Debian's etcd-server/etcd-client (+ golang-go and golang-etcd-server-dev to build
+# bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv
 # (fsync on both), writes then linearizable reads at 1/16/64/256 connections: a table of
 # ops/s, p50/p99 and raftkv/etcd ratios; bench/results/bench-<time>.{json,png}.
 bench: install install-bench-system
@@ -171,13 +172,14 @@ bench-profile: install install-bench-system
 	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) --profile $(BENCH_ARGS)
 
 install-bench-system:
-	@if command -v wrk >/dev/null && command -v etcd >/dev/null; then \
+	@if command -v wrk >/dev/null && command -v etcd >/dev/null && command -v go >/dev/null \
+			&& [ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3 ]; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "install-bench-system: apt-get install wrk etcd-server etcd-client"; \
+		echo "install-bench-system: apt-get install wrk etcd-server etcd-client golang-go golang-etcd-server-dev"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			wrk etcd-server etcd-client >/dev/null; \
+			wrk etcd-server etcd-client golang-go golang-etcd-server-dev >/dev/null; \
 	else \
 		echo "install-bench-system: wrk/etcd missing and apt-get unavailable (not root?)" >&2; \
 		exit 1; \

@@ -43,6 +43,9 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
+
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "kv.lua"
 RESULTS = HERE / "results"
@@ -307,20 +310,31 @@ def _short(frame: str) -> str:
 
 # --- report -----------------------------------------------------------------------------
 def table(runs: list[Run], connections: list[int]) -> str:
+    """raftkv against etcd through its JSON gateway and through native gRPC
+    (ratios: raftkv / etcd; ops above 1 and p99 below 1 favour raftkv)."""
     by = {(r.system, r.op, r.connections): r for r in runs}
-    head = (f"{'op':<5} {'conns':>5} | {'raftkv ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | "
-            f"{'etcd ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'ops ratio':>9} "
-            f"{'p99 ratio':>9}")
+    head = (f"{'op':<5} {'conns':>5} | {'raftkv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
+            f"{'etcd-json ops/s':>15} {'p99 ms':>7} | {'etcd-grpc ops/s':>15} {'p99 ms':>7} | "
+            f"{'ops/json':>8} {'ops/grpc':>8} {'p99/json':>8} {'p99/grpc':>8}")
     lines = [head, "-" * len(head)]
+
+    def cells(r: Run | None) -> str:
+        return f"{'-':>15} {'-':>7}" if r is None else f"{r.ops_per_sec:>15.0f} {r.p99_ms:>7.2f}"
+
+    def ratio(a: float, b: Run | None, field: str) -> str:
+        return f"{'-':>8}" if b is None else f"{a / getattr(b, field):>8.2f}"
+
     for op in ("put", "get"):
         for c in connections:
-            a, b = by.get(("raftkv", op, c)), by.get(("etcd", op, c))
-            if a is None or b is None:
+            a = by.get(("raftkv", op, c))
+            b, g = by.get(("etcd", op, c)), by.get(("etcd-grpc", op, c))
+            if a is None or (b is None and g is None):
                 continue
             lines.append(
-                f"{op:<5} {c:>5} | {a.ops_per_sec:>12.0f} {a.p50_ms:>8.2f} {a.p99_ms:>8.2f} | "
-                f"{b.ops_per_sec:>10.0f} {b.p50_ms:>8.2f} {b.p99_ms:>8.2f} | "
-                f"{a.ops_per_sec / b.ops_per_sec:>9.2f} {a.p99_ms / b.p99_ms:>9.2f}")
+                f"{op:<5} {c:>5} | {a.ops_per_sec:>12.0f} {a.p50_ms:>7.2f} {a.p99_ms:>7.2f} | "
+                f"{cells(b)} | {cells(g)} | "
+                f"{ratio(a.ops_per_sec, b, 'ops_per_sec')} {ratio(a.ops_per_sec, g, 'ops_per_sec')} "
+                f"{ratio(a.p99_ms, b, 'p99_ms')} {ratio(a.p99_ms, g, 'p99_ms')}")
     errs = [r for r in runs if r.errors]
     if errs:
         lines.append("")
@@ -379,6 +393,29 @@ def bench_system(name: str, url: str, gateway: str, connections: list[int], dura
     return runs
 
 
+def bench_etcd_grpc(url: str, connections: list[int], duration: int) -> list[Run]:
+    """The same workload through etcd's native gRPC client (system `etcd-grpc`)."""
+    missing = etcdgrpc.available()
+    if missing:
+        print(f"  etcd-grpc: skipped: {missing} is not installed (make bench installs it)",
+              flush=True)
+        return []
+    binary = etcdgrpc.build()
+    endpoint = url.split("://", 1)[-1]
+    runs = []
+    for op in ("put", "get"):
+        for c in connections:
+            res = etcdgrpc.run(binary, endpoint, op, c, duration,
+                               ["-keys", str(KEYS), "-value-size", str(VALUE_BYTES)])
+            run = Run("etcd-grpc", op, c, res["ops_per_s"], res["p50_ms"], res["p99_ms"],
+                      int(res["ops"]) + int(res["errors"]), int(res["errors"]))
+            print(f"  {'etcd-grpc':<9} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
+                  f"p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
+                  + (f"  errors {run.errors}" if run.errors else ""), flush=True)
+            runs.append(run)
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -418,6 +455,7 @@ def main() -> int:
                       flush=True)
                 asyncio.run(populate("etcd", url, etcd.gateway))
                 runs += bench_system("etcd", url, etcd.gateway, connections, args.duration)
+                runs += bench_etcd_grpc(url, connections, args.duration)
             finally:
                 etcd.stop()
         if "raftkv" in systems:

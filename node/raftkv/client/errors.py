@@ -104,6 +104,21 @@ class StaleSequenceError(ConflictError):
     """A session seq lower than one already applied (a client-id reused concurrently)."""
 
 
+class ResultNotRetainedError(ConflictError):
+    """A retry (same session) of a write that WAS applied, whose answer was too big
+    for the server to keep for retries: read the current state instead."""
+
+
+class LimitExceededError(ConflictError):
+    """429 / 507: refused by a limit of the cluster (--max-leases, --max-lock-waiters,
+    --max-watches*, the backend quota); nothing was applied. Not retried."""
+
+
+class QuotaExceededError(LimitExceededError):
+    """507 quota_exceeded: the store is at --quota-backend-bytes; writes that grow
+    it are refused until keys are deleted (reads and deletes still work)."""
+
+
 class CompactedError(RaftkvError):
     """410: a watch start revision older than the node's history."""
 
@@ -148,6 +163,8 @@ _BY_CODE: dict[str, type[RaftkvError]] = {
     "lock_wait_cancelled": LockWaitCancelledError,
     "lock_not_held": LockNotHeldError,
     "stale_sequence": StaleSequenceError,
+    "result_not_retained": ResultNotRetainedError,
+    "quota_exceeded": QuotaExceededError,
     "compacted": CompactedError,
     "no_leader": NoLeaderError,
     "not_leader": NoLeaderError,
@@ -164,7 +181,9 @@ _BY_STATUS: dict[int, type[RaftkvError]] = {
     409: ConflictError,
     410: CompactedError,
     413: TooLargeError,
+    429: LimitExceededError,
     503: UnavailableError,
+    507: LimitExceededError,
 }
 
 # 503 codes after which a write was certainly not applied (it never reached the log).

@@ -99,7 +99,8 @@ A key-value is ``{"key", "value", "create_revision", "mod_revision", "version",
   writes ``snapshot_bytes()`` at once (``ApplyResult.checkpoint``).
 - Errors: ``{"revision", "error": code, "message": text}`` with ``code`` one of
   ``invalid_command``, ``lease_not_found``, ``lease_exists``, ``lock_not_held``,
-  ``stale_sequence``. An error changes nothing.
+  ``stale_sequence``. An error changes nothing. (A duplicate may also answer
+  ``result_not_retained``: see Sessions.)
 
 For the runtime
 ===============
@@ -125,6 +126,13 @@ Reads (``Range``) are idempotent and are not recorded. Sessions are evicted
 least-recently-applied first beyond the machine's ``session_capacity`` (the same
 on every member: it is part of the snapshot). A duplicate ``LockAcquire`` answers
 what it answered first; the runtime asks ``StateMachine.lock_status`` for now.
+
+Only small results are kept (``sessions.RESULT_LIMIT``, 2 KiB estimated): a
+bigger one is recorded as ``{"revision", "error": "result_not_retained",
+"applied": true, "index", "message"}`` (+ ``"succeeded"`` for a txn), and that is
+what a duplicate answers: the command was applied (at that index and revision)
+and is not applied again; its answer is gone. See ``sessions`` for why that is
+safe for exactly-once.
 """
 
 from __future__ import annotations
@@ -566,6 +574,28 @@ def encode(command: Command, session: Session | None = None) -> bytes:
         None if session is None else [session.client_id, session.seq],
     ]
     return msgpack.packb(head + command.args(), use_bin_type=True)
+
+
+# Commands that may add to the state (keys, leases, lock queues): a backend size
+# quota refuses them and lets everything else (reads, deletes, revokes, releases,
+# checkpoints) through, like etcd under its NOSPACE alarm.
+GROWING_OPS = frozenset((Put.OP, Txn.OP, LeaseGrant.OP, LockAcquire.OP))
+
+
+def op_of(data: bytes) -> int:
+    """The op code of entry data without decoding it (0: the no-op or not a
+    command). Every command is a msgpack fixarray `[1, op, ...]` (fewer than 16
+    items) whose op is a positive fixint, so the op is the third byte."""
+    if len(data) < 3 or not 0x93 <= data[0] <= 0x9F or data[1] != FORMAT_VERSION:
+        return 0
+    return data[2] if data[2] in COMMANDS else 0
+
+
+def grows_state(command: Command) -> bool:
+    """Could applying `command` make the state bigger? (A txn: if either branch puts.)"""
+    if type(command) is Txn:
+        return any(type(op) is Put for op in (*command.success, *command.failure))
+    return type(command).OP in GROWING_OPS
 
 
 def decode(data: bytes) -> tuple[Command, Session | None]:

@@ -17,13 +17,20 @@ from sortedcontainers import SortedList
 from raftkv.fsm.commands import ALL_KEYS_END
 from raftkv.fsm.results import Record
 
+# What a stored key costs beyond its key and value bytes in the snapshot's encoding
+# (the record's four ints and the array headers): used by `size_bytes`.
+RECORD_OVERHEAD_BYTES = 24
+
 
 class KVStore:
-    __slots__ = ("_records", "_index")
+    __slots__ = ("_records", "_index", "size_bytes")
 
     def __init__(self) -> None:
         self._records: dict[bytes, Record] = {}
         self._index = SortedList()
+        # Estimated encoded size of every key-value (kept as they change: the
+        # backend quota reads it on every proposal once near the quota).
+        self.size_bytes = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -41,14 +48,17 @@ class KVStore:
         if prev is None:
             records[key] = (value, revision, revision, 1, lease)
             self._index.add(key)
+            self.size_bytes += len(key) + len(value) + RECORD_OVERHEAD_BYTES
         else:
             records[key] = (value, prev[1], revision, prev[3] + 1, lease)
+            self.size_bytes += len(value) - len(prev[0])
         return prev
 
     def delete(self, key: bytes) -> Record | None:
         prev = self._records.pop(key, None)
         if prev is not None:
             self._index.remove(key)
+            self.size_bytes -= len(key) + len(prev[0]) + RECORD_OVERHEAD_BYTES
         return prev
 
     def keys(self, key: bytes, range_end: bytes, limit: int = 0) -> list[bytes]:
@@ -98,4 +108,6 @@ class KVStore:
             raise ValueError("snapshot keys are not strictly increasing")
         store._records = records
         store._index = SortedList(keys)
+        store.size_bytes = sum(len(key) + len(record[0]) + RECORD_OVERHEAD_BYTES
+                               for key, record in records.items())
         return store

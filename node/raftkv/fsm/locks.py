@@ -23,13 +23,20 @@ class Lock:
         self.waiters: list[int] = waiters if waiters is not None else []
 
 
+_LOCK_BYTES = 32  # a lock row's holder, token and headers in a snapshot
+_WAITER_BYTES = 9  # one waiting lease id
+
+
 class LockTable:
-    __slots__ = ("_locks", "_by_lease")
+    __slots__ = ("_locks", "_by_lease", "_name_bytes", "_waiters")
 
     def __init__(self) -> None:
         self._locks: dict[str, Lock] = {}
         # lease -> names of the locks it holds or waits for (an index, not state)
         self._by_lease: dict[int, set[str]] = {}
+        # sizes for `size_bytes`, kept as locks change (no scan per question)
+        self._name_bytes = 0
+        self._waiters = 0
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -38,7 +45,15 @@ class LockTable:
         return self._locks.get(name)
 
     def waiter_count(self) -> int:
-        return sum(len(lock.waiters) for lock in self._locks.values())
+        return self._waiters
+
+    def waiters_of(self, name: str) -> int:
+        lock = self._locks.get(name)
+        return 0 if lock is None else len(lock.waiters)
+
+    def size_bytes(self) -> int:
+        """Estimated snapshot size of the locks section (kept as locks change)."""
+        return self._name_bytes + _LOCK_BYTES * len(self._locks) + _WAITER_BYTES * self._waiters
 
     def role(self, name: str, lease: int) -> str | None:
         lock = self._locks.get(name)
@@ -61,6 +76,7 @@ class LockTable:
         lock = self._locks.get(name)
         if lock is None:
             self._locks[name] = Lock(lease, revision)
+            self._name_bytes += len(name)
             self._link(lease, name)
             return True, revision, True
         if lock.holder == lease:
@@ -68,6 +84,7 @@ class LockTable:
         if lease in lock.waiters:
             return False, lock.waiters.index(lease) + 1, False
         lock.waiters.append(lease)
+        self._waiters += 1
         self._link(lease, name)
         return False, len(lock.waiters), True
 
@@ -80,14 +97,17 @@ class LockTable:
         self._unlink(lease, name)
         if not lock.waiters:
             del self._locks[name]
+            self._name_bytes -= len(name)
             return None
         lock.holder = lock.waiters.pop(0)
+        self._waiters -= 1
         lock.token = revision
         return LockGrant(name, lock.holder, revision)
 
     def dequeue(self, name: str, lease: int) -> None:
         """Remove waiting `lease` from the queue of `name`."""
         self._locks[name].waiters.remove(lease)
+        self._waiters -= 1
         self._unlink(lease, name)
 
     def _link(self, lease: int, name: str) -> None:
@@ -139,6 +159,8 @@ class LockTable:
             if len(set(members)) != len(members) or any(type(w) is not int for w in waiters):
                 raise ValueError(f"bad waiters of lock {name!r}")
             table._locks[name] = Lock(holder, token, list(waiters))
+            table._name_bytes += len(name)
+            table._waiters += len(waiters)
             for lease in members:
                 table._link(lease, name)
         return table

@@ -18,6 +18,8 @@ msgpack array, every section sorted by its key, no timestamps::
      leases   [[id, ttl]]                                       by id,
      locks    [[name, holder_lease, token, [waiter_lease]]]     by name,
      sessions [[client_id, seq, index, result]]                 by index,
+              (result: the answer, or the result_not_retained marker
+               of a big one: see `sessions`)
      kvs      [[key, [value, create_rev, mod_rev, version, lease]]]  by key]
 
 Derived indexes (keys per lease, locks per lease, the sorted key index) are
@@ -76,6 +78,8 @@ LEASE_NOT_FOUND = "lease_not_found"
 LEASE_EXISTS = "lease_exists"
 LOCK_NOT_HELD = "lock_not_held"
 STALE_SEQUENCE = "stale_sequence"
+
+_LEASE_BYTES = 20  # a lease row in a snapshot: [id, ttl]
 
 _RECORD_FIELD = {"version": 3, "create_revision": 1, "mod_revision": 2, "lease": 4}
 
@@ -485,6 +489,13 @@ class StateMachine:
             return {"acquired": False, "position": self._locks.position(name, lease)}
         return None
 
+    def lock_waiter_count(self, name: str) -> int:
+        """How many leases wait in the queue of lock `name` (0 if it is free)."""
+        return self._locks.waiters_of(name)
+
+    def lease_count(self) -> int:
+        return len(self._leases)
+
     def locks(self) -> list[dict[str, Any]]:
         return [info for name in self._locks.names() if (info := self._locks.info(name))]
 
@@ -502,8 +513,18 @@ class StateMachine:
     def session_capacity(self) -> int:
         return self._sessions.capacity
 
+    @property
+    def size_bytes(self) -> int:
+        """Estimated size of the state as a snapshot encodes it (keys, values and
+        their records, kept session results, leases, locks): what a snapshot or a
+        checkpoint of this state writes, and what the backend quota limits. The
+        same on every member (a function of the applied log)."""
+        return (self._kv.size_bytes + self._sessions.result_bytes
+                + _LEASE_BYTES * len(self._leases) + self._locks.size_bytes())
+
     def stats(self) -> dict[str, int]:
         return {
+            "size_bytes": self.size_bytes,
             "keys": len(self._kv),
             "leases": len(self._leases),
             "locks_held": len(self._locks),

@@ -47,9 +47,11 @@ from raftkv.runtime import errors
 from raftkv.runtime.errors import ApiError, bad_request, conflict, not_found, unavailable
 from raftkv.runtime.identity import member_id
 from raftkv.runtime.jsonbytes import encoding_of, get_bytes, to_json
+from raftkv.runtime.limits import LimitExceeded, parse_json
 from raftkv.runtime.metrics import CONTENT_TYPE
 from raftkv.runtime.node import (
     PROMOTE_LAG_ENTRIES,
+    NodeFailed,
     NodeStopped,
     ProposalLost,
     RaftNode,
@@ -73,6 +75,7 @@ _RESULT_STATUS = {
     "lease_exists": 409,
     "lock_not_held": 409,
     "stale_sequence": 409,
+    "result_not_retained": 409,  # a retry of an applied command whose answer was big
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -123,9 +126,17 @@ def proposal_error(exc: BaseException) -> ApiError | None:
         return unavailable("proposal_lost", str(exc))
     if isinstance(exc, ProposalDropped):
         return unavailable("proposal_dropped", str(exc))
+    if isinstance(exc, LimitExceeded):
+        return limit_error(exc)
+    if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
+        return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
         return unavailable("shutting_down", "the node is shutting down")
     return None
+
+
+def limit_error(exc: LimitExceeded) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
 
 
 def result_of(res: ApplyResult) -> dict[str, Any]:
@@ -133,7 +144,11 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     result = res.result
     code = result.get("error")
     if code is not None:
-        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code))
+        # result_not_retained: the command WAS applied, at this revision.
+        headers = ({"X-Raftkv-Revision": str(result.get("revision"))}
+                   if code == "result_not_retained" else None)
+        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code),
+                       headers=headers)
     return result
 
 
@@ -260,6 +275,9 @@ class ClientApi:
             response = await handler(request)
         except ApiError as exc:
             response = error_response(exc)
+        except LimitExceeded as exc:  # JSON depth, watch caps (proposals: proposal_error)
+            self.metrics.limit_refusals.labels(exc.limit).inc()
+            response = error_response(limit_error(exc))
         except web.HTTPRequestEntityTooLarge:
             response = error_response(ApiError(
                 413, "request_too_large",
@@ -269,8 +287,9 @@ class ClientApi:
                 raise
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
             response = error_response(ApiError(exc.status, code, exc.reason))
-        except NodeStopped:
-            response = error_response(unavailable("shutting_down", "the node is shutting down"))
+        except NodeStopped as exc:  # NodeFailed too: node_failed (outcome unknown)
+            response = error_response(proposal_error(exc) or unavailable(
+                "shutting_down", "the node is shutting down"))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
@@ -410,7 +429,7 @@ class ClientApi:
                 return {}
             raise bad_request("a JSON object body is required")
         try:
-            body = json.loads(raw)
+            body = parse_json(raw, self.cfg.max_json_depth)  # LimitExceeded: too deep
         except (ValueError, UnicodeDecodeError):
             raise bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -810,7 +829,8 @@ class ClientApi:
                 return k == key
         hub = self.node.watch
         try:
-            watcher = hub.subscribe(match, start, self.node.fsm.revision)
+            watcher = hub.subscribe(match, start, self.node.fsm.revision,
+                                    request.remote or "")  # LimitExceeded: caps
         except Compacted as exc:
             raise ApiError(410, "compacted", str(exc)) from None
         response = web.StreamResponse(headers={

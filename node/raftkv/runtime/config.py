@@ -15,6 +15,7 @@ from pathlib import Path
 from raftkv.runtime.identity import member_id
 
 CLUSTER_STATES = ("new", "existing")
+DEFAULT_QUOTA_BACKEND_BYTES = 128 << 20
 
 
 @dataclass(slots=True)
@@ -50,6 +51,15 @@ class NodeConfig:
     max_value_bytes: int = 1 << 20
     max_request_bytes: int = 2 << 20
     max_txn_ops: int = 128
+    # Limits of a shared store (runtime/limits.py; 0 turns one off). The quota's
+    # default fits the default 1 GiB volume: a member keeps the state up to
+    # --checkpoint-retain + 2 times on disk (checkpoints, two snapshots) plus the WAL.
+    quota_backend_bytes: int = DEFAULT_QUOTA_BACKEND_BYTES
+    max_leases: int = 100_000
+    max_lock_waiters: int = 1000
+    max_watches: int = 10_000
+    max_watches_per_client: int = 1000
+    max_json_depth: int = 64
     request_timeout: float = 10.0
     unsafe_no_fsync: bool = False
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
@@ -88,6 +98,16 @@ class NodeConfig:
                             ("--max-txn-ops", self.max_txn_ops)):
             if value <= 0:
                 raise ValueError(f"{flag} must be > 0")
+        for flag, value in (("--quota-backend-bytes", self.quota_backend_bytes),
+                            ("--max-leases", self.max_leases),
+                            ("--max-lock-waiters", self.max_lock_waiters),
+                            ("--max-watches", self.max_watches),
+                            ("--max-watches-per-client", self.max_watches_per_client)):
+            if value < 0:
+                raise ValueError(f"{flag} must be >= 0 (0: no limit)")
+        if not 1 <= self.max_json_depth <= 500:
+            # The stdlib parser recurses: past ~900 levels it fails, so 500 is the top.
+            raise ValueError("--max-json-depth must be in [1, 500]")
         names = [m.name for m in self.initial_cluster]
         if len(set(names)) != len(names):
             raise ValueError("--initial-cluster names a member twice")
@@ -166,6 +186,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-value-bytes", type=int, default=1 << 20)
     add("--max-request-bytes", type=int, default=2 << 20)
     add("--max-txn-ops", type=int, default=128)
+    add("--quota-backend-bytes", type=int, default=DEFAULT_QUOTA_BACKEND_BYTES,
+        help="refuse writes that grow the store (507 quota_exceeded) once its state "
+             "reaches this many bytes; reads, deletes, revokes and checkpoints go on "
+             "(0: no quota)")
+    add("--max-leases", type=int, default=100_000,
+        help="leases the cluster may hold; one more grant gets 429 (0: no cap)")
+    add("--max-lock-waiters", type=int, default=1000,
+        help="leases that may queue for one lock; one more gets 429 (0: no cap)")
+    add("--max-watches", type=int, default=10_000,
+        help="watch streams this node serves at once; one more gets 429 (0: no cap)")
+    add("--max-watches-per-client", type=int, default=1000,
+        help="watch streams one client address may hold on this node (0: no cap)")
+    add("--max-json-depth", type=int, default=64,
+        help="nesting levels a JSON request body may have; deeper gets 400")
     add("--request-timeout", type=float, default=10.0,
         help="seconds a write or linearizable read may wait for the cluster")
     add("--unsafe-no-fsync", action="store_true",
@@ -234,6 +268,12 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         max_value_bytes=ns.max_value_bytes,
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
+        quota_backend_bytes=ns.quota_backend_bytes,
+        max_leases=ns.max_leases,
+        max_lock_waiters=ns.max_lock_waiters,
+        max_watches=ns.max_watches,
+        max_watches_per_client=ns.max_watches_per_client,
+        max_json_depth=ns.max_json_depth,
         request_timeout=ns.request_timeout,
         unsafe_no_fsync=ns.unsafe_no_fsync,
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,

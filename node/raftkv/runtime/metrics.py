@@ -16,6 +16,10 @@ ROLES = ("leader", "follower", "candidate", "pre_candidate", "learner")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+# The `limit` label values of raftkv_limit_refusals_total (runtime/limits.py).
+LIMITS = ("quota", "leases", "lock_waiters", "watches", "watches_per_client", "json_depth")
+
+
 class NodeMetrics:
     def __init__(self, name: str) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -81,6 +85,16 @@ class NodeMetrics:
                                 ["member"], registry=r)
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
+        self.state_bytes = Gauge("raftkv_state_bytes",
+                                 "Estimated size of the state (what a snapshot holds)",
+                                 registry=r)
+        self.quota_bytes = Gauge("raftkv_quota_backend_bytes",
+                                 "--quota-backend-bytes (0: no quota)", registry=r)
+        self.quota_alarm = Gauge("raftkv_quota_alarm",
+                                 "1 while the state is at or over --quota-backend-bytes "
+                                 "(writes that grow it are refused)", registry=r)
+        self.limit_refusals = Counter("raftkv_limit_refusals_total",
+                                      "Requests refused by a limit", ["limit"], registry=r)
         for role in ROLES:
             self.role.labels(role).set(0)
         for role in ("voter", "learner"):
@@ -91,6 +105,8 @@ class NodeMetrics:
             self.checkpoints.labels(result)
         for kind in ("taken", "installed"):
             self.snapshots.labels(kind)
+        for limit in LIMITS:
+            self.limit_refusals.labels(limit)
 
     def set_role(self, role: str) -> None:
         for r in ROLES:

@@ -69,12 +69,13 @@ from raftkv.raft.core import bootstrap_entries
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
+from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
-from raftkv.storage.recovery import reconcile
+from raftkv.storage.recovery import recover
 
 log = logging.getLogger("raftkv.node")
 
@@ -91,12 +92,20 @@ class NodeStopped(Exception):
     """The node is shutting down."""
 
 
+class NodeFailed(NodeStopped):
+    """The node loop died (a WAL write or fsync failed: a full disk, a failing
+    device) and the process exits. A pending write was NOT acknowledged, but its
+    outcome is unknown: its entry may have reached the followers (a leader sends
+    before its own fsync) and commit there. Retry elsewhere, same session."""
+
+
 class RequestTimeout(TimeoutError):
     """A proposal or read did not complete within --request-timeout (its outcome,
     for a proposal, is unknown)."""
 
 
 MAX_READIES_PER_TURN = 64  # then let the event loop run (I/O, HTTP) before more
+FAILED_EXIT_SECONDS = 1.0  # after the loop died: time to answer the pending requests
 
 
 class Completion:
@@ -158,7 +167,13 @@ class RaftNode:
         self.checkpoint_store = checkpoint_store
         self.fsm = fsm
         self.metrics = metrics
-        self.watch = WatchHub()
+        self.watch = WatchHub(max_watchers=cfg.max_watches,
+                              max_per_client=cfg.max_watches_per_client)
+        self.admission = AdmissionLimits(cfg.quota_backend_bytes, cfg.max_leases,
+                                         cfg.max_lock_waiters)
+        metrics.quota_bytes.set(cfg.quota_backend_bytes)
+        # How the process ends when the loop dies (a test replaces it).
+        self.exit_process: Callable[[int], None] = os._exit
         self.leases = LeaseClock()
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
@@ -170,6 +185,12 @@ class RaftNode:
         # Queued inputs for the loop.
         self._inbox: list[Message] = []
         self._proposals: list[tuple[bytes, Pending, float]] = []
+        # Bytes of client proposals admitted but not yet applied (queued, then in the
+        # log as (last index, bytes)): the quota counts them, so many writes admitted
+        # at once cannot overshoot it (runtime/limits.py).
+        self._queued_bytes = 0
+        self._inflight: deque[tuple[int, int]] = deque()
+        self._inflight_bytes = 0
         self._reads: list[Pending] = []
         self._actions: list[Callable[[], None]] = []
         self._waker: asyncio.Future[None] | None = None
@@ -204,9 +225,11 @@ class RaftNode:
     # ======================================================================
     # Start-up
     # ======================================================================
-    def open(self) -> None:
-        """Recover from disk (bootstrapping a new cluster if asked), build the core."""
-        recovered = reconcile(self.raft_store.load(), self.snapshot_store.latest())
+    def open(self, prior_state: list[str] | None = None) -> None:
+        """Recover from disk (bootstrapping a new cluster if asked), build the core.
+        `prior_state`: files proving this node ran before; with no log beside them
+        the start is refused (storage.recovery)."""
+        recovered = recover(self.raft_store, self.snapshot_store, prior_state=prior_state or ())
         state = recovered.state
         if self._is_blank(state) and self._should_bootstrap():
             state, data = self._bootstrap()
@@ -272,6 +295,7 @@ class RaftNode:
         meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
         snap_data = seed.snapshot_bytes()
         hard_state = HardState(term=1, vote=NONE, commit=index)
+        self.raft_store.record_snapshot(meta)  # before the file: see storage.recovery
         self.snapshot_store.save(meta, snap_data)
         self.raft_store.reset_to_snapshot(meta, hard_state)
         log.info("bootstrapped from checkpoint %s (index %d) at index %d",
@@ -291,8 +315,31 @@ class RaftNode:
         exc = task.exception()
         if exc is not None:
             log.critical("the Raft loop died: %r", exc, exc_info=exc)
-            # Storage failures are not survivable in place (see WALUnusableError).
-            os._exit(70)
+            # Storage failures are not survivable in place (see WALUnusableError):
+            # nothing is applied or acknowledged from now on. Answer what is pending
+            # (outcome unknown, never "done"), refuse what comes, then exit.
+            self._stopping = True
+            self._fail_pending(NodeFailed(
+                f"the node failed ({exc!r}; a WAL write or fsync failed: disk full?) and "
+                "exits; this write was not acknowledged and its outcome is unknown: "
+                "retry on another member with the same session headers"))
+            asyncio.get_running_loop().call_later(FAILED_EXIT_SECONDS, self.exit_process, 70)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        """Fail every queued or in-flight proposal and read with `exc`."""
+        pending: list[Pending] = [w.future for w in self._waiters.values()]
+        pending += [fut for _, fut, _ in self._proposals]
+        pending += self._reads
+        pending += [f for batch in self._read_batches.values() for f in batch.futures]
+        pending += [f for _, _, f in self._read_pending]
+        pending += [f for futures in self._checkpoint_waiters.values() for f in futures]
+        self._waiters.clear()
+        self._proposals, self._reads, self._read_pending = [], [], []
+        self._queued_bytes = 0
+        self._read_batches.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -358,10 +405,24 @@ class RaftNode:
             raise NodeStopped("node is shutting down")
         if self.core.role != StateRole.LEADER:
             raise NotLeader(self.core.leader)
+        refusal = admission_refusal(self.admission, self.fsm, data, self._unapplied_bytes())
+        if refusal is not None:  # decided here, on the leader: see runtime/limits.py
+            self.metrics.limit_refusals.labels(refusal.limit).inc()
+            fut.set_exception(refusal)
+            return
         now = time.monotonic()
+        self._queued_bytes += len(data)
         self._proposals.append((data, fut, now))
         self._deadlines.append((now + self.cfg.request_timeout, fut))
         self._wake()
+
+    def _unapplied_bytes(self) -> int:
+        """Bytes of admitted client proposals this leader has not applied yet."""
+        inflight = self._inflight
+        applied = self.fsm.applied_index
+        while inflight and inflight[0][0] <= applied:
+            self._inflight_bytes -= inflight.popleft()[1]
+        return self._queued_bytes + self._inflight_bytes
 
     def read_barrier(self) -> asyncio.Future[None]:
         """Resolves once the state machine may serve a linearizable read; fails with
@@ -514,6 +575,7 @@ class RaftNode:
 
     def _propose_queued(self) -> None:
         batch, self._proposals = self._proposals, []
+        self._queued_bytes = 0
         live = [(d, f, t) for d, f, t in batch if not f.done()]
         if not live:
             return
@@ -526,6 +588,9 @@ class RaftNode:
             return
         for i, (_, fut, started) in enumerate(live):
             self._waiters[first + i] = _Waiter(term, fut, started)
+        size = sum(len(d) for d, _, _ in live)
+        self._inflight.append((first + len(live) - 1, size))
+        self._inflight_bytes += size
 
     def _issue_reads(self) -> None:
         futures = [f for f in self._reads if not f.done()]
@@ -659,6 +724,12 @@ class RaftNode:
 
     def _persist_snapshot(self, snap: Snapshot, hs: HardState) -> None:
         assert snap.data is not None
+        # The log records the snapshot (with the term and vote) before its file
+        # exists: a snapshot beyond the log with no record means a lost WAL
+        # (storage.recovery). The commit index waits for the reset: the log does
+        # not reach the snapshot yet.
+        self.raft_store.record_snapshot(
+            snap.meta, HardState(hs.term, hs.vote, self._durable_hs.commit))
         self.snapshot_store.save(snap.meta, snap.data)
         self.raft_store.reset_to_snapshot(snap.meta, hs)
 
@@ -760,6 +831,9 @@ class RaftNode:
             # Proposals queued for a leader that is gone fail fast (the HTTP layer
             # re-forwards); those already in the log wait for their entry's fate.
             queued, self._proposals = self._proposals, []
+            self._queued_bytes = 0
+            self._inflight.clear()  # a later term of leadership starts counting afresh
+            self._inflight_bytes = 0
             for _, fut, _ in queued:
                 if not fut.done():
                     fut.set_exception(NotLeader(ss.leader))
@@ -966,6 +1040,8 @@ class RaftNode:
         m.members.labels("voter").set(len(self.core.conf.voters))
         m.members.labels("learner").set(len(self.core.conf.learners))
         m.watchers.set(len(self.watch.watchers))
+        m.state_bytes.set(stats["size_bytes"])
+        m.quota_alarm.set(1 if over_quota(self.admission, self.fsm) else 0)
         self._update_metrics()
         self._update_member_metrics()
 

@@ -18,7 +18,7 @@ from raftkv.raft import StateRole
 from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import FastHttp
-from raftkv.runtime.identity import IdentityError, resolve_identity
+from raftkv.runtime.identity import IDENTITY_FILE, IdentityError, resolve_identity
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.transport import PeerInfo, PeerTransport
@@ -54,7 +54,12 @@ class Server:
         cfg.node_id = identity.id
         if identity.source == "fresh":
             log.info("%s joins with a fresh member id %d", cfg.name, identity.id)
+        # Files that prove this data directory held a node with a log: with no WAL
+        # segment beside them the start is refused (storage.recovery). Only about
+        # the WAL in this directory, not about a store the caller passes in.
+        self.prior_state: list[str] = []
         if raft_store is None:
+            self.prior_state = _prior_state(data, identity.source)
             raft_store = WriteAheadLog(data / "wal", fsync=fsync,
                                        crash_test_ledger=cfg.unsafe_crash_test_ledger)
         self.node = RaftNode(
@@ -70,7 +75,7 @@ class Server:
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
-        node.open()
+        node.open(self.prior_state)
         loop = asyncio.get_running_loop()
         me = PeerInfo(node.id, cfg.name, cfg.advertise_peer_url, cfg.advertise_client_url)
         transport = self.transport = PeerTransport(
@@ -139,6 +144,17 @@ class Server:
         if self.transport is not None:
             await self.transport.close()
         await node.stop()
+
+
+def _prior_state(data: Path, identity_source: str) -> list[str]:
+    """identity.json from an earlier start, and any checkpoint this node wrote."""
+    found = []
+    if identity_source == "persisted":
+        found.append(str(data / IDENTITY_FILE))
+    checkpoints = data / "checkpoints"
+    if checkpoints.is_dir():
+        found.extend(str(p) for p in sorted(checkpoints.iterdir())[:3])
+    return found
 
 
 async def serve(cfg: NodeConfig) -> int:

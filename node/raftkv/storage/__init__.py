@@ -12,6 +12,7 @@ from raftkv.storage.errors import (
     CorruptWALError,
     DirectoryLockedError,
     InconsistentStorageError,
+    LostLogError,
     StorageError,
     WALUnusableError,
 )
@@ -29,9 +30,9 @@ from raftkv.storage.wal import WriteAheadLog, simulate_power_loss
 __all__ = [
     "CheckpointExistsError", "CheckpointStore", "CorruptCheckpointError", "CorruptSnapshotError",
     "CorruptWALError", "DirectoryLockedError", "DurableRaftState", "FileSnapshotStore",
-    "InconsistentStorageError", "InitialState", "MemoryRaftStore", "MemorySnapshotSink",
-    "MemorySnapshotStore", "RaftStore", "RecoveredState", "SnapshotReceiver", "SnapshotSink",
-    "SnapshotStore", "StorageError",
+    "InconsistentStorageError", "InitialState", "LostLogError", "MemoryRaftStore",
+    "MemorySnapshotSink", "MemorySnapshotStore", "RaftStore", "RecoveredState",
+    "SnapshotReceiver", "SnapshotSink", "SnapshotStore", "StorageError",
     "WALUnusableError", "WriteAheadLog", "read_checkpoint", "reconcile", "recover",
     "simulate_power_loss", "validate_checkpoint_id",
 ]

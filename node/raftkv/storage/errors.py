@@ -43,6 +43,13 @@ class InconsistentStorageError(StorageError):
     the newest usable snapshot): entries between them are missing."""
 
 
+class LostLogError(InconsistentStorageError):
+    """The log is missing, or ends before state the node durably had proves it
+    reached (a snapshot, identity.json, checkpoints): WAL segments were deleted
+    or cut short. Starting would forget the term and vote (and could vote twice
+    in a term) and acknowledged writes, so the node refuses."""
+
+
 class CorruptSnapshotError(StorageError):
     """A snapshot's data does not match its recorded size or checksum."""
 

@@ -30,11 +30,14 @@ class DurableRaftState:
     base_index: int = 0  # the log holds entries base_index+1 .. last
     base_term: int = 0  # term of entry base_index (covered by a snapshot)
     entries: list[Entry] = field(default_factory=list)
+    snapshot_record: tuple[int, int] | None = None  # newest record_snapshot (index, term)
+    exists: bool = False  # something was ever written (a WAL with segments)
 
     def copy(self) -> DurableRaftState:
         """A cheap independent copy (the Entry objects are shared, being immutable)."""
         return DurableRaftState(
-            self.hard_state.copy(), self.base_index, self.base_term, list(self.entries)
+            self.hard_state.copy(), self.base_index, self.base_term, list(self.entries),
+            self.snapshot_record, self.exists,
         )
 
     @property
@@ -68,7 +71,9 @@ class MemoryRaftStore:
             if state.base_index
             else None
         )
-        return InitialState(state.hard_state.copy(), snapshot, list(state.entries))
+        return InitialState(state.hard_state.copy(), snapshot, list(state.entries),
+                            new_log=not state.exists, snapshot_record=state.snapshot_record,
+                            origin="the in-memory log")
 
     def save(self, hard_state: HardState | None, entries: list[Entry]) -> None:
         self._check_open()
@@ -83,7 +88,17 @@ class MemoryRaftStore:
         if hard_state is not None:
             state.hard_state = hard_state.copy()
         if entries or hard_state is not None:
+            state.exists = True
             self.saves += 1
+
+    def record_snapshot(self, meta: SnapshotMeta, hard_state: HardState | None = None) -> None:
+        self._check_open()
+        state = self.durable
+        state.snapshot_record = (meta.index, meta.term)
+        if hard_state is not None:
+            state.hard_state = hard_state.copy()
+        state.exists = True
+        self.saves += 1
 
     def compact(self, index: int) -> None:
         self._check_open()
@@ -94,11 +109,13 @@ class MemoryRaftStore:
         term = state.term_at(index)
         del state.entries[: index - state.base_index]
         state.base_index, state.base_term = index, term
+        state.exists = True
         self.saves += 1
 
     def reset_to_snapshot(self, meta: SnapshotMeta, hard_state: HardState) -> None:
         self._check_open()
-        self.durable = DurableRaftState(hard_state.copy(), meta.index, meta.term, [])
+        self.durable = DurableRaftState(hard_state.copy(), meta.index, meta.term, [],
+                                        self.durable.snapshot_record, exists=True)
         self.saves += 1
 
     def close(self) -> None:
@@ -145,6 +162,9 @@ class MemorySnapshotStore:
     def receive(self, meta: SnapshotMeta, *, size: int | None = None,
                 sha256: str | None = None) -> MemorySnapshotSink:
         return MemorySnapshotSink(self, meta, size, sha256)
+
+    def location(self, meta: SnapshotMeta) -> str:
+        return "<in memory>"
 
     def metas(self) -> list[SnapshotMeta]:
         """Metadata of the retained snapshots, newest first."""

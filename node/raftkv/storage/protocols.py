@@ -24,6 +24,11 @@ class InitialState:
     # the newest usable snapshot, with its ConfState. Start a node from the latter.
     snapshot: SnapshotMeta | None = None
     entries: list[Entry] = field(default_factory=list)  # log after the snapshot
+    # From RaftStore.load() only; recovery uses them to notice missing state.
+    new_log: bool = False  # there was no log at all (a new node, or one that lost it)
+    # The newest snapshot the log has a record of (`record_snapshot`): (index, term).
+    snapshot_record: tuple[int, int] | None = None
+    origin: str = ""  # where the log was read from, for error messages
 
 
 class RaftStore(Protocol):
@@ -34,6 +39,13 @@ class RaftStore(Protocol):
     def save(self, hard_state: HardState | None, entries: list[Entry]) -> None:
         """Durably append `entries` (overwriting any suffix from entries[0].index
         on) and record `hard_state`. Returns only once both are on stable storage."""
+        ...
+
+    def record_snapshot(self, meta: SnapshotMeta, hard_state: HardState | None = None) -> None:
+        """Durably record that a snapshot at (meta.index, meta.term) is about to be
+        saved (and `hard_state`, if given, in the same write). Call it before saving
+        a snapshot that lies beyond the log (installed from the leader, restored at
+        bootstrap); `load()` reports the newest one as `snapshot_record`."""
         ...
 
     def compact(self, index: int) -> None:
@@ -71,6 +83,10 @@ class SnapshotStore(Protocol):
         ...
 
     def latest(self) -> tuple[SnapshotMeta, bytes] | None: ...
+
+    def location(self, meta: SnapshotMeta) -> str:
+        """Where the snapshot `meta` is kept (a file name), for error messages."""
+        ...
 
     def open_latest(self) -> tuple[SnapshotMeta, BinaryIO, int] | None:
         """Meta, a readable file object and its size: for streaming to a peer."""

@@ -115,6 +115,10 @@ class FileSnapshotStore:
         `finish()` (or on an exception) discards the partial file."""
         return SnapshotReceiver(self, meta, size, sha256)
 
+    def location(self, meta: SnapshotMeta) -> str:
+        """The data file of the snapshot `meta` (its meta file sits beside it)."""
+        return os.path.join(self.directory, _base_name(meta.index, meta.term) + ".data")
+
     def metas(self) -> list[SnapshotMeta]:
         """Metadata of the retained snapshots, newest first (not verified)."""
         return [stored.meta for stored in self._list()]

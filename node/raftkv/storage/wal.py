@@ -16,6 +16,9 @@ Records:
     BASE            index, term                entries <= index are compacted
     RESET           index, term                discard the whole log (snapshot installed)
     COMMIT          number of records before it in the batch
+    SNAPSHOT        index, term                a snapshot beyond the log is being saved (v2)
+    LOG_END         index, term                where the log ended when the segment began (v2)
+    SEAL            next seq                   this segment is complete; the next one exists (v2)
 
 A batch (one `save`) is its records followed by COMMIT, written with one
 os.write and made durable with one fdatasync (group commit). On replay a batch
@@ -25,14 +28,45 @@ hard state without its entries (or the reverse).
 Replay rules: later records win. An ENTRY batch starting at or below the last
 index truncates the log there (the Raft "overwrite a suffix" case). BASE and
 RESET move the start of the log. Every segment starts with the current hard
-state and base, so whole old segments can be deleted by `compact`.
+state, base, log end and newest SNAPSHOT record (its header batch), so whole
+old segments can be deleted by `compact`.
+
+The segment chain (format 2): a new segment is created (and fsynced, with its
+directory) BEFORE the previous one gets its SEAL, and nothing is written after
+a SEAL. So on disk every segment but the last is sealed, the last one is not,
+and each header's LOG_END is exactly where replay of the segments before it
+ends. That is what lets recovery notice what is missing:
+
+- a gap in the sequence numbers: a middle segment is gone;
+- the last segment is sealed: its successor (the real last one) is gone;
+- a non-last segment without its seal: it lost its tail;
+- a LOG_END the segments before it do not reach (or, for the first segment,
+  entries after the compaction point that no segment holds): an earlier
+  segment is gone or cut short;
+- no segment at all: `InitialState.new_log`; recovery (storage.recovery)
+  refuses that when a snapshot or other state of the node exists.
+
+The one legitimate exception is a crash in the middle of a roll: the new last
+segment holds only its header batch and its predecessor has no seal yet (and
+the header's LOG_END matches it); recovery then writes the missing seal.
 
 Recovery (`load`): damage at the end of the LAST segment that a crash can
 explain (a partial record, a zero-filled tail, complete records without their
-COMMIT) is truncated, fsynced and logged. Anything else (a bad checksum or a
-malformed record anywhere, damage in an older segment, a missing segment)
-raises CorruptWALError naming the file and byte offset: the node refuses to
-start rather than drop acknowledged writes.
+COMMIT) is truncated, fsynced and logged: that is normal crash recovery.
+Anything else (a bad checksum or a malformed record anywhere, damage in an
+older segment, a missing or cut-short segment) raises CorruptWALError naming
+the file and byte offset: the node refuses to start rather than come back with
+an older term or vote, or without acknowledged writes, and leaves the files
+as they are. (A last segment cut exactly at a batch boundary is, by itself,
+indistinguishable from a crash before those batches were written; recovery
+catches it when a snapshot is newer than what is left, see storage.recovery.)
+
+Format versions: segments of format 1 (before the chain records) are still
+read; their missing seals and LOG_END cannot be checked. On open, a log whose
+last segment is format 1 rolls over to a new format-2 segment (sealing the
+old one), so from then on every new segment is checked. A format-2 log cannot
+be read by a raftkv that only knows format 1 (it refuses with "unsupported WAL
+format version 2").
 
 Crash tests: `crash_test_ledger=True` keeps `<dir>/SYNCED.json`, the number
 of bytes of each segment known to be on stable storage (updated after every
@@ -82,7 +116,8 @@ SEGMENT_SUFFIX = ".wal"
 _SEGMENT_NAME = re.compile(r"^([0-9]{16})\.wal$")
 
 MAGIC = b"RKVW"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version new segments are written in
+READABLE_VERSIONS = (1, 2)
 
 
 class RecordType(IntEnum):
@@ -92,6 +127,9 @@ class RecordType(IntEnum):
     BASE = 4
     RESET = 5
     COMMIT = 6
+    SNAPSHOT = 7
+    LOG_END = 8
+    SEAL = 9
 
 
 _FRAME = struct.Struct("<IBI")  # length, type, payload crc: covered by the header crc
@@ -104,6 +142,7 @@ ENTRY_HEADER_SIZE = _ENTRY_HEADER.size  # 17
 _HARD_STATE = struct.Struct("<QQQ")  # term, vote, commit
 _POSITION = struct.Struct("<QQ")  # index, term
 _COMMIT = struct.Struct("<I")  # records in the batch before the COMMIT
+_SEAL = struct.Struct("<Q")  # seq of the segment that follows
 
 _ENTRY_TYPES = tuple(EntryType)
 _SECTOR = 512
@@ -141,17 +180,35 @@ def _commit(records: int) -> bytes:
     return _frame(RecordType.COMMIT, _COMMIT.pack(records))
 
 
-def _header_batch(seq: int, hard_state: HardState, first: tuple[RecordType, int, int]) -> bytes:
-    """The first batch of a segment: who it is, the current hard state and base
-    (so older segments can be deleted without losing them)."""
+def _position(rtype: RecordType, position: tuple[int, int]) -> bytes:
+    return _frame(rtype, _POSITION.pack(*position))
+
+
+def _hard_state_record(hard_state: HardState) -> bytes:
+    return _frame(RecordType.HARD_STATE,
+                  _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit))
+
+
+def _header_batch(seq: int, hard_state: HardState, first: tuple[RecordType, int, int],
+                  log_end: tuple[int, int], snapshot: tuple[int, int] | None) -> bytes:
+    """The first batch of a segment: who it is, the current hard state, base and
+    newest snapshot record (so older segments can be deleted without losing
+    them), and where the log ended (so a missing predecessor is noticed)."""
     rtype, index, term = first
-    return b"".join((
+    records = [
         _frame(RecordType.SEGMENT_HEADER, _SEGMENT_HEADER.pack(MAGIC, FORMAT_VERSION, seq)),
-        _frame(rtype, _POSITION.pack(index, term)),
-        _frame(RecordType.HARD_STATE,
-               _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit)),
-        _commit(3),
-    ))
+        _position(rtype, (index, term)),
+        _hard_state_record(hard_state),
+        _position(RecordType.LOG_END, log_end),
+    ]
+    if snapshot is not None:
+        records.append(_position(RecordType.SNAPSHOT, snapshot))
+    records.append(_commit(len(records)))
+    return b"".join(records)
+
+
+def _seal_batch(next_seq: int) -> bytes:
+    return _frame(RecordType.SEAL, _SEAL.pack(next_seq)) + _commit(1)
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -168,6 +225,8 @@ class _Batch:
     hard_state: HardState | None
     base: tuple[int, int] | None  # BASE (index, term)
     reset: tuple[int, int] | None  # RESET (index, term)
+    snapshot: tuple[int, int] | None = None  # SNAPSHOT (index, term)
+    log_end: tuple[int, int] | None = None  # LOG_END (index, term): header batches only
 
 
 @dataclass(slots=True)
@@ -177,6 +236,8 @@ class _ScanResult:
     torn: str | None  # why the bytes after valid_end were dropped (last segment only)
     torn_offset: int
     max_index: int  # highest entry index in the committed batches
+    version: int = 0  # format version from the segment header (0: none survived)
+    sealed: int | None = None  # offset of the SEAL batch, if the segment is sealed
 
 
 class _Torn(Exception):
@@ -199,8 +260,11 @@ def _zero_filled_from_sector(buf: bytes, record_start: int, record_end: int) -> 
     return boundary < record_end
 
 
-def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool) -> _ScanResult:
-    """Parse one segment into committed batches, checking every checksum."""
+def _scan_segment(position: int, path: str, buf: bytes, seq: int,
+                  may_be_torn: bool) -> _ScanResult:
+    """Parse one segment into committed batches, checking every checksum. Only a
+    segment that `may_be_torn` (the last, or the one before it: see
+    `_recover_segments`) may end in damage a crash explains."""
     n = len(buf)
     mv = memoryview(buf)
     crc32 = zlib.crc32
@@ -217,6 +281,11 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
     hard_state: HardState | None = None
     base: tuple[int, int] | None = None
     reset: tuple[int, int] | None = None
+    snapshot: tuple[int, int] | None = None
+    log_end: tuple[int, int] | None = None
+    seal_in_batch = False
+    sealed: int | None = None
+    version = 0
     records = 0
     batch_start = 0
     valid_end = 0
@@ -268,10 +337,19 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
                 (expected,) = _COMMIT.unpack_from(buf, start)
                 if expected != records:
                     raise corrupt(off, f"batch has {records} records, its commit says {expected}")
-                batches.append(_Batch(position, batch_start, entries, hard_state, base, reset))
+                if seal_in_batch:
+                    if records != 1:
+                        raise corrupt(batch_start, "a seal must be a batch of its own")
+                    if end != n:
+                        raise corrupt(end, "record after the segment's seal")
+                    sealed = batch_start
+                else:
+                    batches.append(_Batch(position, batch_start, entries, hard_state, base,
+                                          reset, snapshot, log_end))
                 if entries:
                     max_index = max(max_index, entries[-1].index)
                 entries, hard_state, base, reset = [], None, None, None
+                snapshot, log_end = None, None
                 records = -1  # the COMMIT itself is not counted
                 valid_end = end
                 batch_start = end
@@ -279,21 +357,35 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
                 if length != _HARD_STATE.size:
                     raise corrupt(off, "malformed hard state record")
                 hard_state = HardState(*_HARD_STATE.unpack_from(buf, start))
-            elif rtype == RecordType.BASE or rtype == RecordType.RESET:
+            elif rtype in (RecordType.BASE, RecordType.RESET, RecordType.SNAPSHOT,
+                           RecordType.LOG_END):
                 if length != _POSITION.size:
-                    raise corrupt(off, "malformed base/reset record")
+                    raise corrupt(off, f"malformed {RecordType(rtype).name.lower()} record")
                 position_record = _POSITION.unpack_from(buf, start)
                 if rtype == RecordType.BASE:
                     base = position_record
-                else:
+                elif rtype == RecordType.RESET:
                     reset = position_record
+                elif rtype == RecordType.SNAPSHOT:
+                    snapshot = position_record
+                else:
+                    if batch_start != 0:
+                        raise corrupt(off, "log end record outside the segment header")
+                    log_end = position_record
+            elif rtype == RecordType.SEAL:
+                if length != _SEAL.size:
+                    raise corrupt(off, "malformed seal record")
+                (next_seq,) = _SEAL.unpack_from(buf, start)
+                if next_seq != seq + 1:
+                    raise corrupt(off, f"seal names segment {next_seq}, expected {seq + 1}")
+                seal_in_batch = True
             elif rtype == RecordType.SEGMENT_HEADER:
                 if off != 0 or length != _SEGMENT_HEADER.size:
                     raise corrupt(off, "misplaced or malformed segment header")
                 magic, version, found_seq = _SEGMENT_HEADER.unpack_from(buf, start)
                 if magic != MAGIC:
                     raise corrupt(off, "not a raftkv WAL segment (bad magic)")
-                if version != FORMAT_VERSION:
+                if version not in READABLE_VERSIONS:
                     raise corrupt(off, f"unsupported WAL format version {version}")
                 if found_seq != seq:
                     raise corrupt(off, f"segment header says seq {found_seq}, file name {seq}")
@@ -304,11 +396,12 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int, is_last: bool)
         if valid_end < n:
             raise _Torn(batch_start, "incomplete batch (no commit record) at end of file")
     except _Torn as torn:
-        if not is_last:
+        if not may_be_torn:
             raise corrupt(torn.offset, f"{torn.reason} (in a segment that is not the last)") \
                 from None
-        return _ScanResult(batches, valid_end, torn.reason, torn.offset, max_index)
-    return _ScanResult(batches, valid_end, None, n, max_index)
+        return _ScanResult(batches, valid_end, torn.reason, torn.offset, max_index,
+                           version if valid_end else 0, sealed)
+    return _ScanResult(batches, valid_end, None, n, max_index, version, sealed)
 
 
 # --- the log ---------------------------------------------------------------------------
@@ -363,6 +456,9 @@ class WriteAheadLog:
         self._last_index = 0
         self._term_starts: list[int] = []  # runs of equal terms: first index of each run
         self._term_values: list[int] = []  # ... and its term
+        self._snapshot_record: tuple[int, int] | None = None  # newest SNAPSHOT record
+        self._unfinished_first: str | None = None  # see _recover_segments
+        self._first_seq = 0  # seq of the first segment, once one is created
 
     # -- public API ---------------------------------------------------------------------
 
@@ -378,7 +474,11 @@ class WriteAheadLog:
         return [segment.path for segment in self._segments]
 
     def load(self) -> InitialState:
-        """Recover the directory (truncating a torn tail) and return its state."""
+        """Recover the directory (truncating a torn tail) and return its state.
+
+        An empty directory is reported as `new_log` and left empty: the first
+        write creates the first segment, so a start refused after looking at the
+        rest of the node's state (storage.recovery) changes nothing on disk."""
         self._check_open()
         self._close_active()
         self._failed = None
@@ -398,19 +498,36 @@ class WriteAheadLog:
             _encode_entries(parts, entries)
             records = len(entries)
         if hard_state is not None:
-            parts.append(_frame(RecordType.HARD_STATE, _HARD_STATE.pack(
-                hard_state.term, hard_state.vote, hard_state.commit)))
+            parts.append(_hard_state_record(hard_state))
             records += 1
         parts.append(_commit(records))
         batch = b"".join(parts)
 
-        active = self._segments[-1]
+        active = self._segments[-1] if self._segments else self._active_segment()
         if active.size > active.header_size and active.size + len(batch) > self.segment_bytes:
             active = self._roll()
         self._append(active, batch)
         if entries:
             active.max_index = max(active.max_index, entries[-1].index)
             self._record_terms(entries)
+        if hard_state is not None:
+            self._hard_state = hard_state.copy()
+
+    def record_snapshot(self, meta: SnapshotMeta, hard_state: HardState | None = None) -> None:
+        """Durably note that a snapshot at (meta.index, meta.term) is about to be
+        saved (with `hard_state`, if given, in the same batch and fsync). Call it
+        BEFORE saving a snapshot that lies beyond the log (installed from the
+        leader, or restored at bootstrap): recovery then accepts that snapshot
+        even if the node crashes before `reset_to_snapshot`, and refuses a
+        snapshot newer than the log that the log has no record of."""
+        self._check_writable()
+        position = (meta.index, meta.term)
+        batch = [_position(RecordType.SNAPSHOT, position)]
+        if hard_state is not None:
+            batch.append(_hard_state_record(hard_state))
+        batch.append(_commit(len(batch)))
+        self._append(self._active_segment(), b"".join(batch))
+        self._snapshot_record = position
         if hard_state is not None:
             self._hard_state = hard_state.copy()
 
@@ -423,8 +540,8 @@ class WriteAheadLog:
         check_compact(index, self._last_index)
         term = self._term_at(index)
         # The marker must be durable before any segment goes, or replay would find a gap.
-        self._append(self._segments[-1],
-                     _frame(RecordType.BASE, _POSITION.pack(index, term)) + _commit(1))
+        self._append(self._active_segment(),
+                     _position(RecordType.BASE, (index, term)) + _commit(1))
         self._base_index, self._base_term = index, term
         if index >= self._last_index:
             self._term_starts, self._term_values = [], []
@@ -446,10 +563,11 @@ class WriteAheadLog:
         """Discard the whole log: it now starts after the installed snapshot."""
         self._check_writable()
         old = list(self._segments)
-        self._create_segment(old[-1].seq + 1 if old else 0, hard_state,
-                             (RecordType.RESET, meta.index, meta.term))
+        position = (meta.index, meta.term)
+        self._start_segment(old[-1].seq + 1 if old else self._first_seq, hard_state,
+                            (RecordType.RESET, meta.index, meta.term), position)
         self._hard_state = hard_state.copy()
-        self._base_index, self._base_term = meta.index, meta.term
+        self._base_index, self._base_term = position
         self._last_index = meta.index
         self._term_starts, self._term_values = [], []
         if old:
@@ -494,6 +612,9 @@ class WriteAheadLog:
 
         scans: list[_ScanResult] = []
         segments: list[_Segment] = []
+        torn: tuple[str, _ScanResult, int] | None = None  # repaired once all checks passed
+        # The one before the last may be torn too: by a crash while writing its seal.
+        torn_before_last: tuple[str, _ScanResult, int] | None = None
         for position, (seq, path) in enumerate(found):
             with open(path, "rb") as f:
                 buf = f.read()
@@ -503,9 +624,11 @@ class WriteAheadLog:
                     # them as its log and may acknowledge them: make them durable.
                     os.fsync(f.fileno())
             is_last = position == len(found) - 1
-            scan = _scan_segment(position, path, buf, seq, is_last)
-            if scan.torn is not None:
-                self._truncate_torn_tail(path, scan, len(buf))
+            scan = _scan_segment(position, path, buf, seq, position >= len(found) - 2)
+            if scan.torn is not None and not is_last:
+                torn_before_last = (path, scan, len(buf))
+            elif scan.torn is not None:
+                torn = (path, scan, len(buf))
                 if scan.valid_end == 0:
                     break  # nothing of this last segment survived: it is gone
             header_size = scan.batches[1].offset if len(scan.batches) > 1 else scan.valid_end
@@ -514,32 +637,76 @@ class WriteAheadLog:
             segments.append(_Segment(seq, path, scan.valid_end, synced,
                                      header_size, scan.max_index))
 
+        self._term_starts, self._term_values = [], []
+        self._snapshot_record = None
+        if torn_before_last is not None and len(segments) == len(found):
+            path, scan, _ = torn_before_last
+            # A crash while sealing it leaves its batches and a header-only last one.
+            if scan.valid_end == 0 or len(scans[-1].batches) != 1:
+                raise CorruptWALError(path, scan.torn_offset,
+                                      f"{scan.torn} (in a segment that is not the last)")
+        if segments:
+            unsealed = _check_seals(scans, segments)
+            replayed = _replay([batch for scan in scans for batch in scan.batches], segments)
+        self._unfinished_first = None
+        if torn is not None and not segments:
+            # The only segment has no complete batch: its creation was interrupted
+            # (a new log), or it was emptied. Storage.recovery decides which; the
+            # file goes only with the first write, so a refused start keeps it.
+            path, scan, size = torn
+            log.warning("WAL %s: no complete batch (%s at offset %d, %d bytes): "
+                        "replaced on the first write", path, scan.torn, scan.torn_offset, size)
+            self._unfinished_first = path
+        elif torn is not None:
+            self._truncate_torn_tail(*torn)
+        if torn_before_last is not None:
+            # Its seal (then written below), or, when the last segment was an empty
+            # new one, the torn tail of what is now the last segment.
+            self._truncate_torn_tail(*torn_before_last)
         if not segments:
+            # No log at all: a new node, or one whose log was deleted. Whoever
+            # starts the node decides which (storage.recovery); nothing is written yet.
             self._segments = []
             self._hard_state = HardState()
             self._base_index = self._base_term = self._last_index = 0
-            self._term_starts, self._term_values = [], []
-            self._create_segment(found[0][0] if found else 0, HardState(),
-                                 (RecordType.BASE, 0, 0))
-            return InitialState(HardState(), None, [])
+            self._first_seq = found[0][0] if found else 0
+            self._write_ledger()
+            what = "no segment with a complete batch" if found else "no segment files"
+            return InitialState(HardState(), None, [], new_log=True,
+                                origin=f"WAL {self.directory} ({what})")
 
-        batches = [batch for scan in scans for batch in scan.batches]
-        hard_state, base_index, base_term, entries, first_kept = _replay(batches, segments)
-        if first_kept > 0:
+        self._segments = segments
+        if unsealed is not None:
+            # A crash between creating the last segment and sealing the one before.
+            log.warning("WAL %s: completing an interrupted roll-over: sealing it",
+                        unsealed.path)
+            self._seal(unsealed, unsealed.seq + 1)
+        if replayed.first_kept > 0:
             # A reset to a snapshot was interrupted before it deleted the old segments.
             self._segments = segments
-            self._delete_segments(segments[:first_kept])
-            segments = segments[first_kept:]
+            self._delete_segments(segments[:replayed.first_kept])
+            segments = segments[replayed.first_kept:]
         self._segments = segments
-        self._hard_state = hard_state
-        self._base_index, self._base_term = base_index, base_term
-        self._last_index = entries[-1].index if entries else base_index
-        self._term_starts, self._term_values = [], []
+        self._first_seq = segments[0].seq
+        self._hard_state = replayed.hard_state
+        self._base_index, self._base_term = replayed.base_index, replayed.base_term
+        entries = replayed.entries
+        self._last_index = entries[-1].index if entries else replayed.base_index
+        self._snapshot_record = replayed.snapshot
         self._record_terms(entries)
         self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
         self._write_ledger()
-        snapshot = SnapshotMeta(base_index, base_term, ConfState()) if base_index else None
-        return InitialState(hard_state.copy(), snapshot, entries)
+        if scans[-1].version < FORMAT_VERSION:
+            log.warning("WAL %s: format %d segment; new writes go to a format %d segment",
+                        self._segments[-1].path, scans[-1].version, FORMAT_VERSION)
+            self._roll()
+        base = replayed.base_index
+        snapshot = SnapshotMeta(base, replayed.base_term, ConfState()) if base else None
+        first, last = os.path.basename(segments[0].path), os.path.basename(segments[-1].path)
+        names = first if first == last else f"{first}..{last}"
+        return InitialState(self._hard_state.copy(), snapshot, entries,
+                            snapshot_record=replayed.snapshot,
+                            origin=f"WAL {self.directory} ({names})")
 
     def _truncate_torn_tail(self, path: str, scan: _ScanResult, size: int) -> None:
         log.warning(
@@ -574,15 +741,61 @@ class WriteAheadLog:
             ) from exc
         self._write_ledger()
 
+    def _active_segment(self) -> _Segment:
+        """The segment appends go to; the first write to a new log creates it."""
+        if not self._segments:
+            self._start_segment(self._first_seq, self._hard_state,
+                                (RecordType.BASE, self._base_index, self._base_term),
+                                (self._last_index, self._last_term()))
+        return self._segments[-1]
+
     def _roll(self) -> _Segment:
-        active = self._segments[-1]
-        return self._create_segment(active.seq + 1, self._hard_state,
-                                    (RecordType.BASE, self._base_index, self._base_term))
+        return self._start_segment(self._segments[-1].seq + 1, self._hard_state,
+                                   (RecordType.BASE, self._base_index, self._base_term),
+                                   (self._last_index, self._last_term()))
+
+    def _start_segment(self, seq: int, hard_state: HardState,
+                       first: tuple[RecordType, int, int],
+                       log_end: tuple[int, int]) -> _Segment:
+        """Create segment `seq` durably, THEN seal the current one (see the module
+        docstring: a seal always has its successor on disk)."""
+        if self._unfinished_first is not None:
+            os.unlink(self._unfinished_first)  # see _recover_segments
+            self._unfinished_first = None
+        previous = self._segments[-1] if self._segments else None
+        previous_fd, self._fd = self._fd, None
+        try:
+            segment = self._create_segment(seq, hard_state, first, log_end)
+        except BaseException:
+            self._fd = previous_fd
+            raise
+        if previous is not None and previous_fd is not None:
+            os.close(previous_fd)
+            self._seal(previous, seq)
+        return segment
+
+    def _seal(self, segment: _Segment, next_seq: int) -> None:
+        data = _seal_batch(next_seq)
+        try:
+            fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                write_all(fd, data)
+                segment.size += len(data)
+                if self.fsync:
+                    _datasync(fd)
+                    segment.synced = segment.size
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._failed = exc
+            raise WALUnusableError(f"cannot seal WAL segment {segment.path}: {exc}") from exc
+        self._write_ledger()
 
     def _create_segment(self, seq: int, hard_state: HardState,
-                        first: tuple[RecordType, int, int]) -> _Segment:
+                        first: tuple[RecordType, int, int],
+                        log_end: tuple[int, int]) -> _Segment:
         path = os.path.join(self.directory, segment_name(seq))
-        header = _header_batch(seq, hard_state, first)
+        header = _header_batch(seq, hard_state, first, log_end, self._snapshot_record)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
@@ -661,6 +874,9 @@ class WriteAheadLog:
             raise IndexError(f"index {index} outside the log")
         return self._term_values[bisect.bisect_right(self._term_starts, index) - 1]
 
+    def _last_term(self) -> int:
+        return self._term_at(self._last_index)
+
     def _term_before(self, first: int) -> int:
         previous = first - 1
         if self._base_index <= previous <= self._last_index:
@@ -683,10 +899,71 @@ class WriteAheadLog:
             )
 
 
-def _replay(batches: list[_Batch], segments: list[_Segment]
-            ) -> tuple[HardState, int, int, list[Entry], int]:
-    """Apply committed batches in order; returns hard state, base, entries and
-    the position of the first segment still needed (older ones predate a reset)."""
+def _check_seals(scans: list[_ScanResult], segments: list[_Segment]) -> _Segment | None:
+    """Every segment but the last is sealed and the last one is not (see the
+    module docstring). Returns the segment to seal when a crash interrupted a
+    roll-over: the one before the last, unsealed, while the last holds nothing
+    but its header batch. (Format-1 segments never had seals.)"""
+    last = len(scans) - 1
+    seal_offset = scans[last].sealed
+    if seal_offset is not None:
+        raise CorruptWALError(
+            segments[last].path, seal_offset,
+            f"the segment is sealed, so {segment_name(segments[last].seq + 1)} must follow "
+            "it, but that file is missing",
+        )
+    unsealed: _Segment | None = None
+    for i, scan in enumerate(scans[:last]):
+        if scan.sealed is not None or scan.version < 2:
+            continue
+        if i == last - 1 and len(scans[last].batches) == 1:
+            unsealed = segments[i]
+            continue
+        raise CorruptWALError(
+            segments[i].path, scan.valid_end,
+            f"the segment ends without its seal although {segment_name(segments[i].seq + 1)} "
+            "follows: its end is missing (truncated?)",
+        )
+    return unsealed
+
+
+@dataclass(slots=True)
+class _Replayed:
+    hard_state: HardState
+    base_index: int
+    base_term: int
+    entries: list[Entry]  # entries[0].index == base_index + 1
+    first_kept: int  # position of the first segment still needed (older ones predate a reset)
+    snapshot: tuple[int, int] | None  # the newest SNAPSHOT record
+
+
+def _check_chain(batches: list[_Batch], segments: list[_Segment]) -> tuple[int, int] | None:
+    """Each segment header's LOG_END must be where replay of the segments before
+    it ends; returns where the whole log ends (None if no record tells)."""
+    end: tuple[int, int] | None = None  # (index, term) of the log's last entry so far
+    for batch in batches:
+        if batch.log_end is not None and batch.reset is None:
+            if end is not None and batch.log_end != end:
+                segment = segments[batch.segment]
+                raise CorruptWALError(
+                    segment.path, batch.offset,
+                    f"the segment starts after entry {batch.log_end[0]} (term "
+                    f"{batch.log_end[1]}) but the segments before it end at entry {end[0]} "
+                    f"(term {end[1]}): records of "
+                    f"{segment_name(segment.seq - 1)} are missing",
+                )
+            end = batch.log_end
+        if batch.reset is not None:
+            end = batch.reset
+        if batch.entries:
+            last = batch.entries[-1]
+            end = (last.index, last.term)
+    return end
+
+
+def _replay(batches: list[_Batch], segments: list[_Segment]) -> _Replayed:
+    """Apply committed batches in order (after checking the chain of segments)."""
+    log_end = _check_chain(batches, segments)
     last_reset = -1
     for i, batch in enumerate(batches):
         if batch.reset is not None:
@@ -703,9 +980,12 @@ def _replay(batches: list[_Batch], segments: list[_Segment]
             base_index, base_term = position
 
     hard_state = HardState()
+    snapshot: tuple[int, int] | None = None
     for batch in batches:
         if batch.hard_state is not None:
             hard_state = batch.hard_state
+        if batch.snapshot is not None:
+            snapshot = batch.snapshot
 
     entries: list[Entry] = []  # entries[0].index == base_index + 1
     for batch in live:
@@ -724,13 +1004,27 @@ def _replay(batches: list[_Batch], segments: list[_Segment]
             first = base_index + 1
         expected = entries[-1].index + 1 if entries else base_index + 1
         if first != expected:
-            path = segments[batch.segment].path
+            segment = segments[batch.segment]
+            where = (f"{segment_name(segment.seq - 1)} is missing?" if not entries
+                     else "a segment is missing?")
             raise CorruptWALError(
-                path, batch.offset,
-                f"gap in the log: entry {first} follows {expected - 1} (a segment is missing?)",
+                segment.path, batch.offset,
+                f"gap in the log: entry {first} follows {expected - 1} ({where})",
             )
         entries.extend(batch_entries)
-    return hard_state, base_index, base_term, entries, first_kept
+
+    last_index = entries[-1].index if entries else base_index
+    if log_end is not None and log_end[0] > last_index:
+        # The first segment says the log reached further than anything left on
+        # disk: the entries after the compaction point were in a segment before it.
+        first_segment = segments[first_kept]
+        raise CorruptWALError(
+            first_segment.path, 0,
+            f"the log reached entry {log_end[0]} before this segment began, but entries "
+            f"{last_index + 1}..{log_end[0]} are in no segment: "
+            f"{segment_name(first_segment.seq - 1)} (or more) is missing",
+        )
+    return _Replayed(hard_state, base_index, base_term, entries, first_kept, snapshot)
 
 
 def list_segments(directory: str | os.PathLike[str]) -> list[tuple[int, str]]:

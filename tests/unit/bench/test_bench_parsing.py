@@ -62,3 +62,17 @@ def test_profile_summary_ranks_own_and_inclusive_time(bench: ModuleType,
     assert own.index("60.0%  write (x/y.py)") < own.index("20.0%  handle (aiohttp/web.py)")
     assert "80.0%  main (a/cli.py)" in text.split("inclusive")[1]
     assert "fsync (raftkv/storage/wal.py)" in own
+
+
+def test_table_compares_raftkv_with_both_etcd_clients(bench: ModuleType) -> None:
+    runs = [bench.Run("raftkv", "put", 16, 4000.0, 3.0, 12.0, 40000, 0),
+            bench.Run("etcd", "put", 16, 2000.0, 6.0, 24.0, 20000, 0),
+            bench.Run("etcd-grpc", "put", 16, 3200.0, 4.0, 16.0, 32000, 0),
+            bench.Run("raftkv", "get", 16, 5000.0, 2.0, 8.0, 50000, 0),
+            bench.Run("etcd", "get", 16, 2500.0, 4.0, 10.0, 25000, 0)]
+    lines = bench.table(runs, [16]).splitlines()
+    put = next(line for line in lines if line.startswith("put"))
+    get = next(line for line in lines if line.startswith("get"))
+    # ops/json, ops/grpc, p99/json, p99/grpc
+    assert put.split()[-4:] == ["2.00", "1.25", "0.50", "0.75"]
+    assert get.split()[-4:] == ["2.00", "-", "0.80", "-"]

@@ -61,11 +61,36 @@ def test_name_comes_from_env_too() -> None:
         ["--name", "a", "--resolve", "justhost"],
         ["--name", "a", "--restore-from", "/x", "--initial-cluster-state", "existing"],
         ["--name", "a", "--max-value-bytes", "0"],
+        ["--name", "a", "--quota-backend-bytes", "-1"],
+        ["--name", "a", "--max-leases", "-1"],
+        ["--name", "a", "--max-json-depth", "0"],
+        ["--name", "a", "--max-json-depth", "501"],
     ],
 )
 def test_bad_configuration_is_refused(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         _parse(argv)
+
+
+LIMIT_FLAGS = {  # flag -> (NodeConfig field, default)
+    "--quota-backend-bytes": ("quota_backend_bytes", 128 << 20),
+    "--max-leases": ("max_leases", 100_000),
+    "--max-lock-waiters": ("max_lock_waiters", 1000),
+    "--max-watches": ("max_watches", 10_000),
+    "--max-watches-per-client": ("max_watches_per_client", 1000),
+    "--max-json-depth": ("max_json_depth", 64),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(LIMIT_FLAGS))
+def test_each_limit_has_a_default_a_flag_and_an_env_twin(flag: str) -> None:
+    field, default = LIMIT_FLAGS[flag]
+    assert getattr(_parse(["--name", "a"]), field) == default
+    assert getattr(NodeConfig("a", "/x"), field) == default  # type: ignore[arg-type]
+    assert getattr(_parse(["--name", "a", flag, "7"]), field) == 7
+    env = "RAFTKV_" + flag[2:].upper().replace("-", "_")
+    assert getattr(_parse(["--name", "a"], {env: "9"}), field) == 9
+    assert getattr(_parse(["--name", "a", flag, "7"], {env: "9"}), field) == 7
 
 
 def test_parsers() -> None:

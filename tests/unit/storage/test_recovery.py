@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.raft.types import ConfState, HardState, SnapshotMeta
-from raftkv.storage.errors import InconsistentStorageError
+from raftkv.storage.errors import InconsistentStorageError, LostLogError
 from raftkv.storage.memory import MemoryRaftStore, MemorySnapshotStore
 from raftkv.storage.recovery import recover
 from raftkv.storage.snapshots import FileSnapshotStore
@@ -44,18 +44,80 @@ def test_snapshot_taken_but_log_not_yet_compacted() -> None:
 def test_installed_snapshot_before_the_log_was_reset() -> None:
     log, snapshots = MemoryRaftStore(), MemorySnapshotStore()
     log.save(HardState(2, 1, 3), entries(1, 8, term=2))
-    snapshots.save(SnapshotMeta(20, 4, CONF), b"state@20")  # crash before reset_to_snapshot
+    meta = SnapshotMeta(20, 4, CONF)
+    log.record_snapshot(meta, HardState(5, 2, 3))  # the install starts with its record
+    snapshots.save(meta, b"state@20")  # crash before reset_to_snapshot
     result = recover(log, snapshots)
     assert result.state.entries == []
-    assert result.state.hard_state.commit == 20
+    assert result.state.hard_state == HardState(5, 2, 20)
+    # recover() finished the reset: the log now starts after the snapshot.
+    assert (log.durable.base_index, log.durable.base_term, log.durable.entries) == (20, 4, [])
+    log.save(None, entries(21, 21, term=5))  # and takes the next entry
 
 
 def test_log_that_diverges_from_the_snapshot_is_dropped() -> None:
     log, snapshots = MemoryRaftStore(), MemorySnapshotStore()
     log.save(HardState(2, 1, 3), entries(1, 8, term=2))  # 4..8 never committed
-    snapshots.save(SnapshotMeta(6, 3, CONF), b"state@6")  # term 3 at index 6
+    meta = SnapshotMeta(6, 3, CONF)  # term 3 at index 6
+    log.record_snapshot(meta)
+    snapshots.save(meta, b"state@6")
     result = recover(log, snapshots)
     assert result.state.entries == []
+    assert log.durable.base_index == 6 and log.durable.entries == []
+
+
+def test_snapshot_newer_than_the_log_without_a_record_refuses() -> None:
+    # A snapshot the node took itself is always inside its log; one it installed
+    # is recorded first. So the log lost its end (a deleted or cut segment).
+    log, snapshots = MemoryRaftStore(), MemorySnapshotStore()
+    log.save(HardState(2, 1, 3), entries(1, 8, term=2))
+    snapshots.save(SnapshotMeta(20, 4, CONF), b"state@20")
+    before = log.durable.copy()
+    with pytest.raises(LostLogError, match=r"index 20, term 4.*ends at index 8"):
+        recover(log, snapshots)
+    assert log.durable == before, "a refused start changes nothing"
+
+
+def test_a_record_of_another_snapshot_does_not_count() -> None:
+    log, snapshots = MemoryRaftStore(), MemorySnapshotStore()
+    log.save(HardState(2, 1, 3), entries(1, 8, term=2))
+    log.record_snapshot(SnapshotMeta(20, 3, CONF))  # same index, other term
+    snapshots.save(SnapshotMeta(20, 4, CONF), b"state@20")
+    with pytest.raises(LostLogError):
+        recover(log, snapshots)
+
+
+def test_snapshot_disagreeing_with_the_log_without_a_record_refuses() -> None:
+    log, snapshots = MemoryRaftStore(), MemorySnapshotStore()
+    log.save(HardState(2, 1, 3), entries(1, 8, term=2))
+    snapshots.save(SnapshotMeta(6, 3, CONF), b"state@6")
+    with pytest.raises(LostLogError, match="disagrees"):
+        recover(log, snapshots)
+
+
+def test_no_log_beside_a_snapshot_refuses() -> None:
+    snapshots = MemorySnapshotStore()
+    snapshots.save(SnapshotMeta(20, 4, CONF), b"state@20")
+    with pytest.raises(LostLogError, match="there is no log"):
+        recover(MemoryRaftStore(), snapshots)
+
+
+def test_no_log_beside_other_state_refuses_and_stays_refused() -> None:
+    log = MemoryRaftStore()
+    with pytest.raises(LostLogError, match="/data/identity.json"):
+        recover(log, MemorySnapshotStore(), prior_state=["/data/identity.json"])
+    with pytest.raises(LostLogError):
+        recover(log, MemorySnapshotStore(), prior_state=["/data/identity.json"])
+
+
+def test_a_new_log_exists_after_its_first_start() -> None:
+    # A new member that has not heard from anyone yet restarts: identity.json now
+    # exists, and so does its (empty) log, so it is not mistaken for a lost one.
+    log = MemoryRaftStore()
+    result = recover(log, MemorySnapshotStore())
+    assert result.state.hard_state == HardState() and result.state.entries == []
+    assert not log.load().new_log
+    recover(log, MemorySnapshotStore(), prior_state=["/data/identity.json"])
 
 
 def test_log_starting_after_the_usable_snapshot_refuses() -> None:

@@ -190,6 +190,7 @@ def test_interrupted_reset_is_finished_on_load(tmp_path: Path) -> None:
 
 def test_one_write_and_one_fsync_per_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal, _ = open_wal(tmp_path)
+    wal.save(HardState(), [])  # the first write to a new log creates its first segment
     calls: list[str] = []
     real_write, real_sync = os.write, wal_module._datasync
 

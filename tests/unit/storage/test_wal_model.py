@@ -27,9 +27,11 @@ class WALMatchesModel(RuleBasedStateMachine):
 
     def _open(self) -> WriteAheadLog:
         wal = WriteAheadLog(self.directory, segment_bytes=SMALL_SEGMENT, crash_test_ledger=True)
-        state = wal.load()
-        assert summary(state) == summary(self.model.load())
-        assert state.entries == self.model.load().entries  # data and types too
+        state, expected = wal.load(), self.model.load()
+        assert summary(state) == summary(expected)
+        assert state.entries == expected.entries  # data and types too
+        assert state.snapshot_record == expected.snapshot_record
+        assert state.new_log == expected.new_log
         return wal
 
     def _last_term(self) -> int:
@@ -74,6 +76,16 @@ class WALMatchesModel(RuleBasedStateMachine):
         hard_state = HardState(meta.term, 0, meta.index)
         self.model.reset_to_snapshot(meta, hard_state)
         self.wal.reset_to_snapshot(meta, hard_state)
+
+    @rule(ahead=st.integers(1, 30), term_step=st.integers(0, 3),
+          with_hard_state=st.booleans())
+    def record_snapshot(self, ahead: int, term_step: int, with_hard_state: bool) -> None:
+        durable = self.model.durable
+        meta = SnapshotMeta(durable.last_index + ahead, self._last_term() + term_step)
+        hard_state = HardState(meta.term, 1, durable.hard_state.commit) \
+            if with_hard_state else None
+        self.model.record_snapshot(meta, hard_state)
+        self.wal.record_snapshot(meta, hard_state)
 
     @rule()
     def reopen(self) -> None:
