@@ -159,7 +159,7 @@ async def apply_retention(cluster: RaftCluster) -> None:
     if url is None:
         return
     try:
-        held = await RUNTIME.nodes().checkpoint_ids(url)
+        held = await RUNTIME.nodes().checkpoint_indexes(url)
     except (NodeError, NodeUnreachable):
         return
     namespace = cluster.namespace
@@ -172,6 +172,7 @@ async def apply_retention(cluster: RaftCluster) -> None:
     verdict = reconcile.checkpoint_retention(
         records,
         held,
+        retain=cluster.spec.checkpoints.retain,
         archive_retain=desired.archive_retain(cluster)
         if cluster.spec.checkpoints.archive is not None
         else None,
@@ -205,7 +206,7 @@ async def apply_retention(cluster: RaftCluster) -> None:
                     f"{desired.archive_retain(cluster)})",
                 },
             )
-        valid = [p for p in paths if p.startswith(f"{cluster.name}/")]
+        valid = [p for p in paths if desired.is_archive_path(cluster.name, p)]
         if valid:
             job = desired.archive_prune_job(
                 cluster, valid, default_image_repository=SETTINGS.image_repository

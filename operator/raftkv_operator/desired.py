@@ -830,6 +830,12 @@ def archive_retain(cluster: RaftCluster) -> int:
     return cluster.spec.checkpoints.retain
 
 
+def is_archive_path(cluster_name: str, path: str) -> bool:
+    """`path` is an archived checkpoint of the cluster: `<cluster>/<checkpoint id>`."""
+    head, _, ident = path.partition("/")
+    return head == cluster_name and re.fullmatch(CHECKPOINT_ID_PATTERN, ident) is not None
+
+
 def archive_prune_job_name(cluster_name: str, paths: list[str]) -> str:
     digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:10]
     return bounded_name(f"{cluster_name}-archive-prune-{digest}")
@@ -852,8 +858,7 @@ def archive_prune_job(
     if not paths:
         raise ValueError("nothing to prune")
     for path in paths:
-        head, _, ident = path.partition("/")
-        if head != cluster.name or not re.fullmatch(CHECKPOINT_ID_PATTERN, ident):
+        if not is_archive_path(cluster.name, path):
             raise ValueError(f"{path!r} is not an archived checkpoint of {cluster.name!r}")
     spec = cluster.spec
     job_labels = labels(cluster.name, COMPONENT_ARCHIVE)

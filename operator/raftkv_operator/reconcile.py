@@ -924,16 +924,27 @@ class Retention:
 
 
 def checkpoint_retention(
-    records: Iterable[CheckpointRecord], held: set[str], *, archive_retain: int | None
+    records: Iterable[CheckpointRecord],
+    held: Mapping[str, int],
+    *,
+    retain: int,
+    archive_retain: int | None,
 ) -> Retention:
-    """What follows from the members' retention (`held`: the ids the leader still holds)
-    and the archive's (`archive_retain` newest copies by index; None: no archive)."""
+    """What follows from the members' retention and the archive's.
+
+    `held`: {id: index} of the checkpoints the leader holds. A checkpoint expires only when
+    the leader lacks it *and* holds `retain` newer ones, which is exactly when the members'
+    retention (the newest `retain` by index) removed it: a leader that has not written a
+    fresh checkpoint yet never expires it. Archive: the newest `archive_retain` copies by
+    index (None: no archive)."""
     records = list(records)
-    expire = [
-        r.name
-        for r in records
-        if r.phase == "Succeeded" and r.checkpoint_id and r.checkpoint_id not in held
-    ]
+
+    def dropped(r: CheckpointRecord) -> bool:
+        if not r.checkpoint_id or r.checkpoint_id in held or r.index is None:
+            return False
+        return sum(1 for index in held.values() if index > r.index) >= retain
+
+    expire = [r.name for r in records if r.phase == "Succeeded" and dropped(r)]
     unarchive: list[str] = []
     if archive_retain is not None:
         archived = sorted(

@@ -655,17 +655,30 @@ def _record(
 
 def test_objects_whose_files_the_members_dropped_expire() -> None:
     records = [_record("a", 1), _record("b", 2, scheduled=False), _record("c", 3)]
-    verdict = reconcile.checkpoint_retention(records, {"c"}, archive_retain=None)
+    verdict = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=None)
     assert verdict.expire == ["a", "b"]
     # Scheduled ones with nothing left go; on-demand ones stay, marked Expired.
     assert verdict.delete == ["a"] and verdict.unarchive == []
 
 
+def test_a_checkpoint_the_leader_has_not_written_yet_does_not_expire() -> None:
+    # A new leader that has not applied the newest checkpoint: it lacks "c", but "c" is
+    # newer than everything it holds, so no retention removed it.
+    records = [_record("b", 2), _record("c", 3)]
+    verdict = reconcile.checkpoint_retention(records, {"b": 2}, retain=1, archive_retain=None)
+    assert verdict.expire == []
+    # With retain 2 and one newer checkpoint held, "a" may still be on the members' disks.
+    older = reconcile.checkpoint_retention(
+        [_record("a", 1)], {"b": 2}, retain=2, archive_retain=None
+    )
+    assert older.expire == []
+
+
 def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes_it() -> None:
     records = [_record("a", 1, archived=True), _record("b", 2, archived=True), _record("c", 3)]
-    kept = reconcile.checkpoint_retention(records, {"c"}, archive_retain=2)
+    kept = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=2)
     assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
-    pruned = reconcile.checkpoint_retention(records, {"c"}, archive_retain=1)
+    pruned = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
     assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
 
 
