@@ -155,13 +155,15 @@ async def apply_retention(cluster: RaftCluster) -> None:
     index) are marked unarchived first, then deleted by a Job (so no object ever claims a copy
     that is gone). A scheduled RaftCheckpoint left with neither is deleted.
     """
+    # Without an answer from the leader nothing expires now, but archive retention (which
+    # needs no member) still runs.
+    held: dict[str, int] | None = None
     url = await _leader_url(cluster)
-    if url is None:
-        return
-    try:
-        held = await RUNTIME.nodes().checkpoint_indexes(url)
-    except (NodeError, NodeUnreachable):
-        return
+    if url is not None:
+        try:
+            held = await RUNTIME.nodes().checkpoint_indexes(url)
+        except (NodeError, NodeUnreachable):
+            held = None
     namespace = cluster.namespace
     objects = [
         o
@@ -177,7 +179,7 @@ async def apply_retention(cluster: RaftCluster) -> None:
         if cluster.spec.checkpoints.archive is not None
         else None,
     )
-    LOG.debug("retention of %s: members hold %s; %s", cluster.name, sorted(held), verdict)
+    LOG.debug("retention of %s: the leader holds %s; %s", cluster.name, held, verdict)
     for name in verdict.expire:
         await _patch_checkpoint_status(
             namespace,

@@ -925,14 +925,14 @@ class Retention:
 
 def checkpoint_retention(
     records: Iterable[CheckpointRecord],
-    held: Mapping[str, int],
+    held: Mapping[str, int] | None,
     *,
     retain: int,
     archive_retain: int | None,
 ) -> Retention:
     """What follows from the members' retention and the archive's.
 
-    `held`: {id: index} of the checkpoints the leader holds. A checkpoint expires only when
+    `held`: {id: index} of the checkpoints the leader holds (None: unknown). A checkpoint expires only when
     the leader lacks it *and* holds `retain` newer ones, which is exactly when the members'
     retention (the newest `retain` by index) removed it: a leader that has not written a
     fresh checkpoint yet never expires it. Archive: the newest `archive_retain` copies by
@@ -940,6 +940,8 @@ def checkpoint_retention(
     records = list(records)
 
     def dropped(r: CheckpointRecord) -> bool:
+        if held is None:  # the leader did not say: nothing expires now
+            return False
         if not r.checkpoint_id or r.checkpoint_id in held or r.index is None:
             return False
         return sum(1 for index in held.values() if index > r.index) >= retain

@@ -154,6 +154,9 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
         return [o for o in scheduled() if o["metadata"]["name"] != OLDER_SCHEDULED]
 
     found = wait_for(emulated, fresh, 30, "a scheduled RaftCheckpoint")
+    # One scheduled run is enough: with members keeping one checkpoint, the next minute's
+    # run would expire (and, once archived past retention, delete) this one under the test.
+    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
     assert len(found) == 1
     name = found[0]["metadata"]["name"]
     assert name.startswith(f"{source}-") and len(name) == len(source) + 13  # -yyyymmddhhmm

@@ -696,3 +696,9 @@ def test_a_single_member_is_restarted_for_a_new_template() -> None:
     result = run(obs)
     assert result.action is not None and result.action.kind == "delete_pod", result
     assert not result.refused
+
+
+def test_without_the_leaders_list_nothing_expires_but_the_archive_is_still_pruned() -> None:
+    records = [_record("a", 1, archived=True), _record("b", 2, archived=True)]
+    verdict = reconcile.checkpoint_retention(records, None, retain=1, archive_retain=1)
+    assert verdict.expire == [] and verdict.unarchive == ["a"] and verdict.delete == []
