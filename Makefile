@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: install test lint sim demo bench bench-core crds clean
+.PHONY: install test lint sim demo bench bench-core crds clean fuzz-peer
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ lint: install
 SIM_ARGS ?=
 sim: install
 	$(BIN)/python -m tests.sim.run --seeds $(SEEDS) $(SIM_ARGS)
+
+# The peer-protocol fuzzer against a live 3-node cluster, longer than in `make test`
+# (which sends 100k frames): make fuzz-peer FRAMES=5000000 SEED=7
+FRAMES ?= 2000000
+SEED ?= $(shell date +%s)
+fuzz-peer: install
+	$(BIN)/python -m tests.integration.peer_fuzz --frames $(FRAMES) --seed $(SEED)
 
 # Proposals per second through an in-memory 3-node cluster of cores (no IO).
 bench-core: install

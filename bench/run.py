@@ -1,6 +1,7 @@
 """`make bench`: a local 3-node raftkv against a local 3-member etcd, driven by wrk.
 
     python bench/run.py [--duration 10] [--connections 1,16,64,256] [--profile]
+                        [--peer-tls both|on|off]
 
 Both clusters run on 127.0.0.1 with fsync on (raftkv's default; etcd always
 fsyncs), in separate temporary data directories on distinct ports, one system at
@@ -10,6 +11,13 @@ on random keys to the leader at each connection count, then linearizable reads
 (raftkv `GET /v1/kv/<key>`, etcd `POST /v3/kv/range`). Prints a table (ops/s,
 p50/p99 latency, raftkv/etcd ratios), writes bench/results/bench-<time>.json and
 a PNG chart beside it.
+
+`--peer-tls` (default `both`): run both systems with mutual TLS between their
+members (etcd `--peer-cert-file`/`--peer-key-file`/`--peer-trusted-ca-file`
+with `--peer-client-cert-auth`; raftkv `raftkv local up`, whose default is peer
+TLS), without it (etcd's plain peer URLs; raftkv `local up --insecure`), or
+both; one table per mode. Both get the same kind of certificate: ECDSA P-256
+from one CA made for the run (`raftkv.security.pki`).
 
 `--profile` also samples the raftkv leader with py-spy during the 64-connection
 write run and writes the top functions (by own time and by inclusive time) to
@@ -63,6 +71,7 @@ class Run:
     p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx answers
+    peer_tls: bool = False  # members talk mutual TLS
 
 
 # --- wrk ------------------------------------------------------------------------------
@@ -146,8 +155,10 @@ def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
 class Etcd:
     """A 3-member etcd on 127.0.0.1 (Debian's etcd-server; fsync is always on)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, peer_tls: bool = False) -> None:
         self.base = base
+        self.peer_tls = peer_tls
+        self._ca: Any = None
         ports = free_ports(6)
         self.members = [{"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]}
                         for i in range(3)]
@@ -158,18 +169,38 @@ class Etcd:
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{m['client']}" for m in self.members]
 
+    def _peer_tls_args(self, name: str) -> list[str]:
+        """Mutual TLS between the members, with certificates like raftkv's (P-256)."""
+        from raftkv.security.pki import issue_cert, make_ca
+
+        pki = self.base / "pki"
+        pki.mkdir(exist_ok=True)
+        ca_path = pki / "ca.pem"
+        if self._ca is None:
+            self._ca = make_ca("etcd bench peer CA")
+            ca_path.write_bytes(self._ca.cert_pem)
+        cert, key = pki / f"{name}.pem", pki / f"{name}-key.pem"
+        issue_cert(self._ca, name, dns_names=[name, "localhost"],
+                   ip_addresses=["127.0.0.1"]).write(cert, key)
+        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                "--peer-trusted-ca-file", str(ca_path), "--peer-client-cert-auth"]
+
     def start(self) -> None:
-        initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
+        scheme = "https" if self.peer_tls else "http"
+        initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}"
+                           for m in self.members)
         for m in self.members:
             log = open(self.base / f"{m['name']}.log", "wb")  # noqa: SIM115 - child owns it
+            tls = self._peer_tls_args(str(m["name"])) if self.peer_tls else []
             self.procs.append(subprocess.Popen([
                 "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
                 "--listen-client-urls", f"http://127.0.0.1:{m['client']}",
                 "--advertise-client-urls", f"http://127.0.0.1:{m['client']}",
-                "--listen-peer-urls", f"http://127.0.0.1:{m['peer']}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{m['peer']}",
+                "--listen-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
+                "--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
                 "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
-                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"],
+                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error",
+                *tls],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
         for url in self.urls:
             wait_until(f"etcd {url} healthy",
@@ -211,10 +242,12 @@ class Etcd:
 
 
 class Raftkv:
-    """A 3-node raftkv through `raftkv local up` (fsync on: the default)."""
+    """A 3-node raftkv through `raftkv local up` (fsync on: the default; peer TLS
+    unless `peer_tls` is False)."""
 
-    def __init__(self, base: Path) -> None:
-        self.dir = base / "raftkv"
+    def __init__(self, base: Path, peer_tls: bool = True) -> None:
+        self.dir = base / ("raftkv-peer-tls" if peer_tls else "raftkv")
+        self.peer_tls = peer_tls
         self.urls: list[str] = []
 
     def _cli(self, *args: str) -> str:
@@ -223,7 +256,8 @@ class Raftkv:
                               check=True, timeout=120).stdout
 
     def start(self) -> None:
-        self.urls = self._cli("up", "--nodes", "3").split()
+        self.urls = self._cli("up", "--nodes", "3",
+                              *([] if self.peer_tls else ["--insecure"])).split()
 
     def leader(self) -> tuple[str, int]:
         """The leader's client URL and pid."""
@@ -416,36 +450,15 @@ def bench_etcd_grpc(url: str, connections: list[int], duration: int) -> list[Run
     return runs
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int,
-                        default=int(os.environ.get("BENCH_DURATION", "10")),
-                        help="seconds per wrk run (env BENCH_DURATION; default 10)")
-    parser.add_argument("--connections", default="1,16,64,256")
-    parser.add_argument("--systems", default="etcd,raftkv")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the raftkv leader during the 64-connection writes")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    connections = [int(c) for c in args.connections.split(",")]
-    systems = args.systems.split(",")
-    for tool in ("wrk", "etcd"):
-        if shutil.which(tool) is None:
-            print(f"bench: {tool} is not installed (make bench installs it)", file=sys.stderr)
-            return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[int],
+               stamp: str, meta: dict[str, Any], peer_tls: bool) -> tuple[list[Run], str]:
+    """Every system of `systems`, with or without mutual TLS between its members."""
     runs: list[Run] = []
-    meta: dict[str, Any] = {"time": stamp, "duration_s": args.duration, "keys": KEYS,
-                            "value_bytes": VALUE_BYTES, "connections": connections,
-                            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                        "platform": platform.platform()}}
     profile_text = ""
     with tempfile.TemporaryDirectory(prefix="raftkv-bench-") as tmp:
         base = Path(tmp)
         if "etcd" in systems:
-            etcd = Etcd(base / "etcd")
+            etcd = Etcd(base / "etcd", peer_tls)
             (base / "etcd").mkdir()
             try:
                 etcd.start()
@@ -459,13 +472,14 @@ def main() -> int:
             finally:
                 etcd.stop()
         if "raftkv" in systems:
-            rk = Raftkv(base)
+            rk = Raftkv(base, peer_tls)
             try:
                 rk.start()
                 url, pid = rk.leader()
                 print(f"raftkv leader {url} (pid {pid})", flush=True)
                 asyncio.run(populate("raftkv", url, ""))
-                raw = args.out / f"profile-{stamp}.collapsed"
+                suffix = "-peer-tls" if peer_tls else ""
+                raw = args.out / f"profile-{stamp}{suffix}.collapsed"
 
                 @contextlib.contextmanager
                 def maybe_profile(op: str, c: int) -> Any:
@@ -485,17 +499,66 @@ def main() -> int:
                                      maybe_profile)
                 if args.profile and raw.exists():
                     profile_text = summarize_profile(raw)
-                    (args.out / f"profile-{stamp}.txt").write_text(profile_text + "\n")
+                    (args.out / f"profile-{stamp}{suffix}.txt").write_text(profile_text + "\n")
             finally:
                 rk.stop()
-    report = table(runs, connections)
+    for r in runs:
+        r.peer_tls = peer_tls
+    return runs, profile_text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int,
+                        default=int(os.environ.get("BENCH_DURATION", "10")),
+                        help="seconds per wrk run (env BENCH_DURATION; default 10)")
+    parser.add_argument("--connections", default="1,16,64,256")
+    parser.add_argument("--systems", default="etcd,raftkv")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the raftkv leader during the 64-connection writes")
+    parser.add_argument("--peer-tls", choices=("both", "on", "off"),
+                        default=os.environ.get("BENCH_PEER_TLS", "both"),
+                        help="members talk mutual TLS (on), not (off), or run both (default)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    modes = {"both": [False, True], "on": [True], "off": [False]}[args.peer_tls]
+    connections = [int(c) for c in args.connections.split(",")]
+    systems = args.systems.split(",")
+    for tool in ("wrk", "etcd"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is not installed (make bench installs it)", file=sys.stderr)
+            return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    runs: list[Run] = []
+    meta: dict[str, Any] = {"time": stamp, "duration_s": args.duration, "keys": KEYS,
+                            "peer_tls_modes": modes,
+                            "value_bytes": VALUE_BYTES, "connections": connections,
+                            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                        "platform": platform.platform()}}
+    profile_text = ""
+    for peer_tls in modes:
+        print(f"--- peer TLS {'on' if peer_tls else 'off'} ---", flush=True)
+        mode_runs, text = bench_mode(args, systems, connections, stamp, meta, peer_tls)
+        runs += mode_runs
+        profile_text = profile_text or text
+    reports = []
+    for peer_tls in modes:
+        title = f"peer TLS {'on' if peer_tls else 'off'} (both systems)"
+        reports.append(title + "\n" + table([r for r in runs if r.peer_tls == peer_tls],
+                                              connections))
+    report = "\n\n".join(reports)
     print()
     print(report)
     result_path = args.out / f"bench-{stamp}.json"
     result_path.write_text(json.dumps({**meta, "runs": [asdict(r) for r in runs]}, indent=2)
                            + "\n")
     if {"etcd", "raftkv"} <= set(systems):
-        chart(runs, connections, args.out / f"bench-{stamp}.png")
+        for peer_tls in modes:
+            suffix = "-peer-tls" if peer_tls else ""
+            chart([r for r in runs if r.peer_tls == peer_tls], connections,
+                  args.out / f"bench-{stamp}{suffix}.png")
     print(f"\nresults: {result_path}")
     if profile_text:
         print(f"profile: {args.out / f'profile-{stamp}.txt'}\n\n{profile_text}")

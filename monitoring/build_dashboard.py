@@ -115,7 +115,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Member health (leader's view)",
-                (Target(f"raftkv_member_healthy{{{NODE}}} {FROM_LEADER}", "{{member}}"),),
+                (Target(f"raftkv_member_healthy{{{NODE}}} {FROM_LEADER}", "{{member_name}}"),),
                 main=True,
             ),
         ),
@@ -134,7 +134,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Replication lag per member",
-                (Target(f"raftkv_member_lag_entries{{{NODE}}} {FROM_LEADER}", "{{member}}"),),
+                (Target(f"raftkv_member_lag_entries{{{NODE}}} {FROM_LEADER}", "{{member_name}}"),),
                 description="Entries each member is behind the leader's log (leader's view).",
                 main=True,
             ),

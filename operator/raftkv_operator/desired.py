@@ -312,6 +312,9 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
         f"--heartbeat-ticks={spec.raft.heartbeat_ticks}",
         f"--snapshot-entries={spec.raft.snapshot_entries}",
         f"--checkpoint-retain={spec.checkpoints.retain}",
+        # No peer TLS yet (issue 12 wires certificates): say so explicitly. The peer
+        # port must then be reachable by members only (docs/security.md).
+        "--peer-insecure",
     ]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from raftkv.runtime.identity import load_identity, member_id
+from raftkv.security.pki import CertKey, issue_cert, make_ca
 from raftkv.storage.wal import simulate_power_loss
 from tests.chaos.net import Endpoint, Network
 
@@ -81,6 +82,7 @@ class Cluster:
     session: aiohttp.ClientSession | None = None
     nodes: dict[str, NodeProc] = field(default_factory=dict)
     exits: list[str] = field(default_factory=list)  # unexpected process exits seen
+    peer_tls: bool = True  # mutual TLS between members (a CA made for the run)
 
     def __post_init__(self) -> None:
         for name in self.net.names:
@@ -90,6 +92,23 @@ class Cluster:
 
     async def open(self) -> None:
         self.session = no_retry_session()
+
+    def peer_args(self, node: NodeProc) -> list[str]:
+        if not self.peer_tls:
+            return ["--peer-insecure"]
+        pki = self.base_dir / "pki"
+        ca_path = pki / "ca.pem"
+        if not ca_path.exists():
+            ca = make_ca("raftkv chaos peer CA")
+            pki.mkdir(parents=True, exist_ok=True)
+            (pki / "ca-key.pem").write_bytes(ca.key_pem)
+            ca_path.write_bytes(ca.cert_pem)
+        cert, key = pki / f"{node.name}.pem", pki / f"{node.name}-key.pem"
+        if not cert.exists():
+            ca = CertKey(ca_path.read_bytes(), (pki / "ca-key.pem").read_bytes())
+            issue_cert(ca, node.name, dns_names=[node.name]).write(cert, key)
+        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                "--peer-trusted-ca-file", str(ca_path)]
 
     # --- processes -------------------------------------------------------------------
 
@@ -103,7 +122,8 @@ class Cluster:
                 "--advertise-peer-url", ep.peer_url, "--initial-cluster", initial,
                 "--initial-cluster-state", node.state, "--request-timeout", "3",
                 "--snapshot-entries", "1000", "--unsafe-crash-test-ledger",
-                *CHAOS_TIMINGS, *self.net.node_args(node.name), *self.node_args]
+                *CHAOS_TIMINGS, *self.peer_args(node), *self.net.node_args(node.name),
+                *self.node_args]
 
     def start(self, name: str) -> None:
         node = self.nodes[name]

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from raftkv.runtime.identity import load_identity, member_id
+from raftkv.security.pki import CertKey, issue_cert, make_ca
 
 T = TypeVar("T")
 
@@ -97,11 +98,29 @@ async def until(
 
 
 class Cluster:
-    def __init__(self, base_dir: Path, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base_dir: Path, session: aiohttp.ClientSession, *,
+                 peer_tls: bool = False) -> None:
+        """`peer_tls`: mutual TLS between the members (a CA made for this cluster, a
+        certificate per node naming it and its address); else --peer-insecure."""
         self.base_dir = base_dir
         self.session = session
         self.nodes: dict[str, Node] = {}
         self.initial: list[Node] = []
+        self.ca: CertKey | None = make_ca("raftkv test peer CA") if peer_tls else None
+        if self.ca is not None:
+            (base_dir / "pki").mkdir(parents=True, exist_ok=True)
+            (base_dir / "pki" / "ca.pem").write_bytes(self.ca.cert_pem)
+
+    def peer_args(self, node: Node) -> list[str]:
+        if self.ca is None:
+            return ["--peer-insecure"]
+        pki = self.base_dir / "pki"
+        cert, key = pki / f"{node.name}.pem", pki / f"{node.name}-key.pem"
+        if not cert.exists():
+            issue_cert(self.ca, node.name, dns_names=[node.name],
+                       ip_addresses=[node.host]).write(cert, key)
+        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                "--peer-trusted-ca-file", str(pki / "ca.pem")]
 
     # --- processes -------------------------------------------------------------
     def add_node(self, name: str, extra_args: list[str] | None = None) -> Node:
@@ -144,6 +163,7 @@ class Cluster:
             "--initial-cluster-state",
             state,
             *FAST_TIMINGS,
+            *self.peer_args(node),
             *node.extra_args,
         ]
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,37 @@ def test_local_up_status_down(tmp_path: Path) -> None:
     assert not any(_alive(p) for p in pids)
     assert raftkv("local", "down", "--purge", "--dir", directory).returncode == 0
     assert not os.path.exists(directory)
+
+
+def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(
+        tmp_path: Path) -> None:
+    # `local up` run from, say, the parent of a checkout: `python -m` would put the
+    # working directory first on sys.path and import this folder as `raftkv`.
+    shadow = tmp_path / "raftkv"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing raftkv/ folder')\n")
+    directory = str(tmp_path / "local")
+    console_script = str(Path(sys.executable).parent / "raftkv")
+    up = subprocess.run([console_script, "local", "up", "--nodes", "1", "--dir", directory],
+                        capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+\n", up.stdout)
+    finally:
+        assert raftkv("local", "down", "--purge", "--dir", directory).returncode == 0
+
+
+def test_up_reports_a_node_that_exits_at_once_with_its_own_reason(tmp_path: Path) -> None:
+    directory = tmp_path / "local"
+    directory.mkdir()
+    (directory / "node2").write_text("a file where node2's data directory belongs")
+    started = time.monotonic()
+    up = raftkv("local", "up", "--nodes", "3", "--dir", str(directory), "--timeout", "60")
+    elapsed = time.monotonic() - started
+    assert up.returncode == 1 and up.stdout == ""
+    assert "node2 exited with code" in up.stderr, up.stderr
+    assert "cannot start node2" in up.stderr, up.stderr  # the node's own words, from its log
+    assert elapsed < 30, f"took {elapsed:.1f}s to notice"  # not the whole --timeout
+    state = json.loads((directory / "cluster.json").read_text())
+    assert all(n["pid"] is None for n in state["nodes"])  # the others were stopped
+    assert raftkv("local", "down", "--purge", "--dir", str(directory)).returncode == 0

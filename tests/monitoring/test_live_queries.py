@@ -6,6 +6,7 @@ and the member-down and quorum alerts must fire while the no-leader alert stays 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,14 @@ pytestmark = pytest.mark.timeout(300)
 
 def dashboard_expressions() -> list[tuple[str, str]]:
     """(panel title / refId, expr) of every dashboard target."""
+    return [(name, expr) for name, expr, _ in dashboard_targets()]
+
+
+def dashboard_targets() -> list[tuple[str, str, str]]:
+    """(panel title / refId, expr, legend) of every dashboard target."""
     dashboard = json.loads(DASHBOARD.read_text())
     return [
-        (f"{panel['title']} {target['refId']}", target["expr"])
+        (f"{panel['title']} {target['refId']}", target["expr"], target["legendFormat"])
         for panel in dashboard["panels"]
         for target in panel.get("targets", [])
     ]
@@ -87,6 +93,26 @@ def _check(stack: Stack, expr: str) -> dict[str, Any]:
 )
 def test_dashboard_expression_returns_data(stack: Stack, name: str, expr: str) -> None:
     assert has_data(_check(stack, expr)), name
+
+
+@pytest.mark.parametrize(
+    ("name", "expr", "legend"),
+    [t for t in dashboard_targets() if re.search(r"\{\{\s*\w+\s*\}\}", t[2])],
+    ids=[n for n, _, legend in dashboard_targets() if "{{" in legend],
+)
+def test_dashboard_legends_name_labels_the_series_carry(
+    stack: Stack, name: str, expr: str, legend: str
+) -> None:
+    # A legend `{{member_name}}` over series without that label reads as an empty string;
+    # member legends must show names (node2, demo-1), not numeric ids.
+    labels = re.findall(r"\{\{\s*(\w+)\s*\}\}", legend)
+    for series in _check(stack, expr)["result"]:
+        # (`{{route}} {{code}}` over a zero fallback series without `code` is fine.)
+        assert any(series["metric"].get(label) for label in labels), (name, series["metric"])
+        if "member" in labels or "member_name" in labels:
+            assert all(series["metric"].get(label) for label in labels), series["metric"]
+            value = series["metric"].get("member_name", series["metric"].get("member", ""))
+            assert not value.isdigit(), f"{name}: legend shows a numeric id: {value}"
 
 
 @pytest.mark.parametrize(
@@ -143,6 +169,7 @@ def test_killing_a_member_fires_member_down_and_quorum_at_risk(stack: Stack) -> 
         timeout=30,
     )
     assert [series["metric"]["member"] for series in down] == [victim_id]
+    assert [series["metric"]["member_name"] for series in down] == [victim["name"]]
     at_risk = wait_for(
         "RaftkvQuorumAtRisk's expression",
         lambda: stack.prometheus.query(_alert_expr("RaftkvQuorumAtRisk"))["result"],

@@ -57,6 +57,63 @@ EXIT_CODES_HELP = """exit codes:
   4  checkpoint download does not match its manifest
   130 interrupted"""
 
+# One or more example lines per subcommand, shown first in its --help (like etcdctl and
+# kubectl); tests/unit/client/test_help_examples.py checks that each one parses.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "put": ("raftkv put greeting hello",
+            "raftkv put config/limits - < limits.json        # the value from stdin",
+            "raftkv put greeting hi --if-version 1           # compare-and-set"),
+    "get": ("raftkv get greeting",
+            "raftkv get --prefix config/ -o json",
+            "raftkv get greeting --serializable             # local, possibly stale"),
+    "del": ("raftkv del greeting",
+            "raftkv del --prefix config/"),
+    "txn": ("raftkv txn --if 'version(greeting) == 1' --then 'put greeting hi' "
+            "--else 'get greeting'",),
+    "lock": ("raftkv lock acquire jobs -- ./run-job.sh",
+             "raftkv lock show jobs"),
+    "lock acquire": ("raftkv lock acquire jobs -- ./run-job.sh   # $RAFTKV_LOCK_TOKEN is set",
+                     "raftkv lock acquire jobs --no-wait -- make deploy",
+                     "raftkv lock acquire jobs --lease 7587   # for your lease; prints the token"),
+    "lock release": ("raftkv lock release jobs --lease 7587",),
+    "lock show": ("raftkv lock show jobs -o json",),
+    "lock list": ("raftkv lock list",),
+    "lease": ("raftkv lease grant 30",
+              "raftkv lease keepalive 7587"),
+    "lease grant": ("raftkv lease grant 30",),
+    "lease revoke": ("raftkv lease revoke 7587",),
+    "lease keepalive": ("raftkv lease keepalive 7587",
+                        "raftkv lease keepalive 7587 --once"),
+    "lease show": ("raftkv lease show 7587",),
+    "lease list": ("raftkv lease list -o json",),
+    "watch": ("raftkv watch --prefix app/",
+              "raftkv watch greeting --start-revision 1 --count 3"),
+    "status": ("raftkv status",
+               "raftkv status -o json --endpoints http://10.0.0.1:7379,http://10.0.0.2:7379"),
+    "members": ("raftkv members list",
+                "raftkv members add node4 10.0.0.4:7380 --client-url http://10.0.0.4:7379"),
+    "members list": ("raftkv members list -o json",),
+    "members add": ("raftkv members add node4 10.0.0.4:7380 --client-url http://10.0.0.4:7379",),
+    "members promote": ("raftkv members promote node4",),
+    "members remove": ("raftkv members remove node4",),
+    "leader": ("raftkv leader transfer --to node2",),
+    "leader transfer": ("raftkv leader transfer",
+                        "raftkv leader transfer --to node2"),
+    "checkpoint": ("raftkv checkpoint create",
+                   "raftkv checkpoint list"),
+    "checkpoint create": ("raftkv checkpoint create --id nightly-1",),
+    "checkpoint list": ("raftkv checkpoint list -o json",),
+    "checkpoint show": ("raftkv checkpoint show nightly-1",),
+    "checkpoint download": ("raftkv checkpoint download nightly-1 --out ./backup",),
+}
+
+
+def examples_help(command: str) -> str:
+    """The `examples:` block of a command's --help (tests/unit/client/test_help_examples.py
+    fails for a command without one; the CLI itself does not)."""
+    lines = EXAMPLES.get(command, ())
+    return "examples:\n" + "\n".join("  " + line for line in lines) if lines else ""
+
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -113,9 +170,12 @@ def _bool_word(text: str) -> bool:
 
 def _add(sub: SubParsers, name: str, command: Command, help_text: str, common: Any,
          **kwargs: Any) -> argparse.ArgumentParser:
+    # The full command name ("lock acquire") from the parent's prog ("raftkv lock").
+    path = " ".join(sub._prog_prefix.split()[1:] + [name])
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
-        parents=[common], epilog=EXIT_CODES_HELP,
+        parents=[common], epilog="\n\n".join(filter(None, (examples_help(path),
+                                                            EXIT_CODES_HELP))),
         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     parser.set_defaults(func=partial(run_command, command))
     return parser
@@ -192,7 +252,9 @@ def register(sub: SubParsers) -> None:
 
 
 def _group(sub: SubParsers, name: str, help_text: str) -> SubParsers:
-    parser = sub.add_parser(name, help=help_text, description=help_text + ".")
+    parser = sub.add_parser(name, help=help_text, description=help_text + ".",
+                            epilog=examples_help(name),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     actions: SubParsers = parser.add_subparsers(dest=f"{name}_action", metavar="ACTION",
                                                 required=True)
     return actions
@@ -203,16 +265,17 @@ def _register_lock(sub: SubParsers, common: Any) -> None:
     p = _add(actions, "acquire", cmds.cmd_lock_acquire,
              "acquire a lock; without --lease hold it (keeping a new lease alive) until "
              "interrupted, or while COMMAND runs (env RAFTKV_LOCK_TOKEN holds the fencing "
-             "token; the exit code is COMMAND's)", common)
+             "token; the exit code is COMMAND's, 128+N if signal N killed it; SIGTERM, "
+             "SIGHUP and SIGINT to the CLI are passed on to COMMAND, and the lock is "
+             "released once it exits)", common,
+             usage="%(prog)s NAME [options] [-- COMMAND [ARGS...]]")
     p.add_argument("name")
-    p.add_argument("exec_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                   help="run this under the lock, then release it")
+    # The command comes after `--` and is split off before argparse sees the line
+    # (`split_exec_command`): argparse would swallow the `--` itself.
+    p.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
+    p.set_defaults(exec_command=None)
     _lock_acquire_options(p)
-    # argparse gives everything after NAME to the REMAINDER; this parses the options
-    # found there (`lock acquire NAME --ttl 5 -- cmd`).
-    after_name = argparse.ArgumentParser(prog=p.prog, parents=[common], add_help=False)
-    _lock_acquire_options(after_name)
-    p.set_defaults(func=partial(_lock_acquire_entry, after_name))
+    p.set_defaults(func=_lock_acquire_entry)
 
     p = _add(actions, "release", cmds.cmd_lock_release, "release a lock held by a lease",
              common)
@@ -235,18 +298,25 @@ def _lock_acquire_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="fail at once if it is held")
 
 
-def _lock_acquire_entry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Options after NAME (left in the REMAINDER) are parsed with `parser`; what
-    follows `--` is the command."""
-    rest = list(args.exec_command or [])
-    split = rest.index("--") if "--" in rest else len(rest)
-    options, command = rest[:split], rest[split + 1:]
-    if options:
-        if not options[0].startswith("-"):
-            parser.error(f"put the command after '--': raftkv lock acquire {args.name} -- "
-                         f"{' '.join(rest)}")
-        parser.parse_args(options, namespace=args)
-    args.exec_command = command
+def split_exec_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`raftkv lock acquire NAME [OPTIONS] -- COMMAND [ARGS...]`: the words after the
+    first `--` are the command, passed on untouched (its own `--` and options
+    included). Split before parsing: argparse drops a `--` it sees. Any other
+    subcommand keeps its `--` (e.g. `raftkv get -- -key`)."""
+    if argv[:2] == ["lock", "acquire"] and "--" in argv:
+        split = argv.index("--")
+        return argv[:split], argv[split + 1:]
+    return argv, None
+
+
+def _lock_acquire_entry(args: argparse.Namespace) -> int:
+    if args.stray:
+        print(f"raftkv lock acquire: put the command after '--': raftkv lock acquire "
+              f"{args.name} -- {' '.join(args.stray)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.exec_command == []:
+        print("raftkv lock acquire: no command after '--'", file=sys.stderr)
+        return EXIT_USAGE
     return run_command(cmds.cmd_lock_acquire, args)
 
 

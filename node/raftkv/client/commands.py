@@ -273,11 +273,11 @@ async def cmd_lock_acquire(client: AsyncClient, args: argparse.Namespace, out: O
                                  wait=not args.no_wait)
         _print_lock(out, lock)
         return EXIT_OK
+    if command:
+        return await _run_under_lock(client, args, out, command)
     async with client.hold_lock(args.name, ttl=args.ttl, timeout=args.wait_timeout,
                                 wait=not args.no_wait) as lock:
         _print_lock(out, lock)
-        if command:
-            return await _run_locked(command, lock)
         await _wait_for_signal()
         return EXIT_OK
 
@@ -289,14 +289,128 @@ def _print_lock(out: Output, lock: Any) -> None:
         out.line(f"acquired lock {lock.name}: lease {lock.lease}, fencing token {lock.token}")
 
 
-async def _run_locked(command: list[str], lock: Any) -> int:
+# Signals the CLI passes on to the command it runs under a lock: the command stops,
+# then the CLI releases the lock (rather than dying and leaving the command running
+# unprotected while the lease lives on).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# A command that lost its lock gets SIGTERM, then SIGKILL after this long.
+LOST_LOCK_GRACE_SECONDS = 10.0
+
+
+async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Output,
+                          command: list[str]) -> int:
+    """Grant a lease, keep it alive, acquire the lock, run `command`; release the lock
+    and revoke the lease when it exits, however it exits. If the lease is lost while
+    the command runs (the cluster expired it), the command is stopped: it no longer
+    holds the lock."""
+    lease = await client.grant_lease(args.ttl)
+    lost = asyncio.Event()
+    keeper = asyncio.ensure_future(_keep_lease(client, lease.id, args.ttl, lost))
+    try:
+        lock = await client.lock(args.name, lease.id, timeout=args.wait_timeout,
+                                 wait=not args.no_wait)
+        try:
+            _print_lock(out, lock)
+            return await _run_locked(command, lock, lost)
+        finally:
+            with contextlib.suppress(RaftkvError):
+                await client.unlock(args.name, lease.id)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await keeper
+        with contextlib.suppress(RaftkvError):
+            await client.revoke_lease(lease.id)
+
+
+async def _keep_lease(client: AsyncClient, lease_id: int, ttl: int, lost: asyncio.Event
+                      ) -> None:
+    """Keep-alive every ttl/3 s; set `lost` once the lease is gone, or may be gone: no
+    keep-alive succeeded for a whole TTL, counted from when the last good one was
+    sent (the cluster restarted the TTL no earlier than that)."""
+    loop = asyncio.get_running_loop()
+    interval = max(0.2, ttl / 3)
+    alive_since = loop.time()
+    while True:
+        await asyncio.sleep(interval)
+        sent = loop.time()
+        try:
+            # A slow answer is waited for as long as the lease may still be alive.
+            budget = max(interval, alive_since + ttl - sent)
+            await asyncio.wait_for(client.keepalive(lease_id), budget)
+            alive_since = sent
+        except LeaseNotFoundError:
+            lost.set()
+            return
+        except (RaftkvError, TimeoutError):
+            if loop.time() - alive_since >= ttl:
+                lost.set()
+                return
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: 128+N when killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+async def _run_locked(command: list[str], lock: Any, lost: asyncio.Event) -> int:
     env = dict(os.environ, RAFTKV_LOCK_NAME=lock.name, RAFTKV_LOCK_LEASE=str(lock.lease),
                RAFTKV_LOCK_TOKEN=str(lock.token))
     try:
         proc = await asyncio.create_subprocess_exec(*command, env=env)
     except OSError as exc:
         raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
-    return await proc.wait()
+    loop = asyncio.get_running_loop()
+
+    def forward(sig: signal.Signals) -> None:
+        # A terminal's Ctrl-C already reached the command (same foreground process
+        # group): sending it again could cut the command's own cleanup short.
+        if sig == signal.SIGINT and _terminal_signals_us():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+    for sig in FORWARDED_SIGNALS:
+        loop.add_signal_handler(sig, forward, sig)
+    try:
+        exited = asyncio.ensure_future(proc.wait())
+        lease_lost = asyncio.ensure_future(lost.wait())
+        await asyncio.wait((exited, lease_lost), return_when=asyncio.FIRST_COMPLETED)
+        lease_lost.cancel()
+        if not exited.done():
+            print(f"raftkv lock acquire: lost lock {lock.name} (lease {lock.lease} expired "
+                  f"or unreachable for its TTL); stopping {command[0]}", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), LOST_LOCK_GRACE_SECONDS)
+            except TimeoutError:  # it must not go on without the lock
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await exited
+            return EXIT_UNAVAILABLE
+        return _exit_status(exited.result())
+    finally:
+        for sig in FORWARDED_SIGNALS:
+            loop.remove_signal_handler(sig)
+        if proc.returncode is None:  # cancelled (not by a signal we forward)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def _terminal_signals_us() -> bool:
+    """Is our process group the foreground group of our controlling terminal?"""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 async def _wait_for_signal() -> None:

@@ -17,6 +17,7 @@ from raftkv.fsm.commands import (
     LeaseRevoke,
     LockAcquire,
     LockRelease,
+    MemberClientUrl,
     Put,
     Range,
     Session,
@@ -38,6 +39,7 @@ from raftkv.fsm.results import (
 __all__ = [
     "ApplyResult",
     "Checkpoint",
+    "MemberClientUrl",
     "Compare",
     "Delete",
     "InvalidCommand",

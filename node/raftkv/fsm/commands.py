@@ -550,6 +550,21 @@ class Checkpoint(_Command):
             )
 
 
+@_command(11, "member_client_url")
+@dataclass(slots=True)
+class MemberClientUrl(_Command):
+    """A member's client URL, put in the replicated directory (by the member itself
+    when it becomes leader): member URLs come only from the replicated log."""
+
+    member: int
+    client_url: str
+
+    def __post_init__(self) -> None:
+        _check_int("member id", self.member, 1, MAX_INT64)
+        if type(self.client_url) is not str or len(self.client_url) > 2048:
+            raise InvalidCommand("client_url must be a string of at most 2048 characters")
+
+
 Command = (
     Put
     | Delete
@@ -561,6 +576,7 @@ Command = (
     | LockAcquire
     | LockRelease
     | Checkpoint
+    | MemberClientUrl
 )
 
 

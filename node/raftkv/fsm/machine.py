@@ -45,6 +45,7 @@ from raftkv.fsm.commands import (
     LeaseRevoke,
     LockAcquire,
     LockRelease,
+    MemberClientUrl,
     Put,
     Range,
     Txn,
@@ -182,6 +183,7 @@ class StateMachine:
             LockAcquire: self._apply_lock_acquire,
             LockRelease: self._apply_lock_release,
             Checkpoint: self._apply_checkpoint,
+            MemberClientUrl: self._apply_member_client_url,
         }
 
     # --- applying entries ------------------------------------------------------
@@ -219,6 +221,11 @@ class StateMachine:
             raise ValueError(f"entry {index} is not after applied index {self.applied_index}")
         self.applied_index = index
         return ApplyResult(index, {"revision": self.revision, **self._members.apply(cc)})
+
+    def _apply_member_client_url(self, index: int, cmd: MemberClientUrl) -> ApplyResult:
+        updated = self._members.set_client_url(cmd.member, cmd.client_url)
+        return ApplyResult(index, {"revision": self.revision, "member": cmd.member,
+                                   "updated": updated})
 
     def _error(self, code: str, message: str) -> dict[str, Any]:
         return {"revision": self.revision, "error": code, "message": message}

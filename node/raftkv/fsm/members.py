@@ -63,6 +63,14 @@ class MemberDirectory:
         member["role"] = role
         return {"member": cc.node_id, "change": change, "role": role}
 
+    def set_client_url(self, member: int, client_url: str) -> bool:
+        """Record where a current member serves clients; False if it is no member."""
+        entry = self._members.get(member)
+        if entry is None:
+            return False
+        entry["client_url"] = client_url
+        return True
+
     def as_dict(self) -> dict[int, dict[str, str]]:
         """A copy: {id: {"name", "peer_url", "client_url", "role"}}, sorted by id."""
         return {mid: dict(self._members[mid]) for mid in sorted(self._members)}

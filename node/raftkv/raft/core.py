@@ -37,7 +37,10 @@ from raftkv.raft.types import (
     StateRole,
 )
 
-CAMPAIGN_TRANSFER = b"transfer"  # VOTE context: a leadership transfer, skip the lease check
+CAMPAIGN_TRANSFER = b"transfer"
+# What only the leader of a term sends to its followers.
+_FROM_LEADER = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW,
+                          MsgType.READ_INDEX_RESP})  # VOTE context: a leadership transfer, skip the lease check
 
 
 @dataclass(slots=True)
@@ -331,9 +334,9 @@ class Raft:
     # Messages in
     # ======================================================================
     def step(self, m: Message) -> None:
-        if m.term == 0:
-            pass  # local message (none defined today) or a malformed one: no term checks
-        elif m.term > self.term:
+        if m.term <= 0:
+            return  # every message between members carries its sender's term: drop
+        if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 force = m.context == CAMPAIGN_TRANSFER
                 in_lease = (self.cfg.check_quorum and self.leader != NONE
@@ -393,7 +396,8 @@ class Raft:
                 self._handle_read_index(m.context, m.frm)
             return
         if t == MsgType.TRANSFER_LEADER:
-            self._handle_transfer(m.index)
+            if m.frm in self.conf.voters:  # only a voter of our term may ask for it
+                self._handle_transfer(m.index)
             return
         pr = self.prs.get(m.frm)
         if pr is None:
@@ -493,6 +497,8 @@ class Raft:
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
+        if (t in _FROM_LEADER and self.leader != NONE and m.frm != self.leader):
+            return  # one leader per term: a second one at our term is a forgery or a bug
         if t == MsgType.APP:
             self.election_elapsed = 0
             self.leader = m.frm
@@ -506,9 +512,10 @@ class Raft:
             self.leader = m.frm
             self._handle_snapshot(m)
         elif t == MsgType.TIMEOUT_NOW:
-            if self.is_voter():
+            # Only the leader of our term can hand leadership over.
+            if self.is_voter() and self.leader != NONE and m.frm == self.leader:
                 self._hup(transfer=True)
-        elif t == MsgType.READ_INDEX_RESP:
+        elif t == MsgType.READ_INDEX_RESP and m.frm == self.leader:
             self.read_states.append(ReadState(m.index, m.context))
         elif t == MsgType.READ_INDEX and self.leader != NONE or t == MsgType.TRANSFER_LEADER and self.leader != NONE:
             m.to = self.leader
@@ -574,10 +581,10 @@ class Raft:
         # The leader's own ack comes in advance(), once its entries are durable.
 
     def _send(self, m: Message) -> None:
-        if m.term == 0 and m.type not in (MsgType.READ_INDEX, MsgType.TRANSFER_LEADER):
+        if m.term == 0 or m.type in (MsgType.READ_INDEX, MsgType.TRANSFER_LEADER):
+            # Forwarded requests carry our term too: the receiver applies the same term
+            # rules to them as to everything else (a term-0 message is dropped).
             m.term = self.term
-        elif m.type in (MsgType.READ_INDEX, MsgType.TRANSFER_LEADER):
-            m.term = 0  # forwarded requests carry no term: never disturb the receiver
         self.msgs.append(m)
 
     def _send_append(self, to: int) -> None:

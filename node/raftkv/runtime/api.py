@@ -55,6 +55,7 @@ from raftkv.runtime.node import (
     NodeStopped,
     ProposalLost,
     RaftNode,
+    WaitInterrupted,
     member_context,
 )
 from raftkv.runtime.watch import Compacted
@@ -115,6 +116,12 @@ def error_response(exc: ApiError) -> web.Response:
     return json_response(body, exc.status, headers)
 
 
+def wait_interrupted() -> ApiError:
+    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
+                       "short; what the request proposed may have applied (a lock acquire "
+                       "stays queued for its lease); retry on another member")
+
+
 def proposal_error(exc: BaseException) -> ApiError | None:
     """The answer to a proposal whose future failed with `exc` (None: not one of ours)."""
     if isinstance(exc, TimeoutError):
@@ -128,6 +135,8 @@ def proposal_error(exc: BaseException) -> ApiError | None:
         return unavailable("proposal_dropped", str(exc))
     if isinstance(exc, LimitExceeded):
         return limit_error(exc)
+    if isinstance(exc, WaitInterrupted):  # before NodeStopped: it may have applied
+        return wait_interrupted()
     if isinstance(exc, NodeFailed):  # before NodeStopped: the outcome is unknown here
         return unavailable("node_failed", str(exc))
     if isinstance(exc, NodeStopped):
@@ -152,9 +161,26 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     return result
 
 
-def path_key(raw_path: str) -> bytes:
-    """The key of `/v1/kv/{key}`: the raw path keeps arbitrary bytes, %-decoded here."""
-    return unquote_to_bytes(raw_path.split("?", 1)[0][len("/v1/kv/"):])
+def path_key(target: str | bytes) -> bytes:
+    """The key of `/v1/kv/{key}` from the raw request target, %-decoded to raw bytes
+    (`%FF` is the byte 0xFF). Origin-form `/v1/kv/k?q`, or absolute-form
+    `http://host/v1/kv/k`, whose path part counts (RFC 9112 3.2.2). Both HTTP paths
+    (aiohttp's handlers, runtime/fasthttp.py) take the key from here."""
+    raw = target.encode("utf-8", "surrogateescape") if isinstance(target, str) else target
+    query = raw.find(b"?")
+    path = raw if query < 0 else raw[:query]
+    if path.startswith(b"/v1/kv/") and b"#" not in path:  # the usual case, first
+        return unquote_to_bytes(path[7:])
+    if b"#" in path:
+        raise bad_request("a request target has no fragment; send '#' in a key as %23",
+                          "invalid_target")
+    if not path.startswith(b"/"):
+        _, sep, rest = path.partition(b"://")
+        slash = rest.find(b"/")
+        path = rest[slash:] if sep and slash > 0 else b""
+    if not path.startswith(b"/v1/kv/"):
+        raise bad_request("the request target is not /v1/kv/{key}", "invalid_target")
+    return unquote_to_bytes(path[len(b"/v1/kv/"):])
 
 
 def _flag(request: RequestLike, name: str) -> bool:
@@ -320,7 +346,8 @@ class ClientApi:
 
     async def _to_leader(self, request: web.Request) -> web.StreamResponse:
         node = self.node
-        url = node.leader_client_url()
+        url = node.leader_client_url() or await node.leader_client_url_within(
+            2 * node.cfg.election_timeout)
         leader = node.core.leader
         if leader == NONE or leader == node.id or url is None:
             raise errors.no_leader()
@@ -339,10 +366,33 @@ class ClientApi:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-raftkv-") or k.lower() == "content-type"}
         headers[FORWARDED] = self.cfg.name
-        budget = self.cfg.request_timeout + _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        wait = _float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
+        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        if not wait:
+            return await relay
+        # A request that may wait at the leader (a queued lock acquire) must not hold up
+        # this node's shutdown: it ends with 503 and the client retries elsewhere
+        # (acquiring is idempotent per lease).
+        relaying = asyncio.ensure_future(relay)
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        try:
+            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not relaying.done():
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+        if relaying.cancelled():
+            raise wait_interrupted()
+        return relaying.result()
+
+    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
+                     budget: float) -> web.Response:
+        assert self.session is not None
         try:
             async with self.session.request(
-                    request.method, target, data=body, headers=headers, allow_redirects=False,
+                    method, target, data=body, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=budget + 5)) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()

@@ -61,7 +61,18 @@ class NodeConfig:
     max_watches_per_client: int = 1000
     max_json_depth: int = 64
     request_timeout: float = 10.0
+    # The client port's connection limits (runtime/fasthttp.py; docs/api.md "Limits").
+    # 0 connections = derived from the open-file limit at start (client_connection_cap).
+    client_max_connections: int = 0
+    client_header_timeout: float = 10.0
+    client_body_timeout: float = 30.0
+    client_idle_timeout: float = 75.0
     unsafe_no_fsync: bool = False
+    # Peer TLS (docs/security.md "Peer plane"): all three files, or peer_insecure.
+    peer_cert_file: Path | None = None
+    peer_key_file: Path | None = None
+    peer_trusted_ca_file: Path | None = None
+    peer_insecure: bool = False
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
     unsafe_local_reads: bool = False
@@ -98,6 +109,13 @@ class NodeConfig:
                             ("--max-txn-ops", self.max_txn_ops)):
             if value <= 0:
                 raise ValueError(f"{flag} must be > 0")
+        if self.client_max_connections < 0:
+            raise ValueError("--client-max-connections must be >= 0 (0: from the fd limit)")
+        for flag, seconds in (("--client-header-timeout", self.client_header_timeout),
+                              ("--client-body-timeout", self.client_body_timeout),
+                              ("--client-idle-timeout", self.client_idle_timeout)):
+            if not seconds > 0:
+                raise ValueError(f"{flag} must be > 0 seconds")
         for flag, value in (("--quota-backend-bytes", self.quota_backend_bytes),
                             ("--max-leases", self.max_leases),
                             ("--max-lock-waiters", self.max_lock_waiters),
@@ -114,8 +132,42 @@ class NodeConfig:
         ids = {m.id for m in self.initial_cluster}
         if len(ids) != len(names):
             raise ValueError("--initial-cluster: two names map to the same member id")
+        self.validate_peer_tls()
         if self.restore_from is not None and self.initial_cluster_state != "new":
             raise ValueError("--restore-from only applies with --initial-cluster-state new")
+
+    def client_connection_cap(self) -> int:
+        """--client-max-connections, or with 0 the open-file limit less a reserve for
+        the WAL, snapshots and peers (past the fd limit, accept() fails and new
+        clients see resets instead of a clear 503)."""
+        if self.client_max_connections:
+            return self.client_max_connections
+        try:
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+            return 1024
+        if soft == resource.RLIM_INFINITY:
+            return 10000
+        return max(16, min(10000, soft - 256))
+
+    @property
+    def peer_tls(self) -> bool:
+        return self.peer_cert_file is not None
+
+    def validate_peer_tls(self) -> None:
+        files = (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file)
+        given = sum(f is not None for f in files)
+        if given and self.peer_insecure:
+            raise ValueError("--peer-insecure contradicts --peer-cert-file/--peer-key-file/"
+                             "--peer-trusted-ca-file: choose one")
+        if given not in (0, 3):
+            raise ValueError("peer TLS needs all of --peer-cert-file, --peer-key-file and "
+                             "--peer-trusted-ca-file")
+        if not given and not self.peer_insecure:
+            raise ValueError("no peer TLS: give --peer-cert-file, --peer-key-file and "
+                             "--peer-trusted-ca-file, or --peer-insecure to run the peer port "
+                             "without TLS (then it must be isolated: docs/security.md)")
 
     @property
     def tick_seconds(self) -> float:
@@ -202,6 +254,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="nesting levels a JSON request body may have; deeper gets 400")
     add("--request-timeout", type=float, default=10.0,
         help="seconds a write or linearizable read may wait for the cluster")
+    add("--client-max-connections", type=int, default=0,
+        help="open client connections at most; more are answered 503 and closed "
+             "(0: the open-file limit less 256, at most 10000)")
+    add("--client-header-timeout", type=float, default=10.0,
+        help="seconds a client may take to send a request head (then closed)")
+    add("--client-body-timeout", type=float, default=30.0,
+        help="seconds a client may take to send a request body (then closed)")
+    add("--client-idle-timeout", type=float, default=75.0,
+        help="seconds an idle client connection is kept open")
+    add("--peer-cert-file", default="",
+        help="PEM certificate this node presents to its peers (mutual TLS); it must name "
+             "this member: --name as a DNS SAN, or the host of its peer URL (docs/security.md)")
+    add("--peer-key-file", default="", help="PEM private key of --peer-cert-file")
+    add("--peer-trusted-ca-file", default="",
+        help="PEM CA bundle that peers' certificates must chain to")
+    add("--peer-insecure", action="store_true",
+        help="INSECURE: no TLS on the peer port (anyone who can reach it can act as a "
+             "member); cluster id, membership checks and frame validation still apply")
     add("--unsafe-no-fsync", action="store_true",
         help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
     add("--unsafe-crash-test-ledger", action="store_true",
@@ -275,7 +345,15 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         max_watches_per_client=ns.max_watches_per_client,
         max_json_depth=ns.max_json_depth,
         request_timeout=ns.request_timeout,
+        client_max_connections=ns.client_max_connections,
+        client_header_timeout=ns.client_header_timeout,
+        client_body_timeout=ns.client_body_timeout,
+        client_idle_timeout=ns.client_idle_timeout,
         unsafe_no_fsync=ns.unsafe_no_fsync,
+        peer_cert_file=Path(ns.peer_cert_file) if ns.peer_cert_file else None,
+        peer_key_file=Path(ns.peer_key_file) if ns.peer_key_file else None,
+        peer_trusted_ca_file=Path(ns.peer_trusted_ca_file) if ns.peer_trusted_ca_file else None,
+        peer_insecure=ns.peer_insecure,
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
         unsafe_local_reads=ns.unsafe_local_reads,
     )

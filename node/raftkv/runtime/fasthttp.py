@@ -1,26 +1,44 @@
-"""The client port's front door: the hot single-key requests served without aiohttp.
+"""The client port's front door: every connection's bytes are parsed by llhttp
+(httptools); the hot single-key requests are served here, the rest by aiohttp.
 
 aiohttp's server costs ~60 us of CPU per request on this project's machine
-(parser, a task per connection, router, middlewares, Response objects); the
-same PUT through a bare asyncio protocol costs ~12 us (measured with wrk, 64
-connections, a trivial handler: 17k vs 81k requests/s). Under write load the
-leader's event loop is the bottleneck, so the requests that carry the load are
-served here:
+(a task per connection, router, middlewares, Response objects); the same PUT
+through a bare asyncio protocol costs ~12 us. Under write load the leader's
+event loop is the bottleneck, so the requests that carry the load are served here:
 
 - `PUT /v1/kv/{key}` on the leader, query `lease`, `prev_kv`, `encoding` only;
 - `GET /v1/kv/{key}`, query `consistency`, `encoding` only;
 
-with the same checks, answers and metrics as the aiohttp handlers (both call
-the same `ClientApi` helpers; tests/unit/runtime/test_fasthttp.py compares the
-two paths answer for answer). Everything else -- another route, another query
-parameter, a follower's write (forwarded), chunked bodies, `Expect`, HTTP/1.0,
-anything unusual or malformed -- is handed to aiohttp: the connection's
-transport is given to an aiohttp `RequestHandler` together with the bytes not
-yet consumed, once the answers already owed on it are written, and stays with
-aiohttp from then on.
+with the same checks, answers and metrics as the aiohttp handlers (both call the
+same `ClientApi` helpers; tests/unit/runtime/test_fasthttp*.py compare the two
+paths on a corpus of raw requests). Everything else -- another route, another
+query parameter, a follower's write (forwarded), a body that is not a plain
+Content-Length one, `Expect`, `Upgrade`, HTTP/1.0, an absolute-form target -- is
+handed to aiohttp: its `RequestHandler` receives the bytes from the first byte of
+that request on, once the answers already owed on the connection are written, and
+keeps the connection from then on. This protocol stays in front of it as a thin
+proxy that watches the same bytes with a second parser, to enforce the same head
+and body timeouts on aiohttp's connections (aiohttp has none).
+
+Strict: what llhttp rejects (bare CR or LF, obs-fold, bad Content-Length, CL with
+TE, data after `Connection: close`, control bytes in the target...) and what
+aiohttp rejects on top (no Host in HTTP/1.1, a repeated singleton header, more
+than 128 headers, a request line or field over 8190 bytes) is answered 400 and the
+connection closed; nothing of the bytes received with it is executed -- exactly as
+aiohttp drops every request of a read that ends in a parse error.
 
 No task per request: a write's answer is written from its proposal's done
-callback; answers leave in request order (HTTP/1.1 pipelining).
+callback; answers leave in request order (HTTP/1.1 pipelining). Flow control: at
+most PIPELINE_DEPTH requests are in progress per connection, and no new request
+is served (nor read) while the transport's write buffer is above its high-water
+mark -- a client that pipelines GETs of a large value and never reads costs the
+node nothing but the socket buffers.
+
+Authorization hook: `FastHttp.authorize`, when set, is called with each request
+(`FastRequest`: method, target, query, headers) before it is served; raising an
+`ApiError` (401/403) answers it with that error. It runs in `FastProtocol._serve`,
+the one place every fast-path request passes. TLS needs nothing here: with
+`create_server(ssl=...)` the protocol receives decrypted bytes.
 """
 
 from __future__ import annotations
@@ -31,11 +49,13 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from multidict import CIMultiDict, MultiDict
+import httptools
+from multidict import MultiDict, MultiDictProxy
 
 from raftkv.fsm import ApplyResult
 from raftkv.raft import NotLeader, StateRole
@@ -54,50 +74,154 @@ from raftkv.runtime.node import Completion, NodeStopped
 
 log = logging.getLogger("raftkv.api")
 
-MAX_HEAD_BYTES = 16 * 1024  # a longer request head goes to aiohttp (which limits it)
-IDLE_SECONDS = 75.0  # close keep-alive connections idle this long (aiohttp's default)
+# aiohttp's own head limits (web.Server defaults), enforced here the same way so that
+# both paths refuse the same requests; they also bound a head's memory (llhttp has none).
+MAX_LINE_BYTES = 8190  # the request target
+MAX_FIELD_BYTES = 8190  # a header's name, and its value
+MAX_HEADERS = 128
+# A head still incomplete past this many bytes is refused (llhttp buffers nothing, but
+# httptools joins a header's pieces until the next one starts).
+MAX_HEAD_BYTES = MAX_LINE_BYTES + MAX_HEADERS * (2 * MAX_FIELD_BYTES + 4) + 64
+# aiohttp refuses a second one of these (a smuggling vector: two Hosts, two lengths).
+SINGLETON_HEADERS = frozenset((
+    b"content-length", b"content-location", b"content-range", b"content-type", b"etag",
+    b"host", b"max-forwards", b"server", b"transfer-encoding", b"user-agent"))
+PIPELINE_DEPTH = 16  # requests in progress per connection before reading stops
+WRITE_HIGH_WATER = 64 * 1024  # stop serving (and reading) above this many unsent bytes
+WRITE_LOW_WATER = 16 * 1024
+LARGE_BODY = 64 * 1024  # answers larger than this are written without concatenation
 _PUT_PARAMS = frozenset(("lease", "prev_kv", "encoding"))
 _GET_PARAMS = frozenset(("consistency", "encoding"))
-_HANDED_OVER_HEADERS = ("transfer-encoding", "expect", "upgrade")
+# Requests with these go to aiohttp, which implements them.
+_HANDED_OVER_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
+_NOTABLE_HEADERS = SINGLETON_HEADERS | _HANDED_OVER_HEADERS | {b"sec-websocket-key1"}
+# One bit per singleton header: a head's "seen" set is an int (no set per request).
+_SINGLETON_BITS = {name: 1 << i for i, name in enumerate(sorted(SINGLETON_HEADERS))}
+_HOST_BIT = _SINGLETON_BITS[b"host"]
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}  # (status, type) -> head up to the length
 
 
-class _Request:
-    """A parsed request head: what the `ClientApi` helpers read."""
+@dataclass(slots=True)
+class ClientLimits:
+    """Connection limits of the client port (flags --client-*; docs/api.md "Limits")."""
 
-    __slots__ = ("method", "target", "query", "headers", "close")
+    max_connections: int = 1024
+    header_timeout: float = 10.0  # first byte of a request head -> its end
+    body_timeout: float = 30.0  # end of the head -> end of the body
+    idle_timeout: float = 75.0  # nothing owed, nothing arriving (aiohttp's default too)
 
-    def __init__(self, method: str, target: str, query: MultiDict[str],
-                 headers: CIMultiDict[str], close: bool) -> None:
+    @property
+    def sweep_interval(self) -> float:
+        shortest = min(self.header_timeout, self.body_timeout, self.idle_timeout)
+        return min(1.0, max(0.01, shortest / 4))
+
+
+class _Malformed(Exception):
+    """The request breaks a rule aiohttp enforces on top of llhttp: answer 400."""
+
+
+class _HandOver(Exception):
+    """Stops the parser at a request aiohttp must serve."""
+
+
+class Headers(Mapping[str, str]):
+    """A request's headers, case-insensitive, decoded like aiohttp's (names latin-1,
+    values UTF-8 with surrogateescape) when read: a request's few lookups cost less
+    than building a multidict of every header."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw  # (lower-case name, value) as received
+
+    def get(self, name: str, default: Any = None) -> Any:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key == wanted:
+                return value.decode("utf-8", "surrogateescape")
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode("latin-1") for key, _ in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def getall(self, name: str) -> list[str]:
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("utf-8", "surrogateescape") for k, v in self.raw if k == wanted]
+
+
+class FastRequest:
+    """A parsed request: what the `ClientApi` helpers (and an authorizer) read."""
+
+    __slots__ = ("method", "raw_target", "query", "headers", "keep_alive", "length", "body")
+
+    def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
+                 headers: Headers, keep_alive: bool, length: int) -> None:
         self.method = method
-        self.target = target
+        self.raw_target = raw_target
         self.query = query
         self.headers = headers
-        self.close = close
+        self.keep_alive = keep_alive
+        self.length = length
+        self.body: bytes = b""
+
+    @property
+    def target(self) -> str:
+        return self.raw_target.decode("ascii")  # llhttp accepts no other bytes in a target
+
+
+class _Reject:
+    """A malformed request's place in the answer order: 400, then close."""
+
+    __slots__ = ("message",)
+    method = "-"
+    keep_alive = False
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class FastHttp:
     """Builds the per-connection protocols; owns what they share."""
 
-    def __init__(self, api: ClientApi, fallback: Callable[[], asyncio.BaseProtocol]) -> None:
+    def __init__(self, api: ClientApi, fallback: Callable[[], asyncio.BaseProtocol],
+                 limits: ClientLimits | None = None, *, serve_fast: bool = True) -> None:
         self.api = api
         self.node = api.node
         self.fallback = fallback  # aiohttp's protocol factory (web.Server)
+        self.limits = limits or ClientLimits()
+        self.serve_fast = serve_fast  # False: every connection goes to aiohttp at once
         self.connections: set[FastProtocol] = set()
+        self.authorize: Callable[[FastRequest], object] | None = None
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.served = 0  # requests answered here (not handed over)
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        # time.monotonic() as of the read being parsed (one clock read per read, not
+        # per parser callback): the head and body deadlines start from it.
+        self.clock = time.monotonic()
+        self.metrics = api.metrics
 
     def __call__(self) -> FastProtocol:
-        if self._idle_timer is None:
-            self._sweep_idle()
+        if self._sweeper is None:
+            self._sweep()
         return FastProtocol(self)
 
     def close(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self.connections):
-            conn.abort()
+            if conn.downstream is None:  # aiohttp's runner closes its own, gracefully
+                conn.abort()
 
     def observe(self, method: str, status: int, started: float) -> None:
         self.served += 1
@@ -111,118 +235,422 @@ class FastHttp:
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
 
-    def _sweep_idle(self) -> None:
-        now = time.monotonic()
+    def count_open(self) -> None:
+        self.metrics.client_connections.set(len(self.connections))
+
+    def count_rejected(self) -> None:
+        self.metrics.client_connections_rejected.inc()
+
+    def count_closed(self, reason: str) -> None:
+        self.metrics.client_connections_closed.labels(reason).inc()
+
+    def _sweep(self) -> None:
+        """Close the connections past their deadline (one timer for all of them)."""
+        now = self.clock = time.monotonic()
         for conn in list(self.connections):
-            if not conn.pending and now - conn.last_active > IDLE_SECONDS:
-                conn.abort()
-        self._idle_timer = asyncio.get_running_loop().call_later(
-            IDLE_SECONDS / 3, self._sweep_idle)
+            if conn.deadline and now > conn.deadline:
+                conn.time_out()
+        self._sweeper = asyncio.get_running_loop().call_later(
+            self.limits.sweep_interval, self._sweep)
 
 
-class FastProtocol(asyncio.Protocol):
+class _HeadRules:
+    """The head rules aiohttp adds to llhttp's, as httptools callbacks. Shared by the
+    connection's parser and the one that checks the bytes a hand-over passes on."""
+
+    url: bytes
+    headers: list[tuple[bytes, bytes]]  # (lower-case name, value) as received
+    seen: int  # _SINGLETON_BITS of the headers seen
+    length: int  # Content-Length (llhttp accepts digits only)
+    aiohttps: bool  # a header only aiohttp handles
+
+    def _begin_head(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.seen = 0
+        self.length = 0
+        self.aiohttps = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        if (len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES
+                or len(headers) >= MAX_HEADERS):
+            raise _Malformed(f"a header over {MAX_FIELD_BYTES} bytes, or more than "
+                             f"{MAX_HEADERS} headers")
+        lower = name.lower()
+        if lower in _NOTABLE_HEADERS:
+            bit = _SINGLETON_BITS.get(lower)
+            if bit is not None:
+                if self.seen & bit:
+                    raise _Malformed(f"duplicate {name.decode('latin-1')!r} header")
+                self.seen |= bit
+                if lower == b"content-length":
+                    self.length = int(value)
+            elif lower == b"sec-websocket-key1":
+                raise _Malformed("unsupported Sec-WebSocket-Key1 header")
+            if lower in _HANDED_OVER_HEADERS:
+                self.aiohttps = True
+        if value and value[-1] in b" \t":  # llhttp strips the OWS before a value only
+            value = value.rstrip(b" \t")
+        headers.append((lower, value))
+
+    def _check_head(self, version: str) -> None:
+        if version == "1.1" and not self.seen & _HOST_BIT:
+            raise _Malformed("missing Host header in an HTTP/1.1 request")
+
+
+class _Validator(_HeadRules):
+    """Parses the bytes a hand-over passes to aiohttp: does aiohttp accept them all?"""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self._begin_head()
+
+    def on_message_begin(self) -> None:
+        self._begin_head()
+
+    def on_url(self, url: bytes) -> None:
+        url = self.url + url if self.url else url
+        if len(url) > MAX_LINE_BYTES:
+            raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
+        self.url = url
+
+    def on_headers_complete(self) -> None:
+        self._check_head(self.parser.get_http_version())
+
+    def error(self, data: bytes) -> str | None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            return None
+        except httptools.HttpParserError as exc:
+            return _reason(exc)
+        return None
+
+
+class _Observer:
+    """Watches the bytes of a connection served by aiohttp, for its timeouts."""
+
+    def __init__(self, conn: FastProtocol) -> None:
+        self.conn = conn
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.conn.deadline = self.conn.shared.clock + self.conn.limits.header_timeout
+        self.conn.phase = "header_timeout"
+
+    def on_headers_complete(self) -> None:
+        self.conn.deadline = self.conn.shared.clock + self.conn.limits.body_timeout
+        self.conn.phase = "body_timeout"
+
+    def on_message_complete(self) -> None:
+        # aiohttp serves it; its keep-alive timeout closes the connection when idle.
+        self.conn.deadline = 0.0
+
+    def feed(self, data: bytes) -> bool:
+        """False once the bytes stop being HTTP/1.1 requests (aiohttp answers that)."""
+        self.conn.shared.clock = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.conn.deadline = 0.0
+            return False
+        return True
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__context__
+    if isinstance(cause, _Malformed):
+        return str(cause)
+    return str(exc) or type(exc).__name__
+
+
+class FastProtocol(_HeadRules, asyncio.Protocol):
     def __init__(self, shared: FastHttp) -> None:
         self.shared = shared
+        self.limits = shared.limits
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        # Answers owed, in request order: [bytes | None (not ready yet), close after?].
+        self.parser = httptools.HttpRequestParser(self)
+        # Bytes from the first byte of the request being parsed (what a hand-over
+        # passes on); `skip`: body bytes of an accepted request still to arrive.
+        self.raw = b""
+        self.raw_pos = 0  # raw[:raw_pos] belongs to requests already accepted
+        self.skip = 0
+        self.in_message = False
+        self.request: FastRequest | None = None
+        self.body_parts: list[bytes] = []
+        self.queue: deque[FastRequest | _Reject] = deque()  # parsed, not yet served
+        self.queued_this_read = 0
+        # Answers owed, in request order: [head | None (not ready), body, close after?].
         self.pending: deque[list[Any]] = deque()
         self.handing_over = False
+        self.handover_bytes = b""
+        self.downstream: asyncio.Protocol | None = None  # aiohttp, after a hand-over
+        self.observer: _Observer | None = None
+        self.dead = False  # a malformed request was seen: parse nothing more
         self.eof = False
-        self.last_active = time.monotonic()
+        self.write_paused = False
+        self.read_paused = False
+        self.pump_scheduled = False
+        self.deadline = 0.0  # monotonic; 0 = none
+        self.phase = "idle_timeout"
+        self.accepted = False
 
     # --- asyncio callbacks ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
-        self.shared.connections.add(self)
+        shared = self.shared
+        if len(shared.connections) >= self.limits.max_connections:
+            shared.count_rejected()
+            body = json.dumps({"error": "too_many_connections",
+                               "message": "the node serves --client-max-connections "
+                                          f"({self.limits.max_connections}) already; retry "
+                                          "later"}).encode()
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
+            self.transport.close()
+            self.transport = None
+            return
+        self.accepted = True
+        shared.connections.add(self)
+        shared.count_open()
+        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self.deadline = time.monotonic() + self.limits.idle_timeout
+        if not shared.serve_fast:
+            self._hand_over(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.accepted:
+            return  # refused at connection_made
         self.shared.connections.discard(self)
+        self.shared.count_open()
         self.transport = None
         self.pending.clear()
+        self.queue.clear()
+        if self.downstream is not None:
+            self.downstream.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        self.last_active = time.monotonic()
-        if not self.handing_over:
-            self._parse()
+        if self.downstream is not None:
+            if self.observer is not None and not self.observer.feed(data):
+                self.observer = None
+            self.downstream.data_received(data)
+            return
+        if self.handing_over:
+            self.handover_bytes += data
+            return
+        if self.dead or self.transport is None:
+            return
+        self.shared.clock = time.monotonic()
+        skip = self.skip
+        if skip:  # the rest of an accepted request's body, then perhaps more
+            if skip >= len(data):
+                self.skip -= len(data)
+                self.body_parts.append(data)
+            else:
+                self.skip = 0
+                self.body_parts.append(data[:skip])
+                self._keep(data[skip:])
+        elif self.raw_pos >= len(self.raw):  # the usual case: nothing kept from before
+            self.raw, self.raw_pos = data, 0
+        else:
+            self._keep(data)
+        self.queued_this_read = 0
+        try:
+            self.parser.feed_data(data)
+        except _HandOver:  # pragma: no cover - httptools wraps callback errors
+            raise
+        except httptools.HttpParserUpgrade:
+            self._malformed("unexpected protocol upgrade")  # refused before: not reached
+            return
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HandOver):
+                self._start_hand_over()
+            else:
+                self._malformed(_reason(exc))
+            return
+        if not self.in_message:
+            self.raw, self.raw_pos = b"", 0
+        elif self.request is None and len(self.raw) - self.raw_pos > MAX_HEAD_BYTES:
+            self._malformed(f"request head over {MAX_HEAD_BYTES} bytes")
+            return
+        self._pump()
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool | None:
+        if self.downstream is not None:
+            return self.downstream.eof_received()
         self.eof = True
         # Keep the socket open for the answers still owed; close once they're written.
-        return bool(self.pending) or self.handing_over
+        return bool(self.pending or self.queue) or self.handing_over
+
+    def pause_writing(self) -> None:
+        if self.downstream is not None:
+            self.downstream.pause_writing()
+            return
+        self.write_paused = True
+        self._pause_reading()
+        self._rearm()
+
+    def resume_writing(self) -> None:
+        if self.downstream is not None:
+            self.downstream.resume_writing()
+            return
+        self.write_paused = False
+        self._rearm()
+        self._pump()
 
     def abort(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
-    # --- requests ------------------------------------------------------------------
-    def _parse(self) -> None:
-        buf = self.buffer
-        while buf and not self.handing_over and self.transport is not None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    self._hand_over()
-                return
-            parsed = self._parse_head(bytes(buf[:end]))
-            if parsed is None:
-                self._hand_over()
-                return
-            request, length = parsed
-            start = end + 4
-            if len(buf) < start + length:
-                return  # the body is still on its way
-            body = bytes(buf[start:start + length])
-            del buf[:start + length]
-            self._serve(request, body)
+    def time_out(self) -> None:
+        self.shared.count_closed(self.phase)
+        self.deadline = 0.0
+        self.abort()
 
-    def _parse_head(self, head: bytes) -> tuple[_Request, int] | None:
-        """The request and its body length, or None if aiohttp should serve it."""
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any bytes
+    # --- parser callbacks (llhttp, via httptools) ----------------------------------
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self.headers = []
+        self.seen = 0
+        self.length = 0
+        self.aiohttps = False
+        self.request = None
+        self.deadline = self.shared.clock + self.limits.header_timeout
+        self.phase = "header_timeout"
+
+    def on_headers_complete(self) -> None:
+        # The target is taken from the request line llhttp has just accepted (method,
+        # spaces, target, spaces, version; no other bytes allowed), not from on_url:
+        # one callback less per request.
+        raw = self.raw
+        start = self.raw_pos
+        while start < len(raw) and raw[start] in b"\r\n":
+            start += 1
+        line = raw[start:raw.find(b"\r\n", start)]
+        tokens = line.split(b" ")
+        if len(tokens) != 3:  # llhttp allows more than one space between the parts
+            tokens = [token for token in tokens if token]
+        url = tokens[1] if len(tokens) == 3 else b""
+        if len(url) > MAX_LINE_BYTES:
+            raise _Malformed(f"request target over {MAX_LINE_BYTES} bytes")
+        self.url = url
+        version = self.parser.get_http_version()
+        if not self.seen & _HOST_BIT and version == "1.1":
+            self._check_head(version)
+        request = self._fast_request(version)
+        if request is None:
+            raise _HandOver()
+        self._commit(request, start)
+        self.request = request
+        if request.length:
+            self.deadline = self.shared.clock + self.limits.body_timeout
+            self.phase = "body_timeout"
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        request = self.request
+        assert request is not None
+        parts = self.body_parts
+        if parts:  # the body came in several reads (else _commit took it whole)
+            request.body = b"".join(parts)
+            self.body_parts = []
+        self.request = None
+        self.queue.append(request)
+        self.queued_this_read += 1
+        self.deadline = 0.0  # in progress: --request-timeout bounds it, not us
+
+    def _fast_request(self, version: str) -> FastRequest | None:
+        """The request if this path serves it, else None (aiohttp does)."""
+        method = self.parser.get_method()
+        url = self.url
+        if (version != "1.1" or self.aiohttps or method not in (b"PUT", b"GET")
+                or not url.startswith(b"/v1/kv/") or b"#" in url):
             return None
-        lines = text.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or parts[2] != "HTTP/1.1":
-            return None
-        method, target = parts[0], parts[1]
-        if method not in ("PUT", "GET") or not target.startswith("/v1/kv/") or "#" in target:
-            return None
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip() or line[0] in " \t":
-                return None  # malformed, or obsolete line folding: aiohttp's call
-            headers.add(name, value.strip(" \t"))
-        for name in _HANDED_OVER_HEADERS:
-            if name in headers:
+        length = self.length
+        if method == b"GET":
+            if length:
                 return None
-        lengths = headers.getall("content-length", [])
-        if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
-            return None
-        length = int(lengths[0]) if lengths else 0
-        if length > self.shared.api.cfg.max_request_bytes or (method == "GET" and length):
-            return None
-        _, _, raw_query = target.partition("?")
-        query: MultiDict[str] = (MultiDict(parse_qsl(raw_query, keep_blank_values=True))
-                                 if raw_query else MultiDict())
-        allowed = _PUT_PARAMS if method == "PUT" else _GET_PARAMS
-        if not allowed.issuperset(query.keys()):
-            return None
-        if method == "PUT" and self.shared.node.core.role != StateRole.LEADER:
-            return None  # aiohttp forwards it to the leader (or redirects)
-        close = headers.get("connection", "").lower() == "close"
-        return _Request(method, target, query, headers, close), length
+        elif (length > self.shared.api.cfg.max_request_bytes
+              or self.shared.node.core.role != StateRole.LEADER):
+            return None  # aiohttp answers 413, or forwards to the leader
+        query = _NO_QUERY
+        if b"?" in url:
+            raw_query = url.partition(b"?")[2].decode("ascii")
+            query = MultiDictProxy(MultiDict(parse_qsl(raw_query, keep_blank_values=True)))
+            if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(
+                    query.keys()):
+                return None
+        return FastRequest("PUT" if method == b"PUT" else "GET", url, query,
+                           Headers(self.headers), self.parser.should_keep_alive(), length)
 
-    def _serve(self, request: _Request, body: bytes) -> None:
+    def _keep(self, data: bytes) -> None:
+        """Add received bytes to `raw` (copying only what is still unaccepted)."""
+        raw = self.raw
+        if self.raw_pos >= len(raw):
+            self.raw, self.raw_pos = data, 0
+        else:
+            self.raw, self.raw_pos = raw[self.raw_pos:] + data, 0
+
+    def _commit(self, request: FastRequest, start: int) -> None:
+        """This request is served here: its bytes leave `raw` (they can no longer be
+        handed over), and its body is taken from them (the parser's on_body would
+        cost a call per piece). Its head ends at the first CRLFCRLF after any leading
+        CRLFs (llhttp, strict, allows no other line ends); its body is Content-Length
+        bytes."""
+        raw = self.raw
+        head_end = raw.find(b"\r\n\r\n", start) + 4
+        end = head_end + request.length
+        if end <= len(raw):
+            if request.length:
+                request.body = raw[head_end:end]
+            self.raw_pos = end
+        else:  # the rest arrives in later reads (data_received collects it)
+            self.body_parts = [raw[head_end:]]
+            self.skip = end - len(raw)
+            self.raw_pos = len(raw)
+
+    # --- serving -------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Serve queued requests while the pipeline and the write buffer have room."""
+        self.pump_scheduled = False
+        queue, pending = self.queue, self.pending
+        while (queue and not self.write_paused and len(pending) < PIPELINE_DEPTH
+               and self.transport is not None):
+            request = queue.popleft()
+            if isinstance(request, _Reject):
+                self._reject(request)
+                return
+            self._serve(request)
+        if self.read_paused or self.write_paused or len(queue) + len(pending) >= PIPELINE_DEPTH:
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.handing_over or self.dead:
+            return
+        if self.write_paused or len(self.queue) + len(self.pending) >= PIPELINE_DEPTH:
+            self._pause_reading()
+        else:
+            self._resume_reading()
+
+    def _schedule_pump(self) -> None:
+        # Never from inside a node callback (Completion): serving proposes.
+        if not self.pump_scheduled:
+            self.pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _serve(self, request: FastRequest) -> None:
         started = time.perf_counter()
-        slot: list[Any] = [None, request.close]
+        slot: list[Any] = [None, b"", not request.keep_alive]
         self.pending.append(slot)
         try:
+            authorize = self.shared.authorize
+            if authorize is not None:
+                authorize(request)
             if request.method == "PUT":
-                self._put(request, body, slot, started)
+                self._put(request, slot, started)
             else:
                 self._get(request, slot, started)
         except ApiError as exc:
@@ -240,9 +668,9 @@ class FastProtocol(asyncio.Protocol):
             self._answer_error(slot, request, ApiError(
                 500, "internal", "internal error; see the node log"), started)
 
-    def _put(self, request: _Request, body: bytes, slot: list[Any], started: float) -> None:
+    def _put(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
-        data, encoding = api.plain_put(request, path_key(request.target), body)
+        data, encoding = api.plain_put(request, path_key(request.raw_target), request.body)
 
         def done(applied: ApplyResult | None, exc: BaseException | None) -> None:
             try:
@@ -260,9 +688,9 @@ class FastProtocol(asyncio.Protocol):
         # Answered from inside the node loop, in the turn the entry applies.
         self.shared.node.propose_into(data, Completion(done))
 
-    def _get(self, request: _Request, slot: list[Any], started: float) -> None:
+    def _get(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
-        key = path_key(request.target)
+        key = path_key(request.raw_target)
         encoding_of(request.query)  # unused by a single key's raw answer, but checked
         api.check_key(key)
         if not api.read_needs_barrier(request):
@@ -286,29 +714,47 @@ class FastProtocol(asyncio.Protocol):
         except NotLeader:
             raise errors.no_leader() from None
 
-    def _serve_get(self, request: _Request, key: bytes, slot: list[Any], started: float
+    def _serve_get(self, request: FastRequest, key: bytes, slot: list[Any], started: float
                    ) -> None:
         value, headers = self.shared.api.single_get_answer(key)
         self._answer(slot, request, 200, "application/octet-stream", value, headers, started)
 
     # --- answers -------------------------------------------------------------------
-    def _answer_error(self, slot: list[Any], request: _Request, exc: ApiError,
+    def _answer_error(self, slot: list[Any], request: FastRequest, exc: ApiError,
                       started: float) -> None:
         headers, body = error_parts(exc)
         self._answer(slot, request, exc.status, "application/json",
                      json.dumps(body, separators=(",", ":")).encode(), headers, started)
 
-    def _answer(self, slot: list[Any], request: _Request, status: int, content_type: str,
+    def _answer(self, slot: list[Any], request: FastRequest, status: int, content_type: str,
                 body: bytes, headers: dict[str, str] | None, started: float) -> None:
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"]
+        start = _STATUS_LINES.get((status, content_type))
+        if start is None:
+            start = _STATUS_LINES[status, content_type] = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: ").encode("latin-1")
+        head = f"{len(body)}\r\n"
         if headers:
-            head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-        if request.close:
-            head.append("Connection: close\r\n")
-        head.append("\r\n")
-        slot[0] = "".join(head).encode("latin-1") + body
+            head += "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        if not request.keep_alive:
+            head += "Connection: close\r\n"
+        encoded = start + (head + "\r\n").encode("latin-1")
+        if len(body) < LARGE_BODY:
+            slot[0] = encoded + body
+        else:  # a large value is written as it is, never copied into the answer
+            slot[0], slot[1] = encoded, body
         self.shared.observe(request.method, status, started)
+        self._flush()
+
+    def _reject(self, request: _Reject) -> None:
+        """400 for a malformed request, after the answers owed; then close."""
+        body = json.dumps({"error": "bad_request",
+                           "message": f"malformed HTTP request: {request.message}"},
+                          separators=(",", ":")).encode()
+        head = ("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        self.pending.append([head + body, b"", True])
+        self.shared.count_closed("malformed")
         self._flush()
 
     def _flush(self) -> None:
@@ -317,40 +763,109 @@ class FastProtocol(asyncio.Protocol):
             return
         pending = self.pending
         while pending and pending[0][0] is not None:
-            out, close = pending.popleft()
-            transport.write(out)
+            head, body, close = pending.popleft()
+            transport.write(head)
+            if body:
+                transport.write(body)
             if close:
                 transport.close()
                 self.transport = None
+                self.deadline = 0.0
                 pending.clear()
+                self.queue.clear()
                 return
-        self.last_active = time.monotonic()
-        if not pending:
+        if self.queue:
+            if len(pending) < PIPELINE_DEPTH and not self.write_paused:
+                self._schedule_pump()
+        elif not pending:
             if self.handing_over:
                 self._complete_hand_over()
-            elif self.eof:
+                return
+            if self.eof:
                 transport.close()
+                return
+            if not self.in_message:
+                self.deadline = time.monotonic() + self.limits.idle_timeout
+                self.phase = "idle_timeout"
+        if self.read_paused:
+            self._update_reading()
+
+    def _rearm(self) -> None:
+        """The deadline once no request is being received: the idle timeout when
+        nothing is owed or the client does not read its answers; none while the
+        answers wait for the cluster (--request-timeout bounds that)."""
+        if self.in_message or self.downstream is not None:
+            return  # the head or body deadline stands; aiohttp's are the observer's
+        if self.write_paused or not (self.pending or self.queue):
+            self.deadline = time.monotonic() + self.limits.idle_timeout
+            self.phase = "idle_timeout"
+        else:
+            self.deadline = 0.0
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _malformed(self, message: str) -> None:
+        """Nothing received with a malformed request is executed (as in aiohttp, which
+        drops every request of a read that ends in a parse error): 400, close."""
+        self.dead = True
+        self._pause_reading()
+        for _ in range(self.queued_this_read):
+            self.queue.pop()
+        self.queued_this_read = 0
+        self.raw, self.raw_pos = b"", 0
+        self.deadline = time.monotonic() + self.limits.idle_timeout  # the answer's writing
+        self.phase = "idle_timeout"
+        self.queue.append(_Reject(message))
+        self._pump()
 
     # --- hand-over to aiohttp ------------------------------------------------------
-    def _hand_over(self) -> None:
+    def _start_hand_over(self) -> None:
+        """The request at the start of `raw` is aiohttp's: serve what came before it,
+        then pass aiohttp every byte from that request on."""
+        data = self.raw[self.raw_pos:]
+        self.raw, self.raw_pos = b"", 0
+        problem = _Validator().error(data)
+        if problem is not None:
+            self._malformed(problem)
+            return
+        self._hand_over(data)
+
+    def _hand_over(self, data: bytes) -> None:
         self.handing_over = True
-        if self.transport is not None:
-            self.transport.pause_reading()
-        if not self.pending:
+        self.handover_bytes = data
+        self._pause_reading()
+        if self.queue:
+            self._pump()
+        if not self.pending and not self.queue:
             self._complete_hand_over()
 
     def _complete_hand_over(self) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or self.downstream is not None:
             return
-        self.shared.connections.discard(self)
-        self.transport = None
+        self.handing_over = False
         protocol = cast(asyncio.Protocol, self.shared.fallback())
-        transport.set_protocol(protocol)
-        transport.resume_reading()
+        self.downstream = protocol
+        self.observer = _Observer(self)
+        self.deadline = 0.0
+        # This protocol stays the transport's: it forwards every callback to aiohttp's
+        # and keeps watching the bytes for the timeouts.
         protocol.connection_made(transport)
-        if self.buffer:
-            protocol.data_received(bytes(self.buffer))
-            self.buffer.clear()
-        if self.eof:
-            protocol.eof_received()
+        if self.write_paused:
+            protocol.pause_writing()
+        data, self.handover_bytes = self.handover_bytes, b""
+        if data:
+            self.data_received(data)
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        if self.eof and not protocol.eof_received():
+            transport.close()

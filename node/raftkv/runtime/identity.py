@@ -117,3 +117,59 @@ def resolve_identity(data_dir: Path, name: str, *, founder: bool,
         identity = Identity(name, fresh_member_id(name), "fresh")
     save_identity(data_dir, name, identity.id, fsync=fsync)
     return identity
+
+
+# --- the cluster id ------------------------------------------------------------------
+# docs/contracts.md "Cluster identity": 16 random bytes (hex) that name one cluster
+# incarnation. Every peer handshake carries it; a peer of another cluster is refused. A
+# recovered cluster (`raftkv recover`, issue 13) draws a new one: members that kept the
+# old id are then refused, as members of another cluster.
+CLUSTER_FILE = "cluster.json"
+
+
+def new_cluster_id() -> str:
+    return secrets.token_hex(16)
+
+
+def load_cluster_id(data_dir: Path) -> str | None:
+    path = data_dir / CLUSTER_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IdentityError(f"{path}: not JSON ({exc})") from None
+    cid = parsed.get("cluster_id") if isinstance(parsed, dict) else None
+    if not isinstance(cid, str) or len(cid) != 32 or cid.strip("0123456789abcdef"):
+        raise IdentityError(f"{path}: 'cluster_id' must be 32 lowercase hex digits")
+    return cid
+
+
+def save_cluster_id(data_dir: Path, cluster_id: str, *, fsync: bool = True) -> None:
+    """Write cluster.json atomically (temp file, fsync, rename, fsync the directory)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / CLUSTER_FILE
+    tmp = path.with_name(CLUSTER_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(json.dumps({"cluster_id": cluster_id}).encode() + b"\n")
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def creates_cluster_id(name: str, initial_cluster: list[str], *, new_cluster: bool) -> bool:
+    """Whether this node draws the cluster id when it has none: the founder with the
+    lowest member id (one per cluster, known to every founder from --initial-cluster).
+    Every other member learns the id from a member's handshake (docs/contracts.md)."""
+    if not new_cluster or name not in initial_cluster:
+        return False
+    return member_id(name) == min(member_id(n) for n in initial_cluster)

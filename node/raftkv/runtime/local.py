@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -32,27 +33,53 @@ STATE_FILE = "cluster.json"
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1")
+    raw = argparse.RawDescriptionHelpFormatter
+    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1",
+                           description="Run a throw-away cluster on 127.0.0.1.",
+                           epilog=_examples("raftkv local up --nodes 3 --dir ./my-cluster",
+                                            "raftkv local status --dir ./my-cluster",
+                                            "raftkv local down --purge --dir ./my-cluster"),
+                           formatter_class=raw)
     actions = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
     default_dir = os.environ.get("RAFTKV_LOCAL_DIR", DEFAULT_DIR)
 
-    up = actions.add_parser("up", help="start N nodes, print their client URLs")
+    up = actions.add_parser("up", help="start N nodes, print their client URLs",
+                            description="Start N nodes (or the stopped nodes of --dir), "
+                                        "wait for a leader, print the client URLs.",
+                            epilog=_examples(
+                                "raftkv local up --nodes 3 --dir ./my-cluster",
+                                "export RAFTKV_ENDPOINTS=$(raftkv local up --dir ./my-cluster "
+                                "| paste -sd, -)"),
+                            formatter_class=raw)
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", default=default_dir)
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
+    up.add_argument("--insecure", action="store_true",
+                    help="no TLS (peer port: --peer-insecure); by default the members talk "
+                         "mutual TLS with certificates made for this cluster in DIR/pki")
     up.set_defaults(func=cmd_up)
 
-    status = actions.add_parser("status", help="one line per node: name url role term leader")
+    status = actions.add_parser("status", help="one line per node: name url role term leader",
+                                epilog=_examples("raftkv local status --dir ./my-cluster"),
+                                formatter_class=raw)
     status.add_argument("--dir", default=default_dir)
     status.set_defaults(func=cmd_status)
 
-    down = actions.add_parser("down", help="stop the nodes this directory started")
+    down = actions.add_parser("down", help="stop the nodes this directory started",
+                              epilog=_examples("raftkv local down --dir ./my-cluster",
+                                               "raftkv local down --purge --dir ./my-cluster"
+                                               "   # and delete the data"),
+                              formatter_class=raw)
     down.add_argument("--dir", default=default_dir)
     down.add_argument("--purge", action="store_true", help="also delete the data")
     down.set_defaults(func=cmd_down)
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join("  " + line for line in lines)
 
 
 def _err(message: str) -> None:
@@ -123,9 +150,41 @@ def get_status(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
         return None
 
 
+PKI_DIR = "pki"
+
+
+def peer_tls_args(node: dict[str, Any], state: dict[str, Any], directory: Path) -> list[str]:
+    """The peer-port flags of one node: mutual TLS with a CA made for this cluster
+    (created on first use, kept in DIR/pki), or --peer-insecure when asked for."""
+    if not state.get("peer_tls", True):
+        return ["--peer-insecure"]
+    from raftkv.security.pki import CertKey, issue_cert, make_ca, write_file_atomic
+
+    pki = directory / PKI_DIR
+    ca_cert, ca_key = pki / "ca.pem", pki / "ca-key.pem"
+    if not ca_cert.exists():
+        ca = make_ca("raftkv local peer CA")
+        write_file_atomic(ca_key, ca.key_pem, mode=0o600)
+        write_file_atomic(ca_cert, ca.cert_pem)
+    cert, key = pki / f"{node['name']}-peer.pem", pki / f"{node['name']}-peer-key.pem"
+    if not cert.exists():
+        ca = CertKey(ca_cert.read_bytes(), ca_key.read_bytes())
+        host = state["host"]
+        try:
+            ipaddress.ip_address(host)
+            dns, ips = [node["name"]], [host]
+        except ValueError:
+            dns, ips = [node["name"], host], []
+        issue_cert(ca, node["name"], dns_names=dns, ip_addresses=ips).write(cert, key)
+    return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
+            "--peer-trusted-ca-file", str(ca_cert)]
+
+
 def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
     initial = ",".join(f"{n['name']}={n['peer_url']}" for n in state["nodes"])
-    cmd = [sys.executable, "-m", "raftkv.cli", "serve", "--name", node["name"],
+    # -P: the working directory is not put on sys.path, so a `raftkv/` folder where
+    # `local up` runs (the parent of a checkout...) cannot shadow the installed package.
+    cmd = [sys.executable, "-P", "-m", "raftkv.cli", "serve", "--name", node["name"],
            "--data-dir", node["data_dir"], "--listen-host", state["host"],
            "--client-port", str(node["client_port"]), "--peer-port", str(node["peer_port"]),
            "--advertise-client-url", node["client_url"],
@@ -135,23 +194,57 @@ def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
     return cmd
 
 
-def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path) -> int:
-    log_path = directory / f"{node['name']}.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(serve_command(node, state), stdin=subprocess.DEVNULL,
+def log_path(directory: Path, node: dict[str, Any]) -> Path:
+    return directory / f"{node['name']}.log"
+
+
+def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path
+               ) -> subprocess.Popen[bytes]:
+    with open(log_path(directory, node), "ab") as log_file:
+        log_file.write(f"--- raftkv local up: starting {node['name']} at "
+                       f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        log_file.flush()
+        command = serve_command(node, state) + peer_tls_args(node, state, directory)
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=log_file, start_new_session=True)
-    return proc.pid
 
 
-def wait_for_leader(urls: list[str], timeout: float) -> dict[str, Any] | None:
+class NodeExited(Exception):
+    """A node `up` started exited before the cluster had a leader."""
+
+    def __init__(self, name: str, code: int) -> None:
+        super().__init__(f"{name} exited with code {code}")
+        self.name = name
+        self.code = code
+
+
+def wait_for_leader(urls: list[str], timeout: float,
+                    started: dict[str, subprocess.Popen[bytes]] | None = None
+                    ) -> dict[str, Any] | None:
+    """The status of a node once every node answers and all name the same leader;
+    None after `timeout`. A started process that exits raises NodeExited at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        for name, proc in (started or {}).items():
+            code = proc.poll()
+            if code is not None:
+                raise NodeExited(name, code)
         statuses = [get_status(u) for u in urls]
         leaders = {(s["leader"] or {}).get("id") for s in statuses if s}
         if all(statuses) and len(leaders) == 1 and None not in leaders:
             return statuses[0]
         time.sleep(0.1)
     return None
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The end of a node's log since `up` last started it."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    text = text[text.rfind("--- raftkv local up: starting"):]
+    return "\n".join(text.splitlines()[1:][-lines:])
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -172,7 +265,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra += ["--snapshot-entries", str(args.snapshot_entries)]
         if args.unsafe_no_fsync:
             extra.append("--unsafe-no-fsync")
-        state = {"host": args.host, "extra_args": extra, "nodes": [
+        state = {"host": args.host, "extra_args": extra, "peer_tls": not args.insecure,
+                 "nodes": [
             {"name": f"node{i + 1}", "client_port": ports[2 * i],
              "peer_port": ports[2 * i + 1],
              "client_url": f"http://{args.host}:{ports[2 * i]}",
@@ -180,14 +274,27 @@ def cmd_up(args: argparse.Namespace) -> int:
              "data_dir": str(directory / f"node{i + 1}"), "pid": None}
             for i in range(args.nodes)]}
     started = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     for node in state["nodes"]:
         if pid_alive(node.get("pid"), node["data_dir"]):
             continue
-        node["pid"] = start_node(node, state, directory)
+        proc = start_node(node, state, directory)
+        node["pid"] = proc.pid
+        procs[node["name"]] = proc
         started.append(node)
     save_state(directory, state)
     urls = [n["client_url"] for n in state["nodes"]]
-    if wait_for_leader(urls, args.timeout) is None:
+    try:
+        leader = wait_for_leader(urls, args.timeout, procs)
+    except NodeExited as exc:
+        node = next(n for n in state["nodes"] if n["name"] == exc.name)
+        _err(f"{exc}; the end of {log_path(directory, node)}:\n"
+             f"{log_tail(log_path(directory, node))}")
+        _err("stopping the nodes this command started")
+        _stop(started)
+        save_state(directory, state)
+        return 1
+    if leader is None:
         _err(f"no leader within {args.timeout}s; logs are in {directory}; stopping")
         _stop(started)
         save_state(directory, state)

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from raftkv import __version__
+from raftkv.runtime.codec import REJECT_REASONS as PEER_REJECT_REASONS
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -69,6 +70,12 @@ class NodeMetrics:
                                    "Peer connection and send failures", ["peer"], registry=r)
         self.peer_up = Gauge("raftkv_peer_up", "1 while the connection to a peer is up",
                              ["peer"], registry=r)
+        self.frames_rejected = Counter(
+            "raftkv_peer_frames_rejected_total",
+            "Peer frames and handshakes rejected before the Raft core (the connection is "
+            "closed; wrong_sender counts dropped messages)", ["reason"], registry=r)
+        for reason in PEER_REJECT_REASONS:
+            self.frames_rejected.labels(reason)
         self.kv_keys = Gauge("raftkv_kv_keys", "Keys in the store", registry=r)
         self.leases = Gauge("raftkv_leases", "Granted leases", registry=r)
         self.locks_held = Gauge("raftkv_locks_held", "Locks with a holder", registry=r)
@@ -79,12 +86,21 @@ class NodeMetrics:
                                        registry=r)
         self.member_healthy = Gauge("raftkv_member_healthy",
                                     "Leader only: 1 if the member is recently active",
-                                    ["member"], registry=r)
+                                    ["member", "member_name"], registry=r)
         self.member_lag = Gauge("raftkv_member_lag_entries",
                                 "Leader only: commit index minus the member's match index",
-                                ["member"], registry=r)
+                                ["member", "member_name"], registry=r)
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
+        self.client_connections = Gauge("raftkv_client_connections",
+                                        "Open client connections", registry=r)
+        self.client_connections_rejected = Counter(
+            "raftkv_client_connections_rejected_total",
+            "Client connections refused (503) at --client-max-connections", registry=r)
+        self.client_connections_closed = Counter(
+            "raftkv_client_connections_closed_total",
+            "Client connections closed by the node: a timeout, or a malformed request",
+            ["reason"], registry=r)
         self.state_bytes = Gauge("raftkv_state_bytes",
                                  "Estimated size of the state (what a snapshot holds)",
                                  registry=r)
@@ -105,6 +121,8 @@ class NodeMetrics:
             self.checkpoints.labels(result)
         for kind in ("taken", "installed"):
             self.snapshots.labels(kind)
+        for reason in ("header_timeout", "body_timeout", "idle_timeout", "malformed"):
+            self.client_connections_closed.labels(reason)
         for limit in LIMITS:
             self.limit_refusals.labels(limit)
 

@@ -66,12 +66,12 @@ from raftkv.raft import (
     StateRole,
 )
 from raftkv.raft.core import bootstrap_entries
+from raftkv.runtime.admission import ClusterId
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.durable import DurableWriter
 from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.limits import AdmissionLimits, admission_refusal, over_quota
 from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.transport import PeerInfo
 from raftkv.runtime.watch import WatchHub
 from raftkv.storage.checkpoints import CheckpointStore, read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
@@ -90,6 +90,11 @@ class ProposalLost(Exception):
 
 class NodeStopped(Exception):
     """The node is shutting down."""
+
+
+class WaitInterrupted(NodeStopped):
+    """The node shuts down while a request waits (for a lock grant): what the
+    request proposed may have applied (the lease stays queued). Retry elsewhere."""
 
 
 class NodeFailed(NodeStopped):
@@ -178,8 +183,8 @@ class RaftNode:
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
         self.core: Raft  # set by open()
-        # Runtime view of where members are: hello frames override the fsm's directory.
-        self.hello: dict[int, PeerInfo] = {}
+        # This node's cluster id (runtime.admission); the server sets it at start.
+        self.cluster = ClusterId(None, None)
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         # Queued inputs for the loop.
@@ -203,6 +208,10 @@ class RaftNode:
         self._lock_waiters: dict[tuple[str, int], list[asyncio.Future[int | None]]] = {}
         self._checkpoint_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._status_changed = asyncio.Event()
+        # Set when the node shuts down: nothing waits for long any more.
+        self.long_polls_ended = asyncio.Event()
+        # (member id, name) label values of each member's leader-side series.
+        self._member_labels: dict[int, tuple[str, str]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._durable = DurableWriter()
@@ -373,8 +382,15 @@ class RaftNode:
         self._inbox.extend(msgs)
         self._wake()
 
+    def snapshot_allowed(self, msg: Message) -> bool:
+        """A snapshot replaces the whole state: only from the leader of our term."""
+        core = self.core
+        return msg.term == core.term and core.leader == msg.frm and msg.frm != self.id
+
     async def deliver_snapshot(self, msg: Message, data: bytes) -> bool:
         assert msg.snapshot is not None
+        if not self.snapshot_allowed(msg):
+            return False
         msg.snapshot.data = data
         self.deliver(msg.frm, 0, [msg])
         return True
@@ -387,11 +403,18 @@ class RaftNode:
         self._actions.append(lambda: self.core.report_snapshot(peer, ok))
         self._wake()
 
-    def peer_hello(self, info: PeerInfo) -> None:
-        old = self.hello.get(info.id)
-        self.hello[info.id] = info
-        if old is None or old.peer_url != info.peer_url:
-            self.on_members_changed()
+    # --- the membership view of the peer gate (runtime.admission) -----------
+    def current_members(self) -> frozenset[int]:
+        return self.core.conf.members()
+
+    def known_name(self, member: int) -> str:
+        return self.member_info(member)["name"]
+
+    def member_peer_url(self, member: int) -> str:
+        return self.member_info(member)["peer_url"]
+
+    def is_removed(self, member: int) -> bool:
+        return member in self.fsm.removed_members
 
     def propose(self, data: bytes) -> asyncio.Future[ApplyResult]:
         """Queue a proposal. Raises NotLeader at once if this node is not the leader."""
@@ -464,11 +487,12 @@ class RaftNode:
         self._waiters[index] = _Waiter(term, fut, time.monotonic())
         return await fut
 
-    def transfer_target(self) -> int | None:
-        """The most caught-up other voter (None if there is none)."""
+    def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
+        """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
         candidates = [(pr.match, m) for m, pr in core.prs.items()
-                      if m != self.id and m in core.conf.voters]
+                      if m != self.id and m in core.conf.voters
+                      and (eligible is None or eligible(m))]
         return max(candidates)[1] if candidates else None
 
     async def transfer_leadership(self, to: int, timeout: float) -> int | None:
@@ -487,6 +511,9 @@ class RaftNode:
         """Resolves with the fencing token when `lease` is granted lock `name`, or None
         if it stops waiting (its lease went away or it dequeued)."""
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        if self.long_polls_ended.is_set():
+            fut.set_exception(WaitInterrupted("node is shutting down"))
+            return fut
         key = (name, lease)
         self._lock_waiters.setdefault(key, []).append(fut)
         fut.add_done_callback(lambda f: _discard(self._lock_waiters, key, f))
@@ -501,7 +528,7 @@ class RaftNode:
     async def wait_status_change(self, leader: int | None, term: int | None,
                                  timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.long_polls_ended.is_set():
             if leader is not None and self.core.leader != leader:
                 return
             if term is not None and self.core.term != term:
@@ -515,6 +542,17 @@ class RaftNode:
             event = self._status_changed
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
+
+    def end_long_polls(self) -> None:
+        """The node is going away: a request waiting for a lock grant fails now with
+        WaitInterrupted (its client retries elsewhere; the lease stays queued, and
+        acquiring is idempotent per lease), and status long-polls answer at once."""
+        self.long_polls_ended.set()
+        for futures in list(self._lock_waiters.values()):
+            for fut in list(futures):
+                if not fut.done():
+                    fut.set_exception(WaitInterrupted("node is shutting down"))
+        self._status_changed.set()
 
     # ======================================================================
     # The loop
@@ -811,12 +849,9 @@ class RaftNode:
         elif cc.node_id == self.id:
             self._removed = False
         if cc.type == ConfChangeType.REMOVE:
-            self.hello.pop(cc.node_id, None)
             self.peer_commit.pop(cc.node_id, None)
             self.peer_seen.pop(cc.node_id, None)
-            for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(cc.node_id))
+            self._forget_member_series(cc.node_id)
         self.on_members_changed()
 
     def _on_soft_state(self, ss: SoftState) -> None:
@@ -826,6 +861,7 @@ class RaftNode:
             self._last_leader = ss.leader
         if ss.role == StateRole.LEADER:
             self.leases.reset(self.fsm.leases(), time.monotonic())
+            self._register_client_url()
         else:
             self.leases.clear()
             # Proposals queued for a leader that is gone fail fast (the HTTP layer
@@ -839,6 +875,20 @@ class RaftNode:
                     fut.set_exception(NotLeader(ss.leader))
         self.metrics.set_role(self.role_name())
         self._notify_status()
+
+    def _register_client_url(self) -> None:
+        """A new leader puts its client URL in the replicated directory if it is not
+        there yet: followers forward writes to it (and clients learn it) from there."""
+        url = self.cfg.advertise_client_url
+        known = self.fsm.members.get(self.id)
+        if not url or (known is not None and known.get("client_url") == url):
+            return
+        from raftkv.fsm import MemberClientUrl, encode
+
+        done = Completion(lambda result, exc: None)  # retried at the next election if lost
+        now = time.monotonic()
+        self._proposals.append((encode(MemberClientUrl(self.id, url)), done, now))
+        self._deadlines.append((now + self.cfg.request_timeout, done))
 
     def _notify_status(self) -> None:
         self._status_changed.set()
@@ -951,17 +1001,12 @@ class RaftNode:
         return str(self.core.role)
 
     def member_info(self, member: int) -> dict[str, str]:
-        """Name and URLs of a member: the replicated directory, overridden by what
-        the member said about itself on connect, then the initial cluster flags."""
+        """Name and URLs of a member: the replicated directory, then the initial
+        cluster flags. Never what a peer says about itself on the wire."""
         info = {"name": "", "peer_url": "", "client_url": ""}
         known = self.fsm.members.get(member)
         if known:
             info.update({k: known.get(k, "") for k in info})
-        hello = self.hello.get(member)
-        if hello is not None:
-            info.update(name=hello.name or info["name"],
-                        peer_url=hello.peer_url or info["peer_url"],
-                        client_url=hello.client_url or info["client_url"])
         if member == self.id:
             info.update(name=self.cfg.name, peer_url=self.cfg.advertise_peer_url,
                         client_url=self.cfg.advertise_client_url)
@@ -980,6 +1025,19 @@ class RaftNode:
         if leader == NONE:
             return None
         return self.member_info(leader)["client_url"] or None
+
+    async def leader_client_url_within(self, timeout: float) -> str | None:
+        """The leader's client URL, waiting up to `timeout` for it: a member that leads
+        for the first time writes its URL into the replicated directory as its first
+        entry (`_register_client_url`), so followers learn it one commit after the
+        election, never from what the leader says on the wire."""
+        deadline = time.monotonic() + timeout
+        while True:
+            url = self.leader_client_url()
+            leader = self.core.leader
+            if url is not None or leader in (NONE, self.id) or time.monotonic() >= deadline:
+                return url
+            await asyncio.sleep(0.01)
 
     def is_ready(self) -> bool:
         core = self.core
@@ -1009,7 +1067,8 @@ class RaftNode:
             info = self.member_info(core.leader)
             leader = {"id": core.leader, "name": info["name"], "client_url": info["client_url"]}
         return {
-            "name": self.cfg.name, "id": self.id, "role": self.role_name(), "term": core.term,
+            "name": self.cfg.name, "id": self.id, "cluster_id": self.cluster.value or None,
+            "role": self.role_name(), "term": core.term,
             "leader": leader, "commit_index": core.commit,
             "applied_index": self.fsm.applied_index, "last_index": core.last_index(),
             "ready": self.is_ready(), "revision": self.fsm.revision,
@@ -1052,12 +1111,24 @@ class RaftNode:
         now = time.monotonic()
         recent = 2 * self.cfg.election_timeout
         for member, pr in core.prs.items():
-            label = str(member)
+            # The id and the name (`node2`, `demo-1`): people and dashboards go by names.
+            labels = (str(member), self.member_name(member))
+            if self._member_labels.get(member, labels) != labels:
+                self._forget_member_series(member)  # its name became known or changed
+            self._member_labels[member] = labels
             lag = max(0, core.commit - pr.match)
-            self.metrics.member_lag.labels(label).set(lag)
+            self.metrics.member_lag.labels(*labels).set(lag)
             heard = member == self.id or now - self.peer_seen.get(member, -1e9) < recent
             healthy = heard and lag <= READY_LAG_ENTRIES
-            self.metrics.member_healthy.labels(label).set(1 if healthy else 0)
+            self.metrics.member_healthy.labels(*labels).set(1 if healthy else 0)
+
+    def _forget_member_series(self, member: int) -> None:
+        labels = self._member_labels.pop(member, None)
+        if labels is None:
+            return
+        for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
 
 def _yield_to_loop() -> None:

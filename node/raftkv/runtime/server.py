@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -15,13 +16,23 @@ from aiohttp import web
 
 from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
+from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
-from raftkv.runtime.fasthttp import FastHttp
-from raftkv.runtime.identity import IDENTITY_FILE, IdentityError, resolve_identity
+from raftkv.runtime.fasthttp import ClientLimits, FastHttp
+from raftkv.runtime.identity import (
+    IDENTITY_FILE,
+    IdentityError,
+    creates_cluster_id,
+    load_cluster_id,
+    new_cluster_id,
+    resolve_identity,
+    save_cluster_id,
+)
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
-from raftkv.runtime.transport import PeerInfo, PeerTransport
+from raftkv.runtime.transport import PeerTransport
+from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.checkpoints import CheckpointStore
 from raftkv.storage.errors import StorageError
 from raftkv.storage.protocols import RaftStore, SnapshotStore
@@ -30,6 +41,8 @@ from raftkv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("raftkv.server")
 
+# How often a leader handing over on shutdown checks that its target is still there.
+TRANSFER_CHECK_SECONDS = 0.05
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -54,6 +67,16 @@ class Server:
         cfg.node_id = identity.id
         if identity.source == "fresh":
             log.info("%s joins with a fresh member id %d", cfg.name, identity.id)
+        cfg.validate_peer_tls()
+        cluster_id = load_cluster_id(data)
+        if cluster_id is None and creates_cluster_id(
+                cfg.name, [m.name for m in cfg.initial_cluster],
+                new_cluster=cfg.initial_cluster_state == "new"):
+            cluster_id = new_cluster_id()
+            save_cluster_id(data, cluster_id, fsync=fsync)
+            log.info("created cluster id %s", cluster_id)
+        self.cluster = ClusterId(cluster_id, data, fsync=fsync)
+        self.peer_tls = self._peer_tls(cfg)
         # Files that prove this data directory held a node with a log: with no WAL
         # segment beside them the start is refused (storage.recovery). Only about
         # the WAL in this directory, not about a store the caller passes in.
@@ -68,6 +91,7 @@ class Server:
             checkpoint_store=checkpoint_store or CheckpointStore(
                 data / "checkpoints", retain=cfg.checkpoint_retain),
             fsm=StateMachine(), metrics=self.metrics)
+        self.node.cluster = self.cluster
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.fast: FastHttp | None = None
@@ -77,13 +101,13 @@ class Server:
         cfg, node = self.cfg, self.node
         node.open(self.prior_state)
         loop = asyncio.get_running_loop()
-        me = PeerInfo(node.id, cfg.name, cfg.advertise_peer_url, cfg.advertise_client_url)
+        gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
-            me, resolve=cfg.resolve, metrics=self.metrics,
-            spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
-            on_messages=node.deliver, on_hello=node.peer_hello,
-            on_unreachable=node.peer_unreachable, on_snapshot=node.deliver_snapshot,
-            on_snapshot_status=node.snapshot_status,
+            node.id, cfg.name, gate=gate, resolve=cfg.resolve, tls=self.peer_tls,
+            metrics=self.metrics, spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
+            on_messages=node.deliver, on_unreachable=node.peer_unreachable,
+            on_snapshot=node.deliver_snapshot, on_snapshot_status=node.snapshot_status,
+            snapshot_allowed=node.snapshot_allowed,
             snapshot_source=node.snapshot_store.open_latest,
             commit_hint=lambda: node.core.commit)
         node.send = transport.send
@@ -91,30 +115,47 @@ class Server:
         node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
         api = ClientApi(node)
-        self.runner = web.AppRunner(api.app(), access_log=None,
-                                    handle_signals=False, shutdown_timeout=2.0)
+        limits = ClientLimits(max_connections=cfg.client_connection_cap(),
+                              header_timeout=cfg.client_header_timeout,
+                              body_timeout=cfg.client_body_timeout,
+                              idle_timeout=cfg.client_idle_timeout)
+        # aiohttp's keep-alive timeout is its idle timeout (its default is an hour).
+        self.runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                                    shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout)
         await self.runner.setup()
-        if self.fast_path:
-            assert self.runner.server is not None
-            # The hot single-key requests skip aiohttp; the rest are handed to it.
-            self.fast = FastHttp(api, self.runner.server)
-            self.client_server = await loop.create_server(
-                self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
-        else:
-            await web.TCPSite(self.runner, cfg.listen_host, cfg.client_port, backlog=1024,
-                              reuse_address=True).start()
+        assert self.runner.server is not None
+        # Every connection enters through FastHttp (connection cap, timeouts). With the
+        # fast path, the hot single-key requests skip aiohttp and the rest are handed to
+        # it; without (tests compare the two), every connection goes to aiohttp at once.
+        self.fast = FastHttp(api, self.runner.server, limits, serve_fast=self.fast_path)
+        self.client_server = await loop.create_server(
+            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
         node.start()
         self._sync_peers()
-        log.info("raftkv %s (id %d): clients on %s, peers on %s", cfg.name, node.id,
-                 cfg.advertise_client_url, cfg.advertise_peer_url)
+        log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
+                 node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
+                 "mutual TLS" if self.peer_tls is not None else "NO TLS",
+                 self.cluster.value or "not known yet")
+        if self.peer_tls is None:
+            log.warning("--peer-insecure: the peer port has no TLS; anyone who can reach it "
+                        "can act as a member. Isolate it (docs/security.md).")
+
+    @staticmethod
+    def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:
+        if not cfg.peer_tls:
+            return None
+        return PeerTLSFiles(TLSFiles(cfg.peer_cert_file, cfg.peer_key_file,
+                                     cfg.peer_trusted_ca_file))
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
         if transport is None:
             return
-        # Peers that introduced themselves count too: a new learner knows nobody until
-        # the leader's log reaches it, yet must answer the leader.
-        members = node.core.conf.members() | set(node.fsm.members) | set(node.hello)
+        # Dial loops exist only for current members (the configuration, and the
+        # replicated directory, which may be a step behind or ahead of it); their URLs
+        # come only from the replicated membership. A new learner that knows nobody
+        # yet answers the leader over the leader's own connection.
+        members = node.core.conf.members() | set(node.fsm.members)
         for member in members:
             if member != node.id:
                 transport.set_peer(member, node.member_info(member)["peer_url"])
@@ -122,28 +163,80 @@ class Server:
             if member not in members:
                 transport.remove_peer(member)
 
+    async def _hand_over(self, timeout: float) -> int | None:
+        """Transfer leadership to the most caught-up voter that is connected and heard
+        from lately; if it goes away meanwhile (the whole cluster being stopped at once),
+        to the next one. The new leader's id, or None if none took it in `timeout`."""
+        node = self.node
+        deadline = time.monotonic() + timeout
+        tried: set[int] = set()
+        while True:
+            target = node.transfer_target(lambda m: m not in tried and self._reachable(m))
+            left = deadline - time.monotonic()
+            if target is None or left <= 0:
+                return None
+            tried.add(target)
+            moving = asyncio.ensure_future(node.transfer_leadership(target, left))
+            while not moving.done() and self._reachable(target):
+                await asyncio.wait({moving}, timeout=TRANSFER_CHECK_SECONDS)
+            if not moving.done():  # the target stopped answering: not worth waiting for
+                moving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await moving
+                continue
+            if moving.result() is not None:
+                return moving.result()
+
+    def _reachable(self, member: int) -> bool:
+        peer = self.transport.peers.get(member) if self.transport is not None else None
+        heard = self.node.peer_seen.get(member)
+        return (peer is not None and peer.connected and heard is not None
+                and time.monotonic() - heard < self.cfg.election_timeout)
+
     async def shutdown(self, transfer_timeout: float | None = None) -> None:
         """A leader hands over leadership first (bounded), then everything closes."""
         node = self.node
         if transfer_timeout is None:
             transfer_timeout = 3 * self.cfg.election_timeout + 1
         if node.core.role == StateRole.LEADER and len(node.core.conf.voters) > 1:
-            target = node.transfer_target()
-            if target is not None:
-                started = time.monotonic()
-                new = await node.transfer_leadership(target, transfer_timeout)
-                log.info("shutdown: leadership %s after %.2fs",
-                         f"moved to {new}" if new else "transfer timed out",
-                         time.monotonic() - started)
+            started = time.monotonic()
+            new = await self._hand_over(transfer_timeout)
+            log.info("shutdown: leadership %s after %.2fs",
+                     f"moved to {new}" if new else "not handed over (no reachable voter took it)",
+                     time.monotonic() - started)
         if self.client_server is not None:
             self.client_server.close()
         if self.fast is not None:
             self.fast.close()
+        # Requests that wait (watch streams, lock waits, status long-polls) end now, or
+        # aiohttp waits its whole shutdown_timeout for each handler, then as long again
+        # for the cancelled one. Their clients retry on another member.
+        node.watch.close_all("shutting_down")
+        node.end_long_polls()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.transport is not None:
             await self.transport.close()
         await node.stop()
+
+
+class PeerTLSFiles:
+    """Mutual TLS on the peer port: both sides present a certificate of the trusted
+    CA; the member binding is checked by the gate (not hostnames). Both contexts
+    follow their files (a rotated Secret is used by the next connections)."""
+
+    def __init__(self, files: TLSFiles, *, check_interval: float = 1.0) -> None:
+        self._server = ReloadingTLS.server(files, client_auth="required",
+                                           check_interval=check_interval)
+        self._client = ReloadingTLS(
+            files, lambda f: build_client_context(f, check_hostname=False),
+            check_interval=check_interval)
+
+    def server_context(self) -> ssl.SSLContext:
+        return self._server.server_context()
+
+    def client_context(self) -> ssl.SSLContext:
+        return self._client.client_context()
 
 
 def _prior_state(data: Path, identity_source: str) -> list[str]:
@@ -161,7 +254,7 @@ async def serve(cfg: NodeConfig) -> int:
     try:
         server = Server(cfg)
         await server.start()
-    except (StorageError, IdentityError) as exc:
+    except (StorageError, IdentityError, ssl.SSLError, ValueError) as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     except OSError as exc:

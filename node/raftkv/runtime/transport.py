@@ -1,22 +1,33 @@
-"""Peer transport: persistent, pipelined connections carrying Raft messages.
+"""Peer transport: authenticated, persistent, pipelined connections carrying Raft messages.
 
-Each node dials every other member and keeps one outbound connection per peer
-(like etcd's streams): everything this node says to a peer goes over its own
-outbound connection; replies come back over the peer's. `send` is called once
-per Ready and writes one frame per peer straight into the socket (no task
-switch: the follower gets the appends before the leader starts its own fsync).
-Only when a peer's socket is backed up do messages queue, coalesced into one
-frame that a per-peer task writes once the socket drains.
+Each node dials every current member (the replicated membership gives the URL; the
+name is resolved again on every dial) and keeps one outbound connection per peer
+(like etcd's streams). Everything this node says to a peer goes over its own
+outbound connection; a peer it cannot dial (a new learner does not know the
+leader's URL until the log reaches it) is answered over that peer's connection to
+us instead. `send` is called once per Ready and writes one frame per peer straight
+into the socket (no task switch: the follower gets the appends before the leader
+starts its own fsync). Only when a peer's socket is backed up do messages queue,
+coalesced into one frame that a per-peer task writes once the socket drains.
 
-A peer that cannot be reached gets its messages dropped (Raft retransmits) and
-is reported unreachable to the core; reconnection backs off exponentially.
+Every connection starts with a handshake (HELLO from the dialer, WELCOME or
+REFUSED from the acceptor) checked by `admission.PeerGate` (cluster id,
+membership, and with peer TLS the certificate) before any frame can reach the
+core; every later frame is checked against the schema in `codec`. A bad frame
+closes its connection, counts in `raftkv_peer_frames_rejected_total{reason}` and
+is logged (rate-limited); messages whose from/to are not the connection's are
+dropped. Nothing that happens on a peer connection (connect, TLS, send, receive,
+close) raises into the Raft loop.
 
-Inbound connections are plain protocols: a frame is decoded and handed to the
-node in the socket's own callback (no reader task to wake per frame).
+A peer that cannot be reached gets its messages dropped (Raft retransmits) and is
+reported unreachable to the core; reconnection backs off exponentially. Sockets
+have TCP keepalive and TCP_USER_TIMEOUT, so a peer that vanished (a rescheduled
+pod) is noticed in seconds and redialled at its new address.
 
 Snapshots travel on a dedicated short-lived connection so they never hold up
-heartbeats: SNAP_BEGIN, chunks, SNAP_END with a sha256, then the receiver
-steps the SNAP message with the assembled data and answers SNAP_ACK.
+heartbeats: HELLO/WELCOME, SNAP_BEGIN, chunks, SNAP_END with a sha256, then the
+receiver steps the SNAP message with the assembled data and answers SNAP_ACK. A
+snapshot is only taken from the leader of the receiver's current term.
 """
 
 from __future__ import annotations
@@ -26,14 +37,17 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
+import ssl
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 from raftkv.raft.types import Message, MsgType, Snapshot, SnapshotMeta
 from raftkv.runtime import codec
+from raftkv.runtime.admission import PeerGate
 from raftkv.runtime.config import split_host_port
 from raftkv.runtime.metrics import NodeMetrics
 
@@ -45,38 +59,90 @@ MAX_QUEUED_MESSAGES = 50_000  # per peer; beyond this the peer is too slow: drop
 # (Raft's in-flight limits keep this small unless the peer stops reading).
 WRITE_BACKLOG_BYTES = 4 << 20
 CONNECT_TIMEOUT = 2.0
+HANDSHAKE_TIMEOUT = 5.0  # TLS + HELLO/WELCOME; an inbound connection that says nothing is cut
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
+# Dead-peer detection: unacknowledged data for this long aborts the connection
+# (TCP_USER_TIMEOUT); an idle one is probed after KEEPALIVE_IDLE s, every
+# KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times.
+USER_TIMEOUT_MS = 3000
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 2, 1, 2
+# A peer we keep sending to that has said nothing (on any connection) for this long is
+# redialled: its address may have changed under a connection TCP still thinks is fine.
+PEER_SILENCE = 3.0
+LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
 
-@dataclass(slots=True)
-class PeerInfo:
-    id: int
-    name: str
-    peer_url: str
-    client_url: str
+class PeerTLS(Protocol):
+    """Reloading TLS contexts (security.tls.ReloadingTLS) for the peer port."""
+
+    def server_context(self) -> ssl.SSLContext: ...
+
+    def client_context(self) -> ssl.SSLContext: ...
 
 
 # Callbacks into the node.
 OnMessages = Callable[[int, int, list[Message]], None]  # (from id, sender commit, msgs)
-OnHello = Callable[[PeerInfo], None]
 OnUnreachable = Callable[[int], None]
 OnSnapshotStatus = Callable[[int, bool], None]
 # Steps a received SNAP message with its data; resolves True once accepted.
 OnSnapshot = Callable[[Message, bytes], Awaitable[bool]]
+# Whether a SNAP message may be taken now (from the leader of our current term).
+SnapshotAllowed = Callable[[Message], bool]
 # The newest durable snapshot to stream: (meta, file, size), or None.
 SnapshotSource = Callable[[], tuple[SnapshotMeta, BinaryIO, int] | None]
+# host -> address to dial (asked on every dial).
+Resolver = Callable[[str], Awaitable[str]]
 
 
-async def read_frame(reader: asyncio.StreamReader) -> list[object]:
+def tune_socket(sock: socket.socket | None) -> None:
+    """No Nagle delay; keepalive and a user timeout so a vanished peer is noticed."""
+    if sock is None:
+        return
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+               (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, opt, value in options:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, opt, value)
+
+
+class _RateLimitedLog:
+    """At most one warning per kind every LOG_EVERY seconds, with a count of the rest."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -LOG_EVERY) < LOG_EVERY:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        skipped = self._suppressed.pop(kind, 0)
+        log.warning(msg + (f" ({skipped} more like it suppressed)" if skipped else ""), *args)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> list[Any]:
     header = await reader.readexactly(codec.HEADER.size)
     (length,) = codec.HEADER.unpack(header)
     if length > codec.MAX_FRAME_BYTES:
-        raise codec.FrameError(f"frame of {length} bytes exceeds the limit")
+        raise codec.FrameError("too_large", f"frame of {length} bytes")
     return codec.unpack_payload(await reader.readexactly(length))
 
 
+def _peercert(writer_or_transport: Any) -> dict[str, Any] | None:
+    getter = writer_or_transport.get_extra_info
+    if getter("sslcontext") is None and getter("ssl_object") is None:
+        return None
+    return cast("dict[str, Any] | None", getter("peercert"))
+
+
 class _Peer:
-    """One outbound connection and its send buffer."""
+    """One outbound connection to a member and its send buffer."""
 
     def __init__(self, transport: PeerTransport, peer_id: int, url: str) -> None:
         self.t = transport
@@ -86,16 +152,24 @@ class _Peer:
         self.wakeup = asyncio.Event()
         self.writer: asyncio.StreamWriter | None = None
         self.connected = False
+        self.connected_at = 0.0
+        self.last_sent = 0.0  # monotonic time of the last message written to the peer
         self.snapshot_task: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
     def send(self, msgs: list[Message]) -> None:
+        """Called from the Raft loop: must never raise (a dead socket is the peer's
+        problem, reported as unreachable, never the loop's)."""
         writer = self.writer
-        if not self.connected or writer is None:
-            self.t.on_unreachable(self.id)
+        if not self.connected or writer is None or writer.transport.is_closing():
+            self.t.send_elsewhere(self.id, msgs)
             return
         if not self.buffer and writer.transport.get_write_buffer_size() < WRITE_BACKLOG_BYTES:
-            writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+            try:
+                writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+                self.last_sent = time.monotonic()
+            except Exception as exc:  # closed under us (uvloop: RuntimeError), or OSError
+                self._lost(f"write failed: {exc!r}")
             return
         if len(self.buffer) + len(msgs) > MAX_QUEUED_MESSAGES:
             self.buffer.clear()
@@ -105,24 +179,39 @@ class _Peer:
         self.buffer.extend(msgs)  # behind the backlog, in order
         self.wakeup.set()
 
+    def _lost(self, why: str) -> None:
+        """The connection failed outside the dial task: close it so `_run` redials."""
+        log.debug("peer %s (%s): %s", self.id, self.url, why)
+        self.connected = False
+        self.buffer.clear()
+        self.t.metrics.peer_errors.labels(str(self.id)).inc()
+        self.t.on_unreachable(self.id)
+        writer = self.writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        self.wakeup.set()
+
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         label = str(self.id)
         while not self.t.closing:
             reader_task: asyncio.Task[None] | None = None
             try:
-                reader, writer = await self.t.open_connection(self.url)
+                reader, writer = await self.t.dial(self.id, self.url)
                 self.writer = writer
-                writer.write(self.t.hello_frame())
-                await writer.drain()
-                reader_task = asyncio.create_task(self._read_replies(reader))
+                reader_task = asyncio.create_task(self._read(reader))
                 self.connected = True
+                self.connected_at = time.monotonic()
                 self.t.metrics.peer_up.labels(label).set(1)
                 backoff = BACKOFF_MIN
                 await self._pump(writer, reader_task)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, codec.FrameError, ConnectionError) as exc:
+            except codec.FrameError as exc:
+                self.t.rejected(exc, f"peer {self.id} ({self.url})")
+                self.t.metrics.peer_errors.labels(label).inc()
+            except Exception as exc:  # any failure of this link (TLS, reset, closed, ...)
                 if self.connected or backoff == BACKOFF_MIN:
-                    log.debug("peer %s (%s): %s", self.id, self.url, exc)
+                    log.debug("peer %s (%s): %r", self.id, self.url, exc)
                 self.t.metrics.peer_errors.labels(label).inc()
             finally:
                 was_connected = self.connected
@@ -132,7 +221,8 @@ class _Peer:
                 if reader_task is not None:
                     reader_task.cancel()
                 if self.writer is not None:
-                    self.writer.close()
+                    with contextlib.suppress(Exception):
+                        self.writer.close()
                     self.writer = None
                 if was_connected and not self.t.closing:
                     self.t.on_unreachable(self.id)
@@ -143,27 +233,42 @@ class _Peer:
 
     async def _pump(self, writer: asyncio.StreamWriter, reader_task: asyncio.Task[None]) -> None:
         while not self.t.closing:
+            if not self.connected:
+                raise ConnectionError("connection lost while sending")
             if not self.buffer:
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
-                done, _ = await asyncio.wait({waiter, reader_task},
+                done, _ = await asyncio.wait({waiter, reader_task}, timeout=1.0,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if reader_task in done:
                     waiter.cancel()
+                    reader_task.result()  # a FrameError from the peer surfaces here
                     raise ConnectionError("peer closed the connection")
+                if not done:
+                    waiter.cancel()
+                    self._check_silence()
                 continue
             await writer.drain()  # the backlog first goes below the transport's mark
             batch, self.buffer = self.buffer, []
             if batch:
                 writer.write(codec.pack_messages(self.t.commit_hint(), batch))
+                self.last_sent = time.monotonic()
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
-        # The only thing a peer says on our outbound connection is its HELLO.
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, codec.FrameError):
+    def _check_silence(self) -> None:
+        """We keep talking and the peer has not answered for PEER_SILENCE seconds (on
+        this connection or its own): drop the connection and dial its name again."""
+        heard = max(self.t.last_heard.get(self.id, 0.0), self.connected_at)
+        if self.last_sent - heard > PEER_SILENCE:
+            raise ConnectionError(f"no answer for {self.last_sent - heard:.1f}s")
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """What the peer says on our connection: messages when it cannot dial us."""
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 frame = await read_frame(reader)
-                if frame[0] == codec.HELLO:
-                    self.t.handle_hello(frame)
+                if frame[0] != codec.MSGS:
+                    raise codec.FrameError("unexpected", f"frame kind {frame[0]} after WELCOME")
+                self.t.deliver(self.id, frame)
 
     def send_snapshot(self, m: Message) -> None:
         if self.snapshot_task is not None and not self.snapshot_task.done():
@@ -173,9 +278,9 @@ class _Peer:
     async def _stream_snapshot(self, m: Message) -> None:
         ok = False
         try:
-            ok = await self.t.stream_snapshot(self.url, m)
+            ok = await self.t.stream_snapshot(self.id, self.url, m)
         except Exception as exc:  # any failure means "not delivered"; the core retries
-            log.warning("snapshot to %s failed: %s", self.id, exc)
+            log.warning("snapshot to %s failed: %r", self.id, exc)
             self.t.metrics.peer_errors.labels(str(self.id)).inc()
         self.t.on_snapshot_status(self.id, ok)
 
@@ -187,33 +292,47 @@ class _Peer:
             await self.task
 
 
+async def _default_resolve(host: str) -> str:
+    return host  # asyncio's connect asks the system resolver on every dial
+
+
 class PeerTransport:
-    def __init__(self, me: PeerInfo, *, resolve: dict[str, str], metrics: NodeMetrics,
-                 spool_dir: Path, on_messages: OnMessages, on_hello: OnHello,
-                 on_unreachable: OnUnreachable, on_snapshot: OnSnapshot,
-                 on_snapshot_status: OnSnapshotStatus, snapshot_source: SnapshotSource,
-                 commit_hint: Callable[[], int]) -> None:
-        self.me = me
-        self.resolve = resolve
+    def __init__(self, my_id: int, my_name: str, *, gate: PeerGate, metrics: NodeMetrics,
+                 spool_dir: Path, on_messages: OnMessages, on_unreachable: OnUnreachable,
+                 on_snapshot: OnSnapshot, on_snapshot_status: OnSnapshotStatus,
+                 snapshot_allowed: SnapshotAllowed, snapshot_source: SnapshotSource,
+                 commit_hint: Callable[[], int], resolve: dict[str, str] | None = None,
+                 resolver: Resolver | None = None, tls: PeerTLS | None = None) -> None:
+        self.my_id = my_id
+        self.my_name = my_name
+        self.gate = gate
+        self.static_resolve = dict(resolve or {})
+        self.resolver = resolver or _default_resolve
+        self.tls = tls
         self.metrics = metrics
         self.spool_dir = spool_dir
         self.on_messages = on_messages
-        self.on_hello = on_hello
         self.on_unreachable = on_unreachable
         self.on_snapshot = on_snapshot
         self.on_snapshot_status = on_snapshot_status
+        self.snapshot_allowed = snapshot_allowed
         self.snapshot_source = snapshot_source
         self.commit_hint = commit_hint
         self.peers: dict[int, _Peer] = {}
         self.closing = False
         self.server: asyncio.AbstractServer | None = None
         self._inbound: set[_InboundProtocol] = set()
+        self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
+        self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
+        self._log = _RateLimitedLog()
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        ssl_ctx = self.tls.server_context() if self.tls is not None else None
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: _InboundProtocol(self), host, port)
+            lambda: _InboundProtocol(self), host, port, ssl=ssl_ctx,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_ctx is not None else None)
 
     async def close(self) -> None:
         self.closing = True
@@ -230,7 +349,7 @@ class PeerTransport:
 
     # --- membership ----------------------------------------------------------
     def set_peer(self, peer_id: int, url: str) -> None:
-        if peer_id == self.me.id or not url:
+        if peer_id == self.my_id or not url:
             return
         peer = self.peers.get(peer_id)
         if peer is not None and peer.url == url:
@@ -244,10 +363,14 @@ class PeerTransport:
         if peer is not None:
             asyncio.get_running_loop().create_task(peer.close())
             self.metrics.peer_up.labels(str(peer_id)).set(0)
+        self.last_heard.pop(peer_id, None)
+        conn = self._return_paths.pop(peer_id, None)
+        if conn is not None:
+            conn.close()  # a removed member keeps no connection to us
 
     # --- sending -------------------------------------------------------------
     def send(self, messages: list[Message]) -> None:
-        """One frame per peer for the messages of one Ready."""
+        """One frame per peer for the messages of one Ready. Never raises."""
         by_peer: dict[int, list[Message]] = {}
         for m in messages:
             if m.type == MsgType.SNAP:
@@ -263,41 +386,53 @@ class PeerTransport:
             else:
                 batch.append(m)
         for to, batch in by_peer.items():
-            peer = self.peers.get(to)
-            if peer is None:
+            try:
+                peer = self.peers.get(to)
+                if peer is None:
+                    self.send_elsewhere(to, batch)
+                else:
+                    peer.send(batch)
+            except Exception:  # belt and braces: nothing on a peer link may kill the loop
+                log.exception("sending to peer %s failed", to)
                 self.on_unreachable(to)
-            else:
-                peer.send(batch)
 
-    def hello_frame(self) -> bytes:
-        me = self.me
-        return codec.pack_frame([codec.HELLO, me.id, me.name, me.peer_url, me.client_url])
+    def send_elsewhere(self, to: int, msgs: list[Message]) -> None:
+        """No outbound connection to `to`: answer over its connection to us, if any."""
+        conn = self._return_paths.get(to)
+        if conn is None or not conn.write(codec.pack_messages(self.commit_hint(), msgs)):
+            self.on_unreachable(to)
 
-    def handle_hello(self, frame: list[object]) -> int:
-        try:
-            _, pid, name, peer_url, client_url = frame
-        except ValueError:
-            raise codec.FrameError("malformed HELLO") from None
-        if type(pid) is not int or not all(type(s) is str for s in (name, peer_url, client_url)):
-            raise codec.FrameError("malformed HELLO")
-        self.on_hello(PeerInfo(pid, name, peer_url, client_url))  # type: ignore[arg-type]
-        return pid
+    # --- dialing -------------------------------------------------------------
+    async def resolve(self, host: str) -> str:
+        """Asked again on every dial: a member back on a new address is found there."""
+        return self.static_resolve.get(host) or await self.resolver(host)
 
-    async def open_connection(
-            self, url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def dial(self, peer_id: int, url: str
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect, (TLS,) HELLO, and check the WELCOME: a connection to member
+        `peer_id` proven as far as the gate can tell."""
         host, port = split_host_port(url)
-        host = self.resolve.get(host, host)
+        address = await self.resolve(host)
+        ctx = self.tls.client_context() if self.tls is not None else None
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=1 << 20), CONNECT_TIMEOUT)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            import socket
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            asyncio.open_connection(address, port, limit=1 << 20, ssl=ctx,
+                                    server_hostname=host if ctx is not None else None,
+                                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx else None),
+            CONNECT_TIMEOUT + (HANDSHAKE_TIMEOUT if ctx is not None else 0))
+        try:
+            tune_socket(writer.get_extra_info("socket"))
+            writer.write(codec.pack_hello(self.gate.cluster.value, self.my_id, peer_id,
+                                          self.my_name))
+            frame = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
+            cluster_id, member, name = codec.decode_welcome(frame)
+            self.gate.check_welcome(peer_id, cluster_id, member, name, _peercert(writer))
+        except BaseException:
+            writer.close()
+            raise
         return reader, writer
 
     # --- snapshots: sender ---------------------------------------------------
-    async def stream_snapshot(self, url: str, m: Message) -> bool:
+    async def stream_snapshot(self, peer_id: int, url: str, m: Message) -> bool:
         loop = asyncio.get_running_loop()
         # Opening verifies the file's sha256: a full read, so not on the event loop.
         source = await loop.run_in_executor(None, self.snapshot_source)
@@ -306,9 +441,12 @@ class PeerTransport:
         meta, fileobj, size = source
         # Ship the newest durable snapshot (it covers at least what the core asked for).
         m.snapshot = Snapshot(meta)
-        reader, writer = await self.open_connection(url)
         try:
-            writer.write(self.hello_frame())
+            reader, writer = await self.dial(peer_id, url)
+        except BaseException:
+            fileobj.close()
+            raise
+        try:
             writer.write(codec.pack_frame([codec.SNAP_BEGIN, codec.encode_message(m), size]))
             digest = hashlib.sha256()
             while True:
@@ -320,41 +458,41 @@ class PeerTransport:
                 await writer.drain()
             writer.write(codec.pack_frame([codec.SNAP_END, digest.hexdigest()]))
             await writer.drain()
-            while True:
-                frame = await asyncio.wait_for(read_frame(reader), 60.0)
-                if frame[0] == codec.SNAP_ACK:
-                    if not frame[1]:
-                        log.warning("peer %s refused snapshot: %s", m.to, frame[2])
-                    return bool(frame[1])
+            ok, reason = codec.decode_snap_ack(await asyncio.wait_for(read_frame(reader), 60.0))
+            if not ok:
+                log.warning("peer %s refused snapshot: %s", m.to, reason)
+            return ok
         finally:
             fileobj.close()
             writer.close()
 
     # --- receiving -----------------------------------------------------------
-    def on_frame(self, conn: _InboundProtocol, frame: list[object]) -> None:
-        """One frame from an inbound connection (raises FrameError on garbage)."""
-        kind = frame[0]
-        if kind == codec.MSGS:
-            sender_commit, raw = frame[1], frame[2]
-            if type(raw) is not list or type(sender_commit) is not int:
-                raise codec.FrameError("malformed MSGS frame")
-            msgs = [codec.decode_message(r) for r in raw]
-            if msgs:
-                self.on_messages(msgs[0].frm, sender_commit, msgs)
-        elif kind == codec.HELLO:
-            conn.peer_id = self.handle_hello(frame)
-            conn.write(self.hello_frame())
-        elif kind == codec.SNAP_BEGIN:
-            conn.start_snapshot(frame)
-        else:
-            raise codec.FrameError(f"unexpected frame kind {kind!r}")
+    def rejected(self, exc: codec.FrameError, who: str) -> None:
+        self.metrics.frames_rejected.labels(exc.reason).inc()
+        self._log.warning(exc.reason, "peer connection %s dropped: %s", who, exc)
 
-    async def receive_snapshot(self, begin: list[object], reader: asyncio.StreamReader,
+    def deliver(self, peer_id: int, frame: list[Any]) -> None:
+        """A MSGS frame on a connection bound to `peer_id`: only messages from that
+        peer to this node go on."""
+        sender_commit, msgs = codec.decode_msgs(frame)
+        good = [m for m in msgs if m.frm == peer_id and m.to == self.my_id]
+        if len(good) != len(msgs):
+            self.metrics.frames_rejected.labels("wrong_sender").inc(len(msgs) - len(good))
+            self._log.warning("wrong_sender", "dropped %d message(s) from member %s that "
+                              "claim another sender or receiver", len(msgs) - len(good), peer_id)
+        if good:
+            self.last_heard[peer_id] = time.monotonic()
+            self.on_messages(peer_id, sender_commit, good)
+
+    def bound(self, conn: _InboundProtocol) -> None:
+        self._return_paths[conn.peer_id] = conn  # the newest connection of that peer
+
+    def unbound(self, conn: _InboundProtocol) -> None:
+        if self._return_paths.get(conn.peer_id) is conn:
+            del self._return_paths[conn.peer_id]
+
+    async def receive_snapshot(self, msg: Message, size: int, reader: asyncio.StreamReader,
                                writer: _ReplyWriter) -> None:
-        msg = codec.decode_message(begin[1])
-        size = begin[2]
-        if msg.type != MsgType.SNAP or msg.snapshot is None or type(size) is not int:
-            raise codec.FrameError("malformed SNAP_BEGIN")
         fd, tmp = tempfile.mkstemp(prefix="snap-", suffix=".part", dir=self.spool_dir)
         ok, reason = False, ""
         try:
@@ -363,19 +501,22 @@ class PeerTransport:
             with os.fdopen(fd, "wb") as out:
                 while True:
                     frame = await read_frame(reader)
-                    if frame[0] == codec.SNAP_CHUNK and type(frame[1]) is bytes:
-                        chunk = frame[1]
+                    if frame[0] == codec.SNAP_CHUNK:
+                        chunk = codec.decode_snap_chunk(frame)
                         received += len(chunk)
                         if received > size:
-                            raise codec.FrameError("snapshot longer than announced")
+                            raise codec.FrameError("too_large", "snapshot longer than announced")
                         digest.update(chunk)
                         out.write(chunk)
                     elif frame[0] == codec.SNAP_END:
+                        expected = codec.decode_snap_end(frame)
                         break
                     else:
-                        raise codec.FrameError("unexpected frame in a snapshot stream")
-            if received != size or frame[1] != digest.hexdigest():
+                        raise codec.FrameError("unexpected", "frame kind in a snapshot stream")
+            if received != size or expected != digest.hexdigest():
                 reason = "size or sha256 mismatch"
+            elif not self.snapshot_allowed(msg):
+                reason = "not from the leader of the current term"
             else:
                 data = Path(tmp).read_bytes()
                 ok = await self.on_snapshot(msg, data)
@@ -394,31 +535,51 @@ class _ReplyWriter:
 
     def write(self, data: bytes) -> None:
         if not self.transport.is_closing():
-            self.transport.write(data)
+            with contextlib.suppress(Exception):
+                self.transport.write(data)
 
 
 class _InboundProtocol(asyncio.Protocol):
-    """A peer's outbound connection to us: frames in, HELLO and SNAP_ACK out.
+    """A peer's outbound connection to us.
 
-    MSGS and HELLO frames are parsed and handled right in `data_received`. After a
-    SNAP_BEGIN the rest of the connection is a snapshot stream: its bytes go to a
-    StreamReader read by a task (the stream is big and rare; flow control applies).
+    The first frame must be a HELLO the gate admits (else REFUSED and close; also
+    closed if none arrives within HANDSHAKE_TIMEOUT); then MSGS frames are parsed
+    and handled right in `data_received`. After a SNAP_BEGIN the rest of the
+    connection is a snapshot stream: its bytes go to a StreamReader read by a task
+    (the stream is big and rare; flow control applies).
     """
 
     def __init__(self, t: PeerTransport) -> None:
         self.t = t
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.peer_id = 0
+        self.peer_id = 0  # 0 until the HELLO is admitted
+        self._return_path = False  # registered as the way back to peer_id
         self.stream: asyncio.StreamReader | None = None
         self.stream_task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
         self.t._inbound.add(self)
+        tune_socket(transport.get_extra_info("socket"))
+        self._deadline = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._no_hello)
+
+    def _no_hello(self) -> None:
+        if not self.peer_id:
+            self.t.rejected(codec.FrameError("unexpected", "no HELLO in time"), self._who())
+            self.close()
+
+    def _who(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"from {peer} (member {self.peer_id or '?'})"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.t._inbound.discard(self)
+        if self._return_path:
+            self.t.unbound(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.transport = None
         if self.stream is not None:
             self.stream.feed_eof()
@@ -428,9 +589,15 @@ class _InboundProtocol(asyncio.Protocol):
             self.stream.feed_eof()
         return False
 
-    def write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        try:
+            transport.write(data)
+        except Exception:
+            return False
+        return True
 
     def close(self) -> None:
         if self.stream_task is not None:
@@ -449,17 +616,53 @@ class _InboundProtocol(asyncio.Protocol):
             while len(buf) >= header and self.stream is None and self.transport is not None:
                 (length,) = codec.HEADER.unpack_from(buf)
                 if length > codec.MAX_FRAME_BYTES:
-                    raise codec.FrameError(f"frame of {length} bytes exceeds the limit")
+                    raise codec.FrameError("too_large", f"frame of {length} bytes")
+                if not self.peer_id and length > 4096:
+                    raise codec.FrameError("too_large", "a HELLO is small")
                 if len(buf) < header + length:
                     return
                 frame = codec.unpack_payload(bytes(buf[header:header + length]))
                 del buf[:header + length]
-                self.t.on_frame(self, frame)
+                self._on_frame(frame)
         except codec.FrameError as exc:
-            log.warning("dropping peer connection (peer %s): %s", self.peer_id or "?", exc)
-            self.close()
+            self._refuse(exc)
+        except Exception as exc:  # a bug here must cost this connection only
+            log.exception("peer connection %s: unexpected error", self._who())
+            self._refuse(codec.FrameError("malformed", repr(exc)))
 
-    def start_snapshot(self, begin: list[object]) -> None:
+    def _refuse(self, exc: codec.FrameError) -> None:
+        self.t.rejected(exc, self._who())
+        if not self.peer_id:
+            self.write(codec.pack_frame([codec.REFUSED, exc.reason]))
+        self.close()
+
+    def _on_frame(self, frame: list[Any]) -> None:
+        if not self.peer_id:
+            hello = codec.decode_hello(frame)
+            self.t.gate.check_hello(hello, _peercert(self.transport))
+            self.peer_id = hello.frm
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self.write(codec.pack_welcome(self.t.gate.cluster.value, self.t.my_id,
+                                          self.t.my_name))
+            return
+        kind = frame[0]
+        if kind == codec.MSGS:
+            self.t.deliver(self.peer_id, frame)
+            if not self._return_path:
+                self._return_path = True  # a connection that carries messages, not a snapshot
+                self.t.bound(self)
+        elif kind == codec.SNAP_BEGIN:
+            msg, size = codec.decode_snap_begin(frame)
+            if msg.frm != self.peer_id or msg.to != self.t.my_id:
+                raise codec.FrameError("wrong_sender", "a snapshot for or from someone else")
+            if not self.t.snapshot_allowed(msg):
+                raise codec.FrameError("snapshot", "not from the leader of the current term")
+            self._start_snapshot(msg, size)
+        else:
+            raise codec.FrameError("unexpected", f"frame kind {kind} on an inbound connection")
+
+    def _start_snapshot(self, msg: Message, size: int) -> None:
         assert self.transport is not None
         stream = self.stream = asyncio.StreamReader(limit=1 << 20)
         stream.set_transport(self.transport)  # pauses reading while it is backed up
@@ -467,16 +670,18 @@ class _InboundProtocol(asyncio.Protocol):
             stream.feed_data(bytes(self.buffer))
             self.buffer.clear()
         self.stream_task = asyncio.get_running_loop().create_task(
-            self._snapshot(begin, stream, _ReplyWriter(self.transport)))
+            self._snapshot(msg, size, stream, _ReplyWriter(self.transport)))
 
-    async def _snapshot(self, begin: list[object], stream: asyncio.StreamReader,
+    async def _snapshot(self, msg: Message, size: int, stream: asyncio.StreamReader,
                         writer: _ReplyWriter) -> None:
         try:
-            await self.t.receive_snapshot(begin, stream, writer)
+            await self.t.receive_snapshot(msg, size, stream, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except codec.FrameError as exc:
-            log.warning("dropping snapshot stream (peer %s): %s", self.peer_id or "?", exc)
+            self.t.rejected(exc, self._who())
+        except Exception:
+            log.exception("snapshot stream %s failed", self._who())
         finally:
             if self.transport is not None:
                 self.transport.close()

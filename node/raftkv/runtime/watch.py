@@ -126,3 +126,9 @@ class WatchHub:
 
     def client_count(self, client: str) -> int:
         return self._per_client.get(client, 0)
+
+    def close_all(self, reason: str) -> None:
+        """End every stream (each gets an error line; clients re-watch elsewhere)."""
+        for w in list(self.watchers):
+            w.close(reason)
+            self._discard(w)

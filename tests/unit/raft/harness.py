@@ -129,6 +129,7 @@ class InteractionEnv:
             "restart": self.cmd_restart,
             "compact": self.cmd_compact,
             "report-unreachable": self.cmd_report_unreachable,
+            "inject": self.cmd_inject,
             "status": self.cmd_status,
             "raft-state": self.cmd_raft_state,
             "raft-log": self.cmd_raft_log,
@@ -317,6 +318,21 @@ class InteractionEnv:
             raise CommandError("usage: report-unreachable LEADER PEER")
         node = self._node(bare[0])
         self._observe(node, lambda: node.raft.report_unreachable(int(bare[1])))
+
+    def cmd_inject(self, args: list[Arg]) -> None:
+        """`inject ID type=MsgX from=N term=T [index=I] [commit=C]`: step a message
+        nobody sent (a forgery, or a peer's bug) straight into node ID."""
+        bare, kw = self._bare(args), self._kw(args)
+        if len(bare) != 1 or not {"type", "from", "term"} <= set(kw):
+            raise CommandError("usage: inject ID type=MsgX from=N term=T [index=I] [commit=C]")
+        node = self._node(bare[0])
+        if kw["type"][0] not in MSG_BY_NAME:
+            raise CommandError(f"unknown message type {kw['type'][0]!r}")
+        m = Message(MSG_BY_NAME[kw["type"][0]], to=node.id, frm=int(kw["from"][0]),
+                    term=int(kw["term"][0]), index=int(kw.get("index", ["0"])[0]),
+                    commit=int(kw.get("commit", ["0"])[0]))
+        self.emit(f"> {node.id} receiving injected {fmt_msg(m)}")
+        self._observe(node, lambda: node.raft.step(m))
 
     def _tick(self, node: Node, times: int) -> None:
         def run() -> None:

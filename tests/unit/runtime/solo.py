@@ -27,6 +27,7 @@ async def solo_node(directory: Path, *, fast_path: bool = True, name: str = "sol
                     **config: object) -> AsyncIterator[Server]:
     client, peer = free_port(), free_port()
     config.setdefault("tick_ms", 20)
+    config.setdefault("peer_insecure", True)
     cfg = NodeConfig(name, directory / name, listen_host="127.0.0.1", client_port=client,
                      peer_port=peer, advertise_client_url=f"http://127.0.0.1:{client}",
                      advertise_peer_url=f"127.0.0.1:{peer}",

@@ -17,10 +17,31 @@ from raftkv.runtime.config import (
 from raftkv.runtime.identity import member_id
 
 
-def _parse(argv: list[str], env: dict[str, str] | None = None) -> NodeConfig:
+def _parse(argv: list[str], env: dict[str, str] | None = None,
+           peer_insecure: bool = True) -> NodeConfig:
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
-    return config_from_args(parser, argv, env or {})
+    env = dict(env or {})
+    if peer_insecure:
+        env.setdefault("RAFTKV_PEER_INSECURE", "1")
+    return config_from_args(parser, argv, env)
+
+
+def test_no_peer_tls_must_be_asked_for() -> None:
+    with pytest.raises(ValueError, match="--peer-insecure"):
+        _parse(["--name", "a"], peer_insecure=False)
+    assert _parse(["--name", "a", "--peer-insecure"], peer_insecure=False).peer_insecure
+    tls = ["--peer-cert-file", "c.pem", "--peer-key-file", "k.pem",
+           "--peer-trusted-ca-file", "ca.pem"]
+    cfg = _parse(["--name", "a", *tls], peer_insecure=False)
+    assert cfg.peer_tls and str(cfg.peer_trusted_ca_file) == "ca.pem"
+    env = {"RAFTKV_PEER_CERT_FILE": "c.pem", "RAFTKV_PEER_KEY_FILE": "k.pem",
+           "RAFTKV_PEER_TRUSTED_CA_FILE": "ca.pem"}
+    assert _parse(["--name", "a"], env, peer_insecure=False).peer_tls
+    with pytest.raises(ValueError, match="all of"):
+        _parse(["--name", "a", *tls[:2]], peer_insecure=False)
+    with pytest.raises(ValueError, match="contradicts"):
+        _parse(["--name", "a", *tls, "--peer-insecure"], peer_insecure=False)
 
 
 def test_member_id_is_stable_and_json_safe() -> None:

@@ -120,5 +120,72 @@ async def test_other_requests_are_handed_to_aiohttp_on_the_same_connection(
         assert [a.split(b" ")[1] for a in answers] == [b"200"] * 4
         assert b'"ok":true' in answers[1]
         assert answers[3].endswith(b"\r\n\r\nv2")
-        assert server.fast is not None and not server.fast.connections  # handed over
+        # Handed over: aiohttp serves the connection (FastHttp stays in front of it).
+        assert server.fast is not None and server.fast.connections
+        assert all(c.downstream is not None for c in server.fast.connections)
         assert server.fast.served == 1
+
+
+async def test_the_authorization_hook_answers_its_error(tmp_path: Path) -> None:
+    """FastHttp.authorize sees every fast-path request first; its ApiError is the answer."""
+    from raftkv.runtime.errors import ApiError
+    from raftkv.runtime.fasthttp import FastRequest
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    def authorize(request: FastRequest) -> None:
+        token = request.headers.get("Authorization")
+        seen.append((request.method, request.target, token))
+        if token != "Bearer good":
+            raise ApiError(401, "unauthenticated", "a bearer token is required")
+
+    async with solo_node(tmp_path) as server:
+        assert server.fast is not None
+        server.fast.authorize = authorize
+        port = server.cfg.client_port
+        refused, allowed = await _raw("127.0.0.1", port, (
+            b"PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1"
+            b"PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+            b"Content-Length: 1\r\n\r\n2"), 2)
+        assert refused.startswith(b"HTTP/1.1 401") and b'"unauthenticated"' in refused
+        assert allowed.startswith(b"HTTP/1.1 200")
+        assert server.node.fsm.get(b"x") is not None
+        assert server.node.fsm.get(b"x").value == b"2"  # type: ignore[union-attr]
+    assert seen == [("PUT", "/v1/kv/x", None), ("PUT", "/v1/kv/x", "Bearer good")]
+
+
+async def test_requests_split_across_reads_are_parsed_the_same(tmp_path: Path) -> None:
+    """Bodies and heads cut at any byte (here every 7 bytes, each sent apart) give the
+    same answers as in one piece: the fast path tracks where each request ends."""
+    payload = b"".join(
+        b"PUT /v1/kv/s%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (i, 40 + i, bytes([97 + i]) * (40 + i)) for i in range(4))
+    async with solo_node(tmp_path) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.cfg.client_port)
+        for at in range(0, len(payload), 7):
+            writer.write(payload[at:at + 7])
+            await writer.drain()
+            await asyncio.sleep(0.001)  # the load pattern: separate reads, not a sync
+        for _ in range(4):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # then a hand-over
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(
+            b"HTTP/1.1 200")
+        writer.close()
+        for i in range(4):
+            kv = server.node.fsm.get(b"s%d" % i)
+            assert kv is not None and kv.value == bytes([97 + i]) * (40 + i)
+
+
+async def test_connection_close_in_a_token_list_closes(tmp_path: Path) -> None:
+    """`Connection: keep-alive, close` means close (llhttp reads the token list)."""
+    async with solo_node(tmp_path, client_idle_timeout=60.0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.cfg.client_port)
+        writer.write(b"PUT /v1/kv/c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n"
+                     b"Content-Length: 1\r\n\r\nv")
+        answer = await asyncio.wait_for(reader.read(-1), 5)  # EOF long before 60 s
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close\r\n" in answer

@@ -44,7 +44,7 @@ async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
                          client_port=client, peer_port=peer,
                          advertise_client_url=f"http://127.0.0.1:{client}",
                          advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial,
-                         tick_ms=20)
+                         tick_ms=20, peer_insecure=True)
         servers.append(Server(cfg, raft_store=MemoryRaftStore(),
                               snapshot_store=MemorySnapshotStore(),
                               checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")))
@@ -67,6 +67,11 @@ async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
                 text = await r.text()
         assert "raftkv_is_leader 1.0" in text
         assert f'name="{leader.cfg.name}"' in text
+        # The leader's per-member series carry each member's id and name.
+        for s in servers:
+            for metric in ("raftkv_member_healthy", "raftkv_member_lag_entries"):
+                series = f'{metric}{{member="{s.node.id}",member_name="{s.cfg.name}"}}'
+                assert series in text, (series, text)
         # Each node has its own registry: only the leader says it leads.
         leaders = [s.metrics.is_leader._value.get() for s in servers]
         assert sorted(leaders) == [0.0, 0.0, 1.0]

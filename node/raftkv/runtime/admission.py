@@ -1,0 +1,161 @@
+"""Who may talk to this node on the peer port (docs/contracts.md "Peer plane").
+
+Every peer connection starts with a handshake (HELLO from the dialer, WELCOME from
+the acceptor). Before any frame of it reaches the Raft core, `PeerGate` checks:
+
+- the protocol version and the cluster id (another cluster is refused; a node that
+  has no cluster id yet adopts a member's and persists it);
+- membership: the claimed id is a current member (voter or learner) under the name
+  the replicated membership gives it, was never removed, and (for a HELLO) the
+  connection is meant for this node;
+- with peer TLS, the verified certificate names the claimed member: the member's
+  name is one of its DNS subjectAltNames, or the host of the member's replicated
+  peer URL is one of its DNS or IP subjectAltNames (exact match, no wildcards).
+
+Only a node that knows no membership at all (a joiner whose data directory is empty)
+accepts any member id: that is how the leader reaches a new learner. Refusals raise
+`codec.FrameError` with a bounded reason (the metric label).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from raftkv.runtime import codec
+from raftkv.runtime.config import split_host_port
+from raftkv.runtime.identity import save_cluster_id
+
+log = logging.getLogger("raftkv.admission")
+
+PeerCert = dict[str, Any] | None  # ssl's getpeercert() of a verified certificate
+
+
+class MembershipView(Protocol):
+    """What the gate needs to know about the cluster (the node implements it)."""
+
+    def current_members(self) -> frozenset[int]:
+        """Voters and learners of the latest configuration known to this node."""
+        ...
+
+    def known_name(self, member: int) -> str:
+        """The replicated name of a member ("" if unknown)."""
+        ...
+
+    def member_peer_url(self, member: int) -> str:
+        """The replicated peer URL of a member ("" if unknown)."""
+        ...
+
+    def is_removed(self, member: int) -> bool:
+        ...
+
+
+class ClusterId:
+    """This node's cluster id: "" until known, then persisted in the data directory."""
+
+    def __init__(self, value: str | None, data_dir: Path | None, *, fsync: bool = True) -> None:
+        self.value = value or ""
+        self._data_dir = data_dir
+        self._fsync = fsync
+        self.on_adopted: Callable[[str], None] = lambda cid: None
+
+    def adopt(self, value: str) -> None:
+        """Learn the id from a member (we had none): persisted before it is used."""
+        assert not self.value and value
+        if self._data_dir is not None:
+            save_cluster_id(self._data_dir, value, fsync=self._fsync)
+        self.value = value
+        log.info("joined cluster %s", value)
+        self.on_adopted(value)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        return None
+
+
+def certificate_names_member(cert: PeerCert, name: str, peer_url: str) -> bool:
+    """The binding rule: `name` among the DNS SANs, or the host of `peer_url` among
+    the DNS or IP SANs. The common name does not count (RFC 6125)."""
+    if not cert:
+        return False
+    dns: set[str] = set()
+    ips: set[str] = set()
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            dns.add(str(value).lower().rstrip("."))
+        elif kind == "IP Address":
+            ip = _ip(str(value))
+            if ip is not None:
+                ips.add(ip)
+    if name and name.lower() in dns:
+        return True
+    if peer_url:
+        try:
+            host, _ = split_host_port(peer_url)
+        except ValueError:
+            return False
+        ip = _ip(host)
+        return ip in ips if ip is not None else host.lower().rstrip(".") in dns
+    return False
+
+
+class PeerGate:
+    def __init__(self, my_id: int, my_name: str, view: MembershipView, cluster: ClusterId, *,
+                 tls: bool) -> None:
+        self.my_id = my_id
+        self.my_name = my_name
+        self.view = view
+        self.cluster = cluster
+        self.tls = tls
+
+    def check_hello(self, hello: codec.Hello, cert: PeerCert) -> None:
+        """An inbound connection's HELLO: raises FrameError unless admitted."""
+        if hello.to != self.my_id:
+            raise codec.FrameError("not_member", f"HELLO meant for member {hello.to}")
+        if hello.frm == self.my_id:
+            raise codec.FrameError("not_member", "HELLO claims to be this node")
+        self._check_member(hello.frm, hello.name)
+        self._check_certificate(hello.frm, hello.name, cert)
+        self._check_cluster(hello.cluster_id)
+
+    def check_welcome(self, expected: int, cluster_id: str, member: int, name: str,
+                      cert: PeerCert) -> None:
+        """The answer on a connection we dialed to member `expected`."""
+        if member != expected:
+            raise codec.FrameError("not_member", f"dialed member {expected}, {member} answered")
+        self._check_member(member, name)
+        self._check_certificate(member, name, cert)
+        self._check_cluster(cluster_id)
+
+    def _check_member(self, member: int, name: str) -> None:
+        view = self.view
+        if view.is_removed(member):
+            raise codec.FrameError("removed", f"member {member} was removed")
+        members = view.current_members()
+        if not members:
+            return  # a joiner that knows nobody yet: the leader is about to reach it
+        if member not in members:
+            raise codec.FrameError("not_member", f"{member} is not a member")
+        known = view.known_name(member)
+        if known != name:
+            raise codec.FrameError("not_member", f"member {member} is {known!r}, not {name!r}")
+
+    def _check_certificate(self, member: int, name: str, cert: PeerCert) -> None:
+        if not self.tls:
+            return
+        if not certificate_names_member(cert, name, self.view.member_peer_url(member)):
+            raise codec.FrameError("certificate",
+                                   f"the certificate does not name member {name!r}")
+
+    def _check_cluster(self, theirs: str) -> None:
+        ours = self.cluster.value
+        if ours and theirs and ours != theirs:
+            raise codec.FrameError("wrong_cluster", f"cluster {theirs}, not {ours}")
+        if not ours and theirs:
+            self.cluster.adopt(theirs)

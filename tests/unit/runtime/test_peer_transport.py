@@ -1,0 +1,210 @@
+"""PeerTransport in one process: connections that heal (issue 10 item 5).
+
+A member rescheduled onto a new address (a pod on a new IP, its DNS name moved)
+must be reached again within 5 s: the name is resolved again on every dial, and a
+connection to a peer that stopped answering is dropped even while TCP still
+thinks it is fine. Sockets carry keepalive and TCP_USER_TIMEOUT."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from raftkv.raft.types import Message, MsgType
+from raftkv.runtime import transport as transport_mod
+from raftkv.runtime.admission import ClusterId, PeerGate
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.server import PeerTLSFiles
+from raftkv.runtime.transport import PeerTransport
+from raftkv.security.pki import CertKey, issue_cert, make_ca
+from raftkv.security.tls import TLSFiles
+
+A, B = 101, 202
+NAMES = {A: "a", B: "b"}
+
+
+class _View:
+    def __init__(self, urls: dict[int, str]) -> None:
+        self.urls = urls
+
+    def current_members(self) -> frozenset[int]:
+        return frozenset(NAMES)
+
+    def known_name(self, member: int) -> str:
+        return NAMES.get(member, "")
+
+    def member_peer_url(self, member: int) -> str:
+        return self.urls.get(member, "")
+
+    def is_removed(self, member: int) -> bool:
+        return False
+
+
+def _free_port_on(*hosts: str) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = int(s.getsockname()[1])
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as s:
+                    s.bind((host, port))
+            return port
+        except OSError:
+            continue
+
+
+class _Member:
+    """A transport that answers every message from its peer with a HEARTBEAT_RESP."""
+
+    def __init__(self, my_id: int, tmp: Path, urls: dict[int, str],
+                 addresses: dict[str, str], tls: PeerTLSFiles | None = None) -> None:
+        self.received: list[tuple[float, Message]] = []
+        self.answering = True
+
+        async def resolver(host: str) -> str:
+            return addresses[host]
+
+        self.t = PeerTransport(
+            my_id, NAMES[my_id], gate=PeerGate(my_id, NAMES[my_id], _View(urls),
+                                               ClusterId("ab" * 16, None),
+                                               tls=tls is not None),
+            metrics=NodeMetrics(NAMES[my_id]), spool_dir=tmp / f"spool-{my_id}-{id(self)}",
+            on_messages=self._on_messages, on_unreachable=lambda peer: None,
+            on_snapshot=self._no_snapshot, on_snapshot_status=lambda peer, ok: None,
+            snapshot_allowed=lambda m: False, snapshot_source=lambda: None,
+            commit_hint=lambda: 0, resolver=resolver, tls=tls)
+
+    @staticmethod
+    async def _no_snapshot(m: Message, data: bytes) -> bool:
+        return False
+
+    def _on_messages(self, frm: int, commit: int, msgs: list[Message]) -> None:
+        self.received.append((time.monotonic(), msgs[-1]))
+        if self.answering:
+            self.t.send([Message(MsgType.HEARTBEAT_RESP, to=frm, frm=self.t.my_id, term=1)])
+
+
+async def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_member_back_on_a_new_address_is_reached_within_5s(tmp_path: Path) -> None:
+    old_ip, new_ip, a_ip = "127.0.0.41", "127.0.0.42", "127.0.0.40"
+    port = _free_port_on(old_ip, new_ip)
+    a_port = _free_port_on(a_ip)
+    addresses = {"b.peers.test": old_ip, "a.peers.test": a_ip}
+    urls = {A: f"a.peers.test:{a_port}", B: f"b.peers.test:{port}"}
+    a = _Member(A, tmp_path, urls, addresses)
+    b_old = _Member(B, tmp_path, urls, addresses)
+    b_new = _Member(B, tmp_path, urls, addresses)
+    await a.t.start(a_ip, a_port)
+    await b_old.t.start(old_ip, port)
+    b_old.t.set_peer(A, urls[A])
+    a.t.set_peer(B, urls[B])
+    stop = asyncio.Event()
+
+    async def heartbeats() -> None:  # what a leader does: talk every tick
+        while not stop.is_set():
+            a.t.send([Message(MsgType.HEARTBEAT, to=B, frm=A, term=1)])
+            await asyncio.sleep(0.05)
+
+    ticker = asyncio.create_task(heartbeats())
+    try:
+        await _wait(lambda: len(b_old.received) > 5 and len(a.received) > 5, 10,
+                    "heartbeats and answers on the old address")
+        sock = a.t.peers[B].writer.get_extra_info("socket")  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
+                transport_mod.USER_TIMEOUT_MS
+        # The member moves: the old one freezes (its sockets stay open, nothing is
+        # answered: a rescheduled pod's old IP), the name now points at the new one.
+        b_old.answering = False
+        for conn in list(b_old.t._inbound):
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+        addresses["b.peers.test"] = new_ip
+        await b_new.t.start(new_ip, port)
+        b_new.t.set_peer(A, urls[A])
+        moved = time.monotonic()
+        await _wait(lambda: b_new.received, 10, "a message at the new address")
+        elapsed = b_new.received[0][0] - moved
+        assert elapsed < 5.0, f"reached the new address after {elapsed:.1f}s"
+    finally:
+        stop.set()
+        await ticker
+        for m in (a, b_old, b_new):
+            await m.t.close()
+
+
+def test_tune_socket_sets_keepalive_and_user_timeout() -> None:
+    with socket.socket() as s:
+        transport_mod.tune_socket(s)
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == \
+                transport_mod.KEEPALIVE_IDLE
+        if not hasattr(socket, "TCP_USER_TIMEOUT"):
+            pytest.skip("no TCP_USER_TIMEOUT on this system")
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
+            transport_mod.USER_TIMEOUT_MS
+
+
+def _issue(ca: CertKey, tmp: Path, name: str) -> TLSFiles:
+    cert, key, ca_file = tmp / f"{name}.pem", tmp / f"{name}-key.pem", tmp / f"{name}-ca.pem"
+    issue_cert(ca, name, dns_names=[name]).write(cert, key)
+    (tmp / f"{name}-ca.pem.new").write_bytes(ca.cert_pem)
+    (tmp / f"{name}-ca.pem.new").replace(ca_file)
+    return TLSFiles(cert, key, ca_file)
+
+
+def _serial(peercert: dict[str, object]) -> int:
+    return int(str(peercert["serialNumber"]), 16)
+
+
+async def test_rotated_certificates_are_used_without_a_restart(tmp_path: Path) -> None:
+    """Kubernetes rotates a Secret under a running pod: the next connections use the
+    new certificate and CA (here a new CA altogether) without a restart."""
+    a_ip, b_ip = "127.0.0.43", "127.0.0.44"
+    a_port, b_port = _free_port_on(a_ip), _free_port_on(b_ip)
+    addresses = {"a": a_ip, "b": b_ip}
+    urls = {A: f"a:{a_port}", B: f"b:{b_port}"}
+    ca1 = make_ca("first CA")
+    files = {n: _issue(ca1, tmp_path, n) for n in ("a", "b")}
+    a = _Member(A, tmp_path, urls, addresses, PeerTLSFiles(files["a"], check_interval=0))
+    b = _Member(B, tmp_path, urls, addresses, PeerTLSFiles(files["b"], check_interval=0))
+    await a.t.start(a_ip, a_port)
+    await b.t.start(b_ip, b_port)
+    a.t.set_peer(B, urls[B])
+    b.t.set_peer(A, urls[A])
+    try:
+        await _wait(lambda: a.t.peers[B].connected, 10, "a TLS connection a -> b")
+        first = a.t.peers[B].writer.get_extra_info("peercert")  # type: ignore[union-attr]
+        assert first and ("DNS", "b") in first["subjectAltName"]
+        ca2 = make_ca("rotated CA")
+        for n in ("a", "b"):
+            _issue(ca2, tmp_path, n)
+        new_serial = _serial({"serialNumber": format(
+            CertKey((tmp_path / "b.pem").read_bytes(), b"").cert.serial_number, "X")})
+        a.t.peers[B]._lost("test: drop the connection made with the old files")
+
+        def on_new_cert() -> bool:
+            peer = a.t.peers[B]
+            if not peer.connected or peer.writer is None:
+                return False
+            cert = peer.writer.get_extra_info("peercert")
+            return bool(cert) and _serial(cert) == new_serial
+
+        await _wait(on_new_cert, 10, "a connection with the rotated certificates")
+    finally:
+        for m in (a, b):
+            await m.t.close()
