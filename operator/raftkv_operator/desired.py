@@ -724,6 +724,30 @@ def archive_claim_in_use(cluster: RaftCluster) -> str | None:
     return archive.claim_name or archive_claim_name(cluster.name)
 
 
+PARTIAL_SUFFIX = ".partial"
+"""An archive copy is written under `<dir>.partial` and renamed when complete: a failed or
+interrupted download never leaves a directory that looks like a copy."""
+
+
+def _archive_script(cluster: RaftCluster, ident: str) -> str:
+    final = f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}"
+    partial = f"{final}{PARTIAL_SUFFIX}"
+    download = shlex.join(
+        ["raftkv", "checkpoint", "download", ident, "--endpoint", client_url(cluster),
+         "--out", partial]
+    )  # fmt: skip
+    # One command per line: `set -e` ignores a failure inside an && list.
+    return "\n".join(
+        [
+            "set -eu",
+            f"rm -rf {shlex.quote(partial)}",
+            download,
+            f"rm -rf {shlex.quote(final)}",
+            f"mv {shlex.quote(partial)} {shlex.quote(final)}",
+        ]
+    )
+
+
 def checkpoint_archive_job_name(checkpoint: RaftCheckpoint) -> str:
     return bounded_name(f"{checkpoint.name}-archive")
 
@@ -737,9 +761,9 @@ def checkpoint_archive_job(
 ) -> Manifest:
     """Job copying a checkpoint (data + manifest) from the leader into the archive claim.
 
-    Runs `raftkv checkpoint download <id> --endpoint <client Service> --out
-    /archive/<cluster>/<id>` with the cluster's image. The id is `checkpoint_id`, else the
-    RaftCheckpoint's status.id or spec.id.
+    Runs `raftkv checkpoint download <id> --endpoint <client Service>` with the cluster's
+    image into `/archive/<cluster>/<id>.partial`, renamed to `/archive/<cluster>/<id>` once
+    complete. The id is `checkpoint_id`, else the RaftCheckpoint's status.id or spec.id.
     """
     claim = archive_claim_in_use(cluster)
     if claim is None:
@@ -767,16 +791,7 @@ def checkpoint_archive_job(
                 "name": "archive",
                 "image": spec.container_image(default_image_repository),
                 "imagePullPolicy": spec.image_pull_policy,
-                "command": ["raftkv"],
-                "args": [
-                    "checkpoint",
-                    "download",
-                    ident,
-                    "--endpoint",
-                    client_url(cluster),
-                    "--out",
-                    f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}",
-                ],
+                "command": ["/bin/sh", "-c", _archive_script(cluster, ident)],
                 "env": _common_env(),
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -875,7 +890,17 @@ def archive_prune_job(
                 "name": "prune",
                 "image": spec.container_image(default_image_repository),
                 "imagePullPolicy": spec.image_pull_policy,
-                "command": ["rm", "-rf", "--", *(f"{ARCHIVE_MOUNT}/{p}" for p in sorted(paths))],
+                # The copies, and any download of them left half-done.
+                "command": [
+                    "rm",
+                    "-rf",
+                    "--",
+                    *(
+                        f"{ARCHIVE_MOUNT}/{p}{suffix}"
+                        for p in sorted(paths)
+                        for suffix in ("", PARTIAL_SUFFIX)
+                    ),
+                ],
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"memory": "64Mi"},

@@ -513,10 +513,16 @@ def test_archive_job_downloads_into_the_claim() -> None:
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/raftkv/raftkv:0.1.0"
-    assert container["command"] + container["args"] == [
-        "raftkv", "checkpoint", "download", "nightly-1",
-        "--endpoint", "http://orders.prod.svc:7379", "--out", "/archive/orders/nightly-1",
-    ]  # fmt: skip
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    script = container["command"][2].splitlines()
+    assert script == [
+        "set -eu",
+        "rm -rf /archive/orders/nightly-1.partial",
+        "raftkv checkpoint download nightly-1 --endpoint http://orders.prod.svc:7379 "
+        "--out /archive/orders/nightly-1.partial",
+        "rm -rf /archive/orders/nightly-1",
+        "mv /archive/orders/nightly-1.partial /archive/orders/nightly-1",
+    ]
     volume = next(v for v in pod["volumes"] if v["name"] == "archive")
     assert volume["persistentVolumeClaim"]["claimName"] == "orders-checkpoints"
     assert pod["tolerations"] == load_example("production.yaml")["spec"]["placement"]["tolerations"]
@@ -530,7 +536,7 @@ def test_archive_job_id_comes_from_status_when_the_leader_chose_it() -> None:
         desired.checkpoint_archive_job(CASES["production"], checkpoint)
     checkpoint.status.id = "auto-17"
     job = desired.checkpoint_archive_job(CASES["production"], checkpoint)
-    assert "auto-17" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "download auto-17 " in job["spec"]["template"]["spec"]["containers"][0]["command"][2]
 
 
 def test_archive_job_refusals() -> None:
@@ -585,7 +591,10 @@ def test_prune_job_removes_only_this_clusters_archived_copies() -> None:
     cluster = CASES["production"]
     job = desired.archive_prune_job(cluster, ["orders/b", "orders/a"])
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["rm", "-rf", "--", "/archive/orders/a", "/archive/orders/b"]
+    assert container["command"] == [
+        "rm", "-rf", "--", "/archive/orders/a", "/archive/orders/a.partial",
+        "/archive/orders/b", "/archive/orders/b.partial",
+    ]  # fmt: skip
     for bad in (["other/a"], ["orders/../x"], ["orders"], ["orders/a/b"], []):
         with pytest.raises(ValueError):
             desired.archive_prune_job(cluster, bad)
@@ -604,3 +613,33 @@ def test_members_spread_over_nodes_and_zones_by_default() -> None:
     assert spread["topologyKey"] == "topology.kubernetes.io/zone"
     off = _cluster("minimal.yaml", {"placement": {"topologySpreadConstraints": []}})
     assert "topologySpreadConstraints" not in desired.pod_template(off)["spec"]
+
+
+@pytest.mark.parametrize("fetch_ok", [True, False])
+def test_archive_script_leaves_a_copy_only_when_complete(tmp_path: Path, fetch_ok: bool) -> None:
+    job = desired.checkpoint_archive_job(CASES["production"], _checkpoint("orders", id="n-1"))
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    script = script.replace(desired.ARCHIVE_MOUNT + "/", str(tmp_path) + "/")
+    # A stand-in for `raftkv checkpoint download ID --endpoint URL --out DIR` that writes a
+    # partial copy and then fails, or a whole one.
+    fake = (
+        'raftkv() { mkdir -p "$7"; echo data > "$7/data"; '
+        + ('echo "{}" > "$7/manifest.json"; }' if fetch_ok else "return 1; }")
+    )
+    (tmp_path / "orders" / "n-1").mkdir(parents=True)  # an older, stale copy
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"{fake}\n{script}"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    final = tmp_path / "orders" / "n-1"
+    if fetch_ok:
+        assert done.returncode == 0, done.stderr
+        assert (final / "manifest.json").is_file()
+        assert not (tmp_path / "orders" / "n-1.partial").exists()
+    else:
+        assert done.returncode != 0
+        assert not (final / "manifest.json").exists()  # never a half copy under the name
