@@ -16,7 +16,7 @@ import pytest
 
 from raftkv.runtime.identity import load_cluster_id
 from tests.integration.clitools import raftkv
-from tests.integration.harness import Cluster, Node, until
+from tests.integration.harness import Cluster, Node, running_cluster, until
 
 pytestmark = pytest.mark.slow
 
@@ -149,18 +149,8 @@ async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
 @pytest.fixture
 async def secure_three(tmp_path: Path) -> AsyncIterator[Cluster]:
     """TLS and tokens on the client port: /v1/status needs the `read` role."""
-    cluster = Cluster(tmp_path, None, secure=True)  # type: ignore[arg-type]
-    cluster.session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
-        headers=cluster.auth_headers())
-    try:
-        cluster.create(3)
-        cluster.start_all()
-        await cluster.wait_leader()
+    async with running_cluster(tmp_path, secure=True) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        await cluster.session.close()
 
 
 async def test_recover_refuses_a_live_quorum_and_a_running_member(secure_three: Cluster
