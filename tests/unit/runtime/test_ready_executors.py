@@ -162,7 +162,8 @@ async def test_the_node_executes_exactly_the_planned_steps(
                          client_port=client, peer_port=peer,
                          advertise_client_url=f"http://127.0.0.1:{client}",
                          advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial,
-                         tick_ms=20, snapshot_entries=20, snapshot_catchup_entries=1)
+                         tick_ms=20, snapshot_entries=20, snapshot_catchup_entries=1,
+                         client_insecure=True, peer_insecure=True)
         # A restart finds what the stopped member had on "disk" (a crash image).
         stores[i] = (stores[i][0].copy(), stores[i][1].copy())
         return Server(cfg, raft_store=stores[i][0], snapshot_store=stores[i][1],
