@@ -399,6 +399,13 @@ class RaftNode:
         self._actions.append(lambda: self.core.report_unreachable(peer))
         self._wake()
 
+    def peer_gone(self, peer: int) -> None:
+        """The transport saw `peer` close its connection and refuse a redial (its
+        process died). If it is our leader, the core expires its lease and campaigns
+        within a few ticks; pre-vote keeps that harmless if it is alive after all."""
+        self._actions.append(lambda: self.core.leader_unreachable(peer))
+        self._wake()
+
     def snapshot_status(self, peer: int, ok: bool) -> None:
         self._actions.append(lambda: self.core.report_snapshot(peer, ok))
         self._wake()

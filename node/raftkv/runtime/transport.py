@@ -155,6 +155,7 @@ class _Peer:
         self.connected_at = 0.0
         self.last_sent = 0.0  # monotonic time of the last message written to the peer
         self.snapshot_task: asyncio.Task[None] | None = None
+        self.closed_by_peer = False  # the current connection ended by EOF/reset from the peer
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
     def send(self, msgs: list[Message]) -> None:
@@ -195,10 +196,21 @@ class _Peer:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         label = str(self.id)
+        check_gone = False  # the peer ended an established connection: is its process gone?
         while not self.t.closing:
             reader_task: asyncio.Task[None] | None = None
+            probing, check_gone = check_gone, False
+            self.closed_by_peer = False
             try:
-                reader, writer = await self.t.dial(self.id, self.url)
+                try:
+                    reader, writer = await self.t.dial(self.id, self.url)
+                except ConnectionRefusedError:
+                    # The peer closed our connection and nothing listens on its port
+                    # now: its process died (kill -9, crash, a container restart).
+                    # Tell the node at once rather than let it wait out a timeout.
+                    if probing:
+                        self.t.on_peer_gone(self.id)
+                    raise
                 self.writer = writer
                 reader_task = asyncio.create_task(self._read(reader))
                 self.connected = True
@@ -226,8 +238,11 @@ class _Peer:
                     self.writer = None
                 if was_connected and not self.t.closing:
                     self.t.on_unreachable(self.id)
+                    check_gone = self.closed_by_peer
             if self.t.closing:
                 return
+            if check_gone:
+                continue  # redial at once: a refusal is the signal, a success costs nothing
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX, backoff * 2)
 
@@ -243,6 +258,7 @@ class _Peer:
                 if reader_task in done:
                     waiter.cancel()
                     reader_task.result()  # a FrameError from the peer surfaces here
+                    self.closed_by_peer = True  # EOF or reset from the other end
                     raise ConnectionError("peer closed the connection")
                 if not done:
                     waiter.cancel()
@@ -302,7 +318,8 @@ class PeerTransport:
                  on_snapshot: OnSnapshot, on_snapshot_status: OnSnapshotStatus,
                  snapshot_allowed: SnapshotAllowed, snapshot_source: SnapshotSource,
                  commit_hint: Callable[[], int], resolve: dict[str, str] | None = None,
-                 resolver: Resolver | None = None, tls: PeerTLS | None = None) -> None:
+                 resolver: Resolver | None = None, tls: PeerTLS | None = None,
+                 on_peer_gone: OnUnreachable | None = None) -> None:
         self.my_id = my_id
         self.my_name = my_name
         self.gate = gate
@@ -313,6 +330,8 @@ class PeerTransport:
         self.spool_dir = spool_dir
         self.on_messages = on_messages
         self.on_unreachable = on_unreachable
+        # A peer closed its connection and refuses a redial: its process is gone.
+        self.on_peer_gone: OnUnreachable = on_peer_gone or (lambda peer: None)
         self.on_snapshot = on_snapshot
         self.on_snapshot_status = on_snapshot_status
         self.snapshot_allowed = snapshot_allowed
