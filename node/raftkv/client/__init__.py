@@ -29,6 +29,7 @@ from raftkv.client.errors import (
     MemberNotFoundError,
     NoLeaderError,
     NotFoundError,
+    OutcomeUnknownError,
     QuotaExceededError,
     RaftkvError,
     ResultNotRetainedError,
@@ -79,5 +80,5 @@ __all__ = [
     "LockNotHeldError", "LockTimeoutError", "LockWaitCancelledError", "MemberNotFoundError",
     "NoLeaderError", "NotFoundError", "RaftkvError", "ServerError", "StaleSequenceError",
     "TooLargeError", "UnavailableError", "LimitExceededError", "QuotaExceededError",
-    "ResultNotRetainedError",
+    "ResultNotRetainedError", "OutcomeUnknownError",
 ]

@@ -36,6 +36,7 @@ from yarl import URL
 
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, EndpointSelector
 from raftkv.client.errors import (
+    NOT_APPLIED_CODES,
     CheckpointNotFoundError,
     CheckpointVerifyError,
     CompactedError,
@@ -236,8 +237,8 @@ class AsyncClient:
                 code = error.code
                 if code in LEADER_CHANGE_CODES:
                     self.selector.forget_leader()
-                elif is_write:
-                    sent = True  # e.g. 503 timeout: proposed, outcome unknown
+                elif is_write and code not in NOT_APPLIED_CODES:
+                    sent = True  # e.g. 503 timeout, outcome_unknown: may have applied
                 error.outcome_unknown = is_write and sent
                 last = error
             if target not in ("write", "read", "any") or not policy.may_retry(attempt):

@@ -53,6 +53,7 @@ from raftkv.runtime.node import (
     PROMOTE_LAG_ENTRIES,
     NodeFailed,
     NodeStopped,
+    OutcomeUnknown,
     ProposalLost,
     RaftNode,
     WaitInterrupted,
@@ -129,8 +130,10 @@ def proposal_error(exc: BaseException) -> ApiError | None:
                            "unknown (retry with the same session headers)")
     if isinstance(exc, NotLeader):
         return unavailable("not_leader", "leadership changed; retry")
-    if isinstance(exc, ProposalLost):
+    if isinstance(exc, ProposalLost):  # certainly not applied
         return unavailable("proposal_lost", str(exc))
+    if isinstance(exc, OutcomeUnknown):
+        return unavailable("outcome_unknown", str(exc))
     if isinstance(exc, ProposalDropped):
         return unavailable("proposal_dropped", str(exc))
     if isinstance(exc, LimitExceeded):
@@ -943,6 +946,8 @@ class ClientApi:
                 from None
         except ProposalLost as exc:
             raise unavailable("proposal_lost", str(exc)) from None
+        except OutcomeUnknown as exc:
+            raise unavailable("outcome_unknown", str(exc)) from None
 
     async def member_add(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)

@@ -88,6 +88,12 @@ class ProposalLost(Exception):
     """The entry was overwritten by another leader's: it did not apply. Retry."""
 
 
+class OutcomeUnknown(Exception):
+    """The proposal's fate cannot be learnt here any more (a snapshot installed over
+    its index): it may or may not have applied. A retry with the same session
+    headers applies it at most once (the session table answers a duplicate)."""
+
+
 class NodeStopped(Exception):
     """The node is shutting down."""
 
@@ -651,6 +657,16 @@ class RaftNode:
             return
         self._read_batches[ctx] = _ReadBatch(futures, self._ticks)
 
+    def _reissue_reads(self) -> None:
+        """A new leader is known: ReadIndex requests sent to the old one will not be
+        answered (or only by a leader that is gone): ask the new one at once instead
+        of waiting out READ_RETRY_TICKS. A late answer to an old ctx is ignored."""
+        if not self._read_batches:
+            return
+        for batch in self._read_batches.values():
+            self._reads.extend(f for f in batch.futures if not f.done())
+        self._read_batches.clear()
+
     def _on_tick(self) -> None:
         now = time.monotonic()
         self._expire_requests(now)
@@ -789,7 +805,7 @@ class RaftNode:
         for index in [i for i in self._waiters if i <= snap.meta.index]:
             w = self._waiters.pop(index)
             if not w.future.done():
-                w.future.set_exception(ProposalLost("replaced by a snapshot; retry"))
+                w.future.set_exception(snapshot_outcome(index, w.term, snap.meta))
         self.on_members_changed()
         log.info("installed snapshot at index %d (term %d)", snap.meta.index, snap.meta.term)
 
@@ -865,6 +881,7 @@ class RaftNode:
         if ss.leader != self._last_leader:
             if ss.leader != NONE:
                 self.metrics.leader_changes.inc()
+                self._reissue_reads()
             self._last_leader = ss.leader
         if ss.role == StateRole.LEADER:
             self.leases.reset(self.fsm.leases(), time.monotonic())
@@ -1136,6 +1153,22 @@ class RaftNode:
         for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+
+def snapshot_outcome(index: int, term: int, meta: SnapshotMeta) -> Exception:
+    """What a proposal at (index, term) learns when a snapshot at `meta` replaces it.
+
+    Only two cases are certain. The snapshot's own entry is at (meta.index,
+    meta.term); a different term there means ours was overwritten. And a log's terms
+    never decrease, so no committed entry at or below meta.index has a term above
+    meta.term: ours, of a later term, never committed. Either way it did not apply.
+    Otherwise the snapshot may well contain it: outcome unknown."""
+    if term > meta.term or (index == meta.index and term != meta.term):
+        return ProposalLost(f"entry {index} was replaced by another leader's "
+                            f"(snapshot at {meta.index}, term {meta.term}); retry")
+    return OutcomeUnknown(f"a snapshot (index {meta.index}) was installed over entry {index}: "
+                          "the write may or may not have applied; retry with the same "
+                          "session headers to apply it at most once")
 
 
 def _yield_to_loop() -> None:
