@@ -1,11 +1,13 @@
 -- wrk script for `make bench`: PUTs of fixed-size values or linearizable GETs on
 -- random keys of a fixed key space, against raftkv or etcd's v3 JSON gateway.
 --
---   wrk -s bench/kv.lua URL -- SYSTEM OP KEYS VALUE_BYTES [GATEWAY]
+--   wrk -s bench/kv.lua URL -- SYSTEM OP KEYS VALUE_BYTES [GATEWAY [TOKEN]]
 --   SYSTEM: raftkv | etcd     OP: put | get
 --   raftkv: PUT /v1/kv/<key> (raw body) | GET /v1/kv/<key> (linearizable by default)
 --   etcd:   POST <GATEWAY>/kv/put {"key","value" base64} | POST <GATEWAY>/kv/range {"key"}
 --           (range is linearizable unless "serializable": true); GATEWAY defaults to /v3
+--   TOKEN: sent as `Authorization: Bearer TOKEN` (raftkv) or `Authorization: TOKEN` (etcd's
+--          auth token); none when absent or empty
 --
 -- Every request is built once in init(); request() only picks one at random, so
 -- the Lua side costs the same for both systems.
@@ -38,6 +40,7 @@ function init(args)
   local keys = tonumber(args[3] or "1000")
   local value_bytes = tonumber(args[4] or "256")
   local gateway = args[5] or "/v3"
+  local token = args[6] or ""
   math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000))
   local chars = {}
   for i = 1, value_bytes do
@@ -46,12 +49,16 @@ function init(args)
   local value = table.concat(chars)
   for i = 1, keys do
     local key = string.format("bench/%06d", i - 1)
+    local auth = {}
+    if token ~= "" then
+      auth["Authorization"] = (system == "raftkv" and "Bearer " or "") .. token
+    end
     if system == "raftkv" then
       if op == "put" then
-        requests[i] = wrk.format("PUT", "/v1/kv/" .. key,
-          { ["Content-Type"] = "application/octet-stream" }, value)
+        auth["Content-Type"] = "application/octet-stream"
+        requests[i] = wrk.format("PUT", "/v1/kv/" .. key, auth, value)
       else
-        requests[i] = wrk.format("GET", "/v1/kv/" .. key)
+        requests[i] = wrk.format("GET", "/v1/kv/" .. key, auth)
       end
     else
       local body
@@ -60,8 +67,9 @@ function init(args)
       else
         body = '{"key":"' .. base64(key) .. '"}'
       end
+      auth["Content-Type"] = "application/json"
       requests[i] = wrk.format("POST", gateway .. (op == "put" and "/kv/put" or "/kv/range"),
-        { ["Content-Type"] = "application/json" }, body)
+        auth, body)
     end
   end
   count = keys

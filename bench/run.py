@@ -17,7 +17,12 @@ members (etcd `--peer-cert-file`/`--peer-key-file`/`--peer-trusted-ca-file`
 with `--peer-client-cert-auth`; raftkv `raftkv local up`, whose default is peer
 TLS), without it (etcd's plain peer URLs; raftkv `local up --insecure`), or
 both; one table per mode. Both get the same kind of certificate: ECDSA P-256
-from one CA made for the run (`raftkv.security.pki`).
+from one CA made for the run (`raftkv.security.pki`). The TLS mode is secure on
+the client plane too: raftkv as `local up` makes it (https, a bearer token on
+every request), etcd with a server certificate and its token auth (`auth
+enable`, a simple token from `/v3/auth/authenticate` on every request; wrk
+cannot present client certificates, so `--client-cert-auth` is not the mode
+compared). The native gRPC generator runs in the plain mode only.
 
 `--profile` also samples the raftkv leader with py-spy during the 64-connection
 write run and writes the top functions (by own time and by inclusive time) to
@@ -40,6 +45,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from raftkv.runtime.credentials import ClientCredentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
@@ -71,7 +79,21 @@ class Run:
     p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx answers
-    peer_tls: bool = False  # members talk mutual TLS
+    peer_tls: bool = False  # members talk mutual TLS; clients TLS + token auth
+
+
+@dataclass
+class Access:
+    """How the bench reaches a system: TLS context (None: plain) and the token."""
+
+    context: ssl.SSLContext | None = None
+    token: str = ""
+    bearer: bool = True  # raftkv: "Bearer <token>"; etcd: the bare token
+
+    def headers(self) -> dict[str, str]:
+        if not self.token:
+            return {}
+        return {"Authorization": ("Bearer " if self.bearer else "") + self.token}
 
 
 # --- wrk ------------------------------------------------------------------------------
@@ -106,11 +128,11 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def run_wrk(url: str, system: str, op: str, connections: int, duration: int,
-            gateway: str = "/v3") -> dict[str, float]:
+            gateway: str = "/v3", token: str = "") -> dict[str, float]:
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", "10s", "-s", str(LUA), url, "--", system, op, str(KEYS),
-           str(VALUE_BYTES), gateway]
+           str(VALUE_BYTES), gateway, token]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          timeout=duration + 60).stdout
     return parse_wrk(out)
@@ -130,11 +152,14 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0) -> Any:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
+              access: Access | None = None) -> Any:
+    access = access or Access()
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+                                 headers={"Content-Type": "application/json",
+                                          **access.headers()})
+    with urllib.request.urlopen(req, timeout=timeout, context=access.context) as resp:
         return json.loads(resp.read())
 
 
@@ -164,10 +189,35 @@ class Etcd:
                         for i in range(3)]
         self.procs: list[subprocess.Popen[bytes]] = []
         self.gateway = "/v3"
+        self.access = Access(bearer=False)
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{m['client']}" for m in self.members]
+        scheme = "https" if self.peer_tls else "http"
+        return [f"{scheme}://127.0.0.1:{m['client']}" for m in self.members]
+
+    def _client_tls_args(self, name: str) -> list[str]:
+        """A server certificate on the client port (clients then use etcd's token auth)."""
+        from raftkv.security.pki import issue_cert
+
+        pki = self.base / "pki"
+        cert, key = pki / f"{name}-client.pem", pki / f"{name}-client-key.pem"
+        issue_cert(self._ca, name, ip_addresses=["127.0.0.1"]).write(cert, key)
+        self.access.context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        return ["--cert-file", str(cert), "--key-file", str(key),
+                "--auth-token", "simple", "--auth-token-ttl", "3600"]
+
+    def _enable_auth(self) -> None:
+        """etcd's token auth: a root user, `auth enable`, then a token to send."""
+        url, gw, plain = self.urls[0], self.gateway, Access(self.access.context)
+        http_json("POST", url + gw + "/auth/user/add", {"name": "root", "password": "bench"},
+                  access=plain)
+        http_json("POST", url + gw + "/auth/user/grant", {"user": "root", "role": "root"},
+                  access=plain)
+        http_json("POST", url + gw + "/auth/enable", {}, access=plain)
+        answer = http_json("POST", url + gw + "/auth/authenticate",
+                           {"name": "root", "password": "bench"}, access=plain)
+        self.access.token = str(answer["token"])
 
     def _peer_tls_args(self, name: str) -> list[str]:
         """Mutual TLS between the members, with certificates like raftkv's (P-256)."""
@@ -189,13 +239,13 @@ class Etcd:
         scheme = "https" if self.peer_tls else "http"
         initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}"
                            for m in self.members)
-        for m in self.members:
+        for m, url in zip(self.members, self.urls, strict=True):
             log = open(self.base / f"{m['name']}.log", "wb")  # noqa: SIM115 - child owns it
-            tls = self._peer_tls_args(str(m["name"])) if self.peer_tls else []
+            tls = [*self._peer_tls_args(str(m["name"])),
+                   *self._client_tls_args(str(m["name"]))] if self.peer_tls else []
             self.procs.append(subprocess.Popen([
                 "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
-                "--listen-client-urls", f"http://127.0.0.1:{m['client']}",
-                "--advertise-client-urls", f"http://127.0.0.1:{m['client']}",
+                "--listen-client-urls", url, "--advertise-client-urls", url,
                 "--listen-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
                 "--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
                 "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
@@ -203,22 +253,26 @@ class Etcd:
                 *tls],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
         for url in self.urls:
-            wait_until(f"etcd {url} healthy",
-                       lambda u=url: http_json("GET", u + "/health").get("health") == "true")
+            wait_until(f"etcd {url} healthy", lambda u=url: http_json(
+                "GET", u + "/health", access=self.access).get("health") == "true")
         self.gateway = self._gateway()
+        if self.peer_tls:
+            self._enable_auth()
 
     def _gateway(self) -> str:
         """3.4+ serves /v3; 3.3 and older only /v3beta (/v3alpha before that)."""
         for prefix in ("/v3", "/v3beta", "/v3alpha"):
             with contextlib.suppress(Exception):
-                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {})
+                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {},
+                          access=self.access)
                 return prefix
         raise RuntimeError("etcd answers none of /v3, /v3beta, /v3alpha")
 
     def leader_url(self) -> str:
         def find() -> str | None:
             for url in self.urls:
-                st = http_json("POST", url + self.gateway + "/maintenance/status", {})
+                st = http_json("POST", url + self.gateway + "/maintenance/status", {},
+                               access=self.access)
                 if st.get("leader") and st["header"]["member_id"] == st["leader"]:
                     return url
             return None
@@ -249,6 +303,7 @@ class Raftkv:
         self.dir = base / ("raftkv-peer-tls" if peer_tls else "raftkv")
         self.peer_tls = peer_tls
         self.urls: list[str] = []
+        self.access = Access()
 
     def _cli(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "raftkv.cli", "local", *args,
@@ -256,14 +311,19 @@ class Raftkv:
                               check=True, timeout=120).stdout
 
     def start(self) -> None:
+        # Secure is `local up`'s default: peer mTLS, and client TLS + an admin token.
         self.urls = self._cli("up", "--nodes", "3",
                               *([] if self.peer_tls else ["--insecure"])).split()
+        if self.peer_tls:
+            creds = ClientCredentials(self.dir / "credentials")
+            self.access = Access(ssl.create_default_context(cafile=str(creds.ca_file)),
+                                 creds.admin_token())
 
     def leader(self) -> tuple[str, int]:
         """The leader's client URL and pid."""
         def find() -> tuple[str, int] | None:
             for url in self.urls:
-                st = http_json("GET", url + "/v1/status")
+                st = http_json("GET", url + "/v1/status", access=self.access)
                 if st.get("role") == "leader":
                     state = json.loads((self.dir / "cluster.json").read_text())
                     pid = next(n["pid"] for n in state["nodes"] if n["name"] == st["name"])
@@ -276,11 +336,13 @@ class Raftkv:
             self._cli("down")
 
 
-async def populate(system: str, url: str, gateway: str) -> None:
+async def populate(system: str, url: str, gateway: str, access: Access) -> None:
     """Write every key once so reads find them (and both stores hold the same data)."""
     value = bytes(97 + (i * 7) % 26 for i in range(1, VALUE_BYTES + 1))
     sem = asyncio.Semaphore(32)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=access.context or True),
+            headers=access.headers()) as session:
         async def put(i: int) -> None:
             key = f"bench/{i:06d}".encode()
             async with sem:
@@ -411,13 +473,14 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
 
 # --- main -------------------------------------------------------------------------------
 def bench_system(name: str, url: str, gateway: str, connections: list[int], duration: int,
-                 on_run: Any = None) -> list[Run]:
+                 on_run: Any = None, access: Access | None = None) -> list[Run]:
+    token = access.token if access is not None else ""
     runs = []
     for op in ("put", "get"):
         for c in connections:
             hook = on_run(op, c) if on_run else contextlib.nullcontext()
             with hook:
-                res = run_wrk(url, name, op, c, duration, gateway)
+                res = run_wrk(url, name, op, c, duration, gateway, token)
             run = Run(name, op, c, res["ops_per_sec"], res["p50_ms"], res["p99_ms"],
                       int(res["requests"]), int(res["errors"]))
             print(f"  {name:<6} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
@@ -466,9 +529,11 @@ def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[i
                 url = etcd.leader_url()
                 print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}), leader {url}",
                       flush=True)
-                asyncio.run(populate("etcd", url, etcd.gateway))
-                runs += bench_system("etcd", url, etcd.gateway, connections, args.duration)
-                runs += bench_etcd_grpc(url, connections, args.duration)
+                asyncio.run(populate("etcd", url, etcd.gateway, etcd.access))
+                runs += bench_system("etcd", url, etcd.gateway, connections, args.duration,
+                                     access=etcd.access)
+                if not peer_tls:  # the Go generator speaks neither TLS nor etcd's auth here
+                    runs += bench_etcd_grpc(url, connections, args.duration)
             finally:
                 etcd.stop()
         if "raftkv" in systems:
@@ -477,7 +542,7 @@ def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[i
                 rk.start()
                 url, pid = rk.leader()
                 print(f"raftkv leader {url} (pid {pid})", flush=True)
-                asyncio.run(populate("raftkv", url, ""))
+                asyncio.run(populate("raftkv", url, "", rk.access))
                 suffix = "-peer-tls" if peer_tls else ""
                 raw = args.out / f"profile-{stamp}{suffix}.collapsed"
 
@@ -496,7 +561,7 @@ def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[i
                                   file=sys.stderr)
 
                 runs += bench_system("raftkv", url, "", connections, args.duration,
-                                     maybe_profile)
+                                     maybe_profile, rk.access)
                 if args.profile and raw.exists():
                     profile_text = summarize_profile(raw)
                     (args.out / f"profile-{stamp}{suffix}.txt").write_text(profile_text + "\n")
@@ -539,13 +604,14 @@ def main() -> int:
                                         "platform": platform.platform()}}
     profile_text = ""
     for peer_tls in modes:
-        print(f"--- peer TLS {'on' if peer_tls else 'off'} ---", flush=True)
+        print(f"--- {'TLS + auth' if peer_tls else 'plain'} ---", flush=True)
         mode_runs, text = bench_mode(args, systems, connections, stamp, meta, peer_tls)
         runs += mode_runs
         profile_text = profile_text or text
     reports = []
     for peer_tls in modes:
-        title = f"peer TLS {'on' if peer_tls else 'off'} (both systems)"
+        title = ("TLS on (peers mutual TLS; clients TLS + token auth), both systems"
+                 if peer_tls else "plain (no TLS, no auth), both systems")
         reports.append(title + "\n" + table([r for r in runs if r.peer_tls == peer_tls],
                                               connections))
     report = "\n\n".join(reports)

@@ -1,7 +1,8 @@
 """The `raftkv` command.
 
     raftkv serve --name N ...           run a node (flags: docs/contracts.md)
-    raftkv local up|status|down         a throw-away cluster on 127.0.0.1
+    raftkv local up|status|down|env     a throw-away cluster on 127.0.0.1
+    raftkv auth token NAME --role R     a bearer token for the client port
 
 Client subcommands (put, get, ...) plug in here: if `raftkv.client.cli` exists
 and has `register(subparsers)`, it is called with the subparsers object; each
@@ -43,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    from raftkv.runtime import local
+    from raftkv.runtime import authcmd, local
     from raftkv.runtime.config import add_serve_arguments
 
     parser = argparse.ArgumentParser(
@@ -59,6 +60,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     add_serve_arguments(serve)
     serve.set_defaults(func=_serve)
     local.add_subcommand(sub)
+    authcmd.add_subcommand(sub)
     _register_client_commands(sub)
     return parser, serve
 

@@ -307,6 +307,10 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
         f"--heartbeat-ticks={spec.raft.heartbeat_ticks}",
         f"--snapshot-entries={spec.raft.snapshot_entries}",
         f"--checkpoint-retain={spec.checkpoints.retain}",
+        # Explicitly plain HTTP without authentication until the operator wires the
+        # client plane's TLS and auth (issue 12); `raftkv serve` refuses to start
+        # without one or the other.
+        "--client-insecure",
         # No peer TLS yet (issue 12 wires certificates): say so explicitly. The peer
         # port must then be reachable by members only (docs/security.md).
         "--peer-insecure",

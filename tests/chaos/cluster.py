@@ -122,6 +122,7 @@ class Cluster:
                 "--advertise-peer-url", ep.peer_url, "--initial-cluster", initial,
                 "--initial-cluster-state", node.state, "--request-timeout", "3",
                 "--snapshot-entries", "1000", "--unsafe-crash-test-ledger",
+                "--client-insecure",  # the chaos suite tests consistency, not the client plane
                 *CHAOS_TIMINGS, *self.peer_args(node), *self.net.node_args(node.name),
                 *self.node_args]
 

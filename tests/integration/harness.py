@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from raftkv.runtime.credentials import ClientCredentials
 from raftkv.runtime.identity import load_identity, member_id
 from raftkv.security.pki import CertKey, issue_cert, make_ca
 
@@ -57,6 +59,7 @@ class Node:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    scheme: str = "http"
 
     @property
     def id(self) -> int:
@@ -66,7 +69,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -99,17 +102,43 @@ async def until(
 
 class Cluster:
     def __init__(self, base_dir: Path, session: aiohttp.ClientSession, *,
-                 peer_tls: bool = False) -> None:
-        """`peer_tls`: mutual TLS between the members (a CA made for this cluster, a
-        certificate per node naming it and its address); else --peer-insecure."""
+                 secure: bool = False, peer_tls: bool = False) -> None:
+        """`secure`: TLS and authentication on the client port (credentials made in
+        `base_dir/credentials`; `session` must then trust `ssl_context()` and send
+        `auth_headers()`); else the explicit --client-insecure. `peer_tls`: mutual TLS
+        between the members (a CA made for this cluster, a certificate per node naming
+        it and its address); else --peer-insecure."""
         self.base_dir = base_dir
         self.session = session
         self.nodes: dict[str, Node] = {}
         self.initial: list[Node] = []
+        self.credentials: ClientCredentials | None = None
+        self.admin_token = ""
+        if secure:
+            self.credentials = ClientCredentials(base_dir / "credentials")
+            self.credentials.ca()
+            self.admin_token = self.credentials.ensure_admin()
         self.ca: CertKey | None = make_ca("raftkv test peer CA") if peer_tls else None
         if self.ca is not None:
             (base_dir / "pki").mkdir(parents=True, exist_ok=True)
             (base_dir / "pki" / "ca.pem").write_bytes(self.ca.cert_pem)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.credentials is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.credentials.ca_file))
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+
+    def client_plane_args(self, node: Node) -> list[str]:
+        creds = self.credentials
+        if creds is None:
+            return ["--client-insecure"]
+        cert, key = creds.issue(node.name, [node.host])
+        return ["--client-cert-file", str(cert), "--client-key-file", str(key),
+                "--client-trusted-ca-file", str(creds.ca_file),
+                "--auth-file", str(creds.auth_file)]
 
     def peer_args(self, node: Node) -> list[str]:
         if self.ca is None:
@@ -132,6 +161,7 @@ class Cluster:
             _free_port(host),
             self.base_dir / name,
             extra_args=list(extra_args or []),
+            scheme="https" if self.credentials is not None else "http",
         )
         self.nodes[name] = node
         return node
@@ -163,6 +193,7 @@ class Cluster:
             "--initial-cluster-state",
             state,
             *FAST_TIMINGS,
+            *self.client_plane_args(node),
             *self.peer_args(node),
             *node.extra_args,
         ]

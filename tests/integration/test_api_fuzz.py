@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
     if template == "/v1/kv/{key}" and method != "PUT" and params.get("prefix"):
         path = "/v1/kv/fz" + path[len("/v1/kv/") :]
     headers = {}
+    # Mostly the admin's token (so every route is exercised); sometimes none or a
+    # wrong one, which must get a 401 whatever else the request holds.
+    headers["Authorization"] = draw(st.sampled_from(["ADMIN"] * 8 + ["", "Bearer nope"]))
     if draw(st.booleans()):
         headers["X-Raftkv-Client-Id"] = draw(header_texts) or "c"
         headers["X-Raftkv-Seq"] = draw(st.one_of(st.integers(-1, 2**65).map(str), header_texts))
@@ -163,8 +167,11 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    session = aiohttp.ClientSession()
-    cluster = Cluster(tmp_path_factory.mktemp("fuzz"), session)
+    # TLS and authentication on: the fuzzer speaks https with a token (issue 11).
+    cluster = Cluster(tmp_path_factory.mktemp("fuzz"), None, secure=True)  # type: ignore[arg-type]
+    session = cluster.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
+        headers=cluster.auth_headers())
     try:
         cluster.create(1, extra_args=LIMIT_ARGS)
         cluster.start_all()
@@ -177,13 +184,23 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluste
         await session.close()
 
 
-DOCUMENTED = {200, 307, 400, 404, 405, 409, 410, 413, 503}
+DOCUMENTED = {200, 307, 400, 401, 403, 404, 405, 409, 410, 413, 503}
 
 
 def _send(
-    host: str, port: int, method: str, path: str, body: bytes, headers: dict[str, str]
+    cluster: Cluster, method: str, path: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, bytes, dict[str, str]]:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    target = cluster.initial[0]
+    token = headers.get("Authorization", "ADMIN")
+    headers = {k: v for k, v in headers.items() if k != "Authorization"}
+    if token == "ADMIN":
+        headers.update(cluster.auth_headers())
+    elif token:
+        headers["Authorization"] = token
+    context = cluster.ssl_context()
+    assert isinstance(context, ssl.SSLContext)
+    conn = http.client.HTTPSConnection(target.host, target.client_port, timeout=10,
+                                       context=context)
     try:
         conn.request(method, path, body=body or None, headers=headers)
         resp = conn.getresponse()
@@ -195,7 +212,6 @@ def _send(
 
 
 def test_fuzzed_requests_get_documented_answers_and_lose_nothing(node: Cluster) -> None:
-    target = node.initial[0]
 
     @settings(
         max_examples=150,
@@ -207,12 +223,14 @@ def test_fuzzed_requests_get_documented_answers_and_lose_nothing(node: Cluster) 
     def one(request: tuple[str, str, bytes, dict[str, str]]) -> None:
         method, path, body, headers = request
         try:
-            status, raw, reply_headers = _send(
-                target.host, target.client_port, method, path, body, headers
-            )
+            status, raw, reply_headers = _send(node, method, path, body, headers)
         except (TimeoutError, ConnectionError) as exc:
             raise AssertionError(f"{method} {path}: no answer ({exc!r})") from None
         assert status in DOCUMENTED, (method, path, status, raw[:300])
+        if headers.get("Authorization", "ADMIN") != "ADMIN" and not path.startswith(
+                ("/healthz", "/readyz", "/metrics")):  # the open routes
+            assert status == 401, (method, path, status, raw[:300])  # no valid token
+            assert reply_headers["WWW-Authenticate"].startswith("Bearer")
         if status >= 400:
             error = json.loads(raw)
             assert isinstance(error.get("error"), str) and isinstance(error.get("message"), str)
@@ -222,7 +240,7 @@ def test_fuzzed_requests_get_documented_answers_and_lose_nothing(node: Cluster) 
     one()
     # Still serving, and nothing acknowledged was lost.
     for key, value in SENTINEL.items():
-        status, raw, _ = _send(target.host, target.client_port, "GET", f"/v1/kv/{key}", b"", {})
+        status, raw, _ = _send(node, "GET", f"/v1/kv/{key}", b"", {})
         assert (status, raw) == (200, value)
-    status, raw, _ = _send(target.host, target.client_port, "GET", "/v1/status", b"", {})
+    status, raw, _ = _send(node, "GET", "/v1/status", b"", {})
     assert status == 200 and json.loads(raw)["role"] == "leader"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -15,10 +16,21 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def raftkv(*args: str) -> subprocess.CompletedProcess[str]:
+def raftkv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "raftkv.cli", *args], capture_output=True, text=True, timeout=90
+        [sys.executable, "-m", "raftkv.cli", *args], capture_output=True, text=True, timeout=90,
+        env=env,
     )
+
+
+def _exports(text: str) -> dict[str, str]:
+    """The variables of `export NAME=value` lines (values quoted for a POSIX shell)."""
+    out = {}
+    for line in text.splitlines():
+        assert line.startswith("export "), line
+        name, _, value = line[len("export "):].partition("=")
+        out[name] = shlex.split(value)[0]
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -35,7 +47,8 @@ def test_local_up_status_down(tmp_path: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         urls = up.stdout.splitlines()
-        assert len(urls) == 3 and all(re.fullmatch(r"http://127\.0\.0\.1:\d+", u) for u in urls)
+        # Secure by default: https, and the credentials to use it are in the directory.
+        assert len(urls) == 3 and all(re.fullmatch(r"https://127\.0\.0\.1:\d+", u) for u in urls)
         state = json.loads((Path(directory) / "cluster.json").read_text())
         pids = [n["pid"] for n in state["nodes"]]
         assert all(_alive(p) for p in pids)
@@ -47,6 +60,21 @@ def test_local_up_status_down(tmp_path: Path) -> None:
         roles = sorted(line[2] for line in lines)
         assert roles == ["follower", "follower", "leader"]
         assert len({line[4] for line in lines}) == 1  # everyone names the same leader
+
+        exports = raftkv("local", "env", "--dir", directory)
+        assert exports.returncode == 0, exports.stderr
+        variables = _exports(exports.stdout)
+        assert variables["RAFTKV_ENDPOINTS"].split(",") == urls
+        assert Path(variables["RAFTKV_CACERT"]).is_file() and variables["RAFTKV_TOKEN"]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("RAFTKV_")}
+        put = raftkv("put", "k", "v", env={**clean, **variables})
+        assert put.returncode == 0, put.stderr
+        got = raftkv("get", "k", env={**clean, **variables})
+        assert (got.returncode, got.stdout) == (0, "v\n"), got.stderr
+        anonymous = raftkv("get", "k", env={**clean, **variables, "RAFTKV_TOKEN": ""})
+        assert anonymous.returncode == 5 and "unauthenticated" in anonymous.stderr
+        untrusting = raftkv("get", "k", env={**clean, **variables, "RAFTKV_CACERT": ""})
+        assert untrusting.returncode == 3 and "not trusted" in untrusting.stderr
 
         # `up` again is idempotent: the same URLs, nothing restarted.
         again = raftkv("local", "up", "--nodes", "3", "--dir", directory)
@@ -62,6 +90,20 @@ def test_local_up_status_down(tmp_path: Path) -> None:
     assert not os.path.exists(directory)
 
 
+def test_local_up_insecure_is_explicit(tmp_path: Path) -> None:
+    directory = str(tmp_path / "plain")
+    up = raftkv("local", "up", "--nodes", "1", "--insecure", "--dir", directory)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+\n", up.stdout)
+        assert "INSECURE" in up.stderr
+        exports = raftkv("local", "env", "--dir", directory)
+        assert exports.stdout.splitlines()[0] == f"export RAFTKV_ENDPOINTS={up.stdout.strip()}"
+        assert not (Path(directory) / "credentials").exists()
+    finally:
+        raftkv("local", "down", "--purge", "--dir", directory)
+
+
 def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(
         tmp_path: Path) -> None:
     # `local up` run from, say, the parent of a checkout: `python -m` would put the
@@ -75,7 +117,7 @@ def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(
                         capture_output=True, text=True, timeout=90, cwd=tmp_path)
     try:
         assert up.returncode == 0, up.stderr
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+\n", up.stdout)
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+\n", up.stdout)
     finally:
         assert raftkv("local", "down", "--purge", "--dir", directory).returncode == 0
 

@@ -78,6 +78,7 @@ def raftkv_statefulset(ns: str, ips: dict[str, str]) -> dict[str, Any]:
                                 "--initial-cluster-state=new",
                                 f"--resolve={resolve}",
                                 "--tick-ms=50",
+                                "--client-insecure",
                                 "--peer-insecure",
                             ],
                             "env": [

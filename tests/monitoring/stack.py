@@ -86,7 +86,10 @@ class LocalCluster:
             # Small snapshot interval: the load makes the nodes compact, so snapshot
             # metrics show real work.
             [sys.executable, "-m", "raftkv.cli", "local", "up", "--nodes", str(nodes),
-             "--dir", str(directory), "--snapshot-entries", str(SNAPSHOT_ENTRIES)],
+             "--dir", str(directory), "--snapshot-entries", str(SNAPSHOT_ENTRIES),
+             # Explicitly plain: this stack tests dashboards and alerts, and its
+             # Prometheus scrapes plain HTTP.
+             "--insecure"],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )  # fmt: skip
         if done.returncode != 0:

@@ -30,10 +30,12 @@ from raftkv.raft import (
     MsgType,
     ProposalDropped,
     Raft,
+    Ready,
     Snapshot,
     StateRole,
 )
 from raftkv.raft.core import bootstrap_entries
+from raftkv.runtime import ready
 from tests.sim.invariants import Checker, Violation
 from tests.sim.network import Network
 from tests.sim.node import (
@@ -70,10 +72,11 @@ LIVENESS_ELECTIONS = 40
     E_LEADER_GONE,
 ) = range(14)
 
-# Where a crash armed by the nemesis hits inside the next Ready: before anything is
-# on disk, with only a prefix of the WAL batch on disk (a torn write: entries come
-# before the hard state in the batch), after the fsync, or after the sends.
-CRASH_POINTS = ("before_persist", "torn_persist", "after_persist", "after_send")
+# Where a crash armed by the nemesis hits inside the next Ready: at a random boundary
+# between the steps of its plan (before the first step, ..., before the last), or
+# inside its Persist step with only a prefix of the WAL batch on disk (a torn write:
+# entries come before the hard state in the batch).
+CRASH_POINTS = ("step_boundary", "step_boundary", "torn_persist")
 
 
 @dataclass(slots=True)
@@ -115,9 +118,11 @@ class Profile:
             "heal_net": 3,
             "net_params": 2,
             "slow": rng.choice((0, 1)),
+            "slow_disk": rng.choice((0, 2)),
             "crash": rng.choice((1, 3)),
             "crash_point": rng.choice((0, 2)),
             "vote_amnesia": rng.choice((0, 1, 3)),
+            "ack_amnesia": rng.choice((0, 1, 3)),
             "campaign": rng.choice((0, 1, 3)),
             "pause": rng.choice((0, 1, 3)),
             "transfer": rng.choice((0, 2)),
@@ -226,8 +231,12 @@ class Cluster:
         trace_keep: int = 60,
         wipe_readd: bool = False,
         fresh_ids: bool = False,
+        planner: ready.Planner = ready.plan,
     ) -> None:
         self.seed = seed
+        # How a node orders the steps of a Ready: production's plan, or a broken one
+        # (tests/sim/broken_plans.py) that the checks must catch.
+        self.planner = planner
         # Experiment: re-add removed nodes under the same id with an EMPTY disk (a
         # StatefulSet pod whose PVC was deleted). Not part of the default runs.
         self.wipe_readd = wipe_readd
@@ -251,6 +260,7 @@ class Cluster:
         self.max_nodes = nodes + 3
         self.removed: list[int] = []  # removal acknowledged, not re-added since
         self.phase = "faults"
+        self.isolate_next_commit = False  # set by the ack_amnesia nemesis
         self.write_seq = 0
         self.outstanding: dict[bytes, int] = {}  # client write in flight -> give-up time
         self.read_seq = 0
@@ -278,6 +288,8 @@ class Cluster:
             "leader_removed": 0,
             "readded": 0,
             "leader_gone": 0,
+            "crashes_in_ready": 0,  # at a step boundary of a plan, or in its write
+            "hard_states_deferred": 0,
         }
         entries, hs = bootstrap_entries(list(range(1, nodes + 1)))
         for i in range(1, nodes + 1):
@@ -555,7 +567,10 @@ class Cluster:
         self._observe(node, core)
         if not node.io_pending and core.has_ready():
             node.io_pending = True
-            self._at(self.rng.randint(0, self.profile.io_delay), E_IO, node.id, node.incarnation)
+            delay = self.rng.randint(0, self.profile.io_delay)
+            if self.now < node.slow_disk_until:
+                delay += node.slow_disk_delay
+            self._at(delay, E_IO, node.id, node.incarnation)
 
     def _observe(self, node: SimNode, core: Raft) -> None:
         if core.term < node.seen_term:
@@ -575,12 +590,13 @@ class Cluster:
             if (
                 core.role == StateRole.LEADER
                 and self.phase == "faults"
-                and self.rng.random() < self.profile.isolate_on_commit
+                and (self.isolate_next_commit or self.rng.random() < self.profile.isolate_on_commit)
             ):
+                self.isolate_next_commit = False
                 self._isolate(node.id)
 
     # ======================================================================
-    # The Ready loop of one node: persist, send, apply, advance
+    # The Ready loop of one node: the steps of the production plan (ready.plan)
     # ======================================================================
     def _io_event(self, node_id: int, incarnation: int) -> None:
         node = self.nodes[node_id]
@@ -599,59 +615,94 @@ class Cluster:
         self._touch(node)
 
     def _handle_ready(self, node: SimNode, core: Raft) -> bool:
+        """Run the plan's steps for the next Ready, as RaftNode._handle_ready does. An
+        armed crash point stops the node at a step boundary, or in the middle of a
+        Persist step (a torn write); only what the executed steps made durable
+        survives. False if the node crashed."""
         rd = self._core_call(node, core.ready)
+        steps = self._core_call(
+            node,
+            lambda: self.planner(
+                rd,
+                leader=core.role == StateRole.LEADER,
+                durable=node.durable.hard_state,
+                deferred=node.deferred_hs,
+            ),
+        )
         cp = node.crash_point
-        if cp == "before_persist":
-            self._crash(node, "before persisting a Ready")
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        # 1. persist: snapshot, entries, hard state (one fsync)
-        snap = rd.snapshot
-        if snap is not None:
+        crash_at = len(steps) + 1  # never
+        if cp == "step_boundary":
+            crash_at = self.rng.randint(0, len(steps) - 1)  # crash before steps[crash_at]
+        elif cp == "torn_persist":
+            persists = [i for i, step in enumerate(steps) if isinstance(step, ready.Persist)]
+            crash_at = (
+                self.rng.choice(persists) if persists else self.rng.randint(0, len(steps) - 1)
+            )
+        for i, step in enumerate(steps):
+            if i == crash_at:
+                if cp == "torn_persist" and isinstance(step, ready.Persist):
+                    self._torn_persist(node, core, step)
+                why = f"before step {i} of {_fmt_steps(steps)}"
+                self._crash(
+                    node,
+                    f"torn write in step {i} of {_fmt_steps(steps)}"
+                    if cp == "torn_persist" and isinstance(step, ready.Persist)
+                    else why,
+                )
+                self.stats["crashes_in_ready"] += 1
+                self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
+                return False
+            if self._execute_step(node, core, rd, step):
+                # A granted vote or an ack just left and the node was armed to crash then.
+                self.stats["crashes_in_ready"] += 1
+                self._crash(node, f"right {cp.replace('_', ' ')}" if cp else "")
+                self._at(self.rng.randint(0, 2), E_RESTART, node.id)
+                return False
+        snap_index = node.durable.snapshot.meta.index if node.durable.snapshot else 0
+        if node.applied - snap_index >= self.profile.snap_interval:
+            node.snapshot_now(self.profile.snap_keep)
+        self._observe(node, core)
+        return True
+
+    def _execute_step(self, node: SimNode, core: Raft, rd: Ready, step: ready.Step) -> bool:
+        """One step of a plan; True if an armed 'after_vote' or 'after_ack' crash is due."""
+        if isinstance(step, ready.Send):
+            granted_vote = acked = False
+            for m in step.messages:
+                if m.type == MsgType.VOTE_RESP and not m.reject:
+                    granted_vote = True
+                    self.checker.on_vote_sent(node.id, m, node.durable.hard_state)
+                elif m.type == MsgType.APP_RESP and not m.reject:
+                    acked = True
+                    durable = node.durable
+                    self.checker.on_ack_sent(
+                        node.id, m, durable.last_index(), durable.hard_state.term
+                    )
+                self._send(node, m)
+            cp = node.crash_point
+            return (granted_vote and cp == "after_vote") or (acked and cp == "after_ack")
+        if isinstance(step, ready.Apply):
+            for e in step.entries:
+                self._apply(node, e)
+        elif isinstance(step, ready.Persist):
+            if step.entries:
+                self.checker.on_entries(node.id, core, step.entries)
+            node.durable.save(step.hard_state, step.entries)
+            if step.hard_state is not None:
+                node.deferred_hs = None
+        elif isinstance(step, ready.PersistSnapshot):
+            snap = step.snapshot
             if snap.data is None:
                 raise Violation("snapshot without data", f"node {node.id}")
             meta = snap.meta
             self.checker.on_snapshot_installed(node.id, meta.index, meta.term)
-            node.durable.install_snapshot(StoredSnapshot(meta, snap.data), None)
-        if rd.entries:
-            self.checker.on_entries(node.id, core, rd.entries)
-        if cp == "torn_persist":
-            kept = self.rng.randint(0, len(rd.entries))
-            whole = kept == len(rd.entries) and self.rng.random() < 0.5
-            node.durable.save(rd.hard_state if whole else None, rd.entries[:kept])
-            self._crash(
-                node,
-                f"torn write: {kept}/{len(rd.entries)} entries"
-                f"{', hard state' if whole else ''} on disk",
-            )
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        node.durable.save(rd.hard_state, rd.entries)
-        if cp == "after_persist":
-            self._crash(node, "after persisting, before sending")
-            self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
-            return False
-        # 2. send
-        granted_vote = False
-        for m in rd.messages:
-            if m.type == MsgType.VOTE_RESP and not m.reject:
-                granted_vote = True
-                self.checker.on_vote_sent(node.id, m, node.durable.hard_state)
-            elif m.type == MsgType.APP_RESP and not m.reject:
-                durable = node.durable
-                self.checker.on_ack_sent(node.id, m, durable.last_index(), durable.hard_state.term)
-            self._send(node, m)
-        if cp == "after_send" or (cp == "after_vote" and granted_vote):
-            self._crash(node, "right after sending" + (" a vote" if cp == "after_vote" else ""))
-            quick = cp == "after_vote"
-            self._at(
-                self.rng.randint(0, 2) if quick else self.rng.randint(1, 20 * TICK),
-                E_RESTART,
-                node.id,
-            )
-            return False
-        # 3. apply
-        if snap is not None:
+            node.durable.install_snapshot(StoredSnapshot(meta, snap.data), step.hard_state)
+            node.deferred_hs = None
+        elif isinstance(step, ready.DeferHardState):
+            node.deferred_hs = step.hard_state
+            self.stats["hard_states_deferred"] += 1
+        elif isinstance(step, ready.RestoreSnapshot):
+            snap = step.snapshot
             assert snap.data is not None
             node.sm = decode_sm(snap.data)
             node.applied = snap.meta.index
@@ -659,21 +710,32 @@ class Cluster:
             node.conf = snap.meta.conf_state
             self._log("restore", node.id, f"snapshot ({snap.meta.index}, t{snap.meta.term})")
             self.stats["snapshots_installed"] += 1
-        for e in rd.committed_entries:
-            self._apply(node, e)
-        # 4. advance, then serve reads that are now applied
-        self._core_call(node, lambda: core.advance(rd))
-        for rs in rd.read_states:
-            floor = node.reads.pop(rs.context, None)
-            if floor is not None:
-                node.read_waiters.append((rs.index, rs.context, floor))
-        if node.read_waiters:
-            self._serve_reads(node)
-        snap_index = node.durable.snapshot.meta.index if node.durable.snapshot else 0
-        if node.applied - snap_index >= self.profile.snap_interval:
-            node.snapshot_now(self.profile.snap_keep)
-        self._observe(node, core)
-        return True
+        elif isinstance(step, ready.Advance):
+            self._core_call(node, lambda: core.advance(rd))
+        elif isinstance(step, ready.ReleaseReads):
+            for rs in step.read_states:
+                floor = node.reads.pop(rs.context, None)
+                if floor is not None:
+                    node.read_waiters.append((rs.index, rs.context, floor))
+            if node.read_waiters:
+                self._serve_reads(node)
+        else:
+            raise AssertionError(f"the simulator cannot execute {step!r}")
+        return False
+
+    def _torn_persist(self, node: SimNode, core: Raft, step: ready.Persist) -> None:
+        """The crash hits the Persist step's write: a prefix of its entries reaches the
+        disk, and the hard state (last in the batch) only if all of them did."""
+        kept = self.rng.randint(0, len(step.entries))
+        whole = kept == len(step.entries) and self.rng.random() < 0.5
+        if kept:
+            self.checker.on_entries(node.id, core, step.entries[:kept])
+        node.durable.save(step.hard_state if whole else None, step.entries[:kept])
+        self._log(
+            "torn",
+            node.id,
+            f"{kept}/{len(step.entries)} entries{', hard state' if whole else ''} on disk",
+        )
 
     def _apply(self, node: SimNode, e: Any) -> None:
         if e.index != node.applied + 1:
@@ -1010,6 +1072,14 @@ class Cluster:
         self.net.slow[n] = self.rng.randint(5, 40)
         self._log("SLOW", n, self.net.slow[n])
 
+    def _nem_slow_disk(self) -> None:
+        """A node's fsyncs turn slow for a while: inputs pile up meanwhile and its next
+        Ready is big (a snapshot, entries after it and their commit all in one)."""
+        n = self.nodes[self.rng.choice(self._live_ids())]
+        n.slow_disk_delay = self.rng.randint(10, 60)
+        n.slow_disk_until = self.now + self.rng.randint(5, 40) * TICK
+        self._log("SLOW_DISK", n.id, n.slow_disk_delay)
+
     def _nem_crash(self) -> None:
         up = [self.nodes[i] for i in self._members_up() if not self.nodes[i].stopped]
         if not up:
@@ -1034,6 +1104,19 @@ class Cluster:
             if self.rng.random() < 0.6:
                 node.crash_point = "after_vote"
         self._nem_campaign(force_two=True)
+
+    def _nem_ack_amnesia(self) -> None:
+        """Crash followers right after they acknowledge entries and restart them at once,
+        and cut the leader off as soon as it next commits: entries acked before they
+        were on disk are then missing from every node that can still elect a leader."""
+        leader = self._a_leader()
+        if leader is None:
+            return
+        for i in self._members_up():
+            if i != leader.id and self.rng.random() < 0.7:
+                self.nodes[i].crash_point = "after_ack"
+        self.isolate_next_commit = True
+        self._log("ACK_AMNESIA", leader.id)
 
     def _nem_campaign(self, force_two: bool = False) -> None:
         voters = [n for n in self._serving() if n.core is not None and n.core.is_voter()]
@@ -1116,6 +1199,7 @@ class Cluster:
         self.net.heal()
         for node in list(self.nodes.values()):
             node.crash_point = None
+            node.slow_disk_until = 0  # disks heal with the network
             if node.id in self.removed and not node.stopped:
                 self._stop(node.id)
             elif node.paused:
@@ -1237,6 +1321,10 @@ class Cluster:
                     )
 
 
+def _fmt_steps(steps: list[ready.Step]) -> str:
+    return "[" + ", ".join(type(step).__name__ for step in steps) + "]"
+
+
 def _fmt_event(item: tuple[int, str, int, Any]) -> str:
     t, what, node, detail = item
     if isinstance(detail, Message):
@@ -1252,7 +1340,15 @@ def run_seed(
     trace: bool = False,
     wipe_readd: bool = False,
     fresh_ids: bool = False,
+    planner: ready.Planner = ready.plan,
 ) -> Result:
     return Cluster(
-        seed, nodes, steps, factory, trace, wipe_readd=wipe_readd, fresh_ids=fresh_ids
+        seed,
+        nodes,
+        steps,
+        factory,
+        trace,
+        wipe_readd=wipe_readd,
+        fresh_ids=fresh_ids,
+        planner=planner,
     ).run()

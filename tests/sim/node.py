@@ -125,10 +125,14 @@ class SimNode:
         self.conf = ConfState()  # membership as of `applied`, from the entries applied
         self.incarnation = 0
         self.tick_interval = 10  # time units between ticks (set per start: clocks drift)
+        self.slow_disk_until = 0  # until then, each Ready waits slow_disk_delay more
+        self.slow_disk_delay = 0
         self.paused = False
         self.stopped = False  # removed from the cluster and shut down for good
         self.io_pending = False
         self.crash_point: str | None = None  # armed by the nemesis: crash inside the next IO
+        # A commit-only hard state the plan deferred (memory only: lost in a crash).
+        self.deferred_hs: HardState | None = None
         self.inbox: list[Message] = []  # delivered while paused
         self.pending_writes: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.pending_confs: dict[int, tuple[int, object]] = {}  # index -> (term, op)
@@ -160,6 +164,7 @@ class SimNode:
         self.paused = False
         self.io_pending = False
         self.inbox = []
+        self.deferred_hs = None
         return core
 
     def crash(self) -> None:
@@ -174,6 +179,7 @@ class SimNode:
         self.paused = False
         self.io_pending = False
         self.crash_point = None
+        self.deferred_hs = None
 
     def snapshot_now(self, keep: int) -> StoredSnapshot:
         """Snapshot the state machine as applied, save it, let the core compact."""

@@ -3,6 +3,7 @@
     python -m tests.sim.run --seeds 2000                   # seeds 0..1999, 3 and 5 nodes
     python -m tests.sim.run --seed 1234 --nodes 5 --trace  # replay one run, every event
     python -m tests.sim.run --seeds 200 --variant figure8  # a deliberately broken core
+    python -m tests.sim.run --seeds 200 --plan follower_acks_before_fsync  # a wrong Ready plan
 
 A seed with N nodes always makes the same run; `--nodes 3,5` (the default)
 alternates the cluster size by seed. Exit status 1 if any seed failed.
@@ -18,7 +19,9 @@ import time
 from collections.abc import Iterable, Iterator
 
 from raftkv.raft import Raft
+from raftkv.runtime import ready
 from tests.sim.broken import VARIANTS
+from tests.sim.broken_plans import HARMLESS_REORDERINGS, PLAN_VARIANTS
 from tests.sim.cluster import Result, run_seed
 
 DEFAULT_STEPS = 300
@@ -28,10 +31,16 @@ def nodes_for(seed: int, sizes: list[int]) -> int:
     return sizes[seed % len(sizes)]
 
 
-def _run_one(job: tuple[int, int, int, str, bool, bool]) -> Result:
-    seed, nodes, steps, variant, wipe_readd, fresh_ids = job
+PLANS: dict[str, ready.Planner] = {**PLAN_VARIANTS, **HARMLESS_REORDERINGS}
+
+
+def _run_one(job: tuple[int, int, int, str, bool, bool, str]) -> Result:
+    seed, nodes, steps, variant, wipe_readd, fresh_ids, plan = job
     factory = VARIANTS[variant] if variant else Raft
-    return run_seed(seed, nodes, steps, factory, wipe_readd=wipe_readd, fresh_ids=fresh_ids)
+    planner = PLANS[plan] if plan else ready.plan
+    return run_seed(
+        seed, nodes, steps, factory, wipe_readd=wipe_readd, fresh_ids=fresh_ids, planner=planner
+    )
 
 
 def sweep(
@@ -42,9 +51,10 @@ def sweep(
     jobs: int = 1,
     wipe_readd: bool = False,
     fresh_ids: bool = False,
+    plan: str = "",
 ) -> Iterator[Result]:
     """Run the seeds (in parallel with jobs > 1); yields results as they finish."""
-    work = [(s, nodes_for(s, sizes), steps, variant, wipe_readd, fresh_ids) for s in seeds]
+    work = [(s, nodes_for(s, sizes), steps, variant, wipe_readd, fresh_ids, plan) for s in seeds]
     if jobs <= 1:
         for job in work:
             yield _run_one(job)
@@ -54,10 +64,12 @@ def sweep(
         yield from pool.imap_unordered(_run_one, work, chunksize=8)
 
 
-def replay_command(r: Result, variant: str = "") -> str:
+def replay_command(r: Result, variant: str = "", plan: str = "") -> str:
     cmd = f"python -m tests.sim.run --seed {r.seed} --nodes {r.nodes} --steps {r.steps}"
     if variant:
         cmd += f" --variant {variant}"
+    if plan:
+        cmd += f" --plan {plan}"
     if r.wipe_readd:
         cmd += " --wipe-readd"
     if r.fresh_ids:
@@ -65,14 +77,14 @@ def replay_command(r: Result, variant: str = "") -> str:
     return cmd + " --trace"
 
 
-def describe_failure(r: Result, variant: str = "") -> str:
+def describe_failure(r: Result, variant: str = "", plan: str = "") -> str:
     lines = [
         f"seed {r.seed} ({r.nodes} nodes, {r.steps} steps): {r.invariant} VIOLATED",
         f"  {r.detail}",
         f"  last {len(r.trace)} events:",
     ]
     lines += ["    " + t for t in r.trace]
-    lines.append(f"  replay: {replay_command(r, variant)}")
+    lines.append(f"  replay: {replay_command(r, variant, plan)}")
     return "\n".join(lines)
 
 
@@ -98,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run a deliberately broken core",
     )
     ap.add_argument(
+        "--plan",
+        default="",
+        choices=["", *sorted(PLANS)],
+        help="run a deliberately wrong Ready plan (tests/sim/broken_plans.py)",
+    )
+    ap.add_argument(
         "--wipe-readd",
         action="store_true",
         help="experiment: re-add removed nodes under the same id with an empty disk",
@@ -121,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             args.trace,
             wipe_readd=args.wipe_readd,
             fresh_ids=args.fresh_ids,
+            planner=PLANS[args.plan] if args.plan else ready.plan,
         )
         if r.ok:
             print(f"seed {r.seed}: ok {r.stats}")
             return 0
-        print(describe_failure(r, args.variant))
+        print(describe_failure(r, args.variant, args.plan))
         return 1
 
     jobs = args.jobs or min(os.cpu_count() or 1, max(1, args.seeds // 50))
@@ -135,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, int] = {}
     seeds = range(args.start, args.start + args.seeds)
     for r in sweep(seeds, sizes, args.steps, args.variant, jobs, args.wipe_readd,
-                   args.fresh_ids):
+                   args.fresh_ids, args.plan):
         done += 1
         for k, v in r.stats.items():
             if k.startswith("liveness_"):
@@ -145,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if not r.ok:
             failures.append(r)
             if len(failures) <= args.max_failures:
-                print(describe_failure(r, args.variant), flush=True)
+                print(describe_failure(r, args.variant, args.plan), flush=True)
             else:
                 print(f"seed {r.seed}: {r.invariant}: {r.detail}", flush=True)
         if done % 500 == 0:

@@ -13,6 +13,7 @@ import pytest
 
 from raftkv.raft import Raft
 from tests.sim.broken import VARIANTS
+from tests.sim.broken_plans import HARMLESS_REORDERINGS, PLAN_VARIANTS
 from tests.sim.cluster import run_seed
 from tests.sim.invariants import Checker
 from tests.sim.run import DEFAULT_STEPS, nodes_for
@@ -36,6 +37,60 @@ def test_broken_core_is_caught(variant: str) -> None:
     assert healthy.ok, (
         f"seed {seed} also fails with the correct core: {healthy.invariant}: {healthy.detail}"
     )
+
+
+# A wrong Ready plan may need a rarer schedule than a broken core (a snapshot and the
+# entries after it in one Ready); still a few hundred seeds at most.
+PLAN_SEED_BOUND = 400
+
+
+@pytest.mark.parametrize("variant", sorted(PLAN_VARIANTS))
+def test_wrong_ready_plan_is_caught(variant: str) -> None:
+    """Every node runs the wrong plan (the simulator executes whatever plan it is
+    given, as RaftNode does); the seed that catches it passes with the real plan."""
+    wrong = PLAN_VARIANTS[variant]
+    for seed in range(PLAN_SEED_BOUND):
+        nodes = nodes_for(seed, SIZES)
+        result = run_seed(seed, nodes, DEFAULT_STEPS, planner=wrong)
+        if not result.ok:
+            break
+    else:
+        pytest.fail(f"{variant} ({wrong.__doc__}) was not caught in {PLAN_SEED_BOUND} seeds")
+    assert result.invariant and result.detail and result.trace
+    healthy = run_seed(seed, nodes, DEFAULT_STEPS)
+    assert healthy.ok, (
+        f"seed {seed} also fails with the real plan: {healthy.invariant}: {healthy.detail}"
+    )
+
+
+@pytest.mark.parametrize("variant", ["follower_acks_before_fsync", "defers_any_hard_state"])
+def test_wrong_plan_consequences_are_caught_without_the_durability_checks(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caught at once by 'persisted before reply'; with those checks off, the faults
+    (crash right after acking or voting, the leader cut off as it commits) must turn
+    the early reply into lost committed entries or two leaders."""
+    monkeypatch.setattr(Checker, "on_vote_sent", lambda *args: None)
+    monkeypatch.setattr(Checker, "on_ack_sent", lambda *args: None)
+    for seed in range(SEED_BOUND):
+        result = run_seed(
+            seed, nodes_for(seed, SIZES), DEFAULT_STEPS, planner=PLAN_VARIANTS[variant]
+        )
+        if not result.ok:
+            assert "persisted" not in result.invariant
+            return
+    pytest.fail(f"{variant} not caught in {SEED_BOUND} seeds without the durability checks")
+
+
+@pytest.mark.parametrize("variant", sorted(HARMLESS_REORDERINGS))
+def test_reorderings_that_are_safe_in_this_loop_stay_unflagged(variant: str) -> None:
+    """Not bugs here (tests/sim/broken_plans.py says why): the simulator must not
+    report them either, or its checks would be stricter than Raft."""
+    for seed in range(40):
+        result = run_seed(
+            seed, nodes_for(seed, SIZES), DEFAULT_STEPS, planner=HARMLESS_REORDERINGS[variant]
+        )
+        assert result.ok, (seed, result.invariant, result.detail)
 
 
 def test_every_variant_overrides_exactly_one_method() -> None:
@@ -99,8 +154,9 @@ def test_a_wiped_node_rejoining_under_a_fresh_id_is_safe() -> None:
         pytest.fail("no seed caught same-id reuse: the comparison proves nothing")
     readded = 0
     for seed in range(60):
-        result = run_seed(seed, nodes_for(seed, SIZES), DEFAULT_STEPS, Raft,
-                          wipe_readd=True, fresh_ids=True)
+        result = run_seed(
+            seed, nodes_for(seed, SIZES), DEFAULT_STEPS, Raft, wipe_readd=True, fresh_ids=True
+        )
         assert result.ok, (seed, result.invariant, result.detail)
         readded += result.stats["readded"]
     assert readded > 0

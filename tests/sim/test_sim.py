@@ -63,6 +63,8 @@ def test_both_cluster_sizes_and_all_fault_kinds_are_exercised() -> None:
         "leader_removed",
         "snapshots_installed",
         "leader_gone",
+        "crashes_in_ready",
+        "hard_states_deferred",
     ):
         assert totals[key] > 0, f"no {key} in 40 seeds: {totals}"
 

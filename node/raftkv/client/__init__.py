@@ -8,8 +8,10 @@ client subcommands live in `raftkv.client.cli`.
 """
 
 from raftkv.client.aio import AsyncClient
+from raftkv.client.credentials import Credentials, credentials_from_env
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, STRATEGIES
 from raftkv.client.errors import (
+    AuthError,
     BadRequestError,
     CheckpointNotFoundError,
     CheckpointVerifyError,
@@ -30,12 +32,14 @@ from raftkv.client.errors import (
     NoLeaderError,
     NotFoundError,
     OutcomeUnknownError,
+    PermissionDeniedError,
     QuotaExceededError,
     RaftkvError,
     ResultNotRetainedError,
     ServerError,
     StaleSequenceError,
     TooLargeError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from raftkv.client.models import (
@@ -67,14 +71,15 @@ from raftkv.client.sync import Client
 
 __all__ = [
     "DEFAULT_ENDPOINT", "STRATEGIES",
-    "AsyncClient", "Client", "RetryPolicy",
+    "AsyncClient", "Client", "Credentials", "RetryPolicy", "credentials_from_env",
     # results and request builders
     "CheckpointManifest", "Compare", "DeleteResult", "KeyValue", "LeaderInfo", "Lease",
     "LeaseInfo", "LeaseRevoked", "Lock", "LockInfo", "Member", "Members", "PutResult",
     "RangeResult", "Status", "TxnDelete", "TxnPut", "TxnRange", "TxnResponse", "TxnResult",
     "Unlocked", "WatchEvent",
     # errors
-    "BadRequestError", "CheckpointNotFoundError", "CheckpointVerifyError", "CompactedError",
+    "AuthError", "BadRequestError", "CheckpointNotFoundError", "CheckpointVerifyError",
+    "CompactedError", "PermissionDeniedError", "UnauthenticatedError",
     "CompareFailedError", "ConflictError", "ConnectError", "KeyNotFoundError",
     "LeaseExistsError", "LeaseNotFoundError", "LockHeldError", "LockNotFoundError",
     "LockNotHeldError", "LockTimeoutError", "LockWaitCancelledError", "MemberNotFoundError",

@@ -34,6 +34,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from raftkv.client.credentials import Credentials
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, EndpointSelector
 from raftkv.client.errors import (
     NOT_APPLIED_CODES,
@@ -119,7 +120,13 @@ class AsyncClient:
                  attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
                  client_id: str | None = None,
                  session: aiohttp.ClientSession | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 credentials: Credentials | None = None) -> None:
+        """`credentials`: the CA to verify https endpoints with, a client certificate
+        and/or a bearer token (`credentials_from_env()` reads the RAFTKV_* ones).
+        Not used with a `session` of your own: configure that session instead."""
+        self.credentials = credentials or Credentials()
+        self._ssl = self.credentials.ssl_context()  # files are read (and checked) now
         self.selector = EndpointSelector(
             endpoints.split(",") if isinstance(endpoints, str) else endpoints, strategy, rng)
         self.retry = retry or RetryPolicy()
@@ -152,7 +159,8 @@ class AsyncClient:
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256), auto_decompress=True)
+                connector=aiohttp.TCPConnector(limit=256, ssl=self._ssl or True),
+                headers=self.credentials.headers(), auto_decompress=True)
             self._owns_http = True
         return self._http
 
@@ -813,6 +821,11 @@ def _retry_after(value: str | None) -> float | None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (f"TLS: the server's certificate is not trusted ({exc.certificate_error}); "
+                "give the cluster's CA with --cacert / RAFTKV_CACERT")
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"TLS handshake failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         errno = exc.os_error.errno
         return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"

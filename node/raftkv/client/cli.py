@@ -7,10 +7,14 @@ Every subcommand takes:
   -o, --output       human (default) or json
   --strategy         leader (default), random or round-robin: where reads go
   --timeout          seconds for the whole command, retries included (default 30)
+  --cacert FILE      CA bundle that signs the cluster's certificates (env RAFTKV_CACERT)
+  --cert/--key FILE  a client certificate and its key (env RAFTKV_CERT, RAFTKV_KEY)
+  --token TOKEN      a bearer token (env RAFTKV_TOKEN; --token-file / RAFTKV_TOKEN_FILE)
 
 Exit codes: 0 ok; 1 not found, condition failed or conflict (txn FAILURE, lock
 held...); 2 usage or invalid request; 3 cluster unavailable, unreachable or
-server error; 4 checkpoint verification failed; 130 interrupted.
+server error; 4 checkpoint verification failed; 5 not authenticated or not
+permitted (401/403); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 from functools import partial
 from typing import Any
@@ -25,6 +30,7 @@ from typing import Any
 from raftkv.client import commands as cmds
 from raftkv.client.aio import AsyncClient
 from raftkv.client.commands import (
+    EXIT_DENIED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
@@ -35,8 +41,10 @@ from raftkv.client.commands import (
     Output,
     UsageError,
 )
+from raftkv.client.credentials import Credentials, read_token_file
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, STRATEGIES, parse_endpoints
 from raftkv.client.errors import (
+    AuthError,
     BadRequestError,
     CheckpointVerifyError,
     CompactedError,
@@ -56,7 +64,8 @@ EXIT_CODES_HELP = """exit codes:
   2  usage error, or a request the server rejects as invalid (400, 413)
   3  cluster unavailable: no leader, unreachable, timed out, server error
   4  checkpoint download does not match its manifest
-  5  a write's outcome is unknown: it may or may not have applied (check, then retry)
+  5  not authenticated (no or unknown token/certificate) or not permitted (role)
+  6  a write's outcome is unknown: it may or may not have applied (check, then retry)
   130 interrupted"""
 
 # One or more example lines per subcommand, shown first in its --help (like etcdctl and
@@ -132,6 +141,21 @@ def _common() -> argparse.ArgumentParser:
                        help="where reads go: the leader, a random or the next endpoint")
     group.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
                        help="give up after this long, retries included (default 30)")
+    sec = common.add_argument_group("security (docs/security.md)")
+    sec.add_argument("--cacert", metavar="FILE", default=os.environ.get("RAFTKV_CACERT"),
+                     help="CA bundle that signs the cluster's certificates (env "
+                          "RAFTKV_CACERT; default: the system's trust store)")
+    sec.add_argument("--cert", metavar="FILE", default=os.environ.get("RAFTKV_CERT"),
+                     help="client certificate (env RAFTKV_CERT)")
+    sec.add_argument("--key", dest="cert_key", metavar="FILE",
+                     default=os.environ.get("RAFTKV_KEY"),
+                     help="private key of --cert (env RAFTKV_KEY)")
+    sec.add_argument("--token", metavar="TOKEN", default=os.environ.get("RAFTKV_TOKEN"),
+                     help="bearer token (env RAFTKV_TOKEN; prefer --token-file: a flag is "
+                          "visible to other local users in the process list)")
+    sec.add_argument("--token-file", metavar="FILE",
+                     default=os.environ.get("RAFTKV_TOKEN_FILE"),
+                     help="file holding the bearer token (env RAFTKV_TOKEN_FILE)")
     return common
 
 
@@ -384,6 +408,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, CheckpointVerifyError):
         return EXIT_VERIFY
+    if isinstance(exc, AuthError):
+        return EXIT_DENIED
     if isinstance(exc, NotFoundError | ConflictError | CompactedError):
         return EXIT_FAILED
     if isinstance(exc, UnavailableError) and exc.outcome_unknown:
@@ -409,6 +435,17 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _credentials(args: argparse.Namespace) -> Credentials:
+    token = args.token or None
+    if token is None and args.token_file:
+        token = read_token_file(args.token_file)
+    if args.cert_key and not args.cert:
+        raise ValueError("--key needs --cert")
+    creds = Credentials(args.cacert or None, args.cert or None, args.cert_key or None, token)
+    creds.ssl_context()  # the files load now, or the command stops with a clear message
+    return creds
+
+
 def run_command(command: Command, args: argparse.Namespace) -> int:
     """Run one client command: build the client, map errors to one stderr line and
     an exit code (never a traceback for a server or network failure)."""
@@ -419,11 +456,17 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
         print(f"raftkv {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = Output(args.output)
+    try:
+        credentials = _credentials(args)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        print(f"raftkv {name}: credentials: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def main() -> int:
         retry = RetryPolicy(deadline=args.timeout)
         async with AsyncClient(endpoints, strategy=args.strategy, retry=retry,
-                               attempt_timeout=min(15.0, args.timeout)) as client:
+                               attempt_timeout=min(15.0, args.timeout),
+                               credentials=credentials) as client:
             return await command(client, args, out)
 
     try:

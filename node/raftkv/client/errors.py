@@ -104,6 +104,18 @@ class StaleSequenceError(ConflictError):
     """A session seq lower than one already applied (a client-id reused concurrently)."""
 
 
+class AuthError(RaftkvError):
+    """401 or 403: the credentials are missing or wrong, or do not allow this."""
+
+
+class UnauthenticatedError(AuthError):
+    """401: no credentials, or a token the cluster does not know."""
+
+
+class PermissionDeniedError(AuthError):
+    """403: the identity's role (or key prefixes) does not allow this request."""
+
+
 class ResultNotRetainedError(ConflictError):
     """A retry (same session) of a write that WAS applied, whose answer was too big
     for the server to keep for retries: read the current state instead."""
@@ -186,6 +198,8 @@ _BY_CODE: dict[str, type[RaftkvError]] = {
 
 _BY_STATUS: dict[int, type[RaftkvError]] = {
     400: BadRequestError,
+    401: UnauthenticatedError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     405: BadRequestError,
     409: ConflictError,

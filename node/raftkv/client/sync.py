@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from raftkv.client.aio import DEFAULT_LOCK_TIMEOUT, AsyncClient, ProgressCallback
+from raftkv.client.credentials import Credentials
 from raftkv.client.endpoints import DEFAULT_ENDPOINT
 from raftkv.client.errors import RaftkvError
 from raftkv.client.models import (
@@ -53,7 +54,8 @@ class Client:
 
     def __init__(self, endpoints: str | Sequence[str] = DEFAULT_ENDPOINT, *,
                  strategy: str = "leader", retry: RetryPolicy | None = None,
-                 attempt_timeout: float = 15.0, client_id: str | None = None) -> None:
+                 attempt_timeout: float = 15.0, client_id: str | None = None,
+                 credentials: Credentials | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name="raftkv-client", daemon=True)
@@ -61,16 +63,18 @@ class Client:
         self._closed = False
         try:
             self._aio = self._run(self._make(endpoints, strategy, retry, attempt_timeout,
-                                             client_id))
+                                             client_id, credentials))
         except BaseException:
             self._stop_loop()
             raise
 
     @staticmethod
     async def _make(endpoints: str | Sequence[str], strategy: str, retry: RetryPolicy | None,
-                    attempt_timeout: float, client_id: str | None) -> AsyncClient:
+                    attempt_timeout: float, client_id: str | None,
+                    credentials: Credentials | None) -> AsyncClient:
         return AsyncClient(endpoints, strategy=strategy, retry=retry,
-                           attempt_timeout=attempt_timeout, client_id=client_id)
+                           attempt_timeout=attempt_timeout, client_id=client_id,
+                           credentials=credentials)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:

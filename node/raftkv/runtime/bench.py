@@ -15,12 +15,17 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
+
+from raftkv.runtime.credentials import ClientCredentials
+from raftkv.runtime.local import CREDENTIALS_DIR
 
 
 async def _leader_url(session: aiohttp.ClientSession, urls: list[str]) -> str:
@@ -35,10 +40,17 @@ async def _leader_url(session: aiohttp.ClientSession, urls: list[str]) -> str:
     raise SystemExit("no leader found")
 
 
-async def run_load(urls: list[str], clients: int, seconds: float, value_bytes: int
-                   ) -> dict[str, float]:
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
+async def run_load(urls: list[str], clients: int, seconds: float, value_bytes: int,
+                   credentials_dir: str | None = None) -> dict[str, float]:
+    """`credentials_dir`: a `raftkv local up` credentials directory (CA + admin token)."""
+    context: ssl.SSLContext | bool = True
+    headers: dict[str, str] = {}
+    if credentials_dir is not None:
+        creds = ClientCredentials(Path(credentials_dir))
+        context = ssl.create_default_context(cafile=str(creds.ca_file))
+        headers = {"Authorization": f"Bearer {creds.admin_token()}"}
+    connector = aiohttp.TCPConnector(limit=clients, ssl=context)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         target = await _leader_url(session, urls)
         value = os.urandom(value_bytes // 2).hex().encode()[:value_bytes]
         latencies: list[float] = []
@@ -86,6 +98,8 @@ def main() -> int:
     parser.add_argument("--value-bytes", type=int, default=256)
     parser.add_argument("--unsafe-no-fsync", action="store_true",
                         help="start the local cluster in the UNSAFE no-fsync mode")
+    parser.add_argument("--insecure", action="store_true",
+                        help="start the local cluster without TLS and authentication")
     args = parser.parse_args()
     tmp = None
     urls = [u.rstrip("/") for u in args.urls.split(",") if u]
@@ -94,9 +108,13 @@ def main() -> int:
         cmd = [sys.executable, "-m", "raftkv.cli", "local", "up", "--dir", tmp]
         if args.unsafe_no_fsync:
             cmd.append("--unsafe-no-fsync")
+        if args.insecure:
+            cmd.append("--insecure")
         urls = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+    creds = str(Path(tmp) / CREDENTIALS_DIR) if tmp is not None and not args.insecure else None
     try:
-        result = asyncio.run(run_load(urls, args.clients, args.seconds, args.value_bytes))
+        result = asyncio.run(run_load(urls, args.clients, args.seconds, args.value_bytes,
+                                      creds))
     finally:
         if tmp is not None:
             subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "down", "--purge",

@@ -15,6 +15,7 @@ from pathlib import Path
 from raftkv.runtime.identity import member_id
 
 CLUSTER_STATES = ("new", "existing")
+METRICS_ACCESS = ("open", "authenticated")
 DEFAULT_QUOTA_BACKEND_BYTES = 128 << 20
 
 
@@ -61,6 +62,13 @@ class NodeConfig:
     max_watches_per_client: int = 1000
     max_json_depth: int = 64
     request_timeout: float = 10.0
+    # The client plane (docs/security.md): TLS on the client port, identities and roles.
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    client_trusted_ca_file: Path | None = None
+    client_insecure: bool = False
+    auth_file: Path | None = None
+    metrics_access: str = "open"
     # The client port's connection limits (runtime/fasthttp.py; docs/api.md "Limits").
     # 0 connections = derived from the open-file limit at start (client_connection_cap).
     client_max_connections: int = 0
@@ -109,13 +117,6 @@ class NodeConfig:
                             ("--max-txn-ops", self.max_txn_ops)):
             if value <= 0:
                 raise ValueError(f"{flag} must be > 0")
-        if self.client_max_connections < 0:
-            raise ValueError("--client-max-connections must be >= 0 (0: from the fd limit)")
-        for flag, seconds in (("--client-header-timeout", self.client_header_timeout),
-                              ("--client-body-timeout", self.client_body_timeout),
-                              ("--client-idle-timeout", self.client_idle_timeout)):
-            if not seconds > 0:
-                raise ValueError(f"{flag} must be > 0 seconds")
         for flag, value in (("--quota-backend-bytes", self.quota_backend_bytes),
                             ("--max-leases", self.max_leases),
                             ("--max-lock-waiters", self.max_lock_waiters),
@@ -126,6 +127,13 @@ class NodeConfig:
         if not 1 <= self.max_json_depth <= 500:
             # The stdlib parser recurses: past ~900 levels it fails, so 500 is the top.
             raise ValueError("--max-json-depth must be in [1, 500]")
+        if self.client_max_connections < 0:
+            raise ValueError("--client-max-connections must be >= 0 (0: from the fd limit)")
+        for flag, seconds in (("--client-header-timeout", self.client_header_timeout),
+                              ("--client-body-timeout", self.client_body_timeout),
+                              ("--client-idle-timeout", self.client_idle_timeout)):
+            if not seconds > 0:
+                raise ValueError(f"{flag} must be > 0 seconds")
         names = [m.name for m in self.initial_cluster]
         if len(set(names)) != len(names):
             raise ValueError("--initial-cluster names a member twice")
@@ -135,6 +143,25 @@ class NodeConfig:
         self.validate_peer_tls()
         if self.restore_from is not None and self.initial_cluster_state != "new":
             raise ValueError("--restore-from only applies with --initial-cluster-state new")
+        self.validate_client_plane()
+
+    def validate_client_plane(self) -> None:
+        """Secure unless explicitly not: TLS and an auth file, or --client-insecure."""
+        if self.metrics_access not in METRICS_ACCESS:
+            raise ValueError(f"--metrics-access must be one of {METRICS_ACCESS}")
+        tls = self.client_cert_file is not None or self.client_key_file is not None
+        if self.client_insecure:
+            if tls or self.client_trusted_ca_file is not None:
+                raise ValueError("--client-insecure serves plain HTTP: drop the --client-cert/"
+                                 "key/trusted-ca flags, or drop --client-insecure")
+            return
+        if self.client_cert_file is None or self.client_key_file is None:
+            raise ValueError("the client port needs TLS: give --client-cert-file and "
+                             "--client-key-file (and --auth-file), or serve plain HTTP "
+                             "without authentication with --client-insecure")
+        if self.auth_file is None:
+            raise ValueError("with TLS, give --auth-file (tokens and certificate identities: "
+                             "docs/security.md), or --client-insecure for an open port")
 
     def client_connection_cap(self) -> int:
         """--client-max-connections, or with 0 the open-file limit less a reserve for
@@ -176,6 +203,10 @@ class NodeConfig:
     @property
     def election_timeout(self) -> float:
         return self.tick_seconds * self.election_ticks
+
+
+def _path(text: str) -> Path | None:
+    return Path(text) if text else None
 
 
 def parse_initial_cluster(text: str) -> list[InitialMember]:
@@ -254,6 +285,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="nesting levels a JSON request body may have; deeper gets 400")
     add("--request-timeout", type=float, default=10.0,
         help="seconds a write or linearizable read may wait for the cluster")
+    add("--client-cert-file", default="",
+        help="PEM certificate (chain) served on the client port (TLS)")
+    add("--client-key-file", default="", help="PEM private key of --client-cert-file")
+    add("--client-trusted-ca-file", default="",
+        help="PEM CA bundle: client certificates that chain to it are identities "
+             "(--auth-file maps their names to roles); also the CA a follower checks "
+             "the leader's certificate against when it forwards a write")
+    add("--client-insecure", action="store_true",
+        help="INSECURE: serve the client port as plain HTTP with no authentication "
+             "(every caller is an admin); for tests and isolated networks only")
+    add("--auth-file", default="",
+        help="JSON file of identities and roles (tokens stored as SHA-256, client "
+             "certificate names); reloaded when it changes (docs/security.md)")
+    add("--metrics-access", default="open", choices=METRICS_ACCESS,
+        help="/metrics open to anyone who reaches the port (default), or authenticated "
+             "(any role)")
     add("--client-max-connections", type=int, default=0,
         help="open client connections at most; more are answered 503 and closed "
              "(0: the open-file limit less 256, at most 10000)")
@@ -345,6 +392,12 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         max_watches_per_client=ns.max_watches_per_client,
         max_json_depth=ns.max_json_depth,
         request_timeout=ns.request_timeout,
+        client_cert_file=_path(ns.client_cert_file),
+        client_key_file=_path(ns.client_key_file),
+        client_trusted_ca_file=_path(ns.client_trusted_ca_file),
+        client_insecure=ns.client_insecure,
+        auth_file=_path(ns.auth_file),
+        metrics_access=ns.metrics_access,
         client_max_connections=ns.client_max_connections,
         client_header_timeout=ns.client_header_timeout,
         client_body_timeout=ns.client_body_timeout,
@@ -359,7 +412,8 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
     )
     host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::", "") else cfg.listen_host
     if not cfg.advertise_client_url:
-        cfg.advertise_client_url = f"http://{host}:{cfg.client_port}"
+        scheme = "http" if cfg.client_insecure else "https"
+        cfg.advertise_client_url = f"{scheme}://{host}:{cfg.client_port}"
     if not cfg.advertise_peer_url:
         mine = next((m for m in cfg.initial_cluster if m.name == cfg.name), None)
         cfg.advertise_peer_url = mine.peer_url if mine else f"{host}:{cfg.peer_port}"

@@ -1,6 +1,8 @@
 """`make demo`: a real 3-node cluster on 127.0.0.1, end to end.
 
-Starts the cluster with `raftkv local up`, writes keys, takes a lock (showing
+Starts the cluster with `raftkv local up` (TLS and authentication: it uses the
+CA and the admin token `raftkv local env` prints, and shows that a request
+without the token is refused), writes keys, takes a lock (showing
 its fencing token), kills the leader with SIGKILL, shows the new leader and
 that every acknowledged write survived, brings the old leader back, takes a
 checkpoint and shows its manifest on every member (identical sha256), then
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,12 +29,21 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+class Credentials:
+    """The CA to trust and the token to send (from `raftkv local env`)."""
+
+    context: ssl.SSLContext | None = None
+    headers: dict[str, str] = {}
+
+
 def http(method: str, url: str, body: bytes | dict[str, Any] | None = None,
-         timeout: float = 10.0) -> tuple[int, bytes]:
+         timeout: float = 10.0, *, anonymous: bool = False) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={} if anonymous else Credentials.headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout,
+                                    context=Credentials.context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -62,9 +75,18 @@ def leader_of(urls: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def raftkv(*args: str) -> str:
+def raftkv(*args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run([sys.executable, "-m", "raftkv.cli", *args], check=True,
-                          capture_output=True, text=True).stdout
+                          capture_output=True, text=True, env=env).stdout
+
+
+def exports(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            out[name] = shlex.split(value)[0]
+    return out
 
 
 def run(directory: str) -> None:
@@ -72,6 +94,20 @@ def run(directory: str) -> None:
     urls = raftkv("local", "up", "--nodes", "3", "--dir", directory).split()
     for url in urls:
         print("  ", url)
+    say("secure by default: TLS with the cluster's own CA, and an admin token")
+    env_text = raftkv("local", "env", "--dir", directory)
+    variables = exports(env_text)
+    for line in env_text.splitlines():
+        print("  ", line if "TOKEN" not in line else line.split("=")[0] + "=rkv_...")
+    Credentials.context = ssl.create_default_context(cafile=variables["RAFTKV_CACERT"])
+    Credentials.headers = {"Authorization": f"Bearer {variables['RAFTKV_TOKEN']}"}
+    code, raw = http("PUT", f"{urls[0]}/v1/kv/demo/anonymous", b"x", anonymous=True)
+    print(f"   without the token: {code} {json.loads(raw)['error']}")
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("RAFTKV_")}
+    shell.update(variables)
+    raftkv("put", "demo/greeting", "hello", env=shell)
+    print("   with it: raftkv put demo/greeting hello; raftkv get demo/greeting ->",
+          raftkv("get", "demo/greeting", env=shell).strip())
     print(raftkv("local", "status", "--dir", directory), end="")
     leader = wait_for("a leader", lambda: leader_of(urls))
     print(f"   leader: {leader['name']} at {leader['client_url']}")
@@ -154,9 +190,11 @@ def main() -> int:
     try:
         run(directory)
     finally:
-        say("stopping everything: raftkv local down --purge")
+        # Stop first, then say so: with stdout gone (`make demo | head`) the print
+        # raises BrokenPipeError, and the nodes must not outlive the demo.
         subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "down", "--purge",
-                        "--dir", directory], check=False)
+                        "--dir", directory], check=False, stdout=subprocess.DEVNULL)
+        say("stopped everything: raftkv local down --purge")
     print("\ndemo finished")
     return 0
 

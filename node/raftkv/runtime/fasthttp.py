@@ -10,7 +10,7 @@ event loop is the bottleneck, so the requests that carry the load are served her
 - `GET /v1/kv/{key}`, query `consistency`, `encoding` only;
 
 with the same checks, answers and metrics as the aiohttp handlers (both call the
-same `ClientApi` helpers; tests/unit/runtime/test_fasthttp*.py compare the two
+same `KvService`, runtime/http/service.py; tests/unit/runtime/test_fasthttp*.py compare the two
 paths on a corpus of raw requests). Everything else -- another route, another
 query parameter, a follower's write (forwarded), a body that is not a plain
 Content-Length one, `Expect`, `Upgrade`, HTTP/1.0, an absolute-form target -- is
@@ -58,19 +58,12 @@ import httptools
 from multidict import MultiDict, MultiDictProxy
 
 from raftkv.fsm import ApplyResult
-from raftkv.raft import NotLeader, StateRole
-from raftkv.runtime import errors
-from raftkv.runtime.api import (
-    KV_ROUTE,
-    ClientApi,
-    error_parts,
-    path_key,
-    proposal_error,
-    result_of,
-)
-from raftkv.runtime.errors import ApiError, unavailable
+from raftkv.raft import StateRole
+from raftkv.runtime.errors import ApiError
+from raftkv.runtime.http import KV_ROUTE, KvService, api_error, error_parts, path_key, result_of
+from raftkv.runtime.http.auth import Identity, peercert_of
 from raftkv.runtime.jsonbytes import encoding_of, to_json
-from raftkv.runtime.node import Completion, NodeStopped
+from raftkv.runtime.node import Completion
 
 log = logging.getLogger("raftkv.api")
 
@@ -161,9 +154,10 @@ class Headers(Mapping[str, str]):
 
 
 class FastRequest:
-    """A parsed request: what the `ClientApi` helpers (and an authorizer) read."""
+    """A parsed request: what the `KvService` checks (and an authorizer) read."""
 
-    __slots__ = ("method", "raw_target", "query", "headers", "keep_alive", "length", "body")
+    __slots__ = ("method", "raw_target", "query", "headers", "keep_alive", "length", "body",
+                 "identity")
 
     def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
                  headers: Headers, keep_alive: bool, length: int) -> None:
@@ -174,6 +168,13 @@ class FastRequest:
         self.keep_alive = keep_alive
         self.length = length
         self.body: bytes = b""
+        self.identity: Identity | None = None  # set by the auth check in _serve
+
+    @property
+    def authorization(self) -> str | None:
+        """The first Authorization header."""
+        value: str | None = self.headers.get("Authorization")
+        return value
 
     @property
     def target(self) -> str:
@@ -194,7 +195,7 @@ class _Reject:
 class FastHttp:
     """Builds the per-connection protocols; owns what they share."""
 
-    def __init__(self, api: ClientApi, fallback: Callable[[], asyncio.BaseProtocol],
+    def __init__(self, api: KvService, fallback: Callable[[], asyncio.BaseProtocol],
                  limits: ClientLimits | None = None, *, serve_fast: bool = True) -> None:
         self.api = api
         self.node = api.node
@@ -395,6 +396,8 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         self.deadline = 0.0  # monotonic; 0 = none
         self.phase = "idle_timeout"
         self.accepted = False
+        self.peercert_value: dict[str, Any] | None = None
+        self.peercert_read = False
 
     # --- asyncio callbacks ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -500,6 +503,13 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         self.write_paused = False
         self._rearm()
         self._pump()
+
+    def peercert(self) -> dict[str, Any] | None:
+        """The connection's verified client certificate (decoded once per connection)."""
+        if not self.peercert_read:
+            self.peercert_value = peercert_of(self.transport)
+            self.peercert_read = True
+        return self.peercert_value
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -646,6 +656,10 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         slot: list[Any] = [None, b"", not request.keep_alive]
         self.pending.append(slot)
         try:
+            # The same check as aiohttp's routes (runtime/http/auth.py), then the hook.
+            request.identity = self.shared.api.auth.check(
+                "readwrite" if request.method == "PUT" else "read", request.authorization,
+                self.peercert)
             authorize = self.shared.authorize
             if authorize is not None:
                 authorize(request)
@@ -653,20 +667,9 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
                 self._put(request, slot, started)
             else:
                 self._get(request, slot, started)
-        except ApiError as exc:
-            self._answer_error(slot, request, exc, started)
-        except NotLeader:
-            # Leadership moved between the role check and the proposal: answer like
-            # the aiohttp path would after its own forward attempt failed.
-            self._answer_error(slot, request, unavailable(
-                "not_leader", "leadership changed; retry"), started)
-        except NodeStopped:
-            self._answer_error(slot, request, unavailable(
-                "shutting_down", "the node is shutting down"), started)
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.target)
-            self._answer_error(slot, request, ApiError(
-                500, "internal", "internal error; see the node log"), started)
+        except Exception as exc:  # the one mapping: runtime/http/errors.py
+            self._answer_error(slot, request, api_error(
+                exc, "write", f"{request.method} {request.target}"), started)
 
     def _put(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
@@ -675,11 +678,11 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         def done(applied: ApplyResult | None, exc: BaseException | None) -> None:
             try:
                 if exc is not None:
-                    raise proposal_error(exc) or exc
+                    raise exc
                 assert applied is not None
                 result = result_of(applied)
-            except ApiError as error:
-                self._answer_error(slot, request, error, started)
+            except Exception as error:
+                self._answer_error(slot, request, api_error(error, "write"), started)
                 return
             self._answer(slot, request, 200, "application/json",
                          json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
@@ -693,26 +696,23 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         key = path_key(request.raw_target)
         encoding_of(request.query)  # unused by a single key's raw answer, but checked
         api.check_key(key)
+        api.check_keys(request, key)
         if not api.read_needs_barrier(request):
             self._serve_get(request, key, slot, started)
             return
 
         def done(_: None, exc: BaseException | None) -> None:
             try:
-                if isinstance(exc, NotLeader):
-                    raise errors.no_leader()
-                if isinstance(exc, TimeoutError):
-                    raise unavailable("timeout", "no read index from the leader in time")
                 if exc is not None:
-                    raise proposal_error(exc) or exc
+                    raise exc
                 self._serve_get(request, key, slot, started)
-            except ApiError as error:
-                self._answer_error(slot, request, error, started)
+            except Exception as error:
+                self._answer_error(slot, request, api_error(error, "read"), started)
 
         try:
             self.shared.node.read_barrier_into(Completion(done))
-        except NotLeader:
-            raise errors.no_leader() from None
+        except Exception as exc:
+            raise api_error(exc, "read") from None
 
     def _serve_get(self, request: FastRequest, key: bytes, slot: list[Any], started: float
                    ) -> None:

@@ -5,7 +5,13 @@
 (tools parse it); it returns once the cluster has a leader. The cluster lives
 in a directory (default `./.raftkv-local`, or `--dir`/`RAFTKV_LOCAL_DIR`):
 `cluster.json` records names, ports and pids; `<name>/` is each node's data
-dir and `<name>.log` its log. `down` stops only the processes recorded there
+dir and `<name>.log` its log.
+
+Secure by default: `up` makes a CA, a certificate per node and an admin token
+in `<dir>/credentials/` (runtime/credentials.py) and serves https with
+authentication; `raftkv local env` prints the `export` lines a shell needs to
+use it (RAFTKV_ENDPOINTS, RAFTKV_CACERT, RAFTKV_TOKEN). `up --insecure`
+serves plain HTTP without authentication instead (said so on stderr). `down` stops only the processes recorded there
 (SIGTERM, then SIGKILL after a grace period) and keeps the data, so a later
 `up` restarts the same cluster on the same ports; `down --purge` deletes it.
 """
@@ -17,9 +23,11 @@ import contextlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,8 +36,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from raftkv.runtime.credentials import ClientCredentials
+
 DEFAULT_DIR = ".raftkv-local"
 STATE_FILE = "cluster.json"
+CREDENTIALS_DIR = "credentials"
 
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +48,7 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1",
                            description="Run a throw-away cluster on 127.0.0.1.",
                            epilog=_examples("raftkv local up --nodes 3 --dir ./my-cluster",
+                                            'eval "$(raftkv local env --dir ./my-cluster)"',
                                             "raftkv local status --dir ./my-cluster",
                                             "raftkv local down --purge --dir ./my-cluster"),
                            formatter_class=raw)
@@ -48,8 +60,8 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                                         "wait for a leader, print the client URLs.",
                             epilog=_examples(
                                 "raftkv local up --nodes 3 --dir ./my-cluster",
-                                "export RAFTKV_ENDPOINTS=$(raftkv local up --dir ./my-cluster "
-                                "| paste -sd, -)"),
+                                'eval "$(raftkv local env --dir ./my-cluster)"',
+                                "raftkv local up --nodes 1 --insecure --dir ./plain"),
                             formatter_class=raw)
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", default=default_dir)
@@ -58,9 +70,19 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
     up.add_argument("--insecure", action="store_true",
-                    help="no TLS (peer port: --peer-insecure); by default the members talk "
-                         "mutual TLS with certificates made for this cluster in DIR/pki")
+                    help="INSECURE: no TLS anywhere and no authentication (client port: "
+                         "plain HTTP, every caller an admin; peer port: --peer-insecure); by "
+                         "default clients need TLS and a token (DIR/credentials) and the "
+                         "members talk mutual TLS (DIR/pki). A new cluster only")
     up.set_defaults(func=cmd_up)
+
+    env = actions.add_parser("env", help="print the export lines a shell needs to use "
+                                         "the cluster",
+                             epilog=_examples("raftkv local env --dir ./my-cluster",
+                                              'eval "$(raftkv local env --dir ./my-cluster)"'),
+                             formatter_class=raw)
+    env.add_argument("--dir", default=default_dir)
+    env.set_defaults(func=cmd_env)
 
     status = actions.add_parser("status", help="one line per node: name url role term leader",
                                 epilog=_examples("raftkv local status --dir ./my-cluster"),
@@ -142,9 +164,29 @@ def pid_alive(pid: int | None, data_dir: str) -> bool:
     return data_dir.encode() in cmdline
 
 
-def get_status(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+def credentials(directory: Path) -> ClientCredentials:
+    return ClientCredentials(directory / CREDENTIALS_DIR)
+
+
+class Access:
+    """How this tool reaches the cluster's status: TLS + the admin token, or plain."""
+
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.context: ssl.SSLContext | None = None
+        self.headers: dict[str, str] = {}
+        if state.get("secure"):
+            creds = credentials(directory)
+            self.context = ssl.create_default_context(cafile=str(creds.ca_file))
+            self.headers = {"Authorization": f"Bearer {creds.admin_token()}"}
+
+
+def get_status(url: str, access: Access | None = None,
+               timeout: float = 1.0) -> dict[str, Any] | None:
+    request = urllib.request.Request(url.rstrip("/") + "/v1/status",
+                                     headers=access.headers if access else {})
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v1/status", timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout,
+                                    context=access.context if access else None) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -190,6 +232,14 @@ def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
            "--advertise-client-url", node["client_url"],
            "--advertise-peer-url", node["peer_url"],
            "--initial-cluster", initial, "--initial-cluster-state", "new"]
+    if state.get("secure"):
+        creds = ClientCredentials(Path(state["credentials_dir"]))
+        cert, key = creds.cert_files(node["name"])
+        cmd += ["--client-cert-file", str(cert), "--client-key-file", str(key),
+                "--client-trusted-ca-file", str(creds.ca_file),
+                "--auth-file", str(creds.auth_file)]
+    else:
+        cmd.append("--client-insecure")
     cmd += state.get("extra_args", [])
     return cmd
 
@@ -219,8 +269,8 @@ class NodeExited(Exception):
 
 
 def wait_for_leader(urls: list[str], timeout: float,
-                    started: dict[str, subprocess.Popen[bytes]] | None = None
-                    ) -> dict[str, Any] | None:
+                    started: dict[str, subprocess.Popen[bytes]] | None = None,
+                    access: Access | None = None) -> dict[str, Any] | None:
     """The status of a node once every node answers and all name the same leader;
     None after `timeout`. A started process that exits raises NodeExited at once."""
     deadline = time.monotonic() + timeout
@@ -229,7 +279,7 @@ def wait_for_leader(urls: list[str], timeout: float,
             code = proc.poll()
             if code is not None:
                 raise NodeExited(name, code)
-        statuses = [get_status(u) for u in urls]
+        statuses = [get_status(u, access) for u in urls]
         leaders = {(s["leader"] or {}).get("id") for s in statuses if s}
         if all(statuses) and len(leaders) == 1 and None not in leaders:
             return statuses[0]
@@ -265,14 +315,28 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra += ["--snapshot-entries", str(args.snapshot_entries)]
         if args.unsafe_no_fsync:
             extra.append("--unsafe-no-fsync")
-        state = {"host": args.host, "extra_args": extra, "peer_tls": not args.insecure,
-                 "nodes": [
+        scheme = "http" if args.insecure else "https"
+        state = {"host": args.host, "extra_args": extra, "secure": not args.insecure,
+                 "peer_tls": not args.insecure,
+                 "credentials_dir": str(credentials(directory).directory), "nodes": [
             {"name": f"node{i + 1}", "client_port": ports[2 * i],
              "peer_port": ports[2 * i + 1],
-             "client_url": f"http://{args.host}:{ports[2 * i]}",
+             "client_url": f"{scheme}://{args.host}:{ports[2 * i]}",
              "peer_url": f"{args.host}:{ports[2 * i + 1]}",
              "data_dir": str(directory / f"node{i + 1}"), "pid": None}
             for i in range(args.nodes)]}
+    elif args.insecure and state.get("secure"):
+        _err(f"{directory} holds a cluster with TLS and authentication; `--insecure` only "
+             "applies to a new cluster")
+        return 2
+    if state.get("secure"):
+        creds = credentials(directory)
+        creds.ensure_admin()
+        hosts = sorted({state["host"], "127.0.0.1", "localhost"})
+        for node in state["nodes"]:
+            creds.issue(node["name"], hosts)
+    else:
+        _err("INSECURE: plain HTTP, no authentication (--insecure)")
     started = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for node in state["nodes"]:
@@ -285,7 +349,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     save_state(directory, state)
     urls = [n["client_url"] for n in state["nodes"]]
     try:
-        leader = wait_for_leader(urls, args.timeout, procs)
+        leader = wait_for_leader(urls, args.timeout, procs, Access(directory, state))
     except NodeExited as exc:
         node = next(n for n in state["nodes"] if n["name"] == exc.name)
         _err(f"{exc}; the end of {log_path(directory, node)}:\n"
@@ -311,8 +375,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         _err(f"no local cluster in {directory}")
         return 1
+    access = Access(directory, state)
     for node in state["nodes"]:
-        st = get_status(node["client_url"])
+        st = get_status(node["client_url"], access)
         if st is None:
             running = pid_alive(node.get("pid"), node["data_dir"])
             line = (f"{node['name']} {node['client_url']} "
@@ -322,6 +387,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             line = f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}"
         if not _out(line):
             break  # nobody reads the rest: don't wait for more status calls either
+    return 0
+
+
+def env_lines(directory: Path, state: dict[str, Any]) -> list[str]:
+    """`export` lines for a POSIX shell: the endpoints and, when secure, the CA and
+    the admin token (also in the 0600 file `credentials/admin.token`)."""
+    lines = ["export RAFTKV_ENDPOINTS=" + shlex.quote(
+        ",".join(n["client_url"] for n in state["nodes"]))]
+    if state.get("secure"):
+        creds = credentials(directory)
+        lines += ["export RAFTKV_CACERT=" + shlex.quote(str(creds.ca_file)),
+                  "export RAFTKV_TOKEN=" + shlex.quote(creds.admin_token())]
+    else:
+        lines += ["unset RAFTKV_CACERT RAFTKV_TOKEN RAFTKV_TOKEN_FILE"]
+    return lines
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    state = load_state(directory)
+    if state is None:
+        _err(f"no local cluster in {directory}")
+        return 1
+    for line in env_lines(directory, state):
+        if not _out(line):
+            break
     return 0
 
 

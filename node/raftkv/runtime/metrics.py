@@ -92,15 +92,6 @@ class NodeMetrics:
                                 ["member", "member_name"], registry=r)
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
-        self.client_connections = Gauge("raftkv_client_connections",
-                                        "Open client connections", registry=r)
-        self.client_connections_rejected = Counter(
-            "raftkv_client_connections_rejected_total",
-            "Client connections refused (503) at --client-max-connections", registry=r)
-        self.client_connections_closed = Counter(
-            "raftkv_client_connections_closed_total",
-            "Client connections closed by the node: a timeout, or a malformed request",
-            ["reason"], registry=r)
         self.state_bytes = Gauge("raftkv_state_bytes",
                                  "Estimated size of the state (what a snapshot holds)",
                                  registry=r)
@@ -111,6 +102,15 @@ class NodeMetrics:
                                  "(writes that grow it are refused)", registry=r)
         self.limit_refusals = Counter("raftkv_limit_refusals_total",
                                       "Requests refused by a limit", ["limit"], registry=r)
+        self.client_connections = Gauge("raftkv_client_connections",
+                                        "Open client connections", registry=r)
+        self.client_connections_rejected = Counter(
+            "raftkv_client_connections_rejected_total",
+            "Client connections refused (503) at --client-max-connections", registry=r)
+        self.client_connections_closed = Counter(
+            "raftkv_client_connections_closed_total",
+            "Client connections closed by the node: a timeout, or a malformed request",
+            ["reason"], registry=r)
         for role in ROLES:
             self.role.labels(role).set(0)
         for role in ("voter", "learner"):
@@ -121,10 +121,10 @@ class NodeMetrics:
             self.checkpoints.labels(result)
         for kind in ("taken", "installed"):
             self.snapshots.labels(kind)
-        for reason in ("header_timeout", "body_timeout", "idle_timeout", "malformed"):
-            self.client_connections_closed.labels(reason)
         for limit in LIMITS:
             self.limit_refusals.labels(limit)
+        for reason in ("header_timeout", "body_timeout", "idle_timeout", "malformed"):
+            self.client_connections_closed.labels(reason)
 
     def set_role(self, role: str) -> None:
         for r in ROLES:

@@ -17,9 +17,10 @@ from aiohttp import web
 from raftkv.fsm import StateMachine
 from raftkv.raft import StateRole
 from raftkv.runtime.admission import ClusterId, PeerGate
-from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import ClientLimits, FastHttp
+from raftkv.runtime.http import ClientApi
+from raftkv.runtime.http.auth import AuthFileError
 from raftkv.runtime.identity import (
     IDENTITY_FILE,
     IdentityError,
@@ -94,8 +95,11 @@ class Server:
         self.node.cluster = self.cluster
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
+        self.api: ClientApi | None = None
         self.fast: FastHttp | None = None
         self.client_server: asyncio.AbstractServer | None = None
+        self.client_tls: ReloadingTLS | None = None  # the client port's certificate
+        self.forward_tls: ReloadingTLS | None = None  # follower -> leader forwarding
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
@@ -115,7 +119,8 @@ class Server:
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
         node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
-        api = ClientApi(node)
+        server_ssl = self._client_tls()
+        api = self.api = ClientApi(node, forward_tls=self.forward_tls)
         limits = ClientLimits(max_connections=cfg.client_connection_cap(),
                               header_timeout=cfg.client_header_timeout,
                               body_timeout=cfg.client_body_timeout,
@@ -125,12 +130,14 @@ class Server:
                                     shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout)
         await self.runner.setup()
         assert self.runner.server is not None
-        # Every connection enters through FastHttp (connection cap, timeouts). With the
-        # fast path, the hot single-key requests skip aiohttp and the rest are handed to
-        # it; without (tests compare the two), every connection goes to aiohttp at once.
-        self.fast = FastHttp(api, self.runner.server, limits, serve_fast=self.fast_path)
+        # Every connection enters through FastHttp (TLS, connection cap, timeouts). With
+        # the fast path, the hot single-key requests skip aiohttp and the rest are handed
+        # to it; without (tests compare the two), every connection goes to aiohttp at once.
+        self.fast = FastHttp(api.service, self.runner.server, limits,
+                             serve_fast=self.fast_path)
         self.client_server = await loop.create_server(
-            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True)
+            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True,
+            ssl=server_ssl)
         node.start()
         self._sync_peers()
         log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
@@ -147,6 +154,22 @@ class Server:
             return None
         return PeerTLSFiles(TLSFiles(cfg.peer_cert_file, cfg.peer_key_file,
                                      cfg.peer_trusted_ca_file))
+
+    def _client_tls(self) -> ssl.SSLContext | None:
+        """The client port's server context (None: --client-insecure). Both follow their
+        files: new connections see a replaced certificate without a restart."""
+        cfg = self.cfg
+        if cfg.client_cert_file is None or cfg.client_key_file is None:
+            if not cfg.client_insecure:
+                raise ValueError("the client port needs TLS (--client-cert-file, "
+                                 "--client-key-file) or --client-insecure")
+            return None
+        files = TLSFiles(cfg.client_cert_file, cfg.client_key_file, cfg.client_trusted_ca_file)
+        # Client certificates are optional: token clients connect without one.
+        self.client_tls = ReloadingTLS.server(
+            files, "optional" if cfg.client_trusted_ca_file is not None else "none")
+        self.forward_tls = ReloadingTLS.client(TLSFiles(ca_file=cfg.client_trusted_ca_file))
+        return self.client_tls.server_context()
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
@@ -255,7 +278,7 @@ async def serve(cfg: NodeConfig) -> int:
     try:
         server = Server(cfg)
         await server.start()
-    except (StorageError, IdentityError, ssl.SSLError, ValueError) as exc:
+    except (StorageError, IdentityError, AuthFileError, ssl.SSLError, ValueError) as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     except OSError as exc:

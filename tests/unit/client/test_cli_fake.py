@@ -121,7 +121,7 @@ async def test_watch_gives_up_after_the_timeout_when_nothing_serves_it(
     assert code == EXIT_UNAVAILABLE and "cannot connect" in err
 
 
-async def test_a_write_of_unknown_outcome_is_exit_5_and_says_so(
+async def test_a_write_of_unknown_outcome_is_exit_6_and_says_so(
         fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
     """Exit 3 means "not done"; a write that may have applied must not look like it."""
     leader = fake.nodes[1]

@@ -28,8 +28,12 @@ async def solo_node(directory: Path, *, fast_path: bool = True, name: str = "sol
     client, peer = free_port(), free_port()
     config.setdefault("tick_ms", 20)
     config.setdefault("peer_insecure", True)
+    tls = "client_cert_file" in config
+    if not tls:
+        config.setdefault("client_insecure", True)  # explicit: these tests speak plain HTTP
+    scheme = "https" if tls else "http"
     cfg = NodeConfig(name, directory / name, listen_host="127.0.0.1", client_port=client,
-                     peer_port=peer, advertise_client_url=f"http://127.0.0.1:{client}",
+                     peer_port=peer, advertise_client_url=f"{scheme}://127.0.0.1:{client}",
                      advertise_peer_url=f"127.0.0.1:{peer}",
                      initial_cluster=[InitialMember(name, f"127.0.0.1:{peer}")],
                      **config)  # type: ignore[arg-type]

@@ -17,14 +17,17 @@ from raftkv.runtime.config import (
 from raftkv.runtime.identity import member_id
 
 
-def _parse(argv: list[str], env: dict[str, str] | None = None,
-           peer_insecure: bool = True) -> NodeConfig:
+def _parse(argv: list[str], env: dict[str, str] | None = None, *,
+           insecure: bool = True, peer_insecure: bool = True) -> NodeConfig:
+    """`insecure`: add --client-insecure; `peer_insecure`: RAFTKV_PEER_INSECURE=1 (these
+    tests are not about the client or the peer plane unless they say so)."""
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     env = dict(env or {})
     if peer_insecure:
         env.setdefault("RAFTKV_PEER_INSECURE", "1")
-    return config_from_args(parser, argv, env)
+    return config_from_args(parser, [*argv, *(["--client-insecure"] if insecure else [])],
+                            env)
 
 
 def test_no_peer_tls_must_be_asked_for() -> None:
@@ -91,6 +94,35 @@ def test_name_comes_from_env_too() -> None:
 def test_bad_configuration_is_refused(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         _parse(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "needs TLS"),  # secure by default: no silent plain-HTTP port
+        (["--client-cert-file", "c.pem"], "needs TLS"),
+        (["--client-cert-file", "c.pem", "--client-key-file", "k.pem"], "--auth-file"),
+        (["--client-insecure", "--client-cert-file", "c.pem"], "plain HTTP"),
+        (["--client-insecure", "--client-trusted-ca-file", "ca.pem"], "plain HTTP"),
+    ],
+)
+def test_the_client_plane_is_secure_unless_explicitly_not(argv: list[str],
+                                                          message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _parse(["--name", "a", *argv], insecure=False)
+
+
+def test_client_plane_flags_and_env() -> None:
+    cfg = _parse(["--name", "a", "--client-cert-file", "c.pem", "--client-key-file", "k.pem"],
+                 {"RAFTKV_AUTH_FILE": "/etc/raftkv/auth.json",
+                  "RAFTKV_CLIENT_TRUSTED_CA_FILE": "ca.pem",
+                  "RAFTKV_METRICS_ACCESS": "authenticated"}, insecure=False)
+    assert str(cfg.auth_file) == "/etc/raftkv/auth.json"
+    assert str(cfg.client_trusted_ca_file) == "ca.pem"
+    assert cfg.metrics_access == "authenticated" and not cfg.client_insecure
+    assert cfg.advertise_client_url.startswith("https://")
+    insecure = _parse(["--name", "b"], {"RAFTKV_CLIENT_INSECURE": "1"}, insecure=False)
+    assert insecure.client_insecure and insecure.advertise_client_url.startswith("http://")
 
 
 LIMIT_FLAGS = {  # flag -> (NodeConfig field, default)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import yaml
 
-from raftkv.runtime.api import ClientApi
 from raftkv.runtime.config import NodeConfig
+from raftkv.runtime.http import ClientApi
 from raftkv.runtime.metrics import NodeMetrics
 
 SPEC = Path(__file__).parents[3] / "docs" / "openapi.yaml"
@@ -44,3 +44,15 @@ def test_metrics_doc_lists_exactly_the_exported_metrics() -> None:
     # prometheus_client reports counters without their `_total` suffix.
     exported = {n + "_total" if n + "_total" in documented else n for n in exported}
     assert exported == documented
+
+
+def test_openapi_names_the_role_each_route_needs() -> None:
+    """`x-raftkv-role` in docs/openapi.yaml is the access each route declares
+    (runtime/http/*.py), so the documented permissions cannot drift."""
+    spec = yaml.safe_load(SPEC.read_text())
+    documented = {(m.upper(), p): op["x-raftkv-role"] for p, item in spec["paths"].items()
+                  for m, op in item.items() if m in ("get", "put", "post", "delete")}
+    node = SimpleNamespace(cfg=NodeConfig("x", Path("/nonexistent")), metrics=NodeMetrics("x"))
+    declared = {(r.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", r.path)): r.access
+                for r in ClientApi(node).routes}  # type: ignore[arg-type]
+    assert declared == documented

@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from raftkv.runtime.api import forwarding_session
+from raftkv.runtime.http import forwarding_session
 
 
 class _ReadThenDrop:

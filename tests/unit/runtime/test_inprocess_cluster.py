@@ -44,7 +44,7 @@ async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
                          client_port=client, peer_port=peer,
                          advertise_client_url=f"http://127.0.0.1:{client}",
                          advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial,
-                         tick_ms=20, peer_insecure=True)
+                         tick_ms=20, client_insecure=True, peer_insecure=True)
         servers.append(Server(cfg, raft_store=MemoryRaftStore(),
                               snapshot_store=MemorySnapshotStore(),
                               checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")))

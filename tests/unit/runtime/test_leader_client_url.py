@@ -44,7 +44,7 @@ async def test_a_write_to_a_follower_right_after_the_first_election(
         f"u{i}", tmp_path / f"u{i}", listen_host="127.0.0.1", client_port=client,
         peer_port=peer, advertise_client_url=f"http://127.0.0.1:{client}",
         advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial, tick_ms=20,
-        peer_insecure=True),
+        peer_insecure=True, client_insecure=True),
         raft_store=MemoryRaftStore(), snapshot_store=MemorySnapshotStore(),
         checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")) for i, (client, peer) in
         enumerate(ports)]

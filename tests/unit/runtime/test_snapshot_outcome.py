@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from raftkv.raft.types import ConfState, SnapshotMeta
-from raftkv.runtime.api import proposal_error
+from raftkv.runtime.http.errors import api_error
 from raftkv.runtime.node import OutcomeUnknown, ProposalLost, snapshot_outcome
 
 META = SnapshotMeta(100, 5, ConfState(frozenset({1, 2, 3}), frozenset()))
@@ -22,8 +22,8 @@ META = SnapshotMeta(100, 5, ConfState(frozenset({1, 2, 3}), frozenset()))
 def test_certainly_not_applied_is_proposal_lost(index: int, term: int) -> None:
     exc = snapshot_outcome(index, term, META)
     assert isinstance(exc, ProposalLost)
-    error = proposal_error(exc)
-    assert error is not None and (error.status, error.code) == (503, "proposal_lost")
+    error = api_error(exc)
+    assert (error.status, error.code) == (503, "proposal_lost")
 
 
 @pytest.mark.parametrize(("index", "term"), [
@@ -34,6 +34,6 @@ def test_certainly_not_applied_is_proposal_lost(index: int, term: int) -> None:
 def test_maybe_applied_is_outcome_unknown(index: int, term: int) -> None:
     exc = snapshot_outcome(index, term, META)
     assert isinstance(exc, OutcomeUnknown)
-    error = proposal_error(exc)
-    assert error is not None and (error.status, error.code) == (503, "outcome_unknown")
+    error = api_error(exc)
+    assert (error.status, error.code) == (503, "outcome_unknown")
     assert "same session" in error.message
