@@ -568,6 +568,18 @@ class RaftNode:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
 
+    async def wait_leader_moved(self, leader: int) -> int:
+        """Wait until a member other than `leader` is known to lead (not merely "no
+        leader": an election may re-elect it); return it (NONE: the node stops).
+        A request forwarded to `leader` stops waiting for it then (issue 15 item 1)."""
+        while not self.long_polls_ended.is_set():
+            event = self._status_changed
+            now = self.core.leader
+            if now not in (leader, NONE):
+                return now
+            await event.wait()
+        return NONE
+
     def end_long_polls(self) -> None:
         """The node is going away: a request waiting for a lock grant fails now with
         WaitInterrupted (its client retries elsewhere; the lease stays queued, and
