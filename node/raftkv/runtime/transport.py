@@ -155,7 +155,6 @@ class _Peer:
         self.connected_at = 0.0
         self.last_sent = 0.0  # monotonic time of the last message written to the peer
         self.snapshot_task: asyncio.Task[None] | None = None
-        self.closed_by_peer = False  # the current connection ended by EOF/reset from the peer
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
     def send(self, msgs: list[Message]) -> None:
@@ -196,11 +195,10 @@ class _Peer:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         label = str(self.id)
-        check_gone = False  # the peer ended an established connection: is its process gone?
+        check_gone = False  # an established connection ended: is the peer's process gone?
         while not self.t.closing:
             reader_task: asyncio.Task[None] | None = None
             probing, check_gone = check_gone, False
-            self.closed_by_peer = False
             try:
                 try:
                     reader, writer = await self.t.dial(self.id, self.url)
@@ -238,7 +236,9 @@ class _Peer:
                     self.writer = None
                 if was_connected and not self.t.closing:
                     self.t.on_unreachable(self.id)
-                    check_gone = self.closed_by_peer
+                    # However it ended (EOF, reset, a failed write under load): probe.
+                    # Only a refused redial counts, so a live peer is never reported.
+                    check_gone = True
             if self.t.closing:
                 return
             if check_gone:
@@ -258,7 +258,6 @@ class _Peer:
                 if reader_task in done:
                     waiter.cancel()
                     reader_task.result()  # a FrameError from the peer surfaces here
-                    self.closed_by_peer = True  # EOF or reset from the other end
                     raise ConnectionError("peer closed the connection")
                 if not done:
                     waiter.cancel()
