@@ -165,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--writers", type=int, default=8)
     p.add_argument("--insecure", action="store_true", help="plain peer connections")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="run the cluster in this directory and keep it (logs) afterwards")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="raftkv-failover-") as tmp:
-        directory = Path(tmp) / "cluster"
+        directory = args.keep or Path(tmp) / "cluster"
         try:
             times = asyncio.run(measure(directory, args.kills, args.writers, args.insecure))
         finally:

@@ -421,6 +421,9 @@ class RaftNode:
         """The transport saw `peer` close its connection and refuse a redial (its
         process died). If it is our leader, the core expires its lease and campaigns
         within a few ticks; pre-vote keeps that harmless if it is alive after all."""
+        if peer == self.core.leader:
+            log.info("leader %s closed its connection and refuses a new one: campaigning "
+                     "early", self.member_name(peer))
         self._actions.append(lambda: self.core.leader_unreachable(peer))
         self._wake()
 

@@ -175,7 +175,7 @@ async def test_a_peer_whose_process_died_is_reported_gone_at_once(tmp_path: Path
         died = time.monotonic()
         await b.t.close()  # listener and every connection gone, as with a dead process
         await _wait(lambda: a.gone, 5, "the dead peer reported gone")
-        assert a.gone == [B]
+        assert set(a.gone) == {B}  # its connection to us and ours to it may both say so
         assert time.monotonic() - died < 1.0
     finally:
         await a.t.close()
