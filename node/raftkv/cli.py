@@ -3,6 +3,7 @@
     raftkv serve --name N ...           run a node (flags: docs/contracts.md)
     raftkv local up|status|down|env     a throw-away cluster on 127.0.0.1
     raftkv auth token NAME --role R     a bearer token for the client port
+    raftkv recover --data-dir DIR       a stopped member becomes the only voter (quorum lost)
 
 Client subcommands (put, get, ...) plug in here: if `raftkv.client.cli` exists
 and has `register(subparsers)`, it is called with the subparsers object; each
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    from raftkv.runtime import authcmd, local
+    from raftkv.runtime import authcmd, local, recover
     from raftkv.runtime.config import add_serve_arguments
 
     parser = argparse.ArgumentParser(
@@ -61,6 +62,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve.set_defaults(func=_serve)
     local.add_subcommand(sub)
     authcmd.add_subcommand(sub)
+    recover.add_subcommand(sub)
     _register_client_commands(sub)
     return parser, serve
 

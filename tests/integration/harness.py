@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -298,6 +298,26 @@ class Cluster:
                 return r.status, _json_or_bytes(await r.read())
 
         return await _retrying(once)
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(base_dir: Path, nodes: int = 3, *, secure: bool = False,
+                          peer_tls: bool = False) -> AsyncIterator[Cluster]:
+    """`nodes` members started and a leader elected; every process killed and the
+    session closed on the way out. A secure cluster's session trusts its CA and
+    sends its admin token."""
+    cluster = Cluster(base_dir, None, secure=secure, peer_tls=peer_tls)  # type: ignore[arg-type]
+    cluster.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=128, ssl=cluster.ssl_context() or True),
+        headers=cluster.auth_headers())
+    try:
+        cluster.create(nodes)
+        cluster.start_all()
+        await cluster.wait_leader()
+        yield cluster
+    finally:
+        cluster.close()
+        await cluster.session.close()
 
 
 async def _retrying(once: Callable[[], Awaitable[tuple[int, T]]],

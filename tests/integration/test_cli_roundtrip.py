@@ -10,29 +10,20 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from raftkv.client.commands import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE
 from tests.integration.clitools import raftkv
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, running_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    session = aiohttp.ClientSession()
-    c = Cluster(tmp_path_factory.mktemp("cli"), session)
-    try:
-        c.create(3)
-        c.start_all()
-        await c.wait_leader()
+    async with running_cluster(tmp_path_factory.mktemp("cli")) as c:
         yield c
-    finally:
-        c.close()
-        await session.close()
 
 
 @pytest.fixture

@@ -15,25 +15,15 @@ import pytest
 import pytest_asyncio
 
 from raftkv.runtime.credentials import new_token, token_entry, write_auth_file
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, running_cluster
 
 pytestmark = pytest.mark.slow
 
 
 @pytest_asyncio.fixture
 async def secure(tmp_path: Path) -> AsyncIterator[Cluster]:
-    cluster = Cluster(tmp_path, None, secure=True)  # type: ignore[arg-type]
-    cluster.session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
-        headers=cluster.auth_headers())
-    try:
-        cluster.create(3)
-        cluster.start_all()
-        await cluster.wait_leader()
+    async with running_cluster(tmp_path, secure=True) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        await cluster.session.close()
 
 
 async def test_writes_through_followers_keep_the_callers_identity(secure: Cluster) -> None:

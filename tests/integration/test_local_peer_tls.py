@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.runtime.credentials import ClientCredentials
 from raftkv.security.tls import TLSFiles, build_client_context
 
 pytestmark = pytest.mark.slow
@@ -22,10 +23,17 @@ def raftkv(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=90)
 
 
-def _status(url: str) -> dict[str, object]:
+def _status(url: str, directory: Path, secure: bool) -> dict[str, object]:
+    """A member's status, with the client credentials `local up` made when secure."""
     import urllib.request
 
-    with urllib.request.urlopen(url + "/v1/status", timeout=5) as r:
+    request = urllib.request.Request(url + "/v1/status")
+    context = None
+    if secure:
+        creds = ClientCredentials(directory / "credentials")
+        context = build_client_context(TLSFiles(ca_file=creds.ca_file))
+        request.add_header("Authorization", f"Bearer {creds.admin_token()}")
+    with urllib.request.urlopen(request, timeout=5, context=context) as r:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
@@ -55,7 +63,7 @@ def test_local_up_peer_tls_by_default(tmp_path: Path, insecure: bool) -> None:
         assert up.returncode == 0, up.stderr
         state = json.loads((directory / "cluster.json").read_text())
         urls = up.stdout.split()
-        statuses = [_status(u) for u in urls]
+        statuses = [_status(u, directory, not insecure) for u in urls]
         ids = {s["cluster_id"] for s in statuses}
         assert len(ids) == 1 and len(str(ids.pop())) == 32  # one cluster id, everywhere
         node = state["nodes"][0]

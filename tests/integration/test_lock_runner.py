@@ -15,12 +15,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from tests.integration.clitools import raftkv
-from tests.integration.harness import Cluster, until
+from tests.integration.harness import Cluster, running_cluster, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -29,16 +28,8 @@ ACQUIRED = re.compile(r"^acquired lock (\S+): lease (\d+), fencing token (\d+)$"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    session = aiohttp.ClientSession()
-    c = Cluster(tmp_path_factory.mktemp("locks"), session)
-    try:
-        c.create(3)
-        c.start_all()
-        await c.wait_leader()
+    async with running_cluster(tmp_path_factory.mktemp("locks")) as c:
         yield c
-    finally:
-        c.close()
-        await session.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.harness import Cluster, Node, until
+from tests.integration.harness import Cluster, Node, running_cluster, until
 from tests.integration.peer_attacker import (
     ATTACKS,
     Claim,
@@ -39,16 +39,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def tls_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    session = aiohttp.ClientSession()
-    c = Cluster(tmp_path, session, peer_tls=True)
-    try:
-        c.create(3)
-        c.start_all()
-        await c.wait_leader()
+    async with running_cluster(tmp_path, peer_tls=True) as c:
         yield c
-    finally:
-        c.close()
-        await session.close()
 
 
 class Writes:
