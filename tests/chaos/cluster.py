@@ -126,8 +126,18 @@ class Cluster:
                 *CHAOS_TIMINGS, *self.peer_args(node), *self.net.node_args(node.name),
                 *self.node_args]
 
+    def _note_exit(self, node: NodeProc) -> None:
+        """A process we did not kill has exited: record it before any fault or restart
+        hides it (a node that crashed and was later "killed" or restarted by the
+        nemesis used to pass unnoticed)."""
+        if node.proc is not None and node.proc.poll() is not None:
+            self.exits.append(f"{node.name} exited with {node.proc.returncode}")
+            node.proc = None
+            node.paused = False
+
     def start(self, name: str) -> None:
         node = self.nodes[name]
+        self._note_exit(node)
         if node.running() or node.retired:
             return
         node.data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +152,7 @@ class Cluster:
 
     def kill(self, name: str) -> None:
         node = self.nodes[name]
+        self._note_exit(node)
         if node.proc is not None:
             if node.proc.poll() is None:
                 node.proc.kill()
@@ -158,6 +169,7 @@ class Cluster:
 
     def pause(self, name: str) -> None:
         node = self.nodes[name]
+        self._note_exit(node)
         if node.running() and not node.paused:
             assert node.proc is not None
             node.proc.send_signal(signal.SIGSTOP)
@@ -165,6 +177,7 @@ class Cluster:
 
     def resume(self, name: str) -> None:
         node = self.nodes[name]
+        self._note_exit(node)
         if node.running() and node.paused:
             assert node.proc is not None
             node.proc.send_signal(signal.SIGCONT)
@@ -176,14 +189,18 @@ class Cluster:
         node.retired = True
 
     def check_exits(self) -> list[str]:
-        """Processes that died without being killed (crashes of the node)."""
-        found = []
+        """Every process that died without being killed during the run (crashes of
+        the node), including those seen earlier by a fault or the watcher."""
         for node in self.nodes.values():
-            if node.proc is not None and node.proc.poll() is not None:
-                found.append(f"{node.name} exited with {node.proc.returncode}")
-                node.proc = None
-        self.exits += found
-        return found
+            self._note_exit(node)
+        return list(self.exits)
+
+    async def watch_exits(self, stop: asyncio.Event, every: float = 0.2) -> None:
+        """Notice self-exits as they happen (not only when a fault touches the node)."""
+        while not stop.is_set():
+            self.check_exits()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
     def close(self) -> None:
         for node in self.nodes.values():

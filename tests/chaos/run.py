@@ -222,6 +222,8 @@ async def _run(opts: RunOptions, net: Any, names: list[str]) -> dict[str, Any]:
                               opts.workloads)
         work = asyncio.create_task(workloads.run())
         chaos = asyncio.create_task(nemesis.run())
+        watching = asyncio.Event()
+        exit_watch = asyncio.create_task(cluster.watch_exits(watching))
         await asyncio.sleep(opts.time)
         nemesis.stopping.set()
         await asyncio.wait_for(chaos, 60)
@@ -238,6 +240,8 @@ async def _run(opts: RunOptions, net: Any, names: list[str]) -> dict[str, Any]:
             work.cancel()
         recorder.close_open()
         await workloads.final_set_read(asyncio.get_running_loop().time() + 20)
+        watching.set()
+        await exit_watch
         exits = cluster.check_exits()
     finally:
         await cluster.aclose()

@@ -69,7 +69,8 @@ LIVENESS_ELECTIONS = 40
     E_STOP,
     E_MEMBERSHIP,
     E_UNREACHABLE,
-) = range(13)
+    E_LEADER_GONE,
+) = range(14)
 
 # Where a crash armed by the nemesis hits inside the next Ready: at a random boundary
 # between the steps of its plan (before the first step, ..., before the last), or
@@ -128,6 +129,7 @@ class Profile:
             "add": rng.choice((0, 2)),
             "promote": 3,
             "remove": rng.choice((0, 2)),
+            "reset_leader_link": rng.choice((0, 1, 3)),
         }
         pre_vote = rng.random() < 0.7
         check_quorum = rng.random() < 0.7
@@ -269,6 +271,8 @@ class Cluster:
         self.healed_at = 0
         self.marker_members: list[int] = []
         self.marker_sent_at = -1
+        # reset_leader_link only hits these nodes (None: any follower).
+        self.flaky_links: set[int] | None = None
         self.done = False
         self.stats = {
             "writes": 0,
@@ -283,6 +287,7 @@ class Cluster:
             "removed": 0,
             "leader_removed": 0,
             "readded": 0,
+            "leader_gone": 0,
             "crashes_in_ready": 0,  # at a step boundary of a plan, or in its write
             "hard_states_deferred": 0,
         }
@@ -367,6 +372,8 @@ class Cluster:
                 self._membership()
             elif kind == E_UNREACHABLE:
                 self._unreachable(a, b, c)
+            elif kind == E_LEADER_GONE:
+                self._leader_gone(a, b, c)
 
     def _at(self, delay: int, kind: int, a: Any = None, b: Any = None, c: Any = None) -> None:
         self.seq += 1
@@ -429,6 +436,12 @@ class Cluster:
         for _, data in node.pending_writes.values():
             self.outstanding.pop(data, None)  # the client sees its connection fail
         node.crash()
+        # Its followers' connections to it close and a redial is refused: the runtime
+        # reports that (transport on_peer_gone -> core.leader_unreachable) a moment later.
+        for other in self.nodes.values():
+            if (other.up and other.core is not None and other.core.leader == node.id
+                    and self.net.link_ok(node.id, other.id)):
+                self._at(1 + other.id % 3, E_LEADER_GONE, other.id, node.id, other.incarnation)
 
     def _restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -503,6 +516,35 @@ class Cluster:
             return
         core = node.core
         self._core_call(node, lambda: core.report_unreachable(to))
+        self._touch(node)
+
+    def _leader_gone(self, node_id: int, leader: int, incarnation: int) -> None:
+        """`leader`'s process died and `node`'s redial was refused (not if it is back)."""
+        node = self.nodes[node_id]
+        gone = self.nodes.get(leader)
+        if (node.core is None or not node.up or node.paused or node.incarnation != incarnation
+                or (gone is not None and gone.up)):
+            return
+        core = node.core
+        self._log("LEADER_GONE", node_id, leader)
+        self.stats["leader_gone"] += 1
+        self._core_call(node, lambda: core.leader_unreachable(leader))
+        self._touch(node)
+
+    def _nem_reset_leader_link(self) -> None:
+        """A spurious reset: a follower is told its (live) leader is gone. Pre-vote and
+        check-quorum must keep this from deposing a leader a quorum still hears."""
+        followers = [n for n in self._serving() if n.core is not None and n.core.leader
+                     and n.core.leader != n.id
+                     and (self.flaky_links is None or n.id in self.flaky_links)]
+        if not followers:
+            return
+        node = self.rng.choice(followers)
+        core = node.core
+        assert core is not None
+        leader = core.leader
+        self._log("RESET_LINK", node.id, leader)
+        self._core_call(node, lambda: core.leader_unreachable(leader))
         self._touch(node)
 
     def _core_call(self, node: SimNode, fn: Any) -> Any:

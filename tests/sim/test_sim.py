@@ -62,10 +62,37 @@ def test_both_cluster_sizes_and_all_fault_kinds_are_exercised() -> None:
         "removed",
         "leader_removed",
         "snapshots_installed",
+        "leader_gone",
         "crashes_in_ready",
         "hard_states_deferred",
     ):
         assert totals[key] > 0, f"no {key} in 40 seeds: {totals}"
+
+
+def test_spurious_leader_link_resets_cause_no_election_on_a_healthy_cluster() -> None:
+    """Issue 15 item 2: followers told over and over that their (live) leader is gone
+    campaign early, but pre-vote + check-quorum keep the leader as long as a quorum
+    (counting the leader) still hears it: here fewer than half the members have a
+    flaky link. On a healthy network with no other fault, exactly one election
+    happens and the term never moves. (If a quorum of followers all got such a report
+    within one heartbeat, they would elect: that is the point when the leader is dead,
+    and why the runtime only reports a peer whose port refuses a redial.)"""
+    for seed in range(6):
+        for nodes in (3, 5):
+            c = Cluster(seed, nodes, 200)
+            c.profile.pre_vote = c.profile.check_quorum = True
+            for n in c.nodes.values():
+                n.config.pre_vote = n.config.check_quorum = True
+            c.profile.membership = False
+            c.profile.isolate_new_leader = c.profile.isolate_on_commit = 0.0
+            c.profile.nemesis_gap = 5  # a reset every ~5 time units: ~2 per tick
+            c.profile.weights = {"reset_leader_link": 1}
+            c.flaky_links = set(range(1, (nodes - 1) // 2 + 1))
+            result = c.run()
+            assert result.ok, sim_run.describe_failure(result)
+            terms = {n.core.term for n in c.nodes.values() if n.core is not None}
+            assert result.stats["elections"] == 1 and len(terms) == 1, (seed, nodes, result.stats,
+                                                                         terms)
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -31,6 +31,7 @@ from raftkv.client.errors import (
     MemberNotFoundError,
     NoLeaderError,
     NotFoundError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     QuotaExceededError,
     RaftkvError,
@@ -84,5 +85,5 @@ __all__ = [
     "LockNotHeldError", "LockTimeoutError", "LockWaitCancelledError", "MemberNotFoundError",
     "NoLeaderError", "NotFoundError", "RaftkvError", "ServerError", "StaleSequenceError",
     "TooLargeError", "UnavailableError", "LimitExceededError", "QuotaExceededError",
-    "ResultNotRetainedError",
+    "ResultNotRetainedError", "OutcomeUnknownError",
 ]

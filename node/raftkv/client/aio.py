@@ -37,6 +37,7 @@ from yarl import URL
 from raftkv.client.credentials import Credentials
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, EndpointSelector
 from raftkv.client.errors import (
+    NOT_APPLIED_CODES,
     CheckpointNotFoundError,
     CheckpointVerifyError,
     CompactedError,
@@ -79,6 +80,8 @@ CLIENT_ID_HEADER = "X-Raftkv-Client-Id"
 SEQ_HEADER = "X-Raftkv-Seq"
 # Per attempt: above the server's own 10 s commit timeout, so its 503 arrives first.
 DEFAULT_ATTEMPT_TIMEOUT = 15.0
+# A 503 from a follower's forward path names the leader it knows now (same scheme only).
+LEADER_HINT = "X-Raftkv-Leader"
 STATUS_PROBE_TIMEOUT = 2.0
 WATCH_IDLE_TIMEOUT = 35.0  # the server sends a progress line every 10 s
 DOWNLOAD_CHUNK = 1 << 16
@@ -244,8 +247,12 @@ class AsyncClient:
                 code = error.code
                 if code in LEADER_CHANGE_CODES:
                     self.selector.forget_leader()
-                elif is_write:
-                    sent = True  # e.g. 503 timeout: proposed, outcome unknown
+                elif is_write and code not in NOT_APPLIED_CODES:
+                    sent = True  # e.g. 503 timeout, outcome_unknown: may have applied
+                hint = resp_headers.get(LEADER_HINT, "")
+                if hint.startswith(url.split("://", 1)[0] + "://") and (
+                        self._follow_redirect(hint) is not None):
+                    retry_after = None  # the node named the new leader: go there now
                 error.outcome_unknown = is_write and sent
                 last = error
             if target not in ("write", "read", "any") or not policy.may_retry(attempt):

@@ -34,6 +34,7 @@ from raftkv.client.commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
+    EXIT_UNKNOWN,
     EXIT_USAGE,
     EXIT_VERIFY,
     Command,
@@ -64,6 +65,7 @@ EXIT_CODES_HELP = """exit codes:
   3  cluster unavailable: no leader, unreachable, timed out, server error
   4  checkpoint download does not match its manifest
   5  not authenticated (no or unknown token/certificate) or not permitted (role)
+  6  a write's outcome is unknown: it may or may not have applied (check, then retry)
   130 interrupted"""
 
 # One or more example lines per subcommand, shown first in its --help (like etcdctl and
@@ -410,6 +412,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_DENIED
     if isinstance(exc, NotFoundError | ConflictError | CompactedError):
         return EXIT_FAILED
+    if isinstance(exc, UnavailableError) and exc.outcome_unknown:
+        return EXIT_UNKNOWN  # not "unavailable": the write may have applied
     if isinstance(exc, UnavailableError | ServerError):
         return EXIT_UNAVAILABLE
     return EXIT_UNAVAILABLE

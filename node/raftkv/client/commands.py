@@ -40,6 +40,7 @@ EXIT_USAGE = 2  # bad arguments, or a request the server rejects as invalid
 EXIT_UNAVAILABLE = 3  # no leader, unreachable, timed out, server error
 EXIT_VERIFY = 4  # a downloaded checkpoint does not match its manifest
 EXIT_DENIED = 5  # 401/403: not authenticated or not permitted
+EXIT_UNKNOWN = 6  # a write failed with an unknown outcome: it may or may not have applied
 EXIT_INTERRUPTED = 130
 
 

@@ -154,6 +154,14 @@ class NoLeaderError(UnavailableError):
     """no_leader / not_leader / leader_unreachable: an election is under way."""
 
 
+class OutcomeUnknownError(UnavailableError):
+    """outcome_unknown / node_failed: the server cannot tell whether the write
+    applied (a snapshot replaced its entry, the node failed, the leader it was
+    forwarded to stopped answering). `outcome_unknown` is always True. With a session
+    (the default) retrying the same call is safe: the session table applies it at
+    most once and answers a duplicate with the first result."""
+
+
 class ConnectError(UnavailableError):
     """No endpoint could be reached."""
 
@@ -181,6 +189,8 @@ _BY_CODE: dict[str, type[RaftkvError]] = {
     "no_leader": NoLeaderError,
     "not_leader": NoLeaderError,
     "leader_unreachable": NoLeaderError,
+    "outcome_unknown": OutcomeUnknownError,
+    "node_failed": OutcomeUnknownError,
     "key_too_large": TooLargeError,
     "value_too_large": TooLargeError,
     "request_too_large": TooLargeError,
@@ -200,9 +210,11 @@ _BY_STATUS: dict[int, type[RaftkvError]] = {
     507: LimitExceededError,
 }
 
-# 503 codes after which a write was certainly not applied (it never reached the log).
+# 503 codes after which a write was certainly not applied (it never reached the log,
+# or `proposal_lost`: another leader's entry replaced it). Every other 503 to a write
+# (`outcome_unknown`, `node_failed`, `timeout`, `wait_interrupted`, ...) may have applied.
 NOT_APPLIED_CODES = frozenset({"no_leader", "not_leader", "leader_unreachable", "not_ready",
-                               "shutting_down", "proposal_dropped"})
+                               "shutting_down", "proposal_dropped", "proposal_lost"})
 
 
 def error_class(status: int, code: str) -> type[RaftkvError]:

@@ -1,7 +1,8 @@
 """The Raft state machine: synchronous, deterministic, IO-free.
 
 Modelled on etcd-io/raft. Inputs: `tick()`, `step(msg)`, `propose(data)`,
-`propose_conf_change(cc)`, `read_index(ctx)`, `transfer_leadership(to)`.
+`propose_conf_change(cc)`, `read_index(ctx)`, `transfer_leadership(to)`,
+`report_unreachable(peer)`, `leader_unreachable(leader)`.
 Output: `ready()` -> Ready; the caller persists, sends, applies, then calls
 `advance(ready)`. Same inputs (and seed) give the same outputs.
 
@@ -240,6 +241,31 @@ class Raft:
         pr = self.prs.get(node)
         if self.role == StateRole.LEADER and pr and pr.state == ProgressState.REPLICATE:
             pr.become_probe()
+
+    def leader_unreachable(self, leader: int) -> None:
+        """The runtime saw its connection to `leader` end and a redial refused (the
+        leader's process is gone). Expire our lease on it now and campaign within a
+        few ticks instead of waiting out the election timeout.
+
+        This cannot disrupt a live leader: our pre-vote is granted only by voters
+        whose own lease on the leader has also expired (see `step`), and the leader
+        never grants one. So an early campaign wins only when a quorum has stopped
+        hearing from the leader too (it is dead for everyone), which is the point.
+        Every follower sees a dead leader's connections close at the same instant:
+        campaigning at once would split the vote (both pre-votes granted, then one
+        vote each). So the remaining voters go in id order, two ticks apart (1, 3,
+        5, ... ticks), which leaves the first a full tick or more to win before the
+        next one starts; a later one still wins if the first cannot (a shorter log).
+        A heartbeat from a leader that is alive after all restores the lease, and
+        nothing else changed (no lingering shorter timeout).
+        """
+        if (self.role != StateRole.FOLLOWER or leader == NONE or leader != self.leader
+                or not (self.cfg.pre_vote and self.cfg.check_quorum)):
+            return  # without pre-vote + check-quorum an early campaign could disrupt
+        rank = sorted(self.conf.voters - {leader}).index(self.id) if self.is_voter() else 0
+        fire_in = 1 + 2 * rank
+        self.election_elapsed = max(self.election_elapsed, self.cfg.election_tick,
+                                    self.randomized_election_timeout - fire_in)
 
     def report_snapshot(self, node: int, ok: bool) -> None:
         pr = self.prs.get(node)

@@ -100,6 +100,12 @@ class ProposalLost(Exception):
     """The entry was overwritten by another leader's: it did not apply. Retry."""
 
 
+class OutcomeUnknown(Exception):
+    """The proposal's fate cannot be learnt here any more (a snapshot installed over
+    its index): it may or may not have applied. A retry with the same session
+    headers applies it at most once (the session table answers a duplicate)."""
+
+
 class NodeStopped(Exception):
     """The node is shutting down."""
 
@@ -411,6 +417,16 @@ class RaftNode:
         self._actions.append(lambda: self.core.report_unreachable(peer))
         self._wake()
 
+    def peer_gone(self, peer: int) -> None:
+        """The transport saw `peer` close its connection and refuse a redial (its
+        process died). If it is our leader, the core expires its lease and campaigns
+        within a few ticks; pre-vote keeps that harmless if it is alive after all."""
+        if peer == self.core.leader:
+            log.info("leader %s closed its connection and refuses a new one: campaigning "
+                     "early", self.member_name(peer))
+        self._actions.append(lambda: self.core.leader_unreachable(peer))
+        self._wake()
+
     def snapshot_status(self, peer: int, ok: bool) -> None:
         self._actions.append(lambda: self.core.report_snapshot(peer, ok))
         self._wake()
@@ -555,6 +571,18 @@ class RaftNode:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
 
+    async def wait_leader_moved(self, leader: int) -> int:
+        """Wait until a member other than `leader` is known to lead (not merely "no
+        leader": an election may re-elect it); return it (NONE: the node stops).
+        A request forwarded to `leader` stops waiting for it then (issue 15 item 1)."""
+        while not self.long_polls_ended.is_set():
+            event = self._status_changed
+            now = self.core.leader
+            if now not in (leader, NONE):
+                return now
+            await event.wait()
+        return NONE
+
     def end_long_polls(self) -> None:
         """The node is going away: a request waiting for a lock grant fails now with
         WaitInterrupted (its client retries elsewhere; the lease stays queued, and
@@ -655,6 +683,16 @@ class RaftNode:
                 f.set_exception(exc)
             return
         self._read_batches[ctx] = _ReadBatch(futures, self._ticks)
+
+    def _reissue_reads(self) -> None:
+        """A new leader is known: ReadIndex requests sent to the old one will not be
+        answered (or only by a leader that is gone): ask the new one at once instead
+        of waiting out READ_RETRY_TICKS. A late answer to an old ctx is ignored."""
+        if not self._read_batches:
+            return
+        for batch in self._read_batches.values():
+            self._reads.extend(f for f in batch.futures if not f.done())
+        self._read_batches.clear()
 
     def _on_tick(self) -> None:
         now = time.monotonic()
@@ -766,7 +804,7 @@ class RaftNode:
         for index in [i for i in self._waiters if i <= snap.meta.index]:
             w = self._waiters.pop(index)
             if not w.future.done():
-                w.future.set_exception(ProposalLost("replaced by a snapshot; retry"))
+                w.future.set_exception(snapshot_outcome(index, w.term, snap.meta))
         self.on_members_changed()
         log.info("installed snapshot at index %d (term %d)", snap.meta.index, snap.meta.term)
 
@@ -842,6 +880,7 @@ class RaftNode:
         if ss.leader != self._last_leader:
             if ss.leader != NONE:
                 self.metrics.leader_changes.inc()
+                self._reissue_reads()
             self._last_leader = ss.leader
         if ss.role == StateRole.LEADER:
             self.leases.reset(self.fsm.leases(), time.monotonic())
@@ -1113,6 +1152,22 @@ class RaftNode:
         for gauge in (self.metrics.member_lag, self.metrics.member_healthy):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+
+def snapshot_outcome(index: int, term: int, meta: SnapshotMeta) -> Exception:
+    """What a proposal at (index, term) learns when a snapshot at `meta` replaces it.
+
+    Only two cases are certain. The snapshot's own entry is at (meta.index,
+    meta.term); a different term there means ours was overwritten. And a log's terms
+    never decrease, so no committed entry at or below meta.index has a term above
+    meta.term: ours, of a later term, never committed. Either way it did not apply.
+    Otherwise the snapshot may well contain it: outcome unknown."""
+    if term > meta.term or (index == meta.index and term != meta.term):
+        return ProposalLost(f"entry {index} was replaced by another leader's "
+                            f"(snapshot at {meta.index}, term {meta.term}); retry")
+    return OutcomeUnknown(f"a snapshot (index {meta.index}) was installed over entry {index}: "
+                          "the write may or may not have applied; retry with the same "
+                          "session headers to apply it at most once")
 
 
 def _yield_to_loop() -> None:

@@ -110,6 +110,7 @@ class Server:
             node.id, cfg.name, gate=gate, resolve=cfg.resolve, tls=self.peer_tls,
             metrics=self.metrics, spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
             on_messages=node.deliver, on_unreachable=node.peer_unreachable,
+            on_peer_gone=node.peer_gone,
             on_snapshot=node.deliver_snapshot, on_snapshot_status=node.snapshot_status,
             snapshot_allowed=node.snapshot_allowed,
             snapshot_source=node.snapshot_store.open_latest,

@@ -61,6 +61,9 @@ WRITE_BACKLOG_BYTES = 4 << 20
 CONNECT_TIMEOUT = 2.0
 HANDSHAKE_TIMEOUT = 5.0  # TLS + HELLO/WELCOME; an inbound connection that says nothing is cut
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
+# After an established connection ends: redials that ask "is the process gone?" (a
+# refusal says yes), GONE_PROBE_GAP seconds apart, before the usual backoff.
+GONE_PROBES, GONE_PROBE_GAP = 3, 0.02
 # Dead-peer detection: unacknowledged data for this long aborts the connection
 # (TCP_USER_TIMEOUT); an idle one is probed after KEEPALIVE_IDLE s, every
 # KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times.
@@ -195,13 +198,29 @@ class _Peer:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         label = str(self.id)
+        probes = 0  # an established connection ended: redials left to ask "is it gone?"
         while not self.t.closing:
             reader_task: asyncio.Task[None] | None = None
+            probing = probes > 0
+            probes = max(0, probes - 1)  # any failure of a probing dial uses one up
+            established = False  # this round got a connection (whoever noticed its end)
             try:
-                reader, writer = await self.t.dial(self.id, self.url)
+                try:
+                    reader, writer = await self.t.dial(self.id, self.url)
+                except ConnectionRefusedError:
+                    # The peer closed our connection and nothing listens on its port
+                    # now: its process died (kill -9, crash, a container restart).
+                    # Tell the node at once rather than let it wait out a timeout.
+                    if probing:
+                        probes = 0
+                        self.t.on_peer_gone(self.id)
+                    raise
+                # (A reset or EOF instead: a process being killed may still accept a
+                # connection, its listening socket closing last. Ask again shortly.)
+                probes = 0
                 self.writer = writer
                 reader_task = asyncio.create_task(self._read(reader))
-                self.connected = True
+                self.connected = established = True
                 self.connected_at = time.monotonic()
                 self.t.metrics.peer_up.labels(label).set(1)
                 backoff = BACKOFF_MIN
@@ -226,8 +245,19 @@ class _Peer:
                     self.writer = None
                 if was_connected and not self.t.closing:
                     self.t.on_unreachable(self.id)
+                if established:
+                    # However it ended (EOF, reset, a write from the Raft loop that failed
+                    # first, under load): probe. Only a refused redial counts, so a live
+                    # peer is never reported.
+                    probes = GONE_PROBES
             if self.t.closing:
                 return
+            if probes > 0:
+                # Redial at once, then a moment apart: a refusal is the signal, a
+                # success costs nothing.
+                if probing:
+                    await asyncio.sleep(GONE_PROBE_GAP)
+                continue
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX, backoff * 2)
 
@@ -302,7 +332,8 @@ class PeerTransport:
                  on_snapshot: OnSnapshot, on_snapshot_status: OnSnapshotStatus,
                  snapshot_allowed: SnapshotAllowed, snapshot_source: SnapshotSource,
                  commit_hint: Callable[[], int], resolve: dict[str, str] | None = None,
-                 resolver: Resolver | None = None, tls: PeerTLS | None = None) -> None:
+                 resolver: Resolver | None = None, tls: PeerTLS | None = None,
+                 on_peer_gone: OnUnreachable | None = None) -> None:
         self.my_id = my_id
         self.my_name = my_name
         self.gate = gate
@@ -313,6 +344,8 @@ class PeerTransport:
         self.spool_dir = spool_dir
         self.on_messages = on_messages
         self.on_unreachable = on_unreachable
+        # A peer closed its connection and refuses a redial: its process is gone.
+        self.on_peer_gone: OnUnreachable = on_peer_gone or (lambda peer: None)
         self.on_snapshot = on_snapshot
         self.on_snapshot_status = on_snapshot_status
         self.snapshot_allowed = snapshot_allowed
@@ -324,6 +357,8 @@ class PeerTransport:
         self._inbound: set[_InboundProtocol] = set()
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
         self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
+        self._probing: set[int] = set()  # peers with a probe_gone in flight
+        self._probe_tasks: set[asyncio.Task[None]] = set()
         self._log = _RateLimitedLog()
 
     # --- lifecycle -----------------------------------------------------------
@@ -341,6 +376,8 @@ class PeerTransport:
         for peer in list(self.peers.values()):
             await peer.close()
         self.peers.clear()
+        for task in list(self._probe_tasks):
+            task.cancel()
         for conn in list(self._inbound):
             conn.close()
         if self.server is not None:
@@ -401,6 +438,35 @@ class PeerTransport:
         conn = self._return_paths.get(to)
         if conn is None or not conn.write(codec.pack_messages(self.commit_hint(), msgs)):
             self.on_unreachable(to)
+
+    def probe_gone(self, peer_id: int) -> None:
+        """A connection from `peer_id` ended: is its process gone? A plain TCP connect
+        to its peer port that is refused says so (on_peer_gone); anything else (it
+        connects, or times out: a paused process or a network cut) says nothing."""
+        peer = self.peers.get(peer_id)
+        if peer is None or peer_id in self._probing:
+            return
+        self._probing.add(peer_id)
+
+        async def probe() -> None:
+            try:
+                host, port = split_host_port(peer.url)
+                address = await self.resolve(host)
+                for _ in range(GONE_PROBES):  # a dying process may accept one last time
+                    _, writer = await asyncio.wait_for(
+                        asyncio.open_connection(address, port), CONNECT_TIMEOUT)
+                    writer.close()
+                    await asyncio.sleep(GONE_PROBE_GAP)
+            except ConnectionRefusedError:
+                if not self.closing:
+                    self.on_peer_gone(peer_id)
+            except Exception:  # noqa: S110 - no answer is no evidence either way
+                pass
+            finally:
+                self._probing.discard(peer_id)
+
+        self._probe_tasks.add(task := asyncio.get_running_loop().create_task(probe()))
+        task.add_done_callback(self._probe_tasks.discard)
 
     # --- dialing -------------------------------------------------------------
     async def resolve(self, host: str) -> str:
@@ -576,6 +642,8 @@ class _InboundProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.t._inbound.discard(self)
+        if self.peer_id and not self.t.closing:
+            self.t.probe_gone(self.peer_id)  # the member's own connection to us ended
         if self._return_path:
             self.t.unbound(self)
         if self._deadline is not None:

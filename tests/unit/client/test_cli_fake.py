@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from raftkv.cli import main
-from raftkv.client.commands import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFY
-from tests.unit.client.fakeserver import FakeCluster
+from raftkv.client.commands import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+)
+from tests.unit.client.fakeserver import FakeCluster, Fault
 
 
 async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -113,3 +119,19 @@ async def test_watch_gives_up_after_the_timeout_when_nothing_serves_it(
     code, _, err = await run(capsys, "watch", "k", "--endpoints", "http://127.0.0.1:1",
                              "--timeout", "0.5")
     assert code == EXIT_UNAVAILABLE and "cannot connect" in err
+
+
+async def test_a_write_of_unknown_outcome_is_exit_6_and_says_so(
+        fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 3 means "not done"; a write that may have applied must not look like it."""
+    leader = fake.nodes[1]
+    leader.faults.append(Fault(lambda r: r.method == "PUT", "503", code="outcome_unknown",
+                               retry_after="0", times=1000))
+    code, _, err = await run(capsys, "put", "k", "v", "--endpoints", leader.url,
+                             "--timeout", "0.3")
+    assert code == EXIT_UNKNOWN and "may or may not have been applied" in err
+    leader.faults[:] = [Fault(lambda r: r.method == "PUT", "503", code="proposal_lost",
+                              retry_after="0", times=1000)]
+    code, _, err = await run(capsys, "put", "k", "v", "--endpoints", leader.url,
+                             "--timeout", "0.3")
+    assert code == EXIT_UNAVAILABLE and "may or may not" not in err

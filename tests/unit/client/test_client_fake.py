@@ -19,6 +19,7 @@ from raftkv.client import (
     CompactedError,
     ConnectError,
     KeyNotFoundError,
+    OutcomeUnknownError,
     RetryPolicy,
     UnavailableError,
 )
@@ -104,6 +105,25 @@ async def test_giving_up_on_a_write_says_its_outcome_is_unknown(fake: FakeCluste
         with pytest.raises(UnavailableError) as info:
             await c.put("k", "v")
     assert info.value.outcome_unknown and info.value.code == "timeout"
+
+
+@pytest.mark.parametrize(("code", "unknown"), [
+    ("outcome_unknown", True), ("node_failed", True),
+    ("proposal_lost", False), ("proposal_dropped", False), ("not_ready", False),
+])
+async def test_a_write_error_says_truly_whether_it_applied(fake: FakeCluster, code: str,
+                                                            unknown: bool) -> None:
+    """Issue 15: `proposal_lost` means "not applied" (the server says so only when
+    another leader's entry replaced it); `outcome_unknown` may have applied."""
+    leader = fake.nodes[1]
+    leader.faults.append(Fault(_is_put, "503", code=code, retry_after="0", times=1000))
+    policy = RetryPolicy(deadline=0.3, base_delay=0.01, max_delay=0.05)
+    async with AsyncClient([leader.url], retry=policy) as c:
+        with pytest.raises(UnavailableError) as info:
+            await c.put("k", "v")
+    assert info.value.code == code and info.value.outcome_unknown is unknown
+    assert isinstance(info.value, OutcomeUnknownError) is (code in ("outcome_unknown",
+                                                                     "node_failed"))
 
 
 async def test_unreachable_endpoints_raise_connect_error(fake: FakeCluster) -> None:

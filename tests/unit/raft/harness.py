@@ -129,6 +129,7 @@ class InteractionEnv:
             "restart": self.cmd_restart,
             "compact": self.cmd_compact,
             "report-unreachable": self.cmd_report_unreachable,
+            "leader-unreachable": self.cmd_leader_unreachable,
             "inject": self.cmd_inject,
             "status": self.cmd_status,
             "raft-state": self.cmd_raft_state,
@@ -318,6 +319,13 @@ class InteractionEnv:
             raise CommandError("usage: report-unreachable LEADER PEER")
         node = self._node(bare[0])
         self._observe(node, lambda: node.raft.report_unreachable(int(bare[1])))
+
+    def cmd_leader_unreachable(self, args: list[Arg]) -> None:
+        bare = self._bare(args)
+        if len(bare) != 2:
+            raise CommandError("usage: leader-unreachable FOLLOWER LEADER")
+        node = self._node(bare[0])
+        self._observe(node, lambda: node.raft.leader_unreachable(int(bare[1])))
 
     def cmd_inject(self, args: list[Arg]) -> None:
         """`inject ID type=MsgX from=N term=T [index=I] [commit=C]`: step a message

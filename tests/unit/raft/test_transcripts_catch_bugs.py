@@ -58,6 +58,17 @@ def pre_vote_bumps_the_term(self: Raft) -> None:
     self.role = type(self.role).PRE_CANDIDATE
 
 
+def leader_unreachable_about_anyone(self: Raft, leader: int) -> None:
+    if self.role == type(self.role).FOLLOWER:  # not checked: is it OUR leader?
+        self.election_elapsed = max(self.election_elapsed, self.cfg.election_tick,
+                                    self.randomized_election_timeout - 1)
+
+
+def leader_unreachable_campaigns_at_once(self: Raft, leader: int) -> None:
+    if self.role == type(self.role).FOLLOWER and leader == self.leader:
+        self._hup(transfer=False)  # every follower at once: they split the vote
+
+
 MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("figure8", "_maybe_commit", commit_by_counting_any_term),
     ("learners", "_has_quorum", learners_count_for_check_quorum),
@@ -66,6 +77,8 @@ MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("learners", "_restore", ignore_snapshots_that_predate_us),
     ("conflict_hints", "_handle_append_reject", treat_hint_zero_as_no_hint),
     ("prevote_disruptive_rejoin", "become_pre_candidate", pre_vote_bumps_the_term),
+    ("leader_unreachable", "leader_unreachable", leader_unreachable_about_anyone),
+    ("leader_unreachable", "leader_unreachable", leader_unreachable_campaigns_at_once),
 ]
 
 

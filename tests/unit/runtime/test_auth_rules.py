@@ -153,7 +153,7 @@ async def test_a_secure_follower_never_forwards_credentials_in_clear() -> None:
     forwarder = LeaderForwarder(service, tls=object())  # type: ignore[arg-type]
     forwarder.session = object()  # type: ignore[assignment]
     with pytest.raises(ApiError) as info:
-        await forwarder._forward(None, "http://leader:7379/v1/kv/x")  # type: ignore[arg-type]
+        await forwarder._forward(None, "http://leader:7379/v1/kv/x", 1)  # type: ignore[arg-type]
     assert info.value.status == 503 and "in clear" in info.value.message
 
 

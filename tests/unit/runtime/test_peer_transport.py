@@ -65,6 +65,7 @@ class _Member:
                  addresses: dict[str, str], tls: PeerTLSFiles | None = None) -> None:
         self.received: list[tuple[float, Message]] = []
         self.answering = True
+        self.gone: list[int] = []  # peers reported gone (closed, then refused a redial)
 
         async def resolver(host: str) -> str:
             return addresses[host]
@@ -77,7 +78,7 @@ class _Member:
             on_messages=self._on_messages, on_unreachable=lambda peer: None,
             on_snapshot=self._no_snapshot, on_snapshot_status=lambda peer, ok: None,
             snapshot_allowed=lambda m: False, snapshot_source=lambda: None,
-            commit_hint=lambda: 0, resolver=resolver, tls=tls)
+            commit_hint=lambda: 0, resolver=resolver, tls=tls, on_peer_gone=self.gone.append)
 
     @staticmethod
     async def _no_snapshot(m: Message, data: bytes) -> bool:
@@ -144,6 +145,58 @@ async def test_a_member_back_on_a_new_address_is_reached_within_5s(tmp_path: Pat
         await ticker
         for m in (a, b_old, b_new):
             await m.t.close()
+
+
+async def _connected_pair(tmp: Path) -> tuple[_Member, _Member]:
+    ip = "127.0.0.43"
+    a_port, b_port = _free_port_on(ip), _free_port_on(ip)
+    addresses = {"a.peers.test": ip, "b.peers.test": ip}
+    urls = {A: f"a.peers.test:{a_port}", B: f"b.peers.test:{b_port}"}
+    a, b = _Member(A, tmp, urls, addresses), _Member(B, tmp, urls, addresses)
+    await a.t.start(ip, a_port)
+    await b.t.start(ip, b_port)
+    a.t.set_peer(B, urls[B])
+    b.t.set_peer(A, urls[A])
+
+    def answered() -> bool:  # sent before the dial completes, a message is dropped: resend
+        a.t.send([Message(MsgType.HEARTBEAT, to=B, frm=A, term=1)])
+        return a.t.peers[B].connected and bool(a.received)
+    await _wait(answered, 10, "a connected pair")
+    return a, b
+
+
+async def test_a_peer_whose_process_died_is_reported_gone_at_once(tmp_path: Path) -> None:
+    """kill -9 of a member: its connections close and its port refuses. The other
+    side learns it within a redial (not a timeout), so a follower of a dead leader
+    can campaign early (issue 15 item 2)."""
+    a, b = await _connected_pair(tmp_path)
+    try:
+        assert a.gone == []
+        died = time.monotonic()
+        await b.t.close()  # listener and every connection gone, as with a dead process
+        await _wait(lambda: a.gone, 5, "the dead peer reported gone")
+        assert set(a.gone) == {B}  # its connection to us and ours to it may both say so
+        assert time.monotonic() - died < 1.0
+    finally:
+        await a.t.close()
+
+
+async def test_a_reset_connection_to_a_live_peer_is_not_reported_gone(
+        tmp_path: Path) -> None:
+    """The peer closes one connection but still listens (a live process): the
+    redial succeeds and nothing is reported; the link heals."""
+    a, b = await _connected_pair(tmp_path)
+    try:
+        first = a.t.peers[B].connected_at
+        for conn in list(b.t._inbound):
+            if conn.transport is not None:
+                conn.transport.abort()
+        await _wait(lambda: a.t.peers[B].connected and a.t.peers[B].connected_at > first,
+                    5, "the redial")
+        assert a.gone == []
+    finally:
+        await a.t.close()
+        await b.t.close()
 
 
 def test_tune_socket_sets_keepalive_and_user_timeout() -> None:

@@ -18,7 +18,13 @@ from aiohttp import web
 from raftkv.raft import NotLeader, ProposalDropped
 from raftkv.runtime.errors import ApiError, conflict, no_leader, unavailable
 from raftkv.runtime.limits import LimitExceeded
-from raftkv.runtime.node import NodeFailed, NodeStopped, ProposalLost, WaitInterrupted
+from raftkv.runtime.node import (
+    NodeFailed,
+    NodeStopped,
+    OutcomeUnknown,
+    ProposalLost,
+    WaitInterrupted,
+)
 
 log = logging.getLogger("raftkv.api")
 
@@ -53,8 +59,10 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
     if isinstance(exc, NotLeader):
         return no_leader() if stage == "read" else unavailable(
             "not_leader", "leadership changed; retry")
-    if isinstance(exc, ProposalLost):
+    if isinstance(exc, ProposalLost):  # certainly not applied
         return unavailable("proposal_lost", str(exc))
+    if isinstance(exc, OutcomeUnknown):  # may have applied: retry with the same session
+        return unavailable("outcome_unknown", str(exc))
     if isinstance(exc, ProposalDropped):
         if stage != "conf":
             return unavailable("proposal_dropped", str(exc))

@@ -21,6 +21,8 @@ from raftkv.runtime.http.service import Forward, KvService, identity_of
 from raftkv.security.tls import ReloadingTLS
 
 FORWARDED = "X-Raftkv-Forwarded"
+# On a 503 from the forward path: the client URL of the leader this node knows now.
+LEADER_HINT = "X-Raftkv-Leader"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,8 +63,9 @@ class LeaderForwarder:
         if leader == NONE or leader == node.id or url is None:
             raise no_leader()
         if request.headers.get(FORWARDED):
-            # Forwarded once already: the cluster moved on; let the client retry.
-            raise unavailable("not_leader", f"not the leader; leader is {leader} at {url}")
+            # Forwarded once already: the cluster moved on; let the client retry there.
+            raise ApiError(503, "not_leader", f"not the leader; leader is {leader} at {url}",
+                           retry_after=1.0, headers={LEADER_HINT: url})
         target = url.rstrip("/") + request.path_qs
         # The caller's identity travels with its own credential: the Authorization
         # header is forwarded and the leader checks it again (it trusts no follower's
@@ -71,9 +74,23 @@ class LeaderForwarder:
         if flag(request, "redirect") or identity_of(request).source == "certificate":
             raise ApiError(307, "redirect", f"the leader is at {url}",
                            headers={"Location": target})
-        return await self._forward(request, target)
+        try:
+            return await self._forward(request, target, leader)
+        except ApiError as exc:
+            if exc.status == 503 and LEADER_HINT not in exc.headers:
+                exc.headers.update(await self._hint(leader))
+            raise
 
-    async def _forward(self, request: web.Request, target: str) -> web.Response:
+    async def _hint(self, stale: int) -> dict[str, str]:
+        """Where the client should go next: the leader now known, if not `stale` (a
+        first-time leader's URL is learnt one commit after its election: wait that
+        long, at most an election timeout)."""
+        if self.node.core.leader in (NONE, stale):
+            return {}
+        url = await self.node.leader_client_url_within(self.cfg.election_timeout)
+        return {LEADER_HINT: url} if url and self.node.core.leader != stale else {}
+
+    async def _forward(self, request: web.Request, target: str, leader: int) -> web.Response:
         assert self.session is not None
         if self.tls is not None and not target.startswith("https://"):
             # A secure node never sends a caller's token in clear (a leader advertising
@@ -86,33 +103,46 @@ class LeaderForwarder:
                        "content-type", "authorization")}
         headers[FORWARDED] = self.cfg.name
         wait = float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
-        relay = self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
-        if not wait:
-            return await relay
-        # A request that may wait at the leader (a queued lock acquire) must not hold up
-        # this node's shutdown: it ends with 503 and the client retries elsewhere
-        # (acquiring is idempotent per lease).
-        relaying = asyncio.ensure_future(relay)
-        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait())
+        relaying = asyncio.ensure_future(self._relay(
+            request.method, target, body, headers, self.cfg.request_timeout + wait))
+        # The relay also ends when another member is known to lead (the one we
+        # forwarded to died or is paused: waiting for its answer only delays the
+        # client), and, for a request that may wait at the leader (a queued lock
+        # acquire), when this node shuts down (acquiring is idempotent per lease).
+        moved = asyncio.ensure_future(self.node.wait_leader_moved(leader))
+        stopping = asyncio.ensure_future(self.node.long_polls_ended.wait()) if wait else None
+        waiting = {relaying, moved} | ({stopping} if stopping is not None else set())
         try:
-            await asyncio.wait((relaying, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
+            for task in (moved, stopping):
+                if task is not None:
+                    task.cancel()
             if not relaying.done():
                 relaying.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relaying
-        if relaying.cancelled():
+        if not relaying.cancelled():
+            return relaying.result()
+        if stopping is not None and stopping.done():
             raise wait_interrupted()
-        return relaying.result()
+        raise ApiError(503, "outcome_unknown",
+                       "leadership moved while the request was forwarded to the old leader; "
+                       "it may or may not have applied: retry (with the same session headers "
+                       "it applies at most once)", retry_after=1.0, headers=await self._hint(leader))
 
     async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
                      budget: float) -> web.Response:
         assert self.session is not None
+        # A leader that does not accept a connection within an election timeout is as
+        # good as gone; one that accepted answers within its --request-timeout, plus
+        # slack of two election timeouts (the relay also ends when leadership moves).
+        election = self.cfg.election_timeout
         try:
             async with self.session.request(
                     method, target, data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=budget + 5),
+                    timeout=aiohttp.ClientTimeout(total=budget + 2 * election,
+                                                  sock_connect=election),
                     ssl=self.tls.client_context() if self.tls is not None else True) as resp:
                 payload = await resp.read()
                 relay = {k: v for k, v in resp.headers.items()
@@ -120,9 +150,14 @@ class LeaderForwarder:
                              "retry-after", "location")}
                 return web.Response(body=payload, status=resp.status, headers=relay,
                                     content_type=resp.content_type)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # never connected: not applied
             raise unavailable("leader_unreachable",
                               f"forwarding to the leader failed: {exc!r}") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:  # sent, or may have been
+            raise unavailable("outcome_unknown",
+                              f"forwarding to the leader failed after sending: {exc!r}; the "
+                              "write may or may not have applied (retry with the same "
+                              "session headers to apply it at most once)") from None
 
 
 def _resolver(resolve: dict[str, str]) -> aiohttp.abc.AbstractResolver:
