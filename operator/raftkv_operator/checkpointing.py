@@ -3,6 +3,8 @@ retention to scheduled ones, and copy it to the archive volume with a Job."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +26,18 @@ from raftkv_operator.context import (
 from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import CheckpointPhase, RaftCheckpoint, RaftCluster
 
-MAX_RETRIES = 60
-"""Tries of a checkpoint (and its archive) before it is marked Failed; ~2 s apart."""
+TAKE_DEADLINE_SECONDS = 600.0
+"""A checkpoint not taken this long after its RaftCheckpoint was created is marked Failed
+(time, not a number of tries: it holds across operator restarts and retry back-offs)."""
+ARCHIVE_GRACE_SECONDS = 120.0
+"""How much longer than the archive Job's own deadline (activeDeadlineSeconds) the operator
+waits for the Job to report an outcome before it says the archive failed."""
+ARCHIVE_POLL_SECONDS = 5.0
+RETENTION_SWEEP_SECONDS = 300.0
+"""How often the schedule timer also reconciles the RaftCheckpoints with the files the
+members hold (checkpoints taken outside the operator trigger node retention too)."""
+_swept: dict[tuple[str, str], float] = {}
+LOG = logging.getLogger(__name__)
 
 
 async def _checkpoint_status(namespace: str, name: str) -> dict[str, Any]:
@@ -122,8 +134,7 @@ async def _take_checkpoint(
             }
         },
     )
-    if checkpoint.metadata.labels.get(SCHEDULED_LABEL) == "true":
-        await _apply_retention(cluster)
+    await apply_retention(cluster)
 
 
 def _rfc3339(value: Any) -> str | None:
@@ -135,24 +146,98 @@ def _rfc3339(value: Any) -> str | None:
     return str(value)
 
 
-async def _apply_retention(cluster: RaftCluster) -> None:
-    """Keep the newest `retain` scheduled RaftCheckpoints of the cluster that succeeded."""
-    selector = f"{desired.LABEL_INSTANCE}={cluster.name},{SCHEDULED_LABEL}=true"
-    objects = await kube.list_checkpoint_objects(cluster.namespace, selector)
-    mine = [o for o in objects if (o.get("spec") or {}).get("cluster") == cluster.name]
-    succeeded = [
-        (o["metadata"]["name"], _created(o))
-        for o in mine
-        if (o.get("status") or {}).get("phase") == CheckpointPhase.SUCCEEDED.value
+async def apply_retention(cluster: RaftCluster) -> None:
+    """Make the RaftCheckpoints of `cluster` follow what exists.
+
+    The members own checkpoint retention (`--checkpoint-retain`, spec.checkpoints.retain):
+    a Succeeded RaftCheckpoint whose id the leader no longer holds is marked Expired. The
+    operator owns archive retention: archived copies beyond the newest `archive retain` (by
+    index) are marked unarchived first, then deleted by a Job (so no object ever claims a copy
+    that is gone). A scheduled RaftCheckpoint left with neither is deleted.
+    """
+    # Without an answer from the leader nothing expires now, but archive retention (which
+    # needs no member) still runs.
+    held: dict[str, int] | None = None
+    url = await _leader_url(cluster)
+    if url is not None:
+        try:
+            held = await RUNTIME.nodes().checkpoint_indexes(url)
+        except (NodeError, NodeUnreachable):
+            held = None
+    namespace = cluster.namespace
+    objects = [
+        o
+        for o in await kube.list_checkpoint_objects(namespace, "")
+        if (o.get("spec") or {}).get("cluster") == cluster.name
     ]
-    for doomed in reconcile.checkpoints_to_delete(succeeded, cluster.spec.checkpoints.retain):
-        if await kube.delete_checkpoint_object(cluster.namespace, doomed):
+    records = [reconcile.CheckpointRecord.from_object(o) for o in objects]
+    verdict = reconcile.checkpoint_retention(
+        records,
+        held,
+        retain=cluster.spec.checkpoints.retain,
+        archive_retain=desired.archive_retain(cluster)
+        if cluster.spec.checkpoints.archive is not None
+        else None,
+    )
+    LOG.debug("retention of %s: the leader holds %s; %s", cluster.name, held, verdict)
+    for name in verdict.expire:
+        await _patch_checkpoint_status(
+            namespace,
+            name,
+            {
+                "phase": CheckpointPhase.EXPIRED.value,
+                "message": "the members no longer hold this checkpoint (their retention, "
+                f"checkpoints.retain {cluster.spec.checkpoints.retain}, removed it)",
+            },
+        )
+        info(
+            cluster.to_k8s(),
+            reason="CheckpointExpired",
+            message=f"RaftCheckpoint {name}: the members no longer hold it",
+        )
+    if verdict.unarchive:
+        paths = [r.archive_path for r in records if r.name in verdict.unarchive and r.archive_path]
+        for name in verdict.unarchive:
+            await _patch_checkpoint_status(
+                namespace,
+                name,
+                {
+                    "archived": False,
+                    "archivePath": None,
+                    "message": "archived copy pruned (archive retention "
+                    f"{desired.archive_retain(cluster)})",
+                },
+            )
+        valid = [p for p in paths if desired.is_archive_path(cluster.name, p)]
+        if valid:
+            job = desired.archive_prune_job(
+                cluster, valid, default_image_repository=SETTINGS.image_repository
+            )
+            if await kube.create_job(namespace, desired.with_owner(job, cluster)):
+                info(
+                    cluster.to_k8s(),
+                    reason="ArchivePruned",
+                    message=f"Job {job['metadata']['name']} deletes {len(valid)} archived "
+                    "copies beyond retention",
+                )
+    for name in verdict.delete:
+        if await kube.delete_checkpoint_object(namespace, name):
             info(
                 cluster.to_k8s(),
                 reason="CheckpointExpired",
-                message=f"deleted RaftCheckpoint {doomed} (retain "
-                f"{cluster.spec.checkpoints.retain})",
+                message=f"deleted RaftCheckpoint {name}: neither the members nor the archive "
+                "hold it",
             )
+
+
+async def sweep(cluster: RaftCluster) -> None:
+    """apply_retention, at most every RETENTION_SWEEP_SECONDS per cluster."""
+    key = (cluster.namespace, cluster.name)
+    now = time.monotonic()
+    if now - _swept.get(key, float("-inf")) < RETENTION_SWEEP_SECONDS:
+        return
+    _swept[key] = now
+    await apply_retention(cluster)
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:
@@ -184,18 +269,26 @@ async def _archive_checkpoint(
             namespace, checkpoint.name, {"archived": True, "archivePath": path}
         )
         info(body, reason="Archived", message=f"copied to {path}")
+        await apply_retention(cluster)
         return
     failed = any(
         c.get("type") == "Failed" and c.get("status") == "True"
         for c in job_status.get("conditions") or ()
     )
-    if failed:
+    created = _created(live or {})
+    overdue = reconcile.overdue(
+        created,
+        desired.archive_timeout_seconds(cluster) + ARCHIVE_GRACE_SECONDS,
+        datetime.now(UTC),
+    )
+    if failed or overdue:
+        why = "failed" if failed else "reported no outcome within its deadline"
         await _patch_checkpoint_status(
-            namespace, checkpoint.name, {"message": f"archive Job {job_name} failed"}
+            namespace, checkpoint.name, {"message": f"archive Job {job_name} {why}"}
         )
-        warn(body, reason="ArchiveFailed", message=f"Job {job_name} failed")
+        warn(body, reason="ArchiveFailed", message=f"Job {job_name} {why}")
         return
-    raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=2)
+    raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=ARCHIVE_POLL_SECONDS)
 
 
 async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
@@ -206,13 +299,17 @@ async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
     except ValidationError:
         return  # the reconcile daemon reports it
     schedule = cluster.spec.checkpoints.schedule
-    if cluster.spec.paused or not schedule or not cluster.status.bootstrapped:
+    if cluster.spec.paused or not cluster.status.bootstrapped:
+        return
+    if not schedule:
+        await sweep(cluster)  # checkpoints taken by hand expire too
         return
     born = cluster.metadata.creation_timestamp or datetime.now(UTC)
     due = reconcile.schedule_due(
         schedule, cluster.status.last_schedule_time, born, datetime.now(UTC)
     )
     if due is None:
+        await sweep(cluster)
         return
     checkpoint_name = reconcile.scheduled_checkpoint_name(name, due)
     obj = RaftCheckpoint.model_validate(
@@ -243,10 +340,14 @@ async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
 
 
 async def process(body: Mapping[str, Any], name: str, namespace: str, retry: int) -> None:
-    """Take the checkpoint (once), then archive it when the cluster has an archive."""
+    """Take the checkpoint (once), then archive it when the cluster has an archive.
+
+    Retried (kopf TemporaryError) until done; it gives up by time, not by a number of tries:
+    taking it by TAKE_DEADLINE_SECONDS after the object was created, archiving by the
+    archive Job's own deadline (a slow image pull is not a failure)."""
     checkpoint = RaftCheckpoint.model_validate(body)
     status = checkpoint.status
-    if status.phase == CheckpointPhase.FAILED:
+    if status.phase in (CheckpointPhase.FAILED, CheckpointPhase.EXPIRED):
         return
     cluster_body = await kube.get_cluster(namespace, checkpoint.spec.cluster)
     if cluster_body is None:
@@ -263,14 +364,18 @@ async def process(body: Mapping[str, Any], name: str, namespace: str, retry: int
             checkpoint = RaftCheckpoint.model_validate(
                 {**dict(body), "status": (await _checkpoint_status(namespace, name))}
             )
-        if cluster.spec.checkpoints.archive is not None and not checkpoint.status.archived:
+        if (
+            cluster.spec.checkpoints.archive is not None
+            and checkpoint.status.phase == CheckpointPhase.SUCCEEDED
+            and not checkpoint.status.archived
+        ):
             await _archive_checkpoint(checkpoint, cluster, body)
     except kopf.TemporaryError as e:
-        if retry + 1 < MAX_RETRIES:
+        taken = checkpoint.status.phase == CheckpointPhase.SUCCEEDED
+        born = checkpoint.metadata.creation_timestamp
+        if taken or not reconcile.overdue(born, TAKE_DEADLINE_SECONDS, datetime.now(UTC)):
             raise
-        # kopf stops retrying after this: say so in the object, not only in the log.
-        if checkpoint.status.phase == CheckpointPhase.SUCCEEDED:
-            await _patch_checkpoint_status(namespace, name, {"message": f"archive: {e}"})
-        else:
-            await _fail_checkpoint(body, namespace, name, f"gave up after {retry + 1} tries: {e}")
+        await _fail_checkpoint(
+            body, namespace, name, f"not taken within {TAKE_DEADLINE_SECONDS:.0f} s: {e}"
+        )
         raise kopf.PermanentError(str(e)) from e

@@ -4,6 +4,7 @@ wake-ups, never state), Event helpers, and reading pods and members."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -20,8 +21,7 @@ from raftkv_operator.models import DEFAULT_IMAGE_REPOSITORY
 MEMBER_VOLUMES_ANNOTATION = "raftkv.dev/member-volumes"
 """On a RaftCluster: {member: uid of its data claim} while it was a healthy voter. A
 different uid later means the member's data is gone (recover it, never let it vote as is)."""
-SCHEDULED_LABEL = "raftkv.dev/scheduled"
-"""On RaftCheckpoints the schedule created (retention applies to those only)."""
+SCHEDULED_LABEL = desired.SCHEDULED_LABEL
 DATA_CLAIM_PREFIX = f"{desired.DATA_VOLUME}-"
 """A member's claim is `data-<pod>` (the StatefulSet's volumeClaimTemplate)."""
 
@@ -74,6 +74,8 @@ class OperatorRuntime:
         self.session: aiohttp.ClientSession | None = None
         self.wakeups: dict[tuple[str, str], asyncio.Event] = {}
         self.pod_events: dict[tuple[str, str], asyncio.Event] = {}
+        self.generations: dict[tuple[str, str], tuple[Any, bool]] = {}
+        """(generation, deleting) of each cluster last seen by cluster_event."""
 
     def nodes(self) -> NodeClient:
         if self.session is None or self.session.closed:
@@ -134,7 +136,13 @@ def pod_state(cluster_name: str, pod: Mapping[str, Any]) -> reconcile.PodState |
 
 
 def node_url(ip: str, port: int) -> str:
-    return f"http://{ip}:{port}"
+    """`http://<pod IP>:<port>`; an IPv6 address goes in brackets (RFC 3986)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"http://{ip}:{port}"  # a name, not an address
+    host = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    return f"http://{host}:{port}"
 
 
 async def fetch_statuses(

@@ -20,11 +20,14 @@ import copy
 import hashlib
 import json
 import math
+import re
 import shlex
 from typing import Any
 
 from raftkv_operator.models import (
+    CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
+    MemberRole,
     RaftCheckpoint,
     RaftCluster,
     quorum,
@@ -52,6 +55,8 @@ ROLE_FOLLOWER = "follower"
 ROLE_LEARNER = "learner"
 CHECKPOINT_LABEL = "raftkv.dev/checkpoint"
 """On an archive Job: the RaftCheckpoint it copies (its name, through bounded_name)."""
+SCHEDULED_LABEL = "raftkv.dev/scheduled"
+"""On RaftCheckpoints the schedule created (deleted once they hold nothing)."""
 POD_TEMPLATE_HASH_ANNOTATION = "raftkv.dev/pod-template-hash"
 """On the pod template (so on every pod): a hash of the template. With updateStrategy
 OnDelete the operator restarts, one by one, the pods whose hash differs from the
@@ -317,10 +322,20 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
     ]
 
 
+def restoring_from_archive(cluster: RaftCluster) -> bool:
+    """The cluster bootstraps from an archived checkpoint and has not yet: the archive claim
+    is in the pod template only until then, so that no member holds it afterwards (a
+    ReadWriteOnce claim attached to one node keeps any other pod that mounts it Pending).
+    Dropping it restarts the members once, one by one. A restore from another cluster's
+    checkpoint mounts nothing, and keeps its (then idle) init container: no restart."""
+    restore = cluster.spec.restore
+    return restore is not None and restore.archive is not None and not cluster.status.bootstrapped
+
+
 def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] | None:
     """Fetch the checkpoint to restore into RESTORE_DIR, once, before the first bootstrap."""
     restore = cluster.spec.restore
-    if restore is None:
+    if restore is None or (restore.archive is not None and not restoring_from_archive(cluster)):
         return None
     staging = f"{RESTORE_DIR}.tmp"
     mounts: list[dict[str, Any]] = [
@@ -375,6 +390,38 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
     }
 
 
+def default_affinity(cluster_name: str) -> dict[str, Any]:
+    """Without placement.affinity: prefer one member per node (preferred, not required, so
+    a small cluster still schedules; a node's loss then costs at most one member where
+    the nodes allow it)."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": selector_labels(cluster_name)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def default_topology_spread(cluster_name: str) -> list[dict[str, Any]]:
+    """Without placement.topologySpreadConstraints: spread members over zones where there
+    are zones (ScheduleAnyway: never a reason to stay Pending). An empty list turns it off."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(cluster_name)},
+        }
+    ]
+
+
 def pod_template_hash(template: Manifest) -> str:
     """Hash of a pod template, ignoring the hash annotation itself."""
     stripped = copy.deepcopy(template)
@@ -424,7 +471,7 @@ def pod_template(
         ],
     }
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
-    if spec.restore is not None and spec.restore.archive is not None:
+    if restoring_from_archive(cluster) and spec.restore is not None and spec.restore.archive:
         volumes.append(
             {
                 "name": "archive",
@@ -450,12 +497,17 @@ def pod_template(
     placement = spec.placement
     if placement.affinity is not None:
         pod_spec["affinity"] = placement.affinity.to_k8s()
+    else:
+        pod_spec["affinity"] = default_affinity(cluster.name)
     if placement.tolerations:
         pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
-    if placement.topology_spread_constraints:
-        pod_spec["topologySpreadConstraints"] = [
-            c.to_k8s() for c in placement.topology_spread_constraints
-        ]
+    if placement.topology_spread_constraints is not None:
+        if placement.topology_spread_constraints:
+            pod_spec["topologySpreadConstraints"] = [
+                c.to_k8s() for c in placement.topology_spread_constraints
+            ]
+    else:
+        pod_spec["topologySpreadConstraints"] = default_topology_spread(cluster.name)
     if placement.node_selector:
         pod_spec["nodeSelector"] = dict(placement.node_selector)
     if placement.priority_class_name:
@@ -584,23 +636,41 @@ def read_service(cluster: RaftCluster) -> Manifest:
     )
 
 
-def max_unavailable(replicas: int) -> int:
-    """Members that may be down while a majority stays up.
+def max_unavailable(voters: int) -> int:
+    """Members that may be down while a majority of the `voters` stays up.
 
-    A single member has no quorum to protect: 0 there would block every node drain
-    forever, so it is 1 (the member is unavailable while it moves, as it would be anyway).
+    A single voter has no quorum to protect: 0 there would block every node drain forever,
+    so it is 1 (the member is unavailable while it moves, as it would be anyway). Two voters
+    (only ever in passing, while a member is replaced) allow none.
     """
-    return max(1, replicas - quorum(replicas))
+    if voters <= 1:
+        return 1
+    return voters - quorum(voters)
 
 
-def pod_disruption_budget(cluster: RaftCluster) -> Manifest:
-    """PodDisruptionBudget `<name>`: voluntary evictions never break the quorum."""
+def budget_voters(cluster: RaftCluster) -> int:
+    """The voter count to size the budget by when no leader reports the configuration: the
+    last one status recorded, never more than spec.replicas (a scale-up's new members are
+    learners until promoted, and do not add to what the quorum can lose)."""
+    recorded = sum(1 for m in cluster.status.members if m.role != MemberRole.LEARNER)
+    initial = cluster.status.initial_replicas or cluster.spec.replicas
+    return min(cluster.spec.replicas, recorded or initial)
+
+
+def pod_disruption_budget(cluster: RaftCluster, *, voters: int | None = None) -> Manifest:
+    """PodDisruptionBudget `<name>`: voluntary evictions never break the quorum.
+
+    Sized from the current `voters` (the leader's configuration), not spec.replicas: while
+    3 -> 5 runs there are still three voters, and two evictions would leave one. None:
+    `budget_voters(cluster)`.
+    """
+    count = budget_voters(cluster) if voters is None else voters
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(cluster, cluster.name, COMPONENT_NODE),
         "spec": {
-            "maxUnavailable": max_unavailable(cluster.spec.replicas),
+            "maxUnavailable": max_unavailable(count),
             "selector": {"matchLabels": selector_labels(cluster.name)},
         },
     }
@@ -658,6 +728,30 @@ def archive_claim_in_use(cluster: RaftCluster) -> str | None:
     return archive.claim_name or archive_claim_name(cluster.name)
 
 
+PARTIAL_SUFFIX = ".partial"
+"""An archive copy is written under `<dir>.partial` and renamed when complete: a failed or
+interrupted download never leaves a directory that looks like a copy."""
+
+
+def _archive_script(cluster: RaftCluster, ident: str) -> str:
+    final = f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}"
+    partial = f"{final}{PARTIAL_SUFFIX}"
+    download = shlex.join(
+        ["raftkv", "checkpoint", "download", ident, "--endpoint", client_url(cluster),
+         "--out", partial]
+    )  # fmt: skip
+    # One command per line: `set -e` ignores a failure inside an && list.
+    return "\n".join(
+        [
+            "set -eu",
+            f"rm -rf {shlex.quote(partial)}",
+            download,
+            f"rm -rf {shlex.quote(final)}",
+            f"mv {shlex.quote(partial)} {shlex.quote(final)}",
+        ]
+    )
+
+
 def checkpoint_archive_job_name(checkpoint: RaftCheckpoint) -> str:
     return bounded_name(f"{checkpoint.name}-archive")
 
@@ -671,9 +765,9 @@ def checkpoint_archive_job(
 ) -> Manifest:
     """Job copying a checkpoint (data + manifest) from the leader into the archive claim.
 
-    Runs `raftkv checkpoint download <id> --endpoint <client Service> --out
-    /archive/<cluster>/<id>` with the cluster's image. The id is `checkpoint_id`, else the
-    RaftCheckpoint's status.id or spec.id.
+    Runs `raftkv checkpoint download <id> --endpoint <client Service>` with the cluster's
+    image into `/archive/<cluster>/<id>.partial`, renamed to `/archive/<cluster>/<id>` once
+    complete. The id is `checkpoint_id`, else the RaftCheckpoint's status.id or spec.id.
     """
     claim = archive_claim_in_use(cluster)
     if claim is None:
@@ -701,16 +795,7 @@ def checkpoint_archive_job(
                 "name": "archive",
                 "image": spec.container_image(default_image_repository),
                 "imagePullPolicy": spec.image_pull_policy,
-                "command": ["raftkv"],
-                "args": [
-                    "checkpoint",
-                    "download",
-                    ident,
-                    "--endpoint",
-                    client_url(cluster),
-                    "--out",
-                    f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}",
-                ],
+                "command": ["/bin/sh", "-c", _archive_script(cluster, ident)],
                 "env": _common_env(),
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -747,8 +832,108 @@ def checkpoint_archive_job(
         },
         "spec": {
             "backoffLimit": 3,
-            "activeDeadlineSeconds": 3600,
+            "activeDeadlineSeconds": archive_timeout_seconds(cluster),
             "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def archive_timeout_seconds(cluster: RaftCluster) -> int:
+    archive = cluster.spec.checkpoints.archive
+    return archive.timeout_seconds if archive is not None else 3600
+
+
+def archive_retain(cluster: RaftCluster) -> int:
+    """Archived copies kept: checkpoints.archive.retain, else checkpoints.retain."""
+    archive = cluster.spec.checkpoints.archive
+    if archive is not None and archive.retain is not None:
+        return archive.retain
+    return cluster.spec.checkpoints.retain
+
+
+def is_archive_path(cluster_name: str, path: str) -> bool:
+    """`path` is an archived checkpoint of the cluster: `<cluster>/<checkpoint id>`."""
+    head, _, ident = path.partition("/")
+    return head == cluster_name and re.fullmatch(CHECKPOINT_ID_PATTERN, ident) is not None
+
+
+def archive_prune_job_name(cluster_name: str, paths: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:10]
+    return bounded_name(f"{cluster_name}-archive-prune-{digest}")
+
+
+def archive_prune_job(
+    cluster: RaftCluster,
+    paths: list[str],
+    *,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job deleting archived copies (`paths` inside the archive claim) beyond retention.
+
+    Only paths of this cluster's archive layout (`<cluster>/<checkpoint id>`) are accepted:
+    the command is `rm -rf` and must never reach anything else on the claim.
+    """
+    claim = archive_claim_in_use(cluster)
+    if claim is None:
+        raise ValueError(f"RaftCluster {cluster.name!r} has no checkpoints.archive")
+    if not paths:
+        raise ValueError("nothing to prune")
+    for path in paths:
+        if not is_archive_path(cluster.name, path):
+            raise ValueError(f"{path!r} is not an archived checkpoint of {cluster.name!r}")
+    spec = cluster.spec
+    job_labels = labels(cluster.name, COMPONENT_ARCHIVE)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security_context(),
+        "containers": [
+            {
+                "name": "prune",
+                "image": spec.container_image(default_image_repository),
+                "imagePullPolicy": spec.image_pull_policy,
+                # The copies, and any download of them left half-done.
+                "command": [
+                    "rm",
+                    "-rf",
+                    "--",
+                    *(
+                        f"{ARCHIVE_MOUNT}/{p}{suffix}"
+                        for p in sorted(paths)
+                        for suffix in ("", PARTIAL_SUFFIX)
+                    ),
+                ],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"memory": "64Mi"},
+                },
+                "securityContext": _container_security_context(),
+                "volumeMounts": [{"name": "archive", "mountPath": ARCHIVE_MOUNT}],
+            }
+        ],
+        "volumes": [{"name": "archive", "persistentVolumeClaim": {"claimName": claim}}],
+    }
+    placement = spec.placement
+    if placement.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in placement.tolerations]
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": archive_prune_job_name(cluster.name, paths),
+            "namespace": cluster.namespace,
+            "labels": job_labels,
+        },
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": archive_timeout_seconds(cluster),
+            "ttlSecondsAfterFinished": 3600,
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
         },
     }

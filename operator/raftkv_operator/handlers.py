@@ -52,6 +52,9 @@ FINALIZER = "raftkv.dev/finalizer"
 SCHEDULE_INTERVAL = 5.0
 """How often each cluster's checkpoint schedule is checked (cron has minute resolution; the
 check itself costs nothing unless a checkpoint is due)."""
+CLUSTER_SCAN = True
+"""kopf watches CRDs and namespaces cluster-wide (off for a namespaced-Role install:
+`raftkv-operator --no-cluster-scan`)."""
 METRICS_PORT_ENV = "RAFTKV_OPERATOR_METRICS_PORT"
 """Serve metrics on this port when the operator runs under plain `kopf run`."""
 
@@ -67,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, logger: KopfLogger, **_: Any)
         prefix="raftkv.dev", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    settings.scanning.disabled = not CLUSTER_SCAN
     SETTINGS.load_env()
     await asyncio.to_thread(functools.partial(kube.configure, reload=True))
     RUNTIME.session = aiohttp.ClientSession()
@@ -98,8 +102,17 @@ async def statefulset_event(namespace: str | None, labels: Mapping[str, str], **
 
 
 @kopf.on.event(API_GROUP, API_VERSION, CLUSTERS)
-async def cluster_event(namespace: str | None, name: str | None, **_: Any) -> None:
-    event = RUNTIME.wakeups.get((namespace or "", name or ""))
+async def cluster_event(
+    namespace: str | None, name: str | None, meta: Mapping[str, Any], **_: Any
+) -> None:
+    """Wake the reconciler on a change of the spec (or deletion), never on status: the
+    daemon's own status writes would otherwise wake it again, in a loop."""
+    key = (namespace or "", name or "")
+    seen = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
+    if RUNTIME.generations.get(key) == seen:
+        return
+    RUNTIME.generations[key] = seen
+    event = RUNTIME.wakeups.get(key)
     if event is not None:
         event.set()
 
@@ -150,6 +163,7 @@ async def reconcile_daemon(
             await _sleep(wake, stopped, pause)
     finally:
         RUNTIME.wakeups.pop((namespace, name), None)
+        RUNTIME.generations.pop((namespace, name), None)
 
 
 # ---- leader routing --------------------------------------------------------------------------
@@ -228,17 +242,9 @@ async def checkpoint_schedule(body: kopf.Body, name: str, namespace: str | None,
     await checkpointing.schedule(body, name, namespaced(namespace))
 
 
-@kopf.on.resume(
-    API_GROUP, API_VERSION, CHECKPOINTS, id="checkpoint", retries=checkpointing.MAX_RETRIES
-)
-@kopf.on.create(
-    API_GROUP,
-    API_VERSION,
-    CHECKPOINTS,
-    id="checkpoint",
-    retries=checkpointing.MAX_RETRIES,
-    backoff=2.0,
-)
+# No retry count: checkpointing.process gives up by time (a slow image pull is no failure).
+@kopf.on.resume(API_GROUP, API_VERSION, CHECKPOINTS, id="checkpoint")
+@kopf.on.create(API_GROUP, API_VERSION, CHECKPOINTS, id="checkpoint", backoff=2.0)
 async def checkpoint_handler(
     body: kopf.Body, name: str, namespace: str | None, retry: int, **_: Any
 ) -> None:

@@ -258,8 +258,18 @@ async def list_volumes(namespace: str, label_selector: str) -> list[Obj]:
     return [to_dict(v) for v in answer.items]
 
 
-async def delete_volume(namespace: str, name: str) -> bool:
-    return await _ignore_missing(_core().delete_namespaced_persistent_volume_claim, name, namespace)
+async def delete_volume(namespace: str, name: str, uid: str | None = None) -> bool:
+    """Delete a claim (with `uid`: only that incarnation, never a replacement)."""
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+    try:
+        await _run(
+            _core().delete_namespaced_persistent_volume_claim, name, namespace, body=options
+        )
+    except ApiException as e:
+        if e.status in (404, 409):
+            return False
+        raise
+    return True
 
 
 async def create_volume(namespace: str, body: Obj) -> bool:
@@ -378,3 +388,39 @@ async def create_job(namespace: str, body: Obj) -> bool:
 
 async def get_job(namespace: str, name: str) -> Obj | None:
     return await _optional(_batch().read_namespaced_job, name, namespace)
+
+
+# ---- operator leader election (leadership.py; synchronous: it runs in its own thread) ------
+
+
+def _coordination() -> client.CoordinationV1Api:
+    return client.CoordinationV1Api(_client())
+
+
+def read_lease(namespace: str, name: str) -> Obj | None:
+    try:
+        return to_dict(_coordination().read_namespaced_lease(name, namespace))
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def create_lease(namespace: str, body: Any) -> Obj | None:
+    """Create the Lease; None if one exists already (another replica was first)."""
+    try:
+        return to_dict(_coordination().create_namespaced_lease(namespace, body))
+    except ApiException as e:
+        if e.status == 409:
+            return None
+        raise
+
+
+def replace_lease(namespace: str, name: str, body: Any) -> Obj | None:
+    """Replace the Lease at the resourceVersion `body` carries; None on a conflict."""
+    try:
+        return to_dict(_coordination().replace_namespaced_lease(name, namespace, body))
+    except ApiException as e:
+        if e.status == 409:
+            return None
+        raise

@@ -250,3 +250,15 @@ class NodeClient:
                 return None
             raise
         return answer if isinstance(answer, dict) else None
+
+    async def checkpoint_indexes(self, url: str) -> dict[str, int]:
+        """{id: Raft index} of the checkpoints this node holds (`GET /v1/checkpoints`)."""
+        answer = await self._call("GET", url, "/v1/checkpoints", timeout=self.timeout)
+        listed = answer.get("checkpoints") if isinstance(answer, dict) else None
+        if not isinstance(listed, list):
+            raise NodeError(url, 200, "bad_answer", f"not a checkpoint list: {answer!r}")
+        return {
+            str(m["id"]): int(m["index"])
+            for m in listed
+            if isinstance(m, dict) and "id" in m and isinstance(m.get("index"), int)
+        }

@@ -47,7 +47,29 @@ LEADER_SWITCH = Histogram(
     registry=REGISTRY,
 )
 
+COMMIT_INDEX = Gauge(
+    "raftkv_operator_commit_index",
+    "The leader's commit index, as the operator last saw it.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+MEMBER_LAG = Gauge(
+    "raftkv_operator_member_lag_entries",
+    "Entries a member is behind the leader's last index, as the operator last saw it.",
+    ["cluster", "namespace", "member"],
+    registry=REGISTRY,
+)
+
+ACTIVE = Gauge(
+    "raftkv_operator_active",
+    "1 on the operator replica that acts (holds the leader-election Lease, or runs alone), "
+    "0 on a standby. The alert RaftkvOperatorAbsent fires when no replica reports 1.",
+    registry=REGISTRY,
+)
+ACTIVE.set(1)  # a standalone operator acts; leader election sets it to 0 while it waits
+
 _phases: dict[tuple[str, str], str] = {}
+_lagging: dict[tuple[str, str], set[str]] = {}
 _phases_lock = threading.Lock()
 
 
@@ -64,8 +86,31 @@ def set_phase(namespace: str, name: str, phase: ClusterPhase | None) -> None:
             )
 
 
+def set_progress(
+    namespace: str, name: str, commit_index: int | None, lags: dict[str, int]
+) -> None:
+    """The fast-moving counters of a cluster (never in its status)."""
+    if commit_index is not None:
+        COMMIT_INDEX.labels(name, namespace).set(commit_index)
+    with _phases_lock:
+        for member, value in lags.items():
+            MEMBER_LAG.labels(name, namespace, member).set(value)
+        gone = _lagging.get((namespace, name), set()) - set(lags)
+        for member in gone:
+            with contextlib.suppress(KeyError):
+                MEMBER_LAG.remove(name, namespace, member)
+        _lagging[(namespace, name)] = set(lags)
+
+
+def set_active(active: bool) -> None:
+    ACTIVE.set(1 if active else 0)
+
+
 def forget_cluster(namespace: str, name: str) -> None:
     set_phase(namespace, name, None)
+    set_progress(namespace, name, None, {})
+    with contextlib.suppress(KeyError):
+        COMMIT_INDEX.remove(name, namespace)
     for result in ("success", "error"):
         with contextlib.suppress(KeyError):
             RECONCILES.remove(name, namespace, result)

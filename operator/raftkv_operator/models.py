@@ -305,6 +305,12 @@ class CheckpointArchive(KubeModel):
     """An existing PersistentVolumeClaim in the cluster's namespace."""
     volume_claim_template: ArchiveClaimTemplate | None = None
     """A claim the operator creates, named `<cluster>-checkpoints`; it outlives the cluster."""
+    retain: int | None = Field(default=None, ge=1, le=1000)
+    """Archived copies kept (the newest by Raft index); older ones are deleted by a Job.
+    Default: checkpoints.retain."""
+    timeout_seconds: int = Field(default=3600, ge=60, le=86400)
+    """Time an archive Job may take, image pull and scheduling included (its
+    activeDeadlineSeconds); the operator waits that long, then reports the archive failed."""
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> CheckpointArchive:
@@ -321,7 +327,9 @@ class CheckpointsSpec(KubeModel):
     schedule: CronSchedule | None = None
     """Cron schedule (5 fields, UTC) of automatic checkpoints, e.g. `0 */6 * * *`; none if unset."""
     retain: int = Field(default=5, ge=1, le=100)
-    """Checkpoints kept on each member (and RaftCheckpoint objects kept for scheduled ones)."""
+    """Checkpoints kept on each member (the newest by index; the members own this retention).
+    A RaftCheckpoint whose files are gone is marked Expired; scheduled ones are then deleted
+    unless an archived copy remains."""
     archive: CheckpointArchive | None = None
     """Copy each checkpoint to this volume through a Job."""
 
@@ -415,13 +423,15 @@ class PlacementSpec(KubeModel):
     """Where members may run; passed through to the pod template."""
 
     affinity: Affinity | None = None
-    """Affinity rules, e.g. pod anti-affinity on kubernetes.io/hostname."""
+    """Affinity rules. Unset: a preferred pod anti-affinity on kubernetes.io/hostname (one
+    member per node where the nodes allow it)."""
     tolerations: list[Toleration] | None = Field(default=None, max_length=64)
     """Tolerations of node taints."""
     topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
         default=None, max_length=16
     )
-    """Spread members over zones or nodes."""
+    """Spread members over zones or nodes. Unset: maxSkew 1 over topology.kubernetes.io/zone,
+    ScheduleAnyway; an empty list: none."""
     node_selector: dict[str, str] | None = Field(default=None, max_length=64)
     """Node labels a member's node must have."""
     priority_class_name: ObjectName | None = None
@@ -590,9 +600,8 @@ class MemberStatus(KubeModel):
     role: MemberRole = MemberRole.UNKNOWN
     """Raft role."""
     healthy: bool = False
-    """The member answers and is ready."""
-    lag: int | None = Field(default=None, ge=0)
-    """Entries behind the leader's last index; unknown when the leader did not say."""
+    """The member answers and is ready (its replication lag is the metric
+    raftkv_operator_member_lag_entries, not status: status holds no fast-moving counters)."""
 
 
 class OperationKind(StrEnum):
@@ -621,6 +630,10 @@ class Operation(KubeModel):
     """RollingUpdate: the pod-template hash every member must run."""
     attempts: int = Field(default=0, ge=0)
     """Failed attempts of the current step."""
+    retired_id: int | None = Field(default=None, ge=1)
+    """ScaleUp/Recover: the Raft id `member`'s volume came back with, which the leader
+    refuses for good (it was removed: 409 member_id_removed). The volume is replaced so the
+    member starts empty and joins under a fresh id."""
     message: Annotated[str, Field(max_length=4096)] | None = None
     """Last error or progress note."""
 
@@ -660,8 +673,6 @@ class RaftClusterStatus(KubeModel):
     """Name of the current leader."""
     term: int | None = Field(default=None, ge=0)
     """Current Raft term."""
-    commit_index: int | None = Field(default=None, ge=0)
-    """Leader's commit index."""
     members: list[MemberStatus] = Field(
         default_factory=list,
         max_length=32,
@@ -776,6 +787,9 @@ class CheckpointPhase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    EXPIRED = "Expired"
+    """It succeeded, but the members no longer hold it (their retention removed the files);
+    an archived copy may remain (status.archived)."""
 
 
 class RaftCheckpointSpec(KubeModel):
@@ -795,7 +809,7 @@ class RaftCheckpointStatus(KubeModel):
     model_config = ConfigDict(extra="ignore")
 
     phase: CheckpointPhase = CheckpointPhase.PENDING
-    """Pending, Running, Succeeded or Failed."""
+    """Pending, Running, Succeeded, Failed or Expired."""
     id: str | None = None
     """The checkpoint id (spec.id or the one the leader chose)."""
     index: int | None = Field(default=None, ge=0)

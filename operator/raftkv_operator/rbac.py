@@ -63,9 +63,14 @@ CLUSTER_SCOPED_RESOURCES: frozenset[str] = frozenset({"customresourcedefinitions
 """Resources that only a ClusterRole can grant (the rest go in a Role per watched namespace
 when the operator watches a list of namespaces)."""
 
+LEADER_ELECTION = Permission("coordination.k8s.io", "leases", ("get", "create", "update"))
+"""Leader election among replicas (leadership.py; `--leader-election-lease`, which the chart
+uses with replicaCount > 1): read, create and renew/take over/release the one Lease, in the
+operator's own namespace only (a Role there)."""
+
 PEERING_VERBS: tuple[str, ...] = ("get", "list", "watch", "patch")
-"""kopf peering (with `--peering`, used when the operator runs several replicas): it reads
-and watches the peering object and patches its own keep-alive into the status."""
+"""kopf peering (with `--peering`; the chart uses leader election instead): it reads and
+watches the peering object and patches its own keep-alive into the status."""
 
 CLUSTER_PEERING = Permission("kopf.dev", "clusterkopfpeerings", PEERING_VERBS)
 """Peering of an operator that watches all namespaces."""

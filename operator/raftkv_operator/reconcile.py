@@ -62,6 +62,7 @@ STEP_DELETE_POD = "DeletePod"
 STEP_WAIT_POD_GONE = "WaitPodGone"
 STEP_DELETE_VOLUME = "DeleteVolume"
 STEP_REFUSED = "Refused"
+STEP_REPLACE_VOLUME = "ReplaceVolume"
 
 
 # ---- observed state ------------------------------------------------------------------------
@@ -173,6 +174,7 @@ ActionKind = Literal[
     "transfer_leader",
     "delete_pod",
     "delete_volume",
+    "replace_volume",
 ]
 
 
@@ -410,6 +412,24 @@ def _add_learner(obs: Observed, op: Operation, phase: ClusterPhase, name: str) -
     pod = obs.pods.get(name)
     if pod is None or pod.ip is None or pod.terminating or name not in obs.nodes:
         return _wait(op, phase, STEP_WAIT_POD, f"pod {name} to start")
+    if op.retired_id is not None:
+        if obs.nodes[name].id == op.retired_id:
+            # Its volume holds an incarnation the cluster removed (a volume kept by
+            # reclaimPolicy Retain): that id is refused for good, so the member can only come
+            # back empty, under a fresh id. Every entry it held is on the current members.
+            return _act(
+                op,
+                phase,
+                STEP_REPLACE_VOLUME,
+                Action(
+                    "replace_volume",
+                    member=name,
+                    reason="VolumeReplaced",
+                    message=f"replacing the volume of {name}: it holds member id "
+                    f"{op.retired_id}, which was removed from the cluster",
+                ),
+            )
+        op = op.model_copy(update={"retired_id": None})  # a fresh incarnation now
     return _act(
         op,
         phase,
@@ -551,7 +571,10 @@ def _rolling_update(obs: Observed, leader: NodeStatus, op: Operation, now: datet
             f"{', '.join(sorted(laggards))} to be ready and caught up before {name}",
         )
     member = leader.member(name)
-    if member is not None and member.voter:
+    # A single voter has no quorum to keep: its restart is the unavoidable downtime of a
+    # 1-member cluster (refusing it would leave the cluster on its old template for ever).
+    alone = member is not None and member.voter and len(voters(leader)) == 1
+    if member is not None and member.voter and not alone:
         count = len(voters(leader))
         others = healthy_voters(obs, leader, excluding=name)
         if others < quorum(count):
@@ -562,7 +585,7 @@ def _rolling_update(obs: Observed, leader: NodeStatus, op: Operation, now: datet
                 f"restarting {name} would leave {others} of {count} voters healthy "
                 f"(quorum {quorum(count)})",
             )
-    if leader.name == name:
+    if leader.name == name and not alone:
         return _transfer_away(obs, leader, op, phase, name)
     return _act(
         op,
@@ -626,11 +649,33 @@ _STEPPERS = {
 }
 
 
+# ---- disruption budget ---------------------------------------------------------------------
+
+
+def budget_voters(obs: Observed, result: Plan) -> int | None:
+    """The voter count the PodDisruptionBudget must protect, None when no leader says.
+
+    The leader's voters now, one fewer when the next action removes a voter: the budget
+    shrinks before the removal, never after it.
+    """
+    leader = find_leader(obs.nodes.values())
+    if leader is None:
+        return None
+    count = len(voters(leader))
+    action = result.action
+    if action is not None and action.kind == "remove_member" and action.member:
+        member = leader.member(action.member)
+        if member is not None and member.voter:
+            count -= 1
+    return count
+
+
 # ---- status --------------------------------------------------------------------------------
 
 
 def member_statuses(obs: Observed) -> list[MemberStatus]:
-    """status.members: the leader's view of the configuration, with health and lag."""
+    """status.members: the leader's view of the configuration, with health (lag is a metric:
+    member_lags)."""
     leader = find_leader(obs.nodes.values())
     if leader is None:
         return [
@@ -652,10 +697,18 @@ def member_statuses(obs: Observed) -> list[MemberStatus]:
                 id=member.id,
                 role=role,
                 healthy=healthy(obs, member.name),
-                lag=lag(leader, member),
             )
         )
     return out
+
+
+def member_lags(obs: Observed) -> dict[str, int]:
+    """Entries each member is behind the leader's last index (the ones the leader knows)."""
+    leader = find_leader(obs.nodes.values())
+    if leader is None:
+        return {}
+    lags = {m.name or str(m.id): lag(leader, m) for m in leader.members}
+    return {name: value for name, value in lags.items() if value is not None}
 
 
 def conditions(
@@ -830,13 +883,87 @@ def checkpoint_id(checkpoint_name: str) -> str:
     return f"{checkpoint_name[:54].rstrip('-.')}-{digest}"
 
 
-def checkpoints_to_delete(
-    checkpoints: Iterable[tuple[str, datetime | None]], retain: int
-) -> list[str]:
-    """Names beyond the newest `retain` (by creation time, then name)."""
-    ordered = sorted(
-        checkpoints,
-        key=lambda c: (c[1] or datetime.min.replace(tzinfo=UTC), c[0]),
-        reverse=True,
-    )
-    return [name for name, _ in ordered[retain:]]
+# ---- checkpoint retention ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """What retention needs of a RaftCheckpoint."""
+
+    name: str
+    phase: str
+    checkpoint_id: str | None
+    index: int | None
+    archived: bool
+    archive_path: str | None
+    scheduled: bool
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> CheckpointRecord:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        index = status.get("index")
+        return cls(
+            name=str(meta.get("name")),
+            phase=str(status.get("phase") or "Pending"),
+            checkpoint_id=status.get("id"),
+            index=int(index) if isinstance(index, int) else None,
+            archived=bool(status.get("archived")),
+            archive_path=status.get("archivePath"),
+            scheduled=(meta.get("labels") or {}).get(desired.SCHEDULED_LABEL) == "true",
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    expire: list[str]
+    """Succeeded, but the members no longer hold the files: mark Expired."""
+    unarchive: list[str]
+    """Archived copies beyond archive retention: mark unarchived, then delete the copies."""
+    delete: list[str]
+    """Scheduled RaftCheckpoints with neither files on the members nor an archived copy."""
+
+
+def checkpoint_retention(
+    records: Iterable[CheckpointRecord],
+    held: Mapping[str, int] | None,
+    *,
+    retain: int,
+    archive_retain: int | None,
+) -> Retention:
+    """What follows from the members' retention and the archive's.
+
+    `held`: {id: index} of the checkpoints the leader holds (None: unknown). A checkpoint expires only when
+    the leader lacks it *and* holds `retain` newer ones, which is exactly when the members'
+    retention (the newest `retain` by index) removed it: a leader that has not written a
+    fresh checkpoint yet never expires it. Archive: the newest `archive_retain` copies by
+    index (None: no archive)."""
+    records = list(records)
+
+    def dropped(r: CheckpointRecord) -> bool:
+        if held is None:  # the leader did not say: nothing expires now
+            return False
+        if not r.checkpoint_id or r.checkpoint_id in held or r.index is None:
+            return False
+        return sum(1 for index in held.values() if index > r.index) >= retain
+
+    expire = [r.name for r in records if r.phase == "Succeeded" and dropped(r)]
+    unarchive: list[str] = []
+    if archive_retain is not None:
+        archived = sorted(
+            (r for r in records if r.archived),
+            key=lambda r: (r.index if r.index is not None else -1, r.name),
+            reverse=True,
+        )
+        unarchive = [r.name for r in archived[archive_retain:]]
+    gone = set(expire) | {r.name for r in records if r.phase == "Expired"}
+    delete = [
+        r.name
+        for r in records
+        if r.scheduled and r.name in gone and (not r.archived or r.name in unarchive)
+    ]
+    return Retention(expire=expire, unarchive=unarchive, delete=delete)
+
+
+def overdue(started: datetime | None, seconds: float, now: datetime) -> bool:
+    """More than `seconds` passed since `started` (unknown start: not overdue)."""
+    return started is not None and (now - started).total_seconds() > seconds

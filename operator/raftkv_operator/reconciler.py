@@ -35,6 +35,15 @@ from raftkv_operator.models import (
 )
 
 
+class RemovedIdentity(Exception):
+    """The leader refuses a joiner's id: that incarnation was removed from the cluster."""
+
+    def __init__(self, member: str, member_id: int) -> None:
+        super().__init__(f"{member}: member id {member_id} was removed from the cluster")
+        self.member = member
+        self.member_id = member_id
+
+
 def recorded_volumes(body: Mapping[str, Any]) -> dict[str, str]:
     raw = (body.get("metadata", {}).get("annotations") or {}).get(MEMBER_VOLUMES_ANNOTATION)
     if not raw:
@@ -56,6 +65,8 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.budget_voters: int | None = None
+        self.budget_synced_at = 0.0
 
     async def once(self) -> bool:
         """One round; True while something is in flight (come back soon)."""
@@ -92,6 +103,7 @@ class Reconciler:
         if result.refused and result.refused != self.last_refusal:
             warn(body, reason="QuorumAtRisk", message=f"refused: {result.refused}")
         self.last_refusal = result.refused
+        await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
         if result.action is not None:
             await self.perform(cluster, body, observed, result)
         metrics.set_phase(self.namespace, self.name, result.phase)
@@ -125,6 +137,8 @@ class Reconciler:
             if obj["kind"] == "StatefulSet":
                 await self.sync_statefulset(cluster)
                 continue
+            if obj["kind"] == "PodDisruptionBudget":
+                continue  # sized from the observed voters: sync_disruption_budget
             outcome = await kube.ensure(self.namespace, desired.with_owner(obj, cluster))
             if outcome != "unchanged":
                 self.logger.info("%s %s %s", outcome, obj["kind"], obj["metadata"]["name"])
@@ -137,6 +151,28 @@ class Reconciler:
             )
         self.synced_generation = generation
         self.synced_at = time.monotonic()
+
+    async def sync_disruption_budget(self, cluster: RaftCluster, voters: int | None) -> None:
+        """The PodDisruptionBudget sized from the voters now (status's record without a
+        leader); written when that size changes, and checked for drift every resync."""
+        if cluster.spec.paused:
+            return
+        count = desired.budget_voters(cluster) if voters is None else voters
+        stale = time.monotonic() - self.budget_synced_at > SETTINGS.resync_seconds
+        if count == self.budget_voters and not stale:
+            return
+        pdb = desired.pod_disruption_budget(cluster, voters=count)
+        outcome = await kube.ensure(self.namespace, desired.with_owner(pdb, cluster))
+        if outcome != "unchanged":
+            self.logger.info(
+                "%s PodDisruptionBudget %s: maxUnavailable %s for %d voters",
+                outcome,
+                cluster.name,
+                pdb["spec"]["maxUnavailable"],
+                count,
+            )
+        self.budget_voters = count
+        self.budget_synced_at = time.monotonic()
 
     async def sync_statefulset(self, cluster: RaftCluster) -> None:
         live = await kube.get_statefulset(self.namespace, cluster.name)
@@ -267,7 +303,15 @@ class Reconciler:
             ),
         }
         if leader is not None:
-            patch.update(leader=leader.name, term=leader.term, commitIndex=leader.commit_index)
+            # No counters (commit index, lag): they move with every write, and status is
+            # written only when the cluster's state changes. They are metrics.
+            patch.update(leader=leader.name, term=leader.term)
+        metrics.set_progress(
+            self.namespace,
+            self.name,
+            leader.commit_index if leader is not None else None,
+            reconcile.member_lags(observed),
+        )
         live = dict(body.get("status") or {})
         changed = {
             k: v
@@ -305,6 +349,9 @@ class Reconciler:
         assert action is not None
         try:
             done = await self._do(cluster, observed, action)
+        except RemovedIdentity as e:
+            await self._retire(body, result, e)
+            return
         except (NodeError, NodeUnreachable) as e:
             self.logger.warning("%s of %s failed: %s", action.kind, action.member, e)
             if result.operation is not None:
@@ -321,6 +368,29 @@ class Reconciler:
             self.logger.info("%s: %s", action.reason, action.message)
             info(body, reason=action.reason, message=action.message)
             RUNTIME.wake(self.namespace, self.name)  # the router re-reads roles
+
+    async def _retire(
+        self, body: Mapping[str, Any], result: reconcile.Plan, removed: RemovedIdentity
+    ) -> None:
+        """The leader refuses the member's id for good: record it in the operation (the plan
+        then replaces the member's volume) and say why, once, as a Warning."""
+        message = (
+            f"{removed.member} came back with member id {removed.member_id}, which was removed "
+            "from the cluster (its volume was kept, e.g. by reclaimPolicy Retain); the volume "
+            "is replaced so that it joins again under a fresh id"
+        )
+        self.logger.warning("%s", message)
+        warn(body, reason="MemberIdentityRemoved", message=message)
+        if result.operation is None:
+            return
+        op = result.operation.model_copy(
+            update={"retired_id": removed.member_id, "message": message[:4000]}
+        )
+        await kube.patch_cluster_status(
+            self.namespace,
+            self.name,
+            {"operation": op.model_dump(mode="json", by_alias=True, exclude_none=True)},
+        )
 
     async def _do(
         self, cluster: RaftCluster, observed: reconcile.Observed, action: reconcile.Action
@@ -350,6 +420,16 @@ class Reconciler:
             return await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
         if action.kind == "delete_volume":
             return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
+        if action.kind == "replace_volume":
+            # The claim first (it stays, protected, until its pod is gone), then the pod: the
+            # StatefulSet recreates the pod and, once the old claim is gone, a new empty claim.
+            # Both only in the incarnation observed, never a replacement.
+            pod = observed.pods.get(member)
+            await kube.delete_volume(
+                self.namespace, f"{DATA_CLAIM_PREFIX}{member}", observed.volumes.get(member)
+            )
+            await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
+            return True
         if leader_url is None:
             raise NodeUnreachable("the leader's pod has no address")
         assert leader is not None
@@ -363,13 +443,18 @@ class Reconciler:
             if joiner.name != member:
                 raise NodeError(node_url(pod.ip, port), 200, "wrong_node",
                                 f"expected {member}, the node says it is {joiner.name}")
-            await nodes.add_learner(
-                leader_url,
-                member,
-                desired.member_peer_url(cluster, member),
-                desired.member_client_url(cluster, member),
-                joiner.id,
-            )
+            try:
+                await nodes.add_learner(
+                    leader_url,
+                    member,
+                    desired.member_peer_url(cluster, member),
+                    desired.member_client_url(cluster, member),
+                    joiner.id,
+                )
+            except NodeError as e:
+                if e.status == 409 and e.code == "member_id_removed":
+                    raise RemovedIdentity(member, joiner.id) from e
+                raise
             return True
         if action.kind == "promote":
             learner = leader.member(member)

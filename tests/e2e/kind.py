@@ -74,6 +74,8 @@ class Kube:
     custom: Any
     session: Any  # requests.Session carrying the kubeconfig's credentials
     host: str
+    policy: Any = None
+    coordination: Any = None
 
     @classmethod
     def connect(cls, cluster: str) -> Kube:
@@ -96,6 +98,8 @@ class Kube:
             custom=client.CustomObjectsApi(api),
             session=session,
             host=configuration.host,
+            policy=client.PolicyV1Api(api),
+            coordination=client.CoordinationV1Api(api),
         )
 
     # ---- raftkv through the API server proxy ----------------------------------------------

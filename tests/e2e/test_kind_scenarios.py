@@ -1,6 +1,7 @@
 """Scenarios against a real Kubernetes (kind): create, failover with the Service following the
-leader, scale 3->5->3, rolling update, checkpoint + restore, delete; and a pod-deletion chaos
-loop. `make e2e-kind`; skipped elsewhere with the reason."""
+leader, scale 3->5->3, rolling update, checkpoint + restore, delete; a pod-deletion chaos
+loop; Retain scale 1->3->1->3, the disruption budget during 3->5, and the HA operator's
+failover. `make e2e-kind`; skipped elsewhere with the reason."""
 
 from __future__ import annotations
 
@@ -196,3 +197,63 @@ def test_chaos_pod_deletions_keep_every_acknowledged_write(
         wait_for("the cluster to heal", lambda: kube.available(ns, cluster, 3), READY)
     for key, value in acknowledged.items():
         assert kube.get(ns, cluster, key) == (200, value), key
+
+
+def test_retained_volumes_scale_down_and_up_again(kube: Kube, ns: str, node_image: str) -> None:
+    # reclaimPolicy Retain (the default): the returning members come back on their kept
+    # volumes under removed ids; the operator replaces those volumes (Warning
+    # MemberIdentityRemoved) and re-adds them under fresh ids.
+    cluster = _create(kube, ns, node_image, replicas=1)
+    _write(kube, ns, cluster, "kept", b"through-retain")
+    for replicas in (3, 1, 3):
+        kube.patch_cluster(ns, cluster, {"replicas": replicas})
+
+        def scaled(wanted: int = replicas) -> bool:
+            return kube.available(ns, cluster, wanted)
+
+        wait_for(f"{replicas} healthy voters", scaled, READY)
+    reasons = {e.reason for e in kube.core.list_namespaced_event(ns).items}
+    assert "MemberIdentityRemoved" in reasons, reasons
+    assert kube.get(ns, cluster, "kept") == (200, b"through-retain")
+
+
+def test_disruption_budget_follows_the_voters(kube: Kube, ns: str, node_image: str) -> None:
+    cluster = _create(kube, ns, node_image)
+    kube.patch_cluster(ns, cluster, {"replicas": 5})
+    seen: list[tuple[int, int]] = []
+
+    def sample() -> bool:
+        leader = kube.leader_pod(ns, cluster)
+        pdb = kube.policy.read_namespaced_pod_disruption_budget(cluster, ns)
+        if leader is not None:
+            members = kube.node_status(ns, leader)["members"]
+            voters = sum(1 for m in members if m["role"] == "voter")
+            seen.append((voters, int(pdb.spec.max_unavailable)))
+        return kube.available(ns, cluster, 5)
+
+    wait_for("5 healthy voters", sample, READY, interval=0.5)
+    assert all(voters - allowed >= voters // 2 + 1 for voters, allowed in seen), seen
+
+
+def test_operator_standby_takes_over_after_the_active_replica_dies(
+    kube: Kube, ns: str, node_image: str
+) -> None:
+    # The chart's default: two operator replicas, one active through a Lease.
+    lease_name = f"{RELEASE}-raftkv-operator"
+
+    def holder() -> str | None:
+        lease = kube.coordination.read_namespaced_lease(lease_name, OPERATOR_NAMESPACE)
+        return str(lease.spec.holder_identity) if lease.spec.holder_identity else None
+
+    active = wait_for("a replica holds the Lease", holder, STEP)
+    cluster = _create(kube, ns, node_image, replicas=1)
+    kube.core.delete_namespaced_pod(active, OPERATOR_NAMESPACE, grace_period_seconds=0)
+    started = time.monotonic()
+    wait_for("another replica holds the Lease", lambda: holder() not in (None, active), STEP)
+    kube.patch_cluster(ns, cluster, {"paused": True})
+    wait_for(
+        "the new active replica reconciles",
+        lambda: kube.cluster(ns, cluster).get("status", {}).get("phase") == "Paused",
+        STEP,
+    )
+    print(f"operator failover: {time.monotonic() - started:.1f}s")

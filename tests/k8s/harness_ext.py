@@ -55,7 +55,9 @@ def cluster_manifest(name: str, replicas: int = 3, **spec: Any) -> dict[str, Any
             "replicas": replicas,
             "image": "raftkv",
             "raft": dict(FAST_RAFT),
-            "storage": {"size": "64Mi", "reclaimPolicy": "Delete"},
+            # reclaimPolicy: the default (Retain), as users get it; tests that need Delete
+            # say so.
+            "storage": {"size": "64Mi"},
             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
         },
     }

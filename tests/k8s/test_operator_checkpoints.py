@@ -154,6 +154,9 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
         return [o for o in scheduled() if o["metadata"]["name"] != OLDER_SCHEDULED]
 
     found = wait_for(emulated, fresh, 30, "a scheduled RaftCheckpoint")
+    # One scheduled run is enough: with members keeping one checkpoint, the next minute's
+    # run would expire (and, once archived past retention, delete) this one under the test.
+    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
     assert len(found) == 1
     name = found[0]["metadata"]["name"]
     assert name.startswith(f"{source}-") and len(name) == len(source) + 13  # -yyyymmddhhmm
@@ -190,7 +193,35 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
         30,
         "retention deleted the older scheduled checkpoint",
     )
-    assert checkpoint(emulated, "manual-1") is not None, "on-demand checkpoints are kept"
+    # The members keep one checkpoint (retain 1): the on-demand one is kept as a record,
+    # marked Expired, never left claiming files that are gone.
+    wait_for(
+        emulated,
+        lambda: (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("phase")
+        == "Expired",
+        30,
+        "the on-demand checkpoint whose files the members dropped is Expired",
+    )
+    assert not member_files(emulated, source, "manual-1")[f"{source}-0"].exists()
+    # Archive retention (checkpoints.retain, 1): one archived copy is kept, the newest; the
+    # copies retention pruned are deleted by a Job. (An older checkpoint may also expire on
+    # the members before its own archive Job ran: then it is never archived at all.)
+    archive = emulated.pvc_path(NAMESPACE, f"{source}-checkpoints") / source
+
+    def archive_settled() -> bool:
+        objects = mine(emulated, source)
+        kept = [o for o in objects if (o.get("status") or {}).get("archived")]
+        pruned = [
+            o["status"]["id"]
+            for o in objects
+            if "pruned" in str((o.get("status") or {}).get("message"))
+        ]
+        return [o["metadata"]["name"] for o in kept] == [name] and not any(
+            (archive / ident).exists() for ident in pruned
+        )
+
+    wait_for(emulated, archive_settled, 90, "one archived copy kept, the pruned ones deleted")
+    assert not (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("archived")
     wait_for(
         emulated,
         lambda: (
@@ -202,9 +233,35 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
     )
 
 
+def mine(emulated: EmulatedCluster, source: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in emulated.list(CHECKPOINTS, NAMESPACE)
+        if (o.get("spec") or {}).get("cluster") == source
+    ]
+
+
+def quiesce(emulated: EmulatedCluster, source: str) -> None:
+    """Stop the every-minute schedule and wait for the checkpoints in flight: a newer
+    checkpoint (members keep one) would delete the one a restore is fetching."""
+    emulated.patch(CLUSTERS, NAMESPACE, source, {"spec": {"checkpoints": {"schedule": None}}})
+
+    def settled(o: dict[str, Any]) -> bool:
+        st = o.get("status") or {}
+        return st.get("phase") in ("Expired", "Failed") or (
+            st.get("phase") == "Succeeded"
+            and (st.get("archived") or "pruned" in str(st.get("message")))
+        )
+
+    wait_for(
+        emulated, lambda: all(settled(o) for o in mine(emulated, source)), 60, "checkpoints settle"
+    )
+
+
 def test_restore_into_a_new_cluster_gives_the_same_data(
     emulated: EmulatedCluster, source: str
 ) -> None:
+    quiesce(emulated, source)
     if not status(emulated, source).get("lastCheckpoint"):
         take(emulated, source, "manual-1")
     # The newest one: members keep only `retain` checkpoints on disk (1 here).
@@ -231,18 +288,38 @@ def test_restore_into_a_new_cluster_gives_the_same_data(
 def test_restore_from_the_archive_volume_gives_the_same_data(
     emulated: EmulatedCluster, source: str
 ) -> None:
-    archived = [
-        o
-        for o in emulated.list(CHECKPOINTS, NAMESPACE)
-        if (o.get("status") or {}).get("archived")
-        and (o.get("spec") or {}).get("cluster") == source
-    ]
+    quiesce(emulated, source)
+    archived = sorted(
+        (o for o in mine(emulated, source) if (o.get("status") or {}).get("archived")),
+        key=lambda o: o["status"].get("index") or 0,
+    )
     if not archived:
         pytest.skip("needs the archived checkpoint of the scheduled-checkpoint scenario")
-    path = archived[0]["status"]["archivePath"]
+    path = archived[-1]["status"]["archivePath"]
     manifest = cluster_manifest("from-archive", 1)
     manifest["spec"]["restore"] = {"archive": {"claimName": f"{source}-checkpoints", "path": path}}
     emulated.create(CLUSTERS, manifest, NAMESPACE)
-    wait_available(emulated, "from-archive", 1, timeout=120)
+    wait_for(
+        emulated,
+        lambda: status(emulated, "from-archive").get("bootstrapped"),
+        120,
+        "from-archive bootstraps from the archived checkpoint",
+    )
+
+    # Restored: the members stop mounting the archive claim (the template drops it and the
+    # member restarts), so the claim is free for anything else that mounts it.
+    def mounts_archive() -> bool:
+        sts = must_get(emulated, "apps/v1/statefulsets", "from-archive")
+        running = [p["spec"] for p in emulated.list("v1/pods", NAMESPACE)
+                   if p["metadata"]["name"].startswith("from-archive-")]
+        specs = [sts["spec"]["template"]["spec"], *running]
+        return any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == f"{source}-checkpoints"
+            for spec in specs
+            for v in spec.get("volumes") or []
+        )
+
+    wait_for(emulated, lambda: not mounts_archive(), 90, "no member mounts the archive claim")
+    wait_available(emulated, "from-archive", 1, timeout=60)
     for key, value in DATA.items():
         assert get_via_service(emulated, "from-archive", key) == value, key

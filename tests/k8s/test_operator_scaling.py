@@ -3,6 +3,7 @@ the middle of a scale-up, and a refused scale-down that would lose the quorum.""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from raftkv_operator.members import member_id
+from raftkv_operator.models import quorum
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CLUSTERS,
@@ -20,6 +22,7 @@ from tests.k8s.harness_ext import (
     emulated_fixture,  # noqa: F401 - the `emulated` fixture
     event_reasons,
     get_via_service,
+    http,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     pods,
     put_retrying,
@@ -34,7 +37,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def three(emulated: EmulatedCluster, operator: Operator) -> str:
-    emulated.create(CLUSTERS, cluster_manifest(NAME, 3), NAMESPACE)
+    manifest = cluster_manifest(NAME, 3, storage={"size": "64Mi", "reclaimPolicy": "Delete"})
+    emulated.create(CLUSTERS, manifest, NAMESPACE)
     wait_available(emulated, NAME, 3, timeout=90)
     return NAME
 
@@ -76,6 +80,58 @@ class SizeWatcher:
         self.thread.join(5)
 
 
+class BudgetWatcher:
+    """Samples the PodDisruptionBudget against the voters the leader reports: the budget may
+    never allow more evictions than the current voters can lose and keep a quorum."""
+
+    def __init__(self, emulated: EmulatedCluster, name: str) -> None:
+        self.emulated = emulated
+        self.name = name
+        self.samples: list[tuple[int, int]] = []  # (voters, maxUnavailable)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def voters(self) -> int | None:
+        try:
+            base = self.emulated.service_url(NAMESPACE, self.name, "client")
+            code, payload = http("GET", f"{base}/v1/status", timeout=2)
+        except (OSError, LookupError):
+            return None
+        answer = json.loads(payload) if code == 200 else {}
+        if answer.get("role") != "leader":
+            return None
+        return sum(1 for m in answer["members"] if m.get("role") == "voter")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            before = self.budget()
+            voters = self.voters()
+            after = self.budget()
+            # Only samples where the budget held still across the voters' read count.
+            if voters is not None and before is not None and before == after:
+                self.samples.append((voters, before))
+            self.stop.wait(0.05)
+
+    def budget(self) -> int | None:
+        pdb = self.emulated.get("policy/v1/poddisruptionbudgets", NAMESPACE, self.name)
+        return int(pdb["spec"]["maxUnavailable"]) if pdb else None
+
+    def violations(self) -> list[tuple[int, int]]:
+        return [
+            (voters, allowed)
+            for voters, allowed in self.samples
+            if voters > 1 and voters - allowed < quorum(voters)
+        ]
+
+    def __enter__(self) -> BudgetWatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
 def voters_and_learners(emulated: EmulatedCluster, name: str) -> tuple[set[str], set[str]]:
     members = status(emulated, name).get("members") or []
     voters = {m["name"] for m in members if m["role"] != "Learner"}
@@ -101,7 +157,7 @@ def test_scale_up_to_five_one_at_a_time_with_an_operator_restart(
     three: str,
     data: dict[str, str],
 ) -> None:
-    with SizeWatcher(emulated, three) as watcher:
+    with SizeWatcher(emulated, three) as watcher, BudgetWatcher(emulated, three) as budget:
         set_replicas(emulated, three, 5)
         # Restart the operator while the first new member is being added: the next one
         # must resume from status.operation, not from memory.
@@ -117,6 +173,10 @@ def test_scale_up_to_five_one_at_a_time_with_an_operator_restart(
         operator.restart()
         wait_available(emulated, three, 5, timeout=120)
     assert watcher.seen == [3, 4, 5], watcher.seen
+    # While three voters (and a learner) ran, the budget allowed one eviction, not two.
+    assert (3, 1) in budget.samples, budget.samples[-20:]
+    assert not budget.violations(), budget.violations()
+    wait_for(emulated, lambda: budget.budget() == 2, 10, "the budget grows with the voters")
     members = [(kind, member) for kind, member, _ in watcher.operations]
     assert ("ScaleUp", f"{three}-3") in members and ("ScaleUp", f"{three}-4") in members
     # -3 before -4: one member at a time.
@@ -143,10 +203,14 @@ def test_scale_down_to_three_removes_highest_members_and_their_volumes(
 ) -> None:
     if len(status(emulated, three).get("members") or []) != 5:
         pytest.skip("needs the five-member cluster of the scale-up scenario")
-    with SizeWatcher(emulated, three) as watcher:
+    with SizeWatcher(emulated, three) as watcher, BudgetWatcher(emulated, three) as budget:
         set_replicas(emulated, three, 3)
         wait_available(emulated, three, 3, timeout=120)
     assert watcher.seen == [5, 4, 3], watcher.seen
+    # The budget shrinks before each removal, never after it.
+    assert not budget.violations(), budget.violations()
+    assert budget.samples, "no sample of the budget"
+    wait_for(emulated, lambda: budget.budget() == 1, 10, "the budget fits three voters")
     voters, learners = voters_and_learners(emulated, three)
     assert voters == {f"{three}-{i}" for i in range(3)} and not learners
     assert set(pods(emulated, three)) == {f"{three}-{i}" for i in range(3)}

@@ -46,28 +46,51 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Peering is on with more than one replica: kopf then lets one replica work at a time. */}}
-{{- define "raftkv-operator.peeringEnabled" -}}
-{{- if or (gt (int .Values.replicaCount) 1) .Values.peering.always }}true{{- end }}
+{{/* Leader election is on with more than one replica: one replica acts at a time. */}}
+{{- define "raftkv-operator.leaderElection" -}}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.always }}true{{- end }}
 {{- end }}
 
-{{/* Cluster-wide unless a list of namespaces is given. */}}
+{{- define "raftkv-operator.leaseName" -}}
+{{- default (include "raftkv-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Only the release namespace, with a Role and no cluster-scoped permission. */}}
+{{- define "raftkv-operator.releaseNamespaceOnly" -}}
+{{- if .Values.watch.releaseNamespaceOnly }}true{{- end }}
+{{- end }}
+
+{{/* Cluster-wide unless a list of namespaces (or the release namespace only) is given. */}}
 {{- define "raftkv-operator.clusterWide" -}}
-{{- if not .Values.watch.namespaces }}true{{- end }}
+{{- if not (or .Values.watch.namespaces .Values.watch.releaseNamespaceOnly) }}true{{- end }}
 {{- end }}
 
-{{/* The operator's command line (raftkv_operator/__main__.py): scope, peering (without it
-the operator runs standalone), probes, metrics, logging. */}}
+{{/* A monitoring.coreos.com/v1 kind is rendered where the cluster serves it (or the check
+is off). Call with (list $ "ServiceMonitor"). */}}
+{{- define "raftkv-operator.monitoringApi" -}}
+{{- $root := index . 0 }}
+{{- if or (not $root.Values.monitoringApiCheck) ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1))) }}true{{- end }}
+{{- end }}
+
+{{/* The operator's command line (raftkv_operator/__main__.py): scope, leader election
+(without it the operator runs alone), probes, metrics, logging. */}}
 {{- define "raftkv-operator.args" -}}
-{{- if include "raftkv-operator.clusterWide" . }}
+{{- if include "raftkv-operator.releaseNamespaceOnly" . }}
+- --namespace={{ .Release.Namespace }}
+- --no-cluster-scan
+{{- else if include "raftkv-operator.clusterWide" . }}
 - --all-namespaces
 {{- else }}
 {{- range .Values.watch.namespaces }}
 - --namespace={{ . }}
 {{- end }}
 {{- end }}
-{{- if include "raftkv-operator.peeringEnabled" . }}
-- --peering={{ .Values.peering.name }}
+{{- if include "raftkv-operator.leaderElection" . }}
+- --leader-election-lease={{ include "raftkv-operator.leaseName" . }}
+- --leader-election-namespace={{ .Release.Namespace }}
+- --lease-duration={{ .Values.leaderElection.leaseDuration }}
+- --renew-deadline={{ .Values.leaderElection.renewDeadline }}
+- --retry-period={{ .Values.leaderElection.retryPeriod }}
 {{- end }}
 - --liveness=http://0.0.0.0:{{ .Values.probes.port }}/healthz
 - --metrics-port={{ .Values.metrics.port }}

@@ -52,9 +52,9 @@
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
-{{- define "raftkv-operator.peeringRules" }}
-# kopf peering: one active operator replica at a time.
-- apiGroups: [kopf.dev]
-  resources: [{{ .resource }}]
-  verbs: [get, list, watch, patch]
+{{- define "raftkv-operator.leaderElectionRules" }}
+# Leader election: one active operator replica at a time (its own Lease only).
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 {{- end }}

@@ -25,6 +25,7 @@ import attrs
 import kmock
 from kmock._internal import apps, parsing, rendering  # kmock 0.8 has no public alias
 
+from tests.k8s.harness import eviction
 from tests.k8s.harness.resources import ALL_VERBS, ResourceSpec
 from tests.k8s.harness.store import ApiError, ObjectStore, WatchEvent
 
@@ -200,6 +201,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 )
             return obj
         if method == "POST":
+            if name is not None and sub == "eviction" and spec.plural == "pods" and namespace:
+                return eviction.evict(self.store, namespace, name, request.data)
             if name is not None:
                 raise ApiError(
                     405,

@@ -63,6 +63,8 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 ALL_FEATURES: dict[str, Any] = {
     "replicaCount": 2,
+    # Offline rendering has no cluster to ask: render the monitoring objects regardless.
+    "monitoringApiCheck": False,
     "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
     "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
     "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
@@ -83,5 +85,9 @@ NAMESPACED: dict[str, Any] = {
     "replicaCount": 3,
     "watch": {"namespaces": ["team-a", "team-b"]},
     "podMonitor": {"enabled": True},
+    "monitoringApiCheck": False,
 }
-"""Watching a list of namespaces, with peering."""
+"""Watching a list of namespaces, with leader election."""
+
+RELEASE_NAMESPACE_ONLY: dict[str, Any] = {"watch": {"releaseNamespaceOnly": True}}
+"""Only the release namespace: a Role, no ClusterRole."""

@@ -11,7 +11,14 @@ import yaml
 
 from raftkv_operator import rbac
 from tests.unit.chart import api_scan
-from tests.unit.chart.rendering import NAMESPACED, REPO, by_kind, one, render
+from tests.unit.chart.rendering import (
+    NAMESPACED,
+    RELEASE_NAMESPACE_ONLY,
+    REPO,
+    by_kind,
+    one,
+    render,
+)
 
 Triple = tuple[str, str, str]
 
@@ -57,14 +64,19 @@ def test_declared_permissions_are_well_formed() -> None:
     resources = [(p.api_group, p.resource) for p in rbac.REQUIRED_PERMISSIONS]
     assert len(resources) == len(set(resources)), "one Permission per resource"
     allowed = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
-    for permission in (*rbac.REQUIRED_PERMISSIONS, rbac.CLUSTER_PEERING, rbac.NAMESPACED_PEERING):
+    others = (rbac.CLUSTER_PEERING, rbac.NAMESPACED_PEERING, rbac.LEADER_ELECTION)
+    for permission in (*rbac.REQUIRED_PERMISSIONS, *others):
         assert permission.verbs and set(permission.verbs) <= allowed, permission
         assert "*" not in permission.resource and "*" not in permission.api_group
     assert {p.resource for p in rbac.REQUIRED_PERMISSIONS} >= rbac.CLUSTER_SCOPED_RESOURCES
 
 
+def _without_leader_election(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if not o["metadata"]["name"].endswith("-leader-election")]
+
+
 def test_cluster_wide_chart_grants_exactly_the_declared_permissions() -> None:
-    objects = render()
+    objects = render({"replicaCount": 1})
     role = one(objects, "ClusterRole")
     assert not by_kind(objects, "Role")
     granted = _rules(role)
@@ -83,10 +95,16 @@ def test_cluster_wide_chart_grants_exactly_the_declared_permissions() -> None:
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_peering_adds_only_the_cluster_peering_permission() -> None:
-    granted = _rules(one(render({"replicaCount": 2}), "ClusterRole"))
-    wanted = DECLARED | _triples([rbac.CLUSTER_PEERING])
-    assert granted == wanted, _diff(granted, wanted)
+def test_leader_election_adds_only_the_lease_permission_in_the_release_namespace() -> None:
+    objects = render({"replicaCount": 2})
+    granted = _rules(one(objects, "ClusterRole"))
+    assert granted == DECLARED, _diff(granted, DECLARED)
+    (role,) = by_kind(objects, "Role")
+    wanted = _triples([rbac.LEADER_ELECTION])
+    assert _rules(role) == wanted, _diff(_rules(role), wanted)
+    assert role["metadata"]["namespace"] == one(objects, "Deployment")["metadata"]["namespace"]
+    (binding,) = by_kind(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_namespaced_chart_splits_namespaced_and_cluster_scoped_permissions() -> None:
@@ -94,10 +112,18 @@ def test_namespaced_chart_splits_namespaced_and_cluster_scoped_permissions() -> 
     cluster_wanted = {t for t in DECLARED if t[1] in rbac.CLUSTER_SCOPED_RESOURCES}
     granted = _rules(one(objects, "ClusterRole"))
     assert granted == cluster_wanted, _diff(granted, cluster_wanted)
-    namespaced_wanted = (DECLARED - cluster_wanted) | _triples([rbac.NAMESPACED_PEERING])
-    for role in by_kind(objects, "Role"):
+    namespaced_wanted = DECLARED - cluster_wanted
+    for role in by_kind(_without_leader_election(objects), "Role"):
         granted = _rules(role)
         assert granted == namespaced_wanted, _diff(granted, namespaced_wanted)
+
+
+def test_release_namespace_only_grants_the_namespaced_permissions_in_one_role() -> None:
+    objects = render(RELEASE_NAMESPACE_ONLY)
+    assert not by_kind(objects, "ClusterRole")
+    (role,) = by_kind(_without_leader_election(objects), "Role")
+    wanted = {t for t in DECLARED if t[1] not in rbac.CLUSTER_SCOPED_RESOURCES}
+    assert _rules(role) == wanted, _diff(_rules(role), wanted)
 
 
 def _crd_kinds() -> dict[str, tuple[str, str]]:
@@ -120,7 +146,7 @@ def test_every_api_call_of_the_operator_is_declared() -> None:
         "make these API calls' group/plural a literal or module constant, so RBAC can be "
         f"checked: {result.unresolved}"
     )
-    peering = _triples([rbac.CLUSTER_PEERING, rbac.NAMESPACED_PEERING])
+    peering = _triples([rbac.CLUSTER_PEERING, rbac.NAMESPACED_PEERING, rbac.LEADER_ELECTION])
     missing = [
         u for u in result.uses if (u.api_group, u.resource, u.verb) not in DECLARED | peering
     ]

@@ -17,6 +17,7 @@ from tests.unit.chart.rendering import (
     CHART_DIR,
     NAMESPACE,
     NAMESPACED,
+    RELEASE_NAMESPACE_ONLY,
     REPO,
     by_kind,
     crds,
@@ -30,6 +31,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "all-features": ALL_FEATURES,
     "namespaced": NAMESPACED,
+    "release-namespace-only": RELEASE_NAMESPACE_ONLY,
+    "as-a-subchart": {"global": {"imageRegistry": "registry.example.com"}},
     "external-service-account": {
         "serviceAccount": {"create": False, "name": "ops"},
         "rbac": {"create": False},
@@ -129,7 +132,7 @@ def test_every_object_of_the_schema_forbids_unknown_keys() -> None:
     # Kubernetes-typed passthroughs are validated after rendering (kubernetes-validate).
     passthrough = {
         "podSecurityContext", "securityContext", "resources", "affinity", "nodeSelector",
-        "podAnnotations", "podLabels", "annotations", "labels",
+        "podAnnotations", "podLabels", "annotations", "labels", "global",
     }  # fmt: skip
     loose: list[str] = []
 
@@ -184,24 +187,61 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
-def test_one_replica_runs_standalone_without_peering(rendered: dict[str, Any]) -> None:
-    objects = rendered["defaults"]
+def test_one_replica_runs_alone_without_leader_election() -> None:
+    objects = render({"replicaCount": 1})
     args = _container(objects)["args"]
-    assert not any(a.startswith("--peering") for a in args)  # standalone
+    assert not any(a.startswith(("--peering", "--leader-election")) for a in args)
     assert "--all-namespaces" in args
     assert not by_kind(objects, "ClusterKopfPeering") and not by_kind(objects, "KopfPeering")
-    assert not any(g == "kopf.dev" for g, _, _ in _rules(one(objects, "ClusterRole")))
+    assert not by_kind(objects, "Role")
 
 
-def test_several_replicas_coordinate_through_a_cluster_peering(rendered: dict[str, Any]) -> None:
-    objects = rendered["all-features"]
+def test_two_replicas_by_default_elect_one_through_a_lease(rendered: dict[str, Any]) -> None:
+    objects = rendered["defaults"]
     assert one(objects, "Deployment")["spec"]["replicas"] == 2
     args = _container(objects)["args"]
-    assert "--peering=raftkv-operator" in args
-    assert one(objects, "ClusterKopfPeering")["metadata"]["name"] == "raftkv-operator"
-    assert ("kopf.dev", "clusterkopfpeerings", "patch") in _rules(one(objects, "ClusterRole"))
+    assert "--leader-election-lease=rk-raftkv-operator" in args
+    assert f"--leader-election-namespace={NAMESPACE}" in args
+    assert not any(a.startswith("--peering") for a in args)
+    assert not by_kind(objects, "ClusterKopfPeering") and not by_kind(objects, "KopfPeering")
+    (role,) = by_kind(objects, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _rules(role) == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
+    }
     env = {e["name"]: e for e in _container(objects)["env"]}
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_release_namespace_only_has_no_cluster_scoped_rbac(rendered: dict[str, Any]) -> None:
+    objects = rendered["release-namespace-only"]
+    args = _container(objects)["args"]
+    assert f"--namespace={NAMESPACE}" in args and "--no-cluster-scan" in args
+    assert "--all-namespaces" not in args
+    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    roles = by_kind(objects, "Role")
+    assert {r["metadata"]["namespace"] for r in roles} == {NAMESPACE}
+    granted = set().union(*(_rules(r) for r in roles))
+    assert not {resource for _, resource, _ in granted} & {"namespaces", "customresourcedefinitions"}
+
+
+def test_monitoring_objects_need_their_api_on_the_cluster() -> None:
+    wanted = {
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+    }
+    kinds = {o["kind"] for o in render(wanted)}  # offline: no monitoring.coreos.com/v1
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    forced = {o["kind"] for o in render({**wanted, "monitoringApiCheck": False})}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= forced
+
+
+def test_the_chart_accepts_global_values_as_a_subchart(rendered: dict[str, Any]) -> None:
+    assert one(rendered["as-a-subchart"], "Deployment")
 
 
 def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(
@@ -211,9 +251,11 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(
     args = _container(objects)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args
-    roles = by_kind(objects, "Role")
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    bindings = by_kind(objects, "RoleBinding")
+    bindings = [
+        b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-election")
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
@@ -222,9 +264,6 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(
         "customresourcedefinitions",
         "namespaces",
     }, "namespaced mode must not grant cluster-wide access to namespaced resources"
-    peerings = by_kind(objects, "KopfPeering")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert not by_kind(objects, "ClusterKopfPeering")
     podmonitor = one(objects, "PodMonitor")
     assert podmonitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
 
@@ -337,7 +376,7 @@ def test_helm_test_pod_checks_metrics_and_the_named_cluster(rendered: dict[str, 
 def test_notes_tell_how_to_reach_the_operator() -> None:
     notes = render_files(ALL_FEATURES)["raftkv-operator/templates/NOTES.txt"]
     assert f"installed in namespace {NAMESPACE}" in notes
-    assert 'kopf peering "raftkv-operator"' in notes
+    assert 'one active through Lease "rk-raftkv-operator"' in notes
     assert "helm test rk" in notes
     assert "PodMonitor rk-raftkv-operator-nodes" in notes
 
@@ -390,4 +429,6 @@ def test_the_operator_accepts_the_command_line_the_chart_gives_it(rendered: dict
         except SystemExit as error:
             raise AssertionError(f"{scenario}: the operator rejects {args}") from error
         assert parsed.metrics_port == 9090
-        assert (parsed.peering is not None) == (scenario in ("all-features", "namespaced"))
+        assert parsed.peering is None
+        several = one(objects, "Deployment")["spec"]["replicas"] > 1
+        assert bool(parsed.leader_election_lease) == several, scenario

@@ -58,6 +58,9 @@ def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
     if cluster.spec.checkpoints.archive is not None:
         checkpoint = _checkpoint(cluster.name, id="nightly-1")
         objects.append(desired.checkpoint_archive_job(cluster, checkpoint))
+        objects.append(
+            desired.archive_prune_job(cluster, [f"{cluster.name}/old-1", f"{cluster.name}/old-2"])
+        )
     return [desired.with_owner(o, cluster) for o in objects if o["kind"] != "Job"] + [
         o for o in objects if o["kind"] == "Job"
     ]
@@ -423,13 +426,30 @@ def test_service_options_apply_to_client_facing_services() -> None:
     assert "type" not in desired.peers_service(cluster)["spec"]
 
 
-@pytest.mark.parametrize(("replicas", "expected"), [(1, 1), (3, 1), (5, 2), (7, 3), (9, 4)])
-def test_pdb_keeps_a_quorum(replicas: int, expected: int) -> None:
-    pdb = desired.pod_disruption_budget(_cluster("minimal.yaml", {"replicas": replicas}))
+@pytest.mark.parametrize(
+    ("voters", "expected"), [(1, 1), (2, 0), (3, 1), (4, 1), (5, 2), (7, 3), (9, 4)]
+)
+def test_pdb_keeps_a_quorum_of_the_voters(voters: int, expected: int) -> None:
+    pdb = desired.pod_disruption_budget(_cluster("minimal.yaml", {"replicas": 9}), voters=voters)
     assert pdb["spec"]["maxUnavailable"] == expected
-    if replicas > 1:
-        assert replicas - expected >= quorum(replicas)
+    if voters > 1:
+        assert voters - expected >= quorum(voters)
     assert pdb["spec"]["selector"]["matchLabels"] == desired.selector_labels("demo")
+
+
+def test_pdb_without_a_leader_uses_the_recorded_voters_never_more_than_replicas() -> None:
+    # 3 -> 5 asked; status still records three voters and a learner.
+    cluster = _cluster("minimal.yaml", {"replicas": 5})
+    members = [
+        {"name": f"demo-{i}", "id": i + 1, "role": "Learner" if i == 3 else "Follower"}
+        for i in range(4)
+    ]
+    cluster = cluster.model_copy(
+        update={"status": cluster.status.model_validate({"members": members})}
+    )
+    assert desired.pod_disruption_budget(cluster)["spec"]["maxUnavailable"] == 1
+    fresh = _cluster("minimal.yaml", {"replicas": 5})
+    assert desired.pod_disruption_budget(fresh)["spec"]["maxUnavailable"] == 2
 
 
 def test_label_selector_string_matches_the_selector() -> None:
@@ -493,10 +513,16 @@ def test_archive_job_downloads_into_the_claim() -> None:
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/raftkv/raftkv:0.1.0"
-    assert container["command"] + container["args"] == [
-        "raftkv", "checkpoint", "download", "nightly-1",
-        "--endpoint", "http://orders.prod.svc:7379", "--out", "/archive/orders/nightly-1",
-    ]  # fmt: skip
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    script = container["command"][2].splitlines()
+    assert script == [
+        "set -eu",
+        "rm -rf /archive/orders/nightly-1.partial",
+        "raftkv checkpoint download nightly-1 --endpoint http://orders.prod.svc:7379 "
+        "--out /archive/orders/nightly-1.partial",
+        "rm -rf /archive/orders/nightly-1",
+        "mv /archive/orders/nightly-1.partial /archive/orders/nightly-1",
+    ]
     volume = next(v for v in pod["volumes"] if v["name"] == "archive")
     assert volume["persistentVolumeClaim"]["claimName"] == "orders-checkpoints"
     assert pod["tolerations"] == load_example("production.yaml")["spec"]["placement"]["tolerations"]
@@ -510,7 +536,7 @@ def test_archive_job_id_comes_from_status_when_the_leader_chose_it() -> None:
         desired.checkpoint_archive_job(CASES["production"], checkpoint)
     checkpoint.status.id = "auto-17"
     job = desired.checkpoint_archive_job(CASES["production"], checkpoint)
-    assert "auto-17" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "download auto-17 " in job["spec"]["template"]["spec"]["containers"][0]["command"][2]
 
 
 def test_archive_job_refusals() -> None:
@@ -538,3 +564,82 @@ def test_builders_are_pure(case: str) -> None:
     first = _all_objects(cluster)
     assert _all_objects(cluster) == first
     assert cluster.model_dump() == before
+
+
+def test_restore_parts_leave_the_pod_template_once_bootstrapped() -> None:
+    # The archive claim is mounted only while restoring: a ReadWriteOnce claim held by every
+    # member for good keeps anything else that mounts it Pending.
+    done = _cluster("restore.yaml", ARCHIVE_RESTORE, bootstrapped=True, initialReplicas=3)
+    pod = desired.stateful_set(done)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert all(v["name"] != "archive" for v in pod["volumes"])
+    # A restore from another cluster mounts nothing: its template stays (no restart).
+    before = desired.stateful_set(CASES["restore"])["spec"]["template"]
+    after = _cluster("restore.yaml", bootstrapped=True, initialReplicas=3)
+    assert desired.stateful_set(after)["spec"]["template"] == before
+
+
+def test_archive_job_deadline_is_the_archive_timeout() -> None:
+    cluster = _cluster(
+        "minimal.yaml", {"checkpoints": {"archive": {"claimName": "b", "timeoutSeconds": 7200}}}
+    )
+    job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="n-1"))
+    assert job["spec"]["activeDeadlineSeconds"] == 7200
+
+
+def test_prune_job_removes_only_this_clusters_archived_copies() -> None:
+    cluster = CASES["production"]
+    job = desired.archive_prune_job(cluster, ["orders/b", "orders/a"])
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == [
+        "rm", "-rf", "--", "/archive/orders/a", "/archive/orders/a.partial",
+        "/archive/orders/b", "/archive/orders/b.partial",
+    ]  # fmt: skip
+    for bad in (["other/a"], ["orders/../x"], ["orders"], ["orders/a/b"], []):
+        with pytest.raises(ValueError):
+            desired.archive_prune_job(cluster, bad)
+    assert desired.archive_retain(cluster) == cluster.spec.checkpoints.retain
+
+
+def test_members_spread_over_nodes_and_zones_by_default() -> None:
+    pod = desired.stateful_set(CASES["minimal"])["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == desired.selector_labels(
+        "demo"
+    )
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    off = _cluster("minimal.yaml", {"placement": {"topologySpreadConstraints": []}})
+    assert "topologySpreadConstraints" not in desired.pod_template(off)["spec"]
+
+
+@pytest.mark.parametrize("fetch_ok", [True, False])
+def test_archive_script_leaves_a_copy_only_when_complete(tmp_path: Path, fetch_ok: bool) -> None:
+    job = desired.checkpoint_archive_job(CASES["production"], _checkpoint("orders", id="n-1"))
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    script = script.replace(desired.ARCHIVE_MOUNT + "/", str(tmp_path) + "/")
+    # A stand-in for `raftkv checkpoint download ID --endpoint URL --out DIR` that writes a
+    # partial copy and then fails, or a whole one.
+    fake = (
+        'raftkv() { mkdir -p "$7"; echo data > "$7/data"; '
+        + ('echo "{}" > "$7/manifest.json"; }' if fetch_ok else "return 1; }")
+    )
+    (tmp_path / "orders" / "n-1").mkdir(parents=True)  # an older, stale copy
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"{fake}\n{script}"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    final = tmp_path / "orders" / "n-1"
+    if fetch_ok:
+        assert done.returncode == 0, done.stderr
+        assert (final / "manifest.json").is_file()
+        assert not (tmp_path / "orders" / "n-1.partial").exists()
+    else:
+        assert done.returncode != 0
+        assert not (final / "manifest.json").exists()  # never a half copy under the name

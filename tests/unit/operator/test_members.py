@@ -315,3 +315,11 @@ def test_handlers_register_with_kopf() -> None:
     spawning = {h.id for h in registry._spawning.get_all_handlers()}
     assert {"reconcile", "route-leader", "checkpoint-schedule"} <= spawning
     assert handlers.FINALIZER == "raftkv.dev/finalizer"
+
+
+def test_node_urls_bracket_ipv6_addresses() -> None:
+    from raftkv_operator.context import node_url
+
+    assert node_url("10.0.0.7", 7379) == "http://10.0.0.7:7379"
+    assert node_url("fd00::1:7", 7379) == "http://[fd00::1:7]:7379"
+    assert node_url("FD00:0:0::7", 7379) == "http://[fd00::7]:7379"

@@ -504,11 +504,13 @@ def test_new_volumes_of_healthy_voters_are_recorded() -> None:
 # ---- status and labels -------------------------------------------------------------------
 
 
-def test_member_statuses_come_from_the_leader_with_lag() -> None:
+def test_member_statuses_come_from_the_leader_and_lag_goes_to_metrics() -> None:
     obs = _update_member(healthy_cluster(), f"{NAME}-2", match=90)
     statuses = {m.name: m for m in reconcile.member_statuses(obs)}
-    assert statuses[f"{NAME}-0"].role == MemberRole.LEADER and statuses[f"{NAME}-0"].lag == 0
-    assert statuses[f"{NAME}-2"].lag == 10 and statuses[f"{NAME}-2"].healthy
+    assert statuses[f"{NAME}-0"].role == MemberRole.LEADER and statuses[f"{NAME}-2"].healthy
+    # No counter in status: it would change with every write.
+    assert "lag" not in statuses[f"{NAME}-2"].model_dump(by_alias=True)
+    assert reconcile.member_lags(obs) == {f"{NAME}-0": 0, f"{NAME}-1": 0, f"{NAME}-2": 10}
 
 
 def test_role_labels_follow_the_leader_and_skip_non_members() -> None:
@@ -567,8 +569,136 @@ def test_scheduled_checkpoint_names_are_per_minute_and_ids_fit() -> None:
     assert reconcile.checkpoint_id("short") == "short"
 
 
-def test_retention_keeps_the_newest() -> None:
-    t0 = NOW
-    items = [("a", t0), ("b", t0 + timedelta(minutes=1)), ("c", t0 + timedelta(minutes=2))]
-    assert reconcile.checkpoints_to_delete(items, 2) == ["a"]
-    assert reconcile.checkpoints_to_delete(items, 5) == []
+# ---- a returning member whose id was removed (a retained volume) ----------------------------
+
+
+def _returning(retired: int | None, node_id: int, *, terminating: bool = False) -> reconcile.Plan:
+    """Scale-up of -3 whose pod runs with `node_id`; the operation recorded `retired`."""
+    obs = with_spec(healthy_cluster(), replicas=5)
+    op = Operation(
+        kind=OperationKind.SCALE_UP,
+        step="AddLearner",
+        started_at=NOW,
+        member=f"{NAME}-3",
+        target_replicas=5,
+        retired_id=retired,
+    )
+    joiner = replace(node(3, "none", []), id=node_id, leader_id=None, leader_name=None)
+    obs = replace(
+        obs,
+        cluster=cluster(5, operation=op),
+        statefulset_replicas=4,
+        pods={**obs.pods, f"{NAME}-3": pod(3, terminating=terminating)},
+        nodes={**obs.nodes, f"{NAME}-3": joiner},
+        volumes={**obs.volumes, f"{NAME}-3": "pvc-3"},
+    )
+    return run(obs)
+
+
+def test_a_member_back_under_a_removed_id_gets_its_volume_replaced() -> None:
+    result = _returning(retired=777, node_id=777)
+    assert result.action is not None and result.action.kind == "replace_volume"
+    assert result.action.member == f"{NAME}-3"
+    assert result.operation is not None and result.operation.retired_id == 777
+    assert result.operation.step == reconcile.STEP_REPLACE_VOLUME
+
+
+def test_while_the_old_pod_goes_the_operator_waits() -> None:
+    result = _returning(retired=777, node_id=777, terminating=True)
+    assert result.action is None and result.waiting
+
+
+def test_the_fresh_incarnation_is_added_as_a_learner() -> None:
+    result = _returning(retired=777, node_id=778)
+    assert result.action is not None and result.action.kind == "add_learner"
+    assert result.operation is not None and result.operation.retired_id is None
+
+
+def test_without_a_refusal_a_joiner_is_simply_added() -> None:
+    result = _returning(retired=None, node_id=777)
+    assert result.action is not None and result.action.kind == "add_learner"
+
+
+# ---- the disruption budget follows the voters ------------------------------------------------
+
+
+def test_budget_counts_the_leaders_voters_not_the_spec() -> None:
+    obs = _add_member(with_spec(healthy_cluster(), replicas=5), member(3, voter=False))
+    assert reconcile.budget_voters(obs, run(obs)) == 3
+
+
+def test_budget_shrinks_before_a_voter_is_removed() -> None:
+    obs = with_spec(healthy_cluster(5), replicas=3)
+    result = run(obs)
+    assert result.action is not None and result.action.kind == "remove_member"
+    assert reconcile.budget_voters(obs, result) == 4
+
+
+def test_budget_is_unknown_without_a_leader() -> None:
+    obs = healthy_cluster()
+    obs = replace(obs, nodes={n: replace(s, role="follower") for n, s in obs.nodes.items()})
+    assert reconcile.budget_voters(obs, run(obs)) is None
+
+
+# ---- checkpoint retention --------------------------------------------------------------------
+
+
+def _record(
+    name: str, index: int, *, phase: str = "Succeeded", archived: bool = False,
+    scheduled: bool = True,
+) -> reconcile.CheckpointRecord:
+    return reconcile.CheckpointRecord(
+        name=name, phase=phase, checkpoint_id=name, index=index, archived=archived,
+        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled,
+    )  # fmt: skip
+
+
+def test_objects_whose_files_the_members_dropped_expire() -> None:
+    records = [_record("a", 1), _record("b", 2, scheduled=False), _record("c", 3)]
+    verdict = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=None)
+    assert verdict.expire == ["a", "b"]
+    # Scheduled ones with nothing left go; on-demand ones stay, marked Expired.
+    assert verdict.delete == ["a"] and verdict.unarchive == []
+
+
+def test_a_checkpoint_the_leader_has_not_written_yet_does_not_expire() -> None:
+    # A new leader that has not applied the newest checkpoint: it lacks "c", but "c" is
+    # newer than everything it holds, so no retention removed it.
+    records = [_record("b", 2), _record("c", 3)]
+    verdict = reconcile.checkpoint_retention(records, {"b": 2}, retain=1, archive_retain=None)
+    assert verdict.expire == []
+    # With retain 2 and one newer checkpoint held, "a" may still be on the members' disks.
+    older = reconcile.checkpoint_retention(
+        [_record("a", 1)], {"b": 2}, retain=2, archive_retain=None
+    )
+    assert older.expire == []
+
+
+def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes_it() -> None:
+    records = [_record("a", 1, archived=True), _record("b", 2, archived=True), _record("c", 3)]
+    kept = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=2)
+    assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
+    pruned = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
+    assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
+
+
+def test_overdue_is_measured_in_time() -> None:
+    assert reconcile.overdue(NOW - timedelta(seconds=200), 150, NOW)
+    assert not reconcile.overdue(NOW - timedelta(seconds=100), 150, NOW)
+    assert not reconcile.overdue(None, 150, NOW)
+
+
+def test_a_single_member_is_restarted_for_a_new_template() -> None:
+    obs = healthy_cluster(1)
+    obs = replace(
+        obs, cluster=cluster(1), pods={f"{NAME}-0": pod(0, hash_="old")}, statefulset_hash=HASH
+    )
+    result = run(obs)
+    assert result.action is not None and result.action.kind == "delete_pod", result
+    assert not result.refused
+
+
+def test_without_the_leaders_list_nothing_expires_but_the_archive_is_still_pruned() -> None:
+    records = [_record("a", 1, archived=True), _record("b", 2, archived=True)]
+    verdict = reconcile.checkpoint_retention(records, None, retain=1, archive_retain=1)
+    assert verdict.expire == [] and verdict.unarchive == ["a"] and verdict.delete == []
