@@ -348,6 +348,14 @@ def _security_args(cluster: RaftCluster) -> list[str]:
     ]
 
 
+def peer_tls_of(template: Manifest) -> bool | None:
+    """Whether a pod template's member runs peer TLS (None: no member container)."""
+    for container in (template.get("spec") or {}).get("containers") or []:
+        if container.get("name") == CONTAINER_NAME:
+            return "--peer-insecure" not in (container.get("args") or [])
+    return None
+
+
 def _secret_volume(name: str, secret_name: str) -> dict[str, Any]:
     return {"name": name, "secret": {"secretName": secret_name,
                                      "defaultMode": SECRET_FILE_MODE}}

@@ -68,6 +68,7 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
 
@@ -231,6 +232,16 @@ class Reconciler:
         )
         live_template = live.get("spec", {}).get("template", {})
         wanted_template = wanted["spec"]["template"]
+        if desired.peer_tls_of(live_template) != desired.peer_tls_of(wanted_template):
+            # A rolling restart would leave TLS and plain-text members unable to talk: the
+            # cluster would lose quorum half-way. Refuse, and say so (docs/security.md).
+            if not self.tls_switch_warned:
+                warn(cluster.to_k8s(), reason="TLSSwitchRefused",
+                     message="the members run with a different peer TLS setting than "
+                     "spec.tls asks for; switching a running cluster is not supported "
+                     "(recreate it from a checkpoint)")
+            self.tls_switch_warned = True
+            return
         if template_hash(live_template) != template_hash(wanted_template):
             # The whole template, replaced: a merge would keep fields the spec dropped.
             await kube.patch_statefulset(

@@ -755,3 +755,11 @@ def test_network_policy_admits_the_selected_namespaces_to_the_client_port_only()
     ]
     off = _cluster("minimal.yaml", {"network": {"policy": False}})
     assert desired.network_policy(off, operator_namespace=NAMESPACE) is None
+
+
+def test_peer_tls_of_a_template() -> None:
+    secure = desired.pod_template(CASES["minimal"])
+    insecure = desired.pod_template(CASES["insecure"])
+    assert desired.peer_tls_of(secure) is True
+    assert desired.peer_tls_of(insecure) is False
+    assert desired.peer_tls_of({"spec": {"containers": []}}) is None
