@@ -63,11 +63,13 @@ async def _leader_url(cluster: RaftCluster) -> str | None:
     objects = await kube.list_pods(cluster.namespace, desired.label_selector(cluster.name))
     pods = {s.name: s for s in (pod_state(cluster.name, o) for o in objects) if s is not None}
     port = cluster.spec.service.ports.client
-    leader = reconcile.find_leader((await fetch_statuses(RUNTIME.nodes(), pods, port)).values())
+    nodes = await RUNTIME.cluster_nodes(cluster.namespace, cluster.name)
+    leader = reconcile.find_leader((await fetch_statuses(nodes, pods, port)).values())
     if leader is None:
         return None
     pod = pods.get(leader.name)
-    return node_url(pod.ip, port) if pod is not None and pod.ip else None
+    secure = nodes.auth is not None
+    return node_url(pod.ip, port, secure=secure) if pod is not None and pod.ip else None
 
 
 async def _take_checkpoint(
@@ -87,7 +89,8 @@ async def _take_checkpoint(
     if url is None:
         raise kopf.TemporaryError(f"RaftCluster {cluster.name} has no leader", delay=2)
     try:
-        manifest = await RUNTIME.nodes().create_checkpoint(url, ident)
+        nodes = await RUNTIME.cluster_nodes(cluster.namespace, cluster.name)
+        manifest = await nodes.create_checkpoint(url, ident)
     except NodeUnreachable as e:
         raise kopf.TemporaryError(str(e), delay=2) from e
     except NodeError as e:
@@ -161,7 +164,8 @@ async def apply_retention(cluster: RaftCluster) -> None:
     url = await _leader_url(cluster)
     if url is not None:
         try:
-            held = await RUNTIME.nodes().checkpoint_indexes(url)
+            nodes = await RUNTIME.cluster_nodes(cluster.namespace, cluster.name)
+            held = await nodes.checkpoint_indexes(url)
         except (NodeError, NodeUnreachable):
             held = None
     namespace = cluster.namespace

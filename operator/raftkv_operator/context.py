@@ -14,9 +14,9 @@ from typing import Any, cast
 import aiohttp
 import kopf
 
-from raftkv_operator import desired, reconcile
-from raftkv_operator.members import NodeClient, NodeError, NodeStatus, NodeUnreachable
-from raftkv_operator.models import DEFAULT_IMAGE_REPOSITORY
+from raftkv_operator import credentials, desired, kube, reconcile
+from raftkv_operator.members import NodeAuth, NodeClient, NodeError, NodeStatus, NodeUnreachable
+from raftkv_operator.models import DEFAULT_IMAGE_REPOSITORY, RaftCluster
 
 MEMBER_VOLUMES_ANNOTATION = "raftkv.dev/member-volumes"
 """On a RaftCluster: {member: uid of its data claim} while it was a healthy voter. A
@@ -76,6 +76,9 @@ class OperatorRuntime:
         self.pod_events: dict[tuple[str, str], asyncio.Event] = {}
         self.generations: dict[tuple[str, str], tuple[Any, bool]] = {}
         """(generation, deleting) of each cluster last seen by cluster_event."""
+        self.node_auth: dict[tuple[str, str], NodeAuth | None] = {}
+        """How to call each cluster's members (None: `tls.mode: disabled`), kept by the
+        reconciler, which writes the Secrets it comes from."""
 
     def nodes(self) -> NodeClient:
         if self.session is None or self.session.closed:
@@ -85,6 +88,17 @@ class OperatorRuntime:
             timeout=SETTINGS.node_timeout_seconds,
             commit_timeout=SETTINGS.commit_timeout_seconds,
         )
+
+    async def cluster_nodes(self, namespace: str, name: str) -> NodeClient:
+        """A node client for one cluster: TLS + the operator's token when it is secured."""
+        key = (namespace, name)
+        if key not in self.node_auth:
+            body = await kube.get_cluster(namespace, name)
+            if body is not None:
+                cluster = RaftCluster.model_validate(body)
+                live = await read_credentials(cluster)
+                self.node_auth[key] = node_auth(cluster, live)
+        return self.nodes().with_auth(self.node_auth.get(key))
 
     def wake(self, namespace: str | None, cluster: str | None) -> None:
         if namespace is None or cluster is None:
@@ -96,6 +110,27 @@ class OperatorRuntime:
 
 
 RUNTIME = OperatorRuntime()
+
+
+async def read_credentials(cluster: RaftCluster) -> dict[str, dict[str, Any] | None]:
+    """The cluster's credential Secrets by name (None: missing); none when insecure."""
+    if not cluster.spec.secure:
+        return {}
+    names = credentials.secret_names(cluster)
+    found = await asyncio.gather(*(kube.get_secret(cluster.namespace, n) for n in names))
+    return dict(zip(names, found, strict=True))
+
+
+def node_auth(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None]
+              ) -> NodeAuth | None:
+    """The operator's NodeAuth for `cluster` (None when insecure or not made yet)."""
+    if not cluster.spec.secure:
+        return None
+    creds = credentials.node_credentials(cluster, live)
+    if creds is None:
+        return None
+    hostname = f"{desired.client_service_name(cluster.name)}.{cluster.namespace}.svc"
+    return NodeAuth.from_pem(creds.ca_pem, hostname, creds.token)
 
 
 def namespaced(namespace: str | None) -> str:
@@ -135,14 +170,20 @@ def pod_state(cluster_name: str, pod: Mapping[str, Any]) -> reconcile.PodState |
     )
 
 
-def node_url(ip: str, port: int) -> str:
-    """`http://<pod IP>:<port>`; an IPv6 address goes in brackets (RFC 3986)."""
+def node_url(ip: str, port: int, *, secure: bool = False) -> str:
+    """`http(s)://<pod IP>:<port>`; an IPv6 address goes in brackets (RFC 3986)."""
+    scheme = "https" if secure else "http"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        return f"http://{ip}:{port}"  # a name, not an address
+        return f"{scheme}://{ip}:{port}"  # a name, not an address
     host = f"[{address.compressed}]" if address.version == 6 else address.compressed
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
+
+
+def operator_namespace() -> str | None:
+    """The operator's own namespace (the chart sets OPERATOR_NAMESPACE from the pod)."""
+    return os.environ.get("OPERATOR_NAMESPACE") or None
 
 
 async def fetch_statuses(
@@ -153,7 +194,7 @@ async def fetch_statuses(
 
     async def one(ip: str) -> NodeStatus | None:
         try:
-            return await nodes.status(node_url(ip, port))
+            return await nodes.status(node_url(ip, port, secure=nodes.auth is not None))
         except (NodeUnreachable, NodeError):
             return None
 

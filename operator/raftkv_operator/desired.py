@@ -24,6 +24,7 @@ import re
 import shlex
 from typing import Any
 
+from raftkv_operator import credentials
 from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
@@ -126,16 +127,21 @@ def member_peer_url(cluster: RaftCluster, member: str) -> str:
     return f"{member_host(cluster, member)}:{cluster.spec.service.ports.peer}"
 
 
+def client_scheme(cluster: RaftCluster) -> str:
+    """https unless `tls.mode: disabled`."""
+    return "https" if cluster.spec.secure else "http"
+
+
 def member_client_url(cluster: RaftCluster, member: str) -> str:
     """A member's client URL, as in --advertise-client-url."""
-    return f"http://{member_host(cluster, member)}:{cluster.spec.service.ports.client}"
+    return f"{client_scheme(cluster)}://{member_host(cluster, member)}:{cluster.spec.service.ports.client}"
 
 
 def client_url(cluster: RaftCluster) -> str:
     """URL of the client Service (routes to the leader)."""
     return (
-        f"http://{client_service_name(cluster.name)}.{cluster.namespace}.svc:"
-        f"{cluster.spec.service.ports.client}"
+        f"{client_scheme(cluster)}://{client_service_name(cluster.name)}.{cluster.namespace}"
+        f".svc:{cluster.spec.service.ports.client}"
     )
 
 
@@ -287,9 +293,10 @@ def _config_env(
     return {"name": env_name, "valueFrom": {"configMapKeyRef": ref}}
 
 
-def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+def _probe(cluster: RaftCluster, path: str, period: int, failures: int) -> dict[str, Any]:
+    # The kubelet does not verify a probe's certificate; /healthz and /readyz need no token.
     return {
-        "httpGet": {"path": path, "port": "client"},
+        "httpGet": {"path": path, "port": "client", "scheme": client_scheme(cluster).upper()},
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": failures,
@@ -305,21 +312,84 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
         f"--data-dir={DATA_DIR}",
         f"--client-port={spec.service.ports.client}",
         f"--peer-port={spec.service.ports.peer}",
-        f"--advertise-client-url=http://{host}:{spec.service.ports.client}",
+        f"--advertise-client-url={client_scheme(cluster)}://{host}:{spec.service.ports.client}",
         f"--advertise-peer-url={host}:{spec.service.ports.peer}",
         f"--tick-ms={spec.raft.tick_ms}",
         f"--election-ticks={spec.raft.election_ticks}",
         f"--heartbeat-ticks={spec.raft.heartbeat_ticks}",
         f"--snapshot-entries={spec.raft.snapshot_entries}",
         f"--checkpoint-retain={spec.checkpoints.retain}",
-        # Explicitly plain HTTP without authentication until the operator wires the
-        # client plane's TLS and auth (issue 12); `raftkv serve` refuses to start
-        # without one or the other.
-        "--client-insecure",
-        # No peer TLS yet (issue 12 wires certificates): say so explicitly. The peer
-        # port must then be reachable by members only (docs/security.md).
-        "--peer-insecure",
+        *_security_args(cluster),
     ]
+
+
+PEER_TLS_MOUNT = "/etc/raftkv/peer"
+CLIENT_TLS_MOUNT = "/etc/raftkv/client"
+AUTH_MOUNT = "/etc/raftkv/auth"
+ADMIN_MOUNT = "/etc/raftkv/admin"
+SECRET_FILE_MODE = 0o440
+"""Readable by the pod's fsGroup (members run as a non-root user)."""
+
+
+def _security_args(cluster: RaftCluster) -> list[str]:
+    if not cluster.spec.secure:
+        # `tls.mode: disabled`, asked for explicitly: plain HTTP, no tokens, no peer TLS.
+        return ["--client-insecure", "--peer-insecure"]
+    # Files from mounted Secrets: the node re-reads them when they change, so a renewed
+    # certificate needs no restart. The client CA also checks the leader when forwarding.
+    return [
+        f"--peer-cert-file={PEER_TLS_MOUNT}/{credentials.TLS_CERT_KEY}",
+        f"--peer-key-file={PEER_TLS_MOUNT}/{credentials.TLS_KEY_KEY}",
+        f"--peer-trusted-ca-file={PEER_TLS_MOUNT}/{credentials.CA_CERT_KEY}",
+        f"--client-cert-file={CLIENT_TLS_MOUNT}/{credentials.TLS_CERT_KEY}",
+        f"--client-key-file={CLIENT_TLS_MOUNT}/{credentials.TLS_KEY_KEY}",
+        f"--client-trusted-ca-file={CLIENT_TLS_MOUNT}/{credentials.CA_CERT_KEY}",
+        f"--auth-file={AUTH_MOUNT}/{credentials.AUTH_FILE_KEY}",
+    ]
+
+
+def peer_tls_of(template: Manifest) -> bool | None:
+    """Whether a pod template's member runs peer TLS (None: no member container)."""
+    for container in (template.get("spec") or {}).get("containers") or []:
+        if container.get("name") == CONTAINER_NAME:
+            return "--peer-insecure" not in (container.get("args") or [])
+    return None
+
+
+def _secret_volume(name: str, secret_name: str) -> dict[str, Any]:
+    return {"name": name, "secret": {"secretName": secret_name,
+                                     "defaultMode": SECRET_FILE_MODE}}
+
+
+def _security_volumes(cluster: RaftCluster) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) of the member's TLS and auth Secrets (none when insecure). Whole
+    Secrets, never subPath: subPath mounts do not follow Secret updates."""
+    if not cluster.spec.secure:
+        return [], []
+    volumes = [
+        _secret_volume("peer-tls", credentials.peer_secret_name(cluster.name)),
+        _secret_volume("client-tls", credentials.client_secret_name(cluster.name)),
+        _secret_volume("auth", credentials.auth_secret_name(cluster.name)),
+    ]
+    mounts = [
+        {"name": "peer-tls", "mountPath": PEER_TLS_MOUNT, "readOnly": True},
+        {"name": "client-tls", "mountPath": CLIENT_TLS_MOUNT, "readOnly": True},
+        {"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": True},
+    ]
+    return volumes, mounts
+
+
+def _admin_client(cluster: RaftCluster, cluster_name: str) -> tuple[
+        list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(CLI flags, volumes, mounts) for a Job or init container that calls a cluster
+    (`cluster_name`, in `cluster`'s namespace) with its admin Secret."""
+    if not cluster.spec.secure:
+        return [], [], []
+    flags = ["--cacert", f"{ADMIN_MOUNT}/{credentials.CA_CERT_KEY}",
+             "--token-file", f"{ADMIN_MOUNT}/{credentials.ADMIN_TOKEN_KEY}"]
+    volumes = [_secret_volume("admin", credentials.admin_secret_name(cluster_name))]
+    mounts = [{"name": "admin", "mountPath": ADMIN_MOUNT, "readOnly": True}]
+    return flags, volumes, mounts
 
 
 def restoring_from_archive(cluster: RaftCluster) -> bool:
@@ -342,14 +412,20 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
         {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    volumes: list[dict[str, Any]] = []
     if restore.from_checkpoint is not None:
         source = restore.from_checkpoint
         namespace = source.namespace or cluster.namespace
+        # The source's admin Secret can be mounted only from its own namespace (a Secret
+        # volume never crosses namespaces); a secured source elsewhere is not reachable.
+        flags, volumes, admin_mounts = _admin_client(cluster, source.cluster)
+        mounts += admin_mounts
         endpoint = (
-            f"http://{client_service_name(source.cluster)}.{namespace}.svc:{source.client_port}"
+            f"{client_scheme(cluster)}://{client_service_name(source.cluster)}.{namespace}.svc:"
+            f"{source.client_port}"
         )
         download = ["raftkv", "checkpoint", "download", source.id]
-        fetch = shlex.join([*download, "--endpoint", endpoint, "--out", staging])
+        fetch = shlex.join([*download, "--endpoint", endpoint, "--out", staging, *flags])
     else:
         assert restore.archive is not None
         mounts.append({"name": "archive", "mountPath": ARCHIVE_MOUNT, "readOnly": True})
@@ -387,6 +463,7 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": _container_security_context(),
         "volumeMounts": mounts,
+        "volumes": volumes,
     }
 
 
@@ -446,6 +523,7 @@ def pod_template(
         _config_env(cluster, "RAFTKV_INITIAL_CLUSTER_STATE", CONFIG_INITIAL_CLUSTER_STATE),
         *_common_env(),
     ]
+    security_volumes, security_mounts = _security_volumes(cluster)
     if spec.restore is not None:
         # Optional: the key disappears once bootstrapped, and then the variable is unset.
         env.append(_config_env(cluster, "RAFTKV_RESTORE_FROM", CONFIG_RESTORE_FROM, optional=True))
@@ -460,17 +538,21 @@ def pod_template(
             {"name": "client", "containerPort": spec.service.ports.client, "protocol": "TCP"},
             {"name": "peer", "containerPort": spec.service.ports.peer, "protocol": "TCP"},
         ],
-        "startupProbe": _probe("/healthz", period=5, failures=120),
-        "livenessProbe": _probe("/healthz", period=10, failures=6),
-        "readinessProbe": _probe("/readyz", period=5, failures=2),
+        "startupProbe": _probe(cluster, "/healthz", period=5, failures=120),
+        "livenessProbe": _probe(cluster, "/healthz", period=10, failures=6),
+        "readinessProbe": _probe(cluster, "/readyz", period=5, failures=2),
         "resources": spec.resources.to_k8s(),
         "securityContext": _container_security_context(),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
+            *security_mounts,
         ],
     }
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        *security_volumes,
+    ]
     if restoring_from_archive(cluster) and spec.restore is not None and spec.restore.archive:
         volumes.append(
             {
@@ -493,6 +575,8 @@ def pod_template(
     }
     init = _restore_init_container(cluster, image)
     if init is not None:
+        # The init container's Secret volumes are the pod's.
+        pod_spec["volumes"] += init.pop("volumes")
         pod_spec["initContainers"] = [init]
     placement = spec.placement
     if placement.affinity is not None:
@@ -676,6 +760,46 @@ def pod_disruption_budget(cluster: RaftCluster, *, voters: int | None = None) ->
     }
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""Set by the API server on every namespace: selects a namespace by name."""
+
+
+def network_policy_name(cluster_name: str) -> str:
+    return cluster_name
+
+
+def network_policy(cluster: RaftCluster, *, operator_namespace: str | None) -> Manifest | None:
+    """Ingress to the members: the peer port only from the cluster's own members; the client
+    port (which also serves /metrics) from the cluster's namespace, the operator's, and the
+    namespaces `spec.network` selects. None when `network.policy` is false."""
+    network = cluster.spec.network
+    if not network.policy:
+        return None
+    members = {"podSelector": {"matchLabels": selector_labels(cluster.name)}}
+    client_from: list[dict[str, Any]] = [{"podSelector": {}}]
+    if operator_namespace and operator_namespace != cluster.namespace:
+        client_from.append(
+            {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: operator_namespace}}}
+        )
+    for selector in (network.client_namespace_selector, network.monitoring_namespace_selector):
+        if selector is not None:
+            client_from.append({"namespaceSelector": selector.to_k8s()})
+    ports = cluster.spec.service.ports
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(cluster, network_policy_name(cluster.name), COMPONENT_NODE),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(cluster.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [members], "ports": [{"protocol": "TCP", "port": ports.peer}]},
+                {"from": client_from, "ports": [{"protocol": "TCP", "port": ports.client}]},
+            ],
+        },
+    }
+
+
 def desired_objects(
     cluster: RaftCluster,
     *,
@@ -736,9 +860,10 @@ interrupted download never leaves a directory that looks like a copy."""
 def _archive_script(cluster: RaftCluster, ident: str) -> str:
     final = f"{ARCHIVE_MOUNT}/{archive_path(cluster.name, ident)}"
     partial = f"{final}{PARTIAL_SUFFIX}"
+    flags, _volumes, _mounts = _admin_client(cluster, cluster.name)
     download = shlex.join(
         ["raftkv", "checkpoint", "download", ident, "--endpoint", client_url(cluster),
-         "--out", partial]
+         "--out", partial, *flags]
     )  # fmt: skip
     # One command per line: `set -e` ignores a failure inside an && list.
     return "\n".join(
@@ -781,6 +906,7 @@ def checkpoint_archive_job(
     if not ident:
         raise ValueError(f"RaftCheckpoint {checkpoint.name!r} has no id yet")
     spec = cluster.spec
+    _flags, admin_volumes, admin_mounts = _admin_client(cluster, cluster.name)
     job_labels = {
         **labels(cluster.name, COMPONENT_ARCHIVE),
         CHECKPOINT_LABEL: bounded_name(checkpoint.name),
@@ -805,12 +931,14 @@ def checkpoint_archive_job(
                 "volumeMounts": [
                     {"name": "archive", "mountPath": ARCHIVE_MOUNT},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    *admin_mounts,
                 ],
             }
         ],
         "volumes": [
             {"name": "archive", "persistentVolumeClaim": {"claimName": claim}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *admin_volumes,
         ],
     }
     # Run where members may run (same node pool); affinity is left out on purpose: the

@@ -164,6 +164,7 @@ async def reconcile_daemon(
     finally:
         RUNTIME.wakeups.pop((namespace, name), None)
         RUNTIME.generations.pop((namespace, name), None)
+        RUNTIME.node_auth.pop((namespace, name), None)
 
 
 # ---- leader routing --------------------------------------------------------------------------

@@ -27,6 +27,8 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 CLUSTERS = "raftclusters"
 CHECKPOINTS = "raftcheckpoints"
+CERT_MANAGER_GROUP = "cert-manager.io"
+CERTIFICATES = "certificates"
 
 _lock = threading.Lock()
 _api: client.ApiClient | None = None
@@ -76,6 +78,10 @@ def _policy() -> client.PolicyV1Api:
 
 def _batch() -> client.BatchV1Api:
     return client.BatchV1Api(_client())
+
+
+def _networking() -> client.NetworkingV1Api:
+    return client.NetworkingV1Api(_client())
 
 
 def _custom() -> client.CustomObjectsApi:
@@ -352,6 +358,39 @@ async def ensure(namespace: str, body: Obj) -> str:
             _content_type=MERGE,
         )
         return "patched"
+    if kind == "NetworkPolicy":
+        networking = _networking()
+        live = await _optional(networking.read_namespaced_network_policy, name, namespace)
+        if live is None:
+            await _run(networking.create_namespaced_network_policy, namespace, body)
+            return "created"
+        if is_subset(body, live) and is_subset(live.get("spec"), body["spec"]):
+            return "unchanged"
+        # The rules are the whole truth: replaced, so a dropped selector stops admitting.
+        body = {**body, "metadata": {**body["metadata"],
+                                     "resourceVersion": live["metadata"]["resourceVersion"]}}
+        await _run(networking.replace_namespaced_network_policy, name, namespace, body)
+        return "patched"
+    if kind == "Certificate":
+        custom = _custom()
+        live = await _optional(
+            custom.get_namespaced_custom_object,
+            CERT_MANAGER_GROUP, "v1", namespace, CERTIFICATES, name,
+        )  # fmt: skip
+        if live is None:
+            await _run(
+                custom.create_namespaced_custom_object,
+                CERT_MANAGER_GROUP, "v1", namespace, CERTIFICATES, body,
+            )  # fmt: skip
+            return "created"
+        if is_subset(body, live):
+            return "unchanged"
+        await _run(
+            custom.patch_namespaced_custom_object,
+            CERT_MANAGER_GROUP, "v1", namespace, CERTIFICATES, name, body,
+            _content_type=MERGE,
+        )  # fmt: skip
+        return "patched"
     raise ValueError(f"ensure() does not handle {kind}")
 
 
@@ -370,6 +409,25 @@ def is_subset(wanted: Any, live: Any) -> bool:
     if isinstance(wanted, int | float) and isinstance(live, str):
         return str(wanted) == live
     return bool(wanted == live)
+
+
+# ---- Secrets (credentials.py decides; whole objects, written with optimistic locking) --------
+
+
+async def get_secret(namespace: str, name: str) -> Obj | None:
+    return await _optional(_core().read_namespaced_secret, name, namespace)
+
+
+async def write_secret(namespace: str, body: Obj, live: Obj | None) -> None:
+    """Create `body`, or replace `live` with it (409 if `live` changed since it was read: the
+    next round decides again from the new object)."""
+    core = _core()
+    if live is None:
+        await _run(core.create_namespaced_secret, namespace, body)
+        return
+    body = {**body, "metadata": {**body["metadata"],
+                                 "resourceVersion": live["metadata"]["resourceVersion"]}}
+    await _run(core.replace_namespaced_secret, body["metadata"]["name"], namespace, body)
 
 
 # ---- archive Jobs ----------------------------------------------------------------------------

@@ -1,14 +1,17 @@
 """The one module that talks to raftkv nodes: their HTTP API (pinned in docs/contracts.md).
 
 Plain aiohttp, no node internals. Every call names the node by a base URL
-(`http://<pod IP>:<client port>`): the operator reaches pods by IP, so it needs no DNS for
-the headless Service's names. Failures are `NodeError` (the node answered an error) or
+(`https://<pod IP>:<client port>`): the operator reaches pods by IP, so it needs no DNS for
+the headless Service's names. On a secured cluster (the default) the client has a
+`NodeAuth`: the cluster's CA, the name every member's client certificate carries (checked
+instead of the IP), and the operator's own admin token. Failures are `NodeError` (the node answered an error) or
 `NodeUnreachable` (no answer in time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +122,25 @@ class NodeStatus:
         return next((m for m in self.members if m.name == name), None)
 
 
+@dataclass(frozen=True)
+class NodeAuth:
+    """How the operator calls one secured cluster."""
+
+    ssl_context: ssl.SSLContext
+    """Trusts the cluster's CA only."""
+    server_hostname: str
+    """Checked against the member's certificate (the client Service's name, which every
+    member's client certificate carries), since the URL holds a pod IP."""
+    token: str
+    """The operator's admin token for this cluster."""
+
+    @classmethod
+    def from_pem(cls, ca_pem: bytes, server_hostname: str, token: str) -> NodeAuth:
+        ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return cls(ctx, server_hostname, token)
+
+
 class NodeClient:
     """Calls to raftkv nodes over one shared aiohttp session."""
 
@@ -128,10 +150,17 @@ class NodeClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         commit_timeout: float = COMMIT_TIMEOUT,
+        auth: NodeAuth | None = None,
     ) -> None:
         self.session = session
         self.timeout = timeout
         self.commit_timeout = commit_timeout
+        self.auth = auth
+
+    def with_auth(self, auth: NodeAuth | None) -> NodeClient:
+        """The same session and timeouts, calling a cluster with `auth`."""
+        return NodeClient(self.session, timeout=self.timeout,
+                          commit_timeout=self.commit_timeout, auth=auth)
 
     async def _call(
         self,
@@ -144,6 +173,13 @@ class NodeClient:
         timeout: float,
     ) -> Any:
         target = url.rstrip("/") + path
+        secured: dict[str, Any] = {}
+        if self.auth is not None:
+            secured = {
+                "ssl": self.auth.ssl_context,
+                "server_hostname": self.auth.server_hostname,
+                "headers": {"Authorization": f"Bearer {self.auth.token}"},
+            }
         try:
             async with self.session.request(
                 method,
@@ -152,6 +188,7 @@ class NodeClient:
                 params=params,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
+                **secured,
             ) as response:
                 payload: Any
                 try:

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from raftkv_operator.k8s_types import (
     Affinity,
     KubeModel,
+    LabelSelector,
     LocalObjectReference,
     ResourceRequirements,
     Toleration,
@@ -438,6 +439,83 @@ class PlacementSpec(KubeModel):
     """PriorityClass of the members."""
 
 
+class TLSMode(StrEnum):
+    OPERATOR = "operator"
+    """The operator makes a CA per cluster and the certificates it signs, and renews them."""
+    CERT_MANAGER = "certManager"
+    """cert-manager `Certificate`s from `tls.issuerRef` (cert-manager must be installed)."""
+    DISABLED = "disabled"
+    """INSECURE: plain HTTP, no authentication, no peer TLS (`--client-insecure
+    --peer-insecure`). For isolated test clusters only."""
+
+
+class IssuerRef(KubeModel):
+    """A cert-manager Issuer or ClusterIssuer."""
+
+    name: ObjectName
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: Annotated[str, Field(max_length=253)] = "cert-manager.io"
+
+
+class TLSSpec(KubeModel):
+    """TLS of the peer and client ports (secure by default)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.mode != 'certManager' || has(self.issuerRef)",
+                "tls.mode certManager needs tls.issuerRef",
+            ),
+            (
+                "self.mode == 'certManager' || !has(self.issuerRef)",
+                "tls.issuerRef is used only with tls.mode certManager",
+            ),
+            (
+                "(self.mode == 'disabled') == (oldSelf.mode == 'disabled')",
+                "tls cannot be turned on or off on a running cluster: its members would split "
+                "between TLS and plain-text peers",
+            ),
+        )
+    )
+
+    mode: TLSMode = TLSMode.OPERATOR
+    """Who makes the certificates: `operator` (default), `certManager`, or `disabled`
+    (explicitly insecure)."""
+    issuer_ref: IssuerRef | None = None
+    """The cert-manager issuer (mode certManager)."""
+    certificate_days: int = Field(default=90, ge=1, le=3650)
+    """Lifetime of member certificates; renewed when less than a third of it remains."""
+
+    @model_validator(mode="after")
+    def _issuer(self) -> TLSSpec:
+        if self.mode == TLSMode.CERT_MANAGER and self.issuer_ref is None:
+            raise ValueError("tls.mode certManager needs tls.issuerRef")
+        if self.mode != TLSMode.CERT_MANAGER and self.issuer_ref is not None:
+            raise ValueError("tls.issuerRef is used only with tls.mode certManager")
+        return self
+
+
+class AuthSpec(KubeModel):
+    """Client authentication: bearer tokens whose digests the members hold."""
+
+    enabled: bool = True
+    """Members require a token (the admin token is in Secret `<name>-admin`). Must be
+    false exactly when `tls.mode` is `disabled` (a token over plain HTTP is readable)."""
+
+
+class NetworkSpec(KubeModel):
+    """The cluster's NetworkPolicy: the peer port only from members; the client port (which
+    also serves /metrics) from the namespaces below, the cluster's own and the operator's."""
+
+    policy: bool = True
+    """Create the NetworkPolicy `<name>` (needs a CNI that enforces NetworkPolicies)."""
+    client_namespace_selector: LabelSelector | None = None
+    """More namespaces whose pods may reach the client port (unset: only the cluster's own
+    namespace and the operator's)."""
+    monitoring_namespace_selector: LabelSelector | None = None
+    """Namespaces of the metrics scrapers (e.g. `kubernetes.io/metadata.name: monitoring`)."""
+
+
 def default_resources() -> ResourceRequirements:
     return ResourceRequirements(
         requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "1Gi"}
@@ -445,6 +523,12 @@ def default_resources() -> ResourceRequirements:
 
 
 _RESERVED_LABELS_RULE = " && ".join(f"!k.startsWith('{p}')" for p in RESERVED_LABEL_PREFIXES)
+
+
+_AUTH_TLS_MESSAGE = (
+    "auth.enabled must be false exactly when tls.mode is disabled: members require TLS "
+    "with tokens, and a token over plain HTTP is readable"
+)
 
 
 class RaftClusterSpec(KubeModel):
@@ -455,6 +539,11 @@ class RaftClusterSpec(KubeModel):
             (
                 "!has(self.restore) || has(oldSelf.restore)",
                 "restore can only be set when the cluster is created",
+            ),
+            (
+                "!has(self.tls) || !has(self.auth) "
+                "|| (self.tls.mode == 'disabled') == !self.auth.enabled",
+                _AUTH_TLS_MESSAGE,
             ),
         )
     )
@@ -490,6 +579,12 @@ class RaftClusterSpec(KubeModel):
     """Client Service options and ports."""
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
     """Pod placement."""
+    tls: TLSSpec = Field(default_factory=TLSSpec)
+    """TLS of both ports: on by default, certificates made by the operator."""
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    """Token authentication of clients: on by default."""
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    """The cluster's NetworkPolicy."""
     paused: bool = False
     """Stop reconciling (no restarts, scaling or checkpoints) until unset."""
     pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
@@ -508,6 +603,8 @@ class RaftClusterSpec(KubeModel):
 
     @model_validator(mode="after")
     def _check(self) -> RaftClusterSpec:
+        if (self.tls.mode == TLSMode.DISABLED) != (not self.auth.enabled):
+            raise ValueError(_AUTH_TLS_MESSAGE)
         if self.replicas % 2 != 1:
             raise ValueError("replicas must be odd (1, 3, 5, 7 or 9) so a majority survives")
         for key in self.pod_labels or {}:
@@ -520,6 +617,11 @@ class RaftClusterSpec(KubeModel):
     def container_image(self, default_repository: str = DEFAULT_IMAGE_REPOSITORY) -> str:
         """The image members run: `image`, else `<default_repository>:<version>`."""
         return self.image or f"{default_repository}:{self.version}"
+
+    @property
+    def secure(self) -> bool:
+        """TLS on both ports and token authentication (the default)."""
+        return self.tls.mode != TLSMode.DISABLED
 
 
 # ---- RaftCluster status ------------------------------------------------------------------------

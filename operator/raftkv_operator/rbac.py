@@ -42,6 +42,14 @@ REQUIRED_PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "services", ("get", "create", "patch")),
     Permission("", "configmaps", ("get", "create", "patch")),
     Permission("policy", "poddisruptionbudgets", ("get", "create", "patch")),
+    # A cluster's credentials (credentials.py): its CA, certificates, tokens and auth file.
+    # Replaced whole (update) on renewal; never listed, watched or deleted (owner references
+    # let the garbage collector remove them with the cluster).
+    Permission("", "secrets", ("get", "create", "update")),
+    # The cluster's NetworkPolicy, replaced whole when spec.network changes.
+    Permission("networking.k8s.io", "networkpolicies", ("get", "create", "update")),
+    # cert-manager Certificates, for clusters with tls.mode certManager.
+    Permission("cert-manager.io", "certificates", ("get", "create", "patch")),
     # Member pods: watched; role labels patched for the leader-routed Service; deleted one by
     # one for ordered restarts.
     Permission("", "pods", ("list", "watch", "patch", "delete")),

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from raftkv_operator import desired, kube, metrics, reconcile
+from raftkv_operator import credentials, desired, kube, metrics, reconcile
 from raftkv_operator.context import (
     DATA_CLAIM_PREFIX,
     MEMBER_VOLUMES_ANNOTATION,
@@ -21,8 +21,11 @@ from raftkv_operator.context import (
     KopfLogger,
     fetch_statuses,
     info,
+    node_auth,
     node_url,
+    operator_namespace,
     pod_state,
+    read_credentials,
     template_hash,
     warn,
 )
@@ -65,6 +68,7 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
 
@@ -132,7 +136,13 @@ class Reconciler:
         stale = time.monotonic() - self.synced_at > SETTINGS.resync_seconds
         if not force and not stale and generation == self.synced_generation:
             return
+        await self.sync_credentials(cluster)
         repository = SETTINGS.image_repository
+        policy = desired.network_policy(cluster, operator_namespace=operator_namespace())
+        if policy is not None:
+            outcome = await kube.ensure(self.namespace, desired.with_owner(policy, cluster))
+            if outcome != "unchanged":
+                self.logger.info("%s NetworkPolicy %s", outcome, policy["metadata"]["name"])
         for obj in desired.desired_objects(cluster, default_image_repository=repository):
             if obj["kind"] == "StatefulSet":
                 await self.sync_statefulset(cluster)
@@ -151,6 +161,29 @@ class Reconciler:
             )
         self.synced_generation = generation
         self.synced_at = time.monotonic()
+
+    async def sync_credentials(self, cluster: RaftCluster) -> None:
+        """Create missing credential Secrets and renew expiring certificates
+        (credentials.plan decides); cert-manager Certificates in that mode. Members re-read
+        the mounted files, so a renewal restarts nothing."""
+        key = (self.namespace, self.name)
+        if not cluster.spec.secure:
+            RUNTIME.node_auth[key] = None
+            return
+        for certificate in credentials.certificates(cluster):
+            outcome = await kube.ensure(self.namespace, desired.with_owner(certificate, cluster))
+            if outcome != "unchanged":
+                self.logger.info("%s Certificate %s", outcome, certificate["metadata"]["name"])
+        live = await read_credentials(cluster)
+        plan = credentials.plan(cluster, live, datetime.now(UTC))
+        for manifest, why in plan.writes:
+            name = manifest["metadata"]["name"]
+            await kube.write_secret(
+                self.namespace, desired.with_owner(manifest, cluster), live.get(name)
+            )
+            live[name] = manifest
+            info(cluster.to_k8s(), reason="CredentialsWritten", message=f"{name}: {why}")
+        RUNTIME.node_auth[key] = node_auth(cluster, live)
 
     async def sync_disruption_budget(self, cluster: RaftCluster, voters: int | None) -> None:
         """The PodDisruptionBudget sized from the voters now (status's record without a
@@ -199,6 +232,16 @@ class Reconciler:
         )
         live_template = live.get("spec", {}).get("template", {})
         wanted_template = wanted["spec"]["template"]
+        if desired.peer_tls_of(live_template) != desired.peer_tls_of(wanted_template):
+            # A rolling restart would leave TLS and plain-text members unable to talk: the
+            # cluster would lose quorum half-way. Refuse, and say so (docs/security.md).
+            if not self.tls_switch_warned:
+                warn(cluster.to_k8s(), reason="TLSSwitchRefused",
+                     message="the members run with a different peer TLS setting than "
+                     "spec.tls asks for; switching a running cluster is not supported "
+                     "(recreate it from a checkpoint)")
+            self.tls_switch_warned = True
+            return
         if template_hash(live_template) != template_hash(wanted_template):
             # The whole template, replaced: a merge would keep fields the spec dropped.
             await kube.patch_statefulset(
@@ -238,7 +281,9 @@ class Reconciler:
             if state is not None:
                 pods[state.name] = state
         port = cluster.spec.service.ports.client
-        nodes = await fetch_statuses(RUNTIME.nodes(), pods, port)
+        nodes = await fetch_statuses(
+            await RUNTIME.cluster_nodes(self.namespace, self.name), pods, port
+        )
         volumes = {}
         for claim in claims:
             claim_name = claim["metadata"]["name"]
@@ -395,11 +440,14 @@ class Reconciler:
     async def _do(
         self, cluster: RaftCluster, observed: reconcile.Observed, action: reconcile.Action
     ) -> bool:
-        nodes = RUNTIME.nodes()
+        nodes = await RUNTIME.cluster_nodes(self.namespace, self.name)
+        secure = nodes.auth is not None
         port = cluster.spec.service.ports.client
         leader = reconcile.find_leader(observed.nodes.values())
         leader_pod = observed.pods.get(leader.name) if leader is not None else None
-        leader_url = node_url(leader_pod.ip, port) if leader_pod and leader_pod.ip else None
+        leader_url = (
+            node_url(leader_pod.ip, port, secure=secure) if leader_pod and leader_pod.ip else None
+        )
         member = action.member or ""
         if action.kind == "mark_bootstrapped":
             initial = cluster.status.initial_replicas or cluster.spec.replicas
@@ -439,9 +487,9 @@ class Reconciler:
             pod = observed.pods.get(member)
             if pod is None or not pod.ip:
                 raise NodeUnreachable(f"pod {member} has no address")
-            joiner = await nodes.status(node_url(pod.ip, port))
+            joiner = await nodes.status(node_url(pod.ip, port, secure=secure))
             if joiner.name != member:
-                raise NodeError(node_url(pod.ip, port), 200, "wrong_node",
+                raise NodeError(node_url(pod.ip, port, secure=secure), 200, "wrong_node",
                                 f"expected {member}, the node says it is {joiner.name}")
             try:
                 await nodes.add_learner(

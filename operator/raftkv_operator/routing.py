@@ -107,12 +107,13 @@ class LeaderRouter:
         self.changed.set()
 
     async def poll(self, pod: str, ip: str) -> None:
-        nodes = RUNTIME.nodes()
-        url = node_url(ip, self.port)
         last: NodeStatus | None = None
         backoff = 0.1
         while True:
             try:
+                # Per call: the cluster's credentials appear (or change) while polling.
+                nodes = await RUNTIME.cluster_nodes(self.namespace, self.name)
+                url = node_url(ip, self.port, secure=nodes.auth is not None)
                 if last is None:
                     status = await nodes.status(url)
                 else:

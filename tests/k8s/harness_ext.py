@@ -9,12 +9,17 @@ Usage in a scenario module:
 
 from __future__ import annotations
 
+import base64
+import http.client as http_client
 import json
 import os
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +35,7 @@ from tests.unit.operator.admission import Admission, Rejected
 
 T = TypeVar("T")
 NAMESPACE = "raft"
+
 CLUSTERS = "raftkv.dev/v1alpha1/raftclusters"
 CHECKPOINTS = "raftkv.dev/v1alpha1/raftcheckpoints"
 PODS = "v1/pods"
@@ -245,24 +251,86 @@ def event_reasons(emulated: EmulatedCluster, name: str) -> set[str]:
 # ---- talking to raftkv through the Services --------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ClusterTLS:
+    """How a client in the cluster's namespace reaches a secured cluster: the admin Secret
+    (`<name>-admin`: token and CA) and the Service name its certificate must carry."""
+
+    context: ssl.SSLContext
+    server_name: str
+    token: str
+
+
+class _NamedHTTPSConnection(http_client.HTTPSConnection):
+    """HTTPS to an IP address, checking the certificate for a DNS name instead (what a
+    client that resolved `<name>.<ns>.svc` to that IP would check)."""
+
+    def __init__(self, host: str, port: int | None, *, server_name: str,
+                 context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http_client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=self.server_name)
+
+
+def cluster_tls(emulated: EmulatedCluster, name: str) -> ClusterTLS | None:
+    """The admin credentials of cluster `name` (None: no admin Secret, an insecure cluster)."""
+    admin = emulated.get("v1/secrets", NAMESPACE, f"{name}-admin")
+    if admin is None:
+        return None
+    data = {k: base64.b64decode(v) for k, v in (admin.get("data") or {}).items()}
+    if "ca.crt" not in data:
+        return None
+    context = ssl.create_default_context(cadata=data["ca.crt"].decode())
+    return ClusterTLS(context, f"{name}.{NAMESPACE}.svc", data["token"].decode())
+
+
 def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+    method: str, url: str, body: bytes | None = None, timeout: float = 5.0,
+    tls: ClusterTLS | None = None,
 ) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
+    if tls is None:
+        request = urllib.request.Request(url, data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    conn = _NamedHTTPSConnection(parts.hostname, parts.port, server_name=tls.server_name,
+                                 context=tls.context, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body,
+                     headers={"Authorization": f"Bearer {tls.token}"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def service_http(
+    emulated: EmulatedCluster, name: str, method: str, path: str, body: bytes | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, bytes]:
+    """A request through the client Service of cluster `name`, with its admin credentials
+    when it is secured (https, the CA checked for `<name>.<ns>.svc`, the admin token)."""
+    tls = cluster_tls(emulated, name)
+    base = emulated.service_url(NAMESPACE, name, "client",
+                                scheme="https" if tls is not None else "http")
+    return http(method, f"{base}{path}", body, timeout=timeout, tls=tls)
 
 
 def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) -> int | None:
     """PUT through the client Service (kube-proxy to the leader); the revision, or None
     when the write was not acknowledged (no endpoint, error, timeout)."""
     try:
-        base = emulated.service_url(NAMESPACE, name, "client")
-        code, payload = http("PUT", f"{base}/v1/kv/{key}", value.encode())
-    except (OSError, LookupError):
+        code, payload = service_http(emulated, name, "PUT", f"/v1/kv/{key}", value.encode())
+    except (OSError, LookupError, http_client.HTTPException):
         return None
     if code != 200:
         return None
@@ -271,8 +339,7 @@ def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) 
 
 def get_via_service(emulated: EmulatedCluster, name: str, key: str) -> str | None:
     """A linearizable GET through the client Service; None when the key is missing."""
-    base = emulated.service_url(NAMESPACE, name, "client")
-    code, payload = http("GET", f"{base}/v1/kv/{key}")
+    code, payload = service_http(emulated, name, "GET", f"/v1/kv/{key}")
     if code == 404:
         return None
     assert code == 200, f"GET {key}: {code} {payload!r}"

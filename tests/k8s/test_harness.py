@@ -4,6 +4,7 @@ deletion is graceful, Jobs run, owners collect their dependents."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -500,3 +501,54 @@ def test_deleting_a_claim_and_its_pod_gives_a_fresh_volume(
     k8s_cluster.wait_for(lambda: _status(k8s_cluster, ns, "kv").get("readyReplicas") == 1)
     starts = (k8s_cluster.pvc_path(ns, "data-kv-0") / "starts").read_text().splitlines()
     assert len(starts) == 1  # an empty volume: the old data is gone
+
+
+def test_secret_volumes_follow_the_secret_without_a_restart(
+    k8s_cluster: EmulatedCluster, k8s_namespace: str
+) -> None:
+    """As the kubelet does: a changed Secret reaches the running container's files (all keys
+    at once), so a process that re-reads them (raftkv's certificates) needs no restart."""
+    ns = k8s_namespace
+
+    def data(value: str) -> dict[str, str]:
+        encoded = base64.b64encode(value.encode()).decode()
+        return {"a": encoded, "b": encoded}
+
+    k8s_cluster.create("v1/secrets", {"metadata": {"name": "creds", "namespace": ns},
+                                      "data": data("one")})
+    # Exits 0 once it has seen "one" and then "two" in both files, never a mix of the two.
+    code = (
+        "import pathlib, sys, time\n"
+        "d = pathlib.Path(sys.argv[1]); seen = []\n"
+        "end = time.time() + 30\n"
+        "while time.time() < end:\n"
+        "    a = (d / 'a').read_text(); b = (d / 'b').read_text()\n"
+        "    if a != b and (d / 'a').read_text() == a: sys.exit(3)\n"
+        "    if not seen or seen[-1] != a: seen.append(a)\n"
+        "    if seen[-2:] == ['one', 'two']: sys.exit(0)\n"
+        "    time.sleep(0.02)\n"
+        "sys.exit(1)\n"
+    )
+    k8s_cluster.create(PODS, {
+        "metadata": {"name": "reader", "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main", "image": "python",
+                "command": [sys.executable, "-c", code, "/etc/creds"],
+                "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}],
+            }],
+            "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+        },
+    })
+
+    def phase() -> str | None:
+        return ((k8s_cluster.get(PODS, ns, "reader") or {}).get("status") or {}).get("phase")
+
+    k8s_cluster.wait_for(lambda: phase() == "Running", timeout=20, message="reader running")
+    k8s_cluster.patch("v1/secrets", ns, "creds", {"data": data("two")})
+    assert k8s_cluster.wait_for(
+        lambda: phase() if phase() in ("Succeeded", "Failed") else None, timeout=30
+    ) == "Succeeded", k8s_cluster.pod_logs(ns, "reader")
+    pod = k8s_cluster.get(PODS, ns, "reader")
+    assert pod is not None and pod["status"]["containerStatuses"][0]["restartCount"] == 0

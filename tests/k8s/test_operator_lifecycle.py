@@ -6,7 +6,9 @@ in order on it.
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
+import ssl
 import statistics
 import sys
 import time
@@ -21,17 +23,21 @@ from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CLUSTERS,
     NAMESPACE,
+    ClusterTLS,
     Operator,
     cluster_manifest,
+    cluster_tls,
     emulated_fixture,  # noqa: F401 - the `emulated` fixture
     event_reasons,
     get_via_service,
+    http,
     leader_endpoints,
     must_get,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     pods,
     put_retrying,
     role_of,
+    service_http,
     status,
     wait_available,
     wait_for,
@@ -66,6 +72,9 @@ def test_create_three_becomes_available_with_owned_objects(
         ("v1/services", f"{three}-read"),
         ("v1/configmaps", f"{three}-config"),
         ("policy/v1/poddisruptionbudgets", three),
+        ("networking.k8s.io/v1/networkpolicies", three),
+        *[("v1/secrets", f"{three}-{suffix}")
+          for suffix in ("ca", "peer-tls", "client-tls", "auth", "admin")],
     ]:
         obj = emulated.get(resource, NAMESPACE, name)
         assert obj is not None, f"{resource} {name} missing"
@@ -94,6 +103,31 @@ def test_create_three_becomes_available_with_owned_objects(
         30,
         "Events for each step",
     )
+
+
+def test_the_cluster_is_secured_by_default(emulated: EmulatedCluster, three: str) -> None:
+    """TLS + tokens, with nothing asked for: the members run with the Secrets' files and no
+    insecure flag, a caller without the admin token is refused, and plain HTTP gets no
+    answer from the TLS port."""
+    for pod in pods(emulated, three).values():
+        args = pod["spec"]["containers"][0]["args"]
+        assert not [a for a in args if "insecure" in a], args
+        assert "--auth-file=/etc/raftkv/auth/auth.json" in args
+    tls = cluster_tls(emulated, three)
+    assert tls is not None
+    code, _ = service_http(emulated, three, "GET", "/v1/status")
+    assert code == 200
+    base = emulated.service_url(NAMESPACE, three, "client", scheme="https")
+    anonymous = ClusterTLS(tls.context, tls.server_name, token="not-a-token")
+    code, body = http("GET", f"{base}/v1/status", tls=anonymous)
+    assert code == 401 and json.loads(body)["error"] == "unauthenticated"
+    plain = emulated.service_url(NAMESPACE, three, "client")
+    with pytest.raises((OSError, http_client.HTTPException)):
+        http("GET", f"{plain}/v1/status", timeout=2)
+    # The certificate is checked for the Service's name: another name is refused.
+    wrong = ClusterTLS(tls.context, f"{three}.elsewhere.svc", tls.token)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        http("GET", f"{base}/v1/status", tls=wrong)
 
 
 def test_writes_through_the_client_service(emulated: EmulatedCluster, three: str) -> None:

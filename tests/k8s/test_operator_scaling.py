@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
+from http.client import HTTPException
 
 import pytest
 
@@ -22,10 +23,10 @@ from tests.k8s.harness_ext import (
     emulated_fixture,  # noqa: F401 - the `emulated` fixture
     event_reasons,
     get_via_service,
-    http,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     pods,
     put_retrying,
+    service_http,
     status,
     wait_available,
     wait_for,
@@ -93,9 +94,9 @@ class BudgetWatcher:
 
     def voters(self) -> int | None:
         try:
-            base = self.emulated.service_url(NAMESPACE, self.name, "client")
-            code, payload = http("GET", f"{base}/v1/status", timeout=2)
-        except (OSError, LookupError):
+            code, payload = service_http(self.emulated, self.name, "GET", "/v1/status",
+                                         timeout=2)
+        except (OSError, LookupError, HTTPException):
             return None
         answer = json.loads(payload) if code == 200 else {}
         if answer.get("role") != "leader":

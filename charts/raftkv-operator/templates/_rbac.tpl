@@ -26,6 +26,18 @@
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch]
+# A cluster's credentials: CA, certificates, tokens, auth file (replaced whole on renewal).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, update]
+# The cluster's NetworkPolicy.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, update]
+# cert-manager Certificates (clusters with spec.tls.mode certManager).
+- apiGroups: [cert-manager.io]
+  resources: [certificates]
+  verbs: [get, create, patch]
 # Member pods: watched, role labels (leader routing), ordered rolling restarts.
 - apiGroups: [""]
   resources: [pods]

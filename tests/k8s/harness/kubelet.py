@@ -226,6 +226,15 @@ class PodWorker:
                 await self.wait_terminating(0.3)
         if self.terminating.is_set():
             return
+        syncer = asyncio.create_task(self._sync_volumes(), name=f"volumes {self.name}")
+        try:
+            await self._run_containers()
+        finally:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
+
+    async def _run_containers(self) -> None:
         self.pending_reason = None
         spec = self.pod.get("spec") or {}
         policy = spec.get("restartPolicy", "Always")
@@ -313,19 +322,10 @@ class PodWorker:
                 paths[name] = target
             elif "hostPath" in volume:
                 paths[name] = Path(volume["hostPath"]["path"])
-            elif (
-                "configMap" in volume
-                or "secret" in volume
-                or "downwardAPI" in volume
-                or "projected" in volume
-            ):
+            elif _is_projected(volume):
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir(parents=True)
-                sources = (
-                    volume["projected"].get("sources") or [] if "projected" in volume else [volume]
-                )
-                for source in sources:
-                    self._project(source, target)
+                _write_atomically(target, self._volume_files(volume))
                 paths[name] = target
             else:
                 kinds = sorted(k for k in volume if k != "name")
@@ -333,6 +333,9 @@ class PodWorker:
         return paths
 
     def _project(self, source: Obj, target: Path) -> None:
+        _write_atomically(target, self._projected_files(source))
+
+    def _projected_files(self, source: Obj) -> dict[str, bytes]:
         store = self.rt.store
         files: dict[str, bytes] = {}
         if "configMap" in source:
@@ -340,7 +343,7 @@ class PodWorker:
             cm = store.get("v1/configmaps", self.namespace, ref.get("name", ""))
             if cm is None:
                 if ref.get("optional"):
-                    return
+                    return {}
                 raise VolumeNotReady(f'configmap "{ref.get("name")}" not found')
             data = {k: str(v).encode() for k, v in (cm.get("data") or {}).items()}
             data.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
@@ -351,7 +354,7 @@ class PodWorker:
             secret = store.get("v1/secrets", self.namespace, secret_name)
             if secret is None:
                 if ref.get("optional"):
-                    return
+                    return {}
                 raise VolumeNotReady(f'secret "{secret_name}" not found')
             data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
             data.update({k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()})
@@ -364,10 +367,40 @@ class PodWorker:
                     ).encode()
         elif "serviceAccountToken" in source:
             files[source["serviceAccountToken"].get("path", "token")] = b"emulated-token"
-        for rel, content in files.items():
-            path = target / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+        return files
+
+    def _volume_files(self, volume: Obj) -> dict[str, bytes]:
+        sources = volume["projected"].get("sources") or [] if "projected" in volume else [volume]
+        files: dict[str, bytes] = {}
+        for source in sources:
+            files.update(self._projected_files(source))
+        return files
+
+    async def _sync_volumes(self) -> None:
+        """As the kubelet does: configMap, secret and projected volumes follow their objects
+        (the kubelet's period is about a minute; the harness's is `volume_sync_seconds`),
+        swapped in at once. A source that disappeared keeps its last content."""
+        period = self.rt.options.volume_sync_seconds
+        synced = {
+            v["name"]: self._safe_files(v)
+            for v in (self.pod.get("spec") or {}).get("volumes") or []
+            if _is_projected(v)
+        }
+        while not await self.wait_terminating(period):
+            for volume in (self.pod.get("spec") or {}).get("volumes") or []:
+                if not _is_projected(volume) or volume["name"] not in self.volumes:
+                    continue
+                files = self._safe_files(volume)
+                if files is None or files == synced.get(volume["name"]):
+                    continue
+                _write_atomically(self.volumes[volume["name"]], files)
+                synced[volume["name"]] = files
+
+    def _safe_files(self, volume: Obj) -> dict[str, bytes] | None:
+        try:
+            return self._volume_files(volume)
+        except VolumeNotReady:
+            return None
 
     # ---- status ------------------------------------------------------------------------------
 
@@ -439,6 +472,40 @@ class PodWorker:
             return self.rt.store.get(resource, self.namespace, name)
 
         return get
+
+
+def _is_projected(volume: Obj) -> bool:
+    return any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected"))
+
+
+def _write_atomically(target: Path, files: Mapping[str, bytes]) -> None:
+    """The kubelet's AtomicWriter layout: the files live in a timestamped directory that the
+    `..data` symlink names, and each visible path is a symlink through `..data`; an update
+    writes a new directory and renames a new `..data` over the old one, so a reader sees
+    all old files or all new ones (never a new certificate with an old key)."""
+    target.mkdir(parents=True, exist_ok=True)
+    stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    payload = target / stamp
+    for rel, content in files.items():
+        path = payload / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    data_link, tmp_link = target / "..data", target / "..data_tmp"
+    old = os.readlink(data_link) if data_link.is_symlink() else None
+    with contextlib.suppress(FileNotFoundError):
+        tmp_link.unlink()
+    tmp_link.symlink_to(stamp)
+    os.replace(tmp_link, data_link)
+    for rel in files:
+        top = rel.split("/", 1)[0]
+        link = target / top
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{top}")
+    for entry in target.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in {r.split("/", 1)[0] for r in files}:
+            entry.unlink()
+    if old is not None:
+        shutil.rmtree(target / old, ignore_errors=True)
 
 
 def _select_items(data: Mapping[str, bytes], items: Any) -> dict[str, bytes]:

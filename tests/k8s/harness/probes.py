@@ -40,17 +40,20 @@ async def probe_once(
     try:
         if "httpGet" in probe:
             get = probe["httpGet"]
-            if str(get.get("scheme", "HTTP")).upper() != "HTTP":
-                return False, "only HTTP probes are emulated"
+            scheme = str(get.get("scheme", "HTTP")).upper()
+            if scheme not in ("HTTP", "HTTPS"):
+                return False, f"unknown probe scheme {scheme!r}"
             port = resolve_port(get.get("port"), container)
             host = get.get("host") or pod_ip
             path = get.get("path", "/")
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
             async with session.get(
-                f"http://{host}:{port}{path}",
+                f"{scheme.lower()}://{host}:{port}{path}",
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
+                # Like the kubelet: an HTTPS probe does not verify the certificate.
+                ssl=scheme != "HTTPS",
             ) as resp:
                 await resp.read()
                 ok = 200 <= resp.status < 400

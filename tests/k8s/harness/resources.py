@@ -112,6 +112,8 @@ BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _res("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short=["pdb"]),
     _res("batch", "v1", "jobs", "Job", status=True),
     _res("coordination.k8s.io", "v1", "leases", "Lease"),
+    # Stored only: nothing in the emulated network enforces NetworkPolicies.
+    _res("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=["netpol"]),
     _res("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     _res(
         "apiextensions.k8s.io",

@@ -52,6 +52,8 @@ class ClusterOptions:
     aiohttp_cluster_dns: bool = True
     """Resolve `*.svc` names for aiohttp clients in the test process (the operator)."""
     resync_seconds: float = 1.0
+    volume_sync_seconds: float = 1.0
+    """How often configMap/secret volumes are brought up to date (the kubelet: ~1 min)."""
     crds: list[Path] = field(default_factory=list)
     """CustomResourceDefinition YAML files applied at start (e.g. the repository's crds/)."""
 

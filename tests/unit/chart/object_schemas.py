@@ -79,6 +79,19 @@ _ENDPOINT_PROPERTIES = {
     "honorLabels": {"type": "boolean"},
     "relabelings": {"type": "array", "items": _RELABEL},
     "metricRelabelings": {"type": "array", "items": _RELABEL},
+    "scheme": {"enum": ["http", "https"]},
+    # prometheus-operator's SafeTLSConfig (monitoring.coreos.com/v1).
+    "tlsConfig": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "ca": {"type": "object"},
+            "cert": {"type": "object"},
+            "keySecret": {"type": "object"},
+            "serverName": {"type": "string"},
+            "insecureSkipVerify": {"type": "boolean"},
+        },
+    },
 }
 
 

@@ -33,6 +33,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "namespaced": NAMESPACED,
     "release-namespace-only": RELEASE_NAMESPACE_ONLY,
     "as-a-subchart": {"global": {"imageRegistry": "registry.example.com"}},
+    "helm-test-in-release-namespace": {"tests": {"raftCluster": {"name": "demo"}}},
     "external-service-account": {
         "serviceAccount": {"create": False, "name": "ops"},
         "rbac": {"create": False},
@@ -368,9 +369,19 @@ def test_helm_test_pod_checks_metrics_and_the_named_cluster(rendered: dict[str, 
     script = container["args"][0]
     compile(script, "helm-test", "exec")  # the script is valid Python
     assert f"rk-raftkv-operator-metrics.{NAMESPACE}.svc:9090/metrics" in script
-    assert "http://demo.apps.svc:7379/v1/status" in script
+    # A cluster in another namespace: its admin Secret cannot be mounted, so only TLS is
+    # checked, and nothing is mounted.
+    assert "https://demo.apps.svc:7379" in script and "with_admin = False" in script
+    assert "volumes" not in pods[0]["spec"]
     default_pod = next(p for p in by_kind(rendered["defaults"], "Pod"))
-    assert 'status_url = ""' in default_pod["spec"]["containers"][0]["args"][0]
+    assert 'base = ""' in default_pod["spec"]["containers"][0]["args"][0]
+    # In the release namespace: the status call with the cluster's admin Secret.
+    pod = one(rendered["helm-test-in-release-namespace"], "Pod")
+    script = pod["spec"]["containers"][0]["args"][0]
+    compile(script, "helm-test", "exec")
+    assert f"https://demo.{NAMESPACE}.svc:7379" in script and "with_admin = True" in script
+    assert pod["spec"]["volumes"] == [{"name": "admin", "secret": {"secretName": "demo-admin"}}]
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/raftkv/admin"
 
 
 def test_notes_tell_how_to_reach_the_operator() -> None:

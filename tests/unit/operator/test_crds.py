@@ -286,6 +286,15 @@ def _delete(path: str) -> Mutation:
 
 
 BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
+    ("tls disabled with auth on", _set("spec.tls", {"mode": "disabled"}),
+     "auth.enabled must be false exactly when tls.mode is disabled"),
+    ("auth off with tls on", _set("spec.auth", {"enabled": False}),
+     "auth.enabled must be false exactly when tls.mode is disabled"),
+    ("cert-manager without issuer", _set("spec.tls", {"mode": "certManager"}),
+     "tls.mode certManager needs tls.issuerRef"),
+    ("issuer without cert-manager", _set("spec.tls", {"issuerRef": {"name": "ca"}}),
+     "tls.issuerRef is used only with tls.mode certManager"),
+    ("unknown tls mode", _set("spec.tls", {"mode": "off"}), "is not one of"),
     ("even replicas", _set("spec.replicas", 4), "replicas must be odd"),
     ("zero replicas", _set("spec.replicas", 0), "minimum"),
     ("eleven replicas", _set("spec.replicas", 11), "maximum"),
@@ -407,6 +416,15 @@ BAD_CLUSTERS_ADMISSION_ONLY: list[tuple[str, Mutation, str]] = [
 ]
 
 GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
+    ("explicitly insecure", lambda b: (_set("spec.tls", {"mode": "disabled"})(b),
+                                       _set("spec.auth", {"enabled": False})(b))),
+    ("cert-manager", _set("spec.tls", {"mode": "certManager",
+                                       "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}})),
+    ("network selectors", _set("spec.network", {
+        "clientNamespaceSelector": {"matchLabels": {"team": "a"}},
+        "monitoringNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
+    })),
+    ("no network policy", _set("spec.network", {"policy": False})),
     ("one replica", _set("spec.replicas", 1)),
     ("nine replicas", _set("spec.replicas", 9)),
     ("int storage", _set("spec.storage.size", 1073741824)),
@@ -495,8 +513,11 @@ def _update(
          "only be set when the cluster is created"),
         (_set("spec.restore", {"fromCheckpoint": {"cluster": "a", "id": "b"}}),
          _set("spec.restore.fromCheckpoint.id", "c"), "restore is immutable"),
+        (None, lambda b: (_set("spec.tls", {"mode": "disabled"})(b),
+                          _set("spec.auth", {"enabled": False})(b)),
+         "tls cannot be turned on or off"),
     ],
-    ids=["resize", "add class", "drop class", "add restore", "change restore"],
+    ids=["resize", "add class", "drop class", "add restore", "change restore", "tls off"],
 )  # fmt: skip
 def test_forbidden_updates_are_rejected(
     cluster_admission: Admission, old: Mutation | None, new: Mutation, fragment: str

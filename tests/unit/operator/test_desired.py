@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from raftkv_operator import desired
+from raftkv_operator import credentials, desired
 from raftkv_operator.models import (
     SUPPORTED_KUBERNETES_VERSIONS,
     RaftCheckpoint,
@@ -47,11 +48,23 @@ CASES: dict[str, RaftCluster] = {
     "restore": _cluster("restore.yaml"),
     "restore-archive": _cluster("restore.yaml", ARCHIVE_RESTORE),
     "bootstrapped": _cluster("minimal.yaml", {"replicas": 5}, bootstrapped=True, initialReplicas=3),
+    "insecure": _cluster(
+        "minimal.yaml", {"tls": {"mode": "disabled"}, "auth": {"enabled": False}}
+    ),
+    "network-selectors": _cluster("minimal.yaml", {"network": {
+        "clientNamespaceSelector": {"matchLabels": {"team": "orders"}},
+        "monitoringNamespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    }}),
 }
+OPERATOR_NAMESPACE = "raftkv-system"
 
 
 def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
     objects = desired.desired_objects(cluster)
+    policy = desired.network_policy(cluster, operator_namespace=OPERATOR_NAMESPACE)
+    assert policy is not None
+    objects.append(policy)
     claim = desired.archive_claim(cluster)
     if claim is not None:
         objects.append(claim)
@@ -69,9 +82,16 @@ def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_objects_are_valid_kubernetes(case: str, version: str) -> None:
-    objects = _all_objects(CASES[case])
+    cluster = CASES[case]
+    objects = _all_objects(cluster)
+    # The Secrets (key generation draws randomness, so they are not in _all_objects).
+    objects += [
+        desired.with_owner(m, cluster)
+        for m, _why in credentials.plan(cluster, {}, datetime.now(UTC)).writes
+    ]
     kinds = {o["kind"] for o in objects}
-    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap"} <= kinds
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy",
+            "Secret"} <= kinds
     for obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -132,7 +152,7 @@ def test_member_container_runs_serve_with_the_contract_flags() -> None:
     assert "--name=$(RAFTKV_NAME)" in args
     assert f"--data-dir={desired.DATA_DIR}" in args
     assert "--advertise-peer-url=$(RAFTKV_NAME).demo-peers.prod.svc:7380" in args
-    assert "--advertise-client-url=http://$(RAFTKV_NAME).demo-peers.prod.svc:7379" in args
+    assert "--advertise-client-url=https://$(RAFTKV_NAME).demo-peers.prod.svc:7379" in args
     assert {"--tick-ms=100", "--election-ticks=10", "--heartbeat-ticks=1",
             "--snapshot-entries=10000", "--checkpoint-retain=5"} <= set(args)  # fmt: skip
     env = _env(container)
@@ -298,8 +318,18 @@ def test_restore_init_container_downloads_from_the_source_cluster() -> None:
     pod = desired.stateful_set(CASES["restore"])["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     script = init["command"][2]
-    assert "raftkv checkpoint download nightly-1 --endpoint http://orders.prod.svc:7379" in script
+    assert (
+        "raftkv checkpoint download nightly-1 --endpoint https://orders.prod.svc:7379 "
+        "--out /var/lib/raftkv/restore.tmp --cacert /etc/raftkv/admin/ca.crt "
+        "--token-file /etc/raftkv/admin/token"
+    ) in script
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    # The source cluster's admin Secret, mounted only into the init container.
+    assert {"name": "admin", "mountPath": "/etc/raftkv/admin", "readOnly": True} in (
+        init["volumeMounts"])
+    assert {"name": "admin", "secret": {"secretName": "orders-admin", "defaultMode": 0o440}} in (
+        pod["volumes"])
+    assert all(m["name"] != "admin" for m in pod["containers"][0]["volumeMounts"])
 
 
 def test_restore_init_container_copies_from_the_archive_claim() -> None:
@@ -518,8 +548,9 @@ def test_archive_job_downloads_into_the_claim() -> None:
     assert script == [
         "set -eu",
         "rm -rf /archive/orders/nightly-1.partial",
-        "raftkv checkpoint download nightly-1 --endpoint http://orders.prod.svc:7379 "
-        "--out /archive/orders/nightly-1.partial",
+        "raftkv checkpoint download nightly-1 --endpoint https://orders.prod.svc:7379 "
+        "--out /archive/orders/nightly-1.partial --cacert /etc/raftkv/admin/ca.crt "
+        "--token-file /etc/raftkv/admin/token",
         "rm -rf /archive/orders/nightly-1",
         "mv /archive/orders/nightly-1.partial /archive/orders/nightly-1",
     ]
@@ -643,3 +674,92 @@ def test_archive_script_leaves_a_copy_only_when_complete(tmp_path: Path, fetch_o
     else:
         assert done.returncode != 0
         assert not (final / "manifest.json").exists()  # never a half copy under the name
+
+
+def test_members_are_secure_by_default() -> None:
+    """TLS on both ports and an auth file, from mounted Secrets (whole, never subPath, so
+    that renewed certificates reach running members); no insecure flag."""
+    pod = desired.stateful_set(CASES["minimal"])["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert not [a for a in args if "insecure" in a]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for volume, secret_name, flags in [
+        ("peer-tls", "demo-peer-tls", ["--peer-cert-file=%s/tls.crt", "--peer-key-file=%s/tls.key",
+                                       "--peer-trusted-ca-file=%s/ca.crt"]),
+        ("client-tls", "demo-client-tls", ["--client-cert-file=%s/tls.crt",
+                                           "--client-key-file=%s/tls.key",
+                                           "--client-trusted-ca-file=%s/ca.crt"]),
+        ("auth", "demo-auth", ["--auth-file=%s/auth.json"]),
+    ]:
+        assert volumes[volume]["secret"]["secretName"] == secret_name
+        assert "subPath" not in mounts[volume] and mounts[volume]["readOnly"] is True
+        for flag in flags:
+            assert flag % mounts[volume]["mountPath"] in args
+    # The CA's key and the admin token are never mounted into members.
+    secret_names = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secret_names == {"demo-peer-tls", "demo-client-tls", "demo-auth"}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_tls_disabled_is_explicit_and_named_insecure() -> None:
+    pod = desired.stateful_set(CASES["insecure"])["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"--client-insecure", "--peer-insecure"} <= set(container["args"])
+    assert not [v for v in pod["volumes"] if "secret" in v]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert desired.client_url(CASES["insecure"]).startswith("http://")
+
+
+def test_archive_job_calls_the_cluster_with_its_admin_secret() -> None:
+    cluster = _cluster("minimal.yaml", {"checkpoints": {
+        "archive": {"volumeClaimTemplate": {"size": "1Gi"}}}})
+    job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="n-1"))
+    pod = job["spec"]["template"]["spec"]
+    script = pod["containers"][0]["command"][-1]
+    assert "--cacert /etc/raftkv/admin/ca.crt --token-file /etc/raftkv/admin/token" in script
+    assert "--endpoint https://demo.prod.svc:7379" in script
+    assert {"name": "admin", "secret": {"secretName": "demo-admin", "defaultMode": 0o440}} in (
+        pod["volumes"])
+
+
+def test_network_policy_peer_port_only_from_members() -> None:
+    cluster = CASES["minimal"]
+    policy = desired.network_policy(cluster, operator_namespace=OPERATOR_NAMESPACE)
+    assert policy is not None
+    spec = policy["spec"]
+    members = {"matchLabels": desired.selector_labels("demo")}
+    assert spec["podSelector"] == members and spec["policyTypes"] == ["Ingress"]
+    peer, client = spec["ingress"]
+    assert peer == {"from": [{"podSelector": members}],
+                    "ports": [{"protocol": "TCP", "port": 7380}]}
+    assert client["ports"] == [{"protocol": "TCP", "port": 7379}]
+    assert client["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": OPERATOR_NAMESPACE}}},
+    ]
+
+
+def test_network_policy_admits_the_selected_namespaces_to_the_client_port_only() -> None:
+    policy = desired.network_policy(CASES["network-selectors"], operator_namespace=NAMESPACE)
+    assert policy is not None
+    peer, client = policy["spec"]["ingress"]
+    assert len(peer["from"]) == 1
+    assert client["from"] == [
+        {"podSelector": {}},  # the operator shares the cluster's namespace: no extra rule
+        {"namespaceSelector": {"matchLabels": {"team": "orders"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    off = _cluster("minimal.yaml", {"network": {"policy": False}})
+    assert desired.network_policy(off, operator_namespace=NAMESPACE) is None
+
+
+def test_peer_tls_of_a_template() -> None:
+    secure = desired.pod_template(CASES["minimal"])
+    insecure = desired.pod_template(CASES["insecure"])
+    assert desired.peer_tls_of(secure) is True
+    assert desired.peer_tls_of(insecure) is False
+    assert desired.peer_tls_of({"spec": {"containers": []}}) is None

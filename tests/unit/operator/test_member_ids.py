@@ -25,6 +25,7 @@ class RecordingNodes:
 
     statuses: dict[str, NodeStatus]
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+    auth: None = None  # plain HTTP, as with tls.mode disabled
 
     async def status(self, url: str) -> NodeStatus:
         self.calls.append(("status", url))
@@ -60,7 +61,10 @@ def _with_incarnation(obs: reconcile.Observed) -> reconcile.Observed:
 
 async def _act(monkeypatch: pytest.MonkeyPatch, obs: reconcile.Observed,
                action: reconcile.Action, nodes: RecordingNodes) -> bool:
-    monkeypatch.setattr(RUNTIME, "nodes", lambda: nodes)
+    async def cluster_nodes(namespace: str, name: str) -> RecordingNodes:
+        return nodes
+
+    monkeypatch.setattr(RUNTIME, "cluster_nodes", cluster_nodes)
     rec = reconciler.Reconciler("ns", NAME, logging.getLogger("test"))
     return await rec._do(obs.cluster, obs, action)
 

@@ -323,3 +323,61 @@ def test_node_urls_bracket_ipv6_addresses() -> None:
     assert node_url("10.0.0.7", 7379) == "http://10.0.0.7:7379"
     assert node_url("fd00::1:7", 7379) == "http://[fd00::1:7]:7379"
     assert node_url("FD00:0:0::7", 7379) == "http://[fd00::7]:7379"
+
+
+async def test_secured_calls_check_the_clusters_ca_and_name_and_send_the_token(
+    tmp_path: Any,
+) -> None:
+    """The operator's calls to a secured cluster: TLS to a pod IP, the certificate checked
+    for `<name>.<ns>.svc` against that cluster's CA only, the operator's token sent."""
+    import ssl
+    from datetime import UTC, datetime
+
+    from raftkv.security import pki
+    from raftkv_operator import credentials
+    from raftkv_operator.members import NodeAuth
+
+    from .conftest import example_cluster
+
+    cluster = example_cluster("minimal.yaml")  # "demo" in namespace "prod"
+    live: dict[str, Any] = {}
+    for manifest, _why in credentials.plan(cluster, {}, datetime.now(UTC)).writes:
+        live[manifest["metadata"]["name"]] = manifest
+    served = credentials.secret_data(live["demo-client-tls"])
+    pki.CertKey(served["tls.crt"], served["tls.key"]).write(tmp_path / "c.crt", tmp_path / "c.key")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "c.crt", tmp_path / "c.key")
+
+    seen: list[str | None] = []
+
+    async def status(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response(FakeNode().status())
+
+    app = web.Application()
+    app.router.add_get("/v1/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = context.node_url("127.0.0.1", port, secure=True)
+    assert url.startswith("https://")
+    creds = credentials.node_credentials(cluster, live)
+    assert creds is not None
+    auth = context.node_auth(cluster, live)
+    assert auth is not None and auth.server_hostname == "demo.prod.svc"
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = NodeClient(session, timeout=2).with_auth(auth)
+            assert (await client.status(url)).name == "n-0"
+            assert seen == [f"Bearer {creds.token}"]
+            # Another cluster's CA, or another name: refused before any request is sent.
+            other = pki.make_ca()
+            for wrong in (NodeAuth.from_pem(other.cert_pem, "demo.prod.svc", creds.token),
+                          NodeAuth.from_pem(creds.ca_pem, "demo.staging.svc", creds.token)):
+                with pytest.raises(NodeUnreachable):
+                    await client.with_auth(wrong).status(url)
+            assert len(seen) == 1
+    finally:
+        await runner.cleanup()
