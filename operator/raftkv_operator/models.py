@@ -18,7 +18,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from croniter import CroniterBadDateError, croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from raftkv_operator.k8s_types import (
@@ -147,7 +156,21 @@ ClusterName = Annotated[
 ]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)]
 CheckpointId = Annotated[str, Field(max_length=63, pattern=CHECKPOINT_ID_PATTERN)]
-CronSchedule = Annotated[str, Field(max_length=256, pattern=CRON_SCHEDULE_PATTERN)]
+
+
+def _schedule_fires(schedule: str) -> str:
+    """The pattern admits day/month pairs no calendar has (`30 FEB`, `31 4`); such a
+    schedule would never fire, so it is refused like any other invalid spec."""
+    try:
+        croniter(schedule, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"schedule {schedule!r} never fires: no date matches it") from None
+    return schedule
+
+
+CronSchedule = Annotated[
+    str, Field(max_length=256, pattern=CRON_SCHEDULE_PATTERN), AfterValidator(_schedule_fires)
+]
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 

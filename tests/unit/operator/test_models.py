@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pydantic
 import pytest
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +23,7 @@ from raftkv_operator.models import (
     CRON_SCHEDULE_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
     SUPPORTED_KUBERNETES_VERSIONS,
+    CheckpointsSpec,
     ClusterPhase,
     Condition,
     ConditionStatus,
@@ -171,7 +172,20 @@ def test_condition_follows_kubernetes_conventions() -> None:
 @given(st.from_regex(re.compile(CRON_SCHEDULE_PATTERN), fullmatch=True))
 def test_every_schedule_the_schema_admits_is_understood_by_croniter(schedule: str) -> None:
     assert croniter.is_valid(schedule), schedule
-    croniter(schedule, T0).get_next(datetime)
+    try:
+        croniter(schedule, T0).get_next(datetime)
+    except CroniterBadDateError:
+        # No calendar date matches (30 FEB): the model refuses it, the cluster reports it.
+        with pytest.raises(pydantic.ValidationError, match="never fires"):
+            CheckpointsSpec(schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", ["* * 30 FEB *", "0 0 31 4 *", "0 0 30 2 *"])
+def test_a_schedule_no_date_matches_is_refused(schedule: str) -> None:
+    assert re.match(CRON_SCHEDULE_PATTERN, schedule)  # the pattern alone admits it
+    with pytest.raises(pydantic.ValidationError, match="never fires"):
+        CheckpointsSpec(schedule=schedule)
+    assert CheckpointsSpec(schedule="0 0 29 2 *").schedule == "0 0 29 2 *"  # leap days fire
 
 
 @pytest.mark.parametrize(
