@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIServer
 
 MODULE = "raftkv_operator.metrics"
 NEEDED = ("REGISTRY", "RECONCILES", "RECONCILE_DURATION", "LEADER_SWITCH", "CHECKPOINTS",
-          "set_phase")  # fmt: skip
+          "set_phase", "set_active")  # fmt: skip
 """What this module calls; the operator's metrics module is expected to offer them."""
 
 
@@ -50,6 +50,9 @@ class OperatorMetrics:
         from raftkv_operator.models import ClusterPhase
 
         module: Any = importlib.import_module(MODULE)
+        # Only the active replica reconciles. Set it here: the metrics module is a
+        # process-wide singleton, and an earlier test's standby may have left it at 0.
+        module.set_active(True)
         for seconds, result in ((0.05, "success"), (0.2, "error"), (0.04, "success")):
             module.RECONCILES.labels(cluster, namespace, result).inc()
             module.RECONCILE_DURATION.observe(seconds)

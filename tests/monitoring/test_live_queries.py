@@ -59,7 +59,10 @@ def rule_expressions() -> list[tuple[str, str]]:
                 continue
             operands = [o for o in top_level_operands(rule["expr"]) if not is_number(o)]
             for index, operand in enumerate(operands):
-                checks.append((f"{rule['alert']} operand {index}", operand))
+                # absent(X) is empty while all is well: the live signal to check is X.
+                absent = re.fullmatch(r"absent\((.*)\)", operand.strip(), re.DOTALL)
+                checks.append((f"{rule['alert']} operand {index}",
+                               absent[1] if absent else operand))
     return checks
 
 
