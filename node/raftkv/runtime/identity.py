@@ -78,17 +78,21 @@ def load_identity(data_dir: Path) -> tuple[str, int] | None:
 
 def save_identity(data_dir: Path, name: str, mid: int, *, fsync: bool = True) -> None:
     """Write identity.json atomically: temp file, fsync, rename, fsync the directory."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / IDENTITY_FILE
-    tmp = path.with_name(IDENTITY_FILE + ".tmp")
+    _write_json_atomic(data_dir / IDENTITY_FILE, {"name": name, "id": mid}, fsync=fsync)
+
+
+def _write_json_atomic(path: Path, obj: dict[str, object], *, fsync: bool) -> None:
+    """temp file, fsync, rename, fsync the directory (fsync off: unsafe test mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(json.dumps({"name": name, "id": mid}, sort_keys=True).encode() + b"\n")
+        f.write(json.dumps(obj, sort_keys=True).encode() + b"\n")
         if fsync:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
     if fsync:
-        fd = os.open(data_dir, os.O_RDONLY)
+        fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -149,21 +153,7 @@ def load_cluster_id(data_dir: Path) -> str | None:
 
 def save_cluster_id(data_dir: Path, cluster_id: str, *, fsync: bool = True) -> None:
     """Write cluster.json atomically (temp file, fsync, rename, fsync the directory)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / CLUSTER_FILE
-    tmp = path.with_name(CLUSTER_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(json.dumps({"cluster_id": cluster_id}).encode() + b"\n")
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if fsync:
-        fd = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _write_json_atomic(data_dir / CLUSTER_FILE, {"cluster_id": cluster_id}, fsync=fsync)
 
 
 def creates_cluster_id(name: str, initial_cluster: list[str], *, new_cluster: bool) -> bool:
