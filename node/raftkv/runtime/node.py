@@ -444,6 +444,9 @@ class RaftNode:
     def is_removed(self, member: int) -> bool:
         return member in self.fsm.removed_members
 
+    def current_leader(self) -> int:
+        return self.core.leader
+
     def propose(self, data: bytes) -> asyncio.Future[ApplyResult]:
         """Queue a proposal. Raises NotLeader at once if this node is not the leader."""
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
