@@ -666,6 +666,107 @@ def stateful_set(
     }
 
 
+# ---- quorum-loss recovery Job -------------------------------------------------------------------
+
+COMPONENT_RECOVER = "recover"
+
+
+def recover_job_name(cluster_name: str, request_id: str) -> str:
+    return bounded_name(f"{cluster_name}-recover-{request_id}")
+
+
+def recover_job(
+    cluster: RaftCluster,
+    survivor: str,
+    request_id: str,
+    *,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job running `raftkv recover --yes` on the survivor's volume (every member stopped).
+
+    The survivor becomes the only voter of a new cluster id, keeping its data and log
+    (docs/recovery.md). recover still asks the old members it knows for their status and
+    refuses if one answers with a leader: the admin Secret lets it read them on a secured
+    cluster. No retry: a refusal or a damaged WAL needs a person (backoffLimit 0).
+    """
+    if ordinal_suffix(cluster.name, survivor) is None:
+        raise ValueError(f"{survivor!r} is not a member pod of {cluster.name!r}")
+    spec = cluster.spec
+    flags, admin_volumes, admin_mounts = _admin_client(cluster, cluster.name)
+    job_labels = labels(cluster.name, COMPONENT_RECOVER)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security_context(),
+        "containers": [
+            {
+                "name": "recover",
+                "image": spec.container_image(default_image_repository),
+                "imagePullPolicy": spec.image_pull_policy,
+                "command": ["raftkv"],
+                "args": ["recover", f"--data-dir={DATA_DIR}", "--name", survivor, "--yes",
+                         *flags],
+                "env": _common_env(),
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": _container_security_context(),
+                "volumeMounts": [
+                    {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    *admin_mounts,
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": DATA_VOLUME,
+             "persistentVolumeClaim": {"claimName": f"{DATA_VOLUME}-{survivor}"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *admin_volumes,
+        ],
+        **_job_placement(cluster),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": recover_job_name(cluster.name, request_id),
+            "namespace": cluster.namespace,
+            "labels": job_labels,
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 7 * 86400,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def ordinal_suffix(cluster_name: str, pod: str) -> int | None:
+    """The StatefulSet ordinal of a member pod name, None for any other name."""
+    prefix = f"{cluster_name}-"
+    if not pod.startswith(prefix) or not pod[len(prefix):].isdigit():
+        return None
+    return int(pod[len(prefix):])
+
+
+def _job_placement(cluster: RaftCluster) -> dict[str, Any]:
+    """Where a Job of the cluster may run: the members' node pool (tolerations, node
+    selector) and pull secrets; not their anti-affinity, which selects member pods."""
+    spec = cluster.spec
+    out: dict[str, Any] = {}
+    if spec.placement.tolerations:
+        out["tolerations"] = [t.to_k8s() for t in spec.placement.tolerations]
+    if spec.placement.node_selector:
+        out["nodeSelector"] = dict(spec.placement.node_selector)
+    if spec.image_pull_secrets:
+        out["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+    return out
+
+
 # ---- Services, PDB ---------------------------------------------------------------------------
 
 

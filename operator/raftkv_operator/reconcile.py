@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from croniter import croniter
 
-from raftkv_operator import desired
+from raftkv_operator import desired, quorumloss
 from raftkv_operator.members import Member, NodeStatus
 from raftkv_operator.models import (
     ClusterPhase,
@@ -39,8 +39,11 @@ from raftkv_operator.models import (
     MemberStatus,
     Operation,
     OperationKind,
+    QuorumRecoveryRequest,
     RaftCluster,
     ReclaimPolicy,
+    RecoveryPhase,
+    RecoveryStatus,
     quorum,
 )
 
@@ -63,6 +66,15 @@ STEP_WAIT_POD_GONE = "WaitPodGone"
 STEP_DELETE_VOLUME = "DeleteVolume"
 STEP_REFUSED = "Refused"
 STEP_REPLACE_VOLUME = "ReplaceVolume"
+# RecoverQuorum (quorum-loss recovery, spec.recovery):
+STEP_STOP_MEMBERS = "StopMembers"
+STEP_RUN_RECOVER = "RunRecover"
+STEP_DROP_VOLUMES = "DropLostVolumes"
+STEP_START_MEMBERS = "StartMembers"
+STEP_REJOIN = "Rejoin"
+STEP_ABORT = "Abort"
+
+JobState = Literal["Running", "Succeeded", "Failed"]
 
 
 # ---- observed state ------------------------------------------------------------------------
@@ -97,6 +109,8 @@ class Observed:
     """Pod name -> uid of its data PersistentVolumeClaim."""
     recorded_volumes: Mapping[str, str] = field(default_factory=dict)
     """Pod name -> the volume uid the member's data was on when it last was a healthy voter."""
+    recovery_job: JobState | None = None
+    """RecoverQuorum in flight: the state of its `raftkv recover` Job (None: no such Job)."""
 
     @property
     def name(self) -> str:
@@ -104,10 +118,7 @@ class Observed:
 
 
 def ordinal_of(cluster_name: str, pod: str) -> int | None:
-    prefix = f"{cluster_name}-"
-    if not pod.startswith(prefix) or not pod[len(prefix) :].isdigit():
-        return None
-    return int(pod[len(prefix) :])
+    return desired.ordinal_suffix(cluster_name, pod)
 
 
 def find_leader(nodes: Iterable[NodeStatus]) -> NodeStatus | None:
@@ -175,6 +186,7 @@ ActionKind = Literal[
     "delete_pod",
     "delete_volume",
     "replace_volume",
+    "run_recover_job",
 ]
 
 
@@ -204,6 +216,19 @@ class Plan:
     """A step refused because it would lose quorum (posted as a warning, no change)."""
     record_volumes: Mapping[str, str | None] = field(default_factory=dict)
     """Updates of the recorded member volumes (None removes an entry)."""
+    recovery: RecoveryStatus | None = None
+    """status.recovery to persist (with the operation, before the action)."""
+    notice: Notice | None = None
+    """An Event to post once (the reconciler skips a repeat of the last one)."""
+    quorum_lost: bool = False
+    """No leader, and fewer voters answer with their data than a quorum."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    reason: str
+    message: str
+    warning: bool = False
 
 
 def _op(kind: OperationKind, step: str, now: datetime, **fields: Any) -> Operation:
@@ -225,8 +250,22 @@ def plan(obs: Observed, now: datetime) -> Plan:
         return Plan(ClusterPhase.PENDING, status.operation, waiting="the StatefulSet is created")
     if not status.bootstrapped:
         return _bootstrap(obs, leader)
+    op = status.operation
+    if op is not None and op.kind == OperationKind.RECOVER_QUORUM:
+        return _recover_quorum(obs, leader, op, now)
+    request = pending_recovery(cluster)
     if leader is None:
-        return Plan(ClusterPhase.DEGRADED, status.operation, waiting="no member leads")
+        return _leaderless(obs, request, now)
+    result = _plan_with_leader(obs, leader, now)
+    if request is not None:
+        return _refuse_recovery(
+            result, request, f"{leader.name} leads: the cluster has its quorum", now
+        )
+    return result
+
+
+def _plan_with_leader(obs: Observed, leader: NodeStatus, now: datetime) -> Plan:
+    status = obs.cluster.status
     record = _volumes_to_record(obs, leader)
     op = status.operation
     for _ in range(4):  # a finished operation may hand over to the next one at once
@@ -641,6 +680,216 @@ def _recover(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) ->
     return None
 
 
+# ---- quorum-loss recovery (spec.recovery) ------------------------------------------------------
+
+
+def quorum_view(obs: Observed) -> quorumloss.QuorumView:
+    recorded = [m.name for m in obs.cluster.status.members if m.role != MemberRole.LEARNER]
+    return quorumloss.assess(obs.nodes, obs.pods.keys(), recorded)
+
+
+def pending_recovery(cluster: RaftCluster) -> QuorumRecoveryRequest | None:
+    """spec.recovery when it has not been acted on yet (each requestId is acted on once)."""
+    request = cluster.spec.recovery
+    done = cluster.status.recovery
+    if request is None or (done is not None and done.request_id == request.request_id):
+        return None
+    return request
+
+
+def _refuse_recovery(
+    result: Plan, request: QuorumRecoveryRequest, why: str, now: datetime
+) -> Plan:
+    message = f"recovery request {request.request_id} refused, nothing changed: {why}"
+    record = RecoveryStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.REFUSED,
+        started_at=now,
+        finished_at=now,
+        message=message[:4096],
+    )
+    return replace(
+        result, recovery=record, notice=Notice("RecoveryRefused", message, warning=True)
+    )
+
+
+def _leaderless(obs: Observed, request: QuorumRecoveryRequest | None, now: datetime) -> Plan:
+    status = obs.cluster.status
+    view = quorum_view(obs)
+    if not view.lost:
+        waiting = Plan(ClusterPhase.DEGRADED, status.operation, waiting="no member leads")
+        if request is None:
+            return waiting
+        return _refuse_recovery(
+            waiting,
+            request,
+            f"{view.describe()}: a quorum answers and elects a leader without help",
+            now,
+        )
+    lost = f"quorum lost: {view.describe()}"
+    survivor = view.survivor
+    if request is None:
+        return Plan(
+            ClusterPhase.DEGRADED,
+            status.operation,
+            waiting=lost,
+            quorum_lost=True,
+            notice=Notice(
+                "QuorumLost",
+                f"{lost}. Members that come back with their data restore the quorum; if they "
+                "will not, set spec.recovery to recover from the best survivor (docs/recovery.md)",
+                warning=True,
+            ),
+        )
+    if survivor is None:
+        return _refuse_recovery(
+            Plan(ClusterPhase.DEGRADED, status.operation, waiting=lost, quorum_lost=True),
+            request,
+            f"{lost}: no member has data to recover from; restore from a checkpoint",
+            now,
+        )
+    term, index = quorumloss.log_position(survivor)
+    target = obs.statefulset_replicas or obs.cluster.spec.replicas
+    why = (
+        f"request {request.request_id}: recovering from {survivor.name} (last term {term}, "
+        f"last index {index}); candidates: {view.candidates()}"
+    )
+    op = _op(
+        OperationKind.RECOVER_QUORUM,
+        STEP_STOP_MEMBERS,
+        now,
+        member=survivor.name,
+        target_replicas=target,
+        request_id=request.request_id,
+        message=why,
+    )
+    record = RecoveryStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.RUNNING,
+        survivor=survivor.name,
+        last_term=term,
+        last_index=index,
+        started_at=now,
+        message=why[:4096],
+    )
+    return Plan(
+        ClusterPhase.RECOVERING,
+        op,
+        Action(
+            "set_replicas",
+            replicas=0,
+            reason="QuorumRecoveryStarted",
+            message=f"{why}: stopping every member",
+        ),
+        recovery=record,
+        quorum_lost=True,
+    )
+
+
+def _recovery_record(obs: Observed, op: Operation, **update: Any) -> RecoveryStatus:
+    current = obs.cluster.status.recovery
+    if current is None or current.request_id != op.request_id:
+        current = RecoveryStatus(
+            request_id=op.request_id or "unknown",
+            phase=RecoveryPhase.RUNNING,
+            survivor=op.member,
+            started_at=op.started_at,
+        )
+    return current.model_copy(update=update)
+
+
+def _recover_quorum(
+    obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime
+) -> Plan:
+    """StopMembers -> RunRecover (a Job runs `raftkv recover` on the survivor's volume) ->
+    DropLostVolumes (every other member's) -> StartMembers (the survivor leads alone) ->
+    Rejoin (the others added as learners on their empty volumes, promoted once caught up).
+    A failed recover Job restarts the members as they were (Abort)."""
+    phase = ClusterPhase.RECOVERING
+    survivor = op.member or ""
+    target = op.target_replicas or obs.cluster.spec.replicas
+    replicas = obs.statefulset_replicas or 0
+    others = [
+        desired.pod_name(obs.name, i)
+        for i in range(target)
+        if desired.pod_name(obs.name, i) != survivor
+    ]
+    step = op.step
+    if step == STEP_STOP_MEMBERS:
+        if replicas > 0:
+            return _act(op, phase, STEP_STOP_MEMBERS, Action(
+                "set_replicas", replicas=0, reason="MembersStopped",
+                message="stopping every member for the recovery"))
+        if obs.pods:
+            return _wait(op, phase, STEP_STOP_MEMBERS,
+                         f"members to stop: {', '.join(sorted(obs.pods))}")
+        step = STEP_RUN_RECOVER
+    if step == STEP_RUN_RECOVER:
+        if obs.recovery_job is None:
+            return _act(op, phase, STEP_RUN_RECOVER, Action(
+                "run_recover_job", member=survivor, reason="RecoverJobCreated",
+                message=f"running raftkv recover on the volume of {survivor}"))
+        if obs.recovery_job == "Running":
+            return _wait(op, phase, STEP_RUN_RECOVER, f"raftkv recover on {survivor}")
+        if obs.recovery_job == "Failed":
+            job = desired.recover_job_name(obs.name, op.request_id or "")
+            why = (f"raftkv recover on {survivor} failed (kubectl logs job/{job}); restarting "
+                   "the members as they were, nothing else changed")
+            return Plan(phase, _step(op, STEP_ABORT, why), waiting=why,
+                        notice=Notice("RecoveryFailed", why, warning=True))
+        step = STEP_DROP_VOLUMES
+    if step == STEP_ABORT:
+        if replicas != target:
+            return _act(op, phase, STEP_ABORT, Action(
+                "set_replicas", replicas=target, reason="MembersRestarted",
+                message="restarting the members after the failed recovery"))
+        why = op.message or "raftkv recover failed"
+        return Plan(ClusterPhase.DEGRADED, None, quorum_lost=True, recovery=_recovery_record(
+            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+    if step == STEP_DROP_VOLUMES:
+        for name in others:
+            if name in obs.volumes:
+                return Plan(
+                    phase,
+                    _step(op, STEP_DROP_VOLUMES, f"deleting the volume of {name}"),
+                    Action("delete_volume", member=name, reason="LostVolumeDeleted",
+                           message=f"deleting the volume of {name}: it rejoins empty"),
+                    record_volumes={name: None},
+                )
+        step = STEP_START_MEMBERS
+    if step == STEP_START_MEMBERS:
+        if replicas < target:
+            return _act(op, phase, STEP_START_MEMBERS, Action(
+                "set_replicas", replicas=target, reason="MembersStarted",
+                message=f"starting {survivor} as the only voter, the others empty"))
+        if leader is None or leader.name != survivor:
+            return _wait(op, phase, STEP_START_MEMBERS, f"{survivor} to start and lead")
+        writable = _step(op, STEP_REJOIN, f"{survivor} leads alone; re-adding the others")
+        return Plan(phase, writable,
+                    recovery=_recovery_record(obs, op, writable_at=now),
+                    notice=Notice("QuorumRestored",
+                                  f"{survivor} leads the recovered cluster and takes writes"))
+    if leader is None:
+        return _wait(op, phase, op.step, f"{survivor} to lead again")
+    for name in others:
+        member = leader.member(name)
+        if member is None:
+            return _add_learner(obs, op, phase, name)
+        if not member.voter:
+            return _promote_when_caught_up(obs, leader, op, phase, member)
+    unhealthy = [m.name for m in voters(leader) if not healthy(obs, m.name)]
+    if unhealthy:
+        return _wait(op, phase, STEP_REJOIN, f"{', '.join(sorted(unhealthy))} to be healthy")
+    done = f"recovered from {survivor}: {len(voters(leader))} healthy voters"
+    return Plan(
+        _steady_phase(obs, leader),
+        None,
+        recovery=_recovery_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now,
+                                  message=done),
+        notice=Notice("QuorumRecovered", done),
+    )
+
+
 _STEPPERS = {
     OperationKind.SCALE_UP: _scale_up,
     OperationKind.SCALE_DOWN: _scale_down,
@@ -717,7 +966,12 @@ def conditions(
     """(type, status, reason, message) of Available, Progressing and Degraded."""
     leader = find_leader(obs.nodes.values())
     out: list[tuple[ConditionType, ConditionStatus, str, str]] = []
-    if leader is None:
+    lost = quorum_view(obs) if leader is None else None
+    if lost is not None and lost.lost:
+        out.append(
+            (ConditionType.AVAILABLE, ConditionStatus.FALSE, "QuorumLost", lost.describe())
+        )
+    elif leader is None:
         out.append(
             (
                 ConditionType.AVAILABLE,
@@ -789,7 +1043,16 @@ def conditions(
             )
         )
     unhealthy = sorted(name for name in _expected_members(obs) if not healthy(obs, name))
-    if unhealthy:
+    if lost is not None and lost.lost:
+        out.append(
+            (
+                ConditionType.DEGRADED,
+                ConditionStatus.TRUE,
+                "QuorumLost",
+                f"quorum lost: {lost.describe()}",
+            )
+        )
+    elif unhealthy:
         out.append(
             (
                 ConditionType.DEGRADED,

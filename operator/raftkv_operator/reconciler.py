@@ -33,6 +33,7 @@ from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import (
     ClusterPhase,
     Condition,
+    OperationKind,
     RaftCluster,
     set_condition,
 )
@@ -45,6 +46,20 @@ class RemovedIdentity(Exception):
         super().__init__(f"{member}: member id {member_id} was removed from the cluster")
         self.member = member
         self.member_id = member_id
+
+
+def job_state(job: Mapping[str, Any] | None) -> reconcile.JobState | None:
+    """Running, Succeeded or Failed from a Job's status conditions (None: no Job)."""
+    if job is None:
+        return None
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded"
+        if cond.get("type") == "Failed":
+            return "Failed"
+    return "Running"
 
 
 def recorded_volumes(body: Mapping[str, Any]) -> dict[str, str]:
@@ -68,6 +83,7 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.last_notice: reconcile.Notice | None = None
         self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
@@ -107,6 +123,14 @@ class Reconciler:
         if result.refused and result.refused != self.last_refusal:
             warn(body, reason="QuorumAtRisk", message=f"refused: {result.refused}")
         self.last_refusal = result.refused
+        self.post_notice(body, result.notice)
+        metrics.set_quorum(
+            self.namespace,
+            self.name,
+            lost=result.quorum_lost,
+            recovering=result.operation is not None
+            and result.operation.kind == OperationKind.RECOVER_QUORUM,
+        )
         await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
         if result.action is not None:
             await self.perform(cluster, body, observed, result)
@@ -116,6 +140,13 @@ class Reconciler:
             or result.action is not None
             or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
         )
+
+    def post_notice(self, body: Mapping[str, Any], notice: reconcile.Notice | None) -> None:
+        """Post the plan's Event once: not again while the plan keeps repeating it."""
+        if notice is not None and notice != self.last_notice:
+            (warn if notice.warning else info)(body, reason=notice.reason, message=notice.message)
+            self.logger.info("%s: %s", notice.reason, notice.message)
+        self.last_notice = notice
 
     async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> None:
         message = "; ".join(
@@ -291,6 +322,13 @@ class Reconciler:
                 "deletionTimestamp"
             ):
                 volumes[claim_name[len(DATA_CLAIM_PREFIX) :]] = claim["metadata"]["uid"]
+        recovery_job = None
+        op = cluster.status.operation
+        if op is not None and op.kind == OperationKind.RECOVER_QUORUM:
+            job = await kube.get_job(
+                self.namespace, desired.recover_job_name(cluster.name, op.request_id or "")
+            )
+            recovery_job = job_state(job)
         sts_replicas = sts_hash = None
         if sts is not None:
             sts_replicas = int(sts.get("spec", {}).get("replicas") or 0)
@@ -303,6 +341,7 @@ class Reconciler:
             nodes=nodes,
             volumes=volumes,
             recorded_volumes=recorded_volumes(body),
+            recovery_job=recovery_job,
         )
 
     # ---- status --------------------------------------------------------------------------
@@ -347,6 +386,10 @@ class Reconciler:
                 else None
             ),
         }
+        if result.recovery is not None:
+            patch["recovery"] = result.recovery.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
         if leader is not None:
             # No counters (commit index, lag): they move with every write, and status is
             # written only when the cluster's state changes. They are metrics.
@@ -468,6 +511,16 @@ class Reconciler:
             return await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
         if action.kind == "delete_volume":
             return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
+        if action.kind == "run_recover_job":
+            op = cluster.status.operation
+            request = op.request_id if op is not None else None
+            if not request:
+                raise AssertionError("run_recover_job outside a RecoverQuorum operation")
+            job = desired.recover_job(
+                cluster, member, request, default_image_repository=SETTINGS.image_repository
+            )
+            await kube.create_job(self.namespace, desired.with_owner(job, cluster))
+            return True
         if action.kind == "replace_volume":
             # The claim first (it stays, protected, until its pod is gone), then the pod: the
             # StatefulSet recreates the pod and, once the old claim is gone, a new empty claim.

@@ -1094,6 +1094,7 @@ class RaftNode:
             "role": self.role_name(), "term": core.term,
             "leader": leader, "commit_index": core.commit,
             "applied_index": self.fsm.applied_index, "last_index": core.last_index(),
+            "last_term": core.log.last_term(),
             "ready": self.is_ready(), "revision": self.fsm.revision,
             "members": self.members(),
         }
