@@ -187,6 +187,7 @@ ActionKind = Literal[
     "delete_volume",
     "replace_volume",
     "run_recover_job",
+    "delete_volumes",
 ]
 
 
@@ -199,6 +200,8 @@ class Action:
     target: str | None = None
     """transfer_leader: the member to hand leadership to."""
     replicas: int | None = None
+    members: tuple[str, ...] = ()
+    """delete_volumes: the members whose data volumes go."""
     reason: str = ""
     """Event reason (CamelCase) posted once the action succeeded."""
     message: str = ""
@@ -847,15 +850,17 @@ def _recover_quorum(
         return Plan(ClusterPhase.DEGRADED, None, quorum_lost=True, recovery=_recovery_record(
             obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
     if step == STEP_DROP_VOLUMES:
-        for name in others:
-            if name in obs.volumes:
-                return Plan(
-                    phase,
-                    _step(op, STEP_DROP_VOLUMES, f"deleting the volume of {name}"),
-                    Action("delete_volume", member=name, reason="LostVolumeDeleted",
-                           message=f"deleting the volume of {name}: it rejoins empty"),
-                    record_volumes={name: None},
-                )
+        # Only now, after recover succeeded: until then another survivor's data may matter.
+        drop = tuple(name for name in others if name in obs.volumes)
+        if drop:
+            listed = ", ".join(drop)
+            return Plan(
+                phase,
+                _step(op, STEP_DROP_VOLUMES, f"deleting the volumes of {listed}"),
+                Action("delete_volumes", members=drop, reason="LostVolumesDeleted",
+                       message=f"deleting the volumes of {listed}: they rejoin empty"),
+                record_volumes={name: None for name in drop},
+            )
         step = STEP_START_MEMBERS
     if step == STEP_START_MEMBERS:
         if replicas < target:

@@ -511,6 +511,10 @@ class Reconciler:
             return await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
         if action.kind == "delete_volume":
             return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
+        if action.kind == "delete_volumes":
+            for name in action.members:
+                await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{name}")
+            return True
         if action.kind == "run_recover_job":
             op = cluster.status.operation
             request = op.request_id if op is not None else None

@@ -196,19 +196,15 @@ def test_recovery_walks_every_step_to_three_voters() -> None:
     assert result.action.member == f"{NAME}-0"
     obs = persist(obs, result, recovery_job="Running")
     assert reconcile.plan(obs, NOW).action is None
-    # Succeeded: the other members' volumes go, one per round, never the survivor's.
+    # Succeeded: the other members' volumes go (never the survivor's), in one action.
     obs = persist(obs, result, recovery_job="Succeeded")
-    deleted = []
-    for _ in range(3):
-        result = reconcile.plan(obs, NOW)
-        assert result.action is not None
-        if result.action.kind != "delete_volume":
-            break
-        deleted.append(result.action.member)
-        assert result.record_volumes == {result.action.member: None}
-        volumes = {k: v for k, v in obs.volumes.items() if k != result.action.member}
-        obs = persist(obs, result, volumes=volumes)
-    assert deleted == [f"{NAME}-1", f"{NAME}-2"]
+    result = reconcile.plan(obs, NOW)
+    assert result.action is not None and result.action.kind == "delete_volumes"
+    assert result.action.members == (f"{NAME}-1", f"{NAME}-2")
+    assert result.record_volumes == {f"{NAME}-1": None, f"{NAME}-2": None}
+    obs = persist(obs, result, volumes={f"{NAME}-0": "pvc-0"})
+    result = reconcile.plan(obs, NOW)
+    assert result.action is not None
     assert result.action.kind == "set_replicas" and result.action.replicas == 3
     # Started: the survivor leads alone; the others are blank joiners.
     alone = [member(0)]
@@ -269,7 +265,7 @@ def test_a_restarted_operator_resumes_from_the_persisted_step() -> None:
                   recovery_job="Succeeded")
     # Persisted at StopMembers; the Job ran while the operator was away.
     result = reconcile.plan(obs, NOW)
-    assert result.action is not None and result.action.kind == "delete_volume"
+    assert result.action is not None and result.action.kind == "delete_volumes"
 
 
 @pytest.mark.parametrize("confirm", ["", "yes", "forcenewcluster"])
