@@ -60,6 +60,12 @@ MEMBER_LAG = Gauge(
     registry=REGISTRY,
 )
 
+ARCHIVES = Counter(
+    "raftkv_operator_checkpoint_archives",
+    "Checkpoint archive copies (the archive Job) by result: success or failure.",
+    ["cluster", "namespace", "result"],
+    registry=REGISTRY,
+)
 QUORUM_LOST = Gauge(
     "raftkv_operator_quorum_lost",
     "1 while no member leads and fewer voters answer with their data than a quorum (the "
@@ -134,6 +140,9 @@ def forget_cluster(namespace: str, name: str) -> None:
     for result in ("success", "error"):
         with contextlib.suppress(KeyError):
             RECONCILES.remove(name, namespace, result)
+    for result in ("success", "failure"):
+        with contextlib.suppress(KeyError):
+            ARCHIVES.remove(name, namespace, result)
 
 
 def exposition() -> bytes:
