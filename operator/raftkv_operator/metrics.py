@@ -80,6 +80,13 @@ RECOVERY_IN_PROGRESS = Gauge(
     registry=REGISTRY,
 )
 
+RESTORE_IN_PROGRESS = Gauge(
+    "raftkv_operator_restore_in_progress",
+    "1 while an in-place restore (spec.restoreInPlace) is in flight (writes are stopped).",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+
 ACTIVE = Gauge(
     "raftkv_operator_active",
     "1 on the operator replica that acts (holds the leader-election Lease, or runs alone), "
@@ -122,9 +129,12 @@ def set_progress(
         _lagging[(namespace, name)] = set(lags)
 
 
-def set_quorum(namespace: str, name: str, *, lost: bool, recovering: bool) -> None:
+def set_quorum(
+    namespace: str, name: str, *, lost: bool, recovering: bool, restoring: bool = False
+) -> None:
     QUORUM_LOST.labels(name, namespace).set(1 if lost else 0)
     RECOVERY_IN_PROGRESS.labels(name, namespace).set(1 if recovering else 0)
+    RESTORE_IN_PROGRESS.labels(name, namespace).set(1 if restoring else 0)
 
 
 def set_active(active: bool) -> None:
@@ -134,7 +144,7 @@ def set_active(active: bool) -> None:
 def forget_cluster(namespace: str, name: str) -> None:
     set_phase(namespace, name, None)
     set_progress(namespace, name, None, {})
-    for gauge in (COMMIT_INDEX, QUORUM_LOST, RECOVERY_IN_PROGRESS):
+    for gauge in (COMMIT_INDEX, QUORUM_LOST, RECOVERY_IN_PROGRESS, RESTORE_IN_PROGRESS):
         with contextlib.suppress(KeyError):
             gauge.remove(name, namespace)
     for result in ("success", "error"):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from croniter import croniter
 
-from raftkv_operator import desired, quorumloss
+from raftkv_operator import desired, quorumloss, restoresource
 from raftkv_operator.members import Member, NodeStatus
 from raftkv_operator.models import (
     ClusterPhase,
@@ -44,6 +44,8 @@ from raftkv_operator.models import (
     ReclaimPolicy,
     RecoveryPhase,
     RecoveryStatus,
+    RestoreInPlaceRequest,
+    RestoreStatus,
     quorum,
 )
 
@@ -73,6 +75,11 @@ STEP_DROP_VOLUMES = "DropLostVolumes"
 STEP_START_MEMBERS = "StartMembers"
 STEP_REJOIN = "Rejoin"
 STEP_ABORT = "Abort"
+# RestoreInPlace (spec.restoreInPlace), also StopMembers and StartMembers:
+STEP_PREPARE = "PrepareVolumes"
+STEP_ROLLBACK = "RollBack"
+STEP_REBOOTSTRAP = "Rebootstrap"
+STEP_FINISH = "Finish"
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 
@@ -111,6 +118,10 @@ class Observed:
     """Pod name -> the volume uid the member's data was on when it last was a healthy voter."""
     recovery_job: JobState | None = None
     """RecoverQuorum in flight: the state of its `raftkv recover` Job (None: no such Job)."""
+    restore_checkpoint: restoresource.CheckpointSource | None = None
+    """The RaftCheckpoint a pending spec.restoreInPlace names (None: absent or no request)."""
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    """RestoreInPlace in flight: the state of each of its Jobs that exists, by name."""
 
     @property
     def name(self) -> str:
@@ -188,6 +199,9 @@ ActionKind = Literal[
     "replace_volume",
     "run_recover_job",
     "delete_volumes",
+    "run_restore_job",
+    "run_unrestore_job",
+    "begin_rebootstrap",
 ]
 
 
@@ -221,6 +235,8 @@ class Plan:
     """Updates of the recorded member volumes (None removes an entry)."""
     recovery: RecoveryStatus | None = None
     """status.recovery to persist (with the operation, before the action)."""
+    restore: RestoreStatus | None = None
+    """status.restore to persist (with the operation, before the action)."""
     notice: Notice | None = None
     """An Event to post once (the reconciler skips a repeat of the last one)."""
     quorum_lost: bool = False
@@ -251,11 +267,16 @@ def plan(obs: Observed, now: datetime) -> Plan:
         return Plan(ClusterPhase.PAUSED, status.operation, waiting="spec.paused is set")
     if obs.statefulset_replicas is None:
         return Plan(ClusterPhase.PENDING, status.operation, waiting="the StatefulSet is created")
+    op = status.operation
+    if op is not None and op.kind == OperationKind.RESTORE_IN_PLACE:
+        return _restore_in_place(obs, leader, op, now)
     if not status.bootstrapped:
         return _bootstrap(obs, leader)
-    op = status.operation
     if op is not None and op.kind == OperationKind.RECOVER_QUORUM:
         return _recover_quorum(obs, leader, op, now)
+    restore = pending_restore(cluster)
+    if restore is not None:
+        return _start_restore(obs, restore, now)
     request = pending_recovery(cluster)
     if leader is None:
         return _leaderless(obs, request, now)
@@ -893,6 +914,188 @@ def _recover_quorum(
                                   message=done),
         notice=Notice("QuorumRecovered", done),
     )
+
+
+# ---- in-place restore (spec.restoreInPlace) ------------------------------------------------------
+
+
+def pending_restore(cluster: RaftCluster) -> RestoreInPlaceRequest | None:
+    """spec.restoreInPlace when it has not been acted on yet (once per requestId)."""
+    request = cluster.spec.restore_in_place
+    done = cluster.status.restore
+    if request is None or (done is not None and done.request_id == request.request_id):
+        return None
+    return request
+
+
+def _members(obs: Observed, count: int) -> list[str]:
+    return [desired.pod_name(obs.name, i) for i in range(count)]
+
+
+def _start_restore(obs: Observed, request: RestoreInPlaceRequest, now: datetime) -> Plan:
+    cluster = obs.cluster
+    target = obs.statefulset_replicas or cluster.spec.replicas
+    checkpoint = obs.restore_checkpoint
+    choice = restoresource.choose_source(
+        checkpoint,
+        cluster=cluster.name,
+        requested=request.checkpoint,
+        members=_members(obs, target),
+        archive_claim=desired.archive_claim_in_use(cluster),
+    )
+    if choice.source is None or checkpoint is None:
+        why = f"restore request {request.request_id} refused, nothing changed: {choice.refused}"
+        record = RestoreStatus(request_id=request.request_id, phase=RecoveryPhase.REFUSED,
+                               checkpoint=request.checkpoint, started_at=now, finished_at=now,
+                               message=why[:4096])
+        return Plan(ClusterPhase.DEGRADED if find_leader(obs.nodes.values()) is None
+                    else ClusterPhase.AVAILABLE, cluster.status.operation, restore=record,
+                    notice=Notice("RestoreRefused", why, warning=True))
+    aside = desired.restore_aside_dir(request.request_id)
+    why = (f"request {request.request_id}: restoring every member from {checkpoint.name} "
+           f"(id {checkpoint.checkpoint_id}, index {checkpoint.index}, sha256 "
+           f"{checkpoint.sha256}) from {choice.source}")
+    record = RestoreStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.RUNNING,
+        checkpoint=checkpoint.name,
+        checkpoint_id=checkpoint.checkpoint_id,
+        index=checkpoint.index,
+        sha256=checkpoint.sha256,
+        source=choice.source,
+        kept_aside=aside,
+        started_at=now,
+        message=why[:4096],
+    )
+    op = _op(OperationKind.RESTORE_IN_PLACE, STEP_STOP_MEMBERS, now,
+             target_replicas=target, request_id=request.request_id, message=why)
+    return Plan(ClusterPhase.RESTORING, op,
+                Action("set_replicas", replicas=0, reason="RestoreStarted",
+                       message=f"{why}: stopping every member (writes stop)"),
+                restore=record)
+
+
+def _restore_record(obs: Observed, op: Operation, **update: Any) -> RestoreStatus:
+    current = obs.cluster.status.restore
+    if current is None or current.request_id != op.request_id:
+        current = RestoreStatus(request_id=op.request_id or "unknown",
+                                phase=RecoveryPhase.RUNNING, started_at=op.started_at)
+    return current.model_copy(update=update)
+
+
+def _job_round(
+    obs: Observed, op: Operation, step: str, members: list[str], *, rollback: bool
+) -> Plan | list[str] | None:
+    """Run the step's Job on each member in turn: a Plan while one is to start or runs,
+    else the members whose Job failed (None: all succeeded)."""
+    request = op.request_id or ""
+    failed: list[str] = []
+    for name in members:
+        state = obs.jobs.get(desired.restore_job_name(obs.name, request, name,
+                                                      rollback=rollback))
+        if state is None:
+            kind: ActionKind = "run_unrestore_job" if rollback else "run_restore_job"
+            what = "putting the old data back on" if rollback else "preparing"
+            return _act(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
+                        Action(kind, member=name,
+                               reason="RestoreRolledBack" if rollback else "RestorePrepared",
+                               message=f"{what} the volume of {name}"))
+        if state == "Running":
+            return _wait(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
+                         f"the restore Job on {name}")
+        if state == "Failed":
+            if not rollback:
+                return [name]  # stop at the first failure: the rest need not be touched
+            failed.append(name)
+    return failed or None
+
+
+def _restore_in_place(
+    obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime
+) -> Plan:
+    """StopMembers -> PrepareVolumes (a Job per member: stage the checkpoint, check its
+    sha256, move the old data aside) -> Rebootstrap (status.bootstrapped unset: the
+    ConfigMap says `new` with restore-from) -> StartMembers (every member bootstraps from
+    the staged checkpoint) -> Finish (bootstrapped again). A failed preparation rolls
+    every volume back (RollBack) and restarts the members on their old data."""
+    phase = ClusterPhase.RESTORING
+    status = obs.cluster.status
+    target = op.target_replicas or obs.cluster.spec.replicas
+    replicas = obs.statefulset_replicas or 0
+    members = _members(obs, target)
+    step = op.step
+    if step == STEP_STOP_MEMBERS:
+        if replicas > 0:
+            return _act(op, phase, STEP_STOP_MEMBERS, Action(
+                "set_replicas", replicas=0, reason="MembersStopped",
+                message="stopping every member for the restore (writes stop)"))
+        if obs.pods:
+            return _wait(op, phase, STEP_STOP_MEMBERS,
+                         f"members to stop: {', '.join(sorted(obs.pods))}")
+        step = STEP_PREPARE
+    if step == STEP_PREPARE:
+        outcome = _job_round(obs, op, STEP_PREPARE, members, rollback=False)
+        if isinstance(outcome, Plan):
+            return outcome
+        if outcome:
+            job = desired.restore_job_name(
+                obs.name, op.request_id or "", outcome[0], rollback=False
+            )
+            why = (f"preparing the volume of {outcome[0]} failed (kubectl logs job/{job}); "
+                   "putting every member's old data back")
+            return Plan(phase, _step(op, STEP_ROLLBACK, why), waiting=why,
+                        notice=Notice("RestoreFailed", why, warning=True))
+        return _act(op, phase, STEP_REBOOTSTRAP, Action(
+            "begin_rebootstrap", reason="RestoreStaged",
+            message=f"every volume holds the checkpoint (sha256 checked); {target} members "
+            "bootstrap from it"))
+    if step == STEP_ROLLBACK:
+        outcome = _job_round(obs, op, STEP_ROLLBACK, members, rollback=True)
+        if isinstance(outcome, Plan):
+            return outcome
+        if replicas != target:
+            return _act(op, phase, STEP_ROLLBACK, Action(
+                "set_replicas", replicas=target, reason="MembersRestarted",
+                message="restarting the members on their old data"))
+        why = op.message or "the restore failed"
+        if outcome:
+            why += (f"; putting the old data back failed on {', '.join(outcome)} "
+                    "(docs/recovery.md)")
+        return Plan(ClusterPhase.DEGRADED, None, restore=_restore_record(
+            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+    if step == STEP_REBOOTSTRAP:
+        if status.bootstrapped:
+            return _act(op, phase, STEP_REBOOTSTRAP, Action(
+                "begin_rebootstrap", reason="RestoreStaged",
+                message=f"{target} members bootstrap from the checkpoint"))
+        step = STEP_START_MEMBERS
+    if step == STEP_START_MEMBERS:
+        if replicas < target:
+            return _act(op, phase, STEP_START_MEMBERS, Action(
+                "set_replicas", replicas=target, reason="MembersStarted",
+                message=f"starting {target} members from the restored checkpoint"))
+        founders = set(members)
+        ready = sum(1 for name in founders if healthy(obs, name))
+        if (leader is None or {m.name for m in voters(leader)} != founders
+                or ready < len(founders)):
+            return _wait(op, phase, STEP_START_MEMBERS,
+                         f"{len(founders)} members to bootstrap from the checkpoint "
+                         f"({ready} ready)")
+        return _act(op, phase, STEP_FINISH, Action(
+            "mark_bootstrapped", reason="Restored",
+            message=f"{target} members run from the restored checkpoint; {leader.name} leads"))
+    if not status.bootstrapped:  # STEP_FINISH, the mark not persisted yet
+        return _act(op, phase, STEP_FINISH, Action(
+            "mark_bootstrapped", reason="Restored",
+            message=f"{target} members run from the restored checkpoint"))
+    record = _restore_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now)
+    done = (f"restored {record.checkpoint} into every member; the old data is kept in "
+            f"{record.kept_aside} on each volume")
+    return Plan(ClusterPhase.AVAILABLE, None,
+                restore=record.model_copy(update={"message": done}),
+                notice=Notice("RestoreSucceeded", done),
+                record_volumes={name: obs.volumes[name] for name in members
+                                if name in obs.volumes})
 
 
 _STEPPERS = {

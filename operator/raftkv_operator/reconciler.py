@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from raftkv_operator import credentials, desired, kube, metrics, reconcile
+from raftkv_operator import credentials, desired, kube, metrics, reconcile, restoresource
 from raftkv_operator.context import (
     DATA_CLAIM_PREFIX,
     MEMBER_VOLUMES_ANNOTATION,
@@ -130,6 +130,8 @@ class Reconciler:
             lost=result.quorum_lost,
             recovering=result.operation is not None
             and result.operation.kind == OperationKind.RECOVER_QUORUM,
+            restoring=result.operation is not None
+            and result.operation.kind == OperationKind.RESTORE_IN_PLACE,
         )
         await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
         if result.action is not None:
@@ -329,6 +331,7 @@ class Reconciler:
                 self.namespace, desired.recover_job_name(cluster.name, op.request_id or "")
             )
             recovery_job = job_state(job)
+        restore_checkpoint, jobs = await self.observe_restore(cluster)
         sts_replicas = sts_hash = None
         if sts is not None:
             sts_replicas = int(sts.get("spec", {}).get("replicas") or 0)
@@ -342,7 +345,34 @@ class Reconciler:
             volumes=volumes,
             recorded_volumes=recorded_volumes(body),
             recovery_job=recovery_job,
+            restore_checkpoint=restore_checkpoint,
+            jobs=jobs,
         )
+
+    async def observe_restore(
+        self, cluster: RaftCluster
+    ) -> tuple[restoresource.CheckpointSource | None, dict[str, reconcile.JobState]]:
+        """The RaftCheckpoint a pending restore request names; the restore Jobs in flight."""
+        checkpoint = None
+        request = reconcile.pending_restore(cluster)
+        if request is not None:
+            obj = await kube.get_checkpoint_object(self.namespace, request.checkpoint)
+            if obj is not None:
+                checkpoint = restoresource.CheckpointSource.from_object(obj)
+        jobs: dict[str, reconcile.JobState] = {}
+        op = cluster.status.operation
+        if op is not None and op.kind == OperationKind.RESTORE_IN_PLACE and op.request_id:
+            target = op.target_replicas or cluster.spec.replicas
+            for ordinal in range(target):
+                member = desired.pod_name(cluster.name, ordinal)
+                for rollback in (False, True):
+                    name = desired.restore_job_name(
+                        cluster.name, op.request_id, member, rollback=rollback
+                    )
+                    state = job_state(await kube.get_job(self.namespace, name))
+                    if state is not None:
+                        jobs[name] = state
+        return checkpoint, jobs
 
     # ---- status --------------------------------------------------------------------------
 
@@ -388,6 +418,10 @@ class Reconciler:
         }
         if result.recovery is not None:
             patch["recovery"] = result.recovery.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        if result.restore is not None:
+            patch["restore"] = result.restore.model_dump(
                 mode="json", by_alias=True, exclude_none=True
             )
         if leader is not None:
@@ -457,6 +491,47 @@ class Reconciler:
             info(body, reason=action.reason, message=action.message)
             RUNTIME.wake(self.namespace, self.name)  # the router re-reads roles
 
+    async def run_restore_job(self, cluster: RaftCluster, member: str, *, rollback: bool) -> None:
+        op, record = cluster.status.operation, cluster.status.restore
+        if op is None or not op.request_id or record is None or record.request_id != op.request_id:
+            raise AssertionError("a restore Job outside a RestoreInPlace operation")
+        claim, path = restoresource.parse_source(record.source)
+        if rollback:
+            script = desired.restore_rollback_script(op.request_id)
+        else:
+            if not record.checkpoint_id or not record.sha256:
+                raise AssertionError("status.restore lacks the checkpoint id or sha256")
+            script = desired.restore_prepare_script(
+                op.request_id, record.checkpoint_id, record.sha256, archive_path=path
+            )
+        job = desired.restore_job(
+            cluster,
+            member,
+            op.request_id,
+            script,
+            rollback=rollback,
+            archive_claim=None if rollback else claim,
+            default_image_repository=SETTINGS.image_repository,
+        )
+        await kube.create_job(self.namespace, desired.with_owner(job, cluster))
+
+    async def begin_rebootstrap(self, cluster: RaftCluster) -> None:
+        """Every volume is prepared: the ConfigMap says `new` (with restore-from) before
+        status.bootstrapped is unset, so no member starts before it does."""
+        op = cluster.status.operation
+        target = (op.target_replicas if op is not None else None) or cluster.spec.replicas
+        staged = cluster.model_copy(
+            update={
+                "status": cluster.status.model_copy(
+                    update={"bootstrapped": False, "initial_replicas": target}
+                )
+            }
+        )
+        await kube.ensure(self.namespace, desired.with_owner(desired.config_map(staged), cluster))
+        await kube.patch_cluster_status(
+            self.namespace, self.name, {"bootstrapped": False, "initialReplicas": target}
+        )
+
     async def _retire(
         self, body: Mapping[str, Any], result: reconcile.Plan, removed: RemovedIdentity
     ) -> None:
@@ -514,6 +589,12 @@ class Reconciler:
         if action.kind == "delete_volumes":
             for name in action.members:
                 await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{name}")
+            return True
+        if action.kind in ("run_restore_job", "run_unrestore_job"):
+            await self.run_restore_job(cluster, member, rollback=action.kind == "run_unrestore_job")
+            return True
+        if action.kind == "begin_rebootstrap":
+            await self.begin_rebootstrap(cluster)
             return True
         if action.kind == "run_recover_job":
             op = cluster.status.operation
