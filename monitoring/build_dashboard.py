@@ -384,6 +384,19 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "status.recovery and status.operation say which step.",
             ),
             Panel(
+                "Restore in progress",
+                (
+                    Target(
+                        "max by (namespace, cluster) "
+                        f"(raftkv_operator_restore_in_progress{{{NODE}}})",
+                        "{{namespace}}/{{cluster}}",
+                    ),
+                ),
+                kind="stat",
+                description="1 while an in-place restore (spec.restoreInPlace) is in flight: "
+                "the members are stopped, writes fail; status.restore says which step.",
+            ),
+            Panel(
                 "Checkpoint archives in the last hour",
                 (
                     Target(

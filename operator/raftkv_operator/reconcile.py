@@ -1057,7 +1057,16 @@ def _restore_in_place(
             return _act(op, phase, STEP_ROLLBACK, Action(
                 "set_replicas", replicas=target, reason="MembersRestarted",
                 message="restarting the members on their old data"))
-        why = op.message or "the restore failed"
+        request = op.request_id or ""
+        broken = [
+            f"{name} (kubectl logs job/"
+            f"{desired.restore_job_name(obs.name, request, name, rollback=False)})"
+            for name in members
+            if obs.jobs.get(desired.restore_job_name(obs.name, request, name, rollback=False))
+            == "Failed"
+        ]
+        why = (f"preparing the volume failed on {', '.join(broken) or 'a member'}; "
+               "every member runs on its old data again")
         if outcome:
             why += (f"; putting the old data back failed on {', '.join(outcome)} "
                     "(docs/recovery.md)")

@@ -60,7 +60,7 @@ class OperatorMetrics:
         module.CHECKPOINTS.labels("success").inc()
         module.set_phase(namespace, cluster, ClusterPhase.AVAILABLE)
         # A cluster that lost its quorum and recovers; one archive copy failed, one succeeded.
-        module.set_quorum(namespace, cluster, lost=True, recovering=True)
+        module.set_quorum(namespace, cluster, lost=True, recovering=True, restoring=True)
         module.ARCHIVES.labels(cluster, namespace, "success").inc()
         module.ARCHIVES.labels(cluster, namespace, "failure").inc()
         server, thread = start_http_server(0, addr="127.0.0.1", registry=module.REGISTRY)
