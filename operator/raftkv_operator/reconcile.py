@@ -810,6 +810,20 @@ def _leaderless(obs: Observed, request: QuorumRecoveryRequest | None, now: datet
     )
 
 
+def _stop_every_member(
+    obs: Observed, op: Operation, phase: ClusterPhase, why: str
+) -> Plan | None:
+    """The StatefulSet at 0 and no member pod left (None: done)."""
+    if (obs.statefulset_replicas or 0) > 0:
+        return _act(op, phase, STEP_STOP_MEMBERS, Action(
+            "set_replicas", replicas=0, reason="MembersStopped",
+            message=f"stopping every member {why}"))
+    if obs.pods:
+        return _wait(op, phase, STEP_STOP_MEMBERS,
+                     f"members to stop: {', '.join(sorted(obs.pods))}")
+    return None
+
+
 def _recovery_record(obs: Observed, op: Operation, **update: Any) -> RecoveryStatus:
     current = obs.cluster.status.recovery
     if current is None or current.request_id != op.request_id:
@@ -840,13 +854,9 @@ def _recover_quorum(
     ]
     step = op.step
     if step == STEP_STOP_MEMBERS:
-        if replicas > 0:
-            return _act(op, phase, STEP_STOP_MEMBERS, Action(
-                "set_replicas", replicas=0, reason="MembersStopped",
-                message="stopping every member for the recovery"))
-        if obs.pods:
-            return _wait(op, phase, STEP_STOP_MEMBERS,
-                         f"members to stop: {', '.join(sorted(obs.pods))}")
+        stopping = _stop_every_member(obs, op, phase, "for the recovery")
+        if stopping is not None:
+            return stopping
         step = STEP_RUN_RECOVER
     if step == STEP_RUN_RECOVER:
         if obs.recovery_job is None:
@@ -1025,13 +1035,9 @@ def _restore_in_place(
     members = _members(obs, target)
     step = op.step
     if step == STEP_STOP_MEMBERS:
-        if replicas > 0:
-            return _act(op, phase, STEP_STOP_MEMBERS, Action(
-                "set_replicas", replicas=0, reason="MembersStopped",
-                message="stopping every member for the restore (writes stop)"))
-        if obs.pods:
-            return _wait(op, phase, STEP_STOP_MEMBERS,
-                         f"members to stop: {', '.join(sorted(obs.pods))}")
+        stopping = _stop_every_member(obs, op, phase, "for the restore (writes stop)")
+        if stopping is not None:
+            return stopping
         step = STEP_PREPARE
     if step == STEP_PREPARE:
         outcome = _job_round(obs, op, STEP_PREPARE, members, rollback=False)

@@ -238,11 +238,16 @@ def test_recovery_walks_every_step_to_three_voters() -> None:
     assert result.phase == ClusterPhase.AVAILABLE
 
 
-def test_a_failed_recover_job_restarts_the_members_and_changes_nothing_else() -> None:
+def stopped_with_job(job: reconcile.JobState) -> reconcile.Observed:
+    """Recovery requested and persisted at StopMembers; the members are gone, the recover
+    Job in `job` state."""
     obs = lost_majority(cluster=raft_cluster(recovery=REQUEST))
     result = reconcile.plan(obs, NOW)
-    obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={},
-                  recovery_job="Failed")
+    return persist(obs, result, statefulset_replicas=0, pods={}, nodes={}, recovery_job=job)
+
+
+def test_a_failed_recover_job_restarts_the_members_and_changes_nothing_else() -> None:
+    obs = stopped_with_job("Failed")
     result = reconcile.plan(obs, NOW)
     assert result.operation is not None and result.operation.step == reconcile.STEP_ABORT
     assert result.notice is not None and result.notice.reason == "RecoveryFailed"
@@ -259,12 +264,8 @@ def test_a_failed_recover_job_restarts_the_members_and_changes_nothing_else() ->
 
 def test_a_restarted_operator_resumes_from_the_persisted_step() -> None:
     """The step is re-derived from the world: a Job that already succeeded is not re-run."""
-    obs = lost_majority(cluster=raft_cluster(recovery=REQUEST))
-    result = reconcile.plan(obs, NOW)
-    obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={},
-                  recovery_job="Succeeded")
     # Persisted at StopMembers; the Job ran while the operator was away.
-    result = reconcile.plan(obs, NOW)
+    result = reconcile.plan(stopped_with_job("Succeeded"), NOW)
     assert result.action is not None and result.action.kind == "delete_volumes"
 
 
