@@ -108,7 +108,7 @@ For the runtime
 effects to act on — ``events`` (watch events: type, key, value, create/mod
 revision, version, lease), ``lock_grants`` (answer those waiters),
 ``lock_waits_cancelled`` (fail those waiters: lease gone or gave up),
-``revoked_leases`` (forget their deadlines), ``checkpoint`` (write one now),
+``lease_granted`` (start its deadline), ``revoked_leases`` (forget their deadlines), ``checkpoint`` (write one now),
 ``duplicate`` (a session replay). Local reads, for ReadIndex or serializable
 reads: ``get``, ``range``, ``lease_info``, ``leases``, ``lock_info``,
 ``lock_status``, ``locks``, ``members``, ``stats``. Lease deadlines and
