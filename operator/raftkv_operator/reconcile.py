@@ -1189,7 +1189,11 @@ def conditions(
     """(type, status, reason, message) of Available, Progressing and Degraded."""
     leader = find_leader(obs.nodes.values())
     out: list[tuple[ConditionType, ConditionStatus, str, str]] = []
-    lost = quorum_view(obs) if leader is None else None
+    # A recovery or restore stops the members on purpose: that is not a quorum loss.
+    planned = result.operation is not None and result.operation.kind in (
+        OperationKind.RECOVER_QUORUM, OperationKind.RESTORE_IN_PLACE
+    )
+    lost = quorum_view(obs) if leader is None and not planned else None
     if lost is not None and lost.lost:
         out.append(
             (ConditionType.AVAILABLE, ConditionStatus.FALSE, "QuorumLost", lost.describe())

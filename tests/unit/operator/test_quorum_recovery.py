@@ -19,6 +19,7 @@ from raftkv_operator.models import (
     RecoveryPhase,
     RecoveryStatus,
 )
+from raftkv_operator.reconciler import job_state
 from tests.unit.operator.test_reconcile import HASH, NAME, NOW, member, node, pod
 
 REQUEST = {"requestId": "r1", "confirm": "ForceNewCluster"}
@@ -279,3 +280,14 @@ def test_recovery_status_round_trips() -> None:
     record = RecoveryStatus(request_id="r1", phase=RecoveryPhase.RUNNING, started_at=NOW)
     dumped = record.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert dumped == {"requestId": "r1", "phase": "Running", "startedAt": "2026-01-02T03:04:05Z"}
+
+
+def test_job_state_reads_the_job_conditions() -> None:
+    assert job_state(None) is None
+    assert job_state({"status": {"active": 1}}) == "Running"
+    assert job_state({"status": {"conditions": [
+        {"type": "Complete", "status": "True"}]}}) == "Succeeded"
+    assert job_state({"status": {"conditions": [
+        {"type": "Failed", "status": "True"}]}}) == "Failed"
+    assert job_state({"status": {"conditions": [
+        {"type": "Failed", "status": "False"}]}}) == "Running"

@@ -110,6 +110,10 @@ def test_restore_walks_every_step() -> None:
     assert result.restore is not None and result.restore.sha256 == SHA
     assert result.restore.kept_aside == "/var/lib/raftkv/pre-restore-r1"
     obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={})
+    # Members stopped on purpose: no QuorumLost condition, no quorum-lost metric.
+    stopped = reconcile.plan(obs, NOW)
+    assert not stopped.quorum_lost
+    assert all(reason != "QuorumLost" for _, _, reason, _ in reconcile.conditions(obs, stopped))
     # One member at a time: prepare, wait, next.
     jobs: dict[str, reconcile.JobState] = {}
     for name in MEMBERS:
