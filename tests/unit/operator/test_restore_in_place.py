@@ -110,10 +110,17 @@ def test_restore_walks_every_step() -> None:
     assert result.restore is not None and result.restore.sha256 == SHA
     assert result.restore.kept_aside == "/var/lib/raftkv/pre-restore-r1"
     obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={})
-    # Members stopped on purpose: no QuorumLost condition, no quorum-lost metric.
-    stopped = reconcile.plan(obs, NOW)
+    # Members stopped on purpose: no QuorumLost condition, no quorum-lost metric (though
+    # none of the voters status.members recorded answers).
+    recorded = {"members": [{"name": m, "id": 10 + i, "role": "Follower"}
+                            for i, m in enumerate(MEMBERS)]}
+    quiet = persist(obs, reconcile.Plan(ClusterPhase.RESTORING, obs.cluster.status.operation),
+                    status=recorded)
+    assert reconcile.quorum_view(quiet).lost  # what a real loss of all three would say
+    stopped = reconcile.plan(quiet, NOW)
     assert not stopped.quorum_lost
-    assert all(reason != "QuorumLost" for _, _, reason, _ in reconcile.conditions(obs, stopped))
+    assert all(reason != "QuorumLost"
+               for _, _, reason, _ in reconcile.conditions(quiet, stopped))
     # One member at a time: prepare, wait, next.
     jobs: dict[str, reconcile.JobState] = {}
     for name in MEMBERS:
