@@ -16,6 +16,12 @@ Multi-step work is an `Operation` in `status.operation`:
 - Recover, a member whose data is gone (its volume was replaced, or it reports itself
   outside the configuration the leader has it in): remove it -> add it back as a learner ->
   promote. Its steps only go forward, so a re-added member is never removed again.
+- RecoverQuorum, only on request (spec.recovery) after a quorum loss: stop every member ->
+  `raftkv recover` on the best survivor's volume (a Job) -> drop the others' volumes ->
+  start the survivor alone -> re-add the others as learners and promote them.
+- RestoreInPlace, only on request (spec.restoreInPlace): stop every member -> a Job per
+  volume stages the checkpoint (sha256 checked) and moves the old data aside -> the members
+  bootstrap anew from it; a failed preparation puts the old data back.
 Any step that would leave the voters without a healthy quorum is refused (no change).
 """
 
