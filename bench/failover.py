@@ -286,25 +286,21 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     with tempfile.TemporaryDirectory(prefix="raftkv-failover-") as tmp:
         for system in args.system.split(","):
+            cluster: Etcd | Raftkv
             if system == "raftkv":
-                rk = Raftkv(Path(tmp), peer_tls=not args.insecure)
-                try:
-                    rk.start()
-                    res = asyncio.run(measure_raftkv(rk, args.kills, args.writers,
-                                                     args.readers))
-                finally:
-                    rk.stop()
+                cluster = Raftkv(Path(tmp), peer_tls=not args.insecure)
             elif system == "etcd":
                 (Path(tmp) / "etcd").mkdir()
-                etcd = Etcd(Path(tmp) / "etcd")
-                try:
-                    etcd.start()
-                    res = asyncio.run(measure_etcd(etcd, args.kills, args.writers,
-                                                   args.readers))
-                finally:
-                    etcd.stop()
+                cluster = Etcd(Path(tmp) / "etcd")
             else:
                 p.error(f"unknown system {system!r}")
+            try:
+                cluster.start()
+                n = (args.kills, args.writers, args.readers)
+                res = asyncio.run(measure_raftkv(cluster, *n) if isinstance(cluster, Raftkv)
+                                  else measure_etcd(cluster, *n))
+            finally:
+                cluster.stop()
             lines.append(summary(system, res))
     print("\n".join(lines))
     return 0
