@@ -304,7 +304,7 @@ class Raft:
     def has_ready(self) -> bool:
         if self.msgs or self.read_states or self._pending_snapshot is not None:
             return True
-        if self._read_round_due:
+        if self._read_round_due and self.read_only.pending:
             return True
         if self.log.unstable_from <= self.log.last_index():
             return True
@@ -336,7 +336,11 @@ class Raft:
             if rd.committed_entries:
                 self._applying = rd.committed_entries[-1].index
         if self._read_round_due:
-            self._bcast_heartbeat(self.read_only.last_ctx())
+            # Only while requests wait: the acks of an earlier round may have answered
+            # them all meanwhile (a request repeated with the same context).
+            self._read_round_due = False
+            if self.read_only.pending:
+                self._bcast_heartbeat(self.read_only.last_ctx())
         rd.messages, self.msgs = self.msgs, []
         rd.read_states, self.read_states = self.read_states, []
         return rd
