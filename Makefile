@@ -161,6 +161,8 @@ install-chaos-system:
 # ---- benchmark against etcd (bench/run.py) --------------------------------------------------
 
 BENCH_DURATION ?= 10
+BENCH_KILLS ?= 5
+BENCH_STABLE_SECONDS ?= 300
 BENCH_ARGS ?=
 
 .PHONY: install-bench-system bench-profile
@@ -168,15 +170,19 @@ BENCH_ARGS ?=
 # wrk + Debian's etcd-server/etcd-client (+ golang-go and golang-etcd-server-dev to build
 # bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv
 # (fsync on both), writes then linearizable reads at 1/16/64/256 connections: a table of
-# ops/s, p50/p99 and raftkv/etcd ratios; bench/results/bench-<time>.{json,png}.
+# ops/s, p50/p99 and raftkv/etcd ratios; then leader changes during BENCH_STABLE_SECONDS
+# of saturated writes, BENCH_KILLS kill -9 failovers of each, and issue 15's goals
+# table; bench/results/bench-<time>.{json,png}.
 bench: install install-bench-system
-	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) --kills $(BENCH_KILLS) \
+		--stable-seconds $(BENCH_STABLE_SECONDS) $(BENCH_ARGS)
 
 # The same, plus py-spy on the raftkv leader during the 64-connection writes
 # (bench/results/profile-<time>.txt: top functions by own and inclusive time).
 bench-profile: install install-bench-system
 	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
-	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) --profile $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --duration $(BENCH_DURATION) --kills $(BENCH_KILLS) \
+		--stable-seconds $(BENCH_STABLE_SECONDS) --profile $(BENCH_ARGS)
 
 install-bench-system:
 	@if command -v wrk >/dev/null && command -v etcd >/dev/null && command -v go >/dev/null \

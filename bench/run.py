@@ -44,28 +44,30 @@ import platform
 import re
 import shutil
 import signal
-import socket
-import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from raftkv.runtime.credentials import ClientCredentials
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
+# bench/ is a directory of scripts, not a package
+import etcdgrpc  # noqa: E402
+import failover  # noqa: E402
+from clusters import Access, Etcd, Raftkv  # noqa: E402
+from goals import Kill, Stability, evaluate, goals_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "kv.lua"
 RESULTS = HERE / "results"
 KEYS = 1000
+FAILOVER_WRITERS = 8
+FAILOVER_READERS = 8
 VALUE_BYTES = 256
 
 
@@ -80,20 +82,6 @@ class Run:
     requests: int
     errors: int  # socket errors + non-2xx answers
     peer_tls: bool = False  # members talk mutual TLS; clients TLS + token auth
-
-
-@dataclass
-class Access:
-    """How the bench reaches a system: TLS context (None: plain) and the token."""
-
-    context: ssl.SSLContext | None = None
-    token: str = ""
-    bearer: bool = True  # raftkv: "Bearer <token>"; etcd: the bare token
-
-    def headers(self) -> dict[str, str]:
-        if not self.token:
-            return {}
-        return {"Authorization": ("Bearer " if self.bearer else "") + self.token}
 
 
 # --- wrk ------------------------------------------------------------------------------
@@ -137,203 +125,6 @@ def run_wrk(url: str, system: str, op: str, connections: int, duration: int,
                          timeout=duration + 60).stdout
     return parse_wrk(out)
 
-
-# --- processes ------------------------------------------------------------------------
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
-              access: Access | None = None) -> Any:
-    access = access or Access()
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json",
-                                          **access.headers()})
-    with urllib.request.urlopen(req, timeout=timeout, context=access.context) as resp:
-        return json.loads(resp.read())
-
-
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - still starting
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what} (last error: {last!r})")
-
-
-class Etcd:
-    """A 3-member etcd on 127.0.0.1 (Debian's etcd-server; fsync is always on)."""
-
-    def __init__(self, base: Path, peer_tls: bool = False) -> None:
-        self.base = base
-        self.peer_tls = peer_tls
-        self._ca: Any = None
-        ports = free_ports(6)
-        self.members = [{"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]}
-                        for i in range(3)]
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.gateway = "/v3"
-        self.access = Access(bearer=False)
-
-    @property
-    def urls(self) -> list[str]:
-        scheme = "https" if self.peer_tls else "http"
-        return [f"{scheme}://127.0.0.1:{m['client']}" for m in self.members]
-
-    def _client_tls_args(self, name: str) -> list[str]:
-        """A server certificate on the client port (clients then use etcd's token auth)."""
-        from raftkv.security.pki import issue_cert
-
-        pki = self.base / "pki"
-        cert, key = pki / f"{name}-client.pem", pki / f"{name}-client-key.pem"
-        issue_cert(self._ca, name, ip_addresses=["127.0.0.1"]).write(cert, key)
-        self.access.context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-        return ["--cert-file", str(cert), "--key-file", str(key),
-                "--auth-token", "simple", "--auth-token-ttl", "3600"]
-
-    def _enable_auth(self) -> None:
-        """etcd's token auth: a root user, `auth enable`, then a token to send."""
-        url, gw, plain = self.urls[0], self.gateway, Access(self.access.context)
-        http_json("POST", url + gw + "/auth/user/add", {"name": "root", "password": "bench"},
-                  access=plain)
-        http_json("POST", url + gw + "/auth/user/grant", {"user": "root", "role": "root"},
-                  access=plain)
-        http_json("POST", url + gw + "/auth/enable", {}, access=plain)
-        answer = http_json("POST", url + gw + "/auth/authenticate",
-                           {"name": "root", "password": "bench"}, access=plain)
-        self.access.token = str(answer["token"])
-
-    def _peer_tls_args(self, name: str) -> list[str]:
-        """Mutual TLS between the members, with certificates like raftkv's (P-256)."""
-        from raftkv.security.pki import issue_cert, make_ca
-
-        pki = self.base / "pki"
-        pki.mkdir(exist_ok=True)
-        ca_path = pki / "ca.pem"
-        if self._ca is None:
-            self._ca = make_ca("etcd bench peer CA")
-            ca_path.write_bytes(self._ca.cert_pem)
-        cert, key = pki / f"{name}.pem", pki / f"{name}-key.pem"
-        issue_cert(self._ca, name, dns_names=[name, "localhost"],
-                   ip_addresses=["127.0.0.1"]).write(cert, key)
-        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
-                "--peer-trusted-ca-file", str(ca_path), "--peer-client-cert-auth"]
-
-    def start(self) -> None:
-        scheme = "https" if self.peer_tls else "http"
-        initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}"
-                           for m in self.members)
-        for m, url in zip(self.members, self.urls, strict=True):
-            log = open(self.base / f"{m['name']}.log", "wb")  # noqa: SIM115 - child owns it
-            tls = [*self._peer_tls_args(str(m["name"])),
-                   *self._client_tls_args(str(m["name"]))] if self.peer_tls else []
-            self.procs.append(subprocess.Popen([
-                "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
-                "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
-                "--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
-                "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
-                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error",
-                *tls],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True))
-        for url in self.urls:
-            wait_until(f"etcd {url} healthy", lambda u=url: http_json(
-                "GET", u + "/health", access=self.access).get("health") == "true")
-        self.gateway = self._gateway()
-        if self.peer_tls:
-            self._enable_auth()
-
-    def _gateway(self) -> str:
-        """3.4+ serves /v3; 3.3 and older only /v3beta (/v3alpha before that)."""
-        for prefix in ("/v3", "/v3beta", "/v3alpha"):
-            with contextlib.suppress(Exception):
-                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {},
-                          access=self.access)
-                return prefix
-        raise RuntimeError("etcd answers none of /v3, /v3beta, /v3alpha")
-
-    def leader_url(self) -> str:
-        def find() -> str | None:
-            for url in self.urls:
-                st = http_json("POST", url + self.gateway + "/maintenance/status", {},
-                               access=self.access)
-                if st.get("leader") and st["header"]["member_id"] == st["leader"]:
-                    return url
-            return None
-        return str(wait_until("an etcd leader", find))
-
-    def version(self) -> str:
-        out = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout
-        m = re.search(r"etcd Version: (\S+)", out)
-        return m[1] if m else "unknown"
-
-    def stop(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-class Raftkv:
-    """A 3-node raftkv through `raftkv local up` (fsync on: the default; peer TLS
-    unless `peer_tls` is False)."""
-
-    def __init__(self, base: Path, peer_tls: bool = True) -> None:
-        self.dir = base / ("raftkv-peer-tls" if peer_tls else "raftkv")
-        self.peer_tls = peer_tls
-        self.urls: list[str] = []
-        self.access = Access()
-
-    def _cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "raftkv.cli", "local", *args,
-                               "--dir", str(self.dir)], capture_output=True, text=True,
-                              check=True, timeout=120).stdout
-
-    def start(self) -> None:
-        # Secure is `local up`'s default: peer mTLS, and client TLS + an admin token.
-        self.urls = self._cli("up", "--nodes", "3",
-                              *([] if self.peer_tls else ["--insecure"])).split()
-        if self.peer_tls:
-            creds = ClientCredentials(self.dir / "credentials")
-            self.access = Access(ssl.create_default_context(cafile=str(creds.ca_file)),
-                                 creds.admin_token())
-
-    def leader(self) -> tuple[str, int]:
-        """The leader's client URL and pid."""
-        def find() -> tuple[str, int] | None:
-            for url in self.urls:
-                st = http_json("GET", url + "/v1/status", access=self.access)
-                if st.get("role") == "leader":
-                    state = json.loads((self.dir / "cluster.json").read_text())
-                    pid = next(n["pid"] for n in state["nodes"] if n["name"] == st["name"])
-                    return url, int(pid)
-            return None
-        return wait_until("a raftkv leader", find)
-
-    def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
-            self._cli("down")
 
 
 async def populate(system: str, url: str, gateway: str, access: Access) -> None:
@@ -473,17 +264,21 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
 
 # --- main -------------------------------------------------------------------------------
 def bench_system(name: str, url: str, gateway: str, connections: list[int], duration: int,
-                 on_run: Any = None, access: Access | None = None) -> list[Run]:
+                 on_run: Any = None, access: Access | None = None,
+                 label: str | None = None) -> list[Run]:
+    """wrk at each connection count; `name` is kv.lua's system (raftkv | etcd),
+    `label` the system the runs are recorded as (default: `name`)."""
     token = access.token if access is not None else ""
+    label = label or name
     runs = []
     for op in ("put", "get"):
         for c in connections:
             hook = on_run(op, c) if on_run else contextlib.nullcontext()
             with hook:
                 res = run_wrk(url, name, op, c, duration, gateway, token)
-            run = Run(name, op, c, res["ops_per_sec"], res["p50_ms"], res["p99_ms"],
+            run = Run(label, op, c, res["ops_per_sec"], res["p50_ms"], res["p99_ms"],
                       int(res["requests"]), int(res["errors"]))
-            print(f"  {name:<6} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
+            print(f"  {label:<6} {op} c={c:<3} {run.ops_per_sec:>8.0f} ops/s  "
                   f"p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
                   + (f"  errors {run.errors}" if run.errors else ""), flush=True)
             runs.append(run)
@@ -513,11 +308,33 @@ def bench_etcd_grpc(url: str, connections: list[int], duration: int) -> list[Run
     return runs
 
 
+def stability_run(label: str, cluster: Etcd | Raftkv, url: str, gateway: str,
+                  access: Access, seconds: int) -> Stability:
+    """Saturated writes (wrk, 256 connections) for `seconds`: the leader changes the
+    members saw meanwhile (issue 15's goal: none in 5 minutes)."""
+    before = cluster.leader_changes()
+    res = run_wrk(url, "etcd" if isinstance(cluster, Etcd) else "raftkv", "put", 256,
+                  seconds, gateway, access.token)
+    changes = cluster.leader_changes() - before
+    print(f"  {label} saturated writes for {seconds} s (256 connections): "
+          f"{res['ops_per_sec']:.0f} ops/s, p99 {res['p99_ms']:.1f} ms, "
+          f"{changes:.0f} leader changes", flush=True)
+    return Stability(changes, seconds)
+
+
+@dataclass
+class ModeResult:
+    runs: list[Run] = field(default_factory=list)
+    profile_text: str = ""
+    kills: dict[str, list[Kill]] = field(default_factory=dict)
+    stability: dict[str, Stability] = field(default_factory=dict)
+
+
 def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[int],
-               stamp: str, meta: dict[str, Any], peer_tls: bool) -> tuple[list[Run], str]:
-    """Every system of `systems`, with or without mutual TLS between its members."""
-    runs: list[Run] = []
-    profile_text = ""
+               stamp: str, meta: dict[str, Any], peer_tls: bool, extras: bool) -> ModeResult:
+    """Every system of `systems`, with or without mutual TLS between its members.
+    `extras`: also the saturated-writes stability run and the kill -9 failovers."""
+    out = ModeResult()
     with tempfile.TemporaryDirectory(prefix="raftkv-bench-") as tmp:
         base = Path(tmp)
         if "etcd" in systems:
@@ -530,46 +347,108 @@ def bench_mode(args: argparse.Namespace, systems: list[str], connections: list[i
                 print(f"etcd {meta['etcd']['version']} (gateway {etcd.gateway}), leader {url}",
                       flush=True)
                 asyncio.run(populate("etcd", url, etcd.gateway, etcd.access))
-                runs += bench_system("etcd", url, etcd.gateway, connections, args.duration,
-                                     access=etcd.access)
+                out.runs += bench_system("etcd", url, etcd.gateway, connections,
+                                         args.duration, access=etcd.access)
                 if not peer_tls:  # the Go generator speaks neither TLS nor etcd's auth here
-                    runs += bench_etcd_grpc(url, connections, args.duration)
+                    out.runs += bench_etcd_grpc(url, connections, args.duration)
+                if extras and args.stable_seconds:
+                    out.stability["etcd"] = stability_run(
+                        "etcd", etcd, url, etcd.gateway, etcd.access, args.stable_seconds)
+                if extras and args.kills:
+                    out.kills["etcd"] = _kills(asyncio.run(failover.measure_etcd(
+                        etcd, args.kills, FAILOVER_WRITERS, FAILOVER_READERS)))
             finally:
                 etcd.stop()
-        if "raftkv" in systems:
-            rk = Raftkv(base, peer_tls)
-            try:
-                rk.start()
-                url, pid = rk.leader()
-                print(f"raftkv leader {url} (pid {pid})", flush=True)
-                asyncio.run(populate("raftkv", url, "", rk.access))
-                suffix = "-peer-tls" if peer_tls else ""
-                raw = args.out / f"profile-{stamp}{suffix}.collapsed"
-
-                @contextlib.contextmanager
-                def maybe_profile(op: str, c: int) -> Any:
-                    if not (args.profile and op == "put" and c == 64):
-                        yield
-                        return
-                    proc = start_profile(pid, max(1, args.duration - 1), raw)
-                    try:
-                        yield
-                    finally:
-                        _, err = proc.communicate(timeout=60)
-                        if proc.returncode != 0:
-                            print(f"py-spy failed: {err.decode(errors='replace')}",
-                                  file=sys.stderr)
-
-                runs += bench_system("raftkv", url, "", connections, args.duration,
-                                     maybe_profile, rk.access)
-                if args.profile and raw.exists():
-                    profile_text = summarize_profile(raw)
-                    (args.out / f"profile-{stamp}{suffix}.txt").write_text(profile_text + "\n")
-            finally:
-                rk.stop()
-    for r in runs:
+        builds = [("raftkv-before", args.baseline_src)] if args.baseline_src else []
+        builds += [("raftkv", None)] if "raftkv" in systems else []
+        for label, source in builds:
+            _bench_raftkv(args, base, label, source, connections, stamp, peer_tls, extras,
+                          out)
+    for r in out.runs:
         r.peer_tls = peer_tls
-    return runs, profile_text
+    return out
+
+
+def _bench_raftkv(args: argparse.Namespace, base: Path, label: str, source: Path | None,
+                  connections: list[int], stamp: str, peer_tls: bool, extras: bool,
+                  out: ModeResult) -> None:
+    rk = Raftkv(base, peer_tls, name=label, source=source)
+    try:
+        rk.start()
+        url, pid = rk.leader()
+        print(f"{label} leader {url} (pid {pid})"
+              + (f", source {source}" if source else ""), flush=True)
+        asyncio.run(populate("raftkv", url, "", rk.access))
+        suffix = ("-peer-tls" if peer_tls else "") + ("-before" if source else "")
+        raw = args.out / f"profile-{stamp}{suffix}.collapsed"
+
+        @contextlib.contextmanager
+        def maybe_profile(op: str, c: int) -> Any:
+            if not (args.profile and op == "put" and c in args.profile_connections):
+                yield
+                return
+            path = raw.with_name(f"{raw.stem}-c{c}.collapsed")
+            proc = start_profile(pid, max(1, args.duration - 1), path)
+            try:
+                yield
+            finally:
+                _, err = proc.communicate(timeout=60)
+                if proc.returncode != 0:
+                    print(f"py-spy failed: {err.decode(errors='replace')}", file=sys.stderr)
+                elif path.exists():
+                    text = f"{label} put c={c}: " + summarize_profile(path)
+                    path.with_suffix(".txt").write_text(text + "\n")
+                    out.profile_text += text + "\n\n"
+
+        out.runs += bench_system("raftkv", url, "", connections, args.duration,
+                                 maybe_profile, rk.access, label=label)
+        if extras and args.stable_seconds:
+            out.stability[label] = stability_run(label, rk, url, "", rk.access,
+                                                 args.stable_seconds)
+        if extras and args.kills:
+            out.kills[label] = _kills(asyncio.run(failover.measure_raftkv(
+                rk, args.kills, FAILOVER_WRITERS, FAILOVER_READERS, label)))
+    finally:
+        rk.stop()
+
+
+def _kills(results: list[failover.KillResult]) -> list[Kill]:
+    return [Kill(r.failover_s, r.outage_s) for r in results]
+
+
+def before_after_table(runs: list[Run], connections: list[int]) -> str:
+    """raftkv before and after (a baseline build in the same run), etcd's p99 beside."""
+    by = {(r.system, r.op, r.connections): r for r in runs}
+    head = (f"{'op':<5} {'conns':>5} | {'before ops/s':>12} {'p50':>6} {'p99':>7} | "
+            f"{'after ops/s':>11} {'p50':>6} {'p99':>7} | {'ops x':>6} {'p99 x':>6} | "
+            f"{'etcd ops/s':>10} {'p99':>7}")
+    lines = [head, "-" * len(head)]
+    for op in ("put", "get"):
+        for c in connections:
+            b, a = by.get(("raftkv-before", op, c)), by.get(("raftkv", op, c))
+            e = by.get(("etcd-grpc", op, c)) or by.get(("etcd", op, c))
+            if a is None or b is None:
+                continue
+            etcd = f"{e.ops_per_sec:>10.0f} {e.p99_ms:>7.2f}" if e else f"{'-':>10} {'-':>7}"
+            lines.append(
+                f"{op:<5} {c:>5} | {b.ops_per_sec:>12.0f} {b.p50_ms:>6.2f} {b.p99_ms:>7.2f} | "
+                f"{a.ops_per_sec:>11.0f} {a.p50_ms:>6.2f} {a.p99_ms:>7.2f} | "
+                f"{a.ops_per_sec / b.ops_per_sec:>6.2f} {a.p99_ms / b.p99_ms:>6.2f} | {etcd}")
+    return "\n".join(lines)
+
+
+def failover_lines(kills: dict[str, list[Kill]], stability: dict[str, Stability]) -> str:
+    lines = []
+    for system, results in kills.items():
+        fo = sorted(k.failover_s for k in results)
+        outage = sorted(k.outage_s for k in results)
+        lines.append(f"{system:<14} kill -9 of the leader x{len(results)}: failover median "
+                     f"{statistics.median(fo):.3f} s, max {fo[-1]:.3f} s; no successful op "
+                     f"for median {statistics.median(outage):.3f} s, max {outage[-1]:.3f} s")
+    for system, st in stability.items():
+        lines.append(f"{system:<14} leader changes in {st.seconds:.0f} s of saturated writes: "
+                     f"{st.leader_changes:.0f}")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -581,7 +460,20 @@ def main() -> int:
     parser.add_argument("--connections", default="1,16,64,256")
     parser.add_argument("--systems", default="etcd,raftkv")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the raftkv leader during the 64-connection writes")
+                        help="py-spy the raftkv leader during the writes at "
+                             "--profile-connections")
+    parser.add_argument("--profile-connections", default="64",
+                        help="comma-separated connection counts to profile (default 64)")
+    parser.add_argument("--kills", type=int, default=int(os.environ.get("BENCH_KILLS", "5")),
+                        help="kill -9 failovers per system (env BENCH_KILLS; 0: none)")
+    parser.add_argument("--stable-seconds", type=int,
+                        default=int(os.environ.get("BENCH_STABLE_SECONDS", "300")),
+                        help="saturated writes counting leader changes, per system (env "
+                             "BENCH_STABLE_SECONDS; default 300, the goal's; 0: none)")
+    parser.add_argument("--baseline-src", type=Path,
+                        default=os.environ.get("BENCH_BASELINE_SRC") or None,
+                        help="also run raftkv from this checkout's node/ directory as "
+                             "`raftkv-before` (e.g. `git archive main node | tar -x -C DIR`)")
     parser.add_argument("--peer-tls", choices=("both", "on", "off"),
                         default=os.environ.get("BENCH_PEER_TLS", "both"),
                         help="members talk mutual TLS (on), not (off), or run both (default)")
@@ -589,6 +481,12 @@ def main() -> int:
     args = parser.parse_args()
     modes = {"both": [False, True], "on": [True], "off": [False]}[args.peer_tls]
     connections = [int(c) for c in args.connections.split(",")]
+    args.profile_connections = {int(c) for c in args.profile_connections.split(",")}
+    if args.baseline_src is not None:
+        args.baseline_src = args.baseline_src.resolve()
+        if not (args.baseline_src / "raftkv" / "cli.py").is_file():
+            parser.error(f"--baseline-src {args.baseline_src}: no raftkv/cli.py there "
+                         "(point it at a checkout's node/ directory)")
     systems = args.systems.split(",")
     for tool in ("wrk", "etcd"):
         if shutil.which(tool) is None:
@@ -598,28 +496,56 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     runs: list[Run] = []
     meta: dict[str, Any] = {"time": stamp, "duration_s": args.duration, "keys": KEYS,
+                            "load_average_start": os.getloadavg(),
+                            "baseline_src": str(args.baseline_src or ""),
                             "peer_tls_modes": modes,
                             "value_bytes": VALUE_BYTES, "connections": connections,
                             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                         "platform": platform.platform()}}
     profile_text = ""
+    kills: dict[str, list[Kill]] = {}
+    stability: dict[str, Stability] = {}
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"({os.cpu_count()} CPUs)", flush=True)
     for peer_tls in modes:
         print(f"--- {'TLS + auth' if peer_tls else 'plain'} ---", flush=True)
-        mode_runs, text = bench_mode(args, systems, connections, stamp, meta, peer_tls)
-        runs += mode_runs
-        profile_text = profile_text or text
+        result = bench_mode(args, systems, connections, stamp, meta, peer_tls,
+                            extras=peer_tls == modes[0])
+        runs += result.runs
+        profile_text = profile_text or result.profile_text
+        kills.update(result.kills)
+        stability.update(result.stability)
+    meta["load_average_end"] = os.getloadavg()
     reports = []
     for peer_tls in modes:
         title = ("TLS on (peers mutual TLS; clients TLS + token auth), both systems"
                  if peer_tls else "plain (no TLS, no auth), both systems")
         reports.append(title + "\n" + table([r for r in runs if r.peer_tls == peer_tls],
                                               connections))
+    first = [r for r in runs if r.peer_tls == modes[0]]
+    if args.baseline_src:
+        reports.append("raftkv before (baseline build) and after, same run "
+                       f"({'TLS on' if modes[0] else 'plain'})\n"
+                       + before_after_table(first, connections))
+    if kills or stability:
+        reports.append("failover and stability\n" + failover_lines(kills, stability))
+    if {"etcd", "raftkv"} <= set(systems):
+        goal_rows = evaluate(first, kills, stability)
+        reports.append(f"goals (issue 15), raftkv, {'TLS on' if modes[0] else 'plain'}\n"
+                       + goals_table(goal_rows))
+        if args.baseline_src:
+            reports.append("goals, raftkv-before\n"
+                           + goals_table(evaluate(first, kills, stability, "raftkv-before")))
+    reports.append(f"load average at end: "
+                   f"{' '.join(f'{x:.2f}' for x in meta['load_average_end'])}")
     report = "\n\n".join(reports)
     print()
     print(report)
     result_path = args.out / f"bench-{stamp}.json"
-    result_path.write_text(json.dumps({**meta, "runs": [asdict(r) for r in runs]}, indent=2)
-                           + "\n")
+    result_path.write_text(json.dumps({
+        **meta, "runs": [asdict(r) for r in runs],
+        "kills": {k: [asdict(x) for x in v] for k, v in kills.items()},
+        "stability": {k: asdict(v) for k, v in stability.items()}}, indent=2) + "\n")
     if {"etcd", "raftkv"} <= set(systems):
         for peer_tls in modes:
             suffix = "-peer-tls" if peer_tls else ""
@@ -627,7 +553,7 @@ def main() -> int:
                   args.out / f"bench-{stamp}{suffix}.png")
     print(f"\nresults: {result_path}")
     if profile_text:
-        print(f"profile: {args.out / f'profile-{stamp}.txt'}\n\n{profile_text}")
+        print(f"profiles: {args.out}/profile-{stamp}*.txt\n\n{profile_text}")
     return 0
 
 

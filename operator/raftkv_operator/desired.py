@@ -940,7 +940,8 @@ def client_service(cluster: RaftCluster) -> Manifest:
 
 
 def read_service(cluster: RaftCluster) -> Manifest:
-    """`<name>-read`: every ready member, for serializable reads spread by kube-proxy."""
+    """`<name>-read`: every ready member, for reads spread by kube-proxy (a follower
+    serves linearizable reads itself, after a ReadIndex round with the leader)."""
     return _client_facing_service(
         cluster, read_service_name(cluster.name), selector_labels(cluster.name)
     )

@@ -152,6 +152,9 @@ class Raft:
         self.read_states: list[ReadState] = []
         self.read_only = _ReadOnly()
         self.pending_reads: list[tuple[bytes, int]] = []  # until an entry of our term commits
+        # ReadIndex requests arrived since the last heartbeat round: `ready()` sends ONE
+        # round for all of them (its acks confirm every request queued before it).
+        self._read_round_due = False
         self.pending_conf_index = 0
         self.lead_transferee = NONE
         self.election_elapsed = 0
@@ -301,6 +304,8 @@ class Raft:
     def has_ready(self) -> bool:
         if self.msgs or self.read_states or self._pending_snapshot is not None:
             return True
+        if self._read_round_due and self.read_only.pending:
+            return True
         if self.log.unstable_from <= self.log.last_index():
             return True
         if self._hard_state() != self._prev_hs:
@@ -330,6 +335,12 @@ class Raft:
                 max_count=self.cfg.max_committed_per_ready)
             if rd.committed_entries:
                 self._applying = rd.committed_entries[-1].index
+        if self._read_round_due:
+            # Only while requests wait: the acks of an earlier round may have answered
+            # them all meanwhile (a request repeated with the same context).
+            self._read_round_due = False
+            if self.read_only.pending:
+                self._bcast_heartbeat(self.read_only.last_ctx())
         rd.messages, self.msgs = self.msgs, []
         rd.read_states, self.read_states = self.read_states, []
         return rd
@@ -664,6 +675,8 @@ class Raft:
                 self._send_append(node)
 
     def _bcast_heartbeat(self, ctx: bytes = b"") -> None:
+        if ctx and ctx == self.read_only.last_ctx():
+            self._read_round_due = False  # this round confirms every queued request
         for node, pr in self.prs.items():
             if node == self.id:
                 continue
@@ -716,7 +729,7 @@ class Raft:
             return
         self.read_only.add(self.log.committed, ctx, frm)
         self.read_only.ack(ctx, self.id)
-        self._bcast_heartbeat(ctx)
+        self._read_round_due = True  # batched: the round goes out with the next Ready
 
     def _respond_read(self, ctx: bytes, index: int, frm: int) -> None:
         if frm == self.id or frm == NONE:
@@ -817,6 +830,7 @@ class Raft:
         self.votes = {}
         self.read_only = _ReadOnly()
         self.pending_reads = []
+        self._read_round_due = False
         last = self.log.last_index()
         self.prs = {}
         for node in self.conf.voters | self.conf.learners:

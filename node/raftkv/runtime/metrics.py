@@ -11,6 +11,8 @@ from raftkv.runtime.codec import REJECT_REASONS as PEER_REJECT_REASONS
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_PAUSE = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+          0.5, 1.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 ROLES = ("leader", "follower", "candidate", "pre_candidate", "learner")
 
@@ -111,6 +113,12 @@ class NodeMetrics:
             "raftkv_client_connections_closed_total",
             "Client connections closed by the node: a timeout, or a malformed request",
             ["reason"], registry=r)
+        self.gc_pause = Histogram("raftkv_gc_pause_seconds",
+                                  "Garbage-collector pauses of the process, by generation",
+                                  ["generation"], buckets=_PAUSE, registry=r)
+        self.loop_lag = Histogram("raftkv_event_loop_lag_seconds",
+                                  "How late a 50 ms timer of the event loop fired (a stall)",
+                                  buckets=_PAUSE, registry=r)
         for role in ROLES:
             self.role.labels(role).set(0)
         for role in ("voter", "learner"):

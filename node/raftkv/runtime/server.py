@@ -32,6 +32,7 @@ from raftkv.runtime.identity import (
 )
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
+from raftkv.runtime.pauses import GcPauses, LoopLag, tune_collector
 from raftkv.runtime.transport import PeerTransport
 from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.checkpoints import CheckpointStore
@@ -98,6 +99,8 @@ class Server:
         self.api: ClientApi | None = None
         self.fast: FastHttp | None = None
         self.client_server: asyncio.AbstractServer | None = None
+        self.gc_pauses: GcPauses | None = None
+        self.loop_lag = LoopLag(self.metrics.loop_lag)
         self.client_tls: ReloadingTLS | None = None  # the client port's certificate
         self.forward_tls: ReloadingTLS | None = None  # follower -> leader forwarding
 
@@ -140,6 +143,8 @@ class Server:
             ssl=server_ssl)
         node.start()
         self._sync_peers()
+        self.gc_pauses = GcPauses(self.metrics.gc_pause)
+        self.loop_lag.start()
         log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
                  node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
                  "mutual TLS" if self.peer_tls is not None else "NO TLS",
@@ -242,6 +247,9 @@ class Server:
         if self.transport is not None:
             await self.transport.close()
         await node.stop()
+        await self.loop_lag.stop()
+        if self.gc_pauses is not None:
+            self.gc_pauses.close()
 
 
 class PeerTLSFiles:
@@ -284,6 +292,7 @@ async def serve(cfg: NodeConfig) -> int:
     except OSError as exc:
         print(f"raftkv: cannot start {cfg.name}: {exc}", file=sys.stderr)
         return 1
+    tune_collector()  # this process's own: in-process test clusters do not freeze
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

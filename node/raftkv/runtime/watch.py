@@ -19,9 +19,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from raftkv.fsm import WatchEvent
 from raftkv.runtime.limits import LimitExceeded
+
+_KEY = WatchEvent._fields.index("key")
+_MOD_REVISION = WatchEvent._fields.index("mod_revision")
 
 
 class Compacted(Exception):
@@ -50,7 +54,10 @@ class Watcher:
 class WatchHub:
     def __init__(self, capacity: int = 10000, max_queue: int = 10000, *,
                  max_watchers: int = 0, max_per_client: int = 0) -> None:
-        self.history: deque[WatchEvent] = deque(maxlen=capacity)
+        # Plain tuples, not WatchEvents: the collector stops tracking a tuple of
+        # strings, bytes and ints (not a subclass of tuple), so a full history is not
+        # rescanned by every collection (10000 objects: most of a gen-2 pause).
+        self.history: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         # Every revision > compacted is in `history` (or has not happened yet).
         self.compacted = 0
         self.watchers: set[Watcher] = set()
@@ -71,8 +78,8 @@ class WatchHub:
         history = self.history
         for ev in events:
             if len(history) == history.maxlen:
-                self.compacted = history[0].mod_revision
-            history.append(ev)
+                self.compacted = history[0][_MOD_REVISION]
+            history.append(tuple(ev))
         if not self.watchers:
             return
         for w in list(self.watchers):
@@ -103,9 +110,9 @@ class WatchHub:
         if start_revision:
             if start_revision <= self.compacted:
                 raise Compacted(self.compacted + 1)
-            for ev in self.history:
-                if ev.mod_revision >= start_revision and match(ev.key):
-                    w.queue.put_nowait(ev)
+            for item in self.history:
+                if item[_MOD_REVISION] >= start_revision and match(item[_KEY]):
+                    w.queue.put_nowait(WatchEvent._make(item))
         self.watchers.add(w)
         self._per_client[client] = mine + 1
         return w

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.raft import Raft, Snapshot
+from raftkv.raft.core import _ReadOnly
 from raftkv.raft.types import Message
 from tests.unit.raft.datadriven import run_file
 from tests.unit.raft.harness import CommandError, InteractionEnv
@@ -69,6 +70,21 @@ def leader_unreachable_campaigns_at_once(self: Raft, leader: int) -> None:
         self._hup(transfer=False)  # every follower at once: they split the vote
 
 
+def read_round_releases_every_queued_request(self: _ReadOnly, ctx: bytes
+                                              ) -> list[tuple[bytes, int, int]]:
+    if ctx not in self.pending:  # unsafe: also releases requests queued AFTER ctx's round
+        return []
+    out = [(c, index, frm) for c, (index, frm, _) in self.pending.items()]
+    self.pending.clear()
+    return out
+
+
+def read_round_per_request(self: Raft, ctx: bytes, frm: int) -> None:
+    self.read_only.add(self.log.committed, ctx, frm)
+    self.read_only.ack(ctx, self.id)
+    self._bcast_heartbeat(ctx)  # one heartbeat round per request: not batched
+
+
 MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("figure8", "_maybe_commit", commit_by_counting_any_term),
     ("learners", "_has_quorum", learners_count_for_check_quorum),
@@ -79,6 +95,8 @@ MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("prevote_disruptive_rejoin", "become_pre_candidate", pre_vote_bumps_the_term),
     ("leader_unreachable", "leader_unreachable", leader_unreachable_about_anyone),
     ("leader_unreachable", "leader_unreachable", leader_unreachable_campaigns_at_once),
+    ("read_index_batching", "_ReadOnly.advance", read_round_releases_every_queued_request),
+    ("read_index_batching", "_handle_read_index", read_round_per_request),
 ]
 
 
@@ -87,7 +105,8 @@ MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
 def test_an_injected_bug_changes_the_transcript(
         transcript: str, method: str, mutant: Callable[..., object],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Raft, method, mutant)
+    owner, _, name = method.rpartition(".")
+    monkeypatch.setattr({"": Raft, "_ReadOnly": _ReadOnly}[owner], name, mutant)
     env = InteractionEnv()
     try:
         mismatches = run_file(TESTDATA / f"{transcript}.txt", env.handle)
