@@ -23,7 +23,7 @@ from raftkv.storage.memory import (
     MemorySnapshotStore,
 )
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotSink, SnapshotStore
-from raftkv.storage.recovery import RecoveredState, reconcile, recover
+from raftkv.storage.recovery import RecoveredState, merge_log_and_snapshot, recover
 from raftkv.storage.snapshots import FileSnapshotStore, SnapshotReceiver
 from raftkv.storage.wal import WriteAheadLog, simulate_power_loss
 
@@ -33,6 +33,6 @@ __all__ = [
     "InconsistentStorageError", "InitialState", "LostLogError", "MemoryRaftStore",
     "MemorySnapshotSink", "MemorySnapshotStore", "RaftStore", "RecoveredState",
     "SnapshotReceiver", "SnapshotSink", "SnapshotStore", "StorageError",
-    "WALUnusableError", "WriteAheadLog", "read_checkpoint", "reconcile", "recover",
+    "WALUnusableError", "WriteAheadLog", "merge_log_and_snapshot", "read_checkpoint", "recover",
     "simulate_power_loss", "validate_checkpoint_id",
 ]

@@ -60,7 +60,7 @@ def recover(log: RaftStore, snapshots: SnapshotStore, *,
     log_state = log.load()
     latest = snapshots.latest()
     location = snapshots.location(latest[0]) if latest is not None else ""
-    recovered = reconcile(log_state, latest, snapshot_location=location,
+    recovered = merge_log_and_snapshot(log_state, latest, snapshot_location=location,
                           prior_state=prior_state)
     state = recovered.state
     if recovered.reset_log:
@@ -72,7 +72,7 @@ def recover(log: RaftStore, snapshots: SnapshotStore, *,
     return recovered
 
 
-def reconcile(log_state: InitialState,
+def merge_log_and_snapshot(log_state: InitialState,
               snapshot: tuple[SnapshotMeta, bytes] | None, *,
               snapshot_location: str = "",
               prior_state: Sequence[str] = ()) -> RecoveredState:
