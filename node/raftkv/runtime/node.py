@@ -200,6 +200,7 @@ class RaftNode:
         self.leases = LeaseClock()
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
+        self.on_role_changed: Callable[[], None] = lambda: None  # must not block
         self.core: Raft  # set by open()
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
@@ -897,6 +898,7 @@ class RaftNode:
                 if not fut.done():
                     fut.set_exception(NotLeader(ss.leader))
         self.metrics.set_role(self.role_name())
+        self.on_role_changed()
         self._notify_status()
 
     def _register_client_url(self) -> None:

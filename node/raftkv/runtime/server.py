@@ -32,6 +32,7 @@ from raftkv.runtime.identity import (
 )
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
+from raftkv.runtime.podlabel import PodLabeler, pod_labeler
 from raftkv.runtime.transport import PeerTransport
 from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.checkpoints import CheckpointStore
@@ -44,6 +45,7 @@ log = logging.getLogger("raftkv.server")
 
 # How often a leader handing over on shutdown checks that its target is still there.
 TRANSFER_CHECK_SECONDS = 0.05
+POD_LABEL_FLUSH_SECONDS = 1.0  # at shutdown, the last role label write may take this long
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -93,6 +95,9 @@ class Server:
                 data / "checkpoints", retain=cfg.checkpoint_retain),
             fsm=StateMachine(), metrics=self.metrics)
         self.node.cluster = self.cluster
+        # Leader routing on Kubernetes: this pod's role label (--pod-role-label).
+        self.pod_labeler: PodLabeler | None = pod_labeler(
+            cfg, self.node.role_name, self.metrics)
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.api: ClientApi | None = None
@@ -117,7 +122,7 @@ class Server:
             commit_hint=lambda: node.core.commit)
         node.send = transport.send
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
-        node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
+        node.on_members_changed = lambda: None if loop.call_soon(self._on_members) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
         server_ssl = self._client_tls()
         api = self.api = ClientApi(node, forward_tls=self.forward_tls)
@@ -140,6 +145,9 @@ class Server:
             ssl=server_ssl)
         node.start()
         self._sync_peers()
+        if self.pod_labeler is not None:
+            node.on_role_changed = self.pod_labeler.changed
+            self.pod_labeler.start()
         log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
                  node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
                  "mutual TLS" if self.peer_tls is not None else "NO TLS",
@@ -170,6 +178,11 @@ class Server:
             files, "optional" if cfg.client_trusted_ca_file is not None else "none")
         self.forward_tls = ReloadingTLS.client(TLSFiles(ca_file=cfg.client_trusted_ca_file))
         return self.client_tls.server_context()
+
+    def _on_members(self) -> None:
+        self._sync_peers()
+        if self.pod_labeler is not None:
+            self.pod_labeler.changed()  # promoted, added or removed: another label
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
@@ -242,6 +255,10 @@ class Server:
         if self.transport is not None:
             await self.transport.close()
         await node.stop()
+        if self.pod_labeler is not None:
+            # A leader that handed over says so on its pod before it goes (bounded).
+            await self.pod_labeler.flush(POD_LABEL_FLUSH_SECONDS)
+            await self.pod_labeler.close()
 
 
 class PeerTLSFiles:
