@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.k8s.harness.apitls import ApiTlsFront
 from tests.k8s.harness.network import ClusterNetwork
 from tests.k8s.harness.store import ApiError, Obj, ObjectStore, rfc3339
 
@@ -68,6 +69,8 @@ class Runtime:
         self.network = network
         self.errors: list[str] = []
         """Harness failures (bugs, crashed controller loops): the fixture fails on them."""
+        self.api_tls: ApiTlsFront | None = None
+        """The API server as pods reach it (HTTPS); set once the cluster runs."""
         self.warnings: list[str] = []
         """What a real controller would report as a Warning event (e.g. an invalid pod)."""
 
