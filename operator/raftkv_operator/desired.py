@@ -51,6 +51,8 @@ COMPONENT_ARCHIVE = "checkpoint-archive"
 ROLE_LABEL = "raftkv.dev/role"
 """Set by the operator on member pods (never in the template); the client Service selects
 `leader`."""
+ROLE_TERM_ANNOTATION = "raftkv.dev/role-term"
+"""Written by a member beside its own role label: the Raft term it labelled itself at."""
 ROLE_LEADER = "leader"
 ROLE_FOLLOWER = "follower"
 ROLE_LEARNER = "learner"

@@ -81,6 +81,8 @@ class PodState:
     template_hash: str | None = None
     role_label: str | None = None
     uid: str | None = None
+    role_term: int | None = None
+    """The term the member wrote its own role label at (desired.ROLE_TERM_ANNOTATION)."""
 
 
 @dataclass(frozen=True)
@@ -846,6 +848,26 @@ def role_labels(
         else:
             labels[pod] = desired.ROLE_LEARNER
     return labels
+
+
+def label_changes(
+    statuses: Mapping[str, NodeStatus | None],
+    labels: Mapping[str, str | None],
+    role_terms: Mapping[str, int | None],
+) -> dict[str, str | None]:
+    """The role labels to write, new leader first: role_labels() where it differs from the
+    pods' `labels`, except on pods whose own node wrote its label at a newer term than any
+    status seen here (`role_terms`, the pods' ROLE_TERM_ANNOTATION): the members label
+    themselves, and this view may lag (a new leader that labelled itself is not demoted on
+    the strength of a status polled before the election)."""
+    wanted = role_labels(labels.keys(), statuses)
+    view_term = max((s.term for s in statuses.values() if s is not None), default=0)
+    changes = {
+        pod: value
+        for pod, value in wanted.items()
+        if labels.get(pod) != value and (role_terms.get(pod) or 0) <= view_term
+    }
+    return dict(sorted(changes.items(), key=lambda item: item[1] != desired.ROLE_LEADER))
 
 
 # ---- checkpoint schedule ---------------------------------------------------------------------

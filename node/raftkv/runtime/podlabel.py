@@ -40,6 +40,9 @@ from raftkv.runtime.metrics import NodeMetrics
 log = logging.getLogger("raftkv.podlabel")
 
 ROLE_LABEL = "raftkv.dev/role"
+ROLE_TERM_ANNOTATION = "raftkv.dev/role-term"
+"""The Raft term the node wrote its label at: the operator, whose view of the roles may
+lag behind, leaves alone a label written at a newer term than it knows."""
 MERGE_PATCH = "application/merge-patch+json"
 
 # Error reasons (the `reason` label of raftkv_pod_label_errors_total).
@@ -144,11 +147,13 @@ class PodLabelMetrics:
 
 
 class PodLabeler:
-    """Keeps one pod's role label equal to `current()`; `changed()` says it may differ."""
+    """Keeps one pod's role label equal to `current()` (label, term); `changed()` says it
+    may differ. The term is written beside the label (ROLE_TERM_ANNOTATION) when the label
+    changes; a new term alone writes nothing."""
 
     REQUEST_TIMEOUT = 5.0
 
-    def __init__(self, config: PodLabelConfig, current: Callable[[], str | None],
+    def __init__(self, config: PodLabelConfig, current: Callable[[], tuple[str | None, int]],
                  metrics: PodLabelMetrics, *, backoff: tuple[float, float] = (0.05, 5.0)
                  ) -> None:
         self.config = config
@@ -198,12 +203,12 @@ class PodLabeler:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            wanted = self.current()
+            wanted, term = self.current()
             if wanted == self.written:
                 self._synced()
                 continue
             try:
-                await self._patch(wanted)
+                await self._patch(wanted, term)
             except PodLabelError as e:
                 self.metrics.errors.labels(e.reason).inc()
                 log.warning("pod label %s=%s not written (retry in %.2fs): %s",
@@ -218,7 +223,8 @@ class PodLabeler:
             delay = self.backoff[0]
             self.written = wanted
             self.metrics.writes.inc()
-            log.info("pod %s labelled %s=%s", self.config.pod, ROLE_LABEL, wanted)
+            log.info("pod %s labelled %s=%s (term %d)", self.config.pod, ROLE_LABEL, wanted,
+                     term)
             self._wake.set()  # check again: the role may have moved meanwhile
 
     def _synced(self) -> None:
@@ -249,9 +255,11 @@ class PodLabeler:
             raise PodLabelError("config", f"no usable token in {self.config.token_file}")
         return text
 
-    async def _patch(self, value: str | None) -> None:
+    async def _patch(self, value: str | None, term: int) -> None:
         assert self._session is not None
-        body = json.dumps({"metadata": {"labels": {ROLE_LABEL: value}}}).encode()
+        body = json.dumps({"metadata": {"labels": {ROLE_LABEL: value},
+                                        "annotations": {ROLE_TERM_ANNOTATION: str(term)}}}
+                          ).encode()
         headers = {"Authorization": f"Bearer {self._bearer()}",
                    "Content-Type": MERGE_PATCH, "Accept": "application/json"}
         started = time.monotonic()
@@ -279,14 +287,18 @@ class PodLabeler:
 _UNKNOWN = object()
 
 
-def pod_labeler(cfg: NodeConfig, role_name: Callable[[], str],
+def pod_labeler(cfg: NodeConfig, role: Callable[[], tuple[str, int]],
                 metrics: NodeMetrics) -> PodLabeler | None:
     """The labeler `cfg` asks for (None without --pod-role-label); ValueError if misset.
-    `role_name`: the node's role now (RaftNode.role_name)."""
+    `role`: the node's role (RaftNode.role_name) and term now."""
     if not cfg.pod_role_label:
         return None
     config = make_config(api_url=cfg.kube_api_url, namespace=cfg.pod_namespace,
                          pod=cfg.pod_name or cfg.name, token_file=cfg.kube_token_file,
                          ca_file=cfg.kube_ca_file)
-    return PodLabeler(config, lambda: label_for_role(role_name()),
+    def current() -> tuple[str | None, int]:
+        name, term = role()
+        return label_for_role(name), term
+
+    return PodLabeler(config, current,
                       PodLabelMetrics(metrics.registry))

@@ -46,6 +46,7 @@ log = logging.getLogger("raftkv.server")
 # How often a leader handing over on shutdown checks that its target is still there.
 TRANSFER_CHECK_SECONDS = 0.05
 POD_LABEL_FLUSH_SECONDS = 1.0  # at shutdown, the last role label write may take this long
+POD_LABEL_START_SECONDS = 3.0  # at start, the first one (the client port opens after it)
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -97,7 +98,7 @@ class Server:
         self.node.cluster = self.cluster
         # Leader routing on Kubernetes: this pod's role label (--pod-role-label).
         self.pod_labeler: PodLabeler | None = pod_labeler(
-            cfg, self.node.role_name, self.metrics)
+            cfg, lambda: (self.node.role_name(), self.node.core.term), self.metrics)
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.api: ClientApi | None = None
@@ -109,6 +110,13 @@ class Server:
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
         node.open(self.prior_state)
+        if self.pod_labeler is not None:
+            node.on_role_changed = self.pod_labeler.changed
+            self.pod_labeler.start()
+            # Before the client port opens, so before the pod can turn Ready: a restarted
+            # leader's pod must not be routed to on its old `leader` label (bounded: an
+            # unreachable API server delays the start, it does not stop it).
+            await self.pod_labeler.flush(POD_LABEL_START_SECONDS)
         loop = asyncio.get_running_loop()
         gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
@@ -145,9 +153,6 @@ class Server:
             ssl=server_ssl)
         node.start()
         self._sync_peers()
-        if self.pod_labeler is not None:
-            node.on_role_changed = self.pod_labeler.changed
-            self.pod_labeler.start()
         log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
                  node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
                  "mutual TLS" if self.peer_tls is not None else "NO TLS",

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from raftkv.runtime.podlabel import (
     ROLE_LABEL,
+    ROLE_TERM_ANNOTATION,
     PodLabeler,
     PodLabelMetrics,
     in_cluster_api_url,
@@ -63,6 +64,7 @@ class FakeApi:
     ca_file: Path
     token_file: Path
     seen: list[tuple[str, dict[str, str | None]]] = field(default_factory=list)
+    terms: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     accepted_token: str = "token-1"
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,8 +75,9 @@ class FakeApi:
             await self.gate.wait()
         assert request.content_type == "application/merge-patch+json"
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        labels = json.loads(await request.read())["metadata"]["labels"]
-        self.seen.append((token, labels))
+        metadata = json.loads(await request.read())["metadata"]
+        self.seen.append((token, metadata["labels"]))
+        self.terms.append(metadata["annotations"][ROLE_TERM_ANNOTATION])
         self.changed.set()
         if token != self.accepted_token:
             return web.json_response({"reason": "Unauthorized"}, status=401)
@@ -108,12 +111,14 @@ async def api(tmp_path: Path) -> AsyncIterator[FakeApi]:
     await runner.cleanup()
 
 
-def labeler_for(api: FakeApi, current: Callable[[], str | None],
+def labeler_for(api: FakeApi, role: Callable[[], str | None],
                 ca_file: Path | None = None) -> tuple[PodLabeler, PodLabelMetrics]:
     config = make_config(api_url=api.url, namespace="ns", pod="c-0",
                          token_file=api.token_file, ca_file=ca_file or api.ca_file)
     metrics = PodLabelMetrics(CollectorRegistry())
-    return PodLabeler(config, current, metrics, backoff=(0.01, 0.05)), metrics
+    terms = iter(range(1, 1000))  # a new term at each look: only label changes are written
+    return PodLabeler(config, lambda: (role(), next(terms)), metrics,
+                      backoff=(0.01, 0.05)), metrics
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -130,6 +135,7 @@ async def test_writes_the_role_and_the_newest_role_wins(api: FakeApi) -> None:
     try:
         assert await labeler.flush(10)
         assert api.labels() == ["follower"]
+        assert int(api.terms[0]) >= 1  # the term rides along with the label
         # Hold the server while three changes happen: only the newest is written next.
         api.gate = asyncio.Event()
         role["now"] = "leader"
