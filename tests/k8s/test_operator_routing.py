@@ -34,6 +34,9 @@ from tests.k8s.harness_ext import (
 )
 
 NAME = "route"
+# A recreated pod comes back on a new address, as on a real cluster: the members resolve
+# each other's names through cluster DNS on every dial (no fixed --resolve map).
+EMULATED_OPTIONS = {"pod_ip_per_incarnation": True}
 pytestmark = pytest.mark.timeout(300)
 ROLES = "rbac.authorization.k8s.io/v1/roles"
 BINDINGS = "rbac.authorization.k8s.io/v1/rolebindings"
@@ -125,6 +128,35 @@ def test_the_service_follows_the_leader_with_the_operator_stopped(
     finally:
         operator.start()
     wait_available(emulated, cluster, 3, timeout=90)
+
+
+def test_a_recreated_member_comes_back_on_a_new_address(
+    emulated: EmulatedCluster, cluster: str
+) -> None:
+    """Delete a follower's pod and then the leader's: each returns on another IP; the
+    members reach it by name again and the Service routes to the leader."""
+    present = pods(emulated, cluster)
+    follower = next(n for n, p in present.items() if role_of(p) == desired.ROLE_FOLLOWER)
+    leader = next(n for n, p in present.items() if role_of(p) == desired.ROLE_LEADER)
+    for victim in (follower, leader):
+        before = pods(emulated, cluster)[victim]
+        emulated.delete("v1/pods", NAMESPACE, victim)
+
+        def back(victim: str = victim, uid: str = before["metadata"]["uid"]) -> str | None:
+            pod = pods(emulated, cluster).get(victim)
+            if pod is None or pod["metadata"]["uid"] == uid:
+                return None
+            return pod["status"].get("podIP")
+
+        new_ip = wait_for(emulated, back, 60, f"{victim} recreated with an address")
+        assert new_ip != before["status"]["podIP"]
+        assert emulated.resolve(f"{victim}.{cluster}-peers.{NAMESPACE}.svc") == [new_ip]
+        wait_available(emulated, cluster, 3, timeout=120)
+    leader_now = next(n for n, p in pods(emulated, cluster).items()
+                      if role_of(p) == desired.ROLE_LEADER)
+    wait_for(emulated, lambda: leader_endpoints(emulated, cluster)
+             == [pods(emulated, cluster)[leader_now]["status"]["podIP"]], 30,
+             "the Service names the leader")
 
 
 def test_the_role_names_a_new_member_before_its_pod_exists(

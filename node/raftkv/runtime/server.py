@@ -323,5 +323,11 @@ def run(cfg: NodeConfig) -> int:
     try:
         import uvloop
     except ImportError:  # optional: the stock loop works, just slower
+        have_uvloop = False
+    else:
+        have_uvloop = True
+    # Outside the except clause: a loop run inside it would see that ImportError as the
+    # exception being handled, the context of every exception raised in it.
+    if not have_uvloop:
         return asyncio.run(serve(cfg))
     return uvloop.run(serve(cfg))

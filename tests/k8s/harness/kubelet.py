@@ -197,7 +197,10 @@ class PodWorker:
                 await self.wait_terminating(0.3)
         if self.terminating.is_set():
             return
-        self.pod_ip = self.rt.network.pod_ip(self.namespace, self.name)
+        if self.rt.options.pod_ip_per_incarnation:
+            self.pod_ip = self.rt.network.new_pod_ip(self.namespace, self.name, self.uid)
+        else:
+            self.pod_ip = self.rt.network.pod_ip(self.namespace, self.name)
         self.start_time = rfc3339()
         if not spec.get("nodeName"):
 
@@ -286,6 +289,13 @@ class PodWorker:
         runners = [*self.init_runners, *self.runners]
         await asyncio.gather(*(r.wait_finished() for r in runners))
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.rt.options.pod_ip_per_incarnation and self.pod_ip:
+            spec = self.pod.get("spec") or {}
+            hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+            if hostname and subdomain:
+                self.rt.network.remove_pod_record(self.namespace, hostname, subdomain,
+                                                  self.pod_ip)
+            self.rt.network.release_pod_ip(self.namespace, self.name, self.uid)
         if self.shutdown:
             return
         current = self.rt.store.get("v1/pods", self.namespace, self.name)
@@ -664,10 +674,13 @@ class ContainerRunner:
             # Every pod sees the API server's Service (enableServiceLinks does not matter).
             base["KUBERNETES_SERVICE_HOST"] = api.host
             base["KUBERNETES_SERVICE_PORT"] = str(api.port)
+        if options.pod_ip_per_incarnation:
+            base["K8S_EMULATOR_NO_UVLOOP"] = "1"  # resolve through the shim (cluster DNS)
         if options.raftkv_env:
             base["RAFTKV_LISTEN_HOST"] = worker.pod_ip
-            resolve = self.rt.network.resolve_map(worker.namespace)
-            base["RAFTKV_RESOLVE"] = ",".join(f"{h}={ip}" for h, ip in resolve.items())
+            if not options.pod_ip_per_incarnation:
+                resolve = self.rt.network.resolve_map(worker.namespace)
+                base["RAFTKV_RESOLVE"] = ",".join(f"{h}={ip}" for h, ip in resolve.items())
             account = worker.service_account_dir()
             if account is not None:
                 # The token's standard path is not in the command line to rewrite: say where.

@@ -40,6 +40,12 @@ class ClusterOptions:
     """Graceful termination waits at most this long before SIGKILL."""
     shutdown_grace: float = 2.0
     """SIGTERM-to-SIGKILL time for the pods still running when the cluster stops."""
+    pod_ip_per_incarnation: bool = False
+    """A recreated pod gets a new address, as on a real cluster (default: a pod keeps its
+    address per name). Then nothing is predicted: DNS names exist for running pods only,
+    `raftkv serve` gets no --resolve map and resolves through the pod shim (which keeps
+    uvloop out of pod processes, as it would bypass the shim), so members re-resolve a
+    peer's name on every dial."""
     predicted_ordinals: int = 16
     """How many StatefulSet ordinals get their DNS name and address before their pod exists."""
     image_entrypoints: dict[str, list[str]] = field(default_factory=lambda: {"raftkv": ["raftkv"]})

@@ -717,13 +717,18 @@ def test_the_operator_leaves_alone_a_label_a_member_wrote_at_a_newer_term() -> N
     labels = {f"{NAME}-0": desired.ROLE_LEADER, f"{NAME}-1": desired.ROLE_LEADER,
               f"{NAME}-2": desired.ROLE_FOLLOWER}
     terms = {f"{NAME}-0": term, f"{NAME}-1": term + 1, f"{NAME}-2": term}
-    changes = reconcile.label_changes(statuses, labels, terms)
-    assert changes == {f"{NAME}-0": None}  # the dead leader loses it; the new one keeps it
-    # Without the member's newer term the stale view would demote the new leader.
+    # Nothing in this view is newer than what the members wrote: hands off (the dead
+    # leader's pod is NotReady, so its label routes nothing).
+    assert reconcile.label_changes(statuses, labels, terms) == {}
+    # Another member reports the new term, but nobody has told the operator who won: the
+    # new leader's own word stands; the dead leader's label, from an older term, goes.
+    statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 1)
+    assert reconcile.label_changes(statuses, labels, terms) == {f"{NAME}-0": None}
+    # Without the member's newer term, the stale view would demote the new leader.
     stale = reconcile.label_changes(statuses, labels, {**terms, f"{NAME}-1": term})
     assert stale[f"{NAME}-1"] == desired.ROLE_FOLLOWER
-    # Once the view reaches that term, the operator corrects labels again (second line).
-    statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-1"], term=term + 2)
+    # Once the view is past that term, the operator corrects labels again (second line).
+    statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 2)
     assert f"{NAME}-1" in reconcile.label_changes(statuses, labels, terms)
 
 
