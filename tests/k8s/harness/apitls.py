@@ -19,6 +19,7 @@ import ssl
 from pathlib import Path
 
 from raftkv.security.pki import issue_cert, make_ca
+from tests.k8s.harness.endpoints import relay
 
 TOKEN_PREFIX = "emulated-serviceaccount:"
 KUBERNETES_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
@@ -83,25 +84,6 @@ class ApiTlsFront:
         assert task is not None
         self._pipes.add(task)
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.backend)
-        except OSError:
-            writer.close()
-            self._pipes.discard(task)
-            return
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await relay(reader, writer, *self.backend)
         finally:
-            for w in (writer, up_writer):
-                w.close()
             self._pipes.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, ssl.SSLError, OSError):
-        writer.close()

@@ -9,11 +9,13 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.k8s.harness.apitls import ApiTlsFront
 from tests.k8s.harness.network import ClusterNetwork
 from tests.k8s.harness.store import ApiError, Obj, ObjectStore, rfc3339
+
+if TYPE_CHECKING:
+    from tests.k8s.harness.apitls import ApiTlsFront
 
 logger = logging.getLogger("tests.k8s.harness")
 
