@@ -125,6 +125,14 @@ e2e-kind: install
 	RAFTKV_NODE_IMAGE=$(NODE_IMAGE) RAFTKV_OPERATOR_IMAGE=$(OPERATOR_IMAGE) \
 		$(BIN)/python -m pytest -q -m kind tests/e2e $(PYTEST_ARGS)
 
+# Leader routing in the emulated Kubernetes (tests/k8s/harness): kill -9 of the leader ->
+# the client Service names only the new leader, 10 kills with the operator running and 10
+# with it stopped; prints median and max (bench/routing.py). Not a test.
+KILLS ?= 10
+.PHONY: bench-routing
+bench-routing: install
+	$(BIN)/python bench/routing.py --kills $(KILLS)
+
 # A real 3-node cluster on 127.0.0.1: writes, a lock with its fencing token, kill -9
 # of the leader, a checkpoint on every member; stops everything it started.
 demo: install

@@ -167,7 +167,15 @@ def pod_state(cluster_name: str, pod: Mapping[str, Any]) -> reconcile.PodState |
         template_hash=(meta.get("annotations") or {}).get(desired.POD_TEMPLATE_HASH_ANNOTATION),
         role_label=(meta.get("labels") or {}).get(desired.ROLE_LABEL),
         uid=meta.get("uid"),
+        role_term=_term((meta.get("annotations") or {}).get(desired.ROLE_TERM_ANNOTATION)),
     )
+
+
+def _term(text: object) -> int | None:
+    """A Raft term written by a member (anyone who may patch the pod could write anything)."""
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 20:
+        return None
+    return int(text)
 
 
 def node_url(ip: str, port: int, *, secure: bool = False) -> str:

@@ -52,6 +52,8 @@ COMPONENT_ARCHIVE = "checkpoint-archive"
 ROLE_LABEL = "raftkv.dev/role"
 """Set by the operator on member pods (never in the template); the client Service selects
 `leader`."""
+ROLE_TERM_ANNOTATION = "raftkv.dev/role-term"
+"""Written by a member beside its own role label: the Raft term it labelled itself at."""
 ROLE_LEADER = "leader"
 ROLE_FOLLOWER = "follower"
 ROLE_LEARNER = "learner"
@@ -108,6 +110,11 @@ def archive_claim_name(cluster_name: str) -> str:
 
 def pod_name(cluster_name: str, ordinal: int) -> str:
     return f"{cluster_name}-{ordinal}"
+
+
+def service_account_name(cluster_name: str) -> str:
+    """The members' ServiceAccount (nodeaccess.py: it may patch their own pods only)."""
+    return bounded_name(f"{cluster_name}-node")
 
 
 def bounded_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
@@ -284,6 +291,17 @@ def _common_env() -> list[dict[str, Any]]:
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+
+
+def _pod_label_env() -> list[dict[str, Any]]:
+    """Each member keeps its pod's role label true (the node's --pod-role-label): the pod
+    name is --name; the namespace comes from the downward API; the API server, token and
+    CA from the in-cluster defaults."""
+    return [
+        {"name": "RAFTKV_POD_ROLE_LABEL", "value": "true"},
+        {"name": "RAFTKV_POD_NAMESPACE",
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
 
 
@@ -536,6 +554,7 @@ def pod_template(
         _config_env(cluster, "RAFTKV_INITIAL_CLUSTER", CONFIG_INITIAL_CLUSTER),
         _config_env(cluster, "RAFTKV_INITIAL_CLUSTER_STATE", CONFIG_INITIAL_CLUSTER_STATE),
         *_common_env(),
+        *_pod_label_env(),
     ]
     security_volumes, security_mounts = _security_volumes(cluster)
     if spec.restore is not None or spec.restore_in_place is not None:
@@ -581,7 +600,9 @@ def pod_template(
         # Service links would inject RAFTKV_* variables for Services named raftkv-*, which the
         # node reads as flags (a Service `raftkv-client` would set RAFTKV_CLIENT_PORT).
         "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
+        # The members' own account (nodeaccess.py): it may patch their role labels, no more.
+        "serviceAccountName": service_account_name(cluster.name),
+        "automountServiceAccountToken": True,
         "terminationGracePeriodSeconds": termination_grace_seconds(cluster),
         "securityContext": _pod_security_context(),
         "containers": [container],

@@ -321,6 +321,8 @@ async def ensure(namespace: str, body: Obj) -> str:
     fields `body` names are compared (`is_subset`).
     """
     kind, name = body["kind"], body["metadata"]["name"]
+    if kind in ("ServiceAccount", "Role", "RoleBinding"):
+        return await _ensure_node_access(namespace, body)
     core, policy = _core(), _policy()
     if kind == "ConfigMap":
         live = await _optional(core.read_namespaced_config_map, name, namespace)
@@ -392,6 +394,44 @@ async def ensure(namespace: str, body: Obj) -> str:
         )  # fmt: skip
         return "patched"
     raise ValueError(f"ensure() does not handle {kind}")
+
+
+def _rbac() -> client.RbacAuthorizationV1Api:
+    return client.RbacAuthorizationV1Api(_client())
+
+
+async def _ensure_node_access(namespace: str, body: Obj) -> str:
+    """The members' ServiceAccount, Role and RoleBinding (nodeaccess.py). A merge patch
+    replaces lists whole, so a Role's resourceNames shrink as well as grow."""
+    kind, name = body["kind"], body["metadata"]["name"]
+    core, rbac = _core(), _rbac()
+    if kind == "ServiceAccount":
+        live = await _optional(core.read_namespaced_service_account, name, namespace)
+        if live is None:
+            await _run(core.create_namespaced_service_account, namespace, body)
+            return "created"
+        if is_subset(body, live):
+            return "unchanged"
+        await _run(core.patch_namespaced_service_account, name, namespace, body,
+                   _content_type=MERGE)
+        return "patched"
+    if kind == "Role":
+        live = await _optional(rbac.read_namespaced_role, name, namespace)
+        if live is None:
+            await _run(rbac.create_namespaced_role, namespace, body)
+            return "created"
+        if is_subset(body, live):
+            return "unchanged"
+        await _run(rbac.patch_namespaced_role, name, namespace, body, _content_type=MERGE)
+        return "patched"
+    live = await _optional(rbac.read_namespaced_role_binding, name, namespace)
+    if live is None:
+        await _run(rbac.create_namespaced_role_binding, namespace, body)
+        return "created"
+    if is_subset(body, live):
+        return "unchanged"
+    await _run(rbac.patch_namespaced_role_binding, name, namespace, body, _content_type=MERGE)
+    return "patched"
 
 
 def is_subset(wanted: Any, live: Any) -> bool:

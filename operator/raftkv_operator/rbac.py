@@ -50,6 +50,12 @@ REQUIRED_PERMISSIONS: tuple[Permission, ...] = (
     Permission("networking.k8s.io", "networkpolicies", ("get", "create", "update")),
     # cert-manager Certificates, for clusters with tls.mode certManager.
     Permission("cert-manager.io", "certificates", ("get", "create", "patch")),
+    # Each cluster's members: their own ServiceAccount, and a Role (bound to it) that lets
+    # them patch their own pods' role labels (nodeaccess.py). The operator may grant only
+    # what it holds itself: `patch` on pods, below.
+    Permission("", "serviceaccounts", ("get", "create", "patch")),
+    Permission("rbac.authorization.k8s.io", "roles", ("get", "create", "patch")),
+    Permission("rbac.authorization.k8s.io", "rolebindings", ("get", "create", "patch")),
     # Member pods: watched; role labels patched for the leader-routed Service; deleted one by
     # one for ordered restarts.
     Permission("", "pods", ("list", "watch", "patch", "delete")),

@@ -106,6 +106,8 @@ class PodState:
     template_hash: str | None = None
     role_label: str | None = None
     uid: str | None = None
+    role_term: int | None = None
+    """The term the member wrote its own role label at (desired.ROLE_TERM_ANNOTATION)."""
 
 
 @dataclass(frozen=True)
@@ -1342,6 +1344,33 @@ def role_labels(
         else:
             labels[pod] = desired.ROLE_LEARNER
     return labels
+
+
+def label_changes(
+    statuses: Mapping[str, NodeStatus | None],
+    labels: Mapping[str, str | None],
+    role_terms: Mapping[str, int | None],
+) -> dict[str, str | None]:
+    """The role labels to write, new leader first: role_labels() where it differs from the
+    pods' `labels`, except on pods whose own member wrote its label at the newest term seen
+    here or later (`role_terms`, the pods' ROLE_TERM_ANNOTATION). The members label
+    themselves and know their own role at their term; this view may lag (a new leader that
+    labelled itself is not demoted because the operator has not heard of it yet, even when
+    another member already reports the new term). A label from an older term (the member
+    died, or cannot write) is corrected."""
+    wanted = role_labels(labels.keys(), statuses)
+    view_term = max((s.term for s in statuses.values() if s is not None), default=0)
+
+    def member_knows_better(pod: str) -> bool:
+        term = role_terms.get(pod)
+        return term is not None and term >= view_term
+
+    changes = {
+        pod: value
+        for pod, value in wanted.items()
+        if labels.get(pod) != value and not member_knows_better(pod)
+    }
+    return dict(sorted(changes.items(), key=lambda item: item[1] != desired.ROLE_LEADER))
 
 
 # ---- checkpoint schedule ---------------------------------------------------------------------

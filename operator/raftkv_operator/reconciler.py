@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from raftkv_operator import credentials, desired, kube, metrics, reconcile, restoresource
+from raftkv_operator import (
+    credentials,
+    desired,
+    kube,
+    metrics,
+    nodeaccess,
+    reconcile,
+    restoresource,
+)
 from raftkv_operator.context import (
     DATA_CLAIM_PREFIX,
     MEMBER_VOLUMES_ANNOTATION,
@@ -87,6 +95,8 @@ class Reconciler:
         self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
+        self.access_members: int | None = None
+        self.access_synced_at = 0.0
 
     async def once(self) -> bool:
         """One round; True while something is in flight (come back soon)."""
@@ -113,8 +123,10 @@ class Reconciler:
                 message=f"creating a cluster of {cluster.spec.replicas} members",
             )
         if not cluster.spec.paused:
+            await self.sync_node_access(cluster)
             await self.sync_objects(cluster)
         observed = await self.observe(cluster, body)
+        await self.sync_node_access(cluster, observed.statefulset_replicas, observed.pods)
         now = datetime.now(UTC)
         result = reconcile.plan(observed, now)
         await self.write_status(cluster, body, observed, result)
@@ -194,6 +206,35 @@ class Reconciler:
             )
         self.synced_generation = generation
         self.synced_at = time.monotonic()
+
+    async def sync_node_access(
+        self,
+        cluster: RaftCluster,
+        statefulset_replicas: int | None = None,
+        pods: Iterable[str] = (),
+    ) -> None:
+        """The members' ServiceAccount, and their Role naming every member pod that may run
+        (nodeaccess.py): widened before a scale-up creates a pod (spec.replicas counts),
+        narrowed once a scale-down's pods are gone. Written when that count changes, and
+        checked for drift every resync."""
+        if cluster.spec.paused:
+            return
+        members = nodeaccess.member_count(
+            cluster, statefulset_replicas, [*pods, *(m.name for m in cluster.status.members)]
+        )
+        stale = time.monotonic() - self.access_synced_at > SETTINGS.resync_seconds
+        if members == self.access_members and not stale:
+            return
+        for obj in (
+            nodeaccess.service_account(cluster),
+            nodeaccess.role(cluster, members),
+            nodeaccess.role_binding(cluster),
+        ):
+            outcome = await kube.ensure(self.namespace, desired.with_owner(obj, cluster))
+            if outcome != "unchanged":
+                self.logger.info("%s %s %s", outcome, obj["kind"], obj["metadata"]["name"])
+        self.access_members = members
+        self.access_synced_at = time.monotonic()
 
     async def sync_credentials(self, cluster: RaftCluster) -> None:
         """Create missing credential Secrets and renew expiring certificates

@@ -20,7 +20,9 @@ class LeaderRouter:
     One long-poll per member pod (`/v1/status?wait=` returns as soon as that member sees a
     new leader or term); a dead member's poll fails at once (its connection resets). After
     any change the labels are recomputed (reconcile.role_labels) and the differing pods
-    patched, the new leader first.
+    patched, the new leader first - a second line: the members label their own pods
+    (nodeaccess.py), and a label a member wrote at a newer term than this view is left
+    alone (reconcile.label_changes).
     """
 
     POD_REFRESH_SECONDS = 10.0
@@ -39,6 +41,7 @@ class LeaderRouter:
         """When a poll first showed the change not yet reflected in the labels."""
         self.polls: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self.labels: dict[str, str | None] = {}
+        self.role_terms: dict[str, int | None] = {}
         self.leader: tuple[str, int] | None = None
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
@@ -83,6 +86,7 @@ class LeaderRouter:
                 continue
             # The API is the truth: a recreated pod comes without the label its namesake had.
             self.labels[state.name] = state.role_label
+            self.role_terms[state.name] = state.role_term
             if state.ip and not state.terminating:
                 running[state.name] = state.ip
             if state.terminating:
@@ -94,6 +98,7 @@ class LeaderRouter:
         for pod in list(self.labels):
             if pod not in present:
                 self.labels.pop(pod, None)
+                self.role_terms.pop(pod, None)
                 self.statuses.pop(pod, None)
         for pod, (ip, task) in list(self.polls.items()):
             if running.get(pod) != ip:
@@ -138,14 +143,11 @@ class LeaderRouter:
             last = status
 
     async def apply(self) -> None:
-        wanted = reconcile.role_labels(self.labels.keys(), self.statuses)
-        order = sorted(wanted, key=lambda p: wanted[p] != desired.ROLE_LEADER)
+        changes = reconcile.label_changes(self.statuses, self.labels, self.role_terms)
         moved = False
-        for pod in order:
-            if self.labels.get(pod) == wanted[pod]:
-                continue
-            await kube.patch_pod_labels(self.namespace, pod, {desired.ROLE_LABEL: wanted[pod]})
-            self.labels[pod] = wanted[pod]
+        for pod, value in changes.items():
+            await kube.patch_pod_labels(self.namespace, pod, {desired.ROLE_LABEL: value})
+            self.labels[pod] = value
             moved = True
         leader = reconcile.find_leader(s for s in self.statuses.values() if s is not None)
         current = (leader.name, leader.term) if leader is not None else None

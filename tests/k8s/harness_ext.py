@@ -101,10 +101,18 @@ def crd_admission() -> Callable[..., None]:
     return admit
 
 
+EMULATED_OPTIONS: dict[str, Any] = {}
+"""ClusterOptions fields for the module's `emulated` cluster: a module sets
+`EMULATED_OPTIONS = {...}` of its own (read from the requesting module)."""
+
+
 @pytest.fixture(scope="module", name="emulated")
-def emulated_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
+def emulated_fixture(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[EmulatedCluster]:
     workdir = Path(tmp_path_factory.mktemp("k8s"))
-    with EmulatedCluster(workdir, crds=repo_crds()) as cluster:
+    options = getattr(request.module, "EMULATED_OPTIONS", EMULATED_OPTIONS)
+    with EmulatedCluster(workdir, crds=repo_crds(), **options) as cluster:
         hook = crd_admission()
         cluster.call(lambda: cluster.runtime.store.admission.append(hook))
         cluster.create("v1/namespaces", {"metadata": {"name": NAMESPACE}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,3 +360,52 @@ def test_store_watch_from_a_compacted_version_is_gone() -> None:
     with pytest.raises(ApiError) as gone:
         store.watch("v1/configmaps", resource_version=mark)
     assert gone.value.code == 410
+
+
+def test_a_new_pod_incarnation_gets_a_new_address_and_gives_it_back(tmp_path: Path) -> None:
+    from tests.k8s.harness.network import ClusterNetwork
+
+    network = ClusterNetwork(tmp_path / "hosts.json", "127.200.0.0/23")
+    first = network.new_pod_ip("ns", "kv-0", "uid-1")
+    assert network.new_pod_ip("ns", "kv-0", "uid-1") == first  # stable per incarnation
+    other = network.new_pod_ip("ns", "kv-1", "uid-2")
+    network.set_pod_record("ns", "kv-0", "kv-peers", first)
+    network.release_pod_ip("ns", "kv-0", "uid-1")
+    network.remove_pod_record("ns", "kv-0", "kv-peers", first)
+    assert network.lookup("kv-0.kv-peers.ns.svc") == []
+    second = network.new_pod_ip("ns", "kv-0", "uid-3")
+    assert second not in (first, other)  # recreated: elsewhere, never on a live pod's address
+    network.set_pod_record("ns", "kv-0", "kv-peers", second)
+    network.remove_pod_record("ns", "kv-0", "kv-peers", first)  # a late, stale removal
+    assert network.lookup("kv-0.kv-peers.ns.svc") == [second]
+
+
+def test_service_account_rbac_allows_only_what_a_bound_role_names() -> None:
+    from tests.k8s.harness import rbac
+
+    store = ObjectStore()
+    store.create("v1/namespaces", {"metadata": {"name": "ns"}})
+    store.create("rbac.authorization.k8s.io/v1/roles", {
+        "metadata": {"name": "labels", "namespace": "ns"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "resourceNames": ["kv-0"],
+                   "verbs": ["patch"]}]}, "ns")
+    store.create("rbac.authorization.k8s.io/v1/rolebindings", {
+        "metadata": {"name": "labels", "namespace": "ns"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "labels"},
+        "subjects": [{"kind": "ServiceAccount", "name": "kv-node", "namespace": "ns"}]}, "ns")
+
+    def allowed(account: str, verb: str, name: str | None, namespace: str = "ns") -> bool:
+        try:
+            rbac.authorize(store, ("ns", account), verb=verb, group="", resource="pods",
+                           namespace=namespace, name=name)
+        except ApiError as e:
+            assert e.code == 403
+            return False
+        return True
+
+    assert allowed("kv-node", "patch", "kv-0")
+    assert not allowed("kv-node", "patch", "kv-1")  # another pod
+    assert not allowed("kv-node", "get", "kv-0")  # another verb
+    assert not allowed("kv-node", "list", None)  # resourceNames never allow a list
+    assert not allowed("default", "patch", "kv-0")  # another account
+    assert not allowed("kv-node", "patch", "kv-0", namespace="other")  # another namespace

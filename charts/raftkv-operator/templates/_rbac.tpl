@@ -38,6 +38,14 @@
 - apiGroups: [cert-manager.io]
   resources: [certificates]
   verbs: [get, create, patch]
+# Each cluster's members: a ServiceAccount and a Role that may patch only their own pods'
+# role labels (the operator can grant only what it holds: patch on pods, below).
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, create, patch]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, create, patch]
 # Member pods: watched, role labels (leader routing), ordered rolling restarts.
 - apiGroups: [""]
   resources: [pods]

@@ -17,6 +17,8 @@ from raftkv.runtime.identity import member_id
 CLUSTER_STATES = ("new", "existing")
 METRICS_ACCESS = ("open", "authenticated")
 DEFAULT_QUOTA_BACKEND_BYTES = 128 << 20
+# Where Kubernetes mounts a pod's service account token and the cluster CA.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass(slots=True)
@@ -81,6 +83,13 @@ class NodeConfig:
     peer_key_file: Path | None = None
     peer_trusted_ca_file: Path | None = None
     peer_insecure: bool = False
+    # Leader routing on Kubernetes (runtime/podlabel.py): this pod's raftkv.dev/role label.
+    pod_role_label: bool = False
+    pod_name: str = ""  # default: --name
+    pod_namespace: str = ""
+    kube_api_url: str = ""  # default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+    kube_token_file: Path = Path(SERVICE_ACCOUNT_DIR, "token")
+    kube_ca_file: Path = Path(SERVICE_ACCOUNT_DIR, "ca.crt")
     # Test-only switches for the fault-injection harness (tests/chaos): never in production.
     unsafe_crash_test_ledger: bool = False
     unsafe_local_reads: bool = False
@@ -319,6 +328,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--peer-insecure", action="store_true",
         help="INSECURE: no TLS on the peer port (anyone who can reach it can act as a "
              "member); cluster id, membership checks and frame validation still apply")
+    add("--pod-role-label", action="store_true",
+        help="on Kubernetes: keep this pod's raftkv.dev/role label equal to the node's role "
+             "(leader/follower/learner) through the API server, so a Service selecting "
+             "the leader follows it without the operator (needs get/patch on the pod)")
+    add("--pod-name", default="", help="this pod's name (default: --name)")
+    add("--pod-namespace", default="",
+        help="this pod's namespace (downward API metadata.namespace)")
+    add("--kube-api-url", default="",
+        help="https URL of the Kubernetes API server (default: "
+             "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+    add("--kube-token-file", default=f"{SERVICE_ACCOUNT_DIR}/token",
+        help="service account token (re-read when it changes)")
+    add("--kube-ca-file", default=f"{SERVICE_ACCOUNT_DIR}/ca.crt",
+        help="PEM CA bundle the API server's certificate must chain to")
     add("--unsafe-no-fsync", action="store_true",
         help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
     add("--unsafe-crash-test-ledger", action="store_true",
@@ -407,6 +430,12 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         peer_key_file=Path(ns.peer_key_file) if ns.peer_key_file else None,
         peer_trusted_ca_file=Path(ns.peer_trusted_ca_file) if ns.peer_trusted_ca_file else None,
         peer_insecure=ns.peer_insecure,
+        pod_role_label=ns.pod_role_label,
+        pod_name=ns.pod_name or ns.name,
+        pod_namespace=ns.pod_namespace,
+        kube_api_url=ns.kube_api_url,
+        kube_token_file=Path(ns.kube_token_file),
+        kube_ca_file=Path(ns.kube_ca_file),
         unsafe_crash_test_ledger=ns.unsafe_crash_test_ledger,
         unsafe_local_reads=ns.unsafe_local_reads,
     )

@@ -120,6 +120,7 @@ class NodeLoop:
         self.leases = LeaseClock()
         self.send: Callable[[list[Message]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
+        self.on_role_changed: Callable[[], None] = lambda: None  # must not block
         self.core: Raft  # set by open()
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
@@ -411,6 +412,7 @@ class NodeLoop:
                 if not fut.done():
                     fut.set_exception(NotLeader(ss.leader))
         self.metrics.set_role(self.view.role_name())
+        self.on_role_changed()
         self.view.changed()
 
     def _register_client_url(self) -> None:

@@ -33,6 +33,7 @@ from raftkv.runtime.identity import (
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.pauses import GcPauses, LoopLag, tune_collector
+from raftkv.runtime.podlabel import PodLabeler, pod_labeler
 from raftkv.runtime.transport import PeerTransport
 from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.checkpoints import CheckpointStore
@@ -45,6 +46,8 @@ log = logging.getLogger("raftkv.server")
 
 # How often a leader handing over on shutdown checks that its target is still there.
 TRANSFER_CHECK_SECONDS = 0.05
+POD_LABEL_FLUSH_SECONDS = 1.0  # at shutdown, the last role label write may take this long
+POD_LABEL_START_SECONDS = 3.0  # at start, the first one (the client port opens after it)
 EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to start
 
 
@@ -94,6 +97,9 @@ class Server:
                 data / "checkpoints", retain=cfg.checkpoint_retain),
             fsm=StateMachine(), metrics=self.metrics)
         self.node.cluster = self.cluster
+        # Leader routing on Kubernetes: this pod's role label (--pod-role-label).
+        self.pod_labeler: PodLabeler | None = pod_labeler(
+            cfg, lambda: (self.node.role_name(), self.node.core.term), self.metrics)
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.api: ClientApi | None = None
@@ -107,6 +113,13 @@ class Server:
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
         node.open(self.prior_state)
+        if self.pod_labeler is not None:
+            node.on_role_changed = self.pod_labeler.changed
+            self.pod_labeler.start()
+            # Before the client port opens, so before the pod can turn Ready: a restarted
+            # leader's pod must not be routed to on its old `leader` label (bounded: an
+            # unreachable API server delays the start, it does not stop it).
+            await self.pod_labeler.flush(POD_LABEL_START_SECONDS)
         loop = asyncio.get_running_loop()
         gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
@@ -120,7 +133,7 @@ class Server:
             commit_hint=lambda: node.core.commit)
         node.send = transport.send
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
-        node.on_members_changed = lambda: None if loop.call_soon(self._sync_peers) else None
+        node.on_members_changed = lambda: None if loop.call_soon(self._on_members) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
         server_ssl = self._client_tls()
         api = self.api = ClientApi(node, forward_tls=self.forward_tls)
@@ -175,6 +188,11 @@ class Server:
             files, "optional" if cfg.client_trusted_ca_file is not None else "none")
         self.forward_tls = ReloadingTLS.client(TLSFiles(ca_file=cfg.client_trusted_ca_file))
         return self.client_tls.server_context()
+
+    def _on_members(self) -> None:
+        self._sync_peers()
+        if self.pod_labeler is not None:
+            self.pod_labeler.changed()  # promoted, added or removed: another label
 
     def _sync_peers(self) -> None:
         transport, node = self.transport, self.node
@@ -250,6 +268,10 @@ class Server:
         await self.loop_lag.stop()
         if self.gc_pauses is not None:
             self.gc_pauses.close()
+        if self.pod_labeler is not None:
+            # A leader that handed over says so on its pod before it goes (bounded).
+            await self.pod_labeler.flush(POD_LABEL_FLUSH_SECONDS)
+            await self.pod_labeler.close()
 
 
 class PeerTLSFiles:
@@ -310,5 +332,11 @@ def run(cfg: NodeConfig) -> int:
     try:
         import uvloop
     except ImportError:  # optional: the stock loop works, just slower
+        have_uvloop = False
+    else:
+        have_uvloop = True
+    # Outside the except clause: a loop run inside it would see that ImportError as the
+    # exception being handled, the context of every exception raised in it.
+    if not have_uvloop:
         return asyncio.run(serve(cfg))
     return uvloop.run(serve(cfg))

@@ -25,7 +25,8 @@ import attrs
 import kmock
 from kmock._internal import apps, parsing, rendering  # kmock 0.8 has no public alias
 
-from tests.k8s.harness import eviction
+from tests.k8s.harness import eviction, rbac
+from tests.k8s.harness.apitls import token_subject
 from tests.k8s.harness.resources import ALL_VERBS, ResourceSpec
 from tests.k8s.harness.store import ApiError, ObjectStore, WatchEvent
 
@@ -177,6 +178,14 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         params: Mapping[str, str] = request.params
         dry_run = params.get("dryRun") == "All"
         method = str(request.method.value if hasattr(request.method, "value") else request.method)
+        subject = token_subject(_header(request.headers, "Authorization"))
+        if subject is not None:  # a pod's service account: RBAC applies
+            rbac.authorize(
+                self.store, subject,
+                verb=rbac.request_verb(method, name, dict(params)),
+                group=spec.group, resource=f"{spec.plural}/{sub}" if sub else spec.plural,
+                namespace=namespace, name=name,
+            )  # fmt: skip
         if method == "GET":
             if params.get("watch") in ("true", "1"):
                 return self._watch(spec, namespace if name is None else namespace, params, name)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import kmock
 
 from tests.k8s.harness.apiserver import EmulatedApiServer
+from tests.k8s.harness.apitls import ApiTlsFront
 from tests.k8s.harness.defaults import builtin_admission
 from tests.k8s.harness.endpoints import EndpointsController, KubeProxy, ready_endpoints
 from tests.k8s.harness.garbage import GarbageCollector, VolumeController
@@ -89,6 +90,8 @@ class EmulatedCluster:
             setattr(self.options, key, value)
         self.kubeconfig_path = self.workdir / "kubeconfig"
         self.api_url = ""
+        self.api_tls_url = ""
+        """The API server as pods reach it: HTTPS, cluster CA at `api_ca_file` (apitls.py)."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -201,8 +204,11 @@ class EmulatedCluster:
                 if options.aiohttp_cluster_dns
                 else contextlib.nullcontext()
             )
-            async with dns:
+            api_tls = ApiTlsFront(self.workdir / "apiserver", (http.url.host, http.url.port))
+            async with dns, api_tls:
                 self.api_url = str(http.url).rstrip("/")
+                self.api_tls_url = api_tls.url
+                runtime.api_tls = api_tls
                 for path in options.crds:
                     for manifest in load_manifests(Path(path)):
                         self._apply_now(manifest)
@@ -267,6 +273,10 @@ class EmulatedCluster:
         self.kubeconfig_path.write_text(json.dumps(config, indent=2))
 
     # ---- calling into the emulator -----------------------------------------------------------
+
+    @property
+    def api_ca_file(self) -> Path:
+        return self.workdir / "apiserver" / "ca.crt"
 
     @property
     def runtime(self) -> Runtime:

@@ -287,16 +287,23 @@ class KubeProxy:
             writer.close()
             return
         ip, port = random.choice(targets)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(ip, port)
-        except OSError:
-            writer.close()
-            return
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            for w in (writer, up_writer):
-                w.close()
+        await relay(reader, writer, ip, port)
+
+
+async def relay(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int
+) -> None:
+    """Forward an accepted connection to host:port, both ways, until both sides end."""
+    try:
+        up_reader, up_writer = await asyncio.open_connection(host, port)
+    except OSError:
+        writer.close()
+        return
+    try:
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    finally:
+        for w in (writer, up_writer):
+            w.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.k8s.harness.apitls import service_account_token
 from tests.k8s.harness.podenv import (
     ContainerConfigError,
     command_line,
@@ -196,7 +197,10 @@ class PodWorker:
                 await self.wait_terminating(0.3)
         if self.terminating.is_set():
             return
-        self.pod_ip = self.rt.network.pod_ip(self.namespace, self.name)
+        if self.rt.options.pod_ip_per_incarnation:
+            self.pod_ip = self.rt.network.new_pod_ip(self.namespace, self.name, self.uid)
+        else:
+            self.pod_ip = self.rt.network.pod_ip(self.namespace, self.name)
         self.start_time = rfc3339()
         if not spec.get("nodeName"):
 
@@ -285,6 +289,13 @@ class PodWorker:
         runners = [*self.init_runners, *self.runners]
         await asyncio.gather(*(r.wait_finished() for r in runners))
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.rt.options.pod_ip_per_incarnation and self.pod_ip:
+            spec = self.pod.get("spec") or {}
+            hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+            if hostname and subdomain:
+                self.rt.network.remove_pod_record(self.namespace, hostname, subdomain,
+                                                  self.pod_ip)
+            self.rt.network.release_pod_ip(self.namespace, self.name, self.uid)
         if self.shutdown:
             return
         current = self.rt.store.get("v1/pods", self.namespace, self.name)
@@ -467,6 +478,25 @@ class PodWorker:
             mounts.append((m["mountPath"], str(host)))
         return mounts
 
+    def service_account_dir(self) -> Path | None:
+        """The service account token mount (automountServiceAccountToken): token, ca.crt,
+        namespace, in the pod's directory; None when the pod or its account opts out."""
+        spec = self.pod.get("spec") or {}
+        account = spec.get("serviceAccountName") or "default"
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:
+            sa = self.rt.store.get("v1/serviceaccounts", self.namespace, account) or {}
+            automount = sa.get("automountServiceAccountToken", True)
+        if not automount or self.rt.api_tls is None:
+            return None
+        directory = self.dir / "serviceaccount"
+        _write_atomically(directory, {
+            "token": service_account_token(self.namespace, account).encode(),
+            "ca.crt": self.rt.api_tls.ca_file.read_bytes(),
+            "namespace": self.namespace.encode(),
+        })
+        return directory
+
     def lookup(self, resource: str) -> Any:
         def get(name: str) -> Obj | None:
             return self.rt.store.get(resource, self.namespace, name)
@@ -639,10 +669,23 @@ class ContainerRunner:
         }
         if options.pod_shim:
             base["PYTHONPATH"] = str(SHIM_DIR)
+        api = self.rt.api_tls
+        if api is not None:
+            # Every pod sees the API server's Service (enableServiceLinks does not matter).
+            base["KUBERNETES_SERVICE_HOST"] = api.host
+            base["KUBERNETES_SERVICE_PORT"] = str(api.port)
+        if options.pod_ip_per_incarnation:
+            base["K8S_EMULATOR_NO_UVLOOP"] = "1"  # resolve through the shim (cluster DNS)
         if options.raftkv_env:
             base["RAFTKV_LISTEN_HOST"] = worker.pod_ip
-            resolve = self.rt.network.resolve_map(worker.namespace)
-            base["RAFTKV_RESOLVE"] = ",".join(f"{h}={ip}" for h, ip in resolve.items())
+            if not options.pod_ip_per_incarnation:
+                resolve = self.rt.network.resolve_map(worker.namespace)
+                base["RAFTKV_RESOLVE"] = ",".join(f"{h}={ip}" for h, ip in resolve.items())
+            account = worker.service_account_dir()
+            if account is not None:
+                # The token's standard path is not in the command line to rewrite: say where.
+                base["RAFTKV_KUBE_TOKEN_FILE"] = str(account / "token")
+                base["RAFTKV_KUBE_CA_FILE"] = str(account / "ca.crt")
         env = {**base, **own}
         argv = [rewrite(a) for a in command_line(self.spec, options.image_entrypoints, env)]
         if not argv:

@@ -61,6 +61,9 @@ class ClusterNetwork:
         self._pod_ips: dict[tuple[str, str], str] = {}
         self._service_ips: dict[tuple[str, str], str] = {}
         self._pod_records: dict[str, str] = {}
+        self._incarnations: dict[tuple[str, str, str], str] = {}
+        self._last_ip: dict[tuple[str, str], str] = {}
+        self._next = 0
         self._service_records: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self.hosts_file = hosts_file
@@ -86,6 +89,40 @@ class ClusterNetwork:
     def pod_ip(self, namespace: str, name: str) -> str:
         """The address of pod `name` (allocated on first use, then stable)."""
         return self._allocate(self._pod_ips, self.pod_network, (namespace, name))
+
+    def new_pod_ip(self, namespace: str, name: str, uid: str) -> str:
+        """A fresh address for one incarnation of pod `name` (as a real cluster gives a
+        recreated pod): never the address of another live incarnation, nor (while the pool
+        allows) the previous one of this name. `release_pod_ip` when the pod is gone."""
+        with self._lock:
+            if (namespace, name, uid) in self._incarnations:
+                return self._incarnations[(namespace, name, uid)]
+            taken = set(self._pod_ips.values()) | set(self._incarnations.values())
+            previous = self._last_ip.get((namespace, name))
+            for step in range(245):  # round robin over .10-.254: addresses are not reused soon
+                ip = str(self.pod_network.network_address + 10 + (self._next + step) % 245)
+                if ip not in taken and ip != previous:
+                    self._next = (self._next + step + 1) % 245
+                    break
+            else:
+                raise RuntimeError(f"address pool {self.pod_network} exhausted")
+            self._incarnations[(namespace, name, uid)] = ip
+            self._last_ip[(namespace, name)] = ip
+            return ip
+
+    def release_pod_ip(self, namespace: str, name: str, uid: str) -> None:
+        with self._lock:
+            self._incarnations.pop((namespace, name, uid), None)
+
+    def remove_pod_record(self, namespace: str, hostname: str, subdomain: str, ip: str) -> None:
+        """Drop `<hostname>.<subdomain>.<ns>.svc` if it still names `ip` (a pod gone)."""
+        fqdn = f"{hostname}.{subdomain}.{namespace}.svc"
+        with self._lock:
+            changed = self._pod_records.get(fqdn) == ip
+            if changed:
+                del self._pod_records[fqdn]
+        if changed:
+            self._write_hosts()
 
     def service_ip(self, namespace: str, name: str) -> str:
         return self._allocate(self._service_ips, self.service_network, (namespace, name))

@@ -112,6 +112,9 @@ BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _res("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short=["pdb"]),
     _res("batch", "v1", "jobs", "Job", status=True),
     _res("coordination.k8s.io", "v1", "leases", "Lease"),
+    # Enforced for service account tokens only (harness/rbac.py).
+    _res("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    _res("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     # Stored only: nothing in the emulated network enforces NetworkPolicies.
     _res("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=["netpol"]),
     _res("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),

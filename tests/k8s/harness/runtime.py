@@ -9,10 +9,13 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.k8s.harness.network import ClusterNetwork
 from tests.k8s.harness.store import ApiError, Obj, ObjectStore, rfc3339
+
+if TYPE_CHECKING:
+    from tests.k8s.harness.apitls import ApiTlsFront
 
 logger = logging.getLogger("tests.k8s.harness")
 
@@ -39,6 +42,12 @@ class ClusterOptions:
     """Graceful termination waits at most this long before SIGKILL."""
     shutdown_grace: float = 2.0
     """SIGTERM-to-SIGKILL time for the pods still running when the cluster stops."""
+    pod_ip_per_incarnation: bool = False
+    """A recreated pod gets a new address, as on a real cluster (default: a pod keeps its
+    address per name). Then nothing is predicted: DNS names exist for running pods only,
+    `raftkv serve` gets no --resolve map and resolves through the pod shim (which keeps
+    uvloop out of pod processes, as it would bypass the shim), so members re-resolve a
+    peer's name on every dial."""
     predicted_ordinals: int = 16
     """How many StatefulSet ordinals get their DNS name and address before their pod exists."""
     image_entrypoints: dict[str, list[str]] = field(default_factory=lambda: {"raftkv": ["raftkv"]})
@@ -68,6 +77,8 @@ class Runtime:
         self.network = network
         self.errors: list[str] = []
         """Harness failures (bugs, crashed controller loops): the fixture fails on them."""
+        self.api_tls: ApiTlsFront | None = None
+        """The API server as pods reach it (HTTPS); set once the cluster runs."""
         self.warnings: list[str] = []
         """What a real controller would report as a Warning event (e.g. an invalid pod)."""
 

@@ -150,6 +150,8 @@ class StatefulSetController(Controller):
         namespace, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
         service = sts["spec"].get("serviceName")
         network = self.rt.network
+        if self.rt.options.pod_ip_per_incarnation:
+            return  # a pod's address is known only once it runs
         for ordinal in range(max(replicas, self.rt.options.predicted_ordinals)):
             pod = f"{name}-{ordinal}"
             ip = network.pod_ip(namespace, pod)

@@ -185,7 +185,9 @@ def test_member_pod_hardening_and_probes() -> None:
     assert mounts["/tmp"] == "tmp" and mounts[desired.VOLUME_MOUNT] == desired.DATA_VOLUME
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
     assert pod["enableServiceLinks"] is False
-    assert pod["automountServiceAccountToken"] is False
+    # The token mounted is the cluster's own account's, which may only label its pods.
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["serviceAccountName"] == desired.service_account_name(cluster.name) != "default"
     assert container["resources"] == {
         "requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"},
     }  # fmt: skip

@@ -702,3 +702,40 @@ def test_without_the_leaders_list_nothing_expires_but_the_archive_is_still_prune
     records = [_record("a", 1, archived=True), _record("b", 2, archived=True)]
     verdict = reconcile.checkpoint_retention(records, None, retain=1, archive_retain=1)
     assert verdict.expire == [] and verdict.unarchive == ["a"] and verdict.delete == []
+
+
+def test_the_operator_leaves_alone_a_label_a_member_wrote_at_a_newer_term() -> None:
+    """The members label themselves; the operator's polled view may predate an election.
+    Here -0 led at the view's term and died; -1 won the next election and labelled itself
+    leader (term annotated) before the operator's polls caught up."""
+    obs = healthy_cluster()
+    term = obs.nodes[f"{NAME}-0"].term
+    statuses: dict[str, NodeStatus | None] = {
+        n: replace(s, role="follower") for n, s in obs.nodes.items()
+    }
+    statuses[f"{NAME}-0"] = None  # the dead leader
+    labels = {f"{NAME}-0": desired.ROLE_LEADER, f"{NAME}-1": desired.ROLE_LEADER,
+              f"{NAME}-2": desired.ROLE_FOLLOWER}
+    terms = {f"{NAME}-0": term, f"{NAME}-1": term + 1, f"{NAME}-2": term}
+    # Nothing in this view is newer than what the members wrote: hands off (the dead
+    # leader's pod is NotReady, so its label routes nothing).
+    assert reconcile.label_changes(statuses, labels, terms) == {}
+    # Another member reports the new term, but nobody has told the operator who won: the
+    # new leader's own word stands; the dead leader's label, from an older term, goes.
+    statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 1)
+    assert reconcile.label_changes(statuses, labels, terms) == {f"{NAME}-0": None}
+    # Without the member's newer term, the stale view would demote the new leader.
+    stale = reconcile.label_changes(statuses, labels, {**terms, f"{NAME}-1": term})
+    assert stale[f"{NAME}-1"] == desired.ROLE_FOLLOWER
+    # Once the view is past that term, the operator corrects labels again (second line).
+    statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 2)
+    assert f"{NAME}-1" in reconcile.label_changes(statuses, labels, terms)
+
+
+def test_label_changes_write_the_new_leader_first() -> None:
+    obs = healthy_cluster()
+    labels = {f"{NAME}-0": None, f"{NAME}-1": desired.ROLE_LEADER,
+              f"{NAME}-2": desired.ROLE_FOLLOWER}
+    changes = reconcile.label_changes(dict(obs.nodes), labels, {})
+    assert list(changes.items())[0] == (f"{NAME}-0", desired.ROLE_LEADER)
+    assert changes[f"{NAME}-1"] == desired.ROLE_FOLLOWER

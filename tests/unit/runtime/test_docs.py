@@ -12,6 +12,7 @@ import yaml
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.http import ClientApi
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.podlabel import PodLabelMetrics
 
 SPEC = Path(__file__).parents[3] / "docs" / "openapi.yaml"
 
@@ -40,7 +41,9 @@ def test_openapi_matches_the_served_routes() -> None:
 def test_metrics_doc_lists_exactly_the_exported_metrics() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(raftkv_\w+)`", doc, re.MULTILINE))
-    exported = {m.name for m in NodeMetrics("x").registry.collect()}
+    metrics = NodeMetrics("x")
+    PodLabelMetrics(metrics.registry)  # registered with --pod-role-label
+    exported = {m.name for m in metrics.registry.collect()}
     # prometheus_client reports counters without their `_total` suffix.
     exported = {n + "_total" if n + "_total" in documented else n for n in exported}
     assert exported == documented

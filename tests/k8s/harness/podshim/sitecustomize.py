@@ -93,6 +93,12 @@ def bind(self, address):
     return _real_bind(self, address)
 
 
+if os.environ.get("K8S_EMULATOR_NO_UVLOOP") == "1":
+    # uvloop resolves names in C, past this shim: keep it out (the stock loop is used).
+    import sys
+
+    sys.modules["uvloop"] = None  # type: ignore[assignment]
+
 if _HOSTS or _POD_IP:
     socket.getaddrinfo = getaddrinfo
     socket.gethostbyname = gethostbyname
