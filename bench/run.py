@@ -44,7 +44,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from typing import Any
 import aiohttp
 
 from raftkv.runtime.credentials import ClientCredentials
+from raftkv.tools.ports import free_ports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcdgrpc  # noqa: E402 - bench/ is a directory of scripts, not a package
@@ -139,19 +139,6 @@ def run_wrk(url: str, system: str, op: str, connections: int, duration: int,
 
 
 # --- processes ------------------------------------------------------------------------
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
               access: Access | None = None) -> Any:
     access = access or Access()
