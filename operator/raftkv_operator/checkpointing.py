@@ -272,6 +272,7 @@ async def _archive_checkpoint(
         await _patch_checkpoint_status(
             namespace, checkpoint.name, {"archived": True, "archivePath": path}
         )
+        metrics.ARCHIVES.labels(cluster.name, namespace, "success").inc()
         info(body, reason="Archived", message=f"copied to {path}")
         await apply_retention(cluster)
         return
@@ -290,6 +291,7 @@ async def _archive_checkpoint(
         await _patch_checkpoint_status(
             namespace, checkpoint.name, {"message": f"archive Job {job_name} {why}"}
         )
+        metrics.ARCHIVES.labels(cluster.name, namespace, "failure").inc()
         warn(body, reason="ArchiveFailed", message=f"Job {job_name} {why}")
         return
     raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=ARCHIVE_POLL_SECONDS)

@@ -84,6 +84,8 @@ class NodeStatus:
     last_index: int
     ready: bool
     members: tuple[Member, ...]
+    last_term: int | None = None
+    """Term of the entry at last_index (None from a node that does not say)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
@@ -100,6 +102,7 @@ class NodeStatus:
             last_index=int(data.get("last_index") or 0),
             ready=bool(data.get("ready")),
             members=tuple(Member.from_json(m) for m in data.get("members") or ()),
+            last_term=int(data["last_term"]) if data.get("last_term") is not None else None,
         )
 
     @property

@@ -60,6 +60,33 @@ MEMBER_LAG = Gauge(
     registry=REGISTRY,
 )
 
+ARCHIVES = Counter(
+    "raftkv_operator_checkpoint_archives",
+    "Checkpoint archive copies (the archive Job) by result: success or failure.",
+    ["cluster", "namespace", "result"],
+    registry=REGISTRY,
+)
+QUORUM_LOST = Gauge(
+    "raftkv_operator_quorum_lost",
+    "1 while no member leads and fewer voters answer with their data than a quorum (the "
+    "cluster cannot elect a leader by itself); the alert RaftkvQuorumLost.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+RECOVERY_IN_PROGRESS = Gauge(
+    "raftkv_operator_recovery_in_progress",
+    "1 while a quorum-loss recovery (spec.recovery) is in flight.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+
+RESTORE_IN_PROGRESS = Gauge(
+    "raftkv_operator_restore_in_progress",
+    "1 while an in-place restore (spec.restoreInPlace) is in flight (writes are stopped).",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+
 ACTIVE = Gauge(
     "raftkv_operator_active",
     "1 on the operator replica that acts (holds the leader-election Lease, or runs alone), "
@@ -102,6 +129,14 @@ def set_progress(
         _lagging[(namespace, name)] = set(lags)
 
 
+def set_quorum(
+    namespace: str, name: str, *, lost: bool, recovering: bool, restoring: bool = False
+) -> None:
+    QUORUM_LOST.labels(name, namespace).set(1 if lost else 0)
+    RECOVERY_IN_PROGRESS.labels(name, namespace).set(1 if recovering else 0)
+    RESTORE_IN_PROGRESS.labels(name, namespace).set(1 if restoring else 0)
+
+
 def set_active(active: bool) -> None:
     ACTIVE.set(1 if active else 0)
 
@@ -109,11 +144,15 @@ def set_active(active: bool) -> None:
 def forget_cluster(namespace: str, name: str) -> None:
     set_phase(namespace, name, None)
     set_progress(namespace, name, None, {})
-    with contextlib.suppress(KeyError):
-        COMMIT_INDEX.remove(name, namespace)
+    for gauge in (COMMIT_INDEX, QUORUM_LOST, RECOVERY_IN_PROGRESS, RESTORE_IN_PROGRESS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(name, namespace)
     for result in ("success", "error"):
         with contextlib.suppress(KeyError):
             RECONCILES.remove(name, namespace, result)
+    for result in ("success", "failure"):
+        with contextlib.suppress(KeyError):
+            ARCHIVES.remove(name, namespace, result)
 
 
 def exposition() -> bytes:

@@ -146,6 +146,9 @@ class RaftNode(NodeLoop):
     def is_removed(self, member: int) -> bool:
         return member in self.fsm.removed_members
 
+    def current_leader(self) -> int:
+        return self.core.leader
+
     # --- requests -----------------------------------------------------------
     def propose(self, data: bytes) -> asyncio.Future[ApplyResult]:
         """Queue a proposal. Raises NotLeader at once if this node is not the leader."""

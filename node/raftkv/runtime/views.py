@@ -117,6 +117,7 @@ class NodeView:
             "commit_index": core.commit,
             "applied_index": node.fsm.applied_index,
             "last_index": core.last_index(),
+            "last_term": core.log.last_term(),
             "ready": self.is_ready(),
             "revision": node.fsm.revision,
             "members": self.members(),
