@@ -42,7 +42,7 @@ fuzz-peer: install
 
 # Proposals per second through an in-memory 3-node cluster of cores (no IO).
 bench-core: install
-	$(BIN)/python -m tests.sim.bench_core
+	$(BIN)/python bench/core.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -136,7 +136,7 @@ bench-routing: install
 # A real 3-node cluster on 127.0.0.1: writes, a lock with its fencing token, kill -9
 # of the leader, a checkpoint on every member; stops everything it started.
 demo: install
-	$(BIN)/python -m raftkv.runtime.demo
+	$(BIN)/python -m raftkv.tools.demo
 
 # ---- chaos (Jepsen-style fault injection, docs/chaos.md) -----------------------------------
 

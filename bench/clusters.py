@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from raftkv.client.credentials import Credentials
 from raftkv.runtime.credentials import ClientCredentials
+from raftkv.tools.ports import free_ports
 
 
 @dataclass
@@ -39,19 +39,6 @@ class Access:
 
 
 # --- processes ------------------------------------------------------------------------
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
               access: Access | None = None) -> Any:
     access = access or Access()

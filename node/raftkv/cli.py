@@ -45,8 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    from raftkv.runtime import authcmd, local, recover
+    from raftkv.runtime import recover
     from raftkv.runtime.config import add_serve_arguments
+    from raftkv.tools import authcmd, local
 
     parser = argparse.ArgumentParser(
         prog="raftkv", description="raftkv node and tools",

@@ -27,6 +27,7 @@ import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from raftkv.tools.ports import free_port
 from tests.chaos.proxy import LinkProxy
 
 NETNS_SUBNET = "10.77.0"
@@ -107,8 +108,8 @@ class LoopbackNetwork(Network):
     def __init__(self, names: list[str]) -> None:
         super().__init__(names)
         self.octet = 100 + os.getpid() % 150  # 127.<octet>.x.y: apart from other tests
-        self.client_port = _free_port(self._host(0, 0))
-        self.peer_port = _free_port(self._host(0, 0))
+        self.client_port = free_port(self._host(0, 0))
+        self.peer_port = free_port(self._host(0, 0))
         self.proxies: dict[tuple[str, str], LinkProxy] = {}
 
     def _host(self, a: int, b: int) -> str:
@@ -168,13 +169,6 @@ class LoopbackNetwork(Network):
     async def slow(self, delay: float) -> None:
         for proxy in self.proxies.values():
             proxy.delay = delay
-
-
-def _free_port(host: str) -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # --- network namespaces --------------------------------------------------------------

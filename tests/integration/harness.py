@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,18 +26,13 @@ import aiohttp
 from raftkv.runtime.credentials import ClientCredentials
 from raftkv.runtime.identity import load_identity, member_id
 from raftkv.security.pki import CertKey, issue_cert, make_ca
+from raftkv.tools.ports import free_port
 
 T = TypeVar("T")
 
 RETRY_503_SECONDS = 10.0
 FAST_TIMINGS = ["--tick-ms", "50", "--election-ticks", "10", "--heartbeat-ticks", "1"]
 _next_host = 10
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def allocate_host() -> str:
@@ -157,8 +151,8 @@ class Cluster:
         node = Node(
             name,
             host,
-            _free_port(host),
-            _free_port(host),
+            free_port(host),
+            free_port(host),
             self.base_dir / name,
             extra_args=list(extra_args or []),
             scheme="https" if self.credentials is not None else "http",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.tools.ports import free_port
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CLUSTERS,
@@ -38,12 +38,6 @@ LEASE = "raftkv-operator"
 LEASES = "coordination.k8s.io/v1/leases"
 FAILOVER_BUDGET = 15.0
 pytestmark = pytest.mark.timeout(240)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Replica:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from raftkv.tools.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "charts" / "raftkv-operator" / "files" / "prometheus-rules.yaml"
 NAMESPACE = "local"
@@ -36,13 +37,6 @@ SNAPSHOT_ENTRIES = 200
 
 class QueryError(Exception):
     """Prometheus rejected a query (bad PromQL): never retried."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:

@@ -135,16 +135,6 @@ class NodeLoop:
         self.waiters = Waiters()
         self._proposals = ProposalQueue()
         self._reads = ReadIndexQueue()
-        self._applier = Applier(
-            fsm,
-            self.watch,
-            self.waiters,
-            self.leases,
-            metrics,
-            is_leader=lambda: self.core.role == StateRole.LEADER,
-            on_conf_change=self._on_conf_change,
-            on_checkpoint=self._write_checkpoint,
-        )
         self._snapshots = Snapshotter(
             cfg,
             fsm,
@@ -155,6 +145,16 @@ class NodeLoop:
             self.waiters,
             run_in_loop=self._run_in_loop,
             member_names=lambda: sorted(self.view.member_name(m) for m in self.core.conf.members()),
+        )
+        self._applier = Applier(
+            fsm,
+            self.watch,
+            self.waiters,
+            self.leases,
+            metrics,
+            is_leader=lambda: self.core.role == StateRole.LEADER,
+            on_conf_change=self._on_conf_change,
+            on_checkpoint=self._snapshots.write_checkpoint,
         )
         # The loop's own state.
         self._inbox: list[Message] = []
@@ -391,9 +391,6 @@ class NodeLoop:
             self.peer_seen.pop(cc.node_id, None)
             self.view.forget_member_series(cc.node_id)
         self.on_members_changed()
-
-    def _write_checkpoint(self, checkpoint_id: str, index: int, term: int) -> None:
-        self._snapshots.write_checkpoint(checkpoint_id, index, term)
 
     def _on_soft_state(self, ss: SoftState) -> None:
         if ss.leader != self._last_leader:

@@ -34,6 +34,7 @@ from raftkv.runtime.outcomes import (
 )
 from raftkv.runtime.views import READY_LAG_ENTRIES
 
+# What the HTTP layer and tests imported from here before the split stays importable.
 __all__ = [
     "PROMOTE_LAG_ENTRIES", "READY_LAG_ENTRIES", "Completion", "NodeFailed", "NodeStopped",
     "OutcomeUnknown", "Pending", "ProposalLost", "RaftNode", "RequestTimeout",

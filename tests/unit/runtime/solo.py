@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,12 +13,7 @@ from pathlib import Path
 from raftkv.runtime.config import InitialMember, NodeConfig
 from raftkv.runtime.server import Server
 from raftkv.storage import CheckpointStore, MemoryRaftStore, MemorySnapshotStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from raftkv.tools.ports import free_port
 
 
 @contextlib.asynccontextmanager

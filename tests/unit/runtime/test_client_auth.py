@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from raftkv.runtime.config import InitialMember, NodeConfig
 from raftkv.runtime.credentials import ClientCredentials, new_token, token_entry, write_auth_file
 from raftkv.runtime.server import Server
 from raftkv.storage import CheckpointStore, MemoryRaftStore, MemorySnapshotStore
+from raftkv.tools.ports import free_port
 from tests.unit.runtime.solo import solo_node
 
 ROLES = ("read", "readwrite", "admin")
@@ -330,11 +330,6 @@ async def test_metrics_can_require_authentication(tmp_path: Path) -> None:
             assert (await _call(http, "GET", s.url + "/metrics"))[0] == 200
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> None:
     """A follower forwards a token caller's write with its token (the leader checks it
@@ -342,7 +337,7 @@ async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> N
     no follower's word: a request marked as forwarded still needs credentials."""
     creds, tokens = make_credentials(tmp_path / "creds")
     cert, key = creds.cert_files("node")
-    ports = [(_port(), _port()) for _ in range(3)]
+    ports = [(free_port(), free_port()) for _ in range(3)]
     initial = [InitialMember(f"m{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
     servers = [Server(NodeConfig(
         f"m{i}", tmp_path / f"m{i}", listen_host="127.0.0.1", client_port=c, peer_port=p,

@@ -4,7 +4,6 @@ loop, the peer transport and the HTTP API together, with per-node metrics."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +14,10 @@ import aiohttp
 from raftkv.runtime.config import InitialMember, NodeConfig
 from raftkv.runtime.server import Server
 from raftkv.storage import CheckpointStore, MemoryRaftStore, MemorySnapshotStore
+from raftkv.tools.ports import free_port
 
 T = TypeVar("T")
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -36,7 +31,7 @@ async def _wait(predicate: Callable[[], T | None], timeout: float, what: str) ->
 
 
 async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
-    ports = [(_port(), _port()) for _ in range(3)]
+    ports = [(free_port(), free_port()) for _ in range(3)]
     initial = [InitialMember(f"m{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
     servers: list[Server] = []
     for i, (client, peer) in enumerate(ports):

@@ -6,7 +6,6 @@ answering 503."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -17,12 +16,7 @@ from raftkv.runtime.config import InitialMember, NodeConfig
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.server import Server
 from raftkv.storage import CheckpointStore, MemoryRaftStore, MemorySnapshotStore
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from raftkv.tools.ports import free_port
 
 
 async def test_a_write_to_a_follower_right_after_the_first_election(
@@ -38,7 +32,7 @@ async def test_a_write_to_a_follower_right_after_the_first_election(
         asyncio.get_running_loop().call_later(0.25, now)
 
     monkeypatch.setattr(RaftNode, "_register_client_url", later)
-    ports = [(_port(), _port()) for _ in range(3)]
+    ports = [(free_port(), free_port()) for _ in range(3)]
     initial = [InitialMember(f"u{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
     servers = [Server(NodeConfig(
         f"u{i}", tmp_path / f"u{i}", listen_host="127.0.0.1", client_port=client,

@@ -12,7 +12,6 @@ no longer speak for production.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,14 +26,9 @@ from raftkv.runtime.config import InitialMember, NodeConfig
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.server import Server
 from raftkv.storage import CheckpointStore, MemoryRaftStore, MemorySnapshotStore
+from raftkv.tools.ports import free_port
 from tests.sim import cluster as sim_cluster
 from tests.sim.run import DEFAULT_STEPS, nodes_for
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -150,7 +144,7 @@ async def test_the_node_executes_exactly_the_planned_steps(
         return steps
 
     monkeypatch.setattr(ready, "plan", recording_plan)
-    ports = [(_port(), _port()) for _ in range(3)]
+    ports = [(free_port(), free_port()) for _ in range(3)]
     initial = [InitialMember(f"m{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
     stores = [(MemoryRaftStore(), MemorySnapshotStore()) for _ in range(3)]
     kinds: set[type] = set()

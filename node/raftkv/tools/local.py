@@ -26,7 +26,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from raftkv.runtime.credentials import ClientCredentials
+from raftkv.tools.ports import free_ports
 
 DEFAULT_DIR = ".raftkv-local"
 STATE_FILE = "cluster.json"
@@ -121,19 +121,6 @@ def _out(line: str) -> bool:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return False
-
-
-def free_ports(host: str, count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def load_state(directory: Path) -> dict[str, Any] | None:
@@ -309,7 +296,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.nodes < 1:
             _err("--nodes must be >= 1")
             return 2
-        ports = free_ports(args.host, 2 * args.nodes)
+        ports = free_ports(2 * args.nodes, args.host)
         extra: list[str] = []
         if args.snapshot_entries:
             extra += ["--snapshot-entries", str(args.snapshot_entries)]

@@ -1,6 +1,6 @@
 """Apply throughput and snapshot cost of the state machine (a benchmark, not a test).
 
-    .venv/bin/python -m tests.unit.fsm.bench_apply [--puts 200000] [--snapshot-keys 1000000]
+    .venv/bin/python bench/fsm_apply.py [--puts 200000] [--snapshot-keys 1000000]
 
 Times are CPU seconds of this process (the machine is shared; wall clock
 would measure the neighbours). Prints puts/s for new keys, overwrites and session-tagged puts (entries are

@@ -2,7 +2,7 @@
 cluster of cores in one process, with no IO (messages are handed over
 directly, "persisting" is a list append). Not a test: it prints figures.
 
-    python -m tests.sim.bench_core [--seconds 2]
+    python bench/core.py [--seconds 2]
 
 Three workloads:
   single      one propose() at a time, the cluster driven until it is applied
@@ -114,7 +114,7 @@ def _batch64(c: BenchCluster) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m tests.sim.bench_core",
+        prog="python bench/core.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

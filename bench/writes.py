@@ -1,6 +1,6 @@
 """A quick write-throughput figure (a measurement, not a test).
 
-    python -m raftkv.runtime.bench [--urls URL,...] [--clients 64] [--seconds 10]
+    python bench/writes.py [--urls URL,...] [--clients 64] [--seconds 10]
 
 With no --urls it starts a local 3-node cluster in a temporary directory
 (`raftkv local up`), measures, and stops it. Each client is one coroutine doing
@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from raftkv.runtime.credentials import ClientCredentials
-from raftkv.runtime.local import CREDENTIALS_DIR
+from raftkv.tools.local import CREDENTIALS_DIR
 
 
 async def _leader_url(session: aiohttp.ClientSession, urls: list[str]) -> str:

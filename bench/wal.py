@@ -1,4 +1,4 @@
-"""WAL benchmark (not a test): `python -m tests.unit.storage.bench_wal [--dir D]`.
+"""WAL benchmark (not a test): `python bench/wal.py [--dir D]`.
 
 Prints save throughput for batches of 1, 16 and 256 entries of 256 bytes
 (fsync on: one fdatasync per batch) and the time to load 1,000,000 entries.
