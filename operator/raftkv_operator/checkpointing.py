@@ -12,19 +12,13 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from raftkv_operator import desired, kube, metrics, reconcile
-from raftkv_operator.context import (
-    RUNTIME,
-    SCHEDULED_LABEL,
-    SETTINGS,
-    fetch_statuses,
-    info,
-    node_url,
-    pod_state,
-    warn,
-)
+from raftkv_operator import desired, kube, metrics, planner
+from raftkv_operator.connections import RUNTIME, fetch_statuses, node_url
+from raftkv_operator.events import info, warn
 from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import CheckpointPhase, RaftCheckpoint, RaftCluster
+from raftkv_operator.observe import SCHEDULED_LABEL, pod_state
+from raftkv_operator.settings import SETTINGS
 
 TAKE_DEADLINE_SECONDS = 600.0
 """A checkpoint not taken this long after its RaftCheckpoint was created is marked Failed
@@ -64,7 +58,7 @@ async def _leader_url(cluster: RaftCluster) -> str | None:
     pods = {s.name: s for s in (pod_state(cluster.name, o) for o in objects) if s is not None}
     port = cluster.spec.service.ports.client
     nodes = await RUNTIME.cluster_nodes(cluster.namespace, cluster.name)
-    leader = reconcile.find_leader((await fetch_statuses(nodes, pods, port)).values())
+    leader = planner.find_leader((await fetch_statuses(nodes, pods, port)).values())
     if leader is None:
         return None
     pod = pods.get(leader.name)
@@ -80,7 +74,7 @@ async def _take_checkpoint(
     retry: int,
 ) -> None:
     namespace, name = checkpoint.namespace, checkpoint.name
-    ident = checkpoint.spec.id or reconcile.checkpoint_id(name)
+    ident = checkpoint.spec.id or planner.checkpoint_id(name)
     if checkpoint.status.phase != CheckpointPhase.RUNNING:
         await _patch_checkpoint_status(
             namespace, name, {"phase": CheckpointPhase.RUNNING.value, "id": ident}
@@ -174,8 +168,8 @@ async def apply_retention(cluster: RaftCluster) -> None:
         for o in await kube.list_checkpoint_objects(namespace, "")
         if (o.get("spec") or {}).get("cluster") == cluster.name
     ]
-    records = [reconcile.CheckpointRecord.from_object(o) for o in objects]
-    verdict = reconcile.checkpoint_retention(
+    records = [planner.CheckpointRecord.from_object(o) for o in objects]
+    verdict = planner.checkpoint_retention(
         records,
         held,
         retain=cluster.spec.checkpoints.retain,
@@ -255,7 +249,7 @@ async def _archive_checkpoint(
     checkpoint: RaftCheckpoint, cluster: RaftCluster, body: Mapping[str, Any]
 ) -> None:
     namespace = checkpoint.namespace
-    ident = checkpoint.status.id or checkpoint.spec.id or reconcile.checkpoint_id(checkpoint.name)
+    ident = checkpoint.status.id or checkpoint.spec.id or planner.checkpoint_id(checkpoint.name)
     job = desired.checkpoint_archive_job(
         cluster,
         checkpoint,
@@ -281,7 +275,7 @@ async def _archive_checkpoint(
         for c in job_status.get("conditions") or ()
     )
     created = _created(live or {})
-    overdue = reconcile.overdue(
+    overdue = planner.overdue(
         created,
         desired.archive_timeout_seconds(cluster) + ARCHIVE_GRACE_SECONDS,
         datetime.now(UTC),
@@ -311,13 +305,13 @@ async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
         await sweep(cluster)  # checkpoints taken by hand expire too
         return
     born = cluster.metadata.creation_timestamp or datetime.now(UTC)
-    due = reconcile.schedule_due(
+    due = planner.schedule_due(
         schedule, cluster.status.last_schedule_time, born, datetime.now(UTC)
     )
     if due is None:
         await sweep(cluster)
         return
-    checkpoint_name = reconcile.scheduled_checkpoint_name(name, due)
+    checkpoint_name = planner.scheduled_checkpoint_name(name, due)
     obj = RaftCheckpoint.model_validate(
         {
             "metadata": {
@@ -379,7 +373,7 @@ async def process(body: Mapping[str, Any], name: str, namespace: str, retry: int
     except kopf.TemporaryError as e:
         taken = checkpoint.status.phase == CheckpointPhase.SUCCEEDED
         born = checkpoint.metadata.creation_timestamp
-        if taken or not reconcile.overdue(born, TAKE_DEADLINE_SECONDS, datetime.now(UTC)):
+        if taken or not planner.overdue(born, TAKE_DEADLINE_SECONDS, datetime.now(UTC)):
             raise
         await _fail_checkpoint(
             body, namespace, name, f"not taken within {TAKE_DEADLINE_SECONDS:.0f} s: {e}"

@@ -1,9 +1,9 @@
 """kopf handlers: thin glue between Kubernetes, the nodes (members.py) and the decisions
-(reconcile.py). Run with `raftkv-operator` (see __main__.py) or `kopf run -m
+(planner.py). Run with `raftkv-operator` (see __main__.py) or `kopf run -m
 raftkv_operator.handlers`.
 
 Per RaftCluster:
-- daemon `reconcile` (reconciler.py): observe -> reconcile.plan() -> persist
+- daemon `reconcile` (reconciler.py): observe -> planner.plan() -> persist
   status.operation -> one action -> status, in a loop woken by pod/StatefulSet/cluster events
   (and a resync period);
 - daemon `route-leader` (routing.py): long-polls every member's `/v1/status?wait=` and moves
@@ -34,17 +34,13 @@ import aiohttp
 import kopf
 
 from raftkv_operator import checkpointing, desired, kube, metrics
-from raftkv_operator.context import (
-    DATA_CLAIM_PREFIX,
-    RUNTIME,
-    SETTINGS,
-    KopfLogger,
-    info,
-    namespaced,
-)
+from raftkv_operator.connections import RUNTIME
+from raftkv_operator.events import KopfLogger, info, namespaced
 from raftkv_operator.models import API_GROUP, API_VERSION, ReclaimPolicy
+from raftkv_operator.observe import DATA_CLAIM_PREFIX
 from raftkv_operator.reconciler import Reconciler
 from raftkv_operator.routing import LeaderRouter
+from raftkv_operator.settings import SETTINGS
 
 CLUSTERS = "raftclusters"
 CHECKPOINTS = "raftcheckpoints"

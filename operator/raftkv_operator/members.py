@@ -21,6 +21,7 @@ import aiohttp
 # have it: a node that joins later draws a fresh id per incarnation, so the operator reads a
 # joiner's id from its own /v1/status and every other id from the leader's member list.
 from raftkv.protocol.ids import member_id as member_id
+from raftkv_operator.nodestatus import NodeStatus
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one request that does not wait on the cluster (status, add, promote)."""
@@ -41,81 +42,6 @@ class NodeError(Exception):
 
 class NodeUnreachable(Exception):
     """A node did not answer (connection refused, reset, timeout)."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One member of the Raft configuration, as a node reports it."""
-
-    id: int
-    name: str
-    peer_url: str
-    client_url: str
-    voter: bool
-    match_index: int | None = None
-    """Only on the leader's report."""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Member:
-        match = data.get("match_index")
-        return cls(
-            id=int(data["id"]),
-            name=str(data.get("name") or ""),
-            peer_url=str(data.get("peer_url") or ""),
-            client_url=str(data.get("client_url") or ""),
-            voter=data.get("role") != "learner",
-            match_index=int(match) if match is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """A node's `/v1/status`."""
-
-    name: str
-    id: int
-    role: str
-    """leader, follower, candidate, pre_candidate or learner."""
-    term: int
-    leader_id: int | None
-    leader_name: str | None
-    commit_index: int
-    applied_index: int
-    last_index: int
-    ready: bool
-    members: tuple[Member, ...]
-    last_term: int | None = None
-    """Term of the entry at last_index (None from a node that does not say)."""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
-        leader = data.get("leader") or None
-        return cls(
-            name=str(data["name"]),
-            id=int(data["id"]),
-            role=str(data.get("role") or "unknown"),
-            term=int(data.get("term") or 0),
-            leader_id=int(leader["id"]) if leader else None,
-            leader_name=str(leader.get("name") or "") if leader else None,
-            commit_index=int(data.get("commit_index") or 0),
-            applied_index=int(data.get("applied_index") or 0),
-            last_index=int(data.get("last_index") or 0),
-            ready=bool(data.get("ready")),
-            members=tuple(Member.from_json(m) for m in data.get("members") or ()),
-            last_term=int(data["last_term"]) if data.get("last_term") is not None else None,
-        )
-
-    @property
-    def is_leader(self) -> bool:
-        return self.role == "leader"
-
-    @property
-    def is_member(self) -> bool:
-        """The node finds itself in its own configuration (false for a blank node)."""
-        return any(m.id == self.id for m in self.members)
-
-    def member(self, name: str) -> Member | None:
-        return next((m for m in self.members if m.name == name), None)
 
 
 @dataclass(frozen=True)

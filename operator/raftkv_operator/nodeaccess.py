@@ -25,7 +25,7 @@ from raftkv_operator.desired import (
     service_account_name,
 )
 from raftkv_operator.models import RaftCluster
-from raftkv_operator.reconcile import ordinal_of
+from raftkv_operator.planner import ordinal_of
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 POD_LABEL_VERBS = ("patch",)

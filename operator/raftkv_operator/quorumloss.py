@@ -1,6 +1,6 @@
 """Pure: is a cluster's quorum lost, what is missing, and which member to recover from.
 
-Used by reconcile.py when no member leads. A voter "answers" when its pod's node answers
+Used by planner.py when no member leads. A voter "answers" when its pod's node answers
 `/v1/status` as a member of its own configuration under the id the configuration knows: a
 pod that came back on an empty volume answers too, but without its Raft state (a blank
 joiner under a fresh id), and does not count. The configuration is the one of the answering
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from raftkv_operator.members import NodeStatus
 from raftkv_operator.models import quorum
+from raftkv_operator.nodestatus import NodeStatus
 
 
 def log_position(node: NodeStatus) -> tuple[int, int]:

@@ -1,5 +1,5 @@
-"""One cluster's reconcile round: observe -> reconcile.plan() -> persist status.operation ->
-one action -> status. The decisions are reconcile.py's; this module does the I/O."""
+"""One cluster's reconcile round: observe -> planner.plan() -> persist status.operation ->
+one action -> status. The decisions are planner.py's; this module does the I/O."""
 
 from __future__ import annotations
 
@@ -18,25 +18,17 @@ from raftkv_operator import (
     kube,
     metrics,
     nodeaccess,
-    reconcile,
+    planner,
     restoresource,
 )
-from raftkv_operator.context import (
-    DATA_CLAIM_PREFIX,
-    MEMBER_VOLUMES_ANNOTATION,
+from raftkv_operator.connections import (
     RUNTIME,
-    SETTINGS,
-    KopfLogger,
     fetch_statuses,
-    info,
     node_auth,
     node_url,
-    operator_namespace,
-    pod_state,
     read_credentials,
-    template_hash,
-    warn,
 )
+from raftkv_operator.events import KopfLogger, info, warn
 from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import (
     ClusterPhase,
@@ -45,6 +37,13 @@ from raftkv_operator.models import (
     RaftCluster,
     set_condition,
 )
+from raftkv_operator.observe import (
+    DATA_CLAIM_PREFIX,
+    MEMBER_VOLUMES_ANNOTATION,
+    pod_state,
+    template_hash,
+)
+from raftkv_operator.settings import SETTINGS, operator_namespace
 
 
 class RemovedIdentity(Exception):
@@ -56,7 +55,7 @@ class RemovedIdentity(Exception):
         self.member_id = member_id
 
 
-def job_state(job: Mapping[str, Any] | None) -> reconcile.JobState | None:
+def job_state(job: Mapping[str, Any] | None) -> planner.JobState | None:
     """Running, Succeeded or Failed from a Job's status conditions (None: no Job)."""
     if job is None:
         return None
@@ -91,7 +90,7 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
-        self.last_notice: reconcile.Notice | None = None
+        self.last_notice: planner.Notice | None = None
         self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
@@ -128,7 +127,7 @@ class Reconciler:
         observed = await self.observe(cluster, body)
         await self.sync_node_access(cluster, observed.statefulset_replicas, observed.pods)
         now = datetime.now(UTC)
-        result = reconcile.plan(observed, now)
+        result = planner.plan(observed, now)
         await self.write_status(cluster, body, observed, result)
         if result.record_volumes:
             await self.record_volumes(observed, result.record_volumes)
@@ -145,7 +144,7 @@ class Reconciler:
             restoring=result.operation is not None
             and result.operation.kind == OperationKind.RESTORE_IN_PLACE,
         )
-        await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
+        await self.sync_disruption_budget(cluster, planner.budget_voters(observed, result))
         if result.action is not None:
             await self.perform(cluster, body, observed, result)
         metrics.set_phase(self.namespace, self.name, result.phase)
@@ -155,7 +154,7 @@ class Reconciler:
             or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
         )
 
-    def post_notice(self, body: Mapping[str, Any], notice: reconcile.Notice | None) -> None:
+    def post_notice(self, body: Mapping[str, Any], notice: planner.Notice | None) -> None:
         """Post the plan's Event once: not again while the plan keeps repeating it."""
         if notice is not None and notice != self.last_notice:
             (warn if notice.warning else info)(body, reason=notice.reason, message=notice.message)
@@ -342,7 +341,7 @@ class Reconciler:
 
     # ---- observation ---------------------------------------------------------------------
 
-    async def observe(self, cluster: RaftCluster, body: Mapping[str, Any]) -> reconcile.Observed:
+    async def observe(self, cluster: RaftCluster, body: Mapping[str, Any]) -> planner.Observed:
         selector = desired.label_selector(cluster.name)
         sts, pod_objects, claims = await asyncio.gather(
             kube.get_statefulset(self.namespace, cluster.name),
@@ -377,7 +376,7 @@ class Reconciler:
         if sts is not None:
             sts_replicas = int(sts.get("spec", {}).get("replicas") or 0)
             sts_hash = template_hash(sts.get("spec", {}).get("template", {}))
-        return reconcile.Observed(
+        return planner.Observed(
             cluster=cluster,
             statefulset_replicas=sts_replicas,
             statefulset_hash=sts_hash,
@@ -392,15 +391,15 @@ class Reconciler:
 
     async def observe_restore(
         self, cluster: RaftCluster
-    ) -> tuple[restoresource.CheckpointSource | None, dict[str, reconcile.JobState]]:
+    ) -> tuple[restoresource.CheckpointSource | None, dict[str, planner.JobState]]:
         """The RaftCheckpoint a pending restore request names; the restore Jobs in flight."""
         checkpoint = None
-        request = reconcile.pending_restore(cluster)
+        request = planner.pending_restore(cluster)
         if request is not None:
             obj = await kube.get_checkpoint_object(self.namespace, request.checkpoint)
             if obj is not None:
                 checkpoint = restoresource.CheckpointSource.from_object(obj)
-        jobs: dict[str, reconcile.JobState] = {}
+        jobs: dict[str, planner.JobState] = {}
         op = cluster.status.operation
         if op is not None and op.kind == OperationKind.RESTORE_IN_PLACE and op.request_id:
             target = op.target_replicas or cluster.spec.replicas
@@ -421,13 +420,13 @@ class Reconciler:
         self,
         cluster: RaftCluster,
         body: Mapping[str, Any],
-        observed: reconcile.Observed,
-        result: reconcile.Plan,
+        observed: planner.Observed,
+        result: planner.Plan,
     ) -> None:
         now = datetime.now(UTC)
         current = cluster.status
         conds: list[Condition] = list(current.conditions)
-        for type_, value, reason, message in reconcile.conditions(observed, result):
+        for type_, value, reason, message in planner.conditions(observed, result):
             conds = set_condition(
                 conds,
                 type_.value,
@@ -437,7 +436,7 @@ class Reconciler:
                 now=now,
                 observed_generation=cluster.metadata.generation,
             )
-        leader = reconcile.find_leader(observed.nodes.values())
+        leader = planner.find_leader(observed.nodes.values())
         patch: dict[str, Any] = {
             "phase": result.phase.value,
             "observedGeneration": cluster.metadata.generation,
@@ -446,7 +445,7 @@ class Reconciler:
             "selector": desired.label_selector(cluster.name),
             "members": [
                 m.model_dump(mode="json", by_alias=True, exclude_none=True)
-                for m in reconcile.member_statuses(observed)
+                for m in planner.member_statuses(observed)
             ],
             "conditions": [
                 c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conds
@@ -473,7 +472,7 @@ class Reconciler:
             self.namespace,
             self.name,
             leader.commit_index if leader is not None else None,
-            reconcile.member_lags(observed),
+            planner.member_lags(observed),
         )
         live = dict(body.get("status") or {})
         changed = {
@@ -485,7 +484,7 @@ class Reconciler:
             await kube.patch_cluster_status(self.namespace, self.name, changed)
 
     async def record_volumes(
-        self, observed: reconcile.Observed, updates: Mapping[str, str | None]
+        self, observed: planner.Observed, updates: Mapping[str, str | None]
     ) -> None:
         volumes = dict(observed.recorded_volumes)
         for member, uid in updates.items():
@@ -505,8 +504,8 @@ class Reconciler:
         self,
         cluster: RaftCluster,
         body: Mapping[str, Any],
-        observed: reconcile.Observed,
-        result: reconcile.Plan,
+        observed: planner.Observed,
+        result: planner.Plan,
     ) -> None:
         action = result.action
         assert action is not None
@@ -574,7 +573,7 @@ class Reconciler:
         )
 
     async def _retire(
-        self, body: Mapping[str, Any], result: reconcile.Plan, removed: RemovedIdentity
+        self, body: Mapping[str, Any], result: planner.Plan, removed: RemovedIdentity
     ) -> None:
         """The leader refuses the member's id for good: record it in the operation (the plan
         then replaces the member's volume) and say why, once, as a Warning."""
@@ -597,12 +596,12 @@ class Reconciler:
         )
 
     async def _do(
-        self, cluster: RaftCluster, observed: reconcile.Observed, action: reconcile.Action
+        self, cluster: RaftCluster, observed: planner.Observed, action: planner.Action
     ) -> bool:
         nodes = await RUNTIME.cluster_nodes(self.namespace, self.name)
         secure = nodes.auth is not None
         port = cluster.spec.service.ports.client
-        leader = reconcile.find_leader(observed.nodes.values())
+        leader = planner.find_leader(observed.nodes.values())
         leader_pod = observed.pods.get(leader.name) if leader is not None else None
         leader_url = (
             node_url(leader_pod.ip, port, secure=secure) if leader_pod and leader_pod.ip else None

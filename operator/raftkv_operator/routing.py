@@ -9,9 +9,13 @@ import time
 
 import kopf
 
-from raftkv_operator import desired, kube, metrics, reconcile
-from raftkv_operator.context import RUNTIME, SETTINGS, KopfLogger, info, node_url, pod_state
-from raftkv_operator.members import NodeError, NodeStatus, NodeUnreachable
+from raftkv_operator import desired, kube, metrics, planner
+from raftkv_operator.connections import RUNTIME, node_url
+from raftkv_operator.events import KopfLogger, info
+from raftkv_operator.members import NodeError, NodeUnreachable
+from raftkv_operator.nodestatus import NodeStatus
+from raftkv_operator.observe import pod_state
+from raftkv_operator.settings import SETTINGS
 
 
 class LeaderRouter:
@@ -19,10 +23,10 @@ class LeaderRouter:
 
     One long-poll per member pod (`/v1/status?wait=` returns as soon as that member sees a
     new leader or term); a dead member's poll fails at once (its connection resets). After
-    any change the labels are recomputed (reconcile.role_labels) and the differing pods
+    any change the labels are recomputed (planner.role_labels) and the differing pods
     patched, the new leader first - a second line: the members label their own pods
     (nodeaccess.py), and a label a member wrote at a newer term than this view is left
-    alone (reconcile.label_changes).
+    alone (planner.label_changes).
     """
 
     POD_REFRESH_SECONDS = 10.0
@@ -143,13 +147,13 @@ class LeaderRouter:
             last = status
 
     async def apply(self) -> None:
-        changes = reconcile.label_changes(self.statuses, self.labels, self.role_terms)
+        changes = planner.label_changes(self.statuses, self.labels, self.role_terms)
         moved = False
         for pod, value in changes.items():
             await kube.patch_pod_labels(self.namespace, pod, {desired.ROLE_LABEL: value})
             self.labels[pod] = value
             moved = True
-        leader = reconcile.find_leader(s for s in self.statuses.values() if s is not None)
+        leader = planner.find_leader(s for s in self.statuses.values() if s is not None)
         current = (leader.name, leader.term) if leader is not None else None
         if moved and self.seen_at is not None:
             metrics.LEADER_SWITCH.observe(time.monotonic() - self.seen_at)

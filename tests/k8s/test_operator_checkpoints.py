@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from raftkv_operator import desired, reconcile
+from raftkv_operator import desired, planner
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CHECKPOINTS,
@@ -163,7 +163,7 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
     assert found[0]["metadata"]["ownerReferences"][0]["name"] == source
     obj = wait_for(emulated, lambda: succeeded(emulated, name), 60, "scheduled checkpoint taken")
     ident = obj["status"]["id"]
-    assert ident == reconcile.checkpoint_id(name)
+    assert ident == planner.checkpoint_id(name)
     files = member_files(emulated, source, ident)
     wait_for(
         emulated,

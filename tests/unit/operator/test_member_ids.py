@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from raftkv_operator import reconcile, reconciler
-from raftkv_operator.context import RUNTIME, node_url
-from raftkv_operator.members import NodeError, NodeStatus, NodeUnreachable, member_id
-from tests.unit.operator.test_reconcile import NAME, cluster, healthy_cluster, member, node, pod
+from raftkv_operator import planner, reconciler
+from raftkv_operator.connections import RUNTIME, node_url
+from raftkv_operator.members import NodeError, NodeUnreachable, member_id
+from raftkv_operator.nodestatus import NodeStatus
+from tests.unit.operator.test_planner import NAME, cluster, healthy_cluster, member, node, pod
 
 FRESH = 987654321  # demo-3's incarnation id: not member_id("demo-3")
 PORT = cluster().spec.service.ports.client
@@ -50,7 +51,7 @@ class RecordingNodes:
         return to or 0
 
 
-def _with_incarnation(obs: reconcile.Observed) -> reconcile.Observed:
+def _with_incarnation(obs: planner.Observed) -> planner.Observed:
     """demo-3 is a learner under a fresh id in the leader's list; its pod runs."""
     joiner = replace(member(3, voter=False, match=100), id=FRESH)
     leader = obs.nodes[f"{NAME}-0"]
@@ -59,8 +60,8 @@ def _with_incarnation(obs: reconcile.Observed) -> reconcile.Observed:
     return replace(obs, pods={**obs.pods, f"{NAME}-3": pod(3)}, nodes=nodes)
 
 
-async def _act(monkeypatch: pytest.MonkeyPatch, obs: reconcile.Observed,
-               action: reconcile.Action, nodes: RecordingNodes) -> bool:
+async def _act(monkeypatch: pytest.MonkeyPatch, obs: planner.Observed,
+               action: planner.Action, nodes: RecordingNodes) -> bool:
     async def cluster_nodes(namespace: str, name: str) -> RecordingNodes:
         return nodes
 
@@ -69,7 +70,7 @@ async def _act(monkeypatch: pytest.MonkeyPatch, obs: reconcile.Observed,
     return await rec._do(obs.cluster, obs, action)
 
 
-def _leader_url(obs: reconcile.Observed) -> str:
+def _leader_url(obs: planner.Observed) -> str:
     ip = obs.pods[f"{NAME}-0"].ip
     assert ip is not None
     return node_url(ip, PORT)
@@ -83,7 +84,7 @@ async def test_add_learner_uses_the_id_the_new_pod_reports(
     assert ip is not None
     blank = replace(node(3, "none", [], term=0, leader=None, ready=False), id=FRESH)
     nodes = RecordingNodes({node_url(ip, PORT): blank})
-    done = await _act(monkeypatch, obs, reconcile.Action("add_learner", member=f"{NAME}-3"),
+    done = await _act(monkeypatch, obs, planner.Action("add_learner", member=f"{NAME}-3"),
                       nodes)
     assert done
     assert nodes.calls == [("status", node_url(ip, PORT)),
@@ -98,7 +99,7 @@ async def test_add_learner_refuses_a_pod_that_is_another_node(
     assert ip is not None
     nodes = RecordingNodes({node_url(ip, PORT): node(4, "none", [], leader=None)})
     with pytest.raises(NodeError, match="wrong_node"):
-        await _act(monkeypatch, obs, reconcile.Action("add_learner", member=f"{NAME}-3"), nodes)
+        await _act(monkeypatch, obs, planner.Action("add_learner", member=f"{NAME}-3"), nodes)
     assert [c[0] for c in nodes.calls] == ["status"]
 
 
@@ -107,7 +108,7 @@ async def test_promote_and_remove_use_the_leaders_id_for_the_name(
         monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     obs = _with_incarnation(healthy_cluster())
     nodes = RecordingNodes({})
-    action = reconcile.Action(kind, member=f"{NAME}-3")  # type: ignore[arg-type]
+    action = planner.Action(kind, member=f"{NAME}-3")  # type: ignore[arg-type]
     assert await _act(monkeypatch, obs, action, nodes)
     assert nodes.calls == [(kind.split("_")[0], _leader_url(obs), FRESH)]
     assert member_id(f"{NAME}-3") != FRESH
@@ -117,7 +118,7 @@ async def test_remove_of_a_name_the_leader_no_longer_lists_is_done(
         monkeypatch: pytest.MonkeyPatch) -> None:
     obs = healthy_cluster()
     nodes = RecordingNodes({})
-    assert await _act(monkeypatch, obs, reconcile.Action("remove_member", member=f"{NAME}-7"),
+    assert await _act(monkeypatch, obs, planner.Action("remove_member", member=f"{NAME}-7"),
                       nodes)
     assert nodes.calls == []
 
@@ -126,7 +127,7 @@ async def test_promote_waits_for_the_member_to_show_in_the_leaders_list(
         monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = RecordingNodes({})
     assert not await _act(monkeypatch, healthy_cluster(),
-                          reconcile.Action("promote", member=f"{NAME}-3"), nodes)
+                          planner.Action("promote", member=f"{NAME}-3"), nodes)
     assert nodes.calls == []
 
 
@@ -134,7 +135,7 @@ async def test_transfer_names_the_target_by_the_leaders_id(
         monkeypatch: pytest.MonkeyPatch) -> None:
     obs = _with_incarnation(healthy_cluster())
     nodes = RecordingNodes({})
-    action = reconcile.Action("transfer_leader", member=f"{NAME}-0", target=f"{NAME}-3")
+    action = planner.Action("transfer_leader", member=f"{NAME}-0", target=f"{NAME}-3")
     assert await _act(monkeypatch, obs, action, nodes)
     assert nodes.calls == [("transfer_leader", _leader_url(obs), FRESH)]
     with pytest.raises(NodeError, match="member_not_found"):

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from raftkv.runtime.identity import member_id as node_member_id
-from raftkv_operator import context, kube, metrics, reconciler
+from raftkv_operator import connections, kube, metrics, observe, reconciler, settings
 from raftkv_operator.__main__ import parse_args
 from raftkv_operator.members import NodeClient, NodeError, NodeUnreachable, member_id
 from raftkv_operator.models import ClusterPhase
@@ -234,15 +234,15 @@ def test_pod_state_reads_what_the_reconciler_needs() -> None:
         },
         "status": {"podIP": "127.0.0.5", "conditions": [{"type": "Ready", "status": "True"}]},
     }
-    state = context.pod_state("demo", pod)
+    state = observe.pod_state("demo", pod)
     assert state is not None
     assert (state.ordinal, state.ip, state.ready, state.terminating) == (2, "127.0.0.5", True, True)
     assert (state.template_hash, state.role_label) == ("h", "leader")
-    assert context.pod_state("demo", {"metadata": {"name": "other-0"}}) is None
+    assert observe.pod_state("demo", {"metadata": {"name": "other-0"}}) is None
 
 
 def test_recorded_volumes_tolerates_a_bad_annotation() -> None:
-    key = context.MEMBER_VOLUMES_ANNOTATION
+    key = observe.MEMBER_VOLUMES_ANNOTATION
     assert reconciler.recorded_volumes({"metadata": {"annotations": {key: '{"a": "1"}'}}}) == {
         "a": "1"
     }
@@ -251,19 +251,19 @@ def test_recorded_volumes_tolerates_a_bad_annotation() -> None:
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = context.Settings()
+    loaded = settings.Settings()
     monkeypatch.setenv("RAFTKV_OPERATOR_BUSY_SECONDS", "0.25")
     monkeypatch.setenv("RAFTKV_OPERATOR_IMAGE_REPOSITORY", "example.com/raftkv")
-    settings.load_env()
-    assert settings.busy_seconds == 0.25
-    assert settings.image_repository == "example.com/raftkv"
-    assert settings.resync_seconds == context.Settings().resync_seconds
+    loaded.load_env()
+    assert loaded.busy_seconds == 0.25
+    assert loaded.image_repository == "example.com/raftkv"
+    assert loaded.resync_seconds == settings.Settings().resync_seconds
     monkeypatch.setenv("RAFTKV_OPERATOR_RESYNC_SECONDS", "soon")
     with pytest.raises(ValueError, match="RAFTKV_OPERATOR_RESYNC_SECONDS"):
-        settings.load_env()
+        loaded.load_env()
     monkeypatch.setenv("RAFTKV_OPERATOR_RESYNC_SECONDS", "0")
     with pytest.raises(ValueError, match="positive"):
-        settings.load_env()
+        loaded.load_env()
 
 
 def test_metrics_count_clusters_by_phase() -> None:
@@ -318,7 +318,7 @@ def test_handlers_register_with_kopf() -> None:
 
 
 def test_node_urls_bracket_ipv6_addresses() -> None:
-    from raftkv_operator.context import node_url
+    from raftkv_operator.connections import node_url
 
     assert node_url("10.0.0.7", 7379) == "http://10.0.0.7:7379"
     assert node_url("fd00::1:7", 7379) == "http://[fd00::1:7]:7379"
@@ -361,11 +361,11 @@ async def test_secured_calls_check_the_clusters_ca_and_name_and_send_the_token(
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = context.node_url("127.0.0.1", port, secure=True)
+    url = connections.node_url("127.0.0.1", port, secure=True)
     assert url.startswith("https://")
     creds = credentials.node_credentials(cluster, live)
     assert creds is not None
-    auth = context.node_auth(cluster, live)
+    auth = connections.node_auth(cluster, live)
     assert auth is not None and auth.server_hostname == "demo.prod.svc"
     try:
         async with aiohttp.ClientSession() as session:

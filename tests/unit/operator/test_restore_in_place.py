@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from raftkv_operator import desired, reconcile, restoresource
+from raftkv_operator import desired, planner, restoresource
 from raftkv_operator.models import ClusterPhase, OperationKind, RaftCluster, RecoveryPhase
 from raftkv_operator.restoresource import CheckpointSource
-from tests.unit.operator.test_reconcile import HASH, NAME, NOW, member, node, pod
+from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod
 
 SHA = "ab" * 32
 REQUEST = {"requestId": "r1", "checkpoint": "demo-cp1", "confirm": "ReplaceAllData"}
@@ -39,7 +39,7 @@ def raft_cluster(status: dict[str, Any] | None = None, **spec: Any) -> RaftClust
     })
 
 
-def running(**kw: Any) -> reconcile.Observed:
+def running(**kw: Any) -> planner.Observed:
     members = [member(i) for i in range(3)]
     fields: dict[str, Any] = {
         "cluster": raft_cluster(),
@@ -53,10 +53,10 @@ def running(**kw: Any) -> reconcile.Observed:
         "restore_checkpoint": checkpoint(),
     }
     fields.update(kw)
-    return reconcile.Observed(**fields)
+    return planner.Observed(**fields)
 
 
-def persist(obs: reconcile.Observed, result: reconcile.Plan, **kw: Any) -> reconcile.Observed:
+def persist(obs: planner.Observed, result: planner.Plan, **kw: Any) -> planner.Observed:
     status = obs.cluster.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     status["operation"] = (result.operation.model_dump(mode="json", by_alias=True,
                                                        exclude_none=True)
@@ -95,7 +95,7 @@ def test_the_members_copies_when_all_hold_it_else_the_archive_else_refused() -> 
 
 
 def test_a_request_for_a_missing_checkpoint_is_refused_and_changes_nothing() -> None:
-    result = reconcile.plan(running(restore_checkpoint=None), NOW)
+    result = planner.plan(running(restore_checkpoint=None), NOW)
     assert result.action is None and result.operation is None
     assert result.restore is not None and result.restore.phase == RecoveryPhase.REFUSED
     assert result.notice is not None and result.notice.reason == "RestoreRefused"
@@ -103,7 +103,7 @@ def test_a_request_for_a_missing_checkpoint_is_refused_and_changes_nothing() -> 
 
 def test_restore_walks_every_step() -> None:
     obs = running()
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.operation is not None and result.operation.kind == OperationKind.RESTORE_IN_PLACE
     assert result.action is not None and result.action.kind == "set_replicas"
     assert result.action.replicas == 0 and result.phase == ClusterPhase.RESTORING
@@ -114,71 +114,71 @@ def test_restore_walks_every_step() -> None:
     # none of the voters status.members recorded answers).
     recorded = {"members": [{"name": m, "id": 10 + i, "role": "Follower"}
                             for i, m in enumerate(MEMBERS)]}
-    quiet = persist(obs, reconcile.Plan(ClusterPhase.RESTORING, obs.cluster.status.operation),
+    quiet = persist(obs, planner.Plan(ClusterPhase.RESTORING, obs.cluster.status.operation),
                     status=recorded)
-    assert reconcile.quorum_view(quiet).lost  # what a real loss of all three would say
-    stopped = reconcile.plan(quiet, NOW)
+    assert planner.quorum_view(quiet).lost  # what a real loss of all three would say
+    stopped = planner.plan(quiet, NOW)
     assert not stopped.quorum_lost
     assert all(reason != "QuorumLost"
-               for _, _, reason, _ in reconcile.conditions(quiet, stopped))
+               for _, _, reason, _ in planner.conditions(quiet, stopped))
     # One member at a time: prepare, wait, next.
-    jobs: dict[str, reconcile.JobState] = {}
+    jobs: dict[str, planner.JobState] = {}
     for name in MEMBERS:
-        result = reconcile.plan(replace(obs, jobs=jobs), NOW)
+        result = planner.plan(replace(obs, jobs=jobs), NOW)
         assert result.action is not None and result.action.kind == "run_restore_job"
         assert result.action.member == name
         jobs[job(name)] = "Running"
-        assert reconcile.plan(replace(obs, jobs=jobs), NOW).action is None
+        assert planner.plan(replace(obs, jobs=jobs), NOW).action is None
         jobs[job(name)] = "Succeeded"
     obs = replace(obs, jobs=jobs)
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "begin_rebootstrap"
     obs = persist(obs, result, status={"bootstrapped": False})
     # The ConfigMap offers the staged checkpoint only now.
     assert desired.config_map(obs.cluster)["data"]["restore-from"] == desired.RESTORE_DIR
     assert desired.config_map(obs.cluster)["data"]["initial-cluster-state"] == "new"
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "set_replicas"
     assert result.action.replicas == 3
     obs = persist(obs, result, statefulset_replicas=3,
                   pods={f"{NAME}-{i}": pod(i) for i in range(3)})
-    assert reconcile.plan(obs, NOW).action is None  # no leader yet
+    assert planner.plan(obs, NOW).action is None  # no leader yet
     members = [member(i) for i in range(3)]
     obs = replace(obs, nodes={f"{NAME}-{i}": node(i, "leader" if i == 1 else "follower",
                                                   members) for i in range(3)})
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "mark_bootstrapped"
     obs = persist(obs, result, status={"bootstrapped": True})
     assert "restore-from" not in desired.config_map(obs.cluster)["data"]
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.operation is None
     assert result.restore is not None and result.restore.phase == RecoveryPhase.SUCCEEDED
     assert result.notice is not None and result.notice.reason == "RestoreSucceeded"
     # Acted on once.
     obs = persist(obs, result)
-    assert reconcile.plan(obs, NOW).restore is None
+    assert planner.plan(obs, NOW).restore is None
 
 
 def test_a_failed_preparation_rolls_every_volume_back_and_restarts() -> None:
     obs = running()
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={})
-    jobs: dict[str, reconcile.JobState] = {job(MEMBERS[0]): "Succeeded",
+    jobs: dict[str, planner.JobState] = {job(MEMBERS[0]): "Succeeded",
                                            job(MEMBERS[1]): "Failed"}
-    result = reconcile.plan(replace(obs, jobs=jobs), NOW)
-    assert result.operation is not None and result.operation.step == reconcile.STEP_ROLLBACK
+    result = planner.plan(replace(obs, jobs=jobs), NOW)
+    assert result.operation is not None and result.operation.step == planner.STEP_ROLLBACK
     assert result.notice is not None and result.notice.reason == "RestoreFailed"
     obs = persist(replace(obs, jobs=jobs), result)
     for name in MEMBERS:  # every volume, also the ones never prepared (idempotent)
-        result = reconcile.plan(replace(obs, jobs=jobs), NOW)
+        result = planner.plan(replace(obs, jobs=jobs), NOW)
         assert result.action is not None and result.action.kind == "run_unrestore_job"
         assert result.action.member == name
         jobs[job(name, rollback=True)] = "Succeeded"
-    result = reconcile.plan(replace(obs, jobs=jobs), NOW)
+    result = planner.plan(replace(obs, jobs=jobs), NOW)
     assert result.action is not None and result.action.kind == "set_replicas"
     assert result.action.replicas == 3
     obs = persist(replace(obs, jobs=jobs), result, statefulset_replicas=3)
-    result = reconcile.plan(obs, NOW)
+    result = planner.plan(obs, NOW)
     assert result.operation is None
     assert result.restore is not None and result.restore.phase == RecoveryPhase.FAILED
     assert f"{NAME}-1" in (result.restore.message or "")

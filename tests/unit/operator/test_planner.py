@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from raftkv_operator import desired, reconcile
-from raftkv_operator.members import Member, NodeStatus, member_id
+from raftkv_operator import desired, planner
+from raftkv_operator.members import member_id
 from raftkv_operator.models import (
     ClusterPhase,
     ConditionStatus,
@@ -19,6 +19,7 @@ from raftkv_operator.models import (
     OperationKind,
     RaftCluster,
 )
+from raftkv_operator.nodestatus import Member, NodeStatus
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 NAME = "demo"
@@ -32,8 +33,8 @@ def pod(
     hash_: str = HASH,
     terminating: bool = False,
     ip: str | None = "auto",
-) -> reconcile.PodState:
-    return reconcile.PodState(
+) -> planner.PodState:
+    return planner.PodState(
         name=f"{NAME}-{i}",
         ordinal=i,
         ip=f"127.0.0.{10 + i}" if ip == "auto" else ip,
@@ -102,7 +103,7 @@ def cluster(
     )
 
 
-def healthy_cluster(n: int = 3, *, leader: int = 0, **kw: Any) -> reconcile.Observed:
+def healthy_cluster(n: int = 3, *, leader: int = 0, **kw: Any) -> planner.Observed:
     """n voters, all healthy, `leader` leads; kw overrides Observed fields."""
     members = [member(i) for i in range(n)]
     nodes = {
@@ -119,20 +120,20 @@ def healthy_cluster(n: int = 3, *, leader: int = 0, **kw: Any) -> reconcile.Obse
         "recorded_volumes": {f"{NAME}-{i}": f"pvc-{i}" for i in range(n)},
     }
     fields.update(kw)
-    return reconcile.Observed(**fields)
+    return planner.Observed(**fields)
 
 
-def with_spec(obs: reconcile.Observed, **cluster_kw: Any) -> reconcile.Observed:
+def with_spec(obs: planner.Observed, **cluster_kw: Any) -> planner.Observed:
     return replace(obs, cluster=cluster(**cluster_kw))
 
 
-def run(obs: reconcile.Observed) -> reconcile.Plan:
-    return reconcile.plan(obs, NOW)
+def run(obs: planner.Observed) -> planner.Plan:
+    return planner.plan(obs, NOW)
 
 
 def persisted(
-    obs: reconcile.Observed, result: reconcile.Plan, **cluster_kw: Any
-) -> reconcile.Observed:
+    obs: planner.Observed, result: planner.Plan, **cluster_kw: Any
+) -> planner.Observed:
     """obs with the plan's operation written to status (as the handlers do first)."""
     cluster_kw.setdefault("replicas", obs.cluster.spec.replicas)
     recorded = dict(obs.recorded_volumes)
@@ -197,7 +198,7 @@ def test_leader_is_the_self_reported_leader_with_the_highest_term() -> None:
     members = [member(i) for i in range(3)]
     stale = node(0, "leader", members, term=2)
     current = node(1, "leader", members, term=5, leader=1)
-    assert reconcile.find_leader([stale, current]) == current
+    assert planner.find_leader([stale, current]) == current
 
 
 # ---- scale up ----------------------------------------------------------------------------
@@ -246,22 +247,22 @@ def scale_up_sequence() -> list[tuple[str, str | None]]:
     return seen
 
 
-def _leader_members(obs: reconcile.Observed) -> list[Member]:
-    leader = reconcile.find_leader(obs.nodes.values())
+def _leader_members(obs: planner.Observed) -> list[Member]:
+    leader = planner.find_leader(obs.nodes.values())
     assert leader is not None
     return list(leader.members)
 
 
-def _set_members(obs: reconcile.Observed, members: list[Member]) -> reconcile.Observed:
+def _set_members(obs: planner.Observed, members: list[Member]) -> planner.Observed:
     nodes = {n: replace(s, members=tuple(members)) for n, s in obs.nodes.items()}
     return replace(obs, nodes=nodes)
 
 
-def _add_member(obs: reconcile.Observed, new: Member) -> reconcile.Observed:
+def _add_member(obs: planner.Observed, new: Member) -> planner.Observed:
     return _set_members(obs, [*_leader_members(obs), new])
 
 
-def _update_member(obs: reconcile.Observed, name: str, **fields: Any) -> reconcile.Observed:
+def _update_member(obs: planner.Observed, name: str, **fields: Any) -> planner.Observed:
     updated = [
         replace(m, **{"match_index" if k == "match" else k: v for k, v in fields.items()})
         if m.name == name
@@ -299,7 +300,7 @@ def test_a_lagging_learner_is_not_promoted() -> None:
     )
     result = run(replace(obs, cluster=cluster(5, operation=op)))
     assert result.action is None
-    assert result.operation is not None and result.operation.step == reconcile.STEP_CATCH_UP
+    assert result.operation is not None and result.operation.step == planner.STEP_CATCH_UP
 
 
 def test_scale_up_resumes_from_the_persisted_operation() -> None:
@@ -374,7 +375,7 @@ def test_scale_down_that_would_lose_quorum_is_refused() -> None:
     result = run(with_spec(obs, replicas=1))
     assert result.action is None and result.refused
     assert "demo-2" in result.refused
-    conditions = {t: (s, r) for t, s, r, _ in reconcile.conditions(obs, result)}
+    conditions = {t: (s, r) for t, s, r, _ in planner.conditions(obs, result)}
     assert conditions[ConditionType.PROGRESSING] == (ConditionStatus.FALSE, "QuorumAtRisk")
     assert conditions[ConditionType.DEGRADED][0] == ConditionStatus.TRUE
 
@@ -506,18 +507,18 @@ def test_new_volumes_of_healthy_voters_are_recorded() -> None:
 
 def test_member_statuses_come_from_the_leader_and_lag_goes_to_metrics() -> None:
     obs = _update_member(healthy_cluster(), f"{NAME}-2", match=90)
-    statuses = {m.name: m for m in reconcile.member_statuses(obs)}
+    statuses = {m.name: m for m in planner.member_statuses(obs)}
     assert statuses[f"{NAME}-0"].role == MemberRole.LEADER and statuses[f"{NAME}-2"].healthy
     # No counter in status: it would change with every write.
     assert "lag" not in statuses[f"{NAME}-2"].model_dump(by_alias=True)
-    assert reconcile.member_lags(obs) == {f"{NAME}-0": 0, f"{NAME}-1": 0, f"{NAME}-2": 10}
+    assert planner.member_lags(obs) == {f"{NAME}-0": 0, f"{NAME}-1": 0, f"{NAME}-2": 10}
 
 
 def test_role_labels_follow_the_leader_and_skip_non_members() -> None:
     obs = _add_member(healthy_cluster(), member(3, voter=False))
     statuses: dict[str, NodeStatus | None] = dict(obs.nodes)
     statuses[f"{NAME}-4"] = None
-    labels = reconcile.role_labels([f"{NAME}-{i}" for i in range(5)], statuses)
+    labels = planner.role_labels([f"{NAME}-{i}" for i in range(5)], statuses)
     assert labels == {
         f"{NAME}-0": desired.ROLE_LEADER,
         f"{NAME}-1": desired.ROLE_FOLLOWER,
@@ -533,7 +534,7 @@ def test_without_a_leader_nobody_keeps_the_leader_label() -> None:
         n: replace(s, role="follower") for n, s in obs.nodes.items()
     }
     statuses[f"{NAME}-0"] = None  # the dead leader
-    labels = reconcile.role_labels(list(statuses), statuses)
+    labels = planner.role_labels(list(statuses), statuses)
     assert desired.ROLE_LEADER not in labels.values()
     assert labels[f"{NAME}-0"] is None
 
@@ -556,23 +557,23 @@ def test_schedule_due(schedule: str, last: str | None, now: str, due: str | None
         return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
     created = at("2026-01-01T00:30")
-    result = reconcile.schedule_due(schedule, at(last) if last else None, created, at(now))
+    result = planner.schedule_due(schedule, at(last) if last else None, created, at(now))
     assert result == (at(due) if due else None)
 
 
 def test_scheduled_checkpoint_names_are_per_minute_and_ids_fit() -> None:
     when = datetime(2026, 3, 4, 5, 6, 59, tzinfo=UTC)
-    assert reconcile.scheduled_checkpoint_name("demo", when) == "demo-202603040506"
+    assert planner.scheduled_checkpoint_name("demo", when) == "demo-202603040506"
     long_name = "x" * 80
-    ident = reconcile.checkpoint_id(long_name)
-    assert len(ident) <= 63 and ident == reconcile.checkpoint_id(long_name)
-    assert reconcile.checkpoint_id("short") == "short"
+    ident = planner.checkpoint_id(long_name)
+    assert len(ident) <= 63 and ident == planner.checkpoint_id(long_name)
+    assert planner.checkpoint_id("short") == "short"
 
 
 # ---- a returning member whose id was removed (a retained volume) ----------------------------
 
 
-def _returning(retired: int | None, node_id: int, *, terminating: bool = False) -> reconcile.Plan:
+def _returning(retired: int | None, node_id: int, *, terminating: bool = False) -> planner.Plan:
     """Scale-up of -3 whose pod runs with `node_id`; the operation recorded `retired`."""
     obs = with_spec(healthy_cluster(), replicas=5)
     op = Operation(
@@ -600,7 +601,7 @@ def test_a_member_back_under_a_removed_id_gets_its_volume_replaced() -> None:
     assert result.action is not None and result.action.kind == "replace_volume"
     assert result.action.member == f"{NAME}-3"
     assert result.operation is not None and result.operation.retired_id == 777
-    assert result.operation.step == reconcile.STEP_REPLACE_VOLUME
+    assert result.operation.step == planner.STEP_REPLACE_VOLUME
 
 
 def test_while_the_old_pod_goes_the_operator_waits() -> None:
@@ -624,20 +625,20 @@ def test_without_a_refusal_a_joiner_is_simply_added() -> None:
 
 def test_budget_counts_the_leaders_voters_not_the_spec() -> None:
     obs = _add_member(with_spec(healthy_cluster(), replicas=5), member(3, voter=False))
-    assert reconcile.budget_voters(obs, run(obs)) == 3
+    assert planner.budget_voters(obs, run(obs)) == 3
 
 
 def test_budget_shrinks_before_a_voter_is_removed() -> None:
     obs = with_spec(healthy_cluster(5), replicas=3)
     result = run(obs)
     assert result.action is not None and result.action.kind == "remove_member"
-    assert reconcile.budget_voters(obs, result) == 4
+    assert planner.budget_voters(obs, result) == 4
 
 
 def test_budget_is_unknown_without_a_leader() -> None:
     obs = healthy_cluster()
     obs = replace(obs, nodes={n: replace(s, role="follower") for n, s in obs.nodes.items()})
-    assert reconcile.budget_voters(obs, run(obs)) is None
+    assert planner.budget_voters(obs, run(obs)) is None
 
 
 # ---- checkpoint retention --------------------------------------------------------------------
@@ -646,8 +647,8 @@ def test_budget_is_unknown_without_a_leader() -> None:
 def _record(
     name: str, index: int, *, phase: str = "Succeeded", archived: bool = False,
     scheduled: bool = True,
-) -> reconcile.CheckpointRecord:
-    return reconcile.CheckpointRecord(
+) -> planner.CheckpointRecord:
+    return planner.CheckpointRecord(
         name=name, phase=phase, checkpoint_id=name, index=index, archived=archived,
         archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled,
     )  # fmt: skip
@@ -655,7 +656,7 @@ def _record(
 
 def test_objects_whose_files_the_members_dropped_expire() -> None:
     records = [_record("a", 1), _record("b", 2, scheduled=False), _record("c", 3)]
-    verdict = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=None)
+    verdict = planner.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=None)
     assert verdict.expire == ["a", "b"]
     # Scheduled ones with nothing left go; on-demand ones stay, marked Expired.
     assert verdict.delete == ["a"] and verdict.unarchive == []
@@ -665,10 +666,10 @@ def test_a_checkpoint_the_leader_has_not_written_yet_does_not_expire() -> None:
     # A new leader that has not applied the newest checkpoint: it lacks "c", but "c" is
     # newer than everything it holds, so no retention removed it.
     records = [_record("b", 2), _record("c", 3)]
-    verdict = reconcile.checkpoint_retention(records, {"b": 2}, retain=1, archive_retain=None)
+    verdict = planner.checkpoint_retention(records, {"b": 2}, retain=1, archive_retain=None)
     assert verdict.expire == []
     # With retain 2 and one newer checkpoint held, "a" may still be on the members' disks.
-    older = reconcile.checkpoint_retention(
+    older = planner.checkpoint_retention(
         [_record("a", 1)], {"b": 2}, retain=2, archive_retain=None
     )
     assert older.expire == []
@@ -676,16 +677,16 @@ def test_a_checkpoint_the_leader_has_not_written_yet_does_not_expire() -> None:
 
 def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes_it() -> None:
     records = [_record("a", 1, archived=True), _record("b", 2, archived=True), _record("c", 3)]
-    kept = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=2)
+    kept = planner.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=2)
     assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
-    pruned = reconcile.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
+    pruned = planner.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
     assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
 
 
 def test_overdue_is_measured_in_time() -> None:
-    assert reconcile.overdue(NOW - timedelta(seconds=200), 150, NOW)
-    assert not reconcile.overdue(NOW - timedelta(seconds=100), 150, NOW)
-    assert not reconcile.overdue(None, 150, NOW)
+    assert planner.overdue(NOW - timedelta(seconds=200), 150, NOW)
+    assert not planner.overdue(NOW - timedelta(seconds=100), 150, NOW)
+    assert not planner.overdue(None, 150, NOW)
 
 
 def test_a_single_member_is_restarted_for_a_new_template() -> None:
@@ -700,7 +701,7 @@ def test_a_single_member_is_restarted_for_a_new_template() -> None:
 
 def test_without_the_leaders_list_nothing_expires_but_the_archive_is_still_pruned() -> None:
     records = [_record("a", 1, archived=True), _record("b", 2, archived=True)]
-    verdict = reconcile.checkpoint_retention(records, None, retain=1, archive_retain=1)
+    verdict = planner.checkpoint_retention(records, None, retain=1, archive_retain=1)
     assert verdict.expire == [] and verdict.unarchive == ["a"] and verdict.delete == []
 
 
@@ -719,23 +720,23 @@ def test_the_operator_leaves_alone_a_label_a_member_wrote_at_a_newer_term() -> N
     terms = {f"{NAME}-0": term, f"{NAME}-1": term + 1, f"{NAME}-2": term}
     # Nothing in this view is newer than what the members wrote: hands off (the dead
     # leader's pod is NotReady, so its label routes nothing).
-    assert reconcile.label_changes(statuses, labels, terms) == {}
+    assert planner.label_changes(statuses, labels, terms) == {}
     # Another member reports the new term, but nobody has told the operator who won: the
     # new leader's own word stands; the dead leader's label, from an older term, goes.
     statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 1)
-    assert reconcile.label_changes(statuses, labels, terms) == {f"{NAME}-0": None}
+    assert planner.label_changes(statuses, labels, terms) == {f"{NAME}-0": None}
     # Without the member's newer term, the stale view would demote the new leader.
-    stale = reconcile.label_changes(statuses, labels, {**terms, f"{NAME}-1": term})
+    stale = planner.label_changes(statuses, labels, {**terms, f"{NAME}-1": term})
     assert stale[f"{NAME}-1"] == desired.ROLE_FOLLOWER
     # Once the view is past that term, the operator corrects labels again (second line).
     statuses[f"{NAME}-2"] = replace(obs.nodes[f"{NAME}-2"], role="follower", term=term + 2)
-    assert f"{NAME}-1" in reconcile.label_changes(statuses, labels, terms)
+    assert f"{NAME}-1" in planner.label_changes(statuses, labels, terms)
 
 
 def test_label_changes_write_the_new_leader_first() -> None:
     obs = healthy_cluster()
     labels = {f"{NAME}-0": None, f"{NAME}-1": desired.ROLE_LEADER,
               f"{NAME}-2": desired.ROLE_FOLLOWER}
-    changes = reconcile.label_changes(dict(obs.nodes), labels, {})
+    changes = planner.label_changes(dict(obs.nodes), labels, {})
     assert list(changes.items())[0] == (f"{NAME}-0", desired.ROLE_LEADER)
     assert changes[f"{NAME}-1"] == desired.ROLE_FOLLOWER

@@ -1,10 +1,11 @@
 """Pure decisions: observed state -> the next step. No I/O, no clock (time is an argument).
 
-The reconciler (handlers.py) observes a cluster — its RaftCluster object, StatefulSet, pods,
-volumes and every reachable member's `/v1/status` — into an `Observed`, asks `plan()` what
-to do, persists the returned `status.operation` first and only then performs the one
-returned `Action`. Every action is idempotent and every step is re-derived from observed
-state, so a restarted operator (or a repeated action after a lost answer) converges.
+The reconcile round (reconciler.py, run by the daemon in handlers.py) observes a
+cluster — its RaftCluster object, StatefulSet, pods, volumes and every reachable member's
+`/v1/status` — into an `Observed`, asks `plan()` what to do, persists the returned
+`status.operation` first and only then performs the one returned `Action`. Every action
+is idempotent and every step is re-derived from observed state, so a restarted operator
+(or a repeated action after a lost answer) converges.
 
 Multi-step work is an `Operation` in `status.operation`:
 - ScaleUp, one member at a time: StatefulSet +1 -> pod up -> add as learner -> promote
@@ -36,7 +37,6 @@ from typing import Any, Literal
 from croniter import croniter
 
 from raftkv_operator import desired, quorumloss, restoresource
-from raftkv_operator.members import Member, NodeStatus
 from raftkv_operator.models import (
     ClusterPhase,
     ConditionStatus,
@@ -54,6 +54,7 @@ from raftkv_operator.models import (
     RestoreStatus,
     quorum,
 )
+from raftkv_operator.nodestatus import Member, NodeStatus
 
 PROMOTE_MAX_LAG = 64
 """A learner this close to the leader's commit index is promoted (the node has the last word:
