@@ -100,16 +100,16 @@ def _operations_table(ops: Counter[str]) -> list[str]:
 
 
 def render(c: Campaign) -> str:
-    out = [f"Runs: {len(c.runs)}; verdicts: "
+    out = [f"- Runs: {len(c.runs)}; verdicts: "
            + ", ".join(f"{k} {n}" for k, n in sorted(c.verdicts.items())) + "."]
-    out += [f"- not ok: {line}" for line in c.not_ok]
+    out += [f"  - not ok: {line}" for line in c.not_ok]
     if c.seconds:
-        out.append(f"Wall time per run: min {min(c.seconds):.0f} s, median "
+        out.append(f"- Wall time per run: min {min(c.seconds):.0f} s, median "
                    f"{statistics.median(c.seconds):.0f} s, max {max(c.seconds):.0f} s; "
                    f"total {sum(c.seconds) / 60:.1f} min.")
     if c.checker_seconds:
-        out.append(f"Checker time per run: max {max(c.checker_seconds):.2f} s.")
-    out.append(f"Operations: {sum(c.operations.values()):,} in all.")
+        out.append(f"- Checker time per run: max {max(c.checker_seconds):.2f} s.")
+    out.append(f"- Operations: {sum(c.operations.values()):,} in all.")
     out += ["", *_operations_table(c.operations), "",
             *_table("fault (primary, and side actions attempted)", c.faults), "",
             *_table("side action: event and HTTP answer", c.side_outcomes), "",

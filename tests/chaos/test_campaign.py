@@ -49,7 +49,7 @@ def test_it_adds_up_runs_and_names_every_run_that_was_not_ok(tmp_path: Path) -> 
     assert [round(s) for s in c.seconds] == [100, 140]
     text = render(c)
     assert "| read | 11 | 3 | 0 |" in text and "| write | 0 | 0 | 2 |" in text
-    assert "- not ok: b-8: verdict: unhealthy (seed 8)" in text
+    assert "  - not ok: b-8: verdict: unhealthy (seed 8)" in text
     assert "median 120 s" in text
 
 
