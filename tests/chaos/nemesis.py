@@ -27,7 +27,6 @@ from typing import Any
 
 import aiohttp
 
-from raftkv.runtime.identity import load_identity
 from tests.chaos.cluster import ELECTION_TIMEOUT, Cluster, NodeProc
 from tests.chaos.history import Recorder
 from tests.chaos.net import Network
@@ -38,6 +37,8 @@ PRIMARY = ("partition", "kill", "pause", "power-loss", "power-loss-all", "slow")
 WEIGHTS = {"partition": 3, "kill": 2, "pause": 2, "power-loss": 2, "power-loss-all": 1,
            "slow": 2}
 SIDE = ("member", "transfer")
+# How long a joiner may take to serve its id; a loaded 2-core machine has taken 12 s.
+JOINER_START_TIMEOUT = 30.0
 NEMESES = PRIMARY + SIDE
 
 
@@ -250,18 +251,32 @@ class Nemesis:
         else:
             self.log("member", "skipped", reason="no spare node and only 3 voters")
 
+    async def _joiner_id(self, spare: NodeProc) -> int | None:
+        """The id the joiner drew, as it serves it (it persists the id before it serves
+        anything); None if it does not answer within JOINER_START_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOINER_START_TIMEOUT
+        while loop.time() < deadline:
+            st = await self.cluster.status(spare)
+            if st and isinstance(st.get("id"), int):
+                return int(st["id"])
+            await asyncio.sleep(0.2)
+        return None
+
     async def _add(self, spare: NodeProc, via: NodeProc) -> None:
         spare.state = "existing"
         self.cluster.start(spare.name)
         ep = spare.endpoint
-        # A joiner persists its fresh id before it serves anything: add it under that id.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 8
-        while load_identity(spare.data_dir) is None and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        # Under its own id, never a guess: a member under an id nobody holds is a
+        # phantom learner, and the joiner is left outside the cluster.
+        joiner = await self._joiner_id(spare)
+        if joiner is None:
+            self.log("member", "skipped", node=spare.name,
+                     reason=f"the joiner did not serve its id within {JOINER_START_TIMEOUT}s")
+            return
         code, body = await self.cluster.request(
             "POST", via, "/v1/members",
-            {"name": spare.name, "id": spare.id, "peer_url": ep.peer_url,
+            {"name": spare.name, "id": joiner, "peer_url": ep.peer_url,
              "client_url": ep.client_url},
             timeout=8)
         self.log("member", "add", node=spare.name, code=code,
@@ -276,7 +291,7 @@ class Nemesis:
                 break
             try:
                 code, body = await self.cluster.request(
-                    "POST", target, f"/v1/members/{spare.id}/promote", timeout=4)
+                    "POST", target, f"/v1/members/{joiner}/promote", timeout=4)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 code, body = 0, repr(exc)
             if code == 200:
@@ -308,18 +323,19 @@ class Nemesis:
         self.log("heal", "all")
 
     async def settle_membership(self) -> None:
-        """Retire started nodes that never became members (an add that did not finish)."""
-        voters = None
+        """Retire started nodes that never became members (an add that did not finish),
+        by id: a member of the same name under another id is not this process."""
+        members = None
         for _ in range(20):
             leader = await self.cluster.leader()
             st = await self.cluster.status(leader) if leader else None
             if st:
-                voters = {m["name"] for m in st["members"]}
+                members = {m["id"] for m in st["members"]}
                 break
             await asyncio.sleep(0.25)
-        if voters is None:
+        if members is None:
             return
         for node in self.cluster.active():
-            if node.name not in voters:
+            if node.id not in members:
                 self.cluster.retire(node.name)
                 self.log("member", "retired", node=node.name, reason="not a member at the end")
