@@ -40,6 +40,13 @@ CHECKPOINTS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+ARCHIVE_FAILURES = Counter(
+    "raftkv_operator_archive_failures",
+    "Checkpoint archive copies that failed (the archive Job failed or reported nothing "
+    "within its deadline), by target: `volume` (a claim) or `bucket` (S3-compatible).",
+    ["cluster", "namespace", "target"],
+    registry=REGISTRY,
+)
 LEADER_SWITCH = Histogram(
     "raftkv_operator_leader_switch_seconds",
     "From a leadership change seen by the operator to the role labels moved.",
