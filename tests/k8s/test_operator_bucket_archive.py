@@ -39,7 +39,7 @@ RESTORE_NAMESPACE = "elsewhere"
 BUCKET = "raftkv-archive"
 PREFIX = "prod"
 DATA = {f"bucket-key-{i}": f"value-{i}" for i in range(20)}
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,13 @@ def create_secrets(emulated: EmulatedCluster, s3: S3Server, namespace: str,
 def location(s3: S3Server) -> dict[str, Any]:
     return {"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": PREFIX, "pathStyle": True,
             "credentialsSecret": "s3-credentials", "caBundle": {"name": "s3-ca"}}
+
+
+def must_get_in(emulated: EmulatedCluster, resource: str, namespace: str,
+                name: str) -> dict[str, Any]:
+    obj = emulated.get(resource, namespace, name)
+    assert obj is not None, f"{resource} {namespace}/{name} is gone"
+    return obj
 
 
 def checkpoint_object(name: str) -> dict[str, Any]:
@@ -156,6 +163,18 @@ def test_restore_into_a_new_namespace_from_the_bucket(
         assert json.loads((staged / "manifest.json").read_text())["sha256"] == archived["sha256"]
         assert hashlib.sha256((staged / "data").read_bytes()).hexdigest() == archived["sha256"]
 
+    # The restored cluster serves the source's data.
+    wait_available(emulated, RESTORED, 3, timeout=180, namespace=RESTORE_NAMESPACE)
+
+    def read(key: str) -> str | None:
+        try:  # a connection that fails (a loaded machine, a leader change) is retried
+            return get_via_service(emulated, RESTORED, key, namespace=RESTORE_NAMESPACE) or ""
+        except OSError:
+            return None
+
+    for key, value in DATA.items():
+        assert retrying(emulated, lambda k=key: read(k), 60, f"read {key}") == value, key
+
     # Once bootstrapped no member keeps the bucket credentials (the init container goes).
     def template_has_credentials() -> bool:
         sts = emulated.get("apps/v1/statefulsets", RESTORE_NAMESPACE, RESTORED) or {}
@@ -173,18 +192,19 @@ def test_restore_into_a_new_namespace_from_the_bucket(
                                         for p in running)
 
     # The members restart one by one onto the new template; then none holds them.
-    wait_for(emulated, lambda: not members_hold_credentials(), 240,
-             "every member restarted without the bucket credentials")
-    wait_available(emulated, RESTORED, 3, timeout=180, namespace=RESTORE_NAMESPACE)
+    def hashes() -> str:
+        sts = must_get_in(emulated, "apps/v1/statefulsets", RESTORE_NAMESPACE, RESTORED)
+        want = sts["spec"]["template"]["metadata"]["annotations"]
+        pods = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {})
+                for p in emulated.list("v1/pods", RESTORE_NAMESPACE)}
+        key = desired.POD_TEMPLATE_HASH_ANNOTATION
+        return f"template {want.get(key)}, pods { {n: a.get(key) for n, a in pods.items()} }"
 
-    def read(key: str) -> str | None:
-        try:  # a connection that fails (a loaded machine, a leader change) is retried
-            return get_via_service(emulated, RESTORED, key, namespace=RESTORE_NAMESPACE) or ""
-        except OSError:
-            return None
-
-    for key, value in DATA.items():
-        assert retrying(emulated, lambda k=key: read(k), 60, f"read {key}") == value, key
+    try:
+        wait_for(emulated, lambda: not members_hold_credentials(), 420,
+                 "every member restarted without the bucket credentials")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}: {hashes()}; {restored_status()}") from None
 
 
 def test_refused_credentials_are_an_archive_failure(

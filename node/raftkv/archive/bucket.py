@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from raftkv.security.pki import write_file_atomic
+
 DATA_NAME = "data"
 MANIFEST_NAME = "manifest.json"
 SHA256_METADATA = "sha256"
@@ -448,8 +450,8 @@ class BucketArchive:
                     f"({manifest.size} bytes): the copy is corrupt, not restored"
                 )
             os.replace(part, out / DATA_NAME)
-            _write_durably(out / MANIFEST_NAME, json.dumps(manifest.raw, indent=2).encode())
-            _fsync_dir(out)
+            # Written (fsynced) and renamed, then the directory fsynced: both renames stick.
+            write_file_atomic(out / MANIFEST_NAME, json.dumps(manifest.raw, indent=2).encode())
         finally:
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
@@ -516,27 +518,6 @@ def _hash_file(path: Path) -> tuple[str, int]:
     except FileNotFoundError:
         raise ArchiveConfigError(f"{path} does not exist (not a checkpoint)") from None
     return digest.hexdigest(), size
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def download_checkpoint(location: BucketLocation, copy: str, out_dir: str | os.PathLike[str],
