@@ -213,7 +213,7 @@ def test_refused_credentials_are_an_archive_failure(
     before = failures(NAME, "bucket")
     secret = must_get(emulated, "v1/secrets", "s3-credentials")
     secret["data"]["secretAccessKey"] = _b64("not-the-secret")
-    emulated.replace("v1/secrets", secret, NAMESPACE)
+    emulated.replace("v1/secrets", NAMESPACE, "s3-credentials", secret)
     emulated.create(CHECKPOINTS, checkpoint_object("bkt-2"), NAMESPACE)
     wait_for(emulated, lambda: "ArchiveFailed" in event_reasons(emulated, "bkt-2"), 240,
              "the refused upload is reported")
