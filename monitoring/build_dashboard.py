@@ -355,6 +355,61 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
         ),
     ),
+    (
+        "Disaster recovery",
+        (
+            Panel(
+                "Quorum lost",
+                (
+                    Target(
+                        f"max by (namespace, cluster) (raftkv_operator_quorum_lost{{{NODE}}})",
+                        "{{namespace}}/{{cluster}}",
+                    ),
+                ),
+                kind="stat",
+                description="1: no member leads and fewer voters answer with their data than "
+                "a quorum; the cluster cannot recover by itself (docs/recovery.md: spec.recovery).",
+            ),
+            Panel(
+                "Recovery in progress",
+                (
+                    Target(
+                        "max by (namespace, cluster) "
+                        f"(raftkv_operator_recovery_in_progress{{{NODE}}})",
+                        "{{namespace}}/{{cluster}}",
+                    ),
+                ),
+                kind="stat",
+                description="1 while a quorum-loss recovery (spec.recovery) is in flight: "
+                "status.recovery and status.operation say which step.",
+            ),
+            Panel(
+                "Restore in progress",
+                (
+                    Target(
+                        "max by (namespace, cluster) "
+                        f"(raftkv_operator_restore_in_progress{{{NODE}}})",
+                        "{{namespace}}/{{cluster}}",
+                    ),
+                ),
+                kind="stat",
+                description="1 while an in-place restore (spec.restoreInPlace) is in flight: "
+                "the members are stopped, writes fail; status.restore says which step.",
+            ),
+            Panel(
+                "Checkpoint archives in the last hour",
+                (
+                    Target(
+                        "sum by (result) (increase("
+                        f"raftkv_operator_checkpoint_archives_total{{{NODE}}}[1h]))",
+                        "{{result}}",
+                    ),
+                ),
+                description="Archive copies of checkpoints by result; failures fire "
+                "RaftkvCheckpointArchiveFailing.",
+            ),
+        ),
+    ),
 )
 
 

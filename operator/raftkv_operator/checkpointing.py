@@ -274,6 +274,7 @@ async def _archive_checkpoint(
         await _patch_checkpoint_status(
             namespace, checkpoint.name, {"archived": True, "archivePath": path}
         )
+        metrics.ARCHIVES.labels(cluster.name, namespace, "success").inc()
         info(body, reason="Archived", message=f"copied to {_target_description(cluster)}{path}")
         await apply_retention(cluster)
         return
@@ -289,7 +290,6 @@ async def _archive_checkpoint(
     )
     if failed or overdue:
         why = "failed" if failed else "reported no outcome within its deadline"
-        target = desired.archive_target(cluster)
         message = (
             f"archive Job {job_name} {why} (target: {_target_description(cluster)}); "
             f"its pod's log says why: kubectl -n {namespace} logs job/{job_name}"
@@ -297,7 +297,7 @@ async def _archive_checkpoint(
         if checkpoint.status.message == message:
             return  # reported already (a later event on the same object)
         await _patch_checkpoint_status(namespace, checkpoint.name, {"message": message})
-        metrics.ARCHIVE_FAILURES.labels(cluster.name, namespace, target).inc()
+        metrics.ARCHIVES.labels(cluster.name, namespace, "failure").inc()
         warn(body, reason="ArchiveFailed", message=message)
         warn(cluster.to_k8s(), reason="ArchiveFailed",
              message=f"RaftCheckpoint {checkpoint.name}: {message}")

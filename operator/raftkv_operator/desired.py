@@ -29,6 +29,7 @@ from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
     MemberRole,
+    OperationKind,
     RaftCheckpoint,
     RaftCluster,
     quorum,
@@ -237,7 +238,9 @@ def config_map(cluster: RaftCluster) -> Manifest:
         CONFIG_INITIAL_CLUSTER: initial_cluster(cluster, initial),
         CONFIG_INITIAL_CLUSTER_STATE: STATE_EXISTING if cluster.status.bootstrapped else STATE_NEW,
     }
-    if cluster.spec.restore is not None and not cluster.status.bootstrapped:
+    if (cluster.spec.restore is not None and not cluster.status.bootstrapped) or (
+        restoring_in_place(cluster)
+    ):
         data[CONFIG_RESTORE_FROM] = RESTORE_DIR
     return {
         "apiVersion": "v1",
@@ -392,6 +395,17 @@ def _admin_client(cluster: RaftCluster, cluster_name: str) -> tuple[
     return flags, volumes, mounts
 
 
+def restoring_in_place(cluster: RaftCluster) -> bool:
+    """An in-place restore has prepared every volume and the members bootstrap anew from
+    the staged checkpoint (status.bootstrapped is unset until they have)."""
+    op = cluster.status.operation
+    return (
+        op is not None
+        and op.kind == OperationKind.RESTORE_IN_PLACE
+        and not cluster.status.bootstrapped
+    )
+
+
 def restoring_from_archive(cluster: RaftCluster) -> bool:
     """The cluster bootstraps from an archived checkpoint (a volume or a bucket) and has not
     yet: the archive claim, or the bucket's credentials, are in the pod template only until
@@ -537,7 +551,7 @@ def pod_template(
         *_common_env(),
     ]
     security_volumes, security_mounts = _security_volumes(cluster)
-    if spec.restore is not None:
+    if spec.restore is not None or spec.restore_in_place is not None:
         # Optional: the key disappears once bootstrapped, and then the variable is unset.
         env.append(_config_env(cluster, "RAFTKV_RESTORE_FROM", CONFIG_RESTORE_FROM, optional=True))
     container = {
@@ -677,6 +691,218 @@ def stateful_set(
             ],
         },
     }
+
+
+# ---- quorum-loss recovery and in-place restore Jobs ---------------------------------------------
+
+COMPONENT_RECOVER = "recover"
+COMPONENT_RESTORE = "restore"
+RESTORE_ASIDE_PREFIX = "pre-restore-"
+"""On a member's volume, `pre-restore-<requestId>`: its data directory before an in-place
+restore (kept until deleted by hand)."""
+
+
+def recover_job_name(cluster_name: str, request_id: str) -> str:
+    return bounded_name(f"{cluster_name}-recover-{request_id}")
+
+
+def recover_job(
+    cluster: RaftCluster,
+    survivor: str,
+    request_id: str,
+    *,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job running `raftkv recover --yes` on the survivor's volume (every member stopped).
+
+    The survivor becomes the only voter of a new cluster id, keeping its data and log
+    (docs/recovery.md). recover still asks the old members it knows for their status and
+    refuses if one answers with a leader: the admin Secret lets it read them on a secured
+    cluster. No retry: a refusal or a damaged WAL needs a person (backoffLimit 0).
+    """
+    flags, admin_volumes, admin_mounts = _admin_client(cluster, cluster.name)
+    return _member_volume_job(
+        cluster,
+        survivor,
+        recover_job_name(cluster.name, request_id),
+        COMPONENT_RECOVER,
+        {"command": ["raftkv"],
+         "args": ["recover", f"--data-dir={DATA_DIR}", "--name", survivor, "--yes", *flags]},
+        admin_volumes,
+        admin_mounts,
+        default_image_repository,
+    )
+
+
+def restore_job_name(cluster_name: str, request_id: str, member: str, *, rollback: bool) -> str:
+    ordinal = ordinal_suffix(cluster_name, member)
+    kind = "unrestore" if rollback else "restore"
+    return bounded_name(f"{cluster_name}-{kind}-{request_id}-{ordinal}")
+
+
+def restore_aside_dir(request_id: str) -> str:
+    return f"{VOLUME_MOUNT}/{RESTORE_ASIDE_PREFIX}{request_id}"
+
+
+def restore_prepare_script(
+    request_id: str, checkpoint_id: str, sha256: str, *, archive_path: str | None
+) -> str:
+    """Stage the checkpoint on a stopped member's volume, check its sha256, then move the old
+    data aside: the member bootstraps from RESTORE_DIR when it next starts (`new`).
+
+    The source is the member's own copy (`data/checkpoints/<id>`), or `archive_path` inside
+    the archive claim. Idempotent: a volume prepared for this request already is left alone.
+    """
+    if not re.fullmatch(CHECKPOINT_ID_PATTERN, checkpoint_id):
+        raise ValueError(f"bad checkpoint id {checkpoint_id!r}")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"bad sha256 {sha256!r}")
+    source = (
+        f"{ARCHIVE_MOUNT}/{archive_path}" if archive_path else f"{DATA_DIR}/checkpoints/{checkpoint_id}"
+    )
+    aside = restore_aside_dir(request_id)
+    staging = f"{RESTORE_DIR}.tmp"
+    return "\n".join([
+        "set -eu",
+        f"if [ -d {aside} ] && [ -f {RESTORE_DIR}/manifest.json ]; then",
+        '  echo "restore: prepared already"; exit 0',
+        "fi",
+        f"rm -rf {staging}",
+        f"mkdir -p {staging}",
+        f"cp {shlex.quote(source)}/data {shlex.quote(source)}/manifest.json {staging}/",
+        f'echo "{sha256}  {staging}/data" | sha256sum -c -',
+        # One command per line: `set -e` ignores a failure inside an && list.
+        f"if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {aside}; fi",
+        f"rm -rf {RESTORE_DIR}",
+        f"mv {staging} {RESTORE_DIR}",
+        f'echo "restore: staged {checkpoint_id} (sha256 {sha256}); old data in {aside}"',
+    ])
+
+
+def restore_rollback_script(request_id: str) -> str:
+    """Put a member's old data back after a failed preparation (idempotent)."""
+    aside = restore_aside_dir(request_id)
+    return "\n".join([
+        "set -eu",
+        f"if [ -d {aside} ]; then",
+        f"  rm -rf {DATA_DIR}",
+        f"  mv {aside} {DATA_DIR}",
+        "fi",
+        f"rm -rf {RESTORE_DIR}.tmp {RESTORE_DIR}",
+        'echo "restore: old data back in place"',
+    ])
+
+
+def restore_job(
+    cluster: RaftCluster,
+    member: str,
+    request_id: str,
+    script: str,
+    *,
+    rollback: bool,
+    archive_claim: str | None = None,
+    default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
+) -> Manifest:
+    """Job running a restore_*_script on `member`'s volume (the archive claim read-only too
+    when the bytes come from there)."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if archive_claim is not None:
+        volumes.append({"name": "archive",
+                        "persistentVolumeClaim": {"claimName": archive_claim, "readOnly": True}})
+        mounts.append({"name": "archive", "mountPath": ARCHIVE_MOUNT, "readOnly": True})
+    return _member_volume_job(
+        cluster,
+        member,
+        restore_job_name(cluster.name, request_id, member, rollback=rollback),
+        COMPONENT_RESTORE,
+        {"command": ["/bin/sh", "-c", script]},
+        volumes,
+        mounts,
+        default_image_repository,
+    )
+
+
+def _member_volume_job(
+    cluster: RaftCluster,
+    member: str,
+    name: str,
+    component: str,
+    command: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    default_image_repository: str,
+) -> Manifest:
+    """A one-shot Job with a stopped member's data volume at the members' mount path."""
+    if ordinal_suffix(cluster.name, member) is None:
+        raise ValueError(f"{member!r} is not a member pod of {cluster.name!r}")
+    spec = cluster.spec
+    job_labels = labels(cluster.name, component)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security_context(),
+        "containers": [
+            {
+                "name": component,
+                "image": spec.container_image(default_image_repository),
+                "imagePullPolicy": spec.image_pull_policy,
+                **command,
+                "env": _common_env(),
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": _container_security_context(),
+                "volumeMounts": [
+                    {"name": DATA_VOLUME, "mountPath": VOLUME_MOUNT},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    *mounts,
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": DATA_VOLUME,
+             "persistentVolumeClaim": {"claimName": f"{DATA_VOLUME}-{member}"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *volumes,
+        ],
+        **_job_placement(cluster),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": cluster.namespace, "labels": job_labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 7 * 86400,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def ordinal_suffix(cluster_name: str, pod: str) -> int | None:
+    """The StatefulSet ordinal of a member pod name, None for any other name."""
+    prefix = f"{cluster_name}-"
+    if not pod.startswith(prefix) or not pod[len(prefix):].isdigit():
+        return None
+    return int(pod[len(prefix):])
+
+
+def _job_placement(cluster: RaftCluster) -> dict[str, Any]:
+    """Where a Job of the cluster may run: the members' node pool (tolerations, node
+    selector) and pull secrets; not their anti-affinity, which selects member pods."""
+    spec = cluster.spec
+    out: dict[str, Any] = {}
+    if spec.placement.tolerations:
+        out["tolerations"] = [t.to_k8s() for t in spec.placement.tolerations]
+    if spec.placement.node_selector:
+        out["nodeSelector"] = dict(spec.placement.node_selector)
+    if spec.image_pull_secrets:
+        out["imagePullSecrets"] = [s.to_k8s() for s in spec.image_pull_secrets]
+    return out
 
 
 # ---- Services, PDB ---------------------------------------------------------------------------
@@ -893,12 +1119,6 @@ def _archive_script(cluster: RaftCluster, ident: str) -> str:
 ARCHIVE_STAGING = "/staging"
 """The bucket archive Job's scratch volume: the checkpoint is downloaded (and verified)
 there, then uploaded; the node's ephemeral storage must hold one checkpoint."""
-
-
-def archive_target(cluster: RaftCluster) -> str:
-    """`bucket` or `volume` (the `target` label of the archive failure metric)."""
-    archive = cluster.spec.checkpoints.archive
-    return "bucket" if archive is not None and archive.bucket is not None else "volume"
 
 
 def _bucket_archive_parts(

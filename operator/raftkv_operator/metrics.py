@@ -40,13 +40,6 @@ CHECKPOINTS = Counter(
     ["result"],
     registry=REGISTRY,
 )
-ARCHIVE_FAILURES = Counter(
-    "raftkv_operator_archive_failures",
-    "Checkpoint archive copies that failed (the archive Job failed or reported nothing "
-    "within its deadline), by target: `volume` (a claim) or `bucket` (S3-compatible).",
-    ["cluster", "namespace", "target"],
-    registry=REGISTRY,
-)
 LEADER_SWITCH = Histogram(
     "raftkv_operator_leader_switch_seconds",
     "From a leadership change seen by the operator to the role labels moved.",
@@ -64,6 +57,33 @@ MEMBER_LAG = Gauge(
     "raftkv_operator_member_lag_entries",
     "Entries a member is behind the leader's last index, as the operator last saw it.",
     ["cluster", "namespace", "member"],
+    registry=REGISTRY,
+)
+
+ARCHIVES = Counter(
+    "raftkv_operator_checkpoint_archives",
+    "Checkpoint archive copies (the archive Job) by result: success or failure.",
+    ["cluster", "namespace", "result"],
+    registry=REGISTRY,
+)
+QUORUM_LOST = Gauge(
+    "raftkv_operator_quorum_lost",
+    "1 while no member leads and fewer voters answer with their data than a quorum (the "
+    "cluster cannot elect a leader by itself); the alert RaftkvQuorumLost.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+RECOVERY_IN_PROGRESS = Gauge(
+    "raftkv_operator_recovery_in_progress",
+    "1 while a quorum-loss recovery (spec.recovery) is in flight.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+
+RESTORE_IN_PROGRESS = Gauge(
+    "raftkv_operator_restore_in_progress",
+    "1 while an in-place restore (spec.restoreInPlace) is in flight (writes are stopped).",
+    ["cluster", "namespace"],
     registry=REGISTRY,
 )
 
@@ -109,6 +129,14 @@ def set_progress(
         _lagging[(namespace, name)] = set(lags)
 
 
+def set_quorum(
+    namespace: str, name: str, *, lost: bool, recovering: bool, restoring: bool = False
+) -> None:
+    QUORUM_LOST.labels(name, namespace).set(1 if lost else 0)
+    RECOVERY_IN_PROGRESS.labels(name, namespace).set(1 if recovering else 0)
+    RESTORE_IN_PROGRESS.labels(name, namespace).set(1 if restoring else 0)
+
+
 def set_active(active: bool) -> None:
     ACTIVE.set(1 if active else 0)
 
@@ -116,11 +144,15 @@ def set_active(active: bool) -> None:
 def forget_cluster(namespace: str, name: str) -> None:
     set_phase(namespace, name, None)
     set_progress(namespace, name, None, {})
-    with contextlib.suppress(KeyError):
-        COMMIT_INDEX.remove(name, namespace)
+    for gauge in (COMMIT_INDEX, QUORUM_LOST, RECOVERY_IN_PROGRESS, RESTORE_IN_PROGRESS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(name, namespace)
     for result in ("success", "error"):
         with contextlib.suppress(KeyError):
             RECONCILES.remove(name, namespace, result)
+    for result in ("success", "failure"):
+        with contextlib.suppress(KeyError):
+            ARCHIVES.remove(name, namespace, result)
 
 
 def exposition() -> bytes:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from raftkv.protocol.checkpoints import checkpoint_id_pattern
 from raftkv_operator.k8s_types import (
     Affinity,
     KubeModel,
@@ -72,8 +73,8 @@ LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 IMAGE_PATTERN = r"^[^\s]+$"
 VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 """A version is an image tag and the app.kubernetes.io/version label value: both must accept it."""
-CHECKPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-"""A checkpoint id is a directory name on every member: no slash, never `.` or `..`."""
+CHECKPOINT_ID_PATTERN = checkpoint_id_pattern(max_length=63)
+"""The node's checkpoint id rule (raftkv.protocol), within a Kubernetes name's 63 characters."""
 RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
 """A path inside a volume: relative, no `.`/`..` segments, no hidden names."""
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -488,6 +489,51 @@ class RestoreSpec(KubeModel):
         return self
 
 
+class QuorumRecoveryConfirmation(StrEnum):
+    FORCE_NEW_CLUSTER = "ForceNewCluster"
+    """The survivor becomes the only voter of a new cluster (like etcd's
+    --force-new-cluster); writes only the lost members had are gone for good."""
+
+
+class QuorumRecoveryRequest(KubeModel):
+    """Recover a cluster that lost its quorum for good, from its best surviving member.
+
+    Never done without this request: the operator picks the reachable member with the
+    highest (last log term, last index), runs `raftkv recover` on its volume, and adds the
+    others back on empty volumes. A request is acted on once (status.recovery records it);
+    a new `requestId` asks again. Refused while a leader exists or a majority answers.
+    """
+
+    request_id: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS1035_LABEL_PATTERN)]
+    """Names this request; change it to ask again after a refusal or a failure."""
+    confirm: QuorumRecoveryConfirmation
+    """Must be `ForceNewCluster`: the entries only the lost members had are lost."""
+
+
+class RestoreInPlaceConfirmation(StrEnum):
+    REPLACE_ALL_DATA = "ReplaceAllData"
+    """Every member's data is replaced by the checkpoint's: writes after it are gone from
+    the cluster (the old data is kept aside on each volume, not deleted)."""
+
+
+class RestoreInPlaceRequest(KubeModel):
+    """Restore this running cluster from one of its RaftCheckpoints, in place.
+
+    The operator stops every member (writes stop), stages the checkpoint on each member's
+    volume from the same bytes (the members' own copies, or the archived copy), checks its
+    sha256 against the RaftCheckpoint's on every member, moves the old data aside, and
+    starts the members as a new cluster from it. A failure before the members restart puts
+    the old data back. Acted on once per requestId (status.restore records it).
+    """
+
+    request_id: Annotated[str, Field(min_length=1, max_length=40, pattern=DNS1035_LABEL_PATTERN)]
+    """Names this request; change it to ask again."""
+    checkpoint: ObjectName
+    """The RaftCheckpoint (of this cluster, same namespace) to restore."""
+    confirm: RestoreInPlaceConfirmation
+    """Must be `ReplaceAllData`."""
+
+
 class ServiceType(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
@@ -691,6 +737,11 @@ class RaftClusterSpec(KubeModel):
     """Token authentication of clients: on by default."""
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     """The cluster's NetworkPolicy."""
+    recovery: QuorumRecoveryRequest | None = None
+    """Ask for a quorum-loss recovery (docs/recovery.md); acted on once per requestId."""
+    restore_in_place: RestoreInPlaceRequest | None = None
+    """Ask for a restore of this cluster from a RaftCheckpoint (docs/recovery.md); acted on
+    once per requestId."""
     paused: bool = False
     """Stop reconciling (no restarts, scaling or checkpoints) until unset."""
     pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
@@ -742,6 +793,10 @@ class ClusterPhase(StrEnum):
     UPGRADING = "Upgrading"
     PAUSED = "Paused"
     FAILED = "Failed"
+    RECOVERING = "Recovering"
+    """A quorum-loss recovery (spec.recovery) is in flight."""
+    RESTORING = "Restoring"
+    """An in-place restore (spec.restoreInPlace) is in flight."""
 
 
 class ConditionType(StrEnum):
@@ -817,6 +872,8 @@ class OperationKind(StrEnum):
     SCALE_DOWN = "ScaleDown"
     ROLLING_UPDATE = "RollingUpdate"
     RECOVER = "Recover"
+    RECOVER_QUORUM = "RecoverQuorum"
+    RESTORE_IN_PLACE = "RestoreInPlace"
 
 
 class Operation(KubeModel):
@@ -842,6 +899,8 @@ class Operation(KubeModel):
     """ScaleUp/Recover: the Raft id `member`'s volume came back with, which the leader
     refuses for good (it was removed: 409 member_id_removed). The volume is replaced so the
     member starts empty and joins under a fresh id."""
+    request_id: str | None = Field(default=None, max_length=63)
+    """RecoverQuorum, RestoreInPlace: the request's requestId being carried out."""
     message: Annotated[str, Field(max_length=4096)] | None = None
     """Last error or progress note."""
 
@@ -859,6 +918,69 @@ class CheckpointSummary(KubeModel):
     """Raft index of the checkpoint."""
     time: datetime | None = None
     """When it was taken."""
+
+
+class RecoveryPhase(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    REFUSED = "Refused"
+    FAILED = "Failed"
+
+
+class RecoveryStatus(KubeModel):
+    """The last quorum-loss recovery request and what became of it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    """spec.recovery.requestId of that request (a request is acted on once)."""
+    phase: RecoveryPhase
+    """Running, Succeeded, Refused (nothing changed) or Failed."""
+    survivor: str | None = None
+    """The member recovered from."""
+    last_term: int | None = Field(default=None, ge=0)
+    """The survivor's last log term when chosen."""
+    last_index: int | None = Field(default=None, ge=0)
+    """The survivor's last log index when chosen (entries after it, held only by lost
+    members, are lost)."""
+    started_at: datetime | None = None
+    """When the request was accepted."""
+    writable_at: datetime | None = None
+    """When the recovered survivor first led (the cluster took writes again)."""
+    finished_at: datetime | None = None
+    """When every member was a healthy voter again (or the request was refused/failed)."""
+    message: Annotated[str, Field(max_length=4096)] | None = None
+    """Why, for Refused and Failed; the candidates considered otherwise."""
+
+
+class RestoreStatus(KubeModel):
+    """The last in-place restore request (spec.restoreInPlace) and what became of it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    """spec.restoreInPlace.requestId of that request (a request is acted on once)."""
+    phase: RecoveryPhase
+    """Running, Succeeded, Refused (nothing changed) or Failed (the old data is back)."""
+    checkpoint: str | None = None
+    """The RaftCheckpoint restored."""
+    checkpoint_id: str | None = None
+    """Its checkpoint id."""
+    index: int | None = Field(default=None, ge=0)
+    """Its Raft index."""
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = None
+    """The sha256 every member's staged copy was checked against."""
+    source: str | None = None
+    """Where the bytes came from: `members` (their own copies) or `archive:<claim>/<path>`."""
+    kept_aside: str | None = None
+    """On each member's volume, where its old data directory was moved (kept until deleted
+    by hand, docs/recovery.md)."""
+    started_at: datetime | None = None
+    """When the request was accepted."""
+    finished_at: datetime | None = None
+    """When the restored cluster had every member healthy (or the request failed)."""
+    message: Annotated[str, Field(max_length=4096)] | None = None
+    """Why, for Refused and Failed; progress otherwise."""
 
 
 class RaftClusterStatus(KubeModel):
@@ -903,6 +1025,10 @@ class RaftClusterStatus(KubeModel):
     """Members listed in --initial-cluster (fixed when the cluster is created)."""
     operation: Operation | None = None
     """The multi-step operation in flight, if any."""
+    recovery: RecoveryStatus | None = None
+    """The last quorum-loss recovery request (spec.recovery) and its outcome."""
+    restore: RestoreStatus | None = None
+    """The last in-place restore request (spec.restoreInPlace) and its outcome."""
     kopf: dict[str, Any] | None = None
     """Reserved for the kopf framework's own bookkeeping."""
 
@@ -1128,6 +1254,8 @@ __all__ = [
     "Operation",
     "OperationKind",
     "PlacementSpec",
+    "QuorumRecoveryConfirmation",
+    "QuorumRecoveryRequest",
     "RaftCheckpoint",
     "RaftCheckpointSpec",
     "RaftCheckpointStatus",
@@ -1136,6 +1264,11 @@ __all__ = [
     "RaftClusterStatus",
     "RaftTimings",
     "ReclaimPolicy",
+    "RestoreInPlaceConfirmation",
+    "RestoreInPlaceRequest",
+    "RestoreStatus",
+    "RecoveryPhase",
+    "RecoveryStatus",
     "ResourceInfo",
     "ResourceRequirements",
     "RestoreSpec",

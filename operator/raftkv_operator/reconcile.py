@@ -16,6 +16,12 @@ Multi-step work is an `Operation` in `status.operation`:
 - Recover, a member whose data is gone (its volume was replaced, or it reports itself
   outside the configuration the leader has it in): remove it -> add it back as a learner ->
   promote. Its steps only go forward, so a re-added member is never removed again.
+- RecoverQuorum, only on request (spec.recovery) after a quorum loss: stop every member ->
+  `raftkv recover` on the best survivor's volume (a Job) -> drop the others' volumes ->
+  start the survivor alone -> re-add the others as learners and promote them.
+- RestoreInPlace, only on request (spec.restoreInPlace): stop every member -> a Job per
+  volume stages the checkpoint (sha256 checked) and moves the old data aside -> the members
+  bootstrap anew from it; a failed preparation puts the old data back.
 Any step that would leave the voters without a healthy quorum is refused (no change).
 """
 
@@ -29,7 +35,7 @@ from typing import Any, Literal
 
 from croniter import croniter
 
-from raftkv_operator import desired
+from raftkv_operator import desired, quorumloss, restoresource
 from raftkv_operator.members import Member, NodeStatus
 from raftkv_operator.models import (
     ClusterPhase,
@@ -39,8 +45,13 @@ from raftkv_operator.models import (
     MemberStatus,
     Operation,
     OperationKind,
+    QuorumRecoveryRequest,
     RaftCluster,
     ReclaimPolicy,
+    RecoveryPhase,
+    RecoveryStatus,
+    RestoreInPlaceRequest,
+    RestoreStatus,
     quorum,
 )
 
@@ -63,6 +74,20 @@ STEP_WAIT_POD_GONE = "WaitPodGone"
 STEP_DELETE_VOLUME = "DeleteVolume"
 STEP_REFUSED = "Refused"
 STEP_REPLACE_VOLUME = "ReplaceVolume"
+# RecoverQuorum (quorum-loss recovery, spec.recovery):
+STEP_STOP_MEMBERS = "StopMembers"
+STEP_RUN_RECOVER = "RunRecover"
+STEP_DROP_VOLUMES = "DropLostVolumes"
+STEP_START_MEMBERS = "StartMembers"
+STEP_REJOIN = "Rejoin"
+STEP_ABORT = "Abort"
+# RestoreInPlace (spec.restoreInPlace), also StopMembers and StartMembers:
+STEP_PREPARE = "PrepareVolumes"
+STEP_ROLLBACK = "RollBack"
+STEP_REBOOTSTRAP = "Rebootstrap"
+STEP_FINISH = "Finish"
+
+JobState = Literal["Running", "Succeeded", "Failed"]
 
 
 # ---- observed state ------------------------------------------------------------------------
@@ -97,6 +122,12 @@ class Observed:
     """Pod name -> uid of its data PersistentVolumeClaim."""
     recorded_volumes: Mapping[str, str] = field(default_factory=dict)
     """Pod name -> the volume uid the member's data was on when it last was a healthy voter."""
+    recovery_job: JobState | None = None
+    """RecoverQuorum in flight: the state of its `raftkv recover` Job (None: no such Job)."""
+    restore_checkpoint: restoresource.CheckpointSource | None = None
+    """The RaftCheckpoint a pending spec.restoreInPlace names (None: absent or no request)."""
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    """RestoreInPlace in flight: the state of each of its Jobs that exists, by name."""
 
     @property
     def name(self) -> str:
@@ -104,10 +135,7 @@ class Observed:
 
 
 def ordinal_of(cluster_name: str, pod: str) -> int | None:
-    prefix = f"{cluster_name}-"
-    if not pod.startswith(prefix) or not pod[len(prefix) :].isdigit():
-        return None
-    return int(pod[len(prefix) :])
+    return desired.ordinal_suffix(cluster_name, pod)
 
 
 def find_leader(nodes: Iterable[NodeStatus]) -> NodeStatus | None:
@@ -175,6 +203,11 @@ ActionKind = Literal[
     "delete_pod",
     "delete_volume",
     "replace_volume",
+    "run_recover_job",
+    "delete_volumes",
+    "run_restore_job",
+    "run_unrestore_job",
+    "begin_rebootstrap",
 ]
 
 
@@ -187,6 +220,8 @@ class Action:
     target: str | None = None
     """transfer_leader: the member to hand leadership to."""
     replicas: int | None = None
+    members: tuple[str, ...] = ()
+    """delete_volumes: the members whose data volumes go."""
     reason: str = ""
     """Event reason (CamelCase) posted once the action succeeded."""
     message: str = ""
@@ -204,6 +239,21 @@ class Plan:
     """A step refused because it would lose quorum (posted as a warning, no change)."""
     record_volumes: Mapping[str, str | None] = field(default_factory=dict)
     """Updates of the recorded member volumes (None removes an entry)."""
+    recovery: RecoveryStatus | None = None
+    """status.recovery to persist (with the operation, before the action)."""
+    restore: RestoreStatus | None = None
+    """status.restore to persist (with the operation, before the action)."""
+    notice: Notice | None = None
+    """An Event to post once (the reconciler skips a repeat of the last one)."""
+    quorum_lost: bool = False
+    """No leader, and fewer voters answer with their data than a quorum."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    reason: str
+    message: str
+    warning: bool = False
 
 
 def _op(kind: OperationKind, step: str, now: datetime, **fields: Any) -> Operation:
@@ -223,10 +273,29 @@ def plan(obs: Observed, now: datetime) -> Plan:
         return Plan(ClusterPhase.PAUSED, status.operation, waiting="spec.paused is set")
     if obs.statefulset_replicas is None:
         return Plan(ClusterPhase.PENDING, status.operation, waiting="the StatefulSet is created")
+    op = status.operation
+    if op is not None and op.kind == OperationKind.RESTORE_IN_PLACE:
+        return _restore_in_place(obs, leader, op, now)
     if not status.bootstrapped:
         return _bootstrap(obs, leader)
+    if op is not None and op.kind == OperationKind.RECOVER_QUORUM:
+        return _recover_quorum(obs, leader, op, now)
+    restore = pending_restore(cluster)
+    if restore is not None:
+        return _start_restore(obs, restore, now)
+    request = pending_recovery(cluster)
     if leader is None:
-        return Plan(ClusterPhase.DEGRADED, status.operation, waiting="no member leads")
+        return _leaderless(obs, request, now)
+    result = _plan_with_leader(obs, leader, now)
+    if request is not None:
+        return _refuse_recovery(
+            result, request, f"{leader.name} leads: the cluster has its quorum", now
+        )
+    return result
+
+
+def _plan_with_leader(obs: Observed, leader: NodeStatus, now: datetime) -> Plan:
+    status = obs.cluster.status
     record = _volumes_to_record(obs, leader)
     op = status.operation
     for _ in range(4):  # a finished operation may hand over to the next one at once
@@ -641,6 +710,415 @@ def _recover(obs: Observed, leader: NodeStatus, op: Operation, now: datetime) ->
     return None
 
 
+# ---- quorum-loss recovery (spec.recovery) ------------------------------------------------------
+
+
+def quorum_view(obs: Observed) -> quorumloss.QuorumView:
+    recorded = [m.name for m in obs.cluster.status.members if m.role != MemberRole.LEARNER]
+    return quorumloss.assess(obs.nodes, obs.pods.keys(), recorded)
+
+
+def pending_recovery(cluster: RaftCluster) -> QuorumRecoveryRequest | None:
+    """spec.recovery when it has not been acted on yet (each requestId is acted on once)."""
+    request = cluster.spec.recovery
+    done = cluster.status.recovery
+    if request is None or (done is not None and done.request_id == request.request_id):
+        return None
+    return request
+
+
+def _refuse_recovery(
+    result: Plan, request: QuorumRecoveryRequest, why: str, now: datetime
+) -> Plan:
+    message = f"recovery request {request.request_id} refused, nothing changed: {why}"
+    record = RecoveryStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.REFUSED,
+        started_at=now,
+        finished_at=now,
+        message=message[:4096],
+    )
+    return replace(
+        result, recovery=record, notice=Notice("RecoveryRefused", message, warning=True)
+    )
+
+
+def _leaderless(obs: Observed, request: QuorumRecoveryRequest | None, now: datetime) -> Plan:
+    status = obs.cluster.status
+    view = quorum_view(obs)
+    if not view.lost:
+        waiting = Plan(ClusterPhase.DEGRADED, status.operation, waiting="no member leads")
+        if request is None:
+            return waiting
+        return _refuse_recovery(
+            waiting,
+            request,
+            f"{view.describe()}: a quorum answers and elects a leader without help",
+            now,
+        )
+    lost = f"quorum lost: {view.describe()}"
+    survivor = view.survivor
+    if request is None:
+        return Plan(
+            ClusterPhase.DEGRADED,
+            status.operation,
+            waiting=lost,
+            quorum_lost=True,
+            notice=Notice(
+                "QuorumLost",
+                f"{lost}. Members that come back with their data restore the quorum; if they "
+                "will not, set spec.recovery to recover from the best survivor (docs/recovery.md)",
+                warning=True,
+            ),
+        )
+    if survivor is None:
+        return _refuse_recovery(
+            Plan(ClusterPhase.DEGRADED, status.operation, waiting=lost, quorum_lost=True),
+            request,
+            f"{lost}: no member has data to recover from; restore from a checkpoint",
+            now,
+        )
+    term, index = quorumloss.log_position(survivor)
+    target = obs.statefulset_replicas or obs.cluster.spec.replicas
+    why = (
+        f"request {request.request_id}: recovering from {survivor.name} (last term {term}, "
+        f"last index {index}); candidates: {view.candidates()}"
+    )
+    op = _op(
+        OperationKind.RECOVER_QUORUM,
+        STEP_STOP_MEMBERS,
+        now,
+        member=survivor.name,
+        target_replicas=target,
+        request_id=request.request_id,
+        message=why,
+    )
+    record = RecoveryStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.RUNNING,
+        survivor=survivor.name,
+        last_term=term,
+        last_index=index,
+        started_at=now,
+        message=why[:4096],
+    )
+    return Plan(
+        ClusterPhase.RECOVERING,
+        op,
+        Action(
+            "set_replicas",
+            replicas=0,
+            reason="QuorumRecoveryStarted",
+            message=f"{why}: stopping every member",
+        ),
+        recovery=record,
+        quorum_lost=True,
+    )
+
+
+def _stop_every_member(
+    obs: Observed, op: Operation, phase: ClusterPhase, why: str
+) -> Plan | None:
+    """The StatefulSet at 0 and no member pod left (None: done)."""
+    if (obs.statefulset_replicas or 0) > 0:
+        return _act(op, phase, STEP_STOP_MEMBERS, Action(
+            "set_replicas", replicas=0, reason="MembersStopped",
+            message=f"stopping every member {why}"))
+    if obs.pods:
+        return _wait(op, phase, STEP_STOP_MEMBERS,
+                     f"members to stop: {', '.join(sorted(obs.pods))}")
+    return None
+
+
+def _recovery_record(obs: Observed, op: Operation, **update: Any) -> RecoveryStatus:
+    current = obs.cluster.status.recovery
+    if current is None or current.request_id != op.request_id:
+        current = RecoveryStatus(
+            request_id=op.request_id or "unknown",
+            phase=RecoveryPhase.RUNNING,
+            survivor=op.member,
+            started_at=op.started_at,
+        )
+    return current.model_copy(update=update)
+
+
+def _recover_quorum(
+    obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime
+) -> Plan:
+    """StopMembers -> RunRecover (a Job runs `raftkv recover` on the survivor's volume) ->
+    DropLostVolumes (every other member's) -> StartMembers (the survivor leads alone) ->
+    Rejoin (the others added as learners on their empty volumes, promoted once caught up).
+    A failed recover Job restarts the members as they were (Abort)."""
+    phase = ClusterPhase.RECOVERING
+    survivor = op.member or ""
+    target = op.target_replicas or obs.cluster.spec.replicas
+    replicas = obs.statefulset_replicas or 0
+    others = [
+        desired.pod_name(obs.name, i)
+        for i in range(target)
+        if desired.pod_name(obs.name, i) != survivor
+    ]
+    step = op.step
+    if step == STEP_STOP_MEMBERS:
+        stopping = _stop_every_member(obs, op, phase, "for the recovery")
+        if stopping is not None:
+            return stopping
+        step = STEP_RUN_RECOVER
+    if step == STEP_RUN_RECOVER:
+        if obs.recovery_job is None:
+            return _act(op, phase, STEP_RUN_RECOVER, Action(
+                "run_recover_job", member=survivor, reason="RecoverJobCreated",
+                message=f"running raftkv recover on the volume of {survivor}"))
+        if obs.recovery_job == "Running":
+            return _wait(op, phase, STEP_RUN_RECOVER, f"raftkv recover on {survivor}")
+        if obs.recovery_job == "Failed":
+            job = desired.recover_job_name(obs.name, op.request_id or "")
+            why = (f"raftkv recover on {survivor} failed (kubectl logs job/{job}); restarting "
+                   "the members as they were, nothing else changed")
+            return Plan(phase, _step(op, STEP_ABORT, why), waiting=why,
+                        notice=Notice("RecoveryFailed", why, warning=True))
+        step = STEP_DROP_VOLUMES
+    if step == STEP_ABORT:
+        if replicas != target:
+            return _act(op, phase, STEP_ABORT, Action(
+                "set_replicas", replicas=target, reason="MembersRestarted",
+                message="restarting the members after the failed recovery"))
+        why = op.message or "raftkv recover failed"
+        return Plan(ClusterPhase.DEGRADED, None, quorum_lost=True, recovery=_recovery_record(
+            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+    if step == STEP_DROP_VOLUMES:
+        # Only now, after recover succeeded: until then another survivor's data may matter.
+        drop = tuple(name for name in others if name in obs.volumes)
+        if drop:
+            listed = ", ".join(drop)
+            return Plan(
+                phase,
+                _step(op, STEP_DROP_VOLUMES, f"deleting the volumes of {listed}"),
+                Action("delete_volumes", members=drop, reason="LostVolumesDeleted",
+                       message=f"deleting the volumes of {listed}: they rejoin empty"),
+                record_volumes={name: None for name in drop},
+            )
+        step = STEP_START_MEMBERS
+    if step == STEP_START_MEMBERS:
+        if replicas < target:
+            return _act(op, phase, STEP_START_MEMBERS, Action(
+                "set_replicas", replicas=target, reason="MembersStarted",
+                message=f"starting {survivor} as the only voter, the others empty"))
+        if leader is None or leader.name != survivor:
+            return _wait(op, phase, STEP_START_MEMBERS, f"{survivor} to start and lead")
+        writable = _step(op, STEP_REJOIN, f"{survivor} leads alone; re-adding the others")
+        return Plan(phase, writable,
+                    recovery=_recovery_record(obs, op, writable_at=now),
+                    notice=Notice("QuorumRestored",
+                                  f"{survivor} leads the recovered cluster and takes writes"))
+    if leader is None:
+        return _wait(op, phase, op.step, f"{survivor} to lead again")
+    for name in others:
+        member = leader.member(name)
+        if member is None:
+            return _add_learner(obs, op, phase, name)
+        if not member.voter:
+            return _promote_when_caught_up(obs, leader, op, phase, member)
+    unhealthy = [m.name for m in voters(leader) if not healthy(obs, m.name)]
+    if unhealthy:
+        return _wait(op, phase, STEP_REJOIN, f"{', '.join(sorted(unhealthy))} to be healthy")
+    done = f"recovered from {survivor}: {len(voters(leader))} healthy voters"
+    return Plan(
+        _steady_phase(obs, leader),
+        None,
+        recovery=_recovery_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now,
+                                  message=done),
+        notice=Notice("QuorumRecovered", done),
+    )
+
+
+# ---- in-place restore (spec.restoreInPlace) ------------------------------------------------------
+
+
+def pending_restore(cluster: RaftCluster) -> RestoreInPlaceRequest | None:
+    """spec.restoreInPlace when it has not been acted on yet (once per requestId)."""
+    request = cluster.spec.restore_in_place
+    done = cluster.status.restore
+    if request is None or (done is not None and done.request_id == request.request_id):
+        return None
+    return request
+
+
+def _members(obs: Observed, count: int) -> list[str]:
+    return [desired.pod_name(obs.name, i) for i in range(count)]
+
+
+def _start_restore(obs: Observed, request: RestoreInPlaceRequest, now: datetime) -> Plan:
+    cluster = obs.cluster
+    target = obs.statefulset_replicas or cluster.spec.replicas
+    checkpoint = obs.restore_checkpoint
+    choice = restoresource.choose_source(
+        checkpoint,
+        cluster=cluster.name,
+        requested=request.checkpoint,
+        members=_members(obs, target),
+        archive_claim=desired.archive_claim_in_use(cluster),
+    )
+    if choice.source is None or checkpoint is None:
+        why = f"restore request {request.request_id} refused, nothing changed: {choice.refused}"
+        record = RestoreStatus(request_id=request.request_id, phase=RecoveryPhase.REFUSED,
+                               checkpoint=request.checkpoint, started_at=now, finished_at=now,
+                               message=why[:4096])
+        return Plan(ClusterPhase.DEGRADED if find_leader(obs.nodes.values()) is None
+                    else ClusterPhase.AVAILABLE, cluster.status.operation, restore=record,
+                    notice=Notice("RestoreRefused", why, warning=True))
+    aside = desired.restore_aside_dir(request.request_id)
+    why = (f"request {request.request_id}: restoring every member from {checkpoint.name} "
+           f"(id {checkpoint.checkpoint_id}, index {checkpoint.index}, sha256 "
+           f"{checkpoint.sha256}) from {choice.source}")
+    record = RestoreStatus(
+        request_id=request.request_id,
+        phase=RecoveryPhase.RUNNING,
+        checkpoint=checkpoint.name,
+        checkpoint_id=checkpoint.checkpoint_id,
+        index=checkpoint.index,
+        sha256=checkpoint.sha256,
+        source=choice.source,
+        kept_aside=aside,
+        started_at=now,
+        message=why[:4096],
+    )
+    op = _op(OperationKind.RESTORE_IN_PLACE, STEP_STOP_MEMBERS, now,
+             target_replicas=target, request_id=request.request_id, message=why)
+    return Plan(ClusterPhase.RESTORING, op,
+                Action("set_replicas", replicas=0, reason="RestoreStarted",
+                       message=f"{why}: stopping every member (writes stop)"),
+                restore=record)
+
+
+def _restore_record(obs: Observed, op: Operation, **update: Any) -> RestoreStatus:
+    current = obs.cluster.status.restore
+    if current is None or current.request_id != op.request_id:
+        current = RestoreStatus(request_id=op.request_id or "unknown",
+                                phase=RecoveryPhase.RUNNING, started_at=op.started_at)
+    return current.model_copy(update=update)
+
+
+def _job_round(
+    obs: Observed, op: Operation, step: str, members: list[str], *, rollback: bool
+) -> Plan | list[str] | None:
+    """Run the step's Job on each member in turn: a Plan while one is to start or runs,
+    else the members whose Job failed (None: all succeeded)."""
+    request = op.request_id or ""
+    failed: list[str] = []
+    for name in members:
+        state = obs.jobs.get(desired.restore_job_name(obs.name, request, name,
+                                                      rollback=rollback))
+        if state is None:
+            kind: ActionKind = "run_unrestore_job" if rollback else "run_restore_job"
+            what = "putting the old data back on" if rollback else "preparing"
+            return _act(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
+                        Action(kind, member=name,
+                               reason="RestoreRolledBack" if rollback else "RestorePrepared",
+                               message=f"{what} the volume of {name}"))
+        if state == "Running":
+            return _wait(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
+                         f"the restore Job on {name}")
+        if state == "Failed":
+            if not rollback:
+                return [name]  # stop at the first failure: the rest need not be touched
+            failed.append(name)
+    return failed or None
+
+
+def _restore_in_place(
+    obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime
+) -> Plan:
+    """StopMembers -> PrepareVolumes (a Job per member: stage the checkpoint, check its
+    sha256, move the old data aside) -> Rebootstrap (status.bootstrapped unset: the
+    ConfigMap says `new` with restore-from) -> StartMembers (every member bootstraps from
+    the staged checkpoint) -> Finish (bootstrapped again). A failed preparation rolls
+    every volume back (RollBack) and restarts the members on their old data."""
+    phase = ClusterPhase.RESTORING
+    status = obs.cluster.status
+    target = op.target_replicas or obs.cluster.spec.replicas
+    replicas = obs.statefulset_replicas or 0
+    members = _members(obs, target)
+    step = op.step
+    if step == STEP_STOP_MEMBERS:
+        stopping = _stop_every_member(obs, op, phase, "for the restore (writes stop)")
+        if stopping is not None:
+            return stopping
+        step = STEP_PREPARE
+    if step == STEP_PREPARE:
+        outcome = _job_round(obs, op, STEP_PREPARE, members, rollback=False)
+        if isinstance(outcome, Plan):
+            return outcome
+        if outcome:
+            job = desired.restore_job_name(
+                obs.name, op.request_id or "", outcome[0], rollback=False
+            )
+            why = (f"preparing the volume of {outcome[0]} failed (kubectl logs job/{job}); "
+                   "putting every member's old data back")
+            return Plan(phase, _step(op, STEP_ROLLBACK, why), waiting=why,
+                        notice=Notice("RestoreFailed", why, warning=True))
+        return _act(op, phase, STEP_REBOOTSTRAP, Action(
+            "begin_rebootstrap", reason="RestoreStaged",
+            message=f"every volume holds the checkpoint (sha256 checked); {target} members "
+            "bootstrap from it"))
+    if step == STEP_ROLLBACK:
+        outcome = _job_round(obs, op, STEP_ROLLBACK, members, rollback=True)
+        if isinstance(outcome, Plan):
+            return outcome
+        if replicas != target:
+            return _act(op, phase, STEP_ROLLBACK, Action(
+                "set_replicas", replicas=target, reason="MembersRestarted",
+                message="restarting the members on their old data"))
+        request = op.request_id or ""
+        broken = [
+            f"{name} (kubectl logs job/"
+            f"{desired.restore_job_name(obs.name, request, name, rollback=False)})"
+            for name in members
+            if obs.jobs.get(desired.restore_job_name(obs.name, request, name, rollback=False))
+            == "Failed"
+        ]
+        why = (f"preparing the volume failed on {', '.join(broken) or 'a member'}; "
+               "every member runs on its old data again")
+        if outcome:
+            why += (f"; putting the old data back failed on {', '.join(outcome)} "
+                    "(docs/recovery.md)")
+        return Plan(ClusterPhase.DEGRADED, None, restore=_restore_record(
+            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+    if step == STEP_REBOOTSTRAP:
+        if status.bootstrapped:
+            return _act(op, phase, STEP_REBOOTSTRAP, Action(
+                "begin_rebootstrap", reason="RestoreStaged",
+                message=f"{target} members bootstrap from the checkpoint"))
+        step = STEP_START_MEMBERS
+    if step == STEP_START_MEMBERS:
+        if replicas < target:
+            return _act(op, phase, STEP_START_MEMBERS, Action(
+                "set_replicas", replicas=target, reason="MembersStarted",
+                message=f"starting {target} members from the restored checkpoint"))
+        founders = set(members)
+        ready = sum(1 for name in founders if healthy(obs, name))
+        if (leader is None or {m.name for m in voters(leader)} != founders
+                or ready < len(founders)):
+            return _wait(op, phase, STEP_START_MEMBERS,
+                         f"{len(founders)} members to bootstrap from the checkpoint "
+                         f"({ready} ready)")
+        return _act(op, phase, STEP_FINISH, Action(
+            "mark_bootstrapped", reason="Restored",
+            message=f"{target} members run from the restored checkpoint; {leader.name} leads"))
+    if not status.bootstrapped:  # STEP_FINISH, the mark not persisted yet
+        return _act(op, phase, STEP_FINISH, Action(
+            "mark_bootstrapped", reason="Restored",
+            message=f"{target} members run from the restored checkpoint"))
+    record = _restore_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now)
+    done = (f"restored {record.checkpoint} into every member; the old data is kept in "
+            f"{record.kept_aside} on each volume")
+    return Plan(ClusterPhase.AVAILABLE, None,
+                restore=record.model_copy(update={"message": done}),
+                notice=Notice("RestoreSucceeded", done),
+                record_volumes={name: obs.volumes[name] for name in members
+                                if name in obs.volumes})
+
+
 _STEPPERS = {
     OperationKind.SCALE_UP: _scale_up,
     OperationKind.SCALE_DOWN: _scale_down,
@@ -717,7 +1195,16 @@ def conditions(
     """(type, status, reason, message) of Available, Progressing and Degraded."""
     leader = find_leader(obs.nodes.values())
     out: list[tuple[ConditionType, ConditionStatus, str, str]] = []
-    if leader is None:
+    # A recovery or restore stops the members on purpose: that is not a quorum loss.
+    planned = result.operation is not None and result.operation.kind in (
+        OperationKind.RECOVER_QUORUM, OperationKind.RESTORE_IN_PLACE
+    )
+    lost = quorum_view(obs) if leader is None and not planned else None
+    if lost is not None and lost.lost:
+        out.append(
+            (ConditionType.AVAILABLE, ConditionStatus.FALSE, "QuorumLost", lost.describe())
+        )
+    elif leader is None:
         out.append(
             (
                 ConditionType.AVAILABLE,
@@ -789,7 +1276,16 @@ def conditions(
             )
         )
     unhealthy = sorted(name for name in _expected_members(obs) if not healthy(obs, name))
-    if unhealthy:
+    if lost is not None and lost.lost:
+        out.append(
+            (
+                ConditionType.DEGRADED,
+                ConditionStatus.TRUE,
+                "QuorumLost",
+                f"quorum lost: {lost.describe()}",
+            )
+        )
+    elif unhealthy:
         out.append(
             (
                 ConditionType.DEGRADED,

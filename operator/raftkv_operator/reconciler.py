@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from raftkv_operator import credentials, desired, kube, metrics, reconcile
+from raftkv_operator import credentials, desired, kube, metrics, reconcile, restoresource
 from raftkv_operator.context import (
     DATA_CLAIM_PREFIX,
     MEMBER_VOLUMES_ANNOTATION,
@@ -33,6 +33,7 @@ from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import (
     ClusterPhase,
     Condition,
+    OperationKind,
     RaftCluster,
     set_condition,
 )
@@ -45,6 +46,20 @@ class RemovedIdentity(Exception):
         super().__init__(f"{member}: member id {member_id} was removed from the cluster")
         self.member = member
         self.member_id = member_id
+
+
+def job_state(job: Mapping[str, Any] | None) -> reconcile.JobState | None:
+    """Running, Succeeded or Failed from a Job's status conditions (None: no Job)."""
+    if job is None:
+        return None
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded"
+        if cond.get("type") == "Failed":
+            return "Failed"
+    return "Running"
 
 
 def recorded_volumes(body: Mapping[str, Any]) -> dict[str, str]:
@@ -68,6 +83,7 @@ class Reconciler:
         self.synced_generation: int | None = None
         self.synced_at = 0.0
         self.last_refusal: str | None = None
+        self.last_notice: reconcile.Notice | None = None
         self.tls_switch_warned = False
         self.budget_voters: int | None = None
         self.budget_synced_at = 0.0
@@ -107,6 +123,16 @@ class Reconciler:
         if result.refused and result.refused != self.last_refusal:
             warn(body, reason="QuorumAtRisk", message=f"refused: {result.refused}")
         self.last_refusal = result.refused
+        self.post_notice(body, result.notice)
+        metrics.set_quorum(
+            self.namespace,
+            self.name,
+            lost=result.quorum_lost,
+            recovering=result.operation is not None
+            and result.operation.kind == OperationKind.RECOVER_QUORUM,
+            restoring=result.operation is not None
+            and result.operation.kind == OperationKind.RESTORE_IN_PLACE,
+        )
         await self.sync_disruption_budget(cluster, reconcile.budget_voters(observed, result))
         if result.action is not None:
             await self.perform(cluster, body, observed, result)
@@ -116,6 +142,13 @@ class Reconciler:
             or result.action is not None
             or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
         )
+
+    def post_notice(self, body: Mapping[str, Any], notice: reconcile.Notice | None) -> None:
+        """Post the plan's Event once: not again while the plan keeps repeating it."""
+        if notice is not None and notice != self.last_notice:
+            (warn if notice.warning else info)(body, reason=notice.reason, message=notice.message)
+            self.logger.info("%s: %s", notice.reason, notice.message)
+        self.last_notice = notice
 
     async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> None:
         message = "; ".join(
@@ -291,6 +324,14 @@ class Reconciler:
                 "deletionTimestamp"
             ):
                 volumes[claim_name[len(DATA_CLAIM_PREFIX) :]] = claim["metadata"]["uid"]
+        recovery_job = None
+        op = cluster.status.operation
+        if op is not None and op.kind == OperationKind.RECOVER_QUORUM:
+            job = await kube.get_job(
+                self.namespace, desired.recover_job_name(cluster.name, op.request_id or "")
+            )
+            recovery_job = job_state(job)
+        restore_checkpoint, jobs = await self.observe_restore(cluster)
         sts_replicas = sts_hash = None
         if sts is not None:
             sts_replicas = int(sts.get("spec", {}).get("replicas") or 0)
@@ -303,7 +344,35 @@ class Reconciler:
             nodes=nodes,
             volumes=volumes,
             recorded_volumes=recorded_volumes(body),
+            recovery_job=recovery_job,
+            restore_checkpoint=restore_checkpoint,
+            jobs=jobs,
         )
+
+    async def observe_restore(
+        self, cluster: RaftCluster
+    ) -> tuple[restoresource.CheckpointSource | None, dict[str, reconcile.JobState]]:
+        """The RaftCheckpoint a pending restore request names; the restore Jobs in flight."""
+        checkpoint = None
+        request = reconcile.pending_restore(cluster)
+        if request is not None:
+            obj = await kube.get_checkpoint_object(self.namespace, request.checkpoint)
+            if obj is not None:
+                checkpoint = restoresource.CheckpointSource.from_object(obj)
+        jobs: dict[str, reconcile.JobState] = {}
+        op = cluster.status.operation
+        if op is not None and op.kind == OperationKind.RESTORE_IN_PLACE and op.request_id:
+            target = op.target_replicas or cluster.spec.replicas
+            for ordinal in range(target):
+                member = desired.pod_name(cluster.name, ordinal)
+                for rollback in (False, True):
+                    name = desired.restore_job_name(
+                        cluster.name, op.request_id, member, rollback=rollback
+                    )
+                    state = job_state(await kube.get_job(self.namespace, name))
+                    if state is not None:
+                        jobs[name] = state
+        return checkpoint, jobs
 
     # ---- status --------------------------------------------------------------------------
 
@@ -347,6 +416,14 @@ class Reconciler:
                 else None
             ),
         }
+        if result.recovery is not None:
+            patch["recovery"] = result.recovery.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        if result.restore is not None:
+            patch["restore"] = result.restore.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
         if leader is not None:
             # No counters (commit index, lag): they move with every write, and status is
             # written only when the cluster's state changes. They are metrics.
@@ -414,6 +491,47 @@ class Reconciler:
             info(body, reason=action.reason, message=action.message)
             RUNTIME.wake(self.namespace, self.name)  # the router re-reads roles
 
+    async def run_restore_job(self, cluster: RaftCluster, member: str, *, rollback: bool) -> None:
+        op, record = cluster.status.operation, cluster.status.restore
+        if op is None or not op.request_id or record is None or record.request_id != op.request_id:
+            raise AssertionError("a restore Job outside a RestoreInPlace operation")
+        claim, path = restoresource.parse_source(record.source)
+        if rollback:
+            script = desired.restore_rollback_script(op.request_id)
+        else:
+            if not record.checkpoint_id or not record.sha256:
+                raise AssertionError("status.restore lacks the checkpoint id or sha256")
+            script = desired.restore_prepare_script(
+                op.request_id, record.checkpoint_id, record.sha256, archive_path=path
+            )
+        job = desired.restore_job(
+            cluster,
+            member,
+            op.request_id,
+            script,
+            rollback=rollback,
+            archive_claim=None if rollback else claim,
+            default_image_repository=SETTINGS.image_repository,
+        )
+        await kube.create_job(self.namespace, desired.with_owner(job, cluster))
+
+    async def begin_rebootstrap(self, cluster: RaftCluster) -> None:
+        """Every volume is prepared: the ConfigMap says `new` (with restore-from) before
+        status.bootstrapped is unset, so no member starts before it does."""
+        op = cluster.status.operation
+        target = (op.target_replicas if op is not None else None) or cluster.spec.replicas
+        staged = cluster.model_copy(
+            update={
+                "status": cluster.status.model_copy(
+                    update={"bootstrapped": False, "initial_replicas": target}
+                )
+            }
+        )
+        await kube.ensure(self.namespace, desired.with_owner(desired.config_map(staged), cluster))
+        await kube.patch_cluster_status(
+            self.namespace, self.name, {"bootstrapped": False, "initialReplicas": target}
+        )
+
     async def _retire(
         self, body: Mapping[str, Any], result: reconcile.Plan, removed: RemovedIdentity
     ) -> None:
@@ -468,6 +586,26 @@ class Reconciler:
             return await kube.delete_pod(self.namespace, member, pod.uid if pod else None)
         if action.kind == "delete_volume":
             return await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{member}")
+        if action.kind == "delete_volumes":
+            for name in action.members:
+                await kube.delete_volume(self.namespace, f"{DATA_CLAIM_PREFIX}{name}")
+            return True
+        if action.kind in ("run_restore_job", "run_unrestore_job"):
+            await self.run_restore_job(cluster, member, rollback=action.kind == "run_unrestore_job")
+            return True
+        if action.kind == "begin_rebootstrap":
+            await self.begin_rebootstrap(cluster)
+            return True
+        if action.kind == "run_recover_job":
+            op = cluster.status.operation
+            request = op.request_id if op is not None else None
+            if not request:
+                raise AssertionError("run_recover_job outside a RecoverQuorum operation")
+            job = desired.recover_job(
+                cluster, member, request, default_image_repository=SETTINGS.image_repository
+            )
+            await kube.create_job(self.namespace, desired.with_owner(job, cluster))
+            return True
         if action.kind == "replace_volume":
             # The claim first (it stays, protected, until its pod is gone), then the pod: the
             # StatefulSet recreates the pod and, once the old claim is gone, a new empty claim.

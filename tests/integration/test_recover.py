@@ -92,6 +92,10 @@ async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
                         endpoints, "--probe-timeout", "1")
     assert plan.code == 2 and "add --yes" in plan.err, plan
     assert plan.out.startswith(f"kept: {survivor.name}") and plan.out.count("\n") == 1
+    # /v1/status gave the same (last term, last index) as the data directory: what the
+    # operator compares to pick the survivor (docs/recovery.md).
+    position = f"log up to index {old_status['last_index']} (term {old_status['last_term']})"
+    assert position in plan.out, (position, plan.out)
     assert load_cluster_id(survivor.data_dir) == old_cluster  # the plan changed nothing
 
     done = await raftkv("recover", "--data-dir", str(survivor.data_dir), "--yes",

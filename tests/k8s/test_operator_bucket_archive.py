@@ -90,9 +90,9 @@ def checkpoint_status(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
     return dict((emulated.get(CHECKPOINTS, NAMESPACE, name) or {}).get("status") or {})
 
 
-def failures(cluster: str, target: str) -> float:
-    metric = "raftkv_operator_archive_failures_total"
-    want = f'cluster="{cluster}",namespace="{NAMESPACE}",target="{target}"'
+def failures(cluster: str) -> float:
+    metric = "raftkv_operator_checkpoint_archives_total"
+    want = f'cluster="{cluster}",namespace="{NAMESPACE}",result="failure"'
     for line in metrics.exposition().decode().splitlines():
         if line.startswith(metric + "{") and want in line:
             return float(line.rsplit(" ", 1)[1])
@@ -210,7 +210,7 @@ def test_restore_into_a_new_namespace_from_the_bucket(
 def test_refused_credentials_are_an_archive_failure(
     emulated: EmulatedCluster, s3: S3Server, archived: dict[str, Any]
 ) -> None:
-    before = failures(NAME, "bucket")
+    before = failures(NAME)
     secret = must_get(emulated, "v1/secrets", "s3-credentials")
     secret["data"]["secretAccessKey"] = _b64("not-the-secret")
     emulated.replace("v1/secrets", NAMESPACE, "s3-credentials", secret)
@@ -220,7 +220,7 @@ def test_refused_credentials_are_an_archive_failure(
     status = checkpoint_status(emulated, "bkt-2")
     assert status.get("phase") == "Succeeded" and not status.get("archived"), status
     assert "bucket https://127.0.0.1" in status["message"], status
-    assert failures(NAME, "bucket") == before + 1
+    assert failures(NAME) == before + 1
     assert "ArchiveFailed" in event_reasons(emulated, NAME)
     logs = "".join(
         emulated.pod_logs(NAMESPACE, p["metadata"]["name"])

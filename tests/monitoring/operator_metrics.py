@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIServer
 
 MODULE = "raftkv_operator.metrics"
 NEEDED = ("REGISTRY", "RECONCILES", "RECONCILE_DURATION", "LEADER_SWITCH", "CHECKPOINTS",
-          "set_phase", "set_active")  # fmt: skip
+          "ARCHIVES", "set_phase", "set_active", "set_quorum")  # fmt: skip
 """What this module calls; the operator's metrics module is expected to offer them."""
 
 
@@ -59,6 +59,10 @@ class OperatorMetrics:
         module.LEADER_SWITCH.observe(0.4)
         module.CHECKPOINTS.labels("success").inc()
         module.set_phase(namespace, cluster, ClusterPhase.AVAILABLE)
+        # A cluster that lost its quorum and recovers; one archive copy failed, one succeeded.
+        module.set_quorum(namespace, cluster, lost=True, recovering=True, restoring=True)
+        module.ARCHIVES.labels(cluster, namespace, "success").inc()
+        module.ARCHIVES.labels(cluster, namespace, "failure").inc()
         server, thread = start_http_server(0, addr="127.0.0.1", registry=module.REGISTRY)
         return cls(server, thread, f"127.0.0.1:{server.server_port}")
 

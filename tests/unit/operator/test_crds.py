@@ -461,6 +461,24 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
     ),
     ("bad pod label value", _set("spec.podLabels", {"team": "a b"}), "does not match"),
     ("no spec", _delete("spec"), "'spec' is a required property"),
+    (
+        "recovery without the confirmation",
+        _set("spec.recovery", {"requestId": "r1", "confirm": "yes"}),
+        "is not one of",
+    ),
+    ("recovery without a request id", _set("spec.recovery", {"confirm": "ForceNewCluster"}),
+     "'requestId' is a required property"),
+    (
+        "restore in place without the confirmation",
+        _set("spec.restoreInPlace", {"requestId": "r1", "checkpoint": "c"}),
+        "'confirm' is a required property",
+    ),
+    (
+        "restore in place with a bad request id",
+        _set("spec.restoreInPlace",
+             {"requestId": "R 1", "checkpoint": "c", "confirm": "ReplaceAllData"}),
+        "does not match",
+    ),
 ]
 
 # Checked by the API server only: the operator never creates clusters, and pydantic's lax
@@ -511,6 +529,9 @@ GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
     ("custom ports", _set("spec.service.ports", {"client": 2379, "peer": 2380})),
     ("pod labels", _set("spec.podLabels", {"team": "payments", "example.com/tier": "db"})),
     ("paused", _set("spec.paused", True)),
+    ("recovery request", _set("spec.recovery", {"requestId": "r1", "confirm": "ForceNewCluster"})),
+    ("restore in place request", _set("spec.restoreInPlace", {
+        "requestId": "r1", "checkpoint": "demo-202612010000", "confirm": "ReplaceAllData"})),
     ("explicit image", _set("spec.image", "registry.local:5000/raftkv@sha256:" + "a" * 64)),
 ]
 

@@ -808,8 +808,6 @@ def test_bucket_archive_job_downloads_uploads_and_prunes_with_the_secret_as_env(
     assert "persistentVolumeClaim" not in json.dumps(pod)
     assert volumes["bucket-ca"]["secret"]["secretName"] == "s3-ca"
     assert volumes["staging"] == {"name": "staging", "emptyDir": {}}
-    assert desired.archive_target(cluster) == "bucket"
-    assert desired.archive_target(CASES["production"]) == "volume"
     assert desired.archive_claim(cluster) is None
     assert desired.archive_claim_in_use(cluster) is None
     with pytest.raises(ValueError, match="no checkpoints.archive"):

@@ -291,7 +291,6 @@ def test_metrics_count_clusters_by_phase() -> None:
     for metric in (
         "raftkv_operator_reconcile_duration_seconds histogram",
         "raftkv_operator_checkpoints_total counter",
-        "raftkv_operator_archive_failures_total counter",
         "raftkv_operator_leader_switch_seconds histogram",
         "raftkv_operator_clusters gauge",
     ):

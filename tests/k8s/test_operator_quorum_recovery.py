@@ -1,0 +1,162 @@
+"""Emulated Kubernetes: a 3-member cluster loses 2 members and their volumes for good.
+
+The operator reports it (phase Degraded, condition Degraded=QuorumLost naming what is
+missing, a Warning Event, the metric behind the RaftkvQuorumLost alert) and does nothing
+else until asked. Asked through spec.recovery, it recovers the survivor with `raftkv
+recover` (a Job on its volume) and re-adds the others as learners on fresh volumes: three
+healthy voters, every write the survivor had acknowledged present, the lost incarnations
+never back. Prints "request -> writable" and "request -> 3 voters".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from raftkv_operator import metrics
+from tests.k8s.harness.cluster import EmulatedCluster
+from tests.k8s.harness_ext import (
+    CLUSTERS,
+    NAMESPACE,
+    Operator,
+    cluster_manifest,
+    cluster_tls,
+    condition,
+    emulated_fixture,  # noqa: F401 - the `emulated` fixture
+    events,
+    get_via_service,
+    http,
+    operator_fixture,  # noqa: F401 - the `operator` fixture
+    put_retrying,
+    put_via_service,
+    status,
+    wait_available,
+    wait_for,
+)
+
+NAME = "lost"
+pytestmark = pytest.mark.timeout(300)
+
+
+def gauge(name: str) -> float | None:
+    """The operator's gauge `name` for this cluster (the operator runs in this process)."""
+    text = metrics.exposition().decode()
+    pattern = rf'^{name}\{{cluster="{NAME}",namespace="{NAMESPACE}"\}} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def member_status(emulated: EmulatedCluster, pod: str) -> dict[str, object] | None:
+    tls = cluster_tls(emulated, NAME)
+    ip = emulated.pod_ip(NAMESPACE, pod)
+    if ip is None:
+        return None
+    try:
+        code, body = http("GET", f"https://{ip}:7379/v1/status", timeout=2, tls=tls)
+    except OSError:
+        return None
+    return json.loads(body) if code == 200 else None
+
+
+def member_ids(emulated: EmulatedCluster) -> dict[str, int]:
+    return {m["name"]: int(m["id"]) for m in status(emulated, NAME).get("members") or []}
+
+
+def test_quorum_loss_is_reported_then_recovered_on_request(
+    emulated: EmulatedCluster, operator: Operator,
+    record_property: Callable[[str, object], None],
+) -> None:
+    emulated.create(CLUSTERS, cluster_manifest(NAME, 3), NAMESPACE)
+    wait_available(emulated, NAME, 3, timeout=120)
+    acknowledged = {f"k{i}": f"v{i}" for i in range(30)}
+    last = 0
+    for key, value in acknowledged.items():
+        last = put_retrying(emulated, NAME, key, value)
+    survivor, lost = f"{NAME}-0", [f"{NAME}-1", f"{NAME}-2"]
+    # Every acknowledged write on the survivor: what the recovery must keep.
+    wait_for(
+        emulated,
+        lambda: (member_status(emulated, survivor) or {}).get("applied_index", 0) >= last,  # type: ignore[operator]
+        30,
+        f"{survivor} applied revision {last}",
+    )
+    before = member_ids(emulated)
+
+    # Two members and their volumes gone for good: claims first (protected while in use),
+    # then the pods; the StatefulSet brings them back on new, empty volumes.
+    for pod in lost:
+        emulated.delete("v1/persistentvolumeclaims", NAMESPACE, f"data-{pod}")
+    for pod in lost:
+        emulated.delete("v1/pods", NAMESPACE, pod)
+
+    def reported() -> bool:
+        degraded = condition(emulated, NAME, "Degraded") or {}
+        return bool(
+            status(emulated, NAME).get("phase") == "Degraded"
+            and degraded.get("reason") == "QuorumLost"
+            and gauge("raftkv_operator_quorum_lost") == 1
+        )
+
+    wait_for(emulated, reported, 60, "Degraded, QuorumLost, quorum-lost metric 1")
+    message = (condition(emulated, NAME, "Degraded") or {}).get("message", "")
+    assert all(pod in message for pod in lost), message
+    warnings = [e for e in events(emulated, NAME)
+                if e.get("type") == "Warning" and e.get("reason") == "QuorumLost"]
+    assert warnings, [e.get("reason") for e in events(emulated, NAME)]
+    # Not automatic: nothing is changed without the request.
+    sts = emulated.get("apps/v1/statefulsets", NAMESPACE, NAME)
+    assert sts is not None and sts["spec"]["replicas"] == 3
+    assert status(emulated, NAME).get("recovery") is None
+    assert put_via_service(emulated, NAME, "refused", "no-quorum") is None
+
+    requested = time.monotonic()
+    emulated.patch(CLUSTERS, NAMESPACE, NAME,
+                   {"spec": {"recovery": {"requestId": "r1", "confirm": "ForceNewCluster"}}})
+    seen_in_progress = False
+
+    steps: list[tuple[float, str]] = []
+
+    def write() -> int | None:
+        nonlocal seen_in_progress
+        op = status(emulated, NAME).get("operation") or {}
+        step = f"{op.get('kind')}/{op.get('step')}: {op.get('message')}"
+        if not steps or steps[-1][1] != step:
+            steps.append((time.monotonic() - requested, step))
+        seen_in_progress = seen_in_progress or gauge("raftkv_operator_recovery_in_progress") == 1
+        return put_via_service(emulated, NAME, "after", "recovery")
+
+    wait_for(emulated, write, 120, "a write acknowledged after the recovery request")
+    writable = time.monotonic() - requested
+    wait_available(emulated, NAME, 3, timeout=180)
+    voters = time.monotonic() - requested
+    for at, step in steps:
+        print(f"{at:6.1f} s  {step}", file=sys.__stdout__, flush=True)
+    record_property("request_to_writable_seconds", round(writable, 2))
+    record_property("request_to_voters_seconds", round(voters, 2))
+    # sys.__stdout__: the operator's KopfRunner holds sys.stdout while it runs.
+    print(f"\nquorum-loss recovery: request -> writable {writable:.1f} s, "
+          f"request -> 3 healthy voters {voters:.1f} s (goal <= 30 s to writable)",
+          file=sys.__stdout__, flush=True)
+
+    assert seen_in_progress
+    record = status(emulated, NAME)["recovery"]
+    assert record["phase"] == "Succeeded" and record["survivor"] == survivor, record
+    assert record["lastIndex"] >= last and record.get("writableAt"), record
+    for key, value in acknowledged.items():
+        assert get_via_service(emulated, NAME, key) == value, key
+    assert get_via_service(emulated, NAME, "after") == "recovery"
+    after = member_ids(emulated)
+    assert after[survivor] == before[survivor]
+    for pod in lost:  # fresh incarnations on fresh volumes
+        assert after[pod] != before[pod], (before, after)
+    reasons = {str(e.get("reason")) for e in events(emulated, NAME)}
+    assert {"QuorumRecoveryStarted", "RecoverJobCreated", "QuorumRestored",
+            "QuorumRecovered"} <= reasons, reasons
+    # The gauges are set at the end of the round that wrote status: wait for them.
+    wait_for(emulated, lambda: gauge("raftkv_operator_quorum_lost") == 0
+             and gauge("raftkv_operator_recovery_in_progress") == 0, 10, "gauges back to 0")
