@@ -18,7 +18,7 @@ COPY images/constraints-node.txt images/constraints-operator.txt images/
 COPY node/ node/
 COPY operator/ operator/
 RUN python -m venv /opt/node \
- && /opt/node/bin/pip install --no-compile -c images/constraints-node.txt . \
+ && /opt/node/bin/pip install --no-compile -c images/constraints-node.txt '.[archive]' \
  && python -m venv /opt/operator \
  && /opt/operator/bin/pip install --no-compile -c images/constraints-operator.txt '.[operator]' \
  && /opt/node/bin/pip uninstall -y pip setuptools wheel \

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "raftkv"
-IMAGES = {"node": (), "operator": ("operator",)}
+IMAGES = {"node": ("archive",), "operator": ("operator",)}
 
 
 def project_requirements(extras: tuple[str, ...]) -> list[Requirement]:

@@ -4,6 +4,7 @@
     raftkv local up|status|down|env     a throw-away cluster on 127.0.0.1
     raftkv auth token NAME --role R     a bearer token for the client port
     raftkv recover --data-dir DIR       a stopped member becomes the only voter (quorum lost)
+    raftkv archive upload|download|...  checkpoint copies in an S3-compatible bucket
 
 Client subcommands (put, get, ...) plug in here: if `raftkv.client.cli` exists
 and has `register(subparsers)`, it is called with the subparsers object; each
@@ -45,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    from raftkv.archive import cli as archive_cli
     from raftkv.runtime import recover
     from raftkv.runtime.config import add_serve_arguments
     from raftkv.tools import authcmd, local
@@ -64,6 +66,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     local.add_subcommand(sub)
     authcmd.add_subcommand(sub)
     recover.add_subcommand(sub)
+    archive_cli.add_subcommand(sub)
     _register_client_commands(sub)
     return parser, serve
 

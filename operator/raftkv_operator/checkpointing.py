@@ -206,8 +206,10 @@ async def apply_retention(cluster: RaftCluster) -> None:
                     f"{desired.archive_retain(cluster)})",
                 },
             )
+        # A bucket's copies are pruned by the archive Job itself (`raftkv archive prune`,
+        # the same count rule plus age); a volume's by a prune Job.
         valid = [p for p in paths if desired.is_archive_path(cluster.name, p)]
-        if valid:
+        if valid and desired.archive_claim_in_use(cluster) is not None:
             job = desired.archive_prune_job(
                 cluster, valid, default_image_repository=SETTINGS.image_repository
             )
@@ -267,7 +269,7 @@ async def _archive_checkpoint(
             namespace, checkpoint.name, {"archived": True, "archivePath": path}
         )
         metrics.ARCHIVES.labels(cluster.name, namespace, "success").inc()
-        info(body, reason="Archived", message=f"copied to {path}")
+        info(body, reason="Archived", message=f"copied to {_target_description(cluster)}{path}")
         await apply_retention(cluster)
         return
     failed = any(
@@ -282,13 +284,29 @@ async def _archive_checkpoint(
     )
     if failed or overdue:
         why = "failed" if failed else "reported no outcome within its deadline"
-        await _patch_checkpoint_status(
-            namespace, checkpoint.name, {"message": f"archive Job {job_name} {why}"}
+        message = (
+            f"archive Job {job_name} {why} (target: {_target_description(cluster)}); "
+            f"its pod's log says why: kubectl -n {namespace} logs job/{job_name}"
         )
+        if checkpoint.status.message == message:
+            return  # reported already (a later event on the same object)
+        await _patch_checkpoint_status(namespace, checkpoint.name, {"message": message})
         metrics.ARCHIVES.labels(cluster.name, namespace, "failure").inc()
-        warn(body, reason="ArchiveFailed", message=f"Job {job_name} {why}")
+        warn(body, reason="ArchiveFailed", message=message)
+        warn(cluster.to_k8s(), reason="ArchiveFailed",
+             message=f"RaftCheckpoint {checkpoint.name}: {message}")
         return
     raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=ARCHIVE_POLL_SECONDS)
+
+
+def _target_description(cluster: RaftCluster) -> str:
+    """Where copies go, for Events: `bucket <endpoint>/<bucket>/<prefix>/` or `claim X/`."""
+    archive = cluster.spec.checkpoints.archive
+    if archive is not None and archive.bucket is not None:
+        location = archive.bucket
+        prefix = f"{location.prefix}/" if location.prefix else ""
+        return f"bucket {location.endpoint.rstrip('/')}/{location.bucket}/{prefix}"
+    return f"claim {desired.archive_claim_in_use(cluster)}/"
 
 
 async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:

@@ -24,7 +24,7 @@ import re
 import shlex
 from typing import Any
 
-from raftkv_operator import credentials
+from raftkv_operator import bucket, credentials
 from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
@@ -425,19 +425,24 @@ def restoring_in_place(cluster: RaftCluster) -> bool:
 
 
 def restoring_from_archive(cluster: RaftCluster) -> bool:
-    """The cluster bootstraps from an archived checkpoint and has not yet: the archive claim
-    is in the pod template only until then, so that no member holds it afterwards (a
-    ReadWriteOnce claim attached to one node keeps any other pod that mounts it Pending).
-    Dropping it restarts the members once, one by one. A restore from another cluster's
+    """The cluster bootstraps from an archived checkpoint (a volume or a bucket) and has not
+    yet: the archive claim, or the bucket's credentials, are in the pod template only until
+    then, so that no member holds them afterwards (a ReadWriteOnce claim attached to one
+    node keeps any other pod that mounts it Pending; a member needs no bucket credentials).
+    Dropping them restarts the members once, one by one. A restore from another cluster's
     checkpoint mounts nothing, and keeps its (then idle) init container: no restart."""
     restore = cluster.spec.restore
-    return restore is not None and restore.archive is not None and not cluster.status.bootstrapped
+    return (
+        restore is not None
+        and (restore.archive is not None or restore.bucket is not None)
+        and not cluster.status.bootstrapped
+    )
 
 
 def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] | None:
     """Fetch the checkpoint to restore into RESTORE_DIR, once, before the first bootstrap."""
     restore = cluster.spec.restore
-    if restore is None or (restore.archive is not None and not restoring_from_archive(cluster)):
+    if restore is None or (restore.from_checkpoint is None and not restoring_from_archive(cluster)):
         return None
     staging = f"{RESTORE_DIR}.tmp"
     mounts: list[dict[str, Any]] = [
@@ -445,6 +450,7 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = []
     if restore.from_checkpoint is not None:
         source = restore.from_checkpoint
         namespace = source.namespace or cluster.namespace
@@ -458,6 +464,12 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
         )
         download = ["raftkv", "checkpoint", "download", source.id]
         fetch = shlex.join([*download, "--endpoint", endpoint, "--out", staging, *flags])
+    elif restore.bucket is not None:
+        # Downloaded and sha256-verified by `raftkv archive download` (raftkv.archive).
+        access = bucket.access(restore.bucket)
+        volumes, env = access.volumes, access.env
+        mounts += access.mounts
+        fetch = "\n".join(bucket.fetch_steps(restore.bucket, restore.bucket.path, staging))
     else:
         assert restore.archive is not None
         mounts.append({"name": "archive", "mountPath": ARCHIVE_MOUNT, "readOnly": True})
@@ -491,6 +503,7 @@ def _restore_init_container(cluster: RaftCluster, image: str) -> dict[str, Any] 
         "env": [
             *_common_env(),
             _config_env(cluster, "RAFTKV_INITIAL_CLUSTER_STATE", CONFIG_INITIAL_CLUSTER_STATE),
+            *env,
         ],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": _container_security_context(),
@@ -1093,9 +1106,9 @@ def archive_claim(cluster: RaftCluster) -> Manifest | None:
 
 
 def archive_claim_in_use(cluster: RaftCluster) -> str | None:
-    """Name of the claim archive Jobs write to, or None without an archive."""
+    """Name of the claim archive Jobs write to, or None without an archive volume."""
     archive = cluster.spec.checkpoints.archive
-    if archive is None:
+    if archive is None or archive.bucket is not None:
         return None
     return archive.claim_name or archive_claim_name(cluster.name)
 
@@ -1125,6 +1138,39 @@ def _archive_script(cluster: RaftCluster, ident: str) -> str:
     )
 
 
+ARCHIVE_STAGING = "/staging"
+"""The bucket archive Job's scratch volume: the checkpoint is downloaded (and verified)
+there, then uploaded; the node's ephemeral storage must hold one checkpoint."""
+
+
+def _bucket_archive_parts(
+    cluster: RaftCluster, ident: str
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(script, env, volumes, mounts) of a Job uploading checkpoint `ident` to the bucket."""
+    archive = cluster.spec.checkpoints.archive
+    assert archive is not None and archive.bucket is not None
+    access = bucket.access(archive.bucket)
+    staged = f"{ARCHIVE_STAGING}/{ident}"
+    flags, _volumes, _mounts = _admin_client(cluster, cluster.name)
+    download = shlex.join(
+        ["raftkv", "checkpoint", "download", ident, "--endpoint", client_url(cluster),
+         "--out", staged, *flags]
+    )  # fmt: skip
+    script = "\n".join(
+        [
+            "set -eu",
+            f"rm -rf {shlex.quote(staged)}",
+            download,
+            *bucket.upload_steps(archive.bucket, cluster_name=cluster.name,
+                                 checkpoint_dir=staged, keep=archive_retain(cluster)),
+            f"rm -rf {shlex.quote(staged)}",
+        ]
+    )  # fmt: skip
+    volumes = [{"name": "staging", "emptyDir": {}}, *access.volumes]
+    mounts = [{"name": "staging", "mountPath": ARCHIVE_STAGING}, *access.mounts]
+    return script, access.env, volumes, mounts
+
+
 def checkpoint_archive_job_name(checkpoint: RaftCheckpoint) -> str:
     return bounded_name(f"{checkpoint.name}-archive")
 
@@ -1136,14 +1182,18 @@ def checkpoint_archive_job(
     checkpoint_id: str | None = None,
     default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
 ) -> Manifest:
-    """Job copying a checkpoint (data + manifest) from the leader into the archive claim.
+    """Job copying a checkpoint (data + manifest) from the leader to the archive target.
 
     Runs `raftkv checkpoint download <id> --endpoint <client Service>` with the cluster's
-    image into `/archive/<cluster>/<id>.partial`, renamed to `/archive/<cluster>/<id>` once
-    complete. The id is `checkpoint_id`, else the RaftCheckpoint's status.id or spec.id.
+    image. To a claim: into `/archive/<cluster>/<id>.partial`, renamed to
+    `/archive/<cluster>/<id>` once complete. To a bucket: into a scratch volume, then
+    `raftkv archive upload` (sha256 as object metadata, checked after upload) and
+    `raftkv archive prune` (retention by count and age) with the bucket's credentials,
+    which only this pod gets (module `bucket`). The id is `checkpoint_id`, else the
+    RaftCheckpoint's status.id or spec.id.
     """
-    claim = archive_claim_in_use(cluster)
-    if claim is None:
+    archive = cluster.spec.checkpoints.archive
+    if archive is None:
         raise ValueError(f"RaftCluster {cluster.name!r} has no checkpoints.archive")
     if checkpoint.spec.cluster != cluster.name or checkpoint.namespace != cluster.namespace:
         raise ValueError(
@@ -1159,6 +1209,13 @@ def checkpoint_archive_job(
         **labels(cluster.name, COMPONENT_ARCHIVE),
         CHECKPOINT_LABEL: bounded_name(checkpoint.name),
     }
+    claim = archive_claim_in_use(cluster)
+    if claim is not None:
+        script, env = _archive_script(cluster, ident), list[dict[str, Any]]()
+        target_volumes = [{"name": "archive", "persistentVolumeClaim": {"claimName": claim}}]
+        target_mounts = [{"name": "archive", "mountPath": ARCHIVE_MOUNT}]
+    else:
+        script, env, target_volumes, target_mounts = _bucket_archive_parts(cluster, ident)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
@@ -1169,22 +1226,22 @@ def checkpoint_archive_job(
                 "name": "archive",
                 "image": spec.container_image(default_image_repository),
                 "imagePullPolicy": spec.image_pull_policy,
-                "command": ["/bin/sh", "-c", _archive_script(cluster, ident)],
-                "env": _common_env(),
+                "command": ["/bin/sh", "-c", script],
+                "env": [*_common_env(), *env],
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
                     "limits": {"memory": "256Mi"},
                 },
                 "securityContext": _container_security_context(),
                 "volumeMounts": [
-                    {"name": "archive", "mountPath": ARCHIVE_MOUNT},
+                    *target_mounts,
                     {"name": "tmp", "mountPath": "/tmp"},
                     *admin_mounts,
                 ],
             }
         ],
         "volumes": [
-            {"name": "archive", "persistentVolumeClaim": {"claimName": claim}},
+            *target_volumes,
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
             *admin_volumes,
         ],

@@ -314,22 +314,99 @@ class ArchiveClaimTemplate(KubeModel):
     """Access modes; ReadWriteMany lets restores run on any node."""
 
 
-class CheckpointArchive(KubeModel):
-    """Where checkpoints are copied after they are taken: an existing claim or a new one."""
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name (3-63 characters, DNS-like)."""
+S3_ENDPOINT_PATTERN = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$"
+"""`https://host[:port]` of an S3-compatible service; no path, no credentials in the URL."""
+S3_REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+BUCKET_COPY_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+"""A copy in the bucket: `<cluster>/<checkpoint id>` under the prefix."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "has(self.claimName) != has(self.volumeClaimTemplate)",
-                "checkpoints.archive needs exactly one of claimName or volumeClaimTemplate",
-            ),
-        )
-    )
+
+class SecretKeyRef(KubeModel):
+    """One key of a Secret in the cluster's namespace."""
+
+    name: ObjectName
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)] = "ca.crt"
+
+
+_BUCKET_HTTP_RULE = (
+    "!self.endpoint.startsWith('http://') || (has(self.allowInsecureHttp) && "
+    "self.allowInsecureHttp)",
+    "the bucket endpoint is plain http (credentials signed, data in the clear): use https, "
+    "or set allowInsecureHttp: true",
+)
+
+
+class BucketLocation(KubeModel):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph RGW...) and how to reach it.
+
+    The operator never reads the credentials: only the archive Jobs (and the restore init
+    containers) mount them, from the Secret `credentialsSecret` with keys `accessKeyId`,
+    `secretAccessKey` and, for temporary credentials, `sessionToken`."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(_BUCKET_HTTP_RULE))
+
+    endpoint: Annotated[str, Field(max_length=512, pattern=S3_ENDPOINT_PATTERN)]
+    """`https://host[:port]` of the S3 API, e.g. `https://s3.eu-west-1.amazonaws.com`."""
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=S3_BUCKET_PATTERN)]
+    """The bucket; it must exist (the operator does not create buckets)."""
+    prefix: Annotated[str, Field(max_length=512, pattern=RELATIVE_PATH_PATTERN)] | None = None
+    """Key prefix: copies are `<prefix>/<cluster>/<checkpoint id>/{data,manifest.json}`."""
+    region: Annotated[str, Field(max_length=32, pattern=S3_REGION_PATTERN)] = "us-east-1"
+    """Signing region."""
+    path_style: bool = False
+    """Path-style URLs (`https://host/bucket/key`), as MinIO and Ceph usually need."""
+    credentials_secret: ObjectName
+    """Secret (this namespace) with `accessKeyId`, `secretAccessKey` (and `sessionToken`)."""
+    ca_bundle: SecretKeyRef | None = None
+    """PEM CA bundle that signs the endpoint's certificate (key default `ca.crt`); the
+    image's system CAs when unset."""
+    allow_insecure_http: bool = False
+    """Accept an `http://` endpoint: INSECURE, the checkpoint travels in the clear."""
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> BucketLocation:
+        if self.endpoint.startswith("http://") and not self.allow_insecure_http:
+            raise ValueError(_BUCKET_HTTP_RULE[1])
+        return self
+
+
+class BucketArchive(BucketLocation):
+    """Archive target: copies go to a bucket, uploaded by a Job with the node image."""
+
+    max_age_hours: int | None = Field(default=None, ge=1, le=87_600)
+    """Also delete copies older than this (by the checkpoint's time); the newest copy is
+    always kept. Count retention is `archive.retain`."""
+
+
+class BucketCheckpointRef(BucketLocation):
+    """A checkpoint copy in a bucket, as the bucket archive wrote it."""
+
+    path: Annotated[str, Field(max_length=116, pattern=BUCKET_COPY_PATTERN)]
+    """`<cluster>/<checkpoint id>` under the prefix, e.g. `demo/demo-202401010000`."""
+
+
+_ARCHIVE_TARGET = (
+    "(has(self.claimName) ? 1 : 0) + (has(self.volumeClaimTemplate) ? 1 : 0) + "
+    "(has(self.bucket) ? 1 : 0) == 1",
+    "checkpoints.archive needs exactly one of claimName, volumeClaimTemplate or bucket",
+)
+
+
+class CheckpointArchive(KubeModel):
+    """Where checkpoints are copied after they are taken: an existing claim, a new one, or
+    an S3-compatible bucket."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(_ARCHIVE_TARGET))
 
     claim_name: ObjectName | None = None
     """An existing PersistentVolumeClaim in the cluster's namespace."""
     volume_claim_template: ArchiveClaimTemplate | None = None
     """A claim the operator creates, named `<cluster>-checkpoints`; it outlives the cluster."""
+    bucket: BucketArchive | None = None
+    """An S3-compatible bucket (copies outlive the cluster and its Kubernetes cluster)."""
     retain: int | None = Field(default=None, ge=1, le=1000)
     """Archived copies kept (the newest by Raft index); older ones are deleted by a Job.
     Default: checkpoints.retain."""
@@ -339,10 +416,9 @@ class CheckpointArchive(KubeModel):
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> CheckpointArchive:
-        if (self.claim_name is None) == (self.volume_claim_template is None):
-            raise ValueError(
-                "checkpoints.archive needs exactly one of claimName or volumeClaimTemplate"
-            )
+        targets = (self.claim_name, self.volume_claim_template, self.bucket)
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError(_ARCHIVE_TARGET[1])
         return self
 
 
@@ -381,15 +457,19 @@ class ArchivedCheckpointRef(KubeModel):
     """Directory inside the claim, e.g. `demo/20240101-000000` as written by the archive Job."""
 
 
+_RESTORE_SOURCE = (
+    "(has(self.fromCheckpoint) ? 1 : 0) + (has(self.archive) ? 1 : 0) + "
+    "(has(self.bucket) ? 1 : 0) == 1",
+    "restore needs exactly one of fromCheckpoint, archive or bucket",
+)
+
+
 class RestoreSpec(KubeModel):
     """Bootstrap a new cluster from a checkpoint instead of an empty state."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
-            (
-                "has(self.fromCheckpoint) != has(self.archive)",
-                "restore needs exactly one of fromCheckpoint or archive",
-            ),
+            _RESTORE_SOURCE,
             ("self == oldSelf", "restore is immutable"),
         )
     )
@@ -398,11 +478,14 @@ class RestoreSpec(KubeModel):
     """Download the checkpoint from another RaftCluster."""
     archive: ArchivedCheckpointRef | None = None
     """Copy the checkpoint from an archive volume."""
+    bucket: BucketCheckpointRef | None = None
+    """Download the checkpoint from an S3-compatible bucket (sha256 verified)."""
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RestoreSpec:
-        if (self.from_checkpoint is None) == (self.archive is None):
-            raise ValueError("restore needs exactly one of fromCheckpoint or archive")
+        sources = (self.from_checkpoint, self.archive, self.bucket)
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError(_RESTORE_SOURCE[1])
         return self
 
 
@@ -1152,6 +1235,9 @@ __all__ = [
     "Affinity",
     "ArchiveClaimTemplate",
     "ArchivedCheckpointRef",
+    "BucketArchive",
+    "BucketCheckpointRef",
+    "BucketLocation",
     "CheckpointArchive",
     "CheckpointPhase",
     "CheckpointRef",
@@ -1186,6 +1272,7 @@ __all__ = [
     "ResourceInfo",
     "ResourceRequirements",
     "RestoreSpec",
+    "SecretKeyRef",
     "ServicePorts",
     "ServiceSpec",
     "ServiceType",

@@ -186,27 +186,33 @@ def must_get(emulated: EmulatedCluster, resource: str, name: str) -> dict[str, A
     return obj
 
 
-def raft_cluster(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
-    obj = emulated.get(CLUSTERS, NAMESPACE, name)
+def raft_cluster(
+    emulated: EmulatedCluster, name: str, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    obj = emulated.get(CLUSTERS, namespace, name)
     assert obj is not None, f"RaftCluster {name} is gone"
     return obj
 
 
-def status(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
-    return dict(raft_cluster(emulated, name).get("status") or {})
+def status(emulated: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    return dict(raft_cluster(emulated, name, namespace).get("status") or {})
 
 
-def condition(emulated: EmulatedCluster, name: str, type_: str) -> dict[str, Any] | None:
-    for cond in status(emulated, name).get("conditions") or []:
+def condition(
+    emulated: EmulatedCluster, name: str, type_: str, namespace: str = NAMESPACE
+) -> dict[str, Any] | None:
+    for cond in status(emulated, name, namespace).get("conditions") or []:
         if cond.get("type") == type_:
             return dict(cond)
     return None
 
 
-def is_available(emulated: EmulatedCluster, name: str, replicas: int) -> bool:
-    st = status(emulated, name)
+def is_available(
+    emulated: EmulatedCluster, name: str, replicas: int, namespace: str = NAMESPACE
+) -> bool:
+    st = status(emulated, name, namespace)
     members = st.get("members") or []
-    available = condition(emulated, name, "Available")
+    available = condition(emulated, name, "Available", namespace)
     return bool(
         st.get("phase") == "Available"
         and st.get("operation") is None
@@ -219,15 +225,16 @@ def is_available(emulated: EmulatedCluster, name: str, replicas: int) -> bool:
 
 
 def wait_available(
-    emulated: EmulatedCluster, name: str, replicas: int, timeout: float = 60.0
+    emulated: EmulatedCluster, name: str, replicas: int, timeout: float = 60.0,
+    namespace: str = NAMESPACE,
 ) -> dict[str, Any]:
     wait_for(
         emulated,
-        lambda: is_available(emulated, name, replicas),
+        lambda: is_available(emulated, name, replicas, namespace),
         timeout,
         f"{name} Available with {replicas} healthy members",
     )
-    return status(emulated, name)
+    return status(emulated, name, namespace)
 
 
 def pods(emulated: EmulatedCluster, name: str) -> dict[str, dict[str, Any]]:
@@ -284,16 +291,18 @@ class _NamedHTTPSConnection(http_client.HTTPSConnection):
             self.sock, server_hostname=self.server_name)
 
 
-def cluster_tls(emulated: EmulatedCluster, name: str) -> ClusterTLS | None:
+def cluster_tls(
+    emulated: EmulatedCluster, name: str, namespace: str = NAMESPACE
+) -> ClusterTLS | None:
     """The admin credentials of cluster `name` (None: no admin Secret, an insecure cluster)."""
-    admin = emulated.get("v1/secrets", NAMESPACE, f"{name}-admin")
+    admin = emulated.get("v1/secrets", namespace, f"{name}-admin")
     if admin is None:
         return None
     data = {k: base64.b64decode(v) for k, v in (admin.get("data") or {}).items()}
     if "ca.crt" not in data:
         return None
     context = ssl.create_default_context(cadata=data["ca.crt"].decode())
-    return ClusterTLS(context, f"{name}.{NAMESPACE}.svc", data["token"].decode())
+    return ClusterTLS(context, f"{name}.{namespace}.svc", data["token"].decode())
 
 
 def http(
@@ -323,12 +332,12 @@ def http(
 
 def service_http(
     emulated: EmulatedCluster, name: str, method: str, path: str, body: bytes | None = None,
-    timeout: float = 5.0,
+    timeout: float = 5.0, namespace: str = NAMESPACE,
 ) -> tuple[int, bytes]:
     """A request through the client Service of cluster `name`, with its admin credentials
     when it is secured (https, the CA checked for `<name>.<ns>.svc`, the admin token)."""
-    tls = cluster_tls(emulated, name)
-    base = emulated.service_url(NAMESPACE, name, "client",
+    tls = cluster_tls(emulated, name, namespace)
+    base = emulated.service_url(namespace, name, "client",
                                 scheme="https" if tls is not None else "http")
     return http(method, f"{base}{path}", body, timeout=timeout, tls=tls)
 
@@ -345,9 +354,11 @@ def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) 
     return int(json.loads(payload)["revision"])
 
 
-def get_via_service(emulated: EmulatedCluster, name: str, key: str) -> str | None:
+def get_via_service(
+    emulated: EmulatedCluster, name: str, key: str, namespace: str = NAMESPACE
+) -> str | None:
     """A linearizable GET through the client Service; None when the key is missing."""
-    code, payload = service_http(emulated, name, "GET", f"/v1/kv/{key}")
+    code, payload = service_http(emulated, name, "GET", f"/v1/kv/{key}", namespace=namespace)
     if code == 404:
         return None
     assert code == 200, f"GET {key}: {code} {payload!r}"

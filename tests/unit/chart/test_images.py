@@ -77,7 +77,7 @@ def test_the_uid_matches_what_the_operator_and_the_chart_run_as() -> None:
 
 def test_installs_are_pinned_by_the_constraint_files() -> None:
     build = " ".join(_stages()["build"])
-    assert "-c images/constraints-node.txt ." in build
+    assert "-c images/constraints-node.txt '.[archive]'" in build
     assert "-c images/constraints-operator.txt '.[operator]'" in build
 
 
@@ -97,7 +97,7 @@ def test_constraints_pin_the_whole_dependency_closure_within_the_declared_ranges
     module = _constraints_module()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     declared = {
-        "node": project["dependencies"],
+        "node": project["dependencies"] + project["optional-dependencies"]["archive"],
         "operator": project["dependencies"] + project["optional-dependencies"]["operator"],
     }
     for image, extras in module.IMAGES.items():

@@ -285,6 +285,12 @@ def _delete(path: str) -> Mutation:
     return mutate
 
 
+_BUCKET: dict[str, Any] = {
+    "endpoint": "https://s3.example.com",
+    "bucket": "raftkv-backups",
+    "credentialsSecret": "s3-credentials",
+}
+
 BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
     ("tls disabled with auth on", _set("spec.tls", {"mode": "disabled"}),
      "auth.enabled must be false exactly when tls.mode is disabled"),
@@ -356,12 +362,63 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
         _set(
             "spec.checkpoints.archive", {"claimName": "x", "volumeClaimTemplate": {"size": "1Gi"}}
         ),
-        "exactly one of claimName or volumeClaimTemplate",
+        "exactly one of claimName, volumeClaimTemplate or bucket",
     ),  # fmt: skip
     (
         "archive with no target",
         _set("spec.checkpoints.archive", {}),
-        "exactly one of claimName or volumeClaimTemplate",
+        "exactly one of claimName, volumeClaimTemplate or bucket",
+    ),
+    (
+        "archive to a claim and a bucket",
+        _set("spec.checkpoints.archive", {"claimName": "x", "bucket": _BUCKET}),
+        "exactly one of claimName, volumeClaimTemplate or bucket",
+    ),
+    (
+        "bucket over plain http",
+        _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "endpoint": "http://minio:9000"}}),
+        "plain http",
+    ),
+    (
+        "bucket endpoint with a path",
+        _set("spec.checkpoints.archive",
+             {"bucket": {**_BUCKET, "endpoint": "https://s3.example.com/backups"}}),
+        "does not match",
+    ),  # fmt: skip
+    (
+        "bucket endpoint with credentials",
+        _set("spec.checkpoints.archive",
+             {"bucket": {**_BUCKET, "endpoint": "https://key:secret@s3.example.com"}}),
+        "does not match",
+    ),  # fmt: skip
+    (
+        "bad bucket name",
+        _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "bucket": "Raft_KV"}}),
+        "does not match",
+    ),
+    (
+        "bucket prefix escaping",
+        _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "prefix": "a/../b"}}),
+        "does not match",
+    ),
+    (
+        "bucket without credentials",
+        _set("spec.checkpoints.archive",
+             {"bucket": {"endpoint": "https://s3.example.com", "bucket": "backups"}}),
+        "'credentialsSecret' is a required property",
+    ),  # fmt: skip
+    ("zero max age", _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "maxAgeHours": 0}}),
+     "minimum"),
+    (
+        "restore from a volume and a bucket",
+        _set("spec.restore", {"archive": {"claimName": "c", "path": "a/b"},
+                              "bucket": {**_BUCKET, "path": "demo/x-1"}}),
+        "exactly one of fromCheckpoint, archive or bucket",
+    ),  # fmt: skip
+    (
+        "restore bucket path escaping",
+        _set("spec.restore", {"bucket": {**_BUCKET, "path": "demo/../x"}}),
+        "does not match",
     ),
     (
         "restore with both sources",
@@ -372,7 +429,7 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
                 "archive": {"claimName": "c", "path": "a/b"},
             },
         ),
-        "exactly one of fromCheckpoint or archive",
+        "exactly one of fromCheckpoint, archive or bucket",
     ),  # fmt: skip
     ("restore with no source", _set("spec.restore", {}), "exactly one of fromCheckpoint"),
     (
@@ -453,6 +510,18 @@ GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
     ("cron names", _set("spec.checkpoints.schedule", "0 3 * JAN,jul MON-FRI")),
     ("cron lists", _set("spec.checkpoints.schedule", "0,30 8-18/2 1,15 * 0,7")),
     ("claim archive", _set("spec.checkpoints.archive", {"claimName": "backups"})),
+    (
+        "bucket archive",
+        _set("spec.checkpoints.archive", {"retain": 10, "bucket": {
+            **_BUCKET, "prefix": "raftkv/prod", "region": "eu-west-1", "pathStyle": True,
+            "caBundle": {"name": "s3-ca"}, "maxAgeHours": 720}}),
+    ),
+    (
+        "bucket archive over http, allowed by name",
+        _set("spec.checkpoints.archive", {"bucket": {
+            **_BUCKET, "endpoint": "http://127.0.0.1:9000", "allowInsecureHttp": True}}),
+    ),
+    ("restore from a bucket", _set("spec.restore", {"bucket": {**_BUCKET, "path": "demo/x-1"}})),
     (
         "restore from archive",
         _set("spec.restore", {"archive": {"claimName": "b", "path": "demo/x-1"}}),

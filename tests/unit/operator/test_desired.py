@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,12 +42,22 @@ def _checkpoint(cluster: str = "orders", **spec: Any) -> RaftCheckpoint:
 ARCHIVE_RESTORE = {
     "restore": {"archive": {"claimName": "orders-checkpoints", "path": "orders/n-1"}}
 }
+BUCKET = {
+    "endpoint": "https://minio.storage.svc:9000", "bucket": "raftkv-backups",
+    "prefix": "prod", "pathStyle": True, "credentialsSecret": "s3-credentials",
+    "caBundle": {"name": "s3-ca"},
+}
+BUCKET_ARCHIVE = {"checkpoints": {"schedule": "@daily", "archive": {
+    "retain": 7, "bucket": {**BUCKET, "maxAgeHours": 720}}}}
+BUCKET_RESTORE = {"restore": {"bucket": {**BUCKET, "path": "orders/n-1"}}}
 CASES: dict[str, RaftCluster] = {
     "minimal": _cluster("minimal.yaml"),
     "single": _cluster("minimal.yaml", {"replicas": 1}),
     "production": _cluster("production.yaml"),
     "restore": _cluster("restore.yaml"),
     "restore-archive": _cluster("restore.yaml", ARCHIVE_RESTORE),
+    "bucket-archive": _cluster("minimal.yaml", BUCKET_ARCHIVE),
+    "restore-bucket": _cluster("restore.yaml", BUCKET_RESTORE),
     "bootstrapped": _cluster("minimal.yaml", {"replicas": 5}, bootstrapped=True, initialReplicas=3),
     "insecure": _cluster(
         "minimal.yaml", {"tls": {"mode": "disabled"}, "auth": {"enabled": False}}
@@ -71,6 +82,7 @@ def _all_objects(cluster: RaftCluster) -> list[dict[str, Any]]:
     if cluster.spec.checkpoints.archive is not None:
         checkpoint = _checkpoint(cluster.name, id="nightly-1")
         objects.append(desired.checkpoint_archive_job(cluster, checkpoint))
+    if desired.archive_claim_in_use(cluster) is not None:
         objects.append(
             desired.archive_prune_job(cluster, [f"{cluster.name}/old-1", f"{cluster.name}/old-2"])
         )
@@ -765,3 +777,68 @@ def test_peer_tls_of_a_template() -> None:
     assert desired.peer_tls_of(secure) is True
     assert desired.peer_tls_of(insecure) is False
     assert desired.peer_tls_of({"spec": {"containers": []}}) is None
+
+
+# ---- bucket archive ----------------------------------------------------------------------------
+
+
+def test_bucket_archive_job_downloads_uploads_and_prunes_with_the_secret_as_env() -> None:
+    cluster = CASES["bucket-archive"]
+    job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="nightly-1"))
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    flags = ("--endpoint https://minio.storage.svc:9000 --bucket raftkv-backups --region "
+             "us-east-1 --prefix prod --path-style --cacert /etc/raftkv/bucket-ca/ca.crt")
+    assert container["command"][2].splitlines() == [
+        "set -eu",
+        "rm -rf /staging/nightly-1",
+        "raftkv checkpoint download nightly-1 --endpoint https://demo.prod.svc:7379 "
+        "--out /staging/nightly-1 --cacert /etc/raftkv/admin/ca.crt "
+        "--token-file /etc/raftkv/admin/token",
+        f"raftkv archive upload /staging/nightly-1 --cluster demo {flags}",
+        f"raftkv archive prune --cluster demo --keep 7 --max-age-hours 720 {flags}",
+        "rm -rf /staging/nightly-1",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RAFTKV_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-credentials", "key": "accessKeyId"}
+    assert env["RAFTKV_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-credentials", "key": "secretAccessKey"}
+    assert env["RAFTKV_S3_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert not any("value" in e and "s3" in str(e["value"]).lower() for e in container["env"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "persistentVolumeClaim" not in json.dumps(pod)
+    assert volumes["bucket-ca"]["secret"]["secretName"] == "s3-ca"
+    assert volumes["staging"] == {"name": "staging", "emptyDir": {}}
+    assert desired.archive_claim(cluster) is None
+    assert desired.archive_claim_in_use(cluster) is None
+    with pytest.raises(ValueError, match="no checkpoints.archive"):
+        desired.archive_prune_job(cluster, ["demo/old-1"])
+
+
+def test_members_never_get_the_bucket_credentials() -> None:
+    for case in ("bucket-archive", "restore-bucket"):
+        container = desired.pod_template(CASES[case])["spec"]["containers"][0]
+        assert "s3-credentials" not in json.dumps(container), case
+    assert "s3-credentials" not in json.dumps(desired.pod_template(CASES["bucket-archive"]))
+
+
+def test_bucket_restore_init_container_verifies_the_copy_then_leaves() -> None:
+    template = desired.pod_template(CASES["restore-bucket"])
+    (init,) = template["spec"]["initContainers"]
+    script = init["command"][2]
+    assert ("raftkv archive download orders/n-1 --out /var/lib/raftkv/restore.tmp --endpoint "
+            "https://minio.storage.svc:9000 --bucket raftkv-backups") in script
+    env = {e["name"]: e for e in init["env"]}
+    assert env["RAFTKV_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "s3-credentials")
+    assert {"name": "bucket-ca", "mountPath": "/etc/raftkv/bucket-ca", "readOnly": True} in (
+        init["volumeMounts"])
+    assert any(v["name"] == "bucket-ca" for v in template["spec"]["volumes"])
+    # Once bootstrapped the init container, its credentials and the CA volume are gone.
+    body = CASES["restore-bucket"].to_k8s()
+    body["status"] = {**(body.get("status") or {}), "bootstrapped": True}
+    after = desired.pod_template(RaftCluster.model_validate(body))
+    assert "initContainers" not in after["spec"]
+    assert "s3-credentials" not in json.dumps(after)
+    assert "bucket-ca" not in json.dumps(after)

@@ -1,0 +1,1 @@
+"""Checkpoint copies off the cluster: an S3-compatible bucket (`raftkv archive ...`)."""
