@@ -66,6 +66,7 @@ class Profile:
     clients: int
     nemesis_gap: int
     membership: bool
+    lease: bool
     weights: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
@@ -77,6 +78,7 @@ class Profile:
             "net_params": 2,
             "crash": rng.choice((1, 3)),
             "crash_point": rng.choice((0, 2, 4)),
+            "promise_amnesia": rng.choice((0, 1, 3)),  # crash right after promising
             "compete": rng.choice((0, 2, 4)),  # two proposers run phase 1 at once
             "transfer": rng.choice((0, 2)),
             "step_down": rng.choice((0, 1)),
@@ -95,6 +97,7 @@ class Profile:
             clients=rng.choice((1, 3, 8)),
             nemesis_gap=rng.choice((20, 50, 100)),
             membership=rng.random() < 0.5,
+            lease=rng.random() < 0.6,
             weights=w,
         )
 
@@ -163,6 +166,7 @@ class PNode:
         self.incarnation = 0
         self.io_pending = False
         self.crash_point = False
+        self.crash_after_promise = False  # crash right after a PROMISE leaves, restart at once
         self.stopped = False
         self.deferred_hs: HardState | None = None
         self.pending_writes: dict[int, bytes] = {}
@@ -263,8 +267,12 @@ class PaxosCluster:
                     E_CLIENT: self._client, E_NEMESIS: self._nemesis,
                     E_RESTART: self._restart, E_HEAL: self._heal, E_PROBE: self._probe,
                     E_MEMBERSHIP: self._membership, E_STOP: self._stop}
+        same_instant = 0
         while self.heap and not self.done:
             t, _, kind, a, b = heapq.heappop(self.heap)
+            same_instant = same_instant + 1 if t == self.now else 0
+            if same_instant > 100_000:
+                raise Violation("liveness", f"time stands still at {t}: a node always has a Ready")
             self.now = t
             handlers[kind](a, b)
 
@@ -288,7 +296,7 @@ class PaxosCluster:
         p = self.profile
         cfg = Config(id=node_id, election_tick=p.election_tick, heartbeat_tick=p.heartbeat_tick,
                      max_entries_per_msg=p.max_entries_per_msg,
-                     max_committed_per_ready=p.max_committed_per_ready)
+                     max_committed_per_ready=p.max_committed_per_ready, lease=p.lease)
         node = PNode(node_id, cfg, durable)
         self.nodes[node_id] = node
         return node
@@ -326,6 +334,7 @@ class PaxosCluster:
         node.read_waiters.clear()
         node.io_pending = False
         node.crash_point = False
+        node.crash_after_promise = False
         node.deferred_hs = None
         self.stats["crashes"] += 1
         self._log("CRASH", node.id, why)
@@ -430,7 +439,11 @@ class PaxosCluster:
                 self._crash(node, f"before step {i} of {[type(s).__name__ for s in steps]}")
                 self._at(self.rng.randint(1, 20 * TICK), E_RESTART, node.id)
                 return False
-            self._execute(node, core, rd, step)
+            if self._execute(node, core, rd, step):
+                self.stats["crashes_in_ready"] += 1
+                self._crash(node, "right after promising")
+                self._at(self.rng.randint(0, 2), E_RESTART, node.id)
+                return False
         snap_index = node.durable.snapshot[0].index if node.durable.snapshot else 0
         if node.applied - snap_index >= self.profile.snap_interval:
             meta = core.snapshot_meta()
@@ -441,17 +454,21 @@ class PaxosCluster:
         self._observe(node, core)
         return True
 
-    def _execute(self, node: PNode, core: Paxos, rd: Any, step: ready.Step) -> None:
+    def _execute(self, node: PNode, core: Paxos, rd: Any, step: ready.Step) -> bool:
+        """One step of the plan; True if an armed crash-after-promise is due."""
         d = node.durable
         if isinstance(step, ready.Send):
+            promised = False
             for m in step.messages:
                 if m.type == MsgType.PROMISE:
+                    promised = True
                     self.checker.on_promise_sent(node.id, m, d.hard_state.term)
                 elif m.type == MsgType.ACCEPTED:
                     chosen_below = max(d.base, d.snapshot[0].index if d.snapshot else 0)
                     self.checker.on_accepted_sent(node.id, m, d.entries, chosen_below)
                 self._send(node, m)
-        elif isinstance(step, ready.Apply):
+            return promised and node.crash_after_promise
+        if isinstance(step, ready.Apply):
             for e in step.entries:
                 self._apply(node, e)
         elif isinstance(step, ready.Persist):
@@ -482,6 +499,7 @@ class PaxosCluster:
                 if floor is not None:
                     node.read_waiters.append((rs.index, rs.context, floor))
             self._serve_reads(node)
+        return False
 
     def _apply(self, node: PNode, e: Entry) -> None:
         if e.index != node.applied + 1:
@@ -689,6 +707,11 @@ class PaxosCluster:
         if up:
             self.rng.choice(up).crash_point = True
 
+    def _nem_promise_amnesia(self) -> None:
+        up = self._up()
+        if up:
+            self.rng.choice(up).crash_after_promise = True
+
     def _nem_compete(self) -> None:
         """Two proposers run phase 1 at (nearly) the same time."""
         up = [n for n in self._up() if n.core is not None and n.core.is_voter()]
@@ -727,6 +750,7 @@ class PaxosCluster:
         self.net.heal()
         for node in self.nodes.values():
             node.crash_point = False
+            node.crash_after_promise = False
             if node.core is None and not node.stopped:
                 self._start(node)
         self.deadline = self.now + LIVENESS_ELECTIONS * self.profile.election_tick * TICK

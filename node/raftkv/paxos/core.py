@@ -72,6 +72,10 @@ class Config:
     heartbeat_tick: int = 1
     max_entries_per_msg: int = 512
     max_committed_per_ready: int = 8192
+    # Acceptors refuse a PREPARE while they hear from a live leader (and a leader
+    # steps down without a quorum): fewer duelling proposers. Safety never depends
+    # on it; the simulator runs both ways.
+    lease: bool = True
     seed: int | None = None  # randomized election timeout; default: the node id
 
     def validate(self) -> None:
@@ -304,9 +308,8 @@ class Paxos:
         if (self.msgs or self.read_states or self._unstable
                 or self._pending_snapshot is not None or self._applying < self.commit):
             return True
-        hs, ss = self._prev_hs, self._prev_ss
-        return (hs.term != self.promised or hs.commit != self.commit
-                or self._hard_state() != hs  # a subclass may persist something else
+        ss = self._prev_ss
+        return (self._hard_state() != self._prev_hs
                 or ss.leader != self.leader or ss.role != self.role)
 
     def ready(self) -> Ready:
@@ -364,7 +367,8 @@ class Paxos:
     # --- acceptor ------------------------------------------------------------
     def _in_lease(self) -> bool:
         """We heard from a live leader within an election timeout (or lead)."""
-        return self.leader != NONE and self.election_elapsed < self.cfg.election_tick
+        return (self.cfg.lease and self.leader != NONE
+                and self.election_elapsed < self.cfg.election_tick)
 
     def _on_prepare(self, m: Message) -> None:
         force = m.context == CAMPAIGN_TRANSFER
@@ -587,6 +591,8 @@ class Paxos:
                     self._learn_chosen(known)
         self._catchup_to = max(self.commit, top.commit)
         self._advance_known()
+        if self.role != StateRole.LEADER:
+            return  # what it just learnt removed it from the cluster
         if self.commit < self._catchup_to:
             self._pull(top.frm)  # compacted there: catch up by log or snapshot
         # Every other slot up to the highest reported: the highest-ballot value, or a no-op.
@@ -609,6 +615,8 @@ class Paxos:
         if not values:
             return
         first = self.next_slot
+        if first <= max(self.commit, self.base):
+            raise AssertionError(f"proposing at slot {first}, chosen up to {self.commit}")
         ents = [Entry(self.promised, first + i, t, d) for i, (t, d) in enumerate(values)]
         for e in ents:
             self.log[e.index] = e
