@@ -593,6 +593,8 @@ class Paxos:
         self._advance_known()
         if self.role != StateRole.LEADER:
             return  # what it just learnt removed it from the cluster
+        # What it knew chosen above the reporters' commit is learnt now too.
+        self._catchup_to = max(self._catchup_to, self.commit)
         if self.commit < self._catchup_to:
             self._pull(top.frm)  # compacted there: catch up by log or snapshot
         # Every other slot up to the highest reported: the highest-ballot value, or a no-op.
