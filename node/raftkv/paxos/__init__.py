@@ -6,7 +6,7 @@ apply, then `advance(ready)`. Every message waits for the persist
 (`Paxos.SENDS_BEFORE_PERSIST`).
 """
 
-from raftkv.paxos.core import Config, Paxos, bootstrap_entries, conf_after
+from raftkv.paxos.core import Config, Paxos, bootstrap_entries
 from raftkv.paxos.types import (
     Message,
     MsgType,
@@ -16,6 +16,7 @@ from raftkv.paxos.types import (
     ballot_round,
     fmt_ballot,
 )
+from raftkv.raft.types import conf_after
 
 __all__ = [
     "Config", "Message", "MsgType", "Paxos", "Ready", "ballot", "ballot_node", "ballot_round",

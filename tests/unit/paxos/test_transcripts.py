@@ -6,21 +6,16 @@ Rewrite expectations after an intended behaviour change with
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.unit.paxos.harness import InteractionEnv
 from tests.unit.raft.datadriven import run_file
+from tests.unit.raft.test_transcripts import rewrite_requested
 
 TESTDATA = Path(__file__).parent / "testdata"
 TRANSCRIPTS = sorted(TESTDATA.glob("*.txt"))
-
-
-def rewrite_requested(config: pytest.Config) -> bool:
-    return os.environ.get("RAFTKV_REWRITE") == "1" or bool(
-        config.getoption("--rewrite", default=False))
 
 
 def test_there_are_transcripts() -> None:
