@@ -79,6 +79,7 @@ class Profile:
             "crash": rng.choice((1, 3)),
             "crash_point": rng.choice((0, 2, 4)),
             "promise_amnesia": rng.choice((0, 1, 3)),  # crash right after promising
+            "depose": rng.choice((0, 2, 4)),  # a follower campaigns, another forgets a promise
             "compete": rng.choice((0, 2, 4)),  # two proposers run phase 1 at once
             "transfer": rng.choice((0, 2)),
             "step_down": rng.choice((0, 1)),
@@ -711,6 +712,23 @@ class PaxosCluster:
         up = self._up()
         if up:
             self.rng.choice(up).crash_after_promise = True
+
+    def _nem_depose(self) -> None:
+        """A follower runs phase 1 against a live leader while another follower is
+        armed to crash right after its promise leaves (and restart at once): the
+        old leader may then still reach that acceptor."""
+        followers = [n for n in self._up() if n.core is not None and n.core.is_voter()
+                     and n.core.role != StateRole.LEADER]
+        if len(followers) < 2:
+            return
+        candidate, forgetful = self.rng.sample(followers, 2)
+        forgetful.crash_after_promise = True
+        core = candidate.core
+        assert core is not None
+        self._call(candidate, core.campaign)
+        self._log("campaign", candidate.id, f"ballot {fmt_ballot(core.promised)}")
+        self._touch(candidate)
+        self.stats["competing"] += 1
 
     def _nem_compete(self) -> None:
         """Two proposers run phase 1 at (nearly) the same time."""
