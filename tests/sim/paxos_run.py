@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(r)
                 print(f"FAIL seed {r.seed} ({r.nodes} nodes): {r.invariant}: {r.detail}",
                       flush=True)
-            if done % 1000 == 0:
+            if done % 200 == 0:
                 print(f"{done}/{len(jobs)} seeds, {len(failed)} failed, "
                       f"{time.monotonic() - started:.0f}s", flush=True)
     print(f"{len(jobs)} seeds ({args.start}..{args.start + len(jobs) - 1}, {args.steps} steps): "
