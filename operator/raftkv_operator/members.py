@@ -10,7 +10,6 @@ instead of the IP), and the operator's own admin token. Failures are `NodeError`
 
 from __future__ import annotations
 
-import hashlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,21 +17,15 @@ from typing import Any
 
 import aiohttp
 
+# A founding member's Raft id, computed as the node does (raftkv.protocol). Only founders
+# have it: a node that joins later draws a fresh id per incarnation, so the operator reads a
+# joiner's id from its own /v1/status and every other id from the leader's member list.
+from raftkv.protocol.ids import member_id as member_id
+
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one request that does not wait on the cluster (status, add, promote)."""
 COMMIT_TIMEOUT = 30.0
 """Seconds for requests that wait for a commit or an election (remove, transfer, checkpoint)."""
-
-
-def member_id(name: str) -> int:
-    """A founding member's Raft id: the first 6 bytes of sha256(name), big-endian; 1 if zero.
-
-    The same function as the node's (docs/contracts.md "Node identity"). Only founders have
-    it: a node that joins later draws a fresh id per incarnation, so the operator reads a
-    joiner's id from its own /v1/status and every other id from the leader's member list.
-    """
-    value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
-    return value or 1
 
 
 class NodeError(Exception):

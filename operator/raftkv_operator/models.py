@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from raftkv.protocol.checkpoints import checkpoint_id_pattern
 from raftkv_operator.k8s_types import (
     Affinity,
     KubeModel,
@@ -72,8 +73,8 @@ LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 IMAGE_PATTERN = r"^[^\s]+$"
 VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 """A version is an image tag and the app.kubernetes.io/version label value: both must accept it."""
-CHECKPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-"""A checkpoint id is a directory name on every member: no slash, never `.` or `..`."""
+CHECKPOINT_ID_PATTERN = checkpoint_id_pattern(max_length=63)
+"""The node's checkpoint id rule (raftkv.protocol), within a Kubernetes name's 63 characters."""
 RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
 """A path inside a volume: relative, no `.`/`..` segments, no hidden names."""
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

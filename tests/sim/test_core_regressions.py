@@ -72,3 +72,33 @@ def test_snapshot_after_restart_records_membership_as_of_its_index() -> None:
     _drain(core)
     meta = core.snapshot_meta()
     assert (meta.index, sorted(meta.conf_state.voters)) == (5, [1, 2])
+
+
+def test_a_stale_candidate_cannot_keep_an_up_to_date_voter_from_campaigning() -> None:
+    """Found by the simulator (seed 2076 of a 20,000-seed sweep, pre-vote off): a voter
+    whose log was behind campaigned every few ticks on a faster clock; each of its vote
+    requests, refused for the stale log, still reset the up-to-date voter's election
+    timer, so the only voter that could win never campaigned and the cluster had no
+    leader for good. Raft resets the timer only on granting a vote or hearing from the
+    leader (Figure 2), so refusing a vote must leave it running."""
+    entries, hs = bootstrap_entries([2, 3])
+    core = Raft(Config(id=2, pre_vote=False, check_quorum=False), hard_state=hs,
+                entries=entries)
+    _drain(core)
+    ahead = [Entry(2, i, data=b"w%d" % i) for i in range(3, 9)]
+    core.step(Message(MsgType.APP, to=2, frm=3, term=2, log_term=1, index=2,
+                      entries=ahead, commit=8))
+    _drain(core)
+    term = core.term
+    for _ in range(20):
+        for _ in range(core.cfg.election_tick - 1):
+            core.tick()
+            if core.role != StateRole.FOLLOWER:
+                break
+        if core.role != StateRole.FOLLOWER:
+            break
+        term += 1  # the stale node's next campaign: a higher term, a shorter log
+        core.step(Message(MsgType.VOTE, to=2, frm=3, term=term, index=2, log_term=1))
+        _drain(core)
+        assert core.vote != 3
+    assert core.role == StateRole.CANDIDATE

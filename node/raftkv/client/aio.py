@@ -10,37 +10,32 @@
 
 Writes go to the leader (found through `/v1/status`, followed through 307s)
 and carry a session, so a retried write applies once; reads follow the
-endpoint strategy (`leader`, `random`, `round-robin`). Retries, backoff and the
-error classes are described in `retry.py` and `errors.py`.
+endpoint strategy (`leader`, `random`, `round-robin`). How calls reach the
+cluster (endpoints, retries, sessions) is `transport.py`; this module is the API
+surface. Retries, backoff and the error classes are described in `retry.py` and
+`errors.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
 
 from raftkv.client.credentials import Credentials
+from raftkv.client.download import ProgressCallback, download_data
 from raftkv.client.endpoints import DEFAULT_ENDPOINT, EndpointSelector
 from raftkv.client.errors import (
-    NOT_APPLIED_CODES,
     CheckpointNotFoundError,
-    CheckpointVerifyError,
-    CompactedError,
     ConnectError,
     KeyNotFoundError,
     LeaseNotFoundError,
@@ -48,9 +43,7 @@ from raftkv.client.errors import (
     MemberNotFoundError,
     NoLeaderError,
     RaftkvError,
-    ServerError,
     UnavailableError,
-    error_from_response,
 )
 from raftkv.client.models import (
     Bytes,
@@ -74,43 +67,24 @@ from raftkv.client.models import (
     WatchEvent,
     to_bytes,
 )
-from raftkv.client.retry import LEADER_CHANGE_CODES, RetryPolicy, Session, SessionPool
+from raftkv.client.retry import RetryPolicy, SessionPool
+from raftkv.client.transport import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    Answer,
+    Transport,
+    describe,
+)
+from raftkv.client.watch import watch_events
 
-CLIENT_ID_HEADER = "X-Raftkv-Client-Id"
-SEQ_HEADER = "X-Raftkv-Seq"
-# Per attempt: above the server's own 10 s commit timeout, so its 503 arrives first.
-DEFAULT_ATTEMPT_TIMEOUT = 15.0
-# A 503 from a follower's forward path names the leader it knows now (same scheme only).
-LEADER_HINT = "X-Raftkv-Leader"
-STATUS_PROBE_TIMEOUT = 2.0
-WATCH_IDLE_TIMEOUT = 35.0  # the server sends a progress line every 10 s
-DOWNLOAD_CHUNK = 1 << 16
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "AsyncClient", "ProgressCallback", "key_path"]
+
 DEFAULT_LOCK_TIMEOUT = 30.0
-
-ProgressCallback = Callable[[int, int], None]  # (bytes so far, total bytes)
 
 
 def key_path(key: bytes) -> str:
     """Percent-encode every byte but [A-Za-z0-9_~-]: `.`/`..` and `/` survive any
     URL normalisation on the way (the server decodes the raw path)."""
     return quote(key, safe="").replace(".", "%2E")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A successful HTTP answer."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    endpoint: str
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            raise ServerError(f"{self.endpoint} answered {self.status} with a body that is "
-                              "not JSON", status=self.status, endpoint=self.endpoint) from None
 
 
 class AsyncClient:
@@ -127,17 +101,32 @@ class AsyncClient:
         """`credentials`: the CA to verify https endpoints with, a client certificate
         and/or a bearer token (`credentials_from_env()` reads the RAFTKV_* ones).
         Not used with a `session` of your own: configure that session instead."""
-        self.credentials = credentials or Credentials()
-        self._ssl = self.credentials.ssl_context()  # files are read (and checked) now
-        self.selector = EndpointSelector(
-            endpoints.split(",") if isinstance(endpoints, str) else endpoints, strategy, rng)
-        self.retry = retry or RetryPolicy()
-        self.attempt_timeout = attempt_timeout
-        self.sessions = SessionPool(client_id)
-        self._rng = rng or random.Random()
-        self._http = session
-        self._owns_http = session is None
-        self._discovery: asyncio.Task[None] | None = None
+        self.transport = Transport(
+            endpoints.split(",") if isinstance(endpoints, str) else endpoints,
+            strategy=strategy, retry=retry or RetryPolicy(), attempt_timeout=attempt_timeout,
+            client_id=client_id, session=session, rng=rng,
+            credentials=credentials or Credentials())
+
+    # What the transport holds, as the client has always shown it.
+    @property
+    def credentials(self) -> Credentials:
+        return self.transport.credentials
+
+    @property
+    def selector(self) -> EndpointSelector:
+        return self.transport.selector
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.transport.retry
+
+    @property
+    def attempt_timeout(self) -> float:
+        return self.transport.attempt_timeout
+
+    @property
+    def sessions(self) -> SessionPool:
+        return self.transport.sessions
 
     @property
     def endpoints(self) -> list[str]:
@@ -150,25 +139,8 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._discovery is not None:
-            self._discovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._discovery
-        if self._http is not None and self._owns_http:
-            await self._http.close()
-        self._http = None
+        await self.transport.close()
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, ssl=self._ssl or True),
-                headers=self.credentials.headers(), auto_decompress=True)
-            self._owns_http = True
-        return self._http
-
-    # ==================================================================================
-    # Transport: endpoint choice, retries, sessions
-    # ==================================================================================
     async def request(self, method: str, path: str, *, target: str = "read",
                       params: dict[str, str] | None = None, data: bytes | None = None,
                       json_body: Any = None, session: bool = False,
@@ -177,148 +149,9 @@ class AsyncClient:
         strategy), "any" (endpoints in turn) or a URL (that node only, no retries
         elsewhere). `session`: send session headers (writes). `extra_wait`: seconds
         the server may legitimately hold the request (long-polls)."""
-        body = data
-        headers: dict[str, str] = {}
-        if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        held: Session | None = None
-        if session:
-            held, seq = self.sessions.acquire()
-            headers[CLIENT_ID_HEADER] = held.client_id
-            headers[SEQ_HEADER] = str(seq)
-        try:
-            return await self._with_retries(method, path, target, params or {}, body, headers,
-                                            extra_wait, frozenset(ok), is_write=session)
-        finally:
-            if held is not None:
-                self.sessions.release(held)
-
-    async def _with_retries(self, method: str, path: str, target: str, params: dict[str, str],
-                            body: bytes | None, headers: dict[str, str], extra_wait: float,
-                            ok: frozenset[int], *, is_write: bool) -> Answer:
-        policy = self.retry
-        deadline = time.monotonic() + policy.deadline + extra_wait
-        attempt = 0
-        sent = False  # a write may have reached a node: its outcome is unknown on failure
-        last: RaftkvError | None = None
-        redirects = 0
-        redirect_to: str | None = None
-        while True:
-            url = redirect_to or await self._pick(target)
-            redirect_to = None
-            query = dict(params)
-            via_leader = target == "write" and url == self.selector.usable_leader()
-            if via_leader and method != "GET":
-                query["redirect"] = "1"  # a stale leader tells us the new one (307)
-            remaining = deadline - time.monotonic()
-            timeout = aiohttp.ClientTimeout(
-                total=max(0.1, min(self.attempt_timeout + extra_wait, remaining)),
-                sock_connect=min(5.0, self.attempt_timeout))
-            code = ""
-            retry_after: float | None = None
-            try:
-                async with self._session().request(
-                        method, URL(url + path, encoded=True), params=query or None,
-                        data=body, headers=headers, timeout=timeout,
-                        allow_redirects=False) as resp:
-                    payload = await resp.read()
-                    status = resp.status
-                    resp_headers = resp.headers
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                sent = sent or not isinstance(exc, aiohttp.ClientConnectorError)
-                self._endpoint_failed(url)
-                last = ConnectError(f"{url}: {_describe(exc)}", endpoint=url,
-                                    outcome_unknown=is_write and sent)
-            else:
-                if status in ok:
-                    return Answer(status, resp_headers, payload, url)
-                if status == 307 and "Location" in resp_headers and redirects < 5:
-                    redirects += 1
-                    redirect_to = self._follow_redirect(resp_headers["Location"])
-                    if redirect_to is not None:
-                        continue
-                parsed = _parse_json(payload)
-                retry_after = _retry_after(resp_headers.get("Retry-After"))
-                error = error_from_response(status, parsed, endpoint=url,
-                                            retry_after=retry_after)
-                if not isinstance(error, UnavailableError):
-                    raise error
-                code = error.code
-                if code in LEADER_CHANGE_CODES:
-                    self.selector.forget_leader()
-                elif is_write and code not in NOT_APPLIED_CODES:
-                    sent = True  # e.g. 503 timeout, outcome_unknown: may have applied
-                hint = resp_headers.get(LEADER_HINT, "")
-                if hint.startswith(url.split("://", 1)[0] + "://") and (
-                        self._follow_redirect(hint) is not None):
-                    retry_after = None  # the node named the new leader: go there now
-                error.outcome_unknown = is_write and sent
-                last = error
-            if target not in ("write", "read", "any") or not policy.may_retry(attempt):
-                raise last
-            wait = policy.delay(attempt, code, retry_after, self._rng)
-            if time.monotonic() + wait >= deadline:
-                raise last
-            attempt += 1
-            await asyncio.sleep(wait)
-
-    async def _pick(self, target: str) -> str:
-        sel = self.selector
-        if target == "write" or (target == "read" and sel.strategy == "leader"):
-            if sel.usable_leader() is None:
-                await self._discover()
-            return sel.for_write() if target == "write" else sel.for_read()
-        if target == "read":
-            return sel.for_read()
-        if target == "any":
-            return sel.any()
-        return target
-
-    def _endpoint_failed(self, url: str) -> None:
-        sel = self.selector
-        if url == sel.leader_url:
-            if url in sel.endpoints:
-                sel.forget_leader()
-            else:
-                sel.leader_unreachable(url)
-
-    def _follow_redirect(self, location: str) -> str | None:
-        parts = urlsplit(location)
-        if not parts.scheme or not parts.netloc:
-            return None
-        origin = f"{parts.scheme}://{parts.netloc}"
-        self.selector.set_leader(None, origin)
-        return origin
-
-    async def _discover(self) -> None:
-        """Ask every endpoint's /v1/status for the leader; concurrent callers share one
-        round. Leaves the leader unknown if nobody knows one (the caller then sends to
-        an endpoint, which answers 503 no_leader, and backs off)."""
-        if self._discovery is None or self._discovery.done():
-            self._discovery = asyncio.ensure_future(self._discover_round())
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self._discovery)
-
-    async def _discover_round(self) -> None:
-        statuses = await asyncio.gather(
-            *(self._probe(url) for url in self.selector.endpoints), return_exceptions=True)
-        best: Status | None = None
-        for st in statuses:
-            if isinstance(st, Status) and st.leader is not None and (
-                    best is None or st.term > best.term):
-                best = st
-        if best is not None and best.leader is not None:
-            url = best.leader.client_url or (best.endpoint if best.role == "leader" else "")
-            self.selector.set_leader(best.leader.id, url or None)
-
-    async def _probe(self, url: str) -> Status:
-        timeout = aiohttp.ClientTimeout(total=STATUS_PROBE_TIMEOUT)
-        async with self._session().get(url + "/v1/status", timeout=timeout) as resp:
-            if resp.status != 200:
-                raise error_from_response(resp.status, _parse_json(await resp.read()),
-                                          endpoint=url)
-            return Status.from_json(await resp.json(), url)
+        return await self.transport.request(method, path, target=target, params=params,
+                                            data=data, json_body=json_body, session=session,
+                                            extra_wait=extra_wait, ok=ok)
 
     # ==================================================================================
     # Key-value
@@ -514,9 +347,9 @@ class AsyncClient:
     # ==================================================================================
     # Watch
     # ==================================================================================
-    async def watch(self, key: Bytes = b"", *, prefix: bool = False, start_revision: int = 0,
-                    progress: bool = False, resume: bool = True,
-                    give_up_after: float | None = None) -> AsyncIterator[WatchEvent]:
+    def watch(self, key: Bytes = b"", *, prefix: bool = False, start_revision: int = 0,
+              progress: bool = False, resume: bool = True,
+              give_up_after: float | None = None) -> AsyncIterator[WatchEvent]:
         """Changes of `key` (or of every key with that prefix), in revision order.
 
         `start_revision` replays history from there (else: changes from now on).
@@ -524,80 +357,8 @@ class AsyncClient:
         need be, from where it stopped: no event is lost or repeated, for as long as
         it takes, or until no member could serve it for `give_up_after` seconds. A
         history that no longer reaches back raises `CompactedError`."""
-        k = to_bytes(key)
-        if not k and not prefix:
-            raise ValueError("watch a key, or prefix=True (an empty prefix: every key)")
-        next_rev = start_revision
-        delivered = 0  # events of revision next_rev delivered (a txn's events share one)
-        attempt = 0
-        failing_since: float | None = None
-        while True:
-            url = await self._pick("read")
-            params = {"encoding": "base64", "key_b64": _b64(k)}
-            if prefix:
-                params["prefix"] = "1"
-            if next_rev:
-                params["start_revision"] = str(next_rev)
-            to_skip = delivered  # a re-opened stream replays revision next_rev
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0,
-                                            sock_read=WATCH_IDLE_TIMEOUT)
-            error: RaftkvError | None = None
-            try:
-                async with self._session().get(url + "/v1/watch", params=params,
-                                               timeout=timeout) as resp:
-                    if resp.status != 200:
-                        err = error_from_response(
-                            resp.status, _parse_json(await resp.read()), endpoint=url,
-                            retry_after=_retry_after(resp.headers.get("Retry-After")))
-                        if not isinstance(err, UnavailableError) or not resume:
-                            raise err
-                        error = err
-                    else:
-                        attempt, failing_since = 0, None
-                        if not next_rev:
-                            next_rev = int(resp.headers.get("X-Raftkv-Revision", "0")) + 1
-                        async for line in resp.content:
-                            if not line.strip():
-                                continue
-                            obj = json.loads(line)
-                            kind = obj.get("type")
-                            if kind == "error":
-                                if obj.get("error") == "compacted":
-                                    raise CompactedError(str(obj.get("message")),
-                                                         code="compacted", endpoint=url)
-                                error = UnavailableError(
-                                    f"watch closed by {url}: {obj.get('error')}",
-                                    code=str(obj.get("error", "")), endpoint=url)
-                                break
-                            event = WatchEvent.from_json(obj)
-                            if kind == "progress":
-                                if event.revision + 1 > next_rev:
-                                    next_rev, delivered, to_skip = event.revision + 1, 0, 0
-                                if progress:
-                                    yield event
-                                continue
-                            if event.revision == next_rev and to_skip:
-                                to_skip -= 1
-                                continue
-                            if event.revision > next_rev:
-                                next_rev, delivered, to_skip = event.revision, 0, 0
-                            delivered += 1
-                            yield event
-                        else:
-                            error = UnavailableError(f"watch stream from {url} ended",
-                                                     endpoint=url)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self._endpoint_failed(url)
-                error = ConnectError(f"{url}: {_describe(exc)}", endpoint=url)
-            assert error is not None
-            now = time.monotonic()
-            failing_since = now if failing_since is None else failing_since
-            if not resume or (give_up_after is not None and now - failing_since > give_up_after):
-                raise error
-            if isinstance(error, NoLeaderError):
-                self.selector.forget_leader()
-            await asyncio.sleep(self.retry.backoff(attempt, self._rng))
-            attempt += 1
+        return watch_events(self.transport, key, prefix=prefix, start_revision=start_revision,
+                            progress=progress, resume=resume, give_up_after=give_up_after)
 
     # ==================================================================================
     # Cluster
@@ -617,11 +378,11 @@ class AsyncClient:
         """The status of every configured endpoint, or the error it gave."""
         async def one(url: str) -> Status | RaftkvError:
             try:
-                return await self._probe(url)
+                return await self.transport.probe(url)
             except RaftkvError as exc:
                 return exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                return ConnectError(f"{url}: {_describe(exc)}", endpoint=url)
+                return ConnectError(f"{url}: {describe(exc)}", endpoint=url)
 
         return list(await asyncio.gather(*(one(u) for u in self.selector.endpoints)))
 
@@ -640,7 +401,7 @@ class AsyncClient:
 
     async def leader(self) -> Status:
         """The leader's own status (found through the endpoints)."""
-        await self._discover()
+        await self.transport.discover()
         url = self.selector.usable_leader()
         if url is None:
             raise NoLeaderError("no endpoint knows a reachable leader", code="no_leader")
@@ -721,7 +482,8 @@ class AsyncClient:
             try:
                 ans = await self.request("GET", f"/v1/checkpoints/{cid}", target=url)
                 manifest = CheckpointManifest.from_json(ans.json())
-                await self._download_data(url, cid, manifest, Path(out_dir), progress)
+                await download_data(self.transport, url, cid, manifest, Path(out_dir),
+                                    progress)
                 return manifest
             except (CheckpointNotFoundError, UnavailableError) as exc:
                 last = exc
@@ -735,57 +497,6 @@ class AsyncClient:
             urls.remove(leader)
             urls.insert(0, leader)
         return urls
-
-    async def _download_data(self, url: str, cid: str, manifest: CheckpointManifest,
-                             out_dir: Path, progress: ProgressCallback | None) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        part = out_dir / f".data.{secrets.token_hex(4)}.part"
-        digest = hashlib.sha256()
-        size = 0
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0,
-                                        sock_read=self.attempt_timeout)
-        try:
-            try:
-                async with self._session().get(f"{url}/v1/checkpoints/{cid}/data",
-                                               timeout=timeout) as resp:
-                    if resp.status != 200:
-                        raise error_from_response(resp.status, _parse_json(await resp.read()),
-                                                  endpoint=url)
-                    header_sum = resp.headers.get("X-Raftkv-Checkpoint-Sha256")
-                    if header_sum and header_sum != manifest.sha256:
-                        raise CheckpointVerifyError(
-                            f"{url} serves checkpoint {manifest.id} with sha256 {header_sum}, "
-                            f"its manifest says {manifest.sha256}", endpoint=url)
-                    with open(part, "wb") as f:
-                        if progress is not None:
-                            progress(0, manifest.size)
-                        async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
-                            f.write(chunk)
-                            digest.update(chunk)
-                            size += len(chunk)
-                            if progress is not None:
-                                progress(size, manifest.size)
-                        f.flush()
-                        os.fsync(f.fileno())
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ConnectError(f"{url}: download failed: {_describe(exc)}",
-                                   endpoint=url) from None
-            if size != manifest.size:
-                raise CheckpointVerifyError(
-                    f"checkpoint {manifest.id}: downloaded {size} bytes, the manifest says size "
-                    f"{manifest.size}", endpoint=url)
-            if digest.hexdigest() != manifest.sha256:
-                raise CheckpointVerifyError(
-                    f"checkpoint {manifest.id}: sha256 {digest.hexdigest()} does not match "
-                    f"the manifest's {manifest.sha256}", endpoint=url)
-            os.replace(part, out_dir / "data")
-            _write_durably(out_dir / "manifest.json",
-                           json.dumps(manifest.raw or _manifest_json(manifest),
-                                      indent=2).encode())
-            _fsync_dir(out_dir)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -805,66 +516,3 @@ def _conditions(if_version: int | None, if_mod_revision: int | None, if_exists: 
         except UnicodeDecodeError:
             raise ValueError("if_value must be UTF-8 text (a query parameter)") from None
     return out
-
-
-def _parse_json(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return (f"TLS: the server's certificate is not trusted ({exc.certificate_error}); "
-                "give the cluster's CA with --cacert / RAFTKV_CACERT")
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        return f"TLS handshake failed: {exc.os_error}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        errno = exc.os_error.errno
-        return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"
-    text = str(exc) or type(exc).__name__
-    return text
-
-
-def _b64(data: bytes) -> str:
-    import base64
-    return base64.b64encode(data).decode("ascii")
-
-
-def _manifest_json(m: CheckpointManifest) -> dict[str, Any]:
-    return {"id": m.id, "index": m.index, "term": m.term, "sha256": m.sha256, "size": m.size,
-            "time": m.time, "members": m.members}
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

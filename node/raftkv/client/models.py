@@ -12,6 +12,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raftkv.protocol.headers import CREATE_REVISION, LEASE, MOD_REVISION, VERSION
+
 Bytes = str | bytes
 
 
@@ -57,10 +59,10 @@ class KeyValue:
 
     @classmethod
     def from_headers(cls, key: bytes, value: bytes, headers: Any) -> KeyValue:
-        return cls(key, value, int(headers.get("X-Raftkv-Create-Revision", 0)),
-                   int(headers.get("X-Raftkv-Mod-Revision", 0)),
-                   int(headers.get("X-Raftkv-Version", 0)),
-                   int(headers.get("X-Raftkv-Lease", 0)))
+        return cls(key, value, int(headers.get(CREATE_REVISION, 0)),
+                   int(headers.get(MOD_REVISION, 0)),
+                   int(headers.get(VERSION, 0)),
+                   int(headers.get(LEASE, 0)))
 
 
 def _kv_or_none(obj: Any) -> KeyValue | None:

@@ -30,6 +30,7 @@ from raftkv.fsm.machine import InvalidSnapshot, StateMachine
 from raftkv.fsm.results import (
     ApplyResult,
     KeyValue,
+    LeaseGranted,
     LockGrant,
     LockWaitCancelled,
     WatchEvent,
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidSnapshot",
     "KeyValue",
     "LeaseExpire",
+    "LeaseGranted",
     "LeaseGrant",
     "LeaseRevoke",
     "LockAcquire",

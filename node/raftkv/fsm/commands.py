@@ -108,7 +108,7 @@ For the runtime
 effects to act on — ``events`` (watch events: type, key, value, create/mod
 revision, version, lease), ``lock_grants`` (answer those waiters),
 ``lock_waits_cancelled`` (fail those waiters: lease gone or gave up),
-``revoked_leases`` (forget their deadlines), ``checkpoint`` (write one now),
+``lease_granted`` (start its deadline), ``revoked_leases`` (forget their deadlines), ``checkpoint`` (write one now),
 ``duplicate`` (a session replay). Local reads, for ReadIndex or serializable
 reads: ``get``, ``range``, ``lease_info``, ``leases``, ``lock_info``,
 ``lock_status``, ``locks``, ``members``, ``stats``. Lease deadlines and
@@ -137,18 +137,18 @@ safe for exactly-once.
 
 from __future__ import annotations
 
-import re
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 import msgpack
+
+from raftkv.protocol.checkpoints import is_checkpoint_id
 
 FORMAT_VERSION = 1
 MAX_INT64 = 2**63 - 1
 MAX_LEASE_TTL = 9_000_000_000  # seconds; etcd's MaxLeaseTTL
 MAX_CLIENT_ID_CHARS = 256
 MAX_SEQ = 2**64 - 1
-_CHECKPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 ALL_KEYS_END = b"\0"  # etcd's range_end for "every key >= key"
 
@@ -539,12 +539,12 @@ class LockRelease(_Command):
 @dataclass(slots=True)
 class Checkpoint(_Command):
     """Every member writes its state at this entry as checkpoint `id` (a safe
-    directory name: letters, digits, '.', '_', '-', not starting with '.')."""
+    directory name: letters, digits, '.', '_', '-', starting with a letter or digit)."""
 
     id: str
 
     def __post_init__(self) -> None:
-        if type(self.id) is not str or not _CHECKPOINT_ID.fullmatch(self.id):
+        if not is_checkpoint_id(self.id):  # raftkv.protocol: the one rule
             raise InvalidCommand(
                 "checkpoint id must be 1..128 of [A-Za-z0-9._-], starting with a letter or digit"
             )

@@ -60,6 +60,7 @@ from raftkv.fsm.results import (
     EVENT_PUT,
     ApplyResult,
     KeyValue,
+    LeaseGranted,
     LockGrant,
     LockWaitCancelled,
     Record,
@@ -348,7 +349,8 @@ class StateMachine:
         if lease_id in self._leases:
             return ApplyResult(index, self._error(LEASE_EXISTS, f"lease {lease_id} exists"))
         self._leases.grant(lease_id, cmd.ttl)
-        return ApplyResult(index, {"revision": self.revision, "id": lease_id, "ttl": cmd.ttl})
+        return ApplyResult(index, {"revision": self.revision, "id": lease_id, "ttl": cmd.ttl},
+                           lease_granted=LeaseGranted(lease_id, cmd.ttl))
 
     def _apply_lease_revoke(self, index: int, cmd: LeaseRevoke) -> ApplyResult:
         if cmd.id not in self._leases:

@@ -46,6 +46,13 @@ class LockGrant(NamedTuple):
     token: int
 
 
+class LeaseGranted(NamedTuple):
+    """Lease `id` was granted with `ttl` seconds (the leader starts its clock)."""
+
+    id: int
+    ttl: int
+
+
 class LockWaitCancelled(NamedTuple):
     """`lease` no longer waits for lock `name` (its lease was revoked or it let go)."""
 
@@ -58,10 +65,11 @@ class ApplyResult:
     """The outcome of one applied entry.
 
     `result` is the command's answer (see `commands` for the shapes). The other
-    fields are side effects the runtime acts on: notify watchers of `events`,
-    answer lock waiters in `lock_grants` / `lock_waits_cancelled`, forget the
-    deadlines of `revoked_leases`, write checkpoint `checkpoint` now. A duplicate
-    (session replay) has the recorded `result` and no side effects.
+    fields are side effects the runtime acts on, typed so it never reads them
+    out of `result`: notify watchers of `events`, answer lock waiters in
+    `lock_grants` / `lock_waits_cancelled`, start the deadline of `lease_granted`,
+    forget the deadlines of `revoked_leases`, write checkpoint `checkpoint` now. A
+    duplicate (session replay) has the recorded `result` and no side effects.
     """
 
     index: int
@@ -71,6 +79,7 @@ class ApplyResult:
     lock_grants: Sequence[LockGrant] = ()
     lock_waits_cancelled: Sequence[LockWaitCancelled] = ()
     revoked_leases: Sequence[int] = ()
+    lease_granted: LeaseGranted | None = None
     checkpoint: str | None = None
     duplicate: bool = False
 

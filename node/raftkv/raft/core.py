@@ -377,6 +377,14 @@ class Raft:
                 pass  # our term moves when the pre-vote wins, not per response
             elif m.type in (MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP):
                 self.become_follower(m.term, m.frm)
+            elif m.type == MsgType.VOTE:
+                # Adopt the term but keep the election timer running: Raft resets it
+                # only on granting the vote (below) or on hearing from a leader. A
+                # refused candidate with a stale log on a faster clock would
+                # otherwise keep the only voters that can win from ever campaigning.
+                elapsed = self.election_elapsed
+                self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
             else:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term:

@@ -13,8 +13,15 @@ the acceptor). Before any frame of it reaches the Raft core, `PeerGate` checks:
   peer URL is one of its DNS or IP subjectAltNames (exact match, no wildcards).
 
 Only a node that knows no membership at all (a joiner whose data directory is empty)
-accepts any member id: that is how the leader reaches a new learner. Refusals raise
-`codec.FrameError` with a bounded reason (the metric label).
+accepts any member id: that is how the leader reaches a new learner. Likewise a node
+whose log is behind a membership change (it was down while a member was added) may
+hear from a member it does not know yet, and when that member leads, only it can
+bring the log up to date. So a node that has no leader, or whose leader is that
+member, admits an id it does not know, authenticated as any other member (the same
+cluster id, never removed, with peer TLS a certificate naming it), as Raft expects
+servers to take messages from outside their configuration. A node that follows or
+is a leader it knows learns new members from the log and admits no stranger.
+Refusals raise `codec.FrameError` with a bounded reason (the metric label).
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ class MembershipView(Protocol):
         ...
 
     def is_removed(self, member: int) -> bool:
+        ...
+
+    def current_leader(self) -> int:
+        """The leader this node follows (its own id when it leads), 0 if none."""
         ...
 
 
@@ -120,9 +131,25 @@ class PeerGate:
             raise codec.FrameError("not_member", f"HELLO meant for member {hello.to}")
         if hello.frm == self.my_id:
             raise codec.FrameError("not_member", "HELLO claims to be this node")
+        if self._unknown_but_maybe_ahead(hello.frm):
+            if hello.cluster_id != self.cluster.value:
+                raise codec.FrameError("wrong_cluster" if hello.cluster_id else "not_member",
+                                       f"{hello.frm} is not a member of cluster "
+                                       f"{self.cluster.value}")
+            self._check_certificate(hello.frm, hello.name, cert)
+            return
         self._check_member(hello.frm, hello.name)
         self._check_certificate(hello.frm, hello.name, cert)
         self._check_cluster(hello.cluster_id)
+
+    def _unknown_but_maybe_ahead(self, member: int) -> bool:
+        """A member our log may not name yet (see the module doc): not one we know,
+        never removed, we know our cluster id (never adopted from it), and we have no
+        leader or it is our leader."""
+        view = self.view
+        members = view.current_members()
+        return (bool(members) and member not in members and not view.is_removed(member)
+                and bool(self.cluster.value) and view.current_leader() in (0, member))
 
     def check_welcome(self, expected: int, cluster_id: str, member: int, name: str,
                       cert: PeerCert) -> None:

@@ -63,7 +63,7 @@ from raftkv.runtime.errors import ApiError
 from raftkv.runtime.http import KV_ROUTE, KvService, api_error, error_parts, path_key, result_of
 from raftkv.runtime.http.auth import Identity, peercert_of
 from raftkv.runtime.jsonbytes import encoding_of, to_json
-from raftkv.runtime.node import Completion
+from raftkv.runtime.outcomes import Completion
 
 log = logging.getLogger("raftkv.api")
 

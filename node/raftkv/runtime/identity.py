@@ -9,25 +9,16 @@ disk answer for votes and log entries the old incarnation gave (the etcd lesson)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftkv.protocol.ids import MAX_ID, member_id
+
 IDENTITY_FILE = "identity.json"
-MAX_ID = 2**53  # ids stay exact in JSON
 _STATE_DIRS = ("wal", "snapshots", "checkpoints")
-
-
-def member_id(name: str) -> int:
-    """The first 6 bytes of sha256(name) as a big-endian int, or 1 if that is 0.
-
-    6 bytes keep ids exact in JSON (below 2**53) and collisions negligible for
-    clusters of a handful of members."""
-    value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
-    return value or 1
 
 
 def fresh_member_id(name: str) -> int:

@@ -2,7 +2,7 @@
 
 `plan()` is pure (no I/O, no clock, no event loop): from a Ready, the node's
 role and what it has made durable, it returns the ordered steps. Two executors
-run those steps: the node loop (`RaftNode._handle_ready`) and the simulator
+run those steps: the node loop (`NodeLoop._handle_ready`, loop.py) and the simulator
 (`tests/sim/cluster.py`), so every simulated seed exercises the order that
 production uses, and a deliberately wrong plan (tests/sim/broken_plans.py) is
 caught by the simulator.

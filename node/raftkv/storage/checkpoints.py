@@ -16,12 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
+from raftkv.protocol.checkpoints import is_checkpoint_id, validate_checkpoint_id
 from raftkv.storage.errors import CheckpointExistsError, CorruptCheckpointError
 from raftkv.storage.fsutil import fsync_directory, make_directory
 
@@ -30,21 +30,9 @@ log = logging.getLogger(__name__)
 DATA_NAME = "data"
 MANIFEST_NAME = "manifest.json"
 _TEMP_PREFIX = ".tmp-"
-# Safe names only: no separators, no leading dot (so never ".", ".." or our temp names).
-_CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _READ_CHUNK = 1 << 20
 
 Manifest = dict[str, Any]
-
-
-def validate_checkpoint_id(checkpoint_id: str) -> str:
-    """Return the id if it is a safe directory name, else raise ValueError."""
-    if not isinstance(checkpoint_id, str) or not _CHECKPOINT_ID.match(checkpoint_id):
-        raise ValueError(
-            f"invalid checkpoint id {checkpoint_id!r}: use 1-128 characters from "
-            "[A-Za-z0-9._-], not starting with '.'"
-        )
-    return checkpoint_id
 
 
 class CheckpointStore:
@@ -159,7 +147,7 @@ class CheckpointStore:
         A checkpoint with an unreadable manifest is skipped with a warning."""
         manifests = []
         for path in self.directory.iterdir():
-            if path.name.startswith(".") or not _CHECKPOINT_ID.match(path.name):
+            if not is_checkpoint_id(path.name):  # our temp names start with "."
                 continue
             try:
                 manifests.append(_read_manifest(path / MANIFEST_NAME))

@@ -6,7 +6,17 @@ from collections.abc import Callable
 
 import pytest
 
-from raftkv.fsm import Delete, InvalidCommand, LeaseExpire, LeaseGrant, LeaseRevoke, Put, WatchEvent
+from raftkv.fsm import (
+    Delete,
+    InvalidCommand,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    Put,
+    Session,
+    WatchEvent,
+)
 from tests.unit.fsm.support import Log, kv_of
 
 
@@ -145,3 +155,20 @@ def test_expiry_revokes_granted_ids_and_skips_the_others() -> None:
 
 def test_lease_expire_ids_are_kept_sorted_and_unique() -> None:
     assert LeaseExpire([9, 2, 9, 4]).ids == [2, 4, 9]
+
+
+def test_a_grant_reports_its_lease_as_a_typed_side_effect() -> None:
+    """The runtime starts a lease's deadline from `ApplyResult.lease_granted`, never
+    by recognising a grant's answer among the result dicts."""
+    log = Log()
+    assert log.apply(LeaseGrant(30, 1000)).lease_granted == LeaseGranted(1000, 30)
+    assert log.apply(LeaseGrant(10)).lease_granted == LeaseGranted(2, 10)
+    # A refused grant, and commands whose answers are not grants, start no deadline.
+    assert log.apply(LeaseGrant(50, 1000)).lease_granted is None
+    assert log.apply(Put(b"k", b"v", lease=1000)).lease_granted is None
+    assert log.apply(LeaseRevoke(1000)).lease_granted is None
+    # A session replay answers what it answered first, with no side effects.
+    session = Session("client", 1)
+    assert log.apply(LeaseGrant(7), session).lease_granted is not None
+    replayed = log.apply(LeaseGrant(7), session)
+    assert replayed.duplicate and replayed.lease_granted is None

@@ -15,10 +15,14 @@ CID = "0f" * 16
 
 
 class View:
-    def __init__(self, members: dict[int, tuple[str, str]], removed: set[int] | None = None
-                 ) -> None:
+    def __init__(self, members: dict[int, tuple[str, str]], removed: set[int] | None = None,
+                 leader: int = 2) -> None:
         self.members = members
         self.removed = removed or set()
+        self.leader = leader
+
+    def current_leader(self) -> int:
+        return self.leader
 
     def current_members(self) -> frozenset[int]:
         return frozenset(self.members)
@@ -53,10 +57,10 @@ def test_the_binding_rule() -> None:
 
 
 def _gate(tmp_path: Path, cluster: str | None = CID, tls: bool = False,
-          removed: set[int] | None = None, members: dict[int, tuple[str, str]] | None = None
-          ) -> PeerGate:
+          removed: set[int] | None = None, members: dict[int, tuple[str, str]] | None = None,
+          leader: int = 2) -> PeerGate:
     view = View({1: ("n1", "127.0.0.11:7380"), 2: ("n2", "127.0.0.12:7380")}
-                if members is None else members, removed)
+                if members is None else members, removed, leader)
     return PeerGate(1, "n1", view, ClusterId(cluster, tmp_path), tls=tls)
 
 
@@ -102,6 +106,39 @@ def test_a_joiner_that_knows_nobody_admits_the_leader(tmp_path: Path) -> None:
     gate = _gate(tmp_path, cluster=None, members={})
     gate.check_hello(codec.Hello(CID, 77, 1, "leader"), None)
     assert gate.cluster.value == CID
+
+
+def test_a_node_without_a_leader_admits_a_member_its_log_does_not_name_yet(
+        tmp_path: Path) -> None:
+    # Down while n9 was added, then n9 became leader: this node's log does not name
+    # n9 yet, and only n9 can bring it up to date (the chaos runs, seed 58724).
+    gate = _gate(tmp_path, tls=True, leader=0)
+    gate.check_hello(codec.Hello(CID, 9, 1, "n9"), cert(["n9"]))
+    _gate(tmp_path, leader=0).check_hello(codec.Hello(CID, 9, 1, "n9"), None)  # insecure
+    # Authenticated as any member would be: the certificate names it, same cluster,
+    # never removed.
+    assert _refused(gate, codec.Hello(CID, 9, 1, "n9"), cert(["n2"])) == "certificate"
+    assert _refused(gate, codec.Hello(CID, 9, 1, "n9"), None) == "certificate"
+    assert _refused(gate, codec.Hello("ab" * 16, 9, 1, "n9"), cert(["n9"])) == "wrong_cluster"
+    assert _refused(gate, codec.Hello("", 9, 1, "n9"), cert(["n9"])) == "not_member"
+    gone = _gate(tmp_path, tls=True, leader=0, removed={9})
+    assert _refused(gone, codec.Hello(CID, 9, 1, "n9"), cert(["n9"])) == "removed"
+    # A known member's id is still held to its replicated name.
+    assert _refused(gate, codec.Hello(CID, 2, 1, "n9"), cert(["n9"])) == "not_member"
+    # It may also be our leader already (its appends reached us on the first
+    # connection; a snapshot or a reconnect comes on a new one).
+    following = _gate(tmp_path, tls=True, leader=9)
+    following.check_hello(codec.Hello(CID, 9, 1, "n9"), cert(["n9"]))
+    # Following a leader we know, this node will learn of new members from it: an
+    # id it does not know is refused, with or without TLS.
+    assert _refused(_gate(tmp_path, tls=True), codec.Hello(CID, 9, 1, "n9"),
+                    cert(["n9"])) == "not_member"
+    assert _refused(_gate(tmp_path, tls=True, leader=1), codec.Hello(CID, 9, 1, "n9"),
+                    cert(["n9"])) == "not_member"  # we lead: every member is in our log
+    assert _refused(_gate(tmp_path), codec.Hello(CID, 9, 1, "n9")) == "not_member"
+    # A node without a cluster id learns it only from a member it knows.
+    assert _refused(_gate(tmp_path, cluster=None, leader=0),
+                    codec.Hello(CID, 9, 1, "n9")) == "not_member"
 
 
 def test_welcome_must_come_from_the_member_dialed(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ class _View:
     def is_removed(self, member: int) -> bool:
         return False
 
+    def current_leader(self) -> int:
+        return A
+
 
 def _free_port_on(*hosts: str) -> int:
     while True:

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from raftkv.fsm import Checkpoint, InvalidCommand
+from raftkv.protocol.headers import CHECKPOINT_INDEX, CHECKPOINT_SHA256
 from raftkv.runtime.errors import bad_request, conflict, not_found, unavailable
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
@@ -104,5 +105,5 @@ class CheckpointResource:
             raise not_found(f"checkpoint {cid!r} not found", "checkpoint_not_found")
         return web.FileResponse(path, headers={
             "Content-Type": "application/octet-stream",
-            "X-Raftkv-Checkpoint-Sha256": manifest["sha256"],
-            "X-Raftkv-Checkpoint-Index": str(manifest["index"])})
+            CHECKPOINT_SHA256: manifest["sha256"],
+            CHECKPOINT_INDEX: str(manifest["index"])})

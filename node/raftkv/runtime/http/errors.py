@@ -18,7 +18,7 @@ from aiohttp import web
 from raftkv.raft import NotLeader, ProposalDropped
 from raftkv.runtime.errors import ApiError, conflict, no_leader, unavailable
 from raftkv.runtime.limits import LimitExceeded
-from raftkv.runtime.node import (
+from raftkv.runtime.outcomes import (
     NodeFailed,
     NodeStopped,
     OutcomeUnknown,

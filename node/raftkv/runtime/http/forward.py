@@ -13,6 +13,7 @@ import aiohttp
 import aiohttp.abc
 from aiohttp import web
 
+from raftkv.protocol.headers import FORWARDED, LEADER_HINT
 from raftkv.raft import NONE, StateRole
 from raftkv.runtime.errors import ApiError, no_leader, unavailable
 from raftkv.runtime.http.errors import wait_interrupted
@@ -20,9 +21,7 @@ from raftkv.runtime.http.params import MAX_WAIT_SECONDS, flag, float_param, read
 from raftkv.runtime.http.service import Forward, KvService, identity_of
 from raftkv.security.tls import ReloadingTLS
 
-FORWARDED = "X-Raftkv-Forwarded"
 # On a 503 from the forward path: the client URL of the leader this node knows now.
-LEADER_HINT = "X-Raftkv-Leader"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

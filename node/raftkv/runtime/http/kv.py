@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from raftkv.fsm import Compare, Delete, Put, Range, Txn
+from raftkv.protocol.headers import REVISION
 from raftkv.runtime.errors import not_found
 from raftkv.runtime.http.params import flag, int_param, path_key, read_body
 from raftkv.runtime.http.routing import Route, json_response
@@ -49,7 +50,7 @@ class KvResource:
                                 headers=headers)
         result = svc.node.fsm.range(query)
         return json_response(to_json(result, encoding),
-                             headers={"X-Raftkv-Revision": str(result["revision"])})
+                             headers={REVISION: str(result["revision"])})
 
     async def put(self, request: web.Request) -> web.Response:
         svc = self.service

@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from raftkv.raft import ConfChange, ConfChangeType
+from raftkv.runtime.bootstrap import member_context
 from raftkv.runtime.errors import bad_request, conflict, not_found
 from raftkv.runtime.http.params import match_int
 from raftkv.runtime.http.routing import Route, json_response
 from raftkv.runtime.http.service import KvService
 from raftkv.runtime.identity import member_id
-from raftkv.runtime.node import PROMOTE_LAG_ENTRIES, member_context
+from raftkv.runtime.node import PROMOTE_LAG_ENTRIES
 
 
 class MemberResource:

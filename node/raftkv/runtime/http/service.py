@@ -12,6 +12,15 @@ import asyncio
 from typing import Any
 
 from raftkv.fsm import ApplyResult, InvalidCommand, Put, Session, encode
+from raftkv.protocol.headers import (
+    CLIENT_ID,
+    CREATE_REVISION,
+    LEASE,
+    MOD_REVISION,
+    REVISION,
+    SEQ,
+    VERSION,
+)
 from raftkv.raft import ConfChange, NotLeader
 from raftkv.runtime.errors import ApiError, bad_request, not_found
 from raftkv.runtime.http.auth import (
@@ -26,9 +35,6 @@ from raftkv.runtime.http.params import RequestLike, flag, int_param, parse_json_
 from raftkv.runtime.http.routing import IDENTITY
 from raftkv.runtime.jsonbytes import encoding_of
 from raftkv.runtime.node import RaftNode
-
-CLIENT_ID = "X-Raftkv-Client-Id"
-SEQ = "X-Raftkv-Seq"
 
 # fsm result error codes -> HTTP status
 _RESULT_STATUS = {
@@ -51,7 +57,7 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     code = result.get("error")
     if code is not None:
         # result_not_retained: the command WAS applied, at this revision.
-        headers = ({"X-Raftkv-Revision": str(result.get("revision"))}
+        headers = ({REVISION: str(result.get("revision"))}
                    if code == "result_not_retained" else None)
         raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code),
                        headers=headers)
@@ -150,11 +156,11 @@ class KvService:
         if kv is None:
             raise not_found(f"key {key!r} not found", "key_not_found")
         return kv.value, {
-            "X-Raftkv-Create-Revision": str(kv.create_revision),
-            "X-Raftkv-Mod-Revision": str(kv.mod_revision),
-            "X-Raftkv-Version": str(kv.version),
-            "X-Raftkv-Lease": str(kv.lease),
-            "X-Raftkv-Revision": str(fsm.revision),
+            CREATE_REVISION: str(kv.create_revision),
+            MOD_REVISION: str(kv.mod_revision),
+            VERSION: str(kv.version),
+            LEASE: str(kv.lease),
+            REVISION: str(fsm.revision),
         }
 
     # --- proposals and reads (awaiting) ------------------------------------------------

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from raftkv.fsm import prefix_end
 from raftkv.fsm.commands import ALL_KEYS_END
+from raftkv.protocol.headers import REVISION
 from raftkv.runtime.errors import ApiError, bad_request
 from raftkv.runtime.http.params import flag, int_param
 from raftkv.runtime.http.routing import Route
@@ -56,7 +57,7 @@ class WatchResource:
             raise ApiError(410, "compacted", str(exc)) from None
         response = web.StreamResponse(headers={
             "Content-Type": "application/x-ndjson",
-            "X-Raftkv-Revision": str(self.node.fsm.revision)})
+            REVISION: str(self.node.fsm.revision)})
         await response.prepare(request)
         try:
             while True:
