@@ -490,6 +490,8 @@ class Paxos:
         self.snap_meta = meta
         self.commit = meta.index
         self.conf = meta.conf_state
+        if self.role != StateRole.FOLLOWER and self.id not in self.conf.voters:
+            self._become_follower(NONE)  # the snapshot says we were removed
         self._pending_confs = [(s, cc) for s, cc in self._pending_confs if s > meta.index]
         for s in [s for s in self._acks if s <= meta.index]:
             del self._acks[s]
@@ -549,6 +551,9 @@ class Paxos:
         return best
 
     def _maybe_lead(self) -> None:
+        if not self.is_voter():
+            self._become_follower(NONE)  # removed while campaigning (learnt meanwhile)
+            return
         promises = [*self._promises.values(), self._own_promise()]
         responders = {p.frm for p in promises}
         confs = self._phase1_configs(promises)
@@ -686,8 +691,8 @@ class Paxos:
 
     def _apply_conf_change(self, cc: ConfChange) -> None:
         self.conf = conf_after(self.conf, cc)
-        if self.role == StateRole.LEADER and self.id not in self.conf.voters:
-            self._become_follower(NONE)  # a removed leader steps down
+        if self.role != StateRole.FOLLOWER and self.id not in self.conf.voters:
+            self._become_follower(NONE)  # a removed leader (or candidate) steps down
         if self.lead_transferee != NONE and self.lead_transferee not in self.conf.voters:
             self.lead_transferee = NONE
 
