@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: install test lint sim demo bench bench-core crds clean fuzz-peer
+.PHONY: install test lint sim sim-paxos demo bench bench-core crds clean fuzz-peer
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ lint: install
 SIM_ARGS ?=
 sim: install
 	$(BIN)/python -m tests.sim.run --seeds $(SEEDS) $(SIM_ARGS)
+
+# The Multi-Paxos engine in its own simulator (docs/consensus.md):
+# make sim-paxos SEEDS=20000 PAXOS_ARGS='--jobs 2 --steps 150'
+PAXOS_ARGS ?=
+sim-paxos: install
+	$(BIN)/python -m tests.sim.paxos_run --seeds $(SEEDS) $(PAXOS_ARGS)
 
 # The peer-protocol fuzzer against a live 3-node cluster, longer than in `make test`
 # (which sends 100k frames): make fuzz-peer FRAMES=5000000 SEED=7

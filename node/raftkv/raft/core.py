@@ -36,6 +36,8 @@ from raftkv.raft.types import (
     SnapshotMeta,
     SoftState,
     StateRole,
+    conf_after,
+    validate_conf_change,
 )
 
 CAMPAIGN_TRANSFER = b"transfer"
@@ -880,39 +882,11 @@ class Raft:
     # Membership
     # ======================================================================
     def _validate_conf_change(self, cc: ConfChange) -> None:
-        voters, learners = self.conf.voters, self.conf.learners
-        if cc.node_id == NONE:
-            raise ProposalDropped("node id 0 is reserved")
-        if cc.type == ConfChangeType.ADD_LEARNER and cc.node_id in voters | learners:
-            raise ProposalDropped(f"node {cc.node_id} is already a member")
-        if cc.type == ConfChangeType.ADD_VOTER and cc.node_id in voters:
-            raise ProposalDropped(f"node {cc.node_id} is already a voter")
-        if cc.type == ConfChangeType.PROMOTE and cc.node_id not in learners:
-            raise ProposalDropped(f"node {cc.node_id} is not a learner")
-        if cc.type == ConfChangeType.REMOVE:
-            if cc.node_id not in voters | learners:
-                raise ProposalDropped(f"node {cc.node_id} is not a member")
-            if cc.node_id in voters and len(voters) == 1:
-                raise ProposalDropped("cannot remove the last voter")
+        validate_conf_change(self.conf, cc)
 
     @staticmethod
     def _conf_after(conf: ConfState, cc: ConfChange) -> ConfState:
-        voters, learners = set(conf.voters), set(conf.learners)
-        n = cc.node_id
-        if cc.type == ConfChangeType.ADD_VOTER:
-            voters.add(n)
-            learners.discard(n)
-        elif cc.type == ConfChangeType.ADD_LEARNER:
-            if n not in voters:
-                learners.add(n)
-        elif cc.type == ConfChangeType.PROMOTE:
-            if n in learners:
-                learners.discard(n)
-                voters.add(n)
-        elif cc.type == ConfChangeType.REMOVE:
-            voters.discard(n)
-            learners.discard(n)
-        return ConfState(frozenset(voters), frozenset(learners))
+        return conf_after(conf, cc)
 
     def _apply_conf_change(self, cc: ConfChange) -> None:
         self.conf = self._conf_after(self.conf, cc)

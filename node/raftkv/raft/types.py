@@ -181,3 +181,41 @@ class NotLeader(ProposalDropped):
     def __init__(self, leader: int) -> None:
         super().__init__(f"not the leader (leader is {leader or 'unknown'})")
         self.leader = leader
+
+
+def conf_after(conf: ConfState, cc: ConfChange) -> ConfState:
+    """Membership after one change (both consensus cores apply changes this way)."""
+    voters, learners = set(conf.voters), set(conf.learners)
+    n = cc.node_id
+    if cc.type == ConfChangeType.ADD_VOTER:
+        voters.add(n)
+        learners.discard(n)
+    elif cc.type == ConfChangeType.ADD_LEARNER:
+        if n not in voters:
+            learners.add(n)
+    elif cc.type == ConfChangeType.PROMOTE:
+        if n in learners:
+            learners.discard(n)
+            voters.add(n)
+    elif cc.type == ConfChangeType.REMOVE:
+        voters.discard(n)
+        learners.discard(n)
+    return ConfState(frozenset(voters), frozenset(learners))
+
+
+def validate_conf_change(conf: ConfState, cc: ConfChange) -> None:
+    """Raise ProposalDropped for a change that makes no sense in `conf`."""
+    voters, learners = conf.voters, conf.learners
+    if cc.node_id == NONE:
+        raise ProposalDropped("node id 0 is reserved")
+    if cc.type == ConfChangeType.ADD_LEARNER and cc.node_id in voters | learners:
+        raise ProposalDropped(f"node {cc.node_id} is already a member")
+    if cc.type == ConfChangeType.ADD_VOTER and cc.node_id in voters:
+        raise ProposalDropped(f"node {cc.node_id} is already a voter")
+    if cc.type == ConfChangeType.PROMOTE and cc.node_id not in learners:
+        raise ProposalDropped(f"node {cc.node_id} is not a learner")
+    if cc.type == ConfChangeType.REMOVE:
+        if cc.node_id not in voters | learners:
+            raise ProposalDropped(f"node {cc.node_id} is not a member")
+        if cc.node_id in voters and len(voters) == 1:
+            raise ProposalDropped("cannot remove the last voter")
