@@ -23,7 +23,8 @@ test: install install-system install-chaos-system
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(BIN)/ruff check node operator tests
+	$(BIN)/ruff check node operator tests bench
+	$(BIN)/ruff format --check node operator tests bench
 	$(BIN)/mypy node/raftkv operator/raftkv_operator
 	$(BIN)/lint-imports pyproject.toml
 

@@ -39,13 +39,17 @@ class Access:
 
 
 # --- processes ------------------------------------------------------------------------
-def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
-              access: Access | None = None) -> Any:
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 2.0, access: Access | None = None
+) -> Any:
     access = access or Access()
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json",
-                                          **access.headers()})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **access.headers()},
+    )
     with urllib.request.urlopen(req, timeout=timeout, context=access.context) as resp:
         return json.loads(resp.read())
 
@@ -72,8 +76,9 @@ class Etcd:
         self.peer_tls = peer_tls
         self._ca: Any = None
         ports = free_ports(6)
-        self.members = [{"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]}
-                        for i in range(3)]
+        self.members = [
+            {"name": f"e{i}", "client": ports[2 * i], "peer": ports[2 * i + 1]} for i in range(3)
+        ]
         self.procs: list[subprocess.Popen[bytes]] = []
         self.commands: list[list[str]] = []
         self.gateway = "/v3"
@@ -92,19 +97,33 @@ class Etcd:
         cert, key = pki / f"{name}-client.pem", pki / f"{name}-client-key.pem"
         issue_cert(self._ca, name, ip_addresses=["127.0.0.1"]).write(cert, key)
         self.access.context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-        return ["--cert-file", str(cert), "--key-file", str(key),
-                "--auth-token", "simple", "--auth-token-ttl", "3600"]
+        return [
+            "--cert-file",
+            str(cert),
+            "--key-file",
+            str(key),
+            "--auth-token",
+            "simple",
+            "--auth-token-ttl",
+            "3600",
+        ]
 
     def _enable_auth(self) -> None:
         """etcd's token auth: a root user, `auth enable`, then a token to send."""
         url, gw, plain = self.urls[0], self.gateway, Access(self.access.context)
-        http_json("POST", url + gw + "/auth/user/add", {"name": "root", "password": "bench"},
-                  access=plain)
-        http_json("POST", url + gw + "/auth/user/grant", {"user": "root", "role": "root"},
-                  access=plain)
+        http_json(
+            "POST", url + gw + "/auth/user/add", {"name": "root", "password": "bench"}, access=plain
+        )
+        http_json(
+            "POST", url + gw + "/auth/user/grant", {"user": "root", "role": "root"}, access=plain
+        )
         http_json("POST", url + gw + "/auth/enable", {}, access=plain)
-        answer = http_json("POST", url + gw + "/auth/authenticate",
-                           {"name": "root", "password": "bench"}, access=plain)
+        answer = http_json(
+            "POST",
+            url + gw + "/auth/authenticate",
+            {"name": "root", "password": "bench"},
+            access=plain,
+        )
         self.access.token = str(answer["token"])
 
     def _peer_tls_args(self, name: str) -> list[str]:
@@ -118,38 +137,77 @@ class Etcd:
             self._ca = make_ca("etcd bench peer CA")
             ca_path.write_bytes(self._ca.cert_pem)
         cert, key = pki / f"{name}.pem", pki / f"{name}-key.pem"
-        issue_cert(self._ca, name, dns_names=[name, "localhost"],
-                   ip_addresses=["127.0.0.1"]).write(cert, key)
-        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
-                "--peer-trusted-ca-file", str(ca_path), "--peer-client-cert-auth"]
+        issue_cert(self._ca, name, dns_names=[name, "localhost"], ip_addresses=["127.0.0.1"]).write(
+            cert, key
+        )
+        return [
+            "--peer-cert-file",
+            str(cert),
+            "--peer-key-file",
+            str(key),
+            "--peer-trusted-ca-file",
+            str(ca_path),
+            "--peer-client-cert-auth",
+        ]
 
     def start(self) -> None:
         scheme = "https" if self.peer_tls else "http"
-        initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}"
-                           for m in self.members)
+        initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}" for m in self.members)
         for m, url in zip(self.members, self.urls, strict=True):
-            tls = [*self._peer_tls_args(str(m["name"])),
-                   *self._client_tls_args(str(m["name"]))] if self.peer_tls else []
-            self.commands.append([
-                "etcd", "--name", str(m["name"]), "--data-dir", str(self.base / str(m["name"])),
-                "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
-                "--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{m['peer']}",
-                "--initial-cluster", initial, "--initial-cluster-token", "raftkv-bench",
-                "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error",
-                *tls])
+            tls = (
+                [*self._peer_tls_args(str(m["name"])), *self._client_tls_args(str(m["name"]))]
+                if self.peer_tls
+                else []
+            )
+            self.commands.append(
+                [
+                    "etcd",
+                    "--name",
+                    str(m["name"]),
+                    "--data-dir",
+                    str(self.base / str(m["name"])),
+                    "--listen-client-urls",
+                    url,
+                    "--advertise-client-urls",
+                    url,
+                    "--listen-peer-urls",
+                    f"{scheme}://127.0.0.1:{m['peer']}",
+                    "--initial-advertise-peer-urls",
+                    f"{scheme}://127.0.0.1:{m['peer']}",
+                    "--initial-cluster",
+                    initial,
+                    "--initial-cluster-token",
+                    "raftkv-bench",
+                    "--initial-cluster-state",
+                    "new",
+                    "--logger",
+                    "zap",
+                    "--log-level",
+                    "error",
+                    *tls,
+                ]
+            )
             self.procs.append(self._spawn(len(self.commands) - 1))
         for url in self.urls:
-            wait_until(f"etcd {url} healthy", lambda u=url: http_json(
-                "GET", u + "/health", access=self.access).get("health") == "true")
+            wait_until(
+                f"etcd {url} healthy",
+                lambda u=url: (
+                    http_json("GET", u + "/health", access=self.access).get("health") == "true"
+                ),
+            )
         self.gateway = self._gateway()
         if self.peer_tls:
             self._enable_auth()
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         log = open(self.base / f"{self.members[i]['name']}.log", "ab")  # noqa: SIM115
-        return subprocess.Popen(self.commands[i], stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            self.commands[i],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def kill_leader(self) -> tuple[str, float]:
         """kill -9 of the leader: its name and the time.monotonic() of the kill
@@ -169,26 +227,31 @@ class Etcd:
 
     def leader_changes(self) -> float:
         """Leader changes seen so far: the most any member counted."""
-        return max(metric_total(url + "/metrics", "etcd_server_leader_changes_seen",
-                                self.access) for url in self.urls)
+        return max(
+            metric_total(url + "/metrics", "etcd_server_leader_changes_seen", self.access)
+            for url in self.urls
+        )
 
     def _gateway(self) -> str:
         """3.4+ serves /v3; 3.3 and older only /v3beta (/v3alpha before that)."""
         for prefix in ("/v3", "/v3beta", "/v3alpha"):
             with contextlib.suppress(Exception):
-                http_json("POST", self.urls[0] + prefix + "/maintenance/status", {},
-                          access=self.access)
+                http_json(
+                    "POST", self.urls[0] + prefix + "/maintenance/status", {}, access=self.access
+                )
                 return prefix
         raise RuntimeError("etcd answers none of /v3, /v3beta, /v3alpha")
 
     def leader_url(self) -> str:
         def find() -> str | None:
             for url in self.urls:
-                st = http_json("POST", url + self.gateway + "/maintenance/status", {},
-                               access=self.access)
+                st = http_json(
+                    "POST", url + self.gateway + "/maintenance/status", {}, access=self.access
+                )
                 if st.get("leader") and st["header"]["member_id"] == st["leader"]:
                     return url
             return None
+
         return str(wait_until("an etcd leader", find))
 
     def version(self) -> str:
@@ -212,8 +275,9 @@ class Raftkv:
     """A 3-node raftkv through `raftkv local up` (fsync on: the default; peer TLS
     unless `peer_tls` is False)."""
 
-    def __init__(self, base: Path, peer_tls: bool = True, *, name: str = "raftkv",
-                 source: Path | None = None) -> None:
+    def __init__(
+        self, base: Path, peer_tls: bool = True, *, name: str = "raftkv", source: Path | None = None
+    ) -> None:
         """`source`: run the nodes from another checkout's `node/` (a baseline build)."""
         self.name = name
         self.dir = base / (name + ("-peer-tls" if peer_tls else ""))
@@ -225,21 +289,29 @@ class Raftkv:
         self.access = Access()
 
     def _cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "raftkv.cli", "local", *args,
-                               "--dir", str(self.dir)], capture_output=True, text=True,
-                              check=True, timeout=120, env=self.env).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "raftkv.cli", "local", *args, "--dir", str(self.dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+            env=self.env,
+        ).stdout
 
     def start(self) -> None:
         # Secure is `local up`'s default: peer mTLS, and client TLS + an admin token.
-        self.urls = self._cli("up", "--nodes", "3",
-                              *([] if self.peer_tls else ["--insecure"])).split()
+        self.urls = self._cli(
+            "up", "--nodes", "3", *([] if self.peer_tls else ["--insecure"])
+        ).split()
         if self.peer_tls:
             creds = ClientCredentials(self.dir / "credentials")
-            self.access = Access(ssl.create_default_context(cafile=str(creds.ca_file)),
-                                 creds.admin_token())
+            self.access = Access(
+                ssl.create_default_context(cafile=str(creds.ca_file)), creds.admin_token()
+            )
 
     def leader(self) -> tuple[str, int]:
         """The leader's client URL and pid."""
+
         def find() -> tuple[str, int] | None:
             for url in self.urls:
                 st = http_json("GET", url + "/v1/status", access=self.access)
@@ -248,6 +320,7 @@ class Raftkv:
                     pid = next(n["pid"] for n in state["nodes"] if n["name"] == st["name"])
                     return url, int(pid)
             return None
+
         return wait_until("a raftkv leader", find)
 
     def client_credentials(self) -> Credentials:
@@ -271,8 +344,10 @@ class Raftkv:
 
     def leader_changes(self) -> float:
         """Leader changes seen so far: the most any member counted."""
-        return max(metric_total(url + "/metrics", "raftkv_leader_changes", self.access)
-                   for url in self.urls)
+        return max(
+            metric_total(url + "/metrics", "raftkv_leader_changes", self.access)
+            for url in self.urls
+        )
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
@@ -284,6 +359,10 @@ def metric_total(url: str, family: str, access: Access) -> float:
     req = urllib.request.Request(url, headers=access.headers())
     with urllib.request.urlopen(req, timeout=5, context=access.context) as resp:
         text = resp.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == family
-               for s in f.samples if s.name == family + "_total")
-
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == family
+        for s in f.samples
+        if s.name == family + "_total"
+    )

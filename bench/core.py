@@ -29,18 +29,23 @@ PAYLOAD = b"x" * 64
 
 def _raft_nodes(n: int) -> dict[int, Any]:
     entries, hs = bootstrap_entries(list(range(1, n + 1)))
-    return {i: Raft(Config(id=i), hard_state=hs.copy(), entries=list(entries))
-            for i in range(1, n + 1)}
+    return {
+        i: Raft(Config(id=i), hard_state=hs.copy(), entries=list(entries)) for i in range(1, n + 1)
+    }
 
 
 def _paxos_nodes(n: int) -> dict[int, Any]:
     entries, hs = paxos.bootstrap_entries(list(range(1, n + 1)))
-    return {i: paxos.Paxos(paxos.Config(id=i), hard_state=hs.copy(), entries=list(entries))
-            for i in range(1, n + 1)}
+    return {
+        i: paxos.Paxos(paxos.Config(id=i), hard_state=hs.copy(), entries=list(entries))
+        for i in range(1, n + 1)
+    }
 
 
 ENGINES: dict[str, Callable[[int], dict[int, Any]]] = {
-    "raft": _raft_nodes, "multipaxos": _paxos_nodes}
+    "raft": _raft_nodes,
+    "multipaxos": _paxos_nodes,
+}
 
 
 class BenchCluster:
@@ -87,8 +92,9 @@ class BenchCluster:
             self.disk[i].clear()
 
 
-def _measure(seconds: float, step: Callable[[BenchCluster], int],
-             engine: str = "raft") -> tuple[float, int]:
+def _measure(
+    seconds: float, step: Callable[[BenchCluster], int], engine: str = "raft"
+) -> tuple[float, int]:
     c = BenchCluster(engine=engine)
     done = 0
     t0 = time.perf_counter()
@@ -141,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     engines = ["raft", "multipaxos"] if args.engine == "both" else [args.engine]
     for engine in engines:
         print(f"{engine} core, 3 nodes in one process, no IO, {len(PAYLOAD)}-byte payloads")
-        for name, fn in (("single", _single), ("pipelined", _pipelined),
-                         ("batch64", _batch64)):
+        for name, fn in (("single", _single), ("pipelined", _pipelined), ("batch64", _batch64)):
             rate, n = _measure(args.seconds, fn, engine)
-            print(f"  {name:10s} {rate:12,.0f} proposals/s   ({n:,} applied on all 3 nodes)",
-                  flush=True)
+            print(
+                f"  {name:10s} {rate:12,.0f} proposals/s   ({n:,} applied on all 3 nodes)",
+                flush=True,
+            )
     return 0
 
 

@@ -39,19 +39,45 @@ def build() -> Path:
     if binary.exists():
         return binary
     BIN_DIR.mkdir(exist_ok=True)
-    env = {**os.environ, "GOPATH": str(GOPATH), "GO111MODULE": "off",
-           "GOCACHE": str(BIN_DIR / "gocache"), "GOFLAGS": ""}
-    subprocess.run(["go", "build", "-o", str(binary), str(SOURCE)], env=env, check=True,
-                   timeout=600)
+    env = {
+        **os.environ,
+        "GOPATH": str(GOPATH),
+        "GO111MODULE": "off",
+        "GOCACHE": str(BIN_DIR / "gocache"),
+        "GOFLAGS": "",
+    }
+    subprocess.run(
+        ["go", "build", "-o", str(binary), str(SOURCE)], env=env, check=True, timeout=600
+    )
     return binary
 
 
-def run(binary: Path, endpoint: str, op: str, clients: int, duration: int,
-        extra: list[str] | None = None) -> dict[str, Any]:
+def run(
+    binary: Path,
+    endpoint: str,
+    op: str,
+    clients: int,
+    duration: int,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """One closed-loop run; `endpoint` is host:port of the member to drive."""
     out = subprocess.run(
-        [str(binary), "-endpoints", endpoint, "-op", op, "-clients", str(clients),
-         "-duration", f"{duration}s", *(extra or [])],
-        capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+        [
+            str(binary),
+            "-endpoints",
+            endpoint,
+            "-op",
+            op,
+            "-clients",
+            str(clients),
+            "-duration",
+            f"{duration}s",
+            *(extra or []),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout
     result: dict[str, Any] = json.loads(out)
     return result

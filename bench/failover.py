@@ -110,10 +110,19 @@ def first_write_after(done: list[tuple[float, float, str]], killed: float) -> fl
 async def raftkv_load(target: Raftkv, writers: int, readers: int, load: Load) -> None:
     policy = RetryPolicy(deadline=30.0, base_delay=BACKOFF[0], max_delay=BACKOFF[1])
     creds = target.client_credentials()
-    async with AsyncClient(target.urls, retry=policy, attempt_timeout=ATTEMPT_TIMEOUT,
-                           credentials=creds) as wc, \
-            AsyncClient(target.urls, strategy="random", retry=policy,
-                        attempt_timeout=ATTEMPT_TIMEOUT, credentials=creds) as rc:
+    async with (
+        AsyncClient(
+            target.urls, retry=policy, attempt_timeout=ATTEMPT_TIMEOUT, credentials=creds
+        ) as wc,
+        AsyncClient(
+            target.urls,
+            strategy="random",
+            retry=policy,
+            attempt_timeout=ATTEMPT_TIMEOUT,
+            credentials=creds,
+        ) as rc,
+    ):
+
         async def writer(i: int) -> None:
             value = os.urandom(128).hex()  # 256 bytes
             n = 0
@@ -137,8 +146,9 @@ async def raftkv_load(target: Raftkv, writers: int, readers: int, load: Load) ->
                 load.ok(started, "get")
                 n += 1
 
-        await asyncio.gather(*(writer(i) for i in range(writers)),
-                             *(reader(i) for i in range(readers)))
+        await asyncio.gather(
+            *(writer(i) for i in range(writers)), *(reader(i) for i in range(readers))
+        )
 
 
 # --- etcd's clients (JSON gateway) ----------------------------------------------------
@@ -146,8 +156,11 @@ async def etcd_load(target: Etcd, writers: int, readers: int, load: Load) -> Non
     gw = target.gateway
     timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
     async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=target.access.context or True),
-            headers=target.access.headers(), timeout=timeout) as session:
+        connector=aiohttp.TCPConnector(ssl=target.access.context or True),
+        headers=target.access.headers(),
+        timeout=timeout,
+    ) as session:
+
         async def call(url: str, body: dict[str, Any]) -> bool:
             try:
                 async with session.post(url, json=body) as resp:
@@ -183,8 +196,9 @@ async def etcd_load(target: Etcd, writers: int, readers: int, load: Load) -> Non
                 else:
                     await asyncio.sleep(random.uniform(*BACKOFF))
 
-        await asyncio.gather(*(writer(i) for i in range(writers)),
-                             *(reader(i) for i in range(readers)))
+        await asyncio.gather(
+            *(writer(i) for i in range(writers)), *(reader(i) for i in range(readers))
+        )
 
 
 # --- readiness ------------------------------------------------------------------------
@@ -200,8 +214,12 @@ def raftkv_settled(target: Raftkv) -> bool:
 
 
 def etcd_settled(target: Etcd) -> bool:
-    leaders = {http_json("POST", url + target.gateway + "/maintenance/status", {},
-                         access=target.access).get("leader") for url in target.urls}
+    leaders = {
+        http_json(
+            "POST", url + target.gateway + "/maintenance/status", {}, access=target.access
+        ).get("leader")
+        for url in target.urls
+    }
     return len(leaders) == 1 and None not in leaders and "0" not in leaders
 
 
@@ -218,8 +236,13 @@ async def wait_settled(settled: Callable[[], bool], timeout: float = 60) -> None
 
 
 # --- the measurement ------------------------------------------------------------------
-async def measure(target: Target, run_load: Callable[[Load], Awaitable[None]],
-                  settled: Callable[[], bool], kills: int, label: str) -> list[KillResult]:
+async def measure(
+    target: Target,
+    run_load: Callable[[Load], Awaitable[None]],
+    settled: Callable[[], bool],
+    kills: int,
+    label: str,
+) -> list[KillResult]:
     load = Load()
     task = asyncio.create_task(run_load(load))
     results: list[KillResult] = []
@@ -241,11 +264,15 @@ async def measure(target: Target, run_load: Callable[[Load], Awaitable[None]],
                 raise RuntimeError(f"{label} kill {k + 1}: no write acknowledged within 30 s")
             while time.monotonic() < first + AFTER_SECONDS:
                 await asyncio.sleep(0.05)
-            result = KillResult(first - killed, outage(load.done, killed, first + AFTER_SECONDS),
-                                name)
+            result = KillResult(
+                first - killed, outage(load.done, killed, first + AFTER_SECONDS), name
+            )
             results.append(result)
-            print(f"  {label} kill {k + 1}: leader {name} killed; failover "
-                  f"{result.failover_s:.3f} s, outage {result.outage_s:.3f} s", flush=True)
+            print(
+                f"  {label} kill {k + 1}: leader {name} killed; failover "
+                f"{result.failover_s:.3f} s, outage {result.outage_s:.3f} s",
+                flush=True,
+            )
             await asyncio.to_thread(target.restart)
     finally:
         load.stop.set()
@@ -253,35 +280,53 @@ async def measure(target: Target, run_load: Callable[[Load], Awaitable[None]],
     return results
 
 
-async def measure_raftkv(target: Raftkv, kills: int, writers: int, readers: int,
-                         label: str = "raftkv") -> list[KillResult]:
-    return await measure(target, lambda load: raftkv_load(target, writers, readers, load),
-                         lambda: raftkv_settled(target), kills, label)
+async def measure_raftkv(
+    target: Raftkv, kills: int, writers: int, readers: int, label: str = "raftkv"
+) -> list[KillResult]:
+    return await measure(
+        target,
+        lambda load: raftkv_load(target, writers, readers, load),
+        lambda: raftkv_settled(target),
+        kills,
+        label,
+    )
 
 
-async def measure_etcd(target: Etcd, kills: int, writers: int, readers: int,
-                       label: str = "etcd") -> list[KillResult]:
-    return await measure(target, lambda load: etcd_load(target, writers, readers, load),
-                         lambda: etcd_settled(target), kills, label)
+async def measure_etcd(
+    target: Etcd, kills: int, writers: int, readers: int, label: str = "etcd"
+) -> list[KillResult]:
+    return await measure(
+        target,
+        lambda load: etcd_load(target, writers, readers, load),
+        lambda: etcd_settled(target),
+        kills,
+        label,
+    )
 
 
 def summary(label: str, results: list[KillResult]) -> str:
     fo = [r.failover_s for r in results]
     out = [r.outage_s for r in results]
-    return (f"{label}: failover over {len(fo)} kills: median {statistics.median(fo):.3f} s, "
-            f"max {max(fo):.3f} s; outage (no successful op) median "
-            f"{statistics.median(out):.3f} s, max {max(out):.3f} s")
+    return (
+        f"{label}: failover over {len(fo)} kills: median {statistics.median(fo):.3f} s, "
+        f"max {max(fo):.3f} s; outage (no successful op) median "
+        f"{statistics.median(out):.3f} s, max {max(out):.3f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--system", default="raftkv", help="raftkv, etcd or raftkv,etcd")
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--writers", type=int, default=8)
     p.add_argument("--readers", type=int, default=8)
-    p.add_argument("--insecure", action="store_true",
-                   help="raftkv: plain peer and client connections (etcd: always plain here)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="raftkv: plain peer and client connections (etcd: always plain here)",
+    )
     args = p.parse_args(argv)
     lines = []
     with tempfile.TemporaryDirectory(prefix="raftkv-failover-") as tmp:
@@ -297,8 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 cluster.start()
                 n = (args.kills, args.writers, args.readers)
-                res = asyncio.run(measure_raftkv(cluster, *n) if isinstance(cluster, Raftkv)
-                                  else measure_etcd(cluster, *n))
+                res = asyncio.run(
+                    measure_raftkv(cluster, *n)
+                    if isinstance(cluster, Raftkv)
+                    else measure_etcd(cluster, *n)
+                )
             finally:
                 cluster.stop()
             lines.append(summary(system, res))

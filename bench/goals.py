@@ -48,8 +48,12 @@ def _etcd(by: dict[tuple[str, str, int], Measured], op: str, c: int) -> Measured
     return by.get(("etcd-grpc", op, c)) or by.get(("etcd", op, c))
 
 
-def evaluate(runs: Sequence[Measured], kills: dict[str, list[Kill]],
-             stability: dict[str, Stability], system: str = "raftkv") -> list[Goal]:
+def evaluate(
+    runs: Sequence[Measured],
+    kills: dict[str, list[Kill]],
+    stability: dict[str, Stability],
+    system: str = "raftkv",
+) -> list[Goal]:
     """The goals for `system` (raftkv, or a baseline build) against etcd's figures."""
     by = {(r.system, r.op, r.connections): r for r in runs}
     goals = []
@@ -57,12 +61,21 @@ def evaluate(runs: Sequence[Measured], kills: dict[str, list[Kill]],
     mine = kills.get(system, [])
     if mine:
         worst = max(k.outage_s for k in mine)
-        goals.append(Goal("longest time with no successful operation after a leader "
-                          "kill <= 1.0 s", worst <= 1.0,
-                          f"max {worst:.2f} s over {len(mine)} kills"))
+        goals.append(
+            Goal(
+                "longest time with no successful operation after a leader kill <= 1.0 s",
+                worst <= 1.0,
+                f"max {worst:.2f} s over {len(mine)} kills",
+            )
+        )
     else:
-        goals.append(Goal("longest time with no successful operation after a leader "
-                          "kill <= 1.0 s", None, "no kills measured"))
+        goals.append(
+            Goal(
+                "longest time with no successful operation after a leader kill <= 1.0 s",
+                None,
+                "no kills measured",
+            )
+        )
 
     theirs = kills.get("etcd", [])
     if mine:
@@ -78,31 +91,44 @@ def evaluate(runs: Sequence[Measured], kills: dict[str, list[Kill]],
         else:
             figures += " (etcd not measured)"
             passed = False
-        goals.append(Goal("failover median <= 0.5 s, max <= 1.0 s, below etcd's", passed,
-                          figures))
+        goals.append(Goal("failover median <= 0.5 s, max <= 1.0 s, below etcd's", passed, figures))
     else:
-        goals.append(Goal("failover median <= 0.5 s, max <= 1.0 s, below etcd's", None,
-                          "no kills measured"))
+        goals.append(
+            Goal("failover median <= 0.5 s, max <= 1.0 s, below etcd's", None, "no kills measured")
+        )
 
-    goals.append(_compare(by, system, "put", "write p99 <= etcd's and ops >= 1.5x etcd's "
-                          "at 16/64/256", 1.5))
-    goals.append(_compare(by, system, "get", "linearizable reads >= 1.0x etcd's, p99 <= "
-                          "etcd's at 16/64/256", 1.0))
+    goals.append(
+        _compare(by, system, "put", "write p99 <= etcd's and ops >= 1.5x etcd's at 16/64/256", 1.5)
+    )
+    goals.append(
+        _compare(
+            by, system, "get", "linearizable reads >= 1.0x etcd's, p99 <= etcd's at 16/64/256", 1.0
+        )
+    )
 
     st = stability.get(system)
     name = f"0 leader changes in {FULL_STABLE_SECONDS // 60} minutes of saturated writes"
     if st is None:
         goals.append(Goal(name, None, "not measured"))
     else:
-        short = "" if st.seconds >= FULL_STABLE_SECONDS else \
-            f" (a shorter run: {st.seconds:.0f} s, not the goal's {FULL_STABLE_SECONDS} s)"
-        goals.append(Goal(name, st.leader_changes == 0 and not short,
-                          f"{st.leader_changes:.0f} in {st.seconds:.0f} s{short}"))
+        short = (
+            ""
+            if st.seconds >= FULL_STABLE_SECONDS
+            else f" (a shorter run: {st.seconds:.0f} s, not the goal's {FULL_STABLE_SECONDS} s)"
+        )
+        goals.append(
+            Goal(
+                name,
+                st.leader_changes == 0 and not short,
+                f"{st.leader_changes:.0f} in {st.seconds:.0f} s{short}",
+            )
+        )
     return goals
 
 
-def _compare(by: dict[tuple[str, str, int], Measured], system: str, op: str, name: str,
-             ops_ratio: float) -> Goal:
+def _compare(
+    by: dict[tuple[str, str, int], Measured], system: str, op: str, name: str, ops_ratio: float
+) -> Goal:
     figures, passed, measured = [], True, False
     for c in GOAL_CONNECTIONS:
         a, e = by.get((system, op, c)), _etcd(by, op, c)
@@ -112,8 +138,9 @@ def _compare(by: dict[tuple[str, str, int], Measured], system: str, op: str, nam
         ratio = a.ops_per_sec / e.ops_per_sec
         ok = ratio >= ops_ratio and a.p99_ms <= e.p99_ms
         passed = passed and ok
-        figures.append(f"c={c}: {ratio:.2f}x, p99 {a.p99_ms:.1f}/{e.p99_ms:.1f} ms"
-                       f"{'' if ok else ' (miss)'}")
+        figures.append(
+            f"c={c}: {ratio:.2f}x, p99 {a.p99_ms:.1f}/{e.p99_ms:.1f} ms{'' if ok else ' (miss)'}"
+        )
     if not measured:
         return Goal(name, None, "not measured")
     return Goal(name, passed, "; ".join(figures))

@@ -82,8 +82,12 @@ def _settled(emulated: EmulatedCluster, replicas: int) -> str | None:
 
 
 def kill_once(emulated: EmulatedCluster, replicas: int) -> tuple[float, float, str, str]:
-    old = emulated.wait_for(lambda: _settled(emulated, replicas), timeout=120,
-                            interval=0.05, message="the cluster settles")
+    old = emulated.wait_for(
+        lambda: _settled(emulated, replicas),
+        timeout=120,
+        interval=0.05,
+        message="the cluster settles",
+    )
     old_ip = emulated.pod_ip(NAMESPACE, old)
     killed_at = time.monotonic()
     emulated.kill_pod_process(NAMESPACE, old)
@@ -115,23 +119,27 @@ def kill_once(emulated: EmulatedCluster, replicas: int) -> tuple[float, float, s
     return labelled, service, old, new
 
 
-def run_mode(emulated: EmulatedCluster, replicas: int, kills: int, mode: str
-             ) -> tuple[list[float], list[float]]:
+def run_mode(
+    emulated: EmulatedCluster, replicas: int, kills: int, mode: str
+) -> tuple[list[float], list[float]]:
     labels: list[float] = []
     services: list[float] = []
     for i in range(kills):
         labelled, service, old, new = kill_once(emulated, replicas)
         labels.append(labelled)
         services.append(service)
-        say(f"  {mode:>16} kill {i + 1:2d}: {old} -> {new}  label {labelled * 1000:7.1f} ms"
-            f"  service {service * 1000:7.1f} ms")
+        say(
+            f"  {mode:>16} kill {i + 1:2d}: {old} -> {new}  label {labelled * 1000:7.1f} ms"
+            f"  service {service * 1000:7.1f} ms"
+        )
     return labels, services
 
 
 def summary(mode: str, labels: list[float], services: list[float]) -> str:
     def ms(values: list[float]) -> str:
-        return (f"median {statistics.median(values) * 1000:7.1f} ms  "
-                f"max {max(values) * 1000:7.1f} ms")
+        return (
+            f"median {statistics.median(values) * 1000:7.1f} ms  max {max(values) * 1000:7.1f} ms"
+        )
 
     return f"{mode:>16}: label {ms(labels)} | service {ms(services)}"
 
@@ -147,14 +155,21 @@ class OperatorProcess:
 
     def start(self) -> None:
         # The operator's own defaults (not the tests' faster loop): as users run it.
-        env = {**os.environ, "KUBECONFIG": str(self.emulated.kubeconfig_path),
-               # Cluster DNS for the operator's own clients (harness/podshim).
-               "PYTHONPATH": str(SHIM_DIR),
-               "K8S_EMULATOR_HOSTS": str(self.emulated.runtime.network.hosts_file)}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.emulated.kubeconfig_path),
+            # Cluster DNS for the operator's own clients (harness/podshim).
+            "PYTHONPATH": str(SHIM_DIR),
+            "K8S_EMULATOR_HOSTS": str(self.emulated.runtime.network.hosts_file),
+        }
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "kopf"),
-                                          *Operator.ARGS], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "kopf"), *Operator.ARGS],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -174,8 +189,10 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, tuple[list[float], list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="raftkv-bench-routing-") as tmp, \
-            EmulatedCluster(Path(tmp), crds=repo_crds()) as emulated:
+    with (
+        tempfile.TemporaryDirectory(prefix="raftkv-bench-routing-") as tmp,
+        EmulatedCluster(Path(tmp), crds=repo_crds()) as emulated,
+    ):
         hook = crd_admission()
         emulated.call(lambda: emulated.runtime.store.admission.append(hook))
         emulated.create("v1/namespaces", {"metadata": {"name": NAMESPACE}})
@@ -187,15 +204,19 @@ def main() -> int:
                 wait_available(emulated, NAME, args.replicas, timeout=180)
                 say(f"{args.replicas}-member cluster available; {args.kills} kills per mode")
                 results["operator running"] = run_mode(
-                    emulated, args.replicas, args.kills, "operator running")
+                    emulated, args.replicas, args.kills, "operator running"
+                )
             finally:
                 operator.stop()
             results["operator stopped"] = run_mode(
-                emulated, args.replicas, args.kills, "operator stopped")
+                emulated, args.replicas, args.kills, "operator stopped"
+            )
         if emulated.errors:
             print("harness errors:", *emulated.errors, sep="\n", file=sys.stderr)
-    print("\nkill -9 of the leader -> (label: new leader's pod labelled; service: the "
-          "Service names only the new leader)")
+    print(
+        "\nkill -9 of the leader -> (label: new leader's pod labelled; service: the "
+        "Service names only the new leader)"
+    )
     for mode, (labels, services) in results.items():
         print(summary(mode, labels, services))
     print(f"polls after a switch that found the Service naming another pod: {len(MISROUTED)}")

@@ -20,8 +20,7 @@ from raftkv.storage.wal import WriteAheadLog
 PAYLOAD = 256
 
 
-def bench_saves(root: str, batch: int, seconds: float,
-                fsync: bool = True) -> tuple[float, float]:
+def bench_saves(root: str, batch: int, seconds: float, fsync: bool = True) -> tuple[float, float]:
     directory = tempfile.mkdtemp(prefix=f"wal-bench-{batch}-", dir=root)
     try:
         with WriteAheadLog(directory, fsync=fsync) as wal:
@@ -74,11 +73,14 @@ def main() -> None:
     print(f"WAL benchmark in {root}, {PAYLOAD}-byte entries, fsync on")
     for batch in (1, 16, 256):
         entries_per_s, fsyncs_per_s = bench_saves(root, batch, args.seconds)
-        print(f"  batch {batch:>3}: {entries_per_s:>10,.0f} entries/s  "
-              f"{fsyncs_per_s:>8,.0f} saves(fsyncs)/s")
+        print(
+            f"  batch {batch:>3}: {entries_per_s:>10,.0f} entries/s  "
+            f"{fsyncs_per_s:>8,.0f} saves(fsyncs)/s"
+        )
     entries_per_s, _ = bench_saves(root, 256, args.seconds, fsync=False)
-    print(f"  batch 256, fsync OFF (unsafe; the CPU cost of framing): "
-          f"{entries_per_s:,.0f} entries/s")
+    print(
+        f"  batch 256, fsync OFF (unsafe; the CPU cost of framing): {entries_per_s:,.0f} entries/s"
+    )
     write_time, load_time, size = bench_load(root, args.load_entries)
     print(f"  write {args.load_entries:,} entries in batches of 4096: {write_time:.2f} s")
     print(f"  load  {args.load_entries:,} entries ({size / 2**20:.0f} MiB): {load_time:.2f} s")

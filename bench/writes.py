@@ -40,8 +40,13 @@ async def _leader_url(session: aiohttp.ClientSession, urls: list[str]) -> str:
     raise SystemExit("no leader found")
 
 
-async def run_load(urls: list[str], clients: int, seconds: float, value_bytes: int,
-                   credentials_dir: str | None = None) -> dict[str, float]:
+async def run_load(
+    urls: list[str],
+    clients: int,
+    seconds: float,
+    value_bytes: int,
+    credentials_dir: str | None = None,
+) -> dict[str, float]:
     """`credentials_dir`: a `raftkv local up` credentials directory (CA + admin token)."""
     context: ssl.SSLContext | bool = True
     headers: dict[str, str] = {}
@@ -63,8 +68,9 @@ async def run_load(urls: list[str], clients: int, seconds: float, value_bytes: i
             while time.monotonic() < stop_at:
                 started = time.perf_counter()
                 try:
-                    async with session.put(f"{target}/v1/kv/bench-{n}-{i % 1000}",
-                                           data=value) as resp:
+                    async with session.put(
+                        f"{target}/v1/kv/bench-{n}-{i % 1000}", data=value
+                    ) as resp:
                         await resp.read()
                         ok = resp.status == 200
                 except aiohttp.ClientError:
@@ -81,25 +87,38 @@ async def run_load(urls: list[str], clients: int, seconds: float, value_bytes: i
     latencies.sort()
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 \
-            if latencies else 0.0
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+        )
 
-    return {"writes": len(latencies), "errors": errors, "seconds": elapsed,
-            "writes_per_second": len(latencies) / elapsed, "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99)}
+    return {
+        "writes": len(latencies),
+        "errors": errors,
+        "seconds": elapsed,
+        "writes_per_second": len(latencies) / elapsed,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--urls", default="")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--value-bytes", type=int, default=256)
-    parser.add_argument("--unsafe-no-fsync", action="store_true",
-                        help="start the local cluster in the UNSAFE no-fsync mode")
-    parser.add_argument("--insecure", action="store_true",
-                        help="start the local cluster without TLS and authentication")
+    parser.add_argument(
+        "--unsafe-no-fsync",
+        action="store_true",
+        help="start the local cluster in the UNSAFE no-fsync mode",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="start the local cluster without TLS and authentication",
+    )
     args = parser.parse_args()
     tmp = None
     urls = [u.rstrip("/") for u in args.urls.split(",") if u]
@@ -113,12 +132,13 @@ def main() -> int:
         urls = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
     creds = str(Path(tmp) / CREDENTIALS_DIR) if tmp is not None and not args.insecure else None
     try:
-        result = asyncio.run(run_load(urls, args.clients, args.seconds, args.value_bytes,
-                                      creds))
+        result = asyncio.run(run_load(urls, args.clients, args.seconds, args.value_bytes, creds))
     finally:
         if tmp is not None:
-            subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "down", "--purge",
-                            "--dir", tmp], check=False)
+            subprocess.run(
+                [sys.executable, "-m", "raftkv.cli", "local", "down", "--purge", "--dir", tmp],
+                check=False,
+            )
     print(json.dumps(result, indent=2))
     return 0
 

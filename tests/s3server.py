@@ -42,14 +42,18 @@ class Keys:
 
 
 def _bucket_policy(bucket: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Action": ["s3:*"],
-            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-        }],
-    })
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:*"],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
+    )
 
 
 class S3Server:
@@ -73,12 +77,18 @@ class S3Server:
 
     def __enter__(self) -> S3Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
-                "-p", str(self.port)]
+        args = [
+            str(Path(sys.executable).with_name("moto_server")),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         if self.tls:
             ca = pki.make_ca("s3 test CA")
-            server = pki.issue_cert(ca, "127.0.0.1", ip_addresses=["127.0.0.1"],
-                                    dns_names=["localhost"], client=False)
+            server = pki.issue_cert(
+                ca, "127.0.0.1", ip_addresses=["127.0.0.1"], dns_names=["localhost"], client=False
+            )
             self.ca_file = self.workdir / "s3-ca.pem"
             self.ca_file.write_bytes(ca.cert_pem)
             server.write(self.workdir / "s3.pem", self.workdir / "s3.key")
@@ -101,9 +111,12 @@ class S3Server:
         if self.tls:
             context = ssl.create_default_context(cafile=str(self.ca_file))
         # text/plain: a form content type would let the server parse the body away.
-        request = urllib.request.Request(self.endpoint + path, data=data,
-                                         method="POST" if data is not None else "GET",
-                                         headers={"Content-Type": "text/plain"})
+        request = urllib.request.Request(
+            self.endpoint + path,
+            data=data,
+            method="POST" if data is not None else "GET",
+            headers={"Content-Type": "text/plain"},
+        )
         with urllib.request.urlopen(request, timeout=5, context=context) as resp:
             return bytes(resp.read())
 
@@ -132,15 +145,19 @@ class S3Server:
             aws_access_key_id=keys.access_key_id,
             aws_secret_access_key=keys.secret_access_key,
             region_name="us-east-1",
-        ).client(service, endpoint_url=self.endpoint,
-                 verify=str(self.ca_file) if self.ca_file else True,
-                 config=Config(s3={"addressing_style": "path"}))
+        ).client(
+            service,
+            endpoint_url=self.endpoint,
+            verify=str(self.ca_file) if self.ca_file else True,
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def _provision(self) -> None:
         iam = self.client("iam")
         iam.create_user(UserName="archiver")
-        iam.put_user_policy(UserName="archiver", PolicyName="bucket",
-                            PolicyDocument=_bucket_policy(self.bucket))
+        iam.put_user_policy(
+            UserName="archiver", PolicyName="bucket", PolicyDocument=_bucket_policy(self.bucket)
+        )
         key = iam.create_access_key(UserName="archiver")["AccessKey"]
         self.keys = Keys(key["AccessKeyId"], key["SecretAccessKey"])
         iam.create_user(UserName="nobody")
@@ -154,8 +171,12 @@ class S3Server:
         """An S3 client with the archiver's keys (for tests that look at or damage objects)."""
         return self.client(keys=self.keys)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._process is not None:
             self._process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -52,15 +52,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from raftkv.tools import authcmd, local
 
     parser = argparse.ArgumentParser(
-        prog="raftkv", description="raftkv node and tools",
+        prog="raftkv",
+        description="raftkv node and tools",
         epilog=EXAMPLES + "\n\n`raftkv COMMAND --help` shows a command's options and examples.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = sub.add_parser("serve", help="run a raftkv node",
-                           description="Run a raftkv node. Every flag also reads env "
-                                       "RAFTKV_<FLAG> (e.g. RAFTKV_DATA_DIR).",
-                           epilog=SERVE_EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = sub.add_parser(
+        "serve",
+        help="run a raftkv node",
+        description="Run a raftkv node. Every flag also reads env "
+        "RAFTKV_<FLAG> (e.g. RAFTKV_DATA_DIR).",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_serve_arguments(serve)
     serve.set_defaults(func=_serve)
     local.add_subcommand(sub)
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, serve = build_parser()
     if args_list[:1] == ["serve"]:
         import os
+
         _apply_env(serve, args_list[1:], os.environ)
     # `lock acquire NAME -- COMMAND`: the command is split off before argparse, which
     # would drop the `--`.

@@ -40,8 +40,14 @@ class BucketAccess:
 
 def access(location: BucketLocation) -> BucketAccess:
     """Flags, credential env and CA volume for `location`."""
-    flags = ["--endpoint", location.endpoint.rstrip("/"), "--bucket", location.bucket,
-             "--region", location.region]
+    flags = [
+        "--endpoint",
+        location.endpoint.rstrip("/"),
+        "--bucket",
+        location.bucket,
+        "--region",
+        location.region,
+    ]
     if location.prefix:
         flags += ["--prefix", location.prefix]
     if location.path_style:
@@ -52,9 +58,16 @@ def access(location: BucketLocation) -> BucketAccess:
     mounts: list[dict[str, Any]] = []
     if location.ca_bundle is not None:
         flags += ["--cacert", f"{CA_MOUNT}/{location.ca_bundle.key}"]
-        volumes.append({"name": CA_VOLUME, "secret": {
-            "secretName": location.ca_bundle.name, "defaultMode": SECRET_FILE_MODE,
-            "items": [{"key": location.ca_bundle.key, "path": location.ca_bundle.key}]}})
+        volumes.append(
+            {
+                "name": CA_VOLUME,
+                "secret": {
+                    "secretName": location.ca_bundle.name,
+                    "defaultMode": SECRET_FILE_MODE,
+                    "items": [{"key": location.ca_bundle.key, "path": location.ca_bundle.key}],
+                },
+            }
+        )
         mounts.append({"name": CA_VOLUME, "mountPath": CA_MOUNT, "readOnly": True})
 
     def secret_env(name: str, key: str, optional: bool = False) -> dict[str, Any]:
@@ -76,16 +89,18 @@ def copy_path(cluster_name: str, checkpoint_id: str) -> str:
     return f"{cluster_name}/{checkpoint_id}"
 
 
-def upload_steps(location: BucketArchive, *, cluster_name: str, checkpoint_dir: str,
-                 keep: int) -> list[str]:
+def upload_steps(
+    location: BucketArchive, *, cluster_name: str, checkpoint_dir: str, keep: int
+) -> list[str]:
     """Shell lines: upload a downloaded checkpoint directory, then apply retention."""
     flags = access(location).flags
     prune = ["raftkv", "archive", "prune", "--cluster", cluster_name, "--keep", str(keep)]
     if location.max_age_hours is not None:
         prune += ["--max-age-hours", str(location.max_age_hours)]
     return [
-        shlex.join(["raftkv", "archive", "upload", checkpoint_dir, "--cluster", cluster_name,
-                    *flags]),
+        shlex.join(
+            ["raftkv", "archive", "upload", checkpoint_dir, "--cluster", cluster_name, *flags]
+        ),
         shlex.join([*prune, *flags]),
     ]
 
@@ -95,5 +110,8 @@ def fetch_steps(location: BucketLocation, path: str, out_dir: str) -> list[str]:
     manifest.json), sha256 verified; nothing unverified is left in `out_dir` on failure.
     For the restore init container and the in-place restore (with `access(location)`'s
     env, volumes and mounts on the same container)."""
-    return [shlex.join(["raftkv", "archive", "download", path, "--out", out_dir,
-                        *access(location).flags])]
+    return [
+        shlex.join(
+            ["raftkv", "archive", "download", path, "--out", out_dir, *access(location).flags]
+        )
+    ]

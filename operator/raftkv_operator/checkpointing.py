@@ -293,8 +293,11 @@ async def _archive_checkpoint(
         await _patch_checkpoint_status(namespace, checkpoint.name, {"message": message})
         metrics.ARCHIVES.labels(cluster.name, namespace, "failure").inc()
         warn(body, reason="ArchiveFailed", message=message)
-        warn(cluster.to_k8s(), reason="ArchiveFailed",
-             message=f"RaftCheckpoint {checkpoint.name}: {message}")
+        warn(
+            cluster.to_k8s(),
+            reason="ArchiveFailed",
+            message=f"RaftCheckpoint {checkpoint.name}: {message}",
+        )
         return
     raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=ARCHIVE_POLL_SECONDS)
 
@@ -323,9 +326,7 @@ async def schedule(body: Mapping[str, Any], name: str, namespace: str) -> None:
         await sweep(cluster)  # checkpoints taken by hand expire too
         return
     born = cluster.metadata.creation_timestamp or datetime.now(UTC)
-    due = planner.schedule_due(
-        schedule, cluster.status.last_schedule_time, born, datetime.now(UTC)
-    )
+    due = planner.schedule_due(schedule, cluster.status.last_schedule_time, born, datetime.now(UTC))
     if due is None:
         await sweep(cluster)
         return

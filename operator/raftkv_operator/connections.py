@@ -72,8 +72,9 @@ async def read_credentials(cluster: RaftCluster) -> dict[str, dict[str, Any] | N
     return dict(zip(names, found, strict=True))
 
 
-def node_auth(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None]
-              ) -> NodeAuth | None:
+def node_auth(
+    cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None]
+) -> NodeAuth | None:
     """The operator's NodeAuth for `cluster` (None when insecure or not made yet)."""
     if not cluster.spec.secure:
         return None

@@ -82,8 +82,12 @@ def _pod(cluster_name: str, ordinal: int) -> str:
 
 
 def _service_forms(service: str, namespace: str) -> list[str]:
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
-            f"{service}.{namespace}.svc.cluster.local"]
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    ]
 
 
 def peer_dns_names(cluster: RaftCluster) -> list[str]:
@@ -134,8 +138,9 @@ def _labels(cluster: RaftCluster) -> dict[str, str]:
     }
 
 
-def secret(cluster: RaftCluster, name: str, data: Mapping[str, bytes], *,
-           type_: str = "Opaque") -> Manifest:
+def secret(
+    cluster: RaftCluster, name: str, data: Mapping[str, bytes], *, type_: str = "Opaque"
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -169,8 +174,13 @@ def new_token() -> str:
 # ---- certificate decisions ----------------------------------------------------------------------
 
 
-def certificate_current(data: Mapping[str, bytes], ca_pem: bytes, dns_names: list[str],
-                        lifetime: datetime.timedelta, now: datetime.datetime) -> bool:
+def certificate_current(
+    data: Mapping[str, bytes],
+    ca_pem: bytes,
+    dns_names: list[str],
+    lifetime: datetime.timedelta,
+    now: datetime.datetime,
+) -> bool:
     """The Secret holds a certificate and key signed by `ca_pem`, naming exactly
     `dns_names`, with at least a third of `lifetime` left, and the same CA bundle."""
     cert_pem, key_pem = data.get(TLS_CERT_KEY), data.get(TLS_KEY_KEY)
@@ -211,8 +221,9 @@ class Plan:
     writes: list[tuple[Manifest, str]]
 
 
-def plan(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None],
-         now: datetime.datetime) -> Plan:
+def plan(
+    cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None], now: datetime.datetime
+) -> Plan:
     """What to create or renew, given the live Secrets by name (None: missing).
 
     Idempotent: a round with every Secret present and current writes nothing. The CA is
@@ -226,9 +237,11 @@ def plan(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None],
     if cluster.spec.tls.mode == TLSMode.OPERATOR:
         if not ca_usable(ca_data, now):
             ca = pki.make_ca(f"raftkv {cluster.namespace}/{name} CA", days=CA_DAYS)
-            ca_data = {CA_CERT_KEY: ca.cert_pem, CA_KEY_KEY: ca.key_pem,
-                       OPERATOR_TOKEN_KEY: (ca_data.get(OPERATOR_TOKEN_KEY)
-                                            or new_token().encode())}
+            ca_data = {
+                CA_CERT_KEY: ca.cert_pem,
+                CA_KEY_KEY: ca.key_pem,
+                OPERATOR_TOKEN_KEY: (ca_data.get(OPERATOR_TOKEN_KEY) or new_token().encode()),
+            }
             writes.append((secret(cluster, ca_secret_name(name), ca_data), "CA created"))
         ca = pki.CertKey(ca_data[CA_CERT_KEY], ca_data[CA_KEY_KEY])
         lifetime = datetime.timedelta(days=cluster.spec.tls.certificate_days)
@@ -239,13 +252,25 @@ def plan(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None],
             data = secret_data(live.get(secret_name))
             if certificate_current(data, ca.cert_pem, names, lifetime, now):
                 continue
-            issued = pki.issue_cert(ca, common, dns_names=names,
-                                    days=cluster.spec.tls.certificate_days)
+            issued = pki.issue_cert(
+                ca, common, dns_names=names, days=cluster.spec.tls.certificate_days
+            )
             why = "renewed" if data else "created"
-            writes.append((secret(cluster, secret_name, {
-                TLS_CERT_KEY: issued.cert_pem, TLS_KEY_KEY: issued.key_pem,
-                CA_CERT_KEY: ca.cert_pem,
-            }, type_="kubernetes.io/tls"), f"certificate {secret_name} {why}"))
+            writes.append(
+                (
+                    secret(
+                        cluster,
+                        secret_name,
+                        {
+                            TLS_CERT_KEY: issued.cert_pem,
+                            TLS_KEY_KEY: issued.key_pem,
+                            CA_CERT_KEY: ca.cert_pem,
+                        },
+                        type_="kubernetes.io/tls",
+                    ),
+                    f"certificate {secret_name} {why}",
+                )
+            )
         ca_pem: bytes | None = ca.cert_pem
     else:
         # cert-manager writes the TLS Secrets; the CA it signs with comes in their ca.crt.
@@ -270,9 +295,13 @@ def plan(cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None],
 
 def secret_names(cluster: RaftCluster) -> list[str]:
     """The Secrets `plan` reads and writes."""
-    return [ca_secret_name(cluster.name), peer_secret_name(cluster.name),
-            client_secret_name(cluster.name), auth_secret_name(cluster.name),
-            admin_secret_name(cluster.name)]
+    return [
+        ca_secret_name(cluster.name),
+        peer_secret_name(cluster.name),
+        client_secret_name(cluster.name),
+        auth_secret_name(cluster.name),
+        admin_secret_name(cluster.name),
+    ]
 
 
 # ---- cert-manager -------------------------------------------------------------------------------
@@ -287,27 +316,38 @@ def certificates(cluster: RaftCluster) -> list[Manifest]:
     hours = days * 24
     out = []
     for secret_name, names, usages in (
-        (peer_secret_name(cluster.name), peer_dns_names(cluster),
-         ["digital signature", "key agreement", "server auth", "client auth"]),
-        (client_secret_name(cluster.name), client_dns_names(cluster),
-         ["digital signature", "key agreement", "server auth", "client auth"]),
+        (
+            peer_secret_name(cluster.name),
+            peer_dns_names(cluster),
+            ["digital signature", "key agreement", "server auth", "client auth"],
+        ),
+        (
+            client_secret_name(cluster.name),
+            client_dns_names(cluster),
+            ["digital signature", "key agreement", "server auth", "client auth"],
+        ),
     ):
-        out.append({
-            "apiVersion": "cert-manager.io/v1",
-            "kind": "Certificate",
-            "metadata": {"name": secret_name, "namespace": cluster.namespace,
-                         "labels": _labels(cluster)},
-            "spec": {
-                "secretName": secret_name,
-                "commonName": names[0],
-                "dnsNames": names,
-                "duration": f"{hours}h",
-                "renewBefore": f"{hours // RENEW_FRACTION}h",
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "usages": usages,
-                "issuerRef": {"name": ref.name, "kind": ref.kind, "group": ref.group},
-            },
-        })
+        out.append(
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Certificate",
+                "metadata": {
+                    "name": secret_name,
+                    "namespace": cluster.namespace,
+                    "labels": _labels(cluster),
+                },
+                "spec": {
+                    "secretName": secret_name,
+                    "commonName": names[0],
+                    "dnsNames": names,
+                    "duration": f"{hours}h",
+                    "renewBefore": f"{hours // RENEW_FRACTION}h",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                    "usages": usages,
+                    "issuerRef": {"name": ref.name, "kind": ref.kind, "group": ref.group},
+                },
+            }
+        )
     return out
 
 
@@ -319,8 +359,9 @@ class NodeCredentials:
     token: str
 
 
-def node_credentials(cluster: RaftCluster,
-                     live: Mapping[str, Mapping[str, Any] | None]) -> NodeCredentials | None:
+def node_credentials(
+    cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None]
+) -> NodeCredentials | None:
     """The operator's credentials for `cluster`, from the live Secrets (None: not yet)."""
     token = secret_data(live.get(ca_secret_name(cluster.name))).get(OPERATOR_TOKEN_KEY)
     ca_pem = secret_data(live.get(client_secret_name(cluster.name))).get(CA_CERT_KEY)

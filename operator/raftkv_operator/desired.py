@@ -300,8 +300,10 @@ def _pod_label_env() -> list[dict[str, Any]]:
     CA from the in-cluster defaults."""
     return [
         {"name": "RAFTKV_POD_ROLE_LABEL", "value": "true"},
-        {"name": "RAFTKV_POD_NAMESPACE",
-         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {
+            "name": "RAFTKV_POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
     ]
 
 
@@ -378,8 +380,7 @@ def peer_tls_of(template: Manifest) -> bool | None:
 
 
 def _secret_volume(name: str, secret_name: str) -> dict[str, Any]:
-    return {"name": name, "secret": {"secretName": secret_name,
-                                     "defaultMode": SECRET_FILE_MODE}}
+    return {"name": name, "secret": {"secretName": secret_name, "defaultMode": SECRET_FILE_MODE}}
 
 
 def _security_volumes(cluster: RaftCluster) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -400,14 +401,19 @@ def _security_volumes(cluster: RaftCluster) -> tuple[list[dict[str, Any]], list[
     return volumes, mounts
 
 
-def _admin_client(cluster: RaftCluster, cluster_name: str) -> tuple[
-        list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+def _admin_client(
+    cluster: RaftCluster, cluster_name: str
+) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
     """(CLI flags, volumes, mounts) for a Job or init container that calls a cluster
     (`cluster_name`, in `cluster`'s namespace) with its admin Secret."""
     if not cluster.spec.secure:
         return [], [], []
-    flags = ["--cacert", f"{ADMIN_MOUNT}/{credentials.CA_CERT_KEY}",
-             "--token-file", f"{ADMIN_MOUNT}/{credentials.ADMIN_TOKEN_KEY}"]
+    flags = [
+        "--cacert",
+        f"{ADMIN_MOUNT}/{credentials.CA_CERT_KEY}",
+        "--token-file",
+        f"{ADMIN_MOUNT}/{credentials.ADMIN_TOKEN_KEY}",
+    ]
     volumes = [_secret_volume("admin", credentials.admin_secret_name(cluster_name))]
     mounts = [{"name": "admin", "mountPath": ADMIN_MOUNT, "readOnly": True}]
     return flags, volumes, mounts
@@ -747,8 +753,10 @@ def recover_job(
         survivor,
         recover_job_name(cluster.name, request_id),
         COMPONENT_RECOVER,
-        {"command": ["raftkv"],
-         "args": ["recover", f"--data-dir={DATA_DIR}", "--name", survivor, "--yes", *flags]},
+        {
+            "command": ["raftkv"],
+            "args": ["recover", f"--data-dir={DATA_DIR}", "--name", survivor, "--yes", *flags],
+        },
         admin_volumes,
         admin_mounts,
         default_image_repository,
@@ -779,39 +787,45 @@ def restore_prepare_script(
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"bad sha256 {sha256!r}")
     source = (
-        f"{ARCHIVE_MOUNT}/{archive_path}" if archive_path else f"{DATA_DIR}/checkpoints/{checkpoint_id}"
+        f"{ARCHIVE_MOUNT}/{archive_path}"
+        if archive_path
+        else f"{DATA_DIR}/checkpoints/{checkpoint_id}"
     )
     aside = restore_aside_dir(request_id)
     staging = f"{RESTORE_DIR}.tmp"
-    return "\n".join([
-        "set -eu",
-        f"if [ -d {aside} ] && [ -f {RESTORE_DIR}/manifest.json ]; then",
-        '  echo "restore: prepared already"; exit 0',
-        "fi",
-        f"rm -rf {staging}",
-        f"mkdir -p {staging}",
-        f"cp {shlex.quote(source)}/data {shlex.quote(source)}/manifest.json {staging}/",
-        f'echo "{sha256}  {staging}/data" | sha256sum -c -',
-        # One command per line: `set -e` ignores a failure inside an && list.
-        f"if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {aside}; fi",
-        f"rm -rf {RESTORE_DIR}",
-        f"mv {staging} {RESTORE_DIR}",
-        f'echo "restore: staged {checkpoint_id} (sha256 {sha256}); old data in {aside}"',
-    ])
+    return "\n".join(
+        [
+            "set -eu",
+            f"if [ -d {aside} ] && [ -f {RESTORE_DIR}/manifest.json ]; then",
+            '  echo "restore: prepared already"; exit 0',
+            "fi",
+            f"rm -rf {staging}",
+            f"mkdir -p {staging}",
+            f"cp {shlex.quote(source)}/data {shlex.quote(source)}/manifest.json {staging}/",
+            f'echo "{sha256}  {staging}/data" | sha256sum -c -',
+            # One command per line: `set -e` ignores a failure inside an && list.
+            f"if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {aside}; fi",
+            f"rm -rf {RESTORE_DIR}",
+            f"mv {staging} {RESTORE_DIR}",
+            f'echo "restore: staged {checkpoint_id} (sha256 {sha256}); old data in {aside}"',
+        ]
+    )
 
 
 def restore_rollback_script(request_id: str) -> str:
     """Put a member's old data back after a failed preparation (idempotent)."""
     aside = restore_aside_dir(request_id)
-    return "\n".join([
-        "set -eu",
-        f"if [ -d {aside} ]; then",
-        f"  rm -rf {DATA_DIR}",
-        f"  mv {aside} {DATA_DIR}",
-        "fi",
-        f"rm -rf {RESTORE_DIR}.tmp {RESTORE_DIR}",
-        'echo "restore: old data back in place"',
-    ])
+    return "\n".join(
+        [
+            "set -eu",
+            f"if [ -d {aside} ]; then",
+            f"  rm -rf {DATA_DIR}",
+            f"  mv {aside} {DATA_DIR}",
+            "fi",
+            f"rm -rf {RESTORE_DIR}.tmp {RESTORE_DIR}",
+            'echo "restore: old data back in place"',
+        ]
+    )
 
 
 def restore_job(
@@ -829,8 +843,12 @@ def restore_job(
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if archive_claim is not None:
-        volumes.append({"name": "archive",
-                        "persistentVolumeClaim": {"claimName": archive_claim, "readOnly": True}})
+        volumes.append(
+            {
+                "name": "archive",
+                "persistentVolumeClaim": {"claimName": archive_claim, "readOnly": True},
+            }
+        )
         mounts.append({"name": "archive", "mountPath": ARCHIVE_MOUNT, "readOnly": True})
     return _member_volume_job(
         cluster,
@@ -884,8 +902,10 @@ def _member_volume_job(
             }
         ],
         "volumes": [
-            {"name": DATA_VOLUME,
-             "persistentVolumeClaim": {"claimName": f"{DATA_VOLUME}-{member}"}},
+            {
+                "name": DATA_VOLUME,
+                "persistentVolumeClaim": {"claimName": f"{DATA_VOLUME}-{member}"},
+            },
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
             *volumes,
         ],
@@ -907,9 +927,9 @@ def _member_volume_job(
 def ordinal_suffix(cluster_name: str, pod: str) -> int | None:
     """The StatefulSet ordinal of a member pod name, None for any other name."""
     prefix = f"{cluster_name}-"
-    if not pod.startswith(prefix) or not pod[len(prefix):].isdigit():
+    if not pod.startswith(prefix) or not pod[len(prefix) :].isdigit():
         return None
-    return int(pod[len(prefix):])
+    return int(pod[len(prefix) :])
 
 
 def _job_placement(cluster: RaftCluster) -> dict[str, Any]:

@@ -268,9 +268,7 @@ async def delete_volume(namespace: str, name: str, uid: str | None = None) -> bo
     """Delete a claim (with `uid`: only that incarnation, never a replacement)."""
     options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
     try:
-        await _run(
-            _core().delete_namespaced_persistent_volume_claim, name, namespace, body=options
-        )
+        await _run(_core().delete_namespaced_persistent_volume_claim, name, namespace, body=options)
     except ApiException as e:
         if e.status in (404, 409):
             return False
@@ -369,8 +367,13 @@ async def ensure(namespace: str, body: Obj) -> str:
         if is_subset(body, live) and is_subset(live.get("spec"), body["spec"]):
             return "unchanged"
         # The rules are the whole truth: replaced, so a dropped selector stops admitting.
-        body = {**body, "metadata": {**body["metadata"],
-                                     "resourceVersion": live["metadata"]["resourceVersion"]}}
+        body = {
+            **body,
+            "metadata": {
+                **body["metadata"],
+                "resourceVersion": live["metadata"]["resourceVersion"],
+            },
+        }
         await _run(networking.replace_namespaced_network_policy, name, namespace, body)
         return "patched"
     if kind == "Certificate":
@@ -412,8 +415,9 @@ async def _ensure_node_access(namespace: str, body: Obj) -> str:
             return "created"
         if is_subset(body, live):
             return "unchanged"
-        await _run(core.patch_namespaced_service_account, name, namespace, body,
-                   _content_type=MERGE)
+        await _run(
+            core.patch_namespaced_service_account, name, namespace, body, _content_type=MERGE
+        )
         return "patched"
     if kind == "Role":
         live = await _optional(rbac.read_namespaced_role, name, namespace)
@@ -465,8 +469,10 @@ async def write_secret(namespace: str, body: Obj, live: Obj | None) -> None:
     if live is None:
         await _run(core.create_namespaced_secret, namespace, body)
         return
-    body = {**body, "metadata": {**body["metadata"],
-                                 "resourceVersion": live["metadata"]["resourceVersion"]}}
+    body = {
+        **body,
+        "metadata": {**body["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]},
+    }
     await _run(core.replace_namespaced_secret, body["metadata"]["name"], namespace, body)
 
 

@@ -81,8 +81,9 @@ class NodeClient:
 
     def with_auth(self, auth: NodeAuth | None) -> NodeClient:
         """The same session and timeouts, calling a cluster with `auth`."""
-        return NodeClient(self.session, timeout=self.timeout,
-                          commit_timeout=self.commit_timeout, auth=auth)
+        return NodeClient(
+            self.session, timeout=self.timeout, commit_timeout=self.commit_timeout, auth=auth
+        )
 
     async def _call(
         self,

@@ -113,9 +113,7 @@ def set_phase(namespace: str, name: str, phase: ClusterPhase | None) -> None:
             )
 
 
-def set_progress(
-    namespace: str, name: str, commit_index: int | None, lags: dict[str, int]
-) -> None:
+def set_progress(namespace: str, name: str, commit_index: int | None, lags: dict[str, int]) -> None:
     """The fast-moving counters of a cluster (never in its status)."""
     if commit_index is not None:
         COMMIT_INDEX.labels(name, namespace).set(commit_index)

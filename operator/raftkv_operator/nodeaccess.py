@@ -36,8 +36,11 @@ def role_name(cluster_name: str) -> str:
 
 
 def _meta(cluster: RaftCluster, name: str) -> dict[str, Any]:
-    return {"name": name, "namespace": cluster.namespace,
-            "labels": labels(cluster.name, COMPONENT_NODE)}
+    return {
+        "name": name,
+        "namespace": cluster.namespace,
+        "labels": labels(cluster.name, COMPONENT_NODE),
+    }
 
 
 def service_account(cluster: RaftCluster) -> Manifest:
@@ -51,14 +54,14 @@ def service_account(cluster: RaftCluster) -> Manifest:
     }
 
 
-def member_count(cluster: RaftCluster, statefulset_replicas: int | None,
-                 pods: Iterable[str] = ()) -> int:
+def member_count(
+    cluster: RaftCluster, statefulset_replicas: int | None, pods: Iterable[str] = ()
+) -> int:
     """How many ordinals the Role must cover: the spec's replicas, the StatefulSet's (a
     scale step in either direction), and every pod still present (a removed member's pod
     is terminating)."""
     ordinals = [o for o in (ordinal_of(cluster.name, p) for p in pods) if o is not None]
-    return max(cluster.spec.replicas, statefulset_replicas or 0,
-               max(ordinals, default=-1) + 1)
+    return max(cluster.spec.replicas, statefulset_replicas or 0, max(ordinals, default=-1) + 1)
 
 
 def role(cluster: RaftCluster, members: int) -> Manifest:
@@ -69,12 +72,14 @@ def role(cluster: RaftCluster, members: int) -> Manifest:
         "apiVersion": RBAC_API_VERSION,
         "kind": "Role",
         "metadata": _meta(cluster, role_name(cluster.name)),
-        "rules": [{
-            "apiGroups": [""],
-            "resources": ["pods"],
-            "resourceNames": [pod_name(cluster.name, i) for i in range(members)],
-            "verbs": list(POD_LABEL_VERBS),
-        }],
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods"],
+                "resourceNames": [pod_name(cluster.name, i) for i in range(members)],
+                "verbs": list(POD_LABEL_VERBS),
+            }
+        ],
     }
 
 
@@ -83,8 +88,16 @@ def role_binding(cluster: RaftCluster) -> Manifest:
         "apiVersion": RBAC_API_VERSION,
         "kind": "RoleBinding",
         "metadata": _meta(cluster, role_name(cluster.name)),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": role_name(cluster.name)},
-        "subjects": [{"kind": "ServiceAccount", "name": service_account_name(cluster.name),
-                      "namespace": cluster.namespace}],
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role_name(cluster.name),
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": service_account_name(cluster.name),
+                "namespace": cluster.namespace,
+            }
+        ],
     }

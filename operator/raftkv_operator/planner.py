@@ -730,9 +730,7 @@ def pending_recovery(cluster: RaftCluster) -> QuorumRecoveryRequest | None:
     return request
 
 
-def _refuse_recovery(
-    result: Plan, request: QuorumRecoveryRequest, why: str, now: datetime
-) -> Plan:
+def _refuse_recovery(result: Plan, request: QuorumRecoveryRequest, why: str, now: datetime) -> Plan:
     message = f"recovery request {request.request_id} refused, nothing changed: {why}"
     record = RecoveryStatus(
         request_id=request.request_id,
@@ -741,9 +739,7 @@ def _refuse_recovery(
         finished_at=now,
         message=message[:4096],
     )
-    return replace(
-        result, recovery=record, notice=Notice("RecoveryRefused", message, warning=True)
-    )
+    return replace(result, recovery=record, notice=Notice("RecoveryRefused", message, warning=True))
 
 
 def _leaderless(obs: Observed, request: QuorumRecoveryRequest | None, now: datetime) -> Plan:
@@ -819,17 +815,24 @@ def _leaderless(obs: Observed, request: QuorumRecoveryRequest | None, now: datet
     )
 
 
-def _stop_every_member(
-    obs: Observed, op: Operation, phase: ClusterPhase, why: str
-) -> Plan | None:
+def _stop_every_member(obs: Observed, op: Operation, phase: ClusterPhase, why: str) -> Plan | None:
     """The StatefulSet at 0 and no member pod left (None: done)."""
     if (obs.statefulset_replicas or 0) > 0:
-        return _act(op, phase, STEP_STOP_MEMBERS, Action(
-            "set_replicas", replicas=0, reason="MembersStopped",
-            message=f"stopping every member {why}"))
+        return _act(
+            op,
+            phase,
+            STEP_STOP_MEMBERS,
+            Action(
+                "set_replicas",
+                replicas=0,
+                reason="MembersStopped",
+                message=f"stopping every member {why}",
+            ),
+        )
     if obs.pods:
-        return _wait(op, phase, STEP_STOP_MEMBERS,
-                     f"members to stop: {', '.join(sorted(obs.pods))}")
+        return _wait(
+            op, phase, STEP_STOP_MEMBERS, f"members to stop: {', '.join(sorted(obs.pods))}"
+        )
     return None
 
 
@@ -845,9 +848,7 @@ def _recovery_record(obs: Observed, op: Operation, **update: Any) -> RecoverySta
     return current.model_copy(update=update)
 
 
-def _recover_quorum(
-    obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime
-) -> Plan:
+def _recover_quorum(obs: Observed, leader: NodeStatus | None, op: Operation, now: datetime) -> Plan:
     """StopMembers -> RunRecover (a Job runs `raftkv recover` on the survivor's volume) ->
     DropLostVolumes (every other member's) -> StartMembers (the survivor leads alone) ->
     Rejoin (the others added as learners on their empty volumes, promoted once caught up).
@@ -869,26 +870,54 @@ def _recover_quorum(
         step = STEP_RUN_RECOVER
     if step == STEP_RUN_RECOVER:
         if obs.recovery_job is None:
-            return _act(op, phase, STEP_RUN_RECOVER, Action(
-                "run_recover_job", member=survivor, reason="RecoverJobCreated",
-                message=f"running raftkv recover on the volume of {survivor}"))
+            return _act(
+                op,
+                phase,
+                STEP_RUN_RECOVER,
+                Action(
+                    "run_recover_job",
+                    member=survivor,
+                    reason="RecoverJobCreated",
+                    message=f"running raftkv recover on the volume of {survivor}",
+                ),
+            )
         if obs.recovery_job == "Running":
             return _wait(op, phase, STEP_RUN_RECOVER, f"raftkv recover on {survivor}")
         if obs.recovery_job == "Failed":
             job = desired.recover_job_name(obs.name, op.request_id or "")
-            why = (f"raftkv recover on {survivor} failed (kubectl logs job/{job}); restarting "
-                   "the members as they were, nothing else changed")
-            return Plan(phase, _step(op, STEP_ABORT, why), waiting=why,
-                        notice=Notice("RecoveryFailed", why, warning=True))
+            why = (
+                f"raftkv recover on {survivor} failed (kubectl logs job/{job}); restarting "
+                "the members as they were, nothing else changed"
+            )
+            return Plan(
+                phase,
+                _step(op, STEP_ABORT, why),
+                waiting=why,
+                notice=Notice("RecoveryFailed", why, warning=True),
+            )
         step = STEP_DROP_VOLUMES
     if step == STEP_ABORT:
         if replicas != target:
-            return _act(op, phase, STEP_ABORT, Action(
-                "set_replicas", replicas=target, reason="MembersRestarted",
-                message="restarting the members after the failed recovery"))
+            return _act(
+                op,
+                phase,
+                STEP_ABORT,
+                Action(
+                    "set_replicas",
+                    replicas=target,
+                    reason="MembersRestarted",
+                    message="restarting the members after the failed recovery",
+                ),
+            )
         why = op.message or "raftkv recover failed"
-        return Plan(ClusterPhase.DEGRADED, None, quorum_lost=True, recovery=_recovery_record(
-            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+        return Plan(
+            ClusterPhase.DEGRADED,
+            None,
+            quorum_lost=True,
+            recovery=_recovery_record(
+                obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]
+            ),
+        )
     if step == STEP_DROP_VOLUMES:
         # Only now, after recover succeeded: until then another survivor's data may matter.
         drop = tuple(name for name in others if name in obs.volumes)
@@ -897,23 +926,39 @@ def _recover_quorum(
             return Plan(
                 phase,
                 _step(op, STEP_DROP_VOLUMES, f"deleting the volumes of {listed}"),
-                Action("delete_volumes", members=drop, reason="LostVolumesDeleted",
-                       message=f"deleting the volumes of {listed}: they rejoin empty"),
+                Action(
+                    "delete_volumes",
+                    members=drop,
+                    reason="LostVolumesDeleted",
+                    message=f"deleting the volumes of {listed}: they rejoin empty",
+                ),
                 record_volumes={name: None for name in drop},
             )
         step = STEP_START_MEMBERS
     if step == STEP_START_MEMBERS:
         if replicas < target:
-            return _act(op, phase, STEP_START_MEMBERS, Action(
-                "set_replicas", replicas=target, reason="MembersStarted",
-                message=f"starting {survivor} as the only voter, the others empty"))
+            return _act(
+                op,
+                phase,
+                STEP_START_MEMBERS,
+                Action(
+                    "set_replicas",
+                    replicas=target,
+                    reason="MembersStarted",
+                    message=f"starting {survivor} as the only voter, the others empty",
+                ),
+            )
         if leader is None or leader.name != survivor:
             return _wait(op, phase, STEP_START_MEMBERS, f"{survivor} to start and lead")
         writable = _step(op, STEP_REJOIN, f"{survivor} leads alone; re-adding the others")
-        return Plan(phase, writable,
-                    recovery=_recovery_record(obs, op, writable_at=now),
-                    notice=Notice("QuorumRestored",
-                                  f"{survivor} leads the recovered cluster and takes writes"))
+        return Plan(
+            phase,
+            writable,
+            recovery=_recovery_record(obs, op, writable_at=now),
+            notice=Notice(
+                "QuorumRestored", f"{survivor} leads the recovered cluster and takes writes"
+            ),
+        )
     if leader is None:
         return _wait(op, phase, op.step, f"{survivor} to lead again")
     for name in others:
@@ -929,8 +974,9 @@ def _recover_quorum(
     return Plan(
         _steady_phase(obs, leader),
         None,
-        recovery=_recovery_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now,
-                                  message=done),
+        recovery=_recovery_record(
+            obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now, message=done
+        ),
         notice=Notice("QuorumRecovered", done),
     )
 
@@ -964,16 +1010,28 @@ def _start_restore(obs: Observed, request: RestoreInPlaceRequest, now: datetime)
     )
     if choice.source is None or checkpoint is None:
         why = f"restore request {request.request_id} refused, nothing changed: {choice.refused}"
-        record = RestoreStatus(request_id=request.request_id, phase=RecoveryPhase.REFUSED,
-                               checkpoint=request.checkpoint, started_at=now, finished_at=now,
-                               message=why[:4096])
-        return Plan(ClusterPhase.DEGRADED if find_leader(obs.nodes.values()) is None
-                    else ClusterPhase.AVAILABLE, cluster.status.operation, restore=record,
-                    notice=Notice("RestoreRefused", why, warning=True))
+        record = RestoreStatus(
+            request_id=request.request_id,
+            phase=RecoveryPhase.REFUSED,
+            checkpoint=request.checkpoint,
+            started_at=now,
+            finished_at=now,
+            message=why[:4096],
+        )
+        return Plan(
+            ClusterPhase.DEGRADED
+            if find_leader(obs.nodes.values()) is None
+            else ClusterPhase.AVAILABLE,
+            cluster.status.operation,
+            restore=record,
+            notice=Notice("RestoreRefused", why, warning=True),
+        )
     aside = desired.restore_aside_dir(request.request_id)
-    why = (f"request {request.request_id}: restoring every member from {checkpoint.name} "
-           f"(id {checkpoint.checkpoint_id}, index {checkpoint.index}, sha256 "
-           f"{checkpoint.sha256}) from {choice.source}")
+    why = (
+        f"request {request.request_id}: restoring every member from {checkpoint.name} "
+        f"(id {checkpoint.checkpoint_id}, index {checkpoint.index}, sha256 "
+        f"{checkpoint.sha256}) from {choice.source}"
+    )
     record = RestoreStatus(
         request_id=request.request_id,
         phase=RecoveryPhase.RUNNING,
@@ -986,19 +1044,35 @@ def _start_restore(obs: Observed, request: RestoreInPlaceRequest, now: datetime)
         started_at=now,
         message=why[:4096],
     )
-    op = _op(OperationKind.RESTORE_IN_PLACE, STEP_STOP_MEMBERS, now,
-             target_replicas=target, request_id=request.request_id, message=why)
-    return Plan(ClusterPhase.RESTORING, op,
-                Action("set_replicas", replicas=0, reason="RestoreStarted",
-                       message=f"{why}: stopping every member (writes stop)"),
-                restore=record)
+    op = _op(
+        OperationKind.RESTORE_IN_PLACE,
+        STEP_STOP_MEMBERS,
+        now,
+        target_replicas=target,
+        request_id=request.request_id,
+        message=why,
+    )
+    return Plan(
+        ClusterPhase.RESTORING,
+        op,
+        Action(
+            "set_replicas",
+            replicas=0,
+            reason="RestoreStarted",
+            message=f"{why}: stopping every member (writes stop)",
+        ),
+        restore=record,
+    )
 
 
 def _restore_record(obs: Observed, op: Operation, **update: Any) -> RestoreStatus:
     current = obs.cluster.status.restore
     if current is None or current.request_id != op.request_id:
-        current = RestoreStatus(request_id=op.request_id or "unknown",
-                                phase=RecoveryPhase.RUNNING, started_at=op.started_at)
+        current = RestoreStatus(
+            request_id=op.request_id or "unknown",
+            phase=RecoveryPhase.RUNNING,
+            started_at=op.started_at,
+        )
     return current.model_copy(update=update)
 
 
@@ -1010,18 +1084,28 @@ def _job_round(
     request = op.request_id or ""
     failed: list[str] = []
     for name in members:
-        state = obs.jobs.get(desired.restore_job_name(obs.name, request, name,
-                                                      rollback=rollback))
+        state = obs.jobs.get(desired.restore_job_name(obs.name, request, name, rollback=rollback))
         if state is None:
             kind: ActionKind = "run_unrestore_job" if rollback else "run_restore_job"
             what = "putting the old data back on" if rollback else "preparing"
-            return _act(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
-                        Action(kind, member=name,
-                               reason="RestoreRolledBack" if rollback else "RestorePrepared",
-                               message=f"{what} the volume of {name}"))
+            return _act(
+                op.model_copy(update={"member": name}),
+                ClusterPhase.RESTORING,
+                step,
+                Action(
+                    kind,
+                    member=name,
+                    reason="RestoreRolledBack" if rollback else "RestorePrepared",
+                    message=f"{what} the volume of {name}",
+                ),
+            )
         if state == "Running":
-            return _wait(op.model_copy(update={"member": name}), ClusterPhase.RESTORING, step,
-                         f"the restore Job on {name}")
+            return _wait(
+                op.model_copy(update={"member": name}),
+                ClusterPhase.RESTORING,
+                step,
+                f"the restore Job on {name}",
+            )
         if state == "Failed":
             if not rollback:
                 return [name]  # stop at the first failure: the rest need not be touched
@@ -1056,22 +1140,43 @@ def _restore_in_place(
             job = desired.restore_job_name(
                 obs.name, op.request_id or "", outcome[0], rollback=False
             )
-            why = (f"preparing the volume of {outcome[0]} failed (kubectl logs job/{job}); "
-                   "putting every member's old data back")
-            return Plan(phase, _step(op, STEP_ROLLBACK, why), waiting=why,
-                        notice=Notice("RestoreFailed", why, warning=True))
-        return _act(op, phase, STEP_REBOOTSTRAP, Action(
-            "begin_rebootstrap", reason="RestoreStaged",
-            message=f"every volume holds the checkpoint (sha256 checked); {target} members "
-            "bootstrap from it"))
+            why = (
+                f"preparing the volume of {outcome[0]} failed (kubectl logs job/{job}); "
+                "putting every member's old data back"
+            )
+            return Plan(
+                phase,
+                _step(op, STEP_ROLLBACK, why),
+                waiting=why,
+                notice=Notice("RestoreFailed", why, warning=True),
+            )
+        return _act(
+            op,
+            phase,
+            STEP_REBOOTSTRAP,
+            Action(
+                "begin_rebootstrap",
+                reason="RestoreStaged",
+                message=f"every volume holds the checkpoint (sha256 checked); {target} members "
+                "bootstrap from it",
+            ),
+        )
     if step == STEP_ROLLBACK:
         outcome = _job_round(obs, op, STEP_ROLLBACK, members, rollback=True)
         if isinstance(outcome, Plan):
             return outcome
         if replicas != target:
-            return _act(op, phase, STEP_ROLLBACK, Action(
-                "set_replicas", replicas=target, reason="MembersRestarted",
-                message="restarting the members on their old data"))
+            return _act(
+                op,
+                phase,
+                STEP_ROLLBACK,
+                Action(
+                    "set_replicas",
+                    replicas=target,
+                    reason="MembersRestarted",
+                    message="restarting the members on their old data",
+                ),
+            )
         request = op.request_id or ""
         broken = [
             f"{name} (kubectl logs job/"
@@ -1080,46 +1185,87 @@ def _restore_in_place(
             if obs.jobs.get(desired.restore_job_name(obs.name, request, name, rollback=False))
             == "Failed"
         ]
-        why = (f"preparing the volume failed on {', '.join(broken) or 'a member'}; "
-               "every member runs on its old data again")
+        why = (
+            f"preparing the volume failed on {', '.join(broken) or 'a member'}; "
+            "every member runs on its old data again"
+        )
         if outcome:
-            why += (f"; putting the old data back failed on {', '.join(outcome)} "
-                    "(docs/recovery.md)")
-        return Plan(ClusterPhase.DEGRADED, None, restore=_restore_record(
-            obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]))
+            why += f"; putting the old data back failed on {', '.join(outcome)} (docs/recovery.md)"
+        return Plan(
+            ClusterPhase.DEGRADED,
+            None,
+            restore=_restore_record(
+                obs, op, phase=RecoveryPhase.FAILED, finished_at=now, message=why[:4096]
+            ),
+        )
     if step == STEP_REBOOTSTRAP:
         if status.bootstrapped:
-            return _act(op, phase, STEP_REBOOTSTRAP, Action(
-                "begin_rebootstrap", reason="RestoreStaged",
-                message=f"{target} members bootstrap from the checkpoint"))
+            return _act(
+                op,
+                phase,
+                STEP_REBOOTSTRAP,
+                Action(
+                    "begin_rebootstrap",
+                    reason="RestoreStaged",
+                    message=f"{target} members bootstrap from the checkpoint",
+                ),
+            )
         step = STEP_START_MEMBERS
     if step == STEP_START_MEMBERS:
         if replicas < target:
-            return _act(op, phase, STEP_START_MEMBERS, Action(
-                "set_replicas", replicas=target, reason="MembersStarted",
-                message=f"starting {target} members from the restored checkpoint"))
+            return _act(
+                op,
+                phase,
+                STEP_START_MEMBERS,
+                Action(
+                    "set_replicas",
+                    replicas=target,
+                    reason="MembersStarted",
+                    message=f"starting {target} members from the restored checkpoint",
+                ),
+            )
         founders = set(members)
         ready = sum(1 for name in founders if healthy(obs, name))
-        if (leader is None or {m.name for m in voters(leader)} != founders
-                or ready < len(founders)):
-            return _wait(op, phase, STEP_START_MEMBERS,
-                         f"{len(founders)} members to bootstrap from the checkpoint "
-                         f"({ready} ready)")
-        return _act(op, phase, STEP_FINISH, Action(
-            "mark_bootstrapped", reason="Restored",
-            message=f"{target} members run from the restored checkpoint; {leader.name} leads"))
+        if leader is None or {m.name for m in voters(leader)} != founders or ready < len(founders):
+            return _wait(
+                op,
+                phase,
+                STEP_START_MEMBERS,
+                f"{len(founders)} members to bootstrap from the checkpoint ({ready} ready)",
+            )
+        return _act(
+            op,
+            phase,
+            STEP_FINISH,
+            Action(
+                "mark_bootstrapped",
+                reason="Restored",
+                message=f"{target} members run from the restored checkpoint; {leader.name} leads",
+            ),
+        )
     if not status.bootstrapped:  # STEP_FINISH, the mark not persisted yet
-        return _act(op, phase, STEP_FINISH, Action(
-            "mark_bootstrapped", reason="Restored",
-            message=f"{target} members run from the restored checkpoint"))
+        return _act(
+            op,
+            phase,
+            STEP_FINISH,
+            Action(
+                "mark_bootstrapped",
+                reason="Restored",
+                message=f"{target} members run from the restored checkpoint",
+            ),
+        )
     record = _restore_record(obs, op, phase=RecoveryPhase.SUCCEEDED, finished_at=now)
-    done = (f"restored {record.checkpoint} into every member; the old data is kept in "
-            f"{record.kept_aside} on each volume")
-    return Plan(ClusterPhase.AVAILABLE, None,
-                restore=record.model_copy(update={"message": done}),
-                notice=Notice("RestoreSucceeded", done),
-                record_volumes={name: obs.volumes[name] for name in members
-                                if name in obs.volumes})
+    done = (
+        f"restored {record.checkpoint} into every member; the old data is kept in "
+        f"{record.kept_aside} on each volume"
+    )
+    return Plan(
+        ClusterPhase.AVAILABLE,
+        None,
+        restore=record.model_copy(update={"message": done}),
+        notice=Notice("RestoreSucceeded", done),
+        record_volumes={name: obs.volumes[name] for name in members if name in obs.volumes},
+    )
 
 
 _STEPPERS = {
@@ -1200,13 +1346,12 @@ def conditions(
     out: list[tuple[ConditionType, ConditionStatus, str, str]] = []
     # A recovery or restore stops the members on purpose: that is not a quorum loss.
     planned = result.operation is not None and result.operation.kind in (
-        OperationKind.RECOVER_QUORUM, OperationKind.RESTORE_IN_PLACE
+        OperationKind.RECOVER_QUORUM,
+        OperationKind.RESTORE_IN_PLACE,
     )
     lost = quorum_view(obs) if leader is None and not planned else None
     if lost is not None and lost.lost:
-        out.append(
-            (ConditionType.AVAILABLE, ConditionStatus.FALSE, "QuorumLost", lost.describe())
-        )
+        out.append((ConditionType.AVAILABLE, ConditionStatus.FALSE, "QuorumLost", lost.describe()))
     elif leader is None:
         out.append(
             (

@@ -309,10 +309,13 @@ class Reconciler:
             # A rolling restart would leave TLS and plain-text members unable to talk: the
             # cluster would lose quorum half-way. Refuse, and say so (docs/security.md).
             if not self.tls_switch_warned:
-                warn(cluster.to_k8s(), reason="TLSSwitchRefused",
-                     message="the members run with a different peer TLS setting than "
-                     "spec.tls asks for; switching a running cluster is not supported "
-                     "(recreate it from a checkpoint)")
+                warn(
+                    cluster.to_k8s(),
+                    reason="TLSSwitchRefused",
+                    message="the members run with a different peer TLS setting than "
+                    "spec.tls asks for; switching a running cluster is not supported "
+                    "(recreate it from a checkpoint)",
+                )
             self.tls_switch_warned = True
             return
         if template_hash(live_template) != template_hash(wanted_template):
@@ -667,8 +670,12 @@ class Reconciler:
                 raise NodeUnreachable(f"pod {member} has no address")
             joiner = await nodes.status(node_url(pod.ip, port, secure=secure))
             if joiner.name != member:
-                raise NodeError(node_url(pod.ip, port, secure=secure), 200, "wrong_node",
-                                f"expected {member}, the node says it is {joiner.name}")
+                raise NodeError(
+                    node_url(pod.ip, port, secure=secure),
+                    200,
+                    "wrong_node",
+                    f"expected {member}, the node says it is {joiner.name}",
+                )
             try:
                 await nodes.add_learner(
                     leader_url,
@@ -703,8 +710,12 @@ class Reconciler:
             if action.target:
                 successor = leader.member(action.target)
                 if successor is None:
-                    raise NodeError(leader_url, 404, "member_not_found",
-                                    f"{action.target} is not in the leader's member list")
+                    raise NodeError(
+                        leader_url,
+                        404,
+                        "member_not_found",
+                        f"{action.target} is not in the leader's member list",
+                    )
                 target = successor.id
             await nodes.transfer_leader(leader_url, target)
             return True

@@ -73,7 +73,8 @@ def choose_source(
         )
     if not checkpoint.checkpoint_id or not checkpoint.sha256:
         return SourceChoice(
-            None, refused=f"RaftCheckpoint {requested} has no id and sha256 yet ({checkpoint.phase})"
+            None,
+            refused=f"RaftCheckpoint {requested} has no id and sha256 yet ({checkpoint.phase})",
         )
     wanted = sorted(members)
     missing = [m for m in wanted if m not in checkpoint.members]

@@ -62,7 +62,8 @@ def summarise(runs: list[Path]) -> Campaign:
         c.faults.update(v.get("nemesis_counts", {}))
         lin = v.get("linearizability") or {}
         c.checked["register/cas operations checked for linearizability"] += sum(
-            p.get("operations", 0) for p in lin.get("parts", []))
+            p.get("operations", 0) for p in lin.get("parts", [])
+        )
         c.checked["acknowledged set adds"] += (v.get("set") or {}).get("acknowledged", 0)
         c.checked["set adds lost"] += len((v.get("set") or {}).get("lost", []))
         c.checked["lock acquisitions"] += (v.get("lock") or {}).get("acquisitions", 0)
@@ -94,32 +95,49 @@ def _operations_table(ops: Counter[str]) -> list[str]:
     kinds = sorted({k.split(":", 1)[0] for k in ops})
     rows = ["| operation | ok | fail | info |", "|---|---:|---:|---:|"]
     for f in kinds:
-        rows.append(f"| {f} | " + " | ".join(f"{ops.get(f'{f}:{s}', 0):,}"
-                                              for s in ("ok", "fail", "info")) + " |")
+        rows.append(
+            f"| {f} | "
+            + " | ".join(f"{ops.get(f'{f}:{s}', 0):,}" for s in ("ok", "fail", "info"))
+            + " |"
+        )
     return rows
 
 
 def render(c: Campaign) -> str:
-    out = [f"- Runs: {len(c.runs)}; verdicts: "
-           + ", ".join(f"{k} {n}" for k, n in sorted(c.verdicts.items())) + "."]
+    out = [
+        f"- Runs: {len(c.runs)}; verdicts: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(c.verdicts.items()))
+        + "."
+    ]
     out += [f"  - not ok: {line}" for line in c.not_ok]
     if c.seconds:
-        out.append(f"- Wall time per run: min {min(c.seconds):.0f} s, median "
-                   f"{statistics.median(c.seconds):.0f} s, max {max(c.seconds):.0f} s; "
-                   f"total {sum(c.seconds) / 60:.1f} min.")
+        out.append(
+            f"- Wall time per run: min {min(c.seconds):.0f} s, median "
+            f"{statistics.median(c.seconds):.0f} s, max {max(c.seconds):.0f} s; "
+            f"total {sum(c.seconds) / 60:.1f} min."
+        )
     if c.checker_seconds:
         out.append(f"- Checker time per run: max {max(c.checker_seconds):.2f} s.")
     out.append(f"- Operations: {sum(c.operations.values()):,} in all.")
-    out += ["", *_operations_table(c.operations), "",
-            *_table("fault (primary, and side actions attempted)", c.faults), "",
-            *_table("side action: event and HTTP answer", c.side_outcomes), "",
-            *_table("checked", c.checked)]
+    out += [
+        "",
+        *_operations_table(c.operations),
+        "",
+        *_table("fault (primary, and side actions attempted)", c.faults),
+        "",
+        *_table("side action: event and HTTP answer", c.side_outcomes),
+        "",
+        *_table("checked", c.checked),
+    ]
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.chaos.campaign", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tests.chaos.campaign",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("runs", nargs="+", type=Path, help="run folders (results/chaos/...)")
     args = p.parse_args(argv)
     missing = [r for r in args.runs if not r.is_dir()]

@@ -31,16 +31,30 @@ class Reply:
 
     def json(self) -> Any:
         import json
+
         return json.loads(self.body)
 
 
-async def call(session: aiohttp.ClientSession, method: str, url: str, *,
-               data: bytes | None = None, json_body: Any = None,
-               params: dict[str, str] | None = None, timeout: float = 5.0,
-               ok_codes: tuple[int, ...] = (200,)) -> Reply:
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    data: bytes | None = None,
+    json_body: Any = None,
+    params: dict[str, str] | None = None,
+    timeout: float = 5.0,
+    ok_codes: tuple[int, ...] = (200,),
+) -> Reply:
     try:
-        async with session.request(method, url, data=data, json=json_body, params=params,
-                                   timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        async with session.request(
+            method,
+            url,
+            data=data,
+            json=json_body,
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as r:
             body = await r.read()
             headers = {k: v for k, v in r.headers.items()}
     except aiohttp.ClientConnectorError as exc:
@@ -61,6 +75,7 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *,
 
 def _error_code(body: bytes) -> str:
     import json
+
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -41,8 +41,10 @@ def no_retry_session() -> aiohttp.ClientSession:
     public switch, so the private flag is turned off, and checked to still exist."""
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
     if not hasattr(session, "_retry_connection"):
-        raise RuntimeError("aiohttp changed: cannot turn off its automatic request retry; "
-                           "the chaos client's fail/info classification would be unsound")
+        raise RuntimeError(
+            "aiohttp changed: cannot turn off its automatic request retry; "
+            "the chaos client's fail/info classification would be unsound"
+        )
     session._retry_connection = False
     return session
 
@@ -87,8 +89,9 @@ class Cluster:
     def __post_init__(self) -> None:
         for name in self.net.names:
             node_dir = self.base_dir / "nodes" / name
-            self.nodes[name] = NodeProc(name, self.net.endpoint(name), node_dir / "data",
-                                        node_dir.with_suffix(".log"))
+            self.nodes[name] = NodeProc(
+                name, self.net.endpoint(name), node_dir / "data", node_dir.with_suffix(".log")
+            )
 
     async def open(self) -> None:
         self.session = no_retry_session()
@@ -107,24 +110,55 @@ class Cluster:
         if not cert.exists():
             ca = CertKey(ca_path.read_bytes(), (pki / "ca-key.pem").read_bytes())
             issue_cert(ca, node.name, dns_names=[node.name]).write(cert, key)
-        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
-                "--peer-trusted-ca-file", str(ca_path)]
+        return [
+            "--peer-cert-file",
+            str(cert),
+            "--peer-key-file",
+            str(key),
+            "--peer-trusted-ca-file",
+            str(ca_path),
+        ]
 
     # --- processes -------------------------------------------------------------------
 
     def command(self, node: NodeProc) -> list[str]:
         ep = node.endpoint
         initial = ",".join(f"{n}={self.nodes[n].endpoint.peer_url}" for n in self.initial)
-        return [*self.net.command_prefix(node.name), sys.executable, "-m", "raftkv.cli",
-                "serve", "--name", node.name, "--data-dir", str(node.data_dir),
-                "--listen-host", ep.listen_host, "--client-port", str(ep.client_port),
-                "--peer-port", str(ep.peer_port), "--advertise-client-url", ep.client_url,
-                "--advertise-peer-url", ep.peer_url, "--initial-cluster", initial,
-                "--initial-cluster-state", node.state, "--request-timeout", "3",
-                "--snapshot-entries", "1000", "--unsafe-crash-test-ledger",
-                "--client-insecure",  # the chaos suite tests consistency, not the client plane
-                *CHAOS_TIMINGS, *self.peer_args(node), *self.net.node_args(node.name),
-                *self.node_args]
+        return [
+            *self.net.command_prefix(node.name),
+            sys.executable,
+            "-m",
+            "raftkv.cli",
+            "serve",
+            "--name",
+            node.name,
+            "--data-dir",
+            str(node.data_dir),
+            "--listen-host",
+            ep.listen_host,
+            "--client-port",
+            str(ep.client_port),
+            "--peer-port",
+            str(ep.peer_port),
+            "--advertise-client-url",
+            ep.client_url,
+            "--advertise-peer-url",
+            ep.peer_url,
+            "--initial-cluster",
+            initial,
+            "--initial-cluster-state",
+            node.state,
+            "--request-timeout",
+            "3",
+            "--snapshot-entries",
+            "1000",
+            "--unsafe-crash-test-ledger",
+            "--client-insecure",  # the chaos suite tests consistency, not the client plane
+            *CHAOS_TIMINGS,
+            *self.peer_args(node),
+            *self.net.node_args(node.name),
+            *self.node_args,
+        ]
 
     def _note_exit(self, node: NodeProc) -> None:
         """A process we did not kill has exited: record it before any fault or restart
@@ -145,8 +179,9 @@ class Cluster:
             log.write(f"=== start {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            node.proc = subprocess.Popen(self.command(node), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, env=env)
+            node.proc = subprocess.Popen(
+                self.command(node), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            )
         node.paused = False
         node.started_once = True
 
@@ -260,11 +295,13 @@ class Cluster:
             return None
         return [m["name"] for m in st["members"] if m["role"] == "voter"]
 
-    async def request(self, method: str, node: NodeProc, path: str, json_body: Any = None,
-                      timeout: float = 5.0) -> tuple[int, Any]:
+    async def request(
+        self, method: str, node: NodeProc, path: str, json_body: Any = None, timeout: float = 5.0
+    ) -> tuple[int, Any]:
         assert self.session is not None
-        async with self.session.request(method, node.url + path, json=json_body,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        async with self.session.request(
+            method, node.url + path, json=json_body, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as r:
             try:
                 return r.status, await r.json(content_type=None)
             except ValueError:

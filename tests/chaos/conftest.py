@@ -7,4 +7,5 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "chaos: fault-injection runs against a real cluster (tests/chaos)")
+        "markers", "chaos: fault-injection runs against a real cluster (tests/chaos)"
+    )

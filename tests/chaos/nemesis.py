@@ -34,8 +34,7 @@ from tests.chaos.net import Network
 PRIMARY = ("partition", "kill", "pause", "power-loss", "power-loss-all", "slow")
 # How often each primary fault is picked, relatively: a whole-cluster power cut leaves
 # nothing to observe while it lasts, so it comes less often.
-WEIGHTS = {"partition": 3, "kill": 2, "pause": 2, "power-loss": 2, "power-loss-all": 1,
-           "slow": 2}
+WEIGHTS = {"partition": 3, "kill": 2, "pause": 2, "power-loss": 2, "power-loss-all": 1, "slow": 2}
 SIDE = ("member", "transfer")
 # How long a joiner may take to serve its id; a loaded 2-core machine has taken 12 s.
 JOINER_START_TIMEOUT = 30.0
@@ -66,8 +65,9 @@ class Nemesis:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def log(self, fault: str, event: str, **detail: Any) -> None:
-        self.timeline.append({"time": self.recorder.now(), "fault": fault, "event": event,
-                              **detail})
+        self.timeline.append(
+            {"time": self.recorder.now(), "fault": fault, "event": event, **detail}
+        )
 
     async def _sleep(self, seconds: float) -> None:
         """Wait, but wake early when the run stops (pacing, not synchronisation)."""
@@ -75,8 +75,7 @@ class Nemesis:
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def run(self) -> None:
-        primaries = [n for n in self.enabled if n in PRIMARY
-                     and (n != "slow" or self.net.can_slow)]
+        primaries = [n for n in self.enabled if n in PRIMARY and (n != "slow" or self.net.can_slow)]
         sides = [n for n in self.enabled if n in SIDE]
         if "slow" in self.enabled and not self.net.can_slow:
             self.log("slow", "unavailable", mode=self.net.mode)
@@ -106,9 +105,14 @@ class Nemesis:
     # --- primary faults ----------------------------------------------------------------
 
     async def _start(self, fault: str) -> Any:
-        starter = {"partition": self._partition, "kill": self._kill, "pause": self._pause,
-                   "power-loss": self._power_loss, "power-loss-all": self._power_loss_all,
-                   "slow": self._slow}[fault]
+        starter = {
+            "partition": self._partition,
+            "kill": self._kill,
+            "pause": self._pause,
+            "power-loss": self._power_loss,
+            "power-loss-all": self._power_loss_all,
+            "slow": self._slow,
+        }[fault]
         return await starter()
 
     def _members(self) -> list[str]:
@@ -134,7 +138,7 @@ class Nemesis:
             detail["isolated"] = leader
         elif kind == "bridge" and len(nodes) >= 3:
             bridge, rest = nodes[0], nodes[1:]
-            left, right = rest[:len(rest) // 2], rest[len(rest) // 2:]
+            left, right = rest[: len(rest) // 2], rest[len(rest) // 2 :]
             cuts = [(a, b) for a in left for b in right] + [(b, a) for a in left for b in right]
             detail.update(bridge=bridge, left=left, right=right)
         elif kind == "asymmetric":
@@ -164,12 +168,13 @@ class Nemesis:
             return [leader]
         self.rng.shuffle(nodes)
         limit = max(1, (len(self.cluster.active()) - 1) // 2)
-        return sorted(nodes[:self.rng.randint(1, limit)])
+        return sorted(nodes[: self.rng.randint(1, limit)])
 
     def _restarter(self, names: list[str]) -> Any:
         async def restart() -> None:
             for name in names:
                 self.cluster.start(name)
+
         return restart
 
     async def _kill(self) -> Any:
@@ -188,6 +193,7 @@ class Nemesis:
         async def resume() -> None:
             for name in victims:
                 self.cluster.resume(name)
+
         return resume
 
     async def _power_loss_all(self) -> Any:
@@ -199,8 +205,12 @@ class Nemesis:
         else:
             victims = await self._victims()
         dropped = {name: self.cluster.power_loss(name) for name in victims}
-        self.log("power-loss-all" if everyone else "power-loss", "start", nodes=victims,
-                 unsynced_bytes_dropped={n: sum(d.values()) for n, d in dropped.items()})
+        self.log(
+            "power-loss-all" if everyone else "power-loss",
+            "start",
+            nodes=victims,
+            unsynced_bytes_dropped={n: sum(d.values()) for n, d in dropped.items()},
+        )
         return self._restarter(victims)
 
     async def _slow(self) -> Any:
@@ -232,10 +242,16 @@ class Nemesis:
             self.log("transfer", "skipped", reason="no leader")
             return
         target = self.cluster.nodes[self.rng.choice(voters)]
-        code, body = await self.cluster.request("POST", node, "/v1/leader/transfer",
-                                                {"to": target.id}, timeout=5)
-        self.log("transfer", "done", to=target.name, code=code,
-                 answer=body if isinstance(body, dict) else None)
+        code, body = await self.cluster.request(
+            "POST", node, "/v1/leader/transfer", {"to": target.id}, timeout=5
+        )
+        self.log(
+            "transfer",
+            "done",
+            to=target.name,
+            code=code,
+            answer=body if isinstance(body, dict) else None,
+        )
 
     async def _membership(self) -> None:
         voters = await self.cluster.voters()
@@ -271,16 +287,32 @@ class Nemesis:
         # phantom learner, and the joiner is left outside the cluster.
         joiner = await self._joiner_id(spare)
         if joiner is None:
-            self.log("member", "skipped", node=spare.name,
-                     reason=f"the joiner did not serve its id within {JOINER_START_TIMEOUT}s")
+            self.log(
+                "member",
+                "skipped",
+                node=spare.name,
+                reason=f"the joiner did not serve its id within {JOINER_START_TIMEOUT}s",
+            )
             return
         code, body = await self.cluster.request(
-            "POST", via, "/v1/members",
-            {"name": spare.name, "id": joiner, "peer_url": ep.peer_url,
-             "client_url": ep.client_url},
-            timeout=8)
-        self.log("member", "add", node=spare.name, code=code,
-                 answer=body if isinstance(body, dict) else None)
+            "POST",
+            via,
+            "/v1/members",
+            {
+                "name": spare.name,
+                "id": joiner,
+                "peer_url": ep.peer_url,
+                "client_url": ep.client_url,
+            },
+            timeout=8,
+        )
+        self.log(
+            "member",
+            "add",
+            node=spare.name,
+            code=code,
+            answer=body if isinstance(body, dict) else None,
+        )
         if code != 200:
             return
         loop = asyncio.get_running_loop()
@@ -291,21 +323,33 @@ class Nemesis:
                 break
             try:
                 code, body = await self.cluster.request(
-                    "POST", target, f"/v1/members/{joiner}/promote", timeout=4)
+                    "POST", target, f"/v1/members/{joiner}/promote", timeout=4
+                )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 code, body = 0, repr(exc)
             if code == 200:
                 break
             await asyncio.sleep(0.3)
-        self.log("member", "promote", node=spare.name, code=code,
-                 answer=body if isinstance(body, (dict, str)) else None)
+        self.log(
+            "member",
+            "promote",
+            node=spare.name,
+            code=code,
+            answer=body if isinstance(body, (dict, str)) else None,
+        )
 
     async def _remove(self, name: str, via: NodeProc) -> None:
         victim = self.cluster.nodes[name]
-        code, body = await self.cluster.request("DELETE", via, f"/v1/members/{victim.id}",
-                                                timeout=8)
-        self.log("member", "remove", node=name, code=code,
-                 answer=body if isinstance(body, dict) else None)
+        code, body = await self.cluster.request(
+            "DELETE", via, f"/v1/members/{victim.id}", timeout=8
+        )
+        self.log(
+            "member",
+            "remove",
+            node=name,
+            code=code,
+            answer=body if isinstance(body, dict) else None,
+        )
         if code == 200:
             self.cluster.retire(name)
 

@@ -129,9 +129,12 @@ class LoopbackNetwork(Network):
         for src in self.names:
             for dst in self.names:
                 if src != dst:
-                    proxy = LinkProxy(f"{src}->{dst}", self._link_host(src, dst),
-                                      self._node_host(dst),
-                                      [self.client_port, self.peer_port])
+                    proxy = LinkProxy(
+                        f"{src}->{dst}",
+                        self._link_host(src, dst),
+                        self._node_host(dst),
+                        [self.client_port, self.peer_port],
+                    )
                     await proxy.start()
                     self.proxies[(src, dst)] = proxy
 
@@ -141,17 +144,23 @@ class LoopbackNetwork(Network):
 
     def endpoint(self, name: str) -> Endpoint:
         dns = self._dns(name)
-        return Endpoint(self._node_host(name), self.client_port, self.peer_port,
-                        f"http://{dns}:{self.client_port}", f"{dns}:{self.peer_port}",
-                        f"http://{self._node_host(name)}:{self.client_port}")
+        return Endpoint(
+            self._node_host(name),
+            self.client_port,
+            self.peer_port,
+            f"http://{dns}:{self.client_port}",
+            f"{dns}:{self.peer_port}",
+            f"http://{self._node_host(name)}:{self.client_port}",
+        )
 
     def command_prefix(self, name: str) -> list[str]:
         return []
 
     def node_args(self, name: str) -> list[str]:
         resolve = [f"{self._dns(name)}={self._node_host(name)}"]
-        resolve += [f"{self._dns(dst)}={self._link_host(name, dst)}"
-                    for dst in self.names if dst != name]
+        resolve += [
+            f"{self._dns(dst)}={self._link_host(name, dst)}" for dst in self.names if dst != name
+        ]
         return ["--resolve", ",".join(resolve)]
 
     async def block(self, src: str, dst: str) -> None:
@@ -206,16 +215,33 @@ class NamespaceNetwork(Network):
             _ip("netns", "add", ns)
             self.created.append(ns)
             _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("link", "add", "eth0", "netns", ns, "type", "veth",
-                "peer", "name", f"v{i}", "netns", ctl)
+            _ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"v{i}",
+                "netns",
+                ctl,
+            )
             _ip("-n", ctl, "link", "set", f"v{i}", "master", "br0", "up")
             _ip("-n", ns, "addr", "add", f"{self._address(name)}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             if self.firewall == "nft":
-                _netns_exec(ns, ["nft", "-f", "-"], stdin=(
-                    "table inet chaos {\n"
-                    "  chain input { type filter hook input priority 0; policy accept; }\n"
-                    "}\n"))
+                _netns_exec(
+                    ns,
+                    ["nft", "-f", "-"],
+                    stdin=(
+                        "table inet chaos {\n"
+                        "  chain input { type filter hook input priority 0; policy accept; }\n"
+                        "}\n"
+                    ),
+                )
         enter_namespace(ctl)
 
     async def close(self) -> None:
@@ -261,8 +287,9 @@ def _ip(*args: str) -> None:
 
 
 def _netns_exec(ns: str, cmd: list[str], stdin: str | None = None) -> None:
-    run = subprocess.run(["ip", "netns", "exec", ns, *cmd], input=stdin, capture_output=True,
-                         text=True, check=False)
+    run = subprocess.run(
+        ["ip", "netns", "exec", ns, *cmd], input=stdin, capture_output=True, text=True, check=False
+    )
     if run.returncode != 0:
         raise NetError(f"in {ns}: {' '.join(cmd)}: {run.stderr.strip()}")
 
@@ -281,8 +308,9 @@ def enter_namespace(ns: str) -> None:
 
 def remove_stale_namespaces() -> list[str]:
     """Namespaces of earlier runs whose process is gone (a run killed mid-way)."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                             check=False).stdout
+    listing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
     removed = []
     for line in listing.splitlines():
         name = line.split()[0] if line.split() else ""
@@ -313,8 +341,7 @@ def netns_unavailable_reason() -> str | None:
     if shutil.which("nft") is None and shutil.which("iptables") is None:
         return "neither nft nor iptables is installed"
     probe = f"{_NETNS_PREFIX}{os.getpid()}-probe"
-    run = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
-                         check=False)
+    run = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
     if run.returncode != 0:
         return f"cannot create a network namespace: {run.stderr.strip()}"
     with contextlib.suppress(Exception):
@@ -324,16 +351,24 @@ def netns_unavailable_reason() -> str | None:
 
 def install_system_tools() -> str:
     """apt-get install the netns mode's tools when root and missing; returns a note."""
-    missing = [pkg for tool, pkg in (("ip", "iproute2"), ("nft", "nftables"),
-                                     ("iptables", "iptables")) if shutil.which(tool) is None]
+    missing = [
+        pkg
+        for tool, pkg in (("ip", "iproute2"), ("nft", "nftables"), ("iptables", "iptables"))
+        if shutil.which(tool) is None
+    ]
     if not missing:
         return ""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return f"missing {missing} and cannot apt-get install them"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
-    run = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                          *missing], env=env, capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return f"apt-get install {' '.join(missing)}: rc={run.returncode}"
 
 

@@ -36,8 +36,12 @@ class LinkProxy:
 
     async def start(self) -> None:
         for port in self.ports:
-            server = await asyncio.start_server(functools.partial(self._accept, port=port),
-                                                self.listen_host, port, reuse_address=True)
+            server = await asyncio.start_server(
+                functools.partial(self._accept, port=port),
+                self.listen_host,
+                port,
+                reuse_address=True,
+            )
             self.servers.append(server)
 
     async def close(self) -> None:
@@ -58,8 +62,9 @@ class LinkProxy:
         for conn in list(self.connections):
             conn.abort()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                      port: int) -> None:
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, port: int
+    ) -> None:
         conn = _Connection(self, writer)
         self.connections.add(conn)
         try:
@@ -68,7 +73,8 @@ class LinkProxy:
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.target_host, port), 2.0)
+                    asyncio.open_connection(self.target_host, port), 2.0
+                )
             except (OSError, TimeoutError):
                 return  # the node is down: the sender sees its connection close
             conn.upstream = up_writer

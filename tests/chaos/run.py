@@ -53,22 +53,36 @@ class RunOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tests.chaos.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--time", type=float, default=30.0, help="seconds of faults per run")
     p.add_argument("--seed", type=int, default=None, help="default: random")
-    p.add_argument("--nemesis", default="mixed",
-                   help="comma list of partition,kill,pause,power-loss,slow,member,transfer; "
-                        "'mixed' = all; 'none'")
+    p.add_argument(
+        "--nemesis",
+        default="mixed",
+        help="comma list of partition,kill,pause,power-loss,slow,member,transfer; "
+        "'mixed' = all; 'none'",
+    )
     p.add_argument("--workload", default="register,set,lock")
     p.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"])
     p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--node-arg", action="append", default=[],
-                   help="extra `raftkv serve` flag (repeatable), e.g. --node-arg=--unsafe-local-reads")
+    p.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        help="extra `raftkv serve` flag (repeatable), e.g. --node-arg=--unsafe-local-reads",
+    )
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    p.add_argument("--check-timeout", type=float, default=120.0,
-                   help="seconds the linearizability search may take per run")
+    p.add_argument(
+        "--check-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the linearizability search may take per run",
+    )
     p.add_argument("--expect", default="ok", choices=["ok", "violation"])
     p.add_argument("--keep-data", action="store_true", help="keep node data dirs of passing runs")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.single:
         return _single(args)
     from tests.chaos.nemesis import parse_nemeses
+
     try:
         parse_nemeses(args.nemesis)
     except ValueError as exc:
@@ -99,11 +114,29 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.results / f"{stamp}-{seed}.{suffix}"
             suffix += 1
         run_dir.mkdir(parents=True)
-        child = [sys.executable, "-m", "tests.chaos.run", "--single", "--seed", str(seed),
-                 "--time", str(args.time), "--nemesis", args.nemesis, "--workload",
-                 args.workload, "--mode", mode, "--nodes", str(args.nodes),
-                 "--check-timeout", str(args.check_timeout), "--run-dir", str(run_dir),
-                 *[f"--node-arg={a}" for a in args.node_arg]]
+        child = [
+            sys.executable,
+            "-m",
+            "tests.chaos.run",
+            "--single",
+            "--seed",
+            str(seed),
+            "--time",
+            str(args.time),
+            "--nemesis",
+            args.nemesis,
+            "--workload",
+            args.workload,
+            "--mode",
+            mode,
+            "--nodes",
+            str(args.nodes),
+            "--check-timeout",
+            str(args.check_timeout),
+            "--run-dir",
+            str(run_dir),
+            *[f"--node-arg={a}" for a in args.node_arg],
+        ]
         if args.keep_data:
             child.append("--keep-data")
         budget = args.time + args.check_timeout + 180
@@ -113,30 +146,57 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chaos: run {seed} exceeded {budget:.0f}s", file=sys.stderr)
         verdict = _load_verdict(run_dir)
         summaries.append(verdict)
-        met = verdict.get("verdict") == "ok" if args.expect == "ok" else (
-            verdict.get("verdict") == "violation")
-        print(f"chaos run seed={seed} mode={verdict.get('mode', mode)} "
-              f"verdict={verdict.get('verdict')} ops={verdict.get('operations', {})} "
-              f"-> {run_dir}")
+        met = (
+            verdict.get("verdict") == "ok"
+            if args.expect == "ok"
+            else (verdict.get("verdict") == "violation")
+        )
+        print(
+            f"chaos run seed={seed} mode={verdict.get('mode', mode)} "
+            f"verdict={verdict.get('verdict')} ops={verdict.get('operations', {})} "
+            f"-> {run_dir}"
+        )
         if not met:
             failed += 1
-            replay = ["python", "-m", "tests.chaos.run", "--runs", "1", "--seed", str(seed),
-                      "--time", str(args.time), "--nemesis", args.nemesis, "--workload",
-                      args.workload, "--mode", mode, "--nodes", str(args.nodes),
-                      *[f"--node-arg={a}" for a in args.node_arg]]
+            replay = [
+                "python",
+                "-m",
+                "tests.chaos.run",
+                "--runs",
+                "1",
+                "--seed",
+                str(seed),
+                "--time",
+                str(args.time),
+                "--nemesis",
+                args.nemesis,
+                "--workload",
+                args.workload,
+                "--mode",
+                mode,
+                "--nodes",
+                str(args.nodes),
+                *[f"--node-arg={a}" for a in args.node_arg],
+            ]
             if args.expect != "ok":
                 replay += ["--expect", args.expect]
-            print(f"chaos: run seed={seed} did not meet --expect {args.expect}: "
-                  f"{verdict.get('summary', verdict.get('error', ''))}\n"
-                  f"  replay: {shlex.join(replay)}", file=sys.stderr)
+            print(
+                f"chaos: run seed={seed} did not meet --expect {args.expect}: "
+                f"{verdict.get('summary', verdict.get('error', ''))}\n"
+                f"  replay: {shlex.join(replay)}",
+                file=sys.stderr,
+            )
     total_ops = sum(sum(s.get("operations", {}).values()) for s in summaries)
-    print(f"chaos: {args.runs - failed} of {args.runs} runs met --expect {args.expect} "
-          f"({total_ops} operations checked, mode {mode})")
+    print(
+        f"chaos: {args.runs - failed} of {args.runs} runs met --expect {args.expect} "
+        f"({total_ops} operations checked, mode {mode})"
+    )
     return 0 if failed == 0 else 1
 
 
 def resolve_mode(mode: str) -> str:
     from tests.chaos.net import install_system_tools, netns_unavailable_reason
+
     if mode == "loopback":
         return mode
     note = install_system_tools()
@@ -147,8 +207,10 @@ def resolve_mode(mode: str) -> str:
         return "netns"
     if mode == "netns":
         raise SystemExit(f"chaos: netns mode unavailable: {reason}")
-    print(f"chaos: network namespaces unavailable ({reason}): loopback mode with proxies",
-          file=sys.stderr)
+    print(
+        f"chaos: network namespaces unavailable ({reason}): loopback mode with proxies",
+        file=sys.stderr,
+    )
     return "loopback"
 
 
@@ -167,16 +229,23 @@ def _single(args: argparse.Namespace) -> int:
     from tests.chaos.nemesis import parse_nemeses
     from tests.chaos.net import make_network
 
-    run_dir: Path = args.run_dir or (args.results / f"{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                    f"{args.seed}")
+    run_dir: Path = args.run_dir or (args.results / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.seed}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    opts = RunOptions(args.seed if args.seed is not None else 1, args.time,
-                      parse_nemeses(args.nemesis),
-                      tuple(w for w in args.workload.split(",") if w), args.mode,
-                      args.nodes, list(args.node_arg), run_dir, args.check_timeout,
-                      args.keep_data)
-    (run_dir / "command.txt").write_text(shlex.join([sys.executable, "-m", "tests.chaos.run",
-                                                     *sys.argv[1:]]) + "\n")
+    opts = RunOptions(
+        args.seed if args.seed is not None else 1,
+        args.time,
+        parse_nemeses(args.nemesis),
+        tuple(w for w in args.workload.split(",") if w),
+        args.mode,
+        args.nodes,
+        list(args.node_arg),
+        run_dir,
+        args.check_timeout,
+        args.keep_data,
+    )
+    (run_dir / "command.txt").write_text(
+        shlex.join([sys.executable, "-m", "tests.chaos.run", *sys.argv[1:]]) + "\n"
+    )
     names = [f"n{i + 1}" for i in range(opts.nodes + SPARE_NODES)]
     net = make_network(opts.mode, names)
     verdict: dict[str, Any]
@@ -184,8 +253,11 @@ def _single(args: argparse.Namespace) -> int:
         net.setup()
         verdict = asyncio.run(_run(opts, net, names))
     except Exception as exc:
-        verdict = {"verdict": "error", "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc()}
+        verdict = {
+            "verdict": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
     finally:
         net.teardown()
     verdict.setdefault("seed", opts.seed)
@@ -206,20 +278,21 @@ async def _run(opts: RunOptions, net: Any, names: list[str]) -> dict[str, Any]:
 
     rng = random.Random(opts.seed)
     await net.start()
-    cluster = Cluster(net, opts.results, names[:opts.nodes], opts.node_args)
+    cluster = Cluster(net, opts.results, names[: opts.nodes], opts.node_args)
     await cluster.open()
     recorder = Recorder()
     nemesis = Nemesis(cluster, net, random.Random(rng.random()), recorder, opts.nemeses)
     try:
-        for name in names[:opts.nodes]:
+        for name in names[: opts.nodes]:
             cluster.start(name)
         problem = await cluster.wait_healthy(60)
         if problem is not None:
             return {"verdict": "error", "error": f"the cluster never became healthy: {problem}"}
         recorder = Recorder()  # time 0 = the workload starts
         nemesis.recorder = recorder
-        workloads = Workloads(cluster, recorder, random.Random(rng.random()), WorkloadOptions(),
-                              opts.workloads)
+        workloads = Workloads(
+            cluster, recorder, random.Random(rng.random()), WorkloadOptions(), opts.workloads
+        )
         work = asyncio.create_task(workloads.run())
         chaos = asyncio.create_task(nemesis.run())
         watching = asyncio.Event()
@@ -255,50 +328,89 @@ async def _run(opts: RunOptions, net: Any, names: list[str]) -> dict[str, Any]:
     ops = pair(recorder.events)
     model = RegisterModel()
     started = time.monotonic()
-    lin = check(model, [op for op in ops if op.f in ("read", "write", "cas")
-                        and op.key != "set"], opts.check_timeout)
+    lin = check(
+        model,
+        [op for op in ops if op.f in ("read", "write", "cas") and op.key != "set"],
+        opts.check_timeout,
+    )
     set_result = check_set([op for op in ops if op.key == "set"])
     lock_result = check_locks([op for op in ops if op.f in ("acquire", "release")])
     checker_seconds = time.monotonic() - started
 
-    safety_bad = lin.verdict == "violation" or set_result.verdict == "violation" or (
-        lock_result.verdict == "violation")
+    safety_bad = (
+        lin.verdict == "violation"
+        or set_result.verdict == "violation"
+        or (lock_result.verdict == "violation")
+    )
     unhealthy = liveness is not None or exits or workloads.errors_500
-    verdict = ("violation" if safety_bad else "unhealthy" if unhealthy
-               else "unknown" if lin.verdict == "unknown" else "ok")
+    verdict = (
+        "violation"
+        if safety_bad
+        else "unhealthy"
+        if unhealthy
+        else "unknown"
+        if lin.verdict == "unknown"
+        else "ok"
+    )
     counts: dict[str, int] = {}
     for op in ops:
         counts[f"{op.f}:{op.status}"] = counts.get(f"{op.f}:{op.status}", 0) + 1
-    report = "\n".join([
-        f"verdict: {verdict} (seed {opts.seed}, mode {net.mode}, {len(ops)} operations)",
-        lin.report(model), set_result.report(), lock_result.report(),
-        f"liveness after heal: {liveness or 'ok'}",
-        f"node processes that died on their own: {exits or 'none'}",
-        f"HTTP 500 answers: {workloads.errors_500[:5] or 'none'}",
-        f"nemesis: {nemesis.counts}",
-    ])
+    report = "\n".join(
+        [
+            f"verdict: {verdict} (seed {opts.seed}, mode {net.mode}, {len(ops)} operations)",
+            lin.report(model),
+            set_result.report(),
+            lock_result.report(),
+            f"liveness after heal: {liveness or 'ok'}",
+            f"node processes that died on their own: {exits or 'none'}",
+            f"HTTP 500 answers: {workloads.errors_500[:5] or 'none'}",
+            f"nemesis: {nemesis.counts}",
+        ]
+    )
     (opts.results / "verdict.txt").write_text(report + "\n")
     print(report)
     if verdict == "ok" and not opts.keep_data:
         cluster.remove_data()
     return {
-        "verdict": verdict, "seed": opts.seed, "mode": net.mode, "time": opts.time,
-        "nemeses": list(opts.nemeses), "workloads": list(opts.workloads),
-        "nemesis_counts": nemesis.counts, "operations": counts,
+        "verdict": verdict,
+        "seed": opts.seed,
+        "mode": net.mode,
+        "time": opts.time,
+        "nemeses": list(opts.nemeses),
+        "workloads": list(opts.workloads),
+        "nemesis_counts": nemesis.counts,
+        "operations": counts,
         "linearizability": {
-            "verdict": lin.verdict, "seconds": round(lin.seconds, 3),
-            "parts": [{"name": p.name, "verdict": p.verdict, "operations": p.operations,
-                       "dropped": p.dropped, "seconds": round(p.seconds, 3),
-                       "configurations": p.configurations,
-                       "stuck": p.stuck.describe() if p.stuck else None,
-                       "prefix_tail": [op.describe() for op in p.prefix[-10:]]}
-                      for p in lin.parts]},
-        "set": {"verdict": set_result.verdict, "lost": set_result.lost[:100],
-                "unexpected": set_result.unexpected[:100],
-                "acknowledged": set_result.acknowledged},
-        "lock": {"verdict": lock_result.verdict, "problems": lock_result.problems[:20],
-                 "acquisitions": lock_result.acquisitions},
-        "liveness": liveness, "node_exits": exits, "http_500": workloads.errors_500[:20],
+            "verdict": lin.verdict,
+            "seconds": round(lin.seconds, 3),
+            "parts": [
+                {
+                    "name": p.name,
+                    "verdict": p.verdict,
+                    "operations": p.operations,
+                    "dropped": p.dropped,
+                    "seconds": round(p.seconds, 3),
+                    "configurations": p.configurations,
+                    "stuck": p.stuck.describe() if p.stuck else None,
+                    "prefix_tail": [op.describe() for op in p.prefix[-10:]],
+                }
+                for p in lin.parts
+            ],
+        },
+        "set": {
+            "verdict": set_result.verdict,
+            "lost": set_result.lost[:100],
+            "unexpected": set_result.unexpected[:100],
+            "acknowledged": set_result.acknowledged,
+        },
+        "lock": {
+            "verdict": lock_result.verdict,
+            "problems": lock_result.problems[:20],
+            "acquisitions": lock_result.acquisitions,
+        },
+        "liveness": liveness,
+        "node_exits": exits,
+        "http_500": workloads.errors_500[:20],
         "checker_seconds": round(checker_seconds, 3),
         "summary": report.splitlines()[0],
     }

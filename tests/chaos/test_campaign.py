@@ -9,8 +9,13 @@ from pathlib import Path
 from tests.chaos.campaign import main, render, summarise
 
 
-def _run(base: Path, name: str, verdict: dict[str, object] | None,
-         timeline: list[dict[str, object]], seconds: float) -> Path:
+def _run(
+    base: Path,
+    name: str,
+    verdict: dict[str, object] | None,
+    timeline: list[dict[str, object]],
+    seconds: float,
+) -> Path:
     run = base / name
     run.mkdir()
     (run / "command.txt").write_text("python -m tests.chaos.run ...\n")
@@ -23,18 +28,33 @@ def _run(base: Path, name: str, verdict: dict[str, object] | None,
 
 
 def test_it_adds_up_runs_and_names_every_run_that_was_not_ok(tmp_path: Path) -> None:
-    ok = {"verdict": "ok", "operations": {"read:ok": 10, "write:info": 2},
-          "nemesis_counts": {"kill": 2, "member": 1},
-          "linearizability": {"parts": [{"operations": 7}, {"operations": 5}]},
-          "set": {"acknowledged": 4, "lost": []}, "lock": {"acquisitions": 3, "problems": []},
-          "node_exits": [], "http_500": [], "checker_seconds": 0.5}
-    unhealthy = {**ok, "verdict": "unhealthy", "operations": {"read:ok": 1, "read:fail": 3},
-                 "summary": "verdict: unhealthy (seed 8)",
-                 "set": {"acknowledged": 1, "lost": ["set/9"]},
-                 "node_exits": ["n2 exited with 70"]}
+    ok = {
+        "verdict": "ok",
+        "operations": {"read:ok": 10, "write:info": 2},
+        "nemesis_counts": {"kill": 2, "member": 1},
+        "linearizability": {"parts": [{"operations": 7}, {"operations": 5}]},
+        "set": {"acknowledged": 4, "lost": []},
+        "lock": {"acquisitions": 3, "problems": []},
+        "node_exits": [],
+        "http_500": [],
+        "checker_seconds": 0.5,
+    }
+    unhealthy = {
+        **ok,
+        "verdict": "unhealthy",
+        "operations": {"read:ok": 1, "read:fail": 3},
+        "summary": "verdict: unhealthy (seed 8)",
+        "set": {"acknowledged": 1, "lost": ["set/9"]},
+        "node_exits": ["n2 exited with 70"],
+    }
     runs = [
-        _run(tmp_path, "a-7", ok, [{"fault": "member", "event": "add", "code": 200},
-                                   {"fault": "kill", "event": "start"}], 100),
+        _run(
+            tmp_path,
+            "a-7",
+            ok,
+            [{"fault": "member", "event": "add", "code": 200}, {"fault": "kill", "event": "start"}],
+            100,
+        ),
         _run(tmp_path, "b-8", unhealthy, [{"fault": "transfer", "event": "skipped"}], 140),
         _run(tmp_path, "c-9", None, [], 0),  # cut short: no verdict
     ]

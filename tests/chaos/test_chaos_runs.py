@@ -30,13 +30,23 @@ def _seed() -> int:
     return int(os.environ.get("CHAOS_SEED") or random.randrange(1, 10**6))
 
 
-def _chaos(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str],
-                                                list[dict[str, Any]]]:
+def _chaos(
+    *args: str, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """Run the CLI; the verdicts of the run folders it announced, in order."""
-    run = subprocess.run([sys.executable, "-m", "tests.chaos.run", *args], cwd=REPO,
-                         capture_output=True, text=True, timeout=timeout, check=False)
-    folders = [Path(line.rsplit(" -> ", 1)[1]) for line in run.stdout.splitlines()
-               if line.startswith("chaos run seed=") and " -> " in line]
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.chaos.run", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    folders = [
+        Path(line.rsplit(" -> ", 1)[1])
+        for line in run.stdout.splitlines()
+        if line.startswith("chaos run seed=") and " -> " in line
+    ]
     assert all(f.parent == DEFAULT_RESULTS for f in folders), folders
     verdicts = [json.loads((f / "verdict.json").read_text()) for f in folders]
     return run, verdicts
@@ -48,8 +58,9 @@ def _explain(run: subprocess.CompletedProcess[str]) -> str:
 
 def test_mixed_nemeses_runs_are_linearizable() -> None:
     seed = _seed()
-    run, verdicts = _chaos("--runs", "2", "--time", "20",
-                           "--seed", str(seed), "--nemesis", "mixed", timeout=280)
+    run, verdicts = _chaos(
+        "--runs", "2", "--time", "20", "--seed", str(seed), "--nemesis", "mixed", timeout=280
+    )
     assert run.returncode == 0, _explain(run)
     assert [v["verdict"] for v in verdicts] == ["ok", "ok"], _explain(run)
     for verdict in verdicts:
@@ -61,23 +72,47 @@ def test_mixed_nemeses_runs_are_linearizable() -> None:
 
 def test_loopback_mode_with_link_proxies_and_slow_links() -> None:
     seed = _seed()
-    run, verdicts = _chaos("--runs", "1", "--time", "25",
-                           "--seed", str(seed), "--mode", "loopback",
-                           "--nemesis", "partition,slow,kill,pause,transfer", timeout=200)
+    run, verdicts = _chaos(
+        "--runs",
+        "1",
+        "--time",
+        "25",
+        "--seed",
+        str(seed),
+        "--mode",
+        "loopback",
+        "--nemesis",
+        "partition,slow,kill,pause,transfer",
+        timeout=200,
+    )
     assert run.returncode == 0, _explain(run)
     assert len(verdicts) == 1 and verdicts[0]["verdict"] == "ok", _explain(run)
     assert verdicts[0]["mode"] == "loopback"
     assert verdicts[0]["operations"].get("read:ok", 0) > 100
 
 
-@pytest.mark.parametrize(("fault", "unsafe_flag"), [
-    ("partition", "--unsafe-local-reads"),  # stale reads from deposed leaders/followers
-])
+@pytest.mark.parametrize(
+    ("fault", "unsafe_flag"),
+    [
+        ("partition", "--unsafe-local-reads"),  # stale reads from deposed leaders/followers
+    ],
+)
 def test_the_harness_catches_a_node_with_an_unsafe_option(fault: str, unsafe_flag: str) -> None:
     seed = _seed()
-    run, verdicts = _chaos("--runs", "1", "--time", "10",
-                           "--seed", str(seed), "--nemesis", fault,
-                           f"--node-arg={unsafe_flag}", "--expect", "violation", timeout=200)
+    run, verdicts = _chaos(
+        "--runs",
+        "1",
+        "--time",
+        "10",
+        "--seed",
+        str(seed),
+        "--nemesis",
+        fault,
+        f"--node-arg={unsafe_flag}",
+        "--expect",
+        "violation",
+        timeout=200,
+    )
     assert run.returncode == 0, _explain(run)
     assert len(verdicts) == 1 and verdicts[0]["verdict"] == "violation", _explain(run)
     if unsafe_flag == "--unsafe-local-reads":
@@ -92,9 +127,18 @@ def test_a_power_cut_without_fsync_is_refused_by_the_nodes() -> None:
     # refuses to start, exit code 2, because its identity.json proves it had a log
     # (docs/contracts.md, "Storage"). Never an ok run.
     seed = _seed()
-    run, verdicts = _chaos("--runs", "1", "--time", "10", "--seed", str(seed),
-                           "--nemesis", "power-loss-all", "--node-arg=--unsafe-no-fsync",
-                           timeout=200)
+    run, verdicts = _chaos(
+        "--runs",
+        "1",
+        "--time",
+        "10",
+        "--seed",
+        str(seed),
+        "--nemesis",
+        "power-loss-all",
+        "--node-arg=--unsafe-no-fsync",
+        timeout=200,
+    )
     assert run.returncode == 1, _explain(run)
     assert len(verdicts) == 1 and verdicts[0]["verdict"] == "unhealthy", _explain(run)
     exits = verdicts[0]["node_exits"]
@@ -103,9 +147,21 @@ def test_a_power_cut_without_fsync_is_refused_by_the_nodes() -> None:
 
 def test_a_failed_run_prints_how_to_replay_it() -> None:
     # Expecting a violation from a healthy node must fail and say how to replay.
-    run, verdicts = _chaos("--runs", "1", "--time", "3",
-                           "--seed", "4242", "--nemesis", "none", "--workload", "register",
-                           "--expect", "violation", timeout=120)
+    run, verdicts = _chaos(
+        "--runs",
+        "1",
+        "--time",
+        "3",
+        "--seed",
+        "4242",
+        "--nemesis",
+        "none",
+        "--workload",
+        "register",
+        "--expect",
+        "violation",
+        timeout=120,
+    )
     assert run.returncode == 1, _explain(run)
     assert "replay: python -m tests.chaos.run --runs 1 --seed 4242" in run.stderr
     assert verdicts and verdicts[0]["verdict"] == "ok"

@@ -20,18 +20,25 @@ MODEL = RegisterModel()
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), ops=st.integers(1, 120), keys=st.integers(1, 3),
-       spread=st.integers(0, 6000), info=st.sampled_from([0.0, 0.1, 0.3]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    ops=st.integers(1, 120),
+    keys=st.integers(1, 3),
+    spread=st.integers(0, 6000),
+    info=st.sampled_from([0.0, 0.1, 0.3]),
+)
 def test_sequential_executions_with_random_overlaps_are_linearizable(
-        seed: int, ops: int, keys: int, spread: int, info: float) -> None:
-    history = sequential_history(random.Random(seed), GenOptions(
-        ops=ops, keys=keys, spread_ns=spread, gap_ns=1000, info_rate=info))
+    seed: int, ops: int, keys: int, spread: int, info: float
+) -> None:
+    history = sequential_history(
+        random.Random(seed),
+        GenOptions(ops=ops, keys=keys, spread_ns=spread, gap_ns=1000, info_rate=info),
+    )
     result = check(MODEL, history, timeout=30)
     assert result.verdict == "ok", result.report(MODEL)
 
 
-def _mutate_one_read(rng: random.Random, history: list[Operation], fresh: bool
-                     ) -> Operation | None:
+def _mutate_one_read(rng: random.Random, history: list[Operation], fresh: bool) -> Operation | None:
     reads = [op for op in history if op.f == "read" and op.status == "ok"]
     if not reads:
         return None
@@ -39,8 +46,11 @@ def _mutate_one_read(rng: random.Random, history: list[Operation], fresh: bool
     if fresh:
         read.output = -1  # a value nobody ever wrote
         return read
-    written = {op.input if op.f == "write" else op.input[1] for op in history
-               if op.key == read.key and op.f in ("write", "cas") and op.status != "fail"}
+    written = {
+        op.input if op.f == "write" else op.input[1]
+        for op in history
+        if op.key == read.key and op.f in ("write", "cas") and op.status != "fail"
+    }
     others = sorted((written | {None}) - {read.output}, key=lambda v: (v is None, v))
     if not others:
         return None
@@ -60,15 +70,13 @@ def test_a_read_of_a_value_never_written_is_always_caught() -> None:
         assert any(p.stuck is not None for p in result.violations)
 
 
-def test_changing_a_read_to_another_written_value_makes_most_histories_non_linearizable(
-) -> None:
+def test_changing_a_read_to_another_written_value_makes_most_histories_non_linearizable() -> None:
     # With little overlap a different value is almost never explainable; the checker
     # must notice in most cases (not all: a concurrent write may explain it).
     rng = random.Random(99)
     caught = tried = 0
     for _ in range(200):
-        history = sequential_history(rng, GenOptions(ops=40, keys=1, spread_ns=800,
-                                                     info_rate=0.0))
+        history = sequential_history(rng, GenOptions(ops=40, keys=1, spread_ns=800, info_rate=0.0))
         if _mutate_one_read(rng, history, fresh=False) is None:
             continue
         tried += 1

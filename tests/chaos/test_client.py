@@ -43,7 +43,8 @@ async def dropping() -> AsyncIterator[DroppingServer]:
 
 
 async def test_a_write_whose_connection_dropped_is_indeterminate_and_sent_once(
-        dropping: DroppingServer) -> None:
+    dropping: DroppingServer,
+) -> None:
     async with no_retry_session() as session:
         reply = await call(session, "PUT", dropping.url, data=b"1", timeout=5)
     assert reply.outcome == "info"

@@ -53,12 +53,16 @@ class _Cluster(Cluster):
     async def status(self, node: NodeProc) -> dict[str, Any] | None:
         if node.name == "n3":
             return self.joiner_status
-        return {"role": "leader" if node.name == "n1" else "follower", "term": 2,
-                "leader": None if node.name in self.leaderless else {"name": "n1"},
-                "members": self.members}
+        return {
+            "role": "leader" if node.name == "n1" else "follower",
+            "term": 2,
+            "leader": None if node.name in self.leaderless else {"name": "n1"},
+            "members": self.members,
+        }
 
-    async def request(self, method: str, node: NodeProc, path: str, json_body: Any = None,
-                      timeout: float = 5.0) -> tuple[int, Any]:
+    async def request(
+        self, method: str, node: NodeProc, path: str, json_body: Any = None, timeout: float = 5.0
+    ) -> tuple[int, Any]:
         self.requests.append((method, path, json_body))
         return 200, {"id": (json_body or {}).get("id")}
 
@@ -80,16 +84,23 @@ def test_a_joiner_is_added_under_the_id_it_serves(tmp_path: Path) -> None:
         cluster.joiner_status = {"id": JOINER_ID, "role": "none"}  # no identity file yet
         asyncio.run(nemesis._add(cluster.nodes["n3"], cluster.nodes["n1"]))
         added = [(p, b) for m, p, b in cluster.requests if m == "POST"]
-        assert added[0] == ("/v1/members", {"name": "n3", "id": JOINER_ID,
-                                            "peer_url": "127.0.0.1:2",
-                                            "client_url": "http://127.0.0.1:1003"}), added
+        assert added[0] == (
+            "/v1/members",
+            {
+                "name": "n3",
+                "id": JOINER_ID,
+                "peer_url": "127.0.0.1:2",
+                "client_url": "http://127.0.0.1:1003",
+            },
+        ), added
         assert added[1][0] == f"/v1/members/{JOINER_ID}/promote"
     finally:
         cluster.close()
 
 
-def test_a_joiner_that_never_serves_is_not_added(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_joiner_that_never_serves_is_not_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(nemesis_module, "JOINER_START_TIMEOUT", 0.5)
     cluster, nemesis = _setup(tmp_path)
     try:
@@ -105,15 +116,16 @@ def test_a_joiner_that_never_serves_is_not_added(tmp_path: Path,
         cluster.close()
 
 
-def test_the_end_retires_a_node_whose_id_is_not_a_member_whatever_its_name(
-        tmp_path: Path) -> None:
+def test_the_end_retires_a_node_whose_id_is_not_a_member_whatever_its_name(tmp_path: Path) -> None:
     cluster, nemesis = _setup(tmp_path)
     try:
         cluster.start("n3")  # serves id JOINER_ID, but a phantom "n3" is the member
         cluster.nodes["n3"].data_dir.mkdir(parents=True, exist_ok=True)
         save_identity(cluster.nodes["n3"].data_dir, "n3", JOINER_ID)
-        cluster.members = [*cluster.members,
-                           {"id": member_id("n3"), "name": "n3", "role": "learner"}]
+        cluster.members = [
+            *cluster.members,
+            {"id": member_id("n3"), "name": "n3", "role": "learner"},
+        ]
         asyncio.run(nemesis.settle_membership())
         assert cluster.nodes["n3"].retired
         assert not cluster.nodes["n1"].retired and not cluster.nodes["n2"].retired

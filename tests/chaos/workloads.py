@@ -99,8 +99,9 @@ class Workloads:
             roll = rng.random()
             if roll < 0.5:
                 rec.invoke(process, "read", key, None, node.name)
-                reply = await call(session, "GET", url, timeout=REQUEST_TIMEOUT,
-                                   ok_codes=(200, 404))
+                reply = await call(
+                    session, "GET", url, timeout=REQUEST_TIMEOUT, ok_codes=(200, 404)
+                )
                 if reply.outcome == "ok":
                     value = _parse_value(reply.body) if reply.status == 200 else None
                     last_seen[key] = value
@@ -111,8 +112,9 @@ class Workloads:
             elif roll < 0.75:
                 value = next(self._values)
                 rec.invoke(process, "write", key, value, node.name)
-                reply = await call(session, "PUT", url, data=str(value).encode(),
-                                   timeout=REQUEST_TIMEOUT)
+                reply = await call(
+                    session, "PUT", url, data=str(value).encode(), timeout=REQUEST_TIMEOUT
+                )
                 rec.complete(process, reply.outcome, None, reply.error)
                 if reply.outcome == "ok":
                     last_seen[key] = value
@@ -122,10 +124,16 @@ class Workloads:
                     expected = rng.randint(1, max(1, next(self._values)))
                 new = next(self._values)
                 rec.invoke(process, "cas", key, [expected, new], node.name)
-                params = {"if_value": str(expected)} if expected is not None else {
-                    "if_exists": "0"}
-                reply = await call(session, "PUT", url, data=str(new).encode(), params=params,
-                                   timeout=REQUEST_TIMEOUT, ok_codes=(200, 409))
+                params = {"if_value": str(expected)} if expected is not None else {"if_exists": "0"}
+                reply = await call(
+                    session,
+                    "PUT",
+                    url,
+                    data=str(new).encode(),
+                    params=params,
+                    timeout=REQUEST_TIMEOUT,
+                    ok_codes=(200, 409),
+                )
                 if reply.outcome == "ok" and reply.status == 200:
                     rec.complete(process, "ok", {"succeeded": True})
                     last_seen[key] = new
@@ -158,8 +166,13 @@ class Workloads:
             element = next(self._values)
             rec.invoke(process, "add", "set", element, node.name)
             assert self.cluster.session is not None
-            reply = await call(self.cluster.session, "PUT", f"{node.url}/v1/kv/set/{element}",
-                               data=b"1", timeout=REQUEST_TIMEOUT)
+            reply = await call(
+                self.cluster.session,
+                "PUT",
+                f"{node.url}/v1/kv/set/{element}",
+                data=b"1",
+                timeout=REQUEST_TIMEOUT,
+            )
             rec.complete(process, reply.outcome, None, reply.error)
             self._note(reply, "set add")
             if reply.outcome == "info":
@@ -179,8 +192,13 @@ class Workloads:
             process = self._new_process()
             self.recorder.invoke(process, "read", "set", None, node.name)
             assert self.cluster.session is not None
-            reply = await call(self.cluster.session, "GET", f"{node.url}/v1/kv/set/",
-                               params={"prefix": "1", "keys_only": "1"}, timeout=10)
+            reply = await call(
+                self.cluster.session,
+                "GET",
+                f"{node.url}/v1/kv/set/",
+                params={"prefix": "1", "keys_only": "1"},
+                timeout=10,
+            )
             if reply.outcome == "ok":
                 body = reply.json()
                 elements = sorted(int(kv["key"].split("/", 1)[1]) for kv in body["kvs"])
@@ -201,8 +219,13 @@ class Workloads:
                 continue
             session = self.cluster.session
             assert session is not None
-            grant = await call(session, "POST", f"{node.url}/v1/leases",
-                               json_body={"ttl": self.opts.lease_ttl}, timeout=REQUEST_TIMEOUT)
+            grant = await call(
+                session,
+                "POST",
+                f"{node.url}/v1/leases",
+                json_body={"ttl": self.opts.lease_ttl},
+                timeout=REQUEST_TIMEOUT,
+            )
             if grant.outcome != "ok":
                 await self._idle()
                 continue
@@ -210,16 +233,27 @@ class Workloads:
             lock = f"L{rng.randrange(self.opts.locks)}"
             path = f"/v1/locks/{quote(lock)}"
             rec.invoke(process, "acquire", lock, {"lease": lease}, node.name)
-            reply = await call(session, "POST", f"{node.url}{path}", json_body={"lease": lease},
-                               params={"timeout": "2"}, timeout=REQUEST_TIMEOUT)
+            reply = await call(
+                session,
+                "POST",
+                f"{node.url}{path}",
+                json_body={"lease": lease},
+                params={"timeout": "2"},
+                timeout=REQUEST_TIMEOUT,
+            )
             self._note(reply, "lock acquire")
             if reply.outcome == "ok":
                 rec.complete(process, "ok", {"token": int(reply.json()["token"])})
                 await asyncio.sleep(self.opts.hold * (0.5 + rng.random()))
                 node = self._target() or node
                 rec.invoke(process, "release", lock, {"lease": lease}, node.name)
-                rel = await call(session, "DELETE", f"{node.url}{path}",
-                                 params={"lease": str(lease)}, timeout=REQUEST_TIMEOUT)
+                rel = await call(
+                    session,
+                    "DELETE",
+                    f"{node.url}{path}",
+                    params={"lease": str(lease)},
+                    timeout=REQUEST_TIMEOUT,
+                )
                 self._note(rel, "lock release")
                 if rel.outcome == "ok":
                     rec.complete(process, "ok", {"released": bool(rel.json().get("released"))})
@@ -241,4 +275,3 @@ def _parse_value(raw: bytes) -> Any:
         return int(raw)
     except ValueError:
         return raw.decode("utf-8", "replace")  # never written by us: the checker objects
-

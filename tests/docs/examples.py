@@ -25,8 +25,18 @@ SHELL_LANGS = frozenset({"sh", "bash", "shell"})
 EXAMPLE_LANGS = SHELL_LANGS | {"python"}
 # A fence without an info string that starts with one of these is a command the reader
 # may copy: it must say what it is (`sh` to run it, `text` for a synopsis).
-COMMAND_WORDS = ("raftkv", "make", "kubectl", "helm", "curl", "python", ".venv/", "docker",
-                 "git", "pip")
+COMMAND_WORDS = (
+    "raftkv",
+    "make",
+    "kubectl",
+    "helm",
+    "curl",
+    "python",
+    ".venv/",
+    "docker",
+    "git",
+    "pip",
+)
 KINDS = ("run", "skip", "setup", "teardown")
 KEYS = {"skip", "setup", "teardown", "reason", "exit", "expect", "cwd", "timeout"}
 
@@ -68,8 +78,9 @@ def parse_marker(body: str, where: str) -> dict[str, object]:
     for word in words:
         key, sep, value = word.partition("=")
         if key not in KEYS:
-            raise MarkerError(f"{where}: unknown doctest directive {key!r} "
-                              f"(known: {', '.join(sorted(KEYS))})")
+            raise MarkerError(
+                f"{where}: unknown doctest directive {key!r} (known: {', '.join(sorted(KEYS))})"
+            )
         if key in ("skip", "setup", "teardown"):
             if sep:
                 raise MarkerError(f"{where}: `{key}` takes no value")
@@ -103,7 +114,7 @@ def parse_marker(body: str, where: str) -> dict[str, object]:
     if expects:
         fields["expect"] = tuple(expects)
     if fields.get("kind") == "skip" and not str(fields.get("reason", "")).strip():
-        raise MarkerError(f"{where}: a skipped example must say why (reason=\"...\")")
+        raise MarkerError(f'{where}: a skipped example must say why (reason="...")')
     if "reason" in fields and fields.get("kind") != "skip":
         raise MarkerError(f"{where}: reason= belongs to skip")
     return fields
@@ -129,22 +140,29 @@ def markdown_examples(text: str, path: Path) -> list[Example]:
         marker = markers.pop(start, None)
         if lang not in EXAMPLE_LANGS:
             if marker:
-                raise MarkerError(f"{where}: a doctest marker on a `{lang or 'plain'}` block "
-                                  "(only sh/bash/shell/python blocks are examples)")
+                raise MarkerError(
+                    f"{where}: a doctest marker on a `{lang or 'plain'}` block "
+                    "(only sh/bash/shell/python blocks are examples)"
+                )
             first = next((b.strip() for b in token.content.splitlines() if b.strip()), "")
             if not lang and first.startswith(COMMAND_WORDS):
-                raise MarkerError(f"{where}: this block shows a command but has no info "
-                                  "string: `sh` to run it as an example, `text` for a synopsis")
+                raise MarkerError(
+                    f"{where}: this block shows a command but has no info "
+                    "string: `sh` to run it as an example, `text` for a synopsis"
+                )
             continue
         fields = parse_marker(marker[0], where) if marker else {}
         if lang == "python" and fields.get("kind") in ("setup", "teardown"):
             raise MarkerError(f"{where}: setup and teardown examples are shell blocks")
-        examples.append(Example(path, start + 1, token.content,
-                                "python" if lang == "python" else "sh",
-                                **fields))  # type: ignore[arg-type]
+        examples.append(
+            Example(
+                path, start + 1, token.content, "python" if lang == "python" else "sh", **fields
+            )
+        )  # type: ignore[arg-type]
     for _, line in markers.values():
-        raise MarkerError(f"{path}:{line}: a doctest marker must be the line right before "
-                          "a code fence")
+        raise MarkerError(
+            f"{path}:{line}: a doctest marker must be the line right before a code fence"
+        )
     return examples
 
 
@@ -171,9 +189,12 @@ def yaml_examples(text: str, path: Path) -> list[Example]:
 def documents(repo: Path = REPO) -> list[Path]:
     """The documents whose examples must run: README.md, docs/*.md, the chart's README and
     the manifests in examples/."""
-    return [repo / "README.md", *sorted((repo / "docs").glob("*.md")),
-            repo / "charts" / "raftkv-operator" / "README.md",
-            *sorted((repo / "examples").glob("*.yaml"))]
+    return [
+        repo / "README.md",
+        *sorted((repo / "docs").glob("*.md")),
+        repo / "charts" / "raftkv-operator" / "README.md",
+        *sorted((repo / "examples").glob("*.yaml")),
+    ]
 
 
 def all_examples(repo: Path = REPO) -> list[Example]:

@@ -52,21 +52,30 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def run_example(example: Example, session: Session, env: dict[str, str],
-                trailer: str = "") -> subprocess.CompletedProcess[str]:
+def run_example(
+    example: Example, session: Session, env: dict[str, str], trailer: str = ""
+) -> subprocess.CompletedProcess[str]:
     cwd = REPO if example.cwd == "repo" else session.directory
     if example.lang == "python":
         command = ["python", "-c", example.code]
     else:
         command = ["bash", "-c", "set -euo pipefail\n" + example.code + trailer, example.id]
     try:
-        return subprocess.run(command, cwd=cwd, env=env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=example.timeout)
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=example.timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         out, err = (_text(exc.stdout), _text(exc.stderr))
-        raise AssertionError(f"{example.id} did not finish in {example.timeout:g}s\n"
-                             f"{example.code}\nstdout:\n{out}\nstderr:\n{err}") from None
+        raise AssertionError(
+            f"{example.id} did not finish in {example.timeout:g}s\n"
+            f"{example.code}\nstdout:\n{out}\nstderr:\n{err}"
+        ) from None
 
 
 def _text(data: str | bytes | None) -> str:
@@ -75,19 +84,26 @@ def _text(data: str | bytes | None) -> str:
 
 
 def check(example: Example, result: subprocess.CompletedProcess[str]) -> None:
-    report = (f"\n--- {example.id}\n{example.code}--- exit {result.returncode}"
-              f"\n--- stdout\n{result.stdout[-4000:]}--- stderr\n{result.stderr[-4000:]}")
+    report = (
+        f"\n--- {example.id}\n{example.code}--- exit {result.returncode}"
+        f"\n--- stdout\n{result.stdout[-4000:]}--- stderr\n{result.stderr[-4000:]}"
+    )
     assert result.returncode == example.exit, f"expected exit {example.exit}" + report
     for pattern in example.expect:
         assert re.search(pattern, result.stdout, re.MULTILINE), (
-            f"stdout does not match expect={pattern!r}" + report)
+            f"stdout does not match expect={pattern!r}" + report
+        )
 
 
 def stop_clusters_left_running(directory: Path, env: dict[str, str]) -> None:
     """Whatever the examples started and did not stop (a failed run): `local down`."""
     for state in list(directory.rglob("cluster.json")):
-        subprocess.run(["raftkv", "local", "down", "--purge", "--dir", str(state.parent)],
-                       env=env, capture_output=True, timeout=60)
+        subprocess.run(
+            ["raftkv", "local", "down", "--purge", "--dir", str(state.parent)],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +115,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     try:
         for example in SETUP:
             dump = directory / ".doctest-env"
-            result = run_example(example, Session(directory, start, env),
-                                 {**env, ENV_DUMP: str(dump)},
-                                 trailer=f'\nenv -0 > "${ENV_DUMP}"\n')
+            result = run_example(
+                example,
+                Session(directory, start, env),
+                {**env, ENV_DUMP: str(dump)},
+                trailer=f'\nenv -0 > "${ENV_DUMP}"\n',
+            )
             check(example, result)
             pairs = (item.partition("=") for item in dump.read_text().split("\0") if item)
             env = {k: v for k, _, v in pairs if k not in SHELL_VARIABLES}
@@ -115,7 +134,8 @@ def test_the_setup_examples_give_the_others_a_cluster(session: Session) -> None:
     assert SETUP, "no example is marked `doctest: setup`: the others have no cluster"
     exported = {k for k in session.env if session.env[k] != session.base_env.get(k)}
     assert any(k.startswith("RAFTKV_") for k in exported), (
-        f"the setup examples exported no RAFTKV_* setting (exported: {sorted(exported)})")
+        f"the setup examples exported no RAFTKV_* setting (exported: {sorted(exported)})"
+    )
 
 
 @pytest.mark.parametrize("example", CHECKED, ids=[e.id for e in CHECKED])

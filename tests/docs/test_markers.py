@@ -20,25 +20,34 @@ DOC = Path("doc.md")
 
 def test_markers_parse() -> None:
     assert parse_marker(' skip reason="needs a Docker engine" ', "x") == {
-        "kind": "skip", "reason": "needs a Docker engine"}
+        "kind": "skip",
+        "reason": "needs a Docker engine",
+    }
     assert parse_marker("setup", "x") == {"kind": "setup"}
     assert parse_marker('cwd=repo timeout=240 exit=1 expect="^a$" expect="b c"', "x") == {
-        "cwd": "repo", "timeout": 240.0, "exit": 1, "expect": ("^a$", "b c")}
+        "cwd": "repo",
+        "timeout": 240.0,
+        "exit": 1,
+        "expect": ("^a$", "b c"),
+    }
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ("skip", "must say why"),
-    ('skip reason=""', "needs a value"),
-    ("skpi", "unknown doctest directive 'skpi'"),
-    ("setup teardown", "one of skip, setup, teardown"),
-    ("exit=one", "exit must be a number"),
-    ("timeout=soon", "timeout must be seconds"),
-    ("cwd=/tmp", "cwd is session or repo"),
-    ('expect="("', "not a regex"),
-    ('reason="x"', "reason= belongs to skip"),
-    ('skip reason="unterminated', "bad doctest marker"),
-    ("setup=1", "takes no value"),
-])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("skip", "must say why"),
+        ('skip reason=""', "needs a value"),
+        ("skpi", "unknown doctest directive 'skpi'"),
+        ("setup teardown", "one of skip, setup, teardown"),
+        ("exit=one", "exit must be a number"),
+        ("timeout=soon", "timeout must be seconds"),
+        ("cwd=/tmp", "cwd is session or repo"),
+        ('expect="("', "not a regex"),
+        ('reason="x"', "reason= belongs to skip"),
+        ('skip reason="unterminated', "bad doctest marker"),
+        ("setup=1", "takes no value"),
+    ],
+)
 def test_bad_markers_are_errors(body: str, error: str) -> None:
     with pytest.raises(MarkerError, match=error):
         parse_marker(body, "doc.md:3")
@@ -89,7 +98,9 @@ node/   the layout, not a command
 
 
 def test_a_fence_in_a_list_item_is_found() -> None:
-    text = "- first start a cluster:\n\n  <!-- doctest: setup -->\n  ```sh\n  raftkv local up\n  ```\n"
+    text = (
+        "- first start a cluster:\n\n  <!-- doctest: setup -->\n  ```sh\n  raftkv local up\n  ```\n"
+    )
     [example] = markdown_examples(text, DOC)
     assert (example.line, example.kind, example.code) == (4, "setup", "raftkv local up\n")
 
@@ -117,8 +128,12 @@ apiVersion: v1
 """
     examples = yaml_examples(text, Path("m.yaml"))
     assert [(e.line, e.kind, e.code) for e in examples] == [
-        (3, "skip", "kubectl apply -f examples/minimal.yaml\n"
-                    "kubectl get raftclusters        # or: kubectl get rkc\n"),
+        (
+            3,
+            "skip",
+            "kubectl apply -f examples/minimal.yaml\n"
+            "kubectl get raftclusters        # or: kubectl get rkc\n",
+        ),
         (6, "run", "raftkv status\n"),
     ]
 
@@ -127,5 +142,9 @@ def test_every_document_of_the_repository_follows_the_syntax() -> None:
     examples = all_examples()
     kinds = {e.kind for e in examples}
     assert {"run", "setup", "teardown", "skip"} <= kinds
-    assert any(e.path == Path("README.md") and "raftkv lock acquire jobs -- ./run-job.sh"
-               in e.code and e.kind == "run" for e in examples)
+    assert any(
+        e.path == Path("README.md")
+        and "raftkv lock acquire jobs -- ./run-job.sh" in e.code
+        and e.kind == "run"
+        for e in examples
+    )

@@ -28,8 +28,9 @@ def _create(kube: Kube, ns: str, image: str, replicas: int = 3) -> str:
     return str(name)
 
 
-def _client_pod(kube: Kube, ns: str, image: str, cluster: str, args: list[str], *,
-                token: bool = True) -> tuple[str, str]:
+def _client_pod(
+    kube: Kube, ns: str, image: str, cluster: str, args: list[str], *, token: bool = True
+) -> tuple[str, str]:
     """Run `raftkv <args>` once in a pod of the namespace, against https://<cluster>:7379
     with the CA (and, if `token`, the admin token) of Secret `<cluster>-admin`; return the
     pod's final phase and its log."""
@@ -42,15 +43,30 @@ def _client_pod(kube: Kube, ns: str, image: str, cluster: str, args: list[str], 
         spec=client.V1PodSpec(
             restart_policy="Never",
             automount_service_account_token=False,
-            containers=[client.V1Container(
-                name="client", image=image, image_pull_policy="Never",
-                command=["raftkv", *args, "--endpoints", f"https://{cluster}:7379",
-                         "--cacert", f"{ADMIN_MOUNT}/ca.crt", *auth],
-                volume_mounts=[client.V1VolumeMount(name="admin", mount_path=ADMIN_MOUNT,
-                                                    read_only=True)],
-            )],
-            volumes=[client.V1Volume(name="admin", secret=client.V1SecretVolumeSource(
-                secret_name=f"{cluster}-admin"))],
+            containers=[
+                client.V1Container(
+                    name="client",
+                    image=image,
+                    image_pull_policy="Never",
+                    command=[
+                        "raftkv",
+                        *args,
+                        "--endpoints",
+                        f"https://{cluster}:7379",
+                        "--cacert",
+                        f"{ADMIN_MOUNT}/ca.crt",
+                        *auth,
+                    ],
+                    volume_mounts=[
+                        client.V1VolumeMount(name="admin", mount_path=ADMIN_MOUNT, read_only=True)
+                    ],
+                )
+            ],
+            volumes=[
+                client.V1Volume(
+                    name="admin", secret=client.V1SecretVolumeSource(secret_name=f"{cluster}-admin")
+                )
+            ],
         ),
     )
     kube.core.create_namespaced_pod(ns, pod)
@@ -81,19 +97,23 @@ def _all_ready(kube: Kube, ns: str, cluster: str, replicas: int) -> bool:
     pods = kube.pods(ns, cluster)
     return len(pods) == replicas and all(
         any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-        for p in pods)
+        for p in pods
+    )
 
 
 def _scale_operator(kube: Kube, replicas: int) -> None:
     deployment = f"{RELEASE}-raftkv-operator"
     kube.apps.patch_namespaced_deployment_scale(
-        deployment, OPERATOR_NAMESPACE, {"spec": {"replicas": replicas}})
+        deployment, OPERATOR_NAMESPACE, {"spec": {"replicas": replicas}}
+    )
 
     def settled() -> bool:
         pods: list[Any] = kube.core.list_namespaced_pod(
-            OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/name=raftkv-operator").items
-        running = [p for p in pods if p.status.phase == "Running"
-                   and not p.metadata.deletion_timestamp]
+            OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/name=raftkv-operator"
+        ).items
+        running = [
+            p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
         return len(running) == replicas and len(pods) == replicas
 
     wait_for(f"{replicas} operator replicas", settled, STEP)
@@ -104,31 +124,40 @@ def test_the_service_follows_a_new_leader_with_the_operator_stopped(
 ) -> None:
     cluster = _create(kube, ns, node_image)
     before = kube.apps.read_namespaced_deployment(
-        f"{RELEASE}-raftkv-operator", OPERATOR_NAMESPACE).spec.replicas
+        f"{RELEASE}-raftkv-operator", OPERATOR_NAMESPACE
+    ).spec.replicas
     _scale_operator(kube, 0)
     try:
         for _ in range(3):
             old = wait_for("one pod labelled leader", lambda: kube.leader_pod(ns, cluster), STEP)
-            wait_for("the Service names the leader",
-                     lambda old=old: kube.service_endpoint_pods(ns, cluster) == {old}, STEP)
+            wait_for(
+                "the Service names the leader",
+                lambda old=old: kube.service_endpoint_pods(ns, cluster) == {old},
+                STEP,
+            )
             old_uid = kube.core.read_namespaced_pod(old, ns).metadata.uid
             kube.core.delete_namespaced_pod(old, ns, grace_period_seconds=0)
             started = time.monotonic()
 
             def switched(old: str = old, old_uid: str = old_uid) -> str | None:
                 leader = kube.leader_pod(ns, cluster)
-                if leader is None or (leader == old and kube.core.read_namespaced_pod(
-                        leader, ns).metadata.uid == old_uid):
+                if leader is None or (
+                    leader == old
+                    and kube.core.read_namespaced_pod(leader, ns).metadata.uid == old_uid
+                ):
                     return None
                 return leader if kube.service_endpoint_pods(ns, cluster) == {leader} else None
 
-            new = wait_for("the Service to name only a new leader", switched, STEP,
-                           interval=0.2)
+            new = wait_for("the Service to name only a new leader", switched, STEP, interval=0.2)
             print(f"operator stopped: {old} -> {new} in {time.monotonic() - started:.2f}s")
             # The recreated pod labels itself a follower before it turns Ready.
-            wait_for("every member Ready with one leader label",
-                     lambda new=new: _all_ready(kube, ns, cluster, 3)
-                     and kube.leader_pod(ns, cluster) == new, STEP)
+            wait_for(
+                "every member Ready with one leader label",
+                lambda new=new: (
+                    _all_ready(kube, ns, cluster, 3) and kube.leader_pod(ns, cluster) == new
+                ),
+                STEP,
+            )
             assert kube.service_endpoint_pods(ns, cluster) == {new}
     finally:
         _scale_operator(kube, before or 2)

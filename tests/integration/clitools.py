@@ -15,14 +15,20 @@ class CliResult:
     err: str
 
 
-async def raftkv(*args: str, stdin: bytes | None = None, timeout: float = 60.0,
-                 env: dict[str, str] | None = None) -> CliResult:
+async def raftkv(
+    *args: str, stdin: bytes | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> CliResult:
     """`raftkv ARGS` in a fresh interpreter, as a user would run it."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "raftkv.cli", *args,
+        sys.executable,
+        "-m",
+        "raftkv.cli",
+        *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, **(env or {})))
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, **(env or {})),
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:

@@ -95,8 +95,14 @@ async def until(
 
 
 class Cluster:
-    def __init__(self, base_dir: Path, session: aiohttp.ClientSession, *,
-                 secure: bool = False, peer_tls: bool = False) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        session: aiohttp.ClientSession,
+        *,
+        secure: bool = False,
+        peer_tls: bool = False,
+    ) -> None:
         """`secure`: TLS and authentication on the client port (credentials made in
         `base_dir/credentials`; `session` must then trust `ssl_context()` and send
         `auth_headers()`); else the explicit --client-insecure. `peer_tls`: mutual TLS
@@ -130,9 +136,16 @@ class Cluster:
         if creds is None:
             return ["--client-insecure"]
         cert, key = creds.issue(node.name, [node.host])
-        return ["--client-cert-file", str(cert), "--client-key-file", str(key),
-                "--client-trusted-ca-file", str(creds.ca_file),
-                "--auth-file", str(creds.auth_file)]
+        return [
+            "--client-cert-file",
+            str(cert),
+            "--client-key-file",
+            str(key),
+            "--client-trusted-ca-file",
+            str(creds.ca_file),
+            "--auth-file",
+            str(creds.auth_file),
+        ]
 
     def peer_args(self, node: Node) -> list[str]:
         if self.ca is None:
@@ -140,10 +153,17 @@ class Cluster:
         pki = self.base_dir / "pki"
         cert, key = pki / f"{node.name}.pem", pki / f"{node.name}-key.pem"
         if not cert.exists():
-            issue_cert(self.ca, node.name, dns_names=[node.name],
-                       ip_addresses=[node.host]).write(cert, key)
-        return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
-                "--peer-trusted-ca-file", str(pki / "ca.pem")]
+            issue_cert(self.ca, node.name, dns_names=[node.name], ip_addresses=[node.host]).write(
+                cert, key
+            )
+        return [
+            "--peer-cert-file",
+            str(cert),
+            "--peer-key-file",
+            str(key),
+            "--peer-trusted-ca-file",
+            str(pki / "ca.pem"),
+        ]
 
     # --- processes -------------------------------------------------------------
     def add_node(self, name: str, extra_args: list[str] | None = None) -> Node:
@@ -266,44 +286,55 @@ class Cluster:
 
         await until(caught_up, timeout, f"{node.name} to catch up with {leader.name}")
 
-    async def put(self, node: Node, key: str, value: bytes, **params: str
-                  ) -> tuple[int, Any]:
+    async def put(self, node: Node, key: str, value: bytes, **params: str) -> tuple[int, Any]:
         async def once() -> tuple[int, Any]:
-            async with self.session.put(f"{node.url}/v1/kv/{key}", data=value, params=params,
-                                        timeout=aiohttp.ClientTimeout(total=15)) as r:
+            async with self.session.put(
+                f"{node.url}/v1/kv/{key}",
+                data=value,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=15),
+            ) as r:
                 return r.status, _json_or_bytes(await r.read())
 
         return await _retrying(once)
 
     async def get(self, node: Node, key: str, **params: str) -> tuple[int, bytes]:
         async def once() -> tuple[int, bytes]:
-            async with self.session.get(f"{node.url}/v1/kv/{key}", params=params,
-                                        timeout=aiohttp.ClientTimeout(total=15)) as r:
+            async with self.session.get(
+                f"{node.url}/v1/kv/{key}", params=params, timeout=aiohttp.ClientTimeout(total=15)
+            ) as r:
                 return r.status, await r.read()
 
         return await _retrying(once)
 
-    async def request(self, method: str, node: Node, path: str, json_body: Any = None,
-                      **params: str) -> tuple[int, Any]:
+    async def request(
+        self, method: str, node: Node, path: str, json_body: Any = None, **params: str
+    ) -> tuple[int, Any]:
         async def once() -> tuple[int, Any]:
-            async with self.session.request(method, node.url + path, json=json_body,
-                                            params=params,
-                                            timeout=aiohttp.ClientTimeout(total=30)) as r:
+            async with self.session.request(
+                method,
+                node.url + path,
+                json=json_body,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as r:
                 return r.status, _json_or_bytes(await r.read())
 
         return await _retrying(once)
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(base_dir: Path, nodes: int = 3, *, secure: bool = False,
-                          peer_tls: bool = False) -> AsyncIterator[Cluster]:
+async def running_cluster(
+    base_dir: Path, nodes: int = 3, *, secure: bool = False, peer_tls: bool = False
+) -> AsyncIterator[Cluster]:
     """`nodes` members started and a leader elected; every process killed and the
     session closed on the way out. A secure cluster's session trusts its CA and
     sends its admin token."""
     cluster = Cluster(base_dir, None, secure=secure, peer_tls=peer_tls)  # type: ignore[arg-type]
     cluster.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=128, ssl=cluster.ssl_context() or True),
-        headers=cluster.auth_headers())
+        headers=cluster.auth_headers(),
+    )
     try:
         cluster.create(nodes)
         cluster.start_all()
@@ -314,8 +345,9 @@ async def running_cluster(base_dir: Path, nodes: int = 3, *, secure: bool = Fals
         await cluster.session.close()
 
 
-async def _retrying(once: Callable[[], Awaitable[tuple[int, T]]],
-                    timeout: float = RETRY_503_SECONDS) -> tuple[int, T]:
+async def _retrying(
+    once: Callable[[], Awaitable[tuple[int, T]]], timeout: float = RETRY_503_SECONDS
+) -> tuple[int, T]:
     """Like a well-behaved client: a 503 (no leader yet, leadership moving) is retried
     for a while; every other answer is returned as it is."""
     deadline = time.monotonic() + timeout

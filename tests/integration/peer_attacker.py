@@ -56,8 +56,9 @@ class Claim:
     last_term: int
 
 
-def client_context(credentials: str, pki_dir: Path, ca: CertKey | None,
-                   stolen_name: str = "") -> ssl.SSLContext | None:
+def client_context(
+    credentials: str, pki_dir: Path, ca: CertKey | None, stolen_name: str = ""
+) -> ssl.SSLContext | None:
     if credentials == "plain" or ca is None:
         return None
     ca_file = pki_dir / "ca.pem"
@@ -71,8 +72,9 @@ def client_context(credentials: str, pki_dir: Path, ca: CertKey | None,
         ctx.verify_mode = ssl.CERT_NONE  # the attacker trusts anyone
         return ctx
     if credentials == "stolen":
-        files = TLSFiles(pki_dir / f"{stolen_name}.pem", pki_dir / f"{stolen_name}-key.pem",
-                         ca_file)
+        files = TLSFiles(
+            pki_dir / f"{stolen_name}.pem", pki_dir / f"{stolen_name}-key.pem", ca_file
+        )
         return build_client_context(files, check_hostname=False)
     raise ValueError(credentials)
 
@@ -84,8 +86,9 @@ def _write(prefix: Path, cert: CertKey, ca: CertKey) -> TLSFiles:
     return TLSFiles(prefix / "cert.pem", prefix / "key.pem", prefix / "ca.pem")
 
 
-async def send_and_watch(target: Target, ctx: ssl.SSLContext | None, frames: list[bytes],
-                         timeout: float = 8.0) -> str:
+async def send_and_watch(
+    target: Target, ctx: ssl.SSLContext | None, frames: list[bytes], timeout: float = 8.0
+) -> str:
     """Send the HELLO `frames[0]`, read the answer, send the rest if admitted, then
     read until the node closes the connection. Returns how it ended: "tls" (the TLS
     handshake or the first read failed), "refused" (a REFUSED answer), "closed"
@@ -93,8 +96,11 @@ async def send_and_watch(target: Target, ctx: ssl.SSLContext | None, frames: lis
     keeps the connection open."""
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port, ssl=ctx,
-                                    server_hostname=target.host if ctx else None), timeout)
+            asyncio.open_connection(
+                target.host, target.port, ssl=ctx, server_hostname=target.host if ctx else None
+            ),
+            timeout,
+        )
     except (ssl.SSLError, ConnectionError, OSError):
         return "tls"
     try:
@@ -143,10 +149,22 @@ def _msgs(messages: list[Any]) -> bytes:
 
 def forged_append(claim: Claim, target: Target) -> list[bytes]:
     """One append 'from the leader' at its term, right after the last entry."""
-    entry = Entry(claim.term, claim.last_index + 1, EntryType.NORMAL,
-                  encode(Put(b"attack/forged-append", b"evil")))
-    m = Message(MsgType.APP, target.id, claim.id, claim.term, claim.last_term,
-                claim.last_index, [entry], commit=claim.last_index + 1)
+    entry = Entry(
+        claim.term,
+        claim.last_index + 1,
+        EntryType.NORMAL,
+        encode(Put(b"attack/forged-append", b"evil")),
+    )
+    m = Message(
+        MsgType.APP,
+        target.id,
+        claim.id,
+        claim.term,
+        claim.last_term,
+        claim.last_index,
+        [entry],
+        commit=claim.last_index + 1,
+    )
     return [_msgs([codec.encode_message(m)])]
 
 
@@ -155,12 +173,15 @@ def forged_snapshot(claim: Claim, target: Target) -> list[bytes]:
     fake = StateMachine()
     fake.apply(claim.last_index + 100, claim.term, encode(Put(b"attack/snapshot", b"evil")))
     data = fake.snapshot_bytes()
-    meta = SnapshotMeta(claim.last_index + 100, claim.term,
-                        ConfState(frozenset({claim.id}), frozenset()))
+    meta = SnapshotMeta(
+        claim.last_index + 100, claim.term, ConfState(frozenset({claim.id}), frozenset())
+    )
     m = Message(MsgType.SNAP, target.id, claim.id, claim.term, snapshot=Snapshot(meta))
-    return [codec.pack_frame([codec.SNAP_BEGIN, codec.encode_message(m), len(data)]),
-            codec.pack_frame([codec.SNAP_CHUNK, data]),
-            codec.pack_frame([codec.SNAP_END, hashlib.sha256(data).hexdigest()])]
+    return [
+        codec.pack_frame([codec.SNAP_BEGIN, codec.encode_message(m), len(data)]),
+        codec.pack_frame([codec.SNAP_CHUNK, data]),
+        codec.pack_frame([codec.SNAP_END, hashlib.sha256(data).hexdigest()]),
+    ]
 
 
 def string_term(claim: Claim, target: Target) -> list[bytes]:
@@ -171,14 +192,25 @@ def string_term(claim: Claim, target: Target) -> list[bytes]:
 
 def huge_term(claim: Claim, target: Target) -> list[bytes]:
     """term = 2**64-1: persisted, then OverflowError at the next campaign."""
-    raw = [int(MsgType.HEARTBEAT), target.id, claim.id, 2**64 - 1, 0, 0, 0, False, 0, b"",
-           [], None]
+    raw = [int(MsgType.HEARTBEAT), target.id, claim.id, 2**64 - 1, 0, 0, 0, False, 0, b"", [], None]
     return [_msgs([raw])]
 
 
 def term0_transfer(claim: Claim, target: Target) -> list[bytes]:
-    raw = [int(MsgType.TRANSFER_LEADER), target.id, claim.id, 0, 0, claim.id, 0, False, 0,
-           b"", [], None]
+    raw = [
+        int(MsgType.TRANSFER_LEADER),
+        target.id,
+        claim.id,
+        0,
+        0,
+        claim.id,
+        0,
+        False,
+        0,
+        b"",
+        [],
+        None,
+    ]
     return [_msgs([raw])]
 
 

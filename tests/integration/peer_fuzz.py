@@ -57,8 +57,14 @@ def record_frames() -> list[list[Any]]:
     ReadIndex, a learner added, a leadership transfer, heartbeats."""
     ids = [11, 22, 33]
     entries, hs = bootstrap_entries(ids)
-    cores = {i: Raft(Config(id=i, election_tick=10, heartbeat_tick=1), hard_state=hs.copy(),
-                     entries=list(entries)) for i in ids}
+    cores = {
+        i: Raft(
+            Config(id=i, election_tick=10, heartbeat_tick=1),
+            hard_state=hs.copy(),
+            entries=list(entries),
+        )
+        for i in ids
+    }
     batches: list[list[Any]] = []
 
     def pump() -> None:
@@ -81,8 +87,9 @@ def record_frames() -> list[list[Any]]:
     cores[11].campaign()
     pump()
     for i in range(30):
-        cores[11].propose_batch([encode(Put(f"k{i}-{j}".encode(), b"v" * (i * 7))) for j in
-                                 range(1 + i % 4)])
+        cores[11].propose_batch(
+            [encode(Put(f"k{i}-{j}".encode(), b"v" * (i * 7))) for j in range(1 + i % 4)]
+        )
         pump()
     cores[11].read_index(b"read-1")
     pump()
@@ -111,8 +118,14 @@ class Stats:
 class Generator:
     """Frames for a connection admitted as member `claim` to member `target`."""
 
-    def __init__(self, corpus: list[list[Any]], claim: int, target: int, seed: int,
-                 extra_payloads: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        corpus: list[list[Any]],
+        claim: int,
+        target: int,
+        seed: int,
+        extra_payloads: list[Any] | None = None,
+    ) -> None:
         self.corpus = corpus
         self.claim = claim
         self.target = target
@@ -120,8 +133,11 @@ class Generator:
         self.extra = extra_payloads or []
         meta = SnapshotMeta(5, STALE_TERM, ConfState(frozenset({claim, target})))
         snap = Message(MsgType.SNAP, target, claim, STALE_TERM, snapshot=Snapshot(meta))
-        self.snapshot_frames = [[codec.SNAP_BEGIN, codec.encode_message(snap), 10],
-                                [codec.SNAP_CHUNK, b"0123456789"], [codec.SNAP_END, "0" * 64]]
+        self.snapshot_frames = [
+            [codec.SNAP_BEGIN, codec.encode_message(snap), 10],
+            [codec.SNAP_CHUNK, b"0123456789"],
+            [codec.SNAP_END, "0" * 64],
+        ]
 
     # --- valid frames ---------------------------------------------------------------
     def valid(self) -> list[Any]:
@@ -153,11 +169,33 @@ class Generator:
     # --- mutants --------------------------------------------------------------------
     def _value(self) -> Any:
         rng = self.rng
-        return rng.choice([
-            0, 1, -1, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), 2**31, True, False, None, 1.5,
-            float("nan"), "", "x" * rng.randrange(1, 400), b"", b"\x00" * rng.randrange(1, 100),
-            [], [1, 2, 3], {"a": 1}, [[[]]], rng.randrange(-10, 30), rng.randrange(0, 2**62),
-        ])
+        return rng.choice(
+            [
+                0,
+                1,
+                -1,
+                2**63 - 1,
+                2**63,
+                2**64 - 1,
+                -(2**63),
+                2**31,
+                True,
+                False,
+                None,
+                1.5,
+                float("nan"),
+                "",
+                "x" * rng.randrange(1, 400),
+                b"",
+                b"\x00" * rng.randrange(1, 100),
+                [],
+                [1, 2, 3],
+                {"a": 1},
+                [[[]]],
+                rng.randrange(-10, 30),
+                rng.randrange(0, 2**62),
+            ]
+        )
 
     def _mutate(self, node: Any, depth: int = 0) -> Any:
         rng = self.rng
@@ -202,14 +240,19 @@ class Generator:
                 else:
                     body.insert(j, rng.randrange(256))
             return bytes(body)
-        if type(payload) is list and payload and payload[0] == codec.MSGS and len(payload) == 3 \
-                and type(payload[2]) is list:
+        if (
+            type(payload) is list
+            and payload
+            and payload[0] == codec.MSGS
+            and len(payload) == 3
+            and type(payload[2]) is list
+        ):
             payload[2] = self._stale(payload[2])
         return payload
 
     # --- prediction -----------------------------------------------------------------
     def classify(self, body: bytes) -> str:
-        """"keep" (the node must keep the connection), "close" (must close it), or
+        """ "keep" (the node must keep the connection), "close" (must close it), or
         "skip" (a valid current message of the claimed member: not sent)."""
         try:
             payload = codec.unpack_payload(body)
@@ -248,10 +291,23 @@ async def _read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bo
     return True
 
 
-async def fuzz(host: str, port: int, *, cluster_id: str, claim: int, claim_name: str,
-               target: int, frames: int, seed: int = 0, mutate_share: float = 0.25,
-               corpus: list[list[Any]] | None = None, extra_payloads: list[Any] | None = None,
-               check: Any = None, check_every: float = 2.0, workers: int = 8) -> Stats:
+async def fuzz(
+    host: str,
+    port: int,
+    *,
+    cluster_id: str,
+    claim: int,
+    claim_name: str,
+    target: int,
+    frames: int,
+    seed: int = 0,
+    mutate_share: float = 0.25,
+    corpus: list[list[Any]] | None = None,
+    extra_payloads: list[Any] | None = None,
+    check: Any = None,
+    check_every: float = 2.0,
+    workers: int = 8,
+) -> Stats:
     """Send `frames` frames to the node at host:port over `workers` concurrent
     connections; `check()` (async) is awaited every `check_every` seconds meanwhile
     (the node must keep serving)."""
@@ -268,9 +324,20 @@ async def fuzz(host: str, port: int, *, cluster_id: str, claim: int, claim_name:
                 await check()
 
     budgets = [frames // workers + (1 if i < frames % workers else 0) for i in range(workers)]
-    tasks = [asyncio.create_task(_worker(host, port, hello, Generator(
-        corpus, claim, target, seed * 1000 + i, extra_payloads), budget, mutate_share, stats))
-        for i, budget in enumerate(budgets)]
+    tasks = [
+        asyncio.create_task(
+            _worker(
+                host,
+                port,
+                hello,
+                Generator(corpus, claim, target, seed * 1000 + i, extra_payloads),
+                budget,
+                mutate_share,
+                stats,
+            )
+        )
+        for i, budget in enumerate(budgets)
+    ]
     watch = asyncio.create_task(checker())
     try:
         await asyncio.gather(*tasks)
@@ -282,8 +349,15 @@ async def fuzz(host: str, port: int, *, cluster_id: str, claim: int, claim_name:
     return stats
 
 
-async def _worker(host: str, port: int, hello: bytes, gen: Generator, budget: int,
-                  mutate_share: float, stats: Stats) -> None:
+async def _worker(
+    host: str,
+    port: int,
+    hello: bytes,
+    gen: Generator,
+    budget: int,
+    mutate_share: float,
+    stats: Stats,
+) -> None:
     sent = 0
     while sent < budget and len(stats.mismatches) <= 20:
         reader, writer = await asyncio.open_connection(host, port)
@@ -337,15 +411,23 @@ async def _worker(host: str, port: int, hello: bytes, gen: Generator, budget: in
 
 def hypothesis_payloads(count: int) -> list[Any]:
     """Arbitrary msgpack-able frames from hypothesis (kinds, shapes, extreme values)."""
-    leaves = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-              | st.floats(allow_nan=True) | st.binary(max_size=32) | st.text(max_size=16))
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.floats(allow_nan=True)
+        | st.binary(max_size=32)
+        | st.text(max_size=16)
+    )
     values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=13), max_leaves=60)
     frames = st.tuples(st.integers(-2, 9), st.lists(values, max_size=6)).map(
-        lambda t: [t[0], *t[1]])
+        lambda t: [t[0], *t[1]]
+    )
     out: list[Any] = []
 
-    @settings(max_examples=count, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(frames)
     def collect(frame: list[Any]) -> None:
         out.append(frame)
@@ -377,15 +459,18 @@ async def _main(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session:
             cluster = Cluster(Path(tmp), session)
             try:
-                stats = await run_against_cluster(cluster, args.frames, args.seed,
-                                                  args.mutate_share)
+                stats = await run_against_cluster(
+                    cluster, args.frames, args.seed, args.mutate_share
+                )
             except AssertionError as exc:
                 print(f"fuzz-peer: FAILED (seed {args.seed}): {exc}", file=sys.stderr)
                 return 1
             finally:
                 cluster.close()
-    print(f"fuzz-peer: {stats.frames} frames on {stats.connections} connections, "
-          f"{stats.closed_as_predicted} closed as predicted, seed {args.seed}: ok")
+    print(
+        f"fuzz-peer: {stats.frames} frames on {stats.connections} connections, "
+        f"{stats.closed_as_predicted} closed as predicted, seed {args.seed}: ok"
+    )
     return 0
 
 

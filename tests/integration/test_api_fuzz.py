@@ -171,7 +171,8 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluste
     cluster = Cluster(tmp_path_factory.mktemp("fuzz"), None, secure=True)  # type: ignore[arg-type]
     session = cluster.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=cluster.ssl_context() or True),
-        headers=cluster.auth_headers())
+        headers=cluster.auth_headers(),
+    )
     try:
         cluster.create(1, extra_args=LIMIT_ARGS)
         cluster.start_all()
@@ -199,8 +200,7 @@ def _send(
         headers["Authorization"] = token
     context = cluster.ssl_context()
     assert isinstance(context, ssl.SSLContext)
-    conn = http.client.HTTPSConnection(target.host, target.client_port, timeout=10,
-                                       context=context)
+    conn = http.client.HTTPSConnection(target.host, target.client_port, timeout=10, context=context)
     try:
         conn.request(method, path, body=body or None, headers=headers)
         resp = conn.getresponse()
@@ -228,7 +228,8 @@ def test_fuzzed_requests_get_documented_answers_and_lose_nothing(node: Cluster) 
             raise AssertionError(f"{method} {path}: no answer ({exc!r})") from None
         assert status in DOCUMENTED, (method, path, status, raw[:300])
         if headers.get("Authorization", "ADMIN") != "ADMIN" and not path.startswith(
-                ("/healthz", "/readyz", "/metrics")):  # the open routes
+            ("/healthz", "/readyz", "/metrics")
+        ):  # the open routes
             assert status == 401, (method, path, status, raw[:300])  # no valid token
             assert reply_headers["WWW-Authenticate"].startswith("Bearer")
         if status >= 400:

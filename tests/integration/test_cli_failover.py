@@ -44,8 +44,9 @@ async def test_acknowledged_cli_puts_survive_a_leader_kill(three_nodes: Cluster)
         leader = await cluster.wait_leader()
         cluster.kill(leader)
         killed_at = len(acked)
-        await until(lambda: _at_least(acked, killed_at + 8), 60,
-                    "8 acknowledged puts after the kill")
+        await until(
+            lambda: _at_least(acked, killed_at + 8), 60, "8 acknowledged puts after the kill"
+        )
     finally:
         stop.set()
         await asyncio.wait_for(loop, 60)

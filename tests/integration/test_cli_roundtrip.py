@@ -36,8 +36,7 @@ async def test_put_get_del_round_trip_in_both_formats(eps: list[str]) -> None:
     assert r.code == 0 and r.out.startswith("OK revision "), r.err
     r = await raftkv("get", "cli/a", *eps)
     assert (r.code, r.out) == (0, "hello world\n")
-    r = await raftkv("get", "cli/a", "-o", "json", "--serializable", "--strategy", "random",
-                     *eps)
+    r = await raftkv("get", "cli/a", "-o", "json", "--serializable", "--strategy", "random", *eps)
     kv = json.loads(r.out)
     assert kv["key"] == "cli/a" and kv["value"] == "hello world" and kv["version"] == 1
     r = await raftkv("put", "cli/b", "-", *eps, stdin=b"\xff\x00binary")
@@ -60,11 +59,31 @@ async def test_conditions_and_txn_exit_1_when_they_fail(eps: list[str]) -> None:
     assert r.code == 0, r.err
     r = await raftkv("put", "tx/a", "2", "--if-version", "0", *eps)
     assert r.code == EXIT_FAILED and "compare_failed" in r.err
-    r = await raftkv("txn", "--if", "value(tx/a) == 1", "--then", "put tx/a 2",
-                     "--then", "put tx/b x", "--else", "get tx/a", *eps)
+    r = await raftkv(
+        "txn",
+        "--if",
+        "value(tx/a) == 1",
+        "--then",
+        "put tx/a 2",
+        "--then",
+        "put tx/b x",
+        "--else",
+        "get tx/a",
+        *eps,
+    )
     assert r.code == 0 and r.out.splitlines()[0] == "SUCCESS", r.err
-    r = await raftkv("txn", "--if", "value(tx/a) == 1", "--then", "put tx/a 3",
-                     "--else", "get tx/a", "-o", "json", *eps)
+    r = await raftkv(
+        "txn",
+        "--if",
+        "value(tx/a) == 1",
+        "--then",
+        "put tx/a 3",
+        "--else",
+        "get tx/a",
+        "-o",
+        "json",
+        *eps,
+    )
     body = json.loads(r.out)
     assert r.code == EXIT_FAILED and body["succeeded"] is False
     assert body["responses"][0]["kvs"][0]["value"] == "2"
@@ -107,8 +126,9 @@ async def test_lock_held_by_another_lease_is_exit_1(eps: list[str]) -> None:
 
 
 async def test_watch_prints_the_changes(eps: list[str]) -> None:
-    watcher = asyncio.ensure_future(raftkv("watch", "w/", "--prefix", "--count", "2",
-                                           "-o", "json", *eps))
+    watcher = asyncio.ensure_future(
+        raftkv("watch", "w/", "--prefix", "--count", "2", "-o", "json", *eps)
+    )
     done = False
     for i in range(100):  # write until the watcher has seen two events (it starts async)
         await raftkv("put", f"w/{i}", "x", *eps)
@@ -131,14 +151,16 @@ async def test_checkpoint_create_list_download(eps: list[str], tmp_path: Path) -
     r = await raftkv("checkpoint", "list", *eps)
     assert "cli-ck" in r.out
     out = tmp_path / "archive" / "cli-ck"
-    r = await raftkv("checkpoint", "download", "cli-ck", "--endpoint", eps[1].split(",")[1],
-                     "--out", str(out))
+    r = await raftkv(
+        "checkpoint", "download", "cli-ck", "--endpoint", eps[1].split(",")[1], "--out", str(out)
+    )
     assert r.code == 0, r.err
     data = (out / "data").read_bytes()
     assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    r = await raftkv("checkpoint", "download", "no-such", "--endpoint", eps[1],
-                     "--out", str(tmp_path / "x"))
+    r = await raftkv(
+        "checkpoint", "download", "no-such", "--endpoint", eps[1], "--out", str(tmp_path / "x")
+    )
     assert r.code == EXIT_FAILED and "checkpoint_not_found" in r.err
 
 

@@ -48,15 +48,15 @@ async def test_lock_handover_and_fencing_tokens(three_nodes: Cluster) -> None:
     assert token > second.token and revision >= token
 
 
-async def test_watch_resumes_on_another_member_when_its_node_dies(
-        three_nodes: Cluster) -> None:
+async def test_watch_resumes_on_another_member_when_its_node_dies(three_nodes: Cluster) -> None:
     leader = await three_nodes.wait_leader()
     followers = [n for n in three_nodes.nodes.values() if n is not leader]
     retry = RetryPolicy(deadline=20, base_delay=0.05, max_delay=0.5)
     got: list[bytes] = []
-    async with AsyncClient([leader.url], retry=retry) as writer, \
-            AsyncClient([f.url for f in followers], strategy="round-robin",
-                        retry=retry) as reader:
+    async with (
+        AsyncClient([leader.url], retry=retry) as writer,
+        AsyncClient([f.url for f in followers], strategy="round-robin", retry=retry) as reader,
+    ):
 
         async def watch() -> None:
             async for ev in reader.watch("wr/", prefix=True):
@@ -79,7 +79,7 @@ async def test_watch_resumes_on_another_member_when_its_node_dies(
         await asyncio.wait_for(watcher, 30)
     expected = [f"wr/{i}".encode() for i in range(40)] + [b"wr/last"]
     # The very first put may precede the watch; everything after it arrives once, in order.
-    assert got == expected[len(expected) - len(got):] and len(got) >= len(expected) - 1
+    assert got == expected[len(expected) - len(got) :] and len(got) >= len(expected) - 1
 
 
 async def _nonempty(got: list[bytes], watcher: asyncio.Future[None]) -> bool:

@@ -44,8 +44,12 @@ class AnswerLosingProxy:
 
     async def forward(self, request: web.Request) -> web.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-raftkv")}
-        async with self.session.request(request.method, self.target.url + request.raw_path,
-                                        data=await request.read(), headers=headers) as resp:
+        async with self.session.request(
+            request.method,
+            self.target.url + request.raw_path,
+            data=await request.read(),
+            headers=headers,
+        ) as resp:
             body = await resp.read()
             status = resp.status
             relay = {k: v for k, v in resp.headers.items() if k.lower().startswith("x-raftkv")}
@@ -70,8 +74,9 @@ async def proxy(three_nodes: Cluster) -> AsyncIterator[AnswerLosingProxy]:
         await p.stop()
 
 
-async def test_a_write_whose_answer_was_lost_applies_once(three_nodes: Cluster,
-                                                          proxy: AnswerLosingProxy) -> None:
+async def test_a_write_whose_answer_was_lost_applies_once(
+    three_nodes: Cluster, proxy: AnswerLosingProxy
+) -> None:
     leader = await three_nodes.wait_leader()
     before = (await three_nodes.status(leader) or {})["revision"]
     policy = RetryPolicy(deadline=20, base_delay=0.05, max_delay=0.2)
@@ -93,13 +98,15 @@ async def test_same_session_twice_answers_the_first_result(three_nodes: Cluster)
     headers = {"X-Raftkv-Client-Id": "forced-retry", "X-Raftkv-Seq": "5"}
     answers = []
     for value in (b"first", b"second"):
-        async with three_nodes.session.put(f"{leader.url}/v1/kv/dedup/raw", data=value,
-                                           headers=headers) as resp:
+        async with three_nodes.session.put(
+            f"{leader.url}/v1/kv/dedup/raw", data=value, headers=headers
+        ) as resp:
             answers.append((resp.status, await resp.json()))
     assert answers[0] == answers[1] and answers[0][0] == 200
     status, body = await three_nodes.get(leader, "dedup/raw")
     assert (status, body) == (200, b"first")
     stale = {"X-Raftkv-Client-Id": "forced-retry", "X-Raftkv-Seq": "4"}
-    async with three_nodes.session.put(f"{leader.url}/v1/kv/dedup/raw", data=b"old",
-                                       headers=stale) as resp:
+    async with three_nodes.session.put(
+        f"{leader.url}/v1/kv/dedup/raw", data=b"old", headers=stale
+    ) as resp:
         assert resp.status == 409 and (await resp.json())["error"] == "stale_sequence"

@@ -31,17 +31,20 @@ async def test_writes_through_followers_keep_the_callers_identity(secure: Cluste
     reader_token = new_token()
     auth_file = secure.credentials.auth_file
     admin = secure.admin_token
-    write_auth_file(auth_file, [token_entry("admin", "admin", admin),
-                                token_entry("reader", "read", reader_token)])
+    write_auth_file(
+        auth_file,
+        [token_entry("admin", "admin", admin), token_entry("reader", "read", reader_token)],
+    )
     leader = await secure.wait_leader()
     follower = next(n for n in secure.initial if n is not leader)
     status, body = await secure.put(follower, "fwd", b"1")
     assert status == 200, body  # the admin's token, forwarded over TLS
     context = secure.ssl_context()
     # The reader's token reaches every node's reloaded auth file within a second or so.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context or True),
-                                     headers={"Authorization": f"Bearer {reader_token}"}
-                                     ) as reader:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context or True),
+        headers={"Authorization": f"Bearer {reader_token}"},
+    ) as reader:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while True:
@@ -66,13 +69,22 @@ async def test_writes_through_followers_keep_the_callers_identity(secure: Cluste
 async def test_the_cli_with_the_clusters_credentials(secure: Cluster) -> None:
     assert secure.credentials is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTKV_")}
-    env.update(RAFTKV_ENDPOINTS=",".join(n.url for n in secure.initial),
-               RAFTKV_CACERT=str(secure.credentials.ca_file), RAFTKV_TOKEN=secure.admin_token)
+    env.update(
+        RAFTKV_ENDPOINTS=",".join(n.url for n in secure.initial),
+        RAFTKV_CACERT=str(secure.credentials.ca_file),
+        RAFTKV_TOKEN=secure.admin_token,
+    )
 
     async def cli(*args: str, **extra: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "raftkv.cli", *args, env={**env, **extra},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "raftkv.cli",
+            *args,
+            env={**env, **extra},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode or 0, out.decode(), err.decode()
 

@@ -26,13 +26,15 @@ async def _kv_gets(cluster: Cluster, node: Node) -> float:
     """GETs of single keys this node answered itself (its raftkv_http_requests_total)."""
     async with cluster.session.get(node.url + "/metrics") as r:
         text = await r.text()
-    return sum(sample.value
-               for family in text_string_to_metric_families(text)
-               if family.name == "raftkv_http_requests"
-               for sample in family.samples
-               if sample.name == "raftkv_http_requests_total"
-               and sample.labels.get("route") == KV_ROUTE
-               and sample.labels.get("method") == "GET")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "raftkv_http_requests"
+        for sample in family.samples
+        if sample.name == "raftkv_http_requests_total"
+        and sample.labels.get("route") == KV_ROUTE
+        and sample.labels.get("method") == "GET"
+    )
 
 
 def _send_get(node: Node, key: str) -> http.client.HTTPConnection:
@@ -49,7 +51,8 @@ def _answer(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
 
 
 async def test_a_lagging_follower_serves_a_linearizable_read_of_writes_acked_elsewhere(
-        three_nodes: Cluster) -> None:
+    three_nodes: Cluster,
+) -> None:
     """The follower is paused while the leader and the other follower acknowledge
     WRITES writes; resumed, it is asked for the last one at once. It has none of
     them when the request arrives (a read served from its state machine without a
@@ -82,7 +85,8 @@ async def test_a_lagging_follower_serves_a_linearizable_read_of_writes_acked_els
 
 
 async def test_concurrent_follower_reads_all_see_a_write_acked_before_they_began(
-        three_nodes: Cluster) -> None:
+    three_nodes: Cluster,
+) -> None:
     """Many linearizable reads at once on both followers (batched into a few read
     index rounds): every one of them sees the value acknowledged before it began."""
     cluster = three_nodes
@@ -92,6 +96,7 @@ async def test_concurrent_follower_reads_all_see_a_write_acked_before_they_began
         value = f"round-{round_no}".encode()
         status, body = await cluster.put(leader, "shared", value)
         assert status == 200, body
-        answers = await asyncio.gather(*(cluster.get(followers[i % 2], "shared")
-                                         for i in range(64)))
+        answers = await asyncio.gather(
+            *(cluster.get(followers[i % 2], "shared") for i in range(64))
+        )
         assert answers == [(200, value)] * 64

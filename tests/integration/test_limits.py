@@ -63,8 +63,11 @@ async def test_the_quota_alarm_trips_and_clears_on_every_member(cluster: Cluster
 @contextlib.contextmanager
 def _small_disk(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -73,8 +76,9 @@ def _small_disk(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-async def test_a_full_disk_never_loses_an_acknowledged_write(cluster: Cluster,
-                                                             tmp_path: Path) -> None:
+async def test_a_full_disk_never_loses_an_acknowledged_write(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     with _small_disk(tmp_path / "small", "3m") as disk:
         node = cluster.create(1, ["--quota-backend-bytes", "0"])[0]
         node.data_dir = disk / "data"
@@ -86,8 +90,9 @@ async def test_a_full_disk_never_loses_an_acknowledged_write(cluster: Cluster,
         value = b"v" * 32_000
         for i in range(400):  # 12 MB into a 3 MB disk
             try:
-                async with cluster.session.put(f"{node.url}/v1/kv/k{i}", data=value,
-                                               timeout=aiohttp.ClientTimeout(total=15)) as r:
+                async with cluster.session.put(
+                    f"{node.url}/v1/kv/k{i}", data=value, timeout=aiohttp.ClientTimeout(total=15)
+                ) as r:
                     answers[r.status] = answers.get(r.status, 0) + 1
                     if r.status == 200:
                         acknowledged.append(f"k{i}")

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.slow
 
 def raftkv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "raftkv.cli", *args], capture_output=True, text=True, timeout=90,
+        [sys.executable, "-m", "raftkv.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
         env=env,
     )
 
@@ -28,7 +31,7 @@ def _exports(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
         assert line.startswith("export "), line
-        name, _, value = line[len("export "):].partition("=")
+        name, _, value = line[len("export ") :].partition("=")
         out[name] = shlex.split(value)[0]
     return out
 
@@ -104,8 +107,7 @@ def test_local_up_insecure_is_explicit(tmp_path: Path) -> None:
         raftkv("local", "down", "--purge", "--dir", directory)
 
 
-def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(
-        tmp_path: Path) -> None:
+def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(tmp_path: Path) -> None:
     # `local up` run from, say, the parent of a checkout: `python -m` would put the
     # working directory first on sys.path and import this folder as `raftkv`.
     shadow = tmp_path / "raftkv"
@@ -113,8 +115,13 @@ def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(
     (shadow / "__init__.py").write_text("raise ImportError('the shadowing raftkv/ folder')\n")
     directory = str(tmp_path / "local")
     console_script = str(Path(sys.executable).parent / "raftkv")
-    up = subprocess.run([console_script, "local", "up", "--nodes", "1", "--dir", directory],
-                        capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    up = subprocess.run(
+        [console_script, "local", "up", "--nodes", "1", "--dir", directory],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
     try:
         assert up.returncode == 0, up.stderr
         assert re.fullmatch(r"https://127\.0\.0\.1:\d+\n", up.stdout)

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def raftkv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "raftkv.cli", *args], capture_output=True,
-                          text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "raftkv.cli", *args], capture_output=True, text=True, timeout=90
+    )
 
 
 def _status(url: str, directory: Path, secure: bool) -> dict[str, object]:
@@ -57,8 +58,15 @@ def _peer_handshake(host: str, port: int, ctx: ssl.SSLContext | None) -> str:
 @pytest.mark.parametrize("insecure", [False, True])
 def test_local_up_peer_tls_by_default(tmp_path: Path, insecure: bool) -> None:
     directory = tmp_path / "local"
-    up = raftkv("local", "up", "--nodes", "3", "--dir", str(directory),
-                *(["--insecure"] if insecure else []))
+    up = raftkv(
+        "local",
+        "up",
+        "--nodes",
+        "3",
+        "--dir",
+        str(directory),
+        *(["--insecure"] if insecure else []),
+    )
     try:
         assert up.returncode == 0, up.stderr
         state = json.loads((directory / "cluster.json").read_text())
@@ -78,16 +86,26 @@ def test_local_up_peer_tls_by_default(tmp_path: Path, insecure: bool) -> None:
         assert _peer_handshake(host, int(port), bare) == "refused"
         # With a member's certificate the TLS handshake completes.
         name = state["nodes"][1]["name"]
-        member = build_client_context(TLSFiles(pki / f"{name}-peer.pem",
-                                               pki / f"{name}-peer-key.pem", pki / "ca.pem"),
-                                      check_hostname=False)
+        member = build_client_context(
+            TLSFiles(pki / f"{name}-peer.pem", pki / f"{name}-peer-key.pem", pki / "ca.pem"),
+            check_hostname=False,
+        )
         assert _peer_handshake(host, int(port), member) == "tls"
     finally:
         raftkv("local", "down", "--purge", "--dir", str(directory))
 
 
 def test_serve_without_peer_tls_or_peer_insecure_refuses_to_start(tmp_path: Path) -> None:
-    run = raftkv("serve", "--name", "n1", "--data-dir", str(tmp_path / "n1"),
-                 "--listen-host", "127.0.0.1", "--initial-cluster", "n1=127.0.0.1:1")
+    run = raftkv(
+        "serve",
+        "--name",
+        "n1",
+        "--data-dir",
+        str(tmp_path / "n1"),
+        "--listen-host",
+        "127.0.0.1",
+        "--initial-cluster",
+        "n1=127.0.0.1:1",
+    )
     assert run.returncode != 0
     assert "--peer-insecure" in run.stderr

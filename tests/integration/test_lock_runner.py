@@ -36,8 +36,10 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
 def env(cluster: Cluster) -> dict[str, str]:
     """The commands under the lock call `raftkv` and `python` themselves."""
     bin_dir = str(Path(sys.executable).parent)
-    return {"RAFTKV_ENDPOINTS": ",".join(n.url for n in cluster.nodes.values()),
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    return {
+        "RAFTKV_ENDPOINTS": ",".join(n.url for n in cluster.nodes.values()),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
 
 
 def script(path: Path, body: str) -> str:
@@ -53,13 +55,16 @@ async def lock_is_free(name: str, env: dict[str, str]) -> bool:
 
 
 async def test_the_command_sees_the_token_and_the_lock_is_released(
-        tmp_path: Path, env: dict[str, str]) -> None:
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     seen = tmp_path / "seen"
-    job = script(tmp_path / "job.sh",
-                 f'echo "$RAFTKV_LOCK_NAME $RAFTKV_LOCK_LEASE $RAFTKV_LOCK_TOKEN" > {seen}\n'
-                 # The lock is held while the command runs: `lock show` names our lease.
-                 f'raftkv lock show "$RAFTKV_LOCK_NAME" -o json >> {seen}\n'
-                 'exit 7\n')
+    job = script(
+        tmp_path / "job.sh",
+        f'echo "$RAFTKV_LOCK_NAME $RAFTKV_LOCK_LEASE $RAFTKV_LOCK_TOKEN" > {seen}\n'
+        # The lock is held while the command runs: `lock show` names our lease.
+        f'raftkv lock show "$RAFTKV_LOCK_NAME" -o json >> {seen}\n'
+        "exit 7\n",
+    )
     r = await raftkv("lock", "acquire", "runner/a", "--ttl", "5", "--", job, env=env)
     assert r.code == 7, r.err  # the command's exit code
     match = ACQUIRED.search(r.out)
@@ -75,15 +80,28 @@ async def test_the_command_sees_the_token_and_the_lock_is_released(
 
 
 async def test_the_command_keeps_its_own_arguments_and_dashes(
-        tmp_path: Path, env: dict[str, str]) -> None:
-    r = await raftkv("lock", "acquire", "runner/args", "--", sys.executable, "-c",
-                     "import sys; print(sys.argv[1:])", "--", "-x", "--ttl", env=env)
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    r = await raftkv(
+        "lock",
+        "acquire",
+        "runner/args",
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; print(sys.argv[1:])",
+        "--",
+        "-x",
+        "--ttl",
+        env=env,
+    )
     assert r.code == 0, r.err
     assert r.out.splitlines()[-1] == "['--', '-x', '--ttl']"
 
 
 async def test_a_command_killed_by_a_signal_releases_the_lock(
-        tmp_path: Path, env: dict[str, str]) -> None:
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     job = script(tmp_path / "die.sh", "kill -9 $$\n")
     r = await raftkv("lock", "acquire", "runner/killed", "--", job, env=env)
     assert r.code == 128 + signal.SIGKILL, (r.code, r.err)
@@ -91,17 +109,30 @@ async def test_a_command_killed_by_a_signal_releases_the_lock(
 
 
 async def test_sigterm_to_the_cli_stops_the_command_then_releases(
-        tmp_path: Path, env: dict[str, str]) -> None:
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     pid_file = tmp_path / "child.pid"
-    job = script(tmp_path / "wait.sh",
-                 f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
-                 "trap 'echo stopped-by-term; exit 42' TERM\n"
-                 "while :; do sleep 0.1; done\n")
+    job = script(
+        tmp_path / "wait.sh",
+        f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
+        "trap 'echo stopped-by-term; exit 42' TERM\n"
+        "while :; do sleep 0.1; done\n",
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "raftkv.cli", "lock", "acquire", "runner/term", "--", job,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, **env))
+        sys.executable,
+        "-m",
+        "raftkv.cli",
+        "lock",
+        "acquire",
+        "runner/term",
+        "--",
+        job,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, **env),
+    )
     try:
+
         async def started() -> bool:
             return pid_file.exists()
 
@@ -131,12 +162,15 @@ async def test_usage_errors(env: dict[str, str]) -> None:
 
 
 async def test_two_callers_take_turns_with_increasing_tokens(
-        tmp_path: Path, env: dict[str, str]) -> None:
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     journal = tmp_path / "journal"
     journal.touch()
     # The first holder stays until the other caller is queued behind it, so the two
     # really contend; each records when it starts and ends, with its token.
-    job = script(tmp_path / "turn.sh", f"""
+    job = script(
+        tmp_path / "turn.sh",
+        f"""
 echo "start $RAFTKV_LOCK_TOKEN $1" >> {journal}
 if ! grep -q '^end' {journal}; then
   tries=0
@@ -147,10 +181,12 @@ if ! grep -q '^end' {journal}; then
   done
 fi
 echo "end $RAFTKV_LOCK_TOKEN $1" >> {journal}
-""")
+""",
+    )
     a, b = await asyncio.gather(
         raftkv("lock", "acquire", "jobs", "--", job, "A", env=env),
-        raftkv("lock", "acquire", "jobs", "--", job, "B", env=env))
+        raftkv("lock", "acquire", "jobs", "--", job, "B", env=env),
+    )
     assert (a.code, b.code) == (0, 0), (a.err, b.err)
     events = [line.split() for line in journal.read_text().splitlines()]
     assert [e[0] for e in events] == ["start", "end", "start", "end"]  # never overlapping
@@ -166,17 +202,20 @@ echo "end $RAFTKV_LOCK_TOKEN $1" >> {journal}
     assert await lock_is_free("jobs", env)
 
 
-async def test_a_command_whose_lease_is_lost_is_stopped(tmp_path: Path, env: dict[str, str]
-                                                        ) -> None:
+async def test_a_command_whose_lease_is_lost_is_stopped(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     # The lease goes away under the command (revoked here; expired after a partition in
     # real life): the command no longer holds the lock, so it must not run on.
     stopped = tmp_path / "stopped"
-    job = script(tmp_path / "lose.sh",
-                 f"trap 'echo term > {stopped}; exit 0' TERM\n"
-                 'raftkv lease revoke "$RAFTKV_LOCK_LEASE" > /dev/null\n'
-                 "tries=0\n"
-                 "while [ $tries -lt 600 ]; do tries=$((tries + 1)); sleep 0.05; done\n"
-                 "exit 9\n")
+    job = script(
+        tmp_path / "lose.sh",
+        f"trap 'echo term > {stopped}; exit 0' TERM\n"
+        'raftkv lease revoke "$RAFTKV_LOCK_LEASE" > /dev/null\n'
+        "tries=0\n"
+        "while [ $tries -lt 600 ]; do tries=$((tries + 1)); sleep 0.05; done\n"
+        "exit 9\n",
+    )
     r = await raftkv("lock", "acquire", "runner/lost", "--ttl", "3", "--", job, env=env)
     assert r.code == 3, (r.code, r.err)
     assert "lost lock runner/lost" in r.err

@@ -36,20 +36,25 @@ async def test_wiped_member_rejoins_with_a_fresh_id(three_nodes: Cluster) -> Non
     # The old incarnation's id never comes back, neither named nor by the legacy default.
     for body in ({"id": old_id}, {}):
         code, answer = await cluster.request(
-            "POST", leader, "/v1/members",
+            "POST",
+            leader,
+            "/v1/members",
             {"name": victim.name, "peer_url": victim.peer_url, "client_url": victim.url, **body},
         )
         assert (code, answer["error"]) == (409, "member_id_removed"), answer
 
     code, answer = await cluster.request(
-        "POST", leader, "/v1/members",
-        {"name": victim.name, "id": new_id, "peer_url": victim.peer_url,
-         "client_url": victim.url},
+        "POST",
+        leader,
+        "/v1/members",
+        {"name": victim.name, "id": new_id, "peer_url": victim.peer_url, "client_url": victim.url},
     )
     assert code == 200 and answer["id"] == new_id and answer["role"] == "learner", answer
     # One name, one incarnation: another id under the same name is refused.
     code, answer = await cluster.request(
-        "POST", leader, "/v1/members",
+        "POST",
+        leader,
+        "/v1/members",
         {"name": victim.name, "id": new_id + 1, "peer_url": victim.peer_url},
     )
     assert (code, answer["error"]) == (409, "member_name_in_use"), answer

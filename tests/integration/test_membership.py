@@ -33,8 +33,12 @@ async def test_learner_promote_remove_and_transfer(three_nodes: Cluster) -> None
         "POST",
         follower,
         "/v1/members",
-        {"name": "n4", "id": status["id"], "peer_url": newcomer.peer_url,
-         "client_url": newcomer.url},
+        {
+            "name": "n4",
+            "id": status["id"],
+            "peer_url": newcomer.peer_url,
+            "client_url": newcomer.url,
+        },
     )
     assert code == 200, body  # forwarded to the leader
     assert body["id"] == newcomer.id and body["role"] == "learner"
@@ -108,9 +112,12 @@ async def _add_voter(cluster: Cluster, via: Node, name: str) -> Node:
     node = cluster.add_node(name)
     cluster.start(node, state="existing")
     status = await until(lambda: cluster.status(node), 15, f"{name} to serve HTTP")
-    code, body = await cluster.request("POST", via, "/v1/members",
-                                       {"name": name, "id": status["id"],
-                                        "peer_url": node.peer_url, "client_url": node.url})
+    code, body = await cluster.request(
+        "POST",
+        via,
+        "/v1/members",
+        {"name": name, "id": status["id"], "peer_url": node.peer_url, "client_url": node.url},
+    )
     assert code == 200, body
 
     async def promoted() -> bool:
@@ -124,7 +131,8 @@ async def _add_voter(cluster: Cluster, via: Node, name: str) -> Node:
 
 @pytest.mark.parametrize("peer_tls", [True, False], ids=["peer-tls", "peer-insecure"])
 async def test_a_member_behind_a_membership_change_follows_a_leader_it_does_not_know(
-        tmp_path: Path, peer_tls: bool) -> None:
+    tmp_path: Path, peer_tls: bool
+) -> None:
     """Found by the chaos runs (seed 58724): n2 was down while n4 was added, then n4
     became leader. Back up, n2's log did not name n4 yet, so n2 refused n4's peer
     connection as a non-member, never heard from any leader, and stayed leaderless
@@ -138,8 +146,7 @@ async def test_a_member_behind_a_membership_change_follows_a_leader_it_does_not_
         n4 = await _add_voter(cluster, leader, "n4")
         for i in range(10):
             assert (await cluster.put(leader, f"k{i}", b"v"))[0] == 200
-        code, body = await cluster.request("POST", leader, "/v1/leader/transfer",
-                                           {"to": n4.id})
+        code, body = await cluster.request("POST", leader, "/v1/leader/transfer", {"to": n4.id})
         assert (code, body) == (200, {"leader": n4.id}), body
 
         cluster.start(behind)

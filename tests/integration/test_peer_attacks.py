@@ -74,8 +74,14 @@ class Writes:
 async def _claim(cluster: Cluster, as_node: Node) -> Claim:
     status = await cluster.status(as_node)
     assert status is not None
-    return Claim(as_node.id, as_node.name, status["cluster_id"], status["term"],
-                 status["last_index"], status["term"])
+    return Claim(
+        as_node.id,
+        as_node.name,
+        status["cluster_id"],
+        status["term"],
+        status["last_index"],
+        status["term"],
+    )
 
 
 def _target(node: Node) -> Target:
@@ -91,8 +97,9 @@ async def _metric(cluster: Cluster, node: Node, name: str) -> dict[str, float]:
     return out
 
 
-async def _check_cluster_intact(cluster: Cluster, members_before: list[int], leader_before: Node,
-                                writes: Writes) -> None:
+async def _check_cluster_intact(
+    cluster: Cluster, members_before: list[int], leader_before: Node, writes: Writes
+) -> None:
     nodes = list(cluster.nodes.values())
     for node in nodes:
         assert node.running(), f"{node.name} died:\n{cluster.log_tail(node)}"
@@ -106,8 +113,9 @@ async def _check_cluster_intact(cluster: Cluster, members_before: list[int], lea
     assert len({s["cluster_id"] for s in statuses if s}) == 1
     for node in nodes:
         await cluster.wait_caught_up(node, leader)
-        code, body = await cluster.request("GET", node, "/v1/kv/", prefix="1",
-                                           consistency="serializable")
+        code, body = await cluster.request(
+            "GET", node, "/v1/kv/", prefix="1", consistency="serializable"
+        )
         assert code == 200, body
         stored = {kv["key"]: kv["value"].encode() for kv in body["kvs"]}
         assert not [k for k in stored if k.startswith("attack/")], f"{node.name}: {stored}"
@@ -140,8 +148,7 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
     writes = Writes(cluster)
     await until(lambda: _at_least(writes.acked, 50), 20, "writes before the attacks")
     pki = cluster.base_dir / "pki"
-    outcomes: dict[str, set[str]] = {c: set() for c in ("plain", "no_cert", "other_ca",
-                                                          "stolen")}
+    outcomes: dict[str, set[str]] = {c: set() for c in ("plain", "no_cert", "other_ca", "stolen")}
     for credentials in outcomes:
         for name, attack in ATTACKS.items():
             for target in followers:
@@ -156,8 +163,14 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
                 if name == "forged_append" and credentials == "stolen":
                     # The thief's own identity with its real certificate, but the
                     # messages say they come from the leader: dropped, not applied.
-                    own = Claim(thief.id, thief.name, claim.cluster_id, claim.term,
-                                claim.last_index, claim.last_term)
+                    own = Claim(
+                        thief.id,
+                        thief.name,
+                        claim.cluster_id,
+                        claim.term,
+                        claim.last_index,
+                        claim.last_term,
+                    )
                     forged = attack(claim, _target(target))
                     await _send_open(target, ctx, [hello(own, _target(target)), *forged])
     # Without the cluster's CA the TLS layer ends it; with a member's certificate
@@ -171,14 +184,18 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
     ctx = client_context("stolen", pki, cluster.ca, thief.name)
     claim = await _claim(cluster, thief)
     evil = "127.0.0.1:1"
-    assert await send_and_watch(_target(followers[0]), ctx,
-                                [url_override_hello(claim, _target(followers[0]), evil)]) \
+    assert (
+        await send_and_watch(
+            _target(followers[0]), ctx, [url_override_hello(claim, _target(followers[0]), evil)]
+        )
         == "refused"
+    )
     rng = random.Random(10)
     for _ in range(200):
         fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0)
-        assert await send_and_watch(_target(leader), ctx, [hello(fake, _target(leader))]) \
-            == "refused"
+        assert (
+            await send_and_watch(_target(leader), ctx, [hello(fake, _target(leader))]) == "refused"
+        )
 
     floor = len(writes.acked) + 50
     await until(lambda: _at_least(writes.acked, floor), 20, "writes after the attacks")
@@ -188,7 +205,8 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
     for node in nodes:
         peers = await _metric(cluster, node, "raftkv_peer_up")
         assert {int(re.search(r'peer="(\d+)"', k).group(1)) for k in peers} <= set(  # type: ignore[union-attr]
-            members_before)
+            members_before
+        )
         st = await cluster.status(node)
         assert st is not None
         assert all(m["peer_url"] != evil and m["client_url"] != evil for m in st["members"])
@@ -202,8 +220,9 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
 
 async def _send_open(target: Node, ctx: Any, frames: list[bytes]) -> None:
     """Send on an admitted connection, give the node a moment to process, close."""
-    reader, writer = await asyncio.open_connection(target.host, target.peer_port, ssl=ctx,
-                                                   server_hostname=target.host)
+    reader, writer = await asyncio.open_connection(
+        target.host, target.peer_port, ssl=ctx, server_hostname=target.host
+    )
     try:
         for f in frames:
             writer.write(f)
@@ -215,7 +234,8 @@ async def _send_open(target: Node, ctx: Any, frames: list[bytes]) -> None:
 
 
 async def test_insecure_mode_still_checks_cluster_membership_and_frames(
-        three_nodes: Cluster) -> None:
+    three_nodes: Cluster,
+) -> None:
     """--peer-insecure authenticates nobody (docs/security.md), but a non-member, a
     member of another cluster, and any frame outside the schema are still refused."""
     cluster = three_nodes
@@ -240,8 +260,10 @@ async def test_insecure_mode_still_checks_cluster_membership_and_frames(
         assert await send_and_watch(_target(target), None, frames) == "closed"
     # A forged TIMEOUT_NOW from a member that is not the leader: no election.
     term_before = real.term
-    await _send_plain_open(target, [hello(real, _target(target)),
-                                    *ATTACKS["forged_timeout_now"](real, _target(target))])
+    await _send_plain_open(
+        target,
+        [hello(real, _target(target)), *ATTACKS["forged_timeout_now"](real, _target(target))],
+    )
     floor = len(writes.acked) + 30
     await until(lambda: _at_least(writes.acked, floor), 20, "writes after the attacks")
     st = await cluster.status(target)

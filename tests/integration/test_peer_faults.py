@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 KILL_ROUNDS = 6
 
 
-async def _writer(cluster: Cluster, leader: Node, worker: int, stop: asyncio.Event,
-                  acked: dict[str, bytes]) -> None:
+async def _writer(
+    cluster: Cluster, leader: Node, worker: int, stop: asyncio.Event, acked: dict[str, bytes]
+) -> None:
     for n in itertools.count():
         if stop.is_set():
             return
@@ -47,12 +48,16 @@ async def test_killing_followers_under_load_never_stops_the_leader(three_nodes: 
             victim = followers[round_no % 2]
             survivor = followers[(round_no + 1) % 2]
             floor = len(acked) + 50
-            await until(lambda f=floor: _at_least(acked, f), 20,
-                        f"writes committing before kill {round_no}")
+            await until(
+                lambda f=floor: _at_least(acked, f), 20, f"writes committing before kill {round_no}"
+            )
             cluster.kill(victim)  # kill -9 while appends are in flight to it
             floor = len(acked) + 100
-            await until(lambda f=floor: _at_least(acked, f), 20,
-                        f"the leader committing with {victim.name} dead (round {round_no})")
+            await until(
+                lambda f=floor: _at_least(acked, f),
+                20,
+                f"the leader committing with {victim.name} dead (round {round_no})",
+            )
             assert leader.running(), cluster.log_tail(leader)
             cluster.start(victim)
             await cluster.wait_caught_up(victim, leader)
@@ -66,8 +71,9 @@ async def test_killing_followers_under_load_never_stops_the_leader(three_nodes: 
     assert "Raft loop died" not in log_text
     for node in cluster.nodes.values():
         await cluster.wait_caught_up(node, leader)
-        status, body = await cluster.request("GET", node, "/v1/kv/k", prefix="1",
-                                             consistency="serializable")
+        status, body = await cluster.request(
+            "GET", node, "/v1/kv/k", prefix="1", consistency="serializable"
+        )
         assert status == 200, body
         stored = {kv["key"]: kv["value"].encode() for kv in body["kvs"]}
         lost = [k for k, v in acked.items() if stored.get(k) != v]

@@ -19,14 +19,20 @@ FRAMES = int(os.environ.get("RAFTKV_FUZZ_PEER_FRAMES", "100000"))
 
 
 async def _kv(cluster: Cluster, node: object) -> dict[str, str]:
-    code, body = await cluster.request("GET", node, "/v1/kv/", prefix="1",  # type: ignore[arg-type]
-                                       consistency="serializable")
+    code, body = await cluster.request(
+        "GET",
+        node,
+        "/v1/kv/",
+        prefix="1",  # type: ignore[arg-type]
+        consistency="serializable",
+    )
     assert code == 200, body
     return {kv["key"]: kv["value"] for kv in body["kvs"]}
 
 
-async def run_against_cluster(cluster: Cluster, frames: int, seed: int,
-                              mutate_share: float = 0.12) -> Stats:
+async def run_against_cluster(
+    cluster: Cluster, frames: int, seed: int, mutate_share: float = 0.12
+) -> Stats:
     cluster.create(3)
     cluster.start_all()
     leader = await cluster.wait_leader()
@@ -48,14 +54,25 @@ async def run_against_cluster(cluster: Cluster, frames: int, seed: int,
         assert st is not None, "the fuzzed node stopped answering /v1/status"
 
     started = time.monotonic()
-    stats = await fuzz(leader.host, leader.peer_port, cluster_id=status["cluster_id"],
-                       claim=claim.id, claim_name=claim.name, target=leader.id,
-                       frames=frames, seed=seed, mutate_share=mutate_share,
-                       corpus=record_frames(), extra_payloads=hypothesis_payloads(300),
-                       check=still_serving)
+    stats = await fuzz(
+        leader.host,
+        leader.peer_port,
+        cluster_id=status["cluster_id"],
+        claim=claim.id,
+        claim_name=claim.name,
+        target=leader.id,
+        frames=frames,
+        seed=seed,
+        mutate_share=mutate_share,
+        corpus=record_frames(),
+        extra_payloads=hypothesis_payloads(300),
+        check=still_serving,
+    )
     elapsed = time.monotonic() - started
-    print(f"peer fuzz: {stats.frames} frames, {stats.connections} connections, "
-          f"{stats.skipped} skipped, {elapsed:.1f}s ({stats.frames / elapsed:.0f} frames/s)")
+    print(
+        f"peer fuzz: {stats.frames} frames, {stats.connections} connections, "
+        f"{stats.skipped} skipped, {elapsed:.1f}s ({stats.frames / elapsed:.0f} frames/s)"
+    )
     assert not stats.mismatches, stats.mismatches[:5]
     assert stats.frames >= frames
     await still_serving()
@@ -74,8 +91,11 @@ async def run_against_cluster(cluster: Cluster, frames: int, seed: int,
     async def counted() -> bool:
         async with cluster.session.get(leader.url + "/metrics") as r:
             text = await r.text()
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("raftkv_peer_frames_rejected_total{"))
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("raftkv_peer_frames_rejected_total{")
+        )
         return total >= stats.closed_as_predicted
 
     await until(counted, 10, "every rejected frame counted")

@@ -35,12 +35,15 @@ async def tls_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 async def old_member_refusals(cluster: Cluster, node: Node) -> float:
     """Handshakes `node` refused as from a removed member or another cluster (the gate
     checks membership first: an old member is a tombstone AND of another cluster)."""
-    async with cluster.session.get(node.url + "/metrics",
-                                   timeout=aiohttp.ClientTimeout(total=5)) as r:
+    async with cluster.session.get(
+        node.url + "/metrics", timeout=aiohttp.ClientTimeout(total=5)
+    ) as r:
         text = await r.text()
     found = re.findall(
         r'^raftkv_peer_frames_rejected_total\{reason="(?:removed|wrong_cluster)"\} (\S+)$',
-        text, re.M)
+        text,
+        re.M,
+    )
     return sum(float(v) for v in found)
 
 
@@ -49,8 +52,16 @@ async def readd(cluster: Cluster, leader: Node, node: Node) -> None:
     shutil.rmtree(node.data_dir, ignore_errors=True)
     cluster.start(node, state="existing")
     await until(lambda: cluster.status(node), 20, f"{node.name} (empty) to serve HTTP")
-    added = await raftkv("members", "add", node.name, node.peer_url, "--client-url", node.url,
-                         "--endpoints", leader.url)
+    added = await raftkv(
+        "members",
+        "add",
+        node.name,
+        node.peer_url,
+        "--client-url",
+        node.url,
+        "--endpoints",
+        leader.url,
+    )
     assert added.code == 0, added.err
     await cluster.wait_caught_up(node, leader)
 
@@ -88,8 +99,15 @@ async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
     shutil.rmtree(lost.data_dir)
 
     endpoints = f"{kept_aside.url},{lost.url}"
-    plan = await raftkv("recover", "--data-dir", str(survivor.data_dir), "--endpoints",
-                        endpoints, "--probe-timeout", "1")
+    plan = await raftkv(
+        "recover",
+        "--data-dir",
+        str(survivor.data_dir),
+        "--endpoints",
+        endpoints,
+        "--probe-timeout",
+        "1",
+    )
     assert plan.code == 2 and "add --yes" in plan.err, plan
     assert plan.out.startswith(f"kept: {survivor.name}") and plan.out.count("\n") == 1
     # /v1/status gave the same (last term, last index) as the data directory: what the
@@ -98,8 +116,16 @@ async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
     assert position in plan.out, (position, plan.out)
     assert load_cluster_id(survivor.data_dir) == old_cluster  # the plan changed nothing
 
-    done = await raftkv("recover", "--data-dir", str(survivor.data_dir), "--yes",
-                        "--endpoints", endpoints, "--probe-timeout", "1")
+    done = await raftkv(
+        "recover",
+        "--data-dir",
+        str(survivor.data_dir),
+        "--yes",
+        "--endpoints",
+        endpoints,
+        "--probe-timeout",
+        "1",
+    )
     assert done.code == 0, done
     assert "recovered:" in done.out and "unreachable" in done.err
     new_cluster = load_cluster_id(survivor.data_dir)
@@ -157,8 +183,7 @@ async def secure_three(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-async def test_recover_refuses_a_live_quorum_and_a_running_member(secure_three: Cluster
-                                                                  ) -> None:
+async def test_recover_refuses_a_live_quorum_and_a_running_member(secure_three: Cluster) -> None:
     cluster = secure_three
     leader = await cluster.wait_leader()
     assert (await cluster.put(leader, "k", b"v"))[0] == 200
@@ -177,12 +202,20 @@ async def test_recover_refuses_a_live_quorum_and_a_running_member(secure_three: 
     creds = cluster.credentials
     assert creds is not None
     # With the CA but no token: 401, refused the same way.
-    no_token = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes",
-                           "--cacert", str(creds.ca_file))
+    no_token = await raftkv(
+        "recover", "--data-dir", str(follower.data_dir), "--yes", "--cacert", str(creds.ca_file)
+    )
     assert no_token.code == 2 and "HTTP 401" in no_token.err, no_token
-    refused = await raftkv("recover", "--data-dir", str(follower.data_dir), "--yes",
-                           "--cacert", str(creds.ca_file),
-                           "--token-file", str(creds.admin_token_file))
+    refused = await raftkv(
+        "recover",
+        "--data-dir",
+        str(follower.data_dir),
+        "--yes",
+        "--cacert",
+        str(creds.ca_file),
+        "--token-file",
+        str(creds.admin_token_file),
+    )
     assert refused.code == 2 and "still has a leader" in refused.err, refused
     assert {p: p.read_bytes() for p in follower.data_dir.rglob("*") if p.is_file()} == before
 

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 PROMPT_SECONDS = 2.0
 
 
-async def open_waiting_requests(cluster: Cluster, node: Node, lock: str
-                                ) -> list[asyncio.Task[tuple[int, bytes]]]:
+async def open_waiting_requests(
+    cluster: Cluster, node: Node, lock: str
+) -> list[asyncio.Task[tuple[int, bytes]]]:
     """A watch stream, a lock acquire queued behind a holder, a status long-poll,
     all on `node`; returns once each is waiting on the server."""
     session = cluster.session
@@ -31,26 +32,32 @@ async def open_waiting_requests(cluster: Cluster, node: Node, lock: str
     assert code == 200, lease_a
     code, lease_b = await cluster.request("POST", node, "/v1/leases", {"ttl": 60})
     assert code == 200, lease_b
-    code, held = await cluster.request("POST", node, f"/v1/locks/{lock}",
-                                       {"lease": lease_a["id"]})
+    code, held = await cluster.request("POST", node, f"/v1/locks/{lock}", {"lease": lease_a["id"]})
     assert code == 200 and held["acquired"], held
     watch_open = asyncio.Event()
 
     async def watch() -> tuple[int, bytes]:
-        async with session.get(node.url + "/v1/watch", params={"key": "shutdown/w"},
-                               timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        async with session.get(
+            node.url + "/v1/watch",
+            params={"key": "shutdown/w"},
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as resp:
             watch_open.set()
             return resp.status, await resp.read()
 
     async def queued_lock() -> tuple[int, bytes]:
-        async with session.post(node.url + f"/v1/locks/{lock}", params={"timeout": "60"},
-                                json={"lease": lease_b["id"]},
-                                timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        async with session.post(
+            node.url + f"/v1/locks/{lock}",
+            params={"timeout": "60"},
+            json={"lease": lease_b["id"]},
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as resp:
             return resp.status, await resp.read()
 
     async def long_poll() -> tuple[int, bytes]:
-        async with session.get(node.url + "/v1/status", params={"wait": "60"},
-                               timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        async with session.get(
+            node.url + "/v1/status", params={"wait": "60"}, timeout=aiohttp.ClientTimeout(total=60)
+        ) as resp:
             return resp.status, await resp.read()
 
     tasks = [asyncio.create_task(f()) for f in (watch, queued_lock, long_poll)]
@@ -76,7 +83,8 @@ async def terminate_timed(cluster: Cluster, node: Node) -> float:
 
 
 async def test_a_leader_with_waiting_requests_exits_promptly_after_the_transfer(
-        three_nodes: Cluster) -> None:
+    three_nodes: Cluster,
+) -> None:
     cluster = three_nodes
     leader = await cluster.wait_leader()
     others = [n for n in cluster.nodes.values() if n is not leader]
@@ -94,7 +102,8 @@ async def test_a_leader_with_waiting_requests_exits_promptly_after_the_transfer(
 
 
 async def test_a_follower_with_waiting_requests_then_the_last_node_exit_promptly(
-        three_nodes: Cluster) -> None:
+    three_nodes: Cluster,
+) -> None:
     cluster = three_nodes
     leader = await cluster.wait_leader()
     followers = [n for n in cluster.nodes.values() if n is not leader]
@@ -135,7 +144,8 @@ async def test_a_whole_cluster_stopped_at_once_exits_promptly(cluster: Cluster) 
 
 
 async def test_a_leader_whose_transfer_target_stops_answering_exits_promptly(
-        cluster: Cluster) -> None:
+    cluster: Cluster,
+) -> None:
     # Deterministic form of the above: the followers are frozen (SIGSTOP) just before
     # the leader's SIGTERM, so the leader picks a target that was fine a moment ago and
     # then never answers. It gives up once the target is silent for an election timeout

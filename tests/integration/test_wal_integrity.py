@@ -55,7 +55,7 @@ def first_batch_end(path: Path) -> int:
     content = path.read_bytes()
     off = 0
     while True:
-        length, rtype = int.from_bytes(content[off:off + 4], "little"), content[off + 4]
+        length, rtype = int.from_bytes(content[off : off + 4], "little"), content[off + 4]
         off += RECORD_HEADER_SIZE + length
         if rtype == RecordType.COMMIT:
             return off
@@ -167,8 +167,9 @@ async def test_an_installed_snapshot_is_recorded_in_the_wal(snapshotting: Cluste
         state = wal.load()
     assert state.snapshot_record is not None, "no snapshot was installed"
     index, term = state.snapshot_record
-    assert (victim.data_dir / "snapshots" / f"snap-{index:020d}-{term:020d}.meta.json").exists() \
-        or index <= (state.snapshot.index if state.snapshot else 0)
+    assert (
+        victim.data_dir / "snapshots" / f"snap-{index:020d}-{term:020d}.meta.json"
+    ).exists() or index <= (state.snapshot.index if state.snapshot else 0)
     cluster.start(victim)  # and it starts from there
     await cluster.wait_caught_up(victim, leader)
     assert await cluster.get(victim, "b149", consistency="serializable") == (200, b"v" * 50)

@@ -225,7 +225,10 @@ def is_available(
 
 
 def wait_available(
-    emulated: EmulatedCluster, name: str, replicas: int, timeout: float = 60.0,
+    emulated: EmulatedCluster,
+    name: str,
+    replicas: int,
+    timeout: float = 60.0,
     namespace: str = NAMESPACE,
 ) -> dict[str, Any]:
     wait_for(
@@ -280,15 +283,23 @@ class _NamedHTTPSConnection(http_client.HTTPSConnection):
     """HTTPS to an IP address, checking the certificate for a DNS name instead (what a
     client that resolved `<name>.<ns>.svc` to that IP would check)."""
 
-    def __init__(self, host: str, port: int | None, *, server_name: str,
-                 context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        *,
+        server_name: str,
+        context: ssl.SSLContext,
+        timeout: float,
+    ) -> None:
         super().__init__(host, port, context=context, timeout=timeout)
         self.server_name = server_name
 
     def connect(self) -> None:
         http_client.HTTPConnection.connect(self)
         self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self.server_name)
+            self.sock, server_hostname=self.server_name
+        )
 
 
 def cluster_tls(
@@ -306,7 +317,10 @@ def cluster_tls(
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 5.0,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float = 5.0,
     tls: ClusterTLS | None = None,
 ) -> tuple[int, bytes]:
     if tls is None:
@@ -318,12 +332,16 @@ def http(
             return e.code, e.read()
     parts = urllib.parse.urlsplit(url)
     assert parts.hostname is not None
-    conn = _NamedHTTPSConnection(parts.hostname, parts.port, server_name=tls.server_name,
-                                 context=tls.context, timeout=timeout)
+    conn = _NamedHTTPSConnection(
+        parts.hostname,
+        parts.port,
+        server_name=tls.server_name,
+        context=tls.context,
+        timeout=timeout,
+    )
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request(method, target, body=body,
-                     headers={"Authorization": f"Bearer {tls.token}"})
+        conn.request(method, target, body=body, headers={"Authorization": f"Bearer {tls.token}"})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -331,14 +349,20 @@ def http(
 
 
 def service_http(
-    emulated: EmulatedCluster, name: str, method: str, path: str, body: bytes | None = None,
-    timeout: float = 5.0, namespace: str = NAMESPACE,
+    emulated: EmulatedCluster,
+    name: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    timeout: float = 5.0,
+    namespace: str = NAMESPACE,
 ) -> tuple[int, bytes]:
     """A request through the client Service of cluster `name`, with its admin credentials
     when it is secured (https, the CA checked for `<name>.<ns>.svc`, the admin token)."""
     tls = cluster_tls(emulated, name, namespace)
-    base = emulated.service_url(namespace, name, "client",
-                                scheme="https" if tls is not None else "http")
+    base = emulated.service_url(
+        namespace, name, "client", scheme="https" if tls is not None else "http"
+    )
     return http(method, f"{base}{path}", body, timeout=timeout, tls=tls)
 
 

@@ -514,8 +514,9 @@ def test_secret_volumes_follow_the_secret_without_a_restart(
         encoded = base64.b64encode(value.encode()).decode()
         return {"a": encoded, "b": encoded}
 
-    k8s_cluster.create("v1/secrets", {"metadata": {"name": "creds", "namespace": ns},
-                                      "data": data("one")})
+    k8s_cluster.create(
+        "v1/secrets", {"metadata": {"name": "creds", "namespace": ns}, "data": data("one")}
+    )
     # Exits 0 once it has seen "one" and then "two" in both files, never a mix of the two.
     code = (
         "import pathlib, sys, time\n"
@@ -529,26 +530,35 @@ def test_secret_volumes_follow_the_secret_without_a_restart(
         "    time.sleep(0.02)\n"
         "sys.exit(1)\n"
     )
-    k8s_cluster.create(PODS, {
-        "metadata": {"name": "reader", "namespace": ns},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [{
-                "name": "main", "image": "python",
-                "command": [sys.executable, "-c", code, "/etc/creds"],
-                "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}],
-            }],
-            "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+    k8s_cluster.create(
+        PODS,
+        {
+            "metadata": {"name": "reader", "namespace": ns},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "python",
+                        "command": [sys.executable, "-c", code, "/etc/creds"],
+                        "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}],
+                    }
+                ],
+                "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+            },
         },
-    })
+    )
 
     def phase() -> str | None:
         return ((k8s_cluster.get(PODS, ns, "reader") or {}).get("status") or {}).get("phase")
 
     k8s_cluster.wait_for(lambda: phase() == "Running", timeout=20, message="reader running")
     k8s_cluster.patch("v1/secrets", ns, "creds", {"data": data("two")})
-    assert k8s_cluster.wait_for(
-        lambda: phase() if phase() in ("Succeeded", "Failed") else None, timeout=30
-    ) == "Succeeded", k8s_cluster.pod_logs(ns, "reader")
+    assert (
+        k8s_cluster.wait_for(
+            lambda: phase() if phase() in ("Succeeded", "Failed") else None, timeout=30
+        )
+        == "Succeeded"
+    ), k8s_cluster.pod_logs(ns, "reader")
     pod = k8s_cluster.get(PODS, ns, "reader")
     assert pod is not None and pod["status"]["containerStatuses"][0]["restartCount"] == 0

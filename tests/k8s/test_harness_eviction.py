@@ -68,9 +68,11 @@ def test_eviction_respects_the_budget(k8s_cluster: EmulatedCluster, k8s_namespac
     assert k8s_cluster.get(PODS, ns, "kv-1")["metadata"].get("deletionTimestamp") is None
     # Once kv-2 is back and Ready, the budget allows one again.
     k8s_cluster.wait_for(
-        lambda: (k8s_cluster.get(STS, ns, "kv") or {}).get("status", {}).get("readyReplicas") == 3
-        and not (k8s_cluster.get(PODS, ns, "kv-2") or {}).get("metadata", {}).get(
-            "deletionTimestamp"
+        lambda: (
+            (k8s_cluster.get(STS, ns, "kv") or {}).get("status", {}).get("readyReplicas") == 3
+            and not (k8s_cluster.get(PODS, ns, "kv-2") or {})
+            .get("metadata", {})
+            .get("deletionTimestamp")
         ),
         timeout=30,
         message="kv-2 back and ready",

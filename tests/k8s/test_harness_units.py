@@ -385,19 +385,42 @@ def test_service_account_rbac_allows_only_what_a_bound_role_names() -> None:
 
     store = ObjectStore()
     store.create("v1/namespaces", {"metadata": {"name": "ns"}})
-    store.create("rbac.authorization.k8s.io/v1/roles", {
-        "metadata": {"name": "labels", "namespace": "ns"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "resourceNames": ["kv-0"],
-                   "verbs": ["patch"]}]}, "ns")
-    store.create("rbac.authorization.k8s.io/v1/rolebindings", {
-        "metadata": {"name": "labels", "namespace": "ns"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "labels"},
-        "subjects": [{"kind": "ServiceAccount", "name": "kv-node", "namespace": "ns"}]}, "ns")
+    store.create(
+        "rbac.authorization.k8s.io/v1/roles",
+        {
+            "metadata": {"name": "labels", "namespace": "ns"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "resourceNames": ["kv-0"],
+                    "verbs": ["patch"],
+                }
+            ],
+        },
+        "ns",
+    )
+    store.create(
+        "rbac.authorization.k8s.io/v1/rolebindings",
+        {
+            "metadata": {"name": "labels", "namespace": "ns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "labels"},
+            "subjects": [{"kind": "ServiceAccount", "name": "kv-node", "namespace": "ns"}],
+        },
+        "ns",
+    )
 
     def allowed(account: str, verb: str, name: str | None, namespace: str = "ns") -> bool:
         try:
-            rbac.authorize(store, ("ns", account), verb=verb, group="", resource="pods",
-                           namespace=namespace, name=name)
+            rbac.authorize(
+                store,
+                ("ns", account),
+                verb=verb,
+                group="",
+                resource="pods",
+                namespace=namespace,
+                name=name,
+            )
         except ApiError as e:
             assert e.code == 403
             return False

@@ -67,7 +67,10 @@ def test_a_slow_archive_job_is_waited_for(emulated: EmulatedCluster, operator: O
         "v1/persistentvolumeclaims",
         {
             "metadata": {"name": CLAIM, "namespace": NAMESPACE},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "64Mi"}},
+            },
         },
         NAMESPACE,
     )

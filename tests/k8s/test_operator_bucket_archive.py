@@ -53,37 +53,58 @@ def _b64(value: bytes | str) -> str:
     return base64.b64encode(raw).decode()
 
 
-def create_secrets(emulated: EmulatedCluster, s3: S3Server, namespace: str,
-                   secret_access_key: str | None = None) -> None:
+def create_secrets(
+    emulated: EmulatedCluster, s3: S3Server, namespace: str, secret_access_key: str | None = None
+) -> None:
     assert s3.ca_file is not None
     for name, data in (
-        ("s3-credentials", {"accessKeyId": s3.keys.access_key_id,
-                            "secretAccessKey": secret_access_key or s3.keys.secret_access_key}),
+        (
+            "s3-credentials",
+            {
+                "accessKeyId": s3.keys.access_key_id,
+                "secretAccessKey": secret_access_key or s3.keys.secret_access_key,
+            },
+        ),
         ("s3-ca", {"ca.crt": s3.ca_file.read_text()}),
     ):
-        emulated.create("v1/secrets", {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": {k: _b64(v) for k, v in data.items()},
-        }, namespace)
+        emulated.create(
+            "v1/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": {k: _b64(v) for k, v in data.items()},
+            },
+            namespace,
+        )
 
 
 def location(s3: S3Server) -> dict[str, Any]:
-    return {"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": PREFIX, "pathStyle": True,
-            "credentialsSecret": "s3-credentials", "caBundle": {"name": "s3-ca"}}
+    return {
+        "endpoint": s3.endpoint,
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "pathStyle": True,
+        "credentialsSecret": "s3-credentials",
+        "caBundle": {"name": "s3-ca"},
+    }
 
 
-def must_get_in(emulated: EmulatedCluster, resource: str, namespace: str,
-                name: str) -> dict[str, Any]:
+def must_get_in(
+    emulated: EmulatedCluster, resource: str, namespace: str, name: str
+) -> dict[str, Any]:
     obj = emulated.get(resource, namespace, name)
     assert obj is not None, f"{resource} {namespace}/{name} is gone"
     return obj
 
 
 def checkpoint_object(name: str) -> dict[str, Any]:
-    return {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCheckpoint",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"cluster": NAME, "id": name}}
+    return {
+        "apiVersion": "raftkv.dev/v1alpha1",
+        "kind": "RaftCheckpoint",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"cluster": NAME, "id": name},
+    }
 
 
 def checkpoint_status(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
@@ -104,14 +125,19 @@ def archived(emulated: EmulatedCluster, operator: Operator, s3: S3Server) -> dic
     """The source cluster, a checkpoint of DATA, and its status once archived."""
     create_secrets(emulated, s3, NAMESPACE)
     archive = {"retain": 3, "bucket": {**location(s3), "maxAgeHours": 24 * 30}}
-    emulated.create(CLUSTERS, cluster_manifest(NAME, 1, checkpoints={"archive": archive}),
-                    NAMESPACE)
+    emulated.create(
+        CLUSTERS, cluster_manifest(NAME, 1, checkpoints={"archive": archive}), NAMESPACE
+    )
     wait_available(emulated, NAME, 1, timeout=90)
     for key, value in DATA.items():
         put_retrying(emulated, NAME, key, value, 10)
     emulated.create(CHECKPOINTS, checkpoint_object("bkt-1"), NAMESPACE)
-    wait_for(emulated, lambda: checkpoint_status(emulated, "bkt-1").get("archived"), 180,
-             "the checkpoint is archived to the bucket")
+    wait_for(
+        emulated,
+        lambda: checkpoint_status(emulated, "bkt-1").get("archived"),
+        180,
+        "the checkpoint is archived to the bucket",
+    )
     return checkpoint_status(emulated, "bkt-1")
 
 
@@ -119,8 +145,13 @@ def test_archive_uploads_the_checkpoint_with_its_sha256(
     emulated: EmulatedCluster, s3: S3Server, archived: dict[str, Any]
 ) -> None:
     assert archived["archivePath"] == f"{NAME}/bkt-1"
-    member_data = (emulated.pvc_path(NAMESPACE, f"data-{desired.pod_name(NAME, 0)}")
-                   / "data" / "checkpoints" / "bkt-1" / "data")
+    member_data = (
+        emulated.pvc_path(NAMESPACE, f"data-{desired.pod_name(NAME, 0)}")
+        / "data"
+        / "checkpoints"
+        / "bkt-1"
+        / "data"
+    )
     local = hashlib.sha256(member_data.read_bytes()).hexdigest()
     assert archived["sha256"] == local
     client = s3.admin()
@@ -128,16 +159,19 @@ def test_archive_uploads_the_checkpoint_with_its_sha256(
     assert head["Metadata"]["sha256"] == local
     body = client.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{NAME}/bkt-1/data")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == local
-    manifest = json.loads(client.get_object(
-        Bucket=BUCKET, Key=f"{PREFIX}/{NAME}/bkt-1/manifest.json")["Body"].read())
+    manifest = json.loads(
+        client.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{NAME}/bkt-1/manifest.json")["Body"].read()
+    )
     assert manifest["sha256"] == local and manifest["index"] == archived["index"]
     assert "Archived" in event_reasons(emulated, "bkt-1")
     # The Job, not the operator, held the credentials: from the Secret, as environment.
     job = must_get(emulated, "batch/v1/jobs", "bkt-1-archive")
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-    assert refs["RAFTKV_S3_SECRET_ACCESS_KEY"] == {"name": "s3-credentials",
-                                                   "key": "secretAccessKey"}
+    assert refs["RAFTKV_S3_SECRET_ACCESS_KEY"] == {
+        "name": "s3-credentials",
+        "key": "secretAccessKey",
+    }
 
 
 def test_restore_into_a_new_namespace_from_the_bucket(
@@ -154,8 +188,12 @@ def test_restore_into_a_new_namespace_from_the_bucket(
         obj = emulated.get(CLUSTERS, RESTORE_NAMESPACE, RESTORED) or {}
         return dict(obj.get("status") or {})
 
-    wait_for(emulated, lambda: restored_status().get("bootstrapped"), 240,
-             "the restored cluster bootstraps from the bucket copy")
+    wait_for(
+        emulated,
+        lambda: restored_status().get("bootstrapped"),
+        240,
+        "the restored cluster bootstraps from the bucket copy",
+    )
     # Every member restored from the same verified bytes.
     for i in range(3):
         volume = emulated.pvc_path(RESTORE_NAMESPACE, f"data-{desired.pod_name(RESTORED, i)}")
@@ -182,27 +220,39 @@ def test_restore_into_a_new_namespace_from_the_bucket(
         text = json.dumps(spec)
         return "s3-credentials" in text or not spec
 
-    wait_for(emulated, lambda: not template_has_credentials(), 60,
-             "the members' template drops the bucket credentials")
+    wait_for(
+        emulated,
+        lambda: not template_has_credentials(),
+        60,
+        "the members' template drops the bucket credentials",
+    )
 
     def members_hold_credentials() -> bool:
-        running = [p for p in emulated.list("v1/pods", RESTORE_NAMESPACE)
-                   if p["metadata"]["name"].startswith(f"{RESTORED}-")]
-        return len(running) != 3 or any("s3-credentials" in json.dumps(p["spec"])
-                                        for p in running)
+        running = [
+            p
+            for p in emulated.list("v1/pods", RESTORE_NAMESPACE)
+            if p["metadata"]["name"].startswith(f"{RESTORED}-")
+        ]
+        return len(running) != 3 or any("s3-credentials" in json.dumps(p["spec"]) for p in running)
 
     # The members restart one by one onto the new template; then none holds them.
     def hashes() -> str:
         sts = must_get_in(emulated, "apps/v1/statefulsets", RESTORE_NAMESPACE, RESTORED)
         want = sts["spec"]["template"]["metadata"]["annotations"]
-        pods = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {})
-                for p in emulated.list("v1/pods", RESTORE_NAMESPACE)}
+        pods = {
+            p["metadata"]["name"]: (p["metadata"].get("annotations") or {})
+            for p in emulated.list("v1/pods", RESTORE_NAMESPACE)
+        }
         key = desired.POD_TEMPLATE_HASH_ANNOTATION
         return f"template {want.get(key)}, pods { {n: a.get(key) for n, a in pods.items()} }"
 
     try:
-        wait_for(emulated, lambda: not members_hold_credentials(), 420,
-                 "every member restarted without the bucket credentials")
+        wait_for(
+            emulated,
+            lambda: not members_hold_credentials(),
+            420,
+            "every member restarted without the bucket credentials",
+        )
     except TimeoutError as e:
         raise AssertionError(f"{e}: {hashes()}; {restored_status()}") from None
 
@@ -215,8 +265,12 @@ def test_refused_credentials_are_an_archive_failure(
     secret["data"]["secretAccessKey"] = _b64("not-the-secret")
     emulated.replace("v1/secrets", NAMESPACE, "s3-credentials", secret)
     emulated.create(CHECKPOINTS, checkpoint_object("bkt-2"), NAMESPACE)
-    wait_for(emulated, lambda: "ArchiveFailed" in event_reasons(emulated, "bkt-2"), 240,
-             "the refused upload is reported")
+    wait_for(
+        emulated,
+        lambda: "ArchiveFailed" in event_reasons(emulated, "bkt-2"),
+        240,
+        "the refused upload is reported",
+    )
     status = checkpoint_status(emulated, "bkt-2")
     assert status.get("phase") == "Succeeded" and not status.get("archived"), status
     assert "bucket https://127.0.0.1" in status["message"], status

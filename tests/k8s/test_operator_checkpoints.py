@@ -197,8 +197,9 @@ def test_scheduled_checkpoint_appears_with_retention_and_archive(
     # marked Expired, never left claiming files that are gone.
     wait_for(
         emulated,
-        lambda: (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("phase")
-        == "Expired",
+        lambda: (
+            (checkpoint(emulated, "manual-1") or {}).get("status", {}).get("phase") == "Expired"
+        ),
         30,
         "the on-demand checkpoint whose files the members dropped is Expired",
     )
@@ -310,8 +311,11 @@ def test_restore_from_the_archive_volume_gives_the_same_data(
     # member restarts), so the claim is free for anything else that mounts it.
     def mounts_archive() -> bool:
         sts = must_get(emulated, "apps/v1/statefulsets", "from-archive")
-        running = [p["spec"] for p in emulated.list("v1/pods", NAMESPACE)
-                   if p["metadata"]["name"].startswith("from-archive-")]
+        running = [
+            p["spec"]
+            for p in emulated.list("v1/pods", NAMESPACE)
+            if p["metadata"]["name"].startswith("from-archive-")
+        ]
         specs = [sts["spec"]["template"]["spec"], *running]
         return any(
             (v.get("persistentVolumeClaim") or {}).get("claimName") == f"{source}-checkpoints"

@@ -73,8 +73,10 @@ def test_create_three_becomes_available_with_owned_objects(
         ("v1/configmaps", f"{three}-config"),
         ("policy/v1/poddisruptionbudgets", three),
         ("networking.k8s.io/v1/networkpolicies", three),
-        *[("v1/secrets", f"{three}-{suffix}")
-          for suffix in ("ca", "peer-tls", "client-tls", "auth", "admin")],
+        *[
+            ("v1/secrets", f"{three}-{suffix}")
+            for suffix in ("ca", "peer-tls", "client-tls", "auth", "admin")
+        ],
     ]:
         obj = emulated.get(resource, NAMESPACE, name)
         assert obj is not None, f"{resource} {name} missing"

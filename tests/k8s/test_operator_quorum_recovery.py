@@ -68,7 +68,8 @@ def member_ids(emulated: EmulatedCluster) -> dict[str, int]:
 
 
 def test_quorum_loss_is_reported_then_recovered_on_request(
-    emulated: EmulatedCluster, operator: Operator,
+    emulated: EmulatedCluster,
+    operator: Operator,
     record_property: Callable[[str, object], None],
 ) -> None:
     emulated.create(CLUSTERS, cluster_manifest(NAME, 3), NAMESPACE)
@@ -105,8 +106,11 @@ def test_quorum_loss_is_reported_then_recovered_on_request(
     wait_for(emulated, reported, 60, "Degraded, QuorumLost, quorum-lost metric 1")
     message = (condition(emulated, NAME, "Degraded") or {}).get("message", "")
     assert all(pod in message for pod in lost), message
-    warnings = [e for e in events(emulated, NAME)
-                if e.get("type") == "Warning" and e.get("reason") == "QuorumLost"]
+    warnings = [
+        e
+        for e in events(emulated, NAME)
+        if e.get("type") == "Warning" and e.get("reason") == "QuorumLost"
+    ]
     assert warnings, [e.get("reason") for e in events(emulated, NAME)]
     # Not automatic: nothing is changed without the request.
     sts = emulated.get("apps/v1/statefulsets", NAMESPACE, NAME)
@@ -115,8 +119,12 @@ def test_quorum_loss_is_reported_then_recovered_on_request(
     assert put_via_service(emulated, NAME, "refused", "no-quorum") is None
 
     requested = time.monotonic()
-    emulated.patch(CLUSTERS, NAMESPACE, NAME,
-                   {"spec": {"recovery": {"requestId": "r1", "confirm": "ForceNewCluster"}}})
+    emulated.patch(
+        CLUSTERS,
+        NAMESPACE,
+        NAME,
+        {"spec": {"recovery": {"requestId": "r1", "confirm": "ForceNewCluster"}}},
+    )
     seen_in_progress = False
 
     steps: list[tuple[float, str]] = []
@@ -139,9 +147,12 @@ def test_quorum_loss_is_reported_then_recovered_on_request(
     record_property("request_to_writable_seconds", round(writable, 2))
     record_property("request_to_voters_seconds", round(voters, 2))
     # sys.__stdout__: the operator's KopfRunner holds sys.stdout while it runs.
-    print(f"\nquorum-loss recovery: request -> writable {writable:.1f} s, "
-          f"request -> 3 healthy voters {voters:.1f} s (goal <= 30 s to writable)",
-          file=sys.__stdout__, flush=True)
+    print(
+        f"\nquorum-loss recovery: request -> writable {writable:.1f} s, "
+        f"request -> 3 healthy voters {voters:.1f} s (goal <= 30 s to writable)",
+        file=sys.__stdout__,
+        flush=True,
+    )
 
     assert seen_in_progress
     record = status(emulated, NAME)["recovery"]
@@ -155,8 +166,19 @@ def test_quorum_loss_is_reported_then_recovered_on_request(
     for pod in lost:  # fresh incarnations on fresh volumes
         assert after[pod] != before[pod], (before, after)
     reasons = {str(e.get("reason")) for e in events(emulated, NAME)}
-    assert {"QuorumRecoveryStarted", "RecoverJobCreated", "QuorumRestored",
-            "QuorumRecovered"} <= reasons, reasons
+    assert {
+        "QuorumRecoveryStarted",
+        "RecoverJobCreated",
+        "QuorumRestored",
+        "QuorumRecovered",
+    } <= reasons, reasons
     # The gauges are set at the end of the round that wrote status: wait for them.
-    wait_for(emulated, lambda: gauge("raftkv_operator_quorum_lost") == 0
-             and gauge("raftkv_operator_recovery_in_progress") == 0, 10, "gauges back to 0")
+    wait_for(
+        emulated,
+        lambda: (
+            gauge("raftkv_operator_quorum_lost") == 0
+            and gauge("raftkv_operator_recovery_in_progress") == 0
+        ),
+        10,
+        "gauges back to 0",
+    )

@@ -43,19 +43,26 @@ pytestmark = pytest.mark.timeout(400)
 
 def restoring() -> float | None:
     text = metrics.exposition().decode()
-    pattern = (rf'^raftkv_operator_restore_in_progress\{{cluster="{NAME}",'
-               rf'namespace="{NAMESPACE}"\}} (\S+)$')
+    pattern = (
+        rf'^raftkv_operator_restore_in_progress\{{cluster="{NAME}",'
+        rf'namespace="{NAMESPACE}"\}} (\S+)$'
+    )
     found = re.search(pattern, text, re.MULTILINE)
     return float(found.group(1)) if found else None
 
 
 def take_checkpoint(emulated: EmulatedCluster, ident: str) -> dict[str, Any]:
     name = f"{NAME}-{ident}"
-    emulated.create(CHECKPOINTS, {
-        "apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCheckpoint",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"cluster": NAME, "id": ident},
-    }, NAMESPACE)
+    emulated.create(
+        CHECKPOINTS,
+        {
+            "apiVersion": "raftkv.dev/v1alpha1",
+            "kind": "RaftCheckpoint",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"cluster": NAME, "id": ident},
+        },
+        NAMESPACE,
+    )
 
     def done() -> dict[str, Any] | None:
         obj = emulated.get(CHECKPOINTS, NAMESPACE, name) or {}
@@ -66,8 +73,20 @@ def take_checkpoint(emulated: EmulatedCluster, ident: str) -> dict[str, Any]:
 
 
 def request(emulated: EmulatedCluster, request_id: str, checkpoint: str) -> float:
-    emulated.patch(CLUSTERS, NAMESPACE, NAME, {"spec": {"restoreInPlace": {
-        "requestId": request_id, "checkpoint": checkpoint, "confirm": "ReplaceAllData"}}})
+    emulated.patch(
+        CLUSTERS,
+        NAMESPACE,
+        NAME,
+        {
+            "spec": {
+                "restoreInPlace": {
+                    "requestId": request_id,
+                    "checkpoint": checkpoint,
+                    "confirm": "ReplaceAllData",
+                }
+            }
+        },
+    )
     return time.monotonic()
 
 
@@ -80,7 +99,8 @@ def restore_phase(emulated: EmulatedCluster, request_id: str) -> str | None:
 
 
 def test_restore_in_place_then_a_corrupt_copy_is_refused_and_rolled_back(
-    emulated: EmulatedCluster, operator: Operator,
+    emulated: EmulatedCluster,
+    operator: Operator,
     record_property: Callable[[str, object], None],
 ) -> None:
     emulated.create(CLUSTERS, cluster_manifest(NAME, 3), NAMESPACE)
@@ -101,12 +121,16 @@ def test_restore_in_place_then_a_corrupt_copy_is_refused_and_rolled_back(
         return restore_phase(emulated, "r1")
 
     assert wait_for(emulated, finished, 180, "restore r1 finished") == "Succeeded", status(
-        emulated, NAME)
+        emulated, NAME
+    )
     wait_available(emulated, NAME, 3, timeout=120)
     took = time.monotonic() - started
     record_property("restore_in_place_seconds", round(took, 2))
-    print(f"\nrestore in place (3 members): request -> 3 healthy members {took:.1f} s",
-          file=sys.__stdout__, flush=True)
+    print(
+        f"\nrestore in place (3 members): request -> 3 healthy members {took:.1f} s",
+        file=sys.__stdout__,
+        flush=True,
+    )
     assert seen
     # The gauge is set at the end of the round that wrote status: wait for it.
     wait_for(emulated, lambda: restoring() == 0, 10, "restore_in_progress back to 0")
@@ -119,8 +143,13 @@ def test_restore_in_place_then_a_corrupt_copy_is_refused_and_rolled_back(
     for member in MEMBERS:  # the old data, aside on every volume
         aside = emulated.pvc_path(NAMESPACE, f"data-{member}") / "pre-restore-r1"
         assert (aside / "wal").is_dir() and (aside / "checkpoints" / "cp1").is_dir(), member
-    assert {"RestoreStarted", "RestorePrepared", "RestoreStaged", "Restored",
-            "RestoreSucceeded"} <= event_reasons(emulated, NAME)
+    assert {
+        "RestoreStarted",
+        "RestorePrepared",
+        "RestoreStaged",
+        "Restored",
+        "RestoreSucceeded",
+    } <= event_reasons(emulated, NAME)
     put_retrying(emulated, NAME, "after-restore", "yes")
 
     # ---- a restore whose bytes differ on one member: nothing changes ----
@@ -129,8 +158,10 @@ def test_restore_in_place_then_a_corrupt_copy_is_refused_and_rolled_back(
     copy = emulated.pvc_path(NAMESPACE, f"data-{MEMBERS[2]}") / "data/checkpoints/cp2/data"
     copy.write_bytes(copy.read_bytes() + b"bit rot")
     request(emulated, "r2", f"{NAME}-cp2")
-    assert wait_for(emulated, lambda: restore_phase(emulated, "r2"), 180,
-                    "restore r2 finished") == "Failed"
+    assert (
+        wait_for(emulated, lambda: restore_phase(emulated, "r2"), 180, "restore r2 finished")
+        == "Failed"
+    )
     wait_available(emulated, NAME, 3, timeout=120)
     message = status(emulated, NAME)["restore"]["message"]
     assert MEMBERS[2] in message, message

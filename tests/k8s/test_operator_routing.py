@@ -67,25 +67,34 @@ def test_members_run_as_their_own_account_allowed_only_their_pods(
         assert pod["spec"]["serviceAccountName"] == account
     # The emulated API server enforces the Role for the members' token: another pod is off
     # limits (this is what a node's PATCH would get if it labelled the wrong pod).
-    emulated.create("v1/pods", {"metadata": {"name": "bystander"},
-                                "spec": {"containers": [{"name": "c", "image": "raftkv",
-                                                         "command": ["sleep", "600"]}]}},
-                    NAMESPACE)
+    emulated.create(
+        "v1/pods",
+        {
+            "metadata": {"name": "bystander"},
+            "spec": {"containers": [{"name": "c", "image": "raftkv", "command": ["sleep", "600"]}]},
+        },
+        NAMESPACE,
+    )
     token = service_account_token(NAMESPACE, account)
     assert _patch_as(emulated, token, "bystander") == 403
     assert _patch_as(emulated, token, f"{cluster}-0") == 200  # its own pod: allowed
-    assert _patch_as(emulated, service_account_token(NAMESPACE, "default"),
-                     f"{cluster}-0") == 403  # another account of the namespace: refused
+    assert (
+        _patch_as(emulated, service_account_token(NAMESPACE, "default"), f"{cluster}-0") == 403
+    )  # another account of the namespace: refused
     emulated.delete("v1/pods", NAMESPACE, "bystander")
 
 
 def _patch_as(emulated: EmulatedCluster, token: str, pod: str) -> int:
     """A no-op label PATCH the way a node sends it (HTTPS, cluster CA, bearer token)."""
     request = urllib.request.Request(
-        f"{emulated.api_tls_url}/api/v1/namespaces/{NAMESPACE}/pods/{pod}", method="PATCH",
+        f"{emulated.api_tls_url}/api/v1/namespaces/{NAMESPACE}/pods/{pod}",
+        method="PATCH",
         data=json.dumps({"metadata": {"labels": {"probe": "x"}}}).encode(),
-        headers={"Authorization": f"Bearer {token}",
-                 "Content-Type": "application/merge-patch+json"})
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/merge-patch+json",
+        },
+    )
     context = ssl.create_default_context(cafile=str(emulated.api_ca_file))
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as answer:
@@ -98,8 +107,12 @@ def _kill_leader(emulated: EmulatedCluster, name: str) -> tuple[str, str]:
     before = pods(emulated, name)
     old = next(n for n, p in before.items() if role_of(p) == desired.ROLE_LEADER)
     old_ip = before[old]["status"]["podIP"]
-    wait_for(emulated, lambda: leader_endpoints(emulated, name) == [old_ip], 20,
-             "the Service selects the current leader")
+    wait_for(
+        emulated,
+        lambda: leader_endpoints(emulated, name) == [old_ip],
+        20,
+        "the Service selects the current leader",
+    )
     emulated.kill_pod_process(NAMESPACE, old)
 
     def switched() -> str | None:
@@ -121,8 +134,12 @@ def test_the_service_follows_the_leader_with_the_operator_stopped(
             new = next(n for n, p in now.items() if p["status"].get("podIP") == new_ip)
             assert role_of(now[new]) == desired.ROLE_LEADER
             # The killed leader comes back and labels itself a follower: one leader label.
-            wait_for(emulated, lambda old=old: role_of(pods(emulated, cluster)[old])
-                     == desired.ROLE_FOLLOWER, 30, "the restarted member relabels itself")
+            wait_for(
+                emulated,
+                lambda old=old: role_of(pods(emulated, cluster)[old]) == desired.ROLE_FOLLOWER,
+                30,
+                "the restarted member relabels itself",
+            )
             labels = [role_of(p) for p in pods(emulated, cluster).values()]
             assert labels.count(desired.ROLE_LEADER) == 1, labels
     finally:
@@ -152,11 +169,18 @@ def test_a_recreated_member_comes_back_on_a_new_address(
         assert new_ip != before["status"]["podIP"]
         assert emulated.resolve(f"{victim}.{cluster}-peers.{NAMESPACE}.svc") == [new_ip]
         wait_available(emulated, cluster, 3, timeout=120)
-    leader_now = next(n for n, p in pods(emulated, cluster).items()
-                      if role_of(p) == desired.ROLE_LEADER)
-    wait_for(emulated, lambda: leader_endpoints(emulated, cluster)
-             == [pods(emulated, cluster)[leader_now]["status"]["podIP"]], 30,
-             "the Service names the leader")
+    leader_now = next(
+        n for n, p in pods(emulated, cluster).items() if role_of(p) == desired.ROLE_LEADER
+    )
+    wait_for(
+        emulated,
+        lambda: (
+            leader_endpoints(emulated, cluster)
+            == [pods(emulated, cluster)[leader_now]["status"]["podIP"]]
+        ),
+        30,
+        "the Service names the leader",
+    )
 
 
 def test_the_role_names_a_new_member_before_its_pod_exists(

@@ -94,8 +94,7 @@ class BudgetWatcher:
 
     def voters(self) -> int | None:
         try:
-            code, payload = service_http(self.emulated, self.name, "GET", "/v1/status",
-                                         timeout=2)
+            code, payload = service_http(self.emulated, self.name, "GET", "/v1/status", timeout=2)
         except (OSError, LookupError, HTTPException):
             return None
         answer = json.loads(payload) if code == 200 else {}

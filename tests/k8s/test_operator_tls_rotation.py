@@ -53,8 +53,10 @@ def served_certificate(emulated: EmulatedCluster) -> x509.Certificate:
     assert tls is not None
     url = emulated.service_url(NAMESPACE, NAME, "client", scheme="https")
     host, port = url.removeprefix("https://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=3) as sock, \
-            tls.context.wrap_socket(sock, server_hostname=tls.server_name) as conn:
+    with (
+        socket.create_connection((host, int(port)), timeout=3) as sock,
+        tls.context.wrap_socket(sock, server_hostname=tls.server_name) as conn,
+    ):
         der = conn.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
@@ -86,10 +88,17 @@ def test_certificates_are_renewed_before_expiry_without_restarts(
         _cn, names, _ips = pki.cert_names(x509.load_pem_x509_certificate(current["tls.crt"]))
         old = pki.issue_cert(ca, f"{NAME} aged", dns_names=names, days=90, not_before=issued)
         aged[kind] = old.cert
-        emulated.patch("v1/secrets", NAMESPACE, f"{NAME}-{kind}", {"data": {
-            "tls.crt": base64.b64encode(old.cert_pem).decode(),
-            "tls.key": base64.b64encode(old.key_pem).decode(),
-        }})
+        emulated.patch(
+            "v1/secrets",
+            NAMESPACE,
+            f"{NAME}-{kind}",
+            {
+                "data": {
+                    "tls.crt": base64.b64encode(old.cert_pem).decode(),
+                    "tls.key": base64.b64encode(old.key_pem).decode(),
+                }
+            },
+        )
 
     def renewed(kind: str) -> x509.Certificate | None:
         cert = x509.load_pem_x509_certificate(secret_data(emulated, f"{NAME}-{kind}")["tls.crt"])
@@ -97,8 +106,10 @@ def test_certificates_are_renewed_before_expiry_without_restarts(
         return cert if fresh and cert.serial_number != aged[kind].serial_number else None
 
     aged_at = time.monotonic()
-    new = {kind: wait_for(emulated, lambda k=kind: renewed(k), 30, f"{kind} renewed")
-           for kind in ("peer-tls", "client-tls")}
+    new = {
+        kind: wait_for(emulated, lambda k=kind: renewed(k), 30, f"{kind} renewed")
+        for kind in ("peer-tls", "client-tls")
+    }
     for kind, cert in new.items():
         assert cert.issuer == ca.cert.subject, kind
         left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
@@ -111,16 +122,17 @@ def test_certificates_are_renewed_before_expiry_without_restarts(
     # The running member behind the Service serves the renewed certificate.
     wait_for(
         emulated,
-        lambda: served_certificate(emulated).serial_number
-        == new["client-tls"].serial_number,
+        lambda: served_certificate(emulated).serial_number == new["client-tls"].serial_number,
         30,
         "the member serves the renewed certificate",
     )
     served_after = time.monotonic() - aged_at
     # sys.__stderr__: the operator's runner redirects sys.stdout while it runs.
-    print(f"\nrenewal: Secrets renewed {renewed_after:.1f} s after aging, served by the "
-          f"member {served_after:.1f} s after (operator resync 3 s, volume sync 1 s)",
-          file=sys.__stderr__)
+    print(
+        f"\nrenewal: Secrets renewed {renewed_after:.1f} s after aging, served by the "
+        f"member {served_after:.1f} s after (operator resync 3 s, volume sync 1 s)",
+        file=sys.__stderr__,
+    )
     put_retrying(emulated, NAME, "after", "2", 20)
     assert get_via_service(emulated, NAME, "before") == "1"
     assert restarts(emulated) == before, "a renewal must not restart members"

@@ -61,8 +61,9 @@ def rule_expressions() -> list[tuple[str, str]]:
             for index, operand in enumerate(operands):
                 # absent(X) is empty while all is well: the live signal to check is X.
                 absent = re.fullmatch(r"absent\((.*)\)", operand.strip(), re.DOTALL)
-                checks.append((f"{rule['alert']} operand {index}",
-                               absent[1] if absent else operand))
+                checks.append(
+                    (f"{rule['alert']} operand {index}", absent[1] if absent else operand)
+                )
     return checks
 
 

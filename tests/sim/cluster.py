@@ -439,8 +439,12 @@ class Cluster:
         # Its followers' connections to it close and a redial is refused: the runtime
         # reports that (transport on_peer_gone -> core.leader_unreachable) a moment later.
         for other in self.nodes.values():
-            if (other.up and other.core is not None and other.core.leader == node.id
-                    and self.net.link_ok(node.id, other.id)):
+            if (
+                other.up
+                and other.core is not None
+                and other.core.leader == node.id
+                and self.net.link_ok(node.id, other.id)
+            ):
                 self._at(1 + other.id % 3, E_LEADER_GONE, other.id, node.id, other.incarnation)
 
     def _restart(self, node_id: int) -> None:
@@ -522,8 +526,13 @@ class Cluster:
         """`leader`'s process died and `node`'s redial was refused (not if it is back)."""
         node = self.nodes[node_id]
         gone = self.nodes.get(leader)
-        if (node.core is None or not node.up or node.paused or node.incarnation != incarnation
-                or (gone is not None and gone.up)):
+        if (
+            node.core is None
+            or not node.up
+            or node.paused
+            or node.incarnation != incarnation
+            or (gone is not None and gone.up)
+        ):
             return
         core = node.core
         self._log("LEADER_GONE", node_id, leader)
@@ -534,9 +543,14 @@ class Cluster:
     def _nem_reset_leader_link(self) -> None:
         """A spurious reset: a follower is told its (live) leader is gone. Pre-vote and
         check-quorum must keep this from deposing a leader a quorum still hears."""
-        followers = [n for n in self._serving() if n.core is not None and n.core.leader
-                     and n.core.leader != n.id
-                     and (self.flaky_links is None or n.id in self.flaky_links)]
+        followers = [
+            n
+            for n in self._serving()
+            if n.core is not None
+            and n.core.leader
+            and n.core.leader != n.id
+            and (self.flaky_links is None or n.id in self.flaky_links)
+        ]
         if not followers:
             return
         node = self.rng.choice(followers)

@@ -47,8 +47,9 @@ TICK = 10
 LIVENESS_ELECTIONS = 40
 PaxosFactory = Callable[..., Paxos]
 
-(E_TICK, E_DELIVER, E_IO, E_CLIENT, E_NEMESIS, E_RESTART, E_HEAL, E_PROBE, E_MEMBERSHIP,
- E_STOP) = range(10)
+(E_TICK, E_DELIVER, E_IO, E_CLIENT, E_NEMESIS, E_RESTART, E_HEAL, E_PROBE, E_MEMBERSHIP, E_STOP) = (
+    range(10)
+)
 
 
 @dataclass(slots=True)
@@ -124,8 +125,9 @@ class Durable:
 
     __slots__ = ("hard_state", "entries", "base", "snapshot")
 
-    def __init__(self, hard_state: HardState | None = None,
-                 entries: list[Entry] | None = None) -> None:
+    def __init__(
+        self, hard_state: HardState | None = None, entries: list[Entry] | None = None
+    ) -> None:
         self.hard_state = hard_state.copy() if hard_state else HardState()
         self.entries: dict[int, Entry] = {e.index: e for e in entries or ()}
         self.base = 0
@@ -137,8 +139,10 @@ class Durable:
                 self.entries[e.index] = e
         if hs is not None:
             if hs.term < self.hard_state.term:
-                raise Violation("promise decreased (persisted)",
-                                f"persisting ballot {hs.term} after {self.hard_state.term}")
+                raise Violation(
+                    "promise decreased (persisted)",
+                    f"persisting ballot {hs.term} after {self.hard_state.term}",
+                )
             self.hard_state = hs.copy()
 
     def install(self, meta: SnapshotMeta, data: bytes, hs: HardState) -> None:
@@ -202,9 +206,15 @@ def fmt_msg(m: Message) -> str:
 
 
 class PaxosCluster:
-    def __init__(self, seed: int, nodes: int = 3, steps: int = 300,
-                 factory: PaxosFactory = Paxos, trace: bool = False,
-                 planner: ready.Planner = ready.plan) -> None:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int = 3,
+        steps: int = 300,
+        factory: PaxosFactory = Paxos,
+        trace: bool = False,
+        planner: ready.Planner = ready.plan,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.profile = Profile.draw(self.rng, nodes)
@@ -228,10 +238,24 @@ class PaxosCluster:
         self.marker_slot = 0
         self.done = False
         self.deadline = 0
-        self.stats = {k: 0 for k in (
-            "writes", "reads", "crashes", "crashes_in_ready", "elections", "competing",
-            "transfers", "snapshots_installed", "added", "promoted", "removed",
-            "hard_states_deferred", "failed_writes")}
+        self.stats = {
+            k: 0
+            for k in (
+                "writes",
+                "reads",
+                "crashes",
+                "crashes_in_ready",
+                "elections",
+                "competing",
+                "transfers",
+                "snapshots_installed",
+                "added",
+                "promoted",
+                "removed",
+                "hard_states_deferred",
+                "failed_writes",
+            )
+        }
         founders = list(range(1, nodes + 1))
         entries, hs = bootstrap_entries(founders)
         self.checker = PaxosChecker(ConfState(frozenset(founders), frozenset()))
@@ -252,8 +276,15 @@ class PaxosCluster:
             if not self.done:
                 raise Violation("liveness", "event queue ran dry")
         except Violation as v:
-            return Result(self.seed, self.profile.nodes, self.steps, v.invariant, v.detail,
-                          self.format_trace(), self._stats())
+            return Result(
+                self.seed,
+                self.profile.nodes,
+                self.steps,
+                v.invariant,
+                v.detail,
+                self.format_trace(),
+                self._stats(),
+            )
         return Result(self.seed, self.profile.nodes, self.steps, stats=self._stats())
 
     def _stats(self) -> dict[str, int]:
@@ -264,10 +295,18 @@ class PaxosCluster:
         return s
 
     def _loop(self) -> None:
-        handlers = {E_TICK: self._tick, E_DELIVER: self._deliver, E_IO: self._io,
-                    E_CLIENT: self._client, E_NEMESIS: self._nemesis,
-                    E_RESTART: self._restart, E_HEAL: self._heal, E_PROBE: self._probe,
-                    E_MEMBERSHIP: self._membership, E_STOP: self._stop}
+        handlers = {
+            E_TICK: self._tick,
+            E_DELIVER: self._deliver,
+            E_IO: self._io,
+            E_CLIENT: self._client,
+            E_NEMESIS: self._nemesis,
+            E_RESTART: self._restart,
+            E_HEAL: self._heal,
+            E_PROBE: self._probe,
+            E_MEMBERSHIP: self._membership,
+            E_STOP: self._stop,
+        }
         same_instant = 0
         while self.heap and not self.done:
             t, _, kind, a, b = heapq.heappop(self.heap)
@@ -295,9 +334,14 @@ class PaxosCluster:
     # ======================================================================
     def _add_node(self, node_id: int, durable: Durable) -> PNode:
         p = self.profile
-        cfg = Config(id=node_id, election_tick=p.election_tick, heartbeat_tick=p.heartbeat_tick,
-                     max_entries_per_msg=p.max_entries_per_msg,
-                     max_committed_per_ready=p.max_committed_per_ready, lease=p.lease)
+        cfg = Config(
+            id=node_id,
+            election_tick=p.election_tick,
+            heartbeat_tick=p.heartbeat_tick,
+            max_entries_per_msg=p.max_entries_per_msg,
+            max_committed_per_ready=p.max_committed_per_ready,
+            lease=p.lease,
+        )
         node = PNode(node_id, cfg, durable)
         self.nodes[node_id] = node
         return node
@@ -307,9 +351,15 @@ class PaxosCluster:
         node.incarnation += 1
         cfg = dataclasses.replace(node.config, seed=self.rng.getrandbits(32))
         meta = d.snapshot[0] if d.snapshot else None
-        core = self._call(node, lambda: self.factory(
-            cfg, hard_state=d.hard_state.copy(), snapshot=meta,
-            entries=[e for e in d.entries.values() if meta is None or e.index > meta.index]))
+        core = self._call(
+            node,
+            lambda: self.factory(
+                cfg,
+                hard_state=d.hard_state.copy(),
+                snapshot=meta,
+                entries=[e for e in d.entries.values() if meta is None or e.index > meta.index],
+            ),
+        )
         node.core = core
         node.sm = decode_sm(d.snapshot[1]) if d.snapshot else []
         node.applied = meta.index if meta else 0
@@ -389,19 +439,22 @@ class PaxosCluster:
         self._observe(node, core)
         if not node.io_pending and core.has_ready():
             node.io_pending = True
-            self._at(self.rng.randint(0, self.profile.io_delay), E_IO, node.id,
-                     node.incarnation)
+            self._at(self.rng.randint(0, self.profile.io_delay), E_IO, node.id, node.incarnation)
 
     def _observe(self, node: PNode, core: Paxos) -> None:
         if core.promised < node.seen_promise:
-            raise Violation("promise decreased",
-                            f"node {node.id}: {node.seen_promise} -> {core.promised}")
+            raise Violation(
+                "promise decreased", f"node {node.id}: {node.seen_promise} -> {core.promised}"
+            )
         node.seen_promise = core.promised
         if core.role == StateRole.LEADER and node.led_ballot != core.promised:
             node.led_ballot = core.promised
             self.stats["elections"] += 1
-            self._log("LEADER", node.id, f"ballot {fmt_ballot(core.promised)} "
-                      f"commit {core.commit} next {core.next_slot}")
+            self._log(
+                "LEADER",
+                node.id,
+                f"ballot {fmt_ballot(core.promised)} commit {core.commit} next {core.next_slot}",
+            )
         c = core.commit
         if c < node.seen_commit:
             raise Violation("commit decreased", f"node {node.id}: {node.seen_commit} -> {c}")
@@ -427,8 +480,12 @@ class PaxosCluster:
 
     def _handle_ready(self, node: PNode, core: Paxos) -> bool:
         rd = self._call(node, core.ready)
-        steps = self.planner(rd, leader=core.SENDS_BEFORE_PERSIST,
-                             durable=node.durable.hard_state, deferred=node.deferred_hs)
+        steps = self.planner(
+            rd,
+            leader=core.SENDS_BEFORE_PERSIST,
+            durable=node.durable.hard_state,
+            deferred=node.deferred_hs,
+        )
         crash_at = self.rng.randint(0, len(steps) - 1) if node.crash_point else len(steps)
         for i, step in enumerate(steps):
             if i == crash_at:
@@ -504,8 +561,7 @@ class PaxosCluster:
 
     def _apply(self, node: PNode, e: Entry) -> None:
         if e.index != node.applied + 1:
-            raise Violation("apply order", f"node {node.id} applies {e.index} after "
-                            f"{node.applied}")
+            raise Violation("apply order", f"node {node.id} applies {e.index} after {node.applied}")
         self.checker.on_apply(node.id, e)
         node.applied = e.index
         if e.type == EntryType.NORMAL and e.data:
@@ -530,8 +586,11 @@ class PaxosCluster:
         for index, ctx, floor in node.read_waiters:
             if index <= node.applied:
                 self.checker.on_read_served(node.id, floor, len(node.sm), index)
-                self._log("read", node.id, f"{ctx!r} index {index} -> {len(node.sm)} "
-                          f"writes (floor {floor})")
+                self._log(
+                    "read",
+                    node.id,
+                    f"{ctx!r} index {index} -> {len(node.sm)} writes (floor {floor})",
+                )
             else:
                 waiting.append((index, ctx, floor))
         node.read_waiters = waiting
@@ -717,8 +776,11 @@ class PaxosCluster:
         """A follower runs phase 1 against a live leader while another follower is
         armed to crash right after its promise leaves (and restart at once): the
         old leader may then still reach that acceptor."""
-        followers = [n for n in self._up() if n.core is not None and n.core.is_voter()
-                     and n.core.role != StateRole.LEADER]
+        followers = [
+            n
+            for n in self._up()
+            if n.core is not None and n.core.is_voter() and n.core.role != StateRole.LEADER
+        ]
         if len(followers) < 2:
             return
         candidate, forgetful = self.rng.sample(followers, 2)
@@ -777,20 +839,25 @@ class PaxosCluster:
 
     def _probe(self, _a: Any = None, _b: Any = None) -> None:
         if self.now > self.deadline:
-            states = {n.id: (str(n.core.role), fmt_ballot(n.core.promised), n.core.commit)
-                      for n in self._up() if n.core is not None}
-            raise Violation("liveness", f"no value chosen on every member after healing: "
-                            f"{states}")
+            states = {
+                n.id: (str(n.core.role), fmt_ballot(n.core.promised), n.core.commit)
+                for n in self._up()
+                if n.core is not None
+            }
+            raise Violation("liveness", f"no value chosen on every member after healing: {states}")
         leaders = self._leaders()
         if leaders:
             leader = leaders[0]
             core = leader.core
             assert core is not None
-            chosen = bool(self.marker) and self.checker.learned.get(
-                self.marker_slot, (0, b""))[1] == self.marker
-            if chosen and all(self.nodes[i].core is not None
-                              and self.nodes[i].applied >= self.marker_slot
-                              for i in sorted(core.conf.members())):
+            chosen = (
+                bool(self.marker)
+                and self.checker.learned.get(self.marker_slot, (0, b""))[1] == self.marker
+            )
+            if chosen and all(
+                self.nodes[i].core is not None and self.nodes[i].applied >= self.marker_slot
+                for i in sorted(core.conf.members())
+            ):
                 self.done = True
                 return
             pending = self.marker_node == leader.id and self.marker_slot in leader.pending_writes
@@ -812,6 +879,12 @@ class PaxosCluster:
         self._touch(leader)
 
 
-def run_seed(seed: int, nodes: int = 3, steps: int = 300, factory: PaxosFactory = Paxos,
-             trace: bool = False, planner: ready.Planner = ready.plan) -> Result:
+def run_seed(
+    seed: int,
+    nodes: int = 3,
+    steps: int = 300,
+    factory: PaxosFactory = Paxos,
+    trace: bool = False,
+    planner: ready.Planner = ready.plan,
+) -> Result:
     return PaxosCluster(seed, nodes, steps, factory, trace, planner).run()

@@ -50,8 +50,9 @@ class PaxosChecker:
                 conf = self.confs[s]
         return conf
 
-    def on_accepted_sent(self, node: int, m: Message, durable_entries: dict[int, Entry],
-                         durable_base: int) -> None:
+    def on_accepted_sent(
+        self, node: int, m: Message, durable_entries: dict[int, Entry], durable_base: int
+    ) -> None:
         for s in range(m.index, m.last + 1):
             if s <= durable_base:
                 continue  # compacted: chosen long ago, the same value by Paxos
@@ -60,7 +61,8 @@ class PaxosChecker:
                 raise Violation(
                     "accept persisted before reply",
                     f"node {node} acks slot {s} at ballot {m.ballot} with "
-                    f"{'nothing' if e is None else f'ballot {e.term}'} on disk")
+                    f"{'nothing' if e is None else f'ballot {e.term}'} on disk",
+                )
             if e.term != m.ballot:
                 continue  # a higher ballot overwrote it in the same batch: unknown now
             key = (s, m.ballot)
@@ -70,8 +72,9 @@ class PaxosChecker:
                 rec = (value, set())
                 self.accepts[key] = rec
             elif rec[0] != value:
-                raise Violation("one value per ballot",
-                                f"slot {s} ballot {m.ballot}: {rec[0]!r} and {value!r}")
+                raise Violation(
+                    "one value per ballot", f"slot {s} ballot {m.ballot}: {rec[0]!r} and {value!r}"
+                )
             rec[1].add(node)
             self._check_chosen(s, m.ballot)
 
@@ -85,34 +88,42 @@ class PaxosChecker:
             return
         have = self.chosen.setdefault(s, value)
         if have != value:
-            raise Violation("at most one value chosen per slot",
-                            f"slot {s}: {have[1][:24]!r} was chosen, then {value[1][:24]!r} "
-                            f"by a majority of {sorted(conf.voters)} at ballot {b}")
+            raise Violation(
+                "at most one value chosen per slot",
+                f"slot {s}: {have[1][:24]!r} was chosen, then {value[1][:24]!r} "
+                f"by a majority of {sorted(conf.voters)} at ballot {b}",
+            )
         learnt = self.learned.get(s)
         if learnt is not None and learnt != value:
-            raise Violation("chosen value changed",
-                            f"slot {s}: nodes learnt {learnt[1][:24]!r}, acceptors chose "
-                            f"{value[1][:24]!r}")
+            raise Violation(
+                "chosen value changed",
+                f"slot {s}: nodes learnt {learnt[1][:24]!r}, acceptors chose {value[1][:24]!r}",
+            )
 
     def on_promise_sent(self, node: int, m: Message, durable_promise: int) -> None:
         if durable_promise < m.ballot:
-            raise Violation("promise persisted before reply",
-                            f"node {node} promises ballot {m.ballot} with {durable_promise} "
-                            f"on disk")
+            raise Violation(
+                "promise persisted before reply",
+                f"node {node} promises ballot {m.ballot} with {durable_promise} on disk",
+            )
 
     # --- learnt and applied --------------------------------------------------------
     def on_learn(self, node: int, slot: int, e: Entry) -> None:
         value = (int(e.type), e.data)
         have = self.learned.setdefault(slot, value)
         if have != value:
-            raise Violation("chosen value changed",
-                            f"node {node} learns {e.data[:24]!r} at slot {slot}; "
-                            f"{have[1][:24]!r} was learnt there before")
+            raise Violation(
+                "chosen value changed",
+                f"node {node} learns {e.data[:24]!r} at slot {slot}; "
+                f"{have[1][:24]!r} was learnt there before",
+            )
         chosen = self.chosen.get(slot)
         if chosen is not None and chosen != value:
-            raise Violation("chosen value changed",
-                            f"node {node} learns {e.data[:24]!r} at slot {slot}; the "
-                            f"acceptors chose {chosen[1][:24]!r}")
+            raise Violation(
+                "chosen value changed",
+                f"node {node} learns {e.data[:24]!r} at slot {slot}; the "
+                f"acceptors chose {chosen[1][:24]!r}",
+            )
         self.max_chosen = max(self.max_chosen, slot)
         while self.prefix + 1 in self.learned:
             self.prefix += 1
@@ -128,19 +139,23 @@ class PaxosChecker:
         self.on_learn(node, e.index, e)
         if e.type == EntryType.NORMAL and e.data:
             if e.data in self.failed:
-                raise Violation("failed write applied",
-                                f"write {e.data!r} was reported failed but applies at {e.index}")
+                raise Violation(
+                    "failed write applied",
+                    f"write {e.data!r} was reported failed but applies at {e.index}",
+                )
             at = self.applied_at.setdefault(e.data, e.index)
             if at != e.index:
-                raise Violation("exactly once",
-                                f"write {e.data!r} applied at slot {at} and again at {e.index}")
+                raise Violation(
+                    "exactly once", f"write {e.data!r} applied at slot {at} and again at {e.index}"
+                )
 
     def on_state(self, node: int, slot: int, length: int) -> None:
         have = self.sm_len.setdefault(slot, length)
         if have != length:
-            raise Violation("applied prefixes agree",
-                            f"node {node} holds {length} writes after slot {slot}, another "
-                            f"node {have}")
+            raise Violation(
+                "applied prefixes agree",
+                f"node {node} holds {length} writes after slot {slot}, another node {have}",
+            )
 
     # --- clients ---------------------------------------------------------------------
     def on_write_acked(self, position: int) -> None:
@@ -149,15 +164,18 @@ class PaxosChecker:
 
     def on_write_failed(self, data: bytes) -> None:
         if data in self.applied_at:
-            raise Violation("failed write applied",
-                            f"write {data!r} reported failed but applied at "
-                            f"{self.applied_at[data]}")
+            raise Violation(
+                "failed write applied",
+                f"write {data!r} reported failed but applied at {self.applied_at[data]}",
+            )
         self.failed.add(data)
 
     def on_read_served(self, node: int, floor: int, length: int, index: int) -> None:
         self.reads_checked += 1
         if length < floor:
-            raise Violation("linearizable read",
-                            f"read at node {node} (read index {index}) saw {length} writes, "
-                            f"but {floor} were acknowledged or observed before it began")
+            raise Violation(
+                "linearizable read",
+                f"read at node {node} (read index {index}) saw {length} writes, "
+                f"but {floor} were acknowledged or observed before it began",
+            )
         self.lin_floor = max(self.lin_floor, length)

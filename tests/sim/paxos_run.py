@@ -52,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
             done += 1
             if not r.ok:
                 failed.append(r)
-                print(f"FAIL seed {r.seed} ({r.nodes} nodes): {r.invariant}: {r.detail}",
-                      flush=True)
+                print(
+                    f"FAIL seed {r.seed} ({r.nodes} nodes): {r.invariant}: {r.detail}", flush=True
+                )
             if done % 200 == 0:
-                print(f"{done}/{len(jobs)} seeds, {len(failed)} failed, "
-                      f"{time.monotonic() - started:.0f}s", flush=True)
-    print(f"{len(jobs)} seeds ({args.start}..{args.start + len(jobs) - 1}, {args.steps} steps): "
-          f"{len(failed)} failed in {time.monotonic() - started:.0f}s")
+                print(
+                    f"{done}/{len(jobs)} seeds, {len(failed)} failed, "
+                    f"{time.monotonic() - started:.0f}s",
+                    flush=True,
+                )
+    print(
+        f"{len(jobs)} seeds ({args.start}..{args.start + len(jobs) - 1}, {args.steps} steps): "
+        f"{len(failed)} failed in {time.monotonic() - started:.0f}s"
+    )
     return 1 if failed else 0
 
 

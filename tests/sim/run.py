@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     done = 0
     totals: dict[str, int] = {}
     seeds = range(args.start, args.start + args.seeds)
-    for r in sweep(seeds, sizes, args.steps, args.variant, jobs, args.wipe_readd,
-                   args.fresh_ids, args.plan):
+    for r in sweep(
+        seeds, sizes, args.steps, args.variant, jobs, args.wipe_readd, args.fresh_ids, args.plan
+    ):
         done += 1
         for k, v in r.stats.items():
             if k.startswith("liveness_"):

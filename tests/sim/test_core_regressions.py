@@ -82,12 +82,12 @@ def test_a_stale_candidate_cannot_keep_an_up_to_date_voter_from_campaigning() ->
     leader for good. Raft resets the timer only on granting a vote or hearing from the
     leader (Figure 2), so refusing a vote must leave it running."""
     entries, hs = bootstrap_entries([2, 3])
-    core = Raft(Config(id=2, pre_vote=False, check_quorum=False), hard_state=hs,
-                entries=entries)
+    core = Raft(Config(id=2, pre_vote=False, check_quorum=False), hard_state=hs, entries=entries)
     _drain(core)
     ahead = [Entry(2, i, data=b"w%d" % i) for i in range(3, 9)]
-    core.step(Message(MsgType.APP, to=2, frm=3, term=2, log_term=1, index=2,
-                      entries=ahead, commit=8))
+    core.step(
+        Message(MsgType.APP, to=2, frm=3, term=2, log_term=1, index=2, entries=ahead, commit=8)
+    )
     _drain(core)
     term = core.term
     for _ in range(20):

@@ -25,7 +25,8 @@ def nodes_for(seed: int) -> int:
 
 def describe(r: Result) -> str:
     return f"seed {r.seed} ({r.nodes} nodes): {r.invariant}: {r.detail}\n" + "\n".join(
-        r.trace[-30:])
+        r.trace[-30:]
+    )
 
 
 def test_every_seed_keeps_every_invariant() -> None:
@@ -38,11 +39,24 @@ def test_every_seed_keeps_every_invariant() -> None:
         for k, v in r.stats.items():
             totals[k] = totals.get(k, 0) + v
     assert not failures, f"{len(failures)} of {SEEDS} seeds failed:\n" + "\n\n".join(
-        describe(r) for r in failures[:2])
+        describe(r) for r in failures[:2]
+    )
     # A sweep that passes because nothing happened proves nothing.
-    for key in ("acked_writes", "reads_checked", "crashes", "crashes_in_ready", "elections",
-                "competing", "transfers", "snapshots_installed", "added", "promoted",
-                "removed", "hard_states_deferred", "failed_writes"):
+    for key in (
+        "acked_writes",
+        "reads_checked",
+        "crashes",
+        "crashes_in_ready",
+        "elections",
+        "competing",
+        "transfers",
+        "snapshots_installed",
+        "added",
+        "promoted",
+        "removed",
+        "hard_states_deferred",
+        "failed_writes",
+    ):
         assert totals[key] > 0, f"no {key} in {SEEDS} seeds: {totals}"
 
 
@@ -63,7 +77,8 @@ def test_broken_core_is_caught(variant: str) -> None:
 
 
 def test_a_forgotten_promise_loses_a_chosen_value_without_the_durability_check(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """'promise persisted before reply' catches it at once; with that check off, the
     crashes must turn the forgotten promise into a second value chosen (or a chosen
     value changing) for the same slot."""

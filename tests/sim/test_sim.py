@@ -91,8 +91,12 @@ def test_spurious_leader_link_resets_cause_no_election_on_a_healthy_cluster() ->
             result = c.run()
             assert result.ok, sim_run.describe_failure(result)
             terms = {n.core.term for n in c.nodes.values() if n.core is not None}
-            assert result.stats["elections"] == 1 and len(terms) == 1, (seed, nodes, result.stats,
-                                                                         terms)
+            assert result.stats["elections"] == 1 and len(terms) == 1, (
+                seed,
+                nodes,
+                result.stats,
+                terms,
+            )
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -112,7 +112,9 @@ class BucketLocation:
     def __post_init__(self) -> None:
         url = urlsplit(self.endpoint)
         if url.scheme not in ("https", "http") or not url.hostname:
-            raise ArchiveConfigError(f"invalid endpoint {self.endpoint!r}: want https://host[:port]")
+            raise ArchiveConfigError(
+                f"invalid endpoint {self.endpoint!r}: want https://host[:port]"
+            )
         if url.scheme == "http" and not self.allow_http:
             raise ArchiveConfigError(
                 f"endpoint {self.endpoint!r} is plain http: the data would travel in the "
@@ -194,7 +196,9 @@ class Manifest:
         if not isinstance(sha, str) or not _SHA256.match(sha):
             raise ArchiveVerifyError(f"{where}: manifest has no valid sha256")
         if not ints_ok:
-            raise ArchiveVerifyError(f"{where}: manifest index, term and size must be integers >= 0")
+            raise ArchiveVerifyError(
+                f"{where}: manifest index, term and size must be integers >= 0"
+            )
         if time is not None and not isinstance(time, str):
             raise ArchiveVerifyError(f"{where}: manifest time must be a string")
         assert isinstance(index, int) and isinstance(term, int) and isinstance(size, int)
@@ -264,8 +268,14 @@ def _error_code(exc: Exception) -> str:
 
 
 _DENIED = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
-    "ExpiredToken", "InvalidSecurity", "403", "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidSecurity",
+    "403",
+    "Forbidden",
 }
 _MISSING = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 
@@ -273,8 +283,9 @@ _MISSING = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 class BucketArchive:
     """Checkpoint copies at one BucketLocation, with one set of credentials."""
 
-    def __init__(self, location: BucketLocation, credentials: Credentials,
-                 *, client: Any = None) -> None:
+    def __init__(
+        self, location: BucketLocation, credentials: Credentials, *, client: Any = None
+    ) -> None:
         self.location = location
         self._client = client if client is not None else self._make_client(credentials)
 
@@ -308,7 +319,9 @@ class BucketArchive:
             region_name=loc.region,
         )
         return session.client(
-            "s3", endpoint_url=loc.endpoint, config=config,
+            "s3",
+            endpoint_url=loc.endpoint,
+            config=config,
             verify=loc.ca_file if loc.ca_file is not None else True,
         )
 
@@ -342,7 +355,9 @@ class BucketArchive:
                 "that signs its certificate (--cacert / caBundle)"
             ) from None
         except EndpointConnectionError as exc:
-            raise ArchiveConnectError(f"{action}: cannot reach {self.location.endpoint}: {exc}") from None
+            raise ArchiveConnectError(
+                f"{action}: cannot reach {self.location.endpoint}: {exc}"
+            ) from None
         except BotoCoreError as exc:
             raise ArchiveError(f"{action}: {where}: {exc}") from None
 
@@ -368,27 +383,36 @@ class BucketArchive:
                 f"{manifest.sha256} ({manifest.size} bytes): not uploaded"
             )
         base = copy_key(cluster, manifest.id)
-        data_key, manifest_key = self.location.key(base, DATA_NAME), self.location.key(
-            base, MANIFEST_NAME
+        data_key, manifest_key = (
+            self.location.key(base, DATA_NAME),
+            self.location.key(base, MANIFEST_NAME),
         )
         from boto3.s3.transfer import TransferConfig
 
-        transfer = TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK,
-                                  max_concurrency=2)
-        metadata = {SHA256_METADATA: manifest.sha256, "index": str(manifest.index),
-                    "term": str(manifest.term), "id": manifest.id}
+        transfer = TransferConfig(
+            multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK, max_concurrency=2
+        )
+        metadata = {
+            SHA256_METADATA: manifest.sha256,
+            "index": str(manifest.index),
+            "term": str(manifest.term),
+            "id": manifest.id,
+        }
         with self._errors(f"upload {base}"):
             # The old manifest goes first: while the data is replaced the copy is incomplete.
             self._client.delete_object(Bucket=self.location.bucket, Key=manifest_key)
             self._client.upload_file(
-                str(data), self.location.bucket, data_key,
+                str(data),
+                self.location.bucket,
+                data_key,
                 ExtraArgs={"Metadata": metadata, "ContentType": "application/octet-stream"},
                 Config=transfer,
             )
             head = self._client.head_object(Bucket=self.location.bucket, Key=data_key)
             self._check_head(head, manifest, data_key)
             self._client.put_object(
-                Bucket=self.location.bucket, Key=manifest_key,
+                Bucket=self.location.bucket,
+                Key=manifest_key,
                 Body=json.dumps(manifest.raw, indent=2).encode(),
                 ContentType="application/json",
             )
@@ -468,7 +492,7 @@ class BucketArchive:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=base):
                 for obj in page.get("Contents") or ():
-                    rest = str(obj["Key"])[len(base):].split("/")
+                    rest = str(obj["Key"])[len(base) :].split("/")
                     if len(rest) != 2 or rest[1] not in (DATA_NAME, MANIFEST_NAME):
                         continue  # not ours: never touched
                     if not _SAFE_SEGMENT.match(rest[0]):
@@ -476,7 +500,9 @@ class BucketArchive:
                     entry = found.setdefault(rest[0], {"objects": set(), "modified": None})
                     entry["objects"].add(rest[1])
                     stamp = obj.get("LastModified")
-                    if stamp is not None and (entry["modified"] is None or stamp > entry["modified"]):
+                    if stamp is not None and (
+                        entry["modified"] is None or stamp > entry["modified"]
+                    ):
                         entry["modified"] = stamp
         copies = []
         for ident, entry in sorted(found.items()):
@@ -498,10 +524,12 @@ class BucketArchive:
                     Bucket=self.location.bucket, Key=self.location.key(*parts, name)
                 )
 
-    def prune(self, cluster: str, *, keep: int, max_age: timedelta | None,
-              now: datetime | None = None) -> PrunePlan:
-        plan = plan_prune(self.list_copies(cluster), keep=keep, max_age=max_age,
-                          now=now or datetime.now(UTC))
+    def prune(
+        self, cluster: str, *, keep: int, max_age: timedelta | None, now: datetime | None = None
+    ) -> PrunePlan:
+        plan = plan_prune(
+            self.list_copies(cluster), keep=keep, max_age=max_age, now=now or datetime.now(UTC)
+        )
         for copy in plan.delete:
             self.delete_copy(copy)
         return plan
@@ -520,8 +548,12 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def download_checkpoint(location: BucketLocation, copy: str, out_dir: str | os.PathLike[str],
-                        credentials: Credentials | None = None) -> Manifest:
+def download_checkpoint(
+    location: BucketLocation,
+    copy: str,
+    out_dir: str | os.PathLike[str],
+    credentials: Credentials | None = None,
+) -> Manifest:
     """Restore helper: fetch and verify `<cluster>/<id>` into `out_dir` (data + manifest.json,
     what `raftkv serve --restore-from` takes). Credentials from RAFTKV_S3_* when None.
     Raises ArchiveError subclasses; leaves no unverified file behind."""

@@ -40,31 +40,53 @@ EXAMPLES = """examples (credentials in RAFTKV_S3_ACCESS_KEY_ID / RAFTKV_S3_SECRE
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ
-    parser.add_argument("--endpoint", default=env.get("RAFTKV_S3_ENDPOINT"),
-                        help="https://host[:port] of the S3-compatible service "
-                             "(env RAFTKV_S3_ENDPOINT)")
-    parser.add_argument("--bucket", default=env.get("RAFTKV_S3_BUCKET"),
-                        help="bucket name (env RAFTKV_S3_BUCKET)")
-    parser.add_argument("--prefix", default=env.get("RAFTKV_S3_PREFIX", ""),
-                        help="key prefix, e.g. raftkv/prod (env RAFTKV_S3_PREFIX)")
-    parser.add_argument("--region", default=env.get("RAFTKV_S3_REGION", "us-east-1"),
-                        help="signing region (default us-east-1; env RAFTKV_S3_REGION)")
-    parser.add_argument("--path-style", action="store_true",
-                        help="path-style URLs (https://host/bucket/key), as MinIO and Ceph "
-                             "usually need")
-    parser.add_argument("--cacert", metavar="FILE", default=env.get("RAFTKV_S3_CACERT"),
-                        help="PEM CA bundle of the endpoint's certificate (default: the "
-                             "system's; env RAFTKV_S3_CACERT)")
-    parser.add_argument("--allow-http", action="store_true",
-                        help="INSECURE: accept a plain http:// endpoint (data in the clear)")
+    parser.add_argument(
+        "--endpoint",
+        default=env.get("RAFTKV_S3_ENDPOINT"),
+        help="https://host[:port] of the S3-compatible service (env RAFTKV_S3_ENDPOINT)",
+    )
+    parser.add_argument(
+        "--bucket", default=env.get("RAFTKV_S3_BUCKET"), help="bucket name (env RAFTKV_S3_BUCKET)"
+    )
+    parser.add_argument(
+        "--prefix",
+        default=env.get("RAFTKV_S3_PREFIX", ""),
+        help="key prefix, e.g. raftkv/prod (env RAFTKV_S3_PREFIX)",
+    )
+    parser.add_argument(
+        "--region",
+        default=env.get("RAFTKV_S3_REGION", "us-east-1"),
+        help="signing region (default us-east-1; env RAFTKV_S3_REGION)",
+    )
+    parser.add_argument(
+        "--path-style",
+        action="store_true",
+        help="path-style URLs (https://host/bucket/key), as MinIO and Ceph usually need",
+    )
+    parser.add_argument(
+        "--cacert",
+        metavar="FILE",
+        default=env.get("RAFTKV_S3_CACERT"),
+        help="PEM CA bundle of the endpoint's certificate (default: the "
+        "system's; env RAFTKV_S3_CACERT)",
+    )
+    parser.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="INSECURE: accept a plain http:// endpoint (data in the clear)",
+    )
 
 
 def _archive(args: argparse.Namespace) -> BucketArchive:
     if not args.endpoint or not args.bucket:
         raise ArchiveConfigError("--endpoint and --bucket are required")
     location = BucketLocation(
-        endpoint=args.endpoint, bucket=args.bucket, prefix=args.prefix or "",
-        region=args.region, path_style=args.path_style, ca_file=args.cacert,
+        endpoint=args.endpoint,
+        bucket=args.bucket,
+        prefix=args.prefix or "",
+        region=args.region,
+        path_style=args.path_style,
+        ca_file=args.cacert,
         allow_http=args.allow_http,
     )
     return BucketArchive(location, Credentials.from_env())
@@ -89,16 +111,28 @@ def _upload(args: argparse.Namespace) -> int:
         archive = _archive(args)
         manifest = archive.upload(args.dir, args.cluster)
         copy = f"{args.cluster}/{manifest.id}"
-        return {"uploaded": copy, "sha256": manifest.sha256, "size": manifest.size,
-                "index": manifest.index, "location": archive.location.describe()}
+        return {
+            "uploaded": copy,
+            "sha256": manifest.sha256,
+            "size": manifest.size,
+            "index": manifest.index,
+            "location": archive.location.describe(),
+        }
+
     return _run("upload", act)
 
 
 def _download(args: argparse.Namespace) -> int:
     def act() -> dict[str, object]:
         manifest = _archive(args).download(args.copy, args.out)
-        return {"downloaded": args.copy, "sha256": manifest.sha256, "size": manifest.size,
-                "index": manifest.index, "out": os.path.abspath(args.out)}
+        return {
+            "downloaded": args.copy,
+            "sha256": manifest.sha256,
+            "size": manifest.size,
+            "index": manifest.index,
+            "out": os.path.abspath(args.out),
+        }
+
     return _run("download", act)
 
 
@@ -107,20 +141,27 @@ def _prune(args: argparse.Namespace) -> int:
         max_age = timedelta(hours=args.max_age_hours) if args.max_age_hours else None
         plan = _archive(args).prune(args.cluster, keep=args.keep, max_age=max_age)
         return {"kept": plan.keep, "deleted": plan.delete}
+
     return _run("prune", act)
 
 
 def _list(args: argparse.Namespace) -> int:
     def act() -> dict[str, object]:
         copies = _archive(args).list_copies(args.cluster)
-        return {"copies": [
-            {"copy": c.key, "complete": c.manifest is not None,
-             "index": c.manifest.index if c.manifest else None,
-             "sha256": c.manifest.sha256 if c.manifest else None,
-             "time": c.manifest.time if c.manifest else None,
-             "modified": c.modified.isoformat()}
-            for c in copies
-        ]}
+        return {
+            "copies": [
+                {
+                    "copy": c.key,
+                    "complete": c.manifest is not None,
+                    "index": c.manifest.index if c.manifest else None,
+                    "sha256": c.manifest.sha256 if c.manifest else None,
+                    "time": c.manifest.time if c.manifest else None,
+                    "modified": c.modified.isoformat(),
+                }
+                for c in copies
+            ]
+        }
+
     return _run("list", act)
 
 
@@ -133,16 +174,23 @@ def _positive(value: str) -> int:
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
-        "archive", help="checkpoint copies in an S3-compatible bucket",
+        "archive",
+        help="checkpoint copies in an S3-compatible bucket",
         description=textwrap.fill(
             "Copy checkpoints to an S3-compatible bucket and back, sha256-verified, and "
             "apply retention. Credentials: RAFTKV_S3_ACCESS_KEY_ID, "
-            "RAFTKV_S3_SECRET_ACCESS_KEY (RAFTKV_S3_SESSION_TOKEN). docs/recovery.md.", 88),
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+            "RAFTKV_S3_SECRET_ACCESS_KEY (RAFTKV_S3_SESSION_TOKEN). docs/recovery.md.",
+            88,
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = parser.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
 
     upload = actions.add_parser("upload", help="upload a checkpoint directory (data + manifest)")
-    upload.add_argument("dir", help="a checkpoint directory, as `raftkv checkpoint download` writes")
+    upload.add_argument(
+        "dir", help="a checkpoint directory, as `raftkv checkpoint download` writes"
+    )
     upload.add_argument("--cluster", required=True, help="cluster name: the copy is <cluster>/<id>")
     _location_arguments(upload)
     upload.set_defaults(func=_upload)
@@ -155,10 +203,15 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
     prune = actions.add_parser("prune", help="delete copies beyond retention (count and age)")
     prune.add_argument("--cluster", required=True)
-    prune.add_argument("--keep", type=_positive, required=True,
-                       help="copies kept, the newest by Raft index")
-    prune.add_argument("--max-age-hours", type=_positive, default=None,
-                       help="also delete copies older than this (the newest is always kept)")
+    prune.add_argument(
+        "--keep", type=_positive, required=True, help="copies kept, the newest by Raft index"
+    )
+    prune.add_argument(
+        "--max-age-hours",
+        type=_positive,
+        default=None,
+        help="also delete copies older than this (the newest is always kept)",
+    )
     _location_arguments(prune)
     prune.set_defaults(func=_prune)
 

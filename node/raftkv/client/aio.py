@@ -91,21 +91,31 @@ class AsyncClient:
     """An asyncio raftkv client; use as `async with AsyncClient(...) as c:` or call
     `close()`. Safe for concurrent use by many tasks of one event loop."""
 
-    def __init__(self, endpoints: str | Sequence[str] = DEFAULT_ENDPOINT, *,
-                 strategy: str = "leader", retry: RetryPolicy | None = None,
-                 attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
-                 client_id: str | None = None,
-                 session: aiohttp.ClientSession | None = None,
-                 rng: random.Random | None = None,
-                 credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINT,
+        *,
+        strategy: str = "leader",
+        retry: RetryPolicy | None = None,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        client_id: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        rng: random.Random | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         """`credentials`: the CA to verify https endpoints with, a client certificate
         and/or a bearer token (`credentials_from_env()` reads the RAFTKV_* ones).
         Not used with a `session` of your own: configure that session instead."""
         self.transport = Transport(
             endpoints.split(",") if isinstance(endpoints, str) else endpoints,
-            strategy=strategy, retry=retry or RetryPolicy(), attempt_timeout=attempt_timeout,
-            client_id=client_id, session=session, rng=rng,
-            credentials=credentials or Credentials())
+            strategy=strategy,
+            retry=retry or RetryPolicy(),
+            attempt_timeout=attempt_timeout,
+            client_id=client_id,
+            session=session,
+            rng=rng,
+            credentials=credentials or Credentials(),
+        )
 
     # What the transport holds, as the client has always shown it.
     @property
@@ -141,17 +151,34 @@ class AsyncClient:
     async def close(self) -> None:
         await self.transport.close()
 
-    async def request(self, method: str, path: str, *, target: str = "read",
-                      params: dict[str, str] | None = None, data: bytes | None = None,
-                      json_body: Any = None, session: bool = False,
-                      extra_wait: float = 0.0, ok: Iterable[int] = (200,)) -> Answer:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        target: str = "read",
+        params: dict[str, str] | None = None,
+        data: bytes | None = None,
+        json_body: Any = None,
+        session: bool = False,
+        extra_wait: float = 0.0,
+        ok: Iterable[int] = (200,),
+    ) -> Answer:
         """One API call with retries. `target`: "write" (the leader), "read" (the
         strategy), "any" (endpoints in turn) or a URL (that node only, no retries
         elsewhere). `session`: send session headers (writes). `extra_wait`: seconds
         the server may legitimately hold the request (long-polls)."""
-        return await self.transport.request(method, path, target=target, params=params,
-                                            data=data, json_body=json_body, session=session,
-                                            extra_wait=extra_wait, ok=ok)
+        return await self.transport.request(
+            method,
+            path,
+            target=target,
+            params=params,
+            data=data,
+            json_body=json_body,
+            session=session,
+            extra_wait=extra_wait,
+            ok=ok,
+        )
 
     # ==================================================================================
     # Key-value
@@ -167,14 +194,22 @@ class AsyncClient:
         """The key's value and revisions, or None if it does not exist."""
         k = to_bytes(key)
         try:
-            ans = await self.request("GET", "/v1/kv/" + key_path(k),
-                                     params=self._read_params(serializable))
+            ans = await self.request(
+                "GET", "/v1/kv/" + key_path(k), params=self._read_params(serializable)
+            )
         except KeyNotFoundError:
             return None
         return KeyValue.from_headers(k, ans.body, ans.headers)
 
-    async def get_prefix(self, prefix: Bytes = b"", *, limit: int = 0, keys_only: bool = False,
-                         count_only: bool = False, serializable: bool = False) -> RangeResult:
+    async def get_prefix(
+        self,
+        prefix: Bytes = b"",
+        *,
+        limit: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        serializable: bool = False,
+    ) -> RangeResult:
         """Every key starting with `prefix` (b"": every key), sorted by key."""
         params = self._read_params(serializable)
         params["prefix"] = "1"
@@ -187,9 +222,18 @@ class AsyncClient:
         ans = await self.request("GET", "/v1/kv/" + key_path(to_bytes(prefix)), params=params)
         return RangeResult.from_json(ans.json())
 
-    async def put(self, key: Bytes, value: Bytes, *, lease: int = 0, prev_kv: bool = False,
-                  if_version: int | None = None, if_mod_revision: int | None = None,
-                  if_exists: bool | None = None, if_value: Bytes | None = None) -> PutResult:
+    async def put(
+        self,
+        key: Bytes,
+        value: Bytes,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        if_version: int | None = None,
+        if_mod_revision: int | None = None,
+        if_exists: bool | None = None,
+        if_value: Bytes | None = None,
+    ) -> PutResult:
         """Write `key`. The `if_*` conditions make it a compare-and-swap: when one does
         not hold, `CompareFailedError` (with `.current`) is raised and nothing changes."""
         params = {"encoding": "base64"}
@@ -198,22 +242,39 @@ class AsyncClient:
         if prev_kv:
             params["prev_kv"] = "1"
         params.update(_conditions(if_version, if_mod_revision, if_exists, if_value))
-        ans = await self.request("PUT", "/v1/kv/" + key_path(to_bytes(key)), target="write",
-                                 params=params, data=to_bytes(value), session=True)
+        ans = await self.request(
+            "PUT",
+            "/v1/kv/" + key_path(to_bytes(key)),
+            target="write",
+            params=params,
+            data=to_bytes(value),
+            session=True,
+        )
         return PutResult.from_json(ans.json())
 
-    async def delete(self, key: Bytes, *, prev_kv: bool = False,
-                     if_version: int | None = None, if_mod_revision: int | None = None,
-                     if_exists: bool | None = None, if_value: Bytes | None = None
-                     ) -> DeleteResult:
+    async def delete(
+        self,
+        key: Bytes,
+        *,
+        prev_kv: bool = False,
+        if_version: int | None = None,
+        if_mod_revision: int | None = None,
+        if_exists: bool | None = None,
+        if_value: Bytes | None = None,
+    ) -> DeleteResult:
         """Delete `key`; `deleted` is 0 if it did not exist."""
         params = {"encoding": "base64"}
         if prev_kv:
             params["prev_kv"] = "1"
         params.update(_conditions(if_version, if_mod_revision, if_exists, if_value))
         try:
-            ans = await self.request("DELETE", "/v1/kv/" + key_path(to_bytes(key)),
-                                     target="write", params=params, session=True)
+            ans = await self.request(
+                "DELETE",
+                "/v1/kv/" + key_path(to_bytes(key)),
+                target="write",
+                params=params,
+                session=True,
+            )
         except KeyNotFoundError:
             return DeleteResult(0)
         return DeleteResult.from_json(ans.json())
@@ -222,19 +283,36 @@ class AsyncClient:
         params = {"encoding": "base64", "prefix": "1"}
         if prev_kv:
             params["prev_kv"] = "1"
-        ans = await self.request("DELETE", "/v1/kv/" + key_path(to_bytes(prefix)),
-                                 target="write", params=params, session=True)
+        ans = await self.request(
+            "DELETE",
+            "/v1/kv/" + key_path(to_bytes(prefix)),
+            target="write",
+            params=params,
+            session=True,
+        )
         return DeleteResult.from_json(ans.json())
 
-    async def txn(self, compare: Sequence[Compare] = (), success: Sequence[TxnOp] = (),
-                  failure: Sequence[TxnOp] = ()) -> TxnResult:
+    async def txn(
+        self,
+        compare: Sequence[Compare] = (),
+        success: Sequence[TxnOp] = (),
+        failure: Sequence[TxnOp] = (),
+    ) -> TxnResult:
         """All compares hold -> `success` ops, else `failure` ops; one revision, all or
         nothing. A failed compare is not an error: see `TxnResult.succeeded`."""
-        body = {"compare": [c.to_json() for c in compare],
-                "success": [op.to_json() for op in success],
-                "failure": [op.to_json() for op in failure]}
-        ans = await self.request("POST", "/v1/txn", target="write",
-                                 params={"encoding": "base64"}, json_body=body, session=True)
+        body = {
+            "compare": [c.to_json() for c in compare],
+            "success": [op.to_json() for op in success],
+            "failure": [op.to_json() for op in failure],
+        }
+        ans = await self.request(
+            "POST",
+            "/v1/txn",
+            target="write",
+            params={"encoding": "base64"},
+            json_body=body,
+            session=True,
+        )
         return TxnResult.from_json(ans.json())
 
     # ==================================================================================
@@ -244,26 +322,26 @@ class AsyncClient:
         body: dict[str, int] = {"ttl": int(ttl)}
         if lease_id:
             body["id"] = lease_id
-        ans = await self.request("POST", "/v1/leases", target="write", json_body=body,
-                                 session=True)
+        ans = await self.request("POST", "/v1/leases", target="write", json_body=body, session=True)
         return Lease.from_json(ans.json())
 
     async def keepalive(self, lease_id: int) -> Lease:
         """Restart the lease's TTL (not a log entry: idempotent, retried freely)."""
-        ans = await self.request("POST", f"/v1/leases/{int(lease_id)}/keepalive",
-                                 target="write")
+        ans = await self.request("POST", f"/v1/leases/{int(lease_id)}/keepalive", target="write")
         return Lease.from_json(ans.json())
 
     async def revoke_lease(self, lease_id: int) -> LeaseRevoked:
         """Delete the lease, its keys, and release its locks."""
-        ans = await self.request("DELETE", f"/v1/leases/{int(lease_id)}", target="write",
-                                 session=True)
+        ans = await self.request(
+            "DELETE", f"/v1/leases/{int(lease_id)}", target="write", session=True
+        )
         return LeaseRevoked.from_json(ans.json())
 
     async def lease(self, lease_id: int) -> LeaseInfo | None:
         try:
-            ans = await self.request("GET", f"/v1/leases/{int(lease_id)}",
-                                     params={"encoding": "base64"})
+            ans = await self.request(
+                "GET", f"/v1/leases/{int(lease_id)}", params={"encoding": "base64"}
+            )
         except LeaseNotFoundError:
             return None
         return LeaseInfo.from_json(ans.json())
@@ -293,8 +371,9 @@ class AsyncClient:
     # ==================================================================================
     # Locks
     # ==================================================================================
-    async def lock(self, name: str, lease: int, *, timeout: float = DEFAULT_LOCK_TIMEOUT,
-                   wait: bool = True) -> Lock:
+    async def lock(
+        self, name: str, lease: int, *, timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
+    ) -> Lock:
         """Acquire lock `name` for `lease`, waiting in FIFO order up to `timeout` s
         (`LockTimeoutError`), or not at all with `wait=False` (`LockHeldError`).
 
@@ -303,14 +382,24 @@ class AsyncClient:
         params = {"timeout": f"{timeout:g}"}
         if not wait:
             params["wait"] = "0"
-        ans = await self.request("POST", f"/v1/locks/{quote(name, safe='')}", target="write",
-                                 params=params, json_body={"lease": int(lease)},
-                                 extra_wait=timeout if wait else 0.0)
+        ans = await self.request(
+            "POST",
+            f"/v1/locks/{quote(name, safe='')}",
+            target="write",
+            params=params,
+            json_body={"lease": int(lease)},
+            extra_wait=timeout if wait else 0.0,
+        )
         return Lock.from_json(ans.json())
 
     async def unlock(self, name: str, lease: int) -> Unlocked:
-        ans = await self.request("DELETE", f"/v1/locks/{quote(name, safe='')}", target="write",
-                                 params={"lease": str(int(lease))}, session=True)
+        ans = await self.request(
+            "DELETE",
+            f"/v1/locks/{quote(name, safe='')}",
+            target="write",
+            params={"lease": str(int(lease))},
+            session=True,
+        )
         return Unlocked.from_json(ans.json())
 
     async def lock_info(self, name: str) -> LockInfo | None:
@@ -326,9 +415,9 @@ class AsyncClient:
         return [LockInfo.from_json(obj) for obj in ans.json()["locks"]]
 
     @contextlib.asynccontextmanager
-    async def hold_lock(self, name: str, *, ttl: int = 10,
-                        timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
-                        ) -> AsyncIterator[Lock]:
+    async def hold_lock(
+        self, name: str, *, ttl: int = 10, timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
+    ) -> AsyncIterator[Lock]:
         """Grant a lease, keep it alive, acquire the lock; on exit release the lock
         and revoke the lease. If this process dies the lease expires after `ttl`."""
         lease = await self.grant_lease(ttl)
@@ -347,9 +436,16 @@ class AsyncClient:
     # ==================================================================================
     # Watch
     # ==================================================================================
-    def watch(self, key: Bytes = b"", *, prefix: bool = False, start_revision: int = 0,
-              progress: bool = False, resume: bool = True,
-              give_up_after: float | None = None) -> AsyncIterator[WatchEvent]:
+    def watch(
+        self,
+        key: Bytes = b"",
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        progress: bool = False,
+        resume: bool = True,
+        give_up_after: float | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         """Changes of `key` (or of every key with that prefix), in revision order.
 
         `start_revision` replays history from there (else: changes from now on).
@@ -357,8 +453,15 @@ class AsyncClient:
         need be, from where it stopped: no event is lost or repeated, for as long as
         it takes, or until no member could serve it for `give_up_after` seconds. A
         history that no longer reaches back raises `CompactedError`."""
-        return watch_events(self.transport, key, prefix=prefix, start_revision=start_revision,
-                            progress=progress, resume=resume, give_up_after=give_up_after)
+        return watch_events(
+            self.transport,
+            key,
+            prefix=prefix,
+            start_revision=start_revision,
+            progress=progress,
+            resume=resume,
+            give_up_after=give_up_after,
+        )
 
     # ==================================================================================
     # Cluster
@@ -376,6 +479,7 @@ class AsyncClient:
 
     async def statuses(self) -> list[Status | RaftkvError]:
         """The status of every configured endpoint, or the error it gave."""
+
         async def one(url: str) -> Status | RaftkvError:
             try:
                 return await self.transport.probe(url)
@@ -386,8 +490,9 @@ class AsyncClient:
 
         return list(await asyncio.gather(*(one(u) for u in self.selector.endpoints)))
 
-    async def wait_leader_change(self, wait: float, *, leader: int | None = None,
-                                 term: int | None = None) -> Status:
+    async def wait_leader_change(
+        self, wait: float, *, leader: int | None = None, term: int | None = None
+    ) -> Status:
         """Long-poll until the leader id or term differ from the given ones (default:
         the current ones), at most `wait` seconds."""
         params = {"wait": f"{wait:g}"}
@@ -395,8 +500,7 @@ class AsyncClient:
             params["leader"] = str(leader)
         if term is not None:
             params["term"] = str(term)
-        ans = await self.request("GET", "/v1/status", target="any", params=params,
-                                 extra_wait=wait)
+        ans = await self.request("GET", "/v1/status", target="any", params=params, extra_wait=wait)
         return Status.from_json(ans.json(), ans.endpoint)
 
     async def leader(self) -> Status:
@@ -411,8 +515,9 @@ class AsyncClient:
         ans = await self.request("GET", "/v1/members", target="write")
         return Members.from_json(ans.json())
 
-    async def add_member(self, name: str, peer_url: str, client_url: str = "",
-                         member_id: int | None = None) -> Member:
+    async def add_member(
+        self, name: str, peer_url: str, client_url: str = "", member_id: int | None = None
+    ) -> Member:
         """Add a learner (idempotent: an existing member is answered as is). `member_id`:
         the joining node's own id (its status `id`); None = the founder id of `name`."""
         body: dict[str, Any] = {"name": name, "peer_url": peer_url, "client_url": client_url}
@@ -449,10 +554,17 @@ class AsyncClient:
         """Checkpoint the state machine on every member; the leader's manifest.
 
         The id is chosen here when not given, so a retry cannot make two."""
-        cid = checkpoint_id or (time.strftime("ckpt-%Y%m%dT%H%M%SZ-", time.gmtime())
-                                + secrets.token_hex(3))
-        ans = await self.request("POST", "/v1/checkpoints", target="write",
-                                 json_body={"id": cid}, session=True, extra_wait=60.0)
+        cid = checkpoint_id or (
+            time.strftime("ckpt-%Y%m%dT%H%M%SZ-", time.gmtime()) + secrets.token_hex(3)
+        )
+        ans = await self.request(
+            "POST",
+            "/v1/checkpoints",
+            target="write",
+            json_body={"id": cid},
+            session=True,
+            extra_wait=60.0,
+        )
         return CheckpointManifest.from_json(ans.json())
 
     async def checkpoints(self) -> list[CheckpointManifest]:
@@ -461,15 +573,20 @@ class AsyncClient:
 
     async def checkpoint(self, checkpoint_id: str) -> CheckpointManifest | None:
         try:
-            ans = await self.request("GET", f"/v1/checkpoints/{quote(checkpoint_id, safe='')}",
-                                     target="write")
+            ans = await self.request(
+                "GET", f"/v1/checkpoints/{quote(checkpoint_id, safe='')}", target="write"
+            )
         except CheckpointNotFoundError:
             return None
         return CheckpointManifest.from_json(ans.json())
 
-    async def download_checkpoint(self, checkpoint_id: str, out_dir: str | os.PathLike[str], *,
-                                  progress: ProgressCallback | None = None
-                                  ) -> CheckpointManifest:
+    async def download_checkpoint(
+        self,
+        checkpoint_id: str,
+        out_dir: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> CheckpointManifest:
         """Write `<out_dir>/data` and `<out_dir>/manifest.json` of a checkpoint and
         verify size and sha256 against the manifest (`CheckpointVerifyError`).
 
@@ -482,8 +599,7 @@ class AsyncClient:
             try:
                 ans = await self.request("GET", f"/v1/checkpoints/{cid}", target=url)
                 manifest = CheckpointManifest.from_json(ans.json())
-                await download_data(self.transport, url, cid, manifest, Path(out_dir),
-                                    progress)
+                await download_data(self.transport, url, cid, manifest, Path(out_dir), progress)
                 return manifest
             except (CheckpointNotFoundError, UnavailableError) as exc:
                 last = exc
@@ -500,8 +616,12 @@ class AsyncClient:
 
 
 # --- helpers ------------------------------------------------------------------------
-def _conditions(if_version: int | None, if_mod_revision: int | None, if_exists: bool | None,
-                if_value: Bytes | None) -> dict[str, str]:
+def _conditions(
+    if_version: int | None,
+    if_mod_revision: int | None,
+    if_exists: bool | None,
+    if_value: Bytes | None,
+) -> dict[str, str]:
     out: dict[str, str] = {}
     if if_version is not None:
         out["if_version"] = str(int(if_version))

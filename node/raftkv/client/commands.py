@@ -103,8 +103,13 @@ def _key(raw: str) -> bytes:
 
 # --- key-value ----------------------------------------------------------------------
 async def cmd_put(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
-    result = await client.put(_key(args.key), _read_value(args), lease=args.lease,
-                              prev_kv=args.prev_kv, **_conditions(args))
+    result = await client.put(
+        _key(args.key),
+        _read_value(args),
+        lease=args.lease,
+        prev_kv=args.prev_kv,
+        **_conditions(args),
+    )
     if out.json:
         obj: dict[str, Any] = {"revision": result.revision}
         if args.prev_kv:
@@ -119,12 +124,22 @@ async def cmd_put(client: AsyncClient, args: argparse.Namespace, out: Output) ->
 
 async def cmd_get(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     if args.prefix or args.limit or args.keys_only or args.count_only:
-        result = await client.get_prefix(_key(args.key), limit=args.limit,
-                                         keys_only=args.keys_only, count_only=args.count_only,
-                                         serializable=args.serializable)
+        result = await client.get_prefix(
+            _key(args.key),
+            limit=args.limit,
+            keys_only=args.keys_only,
+            count_only=args.count_only,
+            serializable=args.serializable,
+        )
         if out.json:
-            out.obj({"revision": result.revision, "count": result.count, "more": result.more,
-                     "kvs": [render.kv_json(kv) for kv in result.kvs]})
+            out.obj(
+                {
+                    "revision": result.revision,
+                    "count": result.count,
+                    "more": result.more,
+                    "kvs": [render.kv_json(kv) for kv in result.kvs],
+                }
+            )
         elif args.count_only:
             out.line(str(result.count))
         else:
@@ -182,17 +197,21 @@ def _txn_request(args: argparse.Namespace) -> tuple[list[Compare], list[TxnOp], 
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("the txn must be a JSON object")
-            return ([compare_from_json(c) for c in body.get("compare", [])],
-                    [txn_op_from_json(o) for o in body.get("success", [])],
-                    [txn_op_from_json(o) for o in body.get("failure", [])])
+            return (
+                [compare_from_json(c) for c in body.get("compare", [])],
+                [txn_op_from_json(o) for o in body.get("success", [])],
+                [txn_op_from_json(o) for o in body.get("failure", [])],
+            )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise UsageError(f"bad txn file: {exc}") from None
     if not (args.compare or args.success or args.failure):
         raise UsageError("give --if/--then/--else, or --file (JSON as in docs/api.md)")
     try:
-        return ([parse_compare(c) for c in args.compare],
-                [parse_op(o) for o in args.success],
-                [parse_op(o) for o in args.failure])
+        return (
+            [parse_compare(c) for c in args.compare],
+            [parse_op(o) for o in args.success],
+            [parse_op(o) for o in args.failure],
+        )
     except TxnSyntaxError as exc:
         raise UsageError(str(exc)) from None
 
@@ -210,17 +229,23 @@ async def cmd_lease_grant(client: AsyncClient, args: argparse.Namespace, out: Ou
 async def cmd_lease_revoke(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     result = await client.revoke_lease(args.id)
     if out.json:
-        out.obj({"id": result.id, "revision": result.revision, "deleted": result.deleted,
-                 "locks_released": result.locks_released})
+        out.obj(
+            {
+                "id": result.id,
+                "revision": result.revision,
+                "deleted": result.deleted,
+                "locks_released": result.locks_released,
+            }
+        )
     else:
         released = ", ".join(result.locks_released) or "none"
-        out.line(f"lease {args.id} revoked ({result.deleted} keys deleted; "
-                 f"locks released: {released})")
+        out.line(
+            f"lease {args.id} revoked ({result.deleted} keys deleted; locks released: {released})"
+        )
     return EXIT_OK
 
 
-async def cmd_lease_keepalive(client: AsyncClient, args: argparse.Namespace, out: Output
-                              ) -> int:
+async def cmd_lease_keepalive(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     while True:
         lease = await client.keepalive(args.id)
         if out.json:
@@ -253,7 +278,8 @@ async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: Out
     else:
         rows = [["ID", "TTL", "REMAINING"]] + [
             [str(i.id), str(i.ttl), "-" if i.remaining is None else f"{i.remaining:.1f}"]
-            for i in leases]
+            for i in leases
+        ]
         for line in render.table(rows):
             out.line(line)
     return EXIT_OK
@@ -261,24 +287,26 @@ async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: Out
 
 # --- locks --------------------------------------------------------------------------
 def _lock_obj(lock: Any) -> dict[str, Any]:
-    return {"name": lock.name, "lease": lock.lease, "token": lock.token,
-            "revision": lock.revision}
+    return {"name": lock.name, "lease": lock.lease, "token": lock.token, "revision": lock.revision}
 
 
 async def cmd_lock_acquire(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     command = list(args.exec_command or [])
     if args.lease:
         if command:
-            raise UsageError("a command runs only under a lock the CLI holds itself "
-                             "(leave out --lease)")
-        lock = await client.lock(args.name, args.lease, timeout=args.wait_timeout,
-                                 wait=not args.no_wait)
+            raise UsageError(
+                "a command runs only under a lock the CLI holds itself (leave out --lease)"
+            )
+        lock = await client.lock(
+            args.name, args.lease, timeout=args.wait_timeout, wait=not args.no_wait
+        )
         _print_lock(out, lock)
         return EXIT_OK
     if command:
         return await _run_under_lock(client, args, out, command)
-    async with client.hold_lock(args.name, ttl=args.ttl, timeout=args.wait_timeout,
-                                wait=not args.no_wait) as lock:
+    async with client.hold_lock(
+        args.name, ttl=args.ttl, timeout=args.wait_timeout, wait=not args.no_wait
+    ) as lock:
         _print_lock(out, lock)
         await _wait_for_signal()
         return EXIT_OK
@@ -299,8 +327,9 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 LOST_LOCK_GRACE_SECONDS = 10.0
 
 
-async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Output,
-                          command: list[str]) -> int:
+async def _run_under_lock(
+    client: AsyncClient, args: argparse.Namespace, out: Output, command: list[str]
+) -> int:
     """Grant a lease, keep it alive, acquire the lock, run `command`; release the lock
     and revoke the lease when it exits, however it exits. If the lease is lost while
     the command runs (the cluster expired it), the command is stopped: it no longer
@@ -309,8 +338,9 @@ async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Ou
     lost = asyncio.Event()
     keeper = asyncio.ensure_future(_keep_lease(client, lease.id, args.ttl, lost))
     try:
-        lock = await client.lock(args.name, lease.id, timeout=args.wait_timeout,
-                                 wait=not args.no_wait)
+        lock = await client.lock(
+            args.name, lease.id, timeout=args.wait_timeout, wait=not args.no_wait
+        )
         try:
             _print_lock(out, lock)
             return await _run_locked(command, lock, lost)
@@ -325,8 +355,7 @@ async def _run_under_lock(client: AsyncClient, args: argparse.Namespace, out: Ou
             await client.revoke_lease(lease.id)
 
 
-async def _keep_lease(client: AsyncClient, lease_id: int, ttl: int, lost: asyncio.Event
-                      ) -> None:
+async def _keep_lease(client: AsyncClient, lease_id: int, ttl: int, lost: asyncio.Event) -> None:
     """Keep-alive every ttl/3 s; set `lost` once the lease is gone, or may be gone: no
     keep-alive succeeded for a whole TTL, counted from when the last good one was
     sent (the cluster restarted the TTL no earlier than that)."""
@@ -356,8 +385,12 @@ def _exit_status(returncode: int) -> int:
 
 
 async def _run_locked(command: list[str], lock: Any, lost: asyncio.Event) -> int:
-    env = dict(os.environ, RAFTKV_LOCK_NAME=lock.name, RAFTKV_LOCK_LEASE=str(lock.lease),
-               RAFTKV_LOCK_TOKEN=str(lock.token))
+    env = dict(
+        os.environ,
+        RAFTKV_LOCK_NAME=lock.name,
+        RAFTKV_LOCK_LEASE=str(lock.lease),
+        RAFTKV_LOCK_TOKEN=str(lock.token),
+    )
     try:
         proc = await asyncio.create_subprocess_exec(*command, env=env)
     except OSError as exc:
@@ -380,8 +413,11 @@ async def _run_locked(command: list[str], lock: Any, lost: asyncio.Event) -> int
         await asyncio.wait((exited, lease_lost), return_when=asyncio.FIRST_COMPLETED)
         lease_lost.cancel()
         if not exited.done():
-            print(f"raftkv lock acquire: lost lock {lock.name} (lease {lock.lease} expired "
-                  f"or unreachable for its TTL); stopping {command[0]}", file=sys.stderr)
+            print(
+                f"raftkv lock acquire: lost lock {lock.name} (lease {lock.lease} expired "
+                f"or unreachable for its TTL); stopping {command[0]}",
+                file=sys.stderr,
+            )
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             try:
@@ -433,8 +469,15 @@ async def _wait_for_signal() -> None:
 async def cmd_lock_release(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     result = await client.unlock(args.name, args.lease)
     if out.json:
-        out.obj({"name": result.name, "lease": result.lease, "revision": result.revision,
-                 "released": result.released, "dequeued": result.dequeued})
+        out.obj(
+            {
+                "name": result.name,
+                "lease": result.lease,
+                "revision": result.revision,
+                "released": result.released,
+                "dequeued": result.dequeued,
+            }
+        )
     else:
         what = "released" if result.released else "left the queue of"
         out.line(f"lease {args.lease} {what} lock {args.name}")
@@ -449,8 +492,10 @@ async def cmd_lock_show(client: AsyncClient, args: argparse.Namespace, out: Outp
         out.obj(render.lock_json(info))
     else:
         waiters = ", ".join(str(w) for w in info.waiters) or "none"
-        out.line(f"lock {info.name}: held by lease {info.holder}, fencing token {info.token}, "
-                 f"waiters: {waiters}")
+        out.line(
+            f"lock {info.name}: held by lease {info.holder}, fencing token {info.token}, "
+            f"waiters: {waiters}"
+        )
     return EXIT_OK
 
 
@@ -460,7 +505,8 @@ async def cmd_lock_list(client: AsyncClient, args: argparse.Namespace, out: Outp
         out.obj({"locks": [render.lock_json(i) for i in locks]})
     else:
         rows = [["NAME", "HOLDER", "TOKEN", "WAITERS"]] + [
-            [i.name, str(i.holder), str(i.token), str(len(i.waiters))] for i in locks]
+            [i.name, str(i.holder), str(i.token), str(len(i.waiters))] for i in locks
+        ]
         for line in render.table(rows):
             out.line(line)
     return EXIT_OK
@@ -469,9 +515,13 @@ async def cmd_lock_list(client: AsyncClient, args: argparse.Namespace, out: Outp
 # --- watch --------------------------------------------------------------------------
 async def cmd_watch(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     seen = 0
-    async for event in client.watch(_key(args.key), prefix=args.prefix,
-                                    start_revision=args.start_revision,
-                                    progress=args.progress, give_up_after=args.timeout):
+    async for event in client.watch(
+        _key(args.key),
+        prefix=args.prefix,
+        start_revision=args.start_revision,
+        progress=args.progress,
+        give_up_after=args.timeout,
+    ):
         if out.json:
             out.obj(render.event_json(event))
         else:
@@ -490,19 +540,35 @@ async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: Output)
     leaders = {st.leader.id for st in statuses if st.leader is not None}
     healthy = len(statuses) == len(results) and len(leaders) == 1
     if out.json:
-        out.obj({"endpoints": [
-            render.status_json(r) if not isinstance(r, RaftkvError)
-            else {"endpoint": r.endpoint, "error": str(r)} for r in results],
-            "healthy": healthy})
+        out.obj(
+            {
+                "endpoints": [
+                    render.status_json(r)
+                    if not isinstance(r, RaftkvError)
+                    else {"endpoint": r.endpoint, "error": str(r)}
+                    for r in results
+                ],
+                "healthy": healthy,
+            }
+        )
     else:
         rows = [["ENDPOINT", "NAME", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "READY"]]
         for r in results:
             if isinstance(r, RaftkvError):
                 rows.append([r.endpoint, "-", f"error: {r}", "-", "-", "-", "-", "-"])
             else:
-                rows.append([r.endpoint, r.name, r.role, str(r.term),
-                             r.leader.name if r.leader else "-", str(r.commit_index),
-                             str(r.applied_index), "yes" if r.ready else "no"])
+                rows.append(
+                    [
+                        r.endpoint,
+                        r.name,
+                        r.role,
+                        str(r.term),
+                        r.leader.name if r.leader else "-",
+                        str(r.commit_index),
+                        str(r.applied_index),
+                        "yes" if r.ready else "no",
+                    ]
+                )
         for line in render.table(rows):
             out.line(line)
     if not statuses:
@@ -515,14 +581,23 @@ async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: Output)
 async def cmd_members_list(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     result = await client.members()
     if out.json:
-        out.obj({"leader": result.leader,
-                 "members": [render.member_json(m) for m in result.members]})
+        out.obj(
+            {"leader": result.leader, "members": [render.member_json(m) for m in result.members]}
+        )
     else:
         rows = [["ID", "NAME", "ROLE", "PEER URL", "CLIENT URL", "MATCH", "LEADER"]]
         for m in result.members:
-            rows.append([str(m.id), m.name, m.role, m.peer_url, m.client_url or "-",
-                         "-" if m.match_index is None else str(m.match_index),
-                         "*" if m.id == result.leader else ""])
+            rows.append(
+                [
+                    str(m.id),
+                    m.name,
+                    m.role,
+                    m.peer_url,
+                    m.client_url or "-",
+                    "-" if m.match_index is None else str(m.match_index),
+                    "*" if m.id == result.leader else "",
+                ]
+            )
         for line in render.table(rows):
             out.line(line)
     return EXIT_OK
@@ -552,8 +627,7 @@ async def cmd_members_add(client: AsyncClient, args: argparse.Namespace, out: Ou
     return EXIT_OK
 
 
-async def cmd_members_promote(client: AsyncClient, args: argparse.Namespace, out: Output
-                              ) -> int:
+async def cmd_members_promote(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     member_id = await _member_id(client, args.member)
     await client.promote_member(member_id)
     if out.json:
@@ -563,8 +637,7 @@ async def cmd_members_promote(client: AsyncClient, args: argparse.Namespace, out
     return EXIT_OK
 
 
-async def cmd_members_remove(client: AsyncClient, args: argparse.Namespace, out: Output
-                             ) -> int:
+async def cmd_members_remove(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     member_id = await _member_id(client, args.member)
     await client.remove_member(member_id)
     if out.json:
@@ -574,8 +647,7 @@ async def cmd_members_remove(client: AsyncClient, args: argparse.Namespace, out:
     return EXIT_OK
 
 
-async def cmd_leader_transfer(client: AsyncClient, args: argparse.Namespace, out: Output
-                              ) -> int:
+async def cmd_leader_transfer(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     to = None if args.to is None else await _member_id(client, args.to)
     leader = await client.transfer_leader(to)
     if out.json:
@@ -586,37 +658,38 @@ async def cmd_leader_transfer(client: AsyncClient, args: argparse.Namespace, out
 
 
 # --- checkpoints --------------------------------------------------------------------
-async def cmd_checkpoint_create(client: AsyncClient, args: argparse.Namespace, out: Output
-                                ) -> int:
+async def cmd_checkpoint_create(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     manifest = await client.create_checkpoint(args.id)
     if out.json:
         out.obj(render.manifest_json(manifest))
     else:
-        out.line(f"checkpoint {manifest.id} at index {manifest.index} "
-                 f"({render.human_size(manifest.size)}, sha256 {manifest.sha256[:12]}...)")
+        out.line(
+            f"checkpoint {manifest.id} at index {manifest.index} "
+            f"({render.human_size(manifest.size)}, sha256 {manifest.sha256[:12]}...)"
+        )
     return EXIT_OK
 
 
-async def cmd_checkpoint_list(client: AsyncClient, args: argparse.Namespace, out: Output
-                              ) -> int:
+async def cmd_checkpoint_list(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     manifests = await client.checkpoints()
     if out.json:
         out.obj({"checkpoints": [render.manifest_json(m) for m in manifests]})
     else:
         rows = [["ID", "INDEX", "TERM", "SIZE", "TIME", "SHA256"]] + [
             [m.id, str(m.index), str(m.term), render.human_size(m.size), m.time, m.sha256[:12]]
-            for m in manifests]
+            for m in manifests
+        ]
         for line in render.table(rows):
             out.line(line)
     return EXIT_OK
 
 
-async def cmd_checkpoint_show(client: AsyncClient, args: argparse.Namespace, out: Output
-                              ) -> int:
+async def cmd_checkpoint_show(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     manifest = await client.checkpoint(args.id)
     if manifest is None:
-        raise CheckpointNotFoundError(f"checkpoint {args.id!r} not found",
-                                      code="checkpoint_not_found")
+        raise CheckpointNotFoundError(
+            f"checkpoint {args.id!r} not found", code="checkpoint_not_found"
+        )
     if out.json:
         out.obj(render.manifest_json(manifest))
     else:
@@ -625,8 +698,9 @@ async def cmd_checkpoint_show(client: AsyncClient, args: argparse.Namespace, out
     return EXIT_OK
 
 
-async def cmd_checkpoint_download(client: AsyncClient, args: argparse.Namespace, out: Output
-                                  ) -> int:
+async def cmd_checkpoint_download(
+    client: AsyncClient, args: argparse.Namespace, out: Output
+) -> int:
     bar = ProgressBar(f"{args.id}", enabled=True if args.progress else None)
     if args.no_progress:
         bar.enabled = False
@@ -637,7 +711,9 @@ async def cmd_checkpoint_download(client: AsyncClient, args: argparse.Namespace,
     if out.json:
         out.obj({**render.manifest_json(manifest), "out": str(Path(args.out).resolve())})
     else:
-        out.line(f"checkpoint {manifest.id} ({render.human_size(manifest.size)}, index "
-                 f"{manifest.index}) written to {args.out} and verified (sha256 "
-                 f"{manifest.sha256[:12]}...)")
+        out.line(
+            f"checkpoint {manifest.id} ({render.human_size(manifest.size)}, index "
+            f"{manifest.index}) written to {args.out} and verified (sha256 "
+            f"{manifest.sha256[:12]}...)"
+        )
     return EXIT_OK

@@ -48,5 +48,9 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
     token = env.get("RAFTKV_TOKEN") or None
     if token is None and env.get("RAFTKV_TOKEN_FILE"):
         token = read_token_file(env["RAFTKV_TOKEN_FILE"])
-    return Credentials(env.get("RAFTKV_CACERT") or None, env.get("RAFTKV_CERT") or None,
-                       env.get("RAFTKV_KEY") or None, token)
+    return Credentials(
+        env.get("RAFTKV_CACERT") or None,
+        env.get("RAFTKV_CERT") or None,
+        env.get("RAFTKV_KEY") or None,
+        token,
+    )

@@ -60,8 +60,9 @@ def parse_endpoints(value: str | Sequence[str]) -> list[str]:
 class EndpointSelector:
     """Remembers the leader and picks endpoints for reads and writes."""
 
-    def __init__(self, endpoints: Sequence[str], strategy: str = "leader",
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, endpoints: Sequence[str], strategy: str = "leader", rng: random.Random | None = None
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.endpoints = parse_endpoints(endpoints)

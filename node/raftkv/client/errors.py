@@ -14,8 +14,15 @@ from typing import Any
 class RaftkvError(Exception):
     """Base of every error raised by the client."""
 
-    def __init__(self, message: str, *, code: str = "", status: int = 0,
-                 body: dict[str, Any] | None = None, endpoint: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int = 0,
+        body: dict[str, Any] | None = None,
+        endpoint: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -73,8 +80,9 @@ class CompareFailedError(ConflictError):
     not exist; `revision` is the store revision the condition was checked at.
     """
 
-    def __init__(self, message: str, *, current: Any = None, revision: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, current: Any = None, revision: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.current = current
         self.revision = revision
@@ -143,8 +151,14 @@ class UnavailableError(RaftkvError):
     """The cluster could not serve the request in time: 503s, connection errors,
     timeouts. For a write the outcome may be unknown (see `outcome_unknown`)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 outcome_unknown: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.outcome_unknown = outcome_unknown
@@ -213,8 +227,17 @@ _BY_STATUS: dict[int, type[RaftkvError]] = {
 # 503 codes after which a write was certainly not applied (it never reached the log,
 # or `proposal_lost`: another leader's entry replaced it). Every other 503 to a write
 # (`outcome_unknown`, `node_failed`, `timeout`, `wait_interrupted`, ...) may have applied.
-NOT_APPLIED_CODES = frozenset({"no_leader", "not_leader", "leader_unreachable", "not_ready",
-                               "shutting_down", "proposal_dropped", "proposal_lost"})
+NOT_APPLIED_CODES = frozenset(
+    {
+        "no_leader",
+        "not_leader",
+        "leader_unreachable",
+        "not_ready",
+        "shutting_down",
+        "proposal_dropped",
+        "proposal_lost",
+    }
+)
 
 
 def error_class(status: int, code: str) -> type[RaftkvError]:
@@ -226,8 +249,9 @@ def error_class(status: int, code: str) -> type[RaftkvError]:
     return ServerError
 
 
-def error_from_response(status: int, body: Any, *, endpoint: str = "",
-                        retry_after: float | None = None) -> RaftkvError:
+def error_from_response(
+    status: int, body: Any, *, endpoint: str = "", retry_after: float | None = None
+) -> RaftkvError:
     """The exception for a non-2xx answer (`body` is its parsed JSON, if any)."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         code: str = body["error"]
@@ -236,17 +260,27 @@ def error_from_response(status: int, body: Any, *, endpoint: str = "",
         code = ""
         message = f"HTTP {status} without a raftkv error body"
     cls = error_class(status, code)
-    kwargs: dict[str, Any] = {"code": code, "status": status,
-                              "body": body if isinstance(body, dict) else None,
-                              "endpoint": endpoint}
+    kwargs: dict[str, Any] = {
+        "code": code,
+        "status": status,
+        "body": body if isinstance(body, dict) else None,
+        "endpoint": endpoint,
+    }
     if issubclass(cls, UnavailableError):
-        return cls(message, retry_after=retry_after,
-                   outcome_unknown=code not in NOT_APPLIED_CODES, **kwargs)
+        return cls(
+            message,
+            retry_after=retry_after,
+            outcome_unknown=code not in NOT_APPLIED_CODES,
+            **kwargs,
+        )
     if cls is CompareFailedError:
         from raftkv.client.models import KeyValue  # models import nothing from here
 
         current = body.get("current") if isinstance(body, dict) else None
         return CompareFailedError(
-            message, current=KeyValue.from_json(current) if current else None,
-            revision=int(body.get("revision", 0)) if isinstance(body, dict) else 0, **kwargs)
+            message,
+            current=KeyValue.from_json(current) if current else None,
+            revision=int(body.get("revision", 0)) if isinstance(body, dict) else 0,
+            **kwargs,
+        )
     return cls(message, **kwargs)

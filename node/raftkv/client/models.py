@@ -53,16 +53,25 @@ class KeyValue:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> KeyValue:
-        return cls(_bytes_field(obj, "key"), _bytes_field(obj, "value"),
-                   int(obj.get("create_revision", 0)), int(obj.get("mod_revision", 0)),
-                   int(obj.get("version", 0)), int(obj.get("lease", 0)))
+        return cls(
+            _bytes_field(obj, "key"),
+            _bytes_field(obj, "value"),
+            int(obj.get("create_revision", 0)),
+            int(obj.get("mod_revision", 0)),
+            int(obj.get("version", 0)),
+            int(obj.get("lease", 0)),
+        )
 
     @classmethod
     def from_headers(cls, key: bytes, value: bytes, headers: Any) -> KeyValue:
-        return cls(key, value, int(headers.get(CREATE_REVISION, 0)),
-                   int(headers.get(MOD_REVISION, 0)),
-                   int(headers.get(VERSION, 0)),
-                   int(headers.get(LEASE, 0)))
+        return cls(
+            key,
+            value,
+            int(headers.get(CREATE_REVISION, 0)),
+            int(headers.get(MOD_REVISION, 0)),
+            int(headers.get(VERSION, 0)),
+            int(headers.get(LEASE, 0)),
+        )
 
 
 def _kv_or_none(obj: Any) -> KeyValue | None:
@@ -89,8 +98,11 @@ class DeleteResult:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> DeleteResult:
-        return cls(int(obj.get("deleted", 0)), int(obj["revision"]),
-                   [KeyValue.from_json(kv) for kv in obj.get("prev_kvs") or []])
+        return cls(
+            int(obj.get("deleted", 0)),
+            int(obj["revision"]),
+            [KeyValue.from_json(kv) for kv in obj.get("prev_kvs") or []],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +114,25 @@ class RangeResult:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> RangeResult:
-        return cls(int(obj.get("revision", 0)), [KeyValue.from_json(kv) for kv in obj["kvs"]],
-                   int(obj.get("count", 0)), bool(obj.get("more", False)))
+        return cls(
+            int(obj.get("revision", 0)),
+            [KeyValue.from_json(kv) for kv in obj["kvs"]],
+            int(obj.get("count", 0)),
+            bool(obj.get("more", False)),
+        )
 
 
 # --- transactions -------------------------------------------------------------------
 CompareTarget = Literal["value", "version", "create_revision", "mod_revision", "lease", "exists"]
 CompareOp = Literal["==", "!=", "<", ">"]
-COMPARE_TARGETS: tuple[str, ...] = ("value", "version", "create_revision", "mod_revision",
-                                    "lease", "exists")
+COMPARE_TARGETS: tuple[str, ...] = (
+    "value",
+    "version",
+    "create_revision",
+    "mod_revision",
+    "lease",
+    "exists",
+)
 COMPARE_OPS: tuple[str, ...] = ("==", "!=", "<", ">")
 
 
@@ -136,12 +158,16 @@ class Compare:
         if self.target == "exists" and not isinstance(self.value, bool):
             raise ValueError("an exists compare takes a bool")
         if self.target not in ("value", "exists") and (
-                isinstance(self.value, bool) or not isinstance(self.value, int)):
+            isinstance(self.value, bool) or not isinstance(self.value, int)
+        ):
             raise ValueError(f"a {self.target} compare takes an int")
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**bytes_json("key", to_bytes(self.key)),
-                               "target": self.target, "op": self.op}
+        out: dict[str, Any] = {
+            **bytes_json("key", to_bytes(self.key)),
+            "target": self.target,
+            "op": self.op,
+        }
         if self.target == "value":
             assert isinstance(self.value, str | bytes)
             out.update(bytes_json("value", to_bytes(self.value)))
@@ -160,8 +186,11 @@ class TxnPut:
     prev_kv: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"op": "put", **bytes_json("key", to_bytes(self.key)),
-                               **bytes_json("value", to_bytes(self.value))}
+        out: dict[str, Any] = {
+            "op": "put",
+            **bytes_json("key", to_bytes(self.key)),
+            **bytes_json("value", to_bytes(self.value)),
+        }
         if self.lease:
             out["lease"] = self.lease
         if self.prev_kv:
@@ -219,10 +248,15 @@ class TxnResponse:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TxnResponse:
-        return cls(str(obj.get("op", "")), [KeyValue.from_json(kv) for kv in obj.get("kvs") or []],
-                   int(obj.get("count", 0)), bool(obj.get("more", False)),
-                   int(obj.get("deleted", 0)), _kv_or_none(obj.get("prev_kv")),
-                   [KeyValue.from_json(kv) for kv in obj.get("prev_kvs") or []])
+        return cls(
+            str(obj.get("op", "")),
+            [KeyValue.from_json(kv) for kv in obj.get("kvs") or []],
+            int(obj.get("count", 0)),
+            bool(obj.get("more", False)),
+            int(obj.get("deleted", 0)),
+            _kv_or_none(obj.get("prev_kv")),
+            [KeyValue.from_json(kv) for kv in obj.get("prev_kvs") or []],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +267,11 @@ class TxnResult:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TxnResult:
-        return cls(int(obj["revision"]), bool(obj["succeeded"]),
-                   [TxnResponse.from_json(r) for r in obj.get("responses") or []])
+        return cls(
+            int(obj["revision"]),
+            bool(obj["succeeded"]),
+            [TxnResponse.from_json(r) for r in obj.get("responses") or []],
+        )
 
 
 def txn_op_from_json(obj: dict[str, Any]) -> TxnOp:
@@ -242,22 +279,39 @@ def txn_op_from_json(obj: dict[str, Any]) -> TxnOp:
     kind = obj.get("op")
     key = _bytes_field(obj, "key")
     if kind == "put":
-        return TxnPut(key, _bytes_field(obj, "value"), int(obj.get("lease", 0)),
-                      bool(obj.get("prev_kv", False)))
+        return TxnPut(
+            key,
+            _bytes_field(obj, "value"),
+            int(obj.get("lease", 0)),
+            bool(obj.get("prev_kv", False)),
+        )
     if kind == "delete":
         return TxnDelete(key, bool(obj.get("prefix", False)), bool(obj.get("prev_kv", False)))
     if kind == "range":
-        return TxnRange(key, bool(obj.get("prefix", False)), int(obj.get("limit", 0)),
-                        bool(obj.get("keys_only", False)), bool(obj.get("count_only", False)))
+        return TxnRange(
+            key,
+            bool(obj.get("prefix", False)),
+            int(obj.get("limit", 0)),
+            bool(obj.get("keys_only", False)),
+            bool(obj.get("count_only", False)),
+        )
     raise ValueError(f"a txn op's 'op' must be put, delete or range, not {kind!r}")
 
 
 def compare_from_json(obj: dict[str, Any]) -> Compare:
     target = str(obj.get("target", "value"))
-    value: Bytes | int | bool = (_bytes_field(obj, "value") if target == "value"
-                                 else obj.get("value"))  # type: ignore[assignment]
-    return Compare(_bytes_field(obj, "key"), target, str(obj.get("op", "==")), value,
-                   bool(obj.get("prefix", False)))
+    value: Bytes | int | bool = (
+        _bytes_field(obj, "value")  # type: ignore[assignment]
+        if target == "value"
+        else obj.get("value")
+    )
+    return Compare(
+        _bytes_field(obj, "key"),
+        target,
+        str(obj.get("op", "==")),
+        value,
+        bool(obj.get("prefix", False)),
+    )
 
 
 # --- leases and locks ---------------------------------------------------------------
@@ -286,11 +340,16 @@ class LeaseInfo:
     def from_json(cls, obj: dict[str, Any]) -> LeaseInfo:
         keys = [base64.b64decode(k) for k in obj.get("keys_b64") or []] or [
             _bytes_field(k, "key") if isinstance(k, dict) else str(k).encode()
-            for k in obj.get("keys") or []]
+            for k in obj.get("keys") or []
+        ]
         remaining = obj.get("remaining")
-        return cls(int(obj["id"]), int(obj["ttl"]),
-                   None if remaining is None else float(remaining), keys,
-                   [str(n) for n in obj.get("locks") or []])
+        return cls(
+            int(obj["id"]),
+            int(obj["ttl"]),
+            None if remaining is None else float(remaining),
+            keys,
+            [str(n) for n in obj.get("locks") or []],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +361,12 @@ class LeaseRevoked:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> LeaseRevoked:
-        return cls(int(obj.get("id", 0)), int(obj.get("revision", 0)),
-                   int(obj.get("deleted", 0)), [str(n) for n in obj.get("locks_released") or []])
+        return cls(
+            int(obj.get("id", 0)),
+            int(obj.get("revision", 0)),
+            int(obj.get("deleted", 0)),
+            [str(n) for n in obj.get("locks_released") or []],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,8 +381,9 @@ class Lock:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Lock:
-        return cls(str(obj["name"]), int(obj["lease"]), int(obj["token"]),
-                   int(obj.get("revision", 0)))
+        return cls(
+            str(obj["name"]), int(obj["lease"]), int(obj["token"]), int(obj.get("revision", 0))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,9 +396,13 @@ class Unlocked:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Unlocked:
-        return cls(str(obj.get("name", "")), int(obj.get("lease", 0)),
-                   int(obj.get("revision", 0)), bool(obj.get("released", False)),
-                   bool(obj.get("dequeued", False)))
+        return cls(
+            str(obj.get("name", "")),
+            int(obj.get("lease", 0)),
+            int(obj.get("revision", 0)),
+            bool(obj.get("released", False)),
+            bool(obj.get("dequeued", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +414,12 @@ class LockInfo:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> LockInfo:
-        return cls(str(obj["name"]), int(obj.get("holder") or 0), int(obj.get("token") or 0),
-                   [int(w) for w in obj.get("waiters") or []])
+        return cls(
+            str(obj["name"]),
+            int(obj.get("holder") or 0),
+            int(obj.get("token") or 0),
+            [int(w) for w in obj.get("waiters") or []],
+        )
 
 
 # --- watch --------------------------------------------------------------------------
@@ -389,9 +461,14 @@ class Member:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Member:
         match = obj.get("match_index")
-        return cls(int(obj["id"]), str(obj.get("name", "")), str(obj.get("peer_url", "")),
-                   str(obj.get("client_url", "")), str(obj.get("role", "")),
-                   None if match is None else int(match))
+        return cls(
+            int(obj["id"]),
+            str(obj.get("name", "")),
+            str(obj.get("peer_url", "")),
+            str(obj.get("client_url", "")),
+            str(obj.get("role", "")),
+            None if match is None else int(match),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,15 +489,24 @@ class Status:
     @classmethod
     def from_json(cls, obj: dict[str, Any], endpoint: str = "") -> Status:
         leader = obj.get("leader")
-        return cls(str(obj.get("name", "")), int(obj.get("id", 0)), str(obj.get("role", "")),
-                   int(obj.get("term", 0)),
-                   LeaderInfo(int(leader["id"]), str(leader.get("name", "")),
-                              str(leader.get("client_url") or ""))
-                   if isinstance(leader, dict) else None,
-                   int(obj.get("commit_index", 0)), int(obj.get("applied_index", 0)),
-                   int(obj.get("last_index", 0)), bool(obj.get("ready", False)),
-                   [Member.from_json(m) for m in obj.get("members") or []],
-                   int(obj.get("revision", 0)), endpoint)
+        return cls(
+            str(obj.get("name", "")),
+            int(obj.get("id", 0)),
+            str(obj.get("role", "")),
+            int(obj.get("term", 0)),
+            LeaderInfo(
+                int(leader["id"]), str(leader.get("name", "")), str(leader.get("client_url") or "")
+            )
+            if isinstance(leader, dict)
+            else None,
+            int(obj.get("commit_index", 0)),
+            int(obj.get("applied_index", 0)),
+            int(obj.get("last_index", 0)),
+            bool(obj.get("ready", False)),
+            [Member.from_json(m) for m in obj.get("members") or []],
+            int(obj.get("revision", 0)),
+            endpoint,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,8 +516,9 @@ class Members:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Members:
-        return cls([Member.from_json(m) for m in obj.get("members") or []],
-                   int(obj.get("leader") or 0))
+        return cls(
+            [Member.from_json(m) for m in obj.get("members") or []], int(obj.get("leader") or 0)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +534,13 @@ class CheckpointManifest:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> CheckpointManifest:
-        return cls(str(obj["id"]), int(obj["index"]), int(obj["term"]), str(obj["sha256"]),
-                   int(obj["size"]), str(obj.get("time", "")),
-                   [str(m) for m in obj.get("members") or []], dict(obj))
+        return cls(
+            str(obj["id"]),
+            int(obj["index"]),
+            int(obj["term"]),
+            str(obj["sha256"]),
+            int(obj["size"]),
+            str(obj.get("time", "")),
+            [str(m) for m in obj.get("members") or []],
+            dict(obj),
+        )

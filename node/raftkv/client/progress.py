@@ -13,8 +13,15 @@ class ProgressBar:
     """Call with (done, total) bytes; `finish()` ends the line. Redraws at most
     every `interval` seconds so a fast download does not flood the terminal."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, *, enabled: bool | None = None,
-                 width: int = 30, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        *,
+        enabled: bool | None = None,
+        width: int = 30,
+        interval: float = 0.1,
+    ) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
@@ -39,9 +46,11 @@ class ProgressBar:
         fraction = 1.0 if total <= 0 else min(1.0, done / total)
         filled = int(round(fraction * self.width))
         rate = done / elapsed if elapsed > 0 else 0.0
-        return (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{fraction * 100:5.1f}% {human_size(done)}/{human_size(total)} "
-                f"{human_size(rate)}/s")
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
+            f"{fraction * 100:5.1f}% {human_size(done)}/{human_size(total)} "
+            f"{human_size(rate)}/s"
+        )
 
     def finish(self) -> None:
         if self.enabled and self._drawn:

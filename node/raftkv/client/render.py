@@ -41,9 +41,14 @@ def dumps(obj: Any) -> str:
 
 # --- JSON shapes --------------------------------------------------------------------
 def kv_json(kv: KeyValue) -> dict[str, Any]:
-    return {**_bytes_json("key", kv.key), **_bytes_json("value", kv.value),
-            "create_revision": kv.create_revision, "mod_revision": kv.mod_revision,
-            "version": kv.version, "lease": kv.lease}
+    return {
+        **_bytes_json("key", kv.key),
+        **_bytes_json("value", kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "lease": kv.lease,
+    }
 
 
 def txn_response_json(r: TxnResponse) -> dict[str, Any]:
@@ -60,8 +65,11 @@ def txn_response_json(r: TxnResponse) -> dict[str, Any]:
 
 
 def txn_json(result: TxnResult) -> dict[str, Any]:
-    return {"revision": result.revision, "succeeded": result.succeeded,
-            "responses": [txn_response_json(r) for r in result.responses]}
+    return {
+        "revision": result.revision,
+        "succeeded": result.succeeded,
+        "responses": [txn_response_json(r) for r in result.responses],
+    }
 
 
 def event_json(ev: WatchEvent) -> dict[str, Any]:
@@ -79,28 +87,57 @@ def lease_json(info: LeaseInfo) -> dict[str, Any]:
 
 
 def lock_json(info: LockInfo) -> dict[str, Any]:
-    return {"name": info.name, "holder": info.holder, "token": info.token,
-            "waiters": list(info.waiters)}
+    return {
+        "name": info.name,
+        "holder": info.holder,
+        "token": info.token,
+        "waiters": list(info.waiters),
+    }
 
 
 def member_json(m: Member) -> dict[str, Any]:
-    return {"id": m.id, "name": m.name, "peer_url": m.peer_url, "client_url": m.client_url,
-            "role": m.role, "match_index": m.match_index}
+    return {
+        "id": m.id,
+        "name": m.name,
+        "peer_url": m.peer_url,
+        "client_url": m.client_url,
+        "role": m.role,
+        "match_index": m.match_index,
+    }
 
 
 def status_json(st: Status) -> dict[str, Any]:
-    leader = None if st.leader is None else {
-        "id": st.leader.id, "name": st.leader.name, "client_url": st.leader.client_url}
-    return {"endpoint": st.endpoint, "name": st.name, "id": st.id, "role": st.role,
-            "term": st.term, "leader": leader, "commit_index": st.commit_index,
-            "applied_index": st.applied_index, "last_index": st.last_index,
-            "ready": st.ready, "revision": st.revision,
-            "members": [member_json(m) for m in st.members]}
+    leader = (
+        None
+        if st.leader is None
+        else {"id": st.leader.id, "name": st.leader.name, "client_url": st.leader.client_url}
+    )
+    return {
+        "endpoint": st.endpoint,
+        "name": st.name,
+        "id": st.id,
+        "role": st.role,
+        "term": st.term,
+        "leader": leader,
+        "commit_index": st.commit_index,
+        "applied_index": st.applied_index,
+        "last_index": st.last_index,
+        "ready": st.ready,
+        "revision": st.revision,
+        "members": [member_json(m) for m in st.members],
+    }
 
 
 def manifest_json(m: CheckpointManifest) -> dict[str, Any]:
-    return m.raw or {"id": m.id, "index": m.index, "term": m.term, "sha256": m.sha256,
-                     "size": m.size, "time": m.time, "members": m.members}
+    return m.raw or {
+        "id": m.id,
+        "index": m.index,
+        "term": m.term,
+        "sha256": m.sha256,
+        "size": m.size,
+        "time": m.time,
+        "members": m.members,
+    }
 
 
 # --- human text ---------------------------------------------------------------------
@@ -136,8 +173,9 @@ def table(rows: list[list[str]]) -> list[str]:
     if not rows:
         return []
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
 
 
 def human_size(n: float) -> str:

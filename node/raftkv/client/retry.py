@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 # 503 codes that mean "the leader moved or is being elected": find it again
 # rather than wait for Retry-After (the server's floor of 1 s is coarse).
-LEADER_CHANGE_CODES = frozenset({"no_leader", "not_leader", "leader_unreachable",
-                                 "shutting_down"})
+LEADER_CHANGE_CODES = frozenset({"no_leader", "not_leader", "leader_unreachable", "shutting_down"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +40,16 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempt, 30)))
         return (rng or random).uniform(ceiling / 2, ceiling)
 
-    def delay(self, attempt: int, code: str = "", retry_after: float | None = None,
-              rng: random.Random | None = None) -> float:
+    def delay(
+        self,
+        attempt: int,
+        code: str = "",
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float:
         """How long to wait before retry number `attempt` after an error `code`."""
         wait = self.backoff(attempt, rng)
-        if (retry_after is not None and self.honor_retry_after
-                and code not in LEADER_CHANGE_CODES):
+        if retry_after is not None and self.honor_retry_after and code not in LEADER_CHANGE_CODES:
             wait = max(wait, retry_after)
         return wait
 
@@ -93,8 +96,9 @@ class SessionPool:
             session = self._free.pop()
         else:
             self._created += 1
-            session = Session(self.prefix if self._created == 1
-                              else f"{self.prefix}-{self._created}")
+            session = Session(
+                self.prefix if self._created == 1 else f"{self.prefix}-{self._created}"
+            )
         return session, session.next()
 
     def release(self, session: Session) -> None:

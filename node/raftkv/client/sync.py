@@ -52,29 +52,47 @@ T = TypeVar("T")
 class Client:
     """A blocking raftkv client. Close it (or use `with`) to stop its thread."""
 
-    def __init__(self, endpoints: str | Sequence[str] = DEFAULT_ENDPOINT, *,
-                 strategy: str = "leader", retry: RetryPolicy | None = None,
-                 attempt_timeout: float = 15.0, client_id: str | None = None,
-                 credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINT,
+        *,
+        strategy: str = "leader",
+        retry: RetryPolicy | None = None,
+        attempt_timeout: float = 15.0,
+        client_id: str | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name="raftkv-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="raftkv-client", daemon=True
+        )
         self._thread.start()
         self._closed = False
         try:
-            self._aio = self._run(self._make(endpoints, strategy, retry, attempt_timeout,
-                                             client_id, credentials))
+            self._aio = self._run(
+                self._make(endpoints, strategy, retry, attempt_timeout, client_id, credentials)
+            )
         except BaseException:
             self._stop_loop()
             raise
 
     @staticmethod
-    async def _make(endpoints: str | Sequence[str], strategy: str, retry: RetryPolicy | None,
-                    attempt_timeout: float, client_id: str | None,
-                    credentials: Credentials | None) -> AsyncClient:
-        return AsyncClient(endpoints, strategy=strategy, retry=retry,
-                           attempt_timeout=attempt_timeout, client_id=client_id,
-                           credentials=credentials)
+    async def _make(
+        endpoints: str | Sequence[str],
+        strategy: str,
+        retry: RetryPolicy | None,
+        attempt_timeout: float,
+        client_id: str | None,
+        credentials: Credentials | None,
+    ) -> AsyncClient:
+        return AsyncClient(
+            endpoints,
+            strategy=strategy,
+            retry=retry,
+            attempt_timeout=attempt_timeout,
+            client_id=client_id,
+            credentials=credentials,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
@@ -116,31 +134,80 @@ class Client:
     def get(self, key: Bytes, *, serializable: bool = False) -> KeyValue | None:
         return self._run(self._aio.get(key, serializable=serializable))
 
-    def get_prefix(self, prefix: Bytes = b"", *, limit: int = 0, keys_only: bool = False,
-                   count_only: bool = False, serializable: bool = False) -> RangeResult:
-        return self._run(self._aio.get_prefix(prefix, limit=limit, keys_only=keys_only,
-                                              count_only=count_only,
-                                              serializable=serializable))
+    def get_prefix(
+        self,
+        prefix: Bytes = b"",
+        *,
+        limit: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        serializable: bool = False,
+    ) -> RangeResult:
+        return self._run(
+            self._aio.get_prefix(
+                prefix,
+                limit=limit,
+                keys_only=keys_only,
+                count_only=count_only,
+                serializable=serializable,
+            )
+        )
 
-    def put(self, key: Bytes, value: Bytes, *, lease: int = 0, prev_kv: bool = False,
-            if_version: int | None = None, if_mod_revision: int | None = None,
-            if_exists: bool | None = None, if_value: Bytes | None = None) -> PutResult:
-        return self._run(self._aio.put(key, value, lease=lease, prev_kv=prev_kv,
-                                       if_version=if_version, if_mod_revision=if_mod_revision,
-                                       if_exists=if_exists, if_value=if_value))
+    def put(
+        self,
+        key: Bytes,
+        value: Bytes,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        if_version: int | None = None,
+        if_mod_revision: int | None = None,
+        if_exists: bool | None = None,
+        if_value: Bytes | None = None,
+    ) -> PutResult:
+        return self._run(
+            self._aio.put(
+                key,
+                value,
+                lease=lease,
+                prev_kv=prev_kv,
+                if_version=if_version,
+                if_mod_revision=if_mod_revision,
+                if_exists=if_exists,
+                if_value=if_value,
+            )
+        )
 
-    def delete(self, key: Bytes, *, prev_kv: bool = False, if_version: int | None = None,
-               if_mod_revision: int | None = None, if_exists: bool | None = None,
-               if_value: Bytes | None = None) -> DeleteResult:
-        return self._run(self._aio.delete(key, prev_kv=prev_kv, if_version=if_version,
-                                          if_mod_revision=if_mod_revision,
-                                          if_exists=if_exists, if_value=if_value))
+    def delete(
+        self,
+        key: Bytes,
+        *,
+        prev_kv: bool = False,
+        if_version: int | None = None,
+        if_mod_revision: int | None = None,
+        if_exists: bool | None = None,
+        if_value: Bytes | None = None,
+    ) -> DeleteResult:
+        return self._run(
+            self._aio.delete(
+                key,
+                prev_kv=prev_kv,
+                if_version=if_version,
+                if_mod_revision=if_mod_revision,
+                if_exists=if_exists,
+                if_value=if_value,
+            )
+        )
 
     def delete_prefix(self, prefix: Bytes, *, prev_kv: bool = False) -> DeleteResult:
         return self._run(self._aio.delete_prefix(prefix, prev_kv=prev_kv))
 
-    def txn(self, compare: Sequence[Compare] = (), success: Sequence[TxnOp] = (),
-            failure: Sequence[TxnOp] = ()) -> TxnResult:
+    def txn(
+        self,
+        compare: Sequence[Compare] = (),
+        success: Sequence[TxnOp] = (),
+        failure: Sequence[TxnOp] = (),
+    ) -> TxnResult:
         return self._run(self._aio.txn(compare, success, failure))
 
     # --- leases -------------------------------------------------------------------------
@@ -169,8 +236,9 @@ class Client:
             self._run(_cancel(task))
 
     # --- locks --------------------------------------------------------------------------
-    def lock(self, name: str, lease: int, *, timeout: float = DEFAULT_LOCK_TIMEOUT,
-             wait: bool = True) -> Lock:
+    def lock(
+        self, name: str, lease: int, *, timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
+    ) -> Lock:
         return self._run(self._aio.lock(name, lease, timeout=timeout, wait=wait))
 
     def unlock(self, name: str, lease: int) -> Unlocked:
@@ -183,8 +251,9 @@ class Client:
         return self._run(self._aio.locks())
 
     @contextlib.contextmanager
-    def hold_lock(self, name: str, *, ttl: int = 10, timeout: float = DEFAULT_LOCK_TIMEOUT,
-                  wait: bool = True) -> Iterator[Lock]:
+    def hold_lock(
+        self, name: str, *, ttl: int = 10, timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
+    ) -> Iterator[Lock]:
         """See `AsyncClient.hold_lock`."""
         lease = self.grant_lease(ttl)
         try:
@@ -200,13 +269,25 @@ class Client:
                 self.revoke_lease(lease.id)
 
     # --- watch --------------------------------------------------------------------------
-    def watch(self, key: Bytes = b"", *, prefix: bool = False, start_revision: int = 0,
-              progress: bool = False, resume: bool = True,
-              give_up_after: float | None = None) -> Iterator[WatchEvent]:
+    def watch(
+        self,
+        key: Bytes = b"",
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        progress: bool = False,
+        resume: bool = True,
+        give_up_after: float | None = None,
+    ) -> Iterator[WatchEvent]:
         """A blocking iterator of events; close it (or break out) to stop watching."""
         stream: AsyncIterator[WatchEvent] = self._aio.watch(
-            key, prefix=prefix, start_revision=start_revision, progress=progress,
-            resume=resume, give_up_after=give_up_after)
+            key,
+            prefix=prefix,
+            start_revision=start_revision,
+            progress=progress,
+            resume=resume,
+            give_up_after=give_up_after,
+        )
         try:
             while True:
                 try:
@@ -225,8 +306,9 @@ class Client:
     def statuses(self) -> list[Status | RaftkvError]:
         return self._run(self._aio.statuses())
 
-    def wait_leader_change(self, wait: float, *, leader: int | None = None,
-                           term: int | None = None) -> Status:
+    def wait_leader_change(
+        self, wait: float, *, leader: int | None = None, term: int | None = None
+    ) -> Status:
         return self._run(self._aio.wait_leader_change(wait, leader=leader, term=term))
 
     def leader(self) -> Status:
@@ -235,8 +317,9 @@ class Client:
     def members(self) -> Members:
         return self._run(self._aio.members())
 
-    def add_member(self, name: str, peer_url: str, client_url: str = "",
-                   member_id: int | None = None) -> Member:
+    def add_member(
+        self, name: str, peer_url: str, client_url: str = "", member_id: int | None = None
+    ) -> Member:
         return self._run(self._aio.add_member(name, peer_url, client_url, member_id))
 
     def promote_member(self, member_id: int) -> None:
@@ -258,10 +341,14 @@ class Client:
     def checkpoint(self, checkpoint_id: str) -> CheckpointManifest | None:
         return self._run(self._aio.checkpoint(checkpoint_id))
 
-    def download_checkpoint(self, checkpoint_id: str, out_dir: str | os.PathLike[str], *,
-                            progress: ProgressCallback | None = None) -> CheckpointManifest:
-        return self._run(self._aio.download_checkpoint(checkpoint_id, out_dir,
-                                                       progress=progress))
+    def download_checkpoint(
+        self,
+        checkpoint_id: str,
+        out_dir: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> CheckpointManifest:
+        return self._run(self._aio.download_checkpoint(checkpoint_id, out_dir, progress=progress))
 
 
 async def _anext(stream: AsyncIterator[T]) -> T:

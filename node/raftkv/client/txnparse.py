@@ -26,8 +26,9 @@ from raftkv.client.models import (
     TxnRange,
 )
 
-_COMPARE = re.compile(r"^\s*(?P<target>[a-z_]+)\((?P<key>.*?)\)\s*(?P<op>==|!=|<|>)\s*(?P<rest>.*)$",
-                      re.DOTALL)
+_COMPARE = re.compile(
+    r"^\s*(?P<target>[a-z_]+)\((?P<key>.*?)\)\s*(?P<op>==|!=|<|>)\s*(?P<rest>.*)$", re.DOTALL
+)
 
 
 class TxnSyntaxError(ValueError):
@@ -37,12 +38,14 @@ class TxnSyntaxError(ValueError):
 def parse_compare(expr: str) -> Compare:
     m = _COMPARE.match(expr)
     if m is None:
-        raise TxnSyntaxError(f"bad compare {expr!r}: expected TARGET(KEY) OP VALUE, "
-                             "e.g. 'version(a) == 0'")
+        raise TxnSyntaxError(
+            f"bad compare {expr!r}: expected TARGET(KEY) OP VALUE, e.g. 'version(a) == 0'"
+        )
     target, key, op = m["target"], m["key"], m["op"]
     if target not in COMPARE_TARGETS:
-        raise TxnSyntaxError(f"bad compare {expr!r}: target must be one of "
-                             f"{', '.join(COMPARE_TARGETS)}")
+        raise TxnSyntaxError(
+            f"bad compare {expr!r}: target must be one of {', '.join(COMPARE_TARGETS)}"
+        )
     assert op in COMPARE_OPS
     try:
         tokens = shlex.split(m["rest"])
@@ -52,8 +55,7 @@ def parse_compare(expr: str) -> Compare:
     if prefix:
         tokens = tokens[:-1]
     if len(tokens) != 1:
-        raise TxnSyntaxError(f"bad compare {expr!r}: give one value (quote it if it has "
-                             "spaces)")
+        raise TxnSyntaxError(f"bad compare {expr!r}: give one value (quote it if it has spaces)")
     raw = tokens[0]
     value: str | int | bool
     if target == "value":
@@ -96,8 +98,13 @@ def parse_op(expr: str) -> TxnOp:
         _only(expr, flags, {"--prefix", "--limit", "--keys-only", "--count-only"})
         if len(positional) != 1:
             raise TxnSyntaxError(f"bad op {expr!r}: expected get KEY [--prefix] [--limit N]")
-        return TxnRange(positional[0], "--prefix" in flags, _int_flag(expr, flags, "--limit"),
-                        "--keys-only" in flags, "--count-only" in flags)
+        return TxnRange(
+            positional[0],
+            "--prefix" in flags,
+            _int_flag(expr, flags, "--limit"),
+            "--keys-only" in flags,
+            "--count-only" in flags,
+        )
     raise TxnSyntaxError(f"bad op {expr!r}: an op starts with put, del or get")
 
 

@@ -108,6 +108,7 @@ class KVStore:
             raise ValueError("snapshot keys are not strictly increasing")
         store._records = records
         store._index = SortedList(keys)
-        store.size_bytes = sum(len(key) + len(record[0]) + RECORD_OVERHEAD_BYTES
-                               for key, record in records.items())
+        store.size_bytes = sum(
+            len(key) + len(record[0]) + RECORD_OVERHEAD_BYTES for key, record in records.items()
+        )
         return store

@@ -151,10 +151,11 @@ class SnapshotView:
         get = records.__getitem__
         with _gc_paused():
             for start in range(0, len(keys), self.CHUNK):
-                chunk = keys[start:start + self.CHUNK]
-                packed = msgpack.packb(list(zip(chunk, map(get, chunk), strict=True)),
-                                       use_bin_type=True)
-                parts.append(packed[len(packer.pack_array_header(len(chunk))):])
+                chunk = keys[start : start + self.CHUNK]
+                packed = msgpack.packb(
+                    list(zip(chunk, map(get, chunk), strict=True)), use_bin_type=True
+                )
+                parts.append(packed[len(packer.pack_array_header(len(chunk))) :])
                 if between_chunks is not None:
                     between_chunks()
         return b"".join(parts)
@@ -225,8 +226,9 @@ class StateMachine:
 
     def _apply_member_client_url(self, index: int, cmd: MemberClientUrl) -> ApplyResult:
         updated = self._members.set_client_url(cmd.member, cmd.client_url)
-        return ApplyResult(index, {"revision": self.revision, "member": cmd.member,
-                                   "updated": updated})
+        return ApplyResult(
+            index, {"revision": self.revision, "member": cmd.member, "updated": updated}
+        )
 
     def _error(self, code: str, message: str) -> dict[str, Any]:
         return {"revision": self.revision, "error": code, "message": message}
@@ -349,8 +351,11 @@ class StateMachine:
         if lease_id in self._leases:
             return ApplyResult(index, self._error(LEASE_EXISTS, f"lease {lease_id} exists"))
         self._leases.grant(lease_id, cmd.ttl)
-        return ApplyResult(index, {"revision": self.revision, "id": lease_id, "ttl": cmd.ttl},
-                           lease_granted=LeaseGranted(lease_id, cmd.ttl))
+        return ApplyResult(
+            index,
+            {"revision": self.revision, "id": lease_id, "ttl": cmd.ttl},
+            lease_granted=LeaseGranted(lease_id, cmd.ttl),
+        )
 
     def _apply_lease_revoke(self, index: int, cmd: LeaseRevoke) -> ApplyResult:
         if cmd.id not in self._leases:
@@ -528,8 +533,12 @@ class StateMachine:
         their records, kept session results, leases, locks): what a snapshot or a
         checkpoint of this state writes, and what the backend quota limits. The
         same on every member (a function of the applied log)."""
-        return (self._kv.size_bytes + self._sessions.result_bytes
-                + _LEASE_BYTES * len(self._leases) + self._locks.size_bytes())
+        return (
+            self._kv.size_bytes
+            + self._sessions.result_bytes
+            + _LEASE_BYTES * len(self._leases)
+            + self._locks.size_bytes()
+        )
 
     def stats(self) -> dict[str, int]:
         return {

@@ -80,8 +80,10 @@ class MemberDirectory:
         return {mid: self._removed[mid] for mid in sorted(self._removed)}
 
     def dump(self) -> list[tuple[int, str, str, str, str]]:
-        rows = [(mid, m["name"], m["peer_url"], m["client_url"], m["role"])
-                for mid, m in self._members.items()]
+        rows = [
+            (mid, m["name"], m["peer_url"], m["client_url"], m["role"])
+            for mid, m in self._members.items()
+        ]
         rows += [(mid, name, "", "", REMOVED) for mid, name in self._removed.items()]
         return sorted(rows)
 
@@ -89,8 +91,12 @@ class MemberDirectory:
     def load(cls, rows: list[tuple[int, str, str, str, str]]) -> MemberDirectory:
         directory = cls()
         for mid, name, peer_url, client_url, role in rows:
-            if (type(mid) is not int or mid in directory._members or mid in directory._removed
-                    or role not in (VOTER, LEARNER, REMOVED)):
+            if (
+                type(mid) is not int
+                or mid in directory._members
+                or mid in directory._removed
+                or role not in (VOTER, LEARNER, REMOVED)
+            ):
                 raise ValueError(f"bad member row {mid!r}")
             if role == REMOVED:
                 directory._removed[mid] = name

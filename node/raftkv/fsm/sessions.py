@@ -123,7 +123,8 @@ def retained(seq: int, index: int, result: dict[str, Any]) -> tuple[dict[str, An
         "message": (
             f"this request (session seq {seq}) was applied at log index {index}, store "
             f"revision {revision}; its answer is larger than the {RESULT_LIMIT} bytes kept "
-            "for retries, so it is not repeated: read the current state instead"),
+            "for retries, so it is not repeated: read the current state instead"
+        ),
         "revision": revision,
     }
     if type(result.get("succeeded")) is bool:  # a txn: which branch ran
@@ -196,7 +197,8 @@ class SessionTable:
             last_index = index
             result = canonical(result)
             entry = table._entries[client_id] = _Entry(
-                seq, index, result, bounded_size(result, _NO_LIMIT))
+                seq, index, result, bounded_size(result, _NO_LIMIT)
+            )
             table.result_bytes += entry.size
         if len(table._entries) > capacity:
             raise ValueError("more sessions than the capacity")

@@ -19,6 +19,15 @@ from raftkv.paxos.types import (
 from raftkv.raft.types import conf_after
 
 __all__ = [
-    "Config", "Message", "MsgType", "Paxos", "Ready", "ballot", "ballot_node", "ballot_round",
-    "bootstrap_entries", "conf_after", "fmt_ballot",
+    "Config",
+    "Message",
+    "MsgType",
+    "Paxos",
+    "Ready",
+    "ballot",
+    "ballot_node",
+    "ballot_round",
+    "bootstrap_entries",
+    "conf_after",
+    "fmt_ballot",
 ]

@@ -122,8 +122,14 @@ class Paxos:
     # that depend on the durable state (runtime.ready.plan(leader=False)).
     SENDS_BEFORE_PERSIST = False
 
-    def __init__(self, config: Config, *, hard_state: HardState | None = None,
-                 snapshot: SnapshotMeta | None = None, entries: list[Entry] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hard_state: HardState | None = None,
+        snapshot: SnapshotMeta | None = None,
+        entries: list[Entry] | None = None,
+    ) -> None:
         config.validate()
         self.cfg = config
         self.id = config.id
@@ -280,20 +286,32 @@ class Paxos:
 
     def status(self) -> dict[str, object]:
         return {
-            "id": self.id, "ballot": self.promised, "role": str(self.role),
-            "leader": self.leader, "commit": self.commit, "applied": self.applied,
-            "last_index": self.last_index(), "voters": sorted(self.conf.voters),
-            "learners": sorted(self.conf.learners), "lead_transferee": self.lead_transferee,
+            "id": self.id,
+            "ballot": self.promised,
+            "role": str(self.role),
+            "leader": self.leader,
+            "commit": self.commit,
+            "applied": self.applied,
+            "last_index": self.last_index(),
+            "voters": sorted(self.conf.voters),
+            "learners": sorted(self.conf.learners),
+            "lead_transferee": self.lead_transferee,
         }
 
     # --- Ready / advance ---------------------------------------------------
     def has_ready(self) -> bool:
-        if (self.msgs or self.read_states or self._unstable
-                or self._pending_snapshot is not None or self._applying < self.commit):
+        if (
+            self.msgs
+            or self.read_states
+            or self._unstable
+            or self._pending_snapshot is not None
+            or self._applying < self.commit
+        ):
             return True
         ss = self._prev_ss
-        return (self._hard_state() != self._prev_hs
-                or ss.leader != self.leader or ss.role != self.role)
+        return (
+            self._hard_state() != self._prev_hs or ss.leader != self.leader or ss.role != self.role
+        )
 
     def ready(self) -> Ready:
         rd = Ready()
@@ -350,17 +368,29 @@ class Paxos:
     # --- acceptor ------------------------------------------------------------
     def _in_lease(self) -> bool:
         """We heard from a live leader within an election timeout (or lead)."""
-        return (self.cfg.lease and self.leader != NONE
-                and self.election_elapsed < self.cfg.election_tick)
+        return (
+            self.cfg.lease
+            and self.leader != NONE
+            and self.election_elapsed < self.cfg.election_tick
+        )
 
     def _on_prepare(self, m: Message) -> None:
         force = m.context == CAMPAIGN_TRANSFER
         if m.ballot > self.promised and (force or not self._in_lease()):
             self._promise(m.ballot)
         if m.ballot == self.promised and self.role == StateRole.FOLLOWER:
-            self._send(Message(MsgType.PROMISE, to=m.frm, frm=self.id, ballot=m.ballot,
-                               entries=self._accepted_from(m.index), commit=self.commit,
-                               conf=self.conf, index=self.base))
+            self._send(
+                Message(
+                    MsgType.PROMISE,
+                    to=m.frm,
+                    frm=self.id,
+                    ballot=m.ballot,
+                    entries=self._accepted_from(m.index),
+                    commit=self.commit,
+                    conf=self.conf,
+                    index=self.base,
+                )
+            )
         else:
             self._send(Message(MsgType.NACK, to=m.frm, frm=self.id, ballot=self.promised))
 
@@ -382,8 +412,16 @@ class Paxos:
         for e in m.entries:
             self._accept(m.ballot, e)
         if m.entries:
-            self._send(Message(MsgType.ACCEPTED, to=m.frm, frm=self.id, ballot=m.ballot,
-                               index=m.entries[0].index, last=m.entries[-1].index))
+            self._send(
+                Message(
+                    MsgType.ACCEPTED,
+                    to=m.frm,
+                    frm=self.id,
+                    ballot=m.ballot,
+                    index=m.entries[0].index,
+                    last=m.entries[-1].index,
+                )
+            )
         self._learn_commit(m.ballot, m.commit, m.frm)
 
     def _accepts(self, b: int) -> bool:
@@ -450,8 +488,16 @@ class Paxos:
         if m.ballot >= self.promised:
             self._follow(m.ballot)
             if self.role == StateRole.FOLLOWER:
-                self._send(Message(MsgType.COMMIT_RESP, to=m.frm, frm=self.id, ballot=m.ballot,
-                                   context=m.context, commit=self.commit))
+                self._send(
+                    Message(
+                        MsgType.COMMIT_RESP,
+                        to=m.frm,
+                        frm=self.id,
+                        ballot=m.ballot,
+                        context=m.context,
+                        commit=self.commit,
+                    )
+                )
         else:
             self._send(Message(MsgType.NACK, to=m.frm, frm=self.id, ballot=self.promised))
         self._learn_commit(m.ballot, m.commit, m.frm)
@@ -459,13 +505,28 @@ class Paxos:
     def _on_catchup(self, m: Message) -> None:
         if m.index <= self.base:
             if self.snap_meta.index > 0:
-                self._send(Message(MsgType.SNAP, to=m.frm, frm=self.id,
-                                   snapshot=Snapshot(self.snap_meta), commit=self.commit))
+                self._send(
+                    Message(
+                        MsgType.SNAP,
+                        to=m.frm,
+                        frm=self.id,
+                        snapshot=Snapshot(self.snap_meta),
+                        commit=self.commit,
+                    )
+                )
             return
         end = min(self.commit, m.index + self.cfg.max_entries_per_msg - 1)
         ents = [self.log[s] for s in range(m.index, end + 1)]
-        self._send(Message(MsgType.CATCHUP_RESP, to=m.frm, frm=self.id, index=m.index,
-                           entries=ents, commit=self.commit))
+        self._send(
+            Message(
+                MsgType.CATCHUP_RESP,
+                to=m.frm,
+                frm=self.id,
+                index=m.index,
+                entries=ents,
+                commit=self.commit,
+            )
+        )
 
     def _on_catchup_resp(self, m: Message) -> None:
         self._pull_wait = 0
@@ -520,9 +581,16 @@ class Paxos:
                 self._become_follower(NONE)
 
     def _own_promise(self) -> Message:
-        return Message(MsgType.PROMISE, to=self.id, frm=self.id, ballot=self.promised,
-                       entries=self._accepted_from(self.commit + 1), commit=self.commit,
-                       conf=self.conf, index=self.base)
+        return Message(
+            MsgType.PROMISE,
+            to=self.id,
+            frm=self.id,
+            ballot=self.promised,
+            entries=self._accepted_from(self.commit + 1),
+            commit=self.commit,
+            conf=self.conf,
+            index=self.base,
+        )
 
     def _phase1_configs(self, promises: list[Message]) -> list[ConfState]:
         """Every configuration that may decide a slot this proposer must recover:
@@ -560,8 +628,16 @@ class Paxos:
         members = set().union(*(c.voters for c in confs)) - {self.id}
         for to in sorted(members - self._prepared):
             self._prepared.add(to)
-            self._send(Message(MsgType.PREPARE, to=to, frm=self.id, ballot=self.promised,
-                               index=self.commit + 1, context=self._context))
+            self._send(
+                Message(
+                    MsgType.PREPARE,
+                    to=to,
+                    frm=self.id,
+                    ballot=self.promised,
+                    index=self.commit + 1,
+                    context=self._context,
+                )
+            )
         if all(majority(responders, c) for c in confs):
             self._become_leader(promises)
 
@@ -619,8 +695,16 @@ class Paxos:
         n = self.cfg.max_entries_per_msg
         for to in sorted(self._members() - {self.id}):
             for i in range(0, len(ents), n):
-                self._send(Message(MsgType.ACCEPT, to=to, frm=self.id, ballot=self.promised,
-                                   entries=ents[i:i + n], commit=self.commit))
+                self._send(
+                    Message(
+                        MsgType.ACCEPT,
+                        to=to,
+                        frm=self.id,
+                        ballot=self.promised,
+                        entries=ents[i : i + n],
+                        commit=self.commit,
+                    )
+                )
 
     def _members(self) -> set[int]:
         out = set(self.conf.members())
@@ -698,8 +782,16 @@ class Paxos:
 
     def _bcast_commit(self, ctx: bytes = b"") -> None:
         for to in sorted(self._members() - {self.id}):
-            self._send(Message(MsgType.COMMIT, to=to, frm=self.id, ballot=self.promised,
-                               commit=self.commit, context=ctx))
+            self._send(
+                Message(
+                    MsgType.COMMIT,
+                    to=to,
+                    frm=self.id,
+                    ballot=self.promised,
+                    commit=self.commit,
+                    context=ctx,
+                )
+            )
 
     def _retransmit(self) -> None:
         """Slots not chosen yet: resend them to whoever has not accepted them (lost
@@ -719,8 +811,16 @@ class Paxos:
                 self._send_accept(to, run)
 
     def _send_accept(self, to: int, ents: list[Entry]) -> None:
-        self._send(Message(MsgType.ACCEPT, to=to, frm=self.id, ballot=self.promised,
-                           entries=ents, commit=self.commit))
+        self._send(
+            Message(
+                MsgType.ACCEPT,
+                to=to,
+                frm=self.id,
+                ballot=self.promised,
+                entries=ents,
+                commit=self.commit,
+            )
+        )
 
     def _on_commit_resp(self, m: Message) -> None:
         if self.role != StateRole.LEADER or m.ballot != self.promised:
@@ -766,15 +866,22 @@ class Paxos:
         if frm == self.id:
             self.read_states.append(ReadState(index, ctx))
         else:
-            self._send(Message(MsgType.READ_INDEX_RESP, to=frm, frm=self.id, index=index,
-                               context=ctx, ballot=self.promised))
+            self._send(
+                Message(
+                    MsgType.READ_INDEX_RESP,
+                    to=frm,
+                    frm=self.id,
+                    index=index,
+                    context=ctx,
+                    ballot=self.promised,
+                )
+            )
 
     def _on_read_index(self, m: Message) -> None:
         if self.role == StateRole.LEADER:
             self._handle_read_index(m.context, m.frm)
         elif self.leader != NONE and self.role == StateRole.FOLLOWER:
-            self._send(Message(MsgType.READ_INDEX, to=self.leader, frm=m.frm,
-                               context=m.context))
+            self._send(Message(MsgType.READ_INDEX, to=self.leader, frm=m.frm, context=m.context))
 
     def _on_read_index_resp(self, m: Message) -> None:
         if m.frm == self.leader and ballot_node(m.ballot) == m.frm:
@@ -789,8 +896,12 @@ class Paxos:
         self._send(Message(MsgType.TIMEOUT_NOW, to=to, frm=self.id, ballot=self.promised))
 
     def _on_timeout_now(self, m: Message) -> None:
-        if (self.role == StateRole.FOLLOWER and m.ballot == self.promised
-                and m.frm == self.leader and self.is_voter()):
+        if (
+            self.role == StateRole.FOLLOWER
+            and m.ballot == self.promised
+            and m.frm == self.leader
+            and self.is_voter()
+        ):
             self.campaign(transfer=True)
 
     def _on_transfer_leader(self, m: Message) -> None:
@@ -832,7 +943,8 @@ class Paxos:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.cfg.election_tick + self._rng.randrange(
-            self.cfg.election_tick)
+            self.cfg.election_tick
+        )
 
     def _reset_leader_state(self) -> None:
         self._acks = {}

@@ -26,7 +26,23 @@ from raftkv.raft.types import (
 )
 
 __all__ = [
-    "NONE", "Config", "ConfChange", "ConfChangeType", "ConfState", "Entry", "EntryType",
-    "HardState", "Message", "MsgType", "NotLeader", "ProposalDropped", "Raft", "Ready",
-    "ReadState", "Snapshot", "SnapshotMeta", "SoftState", "StateRole",
+    "NONE",
+    "Config",
+    "ConfChange",
+    "ConfChangeType",
+    "ConfState",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "Message",
+    "MsgType",
+    "NotLeader",
+    "ProposalDropped",
+    "Raft",
+    "Ready",
+    "ReadState",
+    "Snapshot",
+    "SnapshotMeta",
+    "SoftState",
+    "StateRole",
 ]

@@ -42,8 +42,9 @@ from raftkv.raft.types import (
 
 CAMPAIGN_TRANSFER = b"transfer"
 # What only the leader of a term sends to its followers.
-_FROM_LEADER = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW,
-                          MsgType.READ_INDEX_RESP})  # VOTE context: a leadership transfer, skip the lease check
+_FROM_LEADER = frozenset(
+    {MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP, MsgType.TIMEOUT_NOW, MsgType.READ_INDEX_RESP}
+)  # VOTE context: a leadership transfer, skip the lease check
 
 
 @dataclass(slots=True)
@@ -121,8 +122,14 @@ class _ReadOnly:
 
 
 class Raft:
-    def __init__(self, config: Config, *, hard_state: HardState | None = None,
-                 snapshot: SnapshotMeta | None = None, entries: list[Entry] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hard_state: HardState | None = None,
+        snapshot: SnapshotMeta | None = None,
+        entries: list[Entry] | None = None,
+    ) -> None:
         config.validate()
         self.cfg = config
         self.id = config.id
@@ -140,8 +147,11 @@ class Raft:
         # `conf`, it only moves as committed entries are handed back through advance().
         self._applied_conf = self.conf
         self._conf_applied = self.log.applied
-        for e in self.log.slice(self.log.applied + 1, self.log.committed + 1) \
-                if self.log.committed > self.log.applied else []:
+        for e in (
+            self.log.slice(self.log.applied + 1, self.log.committed + 1)
+            if self.log.committed > self.log.applied
+            else []
+        ):
             if e.type == EntryType.CONF_CHANGE:
                 self.conf = self._conf_after(self.conf, ConfChange.decode(e.data))
         self._conf_applied = self.log.committed
@@ -204,8 +214,9 @@ class Raft:
         """Append several entries at once; returns (term, index of the first)."""
         self._check_can_propose()
         first = self.log.last_index() + 1
-        self._append([Entry(self.term, first + i, EntryType.NORMAL, d)
-                      for i, d in enumerate(datas)])
+        self._append(
+            [Entry(self.term, first + i, EntryType.NORMAL, d) for i, d in enumerate(datas)]
+        )
         self._bcast_append()
         return self.term, first
 
@@ -264,13 +275,20 @@ class Raft:
         A heartbeat from a leader that is alive after all restores the lease, and
         nothing else changed (no lingering shorter timeout).
         """
-        if (self.role != StateRole.FOLLOWER or leader == NONE or leader != self.leader
-                or not (self.cfg.pre_vote and self.cfg.check_quorum)):
+        if (
+            self.role != StateRole.FOLLOWER
+            or leader == NONE
+            or leader != self.leader
+            or not (self.cfg.pre_vote and self.cfg.check_quorum)
+        ):
             return  # without pre-vote + check-quorum an early campaign could disrupt
         rank = sorted(self.conf.voters - {leader}).index(self.id) if self.is_voter() else 0
         fire_in = 1 + 2 * rank
-        self.election_elapsed = max(self.election_elapsed, self.cfg.election_tick,
-                                    self.randomized_election_timeout - fire_in)
+        self.election_elapsed = max(
+            self.election_elapsed,
+            self.cfg.election_tick,
+            self.randomized_election_timeout - fire_in,
+        )
 
     def report_snapshot(self, node: int, ok: bool) -> None:
         pr = self.prs.get(node)
@@ -293,12 +311,22 @@ class Raft:
 
     def status(self) -> dict[str, object]:
         return {
-            "id": self.id, "term": self.term, "vote": self.vote, "role": str(self.role),
-            "leader": self.leader, "commit": self.log.committed, "applied": self.log.applied,
+            "id": self.id,
+            "term": self.term,
+            "vote": self.vote,
+            "role": str(self.role),
+            "leader": self.leader,
+            "commit": self.log.committed,
+            "applied": self.log.applied,
             "last_index": self.log.last_index(),
-            "voters": sorted(self.conf.voters), "learners": sorted(self.conf.learners),
-            "progress": {i: {"match": p.match, "next": p.next, "state": p.state.name.lower()}
-                         for i, p in self.prs.items()} if self.role == StateRole.LEADER else {},
+            "voters": sorted(self.conf.voters),
+            "learners": sorted(self.conf.learners),
+            "progress": {
+                i: {"match": p.match, "next": p.next, "state": p.state.name.lower()}
+                for i, p in self.prs.items()
+            }
+            if self.role == StateRole.LEADER
+            else {},
             "lead_transferee": self.lead_transferee,
         }
 
@@ -333,8 +361,10 @@ class Raft:
             self._applying = max(self._applying, rd.snapshot.meta.index)
         if self.log.committed > self._applying:
             rd.committed_entries = self.log.slice(
-                self._applying + 1, self.log.committed + 1,
-                max_count=self.cfg.max_committed_per_ready)
+                self._applying + 1,
+                self.log.committed + 1,
+                max_count=self.cfg.max_committed_per_ready,
+            )
             if rd.committed_entries:
                 self._applying = rd.committed_entries[-1].index
         if self._read_round_due:
@@ -355,8 +385,12 @@ class Raft:
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
-            if (self.role == StateRole.LEADER and self.log.match_term(last.index, last.term)
-                    and self.prs[self.id].maybe_update(last.index) and self._maybe_commit()):
+            if (
+                self.role == StateRole.LEADER
+                and self.log.match_term(last.index, last.term)
+                and self.prs[self.id].maybe_update(last.index)
+                and self._maybe_commit()
+            ):
                 self._bcast_append()
         if rd.committed_entries:
             for e in rd.committed_entries:
@@ -378,8 +412,11 @@ class Raft:
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 force = m.context == CAMPAIGN_TRANSFER
-                in_lease = (self.cfg.check_quorum and self.leader != NONE
-                            and self.election_elapsed < self.cfg.election_tick)
+                in_lease = (
+                    self.cfg.check_quorum
+                    and self.leader != NONE
+                    and self.election_elapsed < self.cfg.election_tick
+                )
                 if not force and in_lease:
                     return  # we heard from a leader recently: don't let a stray node disrupt it
             if m.type == MsgType.PRE_VOTE:
@@ -400,13 +437,18 @@ class Raft:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term:
             if (self.cfg.check_quorum or self.cfg.pre_vote) and m.type in (
-                    MsgType.HEARTBEAT, MsgType.APP):
+                MsgType.HEARTBEAT,
+                MsgType.APP,
+            ):
                 # Tell a stale leader our term so it steps down (it may be partitioned
                 # from everyone else, and pre-vote would otherwise keep us from electing).
                 self._send(Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term))
             elif m.type == MsgType.PRE_VOTE:
-                self._send(Message(MsgType.PRE_VOTE_RESP, to=m.frm, frm=self.id,
-                                   term=self.term, reject=True))
+                self._send(
+                    Message(
+                        MsgType.PRE_VOTE_RESP, to=m.frm, frm=self.id, term=self.term, reject=True
+                    )
+                )
             return
 
         if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
@@ -419,9 +461,11 @@ class Raft:
             self._step_follower(m)
 
     def _handle_vote_request(self, m: Message) -> None:
-        can_vote = (self.vote == m.frm
-                    or (self.vote == NONE and self.leader == NONE)
-                    or (m.type == MsgType.PRE_VOTE and m.term > self.term))
+        can_vote = (
+            self.vote == m.frm
+            or (self.vote == NONE and self.leader == NONE)
+            or (m.type == MsgType.PRE_VOTE and m.term > self.term)
+        )
         resp_type = MsgType.VOTE_RESP if m.type == MsgType.VOTE else MsgType.PRE_VOTE_RESP
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send(Message(resp_type, to=m.frm, frm=self.id, term=m.term))
@@ -496,7 +540,8 @@ class Raft:
         was_paused = pr.is_paused()
         # A probe acked exactly at the known match also proves where the logs agree.
         if not pr.maybe_update(m.index) and not (
-                pr.state == ProgressState.PROBE and pr.match == m.index):
+            pr.state == ProgressState.PROBE and pr.match == m.index
+        ):
             return
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()
@@ -515,8 +560,9 @@ class Raft:
             self._send(Message(MsgType.TIMEOUT_NOW, to=m.frm, frm=self.id))
 
     def _step_candidate(self, m: Message) -> None:
-        my_resp = MsgType.PRE_VOTE_RESP if self.role == StateRole.PRE_CANDIDATE \
-            else MsgType.VOTE_RESP
+        my_resp = (
+            MsgType.PRE_VOTE_RESP if self.role == StateRole.PRE_CANDIDATE else MsgType.VOTE_RESP
+        )
         if m.type == MsgType.APP:
             self.become_follower(m.term, m.frm)
             self._handle_append(m)
@@ -544,7 +590,7 @@ class Raft:
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if (t in _FROM_LEADER and self.leader != NONE and m.frm != self.leader):
+        if t in _FROM_LEADER and self.leader != NONE and m.frm != self.leader:
             return  # one leader per term: a second one at our term is a forgery or a bug
         if t == MsgType.APP:
             self.election_elapsed = 0
@@ -564,39 +610,62 @@ class Raft:
                 self._hup(transfer=True)
         elif t == MsgType.READ_INDEX_RESP and m.frm == self.leader:
             self.read_states.append(ReadState(m.index, m.context))
-        elif t == MsgType.READ_INDEX and self.leader != NONE or t == MsgType.TRANSFER_LEADER and self.leader != NONE:
+        elif (
+            t == MsgType.READ_INDEX
+            and self.leader != NONE
+            or t == MsgType.TRANSFER_LEADER
+            and self.leader != NONE
+        ):
             m.to = self.leader
             self._send(m)
 
     # --- follower handlers ---------------------------------------------------
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
-            self._send(Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term,
-                               index=self.log.committed))
+            self._send(
+                Message(
+                    MsgType.APP_RESP,
+                    to=m.frm,
+                    frm=self.id,
+                    term=self.term,
+                    index=self.log.committed,
+                )
+            )
             return
         last_new = self._maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term,
-                               index=last_new))
+            self._send(
+                Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term, index=last_new)
+            )
             return
         # reject_hint == index with no term means "no hint": the leader bisects.
-        resp = Message(MsgType.APP_RESP, to=m.frm, frm=self.id, term=self.term,
-                       index=m.index, reject=True, reject_hint=m.index)
+        resp = Message(
+            MsgType.APP_RESP,
+            to=m.frm,
+            frm=self.id,
+            term=self.term,
+            index=m.index,
+            reject=True,
+            reject_hint=m.index,
+        )
         if self.cfg.send_conflict_hints:
-            hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()),
-                                                  m.log_term)
+            hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
             resp.reject_hint = hint
             resp.log_term = self.log.term_or_zero(hint)
         self._send(resp)
 
-    def _maybe_append(self, prev_index: int, prev_term: int, commit: int,
-                      entries: list[Entry]) -> int | None:
+    def _maybe_append(
+        self, prev_index: int, prev_term: int, commit: int, entries: list[Entry]
+    ) -> int | None:
         return self.log.maybe_append(prev_index, prev_term, commit, entries)
 
     def _handle_heartbeat(self, m: Message) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
-        self._send(Message(MsgType.HEARTBEAT_RESP, to=m.frm, frm=self.id, term=self.term,
-                           context=m.context))
+        self._send(
+            Message(
+                MsgType.HEARTBEAT_RESP, to=m.frm, frm=self.id, term=self.term, context=m.context
+            )
+        )
 
     def _handle_snapshot(self, m: Message) -> None:
         snap = m.snapshot
@@ -644,14 +713,27 @@ class Raft:
         prev = pr.next - 1
         try:
             prev_term = self.log.term(prev)
-            ents = self.log.slice(pr.next, self.log.last_index() + 1,
-                                  self.cfg.max_bytes_per_msg, self.cfg.max_entries_per_msg)
+            ents = self.log.slice(
+                pr.next,
+                self.log.last_index() + 1,
+                self.cfg.max_bytes_per_msg,
+                self.cfg.max_entries_per_msg,
+            )
         except CompactedError:
             return self._send_snapshot(to, pr)
         if not ents and not send_if_empty:
             return False
-        self._send(Message(MsgType.APP, to=to, frm=self.id, index=prev, log_term=prev_term,
-                           entries=ents, commit=self.log.committed))
+        self._send(
+            Message(
+                MsgType.APP,
+                to=to,
+                frm=self.id,
+                index=prev,
+                log_term=prev_term,
+                entries=ents,
+                commit=self.log.committed,
+            )
+        )
         if ents:
             last = ents[-1].index
             if pr.state == ProgressState.REPLICATE:
@@ -684,8 +766,7 @@ class Raft:
                 continue
             # Never tell a follower about a commit index beyond what it has.
             commit = min(pr.match, self.log.committed)
-            self._send(Message(MsgType.HEARTBEAT, to=node, frm=self.id, commit=commit,
-                               context=ctx))
+            self._send(Message(MsgType.HEARTBEAT, to=node, frm=self.id, commit=commit, context=ctx))
 
     def _quorum(self) -> int:
         return len(self.conf.voters) // 2 + 1
@@ -694,8 +775,9 @@ class Raft:
         return len(nodes & self.conf.voters) >= self._quorum()
 
     def _committed_index_by_quorum(self) -> int:
-        matches = sorted((self.prs[v].match for v in self.conf.voters if v in self.prs),
-                         reverse=True)
+        matches = sorted(
+            (self.prs[v].match for v in self.conf.voters if v in self.prs), reverse=True
+        )
         q = self._quorum()
         return matches[q - 1] if len(matches) >= q else 0
 
@@ -737,8 +819,9 @@ class Raft:
         if frm == self.id or frm == NONE:
             self.read_states.append(ReadState(index, ctx))
         else:
-            self._send(Message(MsgType.READ_INDEX_RESP, to=frm, frm=self.id, index=index,
-                               context=ctx))
+            self._send(
+                Message(MsgType.READ_INDEX_RESP, to=frm, frm=self.id, index=index, context=ctx)
+            )
 
     def _handle_transfer(self, to: int) -> None:
         if to == self.id or to not in self.conf.voters or to not in self.prs:
@@ -815,9 +898,17 @@ class Raft:
         for v in sorted(self.conf.voters):
             if v == self.id:
                 continue
-            self.msgs.append(Message(vote_type, to=v, frm=self.id, term=term,
-                                     index=self.log.last_index(), log_term=self.log.last_term(),
-                                     context=ctx))
+            self.msgs.append(
+                Message(
+                    vote_type,
+                    to=v,
+                    frm=self.id,
+                    term=term,
+                    index=self.log.last_index(),
+                    log_term=self.log.last_term(),
+                    context=ctx,
+                )
+            )
 
     def _reset(self, term: int) -> None:
         if self.term != term:
@@ -827,7 +918,8 @@ class Raft:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.cfg.election_tick + self._rng.randrange(
-            self.cfg.election_tick)
+            self.cfg.election_tick
+        )
         self.lead_transferee = NONE
         self.votes = {}
         self.read_only = _ReadOnly()
@@ -839,9 +931,11 @@ class Raft:
             self.prs[node] = self._new_progress(node, last)
 
     def _new_progress(self, node: int, last: int) -> Progress:
-        pr = Progress(last + 1, Inflights(self.cfg.max_inflight_msgs,
-                                          self.cfg.max_inflight_bytes),
-                      is_learner=node in self.conf.learners)
+        pr = Progress(
+            last + 1,
+            Inflights(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes),
+            is_learner=node in self.conf.learners,
+        )
         if node == self.id:
             pr.match = last if self.log.unstable_from > last else self.log.unstable_from - 1
         return pr

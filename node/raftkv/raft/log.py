@@ -15,11 +15,19 @@ class CompactedError(LookupError):
 
 
 class RaftLog:
-    __slots__ = ("offset", "offset_term", "entries", "committed", "applied",
-                 "unstable_from", "snapshot")
+    __slots__ = (
+        "offset",
+        "offset_term",
+        "entries",
+        "committed",
+        "applied",
+        "unstable_from",
+        "snapshot",
+    )
 
-    def __init__(self, snapshot: SnapshotMeta | None = None,
-                 entries: list[Entry] | None = None) -> None:
+    def __init__(
+        self, snapshot: SnapshotMeta | None = None, entries: list[Entry] | None = None
+    ) -> None:
         snap = snapshot or SnapshotMeta()
         self.snapshot: SnapshotMeta = snap  # newest snapshot the log starts after
         self.offset = snap.index
@@ -91,7 +99,7 @@ class RaftLog:
     def unstable_entries(self) -> list[Entry]:
         if self.unstable_from > self.last_index():
             return []
-        return self.entries[self.unstable_from - self.offset - 1:]
+        return self.entries[self.unstable_from - self.offset - 1 :]
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: a candidate's log is at least as up to date as ours."""
@@ -132,8 +140,9 @@ class RaftLog:
             self.unstable_from = after + 1
         return self.last_index()
 
-    def maybe_append(self, prev_index: int, prev_term: int, committed: int,
-                     entries: list[Entry]) -> int | None:
+    def maybe_append(
+        self, prev_index: int, prev_term: int, committed: int, entries: list[Entry]
+    ) -> int | None:
         """Follower side of AppendEntries. Returns the new last index, or None on mismatch."""
         if not self.match_term(prev_index, prev_term):
             return None
@@ -142,7 +151,7 @@ class RaftLog:
         if conflict:
             if conflict <= self.committed:
                 raise AssertionError(f"entry {conflict} conflicts with committed {self.committed}")
-            self.append(entries[conflict - prev_index - 1:])
+            self.append(entries[conflict - prev_index - 1 :])
         self.commit_to(min(committed, last_new))
         return last_new
 
@@ -177,5 +186,5 @@ class RaftLog:
         if new_offset <= self.offset:
             return
         new_term = self.term(new_offset)
-        del self.entries[:new_offset - self.offset]
+        del self.entries[: new_offset - self.offset]
         self.offset, self.offset_term = new_offset, new_term

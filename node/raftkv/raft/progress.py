@@ -38,7 +38,8 @@ class Inflights:
 
     def full(self) -> bool:
         return len(self.queue) >= self.max_count or (
-            self.max_bytes > 0 and self.bytes >= self.max_bytes)
+            self.max_bytes > 0 and self.bytes >= self.max_bytes
+        )
 
     def reset(self) -> None:
         self.queue.clear()
@@ -46,8 +47,17 @@ class Inflights:
 
 
 class Progress:
-    __slots__ = ("match", "next", "state", "probe_sent", "pending_snapshot",
-                 "recent_active", "is_learner", "inflights", "probe_hi")
+    __slots__ = (
+        "match",
+        "next",
+        "state",
+        "probe_sent",
+        "pending_snapshot",
+        "recent_active",
+        "is_learner",
+        "inflights",
+        "probe_hi",
+    )
 
     def __init__(self, next_index: int, inflights: Inflights, is_learner: bool = False) -> None:
         self.match = 0

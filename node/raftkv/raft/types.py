@@ -98,7 +98,9 @@ class ConfChange:
     def decode(data: bytes) -> ConfChange:
         if len(data) < 9:
             raise ValueError("conf change entry too short")
-        return ConfChange(ConfChangeType(data[0]), int.from_bytes(data[1:9], "big"), bytes(data[9:]))
+        return ConfChange(
+            ConfChangeType(data[0]), int.from_bytes(data[1:9], "big"), bytes(data[9:])
+        )
 
 
 @dataclass(slots=True)

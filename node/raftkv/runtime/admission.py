@@ -56,8 +56,7 @@ class MembershipView(Protocol):
         """The replicated peer URL of a member ("" if unknown)."""
         ...
 
-    def is_removed(self, member: int) -> bool:
-        ...
+    def is_removed(self, member: int) -> bool: ...
 
     def current_leader(self) -> int:
         """The leader this node follows (its own id when it leads), 0 if none."""
@@ -117,8 +116,9 @@ def certificate_names_member(cert: PeerCert, name: str, peer_url: str) -> bool:
 
 
 class PeerGate:
-    def __init__(self, my_id: int, my_name: str, view: MembershipView, cluster: ClusterId, *,
-                 tls: bool) -> None:
+    def __init__(
+        self, my_id: int, my_name: str, view: MembershipView, cluster: ClusterId, *, tls: bool
+    ) -> None:
         self.my_id = my_id
         self.my_name = my_name
         self.view = view
@@ -133,9 +133,10 @@ class PeerGate:
             raise codec.FrameError("not_member", "HELLO claims to be this node")
         if self._unknown_but_maybe_ahead(hello.frm):
             if hello.cluster_id != self.cluster.value:
-                raise codec.FrameError("wrong_cluster" if hello.cluster_id else "not_member",
-                                       f"{hello.frm} is not a member of cluster "
-                                       f"{self.cluster.value}")
+                raise codec.FrameError(
+                    "wrong_cluster" if hello.cluster_id else "not_member",
+                    f"{hello.frm} is not a member of cluster {self.cluster.value}",
+                )
             self._check_certificate(hello.frm, hello.name, cert)
             return
         self._check_member(hello.frm, hello.name)
@@ -148,11 +149,17 @@ class PeerGate:
         leader or it is our leader."""
         view = self.view
         members = view.current_members()
-        return (bool(members) and member not in members and not view.is_removed(member)
-                and bool(self.cluster.value) and view.current_leader() in (0, member))
+        return (
+            bool(members)
+            and member not in members
+            and not view.is_removed(member)
+            and bool(self.cluster.value)
+            and view.current_leader() in (0, member)
+        )
 
-    def check_welcome(self, expected: int, cluster_id: str, member: int, name: str,
-                      cert: PeerCert) -> None:
+    def check_welcome(
+        self, expected: int, cluster_id: str, member: int, name: str, cert: PeerCert
+    ) -> None:
         """The answer on a connection we dialed to member `expected`."""
         if member != expected:
             raise codec.FrameError("not_member", f"dialed member {expected}, {member} answered")
@@ -177,8 +184,7 @@ class PeerGate:
         if not self.tls:
             return
         if not certificate_names_member(cert, name, self.view.member_peer_url(member)):
-            raise codec.FrameError("certificate",
-                                   f"the certificate does not name member {name!r}")
+            raise codec.FrameError("certificate", f"the certificate does not name member {name!r}")
 
     def _check_cluster(self, theirs: str) -> None:
         ours = self.cluster.value

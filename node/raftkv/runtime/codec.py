@@ -86,8 +86,9 @@ REJECT_REASONS = (
 
 # Message types a peer may send in MSGS (SNAP travels in SNAP_BEGIN; SNAP_STATUS
 # and UNREACHABLE are local to a node and never on the wire).
-_WIRE_TYPES = {int(t): t for t in MsgType
-               if t not in (MsgType.SNAP, MsgType.SNAP_STATUS, MsgType.UNREACHABLE)}
+_WIRE_TYPES = {
+    int(t): t for t in MsgType if t not in (MsgType.SNAP, MsgType.SNAP_STATUS, MsgType.UNREACHABLE)
+}
 _ENTRY_TYPES = (EntryType.NORMAL, EntryType.CONF_CHANGE)
 _CONF_CHANGE_TYPES = frozenset(int(t) for t in ConfChangeType)
 
@@ -147,10 +148,26 @@ def encode_message(m: Message) -> list[Any]:
     snap = None
     if m.snapshot is not None:
         meta = m.snapshot.meta
-        snap = [meta.index, meta.term, sorted(meta.conf_state.voters),
-                sorted(meta.conf_state.learners)]
-    return [int(m.type), m.to, m.frm, m.term, m.log_term, m.index, m.commit, m.reject,
-            m.reject_hint, m.context, flat, snap]
+        snap = [
+            meta.index,
+            meta.term,
+            sorted(meta.conf_state.voters),
+            sorted(meta.conf_state.learners),
+        ]
+    return [
+        int(m.type),
+        m.to,
+        m.frm,
+        m.term,
+        m.log_term,
+        m.index,
+        m.commit,
+        m.reject,
+        m.reject_hint,
+        m.context,
+        flat,
+        snap,
+    ]
 
 
 def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
@@ -158,8 +175,7 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
     checked against the schema."""
     if type(raw) is not list or len(raw) != 12:
         raise FrameError("malformed", "a message is a 12-field array")
-    (mtype, to, frm, term, log_term, index, commit, reject, reject_hint, context,
-     flat, snap) = raw
+    (mtype, to, frm, term, log_term, index, commit, reject, reject_hint, context, flat, snap) = raw
     if type(mtype) is not int:
         raise FrameError("malformed", "message type is not an integer")
     if snapshot:
@@ -199,16 +215,16 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
         snap_obj = _decode_snapshot_meta(snap, term)
     elif t == MsgType.SNAP:
         raise FrameError("malformed", "a SNAP message without its snapshot")
-    return Message(t, to, frm, term, log_term, index, entries, commit, reject, reject_hint,
-                   context, snap_obj)
+    return Message(
+        t, to, frm, term, log_term, index, entries, commit, reject, reject_hint, context, snap_obj
+    )
 
 
 _INT_ONLY = {int}
 _BYTES_ONLY = {bytes}
 
 
-def _decode_entries(flat: list[Any], prev_index: int, prev_term: int,
-                    term: int) -> list[Entry]:
+def _decode_entries(flat: list[Any], prev_index: int, prev_term: int, term: int) -> list[Entry]:
     """Entries follow `prev_index` one by one, with terms that never decrease,
     from the previous entry's up to the message's own. (Checked column by column:
     this is the hot path of every follower.)"""
@@ -216,14 +232,21 @@ def _decode_entries(flat: list[Any], prev_index: int, prev_term: int,
     if n > MAX_ENTRIES_PER_MSG:
         raise FrameError("too_large", f"{n} entries in one message")
     terms, indexes, types, datas = flat[0::4], flat[1::4], flat[2::4], flat[3::4]
-    if (set(map(type, terms)) != _INT_ONLY or set(map(type, indexes)) != _INT_ONLY
-            or set(map(type, types)) != _INT_ONLY):
+    if (
+        set(map(type, terms)) != _INT_ONLY
+        or set(map(type, indexes)) != _INT_ONLY
+        or set(map(type, types)) != _INT_ONLY
+    ):
         raise FrameError("malformed", "entry term, index and type are integers")
     if set(map(type, datas)) != _BYTES_ONLY:
         raise FrameError("malformed", "entry data is not bytes")
-    if (indexes != list(range(prev_index + 1, prev_index + 1 + n))
-            or prev_index + n >= LIMIT_63 or terms[0] < prev_term or terms[-1] > term
-            or terms != sorted(terms)):
+    if (
+        indexes != list(range(prev_index + 1, prev_index + 1 + n))
+        or prev_index + n >= LIMIT_63
+        or terms[0] < prev_term
+        or terms[-1] > term
+        or terms != sorted(terms)
+    ):
         raise FrameError("out_of_range", "entries are not consecutive in index and term")
     kinds = set(types)
     if not kinds <= {0, 1}:
@@ -233,8 +256,10 @@ def _decode_entries(flat: list[Any], prev_index: int, prev_term: int,
             if e_type == 1 and (len(data) < 9 or data[0] not in _CONF_CHANGE_TYPES):
                 raise FrameError("malformed", "a conf change entry that does not decode")
     normal, conf = EntryType.NORMAL, EntryType.CONF_CHANGE
-    return [Entry(t, i, conf if ty else normal, d)
-            for t, i, ty, d in zip(terms, indexes, types, datas, strict=True)]
+    return [
+        Entry(t, i, conf if ty else normal, d)
+        for t, i, ty, d in zip(terms, indexes, types, datas, strict=True)
+    ]
 
 
 def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
@@ -284,8 +309,12 @@ def decode_hello(payload: list[Any]) -> Hello:
     if len(payload) >= 2 and payload[1] != PROTOCOL_VERSION:
         raise FrameError("version", f"protocol version {payload[1]!r}")
     _, _, cluster_id, frm, to, name = _fields(payload, 6, "HELLO")
-    return Hello(check_cluster_id(cluster_id), check_id(frm, "from"), check_id(to, "to"),
-                 check_str(name, "name", MAX_NAME_CHARS))
+    return Hello(
+        check_cluster_id(cluster_id),
+        check_id(frm, "from"),
+        check_id(to, "to"),
+        check_str(name, "name", MAX_NAME_CHARS),
+    )
 
 
 def pack_welcome(cluster_id: str, member: int, name: str) -> bytes:
@@ -299,8 +328,11 @@ def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
     if payload[0] != WELCOME:
         raise FrameError("unexpected", "the first answer must be WELCOME")
     _, cluster_id, member, name = _fields(payload, 4, "WELCOME")
-    return (check_cluster_id(cluster_id), check_id(member, "id"),
-            check_str(name, "name", MAX_NAME_CHARS))
+    return (
+        check_cluster_id(cluster_id),
+        check_id(member, "id"),
+        check_str(name, "name", MAX_NAME_CHARS),
+    )
 
 
 def decode_snap_begin(payload: list[Any]) -> tuple[Message, int]:
@@ -358,31 +390,55 @@ def _bench() -> None:  # pragma: no cover - a measurement, printed for humans
     import timeit
 
     entries = [Entry(7, 1000 + i, EntryType.NORMAL, bytes(range(256))) for i in range(64)]
-    msg = Message(MsgType.APP, to=2, frm=1, term=7, log_term=7, index=999,
-                  entries=entries, commit=990)
+    msg = Message(
+        MsgType.APP, to=2, frm=1, term=7, log_term=7, index=999, entries=entries, commit=990
+    )
 
     def enc_json() -> bytes:
-        return json.dumps({
-            "type": int(msg.type), "to": msg.to, "from": msg.frm, "term": msg.term,
-            "log_term": msg.log_term, "index": msg.index, "commit": msg.commit,
-            "entries": [{"term": e.term, "index": e.index, "type": int(e.type),
-                         "data": base64.b64encode(e.data).decode()} for e in msg.entries],
-        }).encode()
+        return json.dumps(
+            {
+                "type": int(msg.type),
+                "to": msg.to,
+                "from": msg.frm,
+                "term": msg.term,
+                "log_term": msg.log_term,
+                "index": msg.index,
+                "commit": msg.commit,
+                "entries": [
+                    {
+                        "term": e.term,
+                        "index": e.index,
+                        "type": int(e.type),
+                        "data": base64.b64encode(e.data).decode(),
+                    }
+                    for e in msg.entries
+                ],
+            }
+        ).encode()
 
     def dec_json(raw: bytes) -> Message:
         d = json.loads(raw)
-        return Message(MsgType(d["type"]), d["to"], d["from"], d["term"], d["log_term"],
-                       d["index"], [Entry(e["term"], e["index"], EntryType(e["type"]),
-                                          base64.b64decode(e["data"])) for e in d["entries"]],
-                       d["commit"])
+        return Message(
+            MsgType(d["type"]),
+            d["to"],
+            d["from"],
+            d["term"],
+            d["log_term"],
+            d["index"],
+            [
+                Entry(e["term"], e["index"], EntryType(e["type"]), base64.b64decode(e["data"]))
+                for e in d["entries"]
+            ],
+            d["commit"],
+        )
 
     frame = pack_messages(990, [msg])
     js = enc_json()
     n = 2000
     results = {
         "msgpack encode": timeit.timeit(lambda: pack_messages(990, [msg]), number=n) / n,
-        "msgpack decode": timeit.timeit(
-            lambda: decode_msgs(unpack_payload(frame[4:])), number=n) / n,
+        "msgpack decode": timeit.timeit(lambda: decode_msgs(unpack_payload(frame[4:])), number=n)
+        / n,
         "json encode": timeit.timeit(enc_json, number=n) / n,
         "json decode": timeit.timeit(lambda: dec_json(js), number=n) / n,
     }

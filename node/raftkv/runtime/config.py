@@ -104,8 +104,9 @@ class NodeConfig:
     @property
     def is_founder(self) -> bool:
         """Bootstraps a new cluster when its data directory is empty."""
-        return (self.initial_cluster_state == "new"
-                and any(m.name == self.name for m in self.initial_cluster))
+        return self.initial_cluster_state == "new" and any(
+            m.name == self.name for m in self.initial_cluster
+        )
 
     def validate(self) -> None:
         if not self.name:
@@ -120,17 +121,21 @@ class NodeConfig:
             raise ValueError("--snapshot-entries must be > 0")
         if self.checkpoint_retain <= 0:
             raise ValueError("--checkpoint-retain must be > 0")
-        for flag, value in (("--max-key-bytes", self.max_key_bytes),
-                            ("--max-value-bytes", self.max_value_bytes),
-                            ("--max-request-bytes", self.max_request_bytes),
-                            ("--max-txn-ops", self.max_txn_ops)):
+        for flag, value in (
+            ("--max-key-bytes", self.max_key_bytes),
+            ("--max-value-bytes", self.max_value_bytes),
+            ("--max-request-bytes", self.max_request_bytes),
+            ("--max-txn-ops", self.max_txn_ops),
+        ):
             if value <= 0:
                 raise ValueError(f"{flag} must be > 0")
-        for flag, value in (("--quota-backend-bytes", self.quota_backend_bytes),
-                            ("--max-leases", self.max_leases),
-                            ("--max-lock-waiters", self.max_lock_waiters),
-                            ("--max-watches", self.max_watches),
-                            ("--max-watches-per-client", self.max_watches_per_client)):
+        for flag, value in (
+            ("--quota-backend-bytes", self.quota_backend_bytes),
+            ("--max-leases", self.max_leases),
+            ("--max-lock-waiters", self.max_lock_waiters),
+            ("--max-watches", self.max_watches),
+            ("--max-watches-per-client", self.max_watches_per_client),
+        ):
             if value < 0:
                 raise ValueError(f"{flag} must be >= 0 (0: no limit)")
         if not 1 <= self.max_json_depth <= 500:
@@ -138,9 +143,11 @@ class NodeConfig:
             raise ValueError("--max-json-depth must be in [1, 500]")
         if self.client_max_connections < 0:
             raise ValueError("--client-max-connections must be >= 0 (0: from the fd limit)")
-        for flag, seconds in (("--client-header-timeout", self.client_header_timeout),
-                              ("--client-body-timeout", self.client_body_timeout),
-                              ("--client-idle-timeout", self.client_idle_timeout)):
+        for flag, seconds in (
+            ("--client-header-timeout", self.client_header_timeout),
+            ("--client-body-timeout", self.client_body_timeout),
+            ("--client-idle-timeout", self.client_idle_timeout),
+        ):
             if not seconds > 0:
                 raise ValueError(f"{flag} must be > 0 seconds")
         names = [m.name for m in self.initial_cluster]
@@ -161,16 +168,22 @@ class NodeConfig:
         tls = self.client_cert_file is not None or self.client_key_file is not None
         if self.client_insecure:
             if tls or self.client_trusted_ca_file is not None:
-                raise ValueError("--client-insecure serves plain HTTP: drop the --client-cert/"
-                                 "key/trusted-ca flags, or drop --client-insecure")
+                raise ValueError(
+                    "--client-insecure serves plain HTTP: drop the --client-cert/"
+                    "key/trusted-ca flags, or drop --client-insecure"
+                )
             return
         if self.client_cert_file is None or self.client_key_file is None:
-            raise ValueError("the client port needs TLS: give --client-cert-file and "
-                             "--client-key-file (and --auth-file), or serve plain HTTP "
-                             "without authentication with --client-insecure")
+            raise ValueError(
+                "the client port needs TLS: give --client-cert-file and "
+                "--client-key-file (and --auth-file), or serve plain HTTP "
+                "without authentication with --client-insecure"
+            )
         if self.auth_file is None:
-            raise ValueError("with TLS, give --auth-file (tokens and certificate identities: "
-                             "docs/security.md), or --client-insecure for an open port")
+            raise ValueError(
+                "with TLS, give --auth-file (tokens and certificate identities: "
+                "docs/security.md), or --client-insecure for an open port"
+            )
 
     def client_connection_cap(self) -> int:
         """--client-max-connections, or with 0 the open-file limit less a reserve for
@@ -180,6 +193,7 @@ class NodeConfig:
             return self.client_max_connections
         try:
             import resource
+
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
             return 1024
@@ -195,15 +209,20 @@ class NodeConfig:
         files = (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file)
         given = sum(f is not None for f in files)
         if given and self.peer_insecure:
-            raise ValueError("--peer-insecure contradicts --peer-cert-file/--peer-key-file/"
-                             "--peer-trusted-ca-file: choose one")
+            raise ValueError(
+                "--peer-insecure contradicts --peer-cert-file/--peer-key-file/"
+                "--peer-trusted-ca-file: choose one"
+            )
         if given not in (0, 3):
-            raise ValueError("peer TLS needs all of --peer-cert-file, --peer-key-file and "
-                             "--peer-trusted-ca-file")
+            raise ValueError(
+                "peer TLS needs all of --peer-cert-file, --peer-key-file and --peer-trusted-ca-file"
+            )
         if not given and not self.peer_insecure:
-            raise ValueError("no peer TLS: give --peer-cert-file, --peer-key-file and "
-                             "--peer-trusted-ca-file, or --peer-insecure to run the peer port "
-                             "without TLS (then it must be isolated: docs/security.md)")
+            raise ValueError(
+                "no peer TLS: give --peer-cert-file, --peer-key-file and "
+                "--peer-trusted-ca-file, or --peer-insecure to run the peer port "
+                "without TLS (then it must be isolated: docs/security.md)"
+            )
 
     @property
     def tick_seconds(self) -> float:
@@ -278,82 +297,173 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-value-bytes", type=int, default=1 << 20)
     add("--max-request-bytes", type=int, default=2 << 20)
     add("--max-txn-ops", type=int, default=128)
-    add("--quota-backend-bytes", type=int, default=DEFAULT_QUOTA_BACKEND_BYTES,
+    add(
+        "--quota-backend-bytes",
+        type=int,
+        default=DEFAULT_QUOTA_BACKEND_BYTES,
         help="refuse writes that grow the store (507 quota_exceeded) once its state "
-             "reaches this many bytes; reads, deletes, revokes and checkpoints go on "
-             "(0: no quota)")
-    add("--max-leases", type=int, default=100_000,
-        help="leases the cluster may hold; one more grant gets 429 (0: no cap)")
-    add("--max-lock-waiters", type=int, default=1000,
-        help="leases that may queue for one lock; one more gets 429 (0: no cap)")
-    add("--max-watches", type=int, default=10_000,
-        help="watch streams this node serves at once; one more gets 429 (0: no cap)")
-    add("--max-watches-per-client", type=int, default=1000,
-        help="watch streams one client address may hold on this node (0: no cap)")
-    add("--max-json-depth", type=int, default=64,
-        help="nesting levels a JSON request body may have; deeper gets 400")
-    add("--request-timeout", type=float, default=10.0,
-        help="seconds a write or linearizable read may wait for the cluster")
-    add("--client-cert-file", default="",
-        help="PEM certificate (chain) served on the client port (TLS)")
+        "reaches this many bytes; reads, deletes, revokes and checkpoints go on "
+        "(0: no quota)",
+    )
+    add(
+        "--max-leases",
+        type=int,
+        default=100_000,
+        help="leases the cluster may hold; one more grant gets 429 (0: no cap)",
+    )
+    add(
+        "--max-lock-waiters",
+        type=int,
+        default=1000,
+        help="leases that may queue for one lock; one more gets 429 (0: no cap)",
+    )
+    add(
+        "--max-watches",
+        type=int,
+        default=10_000,
+        help="watch streams this node serves at once; one more gets 429 (0: no cap)",
+    )
+    add(
+        "--max-watches-per-client",
+        type=int,
+        default=1000,
+        help="watch streams one client address may hold on this node (0: no cap)",
+    )
+    add(
+        "--max-json-depth",
+        type=int,
+        default=64,
+        help="nesting levels a JSON request body may have; deeper gets 400",
+    )
+    add(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a write or linearizable read may wait for the cluster",
+    )
+    add(
+        "--client-cert-file",
+        default="",
+        help="PEM certificate (chain) served on the client port (TLS)",
+    )
     add("--client-key-file", default="", help="PEM private key of --client-cert-file")
-    add("--client-trusted-ca-file", default="",
+    add(
+        "--client-trusted-ca-file",
+        default="",
         help="PEM CA bundle: client certificates that chain to it are identities "
-             "(--auth-file maps their names to roles); also the CA a follower checks "
-             "the leader's certificate against when it forwards a write")
-    add("--client-insecure", action="store_true",
+        "(--auth-file maps their names to roles); also the CA a follower checks "
+        "the leader's certificate against when it forwards a write",
+    )
+    add(
+        "--client-insecure",
+        action="store_true",
         help="INSECURE: serve the client port as plain HTTP with no authentication "
-             "(every caller is an admin); for tests and isolated networks only")
-    add("--auth-file", default="",
+        "(every caller is an admin); for tests and isolated networks only",
+    )
+    add(
+        "--auth-file",
+        default="",
         help="JSON file of identities and roles (tokens stored as SHA-256, client "
-             "certificate names); reloaded when it changes (docs/security.md)")
-    add("--metrics-access", default="open", choices=METRICS_ACCESS,
-        help="/metrics open to anyone who reaches the port (default), or authenticated "
-             "(any role)")
-    add("--client-max-connections", type=int, default=0,
+        "certificate names); reloaded when it changes (docs/security.md)",
+    )
+    add(
+        "--metrics-access",
+        default="open",
+        choices=METRICS_ACCESS,
+        help="/metrics open to anyone who reaches the port (default), or authenticated (any role)",
+    )
+    add(
+        "--client-max-connections",
+        type=int,
+        default=0,
         help="open client connections at most; more are answered 503 and closed "
-             "(0: the open-file limit less 256, at most 10000)")
-    add("--client-header-timeout", type=float, default=10.0,
-        help="seconds a client may take to send a request head (then closed)")
-    add("--client-body-timeout", type=float, default=30.0,
-        help="seconds a client may take to send a request body (then closed)")
-    add("--client-idle-timeout", type=float, default=75.0,
-        help="seconds an idle client connection is kept open")
-    add("--peer-cert-file", default="",
+        "(0: the open-file limit less 256, at most 10000)",
+    )
+    add(
+        "--client-header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client may take to send a request head (then closed)",
+    )
+    add(
+        "--client-body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may take to send a request body (then closed)",
+    )
+    add(
+        "--client-idle-timeout",
+        type=float,
+        default=75.0,
+        help="seconds an idle client connection is kept open",
+    )
+    add(
+        "--peer-cert-file",
+        default="",
         help="PEM certificate this node presents to its peers (mutual TLS); it must name "
-             "this member: --name as a DNS SAN, or the host of its peer URL (docs/security.md)")
+        "this member: --name as a DNS SAN, or the host of its peer URL (docs/security.md)",
+    )
     add("--peer-key-file", default="", help="PEM private key of --peer-cert-file")
-    add("--peer-trusted-ca-file", default="",
-        help="PEM CA bundle that peers' certificates must chain to")
-    add("--peer-insecure", action="store_true",
+    add(
+        "--peer-trusted-ca-file",
+        default="",
+        help="PEM CA bundle that peers' certificates must chain to",
+    )
+    add(
+        "--peer-insecure",
+        action="store_true",
         help="INSECURE: no TLS on the peer port (anyone who can reach it can act as a "
-             "member); cluster id, membership checks and frame validation still apply")
-    add("--pod-role-label", action="store_true",
+        "member); cluster id, membership checks and frame validation still apply",
+    )
+    add(
+        "--pod-role-label",
+        action="store_true",
         help="on Kubernetes: keep this pod's raftkv.dev/role label equal to the node's role "
-             "(leader/follower/learner) through the API server, so a Service selecting "
-             "the leader follows it without the operator (needs get/patch on the pod)")
+        "(leader/follower/learner) through the API server, so a Service selecting "
+        "the leader follows it without the operator (needs get/patch on the pod)",
+    )
     add("--pod-name", default="", help="this pod's name (default: --name)")
-    add("--pod-namespace", default="",
-        help="this pod's namespace (downward API metadata.namespace)")
-    add("--kube-api-url", default="",
+    add(
+        "--pod-namespace", default="", help="this pod's namespace (downward API metadata.namespace)"
+    )
+    add(
+        "--kube-api-url",
+        default="",
         help="https URL of the Kubernetes API server (default: "
-             "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
-    add("--kube-token-file", default=f"{SERVICE_ACCOUNT_DIR}/token",
-        help="service account token (re-read when it changes)")
-    add("--kube-ca-file", default=f"{SERVICE_ACCOUNT_DIR}/ca.crt",
-        help="PEM CA bundle the API server's certificate must chain to")
-    add("--unsafe-no-fsync", action="store_true",
-        help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)")
-    add("--unsafe-crash-test-ledger", action="store_true",
+        "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)",
+    )
+    add(
+        "--kube-token-file",
+        default=f"{SERVICE_ACCOUNT_DIR}/token",
+        help="service account token (re-read when it changes)",
+    )
+    add(
+        "--kube-ca-file",
+        default=f"{SERVICE_ACCOUNT_DIR}/ca.crt",
+        help="PEM CA bundle the API server's certificate must chain to",
+    )
+    add(
+        "--unsafe-no-fsync",
+        action="store_true",
+        help="UNSAFE: acknowledge writes before they are on disk (benchmarks only)",
+    )
+    add(
+        "--unsafe-crash-test-ledger",
+        action="store_true",
         help="TEST ONLY: keep the WAL's record of fsynced bytes (wal/SYNCED.json) so a "
-             "test can simulate a power cut after kill -9")
-    add("--unsafe-local-reads", action="store_true",
+        "test can simulate a power cut after kill -9",
+    )
+    add(
+        "--unsafe-local-reads",
+        action="store_true",
         help="UNSAFE, TEST ONLY: serve linearizable reads from local state without "
-             "ReadIndex (stale reads; proves the chaos checker catches them)")
+        "ReadIndex (stale reads; proves the chaos checker catches them)",
+    )
 
 
-def _apply_env(parser: argparse.ArgumentParser, argv: Sequence[str],
-               env: Mapping[str, str]) -> None:
+def _apply_env(
+    parser: argparse.ArgumentParser, argv: Sequence[str], env: Mapping[str, str]
+) -> None:
     """Turn RAFTKV_* variables into defaults; explicit flags still win."""
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     defaults: dict[str, object] = {}
@@ -376,8 +486,9 @@ def _apply_env(parser: argparse.ArgumentParser, argv: Sequence[str],
     parser.set_defaults(**defaults)
 
 
-def config_from_args(parser: argparse.ArgumentParser, argv: Sequence[str],
-                     env: Mapping[str, str] | None = None) -> NodeConfig:
+def config_from_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> NodeConfig:
     _apply_env(parser, argv, os.environ if env is None else env)
     ns = parser.parse_args(list(argv))
     return config_from_namespace(ns)

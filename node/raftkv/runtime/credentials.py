@@ -33,18 +33,23 @@ def new_token() -> str:
     return "rkv_" + secrets.token_urlsafe(32)
 
 
-def token_entry(name: str, role: str, token: str,
-                prefixes: Iterable[str] | None = None) -> dict[str, Any]:
+def token_entry(
+    name: str, role: str, token: str, prefixes: Iterable[str] | None = None
+) -> dict[str, Any]:
     """An auth-file entry for `token` (the file keeps its SHA-256 only)."""
-    entry: dict[str, Any] = {"name": name, "role": role,
-                             "sha256": hashlib.sha256(token.encode()).hexdigest()}
+    entry: dict[str, Any] = {
+        "name": name,
+        "role": role,
+        "sha256": hashlib.sha256(token.encode()).hexdigest(),
+    }
     if prefixes is not None:
         entry["prefixes"] = list(prefixes)
     return entry
 
 
-def write_auth_file(path: Path, tokens: Iterable[dict[str, Any]],
-                    certificates: Iterable[dict[str, Any]] = ()) -> None:
+def write_auth_file(
+    path: Path, tokens: Iterable[dict[str, Any]], certificates: Iterable[dict[str, Any]] = ()
+) -> None:
     body = {"tokens": list(tokens), "certificates": list(certificates)}
     write_file_atomic(path, (json.dumps(body, indent=2) + "\n").encode(), mode=0o600)
 
@@ -94,15 +99,23 @@ class ClientCredentials:
         ca.write(cert_path, key_path)
         return ca
 
-    def issue(self, name: str, hosts: Iterable[str], *, server: bool = True,
-              client: bool = False, replace: bool = False) -> tuple[Path, Path]:
+    def issue(
+        self,
+        name: str,
+        hosts: Iterable[str],
+        *,
+        server: bool = True,
+        client: bool = False,
+        replace: bool = False,
+    ) -> tuple[Path, Path]:
         """A certificate for `name` (server: for `hosts`; client: its CN `name` is the
         identity the auth file maps), kept if it exists unless `replace`."""
         cert_path, key_path = self.cert_files(name)
         if replace or not (cert_path.exists() and key_path.exists()):
             dns, ips = _split_hosts(hosts)
-            issue_cert(self.ca(), name, dns_names=dns, ip_addresses=ips, server=server,
-                       client=client).write(cert_path, key_path)
+            issue_cert(
+                self.ca(), name, dns_names=dns, ip_addresses=ips, server=server, client=client
+            ).write(cert_path, key_path)
         return cert_path, key_path
 
     def ensure_admin(self) -> str:

@@ -41,9 +41,13 @@ _EWMA_WEIGHT = 0.2  # weight of the newest sample in the running average
 
 
 class DurableWriter:
-    def __init__(self, *, inline_max_seconds: float = INLINE_MAX_SECONDS,
-                 inline_max_entries: int = INLINE_MAX_ENTRIES,
-                 thread_name: str = "raftkv-wal") -> None:
+    def __init__(
+        self,
+        *,
+        inline_max_seconds: float = INLINE_MAX_SECONDS,
+        inline_max_entries: int = INLINE_MAX_ENTRIES,
+        thread_name: str = "raftkv-wal",
+    ) -> None:
         self.inline_max_seconds = inline_max_seconds
         self.inline_max_entries = inline_max_entries
         self.average_seconds = 0.0

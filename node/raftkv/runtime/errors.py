@@ -6,8 +6,14 @@ from __future__ import annotations
 class ApiError(Exception):
     """An error answered to a client as `{"error": code, "message": message}`."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 retry_after: float | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -76,9 +76,20 @@ MAX_HEADERS = 128
 # httptools joins a header's pieces until the next one starts).
 MAX_HEAD_BYTES = MAX_LINE_BYTES + MAX_HEADERS * (2 * MAX_FIELD_BYTES + 4) + 64
 # aiohttp refuses a second one of these (a smuggling vector: two Hosts, two lengths).
-SINGLETON_HEADERS = frozenset((
-    b"content-length", b"content-location", b"content-range", b"content-type", b"etag",
-    b"host", b"max-forwards", b"server", b"transfer-encoding", b"user-agent"))
+SINGLETON_HEADERS = frozenset(
+    (
+        b"content-length",
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"transfer-encoding",
+        b"user-agent",
+    )
+)
 PIPELINE_DEPTH = 16  # requests in progress per connection before reading stops
 WRITE_HIGH_WATER = 64 * 1024  # stop serving (and reading) above this many unsent bytes
 WRITE_LOW_WATER = 16 * 1024
@@ -156,11 +167,26 @@ class Headers(Mapping[str, str]):
 class FastRequest:
     """A parsed request: what the `KvService` checks (and an authorizer) read."""
 
-    __slots__ = ("method", "raw_target", "query", "headers", "keep_alive", "length", "body",
-                 "identity")
+    __slots__ = (
+        "method",
+        "raw_target",
+        "query",
+        "headers",
+        "keep_alive",
+        "length",
+        "body",
+        "identity",
+    )
 
-    def __init__(self, method: str, raw_target: bytes, query: MultiDictProxy[str],
-                 headers: Headers, keep_alive: bool, length: int) -> None:
+    def __init__(
+        self,
+        method: str,
+        raw_target: bytes,
+        query: MultiDictProxy[str],
+        headers: Headers,
+        keep_alive: bool,
+        length: int,
+    ) -> None:
         self.method = method
         self.raw_target = raw_target
         self.query = query
@@ -195,8 +221,14 @@ class _Reject:
 class FastHttp:
     """Builds the per-connection protocols; owns what they share."""
 
-    def __init__(self, api: KvService, fallback: Callable[[], asyncio.BaseProtocol],
-                 limits: ClientLimits | None = None, *, serve_fast: bool = True) -> None:
+    def __init__(
+        self,
+        api: KvService,
+        fallback: Callable[[], asyncio.BaseProtocol],
+        limits: ClientLimits | None = None,
+        *,
+        serve_fast: bool = True,
+    ) -> None:
         self.api = api
         self.node = api.node
         self.fallback = fallback  # aiohttp's protocol factory (web.Server)
@@ -232,7 +264,8 @@ class FastHttp:
             m = self.api.metrics
             children = self._children[key] = (
                 m.http_requests.labels(KV_ROUTE, method, str(status)),
-                m.http_duration.labels(KV_ROUTE))
+                m.http_duration.labels(KV_ROUTE),
+            )
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
 
@@ -252,7 +285,8 @@ class FastHttp:
             if conn.deadline and now > conn.deadline:
                 conn.time_out()
         self._sweeper = asyncio.get_running_loop().call_later(
-            self.limits.sweep_interval, self._sweep)
+            self.limits.sweep_interval, self._sweep
+        )
 
 
 class _HeadRules:
@@ -274,10 +308,14 @@ class _HeadRules:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        if (len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES
-                or len(headers) >= MAX_HEADERS):
-            raise _Malformed(f"a header over {MAX_FIELD_BYTES} bytes, or more than "
-                             f"{MAX_HEADERS} headers")
+        if (
+            len(name) > MAX_FIELD_BYTES
+            or len(value) > MAX_FIELD_BYTES
+            or len(headers) >= MAX_HEADERS
+        ):
+            raise _Malformed(
+                f"a header over {MAX_FIELD_BYTES} bytes, or more than {MAX_HEADERS} headers"
+            )
         lower = name.lower()
         if lower in _NOTABLE_HEADERS:
             bit = _SINGLETON_BITS.get(lower)
@@ -405,14 +443,19 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         shared = self.shared
         if len(shared.connections) >= self.limits.max_connections:
             shared.count_rejected()
-            body = json.dumps({"error": "too_many_connections",
-                               "message": "the node serves --client-max-connections "
-                                          f"({self.limits.max_connections}) already; retry "
-                                          "later"}).encode()
+            body = json.dumps(
+                {
+                    "error": "too_many_connections",
+                    "message": "the node serves --client-max-connections "
+                    f"({self.limits.max_connections}) already; retry "
+                    "later",
+                }
+            ).encode()
             self.transport.write(
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                % (len(body), body))
+                % (len(body), body)
+            )
             self.transport.close()
             self.transport = None
             return
@@ -539,7 +582,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         start = self.raw_pos
         while start < len(raw) and raw[start] in b"\r\n":
             start += 1
-        line = raw[start:raw.find(b"\r\n", start)]
+        line = raw[start : raw.find(b"\r\n", start)]
         tokens = line.split(b" ")
         if len(tokens) != 3:  # llhttp allows more than one space between the parts
             tokens = [token for token in tokens if token]
@@ -576,25 +619,37 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         """The request if this path serves it, else None (aiohttp does)."""
         method = self.parser.get_method()
         url = self.url
-        if (version != "1.1" or self.aiohttps or method not in (b"PUT", b"GET")
-                or not url.startswith(b"/v1/kv/") or b"#" in url):
+        if (
+            version != "1.1"
+            or self.aiohttps
+            or method not in (b"PUT", b"GET")
+            or not url.startswith(b"/v1/kv/")
+            or b"#" in url
+        ):
             return None
         length = self.length
         if method == b"GET":
             if length:
                 return None
-        elif (length > self.shared.api.cfg.max_request_bytes
-              or self.shared.node.core.role != StateRole.LEADER):
+        elif (
+            length > self.shared.api.cfg.max_request_bytes
+            or self.shared.node.core.role != StateRole.LEADER
+        ):
             return None  # aiohttp answers 413, or forwards to the leader
         query = _NO_QUERY
         if b"?" in url:
             raw_query = url.partition(b"?")[2].decode("ascii")
             query = MultiDictProxy(MultiDict(parse_qsl(raw_query, keep_blank_values=True)))
-            if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(
-                    query.keys()):
+            if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(query.keys()):
                 return None
-        return FastRequest("PUT" if method == b"PUT" else "GET", url, query,
-                           Headers(self.headers), self.parser.should_keep_alive(), length)
+        return FastRequest(
+            "PUT" if method == b"PUT" else "GET",
+            url,
+            query,
+            Headers(self.headers),
+            self.parser.should_keep_alive(),
+            length,
+        )
 
     def _keep(self, data: bytes) -> None:
         """Add received bytes to `raw` (copying only what is still unaccepted)."""
@@ -602,7 +657,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         if self.raw_pos >= len(raw):
             self.raw, self.raw_pos = data, 0
         else:
-            self.raw, self.raw_pos = raw[self.raw_pos:] + data, 0
+            self.raw, self.raw_pos = raw[self.raw_pos :] + data, 0
 
     def _commit(self, request: FastRequest, start: int) -> None:
         """This request is served here: its bytes leave `raw` (they can no longer be
@@ -627,8 +682,12 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         """Serve queued requests while the pipeline and the write buffer have room."""
         self.pump_scheduled = False
         queue, pending = self.queue, self.pending
-        while (queue and not self.write_paused and len(pending) < PIPELINE_DEPTH
-               and self.transport is not None):
+        while (
+            queue
+            and not self.write_paused
+            and len(pending) < PIPELINE_DEPTH
+            and self.transport is not None
+        ):
             request = queue.popleft()
             if isinstance(request, _Reject):
                 self._reject(request)
@@ -658,8 +717,10 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         try:
             # The same check as aiohttp's routes (runtime/http/auth.py), then the hook.
             request.identity = self.shared.api.auth.check(
-                "readwrite" if request.method == "PUT" else "read", request.authorization,
-                self.peercert)
+                "readwrite" if request.method == "PUT" else "read",
+                request.authorization,
+                self.peercert,
+            )
             authorize = self.shared.authorize
             if authorize is not None:
                 authorize(request)
@@ -668,8 +729,12 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             else:
                 self._get(request, slot, started)
         except Exception as exc:  # the one mapping: runtime/http/errors.py
-            self._answer_error(slot, request, api_error(
-                exc, "write", f"{request.method} {request.target}"), started)
+            self._answer_error(
+                slot,
+                request,
+                api_error(exc, "write", f"{request.method} {request.target}"),
+                started,
+            )
 
     def _put(self, request: FastRequest, slot: list[Any], started: float) -> None:
         api = self.shared.api
@@ -684,9 +749,15 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             except Exception as error:
                 self._answer_error(slot, request, api_error(error, "write"), started)
                 return
-            self._answer(slot, request, 200, "application/json",
-                         json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
-                         None, started)
+            self._answer(
+                slot,
+                request,
+                200,
+                "application/json",
+                json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
+                None,
+                started,
+            )
 
         # Answered from inside the node loop, in the turn the entry applies.
         self.shared.node.propose_into(data, Completion(done))
@@ -714,25 +785,41 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         except Exception as exc:
             raise api_error(exc, "read") from None
 
-    def _serve_get(self, request: FastRequest, key: bytes, slot: list[Any], started: float
-                   ) -> None:
+    def _serve_get(self, request: FastRequest, key: bytes, slot: list[Any], started: float) -> None:
         value, headers = self.shared.api.single_get_answer(key)
         self._answer(slot, request, 200, "application/octet-stream", value, headers, started)
 
     # --- answers -------------------------------------------------------------------
-    def _answer_error(self, slot: list[Any], request: FastRequest, exc: ApiError,
-                      started: float) -> None:
+    def _answer_error(
+        self, slot: list[Any], request: FastRequest, exc: ApiError, started: float
+    ) -> None:
         headers, body = error_parts(exc)
-        self._answer(slot, request, exc.status, "application/json",
-                     json.dumps(body, separators=(",", ":")).encode(), headers, started)
+        self._answer(
+            slot,
+            request,
+            exc.status,
+            "application/json",
+            json.dumps(body, separators=(",", ":")).encode(),
+            headers,
+            started,
+        )
 
-    def _answer(self, slot: list[Any], request: FastRequest, status: int, content_type: str,
-                body: bytes, headers: dict[str, str] | None, started: float) -> None:
+    def _answer(
+        self,
+        slot: list[Any],
+        request: FastRequest,
+        status: int,
+        content_type: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        started: float,
+    ) -> None:
         start = _STATUS_LINES.get((status, content_type))
         if start is None:
             start = _STATUS_LINES[status, content_type] = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: ").encode("latin-1")
+                f"Content-Type: {content_type}\r\nContent-Length: "
+            ).encode("latin-1")
         head = f"{len(body)}\r\n"
         if headers:
             head += "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
@@ -748,11 +835,14 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
 
     def _reject(self, request: _Reject) -> None:
         """400 for a malformed request, after the answers owed; then close."""
-        body = json.dumps({"error": "bad_request",
-                           "message": f"malformed HTTP request: {request.message}"},
-                          separators=(",", ":")).encode()
-        head = ("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        body = json.dumps(
+            {"error": "bad_request", "message": f"malformed HTTP request: {request.message}"},
+            separators=(",", ":"),
+        ).encode()
+        head = (
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         self.pending.append([head + body, b"", True])
         self.shared.count_closed("malformed")
         self._flush()
@@ -830,7 +920,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
     def _start_hand_over(self) -> None:
         """The request at the start of `raw` is aiohttp's: serve what came before it,
         then pass aiohttp every byte from that request on."""
-        data = self.raw[self.raw_pos:]
+        data = self.raw[self.raw_pos :]
         self.raw, self.raw_pos = b"", 0
         problem = _Validator().error(data)
         if problem is not None:

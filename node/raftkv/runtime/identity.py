@@ -90,8 +90,7 @@ def _write_json_atomic(path: Path, obj: dict[str, object], *, fsync: bool) -> No
             os.close(fd)
 
 
-def resolve_identity(data_dir: Path, name: str, *, founder: bool,
-                     fsync: bool = True) -> Identity:
+def resolve_identity(data_dir: Path, name: str, *, founder: bool, fsync: bool = True) -> Identity:
     """This node's id, decided once per data directory and kept from then on.
 
     identity.json wins; a data directory with state but no identity.json (the older
@@ -101,8 +100,9 @@ def resolve_identity(data_dir: Path, name: str, *, founder: bool,
     if persisted is not None:
         saved_name, mid = persisted
         if saved_name != name:
-            raise IdentityError(f"{data_dir / IDENTITY_FILE} belongs to node {saved_name!r}, "
-                                f"not {name!r}")
+            raise IdentityError(
+                f"{data_dir / IDENTITY_FILE} belongs to node {saved_name!r}, not {name!r}"
+            )
         return Identity(name, mid, "persisted")
     if _has_state(data_dir):
         identity = Identity(name, member_id(name), "legacy")

@@ -65,8 +65,9 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def get_bytes(obj: dict[str, Any], field: str, *, required: bool = True,
-              default: bytes = b"") -> bytes:
+def get_bytes(
+    obj: dict[str, Any], field: str, *, required: bool = True, default: bytes = b""
+) -> bytes:
     """Field `field` (text) or `field_b64` (base64) of a request object."""
     text = obj.get(field)
     b64 = obj.get(field + "_b64")

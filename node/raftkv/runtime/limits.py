@@ -30,9 +30,11 @@ from raftkv.fsm.commands import InvalidCommand, grows_state, op_of
 
 # The quota's error, worded like etcd's ("etcdserver: mvcc: database space exceeded")
 # so operators searching for it find the same remedy: delete data (or raise the quota).
-QUOTA_MESSAGE = ("database space exceeded: the state is {size} bytes (+{pending} being "
-                 "written), --quota-backend-bytes is {quota}; delete keys or revoke "
-                 "leases (reads, deletes and checkpoints still work) or raise the quota")
+QUOTA_MESSAGE = (
+    "database space exceeded: the state is {size} bytes (+{pending} being "
+    "written), --quota-backend-bytes is {quota}; delete keys or revoke "
+    "leases (reads, deletes and checkpoints still work) or raise the quota"
+)
 
 _GUARDED_OPS = frozenset((Put.OP, Txn.OP, LeaseGrant.OP, LockAcquire.OP))
 
@@ -65,8 +67,9 @@ def over_quota(limits: AdmissionLimits, fsm: StateMachine, unapplied_bytes: int 
     return bool(quota) and fsm.size_bytes + unapplied_bytes >= quota
 
 
-def admission_refusal(limits: AdmissionLimits, fsm: StateMachine, data: bytes,
-                      unapplied_bytes: int = 0) -> LimitExceeded | None:
+def admission_refusal(
+    limits: AdmissionLimits, fsm: StateMachine, data: bytes, unapplied_bytes: int = 0
+) -> LimitExceeded | None:
     """Why the entry `data` must not be proposed now, or None to propose it.
     `unapplied_bytes`: client proposals admitted but not applied yet. Cheap for the
     common case: a put costs a few comparisons (no decoding)."""
@@ -74,22 +77,42 @@ def admission_refusal(limits: AdmissionLimits, fsm: StateMachine, data: bytes,
     if op not in _GUARDED_OPS:
         return None
     if over_quota(limits, fsm, unapplied_bytes) and (op != Txn.OP or _txn_grows(data)):
-        return LimitExceeded(507, "quota_exceeded", "quota", QUOTA_MESSAGE.format(
-            size=fsm.size_bytes, pending=unapplied_bytes, quota=limits.quota_backend_bytes))
+        return LimitExceeded(
+            507,
+            "quota_exceeded",
+            "quota",
+            QUOTA_MESSAGE.format(
+                size=fsm.size_bytes, pending=unapplied_bytes, quota=limits.quota_backend_bytes
+            ),
+        )
     if op == LeaseGrant.OP and limits.max_leases and fsm.lease_count() >= limits.max_leases:
-        return LimitExceeded(429, "too_many_leases", "leases", (
-            f"the cluster holds {fsm.lease_count()} leases, --max-leases is "
-            f"{limits.max_leases}: revoke leases that are no longer used"))
+        return LimitExceeded(
+            429,
+            "too_many_leases",
+            "leases",
+            (
+                f"the cluster holds {fsm.lease_count()} leases, --max-leases is "
+                f"{limits.max_leases}: revoke leases that are no longer used"
+            ),
+        )
     if op == LockAcquire.OP and limits.max_lock_waiters:
         command = _decoded(data)
         if type(command) is LockAcquire:
             waiting = fsm.lock_waiter_count(command.name)
             # Only a new waiter is refused: the holder and queued leases may ask again.
-            if (waiting >= limits.max_lock_waiters
-                    and fsm.lock_status(command.name, command.lease) is None):
-                return LimitExceeded(429, "too_many_lock_waiters", "lock_waiters", (
-                    f"lock {command.name!r} already has {waiting} waiters, "
-                    f"--max-lock-waiters is {limits.max_lock_waiters}"))
+            if (
+                waiting >= limits.max_lock_waiters
+                and fsm.lock_status(command.name, command.lease) is None
+            ):
+                return LimitExceeded(
+                    429,
+                    "too_many_lock_waiters",
+                    "lock_waiters",
+                    (
+                        f"lock {command.name!r} already has {waiting} waiters, "
+                        f"--max-lock-waiters is {limits.max_lock_waiters}"
+                    ),
+                )
     return None
 
 
@@ -110,8 +133,12 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     (arrays and objects) with a LimitExceeded 400 `json_too_deep`: the stdlib
     parser recurses, and a body nested 100k deep would otherwise end in a
     RecursionError. Raises ValueError / UnicodeDecodeError for invalid JSON."""
-    too_deep = LimitExceeded(400, "json_too_deep", "json_depth", (
-        f"the JSON body is nested deeper than {max_depth} levels (--max-json-depth)"))
+    too_deep = LimitExceeded(
+        400,
+        "json_too_deep",
+        "json_depth",
+        (f"the JSON body is nested deeper than {max_depth} levels (--max-json-depth)"),
+    )
     # Cheap pre-check: fewer brackets than the bound cannot nest deeper than it.
     shallow = raw.count(b"[") + raw.count(b"{") <= max_depth
     try:
@@ -141,6 +168,5 @@ def json_depth(value: Any, stop_after: int) -> int:
             deepest = depth
             if deepest > stop_after:
                 return deepest
-        stack.extend((child, depth) for child in children
-                     if isinstance(child, dict | list))
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
     return deepest

@@ -11,8 +11,7 @@ from raftkv.runtime.codec import REJECT_REASONS as PEER_REJECT_REASONS
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_PAUSE = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-          0.5, 1.0)
+_PAUSE = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 ROLES = ("leader", "follower", "candidate", "pre_candidate", "learner")
 
@@ -26,99 +25,171 @@ LIMITS = ("quota", "leases", "lock_waiters", "watches", "watches_per_client", "j
 class NodeMetrics:
     def __init__(self, name: str) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.info = Gauge("raftkv_info", "Constant 1, labelled with version and node name",
-                          ["version", "name"], registry=r)
+        self.info = Gauge(
+            "raftkv_info",
+            "Constant 1, labelled with version and node name",
+            ["version", "name"],
+            registry=r,
+        )
         self.info.labels(__version__, name).set(1)
         self.term = Gauge("raftkv_term", "Current Raft term", registry=r)
         self.is_leader = Gauge("raftkv_is_leader", "1 if this node is the leader", registry=r)
         self.role = Gauge("raftkv_role", "1 for this node's current role", ["role"], registry=r)
-        self.leader_changes = Counter("raftkv_leader_changes_total",
-                                      "Leader changes seen by this node", registry=r)
+        self.leader_changes = Counter(
+            "raftkv_leader_changes_total", "Leader changes seen by this node", registry=r
+        )
         self.commit_index = Gauge("raftkv_commit_index", "Raft commit index", registry=r)
-        self.applied_index = Gauge("raftkv_applied_index", "Index applied to the state machine",
-                                   registry=r)
+        self.applied_index = Gauge(
+            "raftkv_applied_index", "Index applied to the state machine", registry=r
+        )
         self.last_index = Gauge("raftkv_last_index", "Last index in the local log", registry=r)
-        self.proposals_committed = Counter("raftkv_proposals_committed_total",
-                                           "Proposals of this node that committed", registry=r)
-        self.proposals_failed = Counter("raftkv_proposals_failed_total",
-                                        "Proposals of this node that failed (dropped, lost, "
-                                        "timed out)", registry=r)
-        self.proposal_duration = Histogram("raftkv_proposal_duration_seconds",
-                                           "Proposal to apply on this node", buckets=_FAST,
-                                           registry=r)
-        self.fsync_duration = Histogram("raftkv_wal_fsync_duration_seconds",
-                                        "Time to durably save one Ready (write + fsync)",
-                                        buckets=_FAST, registry=r)
-        self.append_batch = Histogram("raftkv_append_batch_entries",
-                                      "Entries persisted per Ready (group commit size)",
-                                      buckets=_BATCH, registry=r)
-        self.snapshots = Counter("raftkv_snapshots_total", "Snapshots taken or installed",
-                                 ["kind"], registry=r)
-        self.snapshot_duration = Histogram("raftkv_snapshot_duration_seconds",
-                                           "Time to take and save a snapshot", buckets=_SLOW,
-                                           registry=r)
-        self.snapshot_pause = Histogram("raftkv_snapshot_pause_seconds",
-                                        "Time the node loop stops to freeze the state for a "
-                                        "snapshot or checkpoint (encoding runs in the "
-                                        "background)", buckets=_FAST, registry=r)
-        self.checkpoints = Counter("raftkv_checkpoints_total", "Checkpoints written",
-                                   ["result"], registry=r)
-        self.checkpoint_duration = Histogram("raftkv_checkpoint_duration_seconds",
-                                             "Time to write a checkpoint", buckets=_SLOW,
-                                             registry=r)
-        self.last_checkpoint = Gauge("raftkv_last_checkpoint_timestamp_seconds",
-                                     "Unix time of the last checkpoint written", registry=r)
-        self.peer_errors = Counter("raftkv_peer_rpc_errors_total",
-                                   "Peer connection and send failures", ["peer"], registry=r)
-        self.peer_up = Gauge("raftkv_peer_up", "1 while the connection to a peer is up",
-                             ["peer"], registry=r)
+        self.proposals_committed = Counter(
+            "raftkv_proposals_committed_total", "Proposals of this node that committed", registry=r
+        )
+        self.proposals_failed = Counter(
+            "raftkv_proposals_failed_total",
+            "Proposals of this node that failed (dropped, lost, timed out)",
+            registry=r,
+        )
+        self.proposal_duration = Histogram(
+            "raftkv_proposal_duration_seconds",
+            "Proposal to apply on this node",
+            buckets=_FAST,
+            registry=r,
+        )
+        self.fsync_duration = Histogram(
+            "raftkv_wal_fsync_duration_seconds",
+            "Time to durably save one Ready (write + fsync)",
+            buckets=_FAST,
+            registry=r,
+        )
+        self.append_batch = Histogram(
+            "raftkv_append_batch_entries",
+            "Entries persisted per Ready (group commit size)",
+            buckets=_BATCH,
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "raftkv_snapshots_total", "Snapshots taken or installed", ["kind"], registry=r
+        )
+        self.snapshot_duration = Histogram(
+            "raftkv_snapshot_duration_seconds",
+            "Time to take and save a snapshot",
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.snapshot_pause = Histogram(
+            "raftkv_snapshot_pause_seconds",
+            "Time the node loop stops to freeze the state for a "
+            "snapshot or checkpoint (encoding runs in the "
+            "background)",
+            buckets=_FAST,
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            "raftkv_checkpoints_total", "Checkpoints written", ["result"], registry=r
+        )
+        self.checkpoint_duration = Histogram(
+            "raftkv_checkpoint_duration_seconds",
+            "Time to write a checkpoint",
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.last_checkpoint = Gauge(
+            "raftkv_last_checkpoint_timestamp_seconds",
+            "Unix time of the last checkpoint written",
+            registry=r,
+        )
+        self.peer_errors = Counter(
+            "raftkv_peer_rpc_errors_total",
+            "Peer connection and send failures",
+            ["peer"],
+            registry=r,
+        )
+        self.peer_up = Gauge(
+            "raftkv_peer_up", "1 while the connection to a peer is up", ["peer"], registry=r
+        )
         self.frames_rejected = Counter(
             "raftkv_peer_frames_rejected_total",
             "Peer frames and handshakes rejected before the Raft core (the connection is "
-            "closed; wrong_sender counts dropped messages)", ["reason"], registry=r)
+            "closed; wrong_sender counts dropped messages)",
+            ["reason"],
+            registry=r,
+        )
         for reason in PEER_REJECT_REASONS:
             self.frames_rejected.labels(reason)
         self.kv_keys = Gauge("raftkv_kv_keys", "Keys in the store", registry=r)
         self.leases = Gauge("raftkv_leases", "Granted leases", registry=r)
         self.locks_held = Gauge("raftkv_locks_held", "Locks with a holder", registry=r)
-        self.http_requests = Counter("raftkv_http_requests_total", "Client HTTP requests",
-                                     ["route", "method", "code"], registry=r)
-        self.http_duration = Histogram("raftkv_http_request_duration_seconds",
-                                       "Client HTTP request latency", ["route"], buckets=_FAST,
-                                       registry=r)
-        self.member_healthy = Gauge("raftkv_member_healthy",
-                                    "Leader only: 1 if the member is recently active",
-                                    ["member", "member_name"], registry=r)
-        self.member_lag = Gauge("raftkv_member_lag_entries",
-                                "Leader only: commit index minus the member's match index",
-                                ["member", "member_name"], registry=r)
+        self.http_requests = Counter(
+            "raftkv_http_requests_total",
+            "Client HTTP requests",
+            ["route", "method", "code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "raftkv_http_request_duration_seconds",
+            "Client HTTP request latency",
+            ["route"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.member_healthy = Gauge(
+            "raftkv_member_healthy",
+            "Leader only: 1 if the member is recently active",
+            ["member", "member_name"],
+            registry=r,
+        )
+        self.member_lag = Gauge(
+            "raftkv_member_lag_entries",
+            "Leader only: commit index minus the member's match index",
+            ["member", "member_name"],
+            registry=r,
+        )
         self.members = Gauge("raftkv_members", "Cluster members by role", ["role"], registry=r)
         self.watchers = Gauge("raftkv_watchers", "Open watch streams", registry=r)
-        self.state_bytes = Gauge("raftkv_state_bytes",
-                                 "Estimated size of the state (what a snapshot holds)",
-                                 registry=r)
-        self.quota_bytes = Gauge("raftkv_quota_backend_bytes",
-                                 "--quota-backend-bytes (0: no quota)", registry=r)
-        self.quota_alarm = Gauge("raftkv_quota_alarm",
-                                 "1 while the state is at or over --quota-backend-bytes "
-                                 "(writes that grow it are refused)", registry=r)
-        self.limit_refusals = Counter("raftkv_limit_refusals_total",
-                                      "Requests refused by a limit", ["limit"], registry=r)
-        self.client_connections = Gauge("raftkv_client_connections",
-                                        "Open client connections", registry=r)
+        self.state_bytes = Gauge(
+            "raftkv_state_bytes", "Estimated size of the state (what a snapshot holds)", registry=r
+        )
+        self.quota_bytes = Gauge(
+            "raftkv_quota_backend_bytes", "--quota-backend-bytes (0: no quota)", registry=r
+        )
+        self.quota_alarm = Gauge(
+            "raftkv_quota_alarm",
+            "1 while the state is at or over --quota-backend-bytes "
+            "(writes that grow it are refused)",
+            registry=r,
+        )
+        self.limit_refusals = Counter(
+            "raftkv_limit_refusals_total", "Requests refused by a limit", ["limit"], registry=r
+        )
+        self.client_connections = Gauge(
+            "raftkv_client_connections", "Open client connections", registry=r
+        )
         self.client_connections_rejected = Counter(
             "raftkv_client_connections_rejected_total",
-            "Client connections refused (503) at --client-max-connections", registry=r)
+            "Client connections refused (503) at --client-max-connections",
+            registry=r,
+        )
         self.client_connections_closed = Counter(
             "raftkv_client_connections_closed_total",
             "Client connections closed by the node: a timeout, or a malformed request",
-            ["reason"], registry=r)
-        self.gc_pause = Histogram("raftkv_gc_pause_seconds",
-                                  "Garbage-collector pauses of the process, by generation",
-                                  ["generation"], buckets=_PAUSE, registry=r)
-        self.loop_lag = Histogram("raftkv_event_loop_lag_seconds",
-                                  "How late a 50 ms timer of the event loop fired (a stall)",
-                                  buckets=_PAUSE, registry=r)
+            ["reason"],
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "raftkv_gc_pause_seconds",
+            "Garbage-collector pauses of the process, by generation",
+            ["generation"],
+            buckets=_PAUSE,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "raftkv_event_loop_lag_seconds",
+            "How late a 50 ms timer of the event loop fired (a stall)",
+            buckets=_PAUSE,
+            registry=r,
+        )
         for role in ROLES:
             self.role.labels(role).set(0)
         for role in ("voter", "learner"):

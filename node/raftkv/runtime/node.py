@@ -36,9 +36,19 @@ from raftkv.runtime.views import READY_LAG_ENTRIES
 
 # What the HTTP layer and tests imported from here before the split stays importable.
 __all__ = [
-    "PROMOTE_LAG_ENTRIES", "READY_LAG_ENTRIES", "Completion", "NodeFailed", "NodeStopped",
-    "OutcomeUnknown", "Pending", "ProposalLost", "RaftNode", "RequestTimeout",
-    "WaitInterrupted", "member_context", "snapshot_outcome",
+    "PROMOTE_LAG_ENTRIES",
+    "READY_LAG_ENTRIES",
+    "Completion",
+    "NodeFailed",
+    "NodeStopped",
+    "OutcomeUnknown",
+    "Pending",
+    "ProposalLost",
+    "RaftNode",
+    "RequestTimeout",
+    "WaitInterrupted",
+    "member_context",
+    "snapshot_outcome",
 ]
 
 log = logging.getLogger("raftkv.node")
@@ -52,23 +62,36 @@ class RaftNode(NodeLoop):
     # ======================================================================
     def open(self, prior_state: list[str] | None = None) -> None:
         """Recover from disk (bootstrapping a new cluster if asked), build the core."""
-        state, data = recover_or_bootstrap(self.cfg, self.raft_store, self.snapshot_store,
-                                           prior_state)
+        state, data = recover_or_bootstrap(
+            self.cfg, self.raft_store, self.snapshot_store, prior_state
+        )
         if state.snapshot is not None and data is not None:
             self.fsm.restore(data)
             self.watch.reset(self.fsm.revision)
             self._snapshots.opened(state.snapshot.index)
         else:
             self._snapshots.opened(0)
-        self.core = Raft(Config(id=self.id, election_tick=self.cfg.election_ticks,
-                                heartbeat_tick=self.cfg.heartbeat_ticks),
-                         hard_state=state.hard_state, snapshot=state.snapshot,
-                         entries=state.entries)
+        self.core = Raft(
+            Config(
+                id=self.id,
+                election_tick=self.cfg.election_ticks,
+                heartbeat_tick=self.cfg.heartbeat_ticks,
+            ),
+            hard_state=state.hard_state,
+            snapshot=state.snapshot,
+            entries=state.entries,
+        )
         self._last_term = self.core.term
         self._durable_hs = HardState(self.core.term, self.core.vote, self.core.commit)
-        log.info("node %s (id %d) starts at term %d, commit %d, last index %d, members %s",
-                 self.cfg.name, self.id, self.core.term, self.core.commit,
-                 self.core.last_index(), sorted(self.core.conf.members()))
+        log.info(
+            "node %s (id %d) starts at term %d, commit %d, last index %d, members %s",
+            self.cfg.name,
+            self.id,
+            self.core.term,
+            self.core.commit,
+            self.core.last_index(),
+            sorted(self.core.conf.members()),
+        )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -126,8 +149,10 @@ class RaftNode(NodeLoop):
         process died). If it is our leader, the core expires its lease and campaigns
         within a few ticks; pre-vote keeps that harmless if it is alive after all."""
         if peer == self.core.leader:
-            log.info("leader %s closed its connection and refuses a new one: campaigning "
-                     "early", self.member_name(peer))
+            log.info(
+                "leader %s closed its connection and refuses a new one: campaigning early",
+                self.member_name(peer),
+            )
         self._run_in_loop(lambda: self.core.leader_unreachable(peer))
 
     def snapshot_status(self, peer: int, ok: bool) -> None:
@@ -213,9 +238,11 @@ class RaftNode(NodeLoop):
     def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
         """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
-        candidates = [(pr.match, m) for m, pr in core.prs.items()
-                      if m != self.id and m in core.conf.voters
-                      and (eligible is None or eligible(m))]
+        candidates = [
+            (pr.match, m)
+            for m, pr in core.prs.items()
+            if m != self.id and m in core.conf.voters and (eligible is None or eligible(m))
+        ]
         return max(candidates)[1] if candidates else None
 
     async def transfer_leadership(self, to: int, timeout: float) -> int | None:
@@ -226,8 +253,9 @@ class RaftNode(NodeLoop):
             leader = self.core.leader
             if leader not in (NONE, self.id):
                 return leader
-            await self.wait_status_change(leader, self.core.term,
-                                          min(0.5, deadline - time.monotonic()))
+            await self.wait_status_change(
+                leader, self.core.term, min(0.5, deadline - time.monotonic())
+            )
         return None
 
     def wait_lock(self, name: str, lease: int) -> asyncio.Future[int | None]:
@@ -272,8 +300,9 @@ class RaftNode(NodeLoop):
     async def leader_client_url_within(self, timeout: float) -> str | None:
         return await self.view.leader_client_url_within(timeout)
 
-    async def wait_status_change(self, leader: int | None, term: int | None,
-                                 timeout: float) -> None:
+    async def wait_status_change(
+        self, leader: int | None, term: int | None, timeout: float
+    ) -> None:
         await self.view.wait_status_change(leader, term, timeout)
 
     async def wait_leader_moved(self, leader: int) -> int:

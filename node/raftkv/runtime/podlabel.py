@@ -46,8 +46,16 @@ lag behind, leaves alone a label written at a newer term than it knows."""
 MERGE_PATCH = "application/merge-patch+json"
 
 # Error reasons (the `reason` label of raftkv_pod_label_errors_total).
-REASONS = ("unauthorized", "forbidden", "not_found", "conflict", "server", "refused",
-           "network", "config")
+REASONS = (
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "server",
+    "refused",
+    "network",
+    "config",
+)
 
 
 def label_for_role(role_name: str) -> str | None:
@@ -73,8 +81,10 @@ class PodLabelConfig:
 
     @property
     def pod_url(self) -> str:
-        return (f"{self.api_url}/api/v1/namespaces/{quote(self.namespace, safe='')}"
-                f"/pods/{quote(self.pod, safe='')}")
+        return (
+            f"{self.api_url}/api/v1/namespaces/{quote(self.namespace, safe='')}"
+            f"/pods/{quote(self.pod, safe='')}"
+        )
 
 
 def in_cluster_api_url(env: Mapping[str, str]) -> str:
@@ -82,23 +92,36 @@ def in_cluster_api_url(env: Mapping[str, str]) -> str:
     host = env.get("KUBERNETES_SERVICE_HOST", "")
     port = env.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
-        raise ValueError("--pod-role-label: no --kube-api-url and no KUBERNETES_SERVICE_HOST "
-                         "(not running in a pod?)")
+        raise ValueError(
+            "--pod-role-label: no --kube-api-url and no KUBERNETES_SERVICE_HOST "
+            "(not running in a pod?)"
+        )
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"https://{host}:{port}"
 
 
-def make_config(*, api_url: str, namespace: str, pod: str, token_file: Path, ca_file: Path,
-                env: Mapping[str, str] | None = None) -> PodLabelConfig:
+def make_config(
+    *,
+    api_url: str,
+    namespace: str,
+    pod: str,
+    token_file: Path,
+    ca_file: Path,
+    env: Mapping[str, str] | None = None,
+) -> PodLabelConfig:
     """Validated settings; ValueError names what is wrong."""
     url = (api_url or in_cluster_api_url(os.environ if env is None else env)).rstrip("/")
     if not url.startswith("https://"):
-        raise ValueError(f"--kube-api-url must be https:// (the service account token must "
-                         f"not travel in clear), got {url!r}")
+        raise ValueError(
+            f"--kube-api-url must be https:// (the service account token must "
+            f"not travel in clear), got {url!r}"
+        )
     if not namespace:
-        raise ValueError("--pod-role-label needs --pod-namespace (RAFTKV_POD_NAMESPACE, from "
-                         "the downward API: metadata.namespace)")
+        raise ValueError(
+            "--pod-role-label needs --pod-namespace (RAFTKV_POD_NAMESPACE, from "
+            "the downward API: metadata.namespace)"
+        )
     if not pod:
         raise ValueError("--pod-role-label needs the pod name (--pod-name or --name)")
     return PodLabelConfig(url, namespace, pod, token_file, ca_file)
@@ -134,14 +157,22 @@ class PodLabelError(Exception):
 
 class PodLabelMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.errors = Counter("raftkv_pod_label_errors_total",
-                              "Failed attempts to write this pod's raftkv.dev/role label",
-                              ["reason"], registry=registry)
-        self.writes = Counter("raftkv_pod_label_writes_total",
-                              "This pod's raftkv.dev/role label written", registry=registry)
-        self.in_sync = Gauge("raftkv_pod_label_in_sync",
-                             "1 when this pod's raftkv.dev/role label is known to match the "
-                             "node's role", registry=registry)
+        self.errors = Counter(
+            "raftkv_pod_label_errors_total",
+            "Failed attempts to write this pod's raftkv.dev/role label",
+            ["reason"],
+            registry=registry,
+        )
+        self.writes = Counter(
+            "raftkv_pod_label_writes_total",
+            "This pod's raftkv.dev/role label written",
+            registry=registry,
+        )
+        self.in_sync = Gauge(
+            "raftkv_pod_label_in_sync",
+            "1 when this pod's raftkv.dev/role label is known to match the node's role",
+            registry=registry,
+        )
         for reason in REASONS:
             self.errors.labels(reason)
 
@@ -153,9 +184,14 @@ class PodLabeler:
 
     REQUEST_TIMEOUT = 5.0
 
-    def __init__(self, config: PodLabelConfig, current: Callable[[], tuple[str | None, int]],
-                 metrics: PodLabelMetrics, *, backoff: tuple[float, float] = (0.05, 5.0)
-                 ) -> None:
+    def __init__(
+        self,
+        config: PodLabelConfig,
+        current: Callable[[], tuple[str | None, int]],
+        metrics: PodLabelMetrics,
+        *,
+        backoff: tuple[float, float] = (0.05, 5.0),
+    ) -> None:
         self.config = config
         self.current = current
         self.metrics = metrics
@@ -178,7 +214,8 @@ class PodLabeler:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.REQUEST_TIMEOUT))
+            timeout=aiohttp.ClientTimeout(total=self.REQUEST_TIMEOUT)
+        )
         self._task = asyncio.create_task(self._run(), name="pod-label")
         self.changed()
 
@@ -211,20 +248,19 @@ class PodLabeler:
                 await self._patch(wanted, term)
             except PodLabelError as e:
                 self.metrics.errors.labels(e.reason).inc()
-                log.warning("pod label %s=%s not written (retry in %.2fs): %s",
-                            ROLE_LABEL, wanted, delay, e)
+                log.warning(
+                    "pod label %s=%s not written (retry in %.2fs): %s", ROLE_LABEL, wanted, delay, e
+                )
                 # Back off; a role change meanwhile is tried at once.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(),
-                                           delay * random.uniform(0.8, 1.2))
+                    await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.8, 1.2))
                 self._wake.set()
                 delay = min(self.backoff[1], delay * 2)
                 continue
             delay = self.backoff[0]
             self.written = wanted
             self.metrics.writes.inc()
-            log.info("pod %s labelled %s=%s (term %d)", self.config.pod, ROLE_LABEL, wanted,
-                     term)
+            log.info("pod %s labelled %s=%s (term %d)", self.config.pod, ROLE_LABEL, wanted, term)
             self._wake.set()  # check again: the role may have moved meanwhile
 
     def _synced(self) -> None:
@@ -248,8 +284,7 @@ class PodLabeler:
         try:
             token, _ = self._token.read()
         except OSError as e:
-            raise PodLabelError("config",
-                                f"cannot read token {self.config.token_file}: {e}") from e
+            raise PodLabelError("config", f"cannot read token {self.config.token_file}: {e}") from e
         text = token.decode("ascii", "replace").strip()
         if not text or any(c in text for c in "\r\n"):
             raise PodLabelError("config", f"no usable token in {self.config.token_file}")
@@ -257,48 +292,64 @@ class PodLabeler:
 
     async def _patch(self, value: str | None, term: int) -> None:
         assert self._session is not None
-        body = json.dumps({"metadata": {"labels": {ROLE_LABEL: value},
-                                        "annotations": {ROLE_TERM_ANNOTATION: str(term)}}}
-                          ).encode()
-        headers = {"Authorization": f"Bearer {self._bearer()}",
-                   "Content-Type": MERGE_PATCH, "Accept": "application/json"}
+        body = json.dumps(
+            {
+                "metadata": {
+                    "labels": {ROLE_LABEL: value},
+                    "annotations": {ROLE_TERM_ANNOTATION: str(term)},
+                }
+            }
+        ).encode()
+        headers = {
+            "Authorization": f"Bearer {self._bearer()}",
+            "Content-Type": MERGE_PATCH,
+            "Accept": "application/json",
+        }
         started = time.monotonic()
         try:
-            async with self._session.patch(self.config.pod_url, data=body, headers=headers,
-                                           ssl=self._context()) as resp:
+            async with self._session.patch(
+                self.config.pod_url, data=body, headers=headers, ssl=self._context()
+            ) as resp:
                 status = resp.status
                 # The answer is the pod; nothing in it is needed, so none of it is trusted.
                 await resp.release()
         except PodLabelError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as e:
-            raise PodLabelError("network", f"PATCH {self.config.pod_url}: "
-                                f"{type(e).__name__}: {e}") from e
+            raise PodLabelError(
+                "network", f"PATCH {self.config.pod_url}: {type(e).__name__}: {e}"
+            ) from e
         if 200 <= status < 300:
             log.debug("PATCH took %.3fs", time.monotonic() - started)
             return
         if status == 401:
             self._token.forget()  # rotated under us: read it again next time
-        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-                  409: "conflict"}.get(status, "server" if status >= 500 else "refused")
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
+            status, "server" if status >= 500 else "refused"
+        )
         raise PodLabelError(reason, f"PATCH {self.config.pod_url}: HTTP {status}")
 
 
 _UNKNOWN = object()
 
 
-def pod_labeler(cfg: NodeConfig, role: Callable[[], tuple[str, int]],
-                metrics: NodeMetrics) -> PodLabeler | None:
+def pod_labeler(
+    cfg: NodeConfig, role: Callable[[], tuple[str, int]], metrics: NodeMetrics
+) -> PodLabeler | None:
     """The labeler `cfg` asks for (None without --pod-role-label); ValueError if misset.
     `role`: the node's role (RaftNode.role_name) and term now."""
     if not cfg.pod_role_label:
         return None
-    config = make_config(api_url=cfg.kube_api_url, namespace=cfg.pod_namespace,
-                         pod=cfg.pod_name or cfg.name, token_file=cfg.kube_token_file,
-                         ca_file=cfg.kube_ca_file)
+    config = make_config(
+        api_url=cfg.kube_api_url,
+        namespace=cfg.pod_namespace,
+        pod=cfg.pod_name or cfg.name,
+        token_file=cfg.kube_token_file,
+        ca_file=cfg.kube_ca_file,
+    )
+
     def current() -> tuple[str | None, int]:
         name, term = role()
         return label_for_role(name), term
 
-    return PodLabeler(config, current,
-                      PodLabelMetrics(metrics.registry))
+    return PodLabeler(config, current, PodLabelMetrics(metrics.registry))

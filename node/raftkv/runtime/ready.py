@@ -103,10 +103,26 @@ class ReleaseReads:
     read_states: list[ReadState]
 
 
-Step = Send | Apply | PersistSnapshot | Persist | DeferHardState | RestoreSnapshot | Advance \
+Step = (
+    Send
+    | Apply
+    | PersistSnapshot
+    | Persist
+    | DeferHardState
+    | RestoreSnapshot
+    | Advance
     | ReleaseReads
-STEP_KINDS: Final = (Send, Apply, PersistSnapshot, Persist, DeferHardState, RestoreSnapshot,
-                     Advance, ReleaseReads)
+)
+STEP_KINDS: Final = (
+    Send,
+    Apply,
+    PersistSnapshot,
+    Persist,
+    DeferHardState,
+    RestoreSnapshot,
+    Advance,
+    ReleaseReads,
+)
 ADVANCE: Final = Advance()
 # Most Readies bring no read state: one shared step (never mutated) for them.
 _RELEASE_WAITING_READS: Final = ReleaseReads([])
@@ -115,12 +131,12 @@ _RELEASE_WAITING_READS: Final = ReleaseReads([])
 class Planner(Protocol):
     """The signature of `plan` (the simulator also runs deliberately wrong planners)."""
 
-    def __call__(self, rd: Ready, *, leader: bool, durable: HardState,
-                 deferred: HardState | None) -> list[Step]: ...
+    def __call__(
+        self, rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
+    ) -> list[Step]: ...
 
 
-def plan(rd: Ready, *, leader: bool, durable: HardState,
-         deferred: HardState | None) -> list[Step]:
+def plan(rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None) -> list[Step]:
     """The steps that handle `rd`, in order.
 
     `leader`: the node's role as the Ready is taken. `durable`: the hard state on
@@ -136,8 +152,11 @@ def plan(rd: Ready, *, leader: bool, durable: HardState,
     # 1. A leader with a durable term and vote sends before its fsync; a Ready with new
     # entries sends first (the followers' fsyncs are the long pole), one without (commit
     # notices, heartbeats) answers the clients first.
-    early_send = leader and snap is None and (
-        hs is None or (hs.term == durable.term and hs.vote == durable.vote))
+    early_send = (
+        leader
+        and snap is None
+        and (hs is None or (hs.term == durable.term and hs.vote == durable.vote))
+    )
     if early_send and messages and entries:
         steps.append(Send(messages))
     # 2. Committed entries already on this disk (below this Ready's first new entry) are
@@ -161,8 +180,12 @@ def plan(rd: Ready, *, leader: bool, durable: HardState,
         snap_hs = HardState(base.term, base.vote, max(base.commit, snap.meta.index))
         steps.append(PersistSnapshot(snap, snap_hs))
         durable, deferred = snap_hs, None
-        if hs is not None and hs.term == snap_hs.term and hs.vote == snap_hs.vote \
-                and hs.commit <= snap_hs.commit:
+        if (
+            hs is not None
+            and hs.term == snap_hs.term
+            and hs.vote == snap_hs.vote
+            and hs.commit <= snap_hs.commit
+        ):
             hs = None  # written with the snapshot
     if hs is not None and not entries and hs.term == durable.term and hs.vote == durable.vote:
         steps.append(DeferHardState(hs))

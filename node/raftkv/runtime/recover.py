@@ -125,18 +125,30 @@ class Plan:
 
     def summary(self) -> str:
         """The one line: what is kept, what may be lost."""
-        uncommitted = (f"; entries {self.commit + 1}..{self.last_index} are beyond the commit "
-                       "index: kept, and the new cluster commits them"
-                       if self.last_index > self.commit else "")
-        return (f"kept: {self.name} (id {self.id}) log up to index {self.last_index} "
-                f"(term {self.last_term}), commit index {self.commit}{uncommitted}; "
-                f"may be lost: anything the old cluster committed after index "
-                f"{self.last_index} (only the lost members had it)")
+        uncommitted = (
+            f"; entries {self.commit + 1}..{self.last_index} are beyond the commit "
+            "index: kept, and the new cluster commits them"
+            if self.last_index > self.commit
+            else ""
+        )
+        return (
+            f"kept: {self.name} (id {self.id}) log up to index {self.last_index} "
+            f"(term {self.last_term}), commit index {self.commit}{uncommitted}; "
+            f"may be lost: anything the old cluster committed after index "
+            f"{self.last_index} (only the lost members had it)"
+        )
 
 
-def plan_recovery(*, name: str, mid: int, cluster_id: str | None, hard_state: HardState,
-                  last_index: int, last_term: int,
-                  members: dict[int, dict[str, str]]) -> Plan:
+def plan_recovery(
+    *,
+    name: str,
+    mid: int,
+    cluster_id: str | None,
+    hard_state: HardState,
+    last_index: int,
+    last_term: int,
+    members: dict[int, dict[str, str]],
+) -> Plan:
     """The WAL batch that makes `mid` the only voter: REMOVE every other member, ADD_VOTER
     itself if it was a learner, in term T+1 with vote = itself and everything committed.
     `members`: the replicated directory ({id: {"name", "client_url", "role", ...}})."""
@@ -144,24 +156,41 @@ def plan_recovery(*, name: str, mid: int, cluster_id: str | None, hard_state: Ha
     if me is None:
         raise RecoverRefused(
             f"{name} (id {mid}) is not a member in its own membership directory (it was "
-            "removed, or never added): it cannot be recovered as the only voter")
-    others = tuple(Member(m, info.get("name", ""), info.get("role", ""),
-                          info.get("client_url", ""))
-                   for m, info in members.items() if m != mid)
+            "removed, or never added): it cannot be recovered as the only voter"
+        )
+    others = tuple(
+        Member(m, info.get("name", ""), info.get("role", ""), info.get("client_url", ""))
+        for m, info in members.items()
+        if m != mid
+    )
     term = max(hard_state.term, last_term) + 1
-    changes = [ConfChange(ConfChangeType.REMOVE, m.id,
-                          json.dumps({"name": m.name}).encode()) for m in others]
+    changes = [
+        ConfChange(ConfChangeType.REMOVE, m.id, json.dumps({"name": m.name}).encode())
+        for m in others
+    ]
     if me.get("role") == LEARNER:
         context = {k: me.get(k, "") for k in ("name", "peer_url", "client_url")}
-        changes.append(ConfChange(ConfChangeType.ADD_VOTER, mid,
-                                  json.dumps(context, sort_keys=True).encode()))
-    entries = tuple(Entry(term, last_index + i, EntryType.CONF_CHANGE, cc.encode())
-                    for i, cc in enumerate(changes, start=1))
+        changes.append(
+            ConfChange(ConfChangeType.ADD_VOTER, mid, json.dumps(context, sort_keys=True).encode())
+        )
+    entries = tuple(
+        Entry(term, last_index + i, EntryType.CONF_CHANGE, cc.encode())
+        for i, cc in enumerate(changes, start=1)
+    )
     new_last = last_index + len(entries)
-    return Plan(name=name, id=mid, cluster_id=cluster_id, term=hard_state.term,
-                commit=hard_state.commit, last_index=last_index, last_term=last_term,
-                others=others, self_role=me.get("role", ""), entries=entries,
-                hard_state=HardState(term=term, vote=mid, commit=new_last))
+    return Plan(
+        name=name,
+        id=mid,
+        cluster_id=cluster_id,
+        term=hard_state.term,
+        commit=hard_state.commit,
+        last_index=last_index,
+        last_term=last_term,
+        others=others,
+        self_role=me.get("role", ""),
+        entries=entries,
+        hard_state=HardState(term=term, vote=mid, commit=new_last),
+    )
 
 
 # --- probing the old cluster ----------------------------------------------------------
@@ -191,8 +220,9 @@ def classify_status(url: str, status: int, body: bytes) -> ProbeResult:
     return ProbeResult(url, "no_leader", f"{who} has no leader (role {parsed.get('role')})")
 
 
-def probe(url: str, timeout: float, context: ssl.SSLContext | None,
-          headers: dict[str, str] | None = None) -> ProbeResult:
+def probe(
+    url: str, timeout: float, context: ssl.SSLContext | None, headers: dict[str, str] | None = None
+) -> ProbeResult:
     """GET `url`/v1/status once. `headers`: e.g. the bearer token of a secure cluster
     (its status needs the `read` role; without it the answer is 401: "unknown")."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
@@ -200,8 +230,11 @@ def probe(url: str, timeout: float, context: ssl.SSLContext | None,
         return ProbeResult(url, "unknown", "not an http(s) URL")
     request = urllib.request.Request(url.rstrip("/") + "/v1/status", headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310 - http(s) only
-                                    context=context) as resp:
+        with urllib.request.urlopen(
+            request,
+            timeout=timeout,  # noqa: S310 - http(s) only
+            context=context,
+        ) as resp:
             return classify_status(url, resp.status, resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
         return classify_status(url, exc.code, b"")
@@ -221,11 +254,14 @@ def quorum_verdict(results: Sequence[ProbeResult]) -> str | None:
     leaders = [r for r in results if r.outcome == "leader"]
     unknown = [r for r in results if r.outcome == "unknown"]
     if leaders:
-        return ("the old cluster still has a leader, so a quorum is alive: "
-                + "; ".join(f"{r.url}: {r.detail}" for r in leaders))
+        return "the old cluster still has a leader, so a quorum is alive: " + "; ".join(
+            f"{r.url}: {r.detail}" for r in leaders
+        )
     if unknown:
-        return ("members answered but their status could not be read (a live cluster "
-                "cannot be ruled out): " + "; ".join(f"{r.url}: {r.detail}" for r in unknown))
+        return (
+            "members answered but their status could not be read (a live cluster "
+            "cannot be ruled out): " + "; ".join(f"{r.url}: {r.detail}" for r in unknown)
+        )
     return None
 
 
@@ -235,12 +271,13 @@ def _resolve_name(data_dir: Path, name: str | None) -> tuple[str, int]:
     if persisted is not None:
         saved, mid = persisted
         if name is not None and name != saved:
-            raise RecoverRefused(f"{data_dir / IDENTITY_FILE} belongs to {saved!r}, "
-                                 f"not {name!r}")
+            raise RecoverRefused(f"{data_dir / IDENTITY_FILE} belongs to {saved!r}, not {name!r}")
         return saved, mid
     if name is None:
-        raise RecoverRefused(f"{data_dir} has no {IDENTITY_FILE}: pass --name (the member's "
-                             "name, as given to `raftkv serve --name`)")
+        raise RecoverRefused(
+            f"{data_dir} has no {IDENTITY_FILE}: pass --name (the member's "
+            "name, as given to `raftkv serve --name`)"
+        )
     return name, member_id(name)
 
 
@@ -291,32 +328,50 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-def recover_data_dir(data_dir: Path, *, name: str | None = None, yes: bool = False,
-                     force: bool = False, endpoints: Sequence[str] = (),
-                     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
-                     ssl_context: ssl.SSLContext | None = None,
-                     probe_headers: dict[str, str] | None = None,
-                     prober: Callable[[str], ProbeResult] | None = None) -> Outcome:
+def recover_data_dir(
+    data_dir: Path,
+    *,
+    name: str | None = None,
+    yes: bool = False,
+    force: bool = False,
+    endpoints: Sequence[str] = (),
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
+    probe_headers: dict[str, str] | None = None,
+    prober: Callable[[str], ProbeResult] | None = None,
+) -> Outcome:
     """Plan and (with `yes`) perform a recovery; raises RecoverRefused with the reason."""
     wal_dir = data_dir / "wal"
     if not data_dir.is_dir():
         raise RecoverRefused(f"{data_dir} is not a directory")
     if not wal_dir.is_dir() or not list_segments(wal_dir):
-        raise RecoverRefused(f"{wal_dir} holds no WAL segment: there is nothing to recover "
-                             "from (a member without a log cannot become the cluster)")
+        raise RecoverRefused(
+            f"{wal_dir} holds no WAL segment: there is nothing to recover "
+            "from (a member without a log cannot become the cluster)"
+        )
     node_name, mid = _resolve_name(data_dir, name)
     try:
         wal = WriteAheadLog(wal_dir)
     except DirectoryLockedError:
-        raise RecoverRefused(f"{node_name} is running ({wal_dir / LOCK_NAME} is locked by a "
-                             "live process): stop it first") from None
+        raise RecoverRefused(
+            f"{node_name} is running ({wal_dir / LOCK_NAME} is locked by a "
+            "live process): stop it first"
+        ) from None
     try:
         backup = make_backup(data_dir) if yes else None
         try:
-            check = prober or (lambda url: probe(url, probe_timeout, ssl_context,
-                                                 probe_headers))
-            outcome = _plan_and_apply(data_dir, wal, node_name, mid, yes=yes, force=force,
-                                      endpoints=endpoints, prober=check, backup=backup)
+            check = prober or (lambda url: probe(url, probe_timeout, ssl_context, probe_headers))
+            outcome = _plan_and_apply(
+                data_dir,
+                wal,
+                node_name,
+                mid,
+                yes=yes,
+                force=force,
+                endpoints=endpoints,
+                prober=check,
+                backup=backup,
+            )
         except BaseException:
             if backup is not None and load_cluster_id(data_dir) == _backup_cluster_id(backup):
                 # Nothing was changed (the WAL is written last): drop the useless backup.
@@ -334,10 +389,18 @@ def _backup_cluster_id(backup: Path) -> str | None:
         return None
 
 
-def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, yes: bool,
-                    force: bool, endpoints: Sequence[str],
-                    prober: Callable[[str], ProbeResult],
-                    backup: Path | None) -> Outcome:
+def _plan_and_apply(
+    data_dir: Path,
+    wal: WriteAheadLog,
+    name: str,
+    mid: int,
+    *,
+    yes: bool,
+    force: bool,
+    endpoints: Sequence[str],
+    prober: Callable[[str], ProbeResult],
+    backup: Path | None,
+) -> Outcome:
     cluster_id = load_cluster_id(data_dir)
     prior = [str(data_dir / IDENTITY_FILE)] if (data_dir / IDENTITY_FILE).exists() else []
     recovered = recover(wal, FileSnapshotStore(data_dir / "snapshots"), prior_state=prior)
@@ -356,14 +419,27 @@ def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, 
     snap = state.snapshot
     last_index = last.index if last else (snap.index if snap else 0)
     last_term = last.term if last else (snap.term if snap else 0)
-    plan = plan_recovery(name=name, mid=mid, cluster_id=cluster_id,
-                         hard_state=state.hard_state, last_index=last_index,
-                         last_term=last_term, members=fsm.members)
+    plan = plan_recovery(
+        name=name,
+        mid=mid,
+        cluster_id=cluster_id,
+        hard_state=state.hard_state,
+        last_index=last_index,
+        last_term=last_term,
+        members=fsm.members,
+    )
 
-    urls = list(dict.fromkeys([m.client_url for m in plan.others if m.client_url]
-                              + [u for u in endpoints if u]))
-    notes = [f"{m.name} (id {m.id}): no client URL in the membership, not asked "
-             "(pass it with --endpoints)" for m in plan.others if not m.client_url]
+    urls = list(
+        dict.fromkeys(
+            [m.client_url for m in plan.others if m.client_url] + [u for u in endpoints if u]
+        )
+    )
+    notes = [
+        f"{m.name} (id {m.id}): no client URL in the membership, not asked "
+        "(pass it with --endpoints)"
+        for m in plan.others
+        if not m.client_url
+    ]
     with ThreadPoolExecutor(max(1, min(8, len(urls)))) as pool:
         probes = list(pool.map(prober, urls))
     outcome = Outcome(plan, probes, notes=notes)
@@ -372,7 +448,8 @@ def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, 
         raise RecoverRefused(
             f"refusing to recover {name}: {verdict}. Recovering now would make a second "
             "cluster that accepts writes next to the old one (split brain). If those "
-            "members are really gone for good, or you accept that, pass --force --yes")
+            "members are really gone for good, or you accept that, pass --force --yes"
+        )
     if verdict is not None:
         outcome.notes.append(f"--force: {verdict}")
     if not yes:
@@ -389,47 +466,82 @@ def _plan_and_apply(data_dir: Path, wal: WriteAheadLog, name: str, mid: int, *, 
 # --- the command ----------------------------------------------------------------------
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
-        "recover", help="make a stopped member the only voter of a new cluster (quorum lost)",
+        "recover",
+        help="make a stopped member the only voter of a new cluster (quorum lost)",
         description=textwrap.fill(
             "Recover from the loss of a majority: rewrite a STOPPED member's data directory "
             "so that it is the only voter of a new cluster (new cluster id), keeping its "
             "data and its whole log. Without --yes it only prints the plan. Refuses when "
             "the member is running, or when the old cluster still answers with a leader. "
-            "Runbook: docs/recovery.md.", 88),
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+            "Runbook: docs/recovery.md.",
+            88,
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data-dir", required=True, help="the stopped member's data directory")
-    parser.add_argument("--name", default=None,
-                        help="the member's name (checked against identity.json; needed only "
-                             "for a data directory without one)")
-    parser.add_argument("--yes", action="store_true",
-                        help="do it (back up, new cluster id, rewrite membership)")
-    parser.add_argument("--force", action="store_true",
-                        help="recover even though the old cluster answers with a leader "
-                             "(split brain: two clusters accept writes); only with --yes")
-    parser.add_argument("--endpoints", default="",
-                        help="more client URLs of old members to ask for /v1/status, "
-                             "comma-separated (members without a client URL in the "
-                             "membership cannot be asked otherwise)")
-    parser.add_argument("--probe-timeout", type=float, default=DEFAULT_PROBE_TIMEOUT,
-                        help="seconds to wait for each member's /v1/status (default 3)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="the member's name (checked against identity.json; needed only "
+        "for a data directory without one)",
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="do it (back up, new cluster id, rewrite membership)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="recover even though the old cluster answers with a leader "
+        "(split brain: two clusters accept writes); only with --yes",
+    )
+    parser.add_argument(
+        "--endpoints",
+        default="",
+        help="more client URLs of old members to ask for /v1/status, "
+        "comma-separated (members without a client URL in the "
+        "membership cannot be asked otherwise)",
+    )
+    parser.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=DEFAULT_PROBE_TIMEOUT,
+        help="seconds to wait for each member's /v1/status (default 3)",
+    )
     # The client's credential flags and env (docs/client.md), for a secure cluster's
     # /v1/status (role `read`): without them its members answer 401, which refuses.
     env = os.environ
-    parser.add_argument("--cacert", metavar="FILE", default=env.get("RAFTKV_CACERT"),
-                        help="CA bundle of the members' client certificates, for https "
-                             "client URLs (env RAFTKV_CACERT; default: the system's)")
-    parser.add_argument("--cert", metavar="FILE", default=env.get("RAFTKV_CERT"),
-                        help="client certificate (env RAFTKV_CERT)")
-    parser.add_argument("--key", dest="cert_key", metavar="FILE",
-                        default=env.get("RAFTKV_KEY"), help="its key (env RAFTKV_KEY)")
-    parser.add_argument("--token-file", metavar="FILE", default=env.get("RAFTKV_TOKEN_FILE"),
-                        help="file holding a bearer token with role read (env "
-                             "RAFTKV_TOKEN_FILE; or env RAFTKV_TOKEN)")
+    parser.add_argument(
+        "--cacert",
+        metavar="FILE",
+        default=env.get("RAFTKV_CACERT"),
+        help="CA bundle of the members' client certificates, for https "
+        "client URLs (env RAFTKV_CACERT; default: the system's)",
+    )
+    parser.add_argument(
+        "--cert",
+        metavar="FILE",
+        default=env.get("RAFTKV_CERT"),
+        help="client certificate (env RAFTKV_CERT)",
+    )
+    parser.add_argument(
+        "--key",
+        dest="cert_key",
+        metavar="FILE",
+        default=env.get("RAFTKV_KEY"),
+        help="its key (env RAFTKV_KEY)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=env.get("RAFTKV_TOKEN_FILE"),
+        help="file holding a bearer token with role read (env "
+        "RAFTKV_TOKEN_FILE; or env RAFTKV_TOKEN)",
+    )
     parser.set_defaults(func=cmd_recover)
 
 
-def _probe_credentials(args: argparse.Namespace) -> tuple[ssl.SSLContext | None,
-                                                           dict[str, str]]:
+def _probe_credentials(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, dict[str, str]]:
     ctx = None
     if args.cacert or args.cert:
         ctx = ssl.create_default_context(cafile=args.cacert)
@@ -458,10 +570,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     endpoints = [u.strip() for u in args.endpoints.split(",") if u.strip()]
     try:
-        outcome = recover_data_dir(Path(args.data_dir), name=args.name, yes=args.yes,
-                                   force=args.force, endpoints=endpoints,
-                                   probe_timeout=args.probe_timeout, ssl_context=ctx,
-                                   probe_headers=headers)
+        outcome = recover_data_dir(
+            Path(args.data_dir),
+            name=args.name,
+            yes=args.yes,
+            force=args.force,
+            endpoints=endpoints,
+            probe_timeout=args.probe_timeout,
+            ssl_context=ctx,
+            probe_headers=headers,
+        )
     except RecoverRefused as exc:
         print(f"raftkv recover: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -471,8 +589,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     except OSError as exc:
         # E.g. no space for the backup. The WAL batch is written last and atomically: the
         # directory is as it was, or (cluster.json written) recover must be run again.
-        print(f"raftkv recover: failed on {args.data_dir}: {exc}; run it again once "
-              "fixed", file=sys.stderr)
+        print(
+            f"raftkv recover: failed on {args.data_dir}: {exc}; run it again once fixed",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     plan = outcome.plan
     for r in outcome.probes:
@@ -482,11 +602,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     removed = ", ".join(f"{m.name} (id {m.id})" for m in plan.others) or "none"
     print(plan.summary())
     if outcome.new_cluster_id is None:
-        print(f"would remove: {removed}; nothing changed: add --yes to recover",
-              file=sys.stderr)
+        print(f"would remove: {removed}; nothing changed: add --yes to recover", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"recovered: {plan.name} is the only voter of cluster {outcome.new_cluster_id} "
-          f"(was {plan.cluster_id}); removed: {removed}; backup: {outcome.backup}. Start it "
-          "with its usual `raftkv serve` command, then add members back with empty data "
-          "directories (docs/recovery.md)")
+    print(
+        f"recovered: {plan.name} is the only voter of cluster {outcome.new_cluster_id} "
+        f"(was {plan.cluster_id}); removed: {removed}; backup: {outcome.backup}. Start it "
+        "with its usual `raftkv serve` command, then add members back with empty data "
+        "directories (docs/recovery.md)"
+    )
     return EXIT_OK

@@ -54,10 +54,15 @@ EXIT_STORAGE = 2  # the data directory cannot be trusted or used: refuse to star
 class Server:
     """One node process: storage + fsm + RaftNode + PeerTransport + ClientApi."""
 
-    def __init__(self, cfg: NodeConfig, *, raft_store: RaftStore | None = None,
-                 snapshot_store: SnapshotStore | None = None,
-                 checkpoint_store: CheckpointStore | None = None,
-                 fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        *,
+        raft_store: RaftStore | None = None,
+        snapshot_store: SnapshotStore | None = None,
+        checkpoint_store: CheckpointStore | None = None,
+        fast_path: bool = True,
+    ) -> None:
         """The durable stores under `cfg.data_dir` unless given (tests pass the
         in-memory twins to run several nodes in one process). `fast_path=False`
         serves every request through aiohttp (tests compare the two paths)."""
@@ -75,8 +80,10 @@ class Server:
         cfg.validate_peer_tls()
         cluster_id = load_cluster_id(data)
         if cluster_id is None and creates_cluster_id(
-                cfg.name, [m.name for m in cfg.initial_cluster],
-                new_cluster=cfg.initial_cluster_state == "new"):
+            cfg.name,
+            [m.name for m in cfg.initial_cluster],
+            new_cluster=cfg.initial_cluster_state == "new",
+        ):
             cluster_id = new_cluster_id()
             save_cluster_id(data, cluster_id, fsync=fsync)
             log.info("created cluster id %s", cluster_id)
@@ -88,18 +95,23 @@ class Server:
         self.prior_state: list[str] = []
         if raft_store is None:
             self.prior_state = _prior_state(data, identity.source)
-            raft_store = WriteAheadLog(data / "wal", fsync=fsync,
-                                       crash_test_ledger=cfg.unsafe_crash_test_ledger)
+            raft_store = WriteAheadLog(
+                data / "wal", fsync=fsync, crash_test_ledger=cfg.unsafe_crash_test_ledger
+            )
         self.node = RaftNode(
-            cfg, raft_store=raft_store,
+            cfg,
+            raft_store=raft_store,
             snapshot_store=snapshot_store or FileSnapshotStore(data / "snapshots", fsync=fsync),
-            checkpoint_store=checkpoint_store or CheckpointStore(
-                data / "checkpoints", retain=cfg.checkpoint_retain),
-            fsm=StateMachine(), metrics=self.metrics)
+            checkpoint_store=checkpoint_store
+            or CheckpointStore(data / "checkpoints", retain=cfg.checkpoint_retain),
+            fsm=StateMachine(),
+            metrics=self.metrics,
+        )
         self.node.cluster = self.cluster
         # Leader routing on Kubernetes: this pod's role label (--pod-role-label).
         self.pod_labeler: PodLabeler | None = pod_labeler(
-            cfg, lambda: (self.node.role_name(), self.node.core.term), self.metrics)
+            cfg, lambda: (self.node.role_name(), self.node.core.term), self.metrics
+        )
         self.transport: PeerTransport | None = None
         self.runner: web.AppRunner | None = None
         self.api: ClientApi | None = None
@@ -123,55 +135,82 @@ class Server:
         loop = asyncio.get_running_loop()
         gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
         transport = self.transport = PeerTransport(
-            node.id, cfg.name, gate=gate, resolve=cfg.resolve, tls=self.peer_tls,
-            metrics=self.metrics, spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
-            on_messages=node.deliver, on_unreachable=node.peer_unreachable,
+            node.id,
+            cfg.name,
+            gate=gate,
+            resolve=cfg.resolve,
+            tls=self.peer_tls,
+            metrics=self.metrics,
+            spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
+            on_messages=node.deliver,
+            on_unreachable=node.peer_unreachable,
             on_peer_gone=node.peer_gone,
-            on_snapshot=node.deliver_snapshot, on_snapshot_status=node.snapshot_status,
+            on_snapshot=node.deliver_snapshot,
+            on_snapshot_status=node.snapshot_status,
             snapshot_allowed=node.snapshot_allowed,
             snapshot_source=node.snapshot_store.open_latest,
-            commit_hint=lambda: node.core.commit)
+            commit_hint=lambda: node.core.commit,
+        )
         node.send = transport.send
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
         node.on_members_changed = lambda: None if loop.call_soon(self._on_members) else None
         await transport.start(cfg.listen_host, cfg.peer_port)
         server_ssl = self._client_tls()
         api = self.api = ClientApi(node, forward_tls=self.forward_tls)
-        limits = ClientLimits(max_connections=cfg.client_connection_cap(),
-                              header_timeout=cfg.client_header_timeout,
-                              body_timeout=cfg.client_body_timeout,
-                              idle_timeout=cfg.client_idle_timeout)
+        limits = ClientLimits(
+            max_connections=cfg.client_connection_cap(),
+            header_timeout=cfg.client_header_timeout,
+            body_timeout=cfg.client_body_timeout,
+            idle_timeout=cfg.client_idle_timeout,
+        )
         # aiohttp's keep-alive timeout is its idle timeout (its default is an hour).
-        self.runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
-                                    shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout)
+        self.runner = web.AppRunner(
+            api.app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            keepalive_timeout=limits.idle_timeout,
+        )
         await self.runner.setup()
         assert self.runner.server is not None
         # Every connection enters through FastHttp (TLS, connection cap, timeouts). With
         # the fast path, the hot single-key requests skip aiohttp and the rest are handed
         # to it; without (tests compare the two), every connection goes to aiohttp at once.
-        self.fast = FastHttp(api.service, self.runner.server, limits,
-                             serve_fast=self.fast_path)
+        self.fast = FastHttp(api.service, self.runner.server, limits, serve_fast=self.fast_path)
         self.client_server = await loop.create_server(
-            self.fast, cfg.listen_host, cfg.client_port, backlog=1024, reuse_address=True,
-            ssl=server_ssl)
+            self.fast,
+            cfg.listen_host,
+            cfg.client_port,
+            backlog=1024,
+            reuse_address=True,
+            ssl=server_ssl,
+        )
         node.start()
         self._sync_peers()
         self.gc_pauses = GcPauses(self.metrics.gc_pause)
         self.loop_lag.start()
-        log.info("raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s", cfg.name,
-                 node.id, cfg.advertise_client_url, cfg.advertise_peer_url,
-                 "mutual TLS" if self.peer_tls is not None else "NO TLS",
-                 self.cluster.value or "not known yet")
+        log.info(
+            "raftkv %s (id %d): clients on %s, peers on %s (%s), cluster %s",
+            cfg.name,
+            node.id,
+            cfg.advertise_client_url,
+            cfg.advertise_peer_url,
+            "mutual TLS" if self.peer_tls is not None else "NO TLS",
+            self.cluster.value or "not known yet",
+        )
         if self.peer_tls is None:
-            log.warning("--peer-insecure: the peer port has no TLS; anyone who can reach it "
-                        "can act as a member. Isolate it (docs/security.md).")
+            log.warning(
+                "--peer-insecure: the peer port has no TLS; anyone who can reach it "
+                "can act as a member. Isolate it (docs/security.md)."
+            )
 
     @staticmethod
     def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:
         if not cfg.peer_tls:
             return None
-        return PeerTLSFiles(TLSFiles(cfg.peer_cert_file, cfg.peer_key_file,
-                                     cfg.peer_trusted_ca_file))
+        return PeerTLSFiles(
+            TLSFiles(cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file)
+        )
 
     def _client_tls(self) -> ssl.SSLContext | None:
         """The client port's server context (None: --client-insecure). Both follow their
@@ -179,13 +218,16 @@ class Server:
         cfg = self.cfg
         if cfg.client_cert_file is None or cfg.client_key_file is None:
             if not cfg.client_insecure:
-                raise ValueError("the client port needs TLS (--client-cert-file, "
-                                 "--client-key-file) or --client-insecure")
+                raise ValueError(
+                    "the client port needs TLS (--client-cert-file, "
+                    "--client-key-file) or --client-insecure"
+                )
             return None
         files = TLSFiles(cfg.client_cert_file, cfg.client_key_file, cfg.client_trusted_ca_file)
         # Client certificates are optional: token clients connect without one.
         self.client_tls = ReloadingTLS.server(
-            files, "optional" if cfg.client_trusted_ca_file is not None else "none")
+            files, "optional" if cfg.client_trusted_ca_file is not None else "none"
+        )
         self.forward_tls = ReloadingTLS.client(TLSFiles(ca_file=cfg.client_trusted_ca_file))
         return self.client_tls.server_context()
 
@@ -237,8 +279,12 @@ class Server:
     def _reachable(self, member: int) -> bool:
         peer = self.transport.peers.get(member) if self.transport is not None else None
         heard = self.node.peer_seen.get(member)
-        return (peer is not None and peer.connected and heard is not None
-                and time.monotonic() - heard < self.cfg.election_timeout)
+        return (
+            peer is not None
+            and peer.connected
+            and heard is not None
+            and time.monotonic() - heard < self.cfg.election_timeout
+        )
 
     async def shutdown(self, transfer_timeout: float | None = None) -> None:
         """A leader hands over leadership first (bounded), then everything closes."""
@@ -248,9 +294,11 @@ class Server:
         if node.core.role == StateRole.LEADER and len(node.core.conf.voters) > 1:
             started = time.monotonic()
             new = await self._hand_over(transfer_timeout)
-            log.info("shutdown: leadership %s after %.2fs",
-                     f"moved to {new}" if new else "not handed over (no reachable voter took it)",
-                     time.monotonic() - started)
+            log.info(
+                "shutdown: leadership %s after %.2fs",
+                f"moved to {new}" if new else "not handed over (no reachable voter took it)",
+                time.monotonic() - started,
+            )
         if self.client_server is not None:
             self.client_server.close()
         if self.fast is not None:
@@ -280,11 +328,14 @@ class PeerTLSFiles:
     follow their files (a rotated Secret is used by the next connections)."""
 
     def __init__(self, files: TLSFiles, *, check_interval: float = 1.0) -> None:
-        self._server = ReloadingTLS.server(files, client_auth="required",
-                                           check_interval=check_interval)
+        self._server = ReloadingTLS.server(
+            files, client_auth="required", check_interval=check_interval
+        )
         self._client = ReloadingTLS(
-            files, lambda f: build_client_context(f, check_hostname=False),
-            check_interval=check_interval)
+            files,
+            lambda f: build_client_context(f, check_hostname=False),
+            check_interval=check_interval,
+        )
 
     def server_context(self) -> ssl.SSLContext:
         return self._server.server_context()
@@ -327,8 +378,11 @@ async def serve(cfg: NodeConfig) -> int:
 
 
 def run(cfg: NodeConfig) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         import uvloop
     except ImportError:  # optional: the stock loop works, just slower

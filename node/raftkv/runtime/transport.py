@@ -101,10 +101,16 @@ def tune_socket(sock: socket.socket | None) -> None:
     """No Nagle delay; keepalive and a user timeout so a vanished peer is noticed."""
     if sock is None:
         return
-    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-               (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-                        ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+    options = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    ]
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ):
         if hasattr(socket, name):  # Linux; other systems keep their defaults
             options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
     for level, opt, value in options:
@@ -268,8 +274,9 @@ class _Peer:
             if not self.buffer:
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
-                done, _ = await asyncio.wait({waiter, reader_task}, timeout=1.0,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {waiter, reader_task}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
                 if reader_task in done:
                     waiter.cancel()
                     reader_task.result()  # a FrameError from the peer surfaces here
@@ -327,13 +334,26 @@ async def _default_resolve(host: str) -> str:
 
 
 class PeerTransport:
-    def __init__(self, my_id: int, my_name: str, *, gate: PeerGate, metrics: NodeMetrics,
-                 spool_dir: Path, on_messages: OnMessages, on_unreachable: OnUnreachable,
-                 on_snapshot: OnSnapshot, on_snapshot_status: OnSnapshotStatus,
-                 snapshot_allowed: SnapshotAllowed, snapshot_source: SnapshotSource,
-                 commit_hint: Callable[[], int], resolve: dict[str, str] | None = None,
-                 resolver: Resolver | None = None, tls: PeerTLS | None = None,
-                 on_peer_gone: OnUnreachable | None = None) -> None:
+    def __init__(
+        self,
+        my_id: int,
+        my_name: str,
+        *,
+        gate: PeerGate,
+        metrics: NodeMetrics,
+        spool_dir: Path,
+        on_messages: OnMessages,
+        on_unreachable: OnUnreachable,
+        on_snapshot: OnSnapshot,
+        on_snapshot_status: OnSnapshotStatus,
+        snapshot_allowed: SnapshotAllowed,
+        snapshot_source: SnapshotSource,
+        commit_hint: Callable[[], int],
+        resolve: dict[str, str] | None = None,
+        resolver: Resolver | None = None,
+        tls: PeerTLS | None = None,
+        on_peer_gone: OnUnreachable | None = None,
+    ) -> None:
         self.my_id = my_id
         self.my_name = my_name
         self.gate = gate
@@ -366,8 +386,12 @@ class PeerTransport:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         ssl_ctx = self.tls.server_context() if self.tls is not None else None
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: _InboundProtocol(self), host, port, ssl=ssl_ctx,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_ctx is not None else None)
+            lambda: _InboundProtocol(self),
+            host,
+            port,
+            ssl=ssl_ctx,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_ctx is not None else None,
+        )
 
     async def close(self) -> None:
         self.closing = True
@@ -454,7 +478,8 @@ class PeerTransport:
                 address = await self.resolve(host)
                 for _ in range(GONE_PROBES):  # a dying process may accept one last time
                     _, writer = await asyncio.wait_for(
-                        asyncio.open_connection(address, port), CONNECT_TIMEOUT)
+                        asyncio.open_connection(address, port), CONNECT_TIMEOUT
+                    )
                     writer.close()
                     await asyncio.sleep(GONE_PROBE_GAP)
             except ConnectionRefusedError:
@@ -473,22 +498,30 @@ class PeerTransport:
         """Asked again on every dial: a member back on a new address is found there."""
         return self.static_resolve.get(host) or await self.resolver(host)
 
-    async def dial(self, peer_id: int, url: str
-                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def dial(
+        self, peer_id: int, url: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect, (TLS,) HELLO, and check the WELCOME: a connection to member
         `peer_id` proven as far as the gate can tell."""
         host, port = split_host_port(url)
         address = await self.resolve(host)
         ctx = self.tls.client_context() if self.tls is not None else None
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, port, limit=1 << 20, ssl=ctx,
-                                    server_hostname=host if ctx is not None else None,
-                                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx else None),
-            CONNECT_TIMEOUT + (HANDSHAKE_TIMEOUT if ctx is not None else 0))
+            asyncio.open_connection(
+                address,
+                port,
+                limit=1 << 20,
+                ssl=ctx,
+                server_hostname=host if ctx is not None else None,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx else None,
+            ),
+            CONNECT_TIMEOUT + (HANDSHAKE_TIMEOUT if ctx is not None else 0),
+        )
         try:
             tune_socket(writer.get_extra_info("socket"))
-            writer.write(codec.pack_hello(self.gate.cluster.value, self.my_id, peer_id,
-                                          self.my_name))
+            writer.write(
+                codec.pack_hello(self.gate.cluster.value, self.my_id, peer_id, self.my_name)
+            )
             frame = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
             cluster_id, member, name = codec.decode_welcome(frame)
             self.gate.check_welcome(peer_id, cluster_id, member, name, _peercert(writer))
@@ -544,8 +577,12 @@ class PeerTransport:
         good = [m for m in msgs if m.frm == peer_id and m.to == self.my_id]
         if len(good) != len(msgs):
             self.metrics.frames_rejected.labels("wrong_sender").inc(len(msgs) - len(good))
-            self._log.warning("wrong_sender", "dropped %d message(s) from member %s that "
-                              "claim another sender or receiver", len(msgs) - len(good), peer_id)
+            self._log.warning(
+                "wrong_sender",
+                "dropped %d message(s) from member %s that claim another sender or receiver",
+                len(msgs) - len(good),
+                peer_id,
+            )
         if good:
             self.last_heard[peer_id] = time.monotonic()
             self.on_messages(peer_id, sender_commit, good)
@@ -557,8 +594,9 @@ class PeerTransport:
         if self._return_paths.get(conn.peer_id) is conn:
             del self._return_paths[conn.peer_id]
 
-    async def receive_snapshot(self, msg: Message, size: int, reader: asyncio.StreamReader,
-                               writer: _ReplyWriter) -> None:
+    async def receive_snapshot(
+        self, msg: Message, size: int, reader: asyncio.StreamReader, writer: _ReplyWriter
+    ) -> None:
         fd, tmp = tempfile.mkstemp(prefix="snap-", suffix=".part", dir=self.spool_dir)
         ok, reason = False, ""
         try:
@@ -689,8 +727,8 @@ class _InboundProtocol(asyncio.Protocol):
                     raise codec.FrameError("too_large", "a HELLO is small")
                 if len(buf) < header + length:
                     return
-                frame = codec.unpack_payload(bytes(buf[header:header + length]))
-                del buf[:header + length]
+                frame = codec.unpack_payload(bytes(buf[header : header + length]))
+                del buf[: header + length]
                 self._on_frame(frame)
         except codec.FrameError as exc:
             self._refuse(exc)
@@ -711,8 +749,7 @@ class _InboundProtocol(asyncio.Protocol):
             self.peer_id = hello.frm
             if self._deadline is not None:
                 self._deadline.cancel()
-            self.write(codec.pack_welcome(self.t.gate.cluster.value, self.t.my_id,
-                                          self.t.my_name))
+            self.write(codec.pack_welcome(self.t.gate.cluster.value, self.t.my_id, self.t.my_name))
             return
         kind = frame[0]
         if kind == codec.MSGS:
@@ -738,10 +775,12 @@ class _InboundProtocol(asyncio.Protocol):
             stream.feed_data(bytes(self.buffer))
             self.buffer.clear()
         self.stream_task = asyncio.get_running_loop().create_task(
-            self._snapshot(msg, size, stream, _ReplyWriter(self.transport)))
+            self._snapshot(msg, size, stream, _ReplyWriter(self.transport))
+        )
 
-    async def _snapshot(self, msg: Message, size: int, stream: asyncio.StreamReader,
-                        writer: _ReplyWriter) -> None:
+    async def _snapshot(
+        self, msg: Message, size: int, stream: asyncio.StreamReader, writer: _ReplyWriter
+    ) -> None:
         try:
             await self.t.receive_snapshot(msg, size, stream, writer)
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -37,8 +37,7 @@ class Compacted(Exception):
 class Watcher:
     __slots__ = ("match", "queue", "closed_reason", "max_queue", "client")
 
-    def __init__(self, match: Callable[[bytes], bool], max_queue: int,
-                 client: str = "") -> None:
+    def __init__(self, match: Callable[[bytes], bool], max_queue: int, client: str = "") -> None:
         self.match = match
         self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
         self.closed_reason = ""
@@ -52,8 +51,14 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self, capacity: int = 10000, max_queue: int = 10000, *,
-                 max_watchers: int = 0, max_per_client: int = 0) -> None:
+    def __init__(
+        self,
+        capacity: int = 10000,
+        max_queue: int = 10000,
+        *,
+        max_watchers: int = 0,
+        max_per_client: int = 0,
+    ) -> None:
         # Plain tuples, not WatchEvents: the collector stops tracking a tuple of
         # strings, bytes and ints (not a subclass of tuple), so a full history is not
         # rescanned by every collection (10000 objects: most of a gen-2 pause).
@@ -91,21 +96,38 @@ class WatchHub:
                         break
                     w.queue.put_nowait(ev)
 
-    def subscribe(self, match: Callable[[bytes], bool], start_revision: int,
-                  current_revision: int, client: str = "") -> Watcher:
+    def subscribe(
+        self,
+        match: Callable[[bytes], bool],
+        start_revision: int,
+        current_revision: int,
+        client: str = "",
+    ) -> Watcher:
         """Events with mod_revision >= start_revision (0: only future ones).
         Raises LimitExceeded (429) past --max-watches or, for `client` (its
         address), past --max-watches-per-client."""
         if self.max_watchers and len(self.watchers) >= self.max_watchers:
-            raise LimitExceeded(429, "too_many_watches", "watches", (
-                f"this node serves {len(self.watchers)} watch streams, --max-watches is "
-                f"{self.max_watchers}: close some, or watch through another member"))
+            raise LimitExceeded(
+                429,
+                "too_many_watches",
+                "watches",
+                (
+                    f"this node serves {len(self.watchers)} watch streams, --max-watches is "
+                    f"{self.max_watchers}: close some, or watch through another member"
+                ),
+            )
         mine = self._per_client.get(client, 0)
         if self.max_per_client and mine >= self.max_per_client:
-            raise LimitExceeded(429, "too_many_watches_per_client", "watches_per_client", (
-                f"{client or 'this client'} has {mine} watch streams open on this node, "
-                f"--max-watches-per-client is {self.max_per_client}: watch a prefix "
-                "with one stream instead of many keys with many"))
+            raise LimitExceeded(
+                429,
+                "too_many_watches_per_client",
+                "watches_per_client",
+                (
+                    f"{client or 'this client'} has {mine} watch streams open on this node, "
+                    f"--max-watches-per-client is {self.max_per_client}: watch a prefix "
+                    "with one stream instead of many keys with many"
+                ),
+            )
         w = Watcher(match, self.max_queue, client)
         if start_revision:
             if start_revision <= self.compacted:

@@ -53,8 +53,9 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _now() -> datetime.datetime:
@@ -75,21 +76,37 @@ def make_ca(common_name: str = "raftkv CA", *, days: int = 3650) -> CertKey:
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True,
-            content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return CertKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def issue_cert(ca: CertKey, common_name: str, *, dns_names: Iterable[str] = (),
-               ip_addresses: Iterable[str] = (), server: bool = True, client: bool = True,
-               days: int = 365,
-               not_before: datetime.datetime | None = None) -> CertKey:
+def issue_cert(
+    ca: CertKey,
+    common_name: str,
+    *,
+    dns_names: Iterable[str] = (),
+    ip_addresses: Iterable[str] = (),
+    server: bool = True,
+    client: bool = True,
+    days: int = 365,
+    not_before: datetime.datetime | None = None,
+) -> CertKey:
     """An end-entity certificate signed by `ca`.
 
     `dns_names` and `ip_addresses` become subjectAltNames (what TLS hostname
@@ -103,7 +120,8 @@ def issue_cert(ca: CertKey, common_name: str, *, dns_names: Iterable[str] = (),
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(ip_addresses)]
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
-        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+    )
     start = not_before or (_now() - _BACKDATE)
     builder = (
         x509.CertificateBuilder()
@@ -114,13 +132,24 @@ def issue_cert(ca: CertKey, common_name: str, *, dns_names: Iterable[str] = (),
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_encipherment=False, key_cert_sign=False,
-            crl_sign=False, content_commitment=False, data_encipherment=False,
-            key_agreement=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -136,8 +165,11 @@ def cert_names(cert: x509.Certificate) -> tuple[str | None, list[str], list[str]
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return cn, [], []
-    return (cn, list(san.get_values_for_type(x509.DNSName)),
-            [str(a) for a in san.get_values_for_type(x509.IPAddress)])
+    return (
+        cn,
+        list(san.get_values_for_type(x509.DNSName)),
+        [str(a) for a in san.get_values_for_type(x509.IPAddress)],
+    )
 
 
 def expires_at(cert_pem: bytes) -> datetime.datetime:

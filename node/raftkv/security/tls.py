@@ -66,7 +66,8 @@ def build_client_context(files: TLSFiles, *, check_hostname: bool = True) -> ssl
     """A client context: trusts `ca_file` (the system store when None) and
     presents our certificate when one is given."""
     ctx = ssl.create_default_context(
-        cafile=str(files.ca_file) if files.ca_file is not None else None)
+        cafile=str(files.ca_file) if files.ca_file is not None else None
+    )
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = check_hostname
     if files.cert_file is not None:
@@ -94,9 +95,14 @@ def _stamp(paths: list[Path]) -> _Stamp:
 class ReloadingTLS:
     """An SSLContext rebuilt from `files` whenever they change."""
 
-    def __init__(self, files: TLSFiles, build: Callable[[TLSFiles], ssl.SSLContext], *,
-                 check_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        files: TLSFiles,
+        build: Callable[[TLSFiles], ssl.SSLContext],
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.files = files
         self._build = build
         self._check_interval = check_interval
@@ -109,15 +115,20 @@ class ReloadingTLS:
         self.reload_failures = 0
 
     @classmethod
-    def server(cls, files: TLSFiles, client_auth: ClientAuth = "none",
-               **kwargs: object) -> ReloadingTLS:
+    def server(
+        cls, files: TLSFiles, client_auth: ClientAuth = "none", **kwargs: object
+    ) -> ReloadingTLS:
         return cls(files, lambda f: build_server_context(f, client_auth), **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def client(cls, files: TLSFiles, *, check_hostname: bool = True,
-               **kwargs: object) -> ReloadingTLS:
-        return cls(files, lambda f: build_client_context(f, check_hostname=check_hostname),
-                   **kwargs)  # type: ignore[arg-type]
+    def client(
+        cls, files: TLSFiles, *, check_hostname: bool = True, **kwargs: object
+    ) -> ReloadingTLS:
+        return cls(
+            files,
+            lambda f: build_client_context(f, check_hostname=check_hostname),
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     def current(self) -> ssl.SSLContext:
         """The newest context that loaded (files re-checked at most once per interval)."""
@@ -135,8 +146,7 @@ class ReloadingTLS:
         except (OSError, ssl.SSLError, ValueError) as exc:
             # Keep serving with the old files' context; try again on the next change.
             self.reload_failures += 1
-            log.warning("TLS files changed but did not load (%s); keeping the previous ones",
-                        exc)
+            log.warning("TLS files changed but did not load (%s); keeping the previous ones", exc)
             return
         self._stamp = stamp
         self._context = context
@@ -151,8 +161,7 @@ class ReloadingTLS:
         if self._front is None:
             front = self._build(self.files)
 
-            def switch(sslobj: ssl.SSLObject, server_name: str | None,
-                       ctx: ssl.SSLContext) -> None:
+            def switch(sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
                 newest = self.current()
                 if newest is not ctx:
                     sslobj.context = newest

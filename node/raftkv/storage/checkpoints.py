@@ -46,8 +46,9 @@ class CheckpointStore:
         make_directory(self.directory)
         self._remove_leftovers()
 
-    def write(self, checkpoint_id: str, index: int, term: int, data: bytes,
-              members: list[str], time: str) -> Manifest:
+    def write(
+        self, checkpoint_id: str, index: int, term: int, data: bytes, members: list[str], time: str
+    ) -> Manifest:
         """Write checkpoint `checkpoint_id` of the state at `index`; returns its manifest.
 
         Idempotent: if the checkpoint exists for the same index and content, its
@@ -131,8 +132,9 @@ class CheckpointStore:
             gone = self.directory / f"{_TEMP_PREFIX}deleted-{manifest['id']}-{secrets.token_hex(4)}"
             os.rename(self.directory / manifest["id"], gone)
             shutil.rmtree(gone, ignore_errors=True)
-            log.info("checkpoint %s (index %d) removed by retention", manifest["id"],
-                     manifest["index"])
+            log.info(
+                "checkpoint %s (index %d) removed by retention", manifest["id"], manifest["index"]
+            )
         if doomed:
             fsync_directory(self.directory)
 
@@ -179,8 +181,15 @@ def _read_manifest(path: Path) -> Manifest:
         manifest = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise CorruptCheckpointError(f"cannot read manifest {path}: {exc}") from exc
-    fields = {"id": str, "index": int, "term": int, "sha256": str, "size": int, "time": str,
-              "members": list}
+    fields = {
+        "id": str,
+        "index": int,
+        "term": int,
+        "sha256": str,
+        "size": int,
+        "time": str,
+        "members": list,
+    }
     if not isinstance(manifest, dict):
         raise CorruptCheckpointError(f"manifest {path} is not an object")
     for name, kind in fields.items():

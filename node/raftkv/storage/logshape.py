@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from raftkv.raft.types import Entry
 
 
-def check_append(entries: Sequence[Entry], base_index: int, last_index: int,
-                 term_before: int) -> None:
+def check_append(
+    entries: Sequence[Entry], base_index: int, last_index: int, term_before: int
+) -> None:
     """Refuse an append that would leave a gap, rewrite compacted entries, or
     make terms go backwards.
 
@@ -21,9 +22,7 @@ def check_append(entries: Sequence[Entry], base_index: int, last_index: int,
     that is the base, 0 when unknown)."""
     first = entries[0].index
     if first <= base_index:
-        raise ValueError(
-            f"cannot write entry {first}: entries up to {base_index} are compacted"
-        )
+        raise ValueError(f"cannot write entry {first}: entries up to {base_index} are compacted")
     if first > last_index + 1:
         raise ValueError(f"gap in the log: last index is {last_index}, append starts at {first}")
     expected = first
@@ -43,6 +42,4 @@ def check_append(entries: Sequence[Entry], base_index: int, last_index: int,
 
 def check_compact(index: int, last_index: int) -> None:
     if index > last_index:
-        raise ValueError(
-            f"cannot compact to {index}: the log ends at {last_index} (term unknown)"
-        )
+        raise ValueError(f"cannot compact to {index}: the log ends at {last_index} (term unknown)")

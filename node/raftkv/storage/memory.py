@@ -36,8 +36,12 @@ class DurableRaftState:
     def copy(self) -> DurableRaftState:
         """A cheap independent copy (the Entry objects are shared, being immutable)."""
         return DurableRaftState(
-            self.hard_state.copy(), self.base_index, self.base_term, list(self.entries),
-            self.snapshot_record, self.exists,
+            self.hard_state.copy(),
+            self.base_index,
+            self.base_term,
+            list(self.entries),
+            self.snapshot_record,
+            self.exists,
         )
 
     @property
@@ -71,9 +75,14 @@ class MemoryRaftStore:
             if state.base_index
             else None
         )
-        return InitialState(state.hard_state.copy(), snapshot, list(state.entries),
-                            new_log=not state.exists, snapshot_record=state.snapshot_record,
-                            origin="the in-memory log")
+        return InitialState(
+            state.hard_state.copy(),
+            snapshot,
+            list(state.entries),
+            new_log=not state.exists,
+            snapshot_record=state.snapshot_record,
+            origin="the in-memory log",
+        )
 
     def save(self, hard_state: HardState | None, entries: list[Entry]) -> None:
         self._check_open()
@@ -83,7 +92,7 @@ class MemoryRaftStore:
             in_log = state.base_index <= first - 1 <= state.last_index
             term_before = state.term_at(first - 1) if in_log else 0
             check_append(entries, state.base_index, state.last_index, term_before)
-            del state.entries[first - state.base_index - 1:]
+            del state.entries[first - state.base_index - 1 :]
             state.entries.extend(entries)
         if hard_state is not None:
             state.hard_state = hard_state.copy()
@@ -114,8 +123,9 @@ class MemoryRaftStore:
 
     def reset_to_snapshot(self, meta: SnapshotMeta, hard_state: HardState) -> None:
         self._check_open()
-        self.durable = DurableRaftState(hard_state.copy(), meta.index, meta.term, [],
-                                        self.durable.snapshot_record, exists=True)
+        self.durable = DurableRaftState(
+            hard_state.copy(), meta.index, meta.term, [], self.durable.snapshot_record, exists=True
+        )
         self.saves += 1
 
     def close(self) -> None:
@@ -144,7 +154,7 @@ class MemorySnapshotStore:
         kept = [(m, d) for m, d in self.snapshots if m.index != meta.index]
         kept.append((_copy_meta(meta), bytes(data)))
         kept.sort(key=lambda item: item[0].index)
-        self.snapshots = kept[-self.retain:]
+        self.snapshots = kept[-self.retain :]
 
     def latest(self) -> tuple[SnapshotMeta, bytes] | None:
         if not self.snapshots:
@@ -159,8 +169,9 @@ class MemorySnapshotStore:
         meta, data = found
         return meta, io.BytesIO(data), len(data)
 
-    def receive(self, meta: SnapshotMeta, *, size: int | None = None,
-                sha256: str | None = None) -> MemorySnapshotSink:
+    def receive(
+        self, meta: SnapshotMeta, *, size: int | None = None, sha256: str | None = None
+    ) -> MemorySnapshotSink:
         return MemorySnapshotSink(self, meta, size, sha256)
 
     def location(self, meta: SnapshotMeta) -> str:
@@ -174,8 +185,9 @@ class MemorySnapshotStore:
 class MemorySnapshotSink:
     """SnapshotSink of MemorySnapshotStore: same checks as the file version."""
 
-    def __init__(self, store: MemorySnapshotStore, meta: SnapshotMeta,
-                 size: int | None, sha256: str | None) -> None:
+    def __init__(
+        self, store: MemorySnapshotStore, meta: SnapshotMeta, size: int | None, sha256: str | None
+    ) -> None:
         self._store = store
         self.meta = meta
         self._expected_size = size
@@ -198,8 +210,10 @@ class MemorySnapshotSink:
                 f"snapshot {self.meta.index}: received {len(data)} bytes, "
                 f"expected {self._expected_size}"
             )
-        if (self._expected_sha256 is not None
-                and hashlib.sha256(data).hexdigest() != self._expected_sha256):
+        if (
+            self._expected_sha256 is not None
+            and hashlib.sha256(data).hexdigest() != self._expected_sha256
+        ):
             raise CorruptSnapshotError(f"snapshot {self.meta.index}: sha256 mismatch")
         self._store.save(self.meta, data)
         self._done = True

@@ -92,7 +92,8 @@ class SnapshotStore(Protocol):
         """Meta, a readable file object and its size: for streaming to a peer."""
         ...
 
-    def receive(self, meta: SnapshotMeta, *, size: int | None = None,
-                sha256: str | None = None) -> SnapshotSink:
+    def receive(
+        self, meta: SnapshotMeta, *, size: int | None = None, sha256: str | None = None
+    ) -> SnapshotSink:
         """Start receiving a snapshot in chunks (see SnapshotSink)."""
         ...

@@ -51,8 +51,9 @@ class RecoveredState:
     reset_log: bool = False
 
 
-def recover(log: RaftStore, snapshots: SnapshotStore, *,
-            prior_state: Sequence[str] = ()) -> RecoveredState:
+def recover(
+    log: RaftStore, snapshots: SnapshotStore, *, prior_state: Sequence[str] = ()
+) -> RecoveredState:
     """Load both stores, reconcile them (see the module docstring) and repair
     what a crash interrupted. `prior_state`: files whose existence proves the
     node ran before (with a log). A new log is created only after every check
@@ -60,8 +61,9 @@ def recover(log: RaftStore, snapshots: SnapshotStore, *,
     log_state = log.load()
     latest = snapshots.latest()
     location = snapshots.location(latest[0]) if latest is not None else ""
-    recovered = merge_log_and_snapshot(log_state, latest, snapshot_location=location,
-                          prior_state=prior_state)
+    recovered = merge_log_and_snapshot(
+        log_state, latest, snapshot_location=location, prior_state=prior_state
+    )
     state = recovered.state
     if recovered.reset_log:
         # Otherwise the next append after the snapshot would leave a gap in the log.
@@ -72,10 +74,13 @@ def recover(log: RaftStore, snapshots: SnapshotStore, *,
     return recovered
 
 
-def merge_log_and_snapshot(log_state: InitialState,
-              snapshot: tuple[SnapshotMeta, bytes] | None, *,
-              snapshot_location: str = "",
-              prior_state: Sequence[str] = ()) -> RecoveredState:
+def merge_log_and_snapshot(
+    log_state: InitialState,
+    snapshot: tuple[SnapshotMeta, bytes] | None,
+    *,
+    snapshot_location: str = "",
+    prior_state: Sequence[str] = (),
+) -> RecoveredState:
     base = log_state.snapshot
     base_index = base.index if base is not None else 0
     hard_state = log_state.hard_state.copy()
@@ -138,7 +143,7 @@ def merge_log_and_snapshot(log_state: InitialState,
             # The log's suffix diverges from the (committed) snapshot.
             entries, reset_log = [], True
         else:
-            entries = entries[meta.index - first + 1:]
+            entries = entries[meta.index - first + 1 :]
     hard_state.commit = max(hard_state.commit, meta.index)
     _check_commit(hard_state, entries[-1].index if entries else meta.index)
     return RecoveredState(InitialState(hard_state, meta, entries), data, reset_log)

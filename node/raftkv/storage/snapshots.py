@@ -55,8 +55,9 @@ class _Stored:
 class FileSnapshotStore:
     """SnapshotStore in a directory. `fsync=False` only for the unsafe no-fsync mode."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, retain: int = 2,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, retain: int = 2, fsync: bool = True
+    ) -> None:
         if retain < 1:
             raise ValueError("retain must be >= 1")
         self.directory = os.fspath(directory)
@@ -108,8 +109,9 @@ class FileSnapshotStore:
 
     # -- more than the protocol ---------------------------------------------------------
 
-    def receive(self, meta: SnapshotMeta, *, size: int | None = None,
-                sha256: str | None = None) -> SnapshotReceiver:
+    def receive(
+        self, meta: SnapshotMeta, *, size: int | None = None, sha256: str | None = None
+    ) -> SnapshotReceiver:
         """Start receiving a snapshot in chunks; `size`/`sha256`, when given, are
         checked by `finish()`. Use as a context manager: leaving it without
         `finish()` (or on an exception) discards the partial file."""
@@ -141,7 +143,10 @@ class FileSnapshotStore:
     def _warn_damaged(self, stored: _Stored, exc: BaseException) -> None:
         log.warning(
             "snapshot %s (index %d, term %d) is damaged (%s): trying an older one",
-            stored.data_path, stored.meta.index, stored.meta.term, exc,
+            stored.data_path,
+            stored.meta.index,
+            stored.meta.term,
+            exc,
         )
 
     def _publish(self, temp_data: str, meta: SnapshotMeta, size: int, sha256: str) -> None:
@@ -173,7 +178,7 @@ class FileSnapshotStore:
         self._prune()
 
     def _prune(self) -> None:
-        doomed = self._list()[self.retain:]
+        doomed = self._list()[self.retain :]
         for stored in doomed:
             # Meta first: a data file without meta is an unfinished snapshot, ignored.
             with contextlib.suppress(FileNotFoundError):
@@ -204,16 +209,16 @@ class FileSnapshotStore:
 class SnapshotReceiver:
     """A snapshot being written chunk by chunk; see FileSnapshotStore.receive."""
 
-    def __init__(self, store: FileSnapshotStore, meta: SnapshotMeta,
-                 size: int | None, sha256: str | None) -> None:
+    def __init__(
+        self, store: FileSnapshotStore, meta: SnapshotMeta, size: int | None, sha256: str | None
+    ) -> None:
         self._store = store
         self.meta = meta
         self._expected_size = size
         self._expected_sha256 = sha256
         self._digest = hashlib.sha256()
         self.size = 0
-        self._path = os.path.join(store.directory,
-                                  f"{_TEMP_PREFIX}{secrets.token_hex(8)}.data")
+        self._path = os.path.join(store.directory, f"{_TEMP_PREFIX}{secrets.token_hex(8)}.data")
         self._file: BinaryIO | None = open(self._path, "wb")  # noqa: SIM115
         self._done = False
 
@@ -270,8 +275,10 @@ def _read_meta(meta_path: str) -> _Stored:
         document = json.load(f)
     if document.get("format") != FORMAT_VERSION:
         raise ValueError(f"unsupported format {document.get('format')!r}")
-    conf = ConfState(frozenset(int(v) for v in document["voters"]),
-                     frozenset(int(v) for v in document["learners"]))
+    conf = ConfState(
+        frozenset(int(v) for v in document["voters"]),
+        frozenset(int(v) for v in document["learners"]),
+    )
     meta = SnapshotMeta(int(document["index"]), int(document["term"]), conf)
     expected_name = _base_name(meta.index, meta.term) + ".meta.json"
     if os.path.basename(meta_path) != expected_name:

@@ -185,12 +185,18 @@ def _position(rtype: RecordType, position: tuple[int, int]) -> bytes:
 
 
 def _hard_state_record(hard_state: HardState) -> bytes:
-    return _frame(RecordType.HARD_STATE,
-                  _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit))
+    return _frame(
+        RecordType.HARD_STATE, _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit)
+    )
 
 
-def _header_batch(seq: int, hard_state: HardState, first: tuple[RecordType, int, int],
-                  log_end: tuple[int, int], snapshot: tuple[int, int] | None) -> bytes:
+def _header_batch(
+    seq: int,
+    hard_state: HardState,
+    first: tuple[RecordType, int, int],
+    log_end: tuple[int, int],
+    snapshot: tuple[int, int] | None,
+) -> bytes:
     """The first batch of a segment: who it is, the current hard state, base and
     newest snapshot record (so older segments can be deleted without losing
     them), and where the log ended (so a missing predecessor is noticed)."""
@@ -260,8 +266,7 @@ def _zero_filled_from_sector(buf: bytes, record_start: int, record_end: int) -> 
     return boundary < record_end
 
 
-def _scan_segment(position: int, path: str, buf: bytes, seq: int,
-                  may_be_torn: bool) -> _ScanResult:
+def _scan_segment(position: int, path: str, buf: bytes, seq: int, may_be_torn: bool) -> _ScanResult:
     """Parse one segment into committed batches, checking every checksum. Only a
     segment that `may_be_torn` (the last, or the one before it: see
     `_recover_segments`) may end in damage a crash explains."""
@@ -305,7 +310,7 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int,
                     raise _Torn(off, "zero-filled tail")
                 raise _Torn(off, "partial record header at end of file")
             length, rtype, payload_crc, header_crc = unpack_header(buf, off)
-            if crc32(mv[off:off + 9]) != header_crc:
+            if crc32(mv[off : off + 9]) != header_crc:
                 if _all_zero(buf, off):
                     raise _Torn(off, "zero-filled tail")
                 raise corrupt(off, "bad record header checksum")
@@ -329,8 +334,9 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int,
                 if index != next_index and entries:
                     raise corrupt(off, f"entry {index} does not follow {next_index - 1}")
                 next_index = index + 1
-                entries.append(Entry(term, index, entry_types[etype],
-                                     buf[start + entry_header_size:end]))
+                entries.append(
+                    Entry(term, index, entry_types[etype], buf[start + entry_header_size : end])
+                )
             elif rtype == RecordType.COMMIT:
                 if length != _COMMIT.size:
                     raise corrupt(off, "malformed commit record")
@@ -344,8 +350,18 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int,
                         raise corrupt(end, "record after the segment's seal")
                     sealed = batch_start
                 else:
-                    batches.append(_Batch(position, batch_start, entries, hard_state, base,
-                                          reset, snapshot, log_end))
+                    batches.append(
+                        _Batch(
+                            position,
+                            batch_start,
+                            entries,
+                            hard_state,
+                            base,
+                            reset,
+                            snapshot,
+                            log_end,
+                        )
+                    )
                 if entries:
                     max_index = max(max_index, entries[-1].index)
                 entries, hard_state, base, reset = [], None, None, None
@@ -357,8 +373,12 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int,
                 if length != _HARD_STATE.size:
                     raise corrupt(off, "malformed hard state record")
                 hard_state = HardState(*_HARD_STATE.unpack_from(buf, start))
-            elif rtype in (RecordType.BASE, RecordType.RESET, RecordType.SNAPSHOT,
-                           RecordType.LOG_END):
+            elif rtype in (
+                RecordType.BASE,
+                RecordType.RESET,
+                RecordType.SNAPSHOT,
+                RecordType.LOG_END,
+            ):
                 if length != _POSITION.size:
                     raise corrupt(off, f"malformed {RecordType(rtype).name.lower()} record")
                 position_record = _POSITION.unpack_from(buf, start)
@@ -397,10 +417,18 @@ def _scan_segment(position: int, path: str, buf: bytes, seq: int,
             raise _Torn(batch_start, "incomplete batch (no commit record) at end of file")
     except _Torn as torn:
         if not may_be_torn:
-            raise corrupt(torn.offset, f"{torn.reason} (in a segment that is not the last)") \
-                from None
-        return _ScanResult(batches, valid_end, torn.reason, torn.offset, max_index,
-                           version if valid_end else 0, sealed)
+            raise corrupt(
+                torn.offset, f"{torn.reason} (in a segment that is not the last)"
+            ) from None
+        return _ScanResult(
+            batches,
+            valid_end,
+            torn.reason,
+            torn.offset,
+            max_index,
+            version if valid_end else 0,
+            sealed,
+        )
     return _ScanResult(batches, valid_end, None, n, max_index, version, sealed)
 
 
@@ -441,8 +469,9 @@ class WriteAheadLog:
         self.fsync = fsync
         self.crash_test_ledger = crash_test_ledger
         if not fsync:
-            log.warning("WAL %s: fsync is OFF (unsafe): acknowledged writes can be lost",
-                        self.directory)
+            log.warning(
+                "WAL %s: fsync is OFF (unsafe): acknowledged writes can be lost", self.directory
+            )
         make_directory(self.directory)
         self._lock_fd: int | None = _lock_directory(self.directory)
 
@@ -540,8 +569,7 @@ class WriteAheadLog:
         check_compact(index, self._last_index)
         term = self._term_at(index)
         # The marker must be durable before any segment goes, or replay would find a gap.
-        self._append(self._active_segment(),
-                     _position(RecordType.BASE, (index, term)) + _commit(1))
+        self._append(self._active_segment(), _position(RecordType.BASE, (index, term)) + _commit(1))
         self._base_index, self._base_term = index, term
         if index >= self._last_index:
             self._term_starts, self._term_values = [], []
@@ -564,8 +592,12 @@ class WriteAheadLog:
         self._check_writable()
         old = list(self._segments)
         position = (meta.index, meta.term)
-        self._start_segment(old[-1].seq + 1 if old else self._first_seq, hard_state,
-                            (RecordType.RESET, meta.index, meta.term), position)
+        self._start_segment(
+            old[-1].seq + 1 if old else self._first_seq,
+            hard_state,
+            (RecordType.RESET, meta.index, meta.term),
+            position,
+        )
         self._hard_state = hard_state.copy()
         self._base_index, self._base_term = position
         self._last_index = meta.index
@@ -605,7 +637,8 @@ class WriteAheadLog:
         for previous, following in zip(found, found[1:], strict=False):
             if following[0] != previous[0] + 1:
                 raise CorruptWALError(
-                    following[1], 0,
+                    following[1],
+                    0,
                     f"segment {segment_name(previous[0] + 1)} is missing "
                     f"(have {previous[0]} then {following[0]})",
                 )
@@ -634,8 +667,9 @@ class WriteAheadLog:
             header_size = scan.batches[1].offset if len(scan.batches) > 1 else scan.valid_end
             scans.append(scan)
             synced = scan.valid_end if self.fsync else 0
-            segments.append(_Segment(seq, path, scan.valid_end, synced,
-                                     header_size, scan.max_index))
+            segments.append(
+                _Segment(seq, path, scan.valid_end, synced, header_size, scan.max_index)
+            )
 
         self._term_starts, self._term_values = [], []
         self._snapshot_record = None
@@ -643,8 +677,9 @@ class WriteAheadLog:
             path, scan, _ = torn_before_last
             # A crash while sealing it leaves its batches and a header-only last one.
             if scan.valid_end == 0 or len(scans[-1].batches) != 1:
-                raise CorruptWALError(path, scan.torn_offset,
-                                      f"{scan.torn} (in a segment that is not the last)")
+                raise CorruptWALError(
+                    path, scan.torn_offset, f"{scan.torn} (in a segment that is not the last)"
+                )
         if segments:
             unsealed = _check_seals(scans, segments)
             replayed = _replay([batch for scan in scans for batch in scan.batches], segments)
@@ -654,8 +689,14 @@ class WriteAheadLog:
             # (a new log), or it was emptied. Storage.recovery decides which; the
             # file goes only with the first write, so a refused start keeps it.
             path, scan, size = torn
-            log.warning("WAL %s: no complete batch (%s at offset %d, %d bytes): "
-                        "replaced on the first write", path, scan.torn, scan.torn_offset, size)
+            log.warning(
+                "WAL %s: no complete batch (%s at offset %d, %d bytes): "
+                "replaced on the first write",
+                path,
+                scan.torn,
+                scan.torn_offset,
+                size,
+            )
             self._unfinished_first = path
         elif torn is not None:
             self._truncate_torn_tail(*torn)
@@ -672,20 +713,20 @@ class WriteAheadLog:
             self._first_seq = found[0][0] if found else 0
             self._write_ledger()
             what = "no segment with a complete batch" if found else "no segment files"
-            return InitialState(HardState(), None, [], new_log=True,
-                                origin=f"WAL {self.directory} ({what})")
+            return InitialState(
+                HardState(), None, [], new_log=True, origin=f"WAL {self.directory} ({what})"
+            )
 
         self._segments = segments
         if unsealed is not None:
             # A crash between creating the last segment and sealing the one before.
-            log.warning("WAL %s: completing an interrupted roll-over: sealing it",
-                        unsealed.path)
+            log.warning("WAL %s: completing an interrupted roll-over: sealing it", unsealed.path)
             self._seal(unsealed, unsealed.seq + 1)
         if replayed.first_kept > 0:
             # A reset to a snapshot was interrupted before it deleted the old segments.
             self._segments = segments
-            self._delete_segments(segments[:replayed.first_kept])
-            segments = segments[replayed.first_kept:]
+            self._delete_segments(segments[: replayed.first_kept])
+            segments = segments[replayed.first_kept :]
         self._segments = segments
         self._first_seq = segments[0].seq
         self._hard_state = replayed.hard_state
@@ -697,21 +738,33 @@ class WriteAheadLog:
         self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
         self._write_ledger()
         if scans[-1].version < FORMAT_VERSION:
-            log.warning("WAL %s: format %d segment; new writes go to a format %d segment",
-                        self._segments[-1].path, scans[-1].version, FORMAT_VERSION)
+            log.warning(
+                "WAL %s: format %d segment; new writes go to a format %d segment",
+                self._segments[-1].path,
+                scans[-1].version,
+                FORMAT_VERSION,
+            )
             self._roll()
         base = replayed.base_index
         snapshot = SnapshotMeta(base, replayed.base_term, ConfState()) if base else None
         first, last = os.path.basename(segments[0].path), os.path.basename(segments[-1].path)
         names = first if first == last else f"{first}..{last}"
-        return InitialState(self._hard_state.copy(), snapshot, entries,
-                            snapshot_record=replayed.snapshot,
-                            origin=f"WAL {self.directory} ({names})")
+        return InitialState(
+            self._hard_state.copy(),
+            snapshot,
+            entries,
+            snapshot_record=replayed.snapshot,
+            origin=f"WAL {self.directory} ({names})",
+        )
 
     def _truncate_torn_tail(self, path: str, scan: _ScanResult, size: int) -> None:
         log.warning(
             "WAL %s: torn tail (%s at offset %d): truncating %d bytes from offset %d",
-            path, scan.torn, scan.torn_offset, size - scan.valid_end, scan.valid_end,
+            path,
+            scan.torn,
+            scan.torn_offset,
+            size - scan.valid_end,
+            scan.valid_end,
         )
         if scan.valid_end == 0:
             os.unlink(path)
@@ -744,19 +797,29 @@ class WriteAheadLog:
     def _active_segment(self) -> _Segment:
         """The segment appends go to; the first write to a new log creates it."""
         if not self._segments:
-            self._start_segment(self._first_seq, self._hard_state,
-                                (RecordType.BASE, self._base_index, self._base_term),
-                                (self._last_index, self._last_term()))
+            self._start_segment(
+                self._first_seq,
+                self._hard_state,
+                (RecordType.BASE, self._base_index, self._base_term),
+                (self._last_index, self._last_term()),
+            )
         return self._segments[-1]
 
     def _roll(self) -> _Segment:
-        return self._start_segment(self._segments[-1].seq + 1, self._hard_state,
-                                   (RecordType.BASE, self._base_index, self._base_term),
-                                   (self._last_index, self._last_term()))
+        return self._start_segment(
+            self._segments[-1].seq + 1,
+            self._hard_state,
+            (RecordType.BASE, self._base_index, self._base_term),
+            (self._last_index, self._last_term()),
+        )
 
-    def _start_segment(self, seq: int, hard_state: HardState,
-                       first: tuple[RecordType, int, int],
-                       log_end: tuple[int, int]) -> _Segment:
+    def _start_segment(
+        self,
+        seq: int,
+        hard_state: HardState,
+        first: tuple[RecordType, int, int],
+        log_end: tuple[int, int],
+    ) -> _Segment:
         """Create segment `seq` durably, THEN seal the current one (see the module
         docstring: a seal always has its successor on disk)."""
         if self._unfinished_first is not None:
@@ -791,9 +854,13 @@ class WriteAheadLog:
             raise WALUnusableError(f"cannot seal WAL segment {segment.path}: {exc}") from exc
         self._write_ledger()
 
-    def _create_segment(self, seq: int, hard_state: HardState,
-                        first: tuple[RecordType, int, int],
-                        log_end: tuple[int, int]) -> _Segment:
+    def _create_segment(
+        self,
+        seq: int,
+        hard_state: HardState,
+        first: tuple[RecordType, int, int],
+        log_end: tuple[int, int],
+    ) -> _Segment:
         path = os.path.join(self.directory, segment_name(seq))
         header = _header_batch(seq, hard_state, first, log_end, self._snapshot_record)
         try:
@@ -814,8 +881,7 @@ class WriteAheadLog:
             raise WALUnusableError(f"cannot write WAL segment {path}: {exc}") from exc
         self._close_active()
         self._fd = fd
-        segment = _Segment(seq, path, len(header), len(header) if self.fsync else 0,
-                           len(header), 0)
+        segment = _Segment(seq, path, len(header), len(header) if self.fsync else 0, len(header), 0)
         self._segments.append(segment)
         self._write_ledger()
         return segment
@@ -908,7 +974,8 @@ def _check_seals(scans: list[_ScanResult], segments: list[_Segment]) -> _Segment
     seal_offset = scans[last].sealed
     if seal_offset is not None:
         raise CorruptWALError(
-            segments[last].path, seal_offset,
+            segments[last].path,
+            seal_offset,
             f"the segment is sealed, so {segment_name(segments[last].seq + 1)} must follow "
             "it, but that file is missing",
         )
@@ -920,7 +987,8 @@ def _check_seals(scans: list[_ScanResult], segments: list[_Segment]) -> _Segment
             unsealed = segments[i]
             continue
         raise CorruptWALError(
-            segments[i].path, scan.valid_end,
+            segments[i].path,
+            scan.valid_end,
             f"the segment ends without its seal although {segment_name(segments[i].seq + 1)} "
             "follows: its end is missing (truncated?)",
         )
@@ -946,7 +1014,8 @@ def _check_chain(batches: list[_Batch], segments: list[_Segment]) -> tuple[int, 
             if end is not None and batch.log_end != end:
                 segment = segments[batch.segment]
                 raise CorruptWALError(
-                    segment.path, batch.offset,
+                    segment.path,
+                    batch.offset,
                     f"the segment starts after entry {batch.log_end[0]} (term "
                     f"{batch.log_end[1]}) but the segments before it end at entry {end[0]} "
                     f"(term {end[1]}): records of "
@@ -996,19 +1065,23 @@ def _replay(batches: list[_Batch], segments: list[_Segment]) -> _Replayed:
         if entries and first <= entries[-1].index:
             # Overwrite: everything from `first` on is replaced, even when the
             # batch itself lies entirely in the compacted prefix.
-            del entries[max(first - base_index - 1, 0):]
+            del entries[max(first - base_index - 1, 0) :]
         if batch_entries[-1].index <= base_index:
             continue
         if first <= base_index:
-            batch_entries = batch_entries[base_index - first + 1:]
+            batch_entries = batch_entries[base_index - first + 1 :]
             first = base_index + 1
         expected = entries[-1].index + 1 if entries else base_index + 1
         if first != expected:
             segment = segments[batch.segment]
-            where = (f"{segment_name(segment.seq - 1)} is missing?" if not entries
-                     else "a segment is missing?")
+            where = (
+                f"{segment_name(segment.seq - 1)} is missing?"
+                if not entries
+                else "a segment is missing?"
+            )
             raise CorruptWALError(
-                segment.path, batch.offset,
+                segment.path,
+                batch.offset,
                 f"gap in the log: entry {first} follows {expected - 1} ({where})",
             )
         entries.extend(batch_entries)
@@ -1019,7 +1092,8 @@ def _replay(batches: list[_Batch], segments: list[_Segment]) -> _Replayed:
         # disk: the entries after the compaction point were in a segment before it.
         first_segment = segments[first_kept]
         raise CorruptWALError(
-            first_segment.path, 0,
+            first_segment.path,
+            0,
             f"the log reached entry {log_end[0]} before this segment began, but entries "
             f"{last_index + 1}..{log_end[0]} are in no segment: "
             f"{segment_name(first_segment.seq - 1)} (or more) is missing",
@@ -1047,8 +1121,9 @@ def simulate_power_loss(directory: str | os.PathLike[str]) -> dict[str, int]:
     of bytes dropped per file."""
     ledger_path = Path(directory, LEDGER_NAME)
     if not ledger_path.exists():
-        raise StorageError(f"{ledger_path} not found: the WAL was not opened with "
-                           "crash_test_ledger=True")
+        raise StorageError(
+            f"{ledger_path} not found: the WAL was not opened with crash_test_ledger=True"
+        )
     ledger: dict[str, int] = json.loads(ledger_path.read_text())
     dropped: dict[str, int] = {}
     for _seq, path in list_segments(directory):
@@ -1070,6 +1145,7 @@ def _lock_directory(directory: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DirectoryLockedError(f"WAL directory {directory} is in use by another store") \
-            from None
+        raise DirectoryLockedError(
+            f"WAL directory {directory} is in use by another store"
+        ) from None
     return fd

@@ -36,14 +36,20 @@ class Credentials:
     headers: dict[str, str] = {}
 
 
-def http(method: str, url: str, body: bytes | dict[str, Any] | None = None,
-         timeout: float = 10.0, *, anonymous: bool = False) -> tuple[int, bytes]:
+def http(
+    method: str,
+    url: str,
+    body: bytes | dict[str, Any] | None = None,
+    timeout: float = 10.0,
+    *,
+    anonymous: bool = False,
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={} if anonymous else Credentials.headers)
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={} if anonymous else Credentials.headers
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout,
-                                    context=Credentials.context) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=Credentials.context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -76,15 +82,20 @@ def leader_of(urls: list[str]) -> dict[str, Any] | None:
 
 
 def raftkv(*args: str, env: dict[str, str] | None = None) -> str:
-    return subprocess.run([sys.executable, "-m", "raftkv.cli", *args], check=True,
-                          capture_output=True, text=True, env=env).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "raftkv.cli", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
 
 
 def exports(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
         if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             out[name] = shlex.split(value)[0]
     return out
 
@@ -106,8 +117,10 @@ def run(directory: str) -> None:
     shell = {k: v for k, v in os.environ.items() if not k.startswith("RAFTKV_")}
     shell.update(variables)
     raftkv("put", "demo/greeting", "hello", env=shell)
-    print("   with it: raftkv put demo/greeting hello; raftkv get demo/greeting ->",
-          raftkv("get", "demo/greeting", env=shell).strip())
+    print(
+        "   with it: raftkv put demo/greeting hello; raftkv get demo/greeting ->",
+        raftkv("get", "demo/greeting", env=shell).strip(),
+    )
     print(raftkv("local", "status", "--dir", directory), end="")
     leader = wait_for("a leader", lambda: leader_of(urls))
     print(f"   leader: {leader['name']} at {leader['client_url']}")
@@ -119,8 +132,7 @@ def run(directory: str) -> None:
         code, raw = http("PUT", f"{urls[i % 3]}/v1/kv/{key}", value)
         if code == 200:
             acked[key] = value
-    print(f"   {len(acked)} writes acknowledged, last revision "
-          f"{json.loads(raw)['revision']}")
+    print(f"   {len(acked)} writes acknowledged, last revision {json.loads(raw)['revision']}")
 
     say("taking a lock with a lease: the answer carries the fencing token")
     code, raw = http("POST", f"{urls[0]}/v1/leases", {"ttl": 30})
@@ -130,8 +142,7 @@ def run(directory: str) -> None:
     print(f"   lease {lease} holds demo-lock with fencing token {lock['token']}")
     other = json.loads(http("POST", f"{urls[2]}/v1/leases", {"ttl": 30})[1])["id"]
     code, raw = http("POST", f"{urls[2]}/v1/locks/demo-lock?wait=0", {"lease": other})
-    print(f"   a second lease trying it without waiting gets {code}: "
-          f"{json.loads(raw)['error']}")
+    print(f"   a second lease trying it without waiting gets {code}: {json.loads(raw)['error']}")
 
     say(f"killing the leader {leader['name']} with SIGKILL")
     with open(os.path.join(directory, "cluster.json")) as f:
@@ -140,33 +151,36 @@ def run(directory: str) -> None:
     os.kill(victim["pid"], signal.SIGKILL)
     survivors = [u for u in urls if u != leader["client_url"]]
     started = time.monotonic()
-    new = wait_for("a new leader", lambda: (lambda ld: ld if ld and ld["client_url"] in
-                                            survivors else None)(leader_of(survivors)))
+    new = wait_for(
+        "a new leader",
+        lambda: (lambda ld: ld if ld and ld["client_url"] in survivors else None)(
+            leader_of(survivors)
+        ),
+    )
     print(f"   new leader: {new['name']} after {time.monotonic() - started:.2f}s")
 
     say("checking every acknowledged write on the new leader (linearizable reads)")
-    lost = [k for k, v in acked.items() if http("GET", f"{new['client_url']}/v1/kv/{k}")
-            != (200, v)]
+    lost = [
+        k for k, v in acked.items() if http("GET", f"{new['client_url']}/v1/kv/{k}") != (200, v)
+    ]
     print(f"   {len(acked) - len(lost)}/{len(acked)} present, {len(lost)} lost")
     if lost:
         raise SystemExit(f"demo: acknowledged writes lost: {lost[:5]}")
-    code, raw = http("POST", f"{new['client_url']}/v1/locks/demo-lock?wait=0",
-                     {"lease": other})
-    print(f"   the lock survived the failover: still held ({code} "
-          f"{json.loads(raw).get('error')})")
+    code, raw = http("POST", f"{new['client_url']}/v1/locks/demo-lock?wait=0", {"lease": other})
+    print(f"   the lock survived the failover: still held ({code} {json.loads(raw).get('error')})")
 
     say(f"restarting {victim['name']}; it rejoins as a follower")
     raftkv("local", "up", "--nodes", "3", "--dir", directory)
     print(raftkv("local", "status", "--dir", directory), end="")
 
     say("taking a checkpoint: a log entry every member applies")
-    code, raw = http("POST", f"{survivors[0]}/v1/checkpoints", {"id": "demo-checkpoint"},
-                     timeout=60)
+    code, raw = http(
+        "POST", f"{survivors[0]}/v1/checkpoints", {"id": "demo-checkpoint"}, timeout=60
+    )
     if code != 200:
         raise SystemExit(f"demo: checkpoint failed: {code} {raw!r}")
     manifest = json.loads(raw)
-    print(f"   index {manifest['index']}, {manifest['size']} bytes, members "
-          f"{manifest['members']}")
+    print(f"   index {manifest['index']}, {manifest['size']} bytes, members {manifest['members']}")
 
     def on_every_member() -> list[dict[str, Any]] | None:
         found = []
@@ -192,8 +206,11 @@ def main() -> int:
     finally:
         # Stop first, then say so: with stdout gone (`make demo | head`) the print
         # raises BrokenPipeError, and the nodes must not outlive the demo.
-        subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "down", "--purge",
-                        "--dir", directory], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "raftkv.cli", "local", "down", "--purge", "--dir", directory],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
         say("stopped everything: raftkv local down --purge")
     print("\ndemo finished")
     return 0

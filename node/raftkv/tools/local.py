@@ -45,56 +45,78 @@ CREDENTIALS_DIR = "credentials"
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     raw = argparse.RawDescriptionHelpFormatter
-    local = sub.add_parser("local", help="run a throw-away cluster on 127.0.0.1",
-                           description="Run a throw-away cluster on 127.0.0.1.",
-                           epilog=_examples("raftkv local up --nodes 3 --dir ./my-cluster",
-                                            'eval "$(raftkv local env --dir ./my-cluster)"',
-                                            "raftkv local status --dir ./my-cluster",
-                                            "raftkv local down --purge --dir ./my-cluster"),
-                           formatter_class=raw)
+    local = sub.add_parser(
+        "local",
+        help="run a throw-away cluster on 127.0.0.1",
+        description="Run a throw-away cluster on 127.0.0.1.",
+        epilog=_examples(
+            "raftkv local up --nodes 3 --dir ./my-cluster",
+            'eval "$(raftkv local env --dir ./my-cluster)"',
+            "raftkv local status --dir ./my-cluster",
+            "raftkv local down --purge --dir ./my-cluster",
+        ),
+        formatter_class=raw,
+    )
     actions = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
     default_dir = os.environ.get("RAFTKV_LOCAL_DIR", DEFAULT_DIR)
 
-    up = actions.add_parser("up", help="start N nodes, print their client URLs",
-                            description="Start N nodes (or the stopped nodes of --dir), "
-                                        "wait for a leader, print the client URLs.",
-                            epilog=_examples(
-                                "raftkv local up --nodes 3 --dir ./my-cluster",
-                                'eval "$(raftkv local env --dir ./my-cluster)"',
-                                "raftkv local up --nodes 1 --insecure --dir ./plain"),
-                            formatter_class=raw)
+    up = actions.add_parser(
+        "up",
+        help="start N nodes, print their client URLs",
+        description="Start N nodes (or the stopped nodes of --dir), "
+        "wait for a leader, print the client URLs.",
+        epilog=_examples(
+            "raftkv local up --nodes 3 --dir ./my-cluster",
+            'eval "$(raftkv local env --dir ./my-cluster)"',
+            "raftkv local up --nodes 1 --insecure --dir ./plain",
+        ),
+        formatter_class=raw,
+    )
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", default=default_dir)
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
-    up.add_argument("--insecure", action="store_true",
-                    help="INSECURE: no TLS anywhere and no authentication (client port: "
-                         "plain HTTP, every caller an admin; peer port: --peer-insecure); by "
-                         "default clients need TLS and a token (DIR/credentials) and the "
-                         "members talk mutual TLS (DIR/pki). A new cluster only")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="INSECURE: no TLS anywhere and no authentication (client port: "
+        "plain HTTP, every caller an admin; peer port: --peer-insecure); by "
+        "default clients need TLS and a token (DIR/credentials) and the "
+        "members talk mutual TLS (DIR/pki). A new cluster only",
+    )
     up.set_defaults(func=cmd_up)
 
-    env = actions.add_parser("env", help="print the export lines a shell needs to use "
-                                         "the cluster",
-                             epilog=_examples("raftkv local env --dir ./my-cluster",
-                                              'eval "$(raftkv local env --dir ./my-cluster)"'),
-                             formatter_class=raw)
+    env = actions.add_parser(
+        "env",
+        help="print the export lines a shell needs to use the cluster",
+        epilog=_examples(
+            "raftkv local env --dir ./my-cluster", 'eval "$(raftkv local env --dir ./my-cluster)"'
+        ),
+        formatter_class=raw,
+    )
     env.add_argument("--dir", default=default_dir)
     env.set_defaults(func=cmd_env)
 
-    status = actions.add_parser("status", help="one line per node: name url role term leader",
-                                epilog=_examples("raftkv local status --dir ./my-cluster"),
-                                formatter_class=raw)
+    status = actions.add_parser(
+        "status",
+        help="one line per node: name url role term leader",
+        epilog=_examples("raftkv local status --dir ./my-cluster"),
+        formatter_class=raw,
+    )
     status.add_argument("--dir", default=default_dir)
     status.set_defaults(func=cmd_status)
 
-    down = actions.add_parser("down", help="stop the nodes this directory started",
-                              epilog=_examples("raftkv local down --dir ./my-cluster",
-                                               "raftkv local down --purge --dir ./my-cluster"
-                                               "   # and delete the data"),
-                              formatter_class=raw)
+    down = actions.add_parser(
+        "down",
+        help="stop the nodes this directory started",
+        epilog=_examples(
+            "raftkv local down --dir ./my-cluster",
+            "raftkv local down --purge --dir ./my-cluster   # and delete the data",
+        ),
+        formatter_class=raw,
+    )
     down.add_argument("--dir", default=default_dir)
     down.add_argument("--purge", action="store_true", help="also delete the data")
     down.set_defaults(func=cmd_down)
@@ -167,13 +189,16 @@ class Access:
             self.headers = {"Authorization": f"Bearer {creds.admin_token()}"}
 
 
-def get_status(url: str, access: Access | None = None,
-               timeout: float = 1.0) -> dict[str, Any] | None:
-    request = urllib.request.Request(url.rstrip("/") + "/v1/status",
-                                     headers=access.headers if access else {})
+def get_status(
+    url: str, access: Access | None = None, timeout: float = 1.0
+) -> dict[str, Any] | None:
+    request = urllib.request.Request(
+        url.rstrip("/") + "/v1/status", headers=access.headers if access else {}
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout,
-                                    context=access.context if access else None) as resp:
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=access.context if access else None
+        ) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -205,26 +230,58 @@ def peer_tls_args(node: dict[str, Any], state: dict[str, Any], directory: Path) 
         except ValueError:
             dns, ips = [node["name"], host], []
         issue_cert(ca, node["name"], dns_names=dns, ip_addresses=ips).write(cert, key)
-    return ["--peer-cert-file", str(cert), "--peer-key-file", str(key),
-            "--peer-trusted-ca-file", str(ca_cert)]
+    return [
+        "--peer-cert-file",
+        str(cert),
+        "--peer-key-file",
+        str(key),
+        "--peer-trusted-ca-file",
+        str(ca_cert),
+    ]
 
 
 def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
     initial = ",".join(f"{n['name']}={n['peer_url']}" for n in state["nodes"])
     # -P: the working directory is not put on sys.path, so a `raftkv/` folder where
     # `local up` runs (the parent of a checkout...) cannot shadow the installed package.
-    cmd = [sys.executable, "-P", "-m", "raftkv.cli", "serve", "--name", node["name"],
-           "--data-dir", node["data_dir"], "--listen-host", state["host"],
-           "--client-port", str(node["client_port"]), "--peer-port", str(node["peer_port"]),
-           "--advertise-client-url", node["client_url"],
-           "--advertise-peer-url", node["peer_url"],
-           "--initial-cluster", initial, "--initial-cluster-state", "new"]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "raftkv.cli",
+        "serve",
+        "--name",
+        node["name"],
+        "--data-dir",
+        node["data_dir"],
+        "--listen-host",
+        state["host"],
+        "--client-port",
+        str(node["client_port"]),
+        "--peer-port",
+        str(node["peer_port"]),
+        "--advertise-client-url",
+        node["client_url"],
+        "--advertise-peer-url",
+        node["peer_url"],
+        "--initial-cluster",
+        initial,
+        "--initial-cluster-state",
+        "new",
+    ]
     if state.get("secure"):
         creds = ClientCredentials(Path(state["credentials_dir"]))
         cert, key = creds.cert_files(node["name"])
-        cmd += ["--client-cert-file", str(cert), "--client-key-file", str(key),
-                "--client-trusted-ca-file", str(creds.ca_file),
-                "--auth-file", str(creds.auth_file)]
+        cmd += [
+            "--client-cert-file",
+            str(cert),
+            "--client-key-file",
+            str(key),
+            "--client-trusted-ca-file",
+            str(creds.ca_file),
+            "--auth-file",
+            str(creds.auth_file),
+        ]
     else:
         cmd.append("--client-insecure")
     cmd += state.get("extra_args", [])
@@ -235,15 +292,23 @@ def log_path(directory: Path, node: dict[str, Any]) -> Path:
     return directory / f"{node['name']}.log"
 
 
-def start_node(node: dict[str, Any], state: dict[str, Any], directory: Path
-               ) -> subprocess.Popen[bytes]:
+def start_node(
+    node: dict[str, Any], state: dict[str, Any], directory: Path
+) -> subprocess.Popen[bytes]:
     with open(log_path(directory, node), "ab") as log_file:
-        log_file.write(f"--- raftkv local up: starting {node['name']} at "
-                       f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        log_file.write(
+            f"--- raftkv local up: starting {node['name']} at "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode()
+        )
         log_file.flush()
         command = serve_command(node, state) + peer_tls_args(node, state, directory)
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=log_file, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
 
 
 class NodeExited(Exception):
@@ -255,9 +320,12 @@ class NodeExited(Exception):
         self.code = code
 
 
-def wait_for_leader(urls: list[str], timeout: float,
-                    started: dict[str, subprocess.Popen[bytes]] | None = None,
-                    access: Access | None = None) -> dict[str, Any] | None:
+def wait_for_leader(
+    urls: list[str],
+    timeout: float,
+    started: dict[str, subprocess.Popen[bytes]] | None = None,
+    access: Access | None = None,
+) -> dict[str, Any] | None:
     """The status of a node once every node answers and all name the same leader;
     None after `timeout`. A started process that exits raises NodeExited at once."""
     deadline = time.monotonic() + timeout
@@ -280,7 +348,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    text = text[text.rfind("--- raftkv local up: starting"):]
+    text = text[text.rfind("--- raftkv local up: starting") :]
     return "\n".join(text.splitlines()[1:][-lines:])
 
 
@@ -289,8 +357,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     state = load_state(directory)
     if state is not None and args.nodes != len(state["nodes"]):
-        _err(f"{directory} holds a {len(state['nodes'])}-node cluster; "
-             "use `raftkv local down --purge` first to change its size")
+        _err(
+            f"{directory} holds a {len(state['nodes'])}-node cluster; "
+            "use `raftkv local down --purge` first to change its size"
+        )
         return 1
     if state is None:
         if args.nodes < 1:
@@ -303,18 +373,30 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.unsafe_no_fsync:
             extra.append("--unsafe-no-fsync")
         scheme = "http" if args.insecure else "https"
-        state = {"host": args.host, "extra_args": extra, "secure": not args.insecure,
-                 "peer_tls": not args.insecure,
-                 "credentials_dir": str(credentials(directory).directory), "nodes": [
-            {"name": f"node{i + 1}", "client_port": ports[2 * i],
-             "peer_port": ports[2 * i + 1],
-             "client_url": f"{scheme}://{args.host}:{ports[2 * i]}",
-             "peer_url": f"{args.host}:{ports[2 * i + 1]}",
-             "data_dir": str(directory / f"node{i + 1}"), "pid": None}
-            for i in range(args.nodes)]}
+        state = {
+            "host": args.host,
+            "extra_args": extra,
+            "secure": not args.insecure,
+            "peer_tls": not args.insecure,
+            "credentials_dir": str(credentials(directory).directory),
+            "nodes": [
+                {
+                    "name": f"node{i + 1}",
+                    "client_port": ports[2 * i],
+                    "peer_port": ports[2 * i + 1],
+                    "client_url": f"{scheme}://{args.host}:{ports[2 * i]}",
+                    "peer_url": f"{args.host}:{ports[2 * i + 1]}",
+                    "data_dir": str(directory / f"node{i + 1}"),
+                    "pid": None,
+                }
+                for i in range(args.nodes)
+            ],
+        }
     elif args.insecure and state.get("secure"):
-        _err(f"{directory} holds a cluster with TLS and authentication; `--insecure` only "
-             "applies to a new cluster")
+        _err(
+            f"{directory} holds a cluster with TLS and authentication; `--insecure` only "
+            "applies to a new cluster"
+        )
         return 2
     if state.get("secure"):
         creds = credentials(directory)
@@ -339,8 +421,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         leader = wait_for_leader(urls, args.timeout, procs, Access(directory, state))
     except NodeExited as exc:
         node = next(n for n in state["nodes"] if n["name"] == exc.name)
-        _err(f"{exc}; the end of {log_path(directory, node)}:\n"
-             f"{log_tail(log_path(directory, node))}")
+        _err(
+            f"{exc}; the end of {log_path(directory, node)}:\n{log_tail(log_path(directory, node))}"
+        )
         _err("stopping the nodes this command started")
         _stop(started)
         save_state(directory, state)
@@ -367,8 +450,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = get_status(node["client_url"], access)
         if st is None:
             running = pid_alive(node.get("pid"), node["data_dir"])
-            line = (f"{node['name']} {node['client_url']} "
-                    f"{'unreachable' if running else 'down'} - -")
+            line = f"{node['name']} {node['client_url']} {'unreachable' if running else 'down'} - -"
         else:
             leader = (st.get("leader") or {}).get("name") or "-"
             line = f"{node['name']} {node['client_url']} {st['role']} {st['term']} {leader}"
@@ -380,12 +462,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def env_lines(directory: Path, state: dict[str, Any]) -> list[str]:
     """`export` lines for a POSIX shell: the endpoints and, when secure, the CA and
     the admin token (also in the 0600 file `credentials/admin.token`)."""
-    lines = ["export RAFTKV_ENDPOINTS=" + shlex.quote(
-        ",".join(n["client_url"] for n in state["nodes"]))]
+    lines = [
+        "export RAFTKV_ENDPOINTS=" + shlex.quote(",".join(n["client_url"] for n in state["nodes"]))
+    ]
     if state.get("secure"):
         creds = credentials(directory)
-        lines += ["export RAFTKV_CACERT=" + shlex.quote(str(creds.ca_file)),
-                  "export RAFTKV_TOKEN=" + shlex.quote(creds.admin_token())]
+        lines += [
+            "export RAFTKV_CACERT=" + shlex.quote(str(creds.ca_file)),
+            "export RAFTKV_TOKEN=" + shlex.quote(creds.admin_token()),
+        ]
     else:
         lines += ["unset RAFTKV_CACERT RAFTKV_TOKEN RAFTKV_TOKEN_FILE"]
     return lines

@@ -22,8 +22,12 @@ from raftkv.security.pki import issue_cert, make_ca
 from tests.k8s.harness.endpoints import relay
 
 TOKEN_PREFIX = "emulated-serviceaccount:"
-KUBERNETES_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                            "kubernetes.default.svc.cluster.local")
+KUBERNETES_SERVICE_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 
 
 def service_account_token(namespace: str, account: str) -> str:
@@ -36,7 +40,7 @@ def token_subject(authorization: str) -> tuple[str, str] | None:
     token = authorization.removeprefix("Bearer ").strip()
     if not token.startswith(TOKEN_PREFIX):
         return None
-    namespace, sep, account = token[len(TOKEN_PREFIX):].partition(":")
+    namespace, sep, account = token[len(TOKEN_PREFIX) :].partition(":")
     return (namespace, account) if sep and namespace and account else ("", "")
 
 
@@ -59,13 +63,17 @@ class ApiTlsFront:
     async def __aenter__(self) -> ApiTlsFront:
         self.directory.mkdir(parents=True, exist_ok=True)
         ca = make_ca("emulated cluster CA")
-        cert = issue_cert(ca, "kube-apiserver", dns_names=KUBERNETES_SERVICE_NAMES,
-                          ip_addresses=[self.host], client=False)
+        cert = issue_cert(
+            ca,
+            "kube-apiserver",
+            dns_names=KUBERNETES_SERVICE_NAMES,
+            ip_addresses=[self.host],
+            client=False,
+        )
         cert.write(self.directory / "apiserver.crt", self.directory / "apiserver.key")
         self.ca_file.write_bytes(ca.cert_pem)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.directory / "apiserver.crt",
-                                self.directory / "apiserver.key")
+        context.load_cert_chain(self.directory / "apiserver.crt", self.directory / "apiserver.key")
         self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

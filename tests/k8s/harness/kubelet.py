@@ -293,8 +293,7 @@ class PodWorker:
             spec = self.pod.get("spec") or {}
             hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
             if hostname and subdomain:
-                self.rt.network.remove_pod_record(self.namespace, hostname, subdomain,
-                                                  self.pod_ip)
+                self.rt.network.remove_pod_record(self.namespace, hostname, subdomain, self.pod_ip)
             self.rt.network.release_pod_ip(self.namespace, self.name, self.uid)
         if self.shutdown:
             return
@@ -490,11 +489,14 @@ class PodWorker:
         if not automount or self.rt.api_tls is None:
             return None
         directory = self.dir / "serviceaccount"
-        _write_atomically(directory, {
-            "token": service_account_token(self.namespace, account).encode(),
-            "ca.crt": self.rt.api_tls.ca_file.read_bytes(),
-            "namespace": self.namespace.encode(),
-        })
+        _write_atomically(
+            directory,
+            {
+                "token": service_account_token(self.namespace, account).encode(),
+                "ca.crt": self.rt.api_tls.ca_file.read_bytes(),
+                "namespace": self.namespace.encode(),
+            },
+        )
         return directory
 
     def lookup(self, resource: str) -> Any:
@@ -532,7 +534,11 @@ def _write_atomically(target: Path, files: Mapping[str, bytes]) -> None:
         if not link.is_symlink():
             link.symlink_to(f"..data/{top}")
     for entry in target.iterdir():
-        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in {r.split("/", 1)[0] for r in files}:
+        if (
+            entry.is_symlink()
+            and not entry.name.startswith("..")
+            and entry.name not in {r.split("/", 1)[0] for r in files}
+        ):
             entry.unlink()
     if old is not None:
         shutil.rmtree(target / old, ignore_errors=True)

@@ -34,28 +34,49 @@ def _matches(rule: Obj, group: str, resource: str, verb: str, name: str | None) 
     return not names or (name is not None and name in names)
 
 
-def authorize(store: ObjectStore, subject: tuple[str, str], *, verb: str, group: str,
-              resource: str, namespace: str | None, name: str | None) -> None:
+def authorize(
+    store: ObjectStore,
+    subject: tuple[str, str],
+    *,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    name: str | None,
+) -> None:
     """Raise 403 unless a Role in `namespace` bound to the account allows the request."""
     account_namespace, account = subject
     user = f"system:serviceaccount:{account_namespace}:{account}"
     allowed = False
     if namespace is not None and account:
-        roles = {r["metadata"]["name"]: r for r in store.list(
-            "rbac.authorization.k8s.io/v1/roles", namespace)}
+        roles = {
+            r["metadata"]["name"]: r
+            for r in store.list("rbac.authorization.k8s.io/v1/roles", namespace)
+        }
         for binding in store.list("rbac.authorization.k8s.io/v1/rolebindings", namespace):
             ref = binding.get("roleRef") or {}
-            bound = any(s.get("kind") == "ServiceAccount" and s.get("name") == account
-                        and s.get("namespace", namespace) == account_namespace
-                        for s in binding.get("subjects") or [])
+            bound = any(
+                s.get("kind") == "ServiceAccount"
+                and s.get("name") == account
+                and s.get("namespace", namespace) == account_namespace
+                for s in binding.get("subjects") or []
+            )
             role = roles.get(ref.get("name", "")) if ref.get("kind") == "Role" else None
-            if bound and role is not None and any(
-                    _matches(rule, group, resource, verb, name) for rule in role.get("rules") or []):
+            if (
+                bound
+                and role is not None
+                and any(
+                    _matches(rule, group, resource, verb, name) for rule in role.get("rules") or []
+                )
+            ):
                 allowed = True
                 break
     if not allowed:
         where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
         target = f'{resource} "{name}"' if name else resource
-        raise ApiError(403, "Forbidden",
-                       f'{target} is forbidden: User "{user}" cannot {verb} resource '
-                       f'"{resource}" in API group "{group}"{where}')
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{target} is forbidden: User "{user}" cannot {verb} resource '
+            f'"{resource}" in API group "{group}"{where}',
+        )

@@ -36,11 +36,13 @@ def _runs(raftkv_p99: float) -> list[object]:
     run = _load_run()
     out = []
     for c in (16, 64, 256):
-        out += [run.Run("raftkv", "put", c, 6000.0, 2.0, raftkv_p99, 1, 0),
-                run.Run("etcd-grpc", "put", c, 3000.0, 3.0, 20.0, 1, 0),
-                run.Run("etcd", "put", c, 2000.0, 3.0, 5.0, 1, 0),  # gRPC is the anchor
-                run.Run("raftkv", "get", c, 9000.0, 1.0, 4.0, 1, 0),
-                run.Run("etcd-grpc", "get", c, 8000.0, 1.0, 5.0, 1, 0)]
+        out += [
+            run.Run("raftkv", "put", c, 6000.0, 2.0, raftkv_p99, 1, 0),
+            run.Run("etcd-grpc", "put", c, 3000.0, 3.0, 20.0, 1, 0),
+            run.Run("etcd", "put", c, 2000.0, 3.0, 5.0, 1, 0),  # gRPC is the anchor
+            run.Run("raftkv", "get", c, 9000.0, 1.0, 4.0, 1, 0),
+            run.Run("etcd-grpc", "get", c, 8000.0, 1.0, 5.0, 1, 0),
+        ]
     return out
 
 
@@ -56,8 +58,10 @@ def test_every_goal_passes_on_good_figures(goals: ModuleType) -> None:
 
 
 def test_each_missed_goal_fails(goals: ModuleType) -> None:
-    kills = {"raftkv": [goals.Kill(0.2, 0.3)] * 4 + [goals.Kill(1.5, 1.6)],
-             "etcd": [goals.Kill(1.1, 1.2)] * 5}
+    kills = {
+        "raftkv": [goals.Kill(0.2, 0.3)] * 4 + [goals.Kill(1.5, 1.6)],
+        "etcd": [goals.Kill(1.1, 1.2)] * 5,
+    }
     stability = {"raftkv": goals.Stability(2, 300)}
     rows = goals.evaluate(_runs(25.0), kills, stability)  # p99 above etcd's 20
     assert [g.passed for g in rows] == [False, False, False, True, False]

@@ -40,8 +40,13 @@ def bench() -> ModuleType:
 
 
 def test_wrk_output_is_parsed_with_units_and_errors(bench: ModuleType) -> None:
-    assert bench.parse_wrk(WRK_OUTPUT) == {"ops_per_sec": 966.16, "p50_ms": 0.812,
-                                           "p99_ms": 1010.0, "requests": 970, "errors": 10}
+    assert bench.parse_wrk(WRK_OUTPUT) == {
+        "ops_per_sec": 966.16,
+        "p50_ms": 0.812,
+        "p99_ms": 1010.0,
+        "requests": 970,
+        "errors": 10,
+    }
 
 
 def test_unexpected_wrk_output_is_an_error(bench: ModuleType) -> None:
@@ -49,13 +54,13 @@ def test_unexpected_wrk_output_is_an_error(bench: ModuleType) -> None:
         bench.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
 
 
-def test_profile_summary_ranks_own_and_inclusive_time(bench: ModuleType,
-                                                      tmp_path: Path) -> None:
+def test_profile_summary_ranks_own_and_inclusive_time(bench: ModuleType, tmp_path: Path) -> None:
     raw = tmp_path / "p.collapsed"
     raw.write_text(
         "main (a/cli.py:1);handle (x/site-packages/aiohttp/web.py:10);write (x/y.py:3) 6\n"
         "main (a/cli.py:1);handle (x/site-packages/aiohttp/web.py:11) 2\n"
-        "worker (t.py:1);fsync (node/raftkv/storage/wal.py:568) 2\n")
+        "worker (t.py:1);fsync (node/raftkv/storage/wal.py:568) 2\n"
+    )
     text = bench.summarize_profile(raw)
     own = text.split("inclusive")[0]
     assert "10 samples" in text
@@ -65,11 +70,13 @@ def test_profile_summary_ranks_own_and_inclusive_time(bench: ModuleType,
 
 
 def test_table_compares_raftkv_with_both_etcd_clients(bench: ModuleType) -> None:
-    runs = [bench.Run("raftkv", "put", 16, 4000.0, 3.0, 12.0, 40000, 0),
-            bench.Run("etcd", "put", 16, 2000.0, 6.0, 24.0, 20000, 0),
-            bench.Run("etcd-grpc", "put", 16, 3200.0, 4.0, 16.0, 32000, 0),
-            bench.Run("raftkv", "get", 16, 5000.0, 2.0, 8.0, 50000, 0),
-            bench.Run("etcd", "get", 16, 2500.0, 4.0, 10.0, 25000, 0)]
+    runs = [
+        bench.Run("raftkv", "put", 16, 4000.0, 3.0, 12.0, 40000, 0),
+        bench.Run("etcd", "put", 16, 2000.0, 6.0, 24.0, 20000, 0),
+        bench.Run("etcd-grpc", "put", 16, 3200.0, 4.0, 16.0, 32000, 0),
+        bench.Run("raftkv", "get", 16, 5000.0, 2.0, 8.0, 50000, 0),
+        bench.Run("etcd", "get", 16, 2500.0, 4.0, 10.0, 25000, 0),
+    ]
     lines = bench.table(runs, [16]).splitlines()
     put = next(line for line in lines if line.startswith("put"))
     get = next(line for line in lines if line.startswith("get"))

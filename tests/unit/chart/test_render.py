@@ -226,7 +226,10 @@ def test_release_namespace_only_has_no_cluster_scoped_rbac(rendered: dict[str, A
     roles = by_kind(objects, "Role")
     assert {r["metadata"]["namespace"] for r in roles} == {NAMESPACE}
     granted = set().union(*(_rules(r) for r in roles))
-    assert not {resource for _, resource, _ in granted} & {"namespaces", "customresourcedefinitions"}
+    assert not {resource for _, resource, _ in granted} & {
+        "namespaces",
+        "customresourcedefinitions",
+    }
 
 
 def test_monitoring_objects_need_their_api_on_the_cluster() -> None:
@@ -255,7 +258,9 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(
     roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     bindings = [
-        b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-election")
+        b
+        for b in by_kind(objects, "RoleBinding")
+        if not b["metadata"]["name"].endswith("-election")
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:

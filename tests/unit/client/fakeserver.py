@@ -56,21 +56,30 @@ class FakeState:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(body).encode(), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
-def _error(status: int, code: str, message: str = "", retry_after: str | None = None
-           ) -> web.Response:
+def _error(
+    status: int, code: str, message: str = "", retry_after: str | None = None
+) -> web.Response:
     headers = {"Retry-After": retry_after} if retry_after is not None else None
     return _json({"error": code, "message": message or code}, status, headers)
 
 
 def _kv_json(key: bytes, rec: dict[str, Any]) -> dict[str, Any]:
-    return {"key_b64": base64.b64encode(key).decode(),
-            "value_b64": base64.b64encode(rec["value"]).decode(),
-            "create_revision": rec["create"], "mod_revision": rec["mod"],
-            "version": rec["version"], "lease": 0}
+    return {
+        "key_b64": base64.b64encode(key).decode(),
+        "value_b64": base64.b64encode(rec["value"]).decode(),
+        "create_revision": rec["create"],
+        "mod_revision": rec["mod"],
+        "version": rec["version"],
+        "lease": 0,
+    }
 
 
 class FakeNode:
@@ -114,8 +123,11 @@ class FakeNode:
     # --- plumbing -------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.seen.append(Seen(request.method, request.path, dict(request.query),
-                              dict(request.headers), self.name))
+        self.seen.append(
+            Seen(
+                request.method, request.path, dict(request.query), dict(request.headers), self.name
+            )
+        )
         for fault in list(self.faults):
             if fault.match(request):
                 fault.times -= 1
@@ -138,40 +150,63 @@ class FakeNode:
     async def status(self, request: web.Request) -> web.Response:
         assert self.cluster is not None
         leader = self.cluster.leader
-        return _json({
-            "name": self.name, "id": self.id, "role": "leader" if self.is_leader else "follower",
-            "term": self.state.term,
-            "leader": None if leader is None else {
-                "id": leader.id, "name": leader.name, "client_url": leader.url},
-            "commit_index": 10, "applied_index": 10, "last_index": 10, "ready": True,
-            "revision": self.state.revision,
-            "members": [{"id": n.id, "name": n.name, "peer_url": "x:1", "client_url": n.url,
-                         "role": "voter", "match_index": None} for n in self.cluster.nodes]})
+        return _json(
+            {
+                "name": self.name,
+                "id": self.id,
+                "role": "leader" if self.is_leader else "follower",
+                "term": self.state.term,
+                "leader": None
+                if leader is None
+                else {"id": leader.id, "name": leader.name, "client_url": leader.url},
+                "commit_index": 10,
+                "applied_index": 10,
+                "last_index": 10,
+                "ready": True,
+                "revision": self.state.revision,
+                "members": [
+                    {
+                        "id": n.id,
+                        "name": n.name,
+                        "peer_url": "x:1",
+                        "client_url": n.url,
+                        "role": "voter",
+                        "match_index": None,
+                    }
+                    for n in self.cluster.nodes
+                ],
+            }
+        )
 
     async def kv(self, request: web.Request) -> web.StreamResponse:
-        key = unquote_to_bytes(request.raw_path.split("?", 1)[0][len("/v1/kv/"):])
+        key = unquote_to_bytes(request.raw_path.split("?", 1)[0][len("/v1/kv/") :])
         st = self.state
         if request.method == "GET":
             if request.query.get("prefix"):
                 kvs = [_kv_json(k, r) for k, r in sorted(st.kv.items()) if k.startswith(key)]
-                return _json({"revision": st.revision, "kvs": kvs, "count": len(kvs),
-                              "more": False})
+                return _json(
+                    {"revision": st.revision, "kvs": kvs, "count": len(kvs), "more": False}
+                )
             rec = st.kv.get(key)
             if rec is None:
                 return _error(404, "key_not_found")
-            return web.Response(body=rec["value"], headers={
-                "X-Raftkv-Create-Revision": str(rec["create"]),
-                "X-Raftkv-Mod-Revision": str(rec["mod"]),
-                "X-Raftkv-Version": str(rec["version"]), "X-Raftkv-Lease": "0",
-                "X-Raftkv-Revision": str(st.revision)})
+            return web.Response(
+                body=rec["value"],
+                headers={
+                    "X-Raftkv-Create-Revision": str(rec["create"]),
+                    "X-Raftkv-Mod-Revision": str(rec["mod"]),
+                    "X-Raftkv-Version": str(rec["version"]),
+                    "X-Raftkv-Lease": "0",
+                    "X-Raftkv-Revision": str(st.revision),
+                },
+            )
         if not self.is_leader:
             assert self.cluster is not None
             leader = self.cluster.leader
             if leader is None:
                 return _error(503, "no_leader", retry_after="1")
             if request.query.get("redirect"):
-                return web.Response(status=307, headers={"Location": leader.url
-                                                         + request.path_qs})
+                return web.Response(status=307, headers={"Location": leader.url + request.path_qs})
             return await leader.kv(request)  # "forwarding"
         if request.method == "PUT":
             value = await request.read()
@@ -183,8 +218,9 @@ class FakeNode:
             return _json(result)
         return _error(405, "method_not_allowed")
 
-    def _session_apply(self, request: web.Request, apply: Callable[[], dict[str, Any]]
-                       ) -> dict[str, Any]:
+    def _session_apply(
+        self, request: web.Request, apply: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         cid = request.headers.get("X-Raftkv-Client-Id")
         seq = request.headers.get("X-Raftkv-Seq")
         if cid is not None and seq is not None:
@@ -201,8 +237,12 @@ class FakeNode:
         st.revision += 1
         st.applied += 1
         old = st.kv.get(key)
-        st.kv[key] = {"value": value, "create": old["create"] if old else st.revision,
-                      "mod": st.revision, "version": (old["version"] if old else 0) + 1}
+        st.kv[key] = {
+            "value": value,
+            "create": old["create"] if old else st.revision,
+            "mod": st.revision,
+            "version": (old["version"] if old else 0) + 1,
+        }
         return {"revision": st.revision}
 
     def _delete(self, key: bytes) -> dict[str, Any]:
@@ -218,8 +258,12 @@ class FakeNode:
         if not self.watch_streams:
             return _error(503, "not_ready", retry_after="0")
         lines = self.watch_streams.pop(0)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
-                                               "X-Raftkv-Revision": str(self.watch_revision)})
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/x-ndjson",
+                "X-Raftkv-Revision": str(self.watch_revision),
+            }
+        )
         await response.prepare(request)
         for line in lines:
             if line == "DROP":
@@ -233,8 +277,15 @@ class FakeNode:
         body = await request.json()
         cid = body["id"]
         data = f"state of {cid}".encode()
-        manifest = {"id": cid, "index": 7, "term": 2, "sha256": hashlib.sha256(data).hexdigest(),
-                    "size": len(data), "time": "2024-01-01T00:00:00Z", "members": ["a", "b"]}
+        manifest = {
+            "id": cid,
+            "index": 7,
+            "term": 2,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "time": "2024-01-01T00:00:00Z",
+            "members": ["a", "b"],
+        }
         self.state.checkpoints.setdefault(cid, (manifest, data))
         return _json(self.state.checkpoints[cid][0])
 
@@ -277,11 +328,17 @@ class FakeCluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
-    def add_checkpoint(self, cid: str, data: bytes, *, sha256: str | None = None,
-                       size: int | None = None) -> dict[str, Any]:
-        manifest = {"id": cid, "index": 9, "term": 2,
-                    "sha256": sha256 or hashlib.sha256(data).hexdigest(),
-                    "size": len(data) if size is None else size,
-                    "time": "2024-01-01T00:00:00Z", "members": [n.name for n in self.nodes]}
+    def add_checkpoint(
+        self, cid: str, data: bytes, *, sha256: str | None = None, size: int | None = None
+    ) -> dict[str, Any]:
+        manifest = {
+            "id": cid,
+            "index": 9,
+            "term": 2,
+            "sha256": sha256 or hashlib.sha256(data).hexdigest(),
+            "size": len(data) if size is None else size,
+            "time": "2024-01-01T00:00:00Z",
+            "members": [n.name for n in self.nodes],
+        }
         self.state.checkpoints[cid] = (manifest, data)
         return manifest

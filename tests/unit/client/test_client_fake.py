@@ -31,8 +31,9 @@ def _is_put(request: object) -> bool:
     return getattr(request, "method", "") == "PUT"
 
 
-async def test_writes_find_the_leader_and_go_straight_to_it(fake: FakeCluster,
-                                                           client: AsyncClient) -> None:
+async def test_writes_find_the_leader_and_go_straight_to_it(
+    fake: FakeCluster, client: AsyncClient
+) -> None:
     follower, leader = fake.nodes
     for i in range(3):
         await client.put(f"k{i}", "v")
@@ -40,8 +41,9 @@ async def test_writes_find_the_leader_and_go_straight_to_it(fake: FakeCluster,
     assert client.selector.leader_url == leader.url
 
 
-async def test_a_stale_leader_redirects_and_the_client_follows(fake: FakeCluster,
-                                                              client: AsyncClient) -> None:
+async def test_a_stale_leader_redirects_and_the_client_follows(
+    fake: FakeCluster, client: AsyncClient
+) -> None:
     old, new = fake.nodes
     client.selector.set_leader(old.id, old.url)  # believes the follower leads
     result = await client.put("a", "1")
@@ -51,7 +53,8 @@ async def test_a_stale_leader_redirects_and_the_client_follows(fake: FakeCluster
 
 
 async def test_retried_write_resends_the_same_session_and_applies_once(
-        fake: FakeCluster, client: AsyncClient) -> None:
+    fake: FakeCluster, client: AsyncClient
+) -> None:
     leader = fake.nodes[1]
     leader.faults.append(Fault(_is_put, "drop_after_apply"))  # applied, answer lost
     result = await client.put("once", "v")
@@ -64,7 +67,8 @@ async def test_retried_write_resends_the_same_session_and_applies_once(
 
 
 async def test_each_write_uses_a_new_seq_and_concurrent_writes_distinct_ids(
-        fake: FakeCluster, client: AsyncClient) -> None:
+    fake: FakeCluster, client: AsyncClient
+) -> None:
     await client.put("a", "1")
     await client.put("a", "2")
     await asyncio.gather(*(client.put(f"c{i}", "x") for i in range(8)))
@@ -75,8 +79,9 @@ async def test_each_write_uses_a_new_seq_and_concurrent_writes_distinct_ids(
     assert fake.state.applied == 10
 
 
-async def test_503_is_retried_and_retry_after_is_honored(fake: FakeCluster,
-                                                         client: AsyncClient) -> None:
+async def test_503_is_retried_and_retry_after_is_honored(
+    fake: FakeCluster, client: AsyncClient
+) -> None:
     leader = fake.nodes[1]
     await client.put("warm", "up")
     leader.faults.append(Fault(_is_put, "503", code="timeout", retry_after="0.3"))
@@ -107,12 +112,19 @@ async def test_giving_up_on_a_write_says_its_outcome_is_unknown(fake: FakeCluste
     assert info.value.outcome_unknown and info.value.code == "timeout"
 
 
-@pytest.mark.parametrize(("code", "unknown"), [
-    ("outcome_unknown", True), ("node_failed", True),
-    ("proposal_lost", False), ("proposal_dropped", False), ("not_ready", False),
-])
-async def test_a_write_error_says_truly_whether_it_applied(fake: FakeCluster, code: str,
-                                                            unknown: bool) -> None:
+@pytest.mark.parametrize(
+    ("code", "unknown"),
+    [
+        ("outcome_unknown", True),
+        ("node_failed", True),
+        ("proposal_lost", False),
+        ("proposal_dropped", False),
+        ("not_ready", False),
+    ],
+)
+async def test_a_write_error_says_truly_whether_it_applied(
+    fake: FakeCluster, code: str, unknown: bool
+) -> None:
     """Issue 15: `proposal_lost` means "not applied" (the server says so only when
     another leader's entry replaced it); `outcome_unknown` may have applied."""
     leader = fake.nodes[1]
@@ -122,8 +134,9 @@ async def test_a_write_error_says_truly_whether_it_applied(fake: FakeCluster, co
         with pytest.raises(UnavailableError) as info:
             await c.put("k", "v")
     assert info.value.code == code and info.value.outcome_unknown is unknown
-    assert isinstance(info.value, OutcomeUnknownError) is (code in ("outcome_unknown",
-                                                                     "node_failed"))
+    assert isinstance(info.value, OutcomeUnknownError) is (
+        code in ("outcome_unknown", "node_failed")
+    )
 
 
 async def test_unreachable_endpoints_raise_connect_error(fake: FakeCluster) -> None:
@@ -159,12 +172,20 @@ async def test_round_robin_spreads_reads_over_members(fake: FakeCluster) -> None
 
 
 def _event(kind: str, key: str, rev: int) -> dict[str, object]:
-    return {"type": kind, "key": key, "value": "v", "create_revision": rev,
-            "mod_revision": rev, "version": 1, "lease": 0}
+    return {
+        "type": kind,
+        "key": key,
+        "value": "v",
+        "create_revision": rev,
+        "mod_revision": rev,
+        "version": 1,
+        "lease": 0,
+    }
 
 
 async def test_watch_resumes_where_it_stopped_without_losing_or_repeating(
-        fake: FakeCluster) -> None:
+    fake: FakeCluster,
+) -> None:
     node = fake.nodes[0]
     node.watch_revision = 4
     # A txn wrote a and b at revision 5; the first stream drops after a.
@@ -179,8 +200,7 @@ async def test_watch_resumes_where_it_stopped_without_losing_or_repeating(
             got.append((ev.type, ev.kv.key if ev.kv else None, ev.revision))
             if len(got) == 4:
                 break
-    assert got == [("put", b"a", 5), ("put", b"b", 5), ("progress", None, 8),
-                   ("put", b"c", 9)]
+    assert got == [("put", b"a", 5), ("put", b"b", 5), ("progress", None, 8), ("put", b"c", 9)]
     starts = [s.query.get("start_revision") for s in node.seen if s.path == "/v1/watch"]
     assert starts == [None, "5", "9"]
 
@@ -194,14 +214,15 @@ async def test_watch_compacted_is_an_error_not_a_silent_gap(fake: FakeCluster) -
                 pass
 
 
-async def test_checkpoint_download_writes_verified_files(fake: FakeCluster,
-                                                         client: AsyncClient,
-                                                         tmp_path: Path) -> None:
+async def test_checkpoint_download_writes_verified_files(
+    fake: FakeCluster, client: AsyncClient, tmp_path: Path
+) -> None:
     data = bytes(range(256)) * 1000
     fake.add_checkpoint("c1", data)
     progress: list[tuple[int, int]] = []
-    manifest = await client.download_checkpoint("c1", tmp_path / "out",
-                                                progress=lambda d, t: progress.append((d, t)))
+    manifest = await client.download_checkpoint(
+        "c1", tmp_path / "out", progress=lambda d, t: progress.append((d, t))
+    )
     assert (tmp_path / "out" / "data").read_bytes() == data
     on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert on_disk["sha256"] == hashlib.sha256(data).hexdigest() == manifest.sha256
@@ -211,7 +232,8 @@ async def test_checkpoint_download_writes_verified_files(fake: FakeCluster,
 
 @pytest.mark.parametrize("corruption", ["sha256", "size"])
 async def test_checkpoint_download_refuses_a_mismatch_and_leaves_no_data(
-        fake: FakeCluster, client: AsyncClient, tmp_path: Path, corruption: str) -> None:
+    fake: FakeCluster, client: AsyncClient, tmp_path: Path, corruption: str
+) -> None:
     if corruption == "sha256":
         fake.add_checkpoint("bad", b"payload", sha256="0" * 64)
     else:

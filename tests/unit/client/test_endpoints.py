@@ -9,12 +9,15 @@ import pytest
 from raftkv.client.endpoints import EndpointSelector, normalize_endpoint, parse_endpoints
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("127.0.0.1:7379", "http://127.0.0.1:7379"),
-    ("http://a:1/", "http://a:1"),
-    (" https://a.b:443 ", "https://a.b:443"),
-    ("http://[::1]:7379", "http://[::1]:7379"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("127.0.0.1:7379", "http://127.0.0.1:7379"),
+        ("http://a:1/", "http://a:1"),
+        (" https://a.b:443 ", "https://a.b:443"),
+        ("http://[::1]:7379", "http://[::1]:7379"),
+    ],
+)
 def test_endpoints_are_normalized(raw: str, expected: str) -> None:
     assert normalize_endpoint(raw) == expected
 
@@ -34,8 +37,7 @@ def test_comma_separated_endpoints_keep_order_and_drop_duplicates() -> None:
 def test_round_robin_reads_visit_endpoints_in_turn() -> None:
     sel = EndpointSelector(["a:1", "b:2", "c:3"], "round-robin")
     sel.set_leader(7, "http://c:3")
-    assert [sel.for_read() for _ in range(6)] == [
-        "http://a:1", "http://b:2", "http://c:3"] * 2
+    assert [sel.for_read() for _ in range(6)] == ["http://a:1", "http://b:2", "http://c:3"] * 2
     assert sel.for_write() == "http://c:3"  # writes still go to the leader
 
 

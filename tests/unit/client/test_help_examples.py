@@ -53,7 +53,7 @@ def argv_of(line: str) -> list[str] | None:
         return None
     for stop in ("<", ">", "|"):
         if stop in words:
-            words = words[:words.index(stop)]
+            words = words[: words.index(stop)]
     return words[1:]
 
 

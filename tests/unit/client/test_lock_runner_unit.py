@@ -15,10 +15,12 @@ import pytest
 from raftkv.client import commands
 from raftkv.client.commands import EXIT_UNAVAILABLE, _run_locked
 
-IGNORES_TERM = ("import signal, sys, time, pathlib\n"
-                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                "pathlib.Path(sys.argv[1]).write_text('started')\n"
-                "time.sleep(60)\n")
+IGNORES_TERM = (
+    "import signal, sys, time, pathlib\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "pathlib.Path(sys.argv[1]).write_text('started')\n"
+    "time.sleep(60)\n"
+)
 
 
 async def _started(marker: Path) -> None:
@@ -29,14 +31,15 @@ async def _started(marker: Path) -> None:
 
 
 async def test_a_command_that_ignores_sigterm_is_killed_when_the_lock_is_lost(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-        ) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(commands, "LOST_LOCK_GRACE_SECONDS", 0.5)
     marker = tmp_path / "started"
     lost = asyncio.Event()
     lock = SimpleNamespace(name="jobs", lease=7, token=3)
     run = asyncio.ensure_future(
-        _run_locked([sys.executable, "-c", IGNORES_TERM, str(marker)], lock, lost))
+        _run_locked([sys.executable, "-c", IGNORES_TERM, str(marker)], lock, lost)
+    )
     await _started(marker)
     lost.set()
     started = time.monotonic()
@@ -48,6 +51,7 @@ async def test_a_command_that_ignores_sigterm_is_killed_when_the_lock_is_lost(
 async def test_the_exit_status_of_a_command_killed_by_a_signal() -> None:
     lost = asyncio.Event()
     lock = SimpleNamespace(name="jobs", lease=7, token=3)
-    code = await _run_locked([sys.executable, "-c", "import os; os.kill(os.getpid(), 15)"],
-                             lock, lost)
+    code = await _run_locked(
+        [sys.executable, "-c", "import os; os.kill(os.getpid(), 15)"], lock, lost
+    )
     assert code == 128 + signal.SIGTERM

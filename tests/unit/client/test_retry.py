@@ -23,8 +23,12 @@ def test_retry_after_is_honored_except_for_leader_changes() -> None:
     assert policy.delay(0, "not_ready", 2.0) == 2.0
     # A leader change is handled by finding the new leader, not by waiting a second.
     assert policy.delay(0, "no_leader", 3.0) <= 0.02
-    assert RetryPolicy(base_delay=0.01, max_delay=0.02, honor_retry_after=False).delay(
-        0, "timeout", 3.0) <= 0.02
+    assert (
+        RetryPolicy(base_delay=0.01, max_delay=0.02, honor_retry_after=False).delay(
+            0, "timeout", 3.0
+        )
+        <= 0.02
+    )
 
 
 def test_attempt_limit() -> None:

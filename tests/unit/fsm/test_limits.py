@@ -124,8 +124,10 @@ def _mixed_history() -> Log:
     log = Log()
     lease = log.ok(LeaseGrant(30))["id"]
     for i in range(200):
-        log.ok(Put(b"k%04d" % i, b"x" * (i % 50), lease=lease if i % 7 == 0 else 0),
-               Session(f"c{i % 13}", i))
+        log.ok(
+            Put(b"k%04d" % i, b"x" * (i % 50), lease=lease if i % 7 == 0 else 0),
+            Session(f"c{i % 13}", i),
+        )
     for i in range(0, 200, 3):
         log.ok(Put(b"k%04d" % i, b"longer value " * 5))
     log.ok(Delete(b"k0100", b"k0150"))
@@ -168,18 +170,37 @@ def test_size_bytes_goes_back_down_when_state_goes_away() -> None:
     assert log.machine.size_bytes == empty
 
 
-@pytest.mark.parametrize("command", [
-    Put(b"k", b"v"), Delete(b"k"), Range(b"k"), Txn([], [], []), LeaseGrant(5),
-    LeaseRevoke(3), LeaseExpire([3]), LockAcquire("n", 1), LockRelease("n", 1),
-    Checkpoint("c"),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        Put(b"k", b"v"),
+        Delete(b"k"),
+        Range(b"k"),
+        Txn([], [], []),
+        LeaseGrant(5),
+        LeaseRevoke(3),
+        LeaseExpire([3]),
+        LockAcquire("n", 1),
+        LockRelease("n", 1),
+        Checkpoint("c"),
+    ],
+)
 def test_op_of_reads_the_op_without_decoding(command: object) -> None:
     assert op_of(encode(command)) == command.OP  # type: ignore[arg-type, attr-defined]
     assert op_of(encode(command, Session("c" * 200, 2**64 - 1))) == command.OP  # type: ignore[arg-type, attr-defined]
 
 
-@pytest.mark.parametrize("data", [b"", b"\x93", b"\x93\x01\x63", b"\x93\x02\x01",
-                                  msgpack.packb({"a": 1}), msgpack.packb([1, "put", None])])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x93",
+        b"\x93\x01\x63",
+        b"\x93\x02\x01",
+        msgpack.packb({"a": 1}),
+        msgpack.packb([1, "put", None]),
+    ],
+)
 def test_op_of_anything_else_is_zero(data: bytes) -> None:
     assert op_of(data) == 0
 
@@ -189,9 +210,15 @@ def test_which_commands_grow_the_state() -> None:
     assert grows_state(LeaseGrant(5))
     assert grows_state(LockAcquire("n", 1))
     assert grows_state(Txn([], [Range(b"k")], [Put(b"k", b"v")]))  # either branch
-    for command in (Delete(b"k"), Range(b"k"), LeaseRevoke(3), LeaseExpire([3]),
-                    LockRelease("n", 1), Checkpoint("c"),
-                    Txn([], [Range(b"k"), Delete(b"a")], [Delete(b"k")])):
+    for command in (
+        Delete(b"k"),
+        Range(b"k"),
+        LeaseRevoke(3),
+        LeaseExpire([3]),
+        LockRelease("n", 1),
+        Checkpoint("c"),
+        Txn([], [Range(b"k"), Delete(b"a")], [Delete(b"k")]),
+    ):
         assert not grows_state(command), command
 
 
@@ -202,9 +229,11 @@ def test_the_one_walk_copy_sizes_like_bounded_size() -> None:
 
     log = _mixed_history()
     samples: list[object] = [
-        {"revision": 3}, {"revision": 3, "prev_kv": None},
+        {"revision": 3},
+        {"revision": 3, "prev_kv": None},
         {"b": [1, (2, b"x")], "a": {"z": "text", "y": True}},
-        log.apply(Range.all()).result, log.apply(_big_txn(b"x")).result,
+        log.apply(Range.all()).result,
+        log.apply(_big_txn(b"x")).result,
     ]
     for value in samples:
         copy, size = _canonical_within(value, 1 << 40)

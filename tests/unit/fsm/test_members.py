@@ -49,9 +49,11 @@ def test_tombstones_survive_a_snapshot_byte_for_byte() -> None:
 
 def test_dump_rows_are_sorted_by_id_with_tombstones_among_members() -> None:
     directory = MemberDirectory()
-    for cc in (ConfChange(ConfChangeType.ADD_VOTER, 9, _context("x")),
-               ConfChange(ConfChangeType.ADD_VOTER, 3, _context("y")),
-               ConfChange(ConfChangeType.REMOVE, 9)):
+    for cc in (
+        ConfChange(ConfChangeType.ADD_VOTER, 9, _context("x")),
+        ConfChange(ConfChangeType.ADD_VOTER, 3, _context("y")),
+        ConfChange(ConfChangeType.REMOVE, 9),
+    ):
         directory.apply(cc)
     directory.apply(ConfChange(ConfChangeType.ADD_VOTER, 12, _context("z")))
     assert [row[0] for row in directory.dump()] == [3, 9, 12]
@@ -69,12 +71,16 @@ def test_an_add_in_the_log_wins_over_a_tombstone() -> None:
     assert directory.as_dict()[4]["role"] == "learner"
 
 
-@pytest.mark.parametrize("rows", [
-    [(4, "d", "", "", "removed"), (4, "d", "", "", "voter")],
-    [(4, "d", "", "", "voter"), (4, "d", "", "", "removed")],
-    [(4, "d", "", "", "gone")],
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(4, "d", "", "", "removed"), (4, "d", "", "", "voter")],
+        [(4, "d", "", "", "voter"), (4, "d", "", "", "removed")],
+        [(4, "d", "", "", "gone")],
+    ],
+)
 def test_a_snapshot_naming_an_id_twice_or_an_odd_role_is_refused(
-        rows: list[tuple[int, str, str, str, str]]) -> None:
+    rows: list[tuple[int, str, str, str, str]],
+) -> None:
     with pytest.raises(ValueError):
         MemberDirectory.load(rows)

@@ -292,14 +292,26 @@ _BUCKET: dict[str, Any] = {
 }
 
 BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
-    ("tls disabled with auth on", _set("spec.tls", {"mode": "disabled"}),
-     "auth.enabled must be false exactly when tls.mode is disabled"),
-    ("auth off with tls on", _set("spec.auth", {"enabled": False}),
-     "auth.enabled must be false exactly when tls.mode is disabled"),
-    ("cert-manager without issuer", _set("spec.tls", {"mode": "certManager"}),
-     "tls.mode certManager needs tls.issuerRef"),
-    ("issuer without cert-manager", _set("spec.tls", {"issuerRef": {"name": "ca"}}),
-     "tls.issuerRef is used only with tls.mode certManager"),
+    (
+        "tls disabled with auth on",
+        _set("spec.tls", {"mode": "disabled"}),
+        "auth.enabled must be false exactly when tls.mode is disabled",
+    ),
+    (
+        "auth off with tls on",
+        _set("spec.auth", {"enabled": False}),
+        "auth.enabled must be false exactly when tls.mode is disabled",
+    ),
+    (
+        "cert-manager without issuer",
+        _set("spec.tls", {"mode": "certManager"}),
+        "tls.mode certManager needs tls.issuerRef",
+    ),
+    (
+        "issuer without cert-manager",
+        _set("spec.tls", {"issuerRef": {"name": "ca"}}),
+        "tls.issuerRef is used only with tls.mode certManager",
+    ),
     ("unknown tls mode", _set("spec.tls", {"mode": "off"}), "is not one of"),
     ("even replicas", _set("spec.replicas", 4), "replicas must be odd"),
     ("zero replicas", _set("spec.replicas", 0), "minimum"),
@@ -381,14 +393,18 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
     ),
     (
         "bucket endpoint with a path",
-        _set("spec.checkpoints.archive",
-             {"bucket": {**_BUCKET, "endpoint": "https://s3.example.com/backups"}}),
+        _set(
+            "spec.checkpoints.archive",
+            {"bucket": {**_BUCKET, "endpoint": "https://s3.example.com/backups"}},
+        ),
         "does not match",
     ),  # fmt: skip
     (
         "bucket endpoint with credentials",
-        _set("spec.checkpoints.archive",
-             {"bucket": {**_BUCKET, "endpoint": "https://key:secret@s3.example.com"}}),
+        _set(
+            "spec.checkpoints.archive",
+            {"bucket": {**_BUCKET, "endpoint": "https://key:secret@s3.example.com"}},
+        ),
         "does not match",
     ),  # fmt: skip
     (
@@ -403,16 +419,26 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
     ),
     (
         "bucket without credentials",
-        _set("spec.checkpoints.archive",
-             {"bucket": {"endpoint": "https://s3.example.com", "bucket": "backups"}}),
+        _set(
+            "spec.checkpoints.archive",
+            {"bucket": {"endpoint": "https://s3.example.com", "bucket": "backups"}},
+        ),
         "'credentialsSecret' is a required property",
     ),  # fmt: skip
-    ("zero max age", _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "maxAgeHours": 0}}),
-     "minimum"),
+    (
+        "zero max age",
+        _set("spec.checkpoints.archive", {"bucket": {**_BUCKET, "maxAgeHours": 0}}),
+        "minimum",
+    ),
     (
         "restore from a volume and a bucket",
-        _set("spec.restore", {"archive": {"claimName": "c", "path": "a/b"},
-                              "bucket": {**_BUCKET, "path": "demo/x-1"}}),
+        _set(
+            "spec.restore",
+            {
+                "archive": {"claimName": "c", "path": "a/b"},
+                "bucket": {**_BUCKET, "path": "demo/x-1"},
+            },
+        ),
         "exactly one of fromCheckpoint, archive or bucket",
     ),  # fmt: skip
     (
@@ -466,8 +492,11 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
         _set("spec.recovery", {"requestId": "r1", "confirm": "yes"}),
         "is not one of",
     ),
-    ("recovery without a request id", _set("spec.recovery", {"confirm": "ForceNewCluster"}),
-     "'requestId' is a required property"),
+    (
+        "recovery without a request id",
+        _set("spec.recovery", {"confirm": "ForceNewCluster"}),
+        "'requestId' is a required property",
+    ),
     (
         "restore in place without the confirmation",
         _set("spec.restoreInPlace", {"requestId": "r1", "checkpoint": "c"}),
@@ -475,8 +504,10 @@ BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
     ),
     (
         "restore in place with a bad request id",
-        _set("spec.restoreInPlace",
-             {"requestId": "R 1", "checkpoint": "c", "confirm": "ReplaceAllData"}),
+        _set(
+            "spec.restoreInPlace",
+            {"requestId": "R 1", "checkpoint": "c", "confirm": "ReplaceAllData"},
+        ),
         "does not match",
     ),
 ]
@@ -491,14 +522,32 @@ BAD_CLUSTERS_ADMISSION_ONLY: list[tuple[str, Mutation, str]] = [
 ]
 
 GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
-    ("explicitly insecure", lambda b: (_set("spec.tls", {"mode": "disabled"})(b),
-                                       _set("spec.auth", {"enabled": False})(b))),
-    ("cert-manager", _set("spec.tls", {"mode": "certManager",
-                                       "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}})),
-    ("network selectors", _set("spec.network", {
-        "clientNamespaceSelector": {"matchLabels": {"team": "a"}},
-        "monitoringNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
-    })),
+    (
+        "explicitly insecure",
+        lambda b: (
+            _set("spec.tls", {"mode": "disabled"})(b),
+            _set("spec.auth", {"enabled": False})(b),
+        ),
+    ),
+    (
+        "cert-manager",
+        _set(
+            "spec.tls",
+            {"mode": "certManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}},
+        ),
+    ),
+    (
+        "network selectors",
+        _set(
+            "spec.network",
+            {
+                "clientNamespaceSelector": {"matchLabels": {"team": "a"}},
+                "monitoringNamespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "mon"}
+                },
+            },
+        ),
+    ),
     ("no network policy", _set("spec.network", {"policy": False})),
     ("one replica", _set("spec.replicas", 1)),
     ("nine replicas", _set("spec.replicas", 9)),
@@ -512,14 +561,27 @@ GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
     ("claim archive", _set("spec.checkpoints.archive", {"claimName": "backups"})),
     (
         "bucket archive",
-        _set("spec.checkpoints.archive", {"retain": 10, "bucket": {
-            **_BUCKET, "prefix": "raftkv/prod", "region": "eu-west-1", "pathStyle": True,
-            "caBundle": {"name": "s3-ca"}, "maxAgeHours": 720}}),
+        _set(
+            "spec.checkpoints.archive",
+            {
+                "retain": 10,
+                "bucket": {
+                    **_BUCKET,
+                    "prefix": "raftkv/prod",
+                    "region": "eu-west-1",
+                    "pathStyle": True,
+                    "caBundle": {"name": "s3-ca"},
+                    "maxAgeHours": 720,
+                },
+            },
+        ),
     ),
     (
         "bucket archive over http, allowed by name",
-        _set("spec.checkpoints.archive", {"bucket": {
-            **_BUCKET, "endpoint": "http://127.0.0.1:9000", "allowInsecureHttp": True}}),
+        _set(
+            "spec.checkpoints.archive",
+            {"bucket": {**_BUCKET, "endpoint": "http://127.0.0.1:9000", "allowInsecureHttp": True}},
+        ),
     ),
     ("restore from a bucket", _set("spec.restore", {"bucket": {**_BUCKET, "path": "demo/x-1"}})),
     (
@@ -530,8 +592,13 @@ GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
     ("pod labels", _set("spec.podLabels", {"team": "payments", "example.com/tier": "db"})),
     ("paused", _set("spec.paused", True)),
     ("recovery request", _set("spec.recovery", {"requestId": "r1", "confirm": "ForceNewCluster"})),
-    ("restore in place request", _set("spec.restoreInPlace", {
-        "requestId": "r1", "checkpoint": "demo-202612010000", "confirm": "ReplaceAllData"})),
+    (
+        "restore in place request",
+        _set(
+            "spec.restoreInPlace",
+            {"requestId": "r1", "checkpoint": "demo-202612010000", "confirm": "ReplaceAllData"},
+        ),
+    ),
     ("explicit image", _set("spec.image", "registry.local:5000/raftkv@sha256:" + "a" * 64)),
 ]
 

@@ -49,12 +49,14 @@ def test_first_round_makes_every_secret_and_the_second_writes_nothing() -> None:
     assert credentials.plan(cluster, live, renew - timedelta(hours=1)).writes == []
     later = credentials.plan(cluster, live, renew + timedelta(hours=1))
     assert sorted(m["metadata"]["name"] for m, _ in later.writes) == [
-        "demo-client-tls", "demo-peer-tls"]
+        "demo-client-tls",
+        "demo-peer-tls",
+    ]
     # Renewal keeps the CA and the tokens.
     renewed = _apply(live, later)
     for kept in ("demo-ca", "demo-admin", "demo-auth"):
         assert renewed[kept] == live[kept]
-    assert (credentials.secret_data(renewed["demo-peer-tls"])["tls.crt"] != peer["tls.crt"])
+    assert credentials.secret_data(renewed["demo-peer-tls"])["tls.crt"] != peer["tls.crt"]
 
 
 def test_the_auth_file_holds_digests_of_the_admin_and_operator_tokens_only() -> None:
@@ -66,8 +68,11 @@ def test_the_auth_file_holds_digests_of_the_admin_and_operator_tokens_only() -> 
     auth = json.loads(credentials.secret_data(live["demo-auth"])["auth.json"])
     assert auth["tokens"] == [
         {"name": "admin", "role": "admin", "sha256": hashlib.sha256(admin.encode()).hexdigest()},
-        {"name": "raftkv-operator", "role": "admin",
-         "sha256": hashlib.sha256(operator.encode()).hexdigest()},
+        {
+            "name": "raftkv-operator",
+            "role": "admin",
+            "sha256": hashlib.sha256(operator.encode()).hexdigest(),
+        },
     ]
     raw = credentials.secret_data(live["demo-auth"])["auth.json"]
     assert admin.encode() not in raw and operator.encode() not in raw
@@ -83,12 +88,21 @@ def test_certificates_name_every_member_and_chain_to_the_cluster_ca(tmp_path: Pa
     peer = credentials.secret_data(live["demo-peer-tls"])
     _cn, names, _ips = pki.cert_names(pki.CertKey(peer["tls.crt"], peer["tls.key"]).cert)
     for i in range(credentials.MAX_REPLICAS):
-        assert {f"demo-{i}", f"demo-{i}.demo-peers.prod.svc",
-                f"demo-{i}.demo-peers.prod.svc.cluster.local"} <= set(names)
+        assert {
+            f"demo-{i}",
+            f"demo-{i}.demo-peers.prod.svc",
+            f"demo-{i}.demo-peers.prod.svc.cluster.local",
+        } <= set(names)
     client = credentials.secret_data(live["demo-client-tls"])
     _cn, names, _ips = pki.cert_names(pki.CertKey(client["tls.crt"], client["tls.key"]).cert)
-    assert {"demo", "demo.prod.svc", "demo.prod.svc.cluster.local", "demo-read.prod.svc",
-            "demo-0.demo-peers.prod.svc", "localhost"} <= set(names)
+    assert {
+        "demo",
+        "demo.prod.svc",
+        "demo.prod.svc.cluster.local",
+        "demo-read.prod.svc",
+        "demo-0.demo-peers.prod.svc",
+        "localhost",
+    } <= set(names)
     # A real TLS client accepts the client certificate for the Service name.
     (tmp_path / "ca.crt").write_bytes(ca_pem)
     ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
@@ -114,9 +128,15 @@ def test_a_certificate_from_another_ca_or_for_other_names_is_reissued() -> None:
     stranger = pki.make_ca("someone else")
     forged = pki.issue_cert(stranger, "x", dns_names=credentials.peer_dns_names(cluster))
     tampered = dict(live)
-    tampered["demo-peer-tls"] = credentials.secret(cluster, "demo-peer-tls", {
-        "tls.crt": forged.cert_pem, "tls.key": forged.key_pem,
-        "ca.crt": credentials.secret_data(live["demo-ca"])["ca.crt"]})
+    tampered["demo-peer-tls"] = credentials.secret(
+        cluster,
+        "demo-peer-tls",
+        {
+            "tls.crt": forged.cert_pem,
+            "tls.key": forged.key_pem,
+            "ca.crt": credentials.secret_data(live["demo-ca"])["ca.crt"],
+        },
+    )
     writes = credentials.plan(cluster, tampered, NOW).writes
     assert [m["metadata"]["name"] for m, _ in writes] == ["demo-peer-tls"]
     # Another namespace's cluster of the same name gets other names.
@@ -137,13 +157,22 @@ def test_a_deleted_admin_secret_comes_back_with_a_new_token_and_the_auth_file_fo
 
 
 def test_cert_manager_mode_builds_certificates_and_makes_no_ca() -> None:
-    cluster = _cluster({"tls": {"mode": "certManager",
-                                "issuerRef": {"name": "ca-issuer", "kind": "ClusterIssuer"}}})
+    cluster = _cluster(
+        {
+            "tls": {
+                "mode": "certManager",
+                "issuerRef": {"name": "ca-issuer", "kind": "ClusterIssuer"},
+            }
+        }
+    )
     certs = credentials.certificates(cluster)
     assert [c["spec"]["secretName"] for c in certs] == ["demo-peer-tls", "demo-client-tls"]
     peer = certs[0]["spec"]
-    assert peer["issuerRef"] == {"name": "ca-issuer", "kind": "ClusterIssuer",
-                                 "group": "cert-manager.io"}
+    assert peer["issuerRef"] == {
+        "name": "ca-issuer",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
     assert set(credentials.peer_dns_names(cluster)) == set(peer["dnsNames"])
     assert peer["duration"] == "2160h" and peer["renewBefore"] == "720h"
     assert {"server auth", "client auth"} <= set(peer["usages"])
@@ -155,8 +184,11 @@ def test_cert_manager_mode_builds_certificates_and_makes_no_ca() -> None:
     issuer = pki.make_ca()
     leaf = pki.issue_cert(issuer, "demo", dns_names=["demo"])
     live = _apply({}, credentials.plan(cluster, {}, NOW))
-    live["demo-client-tls"] = credentials.secret(cluster, "demo-client-tls", {
-        "tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": issuer.cert_pem})
+    live["demo-client-tls"] = credentials.secret(
+        cluster,
+        "demo-client-tls",
+        {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": issuer.cert_pem},
+    )
     writes = credentials.plan(cluster, live, NOW).writes
     assert [m["metadata"]["name"] for m, _ in writes] == ["demo-admin"]
     assert credentials.secret_data(writes[0][0])["ca.crt"] == issuer.cert_pem

@@ -43,12 +43,19 @@ ARCHIVE_RESTORE = {
     "restore": {"archive": {"claimName": "orders-checkpoints", "path": "orders/n-1"}}
 }
 BUCKET = {
-    "endpoint": "https://minio.storage.svc:9000", "bucket": "raftkv-backups",
-    "prefix": "prod", "pathStyle": True, "credentialsSecret": "s3-credentials",
+    "endpoint": "https://minio.storage.svc:9000",
+    "bucket": "raftkv-backups",
+    "prefix": "prod",
+    "pathStyle": True,
+    "credentialsSecret": "s3-credentials",
     "caBundle": {"name": "s3-ca"},
 }
-BUCKET_ARCHIVE = {"checkpoints": {"schedule": "@daily", "archive": {
-    "retain": 7, "bucket": {**BUCKET, "maxAgeHours": 720}}}}
+BUCKET_ARCHIVE = {
+    "checkpoints": {
+        "schedule": "@daily",
+        "archive": {"retain": 7, "bucket": {**BUCKET, "maxAgeHours": 720}},
+    }
+}
 BUCKET_RESTORE = {"restore": {"bucket": {**BUCKET, "path": "orders/n-1"}}}
 CASES: dict[str, RaftCluster] = {
     "minimal": _cluster("minimal.yaml"),
@@ -59,14 +66,18 @@ CASES: dict[str, RaftCluster] = {
     "bucket-archive": _cluster("minimal.yaml", BUCKET_ARCHIVE),
     "restore-bucket": _cluster("restore.yaml", BUCKET_RESTORE),
     "bootstrapped": _cluster("minimal.yaml", {"replicas": 5}, bootstrapped=True, initialReplicas=3),
-    "insecure": _cluster(
-        "minimal.yaml", {"tls": {"mode": "disabled"}, "auth": {"enabled": False}}
+    "insecure": _cluster("minimal.yaml", {"tls": {"mode": "disabled"}, "auth": {"enabled": False}}),
+    "network-selectors": _cluster(
+        "minimal.yaml",
+        {
+            "network": {
+                "clientNamespaceSelector": {"matchLabels": {"team": "orders"}},
+                "monitoringNamespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                },
+            }
+        },
     ),
-    "network-selectors": _cluster("minimal.yaml", {"network": {
-        "clientNamespaceSelector": {"matchLabels": {"team": "orders"}},
-        "monitoringNamespaceSelector": {
-            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-    }}),
 }
 OPERATOR_NAMESPACE = "raftkv-system"
 
@@ -102,8 +113,14 @@ def test_objects_are_valid_kubernetes(case: str, version: str) -> None:
         for m, _why in credentials.plan(cluster, {}, datetime.now(UTC)).writes
     ]
     kinds = {o["kind"] for o in objects}
-    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy",
-            "Secret"} <= kinds
+    assert {
+        "StatefulSet",
+        "Service",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "NetworkPolicy",
+        "Secret",
+    } <= kinds
     for obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -340,9 +357,11 @@ def test_restore_init_container_downloads_from_the_source_cluster() -> None:
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     # The source cluster's admin Secret, mounted only into the init container.
     assert {"name": "admin", "mountPath": "/etc/raftkv/admin", "readOnly": True} in (
-        init["volumeMounts"])
+        init["volumeMounts"]
+    )
     assert {"name": "admin", "secret": {"secretName": "orders-admin", "defaultMode": 0o440}} in (
-        pod["volumes"])
+        pod["volumes"]
+    )
     assert all(m["name"] != "admin" for m in pod["containers"][0]["volumeMounts"])
 
 
@@ -667,9 +686,8 @@ def test_archive_script_leaves_a_copy_only_when_complete(tmp_path: Path, fetch_o
     script = script.replace(desired.ARCHIVE_MOUNT + "/", str(tmp_path) + "/")
     # A stand-in for `raftkv checkpoint download ID --endpoint URL --out DIR` that writes a
     # partial copy and then fails, or a whole one.
-    fake = (
-        'raftkv() { mkdir -p "$7"; echo data > "$7/data"; '
-        + ('echo "{}" > "$7/manifest.json"; }' if fetch_ok else "return 1; }")
+    fake = 'raftkv() { mkdir -p "$7"; echo data > "$7/data"; ' + (
+        'echo "{}" > "$7/manifest.json"; }' if fetch_ok else "return 1; }"
     )
     (tmp_path / "orders" / "n-1").mkdir(parents=True)  # an older, stale copy
     done = subprocess.run(
@@ -700,11 +718,24 @@ def test_members_are_secure_by_default() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for volume, secret_name, flags in [
-        ("peer-tls", "demo-peer-tls", ["--peer-cert-file=%s/tls.crt", "--peer-key-file=%s/tls.key",
-                                       "--peer-trusted-ca-file=%s/ca.crt"]),
-        ("client-tls", "demo-client-tls", ["--client-cert-file=%s/tls.crt",
-                                           "--client-key-file=%s/tls.key",
-                                           "--client-trusted-ca-file=%s/ca.crt"]),
+        (
+            "peer-tls",
+            "demo-peer-tls",
+            [
+                "--peer-cert-file=%s/tls.crt",
+                "--peer-key-file=%s/tls.key",
+                "--peer-trusted-ca-file=%s/ca.crt",
+            ],
+        ),
+        (
+            "client-tls",
+            "demo-client-tls",
+            [
+                "--client-cert-file=%s/tls.crt",
+                "--client-key-file=%s/tls.key",
+                "--client-trusted-ca-file=%s/ca.crt",
+            ],
+        ),
         ("auth", "demo-auth", ["--auth-file=%s/auth.json"]),
     ]:
         assert volumes[volume]["secret"]["secretName"] == secret_name
@@ -728,15 +759,17 @@ def test_tls_disabled_is_explicit_and_named_insecure() -> None:
 
 
 def test_archive_job_calls_the_cluster_with_its_admin_secret() -> None:
-    cluster = _cluster("minimal.yaml", {"checkpoints": {
-        "archive": {"volumeClaimTemplate": {"size": "1Gi"}}}})
+    cluster = _cluster(
+        "minimal.yaml", {"checkpoints": {"archive": {"volumeClaimTemplate": {"size": "1Gi"}}}}
+    )
     job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="n-1"))
     pod = job["spec"]["template"]["spec"]
     script = pod["containers"][0]["command"][-1]
     assert "--cacert /etc/raftkv/admin/ca.crt --token-file /etc/raftkv/admin/token" in script
     assert "--endpoint https://demo.prod.svc:7379" in script
     assert {"name": "admin", "secret": {"secretName": "demo-admin", "defaultMode": 0o440}} in (
-        pod["volumes"])
+        pod["volumes"]
+    )
 
 
 def test_network_policy_peer_port_only_from_members() -> None:
@@ -747,13 +780,14 @@ def test_network_policy_peer_port_only_from_members() -> None:
     members = {"matchLabels": desired.selector_labels("demo")}
     assert spec["podSelector"] == members and spec["policyTypes"] == ["Ingress"]
     peer, client = spec["ingress"]
-    assert peer == {"from": [{"podSelector": members}],
-                    "ports": [{"protocol": "TCP", "port": 7380}]}
+    assert peer == {
+        "from": [{"podSelector": members}],
+        "ports": [{"protocol": "TCP", "port": 7380}],
+    }
     assert client["ports"] == [{"protocol": "TCP", "port": 7379}]
     assert client["from"] == [
         {"podSelector": {}},
-        {"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": OPERATOR_NAMESPACE}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OPERATOR_NAMESPACE}}},
     ]
 
 
@@ -787,8 +821,10 @@ def test_bucket_archive_job_downloads_uploads_and_prunes_with_the_secret_as_env(
     job = desired.checkpoint_archive_job(cluster, _checkpoint("demo", id="nightly-1"))
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    flags = ("--endpoint https://minio.storage.svc:9000 --bucket raftkv-backups --region "
-             "us-east-1 --prefix prod --path-style --cacert /etc/raftkv/bucket-ca/ca.crt")
+    flags = (
+        "--endpoint https://minio.storage.svc:9000 --bucket raftkv-backups --region "
+        "us-east-1 --prefix prod --path-style --cacert /etc/raftkv/bucket-ca/ca.crt"
+    )
     assert container["command"][2].splitlines() == [
         "set -eu",
         "rm -rf /staging/nightly-1",
@@ -801,9 +837,13 @@ def test_bucket_archive_job_downloads_uploads_and_prunes_with_the_secret_as_env(
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["RAFTKV_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
-        "name": "s3-credentials", "key": "accessKeyId"}
+        "name": "s3-credentials",
+        "key": "accessKeyId",
+    }
     assert env["RAFTKV_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "s3-credentials", "key": "secretAccessKey"}
+        "name": "s3-credentials",
+        "key": "secretAccessKey",
+    }
     assert env["RAFTKV_S3_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert not any("value" in e and "s3" in str(e["value"]).lower() for e in container["env"])
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -827,13 +867,17 @@ def test_bucket_restore_init_container_verifies_the_copy_then_leaves() -> None:
     template = desired.pod_template(CASES["restore-bucket"])
     (init,) = template["spec"]["initContainers"]
     script = init["command"][2]
-    assert ("raftkv archive download orders/n-1 --out /var/lib/raftkv/restore.tmp --endpoint "
-            "https://minio.storage.svc:9000 --bucket raftkv-backups") in script
+    assert (
+        "raftkv archive download orders/n-1 --out /var/lib/raftkv/restore.tmp --endpoint "
+        "https://minio.storage.svc:9000 --bucket raftkv-backups"
+    ) in script
     env = {e["name"]: e for e in init["env"]}
     assert env["RAFTKV_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
-        "s3-credentials")
+        "s3-credentials"
+    )
     assert {"name": "bucket-ca", "mountPath": "/etc/raftkv/bucket-ca", "readOnly": True} in (
-        init["volumeMounts"])
+        init["volumeMounts"]
+    )
     assert any(v["name"] == "bucket-ca" for v in template["spec"]["volumes"])
     # Once bootstrapped the init container, its credentials and the CA volume are gone.
     body = CASES["restore-bucket"].to_k8s()

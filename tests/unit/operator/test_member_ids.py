@@ -34,8 +34,9 @@ class RecordingNodes:
             raise NodeUnreachable(url)
         return self.statuses[url]
 
-    async def add_learner(self, url: str, name: str, peer_url: str, client_url: str,
-                          mid: int) -> int:
+    async def add_learner(
+        self, url: str, name: str, peer_url: str, client_url: str, mid: int
+    ) -> int:
         self.calls.append(("add_learner", url, name, mid))
         return mid
 
@@ -60,8 +61,12 @@ def _with_incarnation(obs: planner.Observed) -> planner.Observed:
     return replace(obs, pods={**obs.pods, f"{NAME}-3": pod(3)}, nodes=nodes)
 
 
-async def _act(monkeypatch: pytest.MonkeyPatch, obs: planner.Observed,
-               action: planner.Action, nodes: RecordingNodes) -> bool:
+async def _act(
+    monkeypatch: pytest.MonkeyPatch,
+    obs: planner.Observed,
+    action: planner.Action,
+    nodes: RecordingNodes,
+) -> bool:
     async def cluster_nodes(namespace: str, name: str) -> RecordingNodes:
         return nodes
 
@@ -76,23 +81,24 @@ def _leader_url(obs: planner.Observed) -> str:
     return node_url(ip, PORT)
 
 
-async def test_add_learner_uses_the_id_the_new_pod_reports(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_add_learner_uses_the_id_the_new_pod_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     obs = healthy_cluster()
     obs = replace(obs, pods={**obs.pods, f"{NAME}-3": pod(3)})
     ip = obs.pods[f"{NAME}-3"].ip
     assert ip is not None
     blank = replace(node(3, "none", [], term=0, leader=None, ready=False), id=FRESH)
     nodes = RecordingNodes({node_url(ip, PORT): blank})
-    done = await _act(monkeypatch, obs, planner.Action("add_learner", member=f"{NAME}-3"),
-                      nodes)
+    done = await _act(monkeypatch, obs, planner.Action("add_learner", member=f"{NAME}-3"), nodes)
     assert done
-    assert nodes.calls == [("status", node_url(ip, PORT)),
-                           ("add_learner", _leader_url(obs), f"{NAME}-3", FRESH)]
+    assert nodes.calls == [
+        ("status", node_url(ip, PORT)),
+        ("add_learner", _leader_url(obs), f"{NAME}-3", FRESH),
+    ]
 
 
 async def test_add_learner_refuses_a_pod_that_is_another_node(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     obs = healthy_cluster()
     obs = replace(obs, pods={**obs.pods, f"{NAME}-3": pod(3)})
     ip = obs.pods[f"{NAME}-3"].ip
@@ -105,7 +111,8 @@ async def test_add_learner_refuses_a_pod_that_is_another_node(
 
 @pytest.mark.parametrize("kind", ["promote", "remove_member"])
 async def test_promote_and_remove_use_the_leaders_id_for_the_name(
-        monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     obs = _with_incarnation(healthy_cluster())
     nodes = RecordingNodes({})
     action = planner.Action(kind, member=f"{NAME}-3")  # type: ignore[arg-type]
@@ -115,24 +122,25 @@ async def test_promote_and_remove_use_the_leaders_id_for_the_name(
 
 
 async def test_remove_of_a_name_the_leader_no_longer_lists_is_done(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     obs = healthy_cluster()
     nodes = RecordingNodes({})
-    assert await _act(monkeypatch, obs, planner.Action("remove_member", member=f"{NAME}-7"),
-                      nodes)
+    assert await _act(monkeypatch, obs, planner.Action("remove_member", member=f"{NAME}-7"), nodes)
     assert nodes.calls == []
 
 
 async def test_promote_waits_for_the_member_to_show_in_the_leaders_list(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     nodes = RecordingNodes({})
-    assert not await _act(monkeypatch, healthy_cluster(),
-                          planner.Action("promote", member=f"{NAME}-3"), nodes)
+    assert not await _act(
+        monkeypatch, healthy_cluster(), planner.Action("promote", member=f"{NAME}-3"), nodes
+    )
     assert nodes.calls == []
 
 
-async def test_transfer_names_the_target_by_the_leaders_id(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_transfer_names_the_target_by_the_leaders_id(monkeypatch: pytest.MonkeyPatch) -> None:
     obs = _with_incarnation(healthy_cluster())
     nodes = RecordingNodes({})
     action = planner.Action("transfer_leader", member=f"{NAME}-0", target=f"{NAME}-3")

@@ -374,8 +374,10 @@ async def test_secured_calls_check_the_clusters_ca_and_name_and_send_the_token(
             assert seen == [f"Bearer {creds.token}"]
             # Another cluster's CA, or another name: refused before any request is sent.
             other = pki.make_ca()
-            for wrong in (NodeAuth.from_pem(other.cert_pem, "demo.prod.svc", creds.token),
-                          NodeAuth.from_pem(creds.ca_pem, "demo.staging.svc", creds.token)):
+            for wrong in (
+                NodeAuth.from_pem(other.cert_pem, "demo.prod.svc", creds.token),
+                NodeAuth.from_pem(creds.ca_pem, "demo.staging.svc", creds.token),
+            ):
                 with pytest.raises(NodeUnreachable):
                     await client.with_auth(wrong).status(url)
             assert len(seen) == 1

@@ -23,9 +23,14 @@ def _cluster(replicas: int = 3) -> RaftCluster:
 
 
 def _objects(cluster: RaftCluster, members: int) -> list[dict[str, Any]]:
-    return [desired.with_owner(o, cluster) for o in (
-        nodeaccess.service_account(cluster), nodeaccess.role(cluster, members),
-        nodeaccess.role_binding(cluster))]
+    return [
+        desired.with_owner(o, cluster)
+        for o in (
+            nodeaccess.service_account(cluster),
+            nodeaccess.role(cluster, members),
+            nodeaccess.role_binding(cluster),
+        )
+    ]
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES_VERSIONS)
@@ -44,33 +49,44 @@ def test_validation_catches_a_broken_role() -> None:
 def test_the_role_allows_patching_the_clusters_own_pods_only() -> None:
     cluster = _cluster()
     (rule,) = nodeaccess.role(cluster, 3)["rules"]
-    assert rule == {"apiGroups": [""], "resources": ["pods"],
-                    "resourceNames": [f"{cluster.name}-{i}" for i in range(3)],
-                    "verbs": ["patch"]}
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "resourceNames": [f"{cluster.name}-{i}" for i in range(3)],
+        "verbs": ["patch"],
+    }
 
 
 def test_binding_account_and_pod_template_agree() -> None:
     cluster = _cluster()
     sa, role, binding = _objects(cluster, 3)
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": cluster.namespace}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": cluster.namespace}
+    ]
     pod = desired.stateful_set(cluster)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
     assert pod["automountServiceAccountToken"] is True  # the pod, not the account, mounts it
     assert sa["automountServiceAccountToken"] is False
 
 
-@pytest.mark.parametrize(("replicas", "sts", "pods", "covered"), [
-    (3, 3, ["x-0", "x-1", "x-2"], 3),
-    (5, 3, ["x-0", "x-1", "x-2"], 5),  # scaling up: the new pods' names come first
-    (3, 5, ["x-0", "x-1", "x-2", "x-3", "x-4"], 5),  # scaling down: still there
-    (3, 3, ["x-0", "x-1", "x-2", "x-4"], 5),  # a terminating pod still labels itself
-    (1, None, [], 1),
-])
+@pytest.mark.parametrize(
+    ("replicas", "sts", "pods", "covered"),
+    [
+        (3, 3, ["x-0", "x-1", "x-2"], 3),
+        (5, 3, ["x-0", "x-1", "x-2"], 5),  # scaling up: the new pods' names come first
+        (3, 5, ["x-0", "x-1", "x-2", "x-3", "x-4"], 5),  # scaling down: still there
+        (3, 3, ["x-0", "x-1", "x-2", "x-4"], 5),  # a terminating pod still labels itself
+        (1, None, [], 1),
+    ],
+)
 def test_member_count_covers_every_pod_that_may_run(
-        replicas: int, sts: int | None, pods: list[str], covered: int) -> None:
+    replicas: int, sts: int | None, pods: list[str], covered: int
+) -> None:
     body = _cluster(replicas).to_k8s()
     body["metadata"]["name"] = "x"
     cluster = RaftCluster.model_validate(body)
@@ -85,9 +101,11 @@ def test_the_member_env_turns_the_node_labeler_on() -> None:
     assert env["RAFTKV_POD_ROLE_LABEL"] == "true"
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
-    cfg = config_from_args(parser, ["--name=x-0", "--client-insecure", "--peer-insecure"],
-                           env={"RAFTKV_POD_ROLE_LABEL": env["RAFTKV_POD_ROLE_LABEL"],
-                                "RAFTKV_POD_NAMESPACE": "ns"})
+    cfg = config_from_args(
+        parser,
+        ["--name=x-0", "--client-insecure", "--peer-insecure"],
+        env={"RAFTKV_POD_ROLE_LABEL": env["RAFTKV_POD_ROLE_LABEL"], "RAFTKV_POD_NAMESPACE": "ns"},
+    )
     assert cfg.pod_role_label and cfg.pod_name == "x-0" and cfg.pod_namespace == "ns"
     namespace = next(e for e in container["env"] if e["name"] == "RAFTKV_POD_NAMESPACE")
     assert namespace["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

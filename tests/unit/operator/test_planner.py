@@ -131,9 +131,7 @@ def run(obs: planner.Observed) -> planner.Plan:
     return planner.plan(obs, NOW)
 
 
-def persisted(
-    obs: planner.Observed, result: planner.Plan, **cluster_kw: Any
-) -> planner.Observed:
+def persisted(obs: planner.Observed, result: planner.Plan, **cluster_kw: Any) -> planner.Observed:
     """obs with the plan's operation written to status (as the handlers do first)."""
     cluster_kw.setdefault("replicas", obs.cluster.spec.replicas)
     recorded = dict(obs.recorded_volumes)
@@ -645,7 +643,11 @@ def test_budget_is_unknown_without_a_leader() -> None:
 
 
 def _record(
-    name: str, index: int, *, phase: str = "Succeeded", archived: bool = False,
+    name: str,
+    index: int,
+    *,
+    phase: str = "Succeeded",
+    archived: bool = False,
     scheduled: bool = True,
 ) -> planner.CheckpointRecord:
     return planner.CheckpointRecord(
@@ -669,9 +671,7 @@ def test_a_checkpoint_the_leader_has_not_written_yet_does_not_expire() -> None:
     verdict = planner.checkpoint_retention(records, {"b": 2}, retain=1, archive_retain=None)
     assert verdict.expire == []
     # With retain 2 and one newer checkpoint held, "a" may still be on the members' disks.
-    older = planner.checkpoint_retention(
-        [_record("a", 1)], {"b": 2}, retain=2, archive_retain=None
-    )
+    older = planner.checkpoint_retention([_record("a", 1)], {"b": 2}, retain=2, archive_retain=None)
     assert older.expire == []
 
 
@@ -715,8 +715,11 @@ def test_the_operator_leaves_alone_a_label_a_member_wrote_at_a_newer_term() -> N
         n: replace(s, role="follower") for n, s in obs.nodes.items()
     }
     statuses[f"{NAME}-0"] = None  # the dead leader
-    labels = {f"{NAME}-0": desired.ROLE_LEADER, f"{NAME}-1": desired.ROLE_LEADER,
-              f"{NAME}-2": desired.ROLE_FOLLOWER}
+    labels = {
+        f"{NAME}-0": desired.ROLE_LEADER,
+        f"{NAME}-1": desired.ROLE_LEADER,
+        f"{NAME}-2": desired.ROLE_FOLLOWER,
+    }
     terms = {f"{NAME}-0": term, f"{NAME}-1": term + 1, f"{NAME}-2": term}
     # Nothing in this view is newer than what the members wrote: hands off (the dead
     # leader's pod is NotReady, so its label routes nothing).
@@ -735,8 +738,11 @@ def test_the_operator_leaves_alone_a_label_a_member_wrote_at_a_newer_term() -> N
 
 def test_label_changes_write_the_new_leader_first() -> None:
     obs = healthy_cluster()
-    labels = {f"{NAME}-0": None, f"{NAME}-1": desired.ROLE_LEADER,
-              f"{NAME}-2": desired.ROLE_FOLLOWER}
+    labels = {
+        f"{NAME}-0": None,
+        f"{NAME}-1": desired.ROLE_LEADER,
+        f"{NAME}-2": desired.ROLE_FOLLOWER,
+    }
     changes = planner.label_changes(dict(obs.nodes), labels, {})
     assert list(changes.items())[0] == (f"{NAME}-0", desired.ROLE_LEADER)
     assert changes[f"{NAME}-1"] == desired.ROLE_FOLLOWER

@@ -29,22 +29,35 @@ REQUEST = {"requestId": "r1", "confirm": "ForceNewCluster"}
 def blank(i: int) -> NodeStatus:
     """A pod back on an empty volume: answers, under a fresh id, outside any configuration."""
     return NodeStatus(
-        name=f"{NAME}-{i}", id=900 + i, role="none", term=0, leader_id=None, leader_name=None,
-        commit_index=0, applied_index=0, last_index=0, ready=False, members=(),
+        name=f"{NAME}-{i}",
+        id=900 + i,
+        role="none",
+        term=0,
+        leader_id=None,
+        leader_name=None,
+        commit_index=0,
+        applied_index=0,
+        last_index=0,
+        ready=False,
+        members=(),
     )
 
 
 def raft_cluster(
-    *, recovery: dict[str, Any] | None = None, status: dict[str, Any] | None = None,
+    *,
+    recovery: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
 ) -> RaftCluster:
     spec: dict[str, Any] = {"replicas": 3}
     if recovery is not None:
         spec["recovery"] = recovery
-    return RaftCluster.model_validate({
-        "metadata": {"name": NAME, "namespace": "ns", "uid": "u", "generation": 1},
-        "spec": spec,
-        "status": {"bootstrapped": True, "initialReplicas": 3, **(status or {})},
-    })
+    return RaftCluster.model_validate(
+        {
+            "metadata": {"name": NAME, "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": spec,
+            "status": {"bootstrapped": True, "initialReplicas": 3, **(status or {})},
+        }
+    )
 
 
 def lost_majority(
@@ -80,13 +93,15 @@ def persist(obs: planner.Observed, result: planner.Plan, **kw: Any) -> planner.O
     status: dict[str, Any] = {}
     if result.operation is not None:
         status["operation"] = result.operation.model_dump(
-            mode="json", by_alias=True, exclude_none=True)
+            mode="json", by_alias=True, exclude_none=True
+        )
     recovery = result.recovery or obs.cluster.status.recovery
     if recovery is not None:
         status["recovery"] = recovery.model_dump(mode="json", by_alias=True, exclude_none=True)
     spec = obs.cluster.spec.recovery
     cluster = raft_cluster(
-        recovery=spec.model_dump(mode="json", by_alias=True) if spec else None, status=status)
+        recovery=spec.model_dump(mode="json", by_alias=True) if spec else None, status=status
+    )
     return replace(obs, cluster=cluster, **kw)
 
 
@@ -95,8 +110,11 @@ def persist(obs: planner.Observed, result: planner.Plan, **kw: Any) -> planner.O
 
 def test_assess_names_what_is_missing_and_why() -> None:
     obs = lost_majority()
-    obs = replace(obs, nodes={k: v for k, v in obs.nodes.items() if k != f"{NAME}-2"},
-                  pods={k: v for k, v in obs.pods.items() if k != f"{NAME}-2"})
+    obs = replace(
+        obs,
+        nodes={k: v for k, v in obs.nodes.items() if k != f"{NAME}-2"},
+        pods={k: v for k, v in obs.pods.items() if k != f"{NAME}-2"},
+    )
     view = planner.quorum_view(obs)
     assert view.lost and view.needed == 2
     assert [n.name for n in view.answering] == [f"{NAME}-0"]
@@ -119,7 +137,8 @@ def test_the_survivor_is_the_most_complete_log_by_last_term_then_index() -> None
     long_old = replace(node(0, "follower", members, leader=None, last=200), last_term=2)
     short_new = replace(node(1, "follower", members, leader=None, last=150), last_term=3)
     view = quorumloss.assess(
-        {n.name: n for n in (long_old, short_new)}, [f"{NAME}-{i}" for i in range(3)], [])
+        {n.name: n for n in (long_old, short_new)}, [f"{NAME}-{i}" for i in range(3)], []
+    )
     assert view.survivor is not None and view.survivor.name == f"{NAME}-1"
 
 
@@ -142,9 +161,13 @@ def test_quorum_loss_without_a_request_only_reports() -> None:
 def test_a_request_while_a_leader_exists_is_refused_once() -> None:
     members = [member(i) for i in range(3)]
     obs = lost_majority(cluster=raft_cluster(recovery=REQUEST))
-    obs = replace(obs, nodes={f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower",
-                                                  members) for i in range(3)},
-                  pods={f"{NAME}-{i}": pod(i) for i in range(3)})
+    obs = replace(
+        obs,
+        nodes={
+            f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower", members) for i in range(3)
+        },
+        pods={f"{NAME}-{i}": pod(i) for i in range(3)},
+    )
     result = planner.plan(obs, NOW)
     assert result.recovery is not None and result.recovery.phase == RecoveryPhase.REFUSED
     assert result.action is None or result.action.kind != "set_replicas"
@@ -165,10 +188,21 @@ def test_a_request_with_a_majority_answering_is_refused() -> None:
 def test_a_request_with_no_survivor_is_refused() -> None:
     obs = lost_majority(cluster=raft_cluster(recovery=REQUEST))
     obs = replace(obs, nodes={k: v for k, v in obs.nodes.items() if k != f"{NAME}-0"})
-    result = planner.plan(replace(obs, cluster=raft_cluster(
-        recovery=REQUEST, status={"members": [
-            {"name": f"{NAME}-{i}", "id": member_id(f"{NAME}-{i}"), "role": "Follower"}
-            for i in range(3)]})), NOW)
+    result = planner.plan(
+        replace(
+            obs,
+            cluster=raft_cluster(
+                recovery=REQUEST,
+                status={
+                    "members": [
+                        {"name": f"{NAME}-{i}", "id": member_id(f"{NAME}-{i}"), "role": "Follower"}
+                        for i in range(3)
+                    ]
+                },
+            ),
+        ),
+        NOW,
+    )
     assert result.recovery is not None and result.recovery.phase == RecoveryPhase.REFUSED
     assert "checkpoint" in (result.recovery.message or "")
 
@@ -211,8 +245,13 @@ def test_recovery_walks_every_step_to_three_voters() -> None:
     # Started: the survivor leads alone; the others are blank joiners.
     alone = [member(0)]
     nodes = {f"{NAME}-0": node(0, "leader", alone), **{f"{NAME}-{i}": blank(i) for i in (1, 2)}}
-    obs = persist(obs, result, statefulset_replicas=3, nodes=nodes,
-                  pods={f"{NAME}-{i}": pod(i) for i in range(3)})
+    obs = persist(
+        obs,
+        result,
+        statefulset_replicas=3,
+        nodes=nodes,
+        pods={f"{NAME}-{i}": pod(i) for i in range(3)},
+    )
     result = planner.plan(obs, NOW)
     assert result.recovery is not None and result.recovery.writable_at == NOW
     assert result.notice is not None and result.notice.reason == "QuorumRestored"
@@ -223,15 +262,17 @@ def test_recovery_walks_every_step_to_three_voters() -> None:
     assert result.phase == ClusterPhase.RECOVERING
     # demo-1 a learner, caught up: promoted.
     configured = [member(0), member(1, voter=False, match=100)]
-    nodes = {f"{NAME}-0": node(0, "leader", configured),
-             f"{NAME}-1": node(1, "learner", configured), f"{NAME}-2": blank(2)}
+    nodes = {
+        f"{NAME}-0": node(0, "leader", configured),
+        f"{NAME}-1": node(1, "learner", configured),
+        f"{NAME}-2": blank(2),
+    }
     obs = persist(obs, result, nodes=nodes)
     result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "promote"
     # Everyone a healthy voter: done, Succeeded.
     every = [member(i) for i in range(3)]
-    nodes = {f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower", every)
-             for i in range(3)}
+    nodes = {f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower", every) for i in range(3)}
     obs = persist(obs, result, nodes=nodes)
     result = planner.plan(obs, NOW)
     assert result.operation is None
@@ -286,9 +327,11 @@ def test_recovery_status_round_trips() -> None:
 def test_job_state_reads_the_job_conditions() -> None:
     assert job_state(None) is None
     assert job_state({"status": {"active": 1}}) == "Running"
-    assert job_state({"status": {"conditions": [
-        {"type": "Complete", "status": "True"}]}}) == "Succeeded"
-    assert job_state({"status": {"conditions": [
-        {"type": "Failed", "status": "True"}]}}) == "Failed"
-    assert job_state({"status": {"conditions": [
-        {"type": "Failed", "status": "False"}]}}) == "Running"
+    assert (
+        job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+        == "Succeeded"
+    )
+    assert job_state({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) == "Failed"
+    assert (
+        job_state({"status": {"conditions": [{"type": "Failed", "status": "False"}]}}) == "Running"
+    )

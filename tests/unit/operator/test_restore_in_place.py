@@ -24,19 +24,27 @@ MEMBERS = [f"{NAME}-{i}" for i in range(3)]
 
 def checkpoint(**kw: Any) -> CheckpointSource:
     fields: dict[str, Any] = {
-        "name": "demo-cp1", "cluster": NAME, "phase": "Succeeded", "checkpoint_id": "cp1",
-        "sha256": SHA, "index": 42, "members": tuple(MEMBERS), "archive_path": None,
+        "name": "demo-cp1",
+        "cluster": NAME,
+        "phase": "Succeeded",
+        "checkpoint_id": "cp1",
+        "sha256": SHA,
+        "index": 42,
+        "members": tuple(MEMBERS),
+        "archive_path": None,
     }
     fields.update(kw)
     return CheckpointSource(**fields)
 
 
 def raft_cluster(status: dict[str, Any] | None = None, **spec: Any) -> RaftCluster:
-    return RaftCluster.model_validate({
-        "metadata": {"name": NAME, "namespace": "ns", "uid": "u", "generation": 1},
-        "spec": {"replicas": 3, "restoreInPlace": REQUEST, **spec},
-        "status": {"bootstrapped": True, "initialReplicas": 3, **(status or {})},
-    })
+    return RaftCluster.model_validate(
+        {
+            "metadata": {"name": NAME, "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"replicas": 3, "restoreInPlace": REQUEST, **spec},
+            "status": {"bootstrapped": True, "initialReplicas": 3, **(status or {})},
+        }
+    )
 
 
 def running(**kw: Any) -> planner.Observed:
@@ -46,8 +54,9 @@ def running(**kw: Any) -> planner.Observed:
         "statefulset_replicas": 3,
         "statefulset_hash": HASH,
         "pods": {f"{NAME}-{i}": pod(i) for i in range(3)},
-        "nodes": {f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower", members)
-                  for i in range(3)},
+        "nodes": {
+            f"{NAME}-{i}": node(i, "leader" if i == 0 else "follower", members) for i in range(3)
+        },
         "volumes": {f"{NAME}-{i}": f"pvc-{i}" for i in range(3)},
         "recorded_volumes": {f"{NAME}-{i}": f"pvc-{i}" for i in range(3)},
         "restore_checkpoint": checkpoint(),
@@ -58,12 +67,13 @@ def running(**kw: Any) -> planner.Observed:
 
 def persist(obs: planner.Observed, result: planner.Plan, **kw: Any) -> planner.Observed:
     status = obs.cluster.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    status["operation"] = (result.operation.model_dump(mode="json", by_alias=True,
-                                                       exclude_none=True)
-                           if result.operation else None)
+    status["operation"] = (
+        result.operation.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if result.operation
+        else None
+    )
     if result.restore is not None:
-        status["restore"] = result.restore.model_dump(mode="json", by_alias=True,
-                                                      exclude_none=True)
+        status["restore"] = result.restore.model_dump(mode="json", by_alias=True, exclude_none=True)
     status.update(kw.pop("status", {}))
     return replace(obs, cluster=raft_cluster(status=status), **kw)
 
@@ -77,8 +87,12 @@ def job(member: str, *, rollback: bool = False) -> str:
 
 def test_the_members_copies_when_all_hold_it_else_the_archive_else_refused() -> None:
     choose = restoresource.choose_source
-    kw: dict[str, Any] = {"cluster": NAME, "requested": "demo-cp1", "members": MEMBERS,
-                          "archive_claim": "demo-archive"}
+    kw: dict[str, Any] = {
+        "cluster": NAME,
+        "requested": "demo-cp1",
+        "members": MEMBERS,
+        "archive_claim": "demo-archive",
+    }
     assert choose(checkpoint(), **kw).source == "members"
     partial = checkpoint(members=tuple(MEMBERS[:2]), archive_path="demo/cp1")
     archived = choose(partial, **kw)
@@ -112,15 +126,16 @@ def test_restore_walks_every_step() -> None:
     obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={})
     # Members stopped on purpose: no QuorumLost condition, no quorum-lost metric (though
     # none of the voters status.members recorded answers).
-    recorded = {"members": [{"name": m, "id": 10 + i, "role": "Follower"}
-                            for i, m in enumerate(MEMBERS)]}
-    quiet = persist(obs, planner.Plan(ClusterPhase.RESTORING, obs.cluster.status.operation),
-                    status=recorded)
+    recorded = {
+        "members": [{"name": m, "id": 10 + i, "role": "Follower"} for i, m in enumerate(MEMBERS)]
+    }
+    quiet = persist(
+        obs, planner.Plan(ClusterPhase.RESTORING, obs.cluster.status.operation), status=recorded
+    )
     assert planner.quorum_view(quiet).lost  # what a real loss of all three would say
     stopped = planner.plan(quiet, NOW)
     assert not stopped.quorum_lost
-    assert all(reason != "QuorumLost"
-               for _, _, reason, _ in planner.conditions(quiet, stopped))
+    assert all(reason != "QuorumLost" for _, _, reason, _ in planner.conditions(quiet, stopped))
     # One member at a time: prepare, wait, next.
     jobs: dict[str, planner.JobState] = {}
     for name in MEMBERS:
@@ -140,12 +155,17 @@ def test_restore_walks_every_step() -> None:
     result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "set_replicas"
     assert result.action.replicas == 3
-    obs = persist(obs, result, statefulset_replicas=3,
-                  pods={f"{NAME}-{i}": pod(i) for i in range(3)})
+    obs = persist(
+        obs, result, statefulset_replicas=3, pods={f"{NAME}-{i}": pod(i) for i in range(3)}
+    )
     assert planner.plan(obs, NOW).action is None  # no leader yet
     members = [member(i) for i in range(3)]
-    obs = replace(obs, nodes={f"{NAME}-{i}": node(i, "leader" if i == 1 else "follower",
-                                                  members) for i in range(3)})
+    obs = replace(
+        obs,
+        nodes={
+            f"{NAME}-{i}": node(i, "leader" if i == 1 else "follower", members) for i in range(3)
+        },
+    )
     result = planner.plan(obs, NOW)
     assert result.action is not None and result.action.kind == "mark_bootstrapped"
     obs = persist(obs, result, status={"bootstrapped": True})
@@ -163,8 +183,7 @@ def test_a_failed_preparation_rolls_every_volume_back_and_restarts() -> None:
     obs = running()
     result = planner.plan(obs, NOW)
     obs = persist(obs, result, statefulset_replicas=0, pods={}, nodes={})
-    jobs: dict[str, planner.JobState] = {job(MEMBERS[0]): "Succeeded",
-                                           job(MEMBERS[1]): "Failed"}
+    jobs: dict[str, planner.JobState] = {job(MEMBERS[0]): "Succeeded", job(MEMBERS[1]): "Failed"}
     result = planner.plan(replace(obs, jobs=jobs), NOW)
     assert result.operation is not None and result.operation.step == planner.STEP_ROLLBACK
     assert result.notice is not None and result.notice.reason == "RestoreFailed"
@@ -207,15 +226,22 @@ def _volume(tmp_path: Path, payload: bytes) -> Path:
 
 def _run(script: str, volume: Path) -> subprocess.CompletedProcess[str]:
     script = script.replace(desired.VOLUME_MOUNT, str(volume))
-    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
-                          timeout=30, check=False, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        ["/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_prepare_stages_checks_and_moves_the_old_data_aside(tmp_path: Path) -> None:
     payload = b"checkpoint bytes"
     volume = _volume(tmp_path, payload)
     script = desired.restore_prepare_script(
-        "r1", "cp1", hashlib.sha256(payload).hexdigest(), archive_path=None)
+        "r1", "cp1", hashlib.sha256(payload).hexdigest(), archive_path=None
+    )
     done = _run(script, volume)
     assert done.returncode == 0, done.stderr
     assert (volume / "restore" / "data").read_bytes() == payload
@@ -232,7 +258,8 @@ def test_prepare_stages_checks_and_moves_the_old_data_aside(tmp_path: Path) -> N
 def test_prepare_refuses_bytes_with_another_sha256_and_touches_nothing(tmp_path: Path) -> None:
     volume = _volume(tmp_path, b"rotten bytes")
     script = desired.restore_prepare_script(
-        "r1", "cp1", hashlib.sha256(b"checkpoint bytes").hexdigest(), archive_path=None)
+        "r1", "cp1", hashlib.sha256(b"checkpoint bytes").hexdigest(), archive_path=None
+    )
     done = _run(script, volume)
     assert done.returncode != 0
     assert (volume / "data" / "wal" / "0.wal").read_bytes() == b"old log"
@@ -247,7 +274,8 @@ def test_prepare_copies_from_the_archive(tmp_path: Path) -> None:
     (archive / "data").write_bytes(payload)
     (archive / "manifest.json").write_text("{}")
     script = desired.restore_prepare_script(
-        "r1", "cp1", hashlib.sha256(payload).hexdigest(), archive_path="demo/cp1")
+        "r1", "cp1", hashlib.sha256(payload).hexdigest(), archive_path="demo/cp1"
+    )
     script = script.replace(desired.ARCHIVE_MOUNT + "/", str(tmp_path / "archive") + "/")
     done = _run(script, volume)
     assert done.returncode == 0, done.stderr

@@ -27,8 +27,12 @@ from raftkv.raft import (
 from raftkv.runtime import ready
 from tests.unit.raft.datadriven import Arg, Directive, format_args
 
-CONF_CHANGES = {"add-learner": ConfChangeType.ADD_LEARNER, "promote": ConfChangeType.PROMOTE,
-                "remove": ConfChangeType.REMOVE, "add-voter": ConfChangeType.ADD_VOTER}
+CONF_CHANGES = {
+    "add-learner": ConfChangeType.ADD_LEARNER,
+    "promote": ConfChangeType.PROMOTE,
+    "remove": ConfChangeType.REMOVE,
+    "add-voter": ConfChangeType.ADD_VOTER,
+}
 
 
 class CommandError(ValueError):
@@ -54,8 +58,13 @@ def fmt_msg(m: Message) -> str:
         s += f" to={m.index}"
     if m.type == MsgType.READ_INDEX_RESP:
         s += f" index={m.index}"
-    if m.type in (MsgType.PROMISE, MsgType.ACCEPT, MsgType.COMMIT, MsgType.CATCHUP_RESP,
-                  MsgType.SNAP):
+    if m.type in (
+        MsgType.PROMISE,
+        MsgType.ACCEPT,
+        MsgType.COMMIT,
+        MsgType.CATCHUP_RESP,
+        MsgType.SNAP,
+    ):
         s += f" commit={m.commit}"
     if m.entries:
         s += " [" + ", ".join(fmt_entry(e) for e in m.entries) + "]"
@@ -86,8 +95,12 @@ class Node:
 
 
 def new_core(cfg: Config, store: Store) -> Paxos:
-    return Paxos(cfg, hard_state=store.hard_state.copy(), snapshot=store.snapshot,
-                 entries=list(store.entries.values()))
+    return Paxos(
+        cfg,
+        hard_state=store.hard_state.copy(),
+        snapshot=store.snapshot,
+        entries=list(store.entries.values()),
+    )
 
 
 class InteractionEnv:
@@ -98,15 +111,27 @@ class InteractionEnv:
         self.log_level = "info"
         self.out: list[str] = []
         self.commands: dict[str, Callable[[list[Arg]], None]] = {
-            "add-nodes": self.cmd_add_nodes, "campaign": self.cmd_campaign,
-            "propose": self.cmd_propose, "propose-conf-change": self.cmd_propose_conf_change,
-            "read-index": self.cmd_read_index, "transfer-leadership": self.cmd_transfer,
-            "step-down": self.cmd_step_down, "tick": self.cmd_tick,
-            "process-ready": self.cmd_process_ready, "deliver-msgs": self.cmd_deliver_msgs,
-            "stabilize": self.cmd_stabilize, "partition": self.cmd_partition,
-            "heal": self.cmd_heal, "drop-slot": self.cmd_drop_slot, "crash": self.cmd_crash, "restart": self.cmd_restart,
-            "compact": self.cmd_compact, "status": self.cmd_status, "log": self.cmd_log,
-            "state-machine": self.cmd_state_machine, "log-level": self.cmd_log_level,
+            "add-nodes": self.cmd_add_nodes,
+            "campaign": self.cmd_campaign,
+            "propose": self.cmd_propose,
+            "propose-conf-change": self.cmd_propose_conf_change,
+            "read-index": self.cmd_read_index,
+            "transfer-leadership": self.cmd_transfer,
+            "step-down": self.cmd_step_down,
+            "tick": self.cmd_tick,
+            "process-ready": self.cmd_process_ready,
+            "deliver-msgs": self.cmd_deliver_msgs,
+            "stabilize": self.cmd_stabilize,
+            "partition": self.cmd_partition,
+            "heal": self.cmd_heal,
+            "drop-slot": self.cmd_drop_slot,
+            "crash": self.cmd_crash,
+            "restart": self.cmd_restart,
+            "compact": self.cmd_compact,
+            "status": self.cmd_status,
+            "log": self.cmd_log,
+            "state-machine": self.cmd_state_machine,
+            "log-level": self.cmd_log_level,
         }
 
     def handle(self, d: Directive) -> str:
@@ -155,8 +180,10 @@ class InteractionEnv:
         except ProposalDropped as e:
             self.out.append(f"{node.id}: error: {type(e).__name__}: {e}")
         if c.conf != before[2]:
-            self.trace(f"INFO {node.id} switched to voters={sorted(c.conf.voters)} "
-                       f"learners={sorted(c.conf.learners)}")
+            self.trace(
+                f"INFO {node.id} switched to voters={sorted(c.conf.voters)} "
+                f"learners={sorted(c.conf.learners)}"
+            )
         if (c.role, c.promised) != before[:2]:
             self.trace(f"INFO {node.id} is {c.role} at ballot {fmt_ballot(c.promised)}")
 
@@ -170,8 +197,13 @@ class InteractionEnv:
         max_entries = int(kw.get("max-entries", ["64"])[0])
         first = max(self.nodes, default=0) + 1
         for node_id in range(first, first + int(bare[0])):
-            cfg = Config(id=node_id, election_tick=election, heartbeat_tick=1,
-                         max_entries_per_msg=max_entries, seed=node_id)
+            cfg = Config(
+                id=node_id,
+                election_tick=election,
+                heartbeat_tick=1,
+                max_entries_per_msg=max_entries,
+                seed=node_id,
+            )
             store = Store()
             if voters:
                 entries, hs = bootstrap_entries(voters)
@@ -183,8 +215,10 @@ class InteractionEnv:
 
     def _describe_boot(self, node: Node) -> None:
         c = node.core
-        self.trace(f"INFO {node.id} started: promised={fmt_ballot(c.promised)} "
-                   f"commit={c.commit} last={c.last_index()} voters={sorted(c.conf.voters)}")
+        self.trace(
+            f"INFO {node.id} started: promised={fmt_ballot(c.promised)} "
+            f"commit={c.commit} last={c.last_index()} voters={sorted(c.conf.voters)}"
+        )
 
     def cmd_log_level(self, args: list[Arg]) -> None:
         self.log_level = self._bare(args)[0]
@@ -239,15 +273,20 @@ class InteractionEnv:
         self.trace(f"> {node.id} handling Ready")
         if rd.soft_state is not None:
             self.trace(f"  role={rd.soft_state.role} leader={rd.soft_state.leader}")
-        steps = ready.plan(rd, leader=c.SENDS_BEFORE_PERSIST,  # type: ignore[arg-type]
-                           durable=node.store.hard_state, deferred=node.deferred)
+        steps = ready.plan(
+            rd,
+            leader=c.SENDS_BEFORE_PERSIST,  # type: ignore[arg-type]
+            durable=node.store.hard_state,
+            deferred=node.deferred,
+        )
         st = node.store
         for step in steps:
             if isinstance(step, ready.PersistSnapshot):
                 meta = step.snapshot.meta
                 st.snapshot = meta
-                st.snapshot_data = (step.snapshot.data or b"").decode().split(",") \
-                    if step.snapshot.data else []
+                st.snapshot_data = (
+                    (step.snapshot.data or b"").decode().split(",") if step.snapshot.data else []
+                )
                 st.entries = {s: e for s, e in st.entries.items() if s > meta.index}
                 st.hard_state = step.hard_state.copy()
                 node.deferred = None
@@ -260,19 +299,19 @@ class InteractionEnv:
                     node.deferred = None
                 parts = []
                 if step.hard_state is not None:
-                    parts.append(f"promised={fmt_ballot(step.hard_state.term)} "
-                                 f"commit={step.hard_state.commit}")
+                    parts.append(
+                        f"promised={fmt_ballot(step.hard_state.term)} "
+                        f"commit={step.hard_state.commit}"
+                    )
                 if step.entries:
-                    parts.append("accepted [" + ", ".join(fmt_entry(e) for e in step.entries)
-                                 + "]")
+                    parts.append("accepted [" + ", ".join(fmt_entry(e) for e in step.entries) + "]")
                 self.trace("  persist " + " ".join(parts))
             elif isinstance(step, ready.DeferHardState):
                 node.deferred = step.hard_state
             elif isinstance(step, ready.Send):
                 for m in step.messages:
                     if m.type == MsgType.SNAP and m.snapshot is not None:
-                        m.snapshot = Snapshot(m.snapshot.meta, ",".join(
-                            st.snapshot_data).encode())
+                        m.snapshot = Snapshot(m.snapshot.meta, ",".join(st.snapshot_data).encode())
                     self.trace(f"  send {fmt_msg(m)}")
                     self.network.append(m)
             elif isinstance(step, ready.RestoreSnapshot):
@@ -344,8 +383,11 @@ class InteractionEnv:
     def cmd_drop_slot(self, args: list[Arg]) -> None:
         """Lose every in-flight ACCEPT that carries slot S (to reach a hole)."""
         slot = int(self._bare(args)[0])
-        lost = [m for m in self.network if m.type == MsgType.ACCEPT
-                and any(e.index == slot for e in m.entries)]
+        lost = [
+            m
+            for m in self.network
+            if m.type == MsgType.ACCEPT and any(e.index == slot for e in m.entries)
+        ]
         for m in lost:
             self.trace(f"  dropped {fmt_msg(m)}")
         self.network = [m for m in self.network if not any(m is x for x in lost)]
@@ -387,10 +429,12 @@ class InteractionEnv:
     def cmd_status(self, args: list[Arg]) -> None:
         for node in self._targets(args):
             c = node.core
-            self.out.append(f"{node.id}: {c.role} leader={c.leader} "
-                            f"promised={fmt_ballot(c.promised)} commit={c.commit} "
-                            f"applied={c.applied} last={c.last_index()} "
-                            f"voters={sorted(c.conf.voters)} learners={sorted(c.conf.learners)}")
+            self.out.append(
+                f"{node.id}: {c.role} leader={c.leader} "
+                f"promised={fmt_ballot(c.promised)} commit={c.commit} "
+                f"applied={c.applied} last={c.last_index()} "
+                f"voters={sorted(c.conf.voters)} learners={sorted(c.conf.learners)}"
+            )
 
     def cmd_log(self, args: list[Arg]) -> None:
         for node in self._targets(args):

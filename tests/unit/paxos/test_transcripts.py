@@ -28,5 +28,8 @@ def test_transcript(path: Path, request: pytest.FixtureRequest) -> None:
     mismatches = run_file(path, env.handle, rewrite=rewrite_requested(request.config))
     if mismatches and not rewrite_requested(request.config):
         shown = "\n".join(m.describe() for m in mismatches[:3])
-        pytest.fail(f"{len(mismatches)} transcript mismatch(es); rerun with RAFTKV_REWRITE=1 "
-                    f"to accept after review:\n{shown}", pytrace=False)
+        pytest.fail(
+            f"{len(mismatches)} transcript mismatch(es); rerun with RAFTKV_REWRITE=1 "
+            f"to accept after review:\n{shown}",
+            pytrace=False,
+        )

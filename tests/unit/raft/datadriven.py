@@ -69,9 +69,14 @@ class Mismatch:
 
     def describe(self) -> str:
         d = self.directive
-        diff = "".join(difflib.unified_diff(
-            d.expected.splitlines(keepends=True), self.actual.splitlines(keepends=True),
-            fromfile="expected", tofile="actual"))
+        diff = "".join(
+            difflib.unified_diff(
+                d.expected.splitlines(keepends=True),
+                self.actual.splitlines(keepends=True),
+                fromfile="expected",
+                tofile="actual",
+            )
+        )
         return f"{d.pos()}: {d.cmd} {format_args(d.args)}\n{diff}"
 
 
@@ -132,8 +137,7 @@ def parse(text: str, path: str = "<string>") -> list[Directive]:
         if i < len(lines) and lines[i] == SEPARATOR:
             # Fenced output: runs until a doubled separator.
             i += 1
-            while i + 1 < len(lines) and not (lines[i] == SEPARATOR
-                                              and lines[i + 1] == SEPARATOR):
+            while i + 1 < len(lines) and not (lines[i] == SEPARATOR and lines[i + 1] == SEPARATOR):
                 expected.append(lines[i])
                 i += 1
             if i + 1 >= len(lines):
@@ -143,10 +147,18 @@ def parse(text: str, path: str = "<string>") -> list[Directive]:
             while i < len(lines) and lines[i].strip():
                 expected.append(lines[i])
                 i += 1
-        out.append(Directive(
-            path=path, line=cmd_line_no, cmd=words[0], args=parse_args(words[1:]),
-            input="\n".join(inputs), expected="".join(x + "\n" for x in expected),
-            out_start=out_start, out_end=i))
+        out.append(
+            Directive(
+                path=path,
+                line=cmd_line_no,
+                cmd=words[0],
+                args=parse_args(words[1:]),
+                input="\n".join(inputs),
+                expected="".join(x + "\n" for x in expected),
+                out_start=out_start,
+                out_end=i,
+            )
+        )
     return out
 
 
@@ -189,7 +201,7 @@ def rewritten(text: str, directives: list[Directive], actuals: list[str]) -> str
     out: list[str] = []
     pos = 0
     for d, actual in zip(directives, actuals, strict=True):
-        out.extend(lines[pos:d.out_start])
+        out.extend(lines[pos : d.out_start])
         out.extend(render_output(actual))
         pos = d.out_end
     out.extend(lines[pos:])

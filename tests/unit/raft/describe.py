@@ -19,19 +19,28 @@ from raftkv.raft import (
 )
 
 MSG_NAMES = {
-    MsgType.APP: "MsgApp", MsgType.APP_RESP: "MsgAppResp",
-    MsgType.VOTE: "MsgVote", MsgType.VOTE_RESP: "MsgVoteResp",
-    MsgType.PRE_VOTE: "MsgPreVote", MsgType.PRE_VOTE_RESP: "MsgPreVoteResp",
-    MsgType.HEARTBEAT: "MsgHeartbeat", MsgType.HEARTBEAT_RESP: "MsgHeartbeatResp",
-    MsgType.SNAP: "MsgSnap", MsgType.SNAP_STATUS: "MsgSnapStatus",
-    MsgType.UNREACHABLE: "MsgUnreachable", MsgType.TIMEOUT_NOW: "MsgTimeoutNow",
-    MsgType.READ_INDEX: "MsgReadIndex", MsgType.READ_INDEX_RESP: "MsgReadIndexResp",
+    MsgType.APP: "MsgApp",
+    MsgType.APP_RESP: "MsgAppResp",
+    MsgType.VOTE: "MsgVote",
+    MsgType.VOTE_RESP: "MsgVoteResp",
+    MsgType.PRE_VOTE: "MsgPreVote",
+    MsgType.PRE_VOTE_RESP: "MsgPreVoteResp",
+    MsgType.HEARTBEAT: "MsgHeartbeat",
+    MsgType.HEARTBEAT_RESP: "MsgHeartbeatResp",
+    MsgType.SNAP: "MsgSnap",
+    MsgType.SNAP_STATUS: "MsgSnapStatus",
+    MsgType.UNREACHABLE: "MsgUnreachable",
+    MsgType.TIMEOUT_NOW: "MsgTimeoutNow",
+    MsgType.READ_INDEX: "MsgReadIndex",
+    MsgType.READ_INDEX_RESP: "MsgReadIndexResp",
     MsgType.TRANSFER_LEADER: "MsgTransferLeader",
 }
 MSG_BY_NAME = {v: k for k, v in MSG_NAMES.items()}
 CONF_CHANGE_NAMES = {
-    ConfChangeType.ADD_LEARNER: "add-learner", ConfChangeType.PROMOTE: "promote",
-    ConfChangeType.REMOVE: "remove", ConfChangeType.ADD_VOTER: "add-voter",
+    ConfChangeType.ADD_LEARNER: "add-learner",
+    ConfChangeType.PROMOTE: "promote",
+    ConfChangeType.REMOVE: "remove",
+    ConfChangeType.ADD_VOTER: "add-voter",
 }
 CONF_CHANGE_BY_NAME = {v: k for k, v in CONF_CHANGE_NAMES.items()}
 
@@ -88,11 +97,12 @@ def fmt_ready(rd: Ready) -> list[str]:
         out.append(f"HardState Term:{hs.term} Vote:{hs.vote} Commit:{hs.commit}")
     if rd.snapshot is not None:
         out.append(f"Snapshot {fmt_snapshot(rd.snapshot.meta)}")
-    for title, items in (("Entries:", [fmt_entry(e) for e in rd.entries]),
-                         ("Messages:", [fmt_msg(m) for m in rd.messages]),
-                         ("CommittedEntries:", [fmt_entry(e) for e in rd.committed_entries]),
-                         ("ReadStates:", [f"Index:{r.index} Context:{r.context.decode()}"
-                                          for r in rd.read_states])):
+    for title, items in (
+        ("Entries:", [fmt_entry(e) for e in rd.entries]),
+        ("Messages:", [fmt_msg(m) for m in rd.messages]),
+        ("CommittedEntries:", [fmt_entry(e) for e in rd.committed_entries]),
+        ("ReadStates:", [f"Index:{r.index} Context:{r.context.decode()}" for r in rd.read_states]),
+    ):
         if items:
             out.append(title)
             out.extend(items)

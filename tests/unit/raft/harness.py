@@ -80,8 +80,7 @@ class Node:
     # The toy state machine: applied non-empty normal entries, as (index, data).
     applied: list[tuple[int, str]] = field(default_factory=list)
     # Membership as of each applied index, to build snapshots of any applied index.
-    conf_history: list[tuple[int, ConfState]] = field(
-        default_factory=lambda: [(0, ConfState())])
+    conf_history: list[tuple[int, ConfState]] = field(default_factory=lambda: [(0, ConfState())])
     crashed: bool = False
 
     def conf_at(self, index: int) -> ConfState:
@@ -93,8 +92,12 @@ class Node:
 
 
 def new_raft(cfg: Config, store: Store) -> Raft:
-    return Raft(cfg, hard_state=store.hard_state.copy(), snapshot=store.snapshot,
-                entries=list(store.entries))
+    return Raft(
+        cfg,
+        hard_state=store.hard_state.copy(),
+        snapshot=store.snapshot,
+        entries=list(store.entries),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -226,8 +229,10 @@ class InteractionEnv:
         if learners and not index:
             raise CommandError("learners=(..) needs index= (a snapshot carries the config)")
         options: dict[str, tuple[str, Callable[[str], object]]] = {
-            "election": ("election_tick", int), "heartbeat": ("heartbeat_tick", int),
-            "prevote": ("pre_vote", self._bool), "checkquorum": ("check_quorum", self._bool),
+            "election": ("election_tick", int),
+            "heartbeat": ("heartbeat_tick", int),
+            "prevote": ("pre_vote", self._bool),
+            "checkquorum": ("check_quorum", self._bool),
             "max-inflight": ("max_inflight_msgs", int),
             "max-inflight-bytes": ("max_inflight_bytes", int),
             "max-entries": ("max_entries_per_msg", int),
@@ -261,9 +266,11 @@ class InteractionEnv:
 
     def _describe_boot(self, node: Node) -> None:
         r = node.raft
-        self.info(f"{node.id} started: term={r.term} vote={r.vote} commit={r.commit} "
-                  f"applied={r.applied} last={r.log.last_term()}/{r.last_index()} "
-                  f"{fmt_conf(r.conf)}")
+        self.info(
+            f"{node.id} started: term={r.term} vote={r.vote} commit={r.commit} "
+            f"applied={r.applied} last={r.log.last_term()}/{r.last_index()} "
+            f"{fmt_conf(r.conf)}"
+        )
 
     def cmd_log_level(self, args: list[Arg]) -> None:
         level = self._bare(args)
@@ -282,6 +289,7 @@ class InteractionEnv:
                 action()
             except ProposalDropped as e:
                 self.emit(f"{node.id}: error: {type(e).__name__}: {e}")
+
         self._observe(node, run)
 
     def cmd_propose(self, args: list[Arg]) -> None:
@@ -336,9 +344,14 @@ class InteractionEnv:
         node = self._node(bare[0])
         if kw["type"][0] not in MSG_BY_NAME:
             raise CommandError(f"unknown message type {kw['type'][0]!r}")
-        m = Message(MSG_BY_NAME[kw["type"][0]], to=node.id, frm=int(kw["from"][0]),
-                    term=int(kw["term"][0]), index=int(kw.get("index", ["0"])[0]),
-                    commit=int(kw.get("commit", ["0"])[0]))
+        m = Message(
+            MSG_BY_NAME[kw["type"][0]],
+            to=node.id,
+            frm=int(kw["from"][0]),
+            term=int(kw["term"][0]),
+            index=int(kw.get("index", ["0"])[0]),
+            commit=int(kw.get("commit", ["0"])[0]),
+        )
         self.emit(f"> {node.id} receiving injected {fmt_msg(m)}")
         self._observe(node, lambda: node.raft.step(m))
 
@@ -346,6 +359,7 @@ class InteractionEnv:
         def run() -> None:
             for _ in range(times):
                 node.raft.tick()
+
         self._observe(node, run)
 
     def cmd_tick(self, args: list[Arg]) -> None:
@@ -555,8 +569,9 @@ class InteractionEnv:
     def cmd_crash(self, args: list[Arg]) -> None:
         for node in [self._node(w) for w in self._bare(args)]:
             node.crashed = True
-            self.info(f"{node.id} crashed: unpersisted state and undelivered messages "
-                      "to it are lost")
+            self.info(
+                f"{node.id} crashed: unpersisted state and undelivered messages to it are lost"
+            )
             self._drop_to_dead()
 
     def cmd_restart(self, args: list[Arg]) -> None:
@@ -583,19 +598,24 @@ class InteractionEnv:
         meta = SnapshotMeta(index, r.log.term(index), node.conf_at(index))
         node.store.snapshot = meta
         node.store.snapshot_data = json.dumps(
-            [[i, d] for i, d in node.applied if i <= index]).encode()
+            [[i, d] for i, d in node.applied if i <= index]
+        ).encode()
         node.store.entries = [e for e in node.store.entries if e.index > index - keep]
         r.compact(meta, keep)
-        self.info(f"{node.id} compacted: snapshot {fmt_snapshot(meta)}, "
-                  f"log now {r.log.first_index()}..{r.last_index()}")
+        self.info(
+            f"{node.id} compacted: snapshot {fmt_snapshot(meta)}, "
+            f"log now {r.log.first_index()}..{r.last_index()}"
+        )
 
     # --- commands: inspection -------------------------------------------------
     def cmd_status(self, args: list[Arg]) -> None:
         for node in self._targets(args):
             r = node.raft
-            self.emit(f"{node.id}: {r.role} term={r.term} vote={r.vote} lead={r.leader} "
-                      f"commit={r.commit} applied={r.applied} last={r.last_index()} "
-                      f"{fmt_conf(r.conf)}")
+            self.emit(
+                f"{node.id}: {r.role} term={r.term} vote={r.vote} lead={r.leader} "
+                f"commit={r.commit} applied={r.applied} last={r.last_index()} "
+                f"{fmt_conf(r.conf)}"
+            )
             if r.role != StateRole.LEADER:
                 continue
             for peer, pr in sorted(r.prs.items()):
@@ -607,10 +627,11 @@ class InteractionEnv:
                 if pr.state == ProgressState.SNAPSHOT:
                     flags.append(f"pending_snapshot={pr.pending_snapshot}")
                 if pr.inflights.queue:
-                    flags.append(f"inflight={len(pr.inflights.queue)}"
-                                 f"/{pr.inflights.bytes}B")
-                self.emit(f"  {peer}: {pr.state.name.lower()} match={pr.match} next={pr.next}"
-                          + "".join(" " + f for f in flags))
+                    flags.append(f"inflight={len(pr.inflights.queue)}/{pr.inflights.bytes}B")
+                self.emit(
+                    f"  {peer}: {pr.state.name.lower()} match={pr.match} next={pr.next}"
+                    + "".join(" " + f for f in flags)
+                )
 
     def cmd_raft_state(self, args: list[Arg]) -> None:
         for node_id, node in sorted(self.nodes.items()):
@@ -618,8 +639,11 @@ class InteractionEnv:
                 self.emit(f"{node_id}: crashed")
                 continue
             r = node.raft
-            kind = "voter" if r.is_voter() else (
-                "learner" if node_id in r.conf.learners else "non-member")
+            kind = (
+                "voter"
+                if r.is_voter()
+                else ("learner" if node_id in r.conf.learners else "non-member")
+            )
             self.emit(f"{node_id}: {r.role} ({kind}) term={r.term} lead={r.leader}")
 
     def cmd_raft_log(self, args: list[Arg]) -> None:

@@ -31,6 +31,7 @@ empty
 
 def echo(d: Directive) -> str:
     from tests.unit.raft.datadriven import format_args
+
     if d.cmd == "echo":
         return format_args(d.args) + "\n"
     if d.cmd == "echo-blank":
@@ -61,7 +62,8 @@ def test_matching_file_passes_and_a_changed_output_is_reported(tmp_path: Path) -
 def test_rewrite_writes_actual_outputs_and_keeps_everything_else(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     stale = SAMPLE.replace("a b=1 c=(2,3)\n\n", "stale\n\n").replace(
-        "----\n----\nx\n\nx\n----\n----\n", "----\nold\n")
+        "----\n----\nx\n\nx\n----\n----\n", "----\nold\n"
+    )
     f.write_text(stale)
     assert len(run_file(f, echo, rewrite=True)) == 2
     assert f.read_text() == SAMPLE

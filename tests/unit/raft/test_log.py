@@ -50,13 +50,16 @@ def test_term_lookup_at_offset_past_end_and_below_offset() -> None:
     assert log.match_term(5, 2)
 
 
-@pytest.mark.parametrize(("last_index", "last_term", "up_to_date"), [
-    (3, 3, True),    # higher last term wins even with a shorter log
-    (4, 2, True),    # same term, longer
-    (3, 2, True),    # same term, same length
-    (2, 2, False),   # same term, shorter
-    (9, 1, False),   # lower term loses however long
-])
+@pytest.mark.parametrize(
+    ("last_index", "last_term", "up_to_date"),
+    [
+        (3, 3, True),  # higher last term wins even with a shorter log
+        (4, 2, True),  # same term, longer
+        (3, 2, True),  # same term, same length
+        (2, 2, False),  # same term, shorter
+        (9, 1, False),  # lower term loses however long
+    ],
+)
 def test_election_restriction(last_index: int, last_term: int, up_to_date: bool) -> None:
     log = log_of(1, 2, 2)  # last 2/3
     assert log.is_up_to_date(last_index, last_term) is up_to_date
@@ -104,8 +107,9 @@ def test_a_stale_shorter_append_does_not_truncate_newer_entries() -> None:
     assert terms(log) == [1, 1, 1, 1]
 
 
-def test_maybe_append_replaces_from_the_first_conflict_and_commits_no_further_than_it_knows(
-) -> None:
+def test_maybe_append_replaces_from_the_first_conflict_and_commits_no_further_than_it_knows() -> (
+    None
+):
     log = log_of(1, 1, 2, 2, 2)  # stale term-2 suffix at 3..5
     last_new = log.maybe_append(2, 1, 9, ents((1, 3), (3, 4)))
     assert last_new == 4
@@ -144,13 +148,16 @@ def test_find_conflict() -> None:
     assert log.find_conflict(ents((2, 2), (3, 3))) == 3
 
 
-@pytest.mark.parametrize(("index", "term", "expected"), [
-    (6, 3, 6),   # term(6)=3 <= 3: the probe point itself
-    (6, 2, 3),   # skip the whole term-3 run 4..6
-    (6, 1, 1),   # ... and the term-2 run 2..3
-    (6, 0, 0),   # nothing has term <= 0: the start of the log
-    (9, 2, 9),   # beyond our log: returned unchanged (callers clamp first)
-])
+@pytest.mark.parametrize(
+    ("index", "term", "expected"),
+    [
+        (6, 3, 6),  # term(6)=3 <= 3: the probe point itself
+        (6, 2, 3),  # skip the whole term-3 run 4..6
+        (6, 1, 1),  # ... and the term-2 run 2..3
+        (6, 0, 0),  # nothing has term <= 0: the start of the log
+        (9, 2, 9),  # beyond our log: returned unchanged (callers clamp first)
+    ],
+)
 def test_find_conflict_by_term(index: int, term: int, expected: int) -> None:
     log = log_of(1, 2, 2, 3, 3, 3)
     assert log.find_conflict_by_term(index, term) == expected
@@ -180,21 +187,26 @@ def test_slice_count_and_byte_caps_keep_at_least_one_entry() -> None:
     assert len(log.slice(1, 6, max_bytes=1000, max_count=3)) == 3
 
 
-@given(sizes=st.lists(st.integers(0, 50), min_size=1, max_size=20),
-       max_bytes=st.integers(0, 200), max_count=st.integers(0, 25))
+@given(
+    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=20),
+    max_bytes=st.integers(0, 200),
+    max_count=st.integers(0, 25),
+)
 def test_capped_slices_are_the_longest_prefix_within_both_caps(
-        sizes: list[int], max_bytes: int, max_count: int) -> None:
+    sizes: list[int], max_bytes: int, max_count: int
+) -> None:
     log = RaftLog(None, [Entry(1, i + 1, data=b"x" * n) for i, n in enumerate(sizes)])
     got = log.slice(1, len(sizes) + 1, max_bytes=max_bytes, max_count=max_count)
-    assert got == log.entries[:len(got)]
+    assert got == log.entries[: len(got)]
     assert len(got) >= 1
     within_count = not max_count or len(got) <= max_count
     within_bytes = not max_bytes or sum(e.size() for e in got) <= max_bytes or len(got) == 1
     assert within_count and within_bytes
     if len(got) < len(sizes):  # one more would break a cap
-        more = log.entries[:len(got) + 1]
+        more = log.entries[: len(got) + 1]
         assert (max_count and len(more) > max_count) or (
-            max_bytes and sum(e.size() for e in more) > max_bytes)
+            max_bytes and sum(e.size() for e in more) > max_bytes
+        )
 
 
 # --- compaction and restore ------------------------------------------------------

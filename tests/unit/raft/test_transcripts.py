@@ -21,7 +21,8 @@ TRANSCRIPTS = sorted(TESTDATA.glob("*.txt"))
 
 def rewrite_requested(config: pytest.Config) -> bool:
     return os.environ.get("RAFTKV_REWRITE") == "1" or bool(
-        config.getoption("--rewrite", default=False))
+        config.getoption("--rewrite", default=False)
+    )
 
 
 def test_there_are_transcripts() -> None:
@@ -35,5 +36,8 @@ def test_transcript(path: Path, request: pytest.FixtureRequest) -> None:
     if mismatches and not rewrite_requested(request.config):
         shown = "\n".join(m.describe() for m in mismatches[:3])
         more = f"\n... and {len(mismatches) - 3} more" if len(mismatches) > 3 else ""
-        pytest.fail(f"{len(mismatches)} transcript mismatch(es); rerun with RAFTKV_REWRITE=1 "
-                    f"to accept after review:\n{shown}{more}", pytrace=False)
+        pytest.fail(
+            f"{len(mismatches)} transcript mismatch(es); rerun with RAFTKV_REWRITE=1 "
+            f"to accept after review:\n{shown}{more}",
+            pytrace=False,
+        )

@@ -61,8 +61,9 @@ def pre_vote_bumps_the_term(self: Raft) -> None:
 
 def leader_unreachable_about_anyone(self: Raft, leader: int) -> None:
     if self.role == type(self.role).FOLLOWER:  # not checked: is it OUR leader?
-        self.election_elapsed = max(self.election_elapsed, self.cfg.election_tick,
-                                    self.randomized_election_timeout - 1)
+        self.election_elapsed = max(
+            self.election_elapsed, self.cfg.election_tick, self.randomized_election_timeout - 1
+        )
 
 
 def leader_unreachable_campaigns_at_once(self: Raft, leader: int) -> None:
@@ -70,8 +71,9 @@ def leader_unreachable_campaigns_at_once(self: Raft, leader: int) -> None:
         self._hup(transfer=False)  # every follower at once: they split the vote
 
 
-def read_round_releases_every_queued_request(self: _ReadOnly, ctx: bytes
-                                              ) -> list[tuple[bytes, int, int]]:
+def read_round_releases_every_queued_request(
+    self: _ReadOnly, ctx: bytes
+) -> list[tuple[bytes, int, int]]:
     if ctx not in self.pending:  # unsafe: also releases requests queued AFTER ctx's round
         return []
     out = [(c, index, frm) for c, (index, frm, _) in self.pending.items()]
@@ -88,8 +90,11 @@ def read_round_per_request(self: Raft, ctx: bytes, frm: int) -> None:
 MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("figure8", "_maybe_commit", commit_by_counting_any_term),
     ("learners", "_has_quorum", learners_count_for_check_quorum),
-    ("read_index", "_committed_entry_in_current_term",
-     read_index_without_waiting_for_the_terms_first_commit),
+    (
+        "read_index",
+        "_committed_entry_in_current_term",
+        read_index_without_waiting_for_the_terms_first_commit,
+    ),
     ("learners", "_restore", ignore_snapshots_that_predate_us),
     ("conflict_hints", "_handle_append_reject", treat_hint_zero_as_no_hint),
     ("prevote_disruptive_rejoin", "become_pre_candidate", pre_vote_bumps_the_term),
@@ -100,11 +105,12 @@ MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
 ]
 
 
-@pytest.mark.parametrize(("transcript", "method", "mutant"), MUTANTS,
-                         ids=[f"{t}-{m.__name__}" for t, _, m in MUTANTS])
+@pytest.mark.parametrize(
+    ("transcript", "method", "mutant"), MUTANTS, ids=[f"{t}-{m.__name__}" for t, _, m in MUTANTS]
+)
 def test_an_injected_bug_changes_the_transcript(
-        transcript: str, method: str, mutant: Callable[..., object],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    transcript: str, method: str, mutant: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     owner, _, name = method.rpartition(".")
     monkeypatch.setattr({"": Raft, "_ReadOnly": _ReadOnly}[owner], name, mutant)
     env = InteractionEnv()

@@ -12,8 +12,9 @@ _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def _tracked(*patterns: str) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z", "--", *patterns], cwd=ROOT,
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--", *patterns], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     return [ROOT / p for p in out.decode().split("\0") if p and (ROOT / p).is_file()]
 
 

@@ -17,8 +17,9 @@ from raftkv.tools.ports import free_port
 
 
 @contextlib.asynccontextmanager
-async def solo_node(directory: Path, *, fast_path: bool = True, name: str = "solo",
-                    **config: object) -> AsyncIterator[Server]:
+async def solo_node(
+    directory: Path, *, fast_path: bool = True, name: str = "solo", **config: object
+) -> AsyncIterator[Server]:
     client, peer = free_port(), free_port()
     config.setdefault("tick_ms", 20)
     config.setdefault("peer_insecure", True)
@@ -26,14 +27,24 @@ async def solo_node(directory: Path, *, fast_path: bool = True, name: str = "sol
     if not tls:
         config.setdefault("client_insecure", True)  # explicit: these tests speak plain HTTP
     scheme = "https" if tls else "http"
-    cfg = NodeConfig(name, directory / name, listen_host="127.0.0.1", client_port=client,
-                     peer_port=peer, advertise_client_url=f"{scheme}://127.0.0.1:{client}",
-                     advertise_peer_url=f"127.0.0.1:{peer}",
-                     initial_cluster=[InitialMember(name, f"127.0.0.1:{peer}")],
-                     **config)  # type: ignore[arg-type]
-    server = Server(cfg, raft_store=MemoryRaftStore(), snapshot_store=MemorySnapshotStore(),
-                    checkpoint_store=CheckpointStore(directory / f"{name}-checkpoints"),
-                    fast_path=fast_path)
+    cfg = NodeConfig(
+        name,
+        directory / name,
+        listen_host="127.0.0.1",
+        client_port=client,
+        peer_port=peer,
+        advertise_client_url=f"{scheme}://127.0.0.1:{client}",
+        advertise_peer_url=f"127.0.0.1:{peer}",
+        initial_cluster=[InitialMember(name, f"127.0.0.1:{peer}")],
+        **config,
+    )  # type: ignore[arg-type]
+    server = Server(
+        cfg,
+        raft_store=MemoryRaftStore(),
+        snapshot_store=MemorySnapshotStore(),
+        checkpoint_store=CheckpointStore(directory / f"{name}-checkpoints"),
+        fast_path=fast_path,
+    )
     await server.start()
     try:
         # Campaign now rather than after an election timeout (tests use long ticks).

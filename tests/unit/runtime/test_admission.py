@@ -15,8 +15,9 @@ CID = "0f" * 16
 
 
 class View:
-    def __init__(self, members: dict[int, tuple[str, str]], removed: set[int] | None = None,
-                 leader: int = 2) -> None:
+    def __init__(
+        self, members: dict[int, tuple[str, str]], removed: set[int] | None = None, leader: int = 2
+    ) -> None:
         self.members = members
         self.removed = removed or set()
         self.leader = leader
@@ -38,8 +39,10 @@ class View:
 
 
 def cert(dns: list[str] = [], ips: list[str] = []) -> dict[str, object]:  # noqa: B006
-    return {"subject": ((("commonName", "n2"),),),
-            "subjectAltName": tuple([("DNS", d) for d in dns] + [("IP Address", i) for i in ips])}
+    return {
+        "subject": ((("commonName", "n2"),),),
+        "subjectAltName": tuple([("DNS", d) for d in dns] + [("IP Address", i) for i in ips]),
+    }
 
 
 def test_the_binding_rule() -> None:
@@ -56,11 +59,21 @@ def test_the_binding_rule() -> None:
     assert not certificate_names_member(None, "n2", "n2:1")
 
 
-def _gate(tmp_path: Path, cluster: str | None = CID, tls: bool = False,
-          removed: set[int] | None = None, members: dict[int, tuple[str, str]] | None = None,
-          leader: int = 2) -> PeerGate:
-    view = View({1: ("n1", "127.0.0.11:7380"), 2: ("n2", "127.0.0.12:7380")}
-                if members is None else members, removed, leader)
+def _gate(
+    tmp_path: Path,
+    cluster: str | None = CID,
+    tls: bool = False,
+    removed: set[int] | None = None,
+    members: dict[int, tuple[str, str]] | None = None,
+    leader: int = 2,
+) -> PeerGate:
+    view = View(
+        {1: ("n1", "127.0.0.11:7380"), 2: ("n2", "127.0.0.12:7380")}
+        if members is None
+        else members,
+        removed,
+        leader,
+    )
     return PeerGate(1, "n1", view, ClusterId(cluster, tmp_path), tls=tls)
 
 
@@ -108,8 +121,7 @@ def test_a_joiner_that_knows_nobody_admits_the_leader(tmp_path: Path) -> None:
     assert gate.cluster.value == CID
 
 
-def test_a_node_without_a_leader_admits_a_member_its_log_does_not_name_yet(
-        tmp_path: Path) -> None:
+def test_a_node_without_a_leader_admits_a_member_its_log_does_not_name_yet(tmp_path: Path) -> None:
     # Down while n9 was added, then n9 became leader: this node's log does not name
     # n9 yet, and only n9 can bring it up to date (the chaos runs, seed 58724).
     gate = _gate(tmp_path, tls=True, leader=0)
@@ -131,22 +143,30 @@ def test_a_node_without_a_leader_admits_a_member_its_log_does_not_name_yet(
     following.check_hello(codec.Hello(CID, 9, 1, "n9"), cert(["n9"]))
     # Following a leader we know, this node will learn of new members from it: an
     # id it does not know is refused, with or without TLS.
-    assert _refused(_gate(tmp_path, tls=True), codec.Hello(CID, 9, 1, "n9"),
-                    cert(["n9"])) == "not_member"
-    assert _refused(_gate(tmp_path, tls=True, leader=1), codec.Hello(CID, 9, 1, "n9"),
-                    cert(["n9"])) == "not_member"  # we lead: every member is in our log
+    assert (
+        _refused(_gate(tmp_path, tls=True), codec.Hello(CID, 9, 1, "n9"), cert(["n9"]))
+        == "not_member"
+    )
+    assert (
+        _refused(_gate(tmp_path, tls=True, leader=1), codec.Hello(CID, 9, 1, "n9"), cert(["n9"]))
+        == "not_member"
+    )  # we lead: every member is in our log
     assert _refused(_gate(tmp_path), codec.Hello(CID, 9, 1, "n9")) == "not_member"
     # A node without a cluster id learns it only from a member it knows.
-    assert _refused(_gate(tmp_path, cluster=None, leader=0),
-                    codec.Hello(CID, 9, 1, "n9")) == "not_member"
+    assert (
+        _refused(_gate(tmp_path, cluster=None, leader=0), codec.Hello(CID, 9, 1, "n9"))
+        == "not_member"
+    )
 
 
 def test_welcome_must_come_from_the_member_dialed(tmp_path: Path) -> None:
     gate = _gate(tmp_path, tls=True)
     gate.check_welcome(2, CID, 2, "n2", cert(["n2"]))
-    for args, reason in [((2, CID, 3, "n3", cert(["n3"])), "not_member"),
-                         ((2, "ab" * 16, 2, "n2", cert(["n2"])), "wrong_cluster"),
-                         ((2, CID, 2, "n2", cert(["n3"])), "certificate")]:
+    for args, reason in [
+        ((2, CID, 3, "n3", cert(["n3"])), "not_member"),
+        ((2, "ab" * 16, 2, "n2", cert(["n2"])), "wrong_cluster"),
+        ((2, CID, 2, "n2", cert(["n3"])), "certificate"),
+    ]:
         with pytest.raises(codec.FrameError) as err:
             gate.check_welcome(*args)  # type: ignore[arg-type]
         assert err.value.reason == reason

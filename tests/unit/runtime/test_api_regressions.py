@@ -19,8 +19,7 @@ async def node_url(tmp_path: Path) -> AsyncIterator[str]:
         yield server.cfg.advertise_client_url
 
 
-async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any
-                ) -> tuple[int, Any]:
+async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
     async with http.request(method, url, **kw) as r:
         body = await r.read()
         return r.status, (await r.json() if r.content_type == "application/json" else body)
@@ -59,8 +58,9 @@ async def test_timed_out_lock_acquire_with_session_leaves_the_queue(node_url: st
         code, held = await _call(http, "POST", node_url + "/v1/locks/bug", json={"lease": a})
         assert code == 200 and held["acquired"]
         session = {"X-Raftkv-Client-Id": "c1", "X-Raftkv-Seq": "1"}
-        code, body = await _call(http, "POST", node_url + "/v1/locks/bug?timeout=0.3",
-                                 json={"lease": b}, headers=session)
+        code, body = await _call(
+            http, "POST", node_url + "/v1/locks/bug?timeout=0.3", json={"lease": b}, headers=session
+        )
         assert (code, body["error"]) == (409, "lock_timeout")
         code, info = await _call(http, "GET", node_url + "/v1/locks/bug")
         assert code == 200 and info["holder"] == a

@@ -23,53 +23,66 @@ def _no_cert() -> None:
     return None
 
 
-@pytest.mark.parametrize("text", [
-    "not json",
-    "[]",
-    '{"users": []}',
-    '{"tokens": [{"name": "a", "role": "root", "sha256": "' + "0" * 64 + '"}]}',
-    '{"tokens": [{"name": "", "role": "read", "sha256": "' + "0" * 64 + '"}]}',
-    '{"tokens": [{"name": "a", "role": "read", "sha256": "short"}]}',
-    '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "A" * 64 + '"}]}',
-    '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "0" * 64 + '", '
-    '"prefixes": "app/"}]}',
-    '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "0" * 64 + '"}, '
-    '{"name": "b", "role": "read", "sha256": "' + "0" * 64 + '"}]}',
-    '{"certificates": [{"name": "a"}]}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '{"users": []}',
+        '{"tokens": [{"name": "a", "role": "root", "sha256": "' + "0" * 64 + '"}]}',
+        '{"tokens": [{"name": "", "role": "read", "sha256": "' + "0" * 64 + '"}]}',
+        '{"tokens": [{"name": "a", "role": "read", "sha256": "short"}]}',
+        '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "A" * 64 + '"}]}',
+        '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "0" * 64 + '", '
+        '"prefixes": "app/"}]}',
+        '{"tokens": [{"name": "a", "role": "read", "sha256": "' + "0" * 64 + '"}, '
+        '{"name": "b", "role": "read", "sha256": "' + "0" * 64 + '"}]}',
+        '{"certificates": [{"name": "a"}]}',
+    ],
+)
 def test_a_bad_auth_file_is_refused(text: str) -> None:
     with pytest.raises(AuthFileError):
         parse_auth_file(text)
 
 
 def test_roles_nest() -> None:
-    allowed = {role: [a for a in ("read", "readwrite", "admin", "metrics", "open")
-                      if Identity("x", role).may(a)]
-               for role in ("read", "readwrite", "admin")}
-    assert allowed == {"read": ["read", "metrics", "open"],
-                       "readwrite": ["read", "readwrite", "metrics", "open"],
-                       "admin": ["read", "readwrite", "admin", "metrics", "open"]}
+    allowed = {
+        role: [
+            a
+            for a in ("read", "readwrite", "admin", "metrics", "open")
+            if Identity("x", role).may(a)
+        ]
+        for role in ("read", "readwrite", "admin")
+    }
+    assert allowed == {
+        "read": ["read", "metrics", "open"],
+        "readwrite": ["read", "readwrite", "metrics", "open"],
+        "admin": ["read", "readwrite", "admin", "metrics", "open"],
+    }
 
 
 SCOPED = Identity("ci", "readwrite", (b"app/",))
 
 
-@pytest.mark.parametrize(("command", "allowed"), [
-    (Put(b"app/x", b"v"), True),
-    (Put(b"apq", b"v"), False),
-    (Put(b"app", b"v"), False),
-    (Range.prefix(b"app/"), True),
-    (Range.prefix(b"app/sub/"), True),
-    (Range.prefix(b"ap"), False),
-    (Range.all(), False),
-    (Range(b"app/a", b"app/z"), True),
-    (Range(b"app/a", b"b"), False),
-    (Delete.prefix(b"app/"), True),
-    (Delete(b"app/a", b"\0"), False),  # unbounded: past the prefix (and an admin's)
-    (Txn([Compare(b"app/a", "version", "==", 0)], [Put(b"app/a", b"1")], []), True),
-    (Txn([Compare(b"other", "version", "==", 0)], [Put(b"app/a", b"1")], []), False),
-    (Txn([], [Put(b"app/a", b"1")], [Range(b"zzz")]), False),
-])
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [
+        (Put(b"app/x", b"v"), True),
+        (Put(b"apq", b"v"), False),
+        (Put(b"app", b"v"), False),
+        (Range.prefix(b"app/"), True),
+        (Range.prefix(b"app/sub/"), True),
+        (Range.prefix(b"ap"), False),
+        (Range.all(), False),
+        (Range(b"app/a", b"app/z"), True),
+        (Range(b"app/a", b"b"), False),
+        (Delete.prefix(b"app/"), True),
+        (Delete(b"app/a", b"\0"), False),  # unbounded: past the prefix (and an admin's)
+        (Txn([Compare(b"app/a", "version", "==", 0)], [Put(b"app/a", b"1")], []), True),
+        (Txn([Compare(b"other", "version", "==", 0)], [Put(b"app/a", b"1")], []), False),
+        (Txn([], [Put(b"app/a", b"1")], [Range(b"zzz")]), False),
+    ],
+)
 def test_prefixes_bound_every_key_of_a_command(command: object, allowed: bool) -> None:
     if allowed:
         check_command(SCOPED, command)
@@ -111,8 +124,10 @@ def test_certificate_names_map_to_identities(tmp_path: Path) -> None:
     path = tmp_path / "auth.json"
     write_auth_file(path, [], [{"name": "backup.example.com", "role": "admin"}])
     auth = Authenticator(path, metrics_open=False)
-    cert = {"subject": ((("commonName", "someone"),),),
-            "subjectAltName": (("DNS", "backup.example.com"),)}
+    cert = {
+        "subject": ((("commonName", "someone"),),),
+        "subjectAltName": (("DNS", "backup.example.com"),),
+    }
     assert auth.check("admin", None, lambda: cert).name == "backup.example.com"
     stranger = {"subject": ((("commonName", "stranger"),),)}
     with pytest.raises(ApiError) as info:
@@ -158,12 +173,27 @@ async def test_a_secure_follower_never_forwards_credentials_in_clear() -> None:
 
 
 def test_raftkv_auth_token_adds_a_digest_and_prints_the_token(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from raftkv.cli import main
 
     path = tmp_path / "auth.json"
-    assert main(["auth", "token", "ci", "--role", "readwrite", "--prefix", "ci/",
-                 "--auth-file", str(path)]) == 0
+    assert (
+        main(
+            [
+                "auth",
+                "token",
+                "ci",
+                "--role",
+                "readwrite",
+                "--prefix",
+                "ci/",
+                "--auth-file",
+                str(path),
+            ]
+        )
+        == 0
+    )
     first = capsys.readouterr().out.strip()
     assert main(["auth", "token", "ops", "--role", "admin", "--auth-file", str(path)]) == 0
     second = capsys.readouterr().out.strip()

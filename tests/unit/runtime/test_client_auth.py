@@ -61,14 +61,18 @@ NEEDS: dict[tuple[str, str], str] = {
 }
 # A concrete request per route (harmless: ids that do not exist, no waiting).
 SAMPLE = {"{key}": "k1", "{id}": "424242", "{name}": "lk"}
-BODIES = {("POST", "/v1/txn"): {"success": [{"op": "range", "key": "k1"}]},
-          ("POST", "/v1/leases"): {"ttl": 30},
-          ("POST", "/v1/members"): {"name": "x", "peer_url": "127.0.0.1:1", "id": 5},
-          ("POST", "/v1/locks/{name}"): {"lease": 424242},
-          ("POST", "/v1/leader/transfer"): {"to": 424242}}
-QUERIES = {("GET", "/v1/watch"): "?key=k1&start_revision=1",
-           ("POST", "/v1/locks/{name}"): "?wait=0",
-           ("DELETE", "/v1/locks/{name}"): "?lease=424242"}
+BODIES = {
+    ("POST", "/v1/txn"): {"success": [{"op": "range", "key": "k1"}]},
+    ("POST", "/v1/leases"): {"ttl": 30},
+    ("POST", "/v1/members"): {"name": "x", "peer_url": "127.0.0.1:1", "id": 5},
+    ("POST", "/v1/locks/{name}"): {"lease": 424242},
+    ("POST", "/v1/leader/transfer"): {"to": 424242},
+}
+QUERIES = {
+    ("GET", "/v1/watch"): "?key=k1&start_revision=1",
+    ("POST", "/v1/locks/{name}"): "?wait=0",
+    ("DELETE", "/v1/locks/{name}"): "?lease=424242",
+}
 
 
 @dataclass
@@ -96,10 +100,12 @@ def make_credentials(directory: Path) -> tuple[ClientCredentials, dict[str, str]
     creds.issue("cert-writer", [], server=False, client=True)
     creds.issue("cert-stranger", [], server=False, client=True)
     tokens = {role: new_token() for role in (*ROLES, "scoped")}
-    write_auth_file(creds.auth_file,
-                    [token_entry(f"{role}-user", role, tokens[role]) for role in ROLES]
-                    + [token_entry("scoped-user", "readwrite", tokens["scoped"], ["app/"])],
-                    [{"name": "cert-writer", "role": "readwrite"}])
+    write_auth_file(
+        creds.auth_file,
+        [token_entry(f"{role}-user", role, tokens[role]) for role in ROLES]
+        + [token_entry("scoped-user", "readwrite", tokens["scoped"], ["app/"])],
+        [{"name": "cert-writer", "role": "readwrite"}],
+    )
     return creds, tokens
 
 
@@ -107,15 +113,25 @@ def make_credentials(directory: Path) -> tuple[ClientCredentials, dict[str, str]
 async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
     creds, tokens = make_credentials(tmp_path / "creds")
     cert, key = creds.cert_files("node")
-    async with solo_node(tmp_path, client_cert_file=cert, client_key_file=key,
-                         client_trusted_ca_file=creds.ca_file,
-                         auth_file=creds.auth_file) as server:
-        yield Secured(server, server.cfg.advertise_client_url, creds, tokens,
-                      ssl.create_default_context(cafile=str(creds.ca_file)))
+    async with solo_node(
+        tmp_path,
+        client_cert_file=cert,
+        client_key_file=key,
+        client_trusted_ca_file=creds.ca_file,
+        auth_file=creds.auth_file,
+    ) as server:
+        yield Secured(
+            server,
+            server.cfg.advertise_client_url,
+            creds,
+            tokens,
+            ssl.create_default_context(cafile=str(creds.ca_file)),
+        )
 
 
-def _session(s: Secured, token: str | None = None, cert: str | None = None
-             ) -> aiohttp.ClientSession:
+def _session(
+    s: Secured, token: str | None = None, cert: str | None = None
+) -> aiohttp.ClientSession:
     ctx = ssl.create_default_context(cafile=str(s.creds.ca_file))
     if cert is not None:
         ctx.load_cert_chain(*s.creds.cert_files(cert))
@@ -123,10 +139,12 @@ def _session(s: Secured, token: str | None = None, cert: str | None = None
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx), headers=headers)
 
 
-async def _call(http: aiohttp.ClientSession, method: str, url: str, json_body: Any = None
-                ) -> tuple[int, Any, dict[str, str]]:
-    async with http.request(method, url, json=json_body, allow_redirects=False,
-                            timeout=aiohttp.ClientTimeout(total=10)) as r:
+async def _call(
+    http: aiohttp.ClientSession, method: str, url: str, json_body: Any = None
+) -> tuple[int, Any, dict[str, str]]:
+    async with http.request(
+        method, url, json=json_body, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)
+    ) as r:
         if r.content_type == "application/x-ndjson":
             return r.status, b"", dict(r.headers)  # a live watch: don't wait for it
         raw = await r.read()
@@ -143,8 +161,11 @@ def test_the_table_covers_every_route(tmp_path: Path) -> None:
 
     node = SimpleNamespace(cfg=NodeConfig("x", tmp_path), metrics=NodeMetrics("x"))
     app = ClientApi(node).app()  # type: ignore[arg-type]
-    served = {(r.method, _template(r.resource.canonical)) for r in app.router.routes()
-              if r.method != "HEAD" and r.resource is not None}
+    served = {
+        (r.method, _template(r.resource.canonical))
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
     assert served == set(NEEDS)
 
 
@@ -164,8 +185,9 @@ async def test_without_credentials_every_route_but_health_is_refused(secured: Se
             assert headers["WWW-Authenticate"].startswith("Bearer")
         # A token that is not in the auth file is no better, nor a malformed header.
         for auth in ("Bearer " + new_token(), "Basic YWRtaW46YWRtaW4=", "Bearer "):
-            async with http.put(secured.url + "/v1/kv/k1", data=b"v",
-                                headers={"Authorization": auth}) as r:
+            async with http.put(
+                secured.url + "/v1/kv/k1", data=b"v", headers={"Authorization": auth}
+            ) as r:
                 assert r.status == 401 and (await r.json())["error"] == "unauthenticated"
     assert secured.server.node.fsm.get(b"k1") is None
 
@@ -216,19 +238,34 @@ async def test_prefixes_limit_an_identity_to_its_keys(secured: Secured) -> None:
             ("DELETE", "/v1/kv/other", None),
             ("GET", "/v1/watch?prefix=1", None),
             ("GET", "/v1/watch?key=other", None),
-            ("POST", "/v1/txn", {"success": [{"op": "put", "key": "app/y", "value": "1"},
-                                             {"op": "put", "key": "zzz", "value": "1"}]}),
-            ("POST", "/v1/txn", {"compare": [{"key": "secret", "target": "version",
-                                              "value": 0}]}),
+            (
+                "POST",
+                "/v1/txn",
+                {
+                    "success": [
+                        {"op": "put", "key": "app/y", "value": "1"},
+                        {"op": "put", "key": "zzz", "value": "1"},
+                    ]
+                },
+            ),
+            ("POST", "/v1/txn", {"compare": [{"key": "secret", "target": "version", "value": 0}]}),
             ("POST", "/v1/txn", {"success": [{"op": "range", "key": "a", "all": True}]}),
         ]:
             status, answer, _ = await _call(http, method, url + path, body)
             assert status == 403, (method, path, status, answer)
         status, answer, _ = await _call(http, "GET", url + "/v1/kv/app/?prefix=1")
         assert status == 200 and answer["count"] == 1
-        status, _, _ = await _call(http, "POST", url + "/v1/txn", {
-            "success": [{"op": "put", "key": "app/y", "value": "2"},
-                        {"op": "range", "key": "app/", "prefix": True}]})
+        status, _, _ = await _call(
+            http,
+            "POST",
+            url + "/v1/txn",
+            {
+                "success": [
+                    {"op": "put", "key": "app/y", "value": "2"},
+                    {"op": "range", "key": "app/", "prefix": True},
+                ]
+            },
+        )
         assert status == 200
     assert secured.server.node.fsm.get(b"zzz") is None
 
@@ -240,8 +277,12 @@ async def test_deleting_the_whole_keyspace_needs_admin(secured: Secured) -> None
             assert r.status == 200
         status, _, _ = await _call(http, "DELETE", url + "/v1/kv/?prefix=1")
         assert status == 403
-        status, _, _ = await _call(http, "POST", url + "/v1/txn", {
-            "success": [{"op": "delete", "key": "", "prefix": True}]})
+        status, _, _ = await _call(
+            http,
+            "POST",
+            url + "/v1/txn",
+            {"success": [{"op": "delete", "key": "", "prefix": True}]},
+        )
         assert status == 403
         status, _, _ = await _call(http, "DELETE", url + "/v1/kv/a?prefix=1")
         assert status == 200  # a bounded prefix is a readwrite's
@@ -292,8 +333,9 @@ async def test_the_auth_file_is_reloaded_when_it_changes(secured: Secured) -> No
 
 async def _served_serial(s: Secured) -> int:
     ctx = ssl.create_default_context(cafile=str(s.creds.ca_file))
-    reader, writer = await asyncio.open_connection("127.0.0.1", s.server.cfg.client_port,
-                                                   ssl=ctx, server_hostname="127.0.0.1")
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", s.server.cfg.client_port, ssl=ctx, server_hostname="127.0.0.1"
+    )
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     finally:
@@ -311,24 +353,35 @@ async def test_a_replaced_certificate_is_served_without_a_restart(secured: Secur
         assert time.monotonic() < deadline, "the new certificate was never served"
         await asyncio.sleep(0.1)
     assert serial != first
-    async with _session(secured, secured.tokens["readwrite"]) as http, \
-            http.put(secured.url + "/v1/kv/after", data=b"1") as r:
+    async with (
+        _session(secured, secured.tokens["readwrite"]) as http,
+        http.put(secured.url + "/v1/kv/after", data=b"1") as r,
+    ):
         assert r.status == 200
 
 
 async def test_metrics_can_require_authentication(tmp_path: Path) -> None:
     creds, tokens = make_credentials(tmp_path / "creds")
     cert, key = creds.cert_files("node")
-    async with solo_node(tmp_path, client_cert_file=cert, client_key_file=key,
-                         auth_file=creds.auth_file, metrics_access="authenticated") as server:
-        s = Secured(server, server.cfg.advertise_client_url, creds, tokens,
-                    ssl.create_default_context(cafile=str(creds.ca_file)))
+    async with solo_node(
+        tmp_path,
+        client_cert_file=cert,
+        client_key_file=key,
+        auth_file=creds.auth_file,
+        metrics_access="authenticated",
+    ) as server:
+        s = Secured(
+            server,
+            server.cfg.advertise_client_url,
+            creds,
+            tokens,
+            ssl.create_default_context(cafile=str(creds.ca_file)),
+        )
         async with _session(s) as http:
             assert (await _call(http, "GET", s.url + "/metrics"))[0] == 401
             assert (await _call(http, "GET", s.url + "/healthz"))[0] == 200
         async with _session(s, tokens["read"]) as http:
             assert (await _call(http, "GET", s.url + "/metrics"))[0] == 200
-
 
 
 async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> None:
@@ -339,19 +392,37 @@ async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> N
     cert, key = creds.cert_files("node")
     ports = [(free_port(), free_port()) for _ in range(3)]
     initial = [InitialMember(f"m{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
-    servers = [Server(NodeConfig(
-        f"m{i}", tmp_path / f"m{i}", listen_host="127.0.0.1", client_port=c, peer_port=p,
-        advertise_client_url=f"https://127.0.0.1:{c}", advertise_peer_url=f"127.0.0.1:{p}",
-        initial_cluster=initial, tick_ms=20, client_cert_file=cert, client_key_file=key,
-        client_trusted_ca_file=creds.ca_file, auth_file=creds.auth_file, peer_insecure=True),
-        raft_store=MemoryRaftStore(), snapshot_store=MemorySnapshotStore(),
-        checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")) for i, (c, p) in enumerate(ports)]
+    servers = [
+        Server(
+            NodeConfig(
+                f"m{i}",
+                tmp_path / f"m{i}",
+                listen_host="127.0.0.1",
+                client_port=c,
+                peer_port=p,
+                advertise_client_url=f"https://127.0.0.1:{c}",
+                advertise_peer_url=f"127.0.0.1:{p}",
+                initial_cluster=initial,
+                tick_ms=20,
+                client_cert_file=cert,
+                client_key_file=key,
+                client_trusted_ca_file=creds.ca_file,
+                auth_file=creds.auth_file,
+                peer_insecure=True,
+            ),
+            raft_store=MemoryRaftStore(),
+            snapshot_store=MemorySnapshotStore(),
+            checkpoint_store=CheckpointStore(tmp_path / f"ck{i}"),
+        )
+        for i, (c, p) in enumerate(ports)
+    ]
     try:
         for server in servers:
             await server.start()
         deadline = time.monotonic() + 15
         while len({s.node.core.leader for s in servers} - {0}) != 1 or any(
-                s.node.core.leader == 0 for s in servers):
+            s.node.core.leader == 0 for s in servers
+        ):
             assert time.monotonic() < deadline, "no leader every node knows"
             await asyncio.sleep(0.02)
         leader = next(s for s in servers if s.node.core.leader == s.node.id)
@@ -359,8 +430,12 @@ async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> N
         furl, lurl = follower.cfg.advertise_client_url, leader.cfg.advertise_client_url
         s = Secured(follower, furl, creds, tokens, ssl.create_default_context())
         async with _session(s, tokens["readwrite"]) as http:
-            status, body, _ = await _call(http, "POST", furl + "/v1/txn", {
-                "success": [{"op": "put", "key": "fwd", "value": "1"}]})
+            status, body, _ = await _call(
+                http,
+                "POST",
+                furl + "/v1/txn",
+                {"success": [{"op": "put", "key": "fwd", "value": "1"}]},
+            )
             assert status == 200, body  # forwarded, with the token, over TLS
         async with _session(s, tokens["read"]) as http:
             status, body, _ = await _call(http, "POST", furl + "/v1/txn", {})
@@ -368,8 +443,9 @@ async def test_forwarded_requests_keep_the_callers_identity(tmp_path: Path) -> N
         async with _session(s) as http:
             status, _, _ = await _call(http, "POST", furl + "/v1/txn", {})
             assert status == 401
-            async with http.post(lurl + "/v1/txn", json={}, headers={
-                    "X-Raftkv-Forwarded": follower.cfg.name}) as r:
+            async with http.post(
+                lurl + "/v1/txn", json={}, headers={"X-Raftkv-Forwarded": follower.cfg.name}
+            ) as r:
                 assert r.status == 401  # "forwarded" is no credential
         async with _session(s, cert="cert-writer") as http:
             status, _, headers = await _call(http, "POST", furl + "/v1/txn", {})
@@ -395,8 +471,8 @@ async def test_plain_http_is_refused_on_a_tls_port(secured: Secured) -> None:
 
 
 async def test_the_python_client_and_the_cli_speak_tls_and_tokens(
-        secured: Secured, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    secured: Secured, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from raftkv.cli import main
     from raftkv.client import (
         AsyncClient,
@@ -409,8 +485,9 @@ async def test_the_python_client_and_the_cli_speak_tls_and_tokens(
 
     ca, url = str(secured.creds.ca_file), secured.url
     fast = RetryPolicy(deadline=2)
-    async with AsyncClient(url, credentials=Credentials(ca, token=secured.tokens["readwrite"]),
-                           retry=fast) as client:
+    async with AsyncClient(
+        url, credentials=Credentials(ca, token=secured.tokens["readwrite"]), retry=fast
+    ) as client:
         await client.put("py", "1")
         kv = await client.get("py")
         assert kv is not None and kv.value == b"1"
@@ -443,21 +520,23 @@ async def test_the_python_client_and_the_cli_speak_tls_and_tokens(
     token_file.write_text(secured.tokens["readwrite"] + "\n")
     monkeypatch.delenv("RAFTKV_TOKEN")
     code, out, err = await asyncio.to_thread(
-        cli, "put", "py", "4", "--endpoints", url, "--token-file", str(token_file))
+        cli, "put", "py", "4", "--endpoints", url, "--token-file", str(token_file)
+    )
     assert code == 0, err
     code, out, err = await asyncio.to_thread(
-        cli, "put", "py", "5", "--endpoints", url, "--cert", cert, "--key", key)
+        cli, "put", "py", "5", "--endpoints", url, "--cert", cert, "--key", key
+    )
     assert code == 0, err
     code, _, err = await asyncio.to_thread(cli, "get", "py", "--endpoints", url)
     assert code == 5 and "unauthenticated" in err
     code, _, err = await asyncio.to_thread(
-        cli, "get", "py", "--endpoints", url, "--cacert", "/nonexistent/ca.pem")
+        cli, "get", "py", "--endpoints", url, "--cacert", "/nonexistent/ca.pem"
+    )
     assert code == 2 and "credentials" in err
     assert secured.server.node.fsm.get(b"py").value == b"5"  # type: ignore[union-attr]
 
 
-async def test_a_tls_connection_is_handed_from_the_fast_path_to_aiohttp(
-        secured: Secured) -> None:
+async def test_a_tls_connection_is_handed_from_the_fast_path_to_aiohttp(secured: Secured) -> None:
     """Pipelined over one TLS connection: a fast-path PUT, an aiohttp route, a chunked
     PUT (aiohttp's), then a GET (still aiohttp's after the hand-over)."""
     token = secured.tokens["readwrite"].encode()
@@ -467,17 +546,21 @@ async def test_a_tls_connection_is_handed_from_the_fast_path_to_aiohttp(
         b"GET /v1/status HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
         b"PUT /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n"
         b"2\r\nv2\r\n0\r\n\r\n"
-        b"GET /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+        b"GET /v1/kv/h HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+    )
     reader, writer = await asyncio.open_connection(
-        "127.0.0.1", secured.server.cfg.client_port, ssl=secured.ssl,
-        server_hostname="127.0.0.1")
+        "127.0.0.1", secured.server.cfg.client_port, ssl=secured.ssl, server_hostname="127.0.0.1"
+    )
     answers = []
     try:
         writer.write(payload)
         for _ in range(4):
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             answers.append(head + await asyncio.wait_for(reader.readexactly(length), 10))
     finally:
         writer.close()

@@ -25,8 +25,9 @@ from raftkv.runtime import codec
 
 ids = st.integers(1, 2**63 - 1)
 u63 = st.integers(0, 2**63 - 1)
-WIRE_TYPES = [t for t in MsgType if t not in (MsgType.SNAP, MsgType.SNAP_STATUS,
-                                              MsgType.UNREACHABLE)]
+WIRE_TYPES = [
+    t for t in MsgType if t not in (MsgType.SNAP, MsgType.SNAP_STATUS, MsgType.UNREACHABLE)
+]
 
 
 @st.composite
@@ -43,14 +44,35 @@ def appends(draw: st.DrawFn) -> Message:
         else:
             cc = ConfChange(draw(st.sampled_from(list(ConfChangeType))), draw(ids))
             entries.append(Entry(t, prev + 1 + i, EntryType.CONF_CHANGE, cc.encode()))
-    return Message(MsgType.APP, draw(ids), draw(ids), term, prev_term, prev, entries,
-                   draw(u63), draw(st.booleans()), draw(u63), draw(st.binary(max_size=16)))
+    return Message(
+        MsgType.APP,
+        draw(ids),
+        draw(ids),
+        term,
+        prev_term,
+        prev,
+        entries,
+        draw(u63),
+        draw(st.booleans()),
+        draw(u63),
+        draw(st.binary(max_size=16)),
+    )
 
 
 others = st.builds(
-    Message, st.sampled_from([t for t in WIRE_TYPES if t != MsgType.APP]), ids, ids,
-    st.integers(1, 2**63 - 1), u63, u63, st.just([]), u63, st.booleans(), u63,
-    st.binary(max_size=codec.MAX_CONTEXT_BYTES))
+    Message,
+    st.sampled_from([t for t in WIRE_TYPES if t != MsgType.APP]),
+    ids,
+    ids,
+    st.integers(1, 2**63 - 1),
+    u63,
+    u63,
+    st.just([]),
+    u63,
+    st.booleans(),
+    u63,
+    st.binary(max_size=codec.MAX_CONTEXT_BYTES),
+)
 messages = appends() | others
 
 
@@ -64,13 +86,20 @@ def test_messages_round_trip(batch: list[Message], commit: int) -> None:
     assert codec.decode_msgs(payload) == (commit, batch)
 
 
-@given(ids, ids, st.integers(1, 2**62), st.sets(ids, max_size=5), st.sets(ids, max_size=3),
-       u63)
-def test_snapshot_begin_round_trips(to: int, frm: int, term: int, voters: set[int],
-                                    learners: set[int], index: int) -> None:
+@given(ids, ids, st.integers(1, 2**62), st.sets(ids, max_size=5), st.sets(ids, max_size=3), u63)
+def test_snapshot_begin_round_trips(
+    to: int, frm: int, term: int, voters: set[int], learners: set[int], index: int
+) -> None:
     learners -= voters
-    m = Message(MsgType.SNAP, to, frm, term, snapshot=Snapshot(SnapshotMeta(
-        index, term - 1, ConfState(frozenset(voters), frozenset(learners)))))
+    m = Message(
+        MsgType.SNAP,
+        to,
+        frm,
+        term,
+        snapshot=Snapshot(
+            SnapshotMeta(index, term - 1, ConfState(frozenset(voters), frozenset(learners)))
+        ),
+    )
     frame = codec.pack_frame([codec.SNAP_BEGIN, codec.encode_message(m), 123])
     assert codec.decode_snap_begin(codec.unpack_payload(frame[4:])) == (m, 123)
 
@@ -87,8 +116,7 @@ def test_handshake_frames_round_trip() -> None:
 
 
 def _good() -> list[Any]:
-    m = Message(MsgType.APP, 2, 1, 5, 4, 10,
-                [Entry(5, 11, EntryType.NORMAL, b"x")], commit=9)
+    m = Message(MsgType.APP, 2, 1, 5, 4, 10, [Entry(5, 11, EntryType.NORMAL, b"x")], commit=9)
     return codec.encode_message(m)
 
 
@@ -123,9 +151,11 @@ BAD_MESSAGES = [
     ("snapshot on an APP", _with(11, [1, 1, [1], []]), "malformed"),
     ("eleven fields", _good()[:11], "malformed"),
     ("not a list", 7, "malformed"),
-    ("entries on a heartbeat",
-     [int(MsgType.HEARTBEAT), 2, 1, 5, 0, 0, 0, False, 0, b"", [5, 1, 0, b""], None],
-     "malformed"),
+    (
+        "entries on a heartbeat",
+        [int(MsgType.HEARTBEAT), 2, 1, 5, 0, 0, 0, False, 0, b"", [5, 1, 0, b""], None],
+        "malformed",
+    ),
 ]
 
 
@@ -137,9 +167,19 @@ def test_messages_outside_the_schema_are_rejected(what: str, raw: Any, reason: s
     assert reason in codec.REJECT_REASONS
 
 
-@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x05", b"\x91\xa1x", b"\x90",
-                                  msgpack.packb([99, 1]), msgpack.packb({"a": 1}),
-                                  msgpack.packb([[1]])])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\xc1",
+        b"\x05",
+        b"\x91\xa1x",
+        b"\x90",
+        msgpack.packb([99, 1]),
+        msgpack.packb({"a": 1}),
+        msgpack.packb([[1]]),
+    ],
+)
 def test_garbage_payloads_are_frame_errors(body: bytes) -> None:
     with pytest.raises(codec.FrameError) as err:
         codec.unpack_payload(body)
@@ -176,12 +216,20 @@ def test_too_many_messages_or_entries_are_rejected() -> None:
 
 
 @settings(max_examples=300)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.binary(max_size=8)
-                    | st.text(max_size=8), lambda inner: st.lists(inner, max_size=13),
-                    max_leaves=40))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.binary(max_size=8) | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=13),
+        max_leaves=40,
+    )
+)
 def test_arbitrary_values_never_escape_as_other_exceptions(raw: Any) -> None:
-    for payload in ([codec.MSGS, 0, [raw]], [codec.MSGS, raw, raw], [codec.HELLO, raw],
-                    [codec.SNAP_BEGIN, raw, raw]):
+    for payload in (
+        [codec.MSGS, 0, [raw]],
+        [codec.MSGS, raw, raw],
+        [codec.HELLO, raw],
+        [codec.SNAP_BEGIN, raw, raw],
+    ):
         try:
             if payload[0] == codec.HELLO:
                 codec.decode_hello(payload)

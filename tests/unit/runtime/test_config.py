@@ -17,8 +17,13 @@ from raftkv.runtime.config import (
 from raftkv.runtime.identity import member_id
 
 
-def _parse(argv: list[str], env: dict[str, str] | None = None, *,
-           insecure: bool = True, peer_insecure: bool = True) -> NodeConfig:
+def _parse(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    insecure: bool = True,
+    peer_insecure: bool = True,
+) -> NodeConfig:
     """`insecure`: add --client-insecure; `peer_insecure`: RAFTKV_PEER_INSECURE=1 (these
     tests are not about the client or the peer plane unless they say so)."""
     parser = argparse.ArgumentParser()
@@ -26,20 +31,28 @@ def _parse(argv: list[str], env: dict[str, str] | None = None, *,
     env = dict(env or {})
     if peer_insecure:
         env.setdefault("RAFTKV_PEER_INSECURE", "1")
-    return config_from_args(parser, [*argv, *(["--client-insecure"] if insecure else [])],
-                            env)
+    return config_from_args(parser, [*argv, *(["--client-insecure"] if insecure else [])], env)
 
 
 def test_no_peer_tls_must_be_asked_for() -> None:
     with pytest.raises(ValueError, match="--peer-insecure"):
         _parse(["--name", "a"], peer_insecure=False)
     assert _parse(["--name", "a", "--peer-insecure"], peer_insecure=False).peer_insecure
-    tls = ["--peer-cert-file", "c.pem", "--peer-key-file", "k.pem",
-           "--peer-trusted-ca-file", "ca.pem"]
+    tls = [
+        "--peer-cert-file",
+        "c.pem",
+        "--peer-key-file",
+        "k.pem",
+        "--peer-trusted-ca-file",
+        "ca.pem",
+    ]
     cfg = _parse(["--name", "a", *tls], peer_insecure=False)
     assert cfg.peer_tls and str(cfg.peer_trusted_ca_file) == "ca.pem"
-    env = {"RAFTKV_PEER_CERT_FILE": "c.pem", "RAFTKV_PEER_KEY_FILE": "k.pem",
-           "RAFTKV_PEER_TRUSTED_CA_FILE": "ca.pem"}
+    env = {
+        "RAFTKV_PEER_CERT_FILE": "c.pem",
+        "RAFTKV_PEER_KEY_FILE": "k.pem",
+        "RAFTKV_PEER_TRUSTED_CA_FILE": "ca.pem",
+    }
     assert _parse(["--name", "a"], env, peer_insecure=False).peer_tls
     with pytest.raises(ValueError, match="all of"):
         _parse(["--name", "a", *tls[:2]], peer_insecure=False)
@@ -106,17 +119,21 @@ def test_bad_configuration_is_refused(argv: list[str]) -> None:
         (["--client-insecure", "--client-trusted-ca-file", "ca.pem"], "plain HTTP"),
     ],
 )
-def test_the_client_plane_is_secure_unless_explicitly_not(argv: list[str],
-                                                          message: str) -> None:
+def test_the_client_plane_is_secure_unless_explicitly_not(argv: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _parse(["--name", "a", *argv], insecure=False)
 
 
 def test_client_plane_flags_and_env() -> None:
-    cfg = _parse(["--name", "a", "--client-cert-file", "c.pem", "--client-key-file", "k.pem"],
-                 {"RAFTKV_AUTH_FILE": "/etc/raftkv/auth.json",
-                  "RAFTKV_CLIENT_TRUSTED_CA_FILE": "ca.pem",
-                  "RAFTKV_METRICS_ACCESS": "authenticated"}, insecure=False)
+    cfg = _parse(
+        ["--name", "a", "--client-cert-file", "c.pem", "--client-key-file", "k.pem"],
+        {
+            "RAFTKV_AUTH_FILE": "/etc/raftkv/auth.json",
+            "RAFTKV_CLIENT_TRUSTED_CA_FILE": "ca.pem",
+            "RAFTKV_METRICS_ACCESS": "authenticated",
+        },
+        insecure=False,
+    )
     assert str(cfg.auth_file) == "/etc/raftkv/auth.json"
     assert str(cfg.client_trusted_ca_file) == "ca.pem"
     assert cfg.metrics_access == "authenticated" and not cfg.client_insecure

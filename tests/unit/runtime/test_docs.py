@@ -53,9 +53,15 @@ def test_openapi_names_the_role_each_route_needs() -> None:
     """`x-raftkv-role` in docs/openapi.yaml is the access each route declares
     (runtime/http/*.py), so the documented permissions cannot drift."""
     spec = yaml.safe_load(SPEC.read_text())
-    documented = {(m.upper(), p): op["x-raftkv-role"] for p, item in spec["paths"].items()
-                  for m, op in item.items() if m in ("get", "put", "post", "delete")}
+    documented = {
+        (m.upper(), p): op["x-raftkv-role"]
+        for p, item in spec["paths"].items()
+        for m, op in item.items()
+        if m in ("get", "put", "post", "delete")
+    }
     node = SimpleNamespace(cfg=NodeConfig("x", Path("/nonexistent")), metrics=NodeMetrics("x"))
-    declared = {(r.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", r.path)): r.access
-                for r in ClientApi(node).routes}  # type: ignore[arg-type]
+    declared = {
+        (r.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", r.path)): r.access
+        for r in ClientApi(node).routes
+    }  # type: ignore[arg-type]
     assert declared == documented

@@ -19,8 +19,7 @@ from raftkv.runtime.fasthttp import PIPELINE_DEPTH
 from raftkv.runtime.server import Server
 from tests.unit.runtime.solo import solo_node
 
-SHORT = {"client_header_timeout": 0.3, "client_body_timeout": 0.3,
-         "client_idle_timeout": 0.5}
+SHORT = {"client_header_timeout": 0.3, "client_body_timeout": 0.3, "client_idle_timeout": 0.5}
 MiB = 1 << 20
 
 
@@ -55,8 +54,9 @@ async def test_pipelined_gets_never_read_keep_memory_flat(tmp_path: Path) -> Non
         port = server.cfg.client_port
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         value = os.urandom(MiB)
-        writer.write(b"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                     % len(value) + value)
+        writer.write(
+            b"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(value) + value
+        )
         assert (await reader.readuntil(b"}")).startswith(b"HTTP/1.1 200")
         writer.write(b"GET /v1/kv/big HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
@@ -116,8 +116,12 @@ async def test_slow_loris_head_is_closed(tmp_path: Path, fast_path: bool) -> Non
             dripping.cancel()
             writer.close()
         assert time.monotonic() - started >= 0.3
-        await until(lambda: metric(server, "raftkv_client_connections_closed_total",
-                                   reason="header_timeout") == 1)
+        await until(
+            lambda: (
+                metric(server, "raftkv_client_connections_closed_total", reason="header_timeout")
+                == 1
+            )
+        )
 
 
 async def test_slow_head_after_a_hand_over_is_closed(tmp_path: Path) -> None:
@@ -131,8 +135,9 @@ async def test_slow_head_after_a_hand_over_is_closed(tmp_path: Path) -> None:
         body = await closed_by_node(reader)
         writer.close()
         assert b"HTTP/1.1" not in body.split(b"\r\n\r\n", 1)[-1]  # no second answer
-        assert metric(server, "raftkv_client_connections_closed_total",
-                      reason="header_timeout") == 1
+        assert (
+            metric(server, "raftkv_client_connections_closed_total", reason="header_timeout") == 1
+        )
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
@@ -141,15 +146,16 @@ async def test_silent_bodies_are_closed_and_freed(tmp_path: Path, fast_path: boo
         port = server.cfg.client_port
         streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
         for _, writer in streams:
-            writer.write(b"PUT /v1/kv/silent HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                         % (2 * MiB) + b"v" * MiB)  # half the body, then silence
+            writer.write(
+                b"PUT /v1/kv/silent HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (2 * MiB)
+                + b"v" * MiB
+            )  # half the body, then silence
         for reader, writer in streams:
             assert await closed_by_node(reader) == b""
             writer.close()
         assert server.fast is not None
         await until(lambda: not server.fast.connections)
-        assert metric(server, "raftkv_client_connections_closed_total",
-                      reason="body_timeout") == 30
+        assert metric(server, "raftkv_client_connections_closed_total", reason="body_timeout") == 30
         assert server.node.fsm.get(b"silent") is None
 
 

@@ -63,11 +63,18 @@ def test_another_nodes_identity_file_is_refused(tmp_path: Path) -> None:
         resolve_identity(tmp_path, "n2", founder=True)
 
 
-@pytest.mark.parametrize("text", [
-    "not json", "[]", '{"name": "n1"}', '{"name": "n1", "id": 0}',
-    '{"name": "n1", "id": 9007199254740992}', '{"name": "", "id": 5}',
-    '{"name": "n1", "id": true}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '{"name": "n1"}',
+        '{"name": "n1", "id": 0}',
+        '{"name": "n1", "id": 9007199254740992}',
+        '{"name": "", "id": 5}',
+        '{"name": "n1", "id": true}',
+    ],
+)
 def test_a_damaged_identity_file_is_refused(tmp_path: Path, text: str) -> None:
     (tmp_path / IDENTITY_FILE).write_text(text)
     with pytest.raises(IdentityError):

@@ -19,7 +19,6 @@ from raftkv.tools.ports import free_port
 T = TypeVar("T")
 
 
-
 async def _wait(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -35,17 +34,31 @@ async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
     initial = [InitialMember(f"m{i}", f"127.0.0.1:{p}") for i, (_, p) in enumerate(ports)]
     servers: list[Server] = []
     for i, (client, peer) in enumerate(ports):
-        cfg = NodeConfig(f"m{i}", tmp_path / f"m{i}", listen_host="127.0.0.1",
-                         client_port=client, peer_port=peer,
-                         advertise_client_url=f"http://127.0.0.1:{client}",
-                         advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial,
-                         tick_ms=20, client_insecure=True, peer_insecure=True)
-        servers.append(Server(cfg, raft_store=MemoryRaftStore(),
-                              snapshot_store=MemorySnapshotStore(),
-                              checkpoint_store=CheckpointStore(tmp_path / f"ck{i}")))
+        cfg = NodeConfig(
+            f"m{i}",
+            tmp_path / f"m{i}",
+            listen_host="127.0.0.1",
+            client_port=client,
+            peer_port=peer,
+            advertise_client_url=f"http://127.0.0.1:{client}",
+            advertise_peer_url=f"127.0.0.1:{peer}",
+            initial_cluster=initial,
+            tick_ms=20,
+            client_insecure=True,
+            peer_insecure=True,
+        )
+        servers.append(
+            Server(
+                cfg,
+                raft_store=MemoryRaftStore(),
+                snapshot_store=MemorySnapshotStore(),
+                checkpoint_store=CheckpointStore(tmp_path / f"ck{i}"),
+            )
+        )
     try:
         for s in servers:
             await s.start()
+
         def agreed_leader() -> Server | None:
             ids = {s.node.core.leader for s in servers}
             return next((s for s in servers if ids == {s.node.id}), None)
@@ -70,8 +83,11 @@ async def test_three_nodes_in_one_process(tmp_path: Path) -> None:
         # Each node has its own registry: only the leader says it leads.
         leaders = [s.metrics.is_leader._value.get() for s in servers]
         assert sorted(leaders) == [0.0, 0.0, 1.0]
-        await _wait(lambda: all(s.node.fsm.get(b"greeting") for s in servers), 5,
-                    "every member to apply the write")
+        await _wait(
+            lambda: all(s.node.fsm.get(b"greeting") for s in servers),
+            5,
+            "every member to apply the write",
+        )
     finally:
         for s in servers:
             await s.shutdown(transfer_timeout=1.0)

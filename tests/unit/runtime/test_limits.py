@@ -20,8 +20,7 @@ from raftkv.runtime.server import Server
 from tests.unit.runtime.solo import solo_node
 
 
-async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any
-                ) -> tuple[int, Any]:
+async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
     async with http.request(method, url, **kw) as r:
         body = await r.read()
         return r.status, (json.loads(body) if r.content_type == "application/json" else body)
@@ -63,13 +62,19 @@ async def test_a_body_nested_100k_deep_is_a_400_not_a_500(tmp_path: Path) -> Non
     async with solo_node(tmp_path) as server, aiohttp.ClientSession() as http:
         url = server.cfg.advertise_client_url
         for route in ("/v1/txn", "/v1/leases", "/v1/members"):
-            for body in (b"[" * 100_000 + b"]" * 100_000, b'{"compare": ' + b"[" * 65
-                         + b"]" * 65 + b"}"):
+            for body in (
+                b"[" * 100_000 + b"]" * 100_000,
+                b'{"compare": ' + b"[" * 65 + b"]" * 65 + b"}",
+            ):
                 code, answer = await _call(http, "POST", url + route, data=body)
                 assert code == 400, (route, answer)
                 assert answer["error"] == "json_too_deep", answer
-        code, ok = await _call(http, "POST", url + "/v1/txn", json={
-            "success": [{"op": "put", "key": "k", "value": "v"}]})
+        code, ok = await _call(
+            http,
+            "POST",
+            url + "/v1/txn",
+            json={"success": [{"op": "put", "key": "k", "value": "v"}]},
+        )
         assert code == 200 and ok["succeeded"], ok
         code, text = await _call(http, "GET", url + "/metrics")
         assert _metric(text.decode(), 'raftkv_limit_refusals_total{limit="json_depth"}') == 6
@@ -96,21 +101,22 @@ async def test_leases_are_capped_and_a_revoke_makes_room(tmp_path: Path) -> None
 
 
 async def test_lock_waiters_are_capped_per_lock(tmp_path: Path) -> None:
-    async with solo_node(tmp_path, max_lock_waiters=1) as server, \
-            aiohttp.ClientSession() as http:
+    async with solo_node(tmp_path, max_lock_waiters=1) as server, aiohttp.ClientSession() as http:
         url = server.cfg.advertise_client_url
         a, b, c = [(await _grant(http, url))[1]["id"] for _ in range(3)]
         code, held = await _call(http, "POST", url + "/v1/locks/job", json={"lease": a})
         assert code == 200 and held["acquired"]
-        waiting = asyncio.ensure_future(_call(
-            http, "POST", url + "/v1/locks/job?timeout=20", json={"lease": b}))
+        waiting = asyncio.ensure_future(
+            _call(http, "POST", url + "/v1/locks/job?timeout=20", json={"lease": b})
+        )
 
         async def queued() -> bool:
             return server.node.fsm.lock_waiter_count("job") == 1
 
         await _until(queued, "the second lease to queue")
-        code, refused = await _call(http, "POST", url + "/v1/locks/job?timeout=1",
-                                    json={"lease": c})
+        code, refused = await _call(
+            http, "POST", url + "/v1/locks/job?timeout=1", json={"lease": c}
+        )
         assert code == 429 and refused["error"] == "too_many_lock_waiters", refused
         # The queued lease may ask again; another lock is not affected.
         assert server.node.fsm.lock_status("job", c) is None
@@ -123,14 +129,15 @@ async def test_lock_waiters_are_capped_per_lock(tmp_path: Path) -> None:
         assert code == 200 and granted["acquired"], granted
 
 
-async def _open_watch(http: aiohttp.ClientSession, url: str, key: str
-                      ) -> aiohttp.ClientResponse:
+async def _open_watch(http: aiohttp.ClientSession, url: str, key: str) -> aiohttp.ClientResponse:
     return await http.get(f"{url}/v1/watch?key={key}")
 
 
 async def test_watches_are_capped_per_client_and_per_node(tmp_path: Path) -> None:
-    async with solo_node(tmp_path, max_watches=2, max_watches_per_client=1) as server, \
-            aiohttp.ClientSession() as http:
+    async with (
+        solo_node(tmp_path, max_watches=2, max_watches_per_client=1) as server,
+        aiohttp.ClientSession() as http,
+    ):
         url = server.cfg.advertise_client_url
         hub = server.node.watch
         first = await _open_watch(http, url, "a")
@@ -140,12 +147,14 @@ async def test_watches_are_capped_per_client_and_per_node(tmp_path: Path) -> Non
         assert second.status == 429 and body["error"] == "too_many_watches_per_client", body
         assert len(hub.watchers) == 1
         # Another client address (loopback has many): room until the node's cap.
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-                local_addr=("127.0.0.2", 0))) as other:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        ) as other:
             third = await _open_watch(other, url, "c")
             assert third.status == 200
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-                    local_addr=("127.0.0.3", 0))) as more:
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0))
+            ) as more:
                 fourth = await _open_watch(more, url, "d")
                 body = await fourth.json()
                 assert fourth.status == 429 and body["error"] == "too_many_watches", body
@@ -196,10 +205,13 @@ async def test_every_way_a_watch_ends_gives_its_slot_back() -> None:
 
 
 async def test_the_quota_refuses_growing_writes_and_clears_when_space_is_freed(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     quota = 40_000
-    async with solo_node(tmp_path, quota_backend_bytes=quota) as server, \
-            aiohttp.ClientSession() as http:
+    async with (
+        solo_node(tmp_path, quota_backend_bytes=quota) as server,
+        aiohttp.ClientSession() as http,
+    ):
         url = server.cfg.advertise_client_url
         fsm = server.node.fsm
         lease = (await _grant(http, url))[1]["id"]
@@ -221,8 +233,16 @@ async def test_the_quota_refuses_growing_writes_and_clears_when_space_is_freed(
         refused = [
             await _call(http, "PUT", f"{url}/v1/kv/k0?prev_kv=1", data=b"x"),  # aiohttp
             await _call(http, "PUT", f"{url}/v1/kv/k0?if_version=1", data=b"x"),
-            await _call(http, "POST", url + "/v1/txn", json={
-                "compare": [], "success": [], "failure": [{"op": "put", "key": "z", "value": "v"}]}),
+            await _call(
+                http,
+                "POST",
+                url + "/v1/txn",
+                json={
+                    "compare": [],
+                    "success": [],
+                    "failure": [{"op": "put", "key": "z", "value": "v"}],
+                },
+            ),
             await _grant(http, url),
             await _call(http, "POST", url + "/v1/locks/l", json={"lease": lease}),
         ]
@@ -231,8 +251,12 @@ async def test_the_quota_refuses_growing_writes_and_clears_when_space_is_freed(
         # ... and reads, deletes, read-only txns and checkpoints go on.
         assert (await _call(http, "GET", f"{url}/v1/kv/k0"))[0] == 200
         assert (await _call(http, "GET", f"{url}/v1/kv/?prefix=1&keys_only=1"))[0] == 200
-        code, txn = await _call(http, "POST", url + "/v1/txn", json={
-            "success": [{"op": "range", "key": "k0"}, {"op": "delete", "key": "k1"}]})
+        code, txn = await _call(
+            http,
+            "POST",
+            url + "/v1/txn",
+            json={"success": [{"op": "range", "key": "k0"}, {"op": "delete", "key": "k1"}]},
+        )
         assert code == 200, txn
         code, manifest = await _call(http, "POST", url + "/v1/checkpoints", json={"id": "full"})
         assert code == 200, manifest
@@ -247,14 +271,19 @@ async def test_the_quota_refuses_growing_writes_and_clears_when_space_is_freed(
 
 async def test_a_burst_of_writes_cannot_overshoot_the_quota(tmp_path: Path) -> None:
     quota, value = 100_000, b"v" * 5000
-    async with solo_node(tmp_path, quota_backend_bytes=quota) as server, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+    async with (
+        solo_node(tmp_path, quota_backend_bytes=quota) as server,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
         url = server.cfg.advertise_client_url
         for fast_path in (True, False):  # the fast path, then aiohttp's (prev_kv)
             query = "" if fast_path else "?prev_kv=1"
-            answers = await asyncio.gather(*(
-                _call(http, "PUT", f"{url}/v1/kv/{fast_path}-{i}{query}", data=value)
-                for i in range(64)))  # 320 KB at once, most of it admitted together
+            answers = await asyncio.gather(
+                *(
+                    _call(http, "PUT", f"{url}/v1/kv/{fast_path}-{i}{query}", data=value)
+                    for i in range(64)
+                )
+            )  # 320 KB at once, most of it admitted together
             codes = sorted({code for code, _ in answers})
             assert codes == [200, 507], codes
             # Admitted-but-unapplied bytes count: at most one write past the quota.
@@ -267,13 +296,16 @@ async def test_a_burst_of_writes_cannot_overshoot_the_quota(tmp_path: Path) -> N
 
 
 async def test_a_retry_of_a_big_txn_says_applied_without_repeating_the_answer(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with solo_node(tmp_path) as server, aiohttp.ClientSession() as http:
         url = server.cfg.advertise_client_url
         for i in range(10):
             assert (await _call(http, "PUT", f"{url}/v1/kv/k{i}", data=b"v" * 1000))[0] == 200
-        txn = {"success": [{"op": "put", "key": "mark", "value": "1"}]
-               + [{"op": "range", "key": "k", "prefix": True}] * 4}
+        txn = {
+            "success": [{"op": "put", "key": "mark", "value": "1"}]
+            + [{"op": "range", "key": "k", "prefix": True}] * 4
+        }
         session = {"X-Raftkv-Client-Id": "big-client", "X-Raftkv-Seq": "1"}
         code, first = await _call(http, "POST", url + "/v1/txn", json=txn, headers=session)
         assert code == 200 and len(first["responses"][1]["kvs"]) == 10
@@ -303,15 +335,14 @@ async def _failing_wal(server: Server) -> list[int]:
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
-async def test_a_wal_that_cannot_write_never_acknowledges(tmp_path: Path,
-                                                          fast_path: bool) -> None:
-    async with solo_node(tmp_path, fast_path=fast_path) as server, \
-            aiohttp.ClientSession() as http:
+async def test_a_wal_that_cannot_write_never_acknowledges(tmp_path: Path, fast_path: bool) -> None:
+    async with solo_node(tmp_path, fast_path=fast_path) as server, aiohttp.ClientSession() as http:
         url = server.cfg.advertise_client_url
         assert (await _call(http, "PUT", f"{url}/v1/kv/before", data=b"1"))[0] == 200
         exits = await _failing_wal(server)
-        results = await asyncio.gather(*(
-            _call(http, "PUT", f"{url}/v1/kv/lost{i}", data=b"x") for i in range(5)))
+        results = await asyncio.gather(
+            *(_call(http, "PUT", f"{url}/v1/kv/lost{i}", data=b"x") for i in range(5))
+        )
         for code, answer in results:
             assert code == 503, answer
             assert answer["error"] in ("node_failed", "shutting_down"), answer

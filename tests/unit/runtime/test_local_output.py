@@ -18,11 +18,21 @@ def _closed_port() -> int:
 def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     # A recorded cluster whose nodes are down: status prints one line per node
     # without any server running.
-    nodes = [{"name": f"node{i}", "client_url": f"http://127.0.0.1:{_closed_port()}",
-              "data_dir": str(tmp_path / f"node{i}"), "pid": None} for i in range(3)]
+    nodes = [
+        {
+            "name": f"node{i}",
+            "client_url": f"http://127.0.0.1:{_closed_port()}",
+            "data_dir": str(tmp_path / f"node{i}"),
+            "pid": None,
+        }
+        for i in range(3)
+    ]
     (tmp_path / "cluster.json").write_text(json.dumps({"host": "127.0.0.1", "nodes": nodes}))
-    proc = subprocess.Popen([sys.executable, "-m", "raftkv.cli", "local", "status", "--dir",
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftkv.cli", "local", "status", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read().decode()
@@ -31,10 +41,20 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
 
 
 def test_status_prints_one_line_per_node(tmp_path: Path) -> None:
-    nodes = [{"name": "node1", "client_url": f"http://127.0.0.1:{_closed_port()}",
-              "data_dir": str(tmp_path / "node1"), "pid": None}]
+    nodes = [
+        {
+            "name": "node1",
+            "client_url": f"http://127.0.0.1:{_closed_port()}",
+            "data_dir": str(tmp_path / "node1"),
+            "pid": None,
+        }
+    ]
     (tmp_path / "cluster.json").write_text(json.dumps({"host": "127.0.0.1", "nodes": nodes}))
-    done = subprocess.run([sys.executable, "-m", "raftkv.cli", "local", "status", "--dir",
-                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "raftkv.cli", "local", "status", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["node1", nodes[0]["client_url"], "down", "-", "-"]

@@ -64,8 +64,14 @@ def _free_port_on(*hosts: str) -> int:
 class _Member:
     """A transport that answers every message from its peer with a HEARTBEAT_RESP."""
 
-    def __init__(self, my_id: int, tmp: Path, urls: dict[int, str],
-                 addresses: dict[str, str], tls: PeerTLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        my_id: int,
+        tmp: Path,
+        urls: dict[int, str],
+        addresses: dict[str, str],
+        tls: PeerTLSFiles | None = None,
+    ) -> None:
         self.received: list[tuple[float, Message]] = []
         self.answering = True
         self.gone: list[int] = []  # peers reported gone (closed, then refused a redial)
@@ -74,14 +80,24 @@ class _Member:
             return addresses[host]
 
         self.t = PeerTransport(
-            my_id, NAMES[my_id], gate=PeerGate(my_id, NAMES[my_id], _View(urls),
-                                               ClusterId("ab" * 16, None),
-                                               tls=tls is not None),
-            metrics=NodeMetrics(NAMES[my_id]), spool_dir=tmp / f"spool-{my_id}-{id(self)}",
-            on_messages=self._on_messages, on_unreachable=lambda peer: None,
-            on_snapshot=self._no_snapshot, on_snapshot_status=lambda peer, ok: None,
-            snapshot_allowed=lambda m: False, snapshot_source=lambda: None,
-            commit_hint=lambda: 0, resolver=resolver, tls=tls, on_peer_gone=self.gone.append)
+            my_id,
+            NAMES[my_id],
+            gate=PeerGate(
+                my_id, NAMES[my_id], _View(urls), ClusterId("ab" * 16, None), tls=tls is not None
+            ),
+            metrics=NodeMetrics(NAMES[my_id]),
+            spool_dir=tmp / f"spool-{my_id}-{id(self)}",
+            on_messages=self._on_messages,
+            on_unreachable=lambda peer: None,
+            on_snapshot=self._no_snapshot,
+            on_snapshot_status=lambda peer, ok: None,
+            snapshot_allowed=lambda m: False,
+            snapshot_source=lambda: None,
+            commit_hint=lambda: 0,
+            resolver=resolver,
+            tls=tls,
+            on_peer_gone=self.gone.append,
+        )
 
     @staticmethod
     async def _no_snapshot(m: Message, data: bytes) -> bool:
@@ -123,13 +139,18 @@ async def test_a_member_back_on_a_new_address_is_reached_within_5s(tmp_path: Pat
 
     ticker = asyncio.create_task(heartbeats())
     try:
-        await _wait(lambda: len(b_old.received) > 5 and len(a.received) > 5, 10,
-                    "heartbeats and answers on the old address")
+        await _wait(
+            lambda: len(b_old.received) > 5 and len(a.received) > 5,
+            10,
+            "heartbeats and answers on the old address",
+        )
         sock = a.t.peers[B].writer.get_extra_info("socket")  # type: ignore[union-attr]
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_USER_TIMEOUT"):
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
-                transport_mod.USER_TIMEOUT_MS
+            assert (
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+                == transport_mod.USER_TIMEOUT_MS
+            )
         # The member moves: the old one freezes (its sockets stay open, nothing is
         # answered: a rescheduled pod's old IP), the name now points at the new one.
         b_old.answering = False
@@ -164,6 +185,7 @@ async def _connected_pair(tmp: Path) -> tuple[_Member, _Member]:
     def answered() -> bool:  # sent before the dial completes, a message is dropped: resend
         a.t.send([Message(MsgType.HEARTBEAT, to=B, frm=A, term=1)])
         return a.t.peers[B].connected and bool(a.received)
+
     await _wait(answered, 10, "a connected pair")
     return a, b
 
@@ -184,8 +206,7 @@ async def test_a_peer_whose_process_died_is_reported_gone_at_once(tmp_path: Path
         await a.t.close()
 
 
-async def test_a_reset_connection_to_a_live_peer_is_not_reported_gone(
-        tmp_path: Path) -> None:
+async def test_a_reset_connection_to_a_live_peer_is_not_reported_gone(tmp_path: Path) -> None:
     """The peer closes one connection but still listens (a live process): the
     redial succeeds and nothing is reported; the link heals."""
     a, b = await _connected_pair(tmp_path)
@@ -194,8 +215,9 @@ async def test_a_reset_connection_to_a_live_peer_is_not_reported_gone(
         for conn in list(b.t._inbound):
             if conn.transport is not None:
                 conn.transport.abort()
-        await _wait(lambda: a.t.peers[B].connected and a.t.peers[B].connected_at > first,
-                    5, "the redial")
+        await _wait(
+            lambda: a.t.peers[B].connected and a.t.peers[B].connected_at > first, 5, "the redial"
+        )
         assert a.gone == []
     finally:
         await a.t.close()
@@ -207,12 +229,16 @@ def test_tune_socket_sets_keepalive_and_user_timeout() -> None:
         transport_mod.tune_socket(s)
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
-            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == \
-                transport_mod.KEEPALIVE_IDLE
+            assert (
+                s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                == transport_mod.KEEPALIVE_IDLE
+            )
         if not hasattr(socket, "TCP_USER_TIMEOUT"):
             pytest.skip("no TCP_USER_TIMEOUT on this system")
-        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
-            transport_mod.USER_TIMEOUT_MS
+        assert (
+            s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            == transport_mod.USER_TIMEOUT_MS
+        )
 
 
 def _issue(ca: CertKey, tmp: Path, name: str) -> TLSFiles:
@@ -249,8 +275,13 @@ async def test_rotated_certificates_are_used_without_a_restart(tmp_path: Path) -
         ca2 = make_ca("rotated CA")
         for n in ("a", "b"):
             _issue(ca2, tmp_path, n)
-        new_serial = _serial({"serialNumber": format(
-            CertKey((tmp_path / "b.pem").read_bytes(), b"").cert.serial_number, "X")})
+        new_serial = _serial(
+            {
+                "serialNumber": format(
+                    CertKey((tmp_path / "b.pem").read_bytes(), b"").cert.serial_number, "X"
+                )
+            }
+        )
         a.t.peers[B]._lost("test: drop the connection made with the old files")
 
         def on_new_cert() -> bool:

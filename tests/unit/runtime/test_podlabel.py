@@ -36,10 +36,18 @@ def test_label_for_each_role() -> None:
 
 
 def test_in_cluster_url_brackets_ipv6() -> None:
-    assert in_cluster_api_url({"KUBERNETES_SERVICE_HOST": "10.0.0.1",
-                               "KUBERNETES_SERVICE_PORT": "443"}) == "https://10.0.0.1:443"
-    assert in_cluster_api_url({"KUBERNETES_SERVICE_HOST": "fd00::1",
-                               "KUBERNETES_SERVICE_PORT": "6443"}) == "https://[fd00::1]:6443"
+    assert (
+        in_cluster_api_url(
+            {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+        )
+        == "https://10.0.0.1:443"
+    )
+    assert (
+        in_cluster_api_url(
+            {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+        )
+        == "https://[fd00::1]:6443"
+    )
     with pytest.raises(ValueError, match="KUBERNETES_SERVICE_HOST"):
         in_cluster_api_url({})
 
@@ -50,9 +58,12 @@ def test_config_refuses_plain_http_and_missing_namespace(tmp_path: Path) -> None
         make_config(api_url="http://127.0.0.1:1", namespace="ns", **common)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="namespace"):
         make_config(api_url="https://127.0.0.1:1", namespace="", **common)  # type: ignore[arg-type]
-    config = make_config(api_url="", namespace="ns", env={"KUBERNETES_SERVICE_HOST": "h",
-                                                          "KUBERNETES_SERVICE_PORT": "1"},
-                         **common)  # type: ignore[arg-type]
+    config = make_config(
+        api_url="",
+        namespace="ns",
+        env={"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"},
+        **common,
+    )  # type: ignore[arg-type]
     assert config.pod_url == "https://h:1/api/v1/namespaces/ns/pods/c-0"
 
 
@@ -85,8 +96,7 @@ class FakeApi:
         return web.json_response({"kind": "Pod"}, status=status)
 
     def labels(self) -> list[str | None]:
-        return [labels[ROLE_LABEL] for token, labels in self.seen
-                if token == self.accepted_token]
+        return [labels[ROLE_LABEL] for token, labels in self.seen if token == self.accepted_token]
 
 
 @pytest.fixture
@@ -111,14 +121,19 @@ async def api(tmp_path: Path) -> AsyncIterator[FakeApi]:
     await runner.cleanup()
 
 
-def labeler_for(api: FakeApi, role: Callable[[], str | None],
-                ca_file: Path | None = None) -> tuple[PodLabeler, PodLabelMetrics]:
-    config = make_config(api_url=api.url, namespace="ns", pod="c-0",
-                         token_file=api.token_file, ca_file=ca_file or api.ca_file)
+def labeler_for(
+    api: FakeApi, role: Callable[[], str | None], ca_file: Path | None = None
+) -> tuple[PodLabeler, PodLabelMetrics]:
+    config = make_config(
+        api_url=api.url,
+        namespace="ns",
+        pod="c-0",
+        token_file=api.token_file,
+        ca_file=ca_file or api.ca_file,
+    )
     metrics = PodLabelMetrics(CollectorRegistry())
     terms = iter(range(1, 1000))  # a new term at each look: only label changes are written
-    return PodLabeler(config, lambda: (role(), next(terms)), metrics,
-                      backoff=(0.01, 0.05)), metrics
+    return PodLabeler(config, lambda: (role(), next(terms)), metrics, backoff=(0.01, 0.05)), metrics
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -64,8 +64,9 @@ def _effect(step: ready.Step) -> tuple[Any, ...] | None:
 class Recorder:
     """Wraps one node's effects and checks each Ready's against its plan."""
 
-    def __init__(self, node: RaftNode, planned: dict[int, list[ready.Step]],
-                 kinds: set[type]) -> None:
+    def __init__(
+        self, node: RaftNode, planned: dict[int, list[ready.Step]], kinds: set[type]
+    ) -> None:
         self.node = node
         self.planned = planned
         self.kinds = kinds
@@ -74,10 +75,12 @@ class Recorder:
         self.readies = 0
         self._wrap(node, "send", lambda msgs: ("send", id(msgs)))
         self._wrap(node, "_apply_entries", lambda entries: ("apply", id(entries)))
-        self._wrap(node.raft_store, "save",
-                   lambda hs, entries: ("save", id(hs), id(entries)))
-        self._wrap(node, "_persist_snapshot",
-                   lambda snap, hs: ("persist_snapshot", snap.meta.index, id(hs)))
+        self._wrap(node.raft_store, "save", lambda hs, entries: ("save", id(hs), id(entries)))
+        self._wrap(
+            node,
+            "_persist_snapshot",
+            lambda snap, hs: ("persist_snapshot", snap.meta.index, id(hs)),
+        )
         self._wrap(node, "_restore_snapshot", lambda snap: ("restore", snap.meta.index))
         self._wrap(node.core, "advance", lambda rd: ("advance",))
         self._wrap(node, "_release_reads", lambda: ("release_reads",))
@@ -86,9 +89,19 @@ class Recorder:
         # in the storage thread (forced here, so the loop does yield meanwhile).
         node._durable.inline_max_entries = -1
         self.in_ready = False
-        for name in ("step", "tick", "propose", "propose_batch", "read_index", "campaign",
-                     "transfer_leadership", "propose_conf_change", "report_unreachable",
-                     "report_snapshot", "compact"):
+        for name in (
+            "step",
+            "tick",
+            "propose",
+            "propose_batch",
+            "read_index",
+            "campaign",
+            "transfer_leadership",
+            "propose_conf_change",
+            "report_unreachable",
+            "report_snapshot",
+            "compact",
+        ):
             self._guard(node.core, name)
         original = node._handle_ready
 
@@ -133,12 +146,14 @@ class Recorder:
 
 
 async def test_the_node_executes_exactly_the_planned_steps(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     planned: dict[int, list[ready.Step]] = {}
     real_plan = ready.plan
 
-    def recording_plan(rd: Ready, *, leader: bool, durable: HardState,
-                       deferred: HardState | None) -> list[ready.Step]:
+    def recording_plan(
+        rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
+    ) -> list[ready.Step]:
         steps = real_plan(rd, leader=leader, durable=durable, deferred=deferred)
         planned[id(rd)] = steps
         return steps
@@ -152,16 +167,29 @@ async def test_the_node_executes_exactly_the_planned_steps(
 
     def make(i: int) -> Server:
         client, peer = ports[i]
-        cfg = NodeConfig(f"m{i}", tmp_path / f"m{i}", listen_host="127.0.0.1",
-                         client_port=client, peer_port=peer,
-                         advertise_client_url=f"http://127.0.0.1:{client}",
-                         advertise_peer_url=f"127.0.0.1:{peer}", initial_cluster=initial,
-                         tick_ms=20, snapshot_entries=20, snapshot_catchup_entries=1,
-                         client_insecure=True, peer_insecure=True)
+        cfg = NodeConfig(
+            f"m{i}",
+            tmp_path / f"m{i}",
+            listen_host="127.0.0.1",
+            client_port=client,
+            peer_port=peer,
+            advertise_client_url=f"http://127.0.0.1:{client}",
+            advertise_peer_url=f"127.0.0.1:{peer}",
+            initial_cluster=initial,
+            tick_ms=20,
+            snapshot_entries=20,
+            snapshot_catchup_entries=1,
+            client_insecure=True,
+            peer_insecure=True,
+        )
         # A restart finds what the stopped member had on "disk" (a crash image).
         stores[i] = (stores[i][0].copy(), stores[i][1].copy())
-        return Server(cfg, raft_store=stores[i][0], snapshot_store=stores[i][1],
-                      checkpoint_store=CheckpointStore(tmp_path / f"ck{i}"))
+        return Server(
+            cfg,
+            raft_store=stores[i][0],
+            snapshot_store=stores[i][1],
+            checkpoint_store=CheckpointStore(tmp_path / f"ck{i}"),
+        )
 
     async def start(i: int) -> Server:
         server = make(i)
@@ -171,6 +199,7 @@ async def test_the_node_executes_exactly_the_planned_steps(
 
     servers = [await start(i) for i in range(3)]
     try:
+
         def leader() -> Server | None:
             ids = {s.node.core.leader for s in servers}
             return next((s for s in servers if ids == {s.node.id}), None)
@@ -193,8 +222,11 @@ async def test_the_node_executes_exactly_the_planned_steps(
                 assert r.status == 200
             await _wait(lambda: lead.node.core.log.offset > 10, 10, "the leader to compact")
             servers[behind] = await start(behind)
-            await _wait(lambda: servers[behind].node.fsm.get(b"b59") is not None, 20,
-                        "the restarted member to catch up from a snapshot")
+            await _wait(
+                lambda: servers[behind].node.fsm.get(b"b59") is not None,
+                20,
+                "the restarted member to catch up from a snapshot",
+            )
     finally:
         for s in servers:
             await s.shutdown(transfer_timeout=0.5)
@@ -203,8 +235,7 @@ async def test_the_node_executes_exactly_the_planned_steps(
     assert kinds == set(ready.STEP_KINDS), f"never planned: {set(ready.STEP_KINDS) - kinds}"
 
 
-def test_the_simulator_executes_exactly_the_planned_steps(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_simulator_executes_exactly_the_planned_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each Ready's executed steps are its plan, or a prefix of it when the node
     crashed inside it (an armed crash point)."""
     planned: list[list[ready.Step]] = []
@@ -212,8 +243,9 @@ def test_the_simulator_executes_exactly_the_planned_steps(
     kinds: set[type] = set()
     readies = crashed = 0
 
-    def recording_plan(rd: Ready, *, leader: bool, durable: HardState,
-                       deferred: HardState | None) -> list[ready.Step]:
+    def recording_plan(
+        rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
+    ) -> list[ready.Step]:
         steps = ready.plan(rd, leader=leader, durable=durable, deferred=deferred)
         planned.append(steps)
         return steps
@@ -221,8 +253,9 @@ def test_the_simulator_executes_exactly_the_planned_steps(
     real_execute = sim_cluster.Cluster._execute_step
     real_handle = sim_cluster.Cluster._handle_ready
 
-    def execute_step(self: sim_cluster.Cluster, node: Any, core: Raft, rd: Ready,
-                     step: ready.Step) -> bool:
+    def execute_step(
+        self: sim_cluster.Cluster, node: Any, core: Raft, rd: Ready, step: ready.Step
+    ) -> bool:
         executed.append(step)
         kinds.add(type(step))
         return real_execute(self, node, core, rd, step)
@@ -237,15 +270,16 @@ def test_the_simulator_executes_exactly_the_planned_steps(
             assert executed == steps
         else:
             crashed += 1
-            assert executed == steps[:len(executed)] and len(executed) < len(steps)
+            assert executed == steps[: len(executed)] and len(executed) < len(steps)
         readies += 1
         return done
 
     monkeypatch.setattr(sim_cluster.Cluster, "_execute_step", execute_step)
     monkeypatch.setattr(sim_cluster.Cluster, "_handle_ready", handle_ready)
     for seed in range(6):
-        result = sim_cluster.run_seed(seed, nodes_for(seed, [3, 5]), DEFAULT_STEPS,
-                                      planner=recording_plan)
+        result = sim_cluster.run_seed(
+            seed, nodes_for(seed, [3, 5]), DEFAULT_STEPS, planner=recording_plan
+        )
         assert result.ok, (seed, result.invariant, result.detail)
     assert readies > 1000 and crashed > 0
     assert kinds == set(ready.STEP_KINDS), f"never executed: {set(ready.STEP_KINDS) - kinds}"

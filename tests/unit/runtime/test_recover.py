@@ -31,12 +31,17 @@ OLD_CLUSTER = "ab" * 16
 
 
 def _context(name: str, client_url: str = "") -> bytes:
-    return json.dumps({"name": name, "peer_url": f"{name}:7380",
-                       "client_url": client_url}).encode()
+    return json.dumps({"name": name, "peer_url": f"{name}:7380", "client_url": client_url}).encode()
 
 
-def make_member_dir(tmp: Path, *, commit: int, normal: int = 5, learner: str | None = None,
-                    client_urls: dict[str, str] | None = None) -> Path:
+def make_member_dir(
+    tmp: Path,
+    *,
+    commit: int,
+    normal: int = 5,
+    learner: str | None = None,
+    client_urls: dict[str, str] | None = None,
+) -> Path:
     """n1's data directory of a 3-voter cluster (or n1 a learner): the bootstrap conf
     changes, then `normal` no-op entries at term 2, commit index `commit`."""
     urls = client_urls or {}
@@ -59,8 +64,12 @@ def reopen(data: Path) -> tuple[Raft, StateMachine, int]:
     """Start the core as `raftkv serve` would; return it, the replayed FSM, last index."""
     with WriteAheadLog(data / "wal", fsync=False) as wal:
         state = recover(wal, FileSnapshotStore(data / "snapshots", fsync=False)).state
-    core = Raft(Config(id=member_id("n1")), hard_state=state.hard_state,
-                snapshot=state.snapshot, entries=state.entries)
+    core = Raft(
+        Config(id=member_id("n1")),
+        hard_state=state.hard_state,
+        snapshot=state.snapshot,
+        entries=state.entries,
+    )
     fsm = StateMachine()
     for e in state.entries:
         if e.type == EntryType.CONF_CHANGE:
@@ -80,8 +89,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     outcome = recover_data_dir(data, prober=no_one_answers)
     assert outcome.new_cluster_id is None and outcome.backup is None
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
-    assert [m.name for m in outcome.plan.others] == sorted(["n2", "n3"],
-                                                           key=lambda n: member_id(n))
+    assert [m.name for m in outcome.plan.others] == sorted(["n2", "n3"], key=lambda n: member_id(n))
     summary = outcome.plan.summary()
     assert "log up to index 8 (term 2), commit index 5" in summary
     assert "entries 6..8 are beyond the commit index" in summary
@@ -120,16 +128,26 @@ def test_a_learner_is_promoted(tmp_path: Path) -> None:
 
 
 def test_refuses_while_the_old_cluster_has_a_leader(tmp_path: Path) -> None:
-    data = make_member_dir(tmp_path, commit=8,
-                           client_urls={"n2": "http://n2:7379", "n3": "http://n3:7379"})
+    data = make_member_dir(
+        tmp_path, commit=8, client_urls={"n2": "http://n2:7379", "n3": "http://n3:7379"}
+    )
     asked: list[str] = []
 
     def n2_leads(url: str) -> ProbeResult:
         asked.append(url)
         if url == "http://n2:7379":
-            return classify_status(url, 200, json.dumps(
-                {"name": "n2", "cluster_id": OLD_CLUSTER, "role": "leader",
-                 "leader": {"id": member_id("n2"), "name": "n2"}}).encode())
+            return classify_status(
+                url,
+                200,
+                json.dumps(
+                    {
+                        "name": "n2",
+                        "cluster_id": OLD_CLUSTER,
+                        "role": "leader",
+                        "leader": {"id": member_id("n2"), "name": "n2"},
+                    }
+                ).encode(),
+            )
         return no_one_answers(url)
 
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
@@ -147,11 +165,15 @@ def test_refuses_while_the_old_cluster_has_a_leader(tmp_path: Path) -> None:
 
 def test_quorum_verdict() -> None:
     assert quorum_verdict([no_one_answers("a"), no_one_answers("b")]) is None
-    no_leader = classify_status("a", 200, json.dumps({"name": "n2", "leader": None,
-                                                       "role": "pre_candidate"}).encode())
+    no_leader = classify_status(
+        "a", 200, json.dumps({"name": "n2", "leader": None, "role": "pre_candidate"}).encode()
+    )
     assert no_leader.outcome == "no_leader" and quorum_verdict([no_leader]) is None
-    for unreadable in (classify_status("a", 401, b""), classify_status("a", 200, b"<html>"),
-                       classify_status("a", 200, b"[]")):
+    for unreadable in (
+        classify_status("a", 401, b""),
+        classify_status("a", 200, b"<html>"),
+        classify_status("a", 200, b"[]"),
+    ):
         assert unreadable.outcome == "unknown"
         assert "could not be read" in (quorum_verdict([unreadable]) or "")
 
@@ -163,8 +185,10 @@ def test_only_http_urls_are_probed() -> None:
 
 def test_refuses_a_running_member(tmp_path: Path) -> None:
     data = make_member_dir(tmp_path, commit=8)
-    with WriteAheadLog(data / "wal", fsync=False), \
-            pytest.raises(RecoverRefused, match="is running"):
+    with (
+        WriteAheadLog(data / "wal", fsync=False),
+        pytest.raises(RecoverRefused, match="is running"),
+    ):
         recover_data_dir(data, yes=True, prober=no_one_answers)
 
 
@@ -190,9 +214,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["recover", "--data-dir", str(tmp_path / "missing")]) == 2
 
 
-def test_a_damaged_wal_is_refused_and_leaves_no_backup(tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]
-                                                       ) -> None:
+def test_a_damaged_wal_is_refused_and_leaves_no_backup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = make_member_dir(tmp_path, commit=8)
     segment = next((data / "wal").glob("*.wal"))
     raw = bytearray(segment.read_bytes())

@@ -28,8 +28,20 @@ def _machine(keys: int) -> StateMachine:
     return m
 
 
-@pytest.mark.parametrize("keys", [0, 1, 15, 16, SnapshotView.CHUNK - 1, SnapshotView.CHUNK,
-                                  SnapshotView.CHUNK + 1, 3 * SnapshotView.CHUNK + 17, 70_000])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        0,
+        1,
+        15,
+        16,
+        SnapshotView.CHUNK - 1,
+        SnapshotView.CHUNK,
+        SnapshotView.CHUNK + 1,
+        3 * SnapshotView.CHUNK + 17,
+        70_000,
+    ],
+)
 def test_view_packs_to_the_same_bytes(keys: int) -> None:
     m = _machine(keys)
     assert m.snapshot_view().pack(lambda: None) == m.snapshot_bytes()
@@ -65,6 +77,10 @@ async def test_node_snapshots_restore_to_their_index(tmp_path: Path) -> None:
         restored.restore(data)
         assert restored.applied_index == meta.index >= 40
         assert restored.snapshot_bytes() == data  # canonical: re-encodes to itself
-        pauses = [s.value for family in server.metrics.snapshot_pause.collect()
-                  for s in family.samples if s.name.endswith("_count")]
+        pauses = [
+            s.value
+            for family in server.metrics.snapshot_pause.collect()
+            for s in family.samples
+            if s.name.endswith("_count")
+        ]
         assert pauses and pauses[0] >= 1

@@ -25,18 +25,32 @@ def test_serve_on_the_stock_loop_answers_every_route(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(blocker)}
     env = {k: v for k, v in env.items() if not k.startswith("RAFTKV_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "raftkv.cli", "serve", "--name=solo",
-         f"--data-dir={tmp_path / 'data'}", "--listen-host=127.0.0.1",
-         f"--client-port={client}", f"--peer-port={peer}",
-         f"--initial-cluster=solo=127.0.0.1:{peer}", "--client-insecure", "--peer-insecure",
-         "--tick-ms=20"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "raftkv.cli",
+            "serve",
+            "--name=solo",
+            f"--data-dir={tmp_path / 'data'}",
+            "--listen-host=127.0.0.1",
+            f"--client-port={client}",
+            f"--peer-port={peer}",
+            f"--initial-cluster=solo=127.0.0.1:{peer}",
+            "--client-insecure",
+            "--peer-insecure",
+            "--tick-ms=20",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{client}/healthz",
-                                            timeout=2) as answer:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{client}/healthz", timeout=2
+                ) as answer:
                     assert answer.status == 200
                     break
             except urllib.error.HTTPError as e:  # the bug: 400 malformed

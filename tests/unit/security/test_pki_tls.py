@@ -20,8 +20,9 @@ from raftkv.security.tls import (
 
 def test_issued_certificate_carries_its_names_and_chains_to_the_ca() -> None:
     ca = pki.make_ca("test CA")
-    leaf = pki.issue_cert(ca, "node1", dns_names=["node1", "node1.peers"],
-                          ip_addresses=["127.0.0.1"], client=False)
+    leaf = pki.issue_cert(
+        ca, "node1", dns_names=["node1", "node1.peers"], ip_addresses=["127.0.0.1"], client=False
+    )
     cn, dns, ips = pki.cert_names(leaf.cert)
     assert (cn, dns, ips) == ("node1", ["node1", "node1.peers"], ["127.0.0.1"])
     assert leaf.cert.issuer == ca.cert.subject
@@ -32,16 +33,20 @@ def test_issued_certificate_carries_its_names_and_chains_to_the_ca() -> None:
     usages = leaf.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert [u.dotted_string for u in usages] == ["1.3.6.1.5.5.7.3.1"]  # server only
     ca_constraints = ca.cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    assert ca_constraints.ca and not leaf.cert.extensions.get_extension_for_class(
-        x509.BasicConstraints).value.ca
+    assert (
+        ca_constraints.ca
+        and not leaf.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    )
 
 
 def test_key_files_are_private(tmp_path: Path) -> None:
     ca = pki.make_ca()
     ca.write(tmp_path / "ca.crt", tmp_path / "ca.key")
     assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
-    assert pki.CertKey((tmp_path / "ca.crt").read_bytes(),
-                       (tmp_path / "ca.key").read_bytes()).cert == ca.cert
+    assert (
+        pki.CertKey((tmp_path / "ca.crt").read_bytes(), (tmp_path / "ca.key").read_bytes()).cert
+        == ca.cert
+    )
 
 
 class _Fixture:
@@ -59,10 +64,12 @@ class _Fixture:
 
     def client_files(self, ca: pki.CertKey, name: str) -> TLSFiles:
         ca.write(self.root / f"{name}-ca.crt", self.root / f"{name}-ca.key")
-        pki.issue_cert(ca, name, server=False).write(self.root / f"{name}.crt",
-                                                     self.root / f"{name}.key")
-        return TLSFiles(self.root / f"{name}.crt", self.root / f"{name}.key",
-                        self.root / f"{name}-ca.crt")
+        pki.issue_cert(ca, name, server=False).write(
+            self.root / f"{name}.crt", self.root / f"{name}.key"
+        )
+        return TLSFiles(
+            self.root / f"{name}.crt", self.root / f"{name}.key", self.root / f"{name}-ca.crt"
+        )
 
 
 async def _serve(tls: ReloadingTLS) -> tuple[asyncio.AbstractServer, int, list[set[str]]]:
@@ -79,8 +86,9 @@ async def _serve(tls: ReloadingTLS) -> tuple[asyncio.AbstractServer, int, list[s
 
 
 async def _handshake(port: int, ctx: ssl.SSLContext) -> x509.Certificate:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                   server_hostname="localhost")
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+    )
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     assert await reader.read() == b"hi"
     writer.close()
@@ -91,8 +99,9 @@ async def _refused(port: int, ctx: ssl.SSLContext) -> bool:
     """True when the server will not talk: with TLS 1.3 a client learns that its
     certificate was refused only when it reads (an alert, or the connection closed)."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                       server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+        )
         data = await reader.read()
         writer.close()
     except (ssl.SSLError, ConnectionError):
@@ -149,8 +158,9 @@ async def test_client_certificates_follow_a_rotated_ca(tmp_path: Path) -> None:
         new_client = f.client_files(ca2, "bob")
         await _handshake(port, build_client_context(new_client))
         assert "bob" in seen[-1]
-        refused = build_client_context(TLSFiles(old_client.cert_file, old_client.key_file,
-                                                tmp_path / "ca.crt"))
+        refused = build_client_context(
+            TLSFiles(old_client.cert_file, old_client.key_file, tmp_path / "ca.crt")
+        )
         assert await _refused(port, refused)
         assert "alice" not in seen[-1]
     finally:

@@ -12,8 +12,7 @@ from raftkv.storage.wal import ENTRY_HEADER_SIZE, RECORD_HEADER_SIZE, WriteAhead
 SMALL_SEGMENT = 4096  # the smallest segment size the WAL accepts: rolls over quickly
 
 
-def entries(first: int, last: int, term: int = 1, size: int = 40,
-            tag: str = "e") -> list[Entry]:
+def entries(first: int, last: int, term: int = 1, size: int = 40, tag: str = "e") -> list[Entry]:
     """Entries first..last whose data is unique and findable in the files."""
     out = []
     for index in range(first, last + 1):

@@ -17,19 +17,30 @@ MEMBERS = ["demo-0", "demo-1", "demo-2"]
 TIME = "2024-05-01T12:00:00Z"
 
 
-def write(store: CheckpointStore, checkpoint_id: str, index: int,
-          data: bytes | None = None) -> dict:
-    return store.write(checkpoint_id, index, 3, data if data is not None else
-                       f"state@{index}".encode(), MEMBERS, TIME)
+def write(
+    store: CheckpointStore, checkpoint_id: str, index: int, data: bytes | None = None
+) -> dict:
+    return store.write(
+        checkpoint_id,
+        index,
+        3,
+        data if data is not None else f"state@{index}".encode(),
+        MEMBERS,
+        TIME,
+    )
 
 
 def test_write_produces_the_contract_layout_and_manifest(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "checkpoints")
     manifest = write(store, "daily-1", 42, b"some state")
     assert manifest == {
-        "id": "daily-1", "index": 42, "term": 3,
-        "sha256": hashlib.sha256(b"some state").hexdigest(), "size": 10,
-        "time": TIME, "members": MEMBERS,
+        "id": "daily-1",
+        "index": 42,
+        "term": 3,
+        "sha256": hashlib.sha256(b"some state").hexdigest(),
+        "size": 10,
+        "time": TIME,
+        "members": MEMBERS,
     }
     directory = tmp_path / "checkpoints" / "daily-1"
     assert sorted(p.name for p in directory.iterdir()) == ["data", "manifest.json"]
@@ -70,8 +81,9 @@ def test_retention_keeps_the_newest_by_index(tmp_path: Path) -> None:
     assert store.get("a") is None and store.data_path("a") is None
 
 
-def test_a_crash_mid_write_leaves_no_checkpoint(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_mid_write_leaves_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = CheckpointStore(tmp_path)
 
     def crash(*args: object) -> None:
@@ -91,10 +103,24 @@ def test_a_crash_mid_write_leaves_no_checkpoint(tmp_path: Path,
     assert write(store, "cp", 1)["index"] == 1
 
 
-@pytest.mark.parametrize("bad_id", [
-    "", ".", "..", "../etc", "a/b", "a\\b", "/abs", ".hidden", "x" * 129, "caf\u00e9", "a b",
-    "nul\x00", "new\nline",
-])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "",
+        ".",
+        "..",
+        "../etc",
+        "a/b",
+        "a\\b",
+        "/abs",
+        ".hidden",
+        "x" * 129,
+        "caf\u00e9",
+        "a b",
+        "nul\x00",
+        "new\nline",
+    ],
+)
 def test_unsafe_ids_are_refused(tmp_path: Path, bad_id: str) -> None:
     store = CheckpointStore(tmp_path / "checkpoints")
     with pytest.raises(ValueError, match="invalid checkpoint id"):

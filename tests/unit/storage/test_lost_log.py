@@ -24,20 +24,21 @@ SNAPSHOT = SnapshotMeta(10, 2, ConfState(frozenset({1, 2, 3})))
 def start(data: Path, *, prior_state: tuple[str, ...] = ()) -> tuple[Raft, WriteAheadLog]:
     wal = WriteAheadLog(data / "wal")
     try:
-        recovered = recover(wal, FileSnapshotStore(data / "snapshots"),
-                            prior_state=prior_state)
+        recovered = recover(wal, FileSnapshotStore(data / "snapshots"), prior_state=prior_state)
     except BaseException:
         wal.close()
         raise
     state = recovered.state
-    core = Raft(Config(id=1), hard_state=state.hard_state, snapshot=state.snapshot,
-                entries=state.entries)
+    core = Raft(
+        Config(id=1), hard_state=state.hard_state, snapshot=state.snapshot, entries=state.entries
+    )
     return core, wal
 
 
 def vote_request(candidate: int, term: int) -> Message:
-    return Message(MsgType.VOTE, to=1, frm=candidate, term=term,
-                   log_term=SNAPSHOT.term, index=SNAPSHOT.index)
+    return Message(
+        MsgType.VOTE, to=1, frm=candidate, term=term, log_term=SNAPSHOT.term, index=SNAPSHOT.index
+    )
 
 
 def answer(core: Raft, wal: WriteAheadLog, request: Message) -> bool:
@@ -80,8 +81,11 @@ def snapshot_file(data: Path) -> str:
 
 def wal_files(data: Path) -> dict[str, bytes]:
     wal = data / "wal"
-    return {p.name: p.read_bytes() for p in wal.iterdir() if p.suffix == ".wal"} \
-        if wal.exists() else {}
+    return (
+        {p.name: p.read_bytes() for p in wal.iterdir() if p.suffix == ".wal"}
+        if wal.exists()
+        else {}
+    )
 
 
 def assert_refused(data: Path) -> LostLogError:
@@ -111,9 +115,7 @@ def test_emptied_segment_beside_the_snapshot_refuses(voted: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [1, 20, 60])
-def test_segment_cut_inside_its_header_beside_the_snapshot_refuses(
-    voted: Path, keep: int
-) -> None:
+def test_segment_cut_inside_its_header_beside_the_snapshot_refuses(voted: Path, keep: int) -> None:
     # Shorter than its first batch: it looks like a segment whose creation a crash
     # interrupted, which would be a new log; the snapshot proves otherwise.
     ((_, path),) = list_segments(voted / "wal")

@@ -45,7 +45,7 @@ def test_receive_verifies_and_publishes(store: SnapshotStore) -> None:
     data = bytes(range(256)) * 64
     with store.receive(meta(9), size=len(data), sha256=hashlib.sha256(data).hexdigest()) as sink:
         for at in range(0, len(data), 1000):
-            sink.write(data[at:at + 1000])
+            sink.write(data[at : at + 1000])
         assert store.latest() is None
         assert sink.finish() == meta(9)
     assert store.latest() == (meta(9), data)

@@ -46,7 +46,8 @@ def test_keeps_the_newest_two(tmp_path: Path) -> None:
         store.save(meta(index), payload(index))
     assert [m.index for m in store.metas()] == [40, 30]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for i in (30, 40) for p in (data_file(tmp_path, i), meta_file(tmp_path, i)))
+        p.name for i in (30, 40) for p in (data_file(tmp_path, i), meta_file(tmp_path, i))
+    )
 
 
 def test_damaged_newest_falls_back_with_a_warning(
@@ -59,8 +60,10 @@ def test_damaged_newest_falls_back_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="raftkv.storage.snapshots"):
         found = store.latest()
     assert found == (meta(10), payload(10))
-    assert any("damaged" in r.getMessage() and str(data_file(tmp_path, 20)) in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "damaged" in r.getMessage() and str(data_file(tmp_path, 20)) in r.getMessage()
+        for r in caplog.records
+    )
     opened = store.open_latest()
     assert opened is not None
     found_meta, stream, size = opened
@@ -99,10 +102,11 @@ def test_receive_in_chunks(tmp_path: Path) -> None:
     data = payload(77)
     import hashlib
 
-    with store.receive(meta(77, 3), size=len(data),
-                       sha256=hashlib.sha256(data).hexdigest()) as receiver:
+    with store.receive(
+        meta(77, 3), size=len(data), sha256=hashlib.sha256(data).hexdigest()
+    ) as receiver:
         for at in range(0, len(data), 1000):
-            receiver.write(data[at:at + 1000])
+            receiver.write(data[at : at + 1000])
             assert store.latest() is None, "nothing is visible before finish()"
         receiver.finish()
     assert store.latest() == (meta(77, 3), data)
@@ -114,12 +118,16 @@ def test_receive_abandoned_or_mismatched_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), store.receive(meta(5)) as receiver:
         receiver.write(b"partial")
         raise RuntimeError("peer went away")
-    with pytest.raises(CorruptSnapshotError, match="expected 100"), \
-            store.receive(meta(6), size=100) as receiver:
+    with (
+        pytest.raises(CorruptSnapshotError, match="expected 100"),
+        store.receive(meta(6), size=100) as receiver,
+    ):
         receiver.write(b"short")
         receiver.finish()
-    with pytest.raises(CorruptSnapshotError, match="sha256"), \
-            store.receive(meta(7), sha256="0" * 64) as receiver:
+    with (
+        pytest.raises(CorruptSnapshotError, match="sha256"),
+        store.receive(meta(7), sha256="0" * 64) as receiver,
+    ):
         receiver.write(b"whatever")
         receiver.finish()
     assert list(tmp_path.iterdir()) == []
@@ -133,7 +141,8 @@ def test_interrupted_writes_are_cleaned_up_on_open(tmp_path: Path) -> None:
     data_file(tmp_path, 20).write_bytes(b"data renamed, meta never written")
     store = FileSnapshotStore(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [data_file(tmp_path, 10).name, meta_file(tmp_path, 10).name])
+        [data_file(tmp_path, 10).name, meta_file(tmp_path, 10).name]
+    )
     assert store.latest() == (meta(10), payload(10))
 
 

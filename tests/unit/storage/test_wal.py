@@ -44,8 +44,11 @@ def test_round_trip_after_every_save(tmp_path: Path) -> None:
 def test_entry_types_and_binary_data_survive(tmp_path: Path) -> None:
     from raftkv.raft.types import Entry, EntryType
 
-    batch = [Entry(1, 1, EntryType.CONF_CHANGE, bytes(range(256))), Entry(1, 2, data=b""),
-             Entry(1, 3, data=b"\x00" * 1000)]
+    batch = [
+        Entry(1, 1, EntryType.CONF_CHANGE, bytes(range(256))),
+        Entry(1, 2, data=b""),
+        Entry(1, 3, data=b"\x00" * 1000),
+    ]
     wal, _ = open_wal(tmp_path)
     wal.save(None, batch)
     wal, state = reopen(wal)
@@ -70,7 +73,10 @@ def test_overwrite_of_a_suffix_wins_on_replay(tmp_path: Path) -> None:
     wal.save(None, entries(7, 7, term=2, tag="newer"))
     wal, state = reopen(wal)
     assert [(e.index, e.term) for e in state.entries] == [(i, 1) for i in range(1, 5)] + [
-        (5, 2), (6, 2), (7, 2)]
+        (5, 2),
+        (6, 2),
+        (7, 2),
+    ]
     assert state.entries[4].data.startswith(b"<new-000005")
     assert state.entries[6].data.startswith(b"<newer-000007")
     wal.close()
@@ -118,7 +124,7 @@ def test_compact_deletes_only_whole_old_segments(tmp_path: Path) -> None:
     wal.compact(150)
     after = wal.segment_paths()
     assert len(after) < len(before)
-    assert after == before[len(before) - len(after):], "only a prefix of segments goes"
+    assert after == before[len(before) - len(after) :], "only a prefix of segments goes"
     wal, state = reopen(wal)
     assert summary(state)[1] == (150, 3)
     assert [e.index for e in state.entries] == list(range(151, 301))
@@ -268,8 +274,12 @@ def test_invalid_appends_are_refused_like_the_memory_store(tmp_path: Path) -> No
     for store in (wal, model):
         store.save(HardState(1, 1, 0), entries(1, 5, term=2))
         store.compact(2)
-    bad = [entries(7, 8, term=2), entries(2, 3, term=2), entries(4, 4, term=1),
-           entries(1, 1, term=2) + entries(3, 3, term=2)]
+    bad = [
+        entries(7, 8, term=2),
+        entries(2, 3, term=2),
+        entries(4, 4, term=1),
+        entries(1, 1, term=2) + entries(3, 3, term=2),
+    ]
     for batch in bad:
         with pytest.raises(ValueError) as from_model:
             model.save(None, batch)

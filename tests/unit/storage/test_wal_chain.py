@@ -32,8 +32,9 @@ def write_chain(directory: Path) -> list[str]:
     wal, _ = open_wal(directory, segment_bytes=SMALL_SEGMENT)
     for first in range(1, 201, 10):
         term = 1 + first // 50
-        wal.save(HardState(term, term % 3 + 1, first), entries(first, first + 9, term=term,
-                                                              size=100))
+        wal.save(
+            HardState(term, term % 3 + 1, first), entries(first, first + 9, term=term, size=100)
+        )
     paths = wal.segment_paths()
     wal.close()
     assert len(paths) >= 5
@@ -142,7 +143,8 @@ def test_non_last_segment_cut_at_an_earlier_batch_boundary_refuses(tmp_path: Pat
     # The last entry batch of the segment starts with the entry after the last one
     # of the previous batch; cut right there.
     last_batch_first = max(
-        index for index in range(1, 201, 10) if f"<e-{index:06d}-".encode() in content)
+        index for index in range(1, 201, 10) if f"<e-{index:06d}-".encode() in content
+    )
     cut = record_offset(paths[1], f"<e-{last_batch_first:06d}-".encode())
     os.truncate(paths[1], cut)
     error = refuse(tmp_path)
@@ -193,7 +195,7 @@ def test_every_cut_of_the_last_segment_at_a_batch_boundary_keeps_a_written_state
         if marker not in pristine:
             continue
         last.write_bytes(pristine)
-        last.write_bytes(pristine[:record_offset(last, marker)])
+        last.write_bytes(pristine[: record_offset(last, marker)])
         wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
         assert state.hard_state in written and state.hard_state.term > 0
         assert summary(state)[2][-1][0] == index - 1
@@ -208,18 +210,18 @@ def test_interrupted_roll_over_is_completed(
     paths = write_chain(tmp_path)
     last, previous = Path(paths[-1]), Path(paths[-2])
     content = last.read_bytes()
-    last.write_bytes(content[:_header_batch_end(content)])
+    last.write_bytes(content[: _header_batch_end(content)])
     previous_size = previous.stat().st_size
     os.truncate(previous, previous_size - SEAL_BATCH)
     entries_in_previous = max(
-        i for i in range(1, 201) if f"<e-{i:06d}-".encode() in previous.read_bytes())
+        i for i in range(1, 201) if f"<e-{i:06d}-".encode() in previous.read_bytes()
+    )
     with caplog.at_level(logging.WARNING, logger="raftkv.storage.wal"):
         wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
     assert summary(state)[2][-1][0] == entries_in_previous
     assert any("interrupted roll" in r.getMessage() for r in caplog.records)
     assert previous.stat().st_size == previous_size, "the seal was written"
-    wal.save(HardState(6, 1, 0), entries(entries_in_previous + 1, entries_in_previous + 1,
-                                         term=6))
+    wal.save(HardState(6, 1, 0), entries(entries_in_previous + 1, entries_in_previous + 1, term=6))
     wal.close()
     wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
     assert state.hard_state.term == 6
@@ -230,7 +232,7 @@ def _header_batch_end(content: bytes) -> int:
     """End of the first batch (the segment header batch): after its COMMIT record."""
     off = 0
     while True:
-        length = int.from_bytes(content[off:off + 4], "little")
+        length = int.from_bytes(content[off : off + 4], "little")
         rtype = content[off + 4]
         off += RECORD_HEADER_SIZE + length
         if rtype == 6:  # COMMIT
@@ -241,16 +243,14 @@ def test_crash_after_the_seal_before_the_first_batch_is_fine(tmp_path: Path) -> 
     paths = write_chain(tmp_path)
     last = Path(paths[-1])
     content = last.read_bytes()
-    last.write_bytes(content[:_header_batch_end(content)])
+    last.write_bytes(content[: _header_batch_end(content)])
     wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
     assert state.hard_state.term > 0
     wal.close()
 
 
 @pytest.mark.parametrize("victim", ["first", "middle", "last"])
-def test_a_deleted_segment_never_comes_back_with_an_older_vote(
-    tmp_path: Path, victim: str
-) -> None:
+def test_a_deleted_segment_never_comes_back_with_an_older_vote(tmp_path: Path, victim: str) -> None:
     # The promise a vote makes: the WAL either returns the newest term and vote
     # or refuses. Never an older one.
     paths = write_chain(tmp_path)
@@ -271,7 +271,7 @@ def copy_format1(tmp_path: Path) -> Path:
 
 def segment_version(path: str) -> int:
     content = Path(path).read_bytes()
-    return int.from_bytes(content[RECORD_HEADER_SIZE + 4:RECORD_HEADER_SIZE + 6], "little")
+    return int.from_bytes(content[RECORD_HEADER_SIZE + 4 : RECORD_HEADER_SIZE + 6], "little")
 
 
 def test_a_format1_directory_is_read_and_continues_in_format2(tmp_path: Path) -> None:
@@ -317,7 +317,7 @@ def test_crash_while_writing_the_seal_is_completed(tmp_path: Path, keep: int) ->
     paths = write_chain(tmp_path)
     last, previous = Path(paths[-1]), Path(paths[-2])
     content = last.read_bytes()
-    last.write_bytes(content[:_header_batch_end(content)])
+    last.write_bytes(content[: _header_batch_end(content)])
     sealed_size = previous.stat().st_size
     os.truncate(previous, sealed_size - SEAL_BATCH + keep)
     wal, state = open_wal(tmp_path, segment_bytes=SMALL_SEGMENT)
@@ -384,7 +384,7 @@ def test_an_emptied_segment_before_a_header_only_last_one_refuses(tmp_path: Path
     paths = write_chain(tmp_path)
     last = Path(paths[-1])
     content = last.read_bytes()
-    last.write_bytes(content[:_header_batch_end(content)])
+    last.write_bytes(content[: _header_batch_end(content)])
     os.truncate(paths[-2], 0)
     error = refuse(tmp_path)
     assert error.path == paths[-2] and "empty segment" in str(error)
@@ -395,7 +395,7 @@ def test_a_torn_batch_before_a_header_only_last_one_refuses(tmp_path: Path) -> N
     paths = write_chain(tmp_path)
     last = Path(paths[-1])
     content = last.read_bytes()
-    last.write_bytes(content[:_header_batch_end(content)])
+    last.write_bytes(content[: _header_batch_end(content)])
     os.truncate(paths[-2], os.path.getsize(paths[-2]) - SEAL_BATCH - 5)
     error = refuse(tmp_path)
     assert error.path == paths[-1] and os.path.basename(paths[-2]) in str(error)

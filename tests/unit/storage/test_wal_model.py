@@ -38,12 +38,17 @@ class WALMatchesModel(RuleBasedStateMachine):
         durable = self.model.durable
         return durable.entries[-1].term if durable.entries else durable.base_term
 
-    @rule(data=st.data(), count=st.integers(1, 12), size=st.integers(0, 400),
-          with_hard_state=st.booleans())
+    @rule(
+        data=st.data(),
+        count=st.integers(1, 12),
+        size=st.integers(0, 400),
+        with_hard_state=st.booleans(),
+    )
     def append(self, data: st.DataObject, count: int, size: int, with_hard_state: bool) -> None:
         durable = self.model.durable
-        first = data.draw(st.integers(durable.base_index + 1, durable.last_index + 1),
-                          label="first")
+        first = data.draw(
+            st.integers(durable.base_index + 1, durable.last_index + 1), label="first"
+        )
         term_before = durable.term_at(first - 1)
         term = term_before + data.draw(st.integers(0, 2), label="term step")
         batch = []
@@ -77,13 +82,11 @@ class WALMatchesModel(RuleBasedStateMachine):
         self.model.reset_to_snapshot(meta, hard_state)
         self.wal.reset_to_snapshot(meta, hard_state)
 
-    @rule(ahead=st.integers(1, 30), term_step=st.integers(0, 3),
-          with_hard_state=st.booleans())
+    @rule(ahead=st.integers(1, 30), term_step=st.integers(0, 3), with_hard_state=st.booleans())
     def record_snapshot(self, ahead: int, term_step: int, with_hard_state: bool) -> None:
         durable = self.model.durable
         meta = SnapshotMeta(durable.last_index + ahead, self._last_term() + term_step)
-        hard_state = HardState(meta.term, 1, durable.hard_state.commit) \
-            if with_hard_state else None
+        hard_state = HardState(meta.term, 1, durable.hard_state.commit) if with_hard_state else None
         self.model.record_snapshot(meta, hard_state)
         self.wal.record_snapshot(meta, hard_state)
 
@@ -109,7 +112,9 @@ class WALMatchesModel(RuleBasedStateMachine):
 
 
 WALMatchesModel.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=30, deadline=None,
+    max_examples=50,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestWALMatchesModel = WALMatchesModel.TestCase

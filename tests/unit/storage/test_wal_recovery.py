@@ -50,8 +50,9 @@ def test_torn_tail_is_truncated_at_every_cut_point(
             wal, state = open_wal(tmp_path)
         assert summary(state) == EXPECTED_BEFORE_LAST, f"cut at {cut}"
         assert os.path.getsize(path) == before, f"file truncated, cut at {cut}"
-        assert any("torn tail" in r.getMessage() and path in r.getMessage()
-                   for r in caplog.records), f"cut at {cut} not logged"
+        assert any(
+            "torn tail" in r.getMessage() and path in r.getMessage() for r in caplog.records
+        ), f"cut at {cut} not logged"
         if cut % 16 == 0:
             # The log keeps working after the repair, and the repair is durable.
             wal.save(HardState(3, 1, 7), entries(7, 7, term=3))

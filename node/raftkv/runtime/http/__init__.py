@@ -17,6 +17,19 @@ from raftkv.runtime.http.params import path_key
 from raftkv.runtime.http.routing import KV_ROUTE, Route
 from raftkv.runtime.http.service import CLIENT_ID, SEQ, Forward, KvService, result_of
 
-__all__ = ["CLIENT_ID", "FORWARDED", "KV_ROUTE", "SEQ", "ClientApi", "Forward", "KvService",
-           "Route", "api_error", "error_body", "error_parts", "forwarding_session", "path_key",
-           "result_of"]
+__all__ = [
+    "CLIENT_ID",
+    "FORWARDED",
+    "KV_ROUTE",
+    "SEQ",
+    "ClientApi",
+    "Forward",
+    "KvService",
+    "Route",
+    "api_error",
+    "error_body",
+    "error_parts",
+    "forwarding_session",
+    "path_key",
+    "result_of",
+]

@@ -26,8 +26,16 @@ from raftkv.runtime.limits import LimitExceeded
 from raftkv.runtime.node import RaftNode
 from raftkv.security.tls import ReloadingTLS
 
-RESOURCES = (StatusResource, KvResource, TxnResource, LeaseResource, LockResource,
-             WatchResource, MemberResource, CheckpointResource)
+RESOURCES = (
+    StatusResource,
+    KvResource,
+    TxnResource,
+    LeaseResource,
+    LockResource,
+    WatchResource,
+    MemberResource,
+    CheckpointResource,
+)
 
 
 class ClientApi:
@@ -39,20 +47,22 @@ class ClientApi:
         self.node = node
         self.cfg = node.cfg
         self.metrics = node.metrics
-        self.auth = Authenticator(self.cfg.auth_file,
-                                  metrics_open=self.cfg.metrics_access == "open")
+        self.auth = Authenticator(
+            self.cfg.auth_file, metrics_open=self.cfg.metrics_access == "open"
+        )
         self.service = KvService(node, self.auth)
         self.forwarder = LeaderForwarder(self.service, forward_tls)
-        self.routes: list[Route] = [r for resource in RESOURCES
-                                    for r in resource(self.service).routes()]
+        self.routes: list[Route] = [
+            r for resource in RESOURCES for r in resource(self.service).routes()
+        ]
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.cfg.max_request_bytes,
-                              middlewares=[self._middleware])
+        app = web.Application(
+            client_max_size=self.cfg.max_request_bytes, middlewares=[self._middleware]
+        )
         for route in self.routes:
-            handler = self.forwarder.leader_only(route.handler) if route.leader \
-                else route.handler
+            handler = self.forwarder.leader_only(route.handler) if route.leader else route.handler
             # Authenticated first: a follower never forwards a request it would refuse.
             guarded = self._guarded(route, handler)
             if route.method == "GET":
@@ -67,8 +77,9 @@ class ClientApi:
         check, access = self.auth.check, route.access
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            request[IDENTITY] = check(access, request.headers.get("Authorization"),
-                                      lambda: peercert_of(request.transport))
+            request[IDENTITY] = check(
+                access, request.headers.get("Authorization"), lambda: peercert_of(request.transport)
+            )
             return await handler(request)
 
         return guarded
@@ -80,8 +91,11 @@ class ClientApi:
         try:
             if route == "unmatched" and self.auth.enabled:
                 # No route (404/405): anonymous callers learn nothing about the paths.
-                self.auth.check("read", request.headers.get("Authorization"),
-                                lambda: peercert_of(request.transport))
+                self.auth.check(
+                    "read",
+                    request.headers.get("Authorization"),
+                    lambda: peercert_of(request.transport),
+                )
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -99,7 +113,8 @@ class ClientApi:
         if children is None:  # labels() costs a lock and a dict walk: once per key
             children = self._http_children[key] = (
                 self.metrics.http_requests.labels(route, request.method, str(response.status)),
-                self.metrics.http_duration.labels(route))
+                self.metrics.http_duration.labels(route),
+            )
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
         return response

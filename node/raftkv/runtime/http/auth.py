@@ -131,8 +131,11 @@ def parse_auth_file(text: str) -> AuthTable:
     for i, entry in enumerate(doc.get("tokens", [])):
         ident = _identity(entry, "token", f"tokens[{i}]")
         digest = entry.get("sha256")
-        if not isinstance(digest, str) or len(digest) != 64 or any(
-                c not in "0123456789abcdef" for c in digest):
+        if (
+            not isinstance(digest, str)
+            or len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest)
+        ):
             raise AuthFileError(f"tokens[{i}]: 'sha256' must be 64 lowercase hex digits")
         if digest.encode() in tokens:
             raise AuthFileError(f"tokens[{i}]: the same token is listed twice")
@@ -149,8 +152,11 @@ def certificate_names(peercert: Mapping[str, Any] | None) -> list[str]:
     if not peercert:
         return []
     # (IPv6 addresses come with a trailing newline from some OpenSSL versions.)
-    names = [str(value).rstrip("\n") for kind, value in peercert.get("subjectAltName", ())
-             if kind in ("DNS", "URI", "IP Address")]
+    names = [
+        str(value).rstrip("\n")
+        for kind, value in peercert.get("subjectAltName", ())
+        if kind in ("DNS", "URI", "IP Address")
+    ]
     for rdn in peercert.get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
@@ -159,8 +165,7 @@ def certificate_names(peercert: Mapping[str, Any] | None) -> list[str]:
 
 
 def unauthenticated(message: str) -> ApiError:
-    return ApiError(401, "unauthenticated", message,
-                    headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    return ApiError(401, "unauthenticated", message, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
 
 def permission_denied(message: str) -> ApiError:
@@ -171,8 +176,13 @@ class Authenticator:
     """Checks callers against the auth file; `None` file = auth off (explicitly
     insecure deployments only: every caller is an anonymous admin)."""
 
-    def __init__(self, path: Path | None, *, metrics_open: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        metrics_open: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self.metrics_open = metrics_open
         self._clock = clock
@@ -191,24 +201,29 @@ class Authenticator:
         return self.path is not None
 
     # --- the one check ---------------------------------------------------------------
-    def check(self, access: Access, authorization: str | None,
-              peercert: Callable[[], Mapping[str, Any] | None]) -> Identity:
+    def check(
+        self,
+        access: Access,
+        authorization: str | None,
+        peercert: Callable[[], Mapping[str, Any] | None],
+    ) -> Identity:
         """The caller's identity if it may use a route needing `access`, else 401/403.
         `authorization`: the request's Authorization header; `peercert` gives the
         connection's verified client certificate (called only when the request has no
         token: decoding a certificate is not free)."""
-        if self.path is None or access == "open" or (access == "metrics"
-                                                      and self.metrics_open):
+        if self.path is None or access == "open" or (access == "metrics" and self.metrics_open):
             return ANONYMOUS_ADMIN if self.path is None else _OPEN
         identity = self.authenticate(authorization, peercert)
         if not identity.may(access):
             raise permission_denied(
                 f"{identity.name!r} (role {identity.role}) may not do this: it needs "
-                f"role {'read' if access == 'metrics' else access}")
+                f"role {'read' if access == 'metrics' else access}"
+            )
         return identity
 
-    def authenticate(self, auth: str | None,
-                     peercert: Callable[[], Mapping[str, Any] | None]) -> Identity:
+    def authenticate(
+        self, auth: str | None, peercert: Callable[[], Mapping[str, Any] | None]
+    ) -> Identity:
         self._maybe_reload()
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -224,8 +239,9 @@ class Authenticator:
             if found is not None:
                 return found
         if names:
-            raise permission_denied("the client certificate names no identity of the auth "
-                                    f"file ({', '.join(names)})")
+            raise permission_denied(
+                f"the client certificate names no identity of the auth file ({', '.join(names)})"
+            )
         raise unauthenticated("credentials required: a bearer token or a client certificate")
 
     def _token_identity(self, token: str) -> Identity | None:
@@ -260,8 +276,11 @@ class Authenticator:
         try:
             table = parse_auth_file(self.path.read_text())
         except (OSError, AuthFileError) as exc:
-            log.warning("auth file %s changed but does not load (%s); keeping the previous "
-                        "one", self.path, exc)
+            log.warning(
+                "auth file %s changed but does not load (%s); keeping the previous one",
+                self.path,
+                exc,
+            )
             self._stamp = stamp  # retried on the next change
             self.reload_failures += 1
             return
@@ -269,8 +288,12 @@ class Authenticator:
         self._cache = {}
         self._stamp = stamp
         self.reloads += 1
-        log.info("auth file %s reloaded: %d tokens, %d certificates", self.path,
-                 len(table.tokens), len(table.certificates))
+        log.info(
+            "auth file %s reloaded: %d tokens, %d certificates",
+            self.path,
+            len(table.tokens),
+            len(table.certificates),
+        )
 
 
 _OPEN = Identity("anonymous", "read", (), "open")  # open routes only: no keys at all
@@ -324,8 +347,9 @@ def check_command(identity: Identity, command: object) -> None:
     """403 unless `identity` may run `command`: its keys lie under the identity's
     prefixes, and a delete of the whole keyspace (range_end b"\\0") is an admin's."""
     if _deletes_everything(command) and identity.role != "admin":
-        raise permission_denied("deleting every key (an unbounded range delete) needs the "
-                                "admin role")
+        raise permission_denied(
+            "deleting every key (an unbounded range delete) needs the admin role"
+        )
     check_ranges(identity, command_ranges(command))
 
 

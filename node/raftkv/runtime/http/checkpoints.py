@@ -48,8 +48,9 @@ class CheckpointResource:
     async def create(self, request: web.Request) -> web.Response:
         store = self._store()
         body = await self.service.json_body(request, optional=True)
-        cid = body.get("id") or (time.strftime("ckpt-%Y%m%dT%H%M%SZ-", time.gmtime())
-                                 + secrets.token_hex(3))
+        cid = body.get("id") or (
+            time.strftime("ckpt-%Y%m%dT%H%M%SZ-", time.gmtime()) + secrets.token_hex(3)
+        )
         if not isinstance(cid, str):
             raise bad_request("'id' must be a string")
         try:
@@ -68,18 +69,24 @@ class CheckpointResource:
                 # result, and no new checkpoint is written. Answer the first one.
                 written.cancel()
                 if not isinstance(recorded, str):
-                    raise conflict("session_reused", "this request's session (client id, seq) "
-                                   "was already used by a request of another kind")
+                    raise conflict(
+                        "session_reused",
+                        "this request's session (client id, seq) "
+                        "was already used by a request of another kind",
+                    )
                 cid = recorded
                 written = self.node.wait_checkpoint(cid)  # before looking: never miss it
                 existing = store.get(cid)
                 if existing is not None:
                     return json_response(existing)
-            manifest = await asyncio.wait_for(asyncio.shield(written),
-                                              self.cfg.request_timeout + 60)
+            manifest = await asyncio.wait_for(
+                asyncio.shield(written), self.cfg.request_timeout + 60
+            )
         except TimeoutError:
-            raise unavailable("timeout", f"checkpoint {cid} was not written in time (or was "
-                              "already removed by retention)") from None
+            raise unavailable(
+                "timeout",
+                f"checkpoint {cid} was not written in time (or was already removed by retention)",
+            ) from None
         finally:
             written.cancel()
         return json_response(manifest)
@@ -103,7 +110,11 @@ class CheckpointResource:
         path = store.data_path(cid)
         if manifest is None or path is None:
             raise not_found(f"checkpoint {cid!r} not found", "checkpoint_not_found")
-        return web.FileResponse(path, headers={
-            "Content-Type": "application/octet-stream",
-            CHECKPOINT_SHA256: manifest["sha256"],
-            CHECKPOINT_INDEX: str(manifest["index"])})
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": "application/octet-stream",
+                CHECKPOINT_SHA256: manifest["sha256"],
+                CHECKPOINT_INDEX: str(manifest["index"]),
+            },
+        )

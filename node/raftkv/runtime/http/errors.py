@@ -32,7 +32,7 @@ Stage = Literal["write", "read", "conf"]
 
 _TIMEOUTS = {
     "write": "the write did not commit in time; its outcome is unknown (retry with the "
-             "same session headers)",
+    "same session headers)",
     "read": "no read index from the leader in time",
     "conf": "the membership change did not commit in time",
 }
@@ -57,8 +57,11 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
     if isinstance(exc, TimeoutError):
         return unavailable("timeout", _TIMEOUTS[stage])
     if isinstance(exc, NotLeader):
-        return no_leader() if stage == "read" else unavailable(
-            "not_leader", "leadership changed; retry")
+        return (
+            no_leader()
+            if stage == "read"
+            else unavailable("not_leader", "leadership changed; retry")
+        )
     if isinstance(exc, ProposalLost):  # certainly not applied
         return unavailable("proposal_lost", str(exc))
     if isinstance(exc, OutcomeUnknown):  # may have applied: retry with the same session
@@ -75,9 +78,12 @@ def api_error(exc: BaseException, stage: Stage = "write", where: str = "") -> Ap
 
 
 def wait_interrupted() -> ApiError:
-    return unavailable("wait_interrupted", "the node is shutting down: the wait was cut "
-                       "short; what the request proposed may have applied (a lock acquire "
-                       "stays queued for its lease); retry on another member")
+    return unavailable(
+        "wait_interrupted",
+        "the node is shutting down: the wait was cut "
+        "short; what the request proposed may have applied (a lock acquire "
+        "stays queued for its lease); retry on another member",
+    )
 
 
 def error_parts(exc: ApiError) -> tuple[dict[str, str], dict[str, str]]:

@@ -57,22 +57,27 @@ class LeaderForwarder:
     async def to_leader(self, request: web.Request) -> web.StreamResponse:
         node = self.node
         url = node.leader_client_url() or await node.leader_client_url_within(
-            2 * node.cfg.election_timeout)
+            2 * node.cfg.election_timeout
+        )
         leader = node.core.leader
         if leader == NONE or leader == node.id or url is None:
             raise no_leader()
         if request.headers.get(FORWARDED):
             # Forwarded once already: the cluster moved on; let the client retry there.
-            raise ApiError(503, "not_leader", f"not the leader; leader is {leader} at {url}",
-                           retry_after=1.0, headers={LEADER_HINT: url})
+            raise ApiError(
+                503,
+                "not_leader",
+                f"not the leader; leader is {leader} at {url}",
+                retry_after=1.0,
+                headers={LEADER_HINT: url},
+            )
         target = url.rstrip("/") + request.path_qs
         # The caller's identity travels with its own credential: the Authorization
         # header is forwarded and the leader checks it again (it trusts no follower's
         # word). A client certificate cannot be forwarded: such a caller is sent to
         # the leader with a 307 and presents its certificate there (docs/security.md).
         if flag(request, "redirect") or identity_of(request).source == "certificate":
-            raise ApiError(307, "redirect", f"the leader is at {url}",
-                           headers={"Location": target})
+            raise ApiError(307, "redirect", f"the leader is at {url}", headers={"Location": target})
         try:
             return await self._forward(request, target, leader)
         except ApiError as exc:
@@ -94,16 +99,21 @@ class LeaderForwarder:
         if self.tls is not None and not target.startswith("https://"):
             # A secure node never sends a caller's token in clear (a leader advertising
             # an http:// client URL is a misconfiguration).
-            raise unavailable("leader_unreachable", "the leader's client URL is not https; "
-                              "not forwarding credentials in clear")
+            raise unavailable(
+                "leader_unreachable",
+                "the leader's client URL is not https; not forwarding credentials in clear",
+            )
         body = await read_body(request, self.cfg.max_request_bytes)
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower().startswith("x-raftkv-") or k.lower() in (
-                       "content-type", "authorization")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower().startswith("x-raftkv-") or k.lower() in ("content-type", "authorization")
+        }
         headers[FORWARDED] = self.cfg.name
         wait = float_param(request, "timeout", 0, MAX_WAIT_SECONDS)
-        relaying = asyncio.ensure_future(self._relay(
-            request.method, target, body, headers, self.cfg.request_timeout + wait))
+        relaying = asyncio.ensure_future(
+            self._relay(request.method, target, body, headers, self.cfg.request_timeout + wait)
+        )
         # The relay also ends when another member is known to lead (the one we
         # forwarded to died or is paused: waiting for its answer only delays the
         # client), and, for a request that may wait at the leader (a queued lock
@@ -125,13 +135,19 @@ class LeaderForwarder:
             return relaying.result()
         if stopping is not None and stopping.done():
             raise wait_interrupted()
-        raise ApiError(503, "outcome_unknown",
-                       "leadership moved while the request was forwarded to the old leader; "
-                       "it may or may not have applied: retry (with the same session headers "
-                       "it applies at most once)", retry_after=1.0, headers=await self._hint(leader))
+        raise ApiError(
+            503,
+            "outcome_unknown",
+            "leadership moved while the request was forwarded to the old leader; "
+            "it may or may not have applied: retry (with the same session headers "
+            "it applies at most once)",
+            retry_after=1.0,
+            headers=await self._hint(leader),
+        )
 
-    async def _relay(self, method: str, target: str, body: bytes, headers: dict[str, str],
-                     budget: float) -> web.Response:
+    async def _relay(
+        self, method: str, target: str, body: bytes, headers: dict[str, str], budget: float
+    ) -> web.Response:
         assert self.session is not None
         # A leader that does not accept a connection within an election timeout is as
         # good as gone; one that accepted answers within its --request-timeout, plus
@@ -139,24 +155,34 @@ class LeaderForwarder:
         election = self.cfg.election_timeout
         try:
             async with self.session.request(
-                    method, target, data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=budget + 2 * election,
-                                                  sock_connect=election),
-                    ssl=self.tls.client_context() if self.tls is not None else True) as resp:
+                method,
+                target,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=budget + 2 * election, sock_connect=election),
+                ssl=self.tls.client_context() if self.tls is not None else True,
+            ) as resp:
                 payload = await resp.read()
-                relay = {k: v for k, v in resp.headers.items()
-                         if k.lower().startswith("x-raftkv-") or k.lower() in (
-                             "retry-after", "location")}
-                return web.Response(body=payload, status=resp.status, headers=relay,
-                                    content_type=resp.content_type)
+                relay = {
+                    k: v
+                    for k, v in resp.headers.items()
+                    if k.lower().startswith("x-raftkv-") or k.lower() in ("retry-after", "location")
+                }
+                return web.Response(
+                    body=payload, status=resp.status, headers=relay, content_type=resp.content_type
+                )
         except aiohttp.ClientConnectorError as exc:  # never connected: not applied
-            raise unavailable("leader_unreachable",
-                              f"forwarding to the leader failed: {exc!r}") from None
+            raise unavailable(
+                "leader_unreachable", f"forwarding to the leader failed: {exc!r}"
+            ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:  # sent, or may have been
-            raise unavailable("outcome_unknown",
-                              f"forwarding to the leader failed after sending: {exc!r}; the "
-                              "write may or may not have applied (retry with the same "
-                              "session headers to apply it at most once)") from None
+            raise unavailable(
+                "outcome_unknown",
+                f"forwarding to the leader failed after sending: {exc!r}; the "
+                "write may or may not have applied (retry with the same "
+                "session headers to apply it at most once)",
+            ) from None
 
 
 def _resolver(resolve: dict[str, str]) -> aiohttp.abc.AbstractResolver:
@@ -165,8 +191,9 @@ def _resolver(resolve: dict[str, str]) -> aiohttp.abc.AbstractResolver:
         return base
 
     class StaticFirst(aiohttp.abc.AbstractResolver):
-        async def resolve(self, host: str, port: int = 0,
-                          family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[Any]:
             return await base.resolve(resolve.get(host, host), port, family)
 
         async def close(self) -> None:
@@ -186,9 +213,11 @@ def forwarding_session(resolve: dict[str, str]) -> aiohttp.ClientSession:
     connections are not kept alive, which also rules the retry out."""
     keep_alive = "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ())
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30, force_close=not keep_alive,
-                                       resolver=_resolver(resolve)),
-        auto_decompress=False)
+        connector=aiohttp.TCPConnector(
+            limit=256, ttl_dns_cache=30, force_close=not keep_alive, resolver=_resolver(resolve)
+        ),
+        auto_decompress=False,
+    )
     if keep_alive:
         session._retry_connection = False
     return session

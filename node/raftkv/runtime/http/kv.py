@@ -37,8 +37,11 @@ class KvResource:
         limit = int_param(request, "limit", 0)
         keys_only = flag(request, "keys_only")
         count_only = flag(request, "count_only")
-        query = Range.prefix(key, limit=limit, keys_only=keys_only, count_only=count_only) \
-            if prefix else None
+        query = (
+            Range.prefix(key, limit=limit, keys_only=keys_only, count_only=count_only)
+            if prefix
+            else None
+        )
         if query is None:
             svc.check_keys(request, key)
         else:
@@ -46,11 +49,11 @@ class KvResource:
         await svc.read_barrier(request)
         if query is None:
             value, headers = svc.single_get_answer(key)
-            return web.Response(body=value, content_type="application/octet-stream",
-                                headers=headers)
+            return web.Response(
+                body=value, content_type="application/octet-stream", headers=headers
+            )
         result = svc.node.fsm.range(query)
-        return json_response(to_json(result, encoding),
-                             headers={REVISION: str(result["revision"])})
+        return json_response(to_json(result, encoding), headers={REVISION: str(result["revision"])})
 
     async def put(self, request: web.Request) -> web.Response:
         svc = self.service
@@ -90,8 +93,9 @@ class KvResource:
         compares = []
         q = request.query
         if "if_mod_revision" in q:
-            compares.append(Compare(key, "mod_revision", "==", int_param(
-                request, "if_mod_revision", 0)))
+            compares.append(
+                Compare(key, "mod_revision", "==", int_param(request, "if_mod_revision", 0))
+            )
         if "if_version" in q:
             compares.append(Compare(key, "version", "==", int_param(request, "if_version", 0)))
         if "if_exists" in q:
@@ -101,16 +105,19 @@ class KvResource:
         return compares
 
     @staticmethod
-    def _cas_answer(request: web.Request, result: dict[str, Any], key: bytes
-                    ) -> web.Response:
+    def _cas_answer(request: web.Request, result: dict[str, Any], key: bytes) -> web.Response:
         if result["succeeded"]:
             inner = result["responses"][0]
             inner.pop("op", None)
-            return json_response(to_json({"revision": result["revision"], **inner},
-                                         encoding_of(request.query)))
+            return json_response(
+                to_json({"revision": result["revision"], **inner}, encoding_of(request.query))
+            )
         current = result["responses"][0].get("kvs") or []
         detail = to_json(current[0], "utf8") if current else None
-        body = {"error": "compare_failed",
-                "message": f"the condition on key {key!r} does not hold",
-                "revision": result["revision"], "current": detail}
+        body = {
+            "error": "compare_failed",
+            "message": f"the condition on key {key!r} does not hold",
+            "revision": result["revision"],
+            "current": detail,
+        }
         return json_response(body, 409)

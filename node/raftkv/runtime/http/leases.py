@@ -31,8 +31,7 @@ class LeaseResource:
             Route("GET", "/v1/leases", self.list, "read"),
             Route("POST", "/v1/leases", self.grant, "readwrite", leader=True),
             Route("GET", "/v1/leases/{id}", self.get, "read"),
-            Route("POST", "/v1/leases/{id}/keepalive", self.keepalive, "readwrite",
-                  leader=True),
+            Route("POST", "/v1/leases/{id}/keepalive", self.keepalive, "readwrite", leader=True),
             Route("DELETE", "/v1/leases/{id}", self.revoke, "readwrite", leader=True),
         ]
 
@@ -41,8 +40,9 @@ class LeaseResource:
         ttl = json_int(body, "ttl", None, 1, 9_000_000_000)
         lid = json_int(body, "id", 0)
         result = await self.service.submit(request, LeaseGrant(ttl, lid))
-        return json_response({"id": result["id"], "ttl": result["ttl"],
-                              "revision": result["revision"]})
+        return json_response(
+            {"id": result["id"], "ttl": result["ttl"], "revision": result["revision"]}
+        )
 
     async def keepalive(self, request: web.Request) -> web.Response:
         lid = lease_id(request)
@@ -69,6 +69,11 @@ class LeaseResource:
         await self.service.read_barrier(request)
         now = time.monotonic()
         clock = self.node.leases
-        return json_response({"leases": [
-            {"id": lid, "ttl": ttl, "remaining": clock.remaining(lid, now)}
-            for lid, ttl in self.node.fsm.leases()]})
+        return json_response(
+            {
+                "leases": [
+                    {"id": lid, "ttl": ttl, "remaining": clock.remaining(lid, now)}
+                    for lid, ttl in self.node.fsm.leases()
+                ]
+            }
+        )

@@ -23,8 +23,7 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 
 
 def _answer(name: str, lease: int, token: int, revision: int) -> dict[str, Any]:
-    return {"name": name, "lease": lease, "token": token, "revision": revision,
-            "acquired": True}
+    return {"name": name, "lease": lease, "token": token, "revision": revision, "acquired": True}
 
 
 class LockResource:
@@ -59,7 +58,7 @@ class LockResource:
         if lease is None and "lease" in request.query:
             lease = int_param(request, "lease", 0, 1)
         if type(lease) is not int or lease < 1:
-            raise bad_request("a lock needs a lease: {\"lease\": id}")
+            raise bad_request('a lock needs a lease: {"lease": id}')
         no_wait = "wait" in request.query and not flag(request, "wait")
         timeout = float_param(request, "timeout", DEFAULT_LOCK_TIMEOUT, MAX_WAIT_SECONDS)
         grant = self.node.wait_lock(name, lease)  # before proposing: never miss the grant
@@ -74,9 +73,10 @@ class LockResource:
                     token = None
                 else:
                     if token is None:
-                        raise conflict("lock_wait_cancelled",
-                                       f"lease {lease} stopped waiting for lock {name!r} "
-                                       "(revoked or expired)")
+                        raise conflict(
+                            "lock_wait_cancelled",
+                            f"lease {lease} stopped waiting for lock {name!r} (revoked or expired)",
+                        )
                     return json_response(_answer(name, lease, token, self.node.fsm.revision))
             # Not acquired: leave the queue so a later grant does not go unclaimed.
             # Not under the request's session: its (client id, seq) is the acquire's,

@@ -54,18 +54,30 @@ class MemberResource:
             existing = next(m for m in members if m["id"] == mid)
             return json_response({**existing, "existing": True})
         if mid in self.node.fsm.removed_members:
-            raise conflict("member_id_removed",
-                           f"member id {mid} was removed from this cluster and never comes "
-                           "back: start the node with an empty data directory for a fresh id")
+            raise conflict(
+                "member_id_removed",
+                f"member id {mid} was removed from this cluster and never comes "
+                "back: start the node with an empty data directory for a fresh id",
+            )
         same_name = next((m for m in members if m["name"] == name), None)
         if same_name is not None:
-            raise conflict("member_name_in_use",
-                           f"member {same_name['id']} is already named {name!r}: remove that "
-                           "incarnation first")
-        await self.service.conf_change(ConfChange(
-            ConfChangeType.ADD_LEARNER, mid, member_context(name, peer_url, client_url)))
-        return json_response({"id": mid, "name": name, "peer_url": peer_url,
-                              "client_url": client_url, "role": "learner"})
+            raise conflict(
+                "member_name_in_use",
+                f"member {same_name['id']} is already named {name!r}: remove that "
+                "incarnation first",
+            )
+        await self.service.conf_change(
+            ConfChange(ConfChangeType.ADD_LEARNER, mid, member_context(name, peer_url, client_url))
+        )
+        return json_response(
+            {
+                "id": mid,
+                "name": name,
+                "peer_url": peer_url,
+                "client_url": client_url,
+                "role": "learner",
+            }
+        )
 
     async def promote(self, request: web.Request) -> web.Response:
         mid = match_int(request, "id", "member id")
@@ -76,9 +88,11 @@ class MemberResource:
             raise not_found(f"member {mid} is not a learner of this cluster", "member_not_found")
         lag = self.node.learner_lag(mid)
         if lag is None or lag > PROMOTE_LAG_ENTRIES or self.node.core.prs[mid].match == 0:
-            raise conflict("not_caught_up",
-                           f"learner {mid} is {lag} entries behind the commit index; "
-                           f"promote it once within {PROMOTE_LAG_ENTRIES}")
+            raise conflict(
+                "not_caught_up",
+                f"learner {mid} is {lag} entries behind the commit index; "
+                f"promote it once within {PROMOTE_LAG_ENTRIES}",
+            )
         await self.service.conf_change(ConfChange(ConfChangeType.PROMOTE, mid))
         return json_response({"id": mid, "role": "voter"})
 

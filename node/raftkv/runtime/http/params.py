@@ -37,15 +37,16 @@ def path_key(target: str | bytes) -> bytes:
     if path.startswith(b"/v1/kv/") and b"#" not in path:  # the usual case, first
         return unquote_to_bytes(path[7:])
     if b"#" in path:
-        raise bad_request("a request target has no fragment; send '#' in a key as %23",
-                          "invalid_target")
+        raise bad_request(
+            "a request target has no fragment; send '#' in a key as %23", "invalid_target"
+        )
     if not path.startswith(b"/"):
         _, sep, rest = path.partition(b"://")
         slash = rest.find(b"/")
         path = rest[slash:] if sep and slash > 0 else b""
     if not path.startswith(b"/v1/kv/"):
         raise bad_request("the request target is not /v1/kv/{key}", "invalid_target")
-    return unquote_to_bytes(path[len(b"/v1/kv/"):])
+    return unquote_to_bytes(path[len(b"/v1/kv/") :])
 
 
 def flag(request: RequestLike, name: str) -> bool:
@@ -59,8 +60,9 @@ def flag(request: RequestLike, name: str) -> bool:
     raise bad_request(f"query parameter {name!r} must be a boolean (1/0/true/false)")
 
 
-def int_param(request: RequestLike, name: str, default: int, low: int = 0,
-              high: int = 2**63 - 1) -> int:
+def int_param(
+    request: RequestLike, name: str, default: int, low: int = 0, high: int = 2**63 - 1
+) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -86,8 +88,9 @@ def float_param(request: RequestLike, name: str, default: float, high: float) ->
     return value
 
 
-def json_int(obj: dict[str, Any], name: str, default: int | None = None, low: int = 0,
-             high: int = 2**63 - 1) -> int:
+def json_int(
+    obj: dict[str, Any], name: str, default: int | None = None, low: int = 0, high: int = 2**63 - 1
+) -> int:
     value = obj.get(name, default)
     if value is None:
         raise bad_request(f"missing {name!r}")
@@ -117,12 +120,12 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "request_too_large",
-                       f"request body exceeds --max-request-bytes ({max_bytes})") from None
+        raise ApiError(
+            413, "request_too_large", f"request body exceeds --max-request-bytes ({max_bytes})"
+        ) from None
 
 
-def parse_json_object(raw: bytes, max_depth: int, *, optional: bool = False
-                      ) -> dict[str, Any]:
+def parse_json_object(raw: bytes, max_depth: int, *, optional: bool = False) -> dict[str, Any]:
     if not raw.strip():
         if optional:
             return {}
@@ -134,5 +137,3 @@ def parse_json_object(raw: bytes, max_depth: int, *, optional: bool = False
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
     return body
-
-

@@ -57,10 +57,10 @@ def result_of(res: ApplyResult) -> dict[str, Any]:
     code = result.get("error")
     if code is not None:
         # result_not_retained: the command WAS applied, at this revision.
-        headers = ({REVISION: str(result.get("revision"))}
-                   if code == "result_not_retained" else None)
-        raise ApiError(_RESULT_STATUS.get(code, 400), code, result.get("message", code),
-                       headers=headers)
+        headers = {REVISION: str(result.get("revision"))} if code == "result_not_retained" else None
+        raise ApiError(
+            _RESULT_STATUS.get(code, 400), code, result.get("message", code), headers=headers
+        )
     return result
 
 
@@ -87,15 +87,20 @@ class KvService:
         if not key:
             raise bad_request("the key must not be empty", "empty_key")
         if len(key) > self.cfg.max_key_bytes:
-            raise ApiError(413, "key_too_large",
-                           f"key of {len(key)} bytes exceeds --max-key-bytes "
-                           f"({self.cfg.max_key_bytes})")
+            raise ApiError(
+                413,
+                "key_too_large",
+                f"key of {len(key)} bytes exceeds --max-key-bytes ({self.cfg.max_key_bytes})",
+            )
 
     def check_value(self, value: bytes) -> None:
         if len(value) > self.cfg.max_value_bytes:
-            raise ApiError(413, "value_too_large",
-                           f"value of {len(value)} bytes exceeds --max-value-bytes "
-                           f"({self.cfg.max_value_bytes})")
+            raise ApiError(
+                413,
+                "value_too_large",
+                f"value of {len(value)} bytes exceeds --max-value-bytes "
+                f"({self.cfg.max_value_bytes})",
+            )
 
     def check_command_size(self, data: bytes) -> None:
         if len(data) > self.cfg.max_request_bytes + 4096:
@@ -177,8 +182,9 @@ class KvService:
         except Exception as exc:
             raise api_error(exc, "write") from None
 
-    async def submit(self, request: RequestLike, command: Any, *,
-                     with_session: bool = True) -> dict[str, Any]:
+    async def submit(
+        self, request: RequestLike, command: Any, *, with_session: bool = True
+    ) -> dict[str, Any]:
         """Propose and wait for the applied result; map result errors to statuses.
         `with_session=False` proposes without the request's session headers: for a
         follow-up command of the same request, which would otherwise reuse the

@@ -34,8 +34,9 @@ class StatusResource:
 
     async def metrics(self, request: web.Request) -> web.Response:
         self.node.update_slow_metrics()
-        return web.Response(body=self.service.metrics.exposition(),
-                            headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(
+            body=self.service.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
+        )
 
     async def status(self, request: web.Request) -> web.Response:
         wait = float_param(request, "wait", 0.0, MAX_WAIT_SECONDS)

@@ -36,18 +36,25 @@ class TxnResource:
         compares_raw = body.get("compare", [])
         success_raw = body.get("success", [])
         failure_raw = body.get("failure", [])
-        for name, value in (("compare", compares_raw), ("success", success_raw),
-                            ("failure", failure_raw)):
+        for name, value in (
+            ("compare", compares_raw),
+            ("success", success_raw),
+            ("failure", failure_raw),
+        ):
             if not isinstance(value, list):
                 raise bad_request(f"txn {name!r} must be a list")
         total = len(compares_raw) + len(success_raw) + len(failure_raw)
         if total > self.cfg.max_txn_ops:
-            raise bad_request(f"txn has {total} compares and ops; --max-txn-ops is "
-                              f"{self.cfg.max_txn_ops}", "too_many_ops")
+            raise bad_request(
+                f"txn has {total} compares and ops; --max-txn-ops is {self.cfg.max_txn_ops}",
+                "too_many_ops",
+            )
         try:
-            return Txn([self._parse_compare(c) for c in compares_raw],
-                       [self._parse_op(o) for o in success_raw],
-                       [self._parse_op(o) for o in failure_raw])
+            return Txn(
+                [self._parse_compare(c) for c in compares_raw],
+                [self._parse_op(o) for o in success_raw],
+                [self._parse_op(o) for o in failure_raw],
+            )
         except InvalidCommand as exc:
             raise bad_request(str(exc), "invalid_txn") from None
 
@@ -106,6 +113,11 @@ class TxnResource:
             if not json_bool(obj, "prefix"):
                 svc.check_key(key)
             range_end = self._range_of(obj, key)
-            return Range(key or b"\0", range_end, json_int(obj, "limit", 0),
-                         json_bool(obj, "keys_only"), json_bool(obj, "count_only"))
+            return Range(
+                key or b"\0",
+                range_end,
+                json_int(obj, "limit", 0),
+                json_bool(obj, "keys_only"),
+                json_bool(obj, "count_only"),
+            )
         raise bad_request("a txn op's 'op' must be put, delete or range")

@@ -49,15 +49,17 @@ class WatchResource:
 
             def match(k: bytes) -> bool:
                 return k == key
+
         hub = self.node.watch
         try:
-            watcher = hub.subscribe(match, start, self.node.fsm.revision,
-                                    request.remote or "")  # LimitExceeded: caps
+            watcher = hub.subscribe(
+                match, start, self.node.fsm.revision, request.remote or ""
+            )  # LimitExceeded: caps
         except Compacted as exc:
             raise ApiError(410, "compacted", str(exc)) from None
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/x-ndjson",
-            REVISION: str(self.node.fsm.revision)})
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson", REVISION: str(self.node.fsm.revision)}
+        )
         await response.prepare(request)
         try:
             while True:
@@ -68,8 +70,11 @@ class WatchResource:
                     await response.write(json.dumps(line).encode() + b"\n")
                     continue
                 if ev is None:
-                    line = {"type": "error", "error": watcher.closed_reason,
-                            "message": "the watch was closed by the server; re-watch"}
+                    line = {
+                        "type": "error",
+                        "error": watcher.closed_reason,
+                        "message": "the watch was closed by the server; re-watch",
+                    }
                     await response.write(json.dumps(line).encode() + b"\n")
                     break
                 batch = [ev]
@@ -79,8 +84,9 @@ class WatchResource:
                         watcher.queue.put_nowait(None)
                         break
                     batch.append(nxt)
-                out = b"".join(json.dumps(to_json(e._asdict(), encoding)).encode() + b"\n"
-                               for e in batch)
+                out = b"".join(
+                    json.dumps(to_json(e._asdict(), encoding)).encode() + b"\n" for e in batch
+                )
                 await response.write(out)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
