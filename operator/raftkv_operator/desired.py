@@ -24,6 +24,7 @@ import re
 import shlex
 from typing import Any
 
+from raftkv.protocol.kubernetes import ROLE_LABEL
 from raftkv_operator import bucket, credentials
 from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
@@ -49,11 +50,6 @@ COMPONENT_CLIENT = "client"
 COMPONENT_CONFIG = "config"
 COMPONENT_ARCHIVE = "checkpoint-archive"
 
-ROLE_LABEL = "raftkv.dev/role"
-"""Set by the operator on member pods (never in the template); the client Service selects
-`leader`."""
-ROLE_TERM_ANNOTATION = "raftkv.dev/role-term"
-"""Written by a member beside its own role label: the Raft term it labelled itself at."""
 ROLE_LEADER = "leader"
 ROLE_FOLLOWER = "follower"
 ROLE_LEARNER = "learner"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from raftkv.protocol.kubernetes import ROLE_LABEL, ROLE_TERM_ANNOTATION
 from raftkv_operator import desired, planner
 
 MEMBER_VOLUMES_ANNOTATION = "raftkv.dev/member-volumes"
@@ -33,9 +34,9 @@ def pod_state(cluster_name: str, pod: Mapping[str, Any]) -> planner.PodState | N
         ready=ready,
         terminating=bool(meta.get("deletionTimestamp")),
         template_hash=(meta.get("annotations") or {}).get(desired.POD_TEMPLATE_HASH_ANNOTATION),
-        role_label=(meta.get("labels") or {}).get(desired.ROLE_LABEL),
+        role_label=(meta.get("labels") or {}).get(ROLE_LABEL),
         uid=meta.get("uid"),
-        role_term=_term((meta.get("annotations") or {}).get(desired.ROLE_TERM_ANNOTATION)),
+        role_term=_term((meta.get("annotations") or {}).get(ROLE_TERM_ANNOTATION)),
     )
 
 

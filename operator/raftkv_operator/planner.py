@@ -108,7 +108,7 @@ class PodState:
     role_label: str | None = None
     uid: str | None = None
     role_term: int | None = None
-    """The term the member wrote its own role label at (desired.ROLE_TERM_ANNOTATION)."""
+    """The term the member wrote its own role label at (ROLE_TERM_ANNOTATION, raftkv.protocol.kubernetes)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ of raftkv (an import-linter contract), so every part may import it.
 
 - `ids`: `member_id(name)`, a founder's Raft id;
 - `headers`: the `X-Raftkv-*` header names;
-- `checkpoints`: the checkpoint id rule.
+- `checkpoints`: the checkpoint id rule;
+- `kubernetes`: the role label and its term annotation on member pods.
 """
 
 from raftkv.protocol.checkpoints import (

@@ -420,7 +420,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="on Kubernetes: keep this pod's raftkv.dev/role label equal to the node's role "
         "(leader/follower/learner) through the API server, so a Service selecting "
-        "the leader follows it without the operator (needs get/patch on the pod)",
+        "the leader follows it without the operator (needs patch on the pod)",
     )
     add("--pod-name", default="", help="this pod's name (default: --name)")
     add(

@@ -34,15 +34,12 @@ from urllib.parse import quote
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from raftkv.protocol.kubernetes import ROLE_LABEL, ROLE_TERM_ANNOTATION
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.metrics import NodeMetrics
 
 log = logging.getLogger("raftkv.podlabel")
 
-ROLE_LABEL = "raftkv.dev/role"
-ROLE_TERM_ANNOTATION = "raftkv.dev/role-term"
-"""The Raft term the node wrote its label at: the operator, whose view of the roles may
-lag behind, leaves alone a label written at a newer term than it knows."""
 MERGE_PATCH = "application/merge-patch+json"
 
 # Error reasons (the `reason` label of raftkv_pod_label_errors_total).
