@@ -30,7 +30,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def kube() -> Kube:
-    return Kube.connect(os.environ.get("RAFTKV_KIND_CLUSTER", "raftkv"))
+    kube = Kube.connect(os.environ.get("RAFTKV_KIND_CLUSTER", "raftkv"))
+    kube.client_image = os.environ["RAFTKV_NODE_IMAGE"]  # its raftkv CLI is the client
+    return kube
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """The kind end-to-end harness: a real Kubernetes (kind), the chart installed with Helm, and
-raftkv reached through the API server's proxy (no port mappings or port-forwards needed).
+raftkv reached as a user in the cluster reaches it: a client pod running the `raftkv` CLI
+over TLS with the CA and token of the cluster's `<name>-admin` Secret (clusters are secured
+by default; the API server's proxy would neither speak the node's TLS as a client nor pass
+the node's bearer token on).
 
 Runs only under `make e2e-kind` (it sets RAFTKV_E2E_KIND=1 after building the images and
 loading them into kind); elsewhere every test skips and says what is missing.
@@ -13,6 +16,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,8 @@ OPERATOR_NAMESPACE = "raftkv-system"
 RELEASE = "raftkv-e2e"
 CLIENT_PORT = 7379
 ROLE_LABEL = "raftkv.dev/role"
+ADMIN_MOUNT = "/etc/raftkv/admin"
+CLIENT_POD_SECONDS = 300.0
 
 
 def missing_requirements() -> str | None:
@@ -72,59 +78,117 @@ class Kube:
     core: Any
     apps: Any
     custom: Any
-    session: Any  # requests.Session carrying the kubeconfig's credentials
-    host: str
     policy: Any = None
     coordination: Any = None
+    client_image: str = ""
+    """The node image: its `raftkv` CLI is the client (set by the conftest)."""
 
     @classmethod
     def connect(cls, cluster: str) -> Kube:
-        import requests
         from kubernetes import client, config
 
         configuration = client.Configuration()
         config.load_kube_config(context=f"kind-{cluster}", client_configuration=configuration)
         api = client.ApiClient(configuration)
-        session = requests.Session()
-        session.verify = configuration.ssl_ca_cert or True
-        if configuration.cert_file and configuration.key_file:
-            session.cert = (configuration.cert_file, configuration.key_file)
-        token = configuration.api_key.get("authorization") if configuration.api_key else None
-        if token:
-            session.headers["Authorization"] = token
         return cls(
             core=client.CoreV1Api(api),
             apps=client.AppsV1Api(api),
             custom=client.CustomObjectsApi(api),
-            session=session,
-            host=configuration.host,
             policy=client.PolicyV1Api(api),
             coordination=client.CoordinationV1Api(api),
         )
 
-    # ---- raftkv through the API server proxy ----------------------------------------------
+    # ---- raftkv through a client pod and the admin Secret ----------------------------------
 
-    def proxy(
-        self, namespace: str, target: str, method: str, path: str, body: bytes | None = None
-    ) -> tuple[int, bytes]:
-        """HTTP to `services/<name>:7379` or `pods/<name>:7379` through the API server."""
-        url = f"{self.host}/api/v1/namespaces/{namespace}/{target}:{CLIENT_PORT}/proxy{path}"
-        response = self.session.request(method, url, data=body, timeout=15)
-        return response.status_code, response.content
+    def raftkv(
+        self,
+        namespace: str,
+        cluster: str,
+        args: list[str],
+        *,
+        endpoint: str | None = None,
+        token: bool = True,
+    ) -> tuple[str, str]:
+        """Run `raftkv <args>` once in a pod of `namespace` against `endpoint` (default the
+        `<cluster>` Service) with the CA and, if `token`, the admin token of Secret
+        `<cluster>-admin`; return the pod's final phase and its log."""
+        from kubernetes import client
+
+        name = f"client-{uuid.uuid4().hex[:6]}"
+        auth = ["--token-file", f"{ADMIN_MOUNT}/token"] if token else []
+        target = endpoint or f"https://{cluster}:{CLIENT_PORT}"
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels={"app": "raftkv-e2e-client"}),
+            spec=client.V1PodSpec(
+                restart_policy="Never",
+                automount_service_account_token=False,
+                containers=[
+                    client.V1Container(
+                        name="client",
+                        image=self.client_image,
+                        image_pull_policy="Never",
+                        command=[
+                            "raftkv",
+                            *args,
+                            "--endpoints",
+                            target,
+                            "--cacert",
+                            f"{ADMIN_MOUNT}/ca.crt",
+                            *auth,
+                        ],
+                        volume_mounts=[
+                            client.V1VolumeMount(
+                                name="admin", mount_path=ADMIN_MOUNT, read_only=True
+                            )
+                        ],
+                    )
+                ],
+                volumes=[
+                    client.V1Volume(
+                        name="admin",
+                        secret=client.V1SecretVolumeSource(secret_name=f"{cluster}-admin"),
+                    )
+                ],
+            ),
+        )
+        self.core.create_namespaced_pod(namespace, pod)
+        try:
+
+            def finished() -> str | None:
+                phase = self.core.read_namespaced_pod(name, namespace).status.phase
+                return str(phase) if phase in ("Succeeded", "Failed") else None
+
+            phase = wait_for(f"client pod {name} to finish", finished, CLIENT_POD_SECONDS)
+            return phase, str(self.core.read_namespaced_pod_log(name, namespace))
+        finally:
+            with contextlib.suppress(Exception):
+                self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
     def node_status(self, namespace: str, pod: str) -> dict[str, Any]:
-        code, body = self.proxy(namespace, f"pods/{pod}", "GET", "/v1/status")
-        if code != 200:
-            raise RuntimeError(f"{pod} /v1/status: {code} {body[:200]!r}")
-        status: dict[str, Any] = json.loads(body)
+        """One member's `/v1/status`, by its stable name under the `<cluster>-peers`
+        Service (which the client certificate names)."""
+        cluster = pod.rsplit("-", 1)[0]
+        endpoint = f"https://{pod}.{cluster}-peers.{namespace}.svc:{CLIENT_PORT}"
+        # `raftkv status` exits 3 while the member knows no leader; its JSON still says why.
+        _, log = self.raftkv(namespace, cluster, ["status", "-o", "json"], endpoint=endpoint)
+        try:
+            report = json.loads(log.strip().splitlines()[-1])
+            status: dict[str, Any] = report["endpoints"][0]
+        except (ValueError, IndexError, KeyError):
+            raise RuntimeError(f"{pod} status: {log[-300:]!r}") from None
+        if "role" not in status:
+            raise RuntimeError(f"{pod} status: {status!r}")
         return status
 
     def put(self, namespace: str, cluster: str, key: str, value: bytes) -> int:
-        code, _ = self.proxy(namespace, f"services/{cluster}", "PUT", f"/v1/kv/{key}", value)
-        return code
+        """200 once the write is acknowledged, 0 otherwise (the client pod failed)."""
+        phase, _ = self.raftkv(namespace, cluster, ["put", key, value.decode()])
+        return 200 if phase == "Succeeded" else 0
 
     def get(self, namespace: str, cluster: str, key: str) -> tuple[int, bytes]:
-        return self.proxy(namespace, f"services/{cluster}", "GET", f"/v1/kv/{key}")
+        """(200, value) as read linearizably through the `<cluster>` Service, else (0, log)."""
+        phase, log = self.raftkv(namespace, cluster, ["get", key, "--raw"])
+        return (200, log.encode()) if phase == "Succeeded" else (0, log.encode())
 
     # ---- objects -----------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ test_kind_scenarios.py. `make e2e-kind`; skipped elsewhere with the reason."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 READY = 600.0
 STEP = 300.0
-ADMIN_MOUNT = "/etc/raftkv/admin"
 
 
 def _create(kube: Kube, ns: str, image: str, replicas: int = 3) -> str:
@@ -28,68 +26,17 @@ def _create(kube: Kube, ns: str, image: str, replicas: int = 3) -> str:
     return str(name)
 
 
-def _client_pod(
-    kube: Kube, ns: str, image: str, cluster: str, args: list[str], *, token: bool = True
-) -> tuple[str, str]:
-    """Run `raftkv <args>` once in a pod of the namespace, against https://<cluster>:7379
-    with the CA (and, if `token`, the admin token) of Secret `<cluster>-admin`; return the
-    pod's final phase and its log."""
-    from kubernetes import client
-
-    name = f"client-{uuid.uuid4().hex[:6]}"
-    auth = ["--token-file", f"{ADMIN_MOUNT}/token"] if token else []
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1PodSpec(
-            restart_policy="Never",
-            automount_service_account_token=False,
-            containers=[
-                client.V1Container(
-                    name="client",
-                    image=image,
-                    image_pull_policy="Never",
-                    command=[
-                        "raftkv",
-                        *args,
-                        "--endpoints",
-                        f"https://{cluster}:7379",
-                        "--cacert",
-                        f"{ADMIN_MOUNT}/ca.crt",
-                        *auth,
-                    ],
-                    volume_mounts=[
-                        client.V1VolumeMount(name="admin", mount_path=ADMIN_MOUNT, read_only=True)
-                    ],
-                )
-            ],
-            volumes=[
-                client.V1Volume(
-                    name="admin", secret=client.V1SecretVolumeSource(secret_name=f"{cluster}-admin")
-                )
-            ],
-        ),
-    )
-    kube.core.create_namespaced_pod(ns, pod)
-
-    def finished() -> str | None:
-        phase = kube.core.read_namespaced_pod(name, ns).status.phase
-        return str(phase) if phase in ("Succeeded", "Failed") else None
-
-    phase = wait_for(f"client pod {name} to finish", finished, STEP)
-    return phase, str(kube.core.read_namespaced_pod_log(name, ns))
-
-
 def test_a_client_pod_uses_the_secured_cluster_through_the_admin_secret(
     kube: Kube, ns: str, node_image: str
 ) -> None:
     cluster = _create(kube, ns, node_image)
     assert kube.cluster(ns, cluster)["spec"].get("tls", {}).get("mode", "operator") != "disabled"
-    phase, log = _client_pod(kube, ns, node_image, cluster, ["put", "greeting", "hello"])
+    phase, log = kube.raftkv(ns, cluster, ["put", "greeting", "hello"])
     assert phase == "Succeeded", log
-    phase, log = _client_pod(kube, ns, node_image, cluster, ["get", "greeting"])
+    phase, log = kube.raftkv(ns, cluster, ["get", "greeting"])
     assert phase == "Succeeded" and "hello" in log, log
     # Without the token the cluster refuses (TLS alone is not authentication).
-    phase, log = _client_pod(kube, ns, node_image, cluster, ["get", "greeting"], token=False)
+    phase, log = kube.raftkv(ns, cluster, ["get", "greeting"], token=False)
     assert phase == "Failed", log
 
 
