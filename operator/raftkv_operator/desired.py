@@ -29,6 +29,8 @@ from raftkv_operator import bucket, credentials
 from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
+    BucketArchive,
+    BucketLocation,
     MemberRole,
     OperationKind,
     RaftCheckpoint,
@@ -770,25 +772,40 @@ def restore_aside_dir(request_id: str) -> str:
 
 
 def restore_prepare_script(
-    request_id: str, checkpoint_id: str, sha256: str, *, archive_path: str | None
+    request_id: str,
+    checkpoint_id: str,
+    sha256: str,
+    *,
+    archive_path: str | None,
+    from_bucket: BucketLocation | None = None,
 ) -> str:
     """Stage the checkpoint on a stopped member's volume, check its sha256, then move the old
     data aside: the member bootstraps from RESTORE_DIR when it next starts (`new`).
 
-    The source is the member's own copy (`data/checkpoints/<id>`), or `archive_path` inside
-    the archive claim. Idempotent: a volume prepared for this request already is left alone.
+    The source is the member's own copy (`data/checkpoints/<id>`), `archive_path` inside
+    the archive claim, or, with `from_bucket`, the copy `archive_path` in that bucket (downloaded
+    by `raftkv archive download`, which checks the object's sha256; the job needs
+    `bucket.access(from_bucket)`'s env and volumes). Whatever the source, the staged bytes
+    are checked against `sha256`, the RaftCheckpoint's. Idempotent: a volume prepared for
+    this request already is left alone.
     """
     if not re.fullmatch(CHECKPOINT_ID_PATTERN, checkpoint_id):
         raise ValueError(f"bad checkpoint id {checkpoint_id!r}")
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"bad sha256 {sha256!r}")
-    source = (
-        f"{ARCHIVE_MOUNT}/{archive_path}"
-        if archive_path
-        else f"{DATA_DIR}/checkpoints/{checkpoint_id}"
-    )
     aside = restore_aside_dir(request_id)
     staging = f"{RESTORE_DIR}.tmp"
+    if from_bucket is not None:
+        if not archive_path:
+            raise ValueError("a bucket source needs the copy's path")
+        fetch = bucket.fetch_steps(from_bucket, archive_path, staging)
+    else:
+        source = shlex.quote(
+            f"{ARCHIVE_MOUNT}/{archive_path}"
+            if archive_path
+            else f"{DATA_DIR}/checkpoints/{checkpoint_id}"
+        )
+        fetch = [f"mkdir -p {staging}", f"cp {source}/data {source}/manifest.json {staging}/"]
     return "\n".join(
         [
             "set -eu",
@@ -796,8 +813,8 @@ def restore_prepare_script(
             '  echo "restore: prepared already"; exit 0',
             "fi",
             f"rm -rf {staging}",
-            f"mkdir -p {staging}",
-            f"cp {shlex.quote(source)}/data {shlex.quote(source)}/manifest.json {staging}/",
+            *fetch,
+            f"test -f {staging}/manifest.json",
             f'echo "{sha256}  {staging}/data" | sha256sum -c -',
             # One command per line: `set -e` ignores a failure inside an && list.
             f"if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {aside}; fi",
@@ -832,12 +849,18 @@ def restore_job(
     *,
     rollback: bool,
     archive_claim: str | None = None,
+    from_bucket: BucketLocation | None = None,
     default_image_repository: str = DEFAULT_IMAGE_REPOSITORY,
 ) -> Manifest:
     """Job running a restore_*_script on `member`'s volume (the archive claim read-only too
-    when the bytes come from there)."""
+    when the bytes come from there; the bucket's credentials and CA when they come from a
+    bucket: this Job is the only pod that gets them)."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = []
+    if from_bucket is not None:
+        access = bucket.access(from_bucket)
+        volumes, mounts, env = list(access.volumes), list(access.mounts), list(access.env)
     if archive_claim is not None:
         volumes.append(
             {
@@ -855,6 +878,7 @@ def restore_job(
         volumes,
         mounts,
         default_image_repository,
+        env=env,
     )
 
 
@@ -867,6 +891,8 @@ def _member_volume_job(
     volumes: list[dict[str, Any]],
     mounts: list[dict[str, Any]],
     default_image_repository: str,
+    *,
+    env: list[dict[str, Any]] | None = None,
 ) -> Manifest:
     """A one-shot Job with a stopped member's data volume at the members' mount path."""
     if ordinal_suffix(cluster.name, member) is None:
@@ -884,7 +910,7 @@ def _member_volume_job(
                 "image": spec.container_image(default_image_repository),
                 "imagePullPolicy": spec.image_pull_policy,
                 **command,
-                "env": _common_env(),
+                "env": [*_common_env(), *(env or [])],
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
                     "limits": {"memory": "256Mi"},
@@ -1119,6 +1145,12 @@ def archive_claim(cluster: RaftCluster) -> Manifest | None:
         "metadata": _meta(cluster, archive_claim_name(cluster.name), COMPONENT_ARCHIVE),
         "spec": claim_spec,
     }
+
+
+def archive_bucket(cluster: RaftCluster) -> BucketArchive | None:
+    """The bucket archive Jobs upload to, or None when the archive target is not a bucket."""
+    archive = cluster.spec.checkpoints.archive
+    return archive.bucket if archive is not None else None
 
 
 def archive_claim_in_use(cluster: RaftCluster) -> str | None:

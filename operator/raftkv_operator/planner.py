@@ -1007,6 +1007,7 @@ def _start_restore(obs: Observed, request: RestoreInPlaceRequest, now: datetime)
         requested=request.checkpoint,
         members=_members(obs, target),
         archive_claim=desired.archive_claim_in_use(cluster),
+        bucket_archive=desired.archive_bucket(cluster) is not None,
     )
     if choice.source is None or checkpoint is None:
         why = f"restore request {request.request_id} refused, nothing changed: {choice.refused}"

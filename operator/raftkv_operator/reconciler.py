@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -539,13 +540,31 @@ class Reconciler:
         if op is None or not op.request_id or record is None or record.request_id != op.request_id:
             raise AssertionError("a restore Job outside a RestoreInPlace operation")
         claim, path = restoresource.parse_source(record.source)
+        in_bucket = restoresource.bucket_path(record.source)
+        # The bucket named by the spec now (the operator never holds its credentials): when
+        # it is gone the Job fails with the reason, and the round rolls every volume back.
+        from_bucket = desired.archive_bucket(cluster) if in_bucket and not rollback else None
         if rollback:
             script = desired.restore_rollback_script(op.request_id)
+        elif in_bucket and from_bucket is None:
+            script = (
+                shlex.join(
+                    [
+                        "echo",
+                        f"restore: {record.source}, but spec.checkpoints.archive.bucket is unset",
+                    ]
+                )
+                + " >&2; exit 1"
+            )
         else:
             if not record.checkpoint_id or not record.sha256:
                 raise AssertionError("status.restore lacks the checkpoint id or sha256")
             script = desired.restore_prepare_script(
-                op.request_id, record.checkpoint_id, record.sha256, archive_path=path
+                op.request_id,
+                record.checkpoint_id,
+                record.sha256,
+                archive_path=in_bucket or path,
+                from_bucket=from_bucket,
             )
         job = desired.restore_job(
             cluster,
@@ -554,6 +573,7 @@ class Reconciler:
             script,
             rollback=rollback,
             archive_claim=None if rollback else claim,
+            from_bucket=from_bucket,
             default_image_repository=SETTINGS.image_repository,
         )
         await kube.create_job(self.namespace, desired.with_owner(job, cluster))

@@ -2,8 +2,9 @@
 
 The RaftCheckpoint names the checkpoint and its sha256. Every member holds a copy on its
 own volume when the RaftCheckpoint lists it among `status.members` (checkpoints are log
-entries: every member writes the same bytes); otherwise the archived copy on the archive
-claim is used. Either way each member's staged copy is checked against that one sha256,
+entries: every member writes the same bytes); otherwise the archived copy: on the archive
+claim, or in the bucket when the cluster archives to one (`checkpoints.archive.bucket`; each
+member's staging Job downloads it with the bucket's credentials). Either way each member's staged copy is checked against that one sha256,
 so all members restore from the same bytes or the restore stops before any change.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCE_MEMBERS = "members"
+BUCKET_SOURCE_PREFIX = "bucket:"
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ class CheckpointSource:
 @dataclass(frozen=True)
 class SourceChoice:
     source: str | None
-    """`members`, or `archive:<claim>/<path>`; None when refused."""
+    """`members`, `archive:<claim>/<path>` or `bucket:<path>`; None when refused."""
     archive_claim: str | None = None
     archive_path: str | None = None
+    bucket_path: str | None = None
     refused: str | None = None
 
 
@@ -62,8 +65,11 @@ def choose_source(
     requested: str,
     members: Iterable[str],
     archive_claim: str | None,
+    bucket_archive: bool = False,
 ) -> SourceChoice:
-    """The members' own copies when every member holds the checkpoint, else the archive."""
+    """The members' own copies when every member holds the checkpoint, else the archived
+    copy: on `archive_claim`, or in the bucket when `bucket_archive` (the cluster's archive
+    target is a bucket). A refusal says which of those is missing."""
     if checkpoint is None:
         return SourceChoice(None, refused=f"RaftCheckpoint {requested} not found")
     if checkpoint.cluster != cluster:
@@ -86,18 +92,37 @@ def choose_source(
             archive_claim=archive_claim,
             archive_path=checkpoint.archive_path,
         )
-    lacking = ", ".join(missing) if missing else "the members"
-    return SourceChoice(
-        None,
-        refused=f"RaftCheckpoint {requested} ({checkpoint.phase}) is not held by {lacking} "
-        "and has no archived copy",
-    )
+    if checkpoint.archive_path and bucket_archive:
+        return SourceChoice(
+            f"{BUCKET_SOURCE_PREFIX}{checkpoint.archive_path}", bucket_path=checkpoint.archive_path
+        )
+    if checkpoint.phase == "Expired":
+        held = "is Expired (the members' retention removed their copies)"
+    elif checkpoint.phase != "Succeeded":
+        held = f"is {checkpoint.phase}, not held by the members"
+    else:
+        held = f"is not held by {', '.join(missing)}"
+    if bucket_archive:
+        archived = "is not archived to the bucket (status.archived is not true)"
+    elif archive_claim:
+        archived = f"is not archived to the archive volume {archive_claim}"
+    else:
+        archived = "the cluster has no checkpoints.archive to restore it from"
+    return SourceChoice(None, refused=f"RaftCheckpoint {requested} {held}, and {archived}")
 
 
 def parse_source(source: str | None) -> tuple[str | None, str | None]:
     """(archive claim, path) of a recorded `archive:<claim>/<path>` source; (None, None) for
-    the members' own copies."""
+    the members' own copies and a bucket copy (no claim to mount: see `bucket_path`)."""
     if not source or not source.startswith("archive:"):
         return None, None
     claim, _, path = source[len("archive:") :].partition("/")
     return claim, path
+
+
+def bucket_path(source: str | None) -> str | None:
+    """The copy's path (`<cluster>/<id>`, under the bucket's prefix) of a recorded
+    `bucket:<path>` source; None for any other source."""
+    if not source or not source.startswith(BUCKET_SOURCE_PREFIX):
+        return None
+    return source[len(BUCKET_SOURCE_PREFIX) :] or None

@@ -20,6 +20,12 @@ from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod
 SHA = "ab" * 32
 REQUEST = {"requestId": "r1", "checkpoint": "demo-cp1", "confirm": "ReplaceAllData"}
 MEMBERS = [f"{NAME}-{i}" for i in range(3)]
+BUCKET_LOCATION = {
+    "endpoint": "https://s3.example.test",
+    "bucket": "raftkv-archive",
+    "prefix": "prod",
+    "credentialsSecret": "s3-credentials",
+}
 
 
 def checkpoint(**kw: Any) -> CheckpointSource:
@@ -103,6 +109,48 @@ def test_the_members_copies_when_all_hold_it_else_the_archive_else_refused() -> 
     assert choose(None, **kw).refused == "RaftCheckpoint demo-cp1 not found"
     assert choose(checkpoint(cluster="other"), **kw).source is None
     assert choose(checkpoint(sha256=None, phase="Running"), **kw).source is None
+
+
+def test_a_bucket_copy_when_the_members_lack_it_and_the_cluster_archives_to_a_bucket() -> None:
+    choose = restoresource.choose_source
+    kw: dict[str, Any] = {"cluster": NAME, "requested": "demo-cp1", "members": MEMBERS}
+    expired = checkpoint(phase="Expired", archive_path="demo/cp1")
+    chosen = choose(expired, archive_claim=None, bucket_archive=True, **kw)
+    assert chosen.source == "bucket:demo/cp1" and chosen.bucket_path == "demo/cp1"
+    assert restoresource.parse_source(chosen.source) == (None, None)  # no claim to mount
+    assert restoresource.bucket_path(chosen.source) == "demo/cp1"
+    assert restoresource.bucket_path("archive:demo-archive/demo/cp1") is None
+    assert restoresource.bucket_path("members") is None
+    # The members' own copies still come first.
+    assert choose(checkpoint(), archive_claim=None, bucket_archive=True, **kw).source == "members"
+
+
+def test_a_refusal_says_what_is_really_missing() -> None:
+    choose = restoresource.choose_source
+    kw: dict[str, Any] = {"cluster": NAME, "requested": "demo-cp1", "members": MEMBERS}
+    lacking = checkpoint(members=tuple(MEMBERS[:2]))
+    to_bucket = choose(lacking, archive_claim=None, bucket_archive=True, **kw).refused or ""
+    assert f"not held by {NAME}-2" in to_bucket
+    assert "not archived to the bucket" in to_bucket and "volume" not in to_bucket, to_bucket
+    to_claim = choose(lacking, archive_claim="demo-archive", bucket_archive=False, **kw).refused
+    assert "not archived to the archive volume demo-archive" in (to_claim or ""), to_claim
+    nowhere = choose(lacking, archive_claim=None, bucket_archive=False, **kw).refused or ""
+    assert "has no checkpoints.archive" in nowhere, nowhere
+    expired = choose(checkpoint(phase="Expired"), archive_claim=None, bucket_archive=True, **kw)
+    assert "Expired" in (expired.refused or "") and "bucket" in (expired.refused or "")
+
+
+def test_a_restore_from_the_bucket_copy_records_it_as_the_source() -> None:
+    archive = {"archive": {"bucket": BUCKET_LOCATION}}
+    obs = running(
+        cluster=raft_cluster(checkpoints=archive),
+        restore_checkpoint=checkpoint(phase="Expired", archive_path="demo/cp1"),
+    )
+    result = planner.plan(obs, NOW)
+    assert result.restore is not None and result.restore.source == "bucket:demo/cp1"
+    assert result.operation is not None
+    assert result.operation.kind == OperationKind.RESTORE_IN_PLACE
+    assert result.action is not None and result.action.kind == "set_replicas"
 
 
 # ---- the operation ----------------------------------------------------------------------------------
@@ -280,6 +328,67 @@ def test_prepare_copies_from_the_archive(tmp_path: Path) -> None:
     done = _run(script, volume)
     assert done.returncode == 0, done.stderr
     assert (volume / "restore" / "data").read_bytes() == payload
+
+
+def _fake_raftkv(tmp_path: Path, payload: bytes) -> Path:
+    """A `raftkv` on PATH that "downloads" `payload` as `raftkv archive download` does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "raftkv"
+    source = tmp_path / "bucket-copy"
+    source.mkdir()
+    (source / "data").write_bytes(payload)
+    (source / "manifest.json").write_text("{}")
+    tool.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" > ' + str(tmp_path / "argv") + "\n"
+        'while [ "$1" != "--out" ]; do shift; done\n'
+        f'mkdir -p "$2" && cp {source}/data {source}/manifest.json "$2"/\n'
+    )
+    tool.chmod(0o755)
+    return bin_dir
+
+
+def test_prepare_downloads_the_bucket_copy_and_checks_its_sha256(tmp_path: Path) -> None:
+    payload = b"bucket bytes"
+    volume = _volume(tmp_path, b"old checkpoint")
+    location = raft_cluster(checkpoints={"archive": {"bucket": BUCKET_LOCATION}})
+    bucket_archive = location.spec.checkpoints.archive
+    assert bucket_archive is not None and bucket_archive.bucket is not None
+    bin_dir = _fake_raftkv(tmp_path, payload)
+
+    def prepare(sha256: str) -> subprocess.CompletedProcess[str]:
+        script = desired.restore_prepare_script(
+            "r1", "cp1", sha256, archive_path="demo/cp1", from_bucket=bucket_archive.bucket
+        )
+        return _run(script.replace("raftkv archive", f"{bin_dir}/raftkv archive"), volume)
+
+    # Bytes that are not the RaftCheckpoint's: refused, nothing moved.
+    wrong = prepare(hashlib.sha256(b"other bytes").hexdigest())
+    assert wrong.returncode != 0
+    assert (volume / "data" / "wal" / "0.wal").read_bytes() == b"old log"
+    assert not (volume / "restore").exists() and not (volume / "pre-restore-r1").exists()
+    done = prepare(hashlib.sha256(payload).hexdigest())
+    assert done.returncode == 0, done.stderr
+    assert (volume / "restore" / "data").read_bytes() == payload
+    assert (volume / "pre-restore-r1" / "wal" / "0.wal").read_bytes() == b"old log"
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:3] == ["archive", "download", "demo/cp1"] and "raftkv-archive" in argv
+
+
+def test_the_bucket_staging_job_alone_gets_the_credentials() -> None:
+    cluster = raft_cluster(checkpoints={"archive": {"bucket": BUCKET_LOCATION}})
+    archive = cluster.spec.checkpoints.archive
+    assert archive is not None and archive.bucket is not None
+    job = desired.restore_job(
+        cluster, f"{NAME}-0", "r1", "true", rollback=False, from_bucket=archive.bucket
+    )
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
+    assert refs.get("RAFTKV_S3_SECRET_ACCESS_KEY") == "s3-credentials"
+    rollback = desired.restore_job(cluster, f"{NAME}-0", "r1", "true", rollback=True)
+    assert "s3-credentials" not in str(rollback)
+    assert "s3-credentials" not in str(desired.stateful_set(cluster))
 
 
 def test_scripts_refuse_bad_arguments() -> None:
