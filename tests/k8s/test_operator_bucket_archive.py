@@ -1,7 +1,9 @@
 """Emulated Kubernetes: checkpoints archived to an S3-compatible bucket (moto's server on
 127.0.0.1 over TLS with a CA of security/pki.py, request authentication on), then a new
 cluster in another namespace restored from the bucket copy, sha256 verified; refused
-credentials show as an ArchiveFailed Warning and in the archive failure metric."""
+credentials show as an ArchiveFailed Warning and in the archive failure metric; and the
+cluster restored in place (spec.restoreInPlace) from a bucket copy its members no longer
+hold (their retention, checkpoints.retain 1, removed it)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from tests.k8s.harness_ext import (
     operator_fixture,  # noqa: F401 - the `operator` fixture
     put_retrying,
     retrying,
+    status,
     wait_available,
     wait_for,
 )
@@ -125,9 +128,9 @@ def archived(emulated: EmulatedCluster, operator: Operator, s3: S3Server) -> dic
     """The source cluster, a checkpoint of DATA, and its status once archived."""
     create_secrets(emulated, s3, NAMESPACE)
     archive = {"retain": 3, "bucket": {**location(s3), "maxAgeHours": 24 * 30}}
-    emulated.create(
-        CLUSTERS, cluster_manifest(NAME, 1, checkpoints={"archive": archive}), NAMESPACE
-    )
+    # The members keep one checkpoint: older ones live on only in the bucket.
+    checkpoints = {"retain": 1, "archive": archive}
+    emulated.create(CLUSTERS, cluster_manifest(NAME, 1, checkpoints=checkpoints), NAMESPACE)
     wait_available(emulated, NAME, 1, timeout=90)
     for key, value in DATA.items():
         put_retrying(emulated, NAME, key, value, 10)
@@ -285,3 +288,97 @@ def test_refused_credentials_are_an_archive_failure(
     # Nothing half-written in the bucket under that id.
     listed = s3.admin().list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{NAME}/bkt-2/")
     assert not listed.get("Contents")
+
+
+def test_restore_in_place_from_a_bucket_copy_the_members_no_longer_hold(
+    emulated: EmulatedCluster, s3: S3Server, archived: dict[str, Any]
+) -> None:
+    # Working credentials again (an earlier test may have broken them on purpose).
+    secret = must_get(emulated, "v1/secrets", "s3-credentials")
+    secret["data"]["secretAccessKey"] = _b64(s3.keys.secret_access_key)
+    emulated.replace("v1/secrets", NAMESPACE, "s3-credentials", secret)
+    put_retrying(emulated, NAME, "in-place", "at-bkt-3", 10)
+    emulated.create(CHECKPOINTS, checkpoint_object("bkt-3"), NAMESPACE)
+    wait_for(
+        emulated,
+        lambda: checkpoint_status(emulated, "bkt-3").get("archived"),
+        180,
+        "bkt-3 is archived to the bucket",
+    )
+    taken = checkpoint_status(emulated, "bkt-3")
+    put_retrying(emulated, NAME, "in-place", "after-bkt-3", 10)
+    put_retrying(emulated, NAME, "late", "after-bkt-3", 10)
+    # A newer checkpoint: the member's retention (retain 1) drops bkt-3 from its volume.
+    emulated.create(CHECKPOINTS, checkpoint_object("bkt-4"), NAMESPACE)
+    wait_for(
+        emulated,
+        lambda: checkpoint_status(emulated, "bkt-4").get("archived"),
+        180,
+        "bkt-4 is archived to the bucket",
+    )
+    wait_for(
+        emulated,
+        lambda: checkpoint_status(emulated, "bkt-3").get("phase") == "Expired",
+        120,
+        "bkt-3 expires on the members (only the bucket holds it)",
+    )
+    member = desired.pod_name(NAME, 0)
+    volume = emulated.pvc_path(NAMESPACE, f"data-{member}")
+    assert not (volume / "data" / "checkpoints" / "bkt-3").exists()
+
+    emulated.patch(
+        CLUSTERS,
+        NAMESPACE,
+        NAME,
+        {
+            "spec": {
+                "restoreInPlace": {
+                    "requestId": "b1",
+                    "checkpoint": "bkt-3",
+                    "confirm": "ReplaceAllData",
+                }
+            }
+        },
+    )
+
+    def finished() -> dict[str, Any] | None:
+        record = status(emulated, NAME).get("restore") or {}
+        done = record.get("phase") in ("Succeeded", "Failed", "Refused")
+        return record if record.get("requestId") == "b1" and done else None
+
+    record = wait_for(emulated, finished, 300, "restore b1 finished")
+    assert record["phase"] == "Succeeded", record
+    assert record["source"] == f"bucket:{NAME}/bkt-3", record
+    assert record["sha256"] == taken["sha256"], record
+    wait_available(emulated, NAME, 1, timeout=120)
+
+    # The same verified bytes were staged, and the data is as at bkt-3.
+    staged = volume / "restore"
+    assert hashlib.sha256((staged / "data").read_bytes()).hexdigest() == taken["sha256"]
+
+    def read(key: str) -> str | None:
+        try:  # a connection that fails (a loaded machine, a leader change) is retried
+            return get_via_service(emulated, NAME, key) or ""
+        except OSError:
+            return None
+
+    assert retrying(emulated, lambda: read("in-place"), 60, "read in-place") == "at-bkt-3"
+    assert read("late") == ""  # written after bkt-3: gone
+    for key, value in DATA.items():
+        assert read(key) == value, key
+    # The old data is kept aside on the volume.
+    assert (volume / "pre-restore-b1" / "wal").is_dir()
+
+    # The credentials went to the staging Job only, from the Secret, as environment.
+    job = must_get(
+        emulated, "batch/v1/jobs", desired.restore_job_name(NAME, "b1", member, rollback=False)
+    )
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["RAFTKV_S3_SECRET_ACCESS_KEY"] == {
+        "name": "s3-credentials",
+        "key": "secretAccessKey",
+    }
+    sts = must_get(emulated, "apps/v1/statefulsets", NAME)
+    assert "s3-credentials" not in json.dumps(sts["spec"]["template"])
+    put_retrying(emulated, NAME, "after-bucket-restore", "writable", 10)
