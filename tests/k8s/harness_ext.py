@@ -240,6 +240,22 @@ def wait_available(
     return status(emulated, name, namespace)
 
 
+def request_restore_in_place(
+    emulated: EmulatedCluster, name: str, request_id: str, checkpoint: str
+) -> None:
+    """Set spec.restoreInPlace (confirmed) on RaftCluster `name`."""
+    request = {"requestId": request_id, "checkpoint": checkpoint, "confirm": "ReplaceAllData"}
+    emulated.patch(CLUSTERS, NAMESPACE, name, {"spec": {"restoreInPlace": request}})
+
+
+def restore_outcome(emulated: EmulatedCluster, name: str, request_id: str) -> dict[str, Any] | None:
+    """status.restore of request `request_id` once it has finished (else None)."""
+    record = status(emulated, name).get("restore") or {}
+    if record.get("requestId") != request_id:
+        return None
+    return record if record.get("phase") in ("Succeeded", "Failed", "Refused") else None
+
+
 def pods(emulated: EmulatedCluster, name: str) -> dict[str, dict[str, Any]]:
     found = emulated.list(PODS, NAMESPACE, label_selector=desired.label_selector(name))
     return {p["metadata"]["name"]: p for p in found}

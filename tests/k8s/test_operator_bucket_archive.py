@@ -29,8 +29,9 @@ from tests.k8s.harness_ext import (
     must_get,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     put_retrying,
+    request_restore_in_place,
+    restore_outcome,
     retrying,
-    status,
     wait_available,
     wait_for,
 )
@@ -114,6 +115,18 @@ def checkpoint_status(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
     return dict((emulated.get(CHECKPOINTS, NAMESPACE, name) or {}).get("status") or {})
 
 
+def take_archived(emulated: EmulatedCluster, name: str) -> dict[str, Any]:
+    """Take checkpoint `name` of NAME; its status once archived to the bucket."""
+    emulated.create(CHECKPOINTS, checkpoint_object(name), NAMESPACE)
+    wait_for(
+        emulated,
+        lambda: checkpoint_status(emulated, name).get("archived"),
+        180,
+        f"{name} is archived to the bucket",
+    )
+    return checkpoint_status(emulated, name)
+
+
 def failures(cluster: str) -> float:
     metric = "raftkv_operator_checkpoint_archives_total"
     want = f'cluster="{cluster}",namespace="{NAMESPACE}",result="failure"'
@@ -134,14 +147,7 @@ def archived(emulated: EmulatedCluster, operator: Operator, s3: S3Server) -> dic
     wait_available(emulated, NAME, 1, timeout=90)
     for key, value in DATA.items():
         put_retrying(emulated, NAME, key, value, 10)
-    emulated.create(CHECKPOINTS, checkpoint_object("bkt-1"), NAMESPACE)
-    wait_for(
-        emulated,
-        lambda: checkpoint_status(emulated, "bkt-1").get("archived"),
-        180,
-        "the checkpoint is archived to the bucket",
-    )
-    return checkpoint_status(emulated, "bkt-1")
+    return take_archived(emulated, "bkt-1")
 
 
 def test_archive_uploads_the_checkpoint_with_its_sha256(
@@ -298,24 +304,11 @@ def test_restore_in_place_from_a_bucket_copy_the_members_no_longer_hold(
     secret["data"]["secretAccessKey"] = _b64(s3.keys.secret_access_key)
     emulated.replace("v1/secrets", NAMESPACE, "s3-credentials", secret)
     put_retrying(emulated, NAME, "in-place", "at-bkt-3", 10)
-    emulated.create(CHECKPOINTS, checkpoint_object("bkt-3"), NAMESPACE)
-    wait_for(
-        emulated,
-        lambda: checkpoint_status(emulated, "bkt-3").get("archived"),
-        180,
-        "bkt-3 is archived to the bucket",
-    )
-    taken = checkpoint_status(emulated, "bkt-3")
+    taken = take_archived(emulated, "bkt-3")
     put_retrying(emulated, NAME, "in-place", "after-bkt-3", 10)
     put_retrying(emulated, NAME, "late", "after-bkt-3", 10)
     # A newer checkpoint: the member's retention (retain 1) drops bkt-3 from its volume.
-    emulated.create(CHECKPOINTS, checkpoint_object("bkt-4"), NAMESPACE)
-    wait_for(
-        emulated,
-        lambda: checkpoint_status(emulated, "bkt-4").get("archived"),
-        180,
-        "bkt-4 is archived to the bucket",
-    )
+    take_archived(emulated, "bkt-4")
     wait_for(
         emulated,
         lambda: checkpoint_status(emulated, "bkt-3").get("phase") == "Expired",
@@ -326,27 +319,10 @@ def test_restore_in_place_from_a_bucket_copy_the_members_no_longer_hold(
     volume = emulated.pvc_path(NAMESPACE, f"data-{member}")
     assert not (volume / "data" / "checkpoints" / "bkt-3").exists()
 
-    emulated.patch(
-        CLUSTERS,
-        NAMESPACE,
-        NAME,
-        {
-            "spec": {
-                "restoreInPlace": {
-                    "requestId": "b1",
-                    "checkpoint": "bkt-3",
-                    "confirm": "ReplaceAllData",
-                }
-            }
-        },
+    request_restore_in_place(emulated, NAME, "b1", "bkt-3")
+    record = wait_for(
+        emulated, lambda: restore_outcome(emulated, NAME, "b1"), 300, "restore b1 finished"
     )
-
-    def finished() -> dict[str, Any] | None:
-        record = status(emulated, NAME).get("restore") or {}
-        done = record.get("phase") in ("Succeeded", "Failed", "Refused")
-        return record if record.get("requestId") == "b1" and done else None
-
-    record = wait_for(emulated, finished, 300, "restore b1 finished")
     assert record["phase"] == "Succeeded", record
     assert record["source"] == f"bucket:{NAME}/bkt-3", record
     assert record["sha256"] == taken["sha256"], record

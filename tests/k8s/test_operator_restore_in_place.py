@@ -31,6 +31,8 @@ from tests.k8s.harness_ext import (
     get_via_service,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     put_retrying,
+    request_restore_in_place,
+    restore_outcome,
     status,
     wait_available,
     wait_for,
@@ -73,29 +75,13 @@ def take_checkpoint(emulated: EmulatedCluster, ident: str) -> dict[str, Any]:
 
 
 def request(emulated: EmulatedCluster, request_id: str, checkpoint: str) -> float:
-    emulated.patch(
-        CLUSTERS,
-        NAMESPACE,
-        NAME,
-        {
-            "spec": {
-                "restoreInPlace": {
-                    "requestId": request_id,
-                    "checkpoint": checkpoint,
-                    "confirm": "ReplaceAllData",
-                }
-            }
-        },
-    )
+    request_restore_in_place(emulated, NAME, request_id, checkpoint)
     return time.monotonic()
 
 
 def restore_phase(emulated: EmulatedCluster, request_id: str) -> str | None:
-    record = status(emulated, NAME).get("restore") or {}
-    if record.get("requestId") != request_id:
-        return None
-    phase = record.get("phase")
-    return phase if phase in ("Succeeded", "Failed", "Refused") else None
+    record = restore_outcome(emulated, NAME, request_id)
+    return None if record is None else record["phase"]
 
 
 def test_restore_in_place_then_a_corrupt_copy_is_refused_and_rolled_back(
