@@ -783,11 +783,11 @@ def restore_prepare_script(
     data aside: the member bootstraps from RESTORE_DIR when it next starts (`new`).
 
     The source is the member's own copy (`data/checkpoints/<id>`), `archive_path` inside
-    the archive claim, or, with `from_bucket`, the copy `archive_path` in that bucket (downloaded
-    by `raftkv archive download`, which checks the object's sha256; the job needs
-    `bucket.access(from_bucket)`'s env and volumes). Whatever the source, the staged bytes
-    are checked against `sha256`, the RaftCheckpoint's. Idempotent: a volume prepared for
-    this request already is left alone.
+    the archive claim, or, with `from_bucket`, the copy `archive_path` in that bucket
+    (downloaded by `raftkv archive download`, which checks the object's sha256; the Job
+    needs `bucket.access(from_bucket)`'s env and volumes). Whatever the source, the staged
+    bytes are checked against `sha256`, the RaftCheckpoint's. Idempotent: a volume prepared
+    for this request already is left alone.
     """
     if not re.fullmatch(CHECKPOINT_ID_PATTERN, checkpoint_id):
         raise ValueError(f"bad checkpoint id {checkpoint_id!r}")

@@ -547,15 +547,8 @@ class Reconciler:
         if rollback:
             script = desired.restore_rollback_script(op.request_id)
         elif in_bucket and from_bucket is None:
-            script = (
-                shlex.join(
-                    [
-                        "echo",
-                        f"restore: {record.source}, but spec.checkpoints.archive.bucket is unset",
-                    ]
-                )
-                + " >&2; exit 1"
-            )
+            why = f"restore: {record.source}, but spec.checkpoints.archive.bucket is unset"
+            script = f"echo {shlex.quote(why)} >&2; exit 1"
         else:
             if not record.checkpoint_id or not record.sha256:
                 raise AssertionError("status.restore lacks the checkpoint id or sha256")

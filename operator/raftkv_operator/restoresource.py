@@ -3,9 +3,10 @@
 The RaftCheckpoint names the checkpoint and its sha256. Every member holds a copy on its
 own volume when the RaftCheckpoint lists it among `status.members` (checkpoints are log
 entries: every member writes the same bytes); otherwise the archived copy: on the archive
-claim, or in the bucket when the cluster archives to one (`checkpoints.archive.bucket`; each
-member's staging Job downloads it with the bucket's credentials). Either way each member's staged copy is checked against that one sha256,
-so all members restore from the same bytes or the restore stops before any change.
+claim, or in the bucket when the cluster archives to one (`checkpoints.archive.bucket`;
+each member's staging Job downloads it with the bucket's credentials). Either way each
+member's staged copy is checked against that one sha256, so all members restore from the
+same bytes or the restore stops before any change.
 """
 
 from __future__ import annotations
