@@ -29,13 +29,20 @@ from raftkv.archive.bucket import (
     Credentials,
 )
 
-EXAMPLES = """examples (credentials in RAFTKV_S3_ACCESS_KEY_ID / RAFTKV_S3_SECRET_ACCESS_KEY):
-  raftkv checkpoint download nightly-1 --out /tmp/nightly-1
-  raftkv archive upload /tmp/nightly-1 --cluster demo \\
-      --endpoint https://s3.example.com --bucket backups --prefix raftkv --path-style
-  raftkv archive list --cluster demo --endpoint https://s3.example.com --bucket backups
-  raftkv archive download demo/nightly-1 --out /tmp/restore \\
-      --endpoint https://s3.example.com --bucket backups --prefix raftkv"""
+S3 = "--endpoint https://s3.example.com --bucket backups --prefix raftkv"
+UPLOAD_EXAMPLE = f"raftkv archive upload /tmp/nightly-1 --cluster demo {S3} --path-style"
+DOWNLOAD_EXAMPLE = f"raftkv archive download demo/nightly-1 --out /tmp/restore {S3}"
+LIST_EXAMPLE = f"raftkv archive list --cluster demo {S3}"
+PRUNE_EXAMPLE = f"raftkv archive prune --cluster demo --keep 7 --max-age-hours 720 {S3}"
+
+
+# Credentials come from RAFTKV_S3_ACCESS_KEY_ID / RAFTKV_S3_SECRET_ACCESS_KEY (the
+# description says so); `raftkv checkpoint download ID --out DIR` makes what upload takes.
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+EXAMPLES = _examples(UPLOAD_EXAMPLE, LIST_EXAMPLE, DOWNLOAD_EXAMPLE, PRUNE_EXAMPLE)
 
 
 def _location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +194,12 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     actions = parser.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
 
-    upload = actions.add_parser("upload", help="upload a checkpoint directory (data + manifest)")
+    upload = actions.add_parser(
+        "upload",
+        help="upload a checkpoint directory (data + manifest)",
+        epilog=_examples(UPLOAD_EXAMPLE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     upload.add_argument(
         "dir", help="a checkpoint directory, as `raftkv checkpoint download` writes"
     )
@@ -195,13 +207,23 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _location_arguments(upload)
     upload.set_defaults(func=_upload)
 
-    download = actions.add_parser("download", help="download and verify a copy into DIR")
+    download = actions.add_parser(
+        "download",
+        help="download and verify a copy into DIR",
+        epilog=_examples(DOWNLOAD_EXAMPLE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     download.add_argument("copy", help="<cluster>/<checkpoint id>")
     download.add_argument("--out", required=True, help="output directory (data + manifest.json)")
     _location_arguments(download)
     download.set_defaults(func=_download)
 
-    prune = actions.add_parser("prune", help="delete copies beyond retention (count and age)")
+    prune = actions.add_parser(
+        "prune",
+        help="delete copies beyond retention (count and age)",
+        epilog=_examples(PRUNE_EXAMPLE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     prune.add_argument("--cluster", required=True)
     prune.add_argument(
         "--keep", type=_positive, required=True, help="copies kept, the newest by Raft index"
@@ -215,7 +237,12 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _location_arguments(prune)
     prune.set_defaults(func=_prune)
 
-    listing = actions.add_parser("list", help="the copies of a cluster, as JSON")
+    listing = actions.add_parser(
+        "list",
+        help="the copies of a cluster, as JSON",
+        epilog=_examples(LIST_EXAMPLE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     listing.add_argument("--cluster", required=True)
     _location_arguments(listing)
     listing.set_defaults(func=_list)

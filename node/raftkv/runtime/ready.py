@@ -174,10 +174,13 @@ def plan(rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | N
     if early_send and messages and not entries:
         steps.append(Send(messages))
     # 3. Persist: the snapshot (it writes the hard state with it), then entries and the
-    # hard state in one write, or defer a commit-only hard state.
+    # hard state in one write, or defer a commit-only hard state. The snapshot's write
+    # commits no further than the snapshot: a commit past it names entries that are not
+    # on disk until the next write, and a crash in between would restart the node with a
+    # commit index beyond its log.
     if snap is not None:
         base = hs or deferred or durable
-        snap_hs = HardState(base.term, base.vote, max(base.commit, snap.meta.index))
+        snap_hs = HardState(base.term, base.vote, max(durable.commit, snap.meta.index))
         steps.append(PersistSnapshot(snap, snap_hs))
         durable, deferred = snap_hs, None
         if (

@@ -220,7 +220,9 @@ CASES: list[tuple[str, Ready, bool, HardState, HardState | None, list[tuple[Any,
         [("persist_snapshot", 50, HardState(2, 1, 50)), ("send", 1), ("restore", 50), *END],
     ),
     (
-        "snapshot, then entries and commits after it in the same Ready",
+        "snapshot, then entries and commits after it in the same Ready: the snapshot's "
+        "write commits only up to its index (a crash before the entries are on disk must "
+        "not leave a commit past the log; sim seed 3385)",
         Ready(
             hard_state=HardState(2, 1, 52),
             snapshot=SNAP,
@@ -232,8 +234,8 @@ CASES: list[tuple[str, Ready, bool, HardState, HardState | None, list[tuple[Any,
         DURABLE,
         None,
         [
-            ("persist_snapshot", 50, HardState(2, 1, 52)),
-            ("persist", None, (51, 53)),
+            ("persist_snapshot", 50, HardState(2, 1, 50)),
+            ("persist", HardState(2, 1, 52), (51, 53)),
             ("send", 1),
             ("restore", 50),
             ("apply", 51, 52),
