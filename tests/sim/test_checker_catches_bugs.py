@@ -41,9 +41,9 @@ def test_broken_core_is_caught(variant: str) -> None:
 
 # A wrong Ready plan may need a rarer schedule than a broken core (a snapshot and the
 # entries after it in one Ready); still a few hundred seeds at most. The bound was 400
-# while `applies_before_snapshot` was first caught at seed 66 through a real bug (the
-# snapshot's write committed past the snapshot; fixed, sim seed 3385); without it the
-# first catch is seed 610 (apply order), the schedule itself being that rare.
+# while `applies_before_snapshot` was first caught at seed 66; batched ReadIndex shifted
+# the schedules, and with the fix of sim seed 3385 (a snapshot's write committed past
+# the snapshot) its first catch is seed 610 (apply order), the schedule being that rare.
 PLAN_SEED_BOUND = 700
 
 
