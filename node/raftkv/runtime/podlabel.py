@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from raftkv.protocol.kubernetes import ROLE_LABEL, ROLE_TERM_ANNOTATION
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.security.tls import file_stamp
 
 log = logging.getLogger("raftkv.podlabel")
 
@@ -134,9 +135,8 @@ class _FileCache:
 
     def read(self) -> tuple[bytes, bool]:
         """(content, changed since the last read). OSError if unreadable."""
-        st = self.path.stat()
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp == self._stamp:
+        stamp = file_stamp(self.path)
+        if stamp == self._stamp and stamp != (-1, -1, -1):
             return self._data, False
         self._data = self.path.read_bytes()
         self._stamp = stamp

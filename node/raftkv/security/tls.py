@@ -80,16 +80,18 @@ def build_client_context(files: TLSFiles, *, check_hostname: bool = True) -> ssl
 _Stamp = tuple[tuple[int, int, int], ...]
 
 
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """(mtime, size, inode) of a file that is re-read when it changes; (-1, -1, -1) when
+    it cannot be stat'ed. Follows symlinks: a Kubernetes Secret's ..data swap changes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1, -1)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _stamp(paths: list[Path]) -> _Stamp:
-    out = []
-    for p in paths:
-        try:
-            st = os.stat(p)  # follows symlinks: a Secret's ..data swap changes it
-        except OSError:
-            out.append((-1, -1, -1))
-        else:
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
+    return tuple(file_stamp(p) for p in paths)
 
 
 class ReloadingTLS:

@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +40,7 @@ from typing import Any, Literal
 from raftkv.fsm import Delete, Put, Range, Txn, prefix_end
 from raftkv.fsm.commands import ALL_KEYS_END
 from raftkv.runtime.errors import ApiError
+from raftkv.security.tls import file_stamp
 
 log = logging.getLogger("raftkv.auth")
 
@@ -193,7 +193,7 @@ class Authenticator:
         self.reload_failures = 0
         self.table = AuthTable((), {})
         if path is not None:
-            self._stamp = _stamp(path)
+            self._stamp = file_stamp(path)
             self.table = parse_auth_file(path.read_text())  # bad file: refuse to start
 
     @property
@@ -270,7 +270,7 @@ class Authenticator:
         if now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         if stamp == self._stamp:
             return
         try:
@@ -297,14 +297,6 @@ class Authenticator:
 
 
 _OPEN = Identity("anonymous", "read", (), "open")  # open routes only: no keys at all
-
-
-def _stamp(path: Path) -> tuple[int, int, int]:
-    try:
-        st = os.stat(path)  # follows symlinks: a Secret's ..data swap changes it
-    except OSError:
-        return (-1, -1, -1)
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def peercert_of(transport: Any) -> dict[str, Any] | None:
