@@ -19,7 +19,6 @@ NOT_YET_SPLIT: dict[tuple[str, str], int] = {
     ("runtime/fasthttp.py", "FastProtocol"): 555,
     ("client/aio.py", "AsyncClient"): 526,
     ("storage/wal.py", "WriteAheadLog"): 518,
-    ("fsm/machine.py", "StateMachine"): 467,
 }
 
 
