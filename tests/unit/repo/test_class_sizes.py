@@ -18,7 +18,6 @@ NOT_YET_SPLIT: dict[tuple[str, str], int] = {
     ("paxos/core.py", "Paxos"): 855,
     ("runtime/fasthttp.py", "FastProtocol"): 555,
     ("client/aio.py", "AsyncClient"): 526,
-    ("storage/wal.py", "WriteAheadLog"): 518,
 }
 
 
