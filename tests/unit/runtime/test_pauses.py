@@ -12,7 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from raftkv.fsm import WatchEvent
-from raftkv.runtime.pauses import FULL_COLLECTION_EVERY, GcPauses, LoopLag, tune_collector
+from raftkv.runtime.pauses import (
+    FULL_COLLECTION_EVERY,
+    YOUNG_THRESHOLD,
+    GcPauses,
+    LoopLag,
+    tune_collector,
+)
 from raftkv.runtime.watch import WatchHub
 
 
@@ -60,11 +66,13 @@ def collector_state() -> Iterator[None]:
     gc.set_threshold(*threshold)
 
 
-def test_tuning_freezes_the_heap_and_spaces_full_collections(collector_state: None) -> None:
-    young, middle, _ = gc.get_threshold()
+def test_tuning_freezes_the_heap_and_spaces_young_and_full_collections(
+    collector_state: None,
+) -> None:
+    _, middle, _ = gc.get_threshold()
     tune_collector()
     assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == (young, middle, FULL_COLLECTION_EVERY)
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, middle, FULL_COLLECTION_EVERY)
 
 
 def test_the_watch_history_is_not_tracked_by_the_collector_and_resumes_as_events() -> None:
