@@ -649,10 +649,11 @@ def _record(
     phase: str = "Succeeded",
     archived: bool = False,
     scheduled: bool = True,
+    time: datetime | None = None,
 ) -> planner.CheckpointRecord:
     return planner.CheckpointRecord(
         name=name, phase=phase, checkpoint_id=name, index=index, archived=archived,
-        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled,
+        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled, time=time,
     )  # fmt: skip
 
 
@@ -681,6 +682,44 @@ def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes
     assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
     pruned = planner.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
     assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
+
+
+def test_archived_copies_older_than_the_bucket_max_age_are_unarchived_but_never_the_newest() -> (
+    None
+):
+    """The bucket's prune (`raftkv archive prune --max-age-hours`) deletes copies by age as
+    well as by count; the objects must say so before their copies go, not after."""
+    day = timedelta(days=1)
+    records = [
+        _record("a", 1, archived=True, time=NOW - 10 * day),
+        _record("b", 2, archived=True, time=NOW - 3 * day),
+        _record("c", 3, archived=True, time=NOW - 2 * day),
+    ]
+    by_age = planner.checkpoint_retention(
+        records, {"c": 3}, retain=1, archive_retain=5, archive_max_age=5 * day, now=NOW
+    )
+    assert by_age.unarchive == ["a"]
+    # The newest copy stays however old: an idle cluster keeps its last one.
+    idle = planner.checkpoint_retention(
+        records, {"c": 3}, retain=1, archive_retain=5, archive_max_age=day, now=NOW
+    )
+    assert idle.unarchive == ["b", "a"]
+    # A record without a time is judged by count only.
+    untimed = [_record("x", 1, archived=True), _record("y", 2, archived=True, time=NOW)]
+    kept = planner.checkpoint_retention(
+        untimed, {"y": 2}, retain=1, archive_retain=5, archive_max_age=day, now=NOW
+    )
+    assert kept.unarchive == []
+
+
+def test_a_record_reads_the_checkpoint_time_from_status() -> None:
+    obj = {
+        "metadata": {"name": "a"},
+        "status": {"phase": "Succeeded", "index": 4, "time": "2026-12-01T10:00:00Z"},
+    }
+    record = planner.CheckpointRecord.from_object(obj)
+    assert record.time == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    assert planner.CheckpointRecord.from_object({"status": {"time": "garbage"}}).time is None
 
 
 def test_overdue_is_measured_in_time() -> None:
