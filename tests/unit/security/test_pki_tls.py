@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from raftkv.security import pki
 from raftkv.runtime.server import agreed
+from raftkv.security import pki
 from raftkv.security.tls import (
     LoadedMaterial,
     ReloadingTLS,
