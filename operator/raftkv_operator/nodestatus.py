@@ -33,6 +33,30 @@ class Member:
         )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _sha256(value: object) -> str | None:
+    """A hex SHA-256 from a node's report, or None (a node's answer is not trusted)."""
+    if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX:
+        return value
+    return None
+
+
+@dataclass(frozen=True)
+class LoadedTLS:
+    """The TLS files one plane of a node was built from (`/v1/status` `tls.<plane>`)."""
+
+    cert_sha256: str | None
+    ca_sha256: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> LoadedTLS | None:
+        if not isinstance(data, Mapping):
+            return None
+        return cls(_sha256(data.get("cert_sha256")), _sha256(data.get("ca_sha256")))
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     """A node's `/v1/status`."""
@@ -51,10 +75,15 @@ class NodeStatus:
     members: tuple[Member, ...]
     last_term: int | None = None
     """Term of the entry at last_index (None from a node that does not say)."""
+    peer_tls: LoadedTLS | None = None
+    client_tls: LoadedTLS | None = None
+    """What the node's peer and client planes loaded (None: no TLS, or not said)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
         leader = data.get("leader") or None
+        tls = data.get("tls")
+        tls = tls if isinstance(tls, Mapping) else {}
         return cls(
             name=str(data["name"]),
             id=int(data["id"]),
@@ -68,6 +97,8 @@ class NodeStatus:
             ready=bool(data.get("ready")),
             members=tuple(Member.from_json(m) for m in data.get("members") or ()),
             last_term=int(data["last_term"]) if data.get("last_term") is not None else None,
+            peer_tls=LoadedTLS.from_json(tls.get("peer")),
+            client_tls=LoadedTLS.from_json(tls.get("client")),
         )
 
     @property
