@@ -50,6 +50,12 @@ from tests.k8s.harness_ext import (
 
 NAME = "carot"
 pytestmark = pytest.mark.timeout(300)
+# The kubelet brings a Secret's new content into a pod's volume about a minute after the
+# change, each pod on its own schedule. Slower than the harness's default, and slower than
+# an operator round: a rotation that moved on before every member had loaded the files
+# would be caught by the TrustMonitor (with the steps ignoring the members' reports and a
+# 4 s period, 5 handshakes were refused; at the default 1 s period such a rotation could pass).
+EMULATED_OPTIONS = {"volume_sync_seconds": 8.0}
 WRITE_RETRY_SECONDS = 10.0
 """How long one write is retried before it counts as failed (elections, a member restart)."""
 
@@ -216,12 +222,14 @@ def test_ca_rotation_under_writes_with_an_operator_restart_and_a_member_crash(
     )[1]
     before = {n: p["metadata"]["uid"] for n, p in pods(emulated, NAME).items()}
     seen: list[str] = []
+    timeline: list[str] = []
     started = time.monotonic()
 
     def reached(phase: str) -> bool:
         current = rotation_phase(emulated)
         if current and (not seen or seen[-1] != current):
             seen.append(current)
+            timeline.append(f"{current} at {time.monotonic() - started:.1f} s")
         return phase in seen
 
     with Writer(emulated) as writer, TrustMonitor(emulated, tmp_path / "monitor") as monitor:
@@ -245,9 +253,12 @@ def test_ca_rotation_under_writes_with_an_operator_restart_and_a_member_crash(
         "IssueNew",
         "Succeeded",  # DropOld may pass between two samples
     ], seen
-    assert {"CARotationStarted", "CARotationIssuing", "CARotationDroppingOld", "CARotated"} <= (
-        event_reasons(emulated, NAME)
-    )
+    # Events are posted in the background (kopf), so the last may trail the status.
+    steps = {"CARotationStarted", "CARotationIssuing", "CARotationDroppingOld", "CARotated"}
+    try:
+        wait_for(emulated, lambda: steps <= event_reasons(emulated, NAME), 15, "an Event per step")
+    except TimeoutError:
+        raise AssertionError(f"no Event for {steps - event_reasons(emulated, NAME)}") from None
     assert writer.failed == [], f"writes never acknowledged: {writer.failed[:5]}"
     assert monitor.checks > 30
     assert monitor.failures == [], monitor.failures[:5]
@@ -316,6 +327,6 @@ def test_ca_rotation_under_writes_with_an_operator_restart_and_a_member_crash(
         f"crash); {len(writer.acknowledged)} writes acknowledged, {len(writer.failed)} failed, "
         f"{writer.retries} retried attempts, longest write {writer.longest_retry:.2f} s; "
         f"{monitor.checks} handshakes with the Secrets' current files, "
-        f"{len(monitor.failures)} refused",
+        f"{len(monitor.failures)} refused; steps: {', '.join(timeline)}",
         file=sys.__stderr__,
     )
