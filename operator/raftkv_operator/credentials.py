@@ -175,23 +175,6 @@ def new_token() -> str:
 # ---- certificate decisions ----------------------------------------------------------------------
 
 
-def certificate_current(
-    data: Mapping[str, bytes],
-    ca_pem: bytes,
-    dns_names: list[str],
-    lifetime: datetime.timedelta,
-    now: datetime.datetime,
-    *,
-    bundle: bytes | None = None,
-) -> bool:
-    """The Secret holds a certificate and key signed by `ca_pem`, naming exactly
-    `dns_names`, with at least a third of `lifetime` left, and the CA bundle `bundle`
-    (`ca_pem` unless given; False for a bundle-only difference too)."""
-    if data.get(CA_CERT_KEY) != (ca_pem if bundle is None else bundle):
-        return False
-    return leaf_current(data, ca_pem, dns_names, lifetime, now)
-
-
 def leaf_current(
     data: Mapping[str, bytes],
     ca_pem: bytes,
@@ -199,7 +182,9 @@ def leaf_current(
     lifetime: datetime.timedelta,
     now: datetime.datetime,
 ) -> bool:
-    """The certificate and key alone are current (see certificate_current)."""
+    """The Secret holds a certificate and key signed by `ca_pem`, naming exactly
+    `dns_names`, with at least a third of `lifetime` left (its ca.crt, the trust bundle,
+    is judged apart: a bundle-only change keeps the certificate)."""
     cert_pem, key_pem = data.get(TLS_CERT_KEY), data.get(TLS_KEY_KEY)
     if not cert_pem or not key_pem:
         return False
@@ -216,7 +201,7 @@ def leaf_current(
 
 
 def renew_at(cert_pem: bytes, lifetime: datetime.timedelta) -> datetime.datetime:
-    """When `certificate_current` turns false by the clock alone."""
+    """When `leaf_current` turns false by the clock alone."""
     return pki.expires_at(cert_pem) - lifetime / RENEW_FRACTION
 
 

@@ -106,6 +106,8 @@ class Reconciler:
         """A CA rotation is in flight (as the CA Secret said when last read)."""
         self.ca_request_seen: str | None = None
         """The rotate-ca annotation value the CA Secret records as acted on."""
+        self.ca_status: CARotationStatus | None = None
+        """status.caRotation as this process last wrote it."""
 
     async def once(self) -> bool:
         """One round; True while something is in flight (come back soon)."""
@@ -287,12 +289,14 @@ class Reconciler:
             info(cluster.to_k8s(), reason="CredentialsWritten", message=f"{name}: {why}")
         RUNTIME.node_auth[key] = node_auth(cluster, live)
         if cluster.spec.tls.mode == TLSMode.OPERATOR:
-            await self.report_ca_rotation(cluster, plan, now)
+            await self.report_ca_rotation(cluster, plan, now, observed=members is not None)
 
     async def report_ca_rotation(
-        self, cluster: RaftCluster, plan: credentials.Plan, now: datetime
+        self, cluster: RaftCluster, plan: credentials.Plan, now: datetime, *, observed: bool
     ) -> None:
-        """The rotation's event, status.caRotation and metrics, from the CA Secret's data."""
+        """The rotation's event, status.caRotation and metrics, from the CA Secret's data
+        (`observed`: the members' reports were part of the plan, so its waiting list is
+        news; otherwise the last one stands)."""
         ca_data = plan.ca_data
         phase = carotation.phase_of(ca_data)
         self.ca_rotating = phase is not None
@@ -304,14 +308,19 @@ class Reconciler:
         expires = pki.expires_at(ca_data[credentials.CA_CERT_KEY])
         step = 0 if phase is None else carotation.STEPS.index(phase) + 1
         metrics.set_ca(self.namespace, self.name, step, expires.timestamp())
-        previous = cluster.status.ca_rotation
+        # What this process last wrote, else what the round read: a round may report twice.
+        previous = self.ca_status or cluster.status.ca_rotation
         if phase is not None:
             wanted = CARotationStatus(
                 phase=phase,
                 reason=ca_data.get(carotation.REASON_KEY, b"").decode(errors="replace") or None,
                 request_id=self.ca_request_seen or None,
                 started_at=carotation.started_at(ca_data),
-                waiting_for=plan.rotation.waiting[:16],
+                waiting_for=(
+                    plan.rotation.waiting[:16]
+                    if observed or previous is None or previous.phase != phase
+                    else previous.waiting_for
+                ),
                 ca_not_after=expires,
             )
         elif previous is not None and previous.phase != CARotationPhase.SUCCEEDED:
@@ -331,6 +340,7 @@ class Reconciler:
         live = previous.model_dump(mode="json", by_alias=True) if previous is not None else None
         if dumped != live:
             await kube.patch_cluster_status(self.namespace, self.name, {"caRotation": dumped})
+        self.ca_status = wanted
 
     async def sync_disruption_budget(self, cluster: RaftCluster, voters: int | None) -> None:
         """The PodDisruptionBudget sized from the voters now (status's record without a

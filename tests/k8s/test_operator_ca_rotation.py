@@ -237,6 +237,14 @@ def test_ca_rotation_under_writes_with_an_operator_restart_and_a_member_crash(
             CLUSTERS, NAMESPACE, NAME, {"metadata": {"annotations": {ROTATE_ANNOTATION: "r1"}}}
         )
         wait_for(emulated, lambda: reached("TrustBoth"), 60, "the rotation starts")
+        # kopf posts Events from a queue that a stopping operator drops: wait for this one
+        # (Events are best effort; the step itself is in the CA Secret).
+        wait_for(
+            emulated,
+            lambda: "CARotationStarted" in event_reasons(emulated, NAME),
+            15,
+            "the CARotationStarted Event",
+        )
         # Mid-rotation: a new operator process must resume from the CA Secret.
         operator.restart()
         wait_for(emulated, lambda: reached("IssueNew"), 90, "member certificates from the new CA")
