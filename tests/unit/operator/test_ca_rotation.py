@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from raftkv.protocol.status import StatusFormatError
 from raftkv.security import pki
 from raftkv_operator import carotation, credentials
 from raftkv_operator.carotation import MemberTLS, sha256_hex
@@ -46,8 +47,10 @@ def _loaded(live: dict[str, Any]) -> MemberTLS:
     """A member that loaded the live peer and client Secrets."""
     peer, client = _data(live, "demo-peer-tls"), _data(live, "demo-client-tls")
     return MemberTLS(
-        LoadedTLS(sha256_hex(peer["tls.crt"]), sha256_hex(peer["ca.crt"])),
-        LoadedTLS(sha256_hex(client["tls.crt"]), sha256_hex(client["ca.crt"])),
+        LoadedTLS(cert_sha256=sha256_hex(peer["tls.crt"]), ca_sha256=sha256_hex(peer["ca.crt"])),
+        LoadedTLS(
+            cert_sha256=sha256_hex(client["tls.crt"]), ca_sha256=sha256_hex(client["ca.crt"])
+        ),
     )
 
 
@@ -125,12 +128,14 @@ def test_a_requested_rotation_walks_its_three_steps_on_what_members_report(
     stale = {**_all(_loaded(live)), "demo-1": before, "demo-2": None}
     held = credentials.plan(cluster, live, NOW, stale)
     assert held.writes == [] and held.rotation.waiting == ["demo-1", "demo-2"]
-    garbage = NodeStatus.from_json(
-        {"name": "demo-0", "id": 1, "tls": {"peer": {"ca_sha256": "x" * 64}, "client": 7}}
-    )
-    assert garbage.peer_tls == LoadedTLS(None, None) and garbage.client_tls is None
-    lying = {**_all(_loaded(live)), "demo-0": MemberTLS(garbage.peer_tls, garbage.client_tls)}
-    assert credentials.plan(cluster, live, NOW, lying).rotation.waiting == ["demo-0"]
+    # A report that is not a digest is no report (the whole status is refused)...
+    with pytest.raises(StatusFormatError, match="tls.peer.ca_sha256"):
+        NodeStatus.parse({"name": "demo-0", "id": 1, "tls": {"peer": {"ca_sha256": "x" * 64}}})
+    # ...and an older node, which says nothing, holds the rotation as a silent one does.
+    older = NodeStatus.parse({"name": "demo-0", "id": 1})
+    assert older.peer_tls is None and older.client_tls is None
+    unknown = {**_all(_loaded(live)), "demo-0": MemberTLS(older.peer_tls, older.client_tls)}
+    assert credentials.plan(cluster, live, NOW, unknown).rotation.waiting == ["demo-0"]
 
     # Every member loaded the bundle: the new CA signs; new certificates, same bundle.
     issue = credentials.plan(cluster, live, NOW, _all(_loaded(live)))
