@@ -5,12 +5,14 @@ few questions the planner asks of it. No I/O here."""
 from __future__ import annotations
 
 from raftkv.protocol.status import NodeStatus as StatusDocument
-from raftkv.protocol.status import StatusLeader, StatusMember
+from raftkv.protocol.status import StatusLeader, StatusMember, StatusPlaneTLS
 
 Member = StatusMember
 """One member of the Raft configuration, as a node reports it (`voter`: not a learner)."""
+LoadedTLS = StatusPlaneTLS
+"""The TLS files one plane of a node was built from (`/v1/status` `tls.<plane>`)."""
 
-__all__ = ["Member", "NodeStatus", "StatusLeader"]
+__all__ = ["LoadedTLS", "Member", "NodeStatus", "StatusLeader"]
 
 
 class NodeStatus(StatusDocument):
@@ -23,6 +25,15 @@ class NodeStatus(StatusDocument):
     @property
     def leader_name(self) -> str | None:
         return self.leader.name if self.leader is not None else None
+
+    @property
+    def peer_tls(self) -> LoadedTLS | None:
+        """What the node's peer plane loaded (None: no TLS there, or an older node)."""
+        return self.tls.peer
+
+    @property
+    def client_tls(self) -> LoadedTLS | None:
+        return self.tls.client
 
     @property
     def is_member(self) -> bool:

@@ -8,9 +8,9 @@ one. Anything else malformed is a `StatusFormatError` naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 _WIRE = "wire"  # validation context: parsing an answer from a node
 
@@ -77,6 +77,26 @@ class StatusMember(WireModel):
         return self.role != "learner"
 
 
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class StatusPlaneTLS(WireModel):
+    """The TLS files one plane's contexts were built from (what a CA rotation waits on)."""
+
+    cert_sha256: Sha256Hex | None = None
+    """SHA-256 of the certificate file; None while the plane's contexts disagree (one
+    reloaded, another not yet) or without one."""
+    ca_sha256: Sha256Hex | None = None
+    """SHA-256 of the trusted-CA file, likewise."""
+
+
+class StatusTLS(WireModel):
+    """Per plane (None: no TLS on it)."""
+
+    peer: StatusPlaneTLS | None = None
+    client: StatusPlaneTLS | None = None
+
+
 class NodeStatus(WireModel):
     """A node's `/v1/status`."""
 
@@ -96,6 +116,8 @@ class NodeStatus(WireModel):
     """Caught up with the leader closely enough to serve (the readiness probe)."""
     revision: int = 0
     members: tuple[StatusMember, ...] = ()
+    tls: StatusTLS = StatusTLS()
+    """An older node says nothing: both planes read as unknown."""
 
     @property
     def is_leader(self) -> bool:

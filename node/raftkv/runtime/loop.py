@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import assert_never
+from typing import Any, assert_never
 
 from raftkv.fsm import LeaseExpire, MemberClientUrl, StateMachine, encode
 from raftkv.raft import (
@@ -124,6 +124,9 @@ class NodeLoop:
         self.core: Raft  # set by open()
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
+        # The TLS files each plane's contexts were built from, for /v1/status (the server
+        # sets it; None without TLS).
+        self.tls_material: Callable[[], dict[str, Any]] = lambda: {"peer": None, "client": None}
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         self.removed = False  # this node was removed from the cluster

@@ -107,6 +107,7 @@ def test_an_older_nodes_missing_fields_take_their_defaults(reader: type[NodeStat
         ({**DOCUMENT, "members": [{"id": 1}, {"id": None}]}, "members.1.id:"),
         ({**DOCUMENT, "members": "all"}, "members:"),
         ({**DOCUMENT, "term": [3]}, "term:"),
+        ({**DOCUMENT, "tls": {"client": {"cert_sha256": "ABC"}}}, "tls.client.cert_sha256:"),
     ],
 )
 def test_a_malformed_status_is_a_clear_error_naming_the_field(document: Any, where: str) -> None:
