@@ -26,7 +26,6 @@ TAKE_DEADLINE_SECONDS = 600.0
 ARCHIVE_GRACE_SECONDS = 120.0
 """How much longer than the archive Job's own deadline (activeDeadlineSeconds) the operator
 waits for the Job to report an outcome before it says the archive failed."""
-ARCHIVE_POLL_SECONDS = 5.0
 RETENTION_SWEEP_SECONDS = 300.0
 """How often the schedule timer also reconciles the RaftCheckpoints with the files the
 members hold (checkpoints taken outside the operator trigger node retention too)."""
@@ -309,7 +308,7 @@ async def _archive_checkpoint(
             message=f"RaftCheckpoint {checkpoint.name}: {message}",
         )
         return
-    raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=ARCHIVE_POLL_SECONDS)
+    raise kopf.TemporaryError(f"waiting for Job {job_name}", delay=SETTINGS.archive_poll_seconds)
 
 
 def _target_description(cluster: RaftCluster) -> str:

@@ -23,6 +23,9 @@ class Settings:
     """Timeout of a node request that does not wait on the cluster."""
     commit_timeout_seconds: float = 30.0
     """Timeout of a node request that waits for a commit (remove, transfer)."""
+    archive_poll_seconds: float = 5.0
+    """How often a RaftCheckpoint's archive Job is looked at while it runs (it is given up
+    by time, the Job's deadline, never by a number of looks)."""
     image_repository: str = DEFAULT_IMAGE_REPOSITORY
     """Image repository for clusters that give `version` but no `image`."""
 
