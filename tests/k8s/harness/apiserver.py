@@ -153,7 +153,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         """`/openapi/v2` and `/openapi/v3[/<group-version>]` (harness/openapi.py)."""
         if path.rstrip("/") == "/openapi/v2":
             return aiohttp.web.Response(
-                body=openapi.v2_document(), content_type=openapi.V2_PROTOBUF
+                body=openapi.v2_document(), content_type=openapi.V2_CONTENT_TYPE
             )
         match = _OPENAPI_V3.fullmatch(path)
         if match is None:

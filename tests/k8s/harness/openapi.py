@@ -26,7 +26,10 @@ from tests.k8s.harness.resources import ResourceSpec
 
 TITLE = "Kubernetes (emulated by tests/k8s/harness)"
 VERSION = "v1.26.4"
-V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# Clients ask for `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`; that is
+# not a media type Go's mime parser accepts in a Content-Type (kubectl 1.20 then fails the
+# request), so the answer says only what it is: bytes.
+V2_CONTENT_TYPE = "application/octet-stream"
 PATCH_SCHEMA = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
 
 _QUERY = {
