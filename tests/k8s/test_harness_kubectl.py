@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.harness import fieldvalidation, openapi, scale, tables
+from tests.k8s.harness import fieldvalidation, openapi, podlogs, scale, tables
 from tests.k8s.harness.cluster import EmulatedCluster, repo_crds
 from tests.k8s.harness.manifests import standin_statefulset
 from tests.k8s.harness.resources import DEFAULT_RESOURCES, ResourceRegistry, specs_from_crd
@@ -134,7 +134,7 @@ def test_scale_views_of_a_statefulset_and_a_raft_cluster() -> None:
     assert view["spec"] == {"replicas": 3}
     assert view["status"] == {"replicas": 2, "selector": "app=web,tier in (a,b)"}
     assert view["metadata"]["resourceVersion"] == "7"
-    cluster = {
+    cluster: dict[str, Any] = {
         "metadata": {"name": "demo", "resourceVersion": "3"},
         "spec": {"replicas": 5},
         "status": {"replicas": 3, "selector": "app.kubernetes.io/instance=demo"},
@@ -208,6 +208,17 @@ def test_strict_field_validation_names_unknown_fields() -> None:
     assert (
         fieldvalidation.unknown_fields({"x-kubernetes-preserve-unknown-fields": True}, body) == []
     )
+
+
+def test_a_log_is_split_at_each_start() -> None:
+    log = (
+        b"--- 2026-01-01T00:00:00Z emulated kubelet: start #0 of p/c: ['x']\n"
+        b"first\n"
+        b"--- 2026-01-01T00:00:01Z emulated kubelet: start #1 of p/c: ['x']\n"
+        b"second\nmore\n"
+    )
+    assert podlogs.starts_of(log) == [b"first\n", b"second\nmore\n"]
+    assert podlogs.starts_of(b"") == []
 
 
 # ---- the real kubectl ------------------------------------------------------------------------
@@ -316,3 +327,44 @@ def test_kubectl_scales_a_statefulset(k8s_cluster: EmulatedCluster, k8s_namespac
     # Client-side apply of a built-in kind: a strategic merge patch from kubectl's own types.
     applied = kubectl(k8s_cluster, "-n", ns, "label", "sts/web", "tier=front").stdout
     assert "labeled" in applied
+
+
+@needs_kubectl
+def test_kubectl_logs_of_a_job(k8s_cluster: EmulatedCluster, k8s_namespace: str) -> None:
+    ns = k8s_namespace
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "hello", "namespace": ns},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox",
+                            "command": ["sh", "-c", "echo one; echo two; echo three"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    k8s_cluster.create("batch/v1/jobs", job)
+    k8s_cluster.wait_for(
+        lambda: (
+            (k8s_cluster.get("batch/v1/jobs", ns, "hello") or {}).get("status", {}).get("succeeded")
+        ),
+        timeout=30,
+        message="the Job succeeds",
+    )
+    logs = kubectl(k8s_cluster, "-n", ns, "logs", "job/hello")
+    assert logs.stdout.split() == ["one", "two", "three"]
+    tail = kubectl(k8s_cluster, "-n", ns, "logs", "job/hello", "--tail=1")
+    assert tail.stdout.split() == ["three"]
+    previous = kubectl(k8s_cluster, "-n", ns, "logs", "job/hello", "--previous", check=False)
+    assert previous.returncode != 0 and "previous terminated container" in previous.stderr
+    missing = kubectl(k8s_cluster, "-n", ns, "logs", "pod/nothing", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr

@@ -25,7 +25,16 @@ import attrs
 import kmock
 from kmock._internal import apps, parsing, rendering  # kmock 0.8 has no public alias
 
-from tests.k8s.harness import eviction, fieldvalidation, openapi, patching, rbac, scale, tables
+from tests.k8s.harness import (
+    eviction,
+    fieldvalidation,
+    openapi,
+    patching,
+    podlogs,
+    rbac,
+    scale,
+    tables,
+)
 from tests.k8s.harness.apitls import token_subject
 from tests.k8s.harness.resources import ALL_VERBS, ResourceSpec
 from tests.k8s.harness.store import ApiError, Obj, ObjectStore, WatchEvent
@@ -35,11 +44,16 @@ logger = logging.getLogger(__name__)
 _NAMESPACE_PATH = re.compile(
     r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?"
 )
+_POD_LOG_PATH = re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log")
 _OPENAPI_V3 = re.compile(r"/openapi/v3(?:/(?P<key>.+?))?/?")
 # Bodies the store reads (kmock parses JSON and YAML); kubectl's typed clients send
 # protobuf for built-in kinds, which the harness does not decode.
 _BODY_TYPES = ("", "application/json", "application/yaml", "*/*")
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "log": ["get"],
+}
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -57,13 +71,19 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     store: ObjectStore = attrs.field(factory=ObjectStore)
     mirror_history: int = 20
     """How many versions of each object the kmock-style `objects` mirror keeps."""
+    log_path: podlogs.LogPath | None = None
+    """Where the kubelet writes a container's output: serves `pods/<name>/log`."""
     internal_errors: list[str] = attrs.field(factory=list, init=False)
     """Tracebacks of unexpected failures while serving (a harness bug, not an API error)."""
     _mirror: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.fallback[self._is_resource_request] << self._serve_resource
+        # Every resource answer is JSON, watch streams too: client-go decodes a stream by its
+        # Content-Type (kmock's default for streams is octet-stream). Set here, once: a
+        # Response returned by the handler would change the shared reaction's headers.
+        json_header = {"Content-Type": "application/json"}
+        self.fallback[self._is_resource_request] << json_header << self._serve_resource
         for spec in self.store.registry:
             self._declare(spec, True)
         self.store.registry_observers.append(self._declare)
@@ -169,12 +189,19 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.method == "GET" and raw_request.path.startswith("/openapi/"):
-            response = self._serve_openapi(raw_request.path)
-            if response is not None:
-                return response
+            document = self._serve_openapi(raw_request.path)
+            if document is not None:
+                return document
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
-            return await super().__call__(raw_request)
+            response = await super().__call__(raw_request)
+            if (
+                _POD_LOG_PATH.fullmatch(raw_request.path)
+                and response.status == 200
+                and not response.prepared
+            ):
+                response.content_type = "text/plain"
+            return response
         # kmock 0.8's path parser fails on the namespaces resource itself (/api/v1/namespaces
         # and /api/v1/namespaces/NAME): it takes "namespaces/NAME" as a namespace prefix.
         body = await raw_request.read()
@@ -268,6 +295,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         if sub == "scale" and name is not None and method in ("GET", "PATCH", "PUT"):
             self._check_subresource(spec, sub)
             return self._serve_scale(spec, namespace, name, method, request, dry_run)
+        if method == "GET" and sub == "log" and name is not None and spec.key == "v1/pods":
+            return self._serve_log(namespace, name, params)
         if method == "GET":
             if params.get("watch") in ("true", "1"):
                 as_table = table and sub is None
@@ -368,6 +397,14 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             }
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
+    def _serve_log(self, namespace: str | None, name: str, params: Mapping[str, str]) -> bytes:
+        pod = self.store.get("v1/pods", namespace, name)
+        if pod is None or self.log_path is None:
+            raise ApiError(
+                404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"}
+            )
+        return podlogs.container_log(pod, params, self.log_path)  # text/plain: __call__
+
     def _serve_scale(
         self,
         spec: ResourceSpec,
@@ -437,7 +474,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         name: str | None,
         as_table: bool = False,
         include_object: str = "Metadata",
-    ) -> rendering.Response:
+    ) -> AsyncIterator[Any]:
         field_selector = params.get("fieldSelector")
         if name is not None:  # GET /…/pods/NAME?watch=true (deprecated, still used by clients)
             term = f"metadata.name={name}"
@@ -494,8 +531,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             finally:
                 store.unsubscribe(sub)
 
-        # client-go decodes a watch by its Content-Type (kmock's streams say octet-stream).
-        return rendering.Response(payload=stream(), headers={"Content-Type": "application/json"})
+        return stream()
 
 
 def _content_type(request: rendering.Request) -> str:

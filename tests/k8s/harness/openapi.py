@@ -121,10 +121,10 @@ def _paths(spec: ResourceSpec) -> dict[str, Any]:
         f"{collection}/{{name}}": item,
     }
     for sub in sorted(spec.subresources):
-        paths[f"{collection}/{{name}}/{sub}"] = {
-            "get": _operation(spec, "get", f"read{sub.capitalize()}"),
-            "patch": _operation(spec, "patch", f"patch{sub.capitalize()}"),
-        }
+        operations = {"get": _operation(spec, "get", f"read{sub.capitalize()}")}
+        if sub != "log":  # a pod's log is read only
+            operations["patch"] = _operation(spec, "patch", f"patch{sub.capitalize()}")
+        paths[f"{collection}/{{name}}/{sub}"] = operations
     return paths
 
 

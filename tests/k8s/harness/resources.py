@@ -116,7 +116,9 @@ def _res(
 BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _core("namespaces", "Namespace", namespaced=False, status=True, short=["ns"]),
     _core("nodes", "Node", namespaced=False, status=True, short=["no"]),
-    _core("pods", "Pod", status=True, short=["po"]),
+    ResourceSpec(
+        "", "v1", "pods", "Pod", True, frozenset({"status", "log"}), "pod", frozenset({"po"})
+    ),
     _core("services", "Service", status=True, short=["svc"]),
     _core("endpoints", "Endpoints", short=["ep"]),
     _core("configmaps", "ConfigMap", short=["cm"]),
