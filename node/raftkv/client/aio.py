@@ -65,6 +65,7 @@ from raftkv.client.models import (
     TxnResult,
     Unlocked,
     WatchEvent,
+    member_from_json,
     to_bytes,
 )
 from raftkv.client.retry import RetryPolicy, SessionPool
@@ -526,7 +527,7 @@ class AsyncClient:
         ans = await self.request("POST", "/v1/members", target="write", json_body=body)
         obj = ans.json()
         obj.setdefault("role", "learner")
-        return Member.from_json(obj)
+        return member_from_json(obj, ans.endpoint)
 
     async def promote_member(self, member_id: int) -> None:
         await self.request("POST", f"/v1/members/{int(member_id)}/promote", target="write")

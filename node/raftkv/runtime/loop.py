@@ -361,6 +361,7 @@ class NodeLoop:
             self.view.changed()
         self.view.update_metrics()
         self._snapshots.maybe_snapshot(self.core)
+        self.waiters.drop_answered()  # this Ready's answers: their slots may go now
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         self._applier.apply(entries)

@@ -88,8 +88,8 @@ class WatchResource:
                     json.dumps(to_json(e._asdict(), encoding)).encode() + b"\n" for e in batch
                 )
                 await response.write(out)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away; a cancellation (shutdown) propagates
         finally:
             hub.unsubscribe(watcher)
         return response
