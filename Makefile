@@ -69,17 +69,24 @@ KIND_CONFIG := kind-config.yaml
 
 .PHONY: install-system images image-constraints chart-test kind-up kind-down e2e-kind
 
-# System packages the tests use: Debian's prometheus (prometheus + promtool). Idempotent.
+# System packages the tests use: Debian's prometheus (prometheus + promtool) and, where no
+# kubectl is installed, Debian's kubernetes-client (the docs tier runs the Kubernetes
+# examples with it against the emulated API server). Idempotent.
 install-system:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then \
+	@missing=""; \
+	if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		missing=" prometheus"; \
+	fi; \
+	if ! command -v kubectl >/dev/null; then missing="$$missing kubernetes-client"; fi; \
+	if [ -z "$$missing" ]; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "install-system: apt-get install prometheus"; \
+		echo "install-system: apt-get install$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-		echo "install-system: prometheus/promtool missing and apt-get unavailable (not root?):" \
-			"the monitoring tests will skip" >&2; \
+		echo "install-system: missing$$missing and apt-get unavailable (not root?):" \
+			"the monitoring tests and the docs tier's Kubernetes examples will skip" >&2; \
 	fi
 
 # Rewrite images/constraints-*.txt (the images' pinned dependencies) from the venv.

@@ -37,8 +37,11 @@ COMMAND_WORDS = (
     "git",
     "pip",
 )
-KINDS = ("run", "skip", "setup", "teardown")
-KEYS = {"skip", "setup", "teardown", "reason", "exit", "expect", "cwd", "timeout"}
+# k8s: runs in the Kubernetes session (tests/docs/test_doc_k8s_examples.py): the emulated
+# cluster with the operator, the real kubectl.
+KINDS = ("run", "skip", "setup", "teardown", "k8s")
+KIND_WORDS = ("skip", "setup", "teardown", "k8s")
+KEYS = {*KIND_WORDS, "reason", "exit", "expect", "cwd", "timeout"}
 
 MD_MARKER = re.compile(r"^<!--\s*doctest:(?P<body>.*?)-->$", re.DOTALL)
 YAML_MARKER = re.compile(r"^#\s*doctest:(?P<body>.*)$")
@@ -55,7 +58,7 @@ class Example:
     line: int  # 1-based line of the opening fence (or first command line)
     code: str
     lang: str = "sh"  # sh (bash) or python
-    kind: str = "run"  # run, skip, setup, teardown
+    kind: str = "run"  # run, skip, setup, teardown, k8s
     reason: str = ""  # why it does not run here (skip)
     exit: int = 0  # the expected exit status of the whole block
     expect: tuple[str, ...] = field(default_factory=tuple)  # regexes stdout must match
@@ -81,11 +84,11 @@ def parse_marker(body: str, where: str) -> dict[str, object]:
             raise MarkerError(
                 f"{where}: unknown doctest directive {key!r} (known: {', '.join(sorted(KEYS))})"
             )
-        if key in ("skip", "setup", "teardown"):
+        if key in KIND_WORDS:
             if sep:
                 raise MarkerError(f"{where}: `{key}` takes no value")
             if "kind" in fields:
-                raise MarkerError(f"{where}: give one of skip, setup, teardown")
+                raise MarkerError(f"{where}: give one of {', '.join(KIND_WORDS)}")
             fields["kind"] = key
             continue
         if not sep or (not value and key != "expect"):
@@ -152,8 +155,8 @@ def markdown_examples(text: str, path: Path) -> list[Example]:
                 )
             continue
         fields = parse_marker(marker[0], where) if marker else {}
-        if lang == "python" and fields.get("kind") in ("setup", "teardown"):
-            raise MarkerError(f"{where}: setup and teardown examples are shell blocks")
+        if lang == "python" and fields.get("kind") in ("setup", "teardown", "k8s"):
+            raise MarkerError(f"{where}: setup, teardown and k8s examples are shell blocks")
         examples.append(
             Example(
                 path, start + 1, token.content, "python" if lang == "python" else "sh", **fields

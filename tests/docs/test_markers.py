@@ -24,6 +24,11 @@ def test_markers_parse() -> None:
         "reason": "needs a Docker engine",
     }
     assert parse_marker("setup", "x") == {"kind": "setup"}
+    assert parse_marker('k8s cwd=repo expect="^demo "', "x") == {
+        "kind": "k8s",
+        "cwd": "repo",
+        "expect": ("^demo ",),
+    }
     assert parse_marker('cwd=repo timeout=240 exit=1 expect="^a$" expect="b c"', "x") == {
         "cwd": "repo",
         "timeout": 240.0,
@@ -38,7 +43,9 @@ def test_markers_parse() -> None:
         ("skip", "must say why"),
         ('skip reason=""', "needs a value"),
         ("skpi", "unknown doctest directive 'skpi'"),
-        ("setup teardown", "one of skip, setup, teardown"),
+        ("setup teardown", "one of skip, setup, teardown, k8s"),
+        ("k8s skip", "one of skip, setup, teardown, k8s"),
+        ("k8s=1", "takes no value"),
         ("exit=one", "exit must be a number"),
         ("timeout=soon", "timeout must be seconds"),
         ("cwd=/tmp", "cwd is session or repo"),
@@ -117,6 +124,13 @@ def test_a_marker_must_sit_right_before_a_fence() -> None:
         markdown_examples('<!-- doctest: skip reason="x" -->\n```json\n{}\n```\n', DOC)
 
 
+def test_a_k8s_example_is_a_shell_block() -> None:
+    [example] = markdown_examples("<!-- doctest: k8s -->\n```sh\nkubectl get rkc\n```\n", DOC)
+    assert (example.kind, example.code) == ("k8s", "kubectl get rkc\n")
+    with pytest.raises(MarkerError, match="k8s examples are shell blocks"):
+        markdown_examples("<!-- doctest: k8s -->\n```python\nprint(1)\n```\n", DOC)
+
+
 def test_yaml_comment_commands() -> None:
     text = """# A cluster.
 # doctest: skip reason="needs Kubernetes"
@@ -141,7 +155,7 @@ apiVersion: v1
 def test_every_document_of_the_repository_follows_the_syntax() -> None:
     examples = all_examples()
     kinds = {e.kind for e in examples}
-    assert {"run", "setup", "teardown", "skip"} <= kinds
+    assert {"run", "setup", "teardown", "skip", "k8s"} <= kinds
     assert any(
         e.path == Path("README.md")
         and "raftkv lock acquire jobs -- ./run-job.sh" in e.code

@@ -25,16 +25,35 @@ import attrs
 import kmock
 from kmock._internal import apps, parsing, rendering  # kmock 0.8 has no public alias
 
-from tests.k8s.harness import eviction, rbac
+from tests.k8s.harness import (
+    eviction,
+    fieldvalidation,
+    openapi,
+    patching,
+    podlogs,
+    rbac,
+    scale,
+    tables,
+)
 from tests.k8s.harness.apitls import token_subject
 from tests.k8s.harness.resources import ALL_VERBS, ResourceSpec
-from tests.k8s.harness.store import ApiError, ObjectStore, WatchEvent
+from tests.k8s.harness.store import ApiError, Obj, ObjectStore, WatchEvent
 
 logger = logging.getLogger(__name__)
 
 _NAMESPACE_PATH = re.compile(
     r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?"
 )
+_POD_LOG_PATH = re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log")
+_OPENAPI_V3 = re.compile(r"/openapi/v3(?:/(?P<key>.+?))?/?")
+# Bodies the store reads (kmock parses JSON and YAML); kubectl's typed clients send
+# protobuf for built-in kinds, which the harness does not decode.
+_BODY_TYPES = ("", "application/json", "application/yaml", "*/*")
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "log": ["get"],
+}
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -52,13 +71,19 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     store: ObjectStore = attrs.field(factory=ObjectStore)
     mirror_history: int = 20
     """How many versions of each object the kmock-style `objects` mirror keeps."""
+    log_path: podlogs.LogPath | None = None
+    """Where the kubelet writes a container's output: serves `pods/<name>/log`."""
     internal_errors: list[str] = attrs.field(factory=list, init=False)
     """Tracebacks of unexpected failures while serving (a harness bug, not an API error)."""
     _mirror: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.fallback[self._is_resource_request] << self._serve_resource
+        # Every resource answer is JSON, watch streams too: client-go decodes a stream by its
+        # Content-Type (kmock's default for streams is octet-stream). Set here, once: a
+        # Response returned by the handler would change the shared reaction's headers.
+        json_header = {"Content-Type": "application/json"}
+        self.fallback[self._is_resource_request] << json_header << self._serve_resource
         for spec in self.store.registry:
             self._declare(spec, True)
         self.store.registry_observers.append(self._declare)
@@ -104,10 +129,79 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         if len(entry.history) > self.mirror_history:
             del entry.history[: len(entry.history) - self.mirror_history]
 
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """Discovery of one group-version (`/api/v1`, `/apis/apps/v1`). kmock's own copies
+        the kind's short names and verbs onto its subresources (kubectl then warns that
+        `rkc` could mean `raftclusters/status`) and names the core group `/v1`."""
+        assert request.resource is not None
+        group, version = request.resource.group or "", request.resource.version or ""
+        served = [s for s in self.store.registry if s.group == group and s.version == version]
+        if not served and group:
+            raise kmock.KubernetesResourceNotFoundError()
+        resources: list[dict[str, Any]] = []
+        for spec in sorted(served, key=lambda s: s.plural):
+            resources.append(
+                {
+                    "name": spec.plural,
+                    "singularName": spec.singular or spec.kind.lower(),
+                    "namespaced": spec.namespaced,
+                    "kind": spec.kind,
+                    "verbs": sorted(ALL_VERBS),
+                    "shortNames": sorted(spec.short_names),
+                    "categories": sorted(spec.categories),
+                }
+            )
+            for sub in sorted(spec.subresources):
+                entry: dict[str, Any] = {
+                    "name": f"{spec.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": spec.namespaced,
+                    "kind": spec.kind,
+                    "verbs": _SUBRESOURCE_VERBS.get(sub, ["create"]),
+                }
+                if sub == "scale":
+                    entry.update(group="autoscaling", version="v1", kind="Scale")
+                resources.append(entry)
+        return {
+            "apiVersion": "v1",
+            "kind": "APIResourceList",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.Response | None:
+        """`/openapi/v2` and `/openapi/v3[/<group-version>]` (harness/openapi.py)."""
+        if path.rstrip("/") == "/openapi/v2":
+            return aiohttp.web.Response(
+                body=openapi.v2_document(), content_type=openapi.V2_CONTENT_TYPE
+            )
+        match = _OPENAPI_V3.fullmatch(path)
+        if match is None:
+            return None
+        specs = list(self.store.registry)
+        if match["key"] is None:
+            return aiohttp.web.json_response(openapi.index_document(specs))
+        document = openapi.group_version_document(specs, match["key"])
+        if document is None:
+            status = ApiError(404, "NotFound", f"no OpenAPI document for {match['key']}")
+            return aiohttp.web.json_response(status.status(), status=404)
+        return aiohttp.web.json_response(document)
+
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "GET" and raw_request.path.startswith("/openapi/"):
+            document = self._serve_openapi(raw_request.path)
+            if document is not None:
+                return document
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
-            return await super().__call__(raw_request)
+            response = await super().__call__(raw_request)
+            if (
+                _POD_LOG_PATH.fullmatch(raw_request.path)
+                and response.status == 200
+                and not response.prepared
+            ):
+                response.content_type = "text/plain"
+            return response
         # kmock 0.8's path parser fails on the namespaces resource itself (/api/v1/namespaces
         # and /api/v1/namespaces/NAME): it takes "namespaces/NAME" as a namespace prefix.
         body = await raw_request.read()
@@ -186,13 +280,33 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                 group=spec.group, resource=f"{spec.plural}/{sub}" if sub else spec.plural,
                 namespace=namespace, name=name,
             )  # fmt: skip
+        table = tables.has_table(spec) and tables.wants_table(_header(request.headers, "Accept"))
+        include_object = params.get("includeObject", "Metadata")
+        if method in ("POST", "PUT") and _content_type(request) not in _BODY_TYPES:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the emulated API server reads JSON and YAML bodies, not "
+                f"{_content_type(request)!r}",
+            )
+        merge_patch = method == "PATCH" and _content_type(request) == "application/merge-patch+json"
+        if (method in ("POST", "PUT") or merge_patch) and sub != "scale":
+            fieldvalidation.check(spec, request.data, params.get("fieldValidation"))
+        if sub == "scale" and name is not None and method in ("GET", "PATCH", "PUT"):
+            self._check_subresource(spec, sub)
+            return self._serve_scale(spec, namespace, name, method, request, dry_run)
+        if method == "GET" and sub == "log" and name is not None and spec.key == "v1/pods":
+            return self._serve_log(namespace, name, params)
         if method == "GET":
             if params.get("watch") in ("true", "1"):
-                return self._watch(spec, namespace if name is None else namespace, params, name)
+                as_table = table and sub is None
+                return self._watch(spec, namespace, params, name, as_table, include_object)
             if name is None:
                 items = self.store.list(
                     spec, namespace, params.get("labelSelector"), params.get("fieldSelector")
                 )
+                if table and sub is None:
+                    return tables.as_table(spec, items, self.store.resource_version, include_object)
                 return {
                     "apiVersion": spec.api_version,
                     "kind": f"{spec.kind}List",
@@ -208,6 +322,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                     f'{spec.plural} "{name}" not found',
                     {"name": name, "kind": spec.plural},
                 )
+            if table and sub is None:
+                return tables.as_table(spec, [obj], self.store.resource_version, include_object)
             return obj
         if method == "POST":
             if name is not None and sub == "eviction" and spec.plural == "pods" and namespace:
@@ -224,7 +340,7 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         if method == "PATCH":
             assert name is not None
             self._check_subresource(spec, sub)
-            ctype = _header(request.headers, "Content-Type").split(";")[0].strip().lower()
+            ctype = _content_type(request)
             patch_type = _PATCH_TYPES.get(ctype)
             if patch_type is None:
                 raise ApiError(
@@ -281,6 +397,66 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             }
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
+    def _serve_log(self, namespace: str | None, name: str, params: Mapping[str, str]) -> bytes:
+        pod = self.store.get("v1/pods", namespace, name)
+        if pod is None or self.log_path is None:
+            raise ApiError(
+                404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"}
+            )
+        return podlogs.container_log(pod, params, self.log_path)  # text/plain: __call__
+
+    def _serve_scale(
+        self,
+        spec: ResourceSpec,
+        namespace: str | None,
+        name: str,
+        method: str,
+        request: rendering.Request,
+        dry_run: bool,
+    ) -> Obj:
+        """GET, PATCH and PUT of `<kind>/<name>/scale` (harness/scale.py)."""
+        current = self.store.get(spec, namespace, name)
+        if current is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{spec.plural} "{name}" not found',
+                {"name": name, "kind": spec.plural},
+            )
+        if method == "GET":
+            return scale.scale_of(spec, current)
+        if method == "PUT":
+            wanted = request.data
+        else:
+            patch_type = _PATCH_TYPES.get(_content_type(request))
+            if patch_type not in ("merge", "strategic", "json"):
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"a scale patch cannot be {_content_type(request)!r}",
+                )
+            # A Scale has no lists: a strategic merge patch is a merge patch on it.
+            try:
+                if patch_type == "json":
+                    wanted = patching.json_patch(scale.scale_of(spec, current), request.data)
+                else:
+                    if not isinstance(request.data, dict):
+                        raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
+                    wanted = patching.merge_patch(scale.scale_of(spec, current), request.data)
+            except patching.PatchError as e:
+                raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
+        replicas = scale.replicas_of(wanted)
+        expected = (wanted.get("metadata") or {}).get("resourceVersion")
+        updated = self.store.update(
+            spec,
+            namespace,
+            name,
+            lambda obj: scale.with_replicas(spec, obj, replicas),
+            expected_rv=str(expected) if expected else None,
+            dry_run=dry_run,
+        )
+        return scale.scale_of(spec, updated)
+
     @staticmethod
     def _check_subresource(spec: ResourceSpec, sub: str | None) -> None:
         if sub is not None and sub not in spec.subresources:
@@ -291,7 +467,13 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             )
 
     def _watch(
-        self, spec: ResourceSpec, namespace: str | None, params: Mapping[str, str], name: str | None
+        self,
+        spec: ResourceSpec,
+        namespace: str | None,
+        params: Mapping[str, str],
+        name: str | None,
+        as_table: bool = False,
+        include_object: str = "Metadata",
     ) -> AsyncIterator[Any]:
         field_selector = params.get("fieldSelector")
         if name is not None:  # GET /…/pods/NAME?watch=true (deprecated, still used by clients)
@@ -309,12 +491,18 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
         initial_end = params.get("sendInitialEvents") == "true"
         store = self.store
 
+        def shown(obj: Obj) -> Obj:
+            # `kubectl get -w` asks for Tables: each event carries a one-row Table.
+            if not as_table:
+                return obj
+            return tables.as_table(spec, [obj], store.resource_version, include_object)
+
         async def stream() -> AsyncIterator[Any]:
             deadline = time.monotonic() + timeout if timeout else None
             try:
                 yield b""  # send the headers now, even if nothing happens for a while
                 for event in first:
-                    yield {"type": event.type, "object": event.object}
+                    yield {"type": event.type, "object": shown(event.object)}
                 if initial_end:
                     yield {
                         "type": "BOOKMARK",
@@ -339,11 +527,15 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
                         return
                     if change is None:
                         return
-                    yield {"type": change.type, "object": change.object}
+                    yield {"type": change.type, "object": shown(change.object)}
             finally:
                 store.unsubscribe(sub)
 
         return stream()
+
+
+def _content_type(request: rendering.Request) -> str:
+    return _header(request.headers, "Content-Type").split(";")[0].strip().lower()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

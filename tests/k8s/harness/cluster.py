@@ -196,7 +196,7 @@ class EmulatedCluster:
         self._runtime = runtime
         store.admission.append(builtin_admission)
         store.admission.append(_service_addresses(network))
-        server = EmulatedApiServer(store=store)
+        server = EmulatedApiServer(store=store, log_path=runtime.log_path)
         self._server = server
         async with server, _Server(server, host="127.0.0.1") as http:
             dns: contextlib.AbstractAsyncContextManager[Any] = (

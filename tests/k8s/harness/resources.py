@@ -18,6 +18,17 @@ ALL_VERBS = frozenset(
 
 
 @dataclass(frozen=True)
+class ScalePaths:
+    """Where a kind keeps what its `scale` subresource shows (a CRD's
+    `subresources.scale`; for StatefulSets the built-in fields)."""
+
+    spec_replicas: str = ".spec.replicas"
+    status_replicas: str = ".status.replicas"
+    label_selector: str | None = None
+    """A string (a CRD's `.status.selector`) or a LabelSelector object (`.spec.selector`)."""
+
+
+@dataclass(frozen=True)
 class ResourceSpec:
     group: str  # "" for the core group
     version: str
@@ -32,7 +43,12 @@ class ResourceSpec:
     """Built-in kinds accept strategic merge patches; custom resources answer 415, as in
     Kubernetes."""
     schema: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
-    """openAPIV3Schema of a custom resource version (kept for reference; not enforced)."""
+    """openAPIV3Schema of a custom resource version: served in /openapi/v3; unknown fields
+    are rejected under `fieldValidation=Strict` (harness/fieldvalidation.py)."""
+    scale: ScalePaths | None = field(default=None, compare=False, hash=False)
+    """Set when the kind has a `scale` subresource (then "scale" is in `subresources`)."""
+    printer_columns: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, hash=False)
+    """A CRD version's additionalPrinterColumns: the columns of `kubectl get` (tables.py)."""
 
     @property
     def key(self) -> str:
@@ -81,6 +97,7 @@ def _res(
     status: bool = False,
     short: Iterable[str] = (),
     builtin: bool = True,
+    scale: ScalePaths | None = None,
 ) -> ResourceSpec:
     return ResourceSpec(
         group,
@@ -88,17 +105,20 @@ def _res(
         plural,
         kind,
         namespaced,
-        frozenset({"status"} if status else ()),
+        frozenset({"status"} if status else ()) | frozenset({"scale"} if scale else ()),
         kind.lower(),
         frozenset(short),
         builtin=builtin,
+        scale=scale,
     )
 
 
 BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _core("namespaces", "Namespace", namespaced=False, status=True, short=["ns"]),
     _core("nodes", "Node", namespaced=False, status=True, short=["no"]),
-    _core("pods", "Pod", status=True, short=["po"]),
+    ResourceSpec(
+        "", "v1", "pods", "Pod", True, frozenset({"status", "log"}), "pod", frozenset({"po"})
+    ),
     _core("services", "Service", status=True, short=["svc"]),
     _core("endpoints", "Endpoints", short=["ep"]),
     _core("configmaps", "ConfigMap", short=["cm"]),
@@ -108,7 +128,15 @@ BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _core("persistentvolumeclaims", "PersistentVolumeClaim", status=True, short=["pvc"]),
     _core("persistentvolumes", "PersistentVolume", namespaced=False, status=True, short=["pv"]),
     _res("events.k8s.io", "v1", "events", "Event", short=["ev"]),
-    _res("apps", "v1", "statefulsets", "StatefulSet", status=True, short=["sts"]),
+    _res(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        status=True,
+        short=["sts"],
+        scale=ScalePaths(label_selector=".spec.selector"),
+    ),
     _res("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short=["pdb"]),
     _res("batch", "v1", "jobs", "Job", status=True),
     _res("coordination.k8s.io", "v1", "leases", "Lease"),
@@ -169,6 +197,7 @@ def specs_from_crd(crd: Mapping[str, Any]) -> list[ResourceSpec]:
             continue
         subresources = frozenset((version.get("subresources") or {}).keys())
         schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        scale = (version.get("subresources") or {}).get("scale")
         specs.append(
             ResourceSpec(
                 group,
@@ -182,6 +211,14 @@ def specs_from_crd(crd: Mapping[str, Any]) -> list[ResourceSpec]:
                 frozenset(names.get("categories") or ()),
                 builtin=False,
                 schema=schema,
+                scale=ScalePaths(
+                    scale.get("specReplicasPath", ".spec.replicas"),
+                    scale.get("statusReplicasPath", ".status.replicas"),
+                    scale.get("labelSelectorPath"),
+                )
+                if isinstance(scale, dict)
+                else None,
+                printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
             )
         )
     return specs
