@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from raftkv.consensus import ConfChange, Entry, EntryType
 from raftkv.fsm import ApplyResult, StateMachine
-from raftkv.raft import ConfChange, Entry, EntryType
 from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.outcomes import ProposalLost

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from raftkv.fsm import StateMachine
-from raftkv.raft import (
+from raftkv.consensus import (
     NONE,
     ConfChange,
     ConfChangeType,
@@ -16,8 +15,9 @@ from raftkv.raft import (
     Entry,
     HardState,
     SnapshotMeta,
+    bootstrap_entries,
 )
-from raftkv.raft.core import bootstrap_entries
+from raftkv.fsm import StateMachine
 from raftkv.runtime.config import NodeConfig
 from raftkv.storage.checkpoints import read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
@@ -68,7 +68,7 @@ def _bootstrap(
     (with its name and peer URL as context, so the directory knows them), or,
     with --restore-from, a snapshot of the checkpoint plus that membership."""
     members = sorted(cfg.initial_cluster, key=lambda m: m.id)
-    entries, hard_state = bootstrap_entries([m.id for m in members])
+    entries, hard_state = bootstrap_entries(cfg.consensus, [m.id for m in members])
     contexts = {m.id: member_context(m.name, m.peer_url, "") for m in members}
     entries = [
         Entry(

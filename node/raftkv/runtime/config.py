@@ -42,6 +42,9 @@ class NodeConfig:
     advertise_peer_url: str = ""
     initial_cluster: list[InitialMember] = field(default_factory=list)
     initial_cluster_state: str = "new"
+    # The consensus engine (raftkv.consensus.ENGINES), recorded in the data directory
+    # at first start; a directory made by the other engine is refused.
+    consensus: str = "raft"
     resolve: dict[str, str] = field(default_factory=dict)
     tick_ms: int = 100
     election_ticks: int = 10

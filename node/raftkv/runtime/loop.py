@@ -34,25 +34,24 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import assert_never
+from typing import Any, assert_never
 
-from raftkv.fsm import LeaseExpire, MemberClientUrl, StateMachine, encode
-from raftkv.raft import (
+from raftkv.consensus import (
     NONE,
+    AnyConsensus,
     ConfChange,
     ConfChangeType,
     Entry,
     HardState,
-    Message,
-    MsgType,
     NotLeader,
     ProposalDropped,
-    Raft,
-    Ready,
+    ReadyBatch,
     Snapshot,
     SoftState,
     StateRole,
+    sends_before_persist,
 )
+from raftkv.fsm import LeaseExpire, MemberClientUrl, StateMachine, encode
 from raftkv.runtime import ready
 from raftkv.runtime.admission import ClusterId
 from raftkv.runtime.applier import Applier
@@ -118,10 +117,11 @@ class NodeLoop:
         # How the process ends when the loop dies (a test replaces it).
         self.exit_process: Callable[[int], None] = os._exit
         self.leases = LeaseClock()
-        self.send: Callable[[list[Message]], None] = lambda msgs: None
+        # The engine's messages to the peer transport (which encodes them).
+        self.send: Callable[[list[Any]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
         self.on_role_changed: Callable[[], None] = lambda: None  # must not block
-        self.core: Raft  # set by open()
+        self.core: AnyConsensus  # set by open(): the engine of --consensus
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
@@ -157,7 +157,7 @@ class NodeLoop:
             on_checkpoint=self._snapshots.write_checkpoint,
         )
         # The loop's own state.
-        self._inbox: list[Message] = []
+        self._inbox: list[Any] = []  # the engine's messages, decoded and checked
         self._actions: list[Callable[[], None]] = []
         self._waker: asyncio.Future[None] | None = None
         self._stopping = False
@@ -269,7 +269,7 @@ class NodeLoop:
         if self._inbox:
             inbox, self._inbox = self._inbox, []
             for m in inbox:
-                if m.type == MsgType.SNAP and (m.snapshot is None or m.snapshot.data is None):
+                if m.snapshot is not None and m.snapshot.data is None:
                     continue  # a snapshot arrives only through deliver_snapshot
                 if m.to != self.id:
                     continue  # meant for an earlier incarnation at this address
@@ -310,14 +310,14 @@ class NodeLoop:
     # ======================================================================
     # One Ready
     # ======================================================================
-    async def _handle_ready(self, rd: Ready) -> None:
+    async def _handle_ready(self, rd: ReadyBatch[Any]) -> None:
         """Run the steps `ready.plan` gives for `rd` (the order, and why it is safe, is
         explained there and in docs/architecture.md; the simulator runs the same plan)."""
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state)
         steps = ready.plan(
             rd,
-            leader=self.core.role == StateRole.LEADER,
+            leader=sends_before_persist(self.core),
             durable=self._durable_hs,
             deferred=self._deferred_hs,
         )

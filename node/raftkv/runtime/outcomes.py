@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from raftkv.raft import SnapshotMeta
+from raftkv.consensus import SnapshotMeta
 
 log = logging.getLogger("raftkv.node")
 

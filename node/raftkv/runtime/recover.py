@@ -64,9 +64,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftkv.consensus import ConfChange, ConfChangeType, Entry, EntryType, HardState
 from raftkv.fsm.machine import StateMachine
 from raftkv.fsm.members import LEARNER
-from raftkv.raft.types import ConfChange, ConfChangeType, Entry, EntryType, HardState
 from raftkv.runtime.identity import (
     CLUSTER_FILE,
     IDENTITY_FILE,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from raftkv.consensus import StateRole
 from raftkv.fsm import StateMachine
-from raftkv.raft import StateRole
 from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import ClientLimits, FastHttp

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from raftkv.raft import SnapshotMeta
+from raftkv.consensus import SnapshotMeta
 from raftkv.runtime.outcomes import Pending, RequestTimeout, WaitInterrupted, snapshot_outcome
 
 

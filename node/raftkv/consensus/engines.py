@@ -1,0 +1,118 @@
+"""The two engines behind `Consensus`, and the one place that builds them.
+
+Each engine is its core plus the few status views the interface asks for that
+the core does not spell the same way. They subclass the cores, so the hot path
+(`step`, `propose_batch`, `ready`) runs the core's own methods with no wrapper
+in between, and they use only the cores' public API.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final, Literal, get_args
+
+from raftkv import paxos, raft
+from raftkv.consensus.interface import Consensus, ReadyBatch
+from raftkv.raft.core import bootstrap_entries as raft_bootstrap_entries
+from raftkv.raft.types import Entry, HardState, SnapshotMeta, StateRole
+
+EngineName = Literal["raft", "multipaxos"]
+ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
+
+
+class RaftEngine(raft.Raft):
+    ENGINE: ClassVar[str] = "raft"
+    LEADER_SENDS_BEFORE_PERSIST: ClassVar[bool] = True
+
+    def last_term(self) -> int:
+        return self.log.last_term()
+
+    def match_index(self, peer: int) -> int | None:
+        if self.role != StateRole.LEADER:
+            return None
+        pr = self.prs.get(peer)
+        return pr.match if pr is not None else None
+
+    def snapshot_acceptable(self, m: raft.Message) -> bool:
+        # Only from the leader of our term: it replaces the whole log and state.
+        return m.term == self.term and self.leader == m.frm and m.frm != self.id
+
+
+class PaxosEngine(paxos.Paxos):
+    ENGINE: ClassVar[str] = "multipaxos"
+    LEADER_SENDS_BEFORE_PERSIST: ClassVar[bool] = paxos.Paxos.SENDS_BEFORE_PERSIST
+
+    def last_term(self) -> int:
+        last = self.log.get(self.last_index())
+        return last.term if last is not None else self.snap_meta.term
+
+    def match_index(self, peer: int) -> int | None:
+        if self.role != StateRole.LEADER:
+            return None
+        if peer == self.id:
+            return self.commit
+        return self.peer_commit.get(peer)
+
+    def snapshot_acceptable(self, m: paxos.Message) -> bool:
+        # A snapshot holds only chosen values (its sender's compacted prefix), and it
+        # answers this node's CATCHUP, which may go to any member that knows more.
+        return m.frm != self.id and m.frm in self.conf.members()
+
+    # Paxos has no per-follower replication state to reset and no leader lease for a
+    # dead process to expire early: acceptors that stop hearing the leader campaign
+    # after their randomized timeout (docs/consensus.md).
+    def report_unreachable(self, peer: int) -> None:
+        return None
+
+    def leader_unreachable(self, leader: int) -> None:
+        return None
+
+    def report_snapshot(self, peer: int, ok: bool) -> None:
+        return None  # a lagging acceptor pulls again (CATCHUP) if the snapshot got lost
+
+
+def make_core(
+    engine: str,
+    node_id: int,
+    *,
+    election_tick: int,
+    heartbeat_tick: int,
+    hard_state: HardState | None,
+    snapshot: SnapshotMeta | None,
+    entries: list[Entry],
+) -> RaftEngine | PaxosEngine:
+    """The core of `engine` (one of ENGINES), started from what is on disk."""
+    if engine == "raft":
+        return RaftEngine(
+            raft.Config(id=node_id, election_tick=election_tick, heartbeat_tick=heartbeat_tick),
+            hard_state=hard_state,
+            snapshot=snapshot,
+            entries=entries,
+        )
+    if engine == "multipaxos":
+        return PaxosEngine(
+            paxos.Config(id=node_id, election_tick=election_tick, heartbeat_tick=heartbeat_tick),
+            hard_state=hard_state,
+            snapshot=snapshot,
+            entries=entries,
+        )
+    raise ValueError(f"unknown consensus engine {engine!r}: one of {', '.join(ENGINES)}")
+
+
+def bootstrap_entries(engine: str, voters: list[int]) -> tuple[list[Entry], HardState]:
+    """The identical first entries every founding member of a new cluster writes."""
+    if engine == "multipaxos":
+        return paxos.bootstrap_entries(voters)
+    return raft_bootstrap_entries(voters)
+
+
+def _conforms(
+    r: RaftEngine, p: PaxosEngine, rr: raft.Ready, pr: paxos.Ready
+) -> tuple[
+    Consensus[raft.Message, raft.Ready],
+    Consensus[paxos.Message, paxos.Ready],
+    ReadyBatch[raft.Message],
+    ReadyBatch[paxos.Message],
+]:
+    """Never called: mypy checks here that both engines and both Readies satisfy the
+    interface, so a change to either core that breaks it fails the type check."""
+    return r, p, rr, pr
