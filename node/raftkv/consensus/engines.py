@@ -13,7 +13,7 @@ from typing import ClassVar, Final, Literal, get_args
 from raftkv import paxos, raft
 from raftkv.consensus.interface import Consensus, ReadyBatch
 from raftkv.raft.core import bootstrap_entries as raft_bootstrap_entries
-from raftkv.raft.types import Entry, HardState, SnapshotMeta, StateRole
+from raftkv.raft.types import Entry, EntryType, HardState, SnapshotMeta, StateRole
 
 EngineName = Literal["raft", "multipaxos"]
 ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
@@ -22,6 +22,7 @@ ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
 class RaftEngine(raft.Raft):
     ENGINE: ClassVar[str] = "raft"
     LEADER_SENDS_BEFORE_PERSIST: ClassVar[bool] = True
+    OUTCOME_BY_VALUE: ClassVar[bool] = False
 
     def last_term(self) -> int:
         return self.log.last_term()
@@ -40,10 +41,56 @@ class RaftEngine(raft.Raft):
 class PaxosEngine(paxos.Paxos):
     ENGINE: ClassVar[str] = "multipaxos"
     LEADER_SENDS_BEFORE_PERSIST: ClassVar[bool] = paxos.Paxos.SENDS_BEFORE_PERSIST
+    OUTCOME_BY_VALUE: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        config: paxos.Config,
+        *,
+        hard_state: HardState | None = None,
+        snapshot: SnapshotMeta | None = None,
+        entries: list[Entry] | None = None,
+    ) -> None:
+        super().__init__(config, hard_state=hard_state, snapshot=snapshot, entries=entries)
+        self._disk_last = self.last_index()  # the last slot on disk (its tail is never a hole)
+
+    @property
+    def term(self) -> int:
+        """The promised ballot's round: it grows whenever the ballot does and fits JSON
+        and gauges (a whole ballot is up to 128 bits). Two successive leaders may share
+        a round (ballots (r, a) < (r, b)); `leader` tells them apart."""
+        return paxos.ballot_round(self.promised)
 
     def last_term(self) -> int:
         last = self.log.get(self.last_index())
-        return last.term if last is not None else self.snap_meta.term
+        return paxos.ballot_round(last.term) if last is not None else 0
+
+    def ready(self) -> paxos.Ready:
+        """The core's Ready, its entries in the Raft log's shape (storage.ballots):
+        one contiguous run from the lowest changed slot (or the first slot past what
+        is on disk, or past a snapshot that resets the log) to the last slot, holes
+        as ballot-0 no-ops. Storage then overwrites a slot by truncating the suffix
+        from it, and writes back what followed: no accepted value is ever lost."""
+        rd = super().ready()
+        if rd.snapshot is not None:
+            self._disk_last = rd.snapshot.meta.index  # the log is reset to the snapshot
+        if rd.entries or (rd.snapshot is not None and self.last_index() > self._disk_last):
+            first = min(
+                rd.entries[0].index if rd.entries else self._disk_last + 1, self._disk_last + 1
+            )
+            last = self.last_index()
+            log = self.log
+            rd.entries = [
+                log.get(s) or Entry(0, s, EntryType.NORMAL, b"") for s in range(first, last + 1)
+            ]
+            self._disk_last = last
+        return rd
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        # A snapshot's term is 0: the slots of a prefix carry ballots in any order, and a
+        # chosen slot's ballot may still rise; storage checks terms, and 0 always agrees.
+        meta = super().snapshot_meta()
+        return SnapshotMeta(meta.index, 0, meta.conf_state)
 
     def match_index(self, peer: int) -> int | None:
         if self.role != StateRole.LEADER:

@@ -70,6 +70,10 @@ class Consensus(Protocol[M_in, R]):
     # counts itself only in advance(); Paxos: no, every message is a promise or an
     # accept about its own disk.) The loop passes `leader and this` to the plan.
     LEADER_SENDS_BEFORE_PERSIST: ClassVar[bool]
+    # Is a proposal's outcome "the value chosen at its index is this one" (Paxos: a
+    # later leader may choose it again at its own ballot) rather than "the entry at
+    # its index has the proposal's term" (Raft)?
+    OUTCOME_BY_VALUE: ClassVar[bool]
 
     id: int
     role: StateRole

@@ -63,7 +63,7 @@ class Applier:
                     self._side_effects(e, res, now)
             w = waiters.pop(e.index, None) if waiters else None
             if w is not None:
-                if w.term == e.term:
+                if w.answered_by(e):
                     committed += 1
                     self.metrics.proposal_duration.observe(now - w.started)
                     if not w.future.done():

@@ -96,9 +96,11 @@ def _bootstrap(
     for m in members:
         index += 1
         seed.apply_conf_change(index, ConfChange(ConfChangeType.ADD_VOTER, m.id, contexts[m.id]))
-    meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
+    # The engine's founding term (Raft 1; Multi-Paxos 0, below every ballot).
+    founding = hard_state.term
+    meta = SnapshotMeta(index, founding, ConfState(frozenset(new_ids), frozenset()))
     snap_data = seed.snapshot_bytes()
-    hard_state = HardState(term=1, vote=NONE, commit=index)
+    hard_state = HardState(term=founding, vote=NONE, commit=index)
     raft_store.record_snapshot(meta)  # before the file: see storage.recovery
     snapshot_store.save(meta, snap_data)
     raft_store.reset_to_snapshot(meta, hard_state)

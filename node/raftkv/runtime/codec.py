@@ -28,7 +28,7 @@ that fails here reaches the Raft core.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -56,6 +56,9 @@ SNAP_END = 4  # [SNAP_END, sha256 hex]
 SNAP_ACK = 5  # [SNAP_ACK, ok, reason]: receiver -> sender at the end of a stream
 WELCOME = 6  # [WELCOME, cluster_id, id, name]: acceptor's answer to an accepted HELLO
 REFUSED = 7  # [REFUSED, reason]: acceptor's answer to a refused HELLO, then it closes
+PAXOS_MSGS = 8  # [PAXOS_MSGS, sender_commit, [message, ...]]: the Multi-Paxos engine's
+# (runtime/paxoscodec.py); a node expects only its own engine's kind after WELCOME
+LAST_KIND = PAXOS_MSGS
 
 # Limits of the schema.
 LIMIT_63 = 1 << 63  # terms, indexes, sizes: [0, 2^63); ids: [1, 2^63)
@@ -375,13 +378,36 @@ def unpack_payload(body: bytes) -> list[Any]:
         raise FrameError("malformed", f"frame is not msgpack: {type(exc).__name__}") from None
     if type(payload) is not list or not payload or type(payload[0]) is not int:
         raise FrameError("malformed", "frame is not a [kind, ...] array")
-    if not HELLO <= payload[0] <= REFUSED:
+    if not HELLO <= payload[0] <= LAST_KIND:
         raise FrameError("unknown_kind", f"frame kind {payload[0]}")
     return payload
 
 
 def pack_messages(sender_commit: int, messages: list[Message]) -> bytes:
     return pack_frame([MSGS, sender_commit, [encode_message(m) for m in messages]])
+
+
+class Wire(Protocol):
+    """One engine's messages on the peer transport: its frame kind for a batch, and
+    the encoders and checked decoders of its messages. The framing, the handshake
+    and the snapshot stream are shared."""
+
+    MSGS: int
+
+    def encode_message(self, m: Any) -> list[Any]: ...
+    def pack_messages(self, sender_commit: int, messages: list[Any]) -> bytes: ...
+    def decode_msgs(self, payload: list[Any]) -> tuple[int, list[Any]]: ...
+    def decode_snap_begin(self, payload: list[Any]) -> tuple[Any, int]: ...
+
+
+class RaftWire:
+    """The Raft engine's messages on the peer transport (`Wire`)."""
+
+    MSGS = MSGS
+    encode_message = staticmethod(encode_message)
+    pack_messages = staticmethod(pack_messages)
+    decode_msgs = staticmethod(decode_msgs)
+    decode_snap_begin = staticmethod(decode_snap_begin)
 
 
 def _bench() -> None:  # pragma: no cover - a measurement, printed for humans

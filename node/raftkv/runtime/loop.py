@@ -290,8 +290,9 @@ class NodeLoop:
                 fut.set_exception(exc)
             self.metrics.proposals_failed.inc(len(live))
             return
-        for i, (_, fut, started) in enumerate(live):
-            self.waiters.expect(first + i, term, fut, started)
+        by_value = self.core.OUTCOME_BY_VALUE
+        for i, (data, fut, started) in enumerate(live):
+            self.waiters.expect(first + i, term, fut, started, data if by_value else None)
         self._proposals.in_log(first + len(live) - 1, sum(len(d) for d, _, _ in live))
 
     def _on_tick(self) -> None:

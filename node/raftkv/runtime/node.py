@@ -233,7 +233,8 @@ class RaftNode(NodeLoop):
 
         term, index = await self.call(submit)
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self.waiters.expect(index, term, fut, time.monotonic())
+        data = cc.encode() if self.core.OUTCOME_BY_VALUE else None
+        self.waiters.expect(index, term, fut, time.monotonic(), data)
         return await fut
 
     def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:

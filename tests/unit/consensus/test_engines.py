@@ -83,9 +83,9 @@ def test_both_engines_elect_commit_and_report_status(engine: str) -> None:
     cores = _cluster(engine)
     _elect(cores, 1)
     leader = cores[1]
-    term, index = leader.propose(b"hello")
+    _, index = leader.propose(b"hello")
     _settle(cores)
-    assert leader.commit >= index and term == leader.term
+    assert leader.commit >= index
     assert all(c.leader == 1 for c in cores.values())
     assert leader.last_term() == leader.term  # the proposal is the last entry
     for _ in range(2):  # a heartbeat round: Paxos learns what each acceptor knows
