@@ -1,18 +1,24 @@
 """The Multi-Paxos engine in real `raftkv serve --consensus multipaxos` processes:
 linearizable reads on every member, membership changes through the API (learner,
-promote, remove), and the refusal of a data directory made by the other engine.
+promote, remove), the refusal of a data directory made by the other engine, and
+hostile peer frames (each closes its connection and changes nothing).
 (Failover under load, snapshot catch-up and a restart from disk run on both engines
 in test_failover.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
 import pytest
 
+from raftkv.paxos import Message, MsgType, ballot
+from raftkv.raft.types import Message as RaftMessage
+from raftkv.raft.types import MsgType as RaftMsgType
+from raftkv.runtime import codec, paxoscodec
 from raftkv.runtime.identity import CONSENSUS_FILE
-from tests.integration.harness import Cluster, until
+from tests.integration.harness import Cluster, Node, until
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +110,94 @@ async def test_a_directory_of_the_other_engine_is_refused(paxos_three: Cluster) 
     cluster.start(node)
     await cluster.wait_leader()
     assert await cluster.get(node, "kept", consistency="serializable") == (200, b"yes")
+
+
+async def _kv(cluster: Cluster, node: Node) -> dict[str, str]:
+    code, body = await cluster.request(
+        "GET", node, "/v1/kv/", prefix="1", consistency="serializable"
+    )
+    assert code == 200, body
+    return {kv["key"]: kv["value"] for kv in body["kvs"]}
+
+
+async def _frame_closes_the_connection(
+    node: Node, hello: bytes, frame: bytes, wait: float = 10.0
+) -> bool:
+    """Send HELLO then `frame` as a member would; True if the node then hangs up."""
+    reader, writer = await asyncio.open_connection(node.host, node.peer_port)
+    try:
+        writer.write(hello)
+        header = await asyncio.wait_for(reader.readexactly(4), 10)
+        (length,) = codec.HEADER.unpack(header)
+        answer = codec.unpack_payload(await reader.readexactly(length))
+        assert answer[0] == codec.WELCOME, answer
+        writer.write(frame)
+        await writer.drain()
+        try:
+            while await asyncio.wait_for(reader.read(65536), wait):
+                pass
+        except TimeoutError:
+            return False
+        except (ConnectionError, OSError):
+            pass
+        return True
+    finally:
+        writer.close()
+
+
+async def test_hostile_paxos_frames_close_the_connection_and_change_nothing(
+    paxos_three: Cluster,
+) -> None:
+    cluster = paxos_three
+    leader = await cluster.wait_leader()
+    for i in range(10):
+        assert (await cluster.put(leader, f"keep/{i}", b"v"))[0] == 200
+    status = await cluster.status(leader)
+    assert status is not None
+    before = await _kv(cluster, leader)
+    claim = next(n for n in cluster.nodes.values() if n is not leader)
+    hello = codec.pack_hello(status["cluster_id"], claim.id, leader.id, claim.name)
+    accept = paxoscodec.encode_message(
+        Message(MsgType.ACCEPT, leader.id, claim.id, ballot(10**6, claim.id), entries=[])
+    )
+    bad_frames = {
+        # A Raft batch: the other engine's kind is refused, not misread.
+        "raft batch": codec.pack_messages(
+            0, [RaftMessage(RaftMsgType.HEARTBEAT, leader.id, claim.id, 1)]
+        ),
+        "ballot round 2**63": codec.pack_frame(
+            [paxoscodec.PAXOS_MSGS, 0, [[*accept[:3], 2**63, *accept[4:]]]]
+        ),
+        "slots out of order": codec.pack_frame(
+            [
+                paxoscodec.PAXOS_MSGS,
+                0,
+                [
+                    [
+                        *accept[:9],
+                        [10**6, claim.id, 90, 0, b"x", 10**6, claim.id, 80, 0, b"y"],
+                        None,
+                        None,
+                    ]
+                ],
+            ]
+        ),
+        "not msgpack": codec.HEADER.pack(3) + b"\xc1\xc1\xc1",
+    }
+    # The check itself: a valid frame (a harmless pull) keeps the connection open.
+    pull = paxoscodec.pack_messages(0, [Message(MsgType.CATCHUP, leader.id, claim.id, index=1)])
+    assert not await _frame_closes_the_connection(leader, hello, pull, wait=2.0)
+    for what, frame in bad_frames.items():
+        assert await _frame_closes_the_connection(leader, hello, frame), what
+    # Nothing changed: the same data, the same leader, and it still commits.
+    assert await cluster.wait_leader() is leader
+    assert await _kv(cluster, leader) == before
+    assert (await cluster.put(leader, "after", b"fuzz"))[0] == 200
+    async with cluster.session.get(leader.url + "/metrics") as r:
+        metrics = await r.text()
+    rejected = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("raftkv_peer_frames_rejected_total{")
+    )
+    assert rejected >= len(bad_frames)
