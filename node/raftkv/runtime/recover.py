@@ -72,6 +72,7 @@ from raftkv.runtime.identity import (
     IDENTITY_FILE,
     IdentityError,
     load_cluster_id,
+    load_engine,
     load_identity,
     member_id,
     new_cluster_id,
@@ -348,6 +349,13 @@ def recover_data_dir(
         raise RecoverRefused(
             f"{wal_dir} holds no WAL segment: there is nothing to recover "
             "from (a member without a log cannot become the cluster)"
+        )
+    engine = load_engine(data_dir) or "raft"
+    if engine != "raft":
+        # It rewrites a Raft log; a Multi-Paxos log (storage.ballots) means something else.
+        raise RecoverRefused(
+            f"{data_dir} holds a {engine} node: `raftkv recover` handles Raft data "
+            'directories only (docs/consensus.md, "Status")'
         )
     node_name, mid = _resolve_name(data_dir, name)
     try:
