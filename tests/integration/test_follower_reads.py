@@ -28,6 +28,7 @@ async def three_nodes(cluster: Cluster, engine: str) -> Cluster:
     await cluster.wait_leader()
     return cluster
 
+
 WRITES = 200
 
 
