@@ -2,7 +2,7 @@
 then the time to the first acknowledged write started after the kill, and the
 longest time with no successful client operation at all.
 
-    .venv/bin/python bench/failover.py [--system raftkv,etcd] [--kills 5] [--writers 8]
+    .venv/bin/python bench/failover.py [--system raftkv,multipaxos,etcd] [--kills 5] [--writers 8]
                                        [--readers 8] [--insecure]
 
 Not a test (nothing is asserted): it prints one line per kill and the median and
@@ -318,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--system", default="raftkv", help="raftkv, etcd or raftkv,etcd")
+    p.add_argument(
+        "--system",
+        default="raftkv",
+        help="raftkv (Raft), multipaxos (raftkv on Multi-Paxos), etcd, or a comma list",
+    )
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--writers", type=int, default=8)
     p.add_argument("--readers", type=int, default=8)
@@ -334,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             cluster: Etcd | Raftkv
             if system == "raftkv":
                 cluster = Raftkv(Path(tmp), peer_tls=not args.insecure)
+            elif system == "multipaxos":
+                cluster = Raftkv(
+                    Path(tmp), peer_tls=not args.insecure, name=system, consensus=system
+                )
             elif system == "etcd":
                 (Path(tmp) / "etcd").mkdir()
                 cluster = Etcd(Path(tmp) / "etcd")
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.start()
                 n = (args.kills, args.writers, args.readers)
                 res = asyncio.run(
-                    measure_raftkv(cluster, *n)
+                    measure_raftkv(cluster, *n, label=system)
                     if isinstance(cluster, Raftkv)
                     else measure_etcd(cluster, *n)
                 )

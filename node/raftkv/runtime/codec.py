@@ -93,7 +93,7 @@ _WIRE_TYPES = {
     int(t): t for t in MsgType if t not in (MsgType.SNAP, MsgType.SNAP_STATUS, MsgType.UNREACHABLE)
 }
 _ENTRY_TYPES = (EntryType.NORMAL, EntryType.CONF_CHANGE)
-_CONF_CHANGE_TYPES = frozenset(int(t) for t in ConfChangeType)
+CONF_CHANGE_TYPES = frozenset(int(t) for t in ConfChangeType)
 
 
 class FrameError(ValueError):
@@ -105,7 +105,7 @@ class FrameError(ValueError):
         self.reason = reason
 
 
-def _uint(value: object, what: str) -> int:
+def check_uint(value: object, what: str) -> int:
     """An int in [0, 2^63) (bool is not an int here)."""
     if type(value) is not int:
         raise FrameError("malformed", f"{what} is not an integer")
@@ -138,7 +138,7 @@ def check_cluster_id(value: object) -> str:
     return cid
 
 
-def _fields(payload: list[Any], n: int, what: str) -> list[Any]:
+def check_fields(payload: list[Any], n: int, what: str) -> list[Any]:
     if len(payload) != n:
         raise FrameError("malformed", f"{what} has {len(payload)} fields, not {n}")
     return payload
@@ -192,12 +192,12 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
         t = t_or_none
     check_id(to, "to")
     check_id(frm, "from")
-    if _uint(term, "term") == 0:
+    if check_uint(term, "term") == 0:
         raise FrameError("out_of_range", "term 0 (every message carries its sender's term)")
-    _uint(log_term, "log term")
-    _uint(index, "index")
-    _uint(commit, "commit")
-    _uint(reject_hint, "reject hint")
+    check_uint(log_term, "log term")
+    check_uint(index, "index")
+    check_uint(commit, "commit")
+    check_uint(reject_hint, "reject hint")
     if type(reject) is not bool:
         raise FrameError("malformed", "reject is not a bool")
     if type(context) is not bytes:
@@ -256,7 +256,7 @@ def _decode_entries(flat: list[Any], prev_index: int, prev_term: int, term: int)
         raise FrameError("unknown_kind", f"entry type {max(kinds - {0, 1})}")
     if 1 in kinds:
         for e_type, data in zip(types, datas, strict=True):
-            if e_type == 1 and (len(data) < 9 or data[0] not in _CONF_CHANGE_TYPES):
+            if e_type == 1 and (len(data) < 9 or data[0] not in CONF_CHANGE_TYPES):
                 raise FrameError("malformed", "a conf change entry that does not decode")
     normal, conf = EntryType.NORMAL, EntryType.CONF_CHANGE
     return [
@@ -269,8 +269,8 @@ def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
     if type(snap) is not list or len(snap) != 4:
         raise FrameError("malformed", "snapshot meta is a 4-field array")
     s_index, s_term, voters, learners = snap
-    _uint(s_index, "snapshot index")
-    if _uint(s_term, "snapshot term") > term:
+    check_uint(s_index, "snapshot index")
+    if check_uint(s_term, "snapshot term") > term:
         raise FrameError("out_of_range", "snapshot term beyond the message's term")
     sets = []
     for what, ids in (("voters", voters), ("learners", learners)):
@@ -286,8 +286,8 @@ def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
 
 def decode_msgs(payload: list[Any]) -> tuple[int, list[Message]]:
     """[MSGS, sender_commit, [message, ...]] -> (sender commit, messages)."""
-    _, sender_commit, raw = _fields(payload, 3, "MSGS")
-    _uint(sender_commit, "sender commit")
+    _, sender_commit, raw = check_fields(payload, 3, "MSGS")
+    check_uint(sender_commit, "sender commit")
     if type(raw) is not list:
         raise FrameError("malformed", "MSGS carries no message list")
     if len(raw) > MAX_MSGS_PER_FRAME:
@@ -311,7 +311,7 @@ def decode_hello(payload: list[Any]) -> Hello:
         raise FrameError("unexpected", "the first frame must be HELLO")
     if len(payload) >= 2 and payload[1] != PROTOCOL_VERSION:
         raise FrameError("version", f"protocol version {payload[1]!r}")
-    _, _, cluster_id, frm, to, name = _fields(payload, 6, "HELLO")
+    _, _, cluster_id, frm, to, name = check_fields(payload, 6, "HELLO")
     return Hello(
         check_cluster_id(cluster_id),
         check_id(frm, "from"),
@@ -330,7 +330,7 @@ def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
         raise FrameError(reason, "the peer refused our HELLO")
     if payload[0] != WELCOME:
         raise FrameError("unexpected", "the first answer must be WELCOME")
-    _, cluster_id, member, name = _fields(payload, 4, "WELCOME")
+    _, cluster_id, member, name = check_fields(payload, 4, "WELCOME")
     return (
         check_cluster_id(cluster_id),
         check_id(member, "id"),
@@ -339,12 +339,12 @@ def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
 
 
 def decode_snap_begin(payload: list[Any]) -> tuple[Message, int]:
-    _, raw, size = _fields(payload, 3, "SNAP_BEGIN")
-    return decode_message(raw, snapshot=True), _uint(size, "snapshot size")
+    _, raw, size = check_fields(payload, 3, "SNAP_BEGIN")
+    return decode_message(raw, snapshot=True), check_uint(size, "snapshot size")
 
 
 def decode_snap_chunk(payload: list[Any]) -> bytes:
-    _, data = _fields(payload, 2, "SNAP_CHUNK")
+    _, data = check_fields(payload, 2, "SNAP_CHUNK")
     if type(data) is not bytes:
         raise FrameError("malformed", "SNAP_CHUNK data is not bytes")
     if len(data) > MAX_CHUNK_BYTES:
@@ -353,14 +353,14 @@ def decode_snap_chunk(payload: list[Any]) -> bytes:
 
 
 def decode_snap_end(payload: list[Any]) -> str:
-    _, digest = _fields(payload, 2, "SNAP_END")
+    _, digest = check_fields(payload, 2, "SNAP_END")
     return check_str(digest, "sha256", 64)
 
 
 def decode_snap_ack(payload: list[Any]) -> tuple[bool, str]:
     if payload[0] != SNAP_ACK:
         raise FrameError("unexpected", "expected SNAP_ACK")
-    _, ok, reason = _fields(payload, 3, "SNAP_ACK")
+    _, ok, reason = check_fields(payload, 3, "SNAP_ACK")
     if type(ok) is not bool:
         raise FrameError("malformed", "SNAP_ACK ok is not a bool")
     return ok, check_str(reason, "reason", MAX_REASON_CHARS)

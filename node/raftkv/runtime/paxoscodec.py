@@ -26,7 +26,7 @@ from typing import Any, Final
 from raftkv.paxos.types import Message, MsgType, ballot, ballot_node, ballot_round
 from raftkv.raft.types import ConfState, Entry, EntryType, Snapshot, SnapshotMeta
 from raftkv.runtime import codec
-from raftkv.runtime.codec import FrameError, check_id
+from raftkv.runtime.codec import FrameError, check_id, check_uint
 
 PAXOS_MSGS: Final = codec.PAXOS_MSGS
 _FIELDS = 12
@@ -47,17 +47,9 @@ _BALLOT_OPTIONAL = frozenset(
 )
 
 
-def _uint(value: object, what: str) -> int:
-    if type(value) is not int:
-        raise FrameError("malformed", f"{what} is not an integer")
-    if not 0 <= value < codec.LIMIT_63:
-        raise FrameError("out_of_range", f"{what} {value} outside [0, 2^63)")
-    return value
-
-
 def _ballot(round_: object, node: object, what: str) -> int:
-    r = _uint(round_, f"{what} round")
-    n = _uint(node, f"{what} node")
+    r = check_uint(round_, f"{what} round")
+    n = check_uint(node, f"{what} node")
     if n == 0 and r != 0:
         raise FrameError("out_of_range", f"{what} of round {r} without a node")
     return ballot(r, n)
@@ -116,9 +108,9 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
     b = _ballot(b_round, b_node, "ballot")
     if b == 0 and t not in _BALLOT_OPTIONAL:
         raise FrameError("out_of_range", f"a {t.name} message without a ballot")
-    _uint(index, "index")
-    _uint(last, "last")
-    _uint(commit, "commit")
+    check_uint(index, "index")
+    check_uint(last, "last")
+    check_uint(commit, "commit")
     if type(context) is not bytes:
         raise FrameError("malformed", "context is not bytes")
     if len(context) > codec.MAX_CONTEXT_BYTES:
@@ -163,7 +155,7 @@ def _decode_entries(flat: list[Any], consecutive: bool, at_most: int | None) -> 
         b = _ballot(r, node, "entry ballot")
         if at_most is not None and b > at_most:
             raise FrameError("out_of_range", "an entry ballot above the message's")
-        s = _uint(index, "slot")
+        s = check_uint(index, "slot")
         if s == 0 or s <= previous or (consecutive and previous and s != previous + 1):
             raise FrameError("out_of_range", "slots are not in order")
         previous = s
@@ -173,7 +165,7 @@ def _decode_entries(flat: list[Any], consecutive: bool, at_most: int | None) -> 
             raise FrameError("unknown_kind", f"entry type {e_type}")
         if type(data) is not bytes:
             raise FrameError("malformed", "entry data is not bytes")
-        if e_type == 1 and (len(data) < 9 or data[0] not in codec._CONF_CHANGE_TYPES):
+        if e_type == 1 and (len(data) < 9 or data[0] not in codec.CONF_CHANGE_TYPES):
             raise FrameError("malformed", "a conf change entry that does not decode")
         entries.append(Entry(b, s, EntryType.CONF_CHANGE if e_type else EntryType.NORMAL, data))
     return entries
@@ -198,15 +190,15 @@ def _decode_snapshot_meta(snap: Any) -> Snapshot:
     if type(snap) is not list or len(snap) != 4:
         raise FrameError("malformed", "snapshot meta is a 4-field array")
     s_index, s_term, voters, learners = snap
-    _uint(s_index, "snapshot index")
-    _uint(s_term, "snapshot term")
+    check_uint(s_index, "snapshot index")
+    check_uint(s_term, "snapshot term")
     return Snapshot(SnapshotMeta(s_index, s_term, _decode_conf([voters, learners], "snapshot")))
 
 
 def decode_msgs(payload: list[Any]) -> tuple[int, list[Message]]:
     """[PAXOS_MSGS, sender_commit, [message, ...]] -> (sender commit, messages)."""
-    _, sender_commit, raw = codec._fields(payload, 3, "PAXOS_MSGS")
-    _uint(sender_commit, "sender commit")
+    _, sender_commit, raw = codec.check_fields(payload, 3, "PAXOS_MSGS")
+    check_uint(sender_commit, "sender commit")
     if type(raw) is not list:
         raise FrameError("malformed", "PAXOS_MSGS carries no message list")
     if len(raw) > codec.MAX_MSGS_PER_FRAME:
@@ -219,8 +211,8 @@ def pack_messages(sender_commit: int, messages: list[Message]) -> bytes:
 
 
 def decode_snap_begin(payload: list[Any]) -> tuple[Message, int]:
-    _, raw, size = codec._fields(payload, 3, "SNAP_BEGIN")
-    return decode_message(raw, snapshot=True), _uint(size, "snapshot size")
+    _, raw, size = codec.check_fields(payload, 3, "SNAP_BEGIN")
+    return decode_message(raw, snapshot=True), check_uint(size, "snapshot size")
 
 
 class PaxosWire:
