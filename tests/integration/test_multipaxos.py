@@ -1,7 +1,8 @@
 """The Multi-Paxos engine in real `raftkv serve --consensus multipaxos` processes:
 linearizable reads on every member, membership changes through the API (learner,
-promote, remove), the refusal of a data directory made by the other engine, and
-hostile peer frames (each closes its connection and changes nothing).
+promote, remove), leadership transfer, the refusal of a data directory made by the
+other engine, and hostile peer frames (each closes its connection and changes
+nothing).
 (Failover under load, snapshot catch-up and a restart from disk run on both engines
 in test_failover.py.)"""
 
@@ -201,3 +202,20 @@ async def test_hostile_paxos_frames_close_the_connection_and_change_nothing(
         if line.startswith("raftkv_peer_frames_rejected_total{")
     )
     assert rejected >= len(bad_frames)
+
+
+async def test_leadership_transfer_through_the_api(paxos_three: Cluster) -> None:
+    cluster = paxos_three
+    leader = await cluster.wait_leader()
+    assert (await cluster.put(leader, "before", b"1"))[0] == 200
+    target = next(n for n in cluster.nodes.values() if n is not leader)
+    await cluster.wait_caught_up(target, leader)
+    code, body = await cluster.request("POST", leader, "/v1/leader/transfer", {"to": target.id})
+    assert code == 200 and body["leader"] == target.id, body
+    assert await cluster.wait_leader() is target
+    assert (await cluster.put(target, "after", b"2"))[0] == 200
+    assert await cluster.get(leader, "before") == (200, b"1")
+    # No target: the most caught-up other voter (what each acceptor last reported).
+    code, body = await cluster.request("POST", target, "/v1/leader/transfer")
+    assert code == 200 and body["leader"] not in (None, target.id), body
+    assert (await cluster.wait_leader()).id == body["leader"]
