@@ -219,3 +219,33 @@ async def test_leadership_transfer_through_the_api(paxos_three: Cluster) -> None
     code, body = await cluster.request("POST", target, "/v1/leader/transfer")
     assert code == 200 and body["leader"] not in (None, target.id), body
     assert (await cluster.wait_leader()).id == body["leader"]
+
+
+async def test_a_checkpoint_restores_a_new_multipaxos_cluster(
+    paxos_three: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cluster = paxos_three
+    leader = await cluster.wait_leader()
+    for i in range(30):
+        assert (await cluster.put(leader, f"c{i}", f"v{i}".encode()))[0] == 200
+    code, manifest = await cluster.request("POST", leader, "/v1/checkpoints", {"id": "cp1"})
+    assert code == 200, manifest
+    # The manifest's term is the ballot's round: a JSON (and Kubernetes int64) number.
+    assert 1 <= manifest["term"] < 2**53
+    restored = Cluster(tmp_path_factory.mktemp("restored"), cluster.session)
+    try:
+        (node,) = restored.create(
+            1, [*PAXOS, "--restore-from", str(leader.data_dir / "checkpoints" / "cp1")]
+        )
+        restored.start_all()
+        await restored.wait_leader()
+        for i in (0, 29):
+            assert await restored.get(node, f"c{i}") == (200, f"v{i}".encode())
+        assert (await restored.put(node, "new", b"write"))[0] == 200
+        # And from its own disk again.
+        assert restored.terminate(node) == 0
+        restored.start(node)
+        await restored.wait_leader()
+        assert await restored.get(node, "new") == (200, b"write")
+    finally:
+        restored.close()

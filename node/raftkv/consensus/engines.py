@@ -27,6 +27,9 @@ class RaftEngine(raft.Raft):
     def last_term(self) -> int:
         return self.log.last_term()
 
+    def shown_term(self, term: int) -> int:
+        return term
+
     def match_index(self, peer: int) -> int | None:
         if self.role != StateRole.LEADER:
             return None
@@ -64,6 +67,9 @@ class PaxosEngine(paxos.Paxos):
     def last_term(self) -> int:
         last = self.log.get(self.last_index())
         return paxos.ballot_round(last.term) if last is not None else 0
+
+    def shown_term(self, term: int) -> int:
+        return paxos.ballot_round(term)
 
     def ready(self) -> paxos.Ready:
         """The core's Ready, its entries in the Raft log's shape (storage.ballots):

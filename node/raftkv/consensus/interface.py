@@ -92,6 +92,11 @@ class Consensus(Protocol[M_in, R]):
         """The term (ballot) of the last entry (slot) in the log."""
         ...
 
+    def shown_term(self, term: int) -> int:
+        """An entry's term as shown outside the node (checkpoint manifests, status):
+        Raft's term, or a Paxos ballot's round (a ballot is up to 128 bits)."""
+        ...
+
     def match_index(self, peer: int) -> int | None:
         """On the leader: how far `peer` is known to hold the log (None elsewhere, or
         if unknown). Used for learner promotion and lag gauges."""

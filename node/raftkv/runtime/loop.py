@@ -154,7 +154,9 @@ class NodeLoop:
             metrics,
             is_leader=lambda: self.core.role == StateRole.LEADER,
             on_conf_change=self._on_conf_change,
-            on_checkpoint=self._snapshots.write_checkpoint,
+            on_checkpoint=lambda checkpoint_id, index, term: self._snapshots.write_checkpoint(
+                checkpoint_id, index, self.core.shown_term(term)
+            ),
         )
         # The loop's own state.
         self._inbox: list[Any] = []  # the engine's messages, decoded and checked
