@@ -359,8 +359,9 @@ class NodeLoop:
                 self._restore_snapshot(step.snapshot)
             else:
                 assert_never(step)
-        if rd.hard_state is not None and rd.hard_state.term != self._last_term:
-            self._last_term = rd.hard_state.term
+        if rd.hard_state is not None and self.core.term != self._last_term:
+            # The term as the engine shows it (a Paxos hard state holds the whole ballot).
+            self._last_term = self.core.term
             self.view.changed()
         self.view.update_metrics()
         self._snapshots.maybe_snapshot(self.core)
