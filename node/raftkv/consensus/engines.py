@@ -13,7 +13,7 @@ from typing import ClassVar, Final, Literal, get_args
 from raftkv import paxos, raft
 from raftkv.consensus.interface import Consensus, ReadyBatch
 from raftkv.raft.core import bootstrap_entries as raft_bootstrap_entries
-from raftkv.raft.types import Entry, EntryType, HardState, SnapshotMeta, StateRole
+from raftkv.raft.types import NONE, Entry, EntryType, HardState, SnapshotMeta, StateRole
 
 EngineName = Literal["raft", "multipaxos"]
 ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
@@ -110,14 +110,28 @@ class PaxosEngine(paxos.Paxos):
         # answers this node's CATCHUP, which may go to any member that knows more.
         return m.frm != self.id and m.frm in self.conf.members()
 
-    # Paxos has no per-follower replication state to reset and no leader lease for a
-    # dead process to expire early: acceptors that stop hearing the leader campaign
-    # after their randomized timeout (docs/consensus.md).
+    # Paxos has no per-follower replication state to reset.
     def report_unreachable(self, peer: int) -> None:
         return None
 
     def leader_unreachable(self, leader: int) -> None:
-        return None
+        """The transport saw the leader's process die (its connections ended and a
+        redial was refused; a live process never refuses). Like the Raft engine: end
+        our lease on it now, so that we promise the next ballot at once, and campaign
+        after 1, 3, 5, ... ticks by rank among the other voters, so that the
+        survivors do not duel. If the leader speaks again, its heartbeat resets the
+        timer as usual. Safety never depends on the lease or the timer."""
+        if (
+            leader == NONE
+            or leader != self.leader
+            or self.role != StateRole.FOLLOWER
+            or not self.is_voter()
+        ):
+            return
+        others = sorted(v for v in self.conf.voters if v != leader)
+        rank = others.index(self.id)
+        self.election_elapsed = max(self.election_elapsed, self.cfg.election_tick)
+        self.randomized_election_timeout = self.election_elapsed + 1 + 2 * rank
 
     def report_snapshot(self, peer: int, ok: bool) -> None:
         return None  # a lagging acceptor pulls again (CATCHUP) if the snapshot got lost

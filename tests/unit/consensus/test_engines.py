@@ -112,3 +112,46 @@ def test_the_plan_lets_only_a_raft_leader_send_before_its_fsync(engine: str, ear
     kinds = [type(s) for s in steps]
     sent, persisted = kinds.index(ready.Send), kinds.index(ready.Persist)
     assert (sent < persisted) is early
+
+
+def _ticks_to_a_new_leader(cores: dict[int, AnyConsensus], dead: int, report: bool) -> int:
+    """Ticks until the survivors agree on a new leader once `dead` stops (its messages
+    are lost both ways), with or without the transport's report of its death."""
+    alive = {i: c for i, c in cores.items() if i != dead}
+    if report:
+        for core in alive.values():
+            core.leader_unreachable(dead)
+    for ticks in range(1, 100):
+        for core in alive.values():
+            core.tick()
+        _settle(alive)
+        leaders = {c.leader for c in alive.values()}
+        if len(leaders) == 1 and leaders != {dead} and 0 not in leaders:
+            return ticks
+    raise AssertionError("no new leader")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_reported_dead_leader_is_replaced_within_a_few_ticks(engine: str) -> None:
+    reported = _cluster(engine)
+    _elect(reported, 1)
+    silent = _cluster(engine)
+    _elect(silent, 1)
+    fast = _ticks_to_a_new_leader(reported, 1, report=True)
+    slow = _ticks_to_a_new_leader(silent, 1, report=False)
+    assert fast <= 5 < 10 <= slow  # 10: the election timeout in ticks
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_report_about_a_live_leader_deposes_nobody(engine: str) -> None:
+    """A minority's report (a flaky link) while the leader keeps its heartbeats."""
+    cores = _cluster(engine)
+    _elect(cores, 1)
+    term = cores[1].term
+    cores[2].leader_unreachable(1)
+    for _ in range(30):
+        for i in (1, 2, 3):  # the leader's heartbeat reaches them within each tick
+            cores[i].tick()
+            _settle(cores)
+    assert cores[1].role == StateRole.LEADER and cores[1].term == term
+    assert all(c.leader == 1 for c in cores.values())
