@@ -17,7 +17,10 @@ the new leader), not a client's backoff:
   member);
 - etcd: through its JSON gateway; a writer keeps to one member (etcd forwards a
   follower's proposal to its leader) and moves to the next on an error, as
-  clientv3 does; a reader asks a random member (linearizable range).
+  clientv3 does; a reader asks a random member (linearizable range);
+- etcd-grpc: through etcd's native client, clientv3 (`bench/etcdload -op failover`,
+  Go): the same writers and readers, clientv3's balancer over every member, the
+  same attempt timeout and backoff; each success is reported with its times.
 
 Per kill: **failover** = first acknowledgement of a write started after the kill,
 minus the kill; **outage** = the longest interval, from the kill until a second
@@ -55,6 +58,7 @@ from raftkv.client.retry import RetryPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench/ is a directory of scripts, not a package
+import etcdgrpc  # noqa: E402
 from clusters import Access, Etcd, Raftkv, http_json  # noqa: E402
 
 ATTEMPT_TIMEOUT = 2.0
@@ -201,6 +205,53 @@ async def etcd_load(target: Etcd, writers: int, readers: int, load: Load) -> Non
         )
 
 
+# --- etcd's native gRPC client (clientv3, bench/etcdload) -------------------------------
+async def etcd_grpc_load(target: Etcd, writers: int, readers: int, load: Load) -> None:
+    """The same load through clientv3 (`etcdload -op failover`): its balancer over every
+    member, a 2 s timeout per attempt, 20-100 ms after an error. Its lines carry Unix
+    times, put on this process's monotonic clock (same machine, one offset)."""
+    binary = await asyncio.to_thread(etcdgrpc.build)
+    endpoints = ",".join(url.split("://", 1)[-1] for url in target.urls)
+    proc = await asyncio.create_subprocess_exec(
+        str(binary),
+        "-endpoints",
+        endpoints,
+        "-op",
+        "failover",
+        "-writers",
+        str(writers),
+        "-readers",
+        str(readers),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    offset = time.monotonic() - time.time()
+
+    async def collect() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            kind, started, finished = line.split()
+            load.done.append(
+                (int(started) / 1e9 + offset, int(finished) / 1e9 + offset, kind.decode())
+            )
+
+    reading = asyncio.create_task(collect())
+    try:
+        await load.stop.wait()
+    finally:
+        proc.stdin.close()  # etcdload stops when its stdin closes
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        await reading
+    if proc.returncode:
+        raise RuntimeError(f"etcdload -op failover exited {proc.returncode}")
+
+
 # --- readiness ------------------------------------------------------------------------
 def raftkv_settled(target: Raftkv) -> bool:
     """Every member ready, one leader they all name."""
@@ -304,6 +355,18 @@ async def measure_etcd(
     )
 
 
+async def measure_etcd_grpc(
+    target: Etcd, kills: int, writers: int, readers: int, label: str = "etcd-grpc"
+) -> list[KillResult]:
+    return await measure(
+        target,
+        lambda load: etcd_grpc_load(target, writers, readers, load),
+        lambda: etcd_settled(target),
+        kills,
+        label,
+    )
+
+
 def summary(label: str, results: list[KillResult]) -> str:
     fo = [r.failover_s for r in results]
     out = [r.outage_s for r in results]
@@ -321,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--system",
         default="raftkv",
-        help="raftkv (Raft), multipaxos (raftkv on Multi-Paxos), etcd, or a comma list",
+        help="raftkv (Raft), multipaxos (raftkv on Multi-Paxos), etcd (JSON gateway), "
+        "etcd-grpc (clientv3), or several: raftkv,multipaxos,etcd",
     )
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--writers", type=int, default=8)
@@ -342,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                 cluster = Raftkv(
                     Path(tmp), peer_tls=not args.insecure, name=system, consensus=system
                 )
-            elif system == "etcd":
-                (Path(tmp) / "etcd").mkdir()
-                cluster = Etcd(Path(tmp) / "etcd")
+            elif system in ("etcd", "etcd-grpc"):
+                (Path(tmp) / system).mkdir()
+                cluster = Etcd(Path(tmp) / system)
             else:
                 p.error(f"unknown system {system!r}")
             try:
@@ -353,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = asyncio.run(
                     measure_raftkv(cluster, *n, label=system)
                     if isinstance(cluster, Raftkv)
+                    else measure_etcd_grpc(cluster, *n)
+                    if system == "etcd-grpc"
                     else measure_etcd(cluster, *n)
                 )
             finally:

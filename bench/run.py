@@ -485,6 +485,15 @@ def bench_mode(
                             )
                         )
                     )
+                if extras and args.kills and not peer_tls and etcdgrpc.available() is None:
+                    # The same kills through clientv3 (plain mode only, as above).
+                    out.kills["etcd-grpc"] = _kills(
+                        asyncio.run(
+                            failover.measure_etcd_grpc(
+                                etcd, args.kills, FAILOVER_WRITERS, FAILOVER_READERS
+                            )
+                        )
+                    )
             finally:
                 etcd.stop()
         builds = [("raftkv-before", args.baseline_src)] if args.baseline_src else []

@@ -6,10 +6,16 @@
 // -conns gRPC connections, for -duration. Prints one JSON object: ops, errors,
 // ops/s, p50/p99/max in milliseconds.
 //
+// -op failover is the failover load instead (bench/failover.py): -writers closed-loop
+// writers and -readers linearizable readers over every endpoint, retrying after an
+// error as bench/failover.py's Python clients do, each success printed as one line
+// "put|get <started> <finished>" (Unix nanoseconds) until stdin closes.
+//
 // Built offline in GOPATH mode against Debian's golang-etcd-server-dev (bench/run.py).
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,6 +46,8 @@ func main() {
 	key := flag.String("key", "", "client key")
 	user := flag.String("user", "", "user (etcd auth)")
 	password := flag.String("password", "", "password (etcd auth)")
+	writers := flag.Int("writers", 8, "-op failover: closed-loop writers")
+	readers := flag.Int("readers", 8, "-op failover: closed-loop linearizable readers")
 	flag.Parse()
 
 	if *conns <= 0 {
@@ -80,6 +88,10 @@ func main() {
 		cs[i] = c
 	}
 	value := strings.Repeat("v", *valueSize)
+	if *op == "failover" {
+		failover(cs, *writers, *readers, value)
+		return
+	}
 	// Warm up every connection (and the auth token) before the clock starts.
 	for _, c := range cs {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -152,6 +164,84 @@ func main() {
 		"max_ms":     pct(1.0),
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// failover runs until stdin closes: clientv3 with every endpoint (its balancer moves
+// to another member when one fails), a 2 s timeout per attempt and a 20-100 ms pause
+// after an error, like bench/failover.py's clients; every success goes to stdout.
+func failover(cs []*clientv3.Client, writers, readers int, value string) {
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	record := func(kind string, started time.Time) {
+		finished := time.Now()
+		mu.Lock()
+		fmt.Fprintf(out, "%s %d %d\n", kind, started.UnixNano(), finished.UnixNano())
+		mu.Unlock()
+	}
+	stop := make(chan struct{})
+	go func() { // stdin closed: the measurement is over
+		ioutil.ReadAll(os.Stdin)
+		close(stop)
+	}()
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	var wg sync.WaitGroup
+	client := func(i int, kind string) {
+		defer wg.Done()
+		c := cs[i%len(cs)]
+		rng := rand.New(rand.NewSource(int64(i) + 1))
+		for n := 0; !stopped(); {
+			k := fmt.Sprintf("failover/%d/%d", i%max(writers, 1), n%100)
+			started := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			var err error
+			if kind == "put" {
+				_, err = c.Put(ctx, k, value)
+			} else {
+				_, err = c.Get(ctx, k)
+			}
+			cancel()
+			if err != nil {
+				time.Sleep(time.Duration(20+rng.Intn(81)) * time.Millisecond)
+				continue
+			}
+			record(kind, started)
+			n++
+		}
+	}
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go client(i, "put")
+	}
+	for i := 0; i < readers; i++ {
+		wg.Add(1)
+		go client(writers+i, "get")
+	}
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	for !stopped() {
+		<-ticker.C
+		mu.Lock()
+		out.Flush()
+		mu.Unlock()
+	}
+	wg.Wait()
+	mu.Lock()
+	out.Flush()
+	mu.Unlock()
+}
+
+func max(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 func fail(format string, args ...interface{}) {

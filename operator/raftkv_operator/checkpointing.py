@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -149,7 +149,8 @@ async def apply_retention(cluster: RaftCluster) -> None:
     The members own checkpoint retention (`--checkpoint-retain`, spec.checkpoints.retain):
     a Succeeded RaftCheckpoint whose id the leader no longer holds is marked Expired. The
     operator owns archive retention: archived copies beyond the newest `archive retain` (by
-    index) are marked unarchived first, then deleted by a Job (so no object ever claims a copy
+    index), and a bucket's copies older than its maxAgeHours (never the newest), are marked
+    unarchived first, then deleted by a Job (so no object ever claims a copy
     that is gone). A scheduled RaftCheckpoint left with neither is deleted.
     """
     # Without an answer from the leader nothing expires now, but archive retention (which
@@ -176,6 +177,8 @@ async def apply_retention(cluster: RaftCluster) -> None:
         archive_retain=desired.archive_retain(cluster)
         if cluster.spec.checkpoints.archive is not None
         else None,
+        archive_max_age=_bucket_max_age(cluster),
+        now=datetime.now(UTC),
     )
     LOG.debug("retention of %s: the leader holds %s; %s", cluster.name, held, verdict)
     for name in verdict.expire:
@@ -228,6 +231,13 @@ async def apply_retention(cluster: RaftCluster) -> None:
                 message=f"deleted RaftCheckpoint {name}: neither the members nor the archive "
                 "hold it",
             )
+
+
+def _bucket_max_age(cluster: RaftCluster) -> timedelta | None:
+    archive = cluster.spec.checkpoints.archive
+    if archive is None or archive.bucket is None or archive.bucket.max_age_hours is None:
+        return None
+    return timedelta(hours=archive.bucket.max_age_hours)
 
 
 async def sweep(cluster: RaftCluster) -> None:

@@ -28,13 +28,14 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from raftkv.security import pki
+from raftkv_operator import carotation
 from raftkv_operator.models import RaftCluster, TLSMode
 
 Manifest = dict[str, Any]
@@ -174,7 +175,7 @@ def new_token() -> str:
 # ---- certificate decisions ----------------------------------------------------------------------
 
 
-def certificate_current(
+def leaf_current(
     data: Mapping[str, bytes],
     ca_pem: bytes,
     dns_names: list[str],
@@ -182,9 +183,10 @@ def certificate_current(
     now: datetime.datetime,
 ) -> bool:
     """The Secret holds a certificate and key signed by `ca_pem`, naming exactly
-    `dns_names`, with at least a third of `lifetime` left, and the same CA bundle."""
+    `dns_names`, with at least a third of `lifetime` left (its ca.crt, the trust bundle,
+    is judged apart: a bundle-only change keeps the certificate)."""
     cert_pem, key_pem = data.get(TLS_CERT_KEY), data.get(TLS_KEY_KEY)
-    if not cert_pem or not key_pem or data.get(CA_CERT_KEY) != ca_pem:
+    if not cert_pem or not key_pem:
         return False
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -199,7 +201,7 @@ def certificate_current(
 
 
 def renew_at(cert_pem: bytes, lifetime: datetime.timedelta) -> datetime.datetime:
-    """When `certificate_current` turns false by the clock alone."""
+    """When `leaf_current` turns false by the clock alone."""
     return pki.expires_at(cert_pem) - lifetime / RENEW_FRACTION
 
 
@@ -216,24 +218,34 @@ def ca_usable(data: Mapping[str, bytes], now: datetime.datetime) -> bool:
 
 @dataclass(frozen=True)
 class Plan:
-    """Secrets to write (create, or replace the live one), and why (for events/logs)."""
+    """Secrets to write (create, or replace the live one), and why (for events/logs); the
+    CA Secret's data once they are written, and the CA rotation's decision this round."""
 
     writes: list[tuple[Manifest, str]]
+    ca_data: Mapping[str, bytes] = field(default_factory=dict)
+    rotation: carotation.Step = carotation.NOTHING
 
 
 def plan(
-    cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None], now: datetime.datetime
+    cluster: RaftCluster,
+    live: Mapping[str, Mapping[str, Any] | None],
+    now: datetime.datetime,
+    members: Mapping[str, carotation.MemberTLS | None] | None = None,
 ) -> Plan:
-    """What to create or renew, given the live Secrets by name (None: missing).
+    """What to create or renew, given the live Secrets by name (None: missing) and, when
+    observed this round, what every member loaded (`members`; carotation.py).
 
     Idempotent: a round with every Secret present and current writes nothing. The CA is
-    made once and kept (its rotation would need a trust-bundle overlap: not done here);
-    tokens are made once and kept; certificates are re-issued when missing, not signed by
-    the current CA, naming other hosts, or within the last third of their lifetime.
+    made once and rotated in three observed steps (carotation.py), the CA Secret written
+    first; tokens are made once and kept; certificates are re-issued when missing, not
+    signed by the signing CA, naming other hosts, or within the last third of their
+    lifetime; a certificate that is current but holds another trust bundle is rewritten
+    with the bundle only (the same certificate and key).
     """
     name = cluster.name
     writes: list[tuple[Manifest, str]] = []
     ca_data = secret_data(live.get(ca_secret_name(name)))
+    rotation = carotation.NOTHING
     if cluster.spec.tls.mode == TLSMode.OPERATOR:
         if not ca_usable(ca_data, now):
             ca = pki.make_ca(f"raftkv {cluster.namespace}/{name} CA", days=CA_DAYS)
@@ -242,20 +254,47 @@ def plan(
                 CA_KEY_KEY: ca.key_pem,
                 OPERATOR_TOKEN_KEY: (ca_data.get(OPERATOR_TOKEN_KEY) or new_token().encode()),
             }
+            # A request already on a new cluster is not one to rotate its brand-new CA.
+            if carotation.requested(cluster):
+                ca_data[carotation.REQUEST_KEY] = carotation.requested(cluster).encode()
             writes.append((secret(cluster, ca_secret_name(name), ca_data), "CA created"))
+        else:
+            rotation = carotation.step(
+                cluster,
+                ca_data,
+                members,
+                secret_data(live.get(peer_secret_name(name))).get(TLS_CERT_KEY),
+                secret_data(live.get(client_secret_name(name))).get(TLS_CERT_KEY),
+                now,
+            )
+            if rotation.ca_data is not None:
+                # First: what the other Secrets now say follows from this one.
+                ca_data = rotation.ca_data
+                phase = carotation.phase_of(ca_data)
+                writes.append(
+                    (
+                        secret(cluster, ca_secret_name(name), ca_data),
+                        f"CA rotation: {phase.value if phase else 'done'}",
+                    )
+                )
         ca = pki.CertKey(ca_data[CA_CERT_KEY], ca_data[CA_KEY_KEY])
+        bundle = carotation.trust_bundle(ca_data)
         lifetime = datetime.timedelta(days=cluster.spec.tls.certificate_days)
         for secret_name, names, common in (
             (peer_secret_name(name), peer_dns_names(cluster), f"{name} peers"),
             (client_secret_name(name), client_dns_names(cluster), f"{name} client port"),
         ):
             data = secret_data(live.get(secret_name))
-            if certificate_current(data, ca.cert_pem, names, lifetime, now):
-                continue
-            issued = pki.issue_cert(
-                ca, common, dns_names=names, days=cluster.spec.tls.certificate_days
-            )
-            why = "renewed" if data else "created"
+            if leaf_current(data, ca.cert_pem, names, lifetime, now):
+                if data.get(CA_CERT_KEY) == bundle:
+                    continue
+                issued = pki.CertKey(data[TLS_CERT_KEY], data[TLS_KEY_KEY])
+                why = "trust bundle updated"
+            else:
+                issued = pki.issue_cert(
+                    ca, common, dns_names=names, days=cluster.spec.tls.certificate_days
+                )
+                why = "renewed" if data else "created"
             writes.append(
                 (
                     secret(
@@ -264,14 +303,14 @@ def plan(
                         {
                             TLS_CERT_KEY: issued.cert_pem,
                             TLS_KEY_KEY: issued.key_pem,
-                            CA_CERT_KEY: ca.cert_pem,
+                            CA_CERT_KEY: bundle,
                         },
                         type_="kubernetes.io/tls",
                     ),
                     f"certificate {secret_name} {why}",
                 )
             )
-        ca_pem: bytes | None = ca.cert_pem
+        ca_pem: bytes | None = bundle
     else:
         # cert-manager writes the TLS Secrets; the CA it signs with comes in their ca.crt.
         if not ca_data.get(OPERATOR_TOKEN_KEY):
@@ -290,7 +329,7 @@ def plan(
     wanted_auth = {AUTH_FILE_KEY: auth_file(admin_token, operator_token)}
     if secret_data(live.get(auth_secret_name(name))) != wanted_auth:
         writes.append((secret(cluster, auth_secret_name(name), wanted_auth), "auth file"))
-    return Plan(writes)
+    return Plan(writes, ca_data, rotation)
 
 
 def secret_names(cluster: RaftCluster) -> list[str]:

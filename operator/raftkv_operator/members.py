@@ -21,6 +21,7 @@ import aiohttp
 # have it: a node that joins later draws a fresh id per incarnation, so the operator reads a
 # joiner's id from its own /v1/status and every other id from the leader's member list.
 from raftkv.protocol.ids import member_id as member_id
+from raftkv.protocol.status import StatusFormatError
 from raftkv_operator.nodestatus import NodeStatus
 
 DEFAULT_TIMEOUT = 5.0
@@ -148,9 +149,11 @@ class NodeClient:
             if term is not None:
                 params["term"] = str(term)
             timeout += wait
-        return NodeStatus.from_json(
-            await self._call("GET", url, "/v1/status", params=params, timeout=timeout)
-        )
+        payload = await self._call("GET", url, "/v1/status", params=params, timeout=timeout)
+        try:
+            return NodeStatus.parse(payload)
+        except StatusFormatError as e:
+            raise NodeError(url, 200, "malformed_status", str(e)) from None
 
     async def add_learner(
         self, url: str, name: str, peer_url: str, client_url: str, member: int

@@ -87,6 +87,21 @@ RESTORE_IN_PROGRESS = Gauge(
     registry=REGISTRY,
 )
 
+CA_ROTATION_STEP = Gauge(
+    "raftkv_operator_ca_rotation_step",
+    "The cluster CA rotation's step in flight: 0 none, 1 TrustBoth (old + new CA trusted), "
+    "2 IssueNew (member certificates from the new CA), 3 DropOld (the old CA dropped).",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+CA_EXPIRY = Gauge(
+    "raftkv_operator_ca_expiry_timestamp_seconds",
+    "When the CA that signs the cluster's member certificates expires (Unix time); the "
+    "operator rotates it when a third of its lifetime is left.",
+    ["cluster", "namespace"],
+    registry=REGISTRY,
+)
+
 ACTIVE = Gauge(
     "raftkv_operator_active",
     "1 on the operator replica that acts (holds the leader-election Lease, or runs alone), "
@@ -135,6 +150,12 @@ def set_quorum(
     RESTORE_IN_PROGRESS.labels(name, namespace).set(1 if restoring else 0)
 
 
+def set_ca(namespace: str, name: str, step: int, expires: float | None) -> None:
+    CA_ROTATION_STEP.labels(name, namespace).set(step)
+    if expires is not None:
+        CA_EXPIRY.labels(name, namespace).set(expires)
+
+
 def set_active(active: bool) -> None:
     ACTIVE.set(1 if active else 0)
 
@@ -142,7 +163,14 @@ def set_active(active: bool) -> None:
 def forget_cluster(namespace: str, name: str) -> None:
     set_phase(namespace, name, None)
     set_progress(namespace, name, None, {})
-    for gauge in (COMMIT_INDEX, QUORUM_LOST, RECOVERY_IN_PROGRESS, RESTORE_IN_PROGRESS):
+    for gauge in (
+        COMMIT_INDEX,
+        QUORUM_LOST,
+        RECOVERY_IN_PROGRESS,
+        RESTORE_IN_PROGRESS,
+        CA_ROTATION_STEP,
+        CA_EXPIRY,
+    ):
         with contextlib.suppress(KeyError):
             gauge.remove(name, namespace)
     for result in ("success", "error"):

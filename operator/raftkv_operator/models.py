@@ -994,6 +994,42 @@ class RestoreStatus(KubeModel):
     """Why, for Refused and Failed; progress otherwise."""
 
 
+class CARotationPhase(StrEnum):
+    TRUST_BOTH = "TrustBoth"
+    """A new CA exists; every place that trusts holds old + new; leaves are still old."""
+    ISSUE_NEW = "IssueNew"
+    """Every member trusts both: member certificates are issued by the new CA."""
+    DROP_OLD = "DropOld"
+    """Every member serves a new certificate: the old CA is dropped from every bundle."""
+    SUCCEEDED = "Succeeded"
+    """Every member trusts the new CA only (status only; not a step)."""
+
+
+class CARotationStatus(KubeModel):
+    """The cluster CA's rotation (tls.mode operator): the step in flight or the last one
+    done. The `<name>-ca` Secret holds the state itself (with the new CA's key); this
+    mirrors it for people and alerts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: CARotationPhase
+    """TrustBoth, IssueNew, DropOld, or Succeeded."""
+    reason: Annotated[str, Field(max_length=63)] | None = None
+    """Why it started: Requested (annotation raftkv.dev/rotate-ca) or Expiring."""
+    request_id: Annotated[str, Field(max_length=253)] | None = None
+    """The annotation's value acted on (a value is acted on once)."""
+    started_at: datetime | None = None
+    """When the new CA was made."""
+    finished_at: datetime | None = None
+    """When every member trusted the new CA only."""
+    waiting_for: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, max_length=16
+    )
+    """Members that have not loaded what the current step needs yet."""
+    ca_not_after: datetime | None = None
+    """When the CA that signs member certificates now expires."""
+
+
 class RaftClusterStatus(KubeModel):
     """Observed state of a raftkv cluster, written by the operator."""
 
@@ -1040,6 +1076,8 @@ class RaftClusterStatus(KubeModel):
     """The last quorum-loss recovery request (spec.recovery) and its outcome."""
     restore: RestoreStatus | None = None
     """The last in-place restore request (spec.restoreInPlace) and its outcome."""
+    ca_rotation: CARotationStatus | None = None
+    """The cluster CA's rotation in flight, or the last one done (tls.mode operator)."""
     kopf: dict[str, Any] | None = None
     """Reserved for the kopf framework's own bookkeeping."""
 

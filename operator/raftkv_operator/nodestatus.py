@@ -1,78 +1,39 @@
-"""What a node says about itself and the cluster (`/v1/status`), as plain data: the planner
-reads it, the node client (members.py) parses it. No I/O here."""
+"""What a node says about itself and the cluster (`/v1/status`), as the planner reads
+it: the shared document model (`raftkv.protocol.status`, also the client's) plus the
+few questions the planner asks of it. No I/O here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from raftkv.protocol.status import NodeStatus as StatusDocument
+from raftkv.protocol.status import StatusLeader, StatusMember, StatusPlaneTLS
+
+Member = StatusMember
+"""One member of the Raft configuration, as a node reports it (`voter`: not a learner)."""
+LoadedTLS = StatusPlaneTLS
+"""The TLS files one plane of a node was built from (`/v1/status` `tls.<plane>`)."""
+
+__all__ = ["LoadedTLS", "Member", "NodeStatus", "StatusLeader"]
 
 
-@dataclass(frozen=True)
-class Member:
-    """One member of the Raft configuration, as a node reports it."""
-
-    id: int
-    name: str
-    peer_url: str
-    client_url: str
-    voter: bool
-    match_index: int | None = None
-    """Only on the leader's report."""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Member:
-        match = data.get("match_index")
-        return cls(
-            id=int(data["id"]),
-            name=str(data.get("name") or ""),
-            peer_url=str(data.get("peer_url") or ""),
-            client_url=str(data.get("client_url") or ""),
-            voter=data.get("role") != "learner",
-            match_index=int(match) if match is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """A node's `/v1/status`."""
-
-    name: str
-    id: int
-    role: str
-    """leader, follower, candidate, pre_candidate or learner."""
-    term: int
-    leader_id: int | None
-    leader_name: str | None
-    commit_index: int
-    applied_index: int
-    last_index: int
-    ready: bool
-    members: tuple[Member, ...]
-    last_term: int | None = None
-    """Term of the entry at last_index (None from a node that does not say)."""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NodeStatus:
-        leader = data.get("leader") or None
-        return cls(
-            name=str(data["name"]),
-            id=int(data["id"]),
-            role=str(data.get("role") or "unknown"),
-            term=int(data.get("term") or 0),
-            leader_id=int(leader["id"]) if leader else None,
-            leader_name=str(leader.get("name") or "") if leader else None,
-            commit_index=int(data.get("commit_index") or 0),
-            applied_index=int(data.get("applied_index") or 0),
-            last_index=int(data.get("last_index") or 0),
-            ready=bool(data.get("ready")),
-            members=tuple(Member.from_json(m) for m in data.get("members") or ()),
-            last_term=int(data["last_term"]) if data.get("last_term") is not None else None,
-        )
+class NodeStatus(StatusDocument):
+    """A node's `/v1/status`, with the planner's questions."""
 
     @property
-    def is_leader(self) -> bool:
-        return self.role == "leader"
+    def leader_id(self) -> int | None:
+        return self.leader.id if self.leader is not None else None
+
+    @property
+    def leader_name(self) -> str | None:
+        return self.leader.name if self.leader is not None else None
+
+    @property
+    def peer_tls(self) -> LoadedTLS | None:
+        """What the node's peer plane loaded (None: no TLS there, or an older node)."""
+        return self.tls.peer
+
+    @property
+    def client_tls(self) -> LoadedTLS | None:
+        return self.tls.client
 
     @property
     def is_member(self) -> bool:

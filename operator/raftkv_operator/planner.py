@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from croniter import croniter
@@ -1569,6 +1569,8 @@ class CheckpointRecord:
     archived: bool
     archive_path: str | None
     scheduled: bool
+    time: datetime | None = None
+    """When the checkpoint was taken (status.time; None: unknown)."""
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> CheckpointRecord:
@@ -1582,7 +1584,19 @@ class CheckpointRecord:
             archived=bool(status.get("archived")),
             archive_path=status.get("archivePath"),
             scheduled=(meta.get("labels") or {}).get(desired.SCHEDULED_LABEL) == "true",
+            time=_parse_time(status.get("time")),
         )
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An RFC 3339 time from the API (a string we wrote, but read back as untrusted)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -1601,6 +1615,8 @@ def checkpoint_retention(
     *,
     retain: int,
     archive_retain: int | None,
+    archive_max_age: timedelta | None = None,
+    now: datetime | None = None,
 ) -> Retention:
     """What follows from the members' retention and the archive's.
 
@@ -1608,7 +1624,9 @@ def checkpoint_retention(
     the leader lacks it *and* holds `retain` newer ones, which is exactly when the members'
     retention (the newest `retain` by index) removed it: a leader that has not written a
     fresh checkpoint yet never expires it. Archive: the newest `archive_retain` copies by
-    index (None: no archive)."""
+    index (None: no archive), and, with `archive_max_age` (a bucket's maxAgeHours), none
+    taken more than that before `now` except the newest: the same rule as the bucket's own
+    prune (`raftkv archive prune`), so an object is unarchived before its copy goes."""
     records = list(records)
 
     def dropped(r: CheckpointRecord) -> bool:
@@ -1626,7 +1644,17 @@ def checkpoint_retention(
             key=lambda r: (r.index if r.index is not None else -1, r.name),
             reverse=True,
         )
-        unarchive = [r.name for r in archived[archive_retain:]]
+
+        def too_old(r: CheckpointRecord) -> bool:
+            if archive_max_age is None or now is None or r.time is None:
+                return False
+            return now - r.time > archive_max_age
+
+        unarchive = [
+            r.name
+            for rank, r in enumerate(archived)
+            if rank >= archive_retain or (rank > 0 and too_old(r))
+        ]
     gone = set(expire) | {r.name for r in records if r.phase == "Expired"}
     delete = [
         r.name

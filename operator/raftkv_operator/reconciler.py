@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from raftkv.security import pki
 from raftkv_operator import (
+    carotation,
     credentials,
     desired,
     kube,
@@ -32,10 +34,13 @@ from raftkv_operator.connections import (
 from raftkv_operator.events import KopfLogger, info, warn
 from raftkv_operator.members import NodeError, NodeUnreachable
 from raftkv_operator.models import (
+    CARotationPhase,
+    CARotationStatus,
     ClusterPhase,
     Condition,
     OperationKind,
     RaftCluster,
+    TLSMode,
     set_condition,
 )
 from raftkv_operator.observe import (
@@ -97,6 +102,12 @@ class Reconciler:
         self.budget_synced_at = 0.0
         self.access_members: int | None = None
         self.access_synced_at = 0.0
+        self.ca_rotating = False
+        """A CA rotation is in flight (as the CA Secret said when last read)."""
+        self.ca_request_seen: str | None = None
+        """The rotate-ca annotation value the CA Secret records as acted on."""
+        self.ca_status: CARotationStatus | None = None
+        """status.caRotation as this process last wrote it."""
 
     async def once(self) -> bool:
         """One round; True while something is in flight (come back soon)."""
@@ -127,6 +138,9 @@ class Reconciler:
             await self.sync_objects(cluster)
         observed = await self.observe(cluster, body)
         await self.sync_node_access(cluster, observed.statefulset_replicas, observed.pods)
+        if self.ca_rotation_due(cluster):
+            # Every round while one is in flight: each step waits on what members report.
+            await self.sync_credentials(cluster, member_tls(observed))
         now = datetime.now(UTC)
         result = planner.plan(observed, now)
         await self.write_status(cluster, body, observed, result)
@@ -152,6 +166,7 @@ class Reconciler:
         return (
             result.operation is not None
             or result.action is not None
+            or self.ca_rotating
             or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
         )
 
@@ -236,10 +251,23 @@ class Reconciler:
         self.access_members = members
         self.access_synced_at = time.monotonic()
 
-    async def sync_credentials(self, cluster: RaftCluster) -> None:
+    def ca_rotation_due(self, cluster: RaftCluster) -> bool:
+        """A CA rotation is in flight or newly asked for (the expiry check runs with every
+        resync of the objects)."""
+        if cluster.spec.paused or cluster.spec.tls.mode != TLSMode.OPERATOR:
+            return False
+        request = carotation.requested(cluster)
+        return self.ca_rotating or (bool(request) and request != self.ca_request_seen)
+
+    async def sync_credentials(
+        self,
+        cluster: RaftCluster,
+        members: Mapping[str, carotation.MemberTLS | None] | None = None,
+    ) -> None:
         """Create missing credential Secrets and renew expiring certificates
         (credentials.plan decides); cert-manager Certificates in that mode. Members re-read
-        the mounted files, so a renewal restarts nothing."""
+        the mounted files, so a renewal restarts nothing. With `members` (what each loaded,
+        observed this round) a CA rotation in flight may take its next step."""
         key = (self.namespace, self.name)
         if not cluster.spec.secure:
             RUNTIME.node_auth[key] = None
@@ -249,7 +277,9 @@ class Reconciler:
             if outcome != "unchanged":
                 self.logger.info("%s Certificate %s", outcome, certificate["metadata"]["name"])
         live = await read_credentials(cluster)
-        plan = credentials.plan(cluster, live, datetime.now(UTC))
+        now = datetime.now(UTC)
+        plan = credentials.plan(cluster, live, now, members)
+        # In order: the CA Secret (a rotation's step) first, so what follows is recorded.
         for manifest, why in plan.writes:
             name = manifest["metadata"]["name"]
             await kube.write_secret(
@@ -258,6 +288,59 @@ class Reconciler:
             live[name] = manifest
             info(cluster.to_k8s(), reason="CredentialsWritten", message=f"{name}: {why}")
         RUNTIME.node_auth[key] = node_auth(cluster, live)
+        if cluster.spec.tls.mode == TLSMode.OPERATOR:
+            await self.report_ca_rotation(cluster, plan, now, observed=members is not None)
+
+    async def report_ca_rotation(
+        self, cluster: RaftCluster, plan: credentials.Plan, now: datetime, *, observed: bool
+    ) -> None:
+        """The rotation's event, status.caRotation and metrics, from the CA Secret's data
+        (`observed`: the members' reports were part of the plan, so its waiting list is
+        news; otherwise the last one stands)."""
+        ca_data = plan.ca_data
+        phase = carotation.phase_of(ca_data)
+        self.ca_rotating = phase is not None
+        self.ca_request_seen = ca_data.get(carotation.REQUEST_KEY, b"").decode(errors="replace")
+        if plan.rotation.event is not None:
+            reason, message = plan.rotation.event
+            self.logger.info("%s: %s", reason, message)
+            info(cluster.to_k8s(), reason=reason, message=message)
+        expires = pki.expires_at(ca_data[credentials.CA_CERT_KEY])
+        step = 0 if phase is None else carotation.STEPS.index(phase) + 1
+        metrics.set_ca(self.namespace, self.name, step, expires.timestamp())
+        # What this process last wrote, else what the round read: a round may report twice.
+        previous = self.ca_status or cluster.status.ca_rotation
+        if phase is not None:
+            wanted = CARotationStatus(
+                phase=phase,
+                reason=ca_data.get(carotation.REASON_KEY, b"").decode(errors="replace") or None,
+                request_id=self.ca_request_seen or None,
+                started_at=carotation.started_at(ca_data),
+                waiting_for=(
+                    plan.rotation.waiting[:16]
+                    if observed or previous is None or previous.phase != phase
+                    else previous.waiting_for
+                ),
+                ca_not_after=expires,
+            )
+        elif previous is not None and previous.phase != CARotationPhase.SUCCEEDED:
+            wanted = previous.model_copy(
+                update={
+                    "phase": CARotationPhase.SUCCEEDED,
+                    "finished_at": now,
+                    "waiting_for": [],
+                    "ca_not_after": expires,
+                }
+            )
+        else:
+            return
+        # With its nulls: a merge patch keeps what it does not name (a finishedAt of the
+        # previous rotation would stay on the next).
+        dumped = wanted.model_dump(mode="json", by_alias=True)
+        live = previous.model_dump(mode="json", by_alias=True) if previous is not None else None
+        if dumped != live:
+            await kube.patch_cluster_status(self.namespace, self.name, {"caRotation": dumped})
+        self.ca_status = wanted
 
     async def sync_disruption_budget(self, cluster: RaftCluster, voters: int | None) -> None:
         """The PodDisruptionBudget sized from the voters now (status's record without a
@@ -733,6 +816,20 @@ class Reconciler:
             await nodes.transfer_leader(leader_url, target)
             return True
         raise AssertionError(f"unknown action {action.kind}")
+
+
+def member_tls(observed: planner.Observed) -> dict[str, carotation.MemberTLS | None]:
+    """What every member loaded, by name: each pod that is not going away and each member
+    of the leader's configuration (None: it did not answer this round)."""
+    names = {p.name for p in observed.pods.values() if not p.terminating}
+    leader = planner.find_leader(observed.nodes.values())
+    if leader is not None:
+        names |= {m.name for m in leader.members}
+    out: dict[str, carotation.MemberTLS | None] = {}
+    for name in names:
+        node = observed.nodes.get(name)
+        out[name] = carotation.MemberTLS(node.peer_tls, node.client_tls) if node else None
+    return out
 
 
 def _same(wanted: Any, live: Any) -> bool:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 MODULE = "raftkv_operator.metrics"
 NEEDED = ("REGISTRY", "RECONCILES", "RECONCILE_DURATION", "LEADER_SWITCH", "CHECKPOINTS",
-          "ARCHIVES", "set_phase", "set_active", "set_quorum")  # fmt: skip
+          "ARCHIVES", "set_phase", "set_active", "set_quorum", "set_ca")  # fmt: skip
 """What this module calls; the operator's metrics module is expected to offer them."""
 
 
@@ -63,6 +64,8 @@ class OperatorMetrics:
         module.set_quorum(namespace, cluster, lost=True, recovering=True, restoring=True)
         module.ARCHIVES.labels(cluster, namespace, "success").inc()
         module.ARCHIVES.labels(cluster, namespace, "failure").inc()
+        # A CA rotation in its first step; the CA expires in 10 years.
+        module.set_ca(namespace, cluster, 1, time.time() + 3650 * 86400)
         server, thread = start_http_server(0, addr="127.0.0.1", registry=module.REGISTRY)
         return cls(server, thread, f"127.0.0.1:{server.server_port}")
 

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from raftkv.client.errors import ServerError
 from raftkv.protocol.headers import CREATE_REVISION, LEASE, MOD_REVISION, VERSION
+from raftkv.protocol.status import (
+    NodeStatus,
+    StatusFormatError,
+    StatusLeader,
+    StatusMember,
+    WireModel,
+)
+
+_M = TypeVar("_M", bound=WireModel)
 
 Bytes = str | bytes
 
@@ -442,71 +452,32 @@ class WatchEvent:
 
 
 # --- cluster ------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class LeaderInfo:
-    id: int
-    name: str
-    client_url: str
+# The /v1/status document and its parts are the shared model (raftkv.protocol.status,
+# the operator's too): unknown fields are ignored, so a newer node answers this client.
+LeaderInfo = StatusLeader
+Member = StatusMember  # `role`: voter | learner
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    id: int
-    name: str
-    peer_url: str
-    client_url: str
-    role: str  # voter | learner
-    match_index: int | None = None
+class Status(NodeStatus):
+    """A node's `/v1/status`, and which endpoint answered it."""
+
+    endpoint: str = ""
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Member:
-        match = obj.get("match_index")
-        return cls(
-            int(obj["id"]),
-            str(obj.get("name", "")),
-            str(obj.get("peer_url", "")),
-            str(obj.get("client_url", "")),
-            str(obj.get("role", "")),
-            None if match is None else int(match),
-        )
+    def from_json(cls, obj: Any, endpoint: str = "") -> Status:
+        """Parse an answer; one that does not fit the document is a ServerError."""
+        return _parsed(cls, obj, endpoint, endpoint=endpoint)
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
-    name: str
-    id: int
-    role: str
-    term: int
-    leader: LeaderInfo | None
-    commit_index: int
-    applied_index: int
-    last_index: int
-    ready: bool
-    members: list[Member]
-    revision: int = 0
-    endpoint: str = ""  # which URL answered
+def member_from_json(obj: Any, endpoint: str = "") -> StatusMember:
+    return _parsed(Member, obj, endpoint)
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], endpoint: str = "") -> Status:
-        leader = obj.get("leader")
-        return cls(
-            str(obj.get("name", "")),
-            int(obj.get("id", 0)),
-            str(obj.get("role", "")),
-            int(obj.get("term", 0)),
-            LeaderInfo(
-                int(leader["id"]), str(leader.get("name", "")), str(leader.get("client_url") or "")
-            )
-            if isinstance(leader, dict)
-            else None,
-            int(obj.get("commit_index", 0)),
-            int(obj.get("applied_index", 0)),
-            int(obj.get("last_index", 0)),
-            bool(obj.get("ready", False)),
-            [Member.from_json(m) for m in obj.get("members") or []],
-            int(obj.get("revision", 0)),
-            endpoint,
-        )
+
+def _parsed(model: type[_M], obj: Any, answered_by: str, **extra: Any) -> _M:
+    try:
+        return model.parse(obj, **extra)
+    except StatusFormatError as e:
+        raise ServerError(str(e), code="malformed_answer", endpoint=answered_by) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +488,7 @@ class Members:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Members:
         return cls(
-            [Member.from_json(m) for m in obj.get("members") or []], int(obj.get("leader") or 0)
+            [member_from_json(m) for m in obj.get("members") or []], int(obj.get("leader") or 0)
         )
 
 

@@ -8,6 +8,10 @@
 It runs an `AsyncClient` on a private event loop in a daemon thread, so it works
 from any thread (including one that runs its own event loop) and may be shared
 by many threads.
+
+Each call is written out (not generated), in the order of the async client's
+resource modules, so signatures, types and `help()` stay plain;
+tests/unit/client/test_client_layout.py fails if the two clients drift apart.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ class Client:
     def endpoints(self) -> list[str]:
         return self._aio.endpoints
 
-    # --- key-value ----------------------------------------------------------------------
+    # --- key-value (kv.py, txn.py) -----------------------------------------------------
     def get(self, key: Bytes, *, serializable: bool = False) -> KeyValue | None:
         return self._run(self._aio.get(key, serializable=serializable))
 
@@ -210,7 +214,7 @@ class Client:
     ) -> TxnResult:
         return self._run(self._aio.txn(compare, success, failure))
 
-    # --- leases -------------------------------------------------------------------------
+    # --- leases (leases.py) ------------------------------------------------------------
     def grant_lease(self, ttl: int, *, lease_id: int = 0) -> Lease:
         return self._run(self._aio.grant_lease(ttl, lease_id=lease_id))
 
@@ -235,7 +239,7 @@ class Client:
         finally:
             self._run(_cancel(task))
 
-    # --- locks --------------------------------------------------------------------------
+    # --- locks (locks.py) --------------------------------------------------------------
     def lock(
         self, name: str, lease: int, *, timeout: float = DEFAULT_LOCK_TIMEOUT, wait: bool = True
     ) -> Lock:
@@ -268,7 +272,7 @@ class Client:
             with contextlib.suppress(RaftkvError):
                 self.revoke_lease(lease.id)
 
-    # --- watch --------------------------------------------------------------------------
+    # --- watch (watch.py) --------------------------------------------------------------
     def watch(
         self,
         key: Bytes = b"",
@@ -299,7 +303,7 @@ class Client:
             if aclose is not None and not self._closed:
                 self._run(aclose())
 
-    # --- cluster ------------------------------------------------------------------------
+    # --- cluster (cluster.py) ----------------------------------------------------------
     def status(self, endpoint: str | None = None) -> Status:
         return self._run(self._aio.status(endpoint))
 
@@ -331,7 +335,7 @@ class Client:
     def transfer_leader(self, to: int | None = None) -> int:
         return self._run(self._aio.transfer_leader(to))
 
-    # --- checkpoints --------------------------------------------------------------------
+    # --- checkpoints (checkpoints.py) --------------------------------------------------
     def create_checkpoint(self, checkpoint_id: str | None = None) -> CheckpointManifest:
         return self._run(self._aio.create_checkpoint(checkpoint_id))
 

@@ -2,7 +2,8 @@
 to send each call to (the leader for writes, the read strategy for reads,
 `/v1/status` to find the leader, 307s and leader hints to follow it), sessions
 on writes so a retried write applies once, and retries with backoff within a
-deadline (`retry.py`, `errors.py`). The API surface is `aio.AsyncClient`."""
+deadline (`retry.py`, `errors.py`). The API surface is `aio.AsyncClient`: one
+mixin per resource (`kv.py`, `leases.py`, ...) over `resource.ResourceApi`."""
 
 from __future__ import annotations
 

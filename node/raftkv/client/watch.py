@@ -1,6 +1,7 @@
 """A watch as one stream of events that survives its connections: a dropped
 stream is re-opened (on another member if need be) from the revision where it
-stopped, skipping what was delivered already, so no event is lost or repeated."""
+stopped, skipping what was delivered already, so no event is lost or repeated.
+`WatchApi` is the watch call of `AsyncClient`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from raftkv.client.errors import (
     error_from_response,
 )
 from raftkv.client.models import Bytes, WatchEvent, to_bytes
+from raftkv.client.resource import ResourceApi
 from raftkv.client.transport import Transport, describe, parse_json, parse_retry_after
 from raftkv.protocol.headers import REVISION
 
@@ -123,6 +125,35 @@ async def watch_events(
             transport.selector.forget_leader()
         await asyncio.sleep(transport.retry.backoff(attempt, transport.rng))
         attempt += 1
+
+
+class WatchApi(ResourceApi):
+    def watch(
+        self,
+        key: Bytes = b"",
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        progress: bool = False,
+        resume: bool = True,
+        give_up_after: float | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes of `key` (or of every key with that prefix), in revision order.
+
+        `start_revision` replays history from there (else: changes from now on).
+        With `resume` (default) a dropped stream is re-opened, on another member if
+        need be, from where it stopped: no event is lost or repeated, for as long as
+        it takes, or until no member could serve it for `give_up_after` seconds. A
+        history that no longer reaches back raises `CompactedError`."""
+        return watch_events(
+            self.transport,
+            key,
+            prefix=prefix,
+            start_revision=start_revision,
+            progress=progress,
+            resume=resume,
+            give_up_after=give_up_after,
+        )
 
 
 def b64(data: bytes) -> str:

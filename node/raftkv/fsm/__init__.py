@@ -4,7 +4,9 @@ checkpoint command. No clocks, randomness, sockets or files in here.
 
 - `commands`: the log entry encoding, typed constructors, and the reference of
   every command and result shape (read its docstring first);
-- `machine.StateMachine`: apply / apply_conf_change / reads / snapshot_bytes / restore.
+- `machine.StateMachine`: apply / apply_conf_change / reads / snapshot_bytes / restore;
+- `snapshot`: the canonical snapshot encoding (its layout), `keyspace` the kv
+  operations, `revoke` lease revocation; kv, leases, locks, sessions, members: the tables.
 """
 
 from raftkv.fsm.commands import (
@@ -26,7 +28,7 @@ from raftkv.fsm.commands import (
     encode,
     prefix_end,
 )
-from raftkv.fsm.machine import InvalidSnapshot, StateMachine
+from raftkv.fsm.machine import StateMachine
 from raftkv.fsm.results import (
     ApplyResult,
     KeyValue,
@@ -36,6 +38,7 @@ from raftkv.fsm.results import (
     WatchEvent,
     jsonable,
 )
+from raftkv.fsm.snapshot import InvalidSnapshot
 
 __all__ = [
     "ApplyResult",

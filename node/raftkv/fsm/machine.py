@@ -6,38 +6,19 @@ command set and result shapes are documented in `raftkv.fsm.commands`);
 Nothing here reads a clock, a random source or a file: the same log gives the
 same state, results and snapshot bytes on every member.
 
-Snapshots
-=========
-`snapshot_bytes()` is canonical: byte-identical on every member holding the same
-state, because checkpoints' sha256 are compared across members. It is one
-msgpack array, every section sorted by its key, no timestamps::
-
-    ["raftkv-fsm", 1, applied_index, revision, session_capacity,
-     members  [[id, name, peer_url, client_url, role]]          by id,
-              (role "removed": a tombstone of a removed id, urls empty)
-     leases   [[id, ttl]]                                       by id,
-     locks    [[name, holder_lease, token, [waiter_lease]]]     by name,
-     sessions [[client_id, seq, index, result]]                 by index,
-              (result: the answer, or the result_not_retained marker
-               of a big one: see `sessions`)
-     kvs      [[key, [value, create_rev, mod_rev, version, lease]]]  by key]
-
-Derived indexes (keys per lease, locks per lease, the sorted key index) are
-rebuilt by `restore`, never stored.
+The state is a few tables (kv.py, leases.py, locks.py, sessions.py, members.py);
+keyspace.py holds the key-value operations on them, revoke.py lease revocation,
+and snapshot.py the canonical snapshot encoding (its layout is documented there).
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
+from raftkv.fsm import keyspace, snapshot
 from raftkv.fsm.commands import (
     Checkpoint,
-    Compare,
     Delete,
     InvalidCommand,
     LeaseExpire,
@@ -56,22 +37,19 @@ from raftkv.fsm.leases import LeaseTable
 from raftkv.fsm.locks import HOLDER, WAITER, LockTable
 from raftkv.fsm.members import MemberDirectory
 from raftkv.fsm.results import (
-    EVENT_DELETE,
-    EVENT_PUT,
     ApplyResult,
     KeyValue,
     LeaseGranted,
     LockGrant,
     LockWaitCancelled,
-    Record,
     WatchEvent,
     kv_dict,
 )
+from raftkv.fsm.revoke import revoke
 from raftkv.fsm.sessions import DEFAULT_SESSION_CAPACITY, DUPLICATE, STALE, SessionTable
+from raftkv.fsm.snapshot import SnapshotView, Tables
 from raftkv.raft.types import ConfChange
 
-SNAPSHOT_MAGIC = "raftkv-fsm"
-SNAPSHOT_VERSION = 1
 INITIAL_REVISION = 1  # like etcd: an empty store is at revision 1, the first write makes 2
 
 # error codes of results
@@ -82,83 +60,6 @@ LOCK_NOT_HELD = "lock_not_held"
 STALE_SEQUENCE = "stale_sequence"
 
 _LEASE_BYTES = 20  # a lease row in a snapshot: [id, ttl]
-
-_RECORD_FIELD = {"version": 3, "create_revision": 1, "mod_revision": 2, "lease": 4}
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building millions of acyclic tuples: otherwise
-    it rescans the growing heap again and again (restore of 1M keys: 2.4 s of
-    unpacking becomes 0.3 s)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-class InvalidSnapshot(ValueError):
-    """Bytes that are not a snapshot this version of the state machine can restore."""
-
-
-def _compare_holds(compare: Compare, record: Record | None) -> bool:
-    target = compare.target
-    actual: bytes | int | bool
-    if target == "value":
-        if record is None:  # etcd: a value compare on a missing key is false
-            return False
-        actual = record[0]
-    elif target == "exists":
-        actual = record is not None
-    else:
-        actual = 0 if record is None else record[_RECORD_FIELD[target]]
-    operand = compare.operand
-    op = compare.op
-    if op == "==":
-        return actual == operand
-    if op == "!=":
-        return actual != operand
-    if op == "<":
-        return actual < operand  # type: ignore[operator]
-    return actual > operand  # type: ignore[operator]
-
-
-class SnapshotView:
-    """See `StateMachine.snapshot_view`."""
-
-    CHUNK = 1024  # key-values per msgpack call (~1 ms): between two calls, others may run
-
-    __slots__ = ("_head", "_keys", "_records")
-
-    def __init__(self, head: list[Any], keys: list[bytes], records: dict[bytes, Any]) -> None:
-        self._head = head
-        self._keys = keys
-        self._records = records
-
-    def pack(self, between_chunks: Callable[[], None] | None = None) -> bytes:
-        """`snapshot_bytes()` of the frozen state. msgpack arrays concatenate: the
-        state is the head's items, then the key-values' array header and items,
-        packed CHUNK at a time (each chunk's own array header stripped), so a
-        caller in a thread can let the event loop run between chunks."""
-        packer = msgpack.Packer(use_bin_type=True)
-        # The head plus an empty KV array: drop that array's one-byte header (0x90).
-        parts = [msgpack.packb([*self._head, []], use_bin_type=True)[:-1]]
-        keys, records = self._keys, self._records
-        parts.append(packer.pack_array_header(len(keys)))
-        get = records.__getitem__
-        with _gc_paused():
-            for start in range(0, len(keys), self.CHUNK):
-                chunk = keys[start : start + self.CHUNK]
-                packed = msgpack.packb(
-                    list(zip(chunk, map(get, chunk), strict=True)), use_bin_type=True
-                )
-                parts.append(packed[len(packer.pack_array_header(len(chunk))) :])
-                if between_chunks is not None:
-                    between_chunks()
-        return b"".join(parts)
 
 
 class StateMachine:
@@ -235,64 +136,6 @@ class StateMachine:
 
     # --- kv ------------------------------------------------------------------
 
-    def _write(
-        self, key: bytes, value: bytes, lease: int, revision: int, events: list[WatchEvent]
-    ) -> Record | None:
-        prev = self._kv.put(key, value, lease, revision)
-        if prev is None:
-            events.append(WatchEvent(EVENT_PUT, key, value, revision, revision, 1, lease))
-            if lease:
-                self._leases.attach(lease, key)
-        else:
-            events.append(WatchEvent(EVENT_PUT, key, value, prev[1], revision, prev[3] + 1, lease))
-            old_lease = prev[4]
-            if old_lease != lease:
-                if old_lease:
-                    self._leases.detach(old_lease, key)
-                if lease:
-                    self._leases.attach(lease, key)
-        return prev
-
-    def _remove(self, key: bytes, revision: int, events: list[WatchEvent]) -> Record | None:
-        prev = self._kv.delete(key)
-        if prev is not None:
-            if prev[4]:
-                self._leases.detach(prev[4], key)
-            events.append(WatchEvent(EVENT_DELETE, key, b"", 0, revision, 0, 0))
-        return prev
-
-    def _delete_op(self, op: Delete, revision: int, events: list[WatchEvent]) -> dict[str, Any]:
-        keys = self._kv.keys(op.key, op.range_end)
-        prev_kvs = []
-        for key in keys:
-            prev = self._remove(key, revision, events)
-            if op.prev_kv:
-                assert prev is not None
-                prev_kvs.append(kv_dict(key, prev))
-        out: dict[str, Any] = {"deleted": len(keys)}
-        if op.prev_kv:
-            out["prev_kvs"] = prev_kvs
-        return out
-
-    def _range_op(self, op: Range) -> dict[str, Any]:
-        kv = self._kv
-        count = kv.count(op.key, op.range_end)
-        if op.count_only:
-            return {"kvs": [], "count": count, "more": False}
-        keys = kv.keys(op.key, op.range_end, op.limit)
-        get = kv.get
-        kvs = [kv_dict(key, get(key), op.keys_only) for key in keys]  # type: ignore[arg-type]
-        return {"kvs": kvs, "count": count, "more": len(kvs) < count}
-
-    def _compare(self, compare: Compare) -> bool:
-        kv = self._kv
-        if not compare.range_end:
-            return _compare_holds(compare, kv.get(compare.key))
-        keys = kv.keys(compare.key, compare.range_end)
-        if not keys:
-            return _compare_holds(compare, None)
-        return all(_compare_holds(compare, kv.get(key)) for key in keys)
-
     def _missing_lease(self, lease: int) -> dict[str, Any]:
         return self._error(LEASE_NOT_FOUND, f"lease {lease} is not granted")
 
@@ -302,7 +145,7 @@ class StateMachine:
             return ApplyResult(index, self._missing_lease(lease))
         revision = self.revision + 1
         events: list[WatchEvent] = []
-        prev = self._write(cmd.key, cmd.value, lease, revision, events)
+        prev = keyspace.write(self._kv, self._leases, cmd.key, cmd.value, lease, revision, events)
         self.revision = revision
         result: dict[str, Any] = {"revision": revision}
         if cmd.prev_kv:
@@ -311,16 +154,16 @@ class StateMachine:
 
     def _apply_delete(self, index: int, cmd: Delete) -> ApplyResult:
         events: list[WatchEvent] = []
-        out = self._delete_op(cmd, self.revision + 1, events)
+        out = keyspace.delete(self._kv, self._leases, cmd, self.revision + 1, events)
         if events:
             self.revision += 1
         return ApplyResult(index, {"revision": self.revision, **out}, events)
 
     def _apply_range(self, index: int, cmd: Range) -> ApplyResult:
-        return ApplyResult(index, {"revision": self.revision, **self._range_op(cmd)})
+        return ApplyResult(index, {"revision": self.revision, **keyspace.range_(self._kv, cmd)})
 
     def _apply_txn(self, index: int, cmd: Txn) -> ApplyResult:
-        succeeded = all(self._compare(c) for c in cmd.compares)
+        succeeded = all(keyspace.compare(self._kv, c) for c in cmd.compares)
         ops = cmd.success if succeeded else cmd.failure
         for op in ops:  # check before writing anything: a txn applies whole or not at all
             if type(op) is Put and op.lease and op.lease not in self._leases:
@@ -330,14 +173,19 @@ class StateMachine:
         responses: list[dict[str, Any]] = []
         for op in ops:
             if type(op) is Put:
-                prev = self._write(op.key, op.value, op.lease, revision, events)
+                prev = keyspace.write(
+                    self._kv, self._leases, op.key, op.value, op.lease, revision, events
+                )
                 response: dict[str, Any] = {"op": "put"}
                 if op.prev_kv:
                     response["prev_kv"] = None if prev is None else kv_dict(op.key, prev)
             elif type(op) is Delete:
-                response = {"op": "delete", **self._delete_op(op, revision, events)}
+                response = {
+                    "op": "delete",
+                    **keyspace.delete(self._kv, self._leases, op, revision, events),
+                }
             else:
-                response = {"op": "range", **self._range_op(op)}  # type: ignore[arg-type]
+                response = {"op": "range", **keyspace.range_(self._kv, op)}  # type: ignore[arg-type]
             responses.append(response)
         if events:
             self.revision = revision
@@ -374,41 +222,18 @@ class StateMachine:
     def _revoke(self, index: int, ids: list[int]) -> tuple[ApplyResult, int, list[str]]:
         """Revoke granted leases `ids` (sorted) as one change at one revision."""
         revision = self.revision + 1
-        locks = self._locks
-        # 1. Every doomed lease leaves every queue before any lock changes hands,
-        #    so none of them can be promoted below (etcd #11408).
-        cancelled: list[LockWaitCancelled] = []
-        held: list[tuple[str, int]] = []
-        for lease_id in ids:
-            for name in locks.names_for(lease_id):
-                if locks.role(name, lease_id) == HOLDER:
-                    held.append((name, lease_id))
-                else:
-                    locks.dequeue(name, lease_id)
-                    cancelled.append(LockWaitCancelled(name, lease_id))
-        # 2. Attached keys go, in key order.
-        events: list[WatchEvent] = []
-        for lease_id in ids:
-            lease = self._leases.pop(lease_id)
-            for key in sorted(lease.keys):
-                self._remove(key, revision, events)
-        # 3. Held locks pass to their next (live) waiter.
-        grants: list[LockGrant] = []
-        for name, lease_id in held:
-            grant = locks.release(name, lease_id, revision)
-            if grant is not None:
-                grants.append(grant)
-        if events or cancelled or held:
+        done = revoke(self._kv, self._leases, self._locks, ids, revision)
+        if done.changed:
             self.revision = revision
         outcome = ApplyResult(
             index,
             {"revision": self.revision},
-            events,
-            lock_grants=grants,
-            lock_waits_cancelled=cancelled,
+            done.events,
+            lock_grants=done.grants,
+            lock_waits_cancelled=done.cancelled,
             revoked_leases=list(ids),
         )
-        return outcome, len(events), sorted(name for name, _ in held)
+        return outcome, len(done.events), sorted(name for name, _ in done.held)
 
     # --- locks -----------------------------------------------------------------
 
@@ -468,7 +293,7 @@ class StateMachine:
 
     def range(self, query: Range) -> dict[str, Any]:
         """The result applying `query` would give, without a log entry."""
-        return {"revision": self.revision, **self._range_op(query)}
+        return {"revision": self.revision, **keyspace.range_(self._kv, query)}
 
     def lease_info(self, lease_id: int) -> dict[str, Any] | None:
         """`{"id", "ttl", "keys": [sorted], "locks": [sorted names]}` or None."""
@@ -556,75 +381,35 @@ class StateMachine:
     # --- snapshots ---------------------------------------------------------------
 
     def snapshot_bytes(self) -> bytes:
-        """The whole state, canonically encoded (see the module docstring)."""
-        with _gc_paused():
-            return self._pack_state()
+        """The whole state, canonically encoded (see `raftkv.fsm.snapshot`)."""
+        return snapshot.encode(self._tables())
 
     def snapshot_view(self) -> SnapshotView:
         """The state as of now, frozen by copying references only (about a tenth of
         `snapshot_bytes()`'s time at a million keys): its `pack()` gives exactly the
         bytes `snapshot_bytes()` gives now, and may run later, in another thread,
         while this machine goes on applying."""
-        with _gc_paused():
-            head = self._state_head()
-            keys, records = self._kv.frozen()
-        return SnapshotView(head, keys, records)
-
-    def _pack_state(self) -> bytes:
-        return msgpack.packb([*self._state_head(), self._kv.dump()], use_bin_type=True)
-
-    def _state_head(self) -> list[Any]:
-        """Every snapshot section but the last, the key-values (shared with
-        `snapshot_view`, so the two encodings cannot drift apart)."""
-        return [
-            SNAPSHOT_MAGIC,
-            SNAPSHOT_VERSION,
-            self.applied_index,
-            self.revision,
-            self._sessions.capacity,
-            self._members.dump(),
-            self._leases.dump(),
-            self._locks.dump(),
-            self._sessions.dump(),
-        ]
+        return SnapshotView.of(self._tables())
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises InvalidSnapshot (and
         keeps the current state) if `data` is not a valid snapshot."""
-        with _gc_paused():
-            self._restore(data)
+        t = snapshot.decode(data)
+        self.applied_index = t.applied_index
+        self.revision = t.revision
+        self._members = t.members
+        self._leases = t.leases
+        self._locks = t.locks
+        self._sessions = t.sessions
+        self._kv = t.kv
 
-    def _restore(self, data: bytes) -> None:
-        try:
-            raw = msgpack.unpackb(data, raw=False, use_list=False)
-        except Exception as exc:  # any msgpack failure means the same: not a snapshot
-            raise InvalidSnapshot(f"snapshot is not msgpack: {exc}") from None
-        if type(raw) is not tuple or len(raw) != 10 or raw[0] != SNAPSHOT_MAGIC:
-            raise InvalidSnapshot("not a raftkv state machine snapshot")
-        if raw[1] != SNAPSHOT_VERSION:
-            raise InvalidSnapshot(f"unsupported snapshot format version {raw[1]!r}")
-        applied_index, revision, capacity = raw[2], raw[3], raw[4]
-        if any(type(n) is not int or n < 0 for n in (applied_index, revision, capacity)):
-            raise InvalidSnapshot("snapshot header fields are not non-negative ints")
-        try:
-            members = MemberDirectory.load(raw[5])
-            leases = LeaseTable.load(raw[6])
-            locks = LockTable.load(raw[7])
-            sessions = SessionTable.load(capacity, raw[8])
-            kv = KVStore.load(raw[9])
-            for key, record in kv.items():
-                if len(record) != 5:
-                    raise ValueError(f"bad record of key {key!r}")
-                if record[4]:
-                    leases.attach(record[4], key)  # KeyError: a key on an unknown lease
-            if not locks.leases() <= {lease_id for lease_id, _ in leases.dump()}:
-                raise ValueError("a lock is held or awaited by an unknown lease")
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise InvalidSnapshot(f"corrupt snapshot: {type(exc).__name__}: {exc}") from None
-        self.applied_index = applied_index
-        self.revision = revision
-        self._members = members
-        self._leases = leases
-        self._locks = locks
-        self._sessions = sessions
-        self._kv = kv
+    def _tables(self) -> Tables:
+        return Tables(
+            self.applied_index,
+            self.revision,
+            self._members,
+            self._leases,
+            self._locks,
+            self._sessions,
+            self._kv,
+        )

@@ -1,11 +1,13 @@
 """What the node, the client and the operator must agree on, in one place: how a
 founding member's id follows from its name, the names of the HTTP headers they
-exchange, and which checkpoint ids are valid. A leaf: it imports no other part
-of raftkv (an import-linter contract), so every part may import it.
+exchange, which checkpoint ids are valid, and the `/v1/status` document. A leaf:
+it imports no other part of raftkv (an import-linter contract), so every part may
+import it.
 
 - `ids`: `member_id(name)`, a founder's Raft id;
 - `headers`: the `X-Raftkv-*` header names;
 - `checkpoints`: the checkpoint id rule;
+- `status`: the `/v1/status` document, one typed model for client and operator;
 - `kubernetes`: the role label and its term annotation on member pods.
 """
 

@@ -36,34 +36,31 @@ node nothing but the socket buffers.
 
 Authorization hook: `FastHttp.authorize`, when set, is called with each request
 (`FastRequest`: method, target, query, headers) before it is served; raising an
-`ApiError` (401/403) answers it with that error. It runs in `FastProtocol._serve`,
+`ApiError` (401/403) answers it with that error. It runs in `fastkv.serve`,
 the one place every fast-path request passes. TLS needs nothing here: with
 `create_server(ssl=...)` the protocol receives decrypted bytes.
+
+This module is the connection (`FastProtocol`: parsing, pipelining, flow control,
+timeouts, the hand-over); runtime/fastkv.py is what it serves (which requests,
+serving them, the answers' bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
-import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import parse_qsl
 
 import httptools
-from multidict import MultiDict, MultiDictProxy
 
-from raftkv.consensus import StateRole
-from raftkv.fsm import ApplyResult
-from raftkv.runtime.errors import ApiError
-from raftkv.runtime.http import KV_ROUTE, KvService, api_error, error_parts, path_key, result_of
-from raftkv.runtime.http.auth import Identity, peercert_of
-from raftkv.runtime.jsonbytes import encoding_of, to_json
-from raftkv.runtime.outcomes import Completion
+from raftkv.runtime import fastkv
+from raftkv.runtime.fastkv import FastRequest
+from raftkv.runtime.http import KV_ROUTE, KvService
+from raftkv.runtime.http.auth import peercert_of
 
 log = logging.getLogger("raftkv.api")
 
@@ -93,18 +90,12 @@ SINGLETON_HEADERS = frozenset(
 PIPELINE_DEPTH = 16  # requests in progress per connection before reading stops
 WRITE_HIGH_WATER = 64 * 1024  # stop serving (and reading) above this many unsent bytes
 WRITE_LOW_WATER = 16 * 1024
-LARGE_BODY = 64 * 1024  # answers larger than this are written without concatenation
-_PUT_PARAMS = frozenset(("lease", "prev_kv", "encoding"))
-_GET_PARAMS = frozenset(("consistency", "encoding"))
 # Requests with these go to aiohttp, which implements them.
 _HANDED_OVER_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 _NOTABLE_HEADERS = SINGLETON_HEADERS | _HANDED_OVER_HEADERS | {b"sec-websocket-key1"}
 # One bit per singleton header: a head's "seen" set is an int (no set per request).
 _SINGLETON_BITS = {name: 1 << i for i, name in enumerate(sorted(SINGLETON_HEADERS))}
 _HOST_BIT = _SINGLETON_BITS[b"host"]
-_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
-_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
-_STATUS_LINES: dict[tuple[int, str], bytes] = {}  # (status, type) -> head up to the length
 
 
 @dataclass(slots=True)
@@ -128,83 +119,6 @@ class _Malformed(Exception):
 
 class _HandOver(Exception):
     """Stops the parser at a request aiohttp must serve."""
-
-
-class Headers(Mapping[str, str]):
-    """A request's headers, case-insensitive, decoded like aiohttp's (names latin-1,
-    values UTF-8 with surrogateescape) when read: a request's few lookups cost less
-    than building a multidict of every header."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self.raw = raw  # (lower-case name, value) as received
-
-    def get(self, name: str, default: Any = None) -> Any:
-        wanted = name.lower().encode("latin-1")
-        for key, value in self.raw:
-            if key == wanted:
-                return value.decode("utf-8", "surrogateescape")
-        return default
-
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return str(value)
-
-    def __iter__(self) -> Iterator[str]:
-        return (key.decode("latin-1") for key, _ in self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def getall(self, name: str) -> list[str]:
-        wanted = name.lower().encode("latin-1")
-        return [v.decode("utf-8", "surrogateescape") for k, v in self.raw if k == wanted]
-
-
-class FastRequest:
-    """A parsed request: what the `KvService` checks (and an authorizer) read."""
-
-    __slots__ = (
-        "method",
-        "raw_target",
-        "query",
-        "headers",
-        "keep_alive",
-        "length",
-        "body",
-        "identity",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        raw_target: bytes,
-        query: MultiDictProxy[str],
-        headers: Headers,
-        keep_alive: bool,
-        length: int,
-    ) -> None:
-        self.method = method
-        self.raw_target = raw_target
-        self.query = query
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.length = length
-        self.body: bytes = b""
-        self.identity: Identity | None = None  # set by the auth check in _serve
-
-    @property
-    def authorization(self) -> str | None:
-        """The first Authorization header."""
-        value: str | None = self.headers.get("Authorization")
-        return value
-
-    @property
-    def target(self) -> str:
-        return self.raw_target.decode("ascii")  # llhttp accepts no other bytes in a target
 
 
 class _Reject:
@@ -443,19 +357,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         shared = self.shared
         if len(shared.connections) >= self.limits.max_connections:
             shared.count_rejected()
-            body = json.dumps(
-                {
-                    "error": "too_many_connections",
-                    "message": "the node serves --client-max-connections "
-                    f"({self.limits.max_connections}) already; retry "
-                    "later",
-                }
-            ).encode()
-            self.transport.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                % (len(body), body)
-            )
+            self.transport.write(fastkv.too_many_connections(self.limits.max_connections))
             self.transport.close()
             self.transport = None
             return
@@ -593,7 +495,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         version = self.parser.get_http_version()
         if not self.seen & _HOST_BIT and version == "1.1":
             self._check_head(version)
-        request = self._fast_request(version)
+        request = fastkv.route(self, version)
         if request is None:
             raise _HandOver()
         self._commit(request, start)
@@ -614,42 +516,6 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
         self.queue.append(request)
         self.queued_this_read += 1
         self.deadline = 0.0  # in progress: --request-timeout bounds it, not us
-
-    def _fast_request(self, version: str) -> FastRequest | None:
-        """The request if this path serves it, else None (aiohttp does)."""
-        method = self.parser.get_method()
-        url = self.url
-        if (
-            version != "1.1"
-            or self.aiohttps
-            or method not in (b"PUT", b"GET")
-            or not url.startswith(b"/v1/kv/")
-            or b"#" in url
-        ):
-            return None
-        length = self.length
-        if method == b"GET":
-            if length:
-                return None
-        elif (
-            length > self.shared.api.cfg.max_request_bytes
-            or self.shared.node.core.role != StateRole.LEADER
-        ):
-            return None  # aiohttp answers 413, or forwards to the leader
-        query = _NO_QUERY
-        if b"?" in url:
-            raw_query = url.partition(b"?")[2].decode("ascii")
-            query = MultiDictProxy(MultiDict(parse_qsl(raw_query, keep_blank_values=True)))
-            if not (_PUT_PARAMS if method == b"PUT" else _GET_PARAMS).issuperset(query.keys()):
-                return None
-        return FastRequest(
-            "PUT" if method == b"PUT" else "GET",
-            url,
-            query,
-            Headers(self.headers),
-            self.parser.should_keep_alive(),
-            length,
-        )
 
     def _keep(self, data: bytes) -> None:
         """Add received bytes to `raw` (copying only what is still unaccepted)."""
@@ -692,7 +558,7 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             if isinstance(request, _Reject):
                 self._reject(request)
                 return
-            self._serve(request)
+            fastkv.serve(self, request)
         if self.read_paused or self.write_paused or len(queue) + len(pending) >= PIPELINE_DEPTH:
             self._update_reading()
 
@@ -710,144 +576,14 @@ class FastProtocol(_HeadRules, asyncio.Protocol):
             self.pump_scheduled = True
             asyncio.get_running_loop().call_soon(self._pump)
 
-    def _serve(self, request: FastRequest) -> None:
-        started = time.perf_counter()
-        slot: list[Any] = [None, b"", not request.keep_alive]
-        self.pending.append(slot)
-        try:
-            # The same check as aiohttp's routes (runtime/http/auth.py), then the hook.
-            request.identity = self.shared.api.auth.check(
-                "readwrite" if request.method == "PUT" else "read",
-                request.authorization,
-                self.peercert,
-            )
-            authorize = self.shared.authorize
-            if authorize is not None:
-                authorize(request)
-            if request.method == "PUT":
-                self._put(request, slot, started)
-            else:
-                self._get(request, slot, started)
-        except Exception as exc:  # the one mapping: runtime/http/errors.py
-            self._answer_error(
-                slot,
-                request,
-                api_error(exc, "write", f"{request.method} {request.target}"),
-                started,
-            )
-
-    def _put(self, request: FastRequest, slot: list[Any], started: float) -> None:
-        api = self.shared.api
-        data, encoding = api.plain_put(request, path_key(request.raw_target), request.body)
-
-        def done(applied: ApplyResult | None, exc: BaseException | None) -> None:
-            try:
-                if exc is not None:
-                    raise exc
-                assert applied is not None
-                result = result_of(applied)
-            except Exception as error:
-                self._answer_error(slot, request, api_error(error, "write"), started)
-                return
-            self._answer(
-                slot,
-                request,
-                200,
-                "application/json",
-                json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
-                None,
-                started,
-            )
-
-        # Answered from inside the node loop, in the turn the entry applies.
-        self.shared.node.propose_into(data, Completion(done))
-
-    def _get(self, request: FastRequest, slot: list[Any], started: float) -> None:
-        api = self.shared.api
-        key = path_key(request.raw_target)
-        encoding_of(request.query)  # unused by a single key's raw answer, but checked
-        api.check_key(key)
-        api.check_keys(request, key)
-        if not api.read_needs_barrier(request):
-            self._serve_get(request, key, slot, started)
-            return
-
-        def done(_: None, exc: BaseException | None) -> None:
-            try:
-                if exc is not None:
-                    raise exc
-                self._serve_get(request, key, slot, started)
-            except Exception as error:
-                self._answer_error(slot, request, api_error(error, "read"), started)
-
-        try:
-            self.shared.node.read_barrier_into(Completion(done))
-        except Exception as exc:
-            raise api_error(exc, "read") from None
-
-    def _serve_get(self, request: FastRequest, key: bytes, slot: list[Any], started: float) -> None:
-        value, headers = self.shared.api.single_get_answer(key)
-        self._answer(slot, request, 200, "application/octet-stream", value, headers, started)
-
-    # --- answers -------------------------------------------------------------------
-    def _answer_error(
-        self, slot: list[Any], request: FastRequest, exc: ApiError, started: float
-    ) -> None:
-        headers, body = error_parts(exc)
-        self._answer(
-            slot,
-            request,
-            exc.status,
-            "application/json",
-            json.dumps(body, separators=(",", ":")).encode(),
-            headers,
-            started,
-        )
-
-    def _answer(
-        self,
-        slot: list[Any],
-        request: FastRequest,
-        status: int,
-        content_type: str,
-        body: bytes,
-        headers: dict[str, str] | None,
-        started: float,
-    ) -> None:
-        start = _STATUS_LINES.get((status, content_type))
-        if start is None:
-            start = _STATUS_LINES[status, content_type] = (
-                f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: "
-            ).encode("latin-1")
-        head = f"{len(body)}\r\n"
-        if headers:
-            head += "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
-        if not request.keep_alive:
-            head += "Connection: close\r\n"
-        encoded = start + (head + "\r\n").encode("latin-1")
-        if len(body) < LARGE_BODY:
-            slot[0] = encoded + body
-        else:  # a large value is written as it is, never copied into the answer
-            slot[0], slot[1] = encoded, body
-        self.shared.observe(request.method, status, started)
-        self._flush()
-
     def _reject(self, request: _Reject) -> None:
         """400 for a malformed request, after the answers owed; then close."""
-        body = json.dumps(
-            {"error": "bad_request", "message": f"malformed HTTP request: {request.message}"},
-            separators=(",", ":"),
-        ).encode()
-        head = (
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        self.pending.append([head + body, b"", True])
+        self.pending.append([fastkv.bad_request(request.message), b"", True])
         self.shared.count_closed("malformed")
-        self._flush()
+        self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the answers that are ready, in request order."""
         transport = self.transport
         if transport is None:
             return

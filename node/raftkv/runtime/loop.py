@@ -124,6 +124,9 @@ class NodeLoop:
         self.core: AnyConsensus  # set by open(): the engine of --consensus
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
+        # The TLS files each plane's contexts were built from, for /v1/status (the server
+        # sets it; None without TLS).
+        self.tls_material: Callable[[], dict[str, Any]] = lambda: {"peer": None, "client": None}
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         self.removed = False  # this node was removed from the cluster
@@ -365,6 +368,7 @@ class NodeLoop:
             self.view.changed()
         self.view.update_metrics()
         self._snapshots.maybe_snapshot(self.core)
+        self.waiters.drop_answered()  # this Ready's answers: their slots may go now
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         self._applier.apply(entries)

@@ -71,10 +71,19 @@ class Completion:
         if self._done:
             raise asyncio.InvalidStateError("already resolved")
         self._done = True
+        # Let go of the callback: a resolved slot may still sit in the deadline queue
+        # (until the sweep reaches it), and the callback's closure holds the request,
+        # its connection and its answer slot; kept alive that long, they outlive the
+        # collector's young generations and make its older ones bigger.
+        callback, self._callback = self._callback, _resolved
         try:
-            self._callback(result, exc)
+            callback(result, exc)
         except Exception:
             log.exception("a completion callback failed")
+
+
+def _resolved(result: Any, exc: BaseException | None) -> None:
+    """A resolved Completion's callback: it never runs (resolving twice raises)."""
 
 
 Pending = asyncio.Future[Any] | Completion  # what the loop resolves

@@ -10,7 +10,9 @@ import signal
 import ssl
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +40,7 @@ from raftkv.runtime.pauses import GcPauses, LoopLag, tune_collector
 from raftkv.runtime.paxoscodec import PaxosWire
 from raftkv.runtime.podlabel import PodLabeler, pod_labeler
 from raftkv.runtime.transport import PeerTransport
-from raftkv.security.tls import ReloadingTLS, TLSFiles, build_client_context
+from raftkv.security.tls import LoadedMaterial, ReloadingTLS, TLSFiles, build_client_context
 from raftkv.storage.ballots import BallotLog
 from raftkv.storage.checkpoints import CheckpointStore
 from raftkv.storage.errors import StorageError
@@ -128,6 +130,19 @@ class Server:
         self.loop_lag = LoopLag(self.metrics.loop_lag)
         self.client_tls: ReloadingTLS | None = None  # the client port's certificate
         self.forward_tls: ReloadingTLS | None = None  # follower -> leader forwarding
+        self.node.tls_material = self.tls_material
+
+    def tls_material(self) -> dict[str, Any]:
+        """Per plane, the SHA-256 of the certificate and CA files its contexts use now
+        (None: that plane has no TLS). An operator rotating the CA waits on these."""
+        client = None
+        if self.client_tls is not None:
+            served = self.client_tls.loaded()
+            # The forwarding context trusts the same CA file and has no certificate.
+            forward = self.forward_tls.loaded() if self.forward_tls is not None else served
+            client = agreed(served, replace(forward, cert_sha256=served.cert_sha256)).to_json()
+        peer = self.peer_tls.loaded().to_json() if self.peer_tls is not None else None
+        return {"peer": peer, "client": client}
 
     async def start(self) -> None:
         cfg, node = self.cfg, self.node
@@ -350,6 +365,19 @@ class PeerTLSFiles:
 
     def client_context(self) -> ssl.SSLContext:
         return self._client.client_context()
+
+    def loaded(self) -> LoadedMaterial:
+        return agreed(self._server.loaded(), self._client.loaded())
+
+
+def agreed(*loaded: LoadedMaterial) -> LoadedMaterial:
+    """What all of a plane's contexts were built from: a digest on which they disagree
+    (one reloaded, the other not yet) is reported as None, never as the newer one."""
+    first = loaded[0]
+    return LoadedMaterial(
+        first.cert_sha256 if all(m.cert_sha256 == first.cert_sha256 for m in loaded) else None,
+        first.ca_sha256 if all(m.ca_sha256 == first.ca_sha256 for m in loaded) else None,
+    )
 
 
 # Each engine's messages on the peer transport.

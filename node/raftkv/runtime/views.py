@@ -120,6 +120,7 @@ class NodeView:
             "ready": self.is_ready(),
             "revision": node.fsm.revision,
             "members": self.members(),
+            "tls": node.tls_material(),
         }
 
     def learner_lag(self, member: int) -> int | None:

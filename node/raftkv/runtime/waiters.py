@@ -72,7 +72,14 @@ class Waiters:
             _, fut = deadlines.popleft()
             if not fut.done():
                 fut.set_exception(RequestTimeout("no outcome within --request-timeout"))
-        # Futures answered long before their deadline: don't let them pile up.
+        self.drop_answered()
+
+    def drop_answered(self) -> None:
+        """Forget the answered requests at the front of the deadline queue. Called after
+        every apply, not only on ticks: a queue entry keeps its result slot (and a
+        Future's callbacks) alive, and thousands of answered requests held for a tick
+        each would age into the collector's older generations."""
+        deadlines = self.deadlines
         while deadlines and deadlines[0][1].done():
             deadlines.popleft()
 

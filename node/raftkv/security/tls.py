@@ -20,6 +20,7 @@ hand-rolled.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import ssl
@@ -80,6 +81,32 @@ def build_client_context(files: TLSFiles, *, check_hostname: bool = True) -> ssl
 _Stamp = tuple[tuple[int, int, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedMaterial:
+    """SHA-256 (hex) of the certificate and CA files a context was built from: what
+    `/v1/status` reports, so that an operator rotating a CA sees what each member has
+    loaded instead of guessing from the clock (None: no such file configured)."""
+
+    cert_sha256: str | None
+    ca_sha256: str | None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"cert_sha256": self.cert_sha256, "ca_sha256": self.ca_sha256}
+
+
+def _digest(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_material(files: TLSFiles) -> LoadedMaterial:
+    return LoadedMaterial(_digest(files.cert_file), _digest(files.ca_file))
+
+
 def file_stamp(path: Path) -> tuple[int, int, int]:
     """(mtime, size, inode) of a file that is re-read when it changes; (-1, -1, -1) when
     it cannot be stat'ed. Follows symlinks: a Kubernetes Secret's ..data swap changes it."""
@@ -110,7 +137,11 @@ class ReloadingTLS:
         self._check_interval = check_interval
         self._clock = clock
         self._stamp = _stamp(files.paths())
+        # Read before the build: files only move forward (a Secret swap), so the context
+        # is at least as new as what this reports; a change in between reloads again.
+        material = read_material(files)
         self._context = build(files)  # the first build must succeed: bad files fail start
+        self.material = material
         self._checked = clock()
         self._front: ssl.SSLContext | None = None
         self.reloads = 0
@@ -142,7 +173,14 @@ class ReloadingTLS:
                 self._reload(stamp)
         return self._context
 
+    def loaded(self) -> LoadedMaterial:
+        """What the newest context was built from (files re-checked first, as on use: a
+        member whose peer connections all stay open would otherwise never look)."""
+        self.current()
+        return self.material
+
     def _reload(self, stamp: _Stamp) -> None:
+        material = read_material(self.files)
         try:
             context = self._build(self.files)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -152,6 +190,7 @@ class ReloadingTLS:
             return
         self._stamp = stamp
         self._context = context
+        self.material = material
         self.reloads += 1
         log.info("TLS files reloaded: %s", ", ".join(str(p) for p in self.files.paths()))
 

@@ -75,6 +75,20 @@ def test_failover_must_beat_etcd_in_the_same_run(goals: ModuleType) -> None:
     assert rows[1].passed is False and "etcd median 0.30 s" in rows[1].figures
 
 
+def test_failover_must_beat_etcd_through_either_client(goals: ModuleType) -> None:
+    """Below the JSON gateway's figures is not enough when clientv3 was faster."""
+    kills = {
+        "raftkv": [goals.Kill(0.4, 0.5)] * 5,
+        "etcd": [goals.Kill(1.1, 1.2)] * 5,
+        "etcd-grpc": [goals.Kill(0.35, 1.0)] * 5,
+    }
+    rows = goals.evaluate([], kills, {})
+    assert rows[1].passed is False and "etcd-grpc median 0.35 s" in rows[1].figures
+    kills["etcd-grpc"] = [goals.Kill(0.9, 1.0)] * 5
+    rows = goals.evaluate([], kills, {})
+    assert rows[1].passed is True and "etcd median 1.10 s" in rows[1].figures
+
+
 def test_unmeasured_goals_and_short_stability_runs_do_not_pass(goals: ModuleType) -> None:
     rows = goals.evaluate([], {}, {"raftkv": goals.Stability(0, 60)})
     assert [g.passed for g in rows[:4]] == [None] * 4

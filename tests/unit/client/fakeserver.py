@@ -33,14 +33,16 @@ class Seen:
 @dataclass
 class Fault:
     """On the next request matching `match`: `kind` is "503" (answer `code` with
-    `retry_after`), "drop_after_apply" (serve it, then cut the connection) or
-    "drop" (cut the connection before doing anything)."""
+    `retry_after`), "drop_after_apply" (serve it, then cut the connection),
+    "drop" (cut the connection before doing anything) or "answer" (answer 200 with
+    `body`, whatever it is)."""
 
     match: Callable[[web.Request], bool]
     kind: str
     code: str = "no_leader"
     retry_after: str | None = "1"
     times: int = 1
+    body: Any = None
 
 
 @dataclass
@@ -138,6 +140,8 @@ class FakeNode:
                 if fault.kind == "drop":
                     _drop(request)
                     return web.Response()
+                if fault.kind == "answer":
+                    return _json(fault.body)
                 response = await handler(request)
                 _drop(request)
                 return response

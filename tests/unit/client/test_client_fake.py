@@ -21,6 +21,8 @@ from raftkv.client import (
     KeyNotFoundError,
     OutcomeUnknownError,
     RetryPolicy,
+    ServerError,
+    Status,
     UnavailableError,
 )
 from tests.unit.client.conftest import FAST_RETRY
@@ -259,3 +261,16 @@ async def test_the_blocking_client_works_from_plain_code(fake: FakeCluster) -> N
 
     # The fake serves on this test's loop; the blocking client runs in a thread.
     await asyncio.to_thread(blocking_user)
+
+
+async def test_an_endpoint_answering_a_malformed_status_is_reported_not_raised(
+    fake: FakeCluster, client: AsyncClient
+) -> None:
+    bad = fake.nodes[0]
+    bad.faults.append(
+        Fault(lambda r: r.path == "/v1/status", "answer", body={"name": "n1", "id": "one"})
+    )
+    first, second = await client.statuses()
+    assert isinstance(first, ServerError) and first.code == "malformed_answer"
+    assert first.endpoint == bad.url and "id" in str(first)
+    assert isinstance(second, Status) and second.name == "n2"

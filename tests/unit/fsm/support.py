@@ -56,5 +56,5 @@ def state_apart_from_index(machine: StateMachine) -> list[Any]:
     """The machine's whole snapshot content except `applied_index`: equal
     before and after an entry that must change nothing else."""
     state = msgpack.unpackb(machine.snapshot_bytes(), raw=False)
-    del state[2]  # applied_index (see the snapshot layout in raftkv.fsm.machine)
+    del state[2]  # applied_index (see the snapshot layout in raftkv.fsm.snapshot)
     return list(state)

@@ -5,7 +5,7 @@ member_id(name), which only founders have (docs/contracts.md "Node identity").""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,7 +14,15 @@ from raftkv_operator import planner, reconciler
 from raftkv_operator.connections import RUNTIME, node_url
 from raftkv_operator.members import NodeError, NodeUnreachable, member_id
 from raftkv_operator.nodestatus import NodeStatus
-from tests.unit.operator.test_planner import NAME, cluster, healthy_cluster, member, node, pod
+from tests.unit.operator.test_planner import (
+    NAME,
+    cluster,
+    healthy_cluster,
+    member,
+    node,
+    pod,
+    replace,
+)
 
 FRESH = 987654321  # demo-3's incarnation id: not member_id("demo-3")
 PORT = cluster().spec.service.ports.client

@@ -148,6 +148,19 @@ async def test_status_parses_the_contract(fake: tuple[FakeNode, str, NodeClient]
     assert status.member("n-0") is not None and status.member("n-0").voter  # type: ignore[union-attr]
 
 
+async def test_a_malformed_status_is_a_node_error_not_a_crash(
+    fake: tuple[FakeNode, str, NodeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, url, client = fake
+    monkeypatch.setattr(node, "status", lambda: {**FakeNode().status(), "term": "three"})
+    with pytest.raises(NodeError) as caught:
+        await client.status(url)
+    assert caught.value.code == "malformed_status" and "term" in caught.value.message
+    # A newer node's extra fields are no error.
+    monkeypatch.setattr(node, "status", lambda: {**FakeNode().status(), "shards": [1, 2]})
+    assert (await client.status(url)).term == 3
+
+
 async def test_long_poll_returns_on_a_leadership_change(
     fake: tuple[FakeNode, str, NodeClient],
 ) -> None:

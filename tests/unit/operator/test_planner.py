@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
 from raftkv_operator import desired, planner
 from raftkv_operator.members import member_id
@@ -19,11 +20,22 @@ from raftkv_operator.models import (
     OperationKind,
     RaftCluster,
 )
-from raftkv_operator.nodestatus import Member, NodeStatus
+from raftkv_operator.nodestatus import Member, NodeStatus, StatusLeader
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 NAME = "demo"
 HASH = "hash-new"
+
+
+_T = TypeVar("_T")
+
+
+def replace(obj: _T, **changes: Any) -> _T:
+    """dataclasses.replace, also for the (pydantic) status models: validated, so a
+    misspelt field fails here instead of being ignored."""
+    if isinstance(obj, BaseModel):
+        return type(obj).model_validate({**dict(obj), **changes})
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
 
 
 def pod(
@@ -52,7 +64,7 @@ def member(i: int, *, voter: bool = True, match: int | None = 100) -> Member:
         name=name,
         peer_url=f"{name}:7380",
         client_url=f"http://{name}:7379",
-        voter=voter,
+        role="voter" if voter else "learner",
         match_index=match,
     )
 
@@ -73,8 +85,7 @@ def node(
         id=member_id(f"{NAME}-{i}"),
         role=role,
         term=term,
-        leader_id=member_id(leader_name) if leader_name else None,
-        leader_name=leader_name,
+        leader=StatusLeader(id=member_id(leader_name), name=leader_name) if leader_name else None,
         commit_index=last,
         applied_index=last,
         last_index=last,
@@ -261,12 +272,12 @@ def _add_member(obs: planner.Observed, new: Member) -> planner.Observed:
 
 
 def _update_member(obs: planner.Observed, name: str, **fields: Any) -> planner.Observed:
-    updated = [
-        replace(m, **{"match_index" if k == "match" else k: v for k, v in fields.items()})
-        if m.name == name
-        else m
-        for m in _leader_members(obs)
-    ]
+    """`match=` sets match_index, `voter=` the role."""
+    if "voter" in fields:
+        fields["role"] = "voter" if fields.pop("voter") else "learner"
+    if "match" in fields:
+        fields["match_index"] = fields.pop("match")
+    updated = [replace(m, **fields) if m.name == name else m for m in _leader_members(obs)]
     return _set_members(obs, updated)
 
 
@@ -421,8 +432,7 @@ def test_rolling_update_restarts_followers_first_and_the_leader_last() -> None:
                 n: replace(
                     s,
                     role="leader" if n == target else "follower",
-                    leader_name=target,
-                    leader_id=member_id(target),
+                    leader=StatusLeader(id=member_id(target), name=target),
                 )
                 for n, s in obs.nodes.items()
             }
@@ -582,7 +592,7 @@ def _returning(retired: int | None, node_id: int, *, terminating: bool = False) 
         target_replicas=5,
         retired_id=retired,
     )
-    joiner = replace(node(3, "none", []), id=node_id, leader_id=None, leader_name=None)
+    joiner = replace(node(3, "none", []), id=node_id, leader=None)
     obs = replace(
         obs,
         cluster=cluster(5, operation=op),
@@ -649,10 +659,11 @@ def _record(
     phase: str = "Succeeded",
     archived: bool = False,
     scheduled: bool = True,
+    time: datetime | None = None,
 ) -> planner.CheckpointRecord:
     return planner.CheckpointRecord(
         name=name, phase=phase, checkpoint_id=name, index=index, archived=archived,
-        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled,
+        archive_path=f"{NAME}/{name}" if archived else None, scheduled=scheduled, time=time,
     )  # fmt: skip
 
 
@@ -681,6 +692,44 @@ def test_an_archived_copy_keeps_an_expired_object_until_archive_retention_prunes
     assert kept.expire == ["a", "b"] and kept.delete == [] and kept.unarchive == []
     pruned = planner.checkpoint_retention(records, {"c": 3}, retain=1, archive_retain=1)
     assert pruned.unarchive == ["a"] and pruned.delete == ["a"]
+
+
+def test_archived_copies_older_than_the_bucket_max_age_are_unarchived_but_never_the_newest() -> (
+    None
+):
+    """The bucket's prune (`raftkv archive prune --max-age-hours`) deletes copies by age as
+    well as by count; the objects must say so before their copies go, not after."""
+    day = timedelta(days=1)
+    records = [
+        _record("a", 1, archived=True, time=NOW - 10 * day),
+        _record("b", 2, archived=True, time=NOW - 3 * day),
+        _record("c", 3, archived=True, time=NOW - 2 * day),
+    ]
+    by_age = planner.checkpoint_retention(
+        records, {"c": 3}, retain=1, archive_retain=5, archive_max_age=5 * day, now=NOW
+    )
+    assert by_age.unarchive == ["a"]
+    # The newest copy stays however old: an idle cluster keeps its last one.
+    idle = planner.checkpoint_retention(
+        records, {"c": 3}, retain=1, archive_retain=5, archive_max_age=day, now=NOW
+    )
+    assert idle.unarchive == ["b", "a"]
+    # A record without a time is judged by count only.
+    untimed = [_record("x", 1, archived=True), _record("y", 2, archived=True, time=NOW)]
+    kept = planner.checkpoint_retention(
+        untimed, {"y": 2}, retain=1, archive_retain=5, archive_max_age=day, now=NOW
+    )
+    assert kept.unarchive == []
+
+
+def test_a_record_reads_the_checkpoint_time_from_status() -> None:
+    obj = {
+        "metadata": {"name": "a"},
+        "status": {"phase": "Succeeded", "index": 4, "time": "2026-12-01T10:00:00Z"},
+    }
+    record = planner.CheckpointRecord.from_object(obj)
+    assert record.time == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    assert planner.CheckpointRecord.from_object({"status": {"time": "garbage"}}).time is None
 
 
 def test_overdue_is_measured_in_time() -> None:

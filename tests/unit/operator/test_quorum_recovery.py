@@ -3,7 +3,6 @@ observed state -> the next step, walked through every step as the reconciler wou
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from raftkv_operator.models import (
 )
 from raftkv_operator.nodestatus import NodeStatus
 from raftkv_operator.reconciler import job_state
-from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod
+from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod, replace
 
 REQUEST = {"requestId": "r1", "confirm": "ForceNewCluster"}
 
@@ -33,8 +32,7 @@ def blank(i: int) -> NodeStatus:
         id=900 + i,
         role="none",
         term=0,
-        leader_id=None,
-        leader_name=None,
+        leader=None,
         commit_index=0,
         applied_index=0,
         last_index=0,

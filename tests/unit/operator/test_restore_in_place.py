@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from raftkv_operator import desired, planner, restoresource
 from raftkv_operator.models import ClusterPhase, OperationKind, RaftCluster, RecoveryPhase
 from raftkv_operator.restoresource import CheckpointSource
-from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod
+from tests.unit.operator.test_planner import HASH, NAME, NOW, member, node, pod, replace
 
 SHA = "ab" * 32
 REQUEST = {"requestId": "r1", "checkpoint": "demo-cp1", "confirm": "ReplaceAllData"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.raft import Raft, Snapshot
-from raftkv.raft.core import _ReadOnly
+from raftkv.raft.readonly import ReadOnly
 from raftkv.raft.types import Message
 from tests.unit.raft.datadriven import run_file
 from tests.unit.raft.harness import CommandError, InteractionEnv
@@ -72,7 +72,7 @@ def leader_unreachable_campaigns_at_once(self: Raft, leader: int) -> None:
 
 
 def read_round_releases_every_queued_request(
-    self: _ReadOnly, ctx: bytes
+    self: ReadOnly, ctx: bytes
 ) -> list[tuple[bytes, int, int]]:
     if ctx not in self.pending:  # unsafe: also releases requests queued AFTER ctx's round
         return []
@@ -100,7 +100,7 @@ MUTANTS: list[tuple[str, str, Callable[..., object]]] = [
     ("prevote_disruptive_rejoin", "become_pre_candidate", pre_vote_bumps_the_term),
     ("leader_unreachable", "leader_unreachable", leader_unreachable_about_anyone),
     ("leader_unreachable", "leader_unreachable", leader_unreachable_campaigns_at_once),
-    ("read_index_batching", "_ReadOnly.advance", read_round_releases_every_queued_request),
+    ("read_index_batching", "ReadOnly.advance", read_round_releases_every_queued_request),
     ("read_index_batching", "_handle_read_index", read_round_per_request),
 ]
 
@@ -112,7 +112,7 @@ def test_an_injected_bug_changes_the_transcript(
     transcript: str, method: str, mutant: Callable[..., object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner, _, name = method.rpartition(".")
-    monkeypatch.setattr({"": Raft, "_ReadOnly": _ReadOnly}[owner], name, mutant)
+    monkeypatch.setattr({"": Raft, "ReadOnly": ReadOnly}[owner], name, mutant)
     env = InteractionEnv()
     try:
         mismatches = run_file(TESTDATA / f"{transcript}.txt", env.handle)

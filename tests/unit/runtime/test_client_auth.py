@@ -6,6 +6,7 @@ certificates, reloads of the auth file and of the certificate, both front doors
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import ssl
@@ -566,3 +567,30 @@ async def test_a_tls_connection_is_handed_from_the_fast_path_to_aiohttp(secured:
         writer.close()
     assert [a.split(b" ")[1] for a in answers] == [b"200"] * 4, answers
     assert answers[3].endswith(b"\r\n\r\nv2")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_status_reports_the_tls_files_each_plane_loaded(secured: Secured) -> None:
+    """The digests the operator's CA rotation waits on: they name the files the contexts
+    were built from, and follow a replaced certificate without a restart."""
+    cert, _key = secured.creds.cert_files("node")
+    admin = secured.tokens["admin"]
+    async with _session(secured, admin) as http:
+        status = (await _call(http, "GET", secured.url + "/v1/status"))[1]
+        assert status["tls"] == {
+            "peer": None,  # this node runs --peer-insecure
+            "client": {"cert_sha256": _sha256(cert), "ca_sha256": _sha256(secured.creds.ca_file)},
+        }
+        before = status["tls"]["client"]["cert_sha256"]
+        secured.creds.issue("node", ["127.0.0.1"], replace=True)
+        deadline = time.monotonic() + 10
+        while True:
+            status = (await _call(http, "GET", secured.url + "/v1/status"))[1]
+            if status["tls"]["client"]["cert_sha256"] != before:
+                break
+            assert time.monotonic() < deadline, "the new certificate was never reported"
+            await asyncio.sleep(0.1)
+        assert status["tls"]["client"]["cert_sha256"] == _sha256(cert)

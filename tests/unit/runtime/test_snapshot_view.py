@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from raftkv.fsm import Delete, LeaseGrant, LockAcquire, Put, StateMachine, encode
-from raftkv.fsm.machine import SnapshotView
+from raftkv.fsm.snapshot import SnapshotView
 from tests.unit.runtime.solo import solo_node
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from raftkv.runtime.server import agreed
 from raftkv.security import pki
 from raftkv.security.tls import (
+    LoadedMaterial,
     ReloadingTLS,
     TLSFiles,
     build_client_context,
     peer_certificate_names,
+    read_material,
 )
 
 
@@ -189,3 +192,29 @@ def test_reload_is_checked_at_most_once_per_interval(tmp_path: Path) -> None:
     assert tls.current() is first
     now[0] = 5.0
     assert tls.current() is not first and tls.reloads == 1
+
+
+def test_loaded_names_the_files_the_context_was_built_from(tmp_path: Path) -> None:
+    f = _Fixture(tmp_path)
+    now = [0.0]
+    tls = ReloadingTLS.server(f.server_files, "required", check_interval=1.0, clock=lambda: now[0])
+    digest = read_material(f.server_files)
+    assert tls.loaded() == digest and digest.cert_sha256 and digest.ca_sha256
+    # A trust bundle (old + new CA) and a new certificate: reported once loaded, not before.
+    ca2 = pki.make_ca("CA 2")
+    pki.write_file_atomic(tmp_path / "ca.crt", f.ca.cert_pem + ca2.cert_pem)
+    f.issue_server(ca2)
+    assert tls.loaded() == digest  # not re-checked yet
+    now[0] = 1.0
+    after = tls.loaded()
+    assert after == read_material(f.server_files) != digest
+    # Files that do not load are not reported: the context still holds the last good ones.
+    pki.write_file_atomic(tmp_path / "server.crt", pki.issue_cert(ca2, "x").cert_pem)
+    now[0] = 2.0
+    assert tls.loaded() == after and tls.reload_failures == 1
+
+
+def test_a_plane_reports_only_what_all_its_contexts_agree_on() -> None:
+    old, new = LoadedMaterial("c1", "a1"), LoadedMaterial("c2", "a1")
+    assert agreed(old, old) == old
+    assert agreed(old, new) == LoadedMaterial(None, "a1")

@@ -18,6 +18,10 @@ from raftkv.runtime.jsonbytes import encoding_of, get_bytes, to_json
 from raftkv.runtime.watch import Compacted
 
 WATCH_PROGRESS_SECONDS = 10.0
+# aiohttp does not cancel a handler whose client went away (handler_cancellation is off),
+# and an idle stream would only notice at its next write: look at the connection this
+# often, so a gone watcher gives its --max-watches slot back promptly.
+DISCONNECT_CHECK_SECONDS = 1.0
 
 
 class WatchResource:
@@ -61,13 +65,19 @@ class WatchResource:
             headers={"Content-Type": "application/x-ndjson", REVISION: str(self.node.fsm.revision)}
         )
         await response.prepare(request)
+        loop = asyncio.get_running_loop()
         try:
+            progress_at = loop.time() + WATCH_PROGRESS_SECONDS
             while True:
                 try:
-                    ev = await asyncio.wait_for(watcher.queue.get(), WATCH_PROGRESS_SECONDS)
+                    ev = await asyncio.wait_for(watcher.queue.get(), DISCONNECT_CHECK_SECONDS)
                 except TimeoutError:
-                    line = {"type": "progress", "revision": self.node.fsm.revision}
-                    await response.write(json.dumps(line).encode() + b"\n")
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client is gone
+                    if loop.time() >= progress_at:
+                        line = {"type": "progress", "revision": self.node.fsm.revision}
+                        await response.write(json.dumps(line).encode() + b"\n")
+                        progress_at = loop.time() + WATCH_PROGRESS_SECONDS
                     continue
                 if ev is None:
                     line = {
@@ -88,8 +98,9 @@ class WatchResource:
                     json.dumps(to_json(e._asdict(), encoding)).encode() + b"\n" for e in batch
                 )
                 await response.write(out)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                progress_at = loop.time() + WATCH_PROGRESS_SECONDS
+        except ConnectionResetError:
+            pass  # the client went away; a cancellation (shutdown) propagates
         finally:
             hub.unsubscribe(watcher)
         return response
