@@ -276,10 +276,18 @@ class Raftkv:
     unless `peer_tls` is False)."""
 
     def __init__(
-        self, base: Path, peer_tls: bool = True, *, name: str = "raftkv", source: Path | None = None
+        self,
+        base: Path,
+        peer_tls: bool = True,
+        *,
+        name: str = "raftkv",
+        source: Path | None = None,
+        consensus: str = "raft",
     ) -> None:
-        """`source`: run the nodes from another checkout's `node/` (a baseline build)."""
+        """`source`: run the nodes from another checkout's `node/` (a baseline build);
+        `consensus`: the engine (`raftkv local up --consensus`)."""
         self.name = name
+        self.consensus = consensus
         self.dir = base / (name + ("-peer-tls" if peer_tls else ""))
         self.peer_tls = peer_tls
         self.env = dict(os.environ)
@@ -301,7 +309,11 @@ class Raftkv:
     def start(self) -> None:
         # Secure is `local up`'s default: peer mTLS, and client TLS + an admin token.
         self.urls = self._cli(
-            "up", "--nodes", "3", *([] if self.peer_tls else ["--insecure"])
+            "up",
+            "--nodes",
+            "3",
+            *([] if self.consensus == "raft" else ["--consensus", self.consensus]),
+            *([] if self.peer_tls else ["--insecure"]),
         ).split()
         if self.peer_tls:
             creds = ClientCredentials(self.dir / "credentials")

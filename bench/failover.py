@@ -2,7 +2,7 @@
 then the time to the first acknowledged write started after the kill, and the
 longest time with no successful client operation at all.
 
-    .venv/bin/python bench/failover.py [--system raftkv,etcd] [--kills 5] [--writers 8]
+    .venv/bin/python bench/failover.py [--system raftkv,multipaxos,etcd] [--kills 5] [--writers 8]
                                        [--readers 8] [--insecure]
 
 Not a test (nothing is asserted): it prints one line per kill and the median and
@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--system",
         default="raftkv",
-        help="raftkv, etcd (JSON gateway), etcd-grpc (clientv3), or several: raftkv,etcd",
+        help="raftkv (Raft), multipaxos (raftkv on Multi-Paxos), etcd (JSON gateway), "
+        "etcd-grpc (clientv3), or several: raftkv,multipaxos,etcd",
     )
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--writers", type=int, default=8)
@@ -401,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
             cluster: Etcd | Raftkv
             if system == "raftkv":
                 cluster = Raftkv(Path(tmp), peer_tls=not args.insecure)
+            elif system == "multipaxos":
+                cluster = Raftkv(
+                    Path(tmp), peer_tls=not args.insecure, name=system, consensus=system
+                )
             elif system in ("etcd", "etcd-grpc"):
                 (Path(tmp) / system).mkdir()
                 cluster = Etcd(Path(tmp) / system)
@@ -410,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.start()
                 n = (args.kills, args.writers, args.readers)
                 res = asyncio.run(
-                    measure_raftkv(cluster, *n)
+                    measure_raftkv(cluster, *n, label=system)
                     if isinstance(cluster, Raftkv)
                     else measure_etcd_grpc(cluster, *n)
                     if system == "etcd-grpc"

@@ -340,8 +340,17 @@ def _serve_args(cluster: RaftCluster) -> list[str]:
         f"--heartbeat-ticks={spec.raft.heartbeat_ticks}",
         f"--snapshot-entries={spec.raft.snapshot_entries}",
         f"--checkpoint-retain={spec.checkpoints.retain}",
+        *_consensus_args(cluster),
         *_security_args(cluster),
     ]
+
+
+def _consensus_args(cluster: RaftCluster) -> list[str]:
+    # Raft is the members' default: saying so would change the pod template of every
+    # existing cluster, and roll all of them, on an operator upgrade.
+    if cluster.spec.consensus == "raft":
+        return []
+    return [f"--consensus={cluster.spec.consensus}"]
 
 
 PEER_TLS_MOUNT = "/etc/raftkv/peer"

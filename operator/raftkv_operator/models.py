@@ -721,8 +721,19 @@ class RaftClusterSpec(KubeModel):
     """Per-member persistent volume."""
     resources: ResourceRequirements = Field(default_factory=default_resources)
     """Compute resources of each member."""
+    consensus: Literal["raft", "multipaxos"] = Field(
+        default="raft",
+        json_schema_extra=_cel(
+            (
+                "self == oldSelf",
+                "consensus is immutable: each member's data belongs to the engine that wrote it",
+            ),
+        ),
+    )
+    """Consensus engine of the members (`raftkv serve --consensus`), fixed at creation.
+    The operator's quorum-loss recovery works on Raft clusters only (docs/consensus.md)."""
     raft: RaftTimings = Field(default_factory=RaftTimings)
-    """Raft timings."""
+    """Raft timings (the same ticks drive the Multi-Paxos engine)."""
     checkpoints: CheckpointsSpec = Field(default_factory=CheckpointsSpec)
     """Checkpoint schedule, retention and archive."""
     restore: RestoreSpec | None = None

@@ -1,5 +1,6 @@
 """Crash safety with real processes: kill -9 of the leader under load, follower
-catch-up (through a snapshot when far behind), full-cluster restart."""
+catch-up (through a snapshot when far behind), full-cluster restart; on both
+consensus engines (`--consensus raft|multipaxos`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import pytest
 
 from tests.integration.harness import Cluster, Node, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["raft", "multipaxos"])]
+
+
+@pytest.fixture
+async def three_nodes(cluster: Cluster, engine: str) -> Cluster:
+    cluster.create(3, ["--consensus", engine])
+    cluster.start_all()
+    await cluster.wait_leader()
+    return cluster
 
 
 async def _writer(
@@ -80,8 +89,8 @@ async def _at_least(acked: dict[str, bytes], n: int) -> bool:
     return len(acked) >= n
 
 
-async def test_killed_follower_catches_up_through_a_snapshot(cluster: Cluster) -> None:
-    cluster.create(3, extra_args=["--snapshot-entries", "40"])
+async def test_killed_follower_catches_up_through_a_snapshot(cluster: Cluster, engine: str) -> None:
+    cluster.create(3, extra_args=["--snapshot-entries", "40", "--consensus", engine])
     cluster.start_all()
     leader = await cluster.wait_leader()
     follower = next(n for n in cluster.nodes.values() if n is not leader)

@@ -1,7 +1,8 @@
 """Linearizable reads served by followers (issue 15 item 4): a follower asks the
 leader for a read index (ReadIndex), waits until it has applied that far and
 answers from its own state machine. The request is never forwarded, and a read
-that starts after a write was acknowledged elsewhere sees the write."""
+that starts after a write was acknowledged elsewhere sees the write. On both
+consensus engines (Multi-Paxos: its read barrier, docs/consensus.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from raftkv.runtime.http.routing import KV_ROUTE
 from tests.integration.harness import Cluster, Node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["raft", "multipaxos"])]
+
+
+@pytest.fixture
+async def three_nodes(cluster: Cluster, engine: str) -> Cluster:
+    cluster.create(3, ["--consensus", engine])
+    cluster.start_all()
+    await cluster.wait_leader()
+    return cluster
+
 
 WRITES = 200
 

@@ -107,6 +107,27 @@ def test_local_up_insecure_is_explicit(tmp_path: Path) -> None:
         raftkv("local", "down", "--purge", "--dir", directory)
 
 
+def test_local_up_on_multipaxos(tmp_path: Path) -> None:
+    directory = str(tmp_path / "paxos")
+    up = raftkv(
+        "local", "up", "--nodes", "3", "--insecure", "--consensus", "multipaxos", "--dir", directory
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        for i in (1, 2, 3):
+            record = json.loads((Path(directory) / f"node{i}" / "consensus.json").read_text())
+            assert record == {"engine": "multipaxos"}
+        env = dict(os.environ, RAFTKV_ENDPOINTS=",".join(up.stdout.split()))
+        assert raftkv("put", "greeting", "hello", env=env).returncode == 0
+        got = raftkv("get", "greeting", env=env)
+        assert (got.returncode, got.stdout.strip()) == (0, "hello")
+        # Another engine for the same directory is refused by `up` itself.
+        again = raftkv("local", "up", "--nodes", "3", "--consensus", "raft", "--dir", directory)
+        assert again.returncode == 2 and "holds a multipaxos cluster" in again.stderr
+    finally:
+        raftkv("local", "down", "--purge", "--dir", directory)
+
+
 def test_a_raftkv_folder_in_the_working_directory_does_not_shadow_the_nodes(tmp_path: Path) -> None:
     # `local up` run from, say, the parent of a checkout: `python -m` would put the
     # working directory first on sys.path and import this folder as `raftkv`.

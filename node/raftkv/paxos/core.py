@@ -164,6 +164,9 @@ class Paxos:
         self._acks: dict[int, set[int]] = {}  # slot -> acceptors that accepted it at my ballot
         self._catchup_to = 0  # chosen slots the leader must learn before counting acks
         self._recent_active: set[int] = set()
+        # The chosen prefix each acceptor last reported (COMMIT_RESP): a status view
+        # (learner catch-up, lag gauges), never used for a decision.
+        self.peer_commit: dict[int, int] = {}
         self._reads = _ReadBarriers()
         self._pending_confs: list[tuple[int, ConfChange]] = []  # proposed, not chosen
         self.lead_transferee = NONE
@@ -826,6 +829,7 @@ class Paxos:
         if self.role != StateRole.LEADER or m.ballot != self.promised:
             return
         self._recent_active.add(m.frm)
+        self.peer_commit[m.frm] = m.commit
         if m.commit > self.commit:
             self._pull(m.frm)  # it knows more of the chosen prefix (we are catching up)
         if m.context:
@@ -953,6 +957,7 @@ class Paxos:
         self._pending_confs = []
         self.lead_transferee = NONE
         self._recent_active = set()
+        self.peer_commit = {}
 
     def _become_follower(self, leader: int) -> None:
         self.role = StateRole.FOLLOWER

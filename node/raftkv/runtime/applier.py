@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from raftkv.consensus import ConfChange, Entry, EntryType
 from raftkv.fsm import ApplyResult, StateMachine
-from raftkv.raft import ConfChange, Entry, EntryType
 from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.outcomes import ProposalLost
@@ -63,7 +63,7 @@ class Applier:
                     self._side_effects(e, res, now)
             w = waiters.pop(e.index, None) if waiters else None
             if w is not None:
-                if w.term == e.term:
+                if w.answered_by(e):
                     committed += 1
                     self.metrics.proposal_duration.observe(now - w.started)
                     if not w.future.done():

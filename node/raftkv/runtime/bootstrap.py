@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from raftkv.fsm import StateMachine
-from raftkv.raft import (
+from raftkv.consensus import (
     NONE,
     ConfChange,
     ConfChangeType,
@@ -16,8 +15,9 @@ from raftkv.raft import (
     Entry,
     HardState,
     SnapshotMeta,
+    bootstrap_entries,
 )
-from raftkv.raft.core import bootstrap_entries
+from raftkv.fsm import StateMachine
 from raftkv.runtime.config import NodeConfig
 from raftkv.storage.checkpoints import read_checkpoint
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
@@ -68,7 +68,7 @@ def _bootstrap(
     (with its name and peer URL as context, so the directory knows them), or,
     with --restore-from, a snapshot of the checkpoint plus that membership."""
     members = sorted(cfg.initial_cluster, key=lambda m: m.id)
-    entries, hard_state = bootstrap_entries([m.id for m in members])
+    entries, hard_state = bootstrap_entries(cfg.consensus, [m.id for m in members])
     contexts = {m.id: member_context(m.name, m.peer_url, "") for m in members}
     entries = [
         Entry(
@@ -96,9 +96,11 @@ def _bootstrap(
     for m in members:
         index += 1
         seed.apply_conf_change(index, ConfChange(ConfChangeType.ADD_VOTER, m.id, contexts[m.id]))
-    meta = SnapshotMeta(index, 1, ConfState(frozenset(new_ids), frozenset()))
+    # The engine's founding term (Raft 1; Multi-Paxos 0, below every ballot).
+    founding = hard_state.term
+    meta = SnapshotMeta(index, founding, ConfState(frozenset(new_ids), frozenset()))
     snap_data = seed.snapshot_bytes()
-    hard_state = HardState(term=1, vote=NONE, commit=index)
+    hard_state = HardState(term=founding, vote=NONE, commit=index)
     raft_store.record_snapshot(meta)  # before the file: see storage.recovery
     snapshot_store.save(meta, snap_data)
     raft_store.reset_to_snapshot(meta, hard_state)

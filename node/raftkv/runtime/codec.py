@@ -28,7 +28,7 @@ that fails here reaches the Raft core.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -56,6 +56,9 @@ SNAP_END = 4  # [SNAP_END, sha256 hex]
 SNAP_ACK = 5  # [SNAP_ACK, ok, reason]: receiver -> sender at the end of a stream
 WELCOME = 6  # [WELCOME, cluster_id, id, name]: acceptor's answer to an accepted HELLO
 REFUSED = 7  # [REFUSED, reason]: acceptor's answer to a refused HELLO, then it closes
+PAXOS_MSGS = 8  # [PAXOS_MSGS, sender_commit, [message, ...]]: the Multi-Paxos engine's
+# (runtime/paxoscodec.py); a node expects only its own engine's kind after WELCOME
+LAST_KIND = PAXOS_MSGS
 
 # Limits of the schema.
 LIMIT_63 = 1 << 63  # terms, indexes, sizes: [0, 2^63); ids: [1, 2^63)
@@ -90,7 +93,7 @@ _WIRE_TYPES = {
     int(t): t for t in MsgType if t not in (MsgType.SNAP, MsgType.SNAP_STATUS, MsgType.UNREACHABLE)
 }
 _ENTRY_TYPES = (EntryType.NORMAL, EntryType.CONF_CHANGE)
-_CONF_CHANGE_TYPES = frozenset(int(t) for t in ConfChangeType)
+CONF_CHANGE_TYPES = frozenset(int(t) for t in ConfChangeType)
 
 
 class FrameError(ValueError):
@@ -102,7 +105,7 @@ class FrameError(ValueError):
         self.reason = reason
 
 
-def _uint(value: object, what: str) -> int:
+def check_uint(value: object, what: str) -> int:
     """An int in [0, 2^63) (bool is not an int here)."""
     if type(value) is not int:
         raise FrameError("malformed", f"{what} is not an integer")
@@ -135,7 +138,7 @@ def check_cluster_id(value: object) -> str:
     return cid
 
 
-def _fields(payload: list[Any], n: int, what: str) -> list[Any]:
+def check_fields(payload: list[Any], n: int, what: str) -> list[Any]:
     if len(payload) != n:
         raise FrameError("malformed", f"{what} has {len(payload)} fields, not {n}")
     return payload
@@ -189,12 +192,12 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
         t = t_or_none
     check_id(to, "to")
     check_id(frm, "from")
-    if _uint(term, "term") == 0:
+    if check_uint(term, "term") == 0:
         raise FrameError("out_of_range", "term 0 (every message carries its sender's term)")
-    _uint(log_term, "log term")
-    _uint(index, "index")
-    _uint(commit, "commit")
-    _uint(reject_hint, "reject hint")
+    check_uint(log_term, "log term")
+    check_uint(index, "index")
+    check_uint(commit, "commit")
+    check_uint(reject_hint, "reject hint")
     if type(reject) is not bool:
         raise FrameError("malformed", "reject is not a bool")
     if type(context) is not bytes:
@@ -253,7 +256,7 @@ def _decode_entries(flat: list[Any], prev_index: int, prev_term: int, term: int)
         raise FrameError("unknown_kind", f"entry type {max(kinds - {0, 1})}")
     if 1 in kinds:
         for e_type, data in zip(types, datas, strict=True):
-            if e_type == 1 and (len(data) < 9 or data[0] not in _CONF_CHANGE_TYPES):
+            if e_type == 1 and (len(data) < 9 or data[0] not in CONF_CHANGE_TYPES):
                 raise FrameError("malformed", "a conf change entry that does not decode")
     normal, conf = EntryType.NORMAL, EntryType.CONF_CHANGE
     return [
@@ -266,8 +269,8 @@ def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
     if type(snap) is not list or len(snap) != 4:
         raise FrameError("malformed", "snapshot meta is a 4-field array")
     s_index, s_term, voters, learners = snap
-    _uint(s_index, "snapshot index")
-    if _uint(s_term, "snapshot term") > term:
+    check_uint(s_index, "snapshot index")
+    if check_uint(s_term, "snapshot term") > term:
         raise FrameError("out_of_range", "snapshot term beyond the message's term")
     sets = []
     for what, ids in (("voters", voters), ("learners", learners)):
@@ -283,8 +286,8 @@ def _decode_snapshot_meta(snap: Any, term: int) -> Snapshot:
 
 def decode_msgs(payload: list[Any]) -> tuple[int, list[Message]]:
     """[MSGS, sender_commit, [message, ...]] -> (sender commit, messages)."""
-    _, sender_commit, raw = _fields(payload, 3, "MSGS")
-    _uint(sender_commit, "sender commit")
+    _, sender_commit, raw = check_fields(payload, 3, "MSGS")
+    check_uint(sender_commit, "sender commit")
     if type(raw) is not list:
         raise FrameError("malformed", "MSGS carries no message list")
     if len(raw) > MAX_MSGS_PER_FRAME:
@@ -308,7 +311,7 @@ def decode_hello(payload: list[Any]) -> Hello:
         raise FrameError("unexpected", "the first frame must be HELLO")
     if len(payload) >= 2 and payload[1] != PROTOCOL_VERSION:
         raise FrameError("version", f"protocol version {payload[1]!r}")
-    _, _, cluster_id, frm, to, name = _fields(payload, 6, "HELLO")
+    _, _, cluster_id, frm, to, name = check_fields(payload, 6, "HELLO")
     return Hello(
         check_cluster_id(cluster_id),
         check_id(frm, "from"),
@@ -327,7 +330,7 @@ def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
         raise FrameError(reason, "the peer refused our HELLO")
     if payload[0] != WELCOME:
         raise FrameError("unexpected", "the first answer must be WELCOME")
-    _, cluster_id, member, name = _fields(payload, 4, "WELCOME")
+    _, cluster_id, member, name = check_fields(payload, 4, "WELCOME")
     return (
         check_cluster_id(cluster_id),
         check_id(member, "id"),
@@ -336,12 +339,12 @@ def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
 
 
 def decode_snap_begin(payload: list[Any]) -> tuple[Message, int]:
-    _, raw, size = _fields(payload, 3, "SNAP_BEGIN")
-    return decode_message(raw, snapshot=True), _uint(size, "snapshot size")
+    _, raw, size = check_fields(payload, 3, "SNAP_BEGIN")
+    return decode_message(raw, snapshot=True), check_uint(size, "snapshot size")
 
 
 def decode_snap_chunk(payload: list[Any]) -> bytes:
-    _, data = _fields(payload, 2, "SNAP_CHUNK")
+    _, data = check_fields(payload, 2, "SNAP_CHUNK")
     if type(data) is not bytes:
         raise FrameError("malformed", "SNAP_CHUNK data is not bytes")
     if len(data) > MAX_CHUNK_BYTES:
@@ -350,14 +353,14 @@ def decode_snap_chunk(payload: list[Any]) -> bytes:
 
 
 def decode_snap_end(payload: list[Any]) -> str:
-    _, digest = _fields(payload, 2, "SNAP_END")
+    _, digest = check_fields(payload, 2, "SNAP_END")
     return check_str(digest, "sha256", 64)
 
 
 def decode_snap_ack(payload: list[Any]) -> tuple[bool, str]:
     if payload[0] != SNAP_ACK:
         raise FrameError("unexpected", "expected SNAP_ACK")
-    _, ok, reason = _fields(payload, 3, "SNAP_ACK")
+    _, ok, reason = check_fields(payload, 3, "SNAP_ACK")
     if type(ok) is not bool:
         raise FrameError("malformed", "SNAP_ACK ok is not a bool")
     return ok, check_str(reason, "reason", MAX_REASON_CHARS)
@@ -375,13 +378,36 @@ def unpack_payload(body: bytes) -> list[Any]:
         raise FrameError("malformed", f"frame is not msgpack: {type(exc).__name__}") from None
     if type(payload) is not list or not payload or type(payload[0]) is not int:
         raise FrameError("malformed", "frame is not a [kind, ...] array")
-    if not HELLO <= payload[0] <= REFUSED:
+    if not HELLO <= payload[0] <= LAST_KIND:
         raise FrameError("unknown_kind", f"frame kind {payload[0]}")
     return payload
 
 
 def pack_messages(sender_commit: int, messages: list[Message]) -> bytes:
     return pack_frame([MSGS, sender_commit, [encode_message(m) for m in messages]])
+
+
+class Wire(Protocol):
+    """One engine's messages on the peer transport: its frame kind for a batch, and
+    the encoders and checked decoders of its messages. The framing, the handshake
+    and the snapshot stream are shared."""
+
+    MSGS: int
+
+    def encode_message(self, m: Any) -> list[Any]: ...
+    def pack_messages(self, sender_commit: int, messages: list[Any]) -> bytes: ...
+    def decode_msgs(self, payload: list[Any]) -> tuple[int, list[Any]]: ...
+    def decode_snap_begin(self, payload: list[Any]) -> tuple[Any, int]: ...
+
+
+class RaftWire:
+    """The Raft engine's messages on the peer transport (`Wire`)."""
+
+    MSGS = MSGS
+    encode_message = staticmethod(encode_message)
+    pack_messages = staticmethod(pack_messages)
+    decode_msgs = staticmethod(decode_msgs)
+    decode_snap_begin = staticmethod(decode_snap_begin)
 
 
 def _bench() -> None:  # pragma: no cover - a measurement, printed for humans

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftkv.consensus import ENGINES
 from raftkv.runtime.identity import member_id
 
 CLUSTER_STATES = ("new", "existing")
@@ -42,6 +43,9 @@ class NodeConfig:
     advertise_peer_url: str = ""
     initial_cluster: list[InitialMember] = field(default_factory=list)
     initial_cluster_state: str = "new"
+    # The consensus engine (raftkv.consensus.ENGINES), recorded in the data directory
+    # at first start; a directory made by the other engine is refused.
+    consensus: str = "raft"
     resolve: dict[str, str] = field(default_factory=dict)
     tick_ms: int = 100
     election_ticks: int = 10
@@ -113,6 +117,8 @@ class NodeConfig:
             raise ValueError("--name is required")
         if self.initial_cluster_state not in CLUSTER_STATES:
             raise ValueError(f"--initial-cluster-state must be one of {CLUSTER_STATES}")
+        if self.consensus not in ENGINES:
+            raise ValueError(f"--consensus must be one of {', '.join(ENGINES)}")
         if self.heartbeat_ticks <= 0 or self.election_ticks <= self.heartbeat_ticks:
             raise ValueError("need 0 < --heartbeat-ticks < --election-ticks")
         if self.tick_ms <= 0:
@@ -286,6 +292,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--advertise-peer-url", default="", help="host:port peers reach this node at")
     add("--initial-cluster", default="", help="name=peerhost:port,... the bootstrap voters")
     add("--initial-cluster-state", default="new", choices=CLUSTER_STATES)
+    add(
+        "--consensus",
+        default="raft",
+        choices=ENGINES,
+        help="consensus engine (default raft); recorded in the data directory at first "
+        "start, which the other engine then refuses (docs/consensus.md)",
+    )
     add("--resolve", default="", help="host=ip[,host=ip...]: applied before DNS")
     add("--tick-ms", type=int, default=100)
     add("--election-ticks", type=int, default=10)
@@ -507,6 +520,7 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         advertise_peer_url=ns.advertise_peer_url,
         initial_cluster=parse_initial_cluster(ns.initial_cluster),
         initial_cluster_state=ns.initial_cluster_state,
+        consensus=ns.consensus,
         resolve=parse_resolve(ns.resolve),
         tick_ms=ns.tick_ms,
         election_ticks=ns.election_ticks,

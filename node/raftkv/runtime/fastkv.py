@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl
 
 from multidict import MultiDict, MultiDictProxy
 
+from raftkv.consensus import StateRole
 from raftkv.fsm import ApplyResult
-from raftkv.raft import StateRole
 from raftkv.runtime.errors import ApiError
 from raftkv.runtime.http import api_error, error_parts, path_key, result_of
 from raftkv.runtime.http.auth import Identity

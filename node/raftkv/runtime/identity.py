@@ -154,3 +154,47 @@ def creates_cluster_id(name: str, initial_cluster: list[str], *, new_cluster: bo
     if not new_cluster or name not in initial_cluster:
         return False
     return member_id(name) == min(member_id(n) for n in initial_cluster)
+
+
+# --- the consensus engine ------------------------------------------------------------
+# docs/contracts.md "Consensus engine": the engine that wrote a data directory is
+# recorded in it at first start; its log, hard state and snapshots mean something
+# only to that engine, so a start with the other one is refused.
+CONSENSUS_FILE = "consensus.json"
+
+
+class EngineMismatchError(IdentityError):
+    """The data directory was made by the other consensus engine."""
+
+
+def load_engine(data_dir: Path) -> str | None:
+    path = data_dir / CONSENSUS_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IdentityError(f"{path}: not JSON ({exc})") from None
+    engine = parsed.get("engine") if isinstance(parsed, dict) else None
+    if not isinstance(engine, str) or not engine:
+        raise IdentityError(f"{path}: 'engine' must be a non-empty string")
+    return engine
+
+
+def resolve_engine(data_dir: Path, engine: str, *, fsync: bool = True) -> str:
+    """Check `engine` (--consensus) against the directory's record, writing the record
+    at first start. A directory with state but no record predates the choice: Raft."""
+    recorded = load_engine(data_dir)
+    if recorded is None and _has_state(data_dir):
+        recorded = "raft"
+    if recorded is not None and recorded != engine:
+        raise EngineMismatchError(
+            f"{data_dir} holds the state of a {recorded} node, and this one was started "
+            f"with --consensus {engine}: start it with --consensus {recorded} (an engine "
+            "cannot read the other's log), or give it an empty data directory"
+        )
+    if load_engine(data_dir) is None:
+        _write_json_atomic(data_dir / CONSENSUS_FILE, {"engine": engine}, fsync=fsync)
+    return engine

@@ -36,23 +36,22 @@ import time
 from collections.abc import Callable
 from typing import Any, assert_never
 
-from raftkv.fsm import LeaseExpire, MemberClientUrl, StateMachine, encode
-from raftkv.raft import (
+from raftkv.consensus import (
     NONE,
+    AnyConsensus,
     ConfChange,
     ConfChangeType,
     Entry,
     HardState,
-    Message,
-    MsgType,
     NotLeader,
     ProposalDropped,
-    Raft,
-    Ready,
+    ReadyBatch,
     Snapshot,
     SoftState,
     StateRole,
+    sends_before_persist,
 )
+from raftkv.fsm import LeaseExpire, MemberClientUrl, StateMachine, encode
 from raftkv.runtime import ready
 from raftkv.runtime.admission import ClusterId
 from raftkv.runtime.applier import Applier
@@ -118,10 +117,11 @@ class NodeLoop:
         # How the process ends when the loop dies (a test replaces it).
         self.exit_process: Callable[[int], None] = os._exit
         self.leases = LeaseClock()
-        self.send: Callable[[list[Message]], None] = lambda msgs: None
+        # The engine's messages to the peer transport (which encodes them).
+        self.send: Callable[[list[Any]], None] = lambda msgs: None
         self.on_members_changed: Callable[[], None] = lambda: None
         self.on_role_changed: Callable[[], None] = lambda: None  # must not block
-        self.core: Raft  # set by open()
+        self.core: AnyConsensus  # set by open(): the engine of --consensus
         # This node's cluster id (runtime.admission); the server sets it at start.
         self.cluster = ClusterId(None, None)
         # The TLS files each plane's contexts were built from, for /v1/status (the server
@@ -157,10 +157,12 @@ class NodeLoop:
             metrics,
             is_leader=lambda: self.core.role == StateRole.LEADER,
             on_conf_change=self._on_conf_change,
-            on_checkpoint=self._snapshots.write_checkpoint,
+            on_checkpoint=lambda checkpoint_id, index, term: self._snapshots.write_checkpoint(
+                checkpoint_id, index, self.core.shown_term(term)
+            ),
         )
         # The loop's own state.
-        self._inbox: list[Message] = []
+        self._inbox: list[Any] = []  # the engine's messages, decoded and checked
         self._actions: list[Callable[[], None]] = []
         self._waker: asyncio.Future[None] | None = None
         self._stopping = False
@@ -272,7 +274,7 @@ class NodeLoop:
         if self._inbox:
             inbox, self._inbox = self._inbox, []
             for m in inbox:
-                if m.type == MsgType.SNAP and (m.snapshot is None or m.snapshot.data is None):
+                if m.snapshot is not None and m.snapshot.data is None:
                     continue  # a snapshot arrives only through deliver_snapshot
                 if m.to != self.id:
                     continue  # meant for an earlier incarnation at this address
@@ -293,8 +295,9 @@ class NodeLoop:
                 fut.set_exception(exc)
             self.metrics.proposals_failed.inc(len(live))
             return
-        for i, (_, fut, started) in enumerate(live):
-            self.waiters.expect(first + i, term, fut, started)
+        by_value = self.core.OUTCOME_BY_VALUE
+        for i, (data, fut, started) in enumerate(live):
+            self.waiters.expect(first + i, term, fut, started, data if by_value else None)
         self._proposals.in_log(first + len(live) - 1, sum(len(d) for d, _, _ in live))
 
     def _on_tick(self) -> None:
@@ -313,14 +316,14 @@ class NodeLoop:
     # ======================================================================
     # One Ready
     # ======================================================================
-    async def _handle_ready(self, rd: Ready) -> None:
+    async def _handle_ready(self, rd: ReadyBatch[Any]) -> None:
         """Run the steps `ready.plan` gives for `rd` (the order, and why it is safe, is
         explained there and in docs/architecture.md; the simulator runs the same plan)."""
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state)
         steps = ready.plan(
             rd,
-            leader=self.core.role == StateRole.LEADER,
+            leader=sends_before_persist(self.core),
             durable=self._durable_hs,
             deferred=self._deferred_hs,
         )
@@ -359,8 +362,9 @@ class NodeLoop:
                 self._restore_snapshot(step.snapshot)
             else:
                 assert_never(step)
-        if rd.hard_state is not None and rd.hard_state.term != self._last_term:
-            self._last_term = rd.hard_state.term
+        if rd.hard_state is not None and self.core.term != self._last_term:
+            # The term as the engine shows it (a Paxos hard state holds the whole ballot).
+            self._last_term = self.core.term
             self.view.changed()
         self.view.update_metrics()
         self._snapshots.maybe_snapshot(self.core)

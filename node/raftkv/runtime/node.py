@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from raftkv.consensus import NONE, ConfChange, HardState, NotLeader, StateRole, make_core
 from raftkv.fsm import ApplyResult
-from raftkv.raft import NONE, ConfChange, Config, HardState, Message, NotLeader, Raft, StateRole
 from raftkv.runtime.bootstrap import member_context, recover_or_bootstrap
 from raftkv.runtime.limits import admission_refusal
 from raftkv.runtime.loop import NodeLoop
@@ -71,22 +71,23 @@ class RaftNode(NodeLoop):
             self._snapshots.opened(state.snapshot.index)
         else:
             self._snapshots.opened(0)
-        self.core = Raft(
-            Config(
-                id=self.id,
-                election_tick=self.cfg.election_ticks,
-                heartbeat_tick=self.cfg.heartbeat_ticks,
-            ),
+        self.core = make_core(
+            self.cfg.consensus,
+            self.id,
+            election_tick=self.cfg.election_ticks,
+            heartbeat_tick=self.cfg.heartbeat_ticks,
             hard_state=state.hard_state,
             snapshot=state.snapshot,
             entries=state.entries,
         )
         self._last_term = self.core.term
-        self._durable_hs = HardState(self.core.term, self.core.vote, self.core.commit)
+        hs = state.hard_state
+        self._durable_hs = HardState(hs.term, hs.vote, self.core.commit)
         log.info(
-            "node %s (id %d) starts at term %d, commit %d, last index %d, members %s",
+            "node %s (id %d, %s) starts at term %d, commit %d, last index %d, members %s",
             self.cfg.name,
             self.id,
+            self.core.ENGINE,
             self.core.term,
             self.core.commit,
             self.core.last_index(),
@@ -121,19 +122,19 @@ class RaftNode(NodeLoop):
     # ======================================================================
     # Inputs (called from the HTTP layer and the transport): queue, wake the loop
     # ======================================================================
-    def deliver(self, frm: int, sender_commit: int, msgs: list[Message]) -> None:
+    def deliver(self, frm: int, sender_commit: int, msgs: list[Any]) -> None:
         if sender_commit:
             self.peer_commit[frm] = sender_commit
         self.peer_seen[frm] = time.monotonic()
         self._inbox.extend(msgs)
         self._wake()
 
-    def snapshot_allowed(self, msg: Message) -> bool:
-        """A snapshot replaces the whole state: only from the leader of our term."""
-        core = self.core
-        return msg.term == core.term and core.leader == msg.frm and msg.frm != self.id
+    def snapshot_allowed(self, msg: Any) -> bool:
+        """A snapshot replaces the whole state: only from whom the engine trusts with
+        one (Raft: the leader of our term)."""
+        return self.core.snapshot_acceptable(msg)
 
-    async def deliver_snapshot(self, msg: Message, data: bytes) -> bool:
+    async def deliver_snapshot(self, msg: Any, data: bytes) -> bool:
         assert msg.snapshot is not None
         if not self.snapshot_allowed(msg):
             return False
@@ -232,16 +233,19 @@ class RaftNode(NodeLoop):
 
         term, index = await self.call(submit)
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self.waiters.expect(index, term, fut, time.monotonic())
+        data = cc.encode() if self.core.OUTCOME_BY_VALUE else None
+        self.waiters.expect(index, term, fut, time.monotonic(), data)
         return await fut
 
     def transfer_target(self, eligible: Callable[[int], bool] | None = None) -> int | None:
         """The most caught-up other voter for which `eligible` holds (None if none)."""
         core = self.core
         candidates = [
-            (pr.match, m)
-            for m, pr in core.prs.items()
-            if m != self.id and m in core.conf.voters and (eligible is None or eligible(m))
+            (match, m)
+            for m in core.conf.voters
+            if m != self.id
+            and (match := core.match_index(m)) is not None
+            and (eligible is None or eligible(m))
         ]
         return max(candidates)[1] if candidates else None
 

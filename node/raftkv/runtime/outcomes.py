@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from raftkv.raft import SnapshotMeta
+from raftkv.consensus import SnapshotMeta
 
 log = logging.getLogger("raftkv.node")
 
@@ -89,15 +89,18 @@ def _resolved(result: Any, exc: BaseException | None) -> None:
 Pending = asyncio.Future[Any] | Completion  # what the loop resolves
 
 
-def snapshot_outcome(index: int, term: int, meta: SnapshotMeta) -> Exception:
+def snapshot_outcome(
+    index: int, term: int, meta: SnapshotMeta, *, certain: bool = True
+) -> Exception:
     """What a proposal at (index, term) learns when a snapshot at `meta` replaces it.
 
     Only two cases are certain. The snapshot's own entry is at (meta.index,
     meta.term); a different term there means ours was overwritten. And a log's terms
     never decrease, so no committed entry at or below meta.index has a term above
     meta.term: ours, of a later term, never committed. Either way it did not apply.
-    Otherwise the snapshot may well contain it: outcome unknown."""
-    if term > meta.term or (index == meta.index and term != meta.term):
+    Otherwise the snapshot may well contain it: outcome unknown. `certain=False`
+    (Multi-Paxos, where slot ballots say nothing of a prefix): always unknown."""
+    if certain and (term > meta.term or (index == meta.index and term != meta.term)):
         return ProposalLost(
             f"entry {index} was replaced by another leader's "
             f"(snapshot at {meta.index}, term {meta.term}); retry"

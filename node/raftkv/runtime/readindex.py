@@ -9,7 +9,7 @@ import itertools
 import os
 from dataclasses import dataclass
 
-from raftkv.raft import NotLeader, Raft, ReadState
+from raftkv.consensus import AnyConsensus, NotLeader, ReadState
 from raftkv.runtime.outcomes import Pending
 
 READ_RETRY_TICKS = 3  # re-issue a ReadIndex not answered within this many election timeouts
@@ -29,7 +29,7 @@ class ReadIndexQueue:
         self._seq = itertools.count(1)
         self._prefix = os.urandom(4)
 
-    def issue(self, core: Raft, tick: int) -> None:
+    def issue(self, core: AnyConsensus, tick: int) -> None:
         """Ask for one read index for every queued read."""
         futures = [f for f in self.queued if not f.done()]
         self.queued = []

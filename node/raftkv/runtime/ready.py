@@ -1,9 +1,11 @@
 """The Ready plan: in which order a node handles one Ready, as data.
 
-`plan()` is pure (no I/O, no clock, no event loop): from a Ready, the node's
-role and what it has made durable, it returns the ordered steps. Two executors
-run those steps: the node loop (`NodeLoop._handle_ready`, loop.py) and the simulator
-(`tests/sim/cluster.py`), so every simulated seed exercises the order that
+`plan()` is pure (no I/O, no clock, no event loop): from a Ready of either
+consensus engine (`consensus.ReadyBatch`: Raft's and Multi-Paxos's Readies have
+the same fields), the node's role and what it has made durable, it returns the
+ordered steps. Three executors run those steps: the node loop
+(`NodeLoop._handle_ready`, loop.py) and the two simulators (`tests/sim/cluster.py`,
+`tests/sim/paxos_cluster.py`), so every simulated seed exercises the order that
 production uses, and a deliberately wrong plan (tests/sim/broken_plans.py) is
 caught by the simulator.
 
@@ -30,17 +32,19 @@ split in two), so planning costs a few small objects per Ready, none per entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol, final
+from typing import Any, Final, Generic, Protocol, TypeVar, final
 
-from raftkv.raft import Entry, HardState, Message, ReadState, Ready, Snapshot
+from raftkv.consensus import Entry, HardState, ReadState, ReadyBatch, Snapshot
+
+M = TypeVar("M")  # the engine's peer message: the plan never looks inside one
 
 
 @final
 @dataclass(frozen=True, slots=True)
-class Send:
+class Send(Generic[M]):
     """Hand these messages to the transport."""
 
-    messages: list[Message]
+    messages: list[M]
 
 
 @final
@@ -91,7 +95,7 @@ class RestoreSnapshot:
 @final
 @dataclass(frozen=True, slots=True)
 class Advance:
-    """Tell the core the Ready is handled (`Raft.advance`): a leader counts its own
+    """Tell the core the Ready is handled (`Consensus.advance`): a leader counts its own
     new entries towards a commit only now."""
 
 
@@ -104,7 +108,7 @@ class ReleaseReads:
 
 
 Step = (
-    Send
+    Send[Any]
     | Apply
     | PersistSnapshot
     | Persist
@@ -132,14 +136,18 @@ class Planner(Protocol):
     """The signature of `plan` (the simulator also runs deliberately wrong planners)."""
 
     def __call__(
-        self, rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None
+        self, rd: ReadyBatch[Any], *, leader: bool, durable: HardState, deferred: HardState | None
     ) -> list[Step]: ...
 
 
-def plan(rd: Ready, *, leader: bool, durable: HardState, deferred: HardState | None) -> list[Step]:
-    """The steps that handle `rd`, in order.
+def plan(
+    rd: ReadyBatch[Any], *, leader: bool, durable: HardState, deferred: HardState | None
+) -> list[Step]:
+    """The steps that handle `rd`, a Ready of either engine (`consensus.ReadyBatch`).
 
-    `leader`: the node's role as the Ready is taken. `durable`: the hard state on
+    `leader`: the node leads as the Ready is taken AND its engine lets a leader
+    send before its own fsync (`Consensus.LEADER_SENDS_BEFORE_PERSIST`: Raft yes,
+    Multi-Paxos no, so a Paxos node always persists first). `durable`: the hard state on
     disk. `deferred`: a commit-only hard state not yet written (None if none).
     The executor updates those two as it runs Persist, PersistSnapshot and
     DeferHardState steps, and passes them to the next call.

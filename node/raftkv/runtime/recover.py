@@ -64,14 +64,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftkv.consensus import ConfChange, ConfChangeType, Entry, EntryType, HardState
 from raftkv.fsm.machine import StateMachine
 from raftkv.fsm.members import LEARNER
-from raftkv.raft.types import ConfChange, ConfChangeType, Entry, EntryType, HardState
 from raftkv.runtime.identity import (
     CLUSTER_FILE,
     IDENTITY_FILE,
     IdentityError,
     load_cluster_id,
+    load_engine,
     load_identity,
     member_id,
     new_cluster_id,
@@ -348,6 +349,13 @@ def recover_data_dir(
         raise RecoverRefused(
             f"{wal_dir} holds no WAL segment: there is nothing to recover "
             "from (a member without a log cannot become the cluster)"
+        )
+    engine = load_engine(data_dir) or "raft"
+    if engine != "raft":
+        # It rewrites a Raft log; a Multi-Paxos log (storage.ballots) means something else.
+        raise RecoverRefused(
+            f"{data_dir} holds a {engine} node: `raftkv recover` handles Raft data "
+            'directories only (docs/consensus.md, "Status")'
         )
     node_name, mid = _resolve_name(data_dir, name)
     try:

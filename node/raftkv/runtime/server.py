@@ -16,8 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from raftkv.consensus import StateRole
 from raftkv.fsm import StateMachine
-from raftkv.raft import StateRole
+from raftkv.runtime import codec
 from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.fasthttp import ClientLimits, FastHttp
@@ -29,15 +30,18 @@ from raftkv.runtime.identity import (
     creates_cluster_id,
     load_cluster_id,
     new_cluster_id,
+    resolve_engine,
     resolve_identity,
     save_cluster_id,
 )
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftNode
 from raftkv.runtime.pauses import GcPauses, LoopLag, tune_collector
+from raftkv.runtime.paxoscodec import PaxosWire
 from raftkv.runtime.podlabel import PodLabeler, pod_labeler
 from raftkv.runtime.transport import PeerTransport
 from raftkv.security.tls import LoadedMaterial, ReloadingTLS, TLSFiles, build_client_context
+from raftkv.storage.ballots import BallotLog
 from raftkv.storage.checkpoints import CheckpointStore
 from raftkv.storage.errors import StorageError
 from raftkv.storage.protocols import RaftStore, SnapshotStore
@@ -75,6 +79,7 @@ class Server:
         data.mkdir(parents=True, exist_ok=True)
         fsync = not cfg.unsafe_no_fsync
         # Decided (and persisted) before any store opens or any peer hears from us.
+        resolve_engine(data, cfg.consensus, fsync=fsync)
         identity = resolve_identity(data, cfg.name, founder=cfg.is_founder, fsync=fsync)
         cfg.node_id = identity.id
         if identity.source == "fresh":
@@ -100,6 +105,8 @@ class Server:
             raft_store = WriteAheadLog(
                 data / "wal", fsync=fsync, crash_test_ledger=cfg.unsafe_crash_test_ledger
             )
+        if cfg.consensus == "multipaxos" and not isinstance(raft_store, BallotLog):
+            raft_store = BallotLog(raft_store)  # ballots and slot overwrites on the WAL
         self.node = RaftNode(
             cfg,
             raft_store=raft_store,
@@ -165,6 +172,7 @@ class Server:
             snapshot_allowed=node.snapshot_allowed,
             snapshot_source=node.snapshot_store.open_latest,
             commit_hint=lambda: node.core.commit,
+            wire=_WIRES[cfg.consensus](),
         )
         node.send = transport.send
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
@@ -370,6 +378,10 @@ def agreed(*loaded: LoadedMaterial) -> LoadedMaterial:
         first.cert_sha256 if all(m.cert_sha256 == first.cert_sha256 for m in loaded) else None,
         first.ca_sha256 if all(m.ca_sha256 == first.ca_sha256 for m in loaded) else None,
     )
+
+
+# Each engine's messages on the peer transport.
+_WIRES: dict[str, type[codec.Wire]] = {"raft": codec.RaftWire, "multipaxos": PaxosWire}
 
 
 def _prior_state(data: Path, identity_source: str) -> list[str]:

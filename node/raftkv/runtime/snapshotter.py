@@ -18,8 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from raftkv.consensus import AnyConsensus, HardState, Snapshot, SnapshotMeta
 from raftkv.fsm import StateMachine
-from raftkv.raft import HardState, Raft, Snapshot, SnapshotMeta
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.waiters import Waiters
@@ -92,7 +92,7 @@ class Snapshotter:
         self.metrics.snapshots.labels("installed").inc()
 
     # --- our own snapshots ----------------------------------------------------
-    def maybe_snapshot(self, core: Raft) -> None:
+    def maybe_snapshot(self, core: AnyConsensus) -> None:
         if self._snapshotting:
             return
         applied = core.applied
@@ -128,7 +128,7 @@ class Snapshotter:
 
         fut.add_done_callback(saved)
 
-    def _compact(self, core: Raft, meta: SnapshotMeta) -> None:
+    def _compact(self, core: AnyConsensus, meta: SnapshotMeta) -> None:
         keep = self.cfg.snapshot_catchup_entries
         core.compact(meta, keep)
         # Keep the log back to the previous snapshot too: if the newest snapshot file is

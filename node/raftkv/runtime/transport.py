@@ -45,13 +45,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
-from raftkv.raft.types import Message, MsgType, Snapshot, SnapshotMeta
+from raftkv.consensus import Snapshot, SnapshotMeta
 from raftkv.runtime import codec
 from raftkv.runtime.admission import PeerGate
 from raftkv.runtime.config import split_host_port
 from raftkv.runtime.metrics import NodeMetrics
 
 log = logging.getLogger("raftkv.transport")
+
+# An engine's message (Raft's or Multi-Paxos's): the transport reads only its `to`,
+# `frm` and `snapshot`; the engine's `codec.Wire` encodes and checks the rest.
+PeerMessage = Any
 
 SNAP_CHUNK_BYTES = 1 << 20
 MAX_QUEUED_MESSAGES = 50_000  # per peer; beyond this the peer is too slow: drop and probe
@@ -84,13 +88,13 @@ class PeerTLS(Protocol):
 
 
 # Callbacks into the node.
-OnMessages = Callable[[int, int, list[Message]], None]  # (from id, sender commit, msgs)
+OnMessages = Callable[[int, int, list[PeerMessage]], None]  # (from id, sender commit, msgs)
 OnUnreachable = Callable[[int], None]
 OnSnapshotStatus = Callable[[int, bool], None]
 # Steps a received SNAP message with its data; resolves True once accepted.
-OnSnapshot = Callable[[Message, bytes], Awaitable[bool]]
+OnSnapshot = Callable[[PeerMessage, bytes], Awaitable[bool]]
 # Whether a SNAP message may be taken now (from the leader of our current term).
-SnapshotAllowed = Callable[[Message], bool]
+SnapshotAllowed = Callable[[PeerMessage], bool]
 # The newest durable snapshot to stream: (meta, file, size), or None.
 SnapshotSource = Callable[[], tuple[SnapshotMeta, BinaryIO, int] | None]
 # host -> address to dial (asked on every dial).
@@ -157,7 +161,7 @@ class _Peer:
         self.t = transport
         self.id = peer_id
         self.url = url
-        self.buffer: list[Message] = []
+        self.buffer: list[PeerMessage] = []
         self.wakeup = asyncio.Event()
         self.writer: asyncio.StreamWriter | None = None
         self.connected = False
@@ -166,7 +170,7 @@ class _Peer:
         self.snapshot_task: asyncio.Task[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
-    def send(self, msgs: list[Message]) -> None:
+    def send(self, msgs: list[PeerMessage]) -> None:
         """Called from the Raft loop: must never raise (a dead socket is the peer's
         problem, reported as unreachable, never the loop's)."""
         writer = self.writer
@@ -175,7 +179,7 @@ class _Peer:
             return
         if not self.buffer and writer.transport.get_write_buffer_size() < WRITE_BACKLOG_BYTES:
             try:
-                writer.write(codec.pack_messages(self.t.commit_hint(), msgs))
+                writer.write(self.t.wire.pack_messages(self.t.commit_hint(), msgs))
                 self.last_sent = time.monotonic()
             except Exception as exc:  # closed under us (uvloop: RuntimeError), or OSError
                 self._lost(f"write failed: {exc!r}")
@@ -288,7 +292,7 @@ class _Peer:
             await writer.drain()  # the backlog first goes below the transport's mark
             batch, self.buffer = self.buffer, []
             if batch:
-                writer.write(codec.pack_messages(self.t.commit_hint(), batch))
+                writer.write(self.t.wire.pack_messages(self.t.commit_hint(), batch))
                 self.last_sent = time.monotonic()
 
     def _check_silence(self) -> None:
@@ -303,16 +307,16 @@ class _Peer:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 frame = await read_frame(reader)
-                if frame[0] != codec.MSGS:
+                if frame[0] != self.t.wire.MSGS:
                     raise codec.FrameError("unexpected", f"frame kind {frame[0]} after WELCOME")
                 self.t.deliver(self.id, frame)
 
-    def send_snapshot(self, m: Message) -> None:
+    def send_snapshot(self, m: PeerMessage) -> None:
         if self.snapshot_task is not None and not self.snapshot_task.done():
             return  # one stream at a time; the core re-sends after report_snapshot
         self.snapshot_task = asyncio.get_running_loop().create_task(self._stream_snapshot(m))
 
-    async def _stream_snapshot(self, m: Message) -> None:
+    async def _stream_snapshot(self, m: PeerMessage) -> None:
         ok = False
         try:
             ok = await self.t.stream_snapshot(self.id, self.url, m)
@@ -353,8 +357,11 @@ class PeerTransport:
         resolver: Resolver | None = None,
         tls: PeerTLS | None = None,
         on_peer_gone: OnUnreachable | None = None,
+        wire: codec.Wire | None = None,
     ) -> None:
         self.my_id = my_id
+        # The engine's messages on the wire (default: Raft's).
+        self.wire: codec.Wire = wire or codec.RaftWire()
         self.my_name = my_name
         self.gate = gate
         self.static_resolve = dict(resolve or {})
@@ -430,11 +437,11 @@ class PeerTransport:
             conn.close()  # a removed member keeps no connection to us
 
     # --- sending -------------------------------------------------------------
-    def send(self, messages: list[Message]) -> None:
+    def send(self, messages: list[PeerMessage]) -> None:
         """One frame per peer for the messages of one Ready. Never raises."""
-        by_peer: dict[int, list[Message]] = {}
+        by_peer: dict[int, list[PeerMessage]] = {}
         for m in messages:
-            if m.type == MsgType.SNAP:
+            if m.snapshot is not None:  # a snapshot: streamed on its own connection
                 peer = self.peers.get(m.to)
                 if peer is None:
                     self.on_unreachable(m.to)
@@ -457,10 +464,10 @@ class PeerTransport:
                 log.exception("sending to peer %s failed", to)
                 self.on_unreachable(to)
 
-    def send_elsewhere(self, to: int, msgs: list[Message]) -> None:
+    def send_elsewhere(self, to: int, msgs: list[PeerMessage]) -> None:
         """No outbound connection to `to`: answer over its connection to us, if any."""
         conn = self._return_paths.get(to)
-        if conn is None or not conn.write(codec.pack_messages(self.commit_hint(), msgs)):
+        if conn is None or not conn.write(self.wire.pack_messages(self.commit_hint(), msgs)):
             self.on_unreachable(to)
 
     def probe_gone(self, peer_id: int) -> None:
@@ -531,7 +538,7 @@ class PeerTransport:
         return reader, writer
 
     # --- snapshots: sender ---------------------------------------------------
-    async def stream_snapshot(self, peer_id: int, url: str, m: Message) -> bool:
+    async def stream_snapshot(self, peer_id: int, url: str, m: PeerMessage) -> bool:
         loop = asyncio.get_running_loop()
         # Opening verifies the file's sha256: a full read, so not on the event loop.
         source = await loop.run_in_executor(None, self.snapshot_source)
@@ -546,7 +553,7 @@ class PeerTransport:
             fileobj.close()
             raise
         try:
-            writer.write(codec.pack_frame([codec.SNAP_BEGIN, codec.encode_message(m), size]))
+            writer.write(codec.pack_frame([codec.SNAP_BEGIN, self.wire.encode_message(m), size]))
             digest = hashlib.sha256()
             while True:
                 chunk = await loop.run_in_executor(None, fileobj.read, SNAP_CHUNK_BYTES)
@@ -573,7 +580,7 @@ class PeerTransport:
     def deliver(self, peer_id: int, frame: list[Any]) -> None:
         """A MSGS frame on a connection bound to `peer_id`: only messages from that
         peer to this node go on."""
-        sender_commit, msgs = codec.decode_msgs(frame)
+        sender_commit, msgs = self.wire.decode_msgs(frame)
         good = [m for m in msgs if m.frm == peer_id and m.to == self.my_id]
         if len(good) != len(msgs):
             self.metrics.frames_rejected.labels("wrong_sender").inc(len(msgs) - len(good))
@@ -595,7 +602,7 @@ class PeerTransport:
             del self._return_paths[conn.peer_id]
 
     async def receive_snapshot(
-        self, msg: Message, size: int, reader: asyncio.StreamReader, writer: _ReplyWriter
+        self, msg: PeerMessage, size: int, reader: asyncio.StreamReader, writer: _ReplyWriter
     ) -> None:
         fd, tmp = tempfile.mkstemp(prefix="snap-", suffix=".part", dir=self.spool_dir)
         ok, reason = False, ""
@@ -752,13 +759,13 @@ class _InboundProtocol(asyncio.Protocol):
             self.write(codec.pack_welcome(self.t.gate.cluster.value, self.t.my_id, self.t.my_name))
             return
         kind = frame[0]
-        if kind == codec.MSGS:
+        if kind == self.t.wire.MSGS:
             self.t.deliver(self.peer_id, frame)
             if not self._return_path:
                 self._return_path = True  # a connection that carries messages, not a snapshot
                 self.t.bound(self)
         elif kind == codec.SNAP_BEGIN:
-            msg, size = codec.decode_snap_begin(frame)
+            msg, size = self.t.wire.decode_snap_begin(frame)
             if msg.frm != self.peer_id or msg.to != self.t.my_id:
                 raise codec.FrameError("wrong_sender", "a snapshot for or from someone else")
             if not self.t.snapshot_allowed(msg):
@@ -767,7 +774,7 @@ class _InboundProtocol(asyncio.Protocol):
         else:
             raise codec.FrameError("unexpected", f"frame kind {kind} on an inbound connection")
 
-    def _start_snapshot(self, msg: Message, size: int) -> None:
+    def _start_snapshot(self, msg: PeerMessage, size: int) -> None:
         assert self.transport is not None
         stream = self.stream = asyncio.StreamReader(limit=1 << 20)
         stream.set_transport(self.transport)  # pauses reading while it is backed up
@@ -779,7 +786,7 @@ class _InboundProtocol(asyncio.Protocol):
         )
 
     async def _snapshot(
-        self, msg: Message, size: int, stream: asyncio.StreamReader, writer: _ReplyWriter
+        self, msg: PeerMessage, size: int, stream: asyncio.StreamReader, writer: _ReplyWriter
     ) -> None:
         try:
             await self.t.receive_snapshot(msg, size, stream, writer)

@@ -9,7 +9,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from raftkv.raft import NONE, StateRole
+from raftkv.consensus import NONE, StateRole
 from raftkv.runtime.limits import over_quota
 
 if TYPE_CHECKING:
@@ -90,13 +90,12 @@ class NodeView:
         out = []
         for m in sorted(core.conf.members()):
             info = self.member_info(m)
-            pr = core.prs.get(m) if leader else None
             out.append(
                 {
                     "id": m,
                     **info,
                     "role": "learner" if m in core.conf.learners else "voter",
-                    "match_index": (pr.match if pr is not None else None),
+                    "match_index": core.match_index(m) if leader else None,
                 }
             )
         return out
@@ -117,7 +116,7 @@ class NodeView:
             "commit_index": core.commit,
             "applied_index": node.fsm.applied_index,
             "last_index": core.last_index(),
-            "last_term": core.log.last_term(),
+            "last_term": core.last_term(),
             "ready": self.is_ready(),
             "revision": node.fsm.revision,
             "members": self.members(),
@@ -126,10 +125,10 @@ class NodeView:
 
     def learner_lag(self, member: int) -> int | None:
         core = self.node.core
-        pr = core.prs.get(member)
-        if pr is None:
+        match = core.match_index(member)
+        if match is None:
             return None
-        return max(0, core.commit - pr.match)
+        return max(0, core.commit - match)
 
     # --- waiting for a change of leader or term -------------------------------
     def changed(self) -> None:
@@ -204,13 +203,16 @@ class NodeView:
             return
         now = time.monotonic()
         recent = 2 * node.cfg.election_timeout
-        for member, pr in core.prs.items():
+        for member in sorted(core.conf.members()):
+            match = core.match_index(member)
+            if match is None:
+                continue
             # The id and the name (`node2`, `demo-1`): people and dashboards go by names.
             labels = (str(member), self.member_name(member))
             if self._member_labels.get(member, labels) != labels:
                 self.forget_member_series(member)  # its name became known or changed
             self._member_labels[member] = labels
-            lag = max(0, core.commit - pr.match)
+            lag = max(0, core.commit - match)
             node.metrics.member_lag.labels(*labels).set(lag)
             heard = member == node.id or now - node.peer_seen.get(member, -1e9) < recent
             healthy = heard and lag <= READY_LAG_ENTRIES

@@ -11,15 +11,23 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from raftkv.raft import SnapshotMeta
+from raftkv.consensus import Entry, SnapshotMeta
 from raftkv.runtime.outcomes import Pending, RequestTimeout, WaitInterrupted, snapshot_outcome
 
 
 @dataclass(slots=True)
 class ProposalWaiter:
-    term: int  # the entry at its index answers it only if it has this term
+    term: int  # the entry at its index answers it only if it has this term ...
     future: Pending
     started: float
+    # ... or, for an engine that decides outcomes by value (Multi-Paxos: a later
+    # leader may choose the same value again at its own ballot), these bytes.
+    data: bytes | None = None
+
+    def answered_by(self, e: Entry) -> bool:
+        if self.data is not None:
+            return e.data == self.data
+        return e.term == self.term
 
 
 class Waiters:
@@ -31,15 +39,20 @@ class Waiters:
         self.deadlines: deque[tuple[float, Pending]] = deque()
 
     # --- proposals ------------------------------------------------------------
-    def expect(self, index: int, term: int, future: Pending, started: float) -> None:
-        self.proposals[index] = ProposalWaiter(term, future, started)
+    def expect(
+        self, index: int, term: int, future: Pending, started: float, data: bytes | None = None
+    ) -> None:
+        self.proposals[index] = ProposalWaiter(term, future, started, data)
 
     def snapshot_installed(self, meta: SnapshotMeta) -> None:
         """Waiters at or below the snapshot can no longer learn their outcome here."""
         for index in [i for i in self.proposals if i <= meta.index]:
             w = self.proposals.pop(index)
             if not w.future.done():
-                w.future.set_exception(snapshot_outcome(index, w.term, meta))
+                if w.data is not None:  # by value: a snapshot says nothing of one slot
+                    w.future.set_exception(snapshot_outcome(index, 0, meta, certain=False))
+                else:
+                    w.future.set_exception(snapshot_outcome(index, w.term, meta))
 
     def take_proposals(self) -> list[Pending]:
         """Forget every proposal waiter; their futures, for the caller to fail."""

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftkv.raft.types import HardState, SnapshotMeta
+from raftkv.storage.ballots import BallotLog, decode_state
 from raftkv.storage.errors import InconsistentStorageError, LostLogError
 from raftkv.storage.protocols import InitialState, RaftStore, SnapshotStore
 
@@ -57,7 +58,15 @@ def recover(
     """Load both stores, reconcile them (see the module docstring) and repair
     what a crash interrupted. `prior_state`: files whose existence proves the
     node ran before (with a log). A new log is created only after every check
-    passed, so a refused start leaves the directories as they were."""
+    passed, so a refused start leaves the directories as they were.
+
+    The Multi-Paxos engine's log (`ballots.BallotLog`) is checked and repaired in
+    its disk shape, where the rules are the same, then decoded for the core."""
+    if isinstance(log, BallotLog):
+        recovered = recover(log.disk, snapshots, prior_state=prior_state)
+        return RecoveredState(
+            decode_state(recovered.state), recovered.snapshot_data, recovered.reset_log
+        )
     log_state = log.load()
     latest = snapshots.latest()
     location = snapshots.location(latest[0]) if latest is not None else ""

@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from raftkv.consensus import ENGINES
 from raftkv.runtime.credentials import ClientCredentials
 from raftkv.tools.ports import free_ports
 
@@ -78,6 +79,12 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
     up.add_argument("--snapshot-entries", type=int, default=None)
     up.add_argument("--unsafe-no-fsync", action="store_true")
+    up.add_argument(
+        "--consensus",
+        choices=ENGINES,
+        default=None,
+        help="consensus engine of a new cluster (default raft; docs/consensus.md)",
+    )
     up.add_argument(
         "--insecure",
         action="store_true",
@@ -240,6 +247,13 @@ def peer_tls_args(node: dict[str, Any], state: dict[str, Any], directory: Path) 
     ]
 
 
+def _engine_of(state: dict[str, Any]) -> str:
+    extra = state.get("extra_args", [])
+    if "--consensus" in extra:
+        return str(extra[extra.index("--consensus") + 1])
+    return "raft"  # made before the choice existed
+
+
 def serve_command(node: dict[str, Any], state: dict[str, Any]) -> list[str]:
     initial = ",".join(f"{n['name']}={n['peer_url']}" for n in state["nodes"])
     # -P: the working directory is not put on sys.path, so a `raftkv/` folder where
@@ -372,6 +386,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             extra += ["--snapshot-entries", str(args.snapshot_entries)]
         if args.unsafe_no_fsync:
             extra.append("--unsafe-no-fsync")
+        extra += ["--consensus", args.consensus or "raft"]
         scheme = "http" if args.insecure else "https"
         state = {
             "host": args.host,
@@ -392,6 +407,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 for i in range(args.nodes)
             ],
         }
+    elif args.consensus is not None and args.consensus != _engine_of(state):
+        _err(
+            f"{directory} holds a {_engine_of(state)} cluster; --consensus only applies to "
+            "a new cluster"
+        )
+        return 2
     elif args.insecure and state.get("secure"):
         _err(
             f"{directory} holds a cluster with TLS and authentication; `--insecure` only "

@@ -292,6 +292,7 @@ _BUCKET: dict[str, Any] = {
 }
 
 BAD_CLUSTERS: list[tuple[str, Mutation, str]] = [
+    ("an unknown consensus engine", _set("spec.consensus", "paxos"), "consensus"),
     (
         "tls disabled with auth on",
         _set("spec.tls", {"mode": "disabled"}),
@@ -522,6 +523,7 @@ BAD_CLUSTERS_ADMISSION_ONLY: list[tuple[str, Mutation, str]] = [
 ]
 
 GOOD_CLUSTERS: list[tuple[str, Mutation]] = [
+    ("on multipaxos", _set("spec.consensus", "multipaxos")),
     (
         "explicitly insecure",
         lambda b: (
@@ -673,8 +675,12 @@ def _update(
         (None, lambda b: (_set("spec.tls", {"mode": "disabled"})(b),
                           _set("spec.auth", {"enabled": False})(b)),
          "tls cannot be turned on or off"),
+        (None, _set("spec.consensus", "multipaxos"), "consensus is immutable"),
+        (_set("spec.consensus", "multipaxos"), _set("spec.consensus", "raft"),
+         "consensus is immutable"),
     ],
-    ids=["resize", "add class", "drop class", "add restore", "change restore", "tls off"],
+    ids=["resize", "add class", "drop class", "add restore", "change restore", "tls off",
+         "raft to multipaxos", "multipaxos to raft"],
 )  # fmt: skip
 def test_forbidden_updates_are_rejected(
     cluster_admission: Admission, old: Mutation | None, new: Mutation, fragment: str
@@ -695,8 +701,18 @@ def test_forbidden_updates_are_rejected(
             _delete("spec.restore"),
         ),
         (None, _set("status", {"phase": "Available"})),
+        (_set("spec.consensus", "multipaxos"), _set("spec.replicas", 5)),
+        (_set("spec.consensus", "multipaxos"), _set("spec.consensus", "multipaxos")),
     ],
-    ids=["reclaim policy", "scale", "schedule", "drop restore", "status"],
+    ids=[
+        "reclaim policy",
+        "scale",
+        "schedule",
+        "drop restore",
+        "status",
+        "scale multipaxos",
+        "keep multipaxos",
+    ],
 )
 def test_allowed_updates_are_admitted(
     cluster_admission: Admission, old: Mutation | None, new: Mutation

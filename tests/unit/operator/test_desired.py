@@ -226,6 +226,19 @@ def test_member_pod_hardening_and_probes() -> None:
     assert desired.termination_grace_seconds(slow) >= 3 * slow.spec.raft.election_timeout_ms / 1000
 
 
+@pytest.mark.parametrize(
+    ("consensus", "flags"), [(None, []), ("raft", []), ("multipaxos", ["--consensus=multipaxos"])]
+)
+def test_members_run_the_consensus_engine_of_the_spec(
+    consensus: str | None, flags: list[str]
+) -> None:
+    cluster = _cluster("minimal.yaml", {"consensus": consensus} if consensus else None)
+    assert cluster.spec.consensus == (consensus or "raft")
+    args = desired.stateful_set(cluster)["spec"]["template"]["spec"]["containers"][0]["args"]
+    # Raft, the members' default, is not spelled out: existing clusters keep their template.
+    assert [a for a in args if a.startswith("--consensus")] == flags
+
+
 def test_production_placement_and_options_pass_through() -> None:
     cluster = CASES["production"]
     sts = desired.stateful_set(cluster)

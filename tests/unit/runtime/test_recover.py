@@ -12,7 +12,14 @@ from raftkv.cli import main
 from raftkv.fsm.machine import StateMachine
 from raftkv.raft.core import Config, Raft
 from raftkv.raft.types import ConfChange, ConfChangeType, Entry, EntryType, HardState
-from raftkv.runtime.identity import load_cluster_id, member_id, save_cluster_id, save_identity
+from raftkv.runtime.identity import (
+    CONSENSUS_FILE,
+    load_cluster_id,
+    member_id,
+    resolve_engine,
+    save_cluster_id,
+    save_identity,
+)
 from raftkv.runtime.recover import (
     BACKUP_PREFIX,
     ProbeResult,
@@ -227,3 +234,13 @@ def test_a_damaged_wal_is_refused_and_leaves_no_backup(
     assert err.startswith("raftkv recover: cannot read") and segment.name in err, err
     assert load_cluster_id(data) == OLD_CLUSTER
     assert not list(data.glob("*recover-backup-*"))
+
+
+def test_refuses_a_multipaxos_data_directory(tmp_path: Path) -> None:
+    data = make_member_dir(tmp_path, commit=5)
+    resolve_engine(data, "raft")  # what the directory says it is decides
+    (data / CONSENSUS_FILE).write_text('{"engine": "multipaxos"}')
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    with pytest.raises(RecoverRefused, match="holds a multipaxos node"):
+        recover_data_dir(data, yes=True, prober=no_one_answers)
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before

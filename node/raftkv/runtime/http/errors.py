@@ -15,7 +15,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from raftkv.raft import NotLeader, ProposalDropped
+from raftkv.consensus import NotLeader, ProposalDropped
 from raftkv.runtime.errors import ApiError, conflict, no_leader, unavailable
 from raftkv.runtime.limits import LimitExceeded
 from raftkv.runtime.outcomes import (

@@ -13,8 +13,8 @@ import aiohttp
 import aiohttp.abc
 from aiohttp import web
 
+from raftkv.consensus import NONE, StateRole
 from raftkv.protocol.headers import FORWARDED, LEADER_HINT
-from raftkv.raft import NONE, StateRole
 from raftkv.runtime.errors import ApiError, no_leader, unavailable
 from raftkv.runtime.http.errors import wait_interrupted
 from raftkv.runtime.http.params import MAX_WAIT_SECONDS, flag, float_param, read_body

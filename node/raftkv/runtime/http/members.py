@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raftkv.raft import ConfChange, ConfChangeType
+from raftkv.consensus import ConfChange, ConfChangeType
 from raftkv.runtime.bootstrap import member_context
 from raftkv.runtime.errors import bad_request, conflict, not_found
 from raftkv.runtime.http.params import match_int
@@ -87,7 +87,7 @@ class MemberResource:
         if mid not in conf.learners:
             raise not_found(f"member {mid} is not a learner of this cluster", "member_not_found")
         lag = self.node.learner_lag(mid)
-        if lag is None or lag > PROMOTE_LAG_ENTRIES or self.node.core.prs[mid].match == 0:
+        if lag is None or lag > PROMOTE_LAG_ENTRIES or not self.node.core.match_index(mid):
             raise conflict(
                 "not_caught_up",
                 f"learner {mid} is {lag} entries behind the commit index; "

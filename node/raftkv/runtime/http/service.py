@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from raftkv.consensus import ConfChange, NotLeader
 from raftkv.fsm import ApplyResult, InvalidCommand, Put, Session, encode
 from raftkv.protocol.headers import (
     CLIENT_ID,
@@ -21,7 +22,6 @@ from raftkv.protocol.headers import (
     SEQ,
     VERSION,
 )
-from raftkv.raft import ConfChange, NotLeader
 from raftkv.runtime.errors import ApiError, bad_request, not_found
 from raftkv.runtime.http.auth import (
     Authenticator,
