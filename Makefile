@@ -190,7 +190,8 @@ BENCH_ARGS ?=
 .PHONY: install-bench-system bench-profile
 
 # wrk + Debian's etcd-server/etcd-client (+ golang-go and golang-etcd-server-dev to build
-# bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv
+# bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv on Raft
+# and on Multi-Paxos (BENCH_SYSTEMS, default etcd,raftkv,multipaxos)
 # (fsync on both), writes then linearizable reads at 1/16/64/256 connections: a table of
 # ops/s, p50/p99 and raftkv/etcd ratios; then leader changes during BENCH_STABLE_SECONDS
 # of saturated writes, BENCH_KILLS kill -9 failovers of each, and issue 15's goals
