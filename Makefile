@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 PYTEST_ARGS ?=
+# `make test` runs whole test files on this many pytest-xdist workers (a module's fixtures,
+# e.g. one cluster shared by its tests, stay in one process); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: install test lint sim sim-paxos demo bench bench-core crds clean fuzz-peer
 
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml
 
 test: install install-system install-chaos-system
 	$(BIN)/lint-imports pyproject.toml
-	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
