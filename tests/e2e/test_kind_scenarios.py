@@ -281,9 +281,9 @@ def test_multipaxos_cluster_fails_over_and_scales(kube: Kube, ns: str, node_imag
     assert kube.get(ns, cluster, "before") == (200, b"1")
     for replicas in (5, 3):
         kube.patch_cluster(ns, cluster, {"replicas": replicas})
-        wait_for(
-            f"{replicas} healthy multipaxos voters",
-            lambda wanted=replicas: kube.available(ns, cluster, wanted),
-            READY,
-        )
+
+        def scaled(wanted: int = replicas) -> bool:
+            return kube.available(ns, cluster, wanted)
+
+        wait_for(f"{replicas} healthy multipaxos voters", scaled, READY)
         assert kube.get(ns, cluster, "after") == (200, b"2")
