@@ -8,7 +8,7 @@ one. Anything else malformed is a `StatusFormatError` naming the field.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
@@ -97,6 +97,21 @@ class StatusTLS(WireModel):
     client: StatusPlaneTLS | None = None
 
 
+class StatusPeerModes(WireModel):
+    """What the peer port accepts and how the node dials its peers: what a migration of
+    a plain-text cluster to TLS waits on (docs/security.md)."""
+
+    accepts: list[Literal["tls", "plain"]] = []
+    dials: Literal["tls", "plain"] | None = None
+    migration: Literal["accept-both", "dial-tls"] | None = None
+    """The --peer-tls-migration stage (INSECURE while set), None outside one."""
+
+
+class StatusModes(WireModel):
+    peer: StatusPeerModes | None = None
+    """None from an older node that does not say."""
+
+
 class NodeStatus(WireModel):
     """A node's `/v1/status`."""
 
@@ -118,6 +133,7 @@ class NodeStatus(WireModel):
     members: tuple[StatusMember, ...] = ()
     tls: StatusTLS = StatusTLS()
     """An older node says nothing: both planes read as unknown."""
+    modes: StatusModes = StatusModes()
 
     @property
     def is_leader(self) -> bool:

@@ -11,6 +11,9 @@ the acceptor). Before any frame of it reaches the Raft core, `PeerGate` checks:
 - with peer TLS, the verified certificate names the claimed member: the member's
   name is one of its DNS subjectAltNames, or the host of the member's replicated
   peer URL is one of its DNS or IP subjectAltNames (exact match, no wildcards).
+  During a migration to TLS (`accept_plain`, --peer-tls-migration) a connection that
+  arrived in plain text skips this check: it is NOT authenticated, as under
+  --peer-insecure; one that arrived over TLS is held to it in full.
 
 Only a node that knows no membership at all (a joiner whose data directory is empty)
 accepts any member id: that is how the leader reaches a new learner. Likewise a node
@@ -117,15 +120,23 @@ def certificate_names_member(cert: PeerCert, name: str, peer_url: str) -> bool:
 
 class PeerGate:
     def __init__(
-        self, my_id: int, my_name: str, view: MembershipView, cluster: ClusterId, *, tls: bool
+        self,
+        my_id: int,
+        my_name: str,
+        view: MembershipView,
+        cluster: ClusterId,
+        *,
+        tls: bool,
+        accept_plain: bool = False,
     ) -> None:
         self.my_id = my_id
         self.my_name = my_name
         self.view = view
         self.cluster = cluster
         self.tls = tls
+        self.accept_plain = accept_plain  # INSECURE: a TLS migration stage
 
-    def check_hello(self, hello: codec.Hello, cert: PeerCert) -> None:
+    def check_hello(self, hello: codec.Hello, cert: PeerCert, *, plain: bool = False) -> None:
         """An inbound connection's HELLO: raises FrameError unless admitted."""
         if hello.to != self.my_id:
             raise codec.FrameError("not_member", f"HELLO meant for member {hello.to}")
@@ -137,10 +148,10 @@ class PeerGate:
                     "wrong_cluster" if hello.cluster_id else "not_member",
                     f"{hello.frm} is not a member of cluster {self.cluster.value}",
                 )
-            self._check_certificate(hello.frm, hello.name, cert)
+            self._check_certificate(hello.frm, hello.name, cert, plain)
             return
         self._check_member(hello.frm, hello.name)
-        self._check_certificate(hello.frm, hello.name, cert)
+        self._check_certificate(hello.frm, hello.name, cert, plain)
         self._check_cluster(hello.cluster_id)
 
     def _unknown_but_maybe_ahead(self, member: int) -> bool:
@@ -158,13 +169,21 @@ class PeerGate:
         )
 
     def check_welcome(
-        self, expected: int, cluster_id: str, member: int, name: str, cert: PeerCert
+        self,
+        expected: int,
+        cluster_id: str,
+        member: int,
+        name: str,
+        cert: PeerCert,
+        *,
+        plain: bool = False,
     ) -> None:
-        """The answer on a connection we dialed to member `expected`."""
+        """The answer on a connection we dialed to member `expected` (`plain`: we dialed
+        it without TLS)."""
         if member != expected:
             raise codec.FrameError("not_member", f"dialed member {expected}, {member} answered")
         self._check_member(member, name)
-        self._check_certificate(member, name, cert)
+        self._check_certificate(member, name, cert, plain)
         self._check_cluster(cluster_id)
 
     def _check_member(self, member: int, name: str) -> None:
@@ -180,9 +199,13 @@ class PeerGate:
         if known != name:
             raise codec.FrameError("not_member", f"member {member} is {known!r}, not {name!r}")
 
-    def _check_certificate(self, member: int, name: str, cert: PeerCert) -> None:
+    def _check_certificate(self, member: int, name: str, cert: PeerCert, plain: bool) -> None:
         if not self.tls:
             return
+        if plain:
+            if self.accept_plain:
+                return  # INSECURE migration stage: a plain connection proves nothing
+            raise codec.FrameError("certificate", "plain text on a TLS peer port")
         if not certificate_names_member(cert, name, self.view.member_peer_url(member)):
             raise codec.FrameError("certificate", f"the certificate does not name member {name!r}")
 

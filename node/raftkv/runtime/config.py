@@ -17,6 +17,10 @@ from raftkv.runtime.identity import member_id
 
 CLUSTER_STATES = ("new", "existing")
 METRICS_ACCESS = ("open", "authenticated")
+# Stages of migrating a running plain-text cluster to peer TLS (docs/security.md
+# "Migrating a pre-TLS cluster"), both INSECURE while they last: "accept-both" accepts
+# TLS or plain text and dials plain; "dial-tls" accepts both and dials TLS.
+PEER_TLS_MIGRATION_STAGES = ("accept-both", "dial-tls")
 DEFAULT_QUOTA_BACKEND_BYTES = 128 << 20
 # Where Kubernetes mounts a pod's service account token and the cluster CA.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -87,6 +91,9 @@ class NodeConfig:
     peer_key_file: Path | None = None
     peer_trusted_ca_file: Path | None = None
     peer_insecure: bool = False
+    # "" (none), or a PEER_TLS_MIGRATION_STAGES stage: with the three files, the peer
+    # port also accepts plain text, unauthenticated (INSECURE while it is set).
+    peer_tls_migration: str = ""
     # Leader routing on Kubernetes (runtime/podlabel.py): this pod's raftkv.dev/role label.
     pod_role_label: bool = False
     pod_name: str = ""  # default: --name
@@ -211,6 +218,15 @@ class NodeConfig:
     def peer_tls(self) -> bool:
         return self.peer_cert_file is not None
 
+    @property
+    def peer_accepts_plain(self) -> bool:
+        """The peer port takes plain-text connections too (a migration stage)."""
+        return bool(self.peer_tls_migration)
+
+    @property
+    def peer_dials_tls(self) -> bool:
+        return self.peer_tls and self.peer_tls_migration != "accept-both"
+
     def validate_peer_tls(self) -> None:
         files = (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file)
         given = sum(f is not None for f in files)
@@ -229,6 +245,16 @@ class NodeConfig:
                 "--peer-trusted-ca-file, or --peer-insecure to run the peer port "
                 "without TLS (then it must be isolated: docs/security.md)"
             )
+        if self.peer_tls_migration:
+            if self.peer_tls_migration not in PEER_TLS_MIGRATION_STAGES:
+                raise ValueError(
+                    f"--peer-tls-migration must be one of {', '.join(PEER_TLS_MIGRATION_STAGES)}"
+                )
+            if not given:
+                raise ValueError(
+                    "--peer-tls-migration needs the peer TLS files (--peer-cert-file, "
+                    "--peer-key-file, --peer-trusted-ca-file) instead of --peer-insecure"
+                )
 
     @property
     def tick_seconds(self) -> float:
@@ -429,6 +455,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "member); cluster id, membership checks and frame validation still apply",
     )
     add(
+        "--peer-tls-migration",
+        default="",
+        choices=["", *PEER_TLS_MIGRATION_STAGES],
+        help="INSECURE while set: a stage of moving a running --peer-insecure cluster to "
+        "peer TLS, one member at a time (docs/security.md). With the peer TLS files, the "
+        "peer port accepts mutual TLS (fully checked) AND unauthenticated plain text; "
+        "accept-both dials peers in plain text, dial-tls dials them with TLS. Drop the "
+        "flag once every member runs dial-tls",
+    )
+    add(
         "--pod-role-label",
         action="store_true",
         help="on Kubernetes: keep this pod's raftkv.dev/role label equal to the node's role "
@@ -555,6 +591,7 @@ def config_from_namespace(ns: argparse.Namespace) -> NodeConfig:
         peer_key_file=Path(ns.peer_key_file) if ns.peer_key_file else None,
         peer_trusted_ca_file=Path(ns.peer_trusted_ca_file) if ns.peer_trusted_ca_file else None,
         peer_insecure=ns.peer_insecure,
+        peer_tls_migration=ns.peer_tls_migration,
         pod_role_label=ns.pod_role_label,
         pod_name=ns.pod_name or ns.name,
         pod_namespace=ns.pod_namespace,

@@ -127,6 +127,8 @@ class NodeLoop:
         # The TLS files each plane's contexts were built from, for /v1/status (the server
         # sets it; None without TLS).
         self.tls_material: Callable[[], dict[str, Any]] = lambda: {"peer": None, "client": None}
+        # What the peer port accepts and how it dials (runtime.server.peer_modes).
+        self.peer_modes: Callable[[], dict[str, Any]] = lambda: {}
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         self.removed = False  # this node was removed from the cluster

@@ -248,6 +248,12 @@ class NodeMetrics:
         )
         for reason in PEER_REJECT_REASONS:
             self.frames_rejected.labels(reason)
+        self.peer_plain_connections = Counter(
+            "raftkv_peer_plain_connections_total",
+            "Peer connections admitted in plain text while --peer-tls-migration lets the "
+            "port take both (unauthenticated; zero once every member dials TLS)",
+            registry=r,
+        )
         self.kv_keys = Gauge("raftkv_kv_keys", "Keys in the store", registry=r)
         self.leases = Gauge("raftkv_leases", "Granted leases", registry=r)
         self.locks_held = Gauge("raftkv_locks_held", "Locks with a holder", registry=r)

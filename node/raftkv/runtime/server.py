@@ -131,6 +131,7 @@ class Server:
         self.client_tls: ReloadingTLS | None = None  # the client port's certificate
         self.forward_tls: ReloadingTLS | None = None  # follower -> leader forwarding
         self.node.tls_material = self.tls_material
+        self.node.peer_modes = self.peer_modes
 
     def tls_material(self) -> dict[str, Any]:
         """Per plane, the SHA-256 of the certificate and CA files its contexts use now
@@ -155,13 +156,22 @@ class Server:
             # unreachable API server delays the start, it does not stop it).
             await self.pod_labeler.flush(POD_LABEL_START_SECONDS)
         loop = asyncio.get_running_loop()
-        gate = PeerGate(node.id, cfg.name, node, self.cluster, tls=self.peer_tls is not None)
+        gate = PeerGate(
+            node.id,
+            cfg.name,
+            node,
+            self.cluster,
+            tls=self.peer_tls is not None,
+            accept_plain=cfg.peer_accepts_plain,
+        )
         transport = self.transport = PeerTransport(
             node.id,
             cfg.name,
             gate=gate,
             resolve=cfg.resolve,
             tls=self.peer_tls,
+            accept_plain=cfg.peer_accepts_plain,
+            dial_tls=cfg.peer_dials_tls,
             metrics=self.metrics,
             spool_dir=Path(cfg.data_dir) / "snapshots-incoming",
             on_messages=node.deliver,
@@ -218,7 +228,7 @@ class Server:
             node.id,
             cfg.advertise_client_url,
             cfg.advertise_peer_url,
-            "mutual TLS" if self.peer_tls is not None else "NO TLS",
+            self._peer_mode_text(),
             self.cluster.value or "not known yet",
         )
         if self.peer_tls is None:
@@ -226,6 +236,36 @@ class Server:
                 "--peer-insecure: the peer port has no TLS; anyone who can reach it "
                 "can act as a member. Isolate it (docs/security.md)."
             )
+        elif cfg.peer_accepts_plain:
+            log.warning(
+                "--peer-tls-migration %s: INSECURE while it lasts: the peer port also "
+                "accepts plain text, and a plain connection is not authenticated (anyone "
+                "who can reach the port can act as a member). Isolate it, and finish the "
+                "migration (docs/security.md).",
+                cfg.peer_tls_migration,
+            )
+
+    def _peer_mode_text(self) -> str:
+        if self.peer_tls is None:
+            return "NO TLS"
+        if self.cfg.peer_accepts_plain:
+            dials = "TLS" if self.cfg.peer_dials_tls else "plain text"
+            return f"mutual TLS or plain text, dialing {dials}: INSECURE migration"
+        return "mutual TLS"
+
+    def peer_modes(self) -> dict[str, Any]:
+        """What the peer port accepts and how this node dials (`/v1/status` `modes`):
+        what an operator migrating a cluster to TLS waits on."""
+        cfg = self.cfg
+        tls = self.peer_tls is not None
+        accepts = ["tls", "plain"] if cfg.peer_accepts_plain else ["tls"] if tls else ["plain"]
+        return {
+            "peer": {
+                "accepts": accepts,
+                "dials": "tls" if cfg.peer_dials_tls else "plain",
+                "migration": cfg.peer_tls_migration or None,
+            }
+        }
 
     @staticmethod
     def _peer_tls(cfg: NodeConfig) -> PeerTLSFiles | None:

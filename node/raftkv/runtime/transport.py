@@ -24,6 +24,14 @@ reported unreachable to the core; reconnection backs off exponentially. Sockets
 have TCP keepalive and TCP_USER_TIMEOUT, so a peer that vanished (a rescheduled
 pod) is noticed in seconds and redialled at its new address.
 
+During a migration of a plain-text cluster to TLS (`accept_plain`, docs/security.md
+"Migrating a pre-TLS cluster") the port takes both: each accepted socket's first byte
+is peeked (MSG_PEEK, nothing consumed); a TLS handshake record (0x16) gets the server
+SSLContext (Python's ssl does the handshake and the mutual-TLS checks), anything else
+the plain path, whose frame checks are unchanged (a HELLO's length starts with 0x00,
+so the two never overlap). Plain connections are admitted unauthenticated, as under
+--peer-insecure. `dial_tls` says how this node dials.
+
 Snapshots travel on a dedicated short-lived connection so they never hold up
 heartbeats: HELLO/WELCOME, SNAP_BEGIN, chunks, SNAP_END with a sha256, then the
 receiver steps the SNAP message with the assembled data and answers SNAP_ACK. A
@@ -76,6 +84,11 @@ KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 2, 1, 2
 # A peer we keep sending to that has said nothing (on any connection) for this long is
 # redialled: its address may have changed under a connection TCP still thinks is fine.
 PEER_SILENCE = 3.0
+# The first byte of a TLS connection: a handshake record (RFC 8446 5.1, content type 22).
+TLS_HANDSHAKE_RECORD = 0x16
+# A plain connection starts with a frame's 4-byte big-endian length: frames are capped
+# well below 0x16 << 24 bytes, so its first byte can never be a TLS record's.
+assert codec.MAX_FRAME_BYTES >> 24 < TLS_HANDSHAKE_RECORD
 LOG_EVERY = 10.0  # seconds between two warnings of the same kind
 
 
@@ -147,11 +160,56 @@ async def read_frame(reader: asyncio.StreamReader) -> list[Any]:
     return codec.unpack_payload(await reader.readexactly(length))
 
 
-def _peercert(writer_or_transport: Any) -> dict[str, Any] | None:
+def _over_tls(writer_or_transport: Any) -> bool:
     getter = writer_or_transport.get_extra_info
-    if getter("sslcontext") is None and getter("ssl_object") is None:
+    return getter("sslcontext") is not None or getter("ssl_object") is not None
+
+
+def _peercert(writer_or_transport: Any) -> dict[str, Any] | None:
+    if not _over_tls(writer_or_transport):
         return None
-    return cast("dict[str, Any] | None", getter("peercert"))
+    return cast("dict[str, Any] | None", writer_or_transport.get_extra_info("peercert"))
+
+
+def is_tls_start(first: bytes) -> bool:
+    """Whether a connection whose first byte is `first` speaks TLS (else: plain frames)."""
+    return bool(first) and first[0] == TLS_HANDSHAKE_RECORD
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _peek_first_byte(sock: socket.socket) -> bytes:
+    """The first byte the peer sent, left in the socket (b"": it closed first)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+        fd = sock.fileno()
+        loop.add_reader(fd, _set_once, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(fd)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket like create_server's ("" / "::": every address, both families
+    where the system can)."""
+    if host in ("", "::") and socket.has_dualstack_ipv6():
+        sock = socket.create_server(
+            ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
+        )
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=128)
+    sock.setblocking(False)
+    return sock
 
 
 class _Peer:
@@ -356,6 +414,8 @@ class PeerTransport:
         resolve: dict[str, str] | None = None,
         resolver: Resolver | None = None,
         tls: PeerTLS | None = None,
+        accept_plain: bool = False,
+        dial_tls: bool = True,
         on_peer_gone: OnUnreachable | None = None,
         wire: codec.Wire | None = None,
     ) -> None:
@@ -367,6 +427,10 @@ class PeerTransport:
         self.static_resolve = dict(resolve or {})
         self.resolver = resolver or _default_resolve
         self.tls = tls
+        # A TLS migration stage (INSECURE): the port also takes plain text; and whether
+        # this node dials with TLS (only meaningful with `tls`).
+        self.accept_plain = accept_plain and tls is not None
+        self.dial_tls = dial_tls
         self.metrics = metrics
         self.spool_dir = spool_dir
         self.on_messages = on_messages
@@ -381,6 +445,9 @@ class PeerTransport:
         self.peers: dict[int, _Peer] = {}
         self.closing = False
         self.server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None  # accept_plain: our own accept loop
+        self._accept_task: asyncio.Task[None] | None = None
+        self._classifying: set[asyncio.Task[None]] = set()
         self._inbound: set[_InboundProtocol] = set()
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
         self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
@@ -391,6 +458,12 @@ class PeerTransport:
     # --- lifecycle -----------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        if self.accept_plain:
+            self._listener = _listening_socket(host, port)
+            self._accept_task = asyncio.get_running_loop().create_task(
+                self._accept(self._listener), name="peer-accept"
+            )
+            return
         ssl_ctx = self.tls.server_context() if self.tls is not None else None
         self.server = await asyncio.get_running_loop().create_server(
             lambda: _InboundProtocol(self),
@@ -404,6 +477,14 @@ class PeerTransport:
         self.closing = True
         if self.server is not None:
             self.server.close()
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._accept_task
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._classifying):
+            task.cancel()
         for peer in list(self.peers.values()):
             await peer.close()
         self.peers.clear()
@@ -414,6 +495,52 @@ class PeerTransport:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+    async def _accept(self, listener: socket.socket) -> None:
+        """accept_plain: every connection is classified by its first byte."""
+        loop = asyncio.get_running_loop()
+        while not self.closing:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, ...: keep the port serving
+                self._log.warning("accept", "peer port accept failed: %r", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._classify(sock))
+            self._classifying.add(task)
+            task.add_done_callback(self._classifying.discard)
+
+    async def _classify(self, sock: socket.socket) -> None:
+        """Hand `sock` to the TLS server context or to the plain path, by its first byte;
+        one that says nothing within HANDSHAKE_TIMEOUT is cut."""
+        loop = asyncio.get_running_loop()
+        handed = False
+        try:
+            sock.setblocking(False)
+            try:
+                first = await asyncio.wait_for(_peek_first_byte(sock), HANDSHAKE_TIMEOUT)
+            except TimeoutError:
+                self.rejected(codec.FrameError("unexpected", "no first byte in time"), "inbound")
+                return
+            if not first:
+                return  # closed before saying anything
+            tls = is_tls_start(first)
+            assert self.tls is not None  # accept_plain implies tls
+            ctx = self.tls.server_context() if tls else None
+            handed = True  # from here the transport owns the socket
+            await loop.connect_accepted_socket(
+                lambda: _InboundProtocol(self, plain=not tls),
+                sock,
+                ssl=ctx,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed TLS handshake, a reset: this connection only
+            log.debug("inbound peer connection dropped before HELLO: %r", exc)
+        finally:
+            if not handed:
+                sock.close()
 
     # --- membership ----------------------------------------------------------
     def set_peer(self, peer_id: int, url: str) -> None:
@@ -512,7 +639,7 @@ class PeerTransport:
         `peer_id` proven as far as the gate can tell."""
         host, port = split_host_port(url)
         address = await self.resolve(host)
-        ctx = self.tls.client_context() if self.tls is not None else None
+        ctx = self.tls.client_context() if self.tls is not None and self.dial_tls else None
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 address,
@@ -531,7 +658,9 @@ class PeerTransport:
             )
             frame = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
             cluster_id, member, name = codec.decode_welcome(frame)
-            self.gate.check_welcome(peer_id, cluster_id, member, name, _peercert(writer))
+            self.gate.check_welcome(
+                peer_id, cluster_id, member, name, _peercert(writer), plain=not _over_tls(writer)
+            )
         except BaseException:
             writer.close()
             raise
@@ -660,8 +789,9 @@ class _InboundProtocol(asyncio.Protocol):
     (the stream is big and rare; flow control applies).
     """
 
-    def __init__(self, t: PeerTransport) -> None:
+    def __init__(self, t: PeerTransport, *, plain: bool = False) -> None:
         self.t = t
+        self.plain = plain  # arrived in plain text on a port that takes both
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.peer_id = 0  # 0 until the HELLO is admitted
@@ -752,7 +882,13 @@ class _InboundProtocol(asyncio.Protocol):
     def _on_frame(self, frame: list[Any]) -> None:
         if not self.peer_id:
             hello = codec.decode_hello(frame)
-            self.t.gate.check_hello(hello, _peercert(self.transport))
+            self.t.gate.check_hello(
+                hello,
+                _peercert(self.transport),
+                plain=self.plain,
+            )
+            if self.plain:
+                self.t.metrics.peer_plain_connections.inc()
             self.peer_id = hello.frm
             if self._deadline is not None:
                 self._deadline.cancel()

@@ -121,6 +121,7 @@ class NodeView:
             "revision": node.fsm.revision,
             "members": self.members(),
             "tls": node.tls_material(),
+            "modes": node.peer_modes(),
         }
 
     def learner_lag(self, member: int) -> int | None:

@@ -193,3 +193,29 @@ def test_one_founder_draws_the_cluster_id(tmp_path: Path) -> None:
     (tmp_path / "cluster.json").write_text('{"cluster_id": "nothex"}')
     with pytest.raises(IdentityError):
         load_cluster_id(tmp_path)
+
+
+def test_a_migrating_gate_checks_tls_connections_in_full_and_plain_ones_not_at_all(
+    tmp_path: Path,
+) -> None:
+    """--peer-tls-migration: a connection over TLS is held to the certificate rule; one
+    in plain text skips it (INSECURE, as under --peer-insecure); a gate outside a
+    migration refuses plain text on a TLS port."""
+    view = View({1: ("n1", "127.0.0.11:7380"), 2: ("n2", "127.0.0.12:7380")})
+    migrating = PeerGate(1, "n1", view, ClusterId(CID, tmp_path), tls=True, accept_plain=True)
+    hello = codec.Hello(CID, 2, 1, "n2")
+    migrating.check_hello(hello, cert(["n2"]))
+    migrating.check_hello(hello, None, plain=True)
+    with pytest.raises(codec.FrameError, match="does not name"):
+        migrating.check_hello(hello, cert(["n3"]))  # over TLS: the rule holds
+    with pytest.raises(codec.FrameError, match="does not name"):
+        migrating.check_welcome(2, CID, 2, "n2", cert(["n3"]))
+    migrating.check_welcome(2, CID, 2, "n2", None, plain=True)
+    # Membership and the cluster id still apply to a plain connection.
+    with pytest.raises(codec.FrameError, match="not a member"):
+        migrating.check_hello(codec.Hello(CID, 7, 1, "n7"), None, plain=True)
+    with pytest.raises(codec.FrameError, match="cluster"):
+        migrating.check_hello(codec.Hello("1e" * 16, 2, 1, "n2"), None, plain=True)
+    tls_only = PeerGate(1, "n1", view, ClusterId(CID, tmp_path), tls=True)
+    with pytest.raises(codec.FrameError, match="plain text"):
+        tls_only.check_hello(hello, cert(["n2"]), plain=True)

@@ -60,6 +60,24 @@ def test_no_peer_tls_must_be_asked_for() -> None:
         _parse(["--name", "a", *tls, "--peer-insecure"], peer_insecure=False)
 
 
+def test_a_peer_tls_migration_stage_needs_the_tls_files() -> None:
+    tls = ["--peer-cert-file", "c", "--peer-key-file", "k", "--peer-trusted-ca-file", "ca"]
+    with pytest.raises(ValueError, match="needs the peer TLS files"):
+        _parse(["--name", "a", "--peer-tls-migration", "accept-both"])
+    one = _parse(["--name", "a", *tls, "--peer-tls-migration", "accept-both"], peer_insecure=False)
+    assert one.peer_accepts_plain and not one.peer_dials_tls
+    two = _parse(
+        ["--name", "a", *tls],
+        {"RAFTKV_PEER_TLS_MIGRATION": "dial-tls"},
+        peer_insecure=False,
+    )
+    assert two.peer_accepts_plain and two.peer_dials_tls
+    done = _parse(["--name", "a", *tls], peer_insecure=False)
+    assert not done.peer_accepts_plain and done.peer_dials_tls
+    with pytest.raises(SystemExit):  # argparse: not a stage
+        _parse(["--name", "a", *tls, "--peer-tls-migration", "plain"], peer_insecure=False)
+
+
 def test_member_id_is_stable_and_json_safe() -> None:
     assert member_id("demo-0") == member_id("demo-0")
     assert member_id("demo-0") != member_id("demo-1")
