@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 PYTEST_ARGS ?=
+# `make test` runs whole test files on this many pytest-xdist workers (a module's fixtures,
+# e.g. one cluster shared by its tests, stay in one process); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: install test lint sim sim-paxos demo bench bench-core crds clean fuzz-peer
 
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml
 
 test: install install-system install-chaos-system
 	$(BIN)/lint-imports pyproject.toml
-	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
@@ -190,7 +193,8 @@ BENCH_ARGS ?=
 .PHONY: install-bench-system bench-profile
 
 # wrk + Debian's etcd-server/etcd-client (+ golang-go and golang-etcd-server-dev to build
-# bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv
+# bench/etcdload, etcd's native gRPC client), a local 3-member etcd vs a local 3-node raftkv on Raft
+# and on Multi-Paxos (BENCH_SYSTEMS, default etcd,raftkv,multipaxos)
 # (fsync on both), writes then linearizable reads at 1/16/64/256 connections: a table of
 # ops/s, p50/p99 and raftkv/etcd ratios; then leader changes during BENCH_STABLE_SECONDS
 # of saturated writes, BENCH_KILLS kill -9 failovers of each, and issue 15's goals

@@ -1,7 +1,12 @@
-"""`make bench`: a local 3-node raftkv against a local 3-member etcd, driven by wrk.
+"""`make bench`: a local 3-node raftkv, on each consensus engine (Raft, Multi-Paxos),
+against a local 3-member etcd, driven by wrk.
 
     python bench/run.py [--duration 10] [--connections 1,16,64,256] [--profile]
-                        [--peer-tls both|on|off]
+                        [--peer-tls both|on|off] [--systems etcd,raftkv,multipaxos]
+
+`--systems`: `raftkv` is raftkv on Raft (the default engine), `multipaxos` the
+same raftkv on Multi-Paxos (`raftkv local up --consensus multipaxos`); the
+engines table prints the two beside etcd.
 
 Both clusters run on 127.0.0.1 with fsync on (raftkv's default; etcd always
 fsyncs), in separate temporary data directories on distinct ports, one system at
@@ -290,14 +295,23 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    width = 0.38
+    shown = [
+        (system, colour)
+        for system, colour in (
+            ("raftkv", "#3b7dd8"),
+            ("multipaxos", "#d8893b"),
+            ("etcd", "#999999"),
+        )
+        if any(r.system == system for r in runs)
+    ]
+    width = 0.76 / max(len(shown), 1)
     xs = list(range(len(connections)))
     for col, op in enumerate(("put", "get")):
         for row, (metric, label) in enumerate(
             (("ops_per_sec", "ops/s"), ("p99_ms", "p99 latency (ms)"))
         ):
             ax = axes[row][col]
-            for k, (system, colour) in enumerate((("raftkv", "#3b7dd8"), ("etcd", "#999999"))):
+            for k, (system, colour) in enumerate(shown):
                 values = [
                     next(
                         (
@@ -310,7 +324,11 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
                     for c in connections
                 ]
                 ax.bar(
-                    [x + (k - 0.5) * width for x in xs], values, width, label=system, color=colour
+                    [x + (k - (len(shown) - 1) / 2) * width for x in xs],
+                    values,
+                    width,
+                    label=system,
+                    color=colour,
                 )
             ax.set_xticks(xs, [str(c) for c in connections])
             ax.set_xlabel("connections")
@@ -321,7 +339,7 @@ def chart(runs: list[Run], connections: list[int], path: Path) -> None:
                 f"{'writes (PUT 256 B)' if op == 'put' else 'linearizable reads'}: {label}"
             )
             ax.legend()
-    fig.suptitle("raftkv vs etcd, 3 members each on one machine, fsync on")
+    fig.suptitle("raftkv (Raft, Multi-Paxos) vs etcd, 3 members each on one machine, fsync on")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -496,10 +514,13 @@ def bench_mode(
                     )
             finally:
                 etcd.stop()
-        builds = [("raftkv-before", args.baseline_src)] if args.baseline_src else []
-        builds += [("raftkv", None)] if "raftkv" in systems else []
-        for label, source in builds:
-            _bench_raftkv(args, base, label, source, connections, stamp, peer_tls, extras, out)
+        builds = [("raftkv-before", args.baseline_src, "raft")] if args.baseline_src else []
+        builds += [("raftkv", None, "raft")] if "raftkv" in systems else []
+        builds += [("multipaxos", None, "multipaxos")] if "multipaxos" in systems else []
+        for label, source, engine in builds:
+            _bench_raftkv(
+                args, base, label, source, connections, stamp, peer_tls, extras, out, engine
+            )
     for r in out.runs:
         r.peer_tls = peer_tls
     return out
@@ -515,8 +536,9 @@ def _bench_raftkv(
     peer_tls: bool,
     extras: bool,
     out: ModeResult,
+    consensus: str = "raft",
 ) -> None:
-    rk = Raftkv(base, peer_tls, name=label, source=source)
+    rk = Raftkv(base, peer_tls, name=label, source=source, consensus=consensus)
     try:
         rk.start()
         url, pid = rk.leader()
@@ -525,7 +547,11 @@ def _bench_raftkv(
             flush=True,
         )
         asyncio.run(populate("raftkv", url, "", rk.access))
-        suffix = ("-peer-tls" if peer_tls else "") + ("-before" if source else "")
+        suffix = (
+            ("-peer-tls" if peer_tls else "")
+            + ("-before" if source else "")
+            + ("" if consensus == "raft" else f"-{consensus}")
+        )
         raw = args.out / f"profile-{stamp}{suffix}.collapsed"
 
         @contextlib.contextmanager
@@ -591,6 +617,37 @@ def before_after_table(runs: list[Run], connections: list[int]) -> str:
     return "\n".join(lines)
 
 
+def engines_table(runs: list[Run], connections: list[int]) -> str:
+    """raftkv on Raft and on Multi-Paxos beside etcd (its native gRPC client where it
+    ran, else its JSON gateway): ops/s, p50 and p99 (ms) of each."""
+    by = {(r.system, r.op, r.connections): r for r in runs}
+    head = (
+        f"{'op':<5} {'conns':>5} | {'raft ops/s':>10} {'p50':>6} {'p99':>7} | "
+        f"{'multipaxos ops/s':>16} {'p50':>6} {'p99':>7} | "
+        f"{'etcd ops/s':>10} {'p50':>6} {'p99':>7} {'via':>4}"
+    )
+    lines = [head, "-" * len(head)]
+
+    def cells(r: Run | None, width: int) -> str:
+        if r is None:
+            return f"{'-':>{width}} {'-':>6} {'-':>7}"
+        return f"{r.ops_per_sec:>{width}.0f} {r.p50_ms:>6.2f} {r.p99_ms:>7.2f}"
+
+    for op in ("put", "get"):
+        for c in connections:
+            raft, paxos = by.get(("raftkv", op, c)), by.get(("multipaxos", op, c))
+            grpc = by.get(("etcd-grpc", op, c))
+            etcd = grpc or by.get(("etcd", op, c))
+            if raft is None and paxos is None:
+                continue
+            via = "-" if etcd is None else ("grpc" if grpc is not None else "json")
+            lines.append(
+                f"{op:<5} {c:>5} | {cells(raft, 10)} | {cells(paxos, 16)} | "
+                f"{cells(etcd, 10)} {via:>4}"
+            )
+    return "\n".join(lines)
+
+
 def failover_lines(kills: dict[str, list[Kill]], stability: dict[str, Stability]) -> str:
     lines = []
     for system, results in kills.items():
@@ -620,7 +677,11 @@ def main() -> int:
         help="seconds per wrk run (env BENCH_DURATION; default 10)",
     )
     parser.add_argument("--connections", default="1,16,64,256")
-    parser.add_argument("--systems", default="etcd,raftkv")
+    parser.add_argument(
+        "--systems",
+        default=os.environ.get("BENCH_SYSTEMS", "etcd,raftkv,multipaxos"),
+        help="etcd, raftkv (on Raft), multipaxos (raftkv on Multi-Paxos); env BENCH_SYSTEMS",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -721,6 +782,11 @@ def main() -> int:
             title + "\n" + table([r for r in runs if r.peer_tls == peer_tls], connections)
         )
     first = [r for r in runs if r.peer_tls == modes[0]]
+    if "multipaxos" in systems:
+        reports.append(
+            f"engines: raftkv on Raft and on Multi-Paxos, etcd beside "
+            f"({'TLS on' if modes[0] else 'plain'})\n" + engines_table(first, connections)
+        )
     if args.baseline_src:
         reports.append(
             "raftkv before (baseline build) and after, same run "

@@ -2,7 +2,8 @@
 
     python -m tests.chaos.run --runs 3 --time 30 [--seed S] [--nemesis mixed]
         [--workload register,set,lock] [--mode auto|netns|loopback] [--nodes 3]
-        [--node-arg=--unsafe-local-reads ...] [--expect ok|violation]
+        [--consensus raft|multipaxos] [--node-arg=--unsafe-local-reads ...]
+        [--expect ok|violation]
 
 Each run happens in its own child process (a fresh network namespace set and
 no state carried over) with seed `S + i`, and writes
@@ -32,6 +33,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from raftkv.consensus import ENGINES
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RESULTS = REPO / "results" / "chaos"
@@ -70,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default="register,set,lock")
     p.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"])
     p.add_argument("--nodes", type=int, default=3)
+    p.add_argument(
+        "--consensus",
+        default="raft",
+        choices=ENGINES,
+        help="the members' consensus engine (`raftkv serve --consensus`)",
+    )
     p.add_argument(
         "--node-arg",
         action="append",
@@ -131,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             mode,
             "--nodes",
             str(args.nodes),
+            "--consensus",
+            args.consensus,
             "--check-timeout",
             str(args.check_timeout),
             "--run-dir",
@@ -153,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"chaos run seed={seed} mode={verdict.get('mode', mode)} "
+            f"consensus={args.consensus} "
             f"verdict={verdict.get('verdict')} ops={verdict.get('operations', {})} "
             f"-> {run_dir}"
         )
@@ -176,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 mode,
                 "--nodes",
                 str(args.nodes),
+                "--consensus",
+                args.consensus,
                 *[f"--node-arg={a}" for a in args.node_arg],
             ]
             if args.expect != "ok":
@@ -225,6 +239,11 @@ def _load_verdict(run_dir: Path) -> dict[str, Any]:
 # --- one run (child process) ----------------------------------------------------------
 
 
+def _consensus_args(engine: str) -> list[str]:
+    """The serve flag for `engine` (none for the default, as the operator does)."""
+    return [] if engine == "raft" else [f"--consensus={engine}"]
+
+
 def _single(args: argparse.Namespace) -> int:
     from tests.chaos.nemesis import parse_nemeses
     from tests.chaos.net import make_network
@@ -238,7 +257,7 @@ def _single(args: argparse.Namespace) -> int:
         tuple(w for w in args.workload.split(",") if w),
         args.mode,
         args.nodes,
-        list(args.node_arg),
+        [*_consensus_args(args.consensus), *args.node_arg],
         run_dir,
         args.check_timeout,
         args.keep_data,
@@ -262,6 +281,7 @@ def _single(args: argparse.Namespace) -> int:
         net.teardown()
     verdict.setdefault("seed", opts.seed)
     verdict.setdefault("mode", opts.mode)
+    verdict.setdefault("consensus", args.consensus)
     (run_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, default=str) + "\n")
     return 0 if verdict["verdict"] in ("ok", "violation") else 1
 

@@ -1,7 +1,8 @@
 """Scenarios against a real Kubernetes (kind): create, failover with the Service following the
 leader, scale 3->5->3, rolling update, checkpoint + restore, delete; a pod-deletion chaos
 loop; Retain scale 1->3->1->3, the disruption budget during 3->5, and the HA operator's
-failover. `make e2e-kind`; skipped elsewhere with the reason."""
+failover; create, failover and scale on `spec.consensus: multipaxos`. `make e2e-kind`;
+skipped elsewhere with the reason."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ READY = 600.0  # seconds for a cluster to become Available on a cold kind node
 STEP = 300.0
 
 
-def _create(kube: Kube, ns: str, image: str, replicas: int = 3) -> str:
+def _create(kube: Kube, ns: str, image: str, replicas: int = 3, consensus: str = "raft") -> str:
     """examples/minimal.yaml (RaftCluster `demo`) on the locally built image, Available."""
-    name = kube.apply_example(ns, "minimal.yaml", image=image, replicas=replicas)["metadata"][
-        "name"
-    ]
+    name = kube.apply_example(
+        ns, "minimal.yaml", image=image, replicas=replicas, consensus=consensus
+    )["metadata"]["name"]
     wait_for(f"{ns}/{name} Available", lambda: kube.available(ns, name, replicas), READY)
     return str(name)
 
@@ -257,3 +258,32 @@ def test_operator_standby_takes_over_after_the_active_replica_dies(
         STEP,
     )
     print(f"operator failover: {time.monotonic() - started:.1f}s")
+
+
+def test_multipaxos_cluster_fails_over_and_scales(kube: Kube, ns: str, node_image: str) -> None:
+    """The same create / leader loss / 3->5->3 on the other engine (docs/consensus.md)."""
+    cluster = _create(kube, ns, node_image, consensus="multipaxos")
+    for pod in kube.pods(ns, cluster):
+        args = " ".join(pod.spec.containers[0].args or [])
+        assert "--consensus=multipaxos" in args, args
+    _write(kube, ns, cluster, "before", b"1")
+    old = wait_for("a leader pod", lambda: kube.leader_pod(ns, cluster), STEP)
+    kube.core.delete_namespaced_pod(old, ns, grace_period_seconds=0)
+
+    def moved() -> str | None:
+        leader = kube.leader_pod(ns, cluster)
+        if leader is None or leader == old:
+            return None
+        return leader if kube.service_endpoint_pods(ns, cluster) == {leader} else None
+
+    wait_for("the client Service to route to a new leader", moved, STEP, interval=0.5)
+    _write(kube, ns, cluster, "after", b"2")
+    assert kube.get(ns, cluster, "before") == (200, b"1")
+    for replicas in (5, 3):
+        kube.patch_cluster(ns, cluster, {"replicas": replicas})
+
+        def scaled(wanted: int = replicas) -> bool:
+            return kube.available(ns, cluster, wanted)
+
+        wait_for(f"{replicas} healthy multipaxos voters", scaled, READY)
+        assert kube.get(ns, cluster, "after") == (200, b"2")

@@ -432,3 +432,38 @@ def retrying(
         if time.monotonic() > deadline:
             raise TimeoutError(message)
         time.sleep(0.05)
+
+
+def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
+    """kill -9 the leader's process; seconds until the client Service selects only the new
+    leader (the old one never again)."""
+    before = pods(emulated, name)
+    old = next(n for n, p in before.items() if role_of(p) == desired.ROLE_LEADER)
+    old_ip = before[old]["status"]["podIP"]
+    wait_for(
+        emulated,
+        lambda: leader_endpoints(emulated, name) == [old_ip],
+        10,
+        "the Service selects the current leader",
+    )
+    killed_at = time.monotonic()
+    emulated.kill_pod_process(NAMESPACE, old)
+
+    def switched() -> str | None:
+        endpoints = leader_endpoints(emulated, name)
+        if len(endpoints) == 1 and endpoints[0] != old_ip:
+            return endpoints[0]
+        return None
+
+    new_ip = wait_for(emulated, switched, 20, "the Service selects a new leader")
+    elapsed = time.monotonic() - killed_at
+    now = pods(emulated, name)
+    new = next(n for n, p in now.items() if p["status"].get("podIP") == new_ip)
+    assert new != old
+    assert role_of(now[new]) == desired.ROLE_LEADER
+    wait_for(
+        emulated, lambda: status(emulated, name).get("leader") == new, 30, "status.leader follows"
+    )
+    # The killed member comes back (the kubelet restarts it) and rejoins as a follower.
+    wait_available(emulated, name, 3, timeout=60)
+    return elapsed

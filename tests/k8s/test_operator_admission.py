@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from raftkv.tools.ports import free_port
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CHECKPOINTS,
@@ -140,9 +140,7 @@ def test_the_raftkv_operator_command_runs_and_serves_metrics(emulated: EmulatedC
     """The installed entry point (not KopfRunner): it reconciles (the paused example clusters
     get a status) and serves /metrics. Runs before this module's in-process operator starts:
     two standalone operators must not share a cluster."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**emulated.env(), **OPERATOR_ENV}
     command = [
         str(Path(sys.executable).parent / "raftkv-operator"),

@@ -11,12 +11,10 @@ import json
 import ssl
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 
-from raftkv_operator import desired
 from raftkv_operator import metrics as operator_metrics
 from raftkv_operator.members import member_id
 from tests.k8s.harness.cluster import EmulatedCluster
@@ -31,6 +29,7 @@ from tests.k8s.harness_ext import (
     event_reasons,
     get_via_service,
     http,
+    kill_leader_once,
     leader_endpoints,
     must_get,
     operator_fixture,  # noqa: F401 - the `operator` fixture
@@ -140,41 +139,6 @@ def test_writes_through_the_client_service(emulated: EmulatedCluster, three: str
         assert get_via_service(emulated, three, f"k{i}") == f"v{i}"
 
 
-def _kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
-    """kill -9 the leader's process; seconds until the client Service selects only the new
-    leader (the old one never again)."""
-    before = pods(emulated, name)
-    old = next(n for n, p in before.items() if role_of(p) == desired.ROLE_LEADER)
-    old_ip = before[old]["status"]["podIP"]
-    wait_for(
-        emulated,
-        lambda: leader_endpoints(emulated, name) == [old_ip],
-        10,
-        "the Service selects the current leader",
-    )
-    killed_at = time.monotonic()
-    emulated.kill_pod_process(NAMESPACE, old)
-
-    def switched() -> str | None:
-        endpoints = leader_endpoints(emulated, name)
-        if len(endpoints) == 1 and endpoints[0] != old_ip:
-            return endpoints[0]
-        return None
-
-    new_ip = wait_for(emulated, switched, 20, "the Service selects a new leader")
-    elapsed = time.monotonic() - killed_at
-    now = pods(emulated, name)
-    new = next(n for n, p in now.items() if p["status"].get("podIP") == new_ip)
-    assert new != old
-    assert role_of(now[new]) == desired.ROLE_LEADER
-    wait_for(
-        emulated, lambda: status(emulated, name).get("leader") == new, 30, "status.leader follows"
-    )
-    # The killed member comes back (the kubelet restarts it) and rejoins as a follower.
-    wait_available(emulated, name, 3, timeout=60)
-    return elapsed
-
-
 def test_leader_death_moves_the_service_and_loses_no_write(
     emulated: EmulatedCluster, three: str, record_property: Callable[[str, object], None]
 ) -> None:
@@ -186,7 +150,7 @@ def test_leader_death_moves_the_service_and_loses_no_write(
     timings = []
     routed_before = _routing_samples()
     for run in range(3):
-        timings.append(_kill_leader_once(emulated, three))
+        timings.append(kill_leader_once(emulated, three))
         key, value = f"after-{run}", f"y{run}"
         put_retrying(emulated, three, key, value, timeout=20)
         acknowledged[key] = value

@@ -275,7 +275,14 @@ class PaxosCluster:
             self._loop()
             if not self.done:
                 raise Violation("liveness", "event queue ran dry")
-        except Violation as v:
+        except (Violation, AssertionError) as exc:
+            # A core's own assertion (a broken variant reaching a state the correct core
+            # never does) is a failed seed with its trace, not a crash of the sweep.
+            v = (
+                exc
+                if isinstance(exc, Violation)
+                else Violation("core assertion", f"AssertionError: {exc}")
+            )
             return Result(
                 self.seed,
                 self.profile.nodes,

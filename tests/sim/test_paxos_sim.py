@@ -87,6 +87,14 @@ def test_a_forgotten_promise_loses_a_chosen_value_without_the_durability_check(
     assert "persisted" not in r.invariant, describe(r)
 
 
+def test_a_core_assertion_is_a_failed_seed_not_a_crash_of_the_sweep() -> None:
+    """Seed 42 drives the phase-1-without-quorum core into its own assertion (proposing
+    below the chosen prefix); the run reports that seed with its trace."""
+    result = run_seed(42, 3, 300, VARIANTS["phase1_without_quorum"])
+    assert not result.ok and result.invariant == "core assertion", result.invariant
+    assert "AssertionError" in result.detail and result.trace
+
+
 def test_a_run_replays_exactly() -> None:
     a, b = run_seed(7, 3, 120), run_seed(7, 3, 120)
     assert a.ok and a.stats == b.stats and a.stats["acked_writes"] > 0

@@ -27,6 +27,8 @@ from raftkv.fsm.commands import (
     decode,
     encode,
     prefix_end,
+    strip_request_id,
+    with_request_id,
 )
 from raftkv.fsm.machine import StateMachine
 from raftkv.fsm.results import (
@@ -67,4 +69,6 @@ __all__ = [
     "encode",
     "jsonable",
     "prefix_end",
+    "strip_request_id",
+    "with_request_id",
 ]

@@ -13,6 +13,14 @@ text as *str*)::
 - ``args`` are positional; trailing arguments equal to their default are left out.
 
 An empty entry (``b""``, the leader's no-op of its term) changes nothing.
+
+A proposal may carry a request id in front of its command:
+``0xC1 || request_id (16 bytes) || command`` (0xC1 is the one byte msgpack never
+uses, so no command starts with it). The Multi-Paxos runtime adds one to every
+client proposal: it learns a proposal's outcome by comparing the value chosen at
+its slot with its own, and two identical commands (two PUTs without a session)
+must not compare equal. The machine skips the id (:func:`strip_request_id`):
+it changes nothing that is applied, and a replayed log applies the same.
 Build entries with the typed constructors below and :func:`encode`; they validate
 their input and raise :class:`InvalidCommand` with a clear message. The machine
 decodes with :func:`decode`, which validates again: malformed data in a committed
@@ -138,7 +146,7 @@ safe for exactly-once.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgpack
 
@@ -578,6 +586,28 @@ Command = (
     | Checkpoint
     | MemberClientUrl
 )
+
+
+REQUEST_ID_TAG: Final = 0xC1
+REQUEST_ID_BYTES: Final = 16
+_REQUEST_ID_HEAD: Final = 1 + REQUEST_ID_BYTES
+
+
+def with_request_id(data: bytes, request_id: bytes) -> bytes:
+    """`data` (a command) under the proposal's `request_id` (see the module doc)."""
+    if len(request_id) != REQUEST_ID_BYTES:
+        raise InvalidCommand(f"a request id is {REQUEST_ID_BYTES} bytes, not {len(request_id)}")
+    return b"\xc1" + request_id + data
+
+
+def strip_request_id(data: bytes) -> bytes:
+    """The command of entry data, without its request id if it has one. Raises
+    InvalidCommand if the data has the tag but is too short to hold an id."""
+    if not data or data[0] != REQUEST_ID_TAG:
+        return data
+    if len(data) < _REQUEST_ID_HEAD:
+        raise InvalidCommand("entry data is too short for its request id")
+    return data[_REQUEST_ID_HEAD:]
 
 
 def encode(command: Command, session: Session | None = None) -> bytes:

@@ -31,6 +31,7 @@ from raftkv.fsm.commands import (
     Range,
     Txn,
     decode,
+    strip_request_id,
 )
 from raftkv.fsm.kv import KVStore
 from raftkv.fsm.leases import LeaseTable
@@ -98,6 +99,10 @@ class StateMachine:
         if index <= self.applied_index:
             raise ValueError(f"entry {index} is not after applied index {self.applied_index}")
         self.applied_index = index
+        try:
+            data = strip_request_id(data)  # a proposal's id is not part of its command
+        except InvalidCommand as exc:
+            return ApplyResult(index, self._error(INVALID_COMMAND, str(exc)))
         if not data:  # the leader's no-op entry
             return ApplyResult(index, {"revision": self.revision})
         try:

@@ -28,7 +28,8 @@ that fails here reaches the Raft core.
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 
@@ -87,6 +88,8 @@ REJECT_REASONS = (
     "snapshot",  # a snapshot stream that is not from the leader of the current term
 )
 
+T = TypeVar("T")
+
 # Message types a peer may send in MSGS (SNAP travels in SNAP_BEGIN; SNAP_STATUS
 # and UNREACHABLE are local to a node and never on the wire).
 _WIRE_TYPES = {
@@ -112,6 +115,21 @@ def check_uint(value: object, what: str) -> int:
     if not 0 <= value < LIMIT_63:
         raise FrameError("out_of_range", f"{what} {value} outside [0, 2^63)")
     return value
+
+
+def check_message_type(mtype: object, wire: Mapping[int, T], snap: T, *, snapshot: bool) -> T:
+    """A message's type: one of `wire` (the types a peer may send), or, inside a
+    SNAP_BEGIN (`snapshot`), exactly the engine's `snap`."""
+    if type(mtype) is not int:
+        raise FrameError("malformed", "message type is not an integer")
+    if snapshot:
+        if mtype != snap:
+            raise FrameError("unknown_kind", "SNAP_BEGIN must carry a SNAP message")
+        return snap
+    found = wire.get(mtype)
+    if found is None:
+        raise FrameError("unknown_kind", f"message type {mtype} is not on the wire")
+    return found
 
 
 def check_id(value: object, what: str) -> int:
@@ -179,17 +197,7 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
     if type(raw) is not list or len(raw) != 12:
         raise FrameError("malformed", "a message is a 12-field array")
     (mtype, to, frm, term, log_term, index, commit, reject, reject_hint, context, flat, snap) = raw
-    if type(mtype) is not int:
-        raise FrameError("malformed", "message type is not an integer")
-    if snapshot:
-        if mtype != MsgType.SNAP:
-            raise FrameError("unknown_kind", "SNAP_BEGIN must carry a SNAP message")
-        t = MsgType.SNAP
-    else:
-        t_or_none = _WIRE_TYPES.get(mtype)
-        if t_or_none is None:
-            raise FrameError("unknown_kind", f"message type {mtype} is not on the wire")
-        t = t_or_none
+    t = check_message_type(mtype, _WIRE_TYPES, MsgType.SNAP, snapshot=snapshot)
     check_id(to, "to")
     check_id(frm, "from")
     if check_uint(term, "term") == 0:

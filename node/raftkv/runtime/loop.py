@@ -61,7 +61,7 @@ from raftkv.runtime.leases import LeaseClock
 from raftkv.runtime.limits import AdmissionLimits
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.outcomes import Completion, NodeFailed, Pending
-from raftkv.runtime.proposals import ProposalQueue
+from raftkv.runtime.proposals import ProposalQueue, RequestIds
 from raftkv.runtime.readindex import ReadIndexQueue
 from raftkv.runtime.ready import (
     Advance,
@@ -139,6 +139,7 @@ class NodeLoop:
         self.view = NodeView(self)
         self.waiters = Waiters()
         self._proposals = ProposalQueue()
+        self._request_ids = RequestIds(self.id)
         self._reads = ReadIndexQueue()
         self._snapshots = Snapshotter(
             cfg,
@@ -290,16 +291,19 @@ class NodeLoop:
         live = [(d, f, t) for d, f, t in self._proposals.take() if not f.done()]
         if not live:
             return
+        datas = [d for d, _, _ in live]
+        by_value = self.core.OUTCOME_BY_VALUE
+        if by_value:  # outcome = "my value was chosen": each proposal's value is its own
+            datas = [self._request_ids.stamp(d) for d in datas]
         try:
-            term, first = self.core.propose_batch([d for d, _, _ in live])
+            term, first = self.core.propose_batch(datas)
         except ProposalDropped as exc:
             for _, fut, _ in live:
                 fut.set_exception(exc)
             self.metrics.proposals_failed.inc(len(live))
             return
-        by_value = self.core.OUTCOME_BY_VALUE
-        for i, (data, fut, started) in enumerate(live):
-            self.waiters.expect(first + i, term, fut, started, data if by_value else None)
+        for i, (_, fut, started) in enumerate(live):
+            self.waiters.expect(first + i, term, fut, started, datas[i] if by_value else None)
         self._proposals.in_log(first + len(live) - 1, sum(len(d) for d, _, _ in live))
 
     def _on_tick(self) -> None:

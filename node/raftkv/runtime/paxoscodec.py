@@ -26,7 +26,7 @@ from typing import Any, Final
 from raftkv.paxos.types import Message, MsgType, ballot, ballot_node, ballot_round
 from raftkv.raft.types import ConfState, Entry, EntryType, Snapshot, SnapshotMeta
 from raftkv.runtime import codec
-from raftkv.runtime.codec import FrameError, check_id, check_uint
+from raftkv.runtime.codec import FrameError, check_id, check_message_type, check_uint
 
 PAXOS_MSGS: Final = codec.PAXOS_MSGS
 _FIELDS = 12
@@ -92,17 +92,7 @@ def decode_message(raw: Any, *, snapshot: bool = False) -> Message:
     if type(raw) is not list or len(raw) != _FIELDS:
         raise FrameError("malformed", f"a message is a {_FIELDS}-field array")
     (mtype, to, frm, b_round, b_node, index, last, commit, context, flat, snap, conf) = raw
-    if type(mtype) is not int:
-        raise FrameError("malformed", "message type is not an integer")
-    if snapshot:
-        if mtype != MsgType.SNAP:
-            raise FrameError("unknown_kind", "SNAP_BEGIN must carry a SNAP message")
-        t = MsgType.SNAP
-    else:
-        found = _WIRE_TYPES.get(mtype)
-        if found is None:
-            raise FrameError("unknown_kind", f"message type {mtype} is not on the wire")
-        t = found
+    t = check_message_type(mtype, _WIRE_TYPES, MsgType.SNAP, snapshot=snapshot)
     check_id(to, "to")
     check_id(frm, "from")
     b = _ballot(b_round, b_node, "ballot")

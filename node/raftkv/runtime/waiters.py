@@ -21,7 +21,9 @@ class ProposalWaiter:
     future: Pending
     started: float
     # ... or, for an engine that decides outcomes by value (Multi-Paxos: a later
-    # leader may choose the same value again at its own ballot), these bytes.
+    # leader may choose the same value again at its own ballot), these bytes: the
+    # command under the proposal's request id (runtime/proposals.py), so an
+    # identical command proposed by another request is not this one.
     data: bytes | None = None
 
     def answered_by(self, e: Entry) -> bool:

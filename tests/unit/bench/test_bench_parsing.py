@@ -83,3 +83,30 @@ def test_table_compares_raftkv_with_both_etcd_clients(bench: ModuleType) -> None
     # ops/json, ops/grpc, p99/json, p99/grpc
     assert put.split()[-4:] == ["2.00", "1.25", "0.50", "0.75"]
     assert get.split()[-4:] == ["2.00", "-", "0.80", "-"]
+
+
+def test_engines_table_puts_raft_multipaxos_and_etcd_side_by_side(bench: ModuleType) -> None:
+    runs = [
+        bench.Run("raftkv", "put", 16, 4000.0, 3.0, 12.0, 40000, 0),
+        bench.Run("multipaxos", "put", 16, 3000.0, 4.5, 15.5, 30000, 0),
+        bench.Run("etcd", "put", 16, 2000.0, 6.0, 24.0, 20000, 0),
+        bench.Run("etcd-grpc", "put", 16, 3200.0, 4.0, 16.0, 32000, 0),
+        bench.Run("raftkv", "get", 16, 5000.0, 2.0, 8.0, 50000, 0),
+        bench.Run("etcd", "get", 16, 2500.0, 4.0, 10.0, 25000, 0),
+    ]
+    lines = bench.engines_table(runs, [16]).splitlines()
+    put = next(line for line in lines if line.startswith("put")).replace("|", " ").split()
+    get = next(line for line in lines if line.startswith("get")).replace("|", " ").split()
+    # op conns | raft ops p50 p99 | multipaxos ops p50 p99 | etcd ops p50 p99 via
+    assert put[2:] == [
+        "4000",
+        "3.00",
+        "12.00",
+        "3000",
+        "4.50",
+        "15.50",
+        "3200",
+        "4.00",
+        "16.00",
+    ] + ["grpc"]
+    assert get[2:] == ["5000", "2.00", "8.00", "-", "-", "-", "2500", "4.00", "10.00", "json"]

@@ -1,8 +1,8 @@
 """No class in node/ grows past a size a reader can hold in their head (issue 14).
 
 A class's size is its lines from `class` to its last line, docstring and
-comments included, as `ast` reports them. The few classes not split yet are
-listed with their size today: they may shrink, never grow, and an entry must go
+comments included, as `ast` reports them. A class not split yet would be
+listed with its size: it may shrink, never grow, and its entry must go
 as soon as its class is under the limit, so the list only gets shorter.
 """
 
@@ -13,10 +13,9 @@ from pathlib import Path
 
 NODE = Path(__file__).parents[3] / "node" / "raftkv"
 LIMIT = 400
-# (module path under node/raftkv, class) -> lines today. Not yet split.
-NOT_YET_SPLIT: dict[tuple[str, str], int] = {
-    ("paxos/core.py", "Paxos"): 855,
-}
+# (module path under node/raftkv, class) -> lines today. Not yet split: none left
+# (Paxos was the last); the allowance mechanism stays for a class that outgrows it.
+NOT_YET_SPLIT: dict[tuple[str, str], int] = {}
 
 
 def class_sizes(source: str) -> dict[str, int]:
