@@ -75,8 +75,9 @@ async def read_credentials(cluster: RaftCluster) -> dict[str, dict[str, Any] | N
 def node_auth(
     cluster: RaftCluster, live: Mapping[str, Mapping[str, Any] | None]
 ) -> NodeAuth | None:
-    """The operator's NodeAuth for `cluster` (None when insecure or not made yet)."""
-    if not cluster.spec.secure:
+    """The operator's NodeAuth for `cluster` (None when its client port is plain, or the
+    credentials are not made yet)."""
+    if not desired.client_tls(cluster):
         return None
     creds = credentials.node_credentials(cluster, live)
     if creds is None:

@@ -25,7 +25,7 @@ import shlex
 from typing import Any
 
 from raftkv.protocol.kubernetes import ROLE_LABEL
-from raftkv_operator import bucket, credentials
+from raftkv_operator import bucket, credentials, tlsmigration
 from raftkv_operator.models import (
     CHECKPOINT_ID_PATTERN,
     DEFAULT_IMAGE_REPOSITORY,
@@ -133,9 +133,16 @@ def member_peer_url(cluster: RaftCluster, member: str) -> str:
     return f"{member_host(cluster, member)}:{cluster.spec.service.ports.peer}"
 
 
+def client_tls(cluster: RaftCluster) -> bool:
+    """TLS and tokens on the client port: unless `tls.mode: disabled`, or the cluster was
+    made without TLS and is being (or was) moved onto it, whose client port stays plain
+    (status.tlsMigration; docs/security.md)."""
+    return cluster.spec.secure and cluster.status.tls_migration is None
+
+
 def client_scheme(cluster: RaftCluster) -> str:
-    """https unless `tls.mode: disabled`."""
-    return "https" if cluster.spec.secure else "http"
+    """https when the client port has TLS (client_tls)."""
+    return "https" if client_tls(cluster) else "http"
 
 
 def member_client_url(cluster: RaftCluster, member: str) -> str:
@@ -367,10 +374,18 @@ def _security_args(cluster: RaftCluster) -> list[str]:
         return ["--client-insecure", "--peer-insecure"]
     # Files from mounted Secrets: the node re-reads them when they change, so a renewed
     # certificate needs no restart. The client CA also checks the leader when forwarding.
-    return [
+    peer = [
         f"--peer-cert-file={PEER_TLS_MOUNT}/{credentials.TLS_CERT_KEY}",
         f"--peer-key-file={PEER_TLS_MOUNT}/{credentials.TLS_KEY_KEY}",
         f"--peer-trusted-ca-file={PEER_TLS_MOUNT}/{credentials.CA_CERT_KEY}",
+    ]
+    migration = cluster.status.tls_migration
+    if migration is not None:
+        # A cluster made without TLS: the peer plane at the recorded stage, the client
+        # port as it was (the node has no mixed mode there; docs/security.md).
+        return [*peer, *tlsmigration.STAGE_FLAGS[migration.stage], "--client-insecure"]
+    return [
+        *peer,
         f"--client-cert-file={CLIENT_TLS_MOUNT}/{credentials.TLS_CERT_KEY}",
         f"--client-key-file={CLIENT_TLS_MOUNT}/{credentials.TLS_KEY_KEY}",
         f"--client-trusted-ca-file={CLIENT_TLS_MOUNT}/{credentials.CA_CERT_KEY}",
@@ -413,7 +428,7 @@ def _admin_client(
 ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
     """(CLI flags, volumes, mounts) for a Job or init container that calls a cluster
     (`cluster_name`, in `cluster`'s namespace) with its admin Secret."""
-    if not cluster.spec.secure:
+    if not client_tls(cluster):
         return [], [], []
     flags = [
         "--cacert",

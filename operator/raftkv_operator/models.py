@@ -1030,6 +1030,43 @@ class CARotationStatus(KubeModel):
     """When the CA that signs member certificates now expires."""
 
 
+class PeerTLSStage(StrEnum):
+    """A stage of moving a plain-text peer plane to TLS (docs/security.md, P1..P3)."""
+
+    P1 = "P1"
+    """The TLS files mounted, `--peer-tls-migration accept-both`: accepts TLS or plain
+    text, dials plain text."""
+    P2 = "P2"
+    """`--peer-tls-migration dial-tls`: accepts TLS or plain text, dials TLS."""
+    P3 = "P3"
+    """The TLS files alone: TLS only (the secure default of the peer plane)."""
+
+
+class TLSMigrationStatus(KubeModel):
+    """Moving a cluster made with `--client-insecure --peer-insecure` (an earlier operator)
+    onto TLS. Written before the StatefulSet's template changes, so a restarted operator
+    builds the same template and resumes; the stage moves on only once every member
+    reports the current one in `/v1/status` `modes.peer`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stage: PeerTLSStage
+    """The peer stage the StatefulSet's template runs (P1, P2 or P3)."""
+    started_at: datetime | None = None
+    """When the migration started (P1 recorded)."""
+    stage_started_at: datetime | None = None
+    """When the current stage was recorded."""
+    finished_at: datetime | None = None
+    """When every member reported P3 (the peer plane is TLS only)."""
+    waiting_for: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, max_length=16
+    )
+    """Members that do not report the current stage yet."""
+    client_plane: Annotated[str, Field(max_length=253)] | None = None
+    """What the client port still is: plain HTTP without authentication until the
+    client-plane cutover (docs/security.md); kept here so nobody reads P3 as done."""
+
+
 class RaftClusterStatus(KubeModel):
     """Observed state of a raftkv cluster, written by the operator."""
 
@@ -1078,6 +1115,9 @@ class RaftClusterStatus(KubeModel):
     """The last in-place restore request (spec.restoreInPlace) and its outcome."""
     ca_rotation: CARotationStatus | None = None
     """The cluster CA's rotation in flight, or the last one done (tls.mode operator)."""
+    tls_migration: TLSMigrationStatus | None = None
+    """A cluster made without TLS being moved onto it (peer plane: P1 -> P2 -> P3); kept
+    after P3 while its client port stays plain."""
     kopf: dict[str, Any] | None = None
     """Reserved for the kopf framework's own bookkeeping."""
 

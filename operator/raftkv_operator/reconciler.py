@@ -23,6 +23,7 @@ from raftkv_operator import (
     nodeaccess,
     planner,
     restoresource,
+    tlsmigration,
 )
 from raftkv_operator.connections import (
     RUNTIME,
@@ -138,6 +139,7 @@ class Reconciler:
             await self.sync_objects(cluster)
         observed = await self.observe(cluster, body)
         await self.sync_node_access(cluster, observed.statefulset_replicas, observed.pods)
+        cluster = await self.sync_tls_migration(cluster, observed)
         if self.ca_rotation_due(cluster):
             # Every round while one is in flight: each step waits on what members report.
             await self.sync_credentials(cluster, member_tls(observed))
@@ -167,6 +169,7 @@ class Reconciler:
             result.operation is not None
             or result.action is not None
             or self.ca_rotating
+            or tlsmigration.in_flight(cluster)
             or result.phase not in (ClusterPhase.AVAILABLE, ClusterPhase.PAUSED)
         )
 
@@ -388,17 +391,28 @@ class Reconciler:
             cluster,
         )
         live_template = live.get("spec", {}).get("template", {})
+        live_peer_tls = desired.peer_tls_of(live_template)
+        started = tlsmigration.decide(cluster, live_peer_tls, None, datetime.now(UTC))
+        if started.record is not None:
+            # Plain-text members, a spec that asks for TLS: stage P1 is recorded first, so
+            # a restarted operator writes the same template (tlsmigration.py).
+            cluster = await self.record_tls_migration(cluster, started)
+            wanted = desired.with_owner(
+                desired.stateful_set(
+                    cluster, replicas=replicas, default_image_repository=repository
+                ),
+                cluster,
+            )
         wanted_template = wanted["spec"]["template"]
-        if desired.peer_tls_of(live_template) != desired.peer_tls_of(wanted_template):
-            # A rolling restart would leave TLS and plain-text members unable to talk: the
-            # cluster would lose quorum half-way. Refuse, and say so (docs/security.md).
+        if live_peer_tls is True and desired.peer_tls_of(wanted_template) is False:
+            # TLS members told to drop it (CEL rejects that change; an object written
+            # around it): a rolling restart would split TLS from plain-text members. Refuse.
             if not self.tls_switch_warned:
                 warn(
                     cluster.to_k8s(),
                     reason="TLSSwitchRefused",
-                    message="the members run with a different peer TLS setting than "
-                    "spec.tls asks for; switching a running cluster is not supported "
-                    "(recreate it from a checkpoint)",
+                    message="the members run peer TLS and spec.tls asks for none; "
+                    "switching a running cluster off TLS is not supported",
                 )
             self.tls_switch_warned = True
             return
@@ -425,6 +439,48 @@ class Reconciler:
         }
         if not kube.is_subset(mutable, live):
             await kube.patch_statefulset(self.namespace, cluster.name, mutable)
+
+    async def record_tls_migration(
+        self, cluster: RaftCluster, decision: tlsmigration.Decision
+    ) -> RaftCluster:
+        """Persist status.tlsMigration (before anything acts on it), post its Event, and
+        return the cluster as it now reads."""
+        assert decision.record is not None
+        dumped = decision.record.model_dump(mode="json", by_alias=True, exclude_none=True)
+        await kube.patch_cluster_status(self.namespace, self.name, {"tlsMigration": dumped})
+        status = cluster.status.model_copy(update={"tls_migration": decision.record})
+        cluster = cluster.model_copy(update={"status": status})
+        if not desired.client_tls(cluster):
+            # The client port stays plain HTTP: the operator calls it so, with no token.
+            RUNTIME.node_auth[(self.namespace, self.name)] = None
+        if decision.event is not None:
+            reason, message = decision.event
+            (warn if decision.warning else info)(cluster.to_k8s(), reason=reason, message=message)
+            self.logger.info("%s: %s", reason, message)
+        return cluster
+
+    async def sync_tls_migration(
+        self, cluster: RaftCluster, observed: planner.Observed
+    ) -> RaftCluster:
+        """A migration in flight: its next stage once every member reports the current one
+        (tlsmigration.decide), written to status first and then to the StatefulSet's
+        template, whose rolling update the planner drives."""
+        if not tlsmigration.in_flight(cluster):
+            return cluster
+        leader = planner.find_leader(observed.nodes.values())
+        expected = tlsmigration.expected_members(
+            {name: pod.terminating for name, pod in observed.pods.items()},
+            [m.name for m in leader.members] if leader is not None else None,
+        )
+        members = {name: observed.nodes.get(name) for name in expected}
+        decision = tlsmigration.decide(cluster, None, members, datetime.now(UTC))
+        if decision.record is None:
+            return cluster
+        before = cluster.status.tls_migration
+        cluster = await self.record_tls_migration(cluster, decision)
+        if before is not None and before.stage != decision.record.stage:
+            await self.sync_statefulset(cluster)
+        return cluster
 
     # ---- observation ---------------------------------------------------------------------
 
