@@ -114,31 +114,44 @@ class MemberTLS:
     client: LoadedTLS | None
 
 
-def waiting_for_trust(members: Mapping[str, MemberTLS | None], bundle: bytes) -> list[str]:
-    """Members whose peer or client plane has not loaded `bundle` as its trusted CAs."""
+def _planes(tls: MemberTLS, client_plane: bool) -> tuple[LoadedTLS | None, ...]:
+    """The planes a member's report must cover: the client plane only where the client
+    port has TLS (a pre-TLS cluster moved onto TLS keeps it plain: RaftCluster.client_port_tls)."""
+    return (tls.peer, tls.client) if client_plane else (tls.peer,)
+
+
+def waiting_for_trust(
+    members: Mapping[str, MemberTLS | None], bundle: bytes, *, client_plane: bool = True
+) -> list[str]:
+    """Members whose peer or (with `client_plane`) client plane has not loaded `bundle` as
+    its trusted CAs."""
     digest = sha256_hex(bundle)
     return sorted(
         name
         for name, tls in members.items()
         if tls is None
-        or any(plane is None or plane.ca_sha256 != digest for plane in (tls.peer, tls.client))
+        or any(plane is None or plane.ca_sha256 != digest for plane in _planes(tls, client_plane))
     )
 
 
 def waiting_for_certificates(
-    members: Mapping[str, MemberTLS | None], peer_cert: bytes, client_cert: bytes
+    members: Mapping[str, MemberTLS | None],
+    peer_cert: bytes,
+    client_cert: bytes | None,
+    *,
+    client_plane: bool = True,
 ) -> list[str]:
-    """Members that do not serve `peer_cert` on the peer plane and `client_cert` on the
-    client plane yet."""
-    peer, client = sha256_hex(peer_cert), sha256_hex(client_cert)
+    """Members that do not serve `peer_cert` on the peer plane and (with `client_plane`)
+    `client_cert` on the client plane yet."""
+    wanted = (sha256_hex(peer_cert), sha256_hex(client_cert) if client_cert else None)
     return sorted(
         name
         for name, tls in members.items()
         if tls is None
-        or tls.peer is None
-        or tls.client is None
-        or tls.peer.cert_sha256 != peer
-        or tls.client.cert_sha256 != client
+        or any(
+            plane is None or plane.cert_sha256 != want
+            for plane, want in zip(_planes(tls, client_plane), wanted, strict=False)
+        )
     )
 
 
@@ -213,8 +226,9 @@ def step(
         )
     if members is None:
         return NOTHING
+    client_plane = cluster.client_port_tls
     if phase == CARotationPhase.TRUST_BOTH:
-        waiting = waiting_for_trust(members, trust_bundle(ca_data))
+        waiting = waiting_for_trust(members, trust_bundle(ca_data), client_plane=client_plane)
         if waiting:
             return Step(None, None, waiting)
         data = {
@@ -235,10 +249,14 @@ def step(
         )
     if phase == CARotationPhase.ISSUE_NEW:
         signing = ca_data[CA_CERT_KEY]
-        if not (signed_by(peer_cert, signing) and signed_by(client_cert, signing)):
+        if not (
+            signed_by(peer_cert, signing) and (not client_plane or signed_by(client_cert, signing))
+        ):
             return Step(None, None, sorted(members))  # the Secrets are re-issued this round
-        assert peer_cert is not None and client_cert is not None
-        waiting = waiting_for_certificates(members, peer_cert, client_cert)
+        assert peer_cert is not None
+        waiting = waiting_for_certificates(
+            members, peer_cert, client_cert, client_plane=client_plane
+        )
         if waiting:
             return Step(None, None, waiting)
         data = {
@@ -254,7 +272,7 @@ def step(
             ),
             [],
         )
-    waiting = waiting_for_trust(members, ca_data[CA_CERT_KEY])
+    waiting = waiting_for_trust(members, ca_data[CA_CERT_KEY], client_plane=client_plane)
     if waiting:
         return Step(None, None, waiting)
     return Step(

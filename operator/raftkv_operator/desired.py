@@ -134,10 +134,8 @@ def member_peer_url(cluster: RaftCluster, member: str) -> str:
 
 
 def client_tls(cluster: RaftCluster) -> bool:
-    """TLS and tokens on the client port: unless `tls.mode: disabled`, or the cluster was
-    made without TLS and is being (or was) moved onto it, whose client port stays plain
-    (status.tlsMigration; docs/security.md)."""
-    return cluster.spec.secure and cluster.status.tls_migration is None
+    """TLS and tokens on the client port (RaftCluster.client_port_tls)."""
+    return cluster.client_port_tls
 
 
 def client_scheme(cluster: RaftCluster) -> str:

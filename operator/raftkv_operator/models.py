@@ -1196,6 +1196,13 @@ class RaftCluster(BaseModel):
         return self.metadata.name
 
     @property
+    def client_port_tls(self) -> bool:
+        """TLS and tokens on the client port: unless `tls.mode: disabled`, or the cluster
+        was made without TLS and is being (or was) moved onto it, whose client port stays
+        plain (status.tlsMigration; docs/security.md)."""
+        return self.spec.secure and self.status.tls_migration is None
+
+    @property
     def namespace(self) -> str:
         if not self.metadata.namespace:
             raise ValueError(f"RaftCluster {self.metadata.name!r} has no metadata.namespace")

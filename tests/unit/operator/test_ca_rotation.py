@@ -238,3 +238,38 @@ def test_an_unknown_step_in_the_secret_is_no_rotation_and_the_bundle_is_the_ca()
     ca = {**_data(live, "demo-ca"), "rotation-phase": b"Sideways"}
     assert carotation.phase_of(ca) is None
     assert carotation.trust_bundle(ca) == ca["ca.crt"]
+
+
+def test_a_cluster_whose_client_port_stays_plain_rotates_on_its_peer_plane_alone() -> None:
+    """A pre-TLS cluster moved onto TLS keeps a plain client port (status.tlsMigration):
+    its members report no client TLS, which must not hold a rotation for ever."""
+
+    def migrated(request: str) -> RaftCluster:
+        body = _cluster(request).to_k8s()
+        body["status"] = {"tlsMigration": {"stage": "P3", "clientPlane": "plain"}}
+        return RaftCluster.model_validate(body)
+
+    cluster = migrated("2026-12-02")
+    assert not cluster.client_port_tls
+    live = _apply({}, credentials.plan(_cluster(), {}, NOW))
+
+    def peer_only(secrets: dict[str, Any]) -> dict[str, MemberTLS | None]:
+        return _all(MemberTLS(_loaded(secrets).peer, None))
+
+    live = _apply(live, credentials.plan(cluster, live, NOW, None))
+    assert _phase(live) == CARotationPhase.TRUST_BOTH
+    seen = []
+    for _ in range(3):
+        step = credentials.plan(cluster, live, NOW, peer_only(live))
+        assert step.rotation.waiting == [], step.rotation.waiting
+        assert step.rotation.event is not None
+        seen.append(step.rotation.event[0])
+        live = _apply(live, step)
+    assert seen == ["CARotationIssuing", "CARotationDroppingOld", "CARotated"]
+    assert _phase(live) is None
+    # The peer plane still holds it: a member on the old peer files is waited for.
+    again = migrated("2027-01-01")
+    live = _apply(live, credentials.plan(again, live, NOW, None))
+    stale = {**peer_only(live), "demo-1": MemberTLS(None, None)}
+    held = credentials.plan(again, live, NOW, stale)
+    assert held.rotation.waiting == ["demo-1"]
