@@ -236,11 +236,13 @@ def test_a_damaged_wal_is_refused_and_leaves_no_backup(
     assert not list(data.glob("*recover-backup-*"))
 
 
-def test_refuses_a_multipaxos_data_directory(tmp_path: Path) -> None:
+def test_a_raft_log_recorded_as_multipaxos_is_refused_unchanged(tmp_path: Path) -> None:
+    # What the directory says it is decides how its log is read: a Raft log read as a
+    # ballot log fails its checks, and nothing is changed (no backup left either).
     data = make_member_dir(tmp_path, commit=5)
-    resolve_engine(data, "raft")  # what the directory says it is decides
+    resolve_engine(data, "raft")
     (data / CONSENSUS_FILE).write_text('{"engine": "multipaxos"}')
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
-    with pytest.raises(RecoverRefused, match="holds a multipaxos node"):
+    with pytest.raises(ValueError, match="not a Multi-Paxos slot record"):
         recover_data_dir(data, yes=True, prober=no_one_answers)
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
