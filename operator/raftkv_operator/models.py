@@ -731,7 +731,7 @@ class RaftClusterSpec(KubeModel):
         ),
     )
     """Consensus engine of the members (`raftkv serve --consensus`), fixed at creation.
-    The operator's quorum-loss recovery works on Raft clusters only (docs/consensus.md)."""
+    The operator's quorum-loss recovery (spec.recovery) works on both (docs/recovery.md)."""
     raft: RaftTimings = Field(default_factory=RaftTimings)
     """Raft timings (the same ticks drive the Multi-Paxos engine)."""
     checkpoints: CheckpointsSpec = Field(default_factory=CheckpointsSpec)

@@ -1,7 +1,8 @@
 """`raftkv recover` with real `raftkv serve` processes (issue 13, docs/recovery.md):
 majority loss -> recover the survivor -> writable with every acknowledged write; old
 members refused by the new cluster id; fresh members re-added as learners and promoted;
-recover refuses while a quorum answers and on a running member's directory."""
+recover refuses while a quorum answers and on a running member's directory. The
+majority-loss scenario runs on both engines (`--consensus raft|multipaxos`)."""
 
 from __future__ import annotations
 
@@ -72,10 +73,11 @@ async def readd(cluster: Cluster, leader: Node, node: Node) -> None:
     await until(promoted, 30, f"{node.name} to be promoted", interval=0.3)
 
 
-async def test_majority_loss_then_recover(tls_cluster: Cluster) -> None:
+@pytest.mark.parametrize("engine", ["raft", "multipaxos"])
+async def test_majority_loss_then_recover(tls_cluster: Cluster, engine: str) -> None:
     cluster = tls_cluster
     # Small snapshots: the survivor starts from a snapshot plus a log tail.
-    cluster.create(3, extra_args=["--snapshot-entries", "10"])
+    cluster.create(3, extra_args=["--snapshot-entries", "10", "--consensus", engine])
     cluster.start_all()
     survivor = await cluster.wait_leader()
     kept_aside, lost = [n for n in cluster.initial if n is not survivor]

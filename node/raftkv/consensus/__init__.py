@@ -16,6 +16,7 @@ from raftkv.consensus.engines import (
     make_core,
 )
 from raftkv.consensus.interface import AnyConsensus, Consensus, ReadyBatch, sends_before_persist
+from raftkv.paxos.types import ballot, ballot_round
 from raftkv.raft.types import (
     NONE,
     ConfChange,
@@ -55,6 +56,8 @@ __all__ = [
     "SnapshotMeta",
     "SoftState",
     "StateRole",
+    "ballot",
+    "ballot_round",
     "bootstrap_entries",
     "make_core",
     "sends_before_persist",

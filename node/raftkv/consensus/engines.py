@@ -107,8 +107,11 @@ class PaxosEngine(paxos.Paxos):
 
     def snapshot_acceptable(self, m: paxos.Message) -> bool:
         # A snapshot holds only chosen values (its sender's compacted prefix), and it
-        # answers this node's CATCHUP, which may go to any member that knows more.
-        return m.frm != self.id and m.frm in self.conf.members()
+        # answers this node's CATCHUP, which may go to any member that knows more, or
+        # to the leader it follows: a member added with an empty data directory knows
+        # no configuration yet, and once the leader has compacted its log a snapshot
+        # from it is the only way in.
+        return m.frm != self.id and (m.frm in self.conf.members() or m.frm == self.leader)
 
     # Paxos has no per-follower replication state to reset.
     def report_unreachable(self, peer: int) -> None:

@@ -35,6 +35,17 @@ them (docs/recovery.md): a write whose client got no answer (or an error) may th
 appear, which is allowed for an operation of unknown outcome. What is lost: whatever
 the old cluster committed beyond this member's last index (only the lost members had it).
 
+On a Multi-Paxos data directory (`consensus.json` says `multipaxos`) the same steps,
+on the same WAL read through `storage.ballots` (the ballot log, checked as a start
+checks it, then decoded): the REMOVEs go to the slots after the last one, at a ballot of
+this node's own one round above every ballot it promised or accepted; the promise is
+raised to that ballot (it never goes backwards) and the chosen prefix covers every slot.
+Slots beyond the old chosen prefix (accepted, not known chosen) keep their values and
+ballots and become chosen: exactly what this node's phase 1 as the only acceptor would
+adopt (its own accepted values; a hole, a ballot-0 no-op on disk, becomes a chosen
+no-op, as phase 1 fills it). Dropping them could lose acknowledged writes, as on Raft
+(docs/recovery.md, docs/consensus.md). No slot's value is invented or changed.
+
 The removed members become tombstones in the replicated directory, and the cluster id
 is new: a member of the old cluster that comes back is refused twice over (`wrong_cluster`
 in the handshake, and its id is removed). Old members come back with EMPTY data
@@ -64,7 +75,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftkv.consensus import ConfChange, ConfChangeType, Entry, EntryType, HardState
+from raftkv.consensus import (
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    HardState,
+    ballot,
+    ballot_round,
+)
 from raftkv.fsm.machine import StateMachine
 from raftkv.fsm.members import LEARNER
 from raftkv.runtime.identity import (
@@ -78,12 +98,16 @@ from raftkv.runtime.identity import (
     new_cluster_id,
     save_cluster_id,
 )
+from raftkv.storage.ballots import BallotLog
 from raftkv.storage.errors import DirectoryLockedError, StorageError
 from raftkv.storage.fsutil import fsync_directory
 from raftkv.storage.recovery import recover
 from raftkv.storage.snapshots import FileSnapshotStore
 from raftkv.storage.wal import LOCK_NAME, WriteAheadLog, list_segments
 
+RAFT = "raft"
+MULTIPAXOS = "multipaxos"
+ENGINES = (RAFT, MULTIPAXOS)
 EXIT_OK = 0
 EXIT_REFUSED = 2
 BACKUP_PREFIX = "recover-backup-"
@@ -110,7 +134,9 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What recover keeps and what it writes, from the member's state on disk."""
+    """What recover keeps and what it writes, from the member's state on disk.
+    `term`, `last_term`: as `/v1/status` shows them (on Multi-Paxos a ballot's round);
+    `entries`, `hard_state`: in the core's values (storage encodes them)."""
 
     name: str
     id: int
@@ -123,15 +149,23 @@ class Plan:
     self_role: str
     entries: tuple[Entry, ...] = field(default=())
     hard_state: HardState = field(default_factory=HardState)
+    engine: str = RAFT
 
     def summary(self) -> str:
         """The one line: what is kept, what may be lost."""
-        uncommitted = (
-            f"; entries {self.commit + 1}..{self.last_index} are beyond the commit "
-            "index: kept, and the new cluster commits them"
-            if self.last_index > self.commit
-            else ""
-        )
+        if self.last_index <= self.commit:
+            uncommitted = ""
+        elif self.engine == MULTIPAXOS:
+            uncommitted = (
+                f"; slots {self.commit + 1}..{self.last_index} are beyond the chosen "
+                "prefix (accepted, not known chosen): kept, and the new cluster chooses "
+                "them (a hole as a no-op)"
+            )
+        else:
+            uncommitted = (
+                f"; entries {self.commit + 1}..{self.last_index} are beyond the commit "
+                "index: kept, and the new cluster commits them"
+            )
         return (
             f"kept: {self.name} (id {self.id}) log up to index {self.last_index} "
             f"(term {self.last_term}), commit index {self.commit}{uncommitted}; "
@@ -149,10 +183,20 @@ def plan_recovery(
     last_index: int,
     last_term: int,
     members: dict[int, dict[str, str]],
+    engine: str = RAFT,
+    highest_ballot: int = 0,
 ) -> Plan:
     """The WAL batch that makes `mid` the only voter: REMOVE every other member, ADD_VOTER
     itself if it was a learner, in term T+1 with vote = itself and everything committed.
-    `members`: the replicated directory ({id: {"name", "client_url", "role", ...}})."""
+    `members`: the replicated directory ({id: {"name", "client_url", "role", ...}}).
+
+    Multi-Paxos (`hard_state`, `last_term` in the core's values: the promised ballot,
+    the last slot's ballot; `highest_ballot`: the highest any slot carries): the same
+    changes at a ballot of `mid`'s own in the round above every ballot it promised or
+    accepted (the promise only rises), the promise raised to it, and every slot chosen.
+    The slots beyond the chosen prefix keep their values and ballots: what this
+    acceptor's phase 1 as the only acceptor would adopt (its own accepted values; a
+    hole, a ballot-0 no-op on disk, becomes a chosen no-op, as phase 1 fills it)."""
     me = members.get(mid)
     if me is None:
         raise RecoverRefused(
@@ -164,7 +208,15 @@ def plan_recovery(
         for m, info in members.items()
         if m != mid
     )
-    term = max(hard_state.term, last_term) + 1
+    if engine == MULTIPAXOS:
+        top = max(hard_state.term, last_term, highest_ballot)
+        term = ballot(ballot_round(top) + 1, mid)
+        vote = NONE  # unused by Paxos: the promise is the whole ballot
+        shown_term, shown_last_term = ballot_round(hard_state.term), ballot_round(last_term)
+    else:
+        term = max(hard_state.term, last_term) + 1
+        vote = mid
+        shown_term, shown_last_term = hard_state.term, last_term
     changes = [
         ConfChange(ConfChangeType.REMOVE, m.id, json.dumps({"name": m.name}).encode())
         for m in others
@@ -183,14 +235,15 @@ def plan_recovery(
         name=name,
         id=mid,
         cluster_id=cluster_id,
-        term=hard_state.term,
+        term=shown_term,
         commit=hard_state.commit,
         last_index=last_index,
-        last_term=last_term,
+        last_term=shown_last_term,
         others=others,
         self_role=me.get("role", ""),
         entries=entries,
-        hard_state=HardState(term=term, vote=mid, commit=new_last),
+        hard_state=HardState(term=term, vote=vote, commit=new_last),
+        engine=engine,
     )
 
 
@@ -340,8 +393,10 @@ def recover_data_dir(
     ssl_context: ssl.SSLContext | None = None,
     probe_headers: dict[str, str] | None = None,
     prober: Callable[[str], ProbeResult] | None = None,
+    now: float | None = None,
 ) -> Outcome:
-    """Plan and (with `yes`) perform a recovery; raises RecoverRefused with the reason."""
+    """Plan and (with `yes`) perform a recovery; raises RecoverRefused with the reason.
+    `now`: the backup's time stamp (default: the clock)."""
     wal_dir = data_dir / "wal"
     if not data_dir.is_dir():
         raise RecoverRefused(f"{data_dir} is not a directory")
@@ -350,12 +405,11 @@ def recover_data_dir(
             f"{wal_dir} holds no WAL segment: there is nothing to recover "
             "from (a member without a log cannot become the cluster)"
         )
-    engine = load_engine(data_dir) or "raft"
-    if engine != "raft":
-        # It rewrites a Raft log; a Multi-Paxos log (storage.ballots) means something else.
+    engine = load_engine(data_dir) or RAFT
+    if engine not in ENGINES:
         raise RecoverRefused(
-            f"{data_dir} holds a {engine} node: `raftkv recover` handles Raft data "
-            'directories only (docs/consensus.md, "Status")'
+            f"{data_dir} holds a {engine} node: `raftkv recover` knows the engines "
+            f"{', '.join(ENGINES)} only"
         )
     node_name, mid = _resolve_name(data_dir, name)
     try:
@@ -366,7 +420,7 @@ def recover_data_dir(
             "live process): stop it first"
         ) from None
     try:
-        backup = make_backup(data_dir) if yes else None
+        backup = make_backup(data_dir, now) if yes else None
         try:
             check = prober or (lambda url: probe(url, probe_timeout, ssl_context, probe_headers))
             outcome = _plan_and_apply(
@@ -374,6 +428,7 @@ def recover_data_dir(
                 wal,
                 node_name,
                 mid,
+                engine=engine,
                 yes=yes,
                 force=force,
                 endpoints=endpoints,
@@ -403,6 +458,7 @@ def _plan_and_apply(
     name: str,
     mid: int,
     *,
+    engine: str,
     yes: bool,
     force: bool,
     endpoints: Sequence[str],
@@ -411,7 +467,10 @@ def _plan_and_apply(
 ) -> Outcome:
     cluster_id = load_cluster_id(data_dir)
     prior = [str(data_dir / IDENTITY_FILE)] if (data_dir / IDENTITY_FILE).exists() else []
-    recovered = recover(wal, FileSnapshotStore(data_dir / "snapshots"), prior_state=prior)
+    # Multi-Paxos: the same WAL in its disk shape (storage.ballots); recovery checks it as
+    # a start does, then decodes ballots and the promise into the core's values.
+    store: WriteAheadLog | BallotLog = BallotLog(wal) if engine == MULTIPAXOS else wal
+    recovered = recover(store, FileSnapshotStore(data_dir / "snapshots"), prior_state=prior)
     state = recovered.state
     fsm = StateMachine()
     if state.snapshot is not None and recovered.snapshot_data is not None:
@@ -435,6 +494,8 @@ def _plan_and_apply(
         last_index=last_index,
         last_term=last_term,
         members=fsm.members,
+        engine=engine,
+        highest_ballot=max((e.term for e in state.entries), default=0),
     )
 
     urls = list(
@@ -467,7 +528,7 @@ def _plan_and_apply(
     outcome.new_cluster_id = new_cluster_id()
     # The cluster id first: a crash before the WAL batch leaves a member no peer admits.
     save_cluster_id(data_dir, outcome.new_cluster_id)
-    wal.save(plan.hard_state, list(plan.entries))
+    store.save(plan.hard_state, list(plan.entries))
     return outcome
 
 

@@ -155,3 +155,22 @@ def test_a_report_about_a_live_leader_deposes_nobody(engine: str) -> None:
             _settle(cores)
     assert cores[1].role == StateRole.LEADER and cores[1].term == term
     assert all(c.leader == 1 for c in cores.values())
+
+
+def test_a_fresh_paxos_learner_takes_a_snapshot_from_the_leader_it_follows() -> None:
+    """A member added with an empty data directory knows no configuration yet; when the
+    leader has compacted its log, a snapshot is its only way in (found by
+    tests/integration/test_recover.py: the re-added members never caught up)."""
+    from raftkv.consensus import Snapshot, SnapshotMeta
+    from raftkv.paxos import Config, Message, MsgType, ballot
+
+    learner = PaxosEngine(Config(id=4))
+    assert not learner.conf.members()
+    leader_ballot = ballot(3, 1)
+    snap = Message(MsgType.SNAP, to=4, frm=1, snapshot=Snapshot(SnapshotMeta(index=40)))
+    stranger = Message(MsgType.SNAP, to=4, frm=2, snapshot=Snapshot(SnapshotMeta(index=40)))
+    assert not learner.snapshot_acceptable(snap)  # nobody to trust yet
+    learner.step(Message(MsgType.COMMIT, to=4, frm=1, ballot=leader_ballot, commit=40))
+    assert learner.leader == 1
+    assert learner.snapshot_acceptable(snap)
+    assert not learner.snapshot_acceptable(stranger)  # neither a member nor the leader

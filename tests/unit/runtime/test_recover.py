@@ -236,11 +236,41 @@ def test_a_damaged_wal_is_refused_and_leaves_no_backup(
     assert not list(data.glob("*recover-backup-*"))
 
 
-def test_refuses_a_multipaxos_data_directory(tmp_path: Path) -> None:
+def test_a_raft_log_recorded_as_multipaxos_is_refused_unchanged(tmp_path: Path) -> None:
+    # What the directory says it is decides how its log is read: a Raft log read as a
+    # ballot log fails its checks, and nothing is changed (no backup left either).
     data = make_member_dir(tmp_path, commit=5)
-    resolve_engine(data, "raft")  # what the directory says it is decides
+    resolve_engine(data, "raft")
     (data / CONSENSUS_FILE).write_text('{"engine": "multipaxos"}')
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
-    with pytest.raises(RecoverRefused, match="holds a multipaxos node"):
+    with pytest.raises(ValueError, match="not a Multi-Paxos slot record"):
         recover_data_dir(data, yes=True, prober=no_one_answers)
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
+def test_an_interrupted_recover_is_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between `cluster.json` and the WAL batch leaves a new cluster id and the
+    old log (no peer admits it); recover run again finishes it, the first backup kept."""
+    data = make_member_dir(tmp_path, commit=5)
+    wal_before = {p.name: p.read_bytes() for p in (data / "wal").glob("*.wal")}
+
+    def crash(self: WriteAheadLog, *args: object) -> None:
+        raise OSError("power lost")
+
+    monkeypatch.setattr(WriteAheadLog, "save", crash)
+    with pytest.raises(OSError, match="power lost"):
+        recover_data_dir(data, yes=True, prober=no_one_answers, now=1_000_000)
+    monkeypatch.undo()
+    first_id = load_cluster_id(data)
+    assert first_id != OLD_CLUSTER
+    assert {p.name: p.read_bytes() for p in (data / "wal").glob("*.wal")} == wal_before
+    (first_backup,) = data.glob("recover-backup-*")
+    assert load_cluster_id(first_backup) == OLD_CLUSTER
+
+    outcome = recover_data_dir(data, yes=True, prober=no_one_answers, now=1_000_060)
+    assert load_cluster_id(data) == outcome.new_cluster_id not in (OLD_CLUSTER, first_id)
+    core, _, last = reopen(data)
+    assert core.conf.voters == {member_id("n1")} and core.commit == last == 10
+    assert len(list(data.glob("recover-backup-*"))) == 2
