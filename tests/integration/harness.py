@@ -111,6 +111,9 @@ class Cluster:
         self.base_dir = base_dir
         self.session = session
         self.nodes: dict[str, Node] = {}
+        self.engine: str | None = None
+        """--consensus for every node this cluster starts (None: the node's default);
+        a node's own extra_args may still name one."""
         self.initial: list[Node] = []
         self.credentials: ClientCredentials | None = None
         self.admin_token = ""
@@ -209,8 +212,14 @@ class Cluster:
             *FAST_TIMINGS,
             *self.client_plane_args(node),
             *self.peer_args(node),
+            *self.engine_args(node),
             *node.extra_args,
         ]
+
+    def engine_args(self, node: Node) -> list[str]:
+        if self.engine is None or "--consensus" in node.extra_args:
+            return []
+        return ["--consensus", self.engine]
 
     def start(self, node: Node, state: str = "new") -> None:
         assert not node.running(), f"{node.name} is already running"

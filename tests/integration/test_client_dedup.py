@@ -13,7 +13,7 @@ from aiohttp import web
 from raftkv.client import AsyncClient, RetryPolicy
 from tests.integration.harness import Cluster, Node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_engines]
 
 
 class AnswerLosingProxy:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.harness import Cluster, Node, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_engines]
 
 
 async def _grant(cluster: Cluster, node: Node, ttl: int) -> int:

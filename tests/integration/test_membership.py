@@ -11,7 +11,7 @@ import pytest
 from raftkv.runtime.identity import member_id
 from tests.integration.harness import Cluster, Node, running_cluster, until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_engines]
 
 
 async def test_learner_promote_remove_and_transfer(three_nodes: Cluster) -> None:
