@@ -47,8 +47,8 @@ def _has_state(data_dir: Path) -> bool:
     return False
 
 
-def load_identity(data_dir: Path) -> tuple[str, int] | None:
-    path = data_dir / IDENTITY_FILE
+def _read_json_object(path: Path) -> dict[str, object] | None:
+    """The JSON object in `path` (None: no such file); IdentityError if it is not one."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -59,6 +59,14 @@ def load_identity(data_dir: Path) -> tuple[str, int] | None:
         raise IdentityError(f"{path}: not JSON ({exc})") from None
     if not isinstance(parsed, dict):
         raise IdentityError(f"{path}: expected an object")
+    return parsed
+
+
+def load_identity(data_dir: Path) -> tuple[str, int] | None:
+    path = data_dir / IDENTITY_FILE
+    parsed = _read_json_object(path)
+    if parsed is None:
+        return None
     name, mid = parsed.get("name"), parsed.get("id")
     if not isinstance(name, str) or not name:
         raise IdentityError(f"{path}: 'name' must be a non-empty string")
@@ -128,15 +136,10 @@ def new_cluster_id() -> str:
 
 def load_cluster_id(data_dir: Path) -> str | None:
     path = data_dir / CLUSTER_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    parsed = _read_json_object(path)
+    if parsed is None:
         return None
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IdentityError(f"{path}: not JSON ({exc})") from None
-    cid = parsed.get("cluster_id") if isinstance(parsed, dict) else None
+    cid = parsed.get("cluster_id")
     if not isinstance(cid, str) or len(cid) != 32 or cid.strip("0123456789abcdef"):
         raise IdentityError(f"{path}: 'cluster_id' must be 32 lowercase hex digits")
     return cid
@@ -169,15 +172,10 @@ class EngineMismatchError(IdentityError):
 
 def load_engine(data_dir: Path) -> str | None:
     path = data_dir / CONSENSUS_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    parsed = _read_json_object(path)
+    if parsed is None:
         return None
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IdentityError(f"{path}: not JSON ({exc})") from None
-    engine = parsed.get("engine") if isinstance(parsed, dict) else None
+    engine = parsed.get("engine")
     if not isinstance(engine, str) or not engine:
         raise IdentityError(f"{path}: 'engine' must be a non-empty string")
     return engine
