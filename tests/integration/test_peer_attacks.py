@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from raftkv.runtime import codec
 from tests.integration.harness import Cluster, Node, running_cluster, until
 from tests.integration.peer_attacker import (
     ATTACKS,
@@ -288,3 +289,75 @@ async def _send_plain_open(target: Node, frames: list[bytes]) -> None:
 
 async def _at_least(acked: dict[str, bytes], n: int) -> bool:
     return len(acked) >= n
+
+
+async def _hello_answer(target: Target, ctx: Any, frame: bytes) -> str:
+    """Send one HELLO and read the answer: "welcome", "refused", or "closed" (the
+    connection ended first); then hang up."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(target.host, target.port, ssl=ctx, server_hostname=target.host),
+        8,
+    )
+    try:
+        writer.write(frame)
+        await writer.drain()
+        header = await asyncio.wait_for(reader.readexactly(4), 8)
+        (length,) = codec.HEADER.unpack(header)
+        answer = codec.unpack_payload(await asyncio.wait_for(reader.readexactly(length), 8))
+    except (asyncio.IncompleteReadError, ConnectionError, OSError):
+        return "closed"
+    finally:
+        writer.close()
+    return {codec.WELCOME: "welcome", codec.REFUSED: "refused"}.get(answer[0], repr(answer[0]))
+
+
+async def test_a_leaderless_member_flooded_with_made_up_ids_keeps_no_trace(
+    tls_cluster: Cluster,
+) -> None:
+    """A member without a leader admits an id its log does not name yet (a joiner's first
+    HELLO may reach it before the entry that adds it): 200 such HELLOs, with a stolen
+    member certificate, must leave no dial loop, no metric series, no member and no
+    crash, and the cluster must come back whole."""
+    cluster = tls_cluster
+    leader = await cluster.wait_leader()
+    nodes = list(cluster.nodes.values())
+    status = await cluster.status(leader)
+    assert status is not None
+    members_before = sorted(m["id"] for m in status["members"])
+    assert (await cluster.put(leader, "before", b"1"))[0] == 200
+    survivor = next(n for n in nodes if n is not leader)
+    thief = next(n for n in nodes if n is not leader and n is not survivor)
+    gone = [n for n in nodes if n is not survivor]
+    for node in gone:
+        cluster.kill(node)
+
+    async def leaderless() -> bool:
+        st = await cluster.status(survivor)
+        return bool(st) and st["leader"] is None  # type: ignore[index]
+
+    await until(leaderless, 20, f"{survivor.name} to lose its leader")
+    claim = await _claim(cluster, survivor)
+    ctx = client_context("stolen", cluster.base_dir / "pki", cluster.ca, thief.name)
+    rng = random.Random(11)
+    answers: dict[str, int] = {}
+    for _ in range(200):
+        fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0)
+        answer = await _hello_answer(_target(survivor), ctx, hello(fake, _target(survivor)))
+        answers[answer] = answers.get(answer, 0) + 1
+    print(f"answers of a leaderless member to 200 made-up ids: {answers}")
+    assert survivor.running(), cluster.log_tail(survivor)
+    peers = await _metric(cluster, survivor, "raftkv_peer_up")
+    ids = {int(m.group(1)) for k in peers if (m := re.search(r'peer="(\d+)"', k))}
+    assert ids <= set(members_before), ids - set(members_before)
+    st = await cluster.status(survivor)
+    assert st is not None and sorted(m["id"] for m in st["members"]) == members_before
+
+    for node in gone:
+        cluster.start(node, state="existing")
+    leader = await cluster.wait_leader()
+    assert (await cluster.put(leader, "after", b"2"))[0] == 200
+    for node in nodes:
+        await cluster.wait_caught_up(node, leader)
+        assert await cluster.get(node, "before", consistency="serializable") == (200, b"1")
+        st = await cluster.status(node)
+        assert st is not None and sorted(m["id"] for m in st["members"]) == members_before
