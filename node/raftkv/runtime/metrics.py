@@ -3,8 +3,10 @@ share a process in tests). The names are documented in docs/metrics.md."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -61,7 +63,12 @@ class LoopHistogramChild:
         self.sum += value
 
 
-class _LoopFamily(Collector):
+C = TypeVar("C")
+
+
+class _LoopFamily(Collector, ABC, Generic[C]):
+    """One metric family of event-loop-only children (C), keyed by label values."""
+
     def __init__(
         self,
         name: str,
@@ -72,41 +79,46 @@ class _LoopFamily(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = labelnames
-        self._children: dict[tuple[str, ...], object] = {}
+        self._children: dict[tuple[str, ...], C] = {}
         registry.register(self)
 
-    def describe(self) -> list[Metric]:
-        return [self._family()]
-
-    def _family(self) -> Metric:
-        raise NotImplementedError
-
-
-class LoopCounter(_LoopFamily):
-    """A counter (name without `_total`) updated by the event loop only."""
-
-    def labels(self, *values: str) -> LoopCounterChild:
+    def labels(self, *values: str) -> C:
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = LoopCounterChild()
-        assert isinstance(child, LoopCounterChild)
+            child = self._children[values] = self._new_child()
         return child
+
+    @abstractmethod
+    def _new_child(self) -> C: ...
+
+    @abstractmethod
+    def _family(self, children: dict[tuple[str, ...], C]) -> Metric:
+        """The family with a sample set per child (none for describe())."""
+
+    def describe(self) -> list[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family(dict(self._children))
+
+
+class LoopCounter(_LoopFamily[LoopCounterChild]):
+    """A counter (name without `_total`) updated by the event loop only."""
 
     def inc(self, amount: float = 1) -> None:
         self.labels().inc(amount)
 
-    def _family(self) -> Metric:
-        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+    def _new_child(self) -> LoopCounterChild:
+        return LoopCounterChild()
 
-    def collect(self) -> Iterator[Metric]:
+    def _family(self, children: dict[tuple[str, ...], LoopCounterChild]) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            assert isinstance(child, LoopCounterChild)
+        for values, child in children.items():
             family.add_metric(list(values), child.value)
-        yield family
+        return family
 
 
-class LoopHistogram(_LoopFamily):
+class LoopHistogram(_LoopFamily[LoopHistogramChild]):
     """A histogram updated by the event loop only."""
 
     def __init__(
@@ -120,29 +132,21 @@ class LoopHistogram(_LoopFamily):
         self.buckets = tuple(sorted(buckets))
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> LoopHistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = LoopHistogramChild(self.buckets)
-        assert isinstance(child, LoopHistogramChild)
-        return child
-
     def observe(self, value: float) -> None:
         self.labels().observe(value)
 
-    def _family(self) -> Metric:
-        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+    def _new_child(self) -> LoopHistogramChild:
+        return LoopHistogramChild(self.buckets)
 
-    def collect(self) -> Iterator[Metric]:
+    def _family(self, children: dict[tuple[str, ...], LoopHistogramChild]) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            assert isinstance(child, LoopHistogramChild)
+        for values, child in children.items():
             cumulative, running = [], 0
             for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
                 running += count
                 cumulative.append((_bound(bound), float(running)))
             family.add_metric(list(values), cumulative, child.sum)
-        yield family
+        return family
 
 
 def _bound(value: float) -> str:
