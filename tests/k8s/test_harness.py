@@ -39,8 +39,11 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
-        return f.read().split(")")[-1].split()[0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:  # reaped between the two looks
+        return False
 
 
 def _ready_sts(
