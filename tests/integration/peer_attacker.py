@@ -54,6 +54,7 @@ class Claim:
     term: int
     last_index: int
     last_term: int
+    engine: str  # the cluster's consensus engine (`/v1/status` `consensus`), as a member says
 
 
 def client_context(
@@ -140,7 +141,7 @@ async def _until_closed(reader: asyncio.StreamReader, target: Target, timeout: f
 
 
 def hello(claim: Claim, target: Target) -> bytes:
-    return codec.pack_hello(claim.cluster_id, claim.id, target.id, claim.name)
+    return codec.pack_hello(claim.cluster_id, claim.id, target.id, claim.name, claim.engine)
 
 
 def _msgs(messages: list[Any]) -> bytes:

@@ -296,6 +296,7 @@ async def fuzz(
     port: int,
     *,
     cluster_id: str,
+    engine: str,
     claim: int,
     claim_name: str,
     target: int,
@@ -312,7 +313,7 @@ async def fuzz(
     connections; `check()` (async) is awaited every `check_every` seconds meanwhile
     (the node must keep serving)."""
     corpus = corpus or record_frames()
-    hello = codec.pack_hello(cluster_id, claim, target, claim_name)
+    hello = codec.pack_hello(cluster_id, claim, target, claim_name, engine)
     stats = Stats()
     done = asyncio.Event()
 

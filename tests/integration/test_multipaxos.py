@@ -157,7 +157,7 @@ async def test_hostile_paxos_frames_close_the_connection_and_change_nothing(
     assert status is not None
     before = await _kv(cluster, leader)
     claim = next(n for n in cluster.nodes.values() if n is not leader)
-    hello = codec.pack_hello(status["cluster_id"], claim.id, leader.id, claim.name)
+    hello = codec.pack_hello(status["cluster_id"], claim.id, leader.id, claim.name, "multipaxos")
     accept = paxoscodec.encode_message(
         Message(MsgType.ACCEPT, leader.id, claim.id, ballot(10**6, claim.id), entries=[])
     )

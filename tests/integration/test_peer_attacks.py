@@ -82,6 +82,7 @@ async def _claim(cluster: Cluster, as_node: Node) -> Claim:
         status["term"],
         status["last_index"],
         status["term"],
+        status["consensus"],
     )
 
 
@@ -171,6 +172,7 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
                         claim.term,
                         claim.last_index,
                         claim.last_term,
+                        claim.engine,
                     )
                     forged = attack(claim, _target(target))
                     await _send_open(target, ctx, [hello(own, _target(target)), *forged])
@@ -193,7 +195,7 @@ async def test_outsiders_cannot_touch_a_tls_cluster(tls_cluster: Cluster) -> Non
     )
     rng = random.Random(10)
     for _ in range(200):
-        fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0)
+        fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0, claim.engine)
         assert (
             await send_and_watch(_target(leader), ctx, [hello(fake, _target(leader))]) == "refused"
         )
@@ -249,9 +251,11 @@ async def test_insecure_mode_still_checks_cluster_membership_and_frames(
     await until(lambda: _at_least(writes.acked, 30), 20, "writes before the attacks")
     target = followers[0]
     real = await _claim(cluster, followers[1])
-    stranger = Claim(12345, "mallory", real.cluster_id, real.term, 0, 0)
-    other_cluster = Claim(real.id, real.name, "f" * 32, real.term, 0, 0)
-    for claim in (stranger, other_cluster):
+    stranger = Claim(12345, "mallory", real.cluster_id, real.term, 0, 0, real.engine)
+    other_cluster = Claim(real.id, real.name, "f" * 32, real.term, 0, 0, real.engine)
+    other_engine = {"raft": "multipaxos", "multipaxos": "raft"}[real.engine]
+    other_engine_member = Claim(real.id, real.name, real.cluster_id, real.term, 0, 0, other_engine)
+    for claim in (stranger, other_cluster, other_engine_member):
         for attack in ATTACKS.values():
             frames = [hello(claim, _target(target)), *attack(claim, _target(target))]
             assert await send_and_watch(_target(target), None, frames) == "refused"
@@ -272,7 +276,7 @@ async def test_insecure_mode_still_checks_cluster_membership_and_frames(
     await writes.finish()
     await _check_cluster_intact(cluster, members_before, leader, writes)
     rejected = await _metric(cluster, target, "raftkv_peer_frames_rejected_total")
-    for reason in ("not_member", "wrong_cluster", "malformed", "out_of_range"):
+    for reason in ("not_member", "wrong_cluster", "wrong_consensus", "malformed", "out_of_range"):
         assert rejected[f'reason="{reason}"'] >= 1, rejected
 
 
@@ -341,7 +345,7 @@ async def test_a_leaderless_member_flooded_with_made_up_ids_keeps_no_trace(
     rng = random.Random(11)
     answers: dict[str, int] = {}
     for _ in range(200):
-        fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0)
+        fake = Claim(rng.randrange(1, 2**48), thief.name, claim.cluster_id, 1, 0, 0, claim.engine)
         answer = await _hello_answer(_target(survivor), ctx, hello(fake, _target(survivor)))
         answers[answer] = answers.get(answer, 0) + 1
     print(f"answers of a leaderless member to 200 made-up ids: {answers}")

@@ -58,6 +58,7 @@ async def run_against_cluster(
         leader.host,
         leader.peer_port,
         cluster_id=status["cluster_id"],
+        engine=status["consensus"],
         claim=claim.id,
         claim_name=claim.name,
         target=leader.id,

@@ -133,9 +133,10 @@ async def test_a_plain_cluster_rolls_to_peer_tls_without_losing_quorum_or_writes
     for target in nodes:
         sender = next(n for n in nodes if n is not target)
         said = await _plain_hello(
-            target, codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name)
+            target,
+            codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name, "raft"),
         )
-        welcome = codec.pack_welcome(status["cluster_id"], target.id, target.name)
+        welcome = codec.pack_welcome(status["cluster_id"], target.id, target.name, "raft")
         assert welcome not in said and not said.startswith(b"\x00"), said  # no frame
     # The same HELLO while a member accepted plain text was admitted (the check above
     # can fail): shown on a member put back into dial-tls.
@@ -146,9 +147,9 @@ async def test_a_plain_cluster_rolls_to_peer_tls_without_losing_quorum_or_writes
     await until(lambda: _reports(cluster, target, "P2"), 30, "back in P2")
     sender = nodes[1]
     said = await _plain_hello(
-        target, codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name)
+        target, codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name, "raft")
     )
-    assert said.startswith(codec.pack_welcome(status["cluster_id"], target.id, target.name))
+    assert said.startswith(codec.pack_welcome(status["cluster_id"], target.id, target.name, "raft"))
 
 
 async def _plain_hello(target: Node, frame: bytes) -> bytes:

@@ -147,7 +147,7 @@ async def plain_hello(host: str, frame: bytes) -> bytes:
 def hello_answer(emulated: EmulatedCluster, target: str, sender: str, cluster_id: str) -> bytes:
     ip = emulated.pod_ip(NAMESPACE, target)
     assert ip
-    frame = codec.pack_hello(cluster_id, member_id(sender), member_id(target), sender)
+    frame = codec.pack_hello(cluster_id, member_id(sender), member_id(target), sender, "raft")
     return asyncio.run(plain_hello(ip, frame))
 
 
@@ -192,7 +192,7 @@ def test_a_pre_tls_cluster_is_moved_to_peer_tls_under_writes(
     cluster_id = (member_status(emulated, f"{NAME}-0") or {}).get("cluster_id")
     assert cluster_id
     # Before: plain text is how these members talk (the refusal at the end can fail).
-    welcome = codec.pack_welcome(cluster_id, member_id(f"{NAME}-0"), f"{NAME}-0")
+    welcome = codec.pack_welcome(cluster_id, member_id(f"{NAME}-0"), f"{NAME}-0", "raft")
     assert hello_answer(emulated, f"{NAME}-0", f"{NAME}-1", cluster_id).startswith(welcome)
 
     started = time.monotonic()

@@ -112,12 +112,28 @@ class StatusModes(WireModel):
     """None from an older node that does not say."""
 
 
+class StatusEngineMismatch(WireModel):
+    """The last peer this node refused for running another consensus engine."""
+
+    member: int
+    name: str = ""
+    engine: str | None = None
+    """The peer's engine; None when the peer refused ours (REFUSED does not say)."""
+    message: str = ""
+    seconds_ago: float = 0.0
+
+
 class NodeStatus(WireModel):
     """A node's `/v1/status`."""
 
     name: str
     id: int
     cluster_id: str | None = None
+    consensus: str | None = None
+    """raft or multipaxos (None from an older node that does not say)."""
+    engine_mismatch: StatusEngineMismatch | None = None
+    """Set while this node refuses a peer of the other engine (a joiner started with the
+    wrong --consensus says here why it cannot join)."""
     role: str = "unknown"
     """leader, follower, candidate, pre_candidate, learner or none (outside any configuration)."""
     term: int = 0

@@ -5,6 +5,9 @@ the acceptor). Before any frame of it reaches the Raft core, `PeerGate` checks:
 
 - the protocol version and the cluster id (another cluster is refused; a node that
   has no cluster id yet adopts a member's and persists it);
+- the consensus engine: a peer that runs the other one is refused (`wrong_consensus`)
+  before a node without a cluster id adopts its id, so a joiner started with the wrong
+  `--consensus` joins nothing and says so (`engine_mismatch`, shown in `/v1/status`);
 - membership: the claimed id is a current member (voter or learner) under the name
   the replicated membership gives it, was never removed, and (for a HELLO) the
   connection is meant for this node;
@@ -31,9 +34,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from raftkv.runtime import codec
 from raftkv.runtime.config import split_host_port
@@ -118,6 +122,22 @@ def certificate_names_member(cert: PeerCert, name: str, peer_url: str) -> bool:
     return False
 
 
+# How long `/v1/status` shows the last peer refused for its engine: far longer than a
+# dial loop's backoff (1 s), so a mismatch that lasts stays shown, and one that ended
+# (the peer removed, or restarted with the right engine) goes away.
+ENGINE_MISMATCH_SHOWN_SECONDS = 60.0
+
+
+class EngineMismatch(NamedTuple):
+    """The last peer refused for running another consensus engine."""
+
+    member: int
+    name: str
+    engine: str | None  # theirs; None when they refused our HELLO (they did not say)
+    message: str
+    at: float  # time.monotonic()
+
+
 class PeerGate:
     def __init__(
         self,
@@ -126,6 +146,7 @@ class PeerGate:
         view: MembershipView,
         cluster: ClusterId,
         *,
+        engine: str,
         tls: bool,
         accept_plain: bool = False,
     ) -> None:
@@ -133,8 +154,10 @@ class PeerGate:
         self.my_name = my_name
         self.view = view
         self.cluster = cluster
+        self.engine = engine  # this node's consensus engine: a peer must run the same
         self.tls = tls
         self.accept_plain = accept_plain  # INSECURE: a TLS migration stage
+        self.engine_mismatch: EngineMismatch | None = None
 
     def check_hello(self, hello: codec.Hello, cert: PeerCert, *, plain: bool = False) -> None:
         """An inbound connection's HELLO: raises FrameError unless admitted."""
@@ -149,9 +172,11 @@ class PeerGate:
                     f"{hello.frm} is not a member of cluster {self.cluster.value}",
                 )
             self._check_certificate(hello.frm, hello.name, cert, plain)
+            self._check_engine(hello.frm, hello.name, hello.engine)
             return
         self._check_member(hello.frm, hello.name)
         self._check_certificate(hello.frm, hello.name, cert, plain)
+        self._check_engine(hello.frm, hello.name, hello.engine)
         self._check_cluster(hello.cluster_id)
 
     def _unknown_but_maybe_ahead(self, member: int) -> bool:
@@ -174,6 +199,7 @@ class PeerGate:
         cluster_id: str,
         member: int,
         name: str,
+        engine: str,
         cert: PeerCert,
         *,
         plain: bool = False,
@@ -184,7 +210,54 @@ class PeerGate:
             raise codec.FrameError("not_member", f"dialed member {expected}, {member} answered")
         self._check_member(member, name)
         self._check_certificate(member, name, cert, plain)
+        self._check_engine(member, name, engine)
         self._check_cluster(cluster_id)
+
+    def refused_for_engine(self, member: int) -> codec.FrameError:
+        """Member `member` answered our HELLO with REFUSED `wrong_consensus`: it runs
+        another engine (REFUSED does not say which). Noted as a mismatch; like any
+        REFUSED it is unauthenticated, so it only ever reports, and the dial fails."""
+        name = self.view.known_name(member)
+        message = (
+            f"member {member} ({name!r}) refused this node's HELLO: it runs another "
+            f"consensus engine than this node's {self.engine}"
+        )
+        self._note_mismatch(member, name, None, message)
+        return codec.FrameError("wrong_consensus", message)
+
+    def mismatch_status(self) -> dict[str, Any] | None:
+        """`/v1/status` `engine_mismatch`: the last peer refused for its engine, while
+        recent (ENGINE_MISMATCH_SHOWN_SECONDS); else None."""
+        seen = self.engine_mismatch
+        if seen is None:
+            return None
+        ago = time.monotonic() - seen.at
+        if ago > ENGINE_MISMATCH_SHOWN_SECONDS:
+            return None
+        return {
+            "member": seen.member,
+            "name": seen.name,
+            "engine": seen.engine,
+            "message": seen.message,
+            "seconds_ago": round(ago, 1),
+        }
+
+    def _check_engine(self, member: int, name: str, engine: str) -> None:
+        """A cluster runs one engine (docs/consensus.md): the other engine's frames mean
+        nothing here. Checked before a node without a cluster id adopts the peer's."""
+        if engine == self.engine:
+            return
+        message = f"member {member} ({name!r}) runs {engine}; this node runs {self.engine}"
+        if not self.view.current_members():
+            message += (
+                f": this node cannot join that cluster; start it with --consensus {engine}"
+                " and an empty data directory"
+            )
+        self._note_mismatch(member, name, engine, message)
+        raise codec.FrameError("wrong_consensus", message)
+
+    def _note_mismatch(self, member: int, name: str, engine: str | None, message: str) -> None:
+        self.engine_mismatch = EngineMismatch(member, name, engine, message, time.monotonic())
 
     def _check_member(self, member: int, name: str) -> None:
         view = self.view

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgpack
 
+from raftkv.consensus import ENGINES
 from raftkv.raft.types import (
     ConfChangeType,
     ConfState,
@@ -46,16 +47,18 @@ from raftkv.raft.types import (
 
 HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 << 20
-PROTOCOL_VERSION = 2  # in HELLO; a peer speaking another version is refused
+# In HELLO; a peer speaking another version is refused. 3: HELLO and WELCOME carry the
+# consensus engine (docs/contracts.md "Peer plane": why a new version, not an optional field).
+PROTOCOL_VERSION = 3
 
 # Frame kinds (first item of every frame).
-HELLO = 0  # [HELLO, version, cluster_id, from_id, to_id, from_name]: dialer, first frame
+HELLO = 0  # [HELLO, version, cluster_id, from_id, to_id, from_name, engine]: dialer, first frame
 MSGS = 1  # [MSGS, sender_commit, [message, ...]]: a batch of Raft messages (both ways)
 SNAP_BEGIN = 2  # [SNAP_BEGIN, message, size]: a snapshot stream starts (own connection)
 SNAP_CHUNK = 3  # [SNAP_CHUNK, data]
 SNAP_END = 4  # [SNAP_END, sha256 hex]
 SNAP_ACK = 5  # [SNAP_ACK, ok, reason]: receiver -> sender at the end of a stream
-WELCOME = 6  # [WELCOME, cluster_id, id, name]: acceptor's answer to an accepted HELLO
+WELCOME = 6  # [WELCOME, cluster_id, id, name, engine]: acceptor's answer to an accepted HELLO
 REFUSED = 7  # [REFUSED, reason]: acceptor's answer to a refused HELLO, then it closes
 PAXOS_MSGS = 8  # [PAXOS_MSGS, sender_commit, [message, ...]]: the Multi-Paxos engine's
 # (runtime/paxoscodec.py); a node expects only its own engine's kind after WELCOME
@@ -71,6 +74,7 @@ MAX_ENTRIES_PER_MSG = 1 << 14
 MAX_SNAPSHOT_MEMBERS = 1 << 12
 MAX_CHUNK_BYTES = 8 << 20
 MAX_REASON_CHARS = 200
+MAX_ENGINE_CHARS = 16  # "raft", "multipaxos"
 
 # Why a frame (or a connection's handshake) was rejected: a bounded label set.
 REJECT_REASONS = (
@@ -81,6 +85,7 @@ REJECT_REASONS = (
     "unexpected",  # a valid frame at the wrong moment (MSGS before HELLO, ...)
     "version",  # HELLO of another protocol version
     "wrong_cluster",  # HELLO/WELCOME of another cluster id
+    "wrong_consensus",  # HELLO/WELCOME of a peer that runs the other consensus engine
     "not_member",  # a sender that is not a current member (or not the one dialed)
     "removed",  # a member id that was removed from the cluster
     "certificate",  # a TLS certificate that does not name the claimed member
@@ -154,6 +159,14 @@ def check_cluster_id(value: object) -> str:
     if cid and (len(cid) != CLUSTER_ID_CHARS or cid.strip("0123456789abcdef")):
         raise FrameError("malformed", "cluster id is not 32 lowercase hex digits")
     return cid
+
+
+def check_engine(value: object) -> str:
+    """A consensus engine's name: one of ENGINES (checked before the gate compares it)."""
+    engine = check_str(value, "consensus engine", MAX_ENGINE_CHARS)
+    if engine not in ENGINES:
+        raise FrameError("malformed", f"consensus engine {engine!r} is not one of {ENGINES}")
+    return engine
 
 
 def check_fields(payload: list[Any], n: int, what: str) -> list[Any]:
@@ -304,14 +317,15 @@ def decode_msgs(payload: list[Any]) -> tuple[int, list[Message]]:
 
 
 class Hello:
-    __slots__ = ("cluster_id", "frm", "to", "name")
+    __slots__ = ("cluster_id", "frm", "to", "name", "engine")
 
-    def __init__(self, cluster_id: str, frm: int, to: int, name: str) -> None:
+    def __init__(self, cluster_id: str, frm: int, to: int, name: str, engine: str) -> None:
         self.cluster_id, self.frm, self.to, self.name = cluster_id, frm, to, name
+        self.engine = engine
 
 
-def pack_hello(cluster_id: str, frm: int, to: int, name: str) -> bytes:
-    return pack_frame([HELLO, PROTOCOL_VERSION, cluster_id, frm, to, name])
+def pack_hello(cluster_id: str, frm: int, to: int, name: str, engine: str) -> bytes:
+    return pack_frame([HELLO, PROTOCOL_VERSION, cluster_id, frm, to, name, engine])
 
 
 def decode_hello(payload: list[Any]) -> Hello:
@@ -319,30 +333,33 @@ def decode_hello(payload: list[Any]) -> Hello:
         raise FrameError("unexpected", "the first frame must be HELLO")
     if len(payload) >= 2 and payload[1] != PROTOCOL_VERSION:
         raise FrameError("version", f"protocol version {payload[1]!r}")
-    _, _, cluster_id, frm, to, name = check_fields(payload, 6, "HELLO")
+    _, _, cluster_id, frm, to, name, engine = check_fields(payload, 7, "HELLO")
     return Hello(
         check_cluster_id(cluster_id),
         check_id(frm, "from"),
         check_id(to, "to"),
         check_str(name, "name", MAX_NAME_CHARS),
+        check_engine(engine),
     )
 
 
-def pack_welcome(cluster_id: str, member: int, name: str) -> bytes:
-    return pack_frame([WELCOME, cluster_id, member, name])
+def pack_welcome(cluster_id: str, member: int, name: str, engine: str) -> bytes:
+    return pack_frame([WELCOME, cluster_id, member, name, engine])
 
 
-def decode_welcome(payload: list[Any]) -> tuple[str, int, str]:
+def decode_welcome(payload: list[Any]) -> tuple[str, int, str, str]:
+    """-> (cluster id, member id, name, engine) of the member that admitted our HELLO."""
     if payload[0] == REFUSED and len(payload) == 2 and type(payload[1]) is str:
         reason = payload[1] if payload[1] in REJECT_REASONS else "unexpected"
         raise FrameError(reason, "the peer refused our HELLO")
     if payload[0] != WELCOME:
         raise FrameError("unexpected", "the first answer must be WELCOME")
-    _, cluster_id, member, name = check_fields(payload, 4, "WELCOME")
+    _, cluster_id, member, name, engine = check_fields(payload, 5, "WELCOME")
     return (
         check_cluster_id(cluster_id),
         check_id(member, "id"),
         check_str(name, "name", MAX_NAME_CHARS),
+        check_engine(engine),
     )
 
 
@@ -401,6 +418,7 @@ class Wire(Protocol):
     and the snapshot stream are shared."""
 
     MSGS: int
+    ENGINE: str  # the engine's name in HELLO and WELCOME (one of ENGINES)
 
     def encode_message(self, m: Any) -> list[Any]: ...
     def pack_messages(self, sender_commit: int, messages: list[Any]) -> bytes: ...
@@ -412,6 +430,7 @@ class RaftWire:
     """The Raft engine's messages on the peer transport (`Wire`)."""
 
     MSGS = MSGS
+    ENGINE = "raft"
     encode_message = staticmethod(encode_message)
     pack_messages = staticmethod(pack_messages)
     decode_msgs = staticmethod(decode_msgs)

@@ -129,6 +129,8 @@ class NodeLoop:
         self.tls_material: Callable[[], dict[str, Any]] = lambda: {"peer": None, "client": None}
         # What the peer port accepts and how it dials (runtime.server.peer_modes).
         self.peer_modes: Callable[[], dict[str, Any]] = lambda: {}
+        # The last peer refused for running another consensus engine (PeerGate).
+        self.engine_mismatch: Callable[[], dict[str, Any] | None] = lambda: None
         self.peer_commit: dict[int, int] = {}  # the commit index each peer last told us
         self.peer_seen: dict[int, float] = {}  # when we last heard from each peer
         self.removed = False  # this node was removed from the cluster

@@ -209,6 +209,7 @@ class PaxosWire:
     """The Multi-Paxos engine's messages on the peer transport (`codec.Wire`)."""
 
     MSGS = PAXOS_MSGS
+    ENGINE = "multipaxos"
     encode_message = staticmethod(encode_message)
     pack_messages = staticmethod(pack_messages)
     decode_msgs = staticmethod(decode_msgs)

@@ -161,6 +161,7 @@ class Server:
             cfg.name,
             node,
             self.cluster,
+            engine=cfg.consensus,
             tls=self.peer_tls is not None,
             accept_plain=cfg.peer_accepts_plain,
         )
@@ -185,6 +186,7 @@ class Server:
             wire=_WIRES[cfg.consensus](),
         )
         node.send = transport.send
+        node.engine_mismatch = gate.mismatch_status
         # Conf changes reach the core in advance(), after the fsm saw them: sync after.
         node.on_members_changed = lambda: None if loop.call_soon(self._on_members) else None
         await transport.start(cfg.listen_host, cfg.peer_port)

@@ -12,8 +12,8 @@ coalesced into one frame that a per-peer task writes once the socket drains.
 
 Every connection starts with a handshake (HELLO from the dialer, WELCOME or
 REFUSED from the acceptor) checked by `admission.PeerGate` (cluster id,
-membership, and with peer TLS the certificate) before any frame can reach the
-core; every later frame is checked against the schema in `codec`. A bad frame
+membership, consensus engine, and with peer TLS the certificate) before any frame
+can reach the core; every later frame is checked against the schema in `codec`. A bad frame
 closes its connection, counts in `raftkv_peer_frames_rejected_total{reason}` and
 is logged (rate-limited); messages whose from/to are not the connection's are
 dropped. Nothing that happens on a peer connection (connect, TLS, send, receive,
@@ -422,6 +422,7 @@ class PeerTransport:
         self.my_id = my_id
         # The engine's messages on the wire (default: Raft's).
         self.wire: codec.Wire = wire or codec.RaftWire()
+        assert gate.engine == self.wire.ENGINE, (gate.engine, self.wire.ENGINE)
         self.my_name = my_name
         self.gate = gate
         self.static_resolve = dict(resolve or {})
@@ -653,13 +654,25 @@ class PeerTransport:
         )
         try:
             tune_socket(writer.get_extra_info("socket"))
+            gate = self.gate
             writer.write(
-                codec.pack_hello(self.gate.cluster.value, self.my_id, peer_id, self.my_name)
+                codec.pack_hello(gate.cluster.value, self.my_id, peer_id, self.my_name, gate.engine)
             )
             frame = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
-            cluster_id, member, name = codec.decode_welcome(frame)
-            self.gate.check_welcome(
-                peer_id, cluster_id, member, name, _peercert(writer), plain=not _over_tls(writer)
+            try:
+                cluster_id, member, name, engine = codec.decode_welcome(frame)
+            except codec.FrameError as exc:
+                if exc.reason == "wrong_consensus":  # refused by name: say whose engine
+                    raise gate.refused_for_engine(peer_id) from None
+                raise
+            gate.check_welcome(
+                peer_id,
+                cluster_id,
+                member,
+                name,
+                engine,
+                _peercert(writer),
+                plain=not _over_tls(writer),
             )
         except BaseException:
             writer.close()
@@ -892,7 +905,10 @@ class _InboundProtocol(asyncio.Protocol):
             self.peer_id = hello.frm
             if self._deadline is not None:
                 self._deadline.cancel()
-            self.write(codec.pack_welcome(self.t.gate.cluster.value, self.t.my_id, self.t.my_name))
+            gate = self.t.gate
+            self.write(
+                codec.pack_welcome(gate.cluster.value, self.t.my_id, self.t.my_name, gate.engine)
+            )
             return
         kind = frame[0]
         if kind == self.t.wire.MSGS:

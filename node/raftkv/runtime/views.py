@@ -110,6 +110,8 @@ class NodeView:
             "name": node.cfg.name,
             "id": node.id,
             "cluster_id": node.cluster.value or None,
+            "consensus": node.cfg.consensus,
+            "engine_mismatch": node.engine_mismatch(),
             "role": self.role_name(),
             "term": core.term,
             "leader": leader,

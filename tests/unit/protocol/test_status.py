@@ -144,3 +144,17 @@ def test_the_client_records_which_endpoint_answered() -> None:
     assert Status.from_json(
         {**DOCUMENT, "endpoint": "http://evil"}, "http://n-0:7379"
     ).endpoint == ("http://n-0:7379")
+
+
+def test_an_engine_mismatch_is_read_as_the_node_says_it() -> None:
+    mismatch = {
+        "member": 7,
+        "name": "n-0",
+        "engine": "multipaxos",
+        "message": "member 7 ('n-0') runs multipaxos; this node runs raft",
+        "seconds_ago": 0.4,
+    }
+    status = NodeStatus.parse({**DOCUMENT, "consensus": "raft", "engine_mismatch": mismatch})
+    assert status.consensus == "raft" and status.engine_mismatch is not None
+    assert status.engine_mismatch.model_dump() == mismatch
+    assert NodeStatus.parse(DOCUMENT).engine_mismatch is None  # an older node says nothing

@@ -69,6 +69,7 @@ class _Member:
                 NAMES[my_id],
                 _View(urls),
                 self.cluster,
+                engine="raft",
                 tls=stage.tls,
                 accept_plain=stage.accept_plain,
             ),
@@ -113,7 +114,7 @@ async def _pair(
 
 
 def test_the_classifier_tells_a_tls_record_from_a_hello() -> None:
-    hello = codec.pack_hello(CID, A, B, "a")
+    hello = codec.pack_hello(CID, A, B, "a", "raft")
     assert not is_tls_start(hello[:1])  # a length: at most 0x04 (frames are capped)
     assert hello[0] <= 0x04
     assert is_tls_start(b"\x16\x03\x01")
@@ -178,8 +179,8 @@ HOSTILE = {
     "a huge frame length": b"\xff\xff\xff\xff" + b"x" * 64,
     "a length just over a HELLO": b"\x00\x00\x20\x00" + b"x" * 64,
     "a malformed HELLO": b"\x00\x00\x00\x03abc",
-    "a HELLO claiming this node": codec.pack_hello(CID, B, B, "b"),
-    "a HELLO from a stranger": codec.pack_hello(CID, 999, B, "evil"),
+    "a HELLO claiming this node": codec.pack_hello(CID, B, B, "b", "raft"),
+    "a HELLO from a stranger": codec.pack_hello(CID, 999, B, "evil", "raft"),
     "random bytes": random.Random(7).randbytes(300),
 }
 
@@ -201,7 +202,7 @@ async def test_hostile_bytes_at_the_classifier_close_and_change_nothing(
             writer.write_eof()
         said = await _closed_by_server(reader)
         writer.close()
-        assert codec.pack_welcome(CID, B, "b") not in said
+        assert codec.pack_welcome(CID, B, "b", "raft") not in said
         assert b.received == [] and b.t._return_paths == {}
         assert all(conn.peer_id == 0 for conn in b.t._inbound)
         assert b.cluster.value == CID and b.plain_admitted() == 0

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from raftkv.raft.types import Message, MsgType
+from raftkv.runtime import codec
 from raftkv.runtime import transport as transport_mod
 from raftkv.runtime.admission import ClusterId, PeerGate
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.paxoscodec import PaxosWire
 from raftkv.runtime.server import PeerTLSFiles
 from raftkv.runtime.transport import PeerTransport
 from raftkv.security.pki import CertKey, issue_cert, make_ca
@@ -71,6 +73,8 @@ class _Member:
         urls: dict[int, str],
         addresses: dict[str, str],
         tls: PeerTLSFiles | None = None,
+        engine: str = "raft",
+        cluster_id: str = "ab" * 16,
     ) -> None:
         self.received: list[tuple[float, Message]] = []
         self.answering = True
@@ -83,7 +87,12 @@ class _Member:
             my_id,
             NAMES[my_id],
             gate=PeerGate(
-                my_id, NAMES[my_id], _View(urls), ClusterId("ab" * 16, None), tls=tls is not None
+                my_id,
+                NAMES[my_id],
+                _View(urls),
+                ClusterId(cluster_id, None),
+                engine=engine,
+                tls=tls is not None,
             ),
             metrics=NodeMetrics(NAMES[my_id]),
             spool_dir=tmp / f"spool-{my_id}-{id(self)}",
@@ -97,6 +106,7 @@ class _Member:
             resolver=resolver,
             tls=tls,
             on_peer_gone=self.gone.append,
+            wire=PaxosWire() if engine == "multipaxos" else codec.RaftWire(),
         )
 
     @staticmethod
@@ -220,6 +230,70 @@ async def test_a_reset_connection_to_a_live_peer_is_not_reported_gone(tmp_path: 
         )
         assert a.gone == []
     finally:
+        await a.t.close()
+        await b.t.close()
+
+
+def _rejected(m: _Member, reason: str) -> float:
+    value = m.t.metrics.registry.get_sample_value(
+        "raftkv_peer_frames_rejected_total", {"reason": reason}
+    )
+    assert value is not None
+    return value
+
+
+async def test_a_peer_of_the_other_engine_is_refused_by_name_in_both_directions(
+    tmp_path: Path,
+) -> None:
+    """A Raft node and a Multi-Paxos node: the acceptor refuses the other engine's HELLO
+    (REFUSED `wrong_consensus`), the dialer the other engine's WELCOME; each counts it
+    and shows whom it refused, and a node without a cluster id adopts none."""
+    b_ip = "127.0.0.46"
+    b_port = _free_port_on(b_ip)
+    addresses = {"b.peers.test": b_ip}
+    urls = {A: "a.peers.test:1", B: f"b.peers.test:{b_port}"}
+    a = _Member(A, tmp_path, urls, addresses, cluster_id="")  # raft, no cluster id yet
+    b = _Member(B, tmp_path, urls, addresses, engine="multipaxos")
+    await b.t.start(b_ip, b_port)
+    fake_port = _free_port_on(b_ip)  # b's port is taken now
+
+    # A Multi-Paxos acceptor's answer to any HELLO, as a member that does not check.
+    welcome = codec.pack_welcome("ab" * 16, B, NAMES[B], "multipaxos")
+
+    async def welcomes_anyone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await transport_mod.read_frame(reader)
+        writer.write(welcome)
+        await reader.read()  # until the dialer hangs up
+        writer.close()
+
+    fake = await asyncio.start_server(welcomes_anyone, b_ip, fake_port)
+    try:
+        # The acceptor (b, Multi-Paxos) refuses a's Raft HELLO, by name.
+        with pytest.raises(codec.FrameError) as err:
+            await a.t.dial(B, urls[B])
+        assert err.value.reason == "wrong_consensus", err.value
+        assert "this node's raft" in str(err.value)
+        assert _rejected(b, "wrong_consensus") == 1
+        seen_by_b = b.t.gate.mismatch_status()
+        assert seen_by_b is not None and (seen_by_b["member"], seen_by_b["engine"]) == (A, "raft")
+        seen_by_a = a.t.gate.mismatch_status()
+        assert seen_by_a is not None and seen_by_a["member"] == B
+        # The dialer (a, Raft) refuses a Multi-Paxos WELCOME, and adopts no cluster id.
+        with pytest.raises(codec.FrameError) as err:
+            await a.t.dial(B, f"b.peers.test:{fake_port}")
+        assert err.value.reason == "wrong_consensus"
+        assert "runs multipaxos; this node runs raft" in str(err.value)
+        assert a.t.gate.cluster.value == ""
+        # a's dial loop to b: refused on each redial, counted on both sides, never up.
+        a.t.set_peer(B, urls[B])
+        await _wait(
+            lambda: _rejected(a, "wrong_consensus") >= 1 and _rejected(b, "wrong_consensus") >= 3,
+            10,
+            "the dial loop's refusals counted",
+        )
+        assert not a.t.peers[B].connected and b.received == []
+    finally:
+        fake.close()
         await a.t.close()
         await b.t.close()
 
