@@ -434,11 +434,23 @@ def retrying(
         time.sleep(0.05)
 
 
+def labelled_leader(emulated: EmulatedCluster, name: str, timeout: float = 30) -> str:
+    """The one pod labelled leader, once there is exactly one (right after a change of
+    leader the label is briefly on no pod, or on the old and the new one)."""
+
+    def one() -> str | None:
+        leaders = [n for n, p in pods(emulated, name).items() if role_of(p) == desired.ROLE_LEADER]
+        return leaders[0] if len(leaders) == 1 else None
+
+    found: str = wait_for(emulated, one, timeout, "exactly one pod labelled leader")
+    return found
+
+
 def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
     """kill -9 the leader's process; seconds until the client Service selects only the new
     leader (the old one never again)."""
+    old = labelled_leader(emulated, name)
     before = pods(emulated, name)
-    old = next(n for n, p in before.items() if role_of(p) == desired.ROLE_LEADER)
     old_ip = before[old]["status"]["podIP"]
     wait_for(
         emulated,

@@ -24,6 +24,7 @@ from tests.k8s.harness_ext import (
     Operator,
     cluster_manifest,
     emulated_fixture,  # noqa: F401 - the `emulated` fixture
+    labelled_leader,
     leader_endpoints,
     must_get,
     operator_fixture,  # noqa: F401 - the `operator` fixture
@@ -104,9 +105,8 @@ def _patch_as(emulated: EmulatedCluster, token: str, pod: str) -> int:
 
 
 def _kill_leader(emulated: EmulatedCluster, name: str) -> tuple[str, str]:
-    before = pods(emulated, name)
-    old = next(n for n, p in before.items() if role_of(p) == desired.ROLE_LEADER)
-    old_ip = before[old]["status"]["podIP"]
+    old = labelled_leader(emulated, name)
+    old_ip = pods(emulated, name)[old]["status"]["podIP"]
     wait_for(
         emulated,
         lambda: leader_endpoints(emulated, name) == [old_ip],
@@ -152,9 +152,9 @@ def test_a_recreated_member_comes_back_on_a_new_address(
 ) -> None:
     """Delete a follower's pod and then the leader's: each returns on another IP; the
     members reach it by name again and the Service routes to the leader."""
+    leader = labelled_leader(emulated, cluster)
     present = pods(emulated, cluster)
-    follower = next(n for n, p in present.items() if role_of(p) == desired.ROLE_FOLLOWER)
-    leader = next(n for n, p in present.items() if role_of(p) == desired.ROLE_LEADER)
+    follower = next(n for n, p in present.items() if n != leader)
     for victim in (follower, leader):
         before = pods(emulated, cluster)[victim]
         emulated.delete("v1/pods", NAMESPACE, victim)
@@ -169,6 +169,7 @@ def test_a_recreated_member_comes_back_on_a_new_address(
         assert new_ip != before["status"]["podIP"]
         assert emulated.resolve(f"{victim}.{cluster}-peers.{NAMESPACE}.svc") == [new_ip]
         wait_available(emulated, cluster, 3, timeout=120)
+
     def routed_to_the_leader() -> bool:
         # The leader label may be between pods right after a recreation (the new
         # leader labels itself a moment after winning), so read both in one go.

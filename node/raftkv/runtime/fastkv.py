@@ -196,13 +196,25 @@ def _put(conn: FastProtocol, request: FastRequest, slot: list[Any], started: flo
             request,
             200,
             "application/json",
-            json.dumps(to_json(result, encoding), separators=(",", ":")).encode(),
+            put_answer(result, encoding),
             None,
             started,
         )
 
     # Answered from inside the node loop, in the turn the entry applies.
     conn.shared.node.propose_into(data, Completion(done))
+
+
+def put_answer(result: dict[str, Any], encoding: str) -> bytes:
+    """The JSON body of an applied put: `{"revision":N}` for a plain put (no prev_kv,
+    the load-carrying case) formatted directly, else through `to_json`. The same bytes
+    as `json.dumps(to_json(result, encoding), separators=(",", ":"))` either way
+    (tests/unit/runtime/test_fastkv_answers.py); json.dumps costs ~3 us a write."""
+    if len(result) == 1:
+        revision = result.get("revision")
+        if type(revision) is int:
+            return b'{"revision":%d}' % revision
+    return json.dumps(to_json(result, encoding), separators=(",", ":")).encode()
 
 
 def _get(conn: FastProtocol, request: FastRequest, slot: list[Any], started: float) -> None:

@@ -150,7 +150,7 @@ class KvService:
         self.check_keys(request, key)
         put = Put(key, value, int_param(request, "lease", 0), flag(request, "prev_kv"))
         encoding = encoding_of(request.query)
-        data = encode(put, self.session(request))
+        data = self.node.fsm.encoded_here(put, self.session(request))
         self.check_command_size(data)
         return data, encoding
 
