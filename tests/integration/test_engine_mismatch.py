@@ -6,6 +6,9 @@ use, refused them one by one, and never caught up, with no clear error anywhere.
 the handshake carries the engine: the joiner refuses the leader's HELLO
 (`wrong_consensus`), adopts no cluster id, and says why in `/v1/status` and its log;
 the leader counts the refusal and shows whom it concerns; the cluster keeps serving.
+
+`raftkv members add --client-url` reads the joiner's engine first and refuses a joiner
+of the other engine before any membership change is proposed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration.clitools import raftkv
 from tests.integration.harness import Cluster, Node, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_engines]
@@ -95,3 +99,46 @@ async def test_a_joiner_of_the_other_engine_is_refused_by_name(
         assert code == 200, body
     for node in cluster.initial:
         await cluster.wait_caught_up(node, leader)
+
+
+async def _members(cluster: Cluster, leader: Node) -> set[tuple[int, str, str]]:
+    """The configuration as (id, name, role): not the match indexes, which move."""
+    code, body = await cluster.request("GET", leader, "/v1/members")
+    assert code == 200, body
+    return {(m["id"], m["name"], m["role"]) for m in body["members"]}
+
+
+async def test_members_add_refuses_a_joiner_of_the_other_engine(
+    three_nodes: Cluster, engine: str
+) -> None:
+    cluster = three_nodes
+    other = OTHER[engine]
+    leader = await cluster.wait_leader()
+    before = await _members(cluster, leader)
+
+    wrong = cluster.add_node("n4", ["--consensus", other])
+    cluster.start(wrong, state="existing")
+    await until(lambda: cluster.status(wrong), 15, "n4 to serve HTTP")
+    refused = await raftkv(
+        "members", "add", "n4", wrong.peer_url, "--client-url", wrong.url,
+        "--endpoints", leader.url,
+    )  # fmt: skip
+    assert refused.code == 1, refused
+    assert refused.err.startswith("raftkv members add: wrong_consensus: "), refused
+    assert f"n4 runs {other} but the cluster runs {engine}" in refused.err, refused
+    assert f"--consensus {engine}" in refused.err and "empty data directory" in refused.err
+    # Nothing was proposed: the membership is as it was, n4 is no learner.
+    assert await _members(cluster, leader) == before
+    cluster.kill(wrong)
+
+    # A joiner of the cluster's engine is added as before.
+    right = cluster.add_node("n5", ["--consensus", engine])
+    cluster.start(right, state="existing")
+    await until(lambda: cluster.status(right), 15, "n5 to serve HTTP")
+    added = await raftkv(
+        "members", "add", "n5", right.peer_url, "--client-url", right.url,
+        "--endpoints", leader.url,
+    )  # fmt: skip
+    assert added.code == 0, added
+    assert await _members(cluster, leader) == before | {(right.id, "n5", "learner")}
+    await cluster.wait_caught_up(right, leader)

@@ -504,7 +504,11 @@ def _register_members(sub: SubParsers, common: Any) -> None:
     p = _add(actions, "add", cmds.cmd_members_add, "add a node as a learner", common)
     p.add_argument("name")
     p.add_argument("peer_url", metavar="PEER_HOST:PORT")
-    p.add_argument("--client-url", help="the node's client URL (its id is read from there)")
+    p.add_argument(
+        "--client-url",
+        help="the node's client URL (its id and consensus engine are read from there; "
+        "a node of another engine than the cluster's is refused)",
+    )
     p.add_argument(
         "--id",
         type=int,

@@ -22,6 +22,7 @@ from raftkv.client import render
 from raftkv.client.aio import AsyncClient
 from raftkv.client.errors import (
     CheckpointNotFoundError,
+    ConflictError,
     ConnectError,
     KeyNotFoundError,
     LeaseNotFoundError,
@@ -614,11 +615,28 @@ async def _member_id(client: AsyncClient, ref: str) -> int:
     raise UsageError(f"no member named {ref!r} (give a name or a numeric id)")
 
 
+async def _refuse_another_engine(client: AsyncClient, name: str, joiner: str | None) -> None:
+    """Stop before the change is proposed if the joiner runs another consensus engine:
+    added, it would refuse every member's HELLO and stay a learner that never catches
+    up (docs/contracts.md "wrong_consensus"). A node that does not say is let through."""
+    cluster = (await client.status()).consensus
+    if joiner is None or cluster is None or joiner == cluster:
+        return
+    raise ConflictError(
+        f"{name} runs {joiner} but the cluster runs {cluster}: it could not join; "
+        f"nothing was changed. Start it with --consensus {cluster} on an empty data "
+        "directory, then add it again",
+        code="wrong_consensus",
+    )
+
+
 async def cmd_members_add(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     member_id = args.id
     if member_id is None and args.client_url:
         # A joining node draws its own id (docs/contracts.md "Node identity"): ask it.
-        member_id = (await client.status(args.client_url)).id
+        joiner = await client.status(args.client_url)
+        member_id = joiner.id
+        await _refuse_another_engine(client, args.name, joiner.consensus)
     member = await client.add_member(args.name, args.peer_url, args.client_url or "", member_id)
     if out.json:
         out.obj(render.member_json(member))
