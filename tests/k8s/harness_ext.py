@@ -396,10 +396,27 @@ def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) 
 
 
 def get_via_service(
-    emulated: EmulatedCluster, name: str, key: str, namespace: str = NAMESPACE
+    emulated: EmulatedCluster,
+    name: str,
+    key: str,
+    namespace: str = NAMESPACE,
+    timeout: float = 10.0,
 ) -> str | None:
-    """A linearizable GET through the client Service; None when the key is missing."""
-    code, payload = service_http(emulated, name, "GET", f"/v1/kv/{key}", namespace=namespace)
+    """A linearizable GET through the client Service; None when the key is missing.
+    Retried while the Service reaches no leader (no endpoint, a connection refused or
+    reset, 503), as any client of a Service does across a change of leader; any other
+    answer is final."""
+
+    def attempt() -> tuple[int, bytes] | None:
+        try:
+            code, payload = service_http(
+                emulated, name, "GET", f"/v1/kv/{key}", namespace=namespace
+            )
+        except (OSError, LookupError, http_client.HTTPException):
+            return None
+        return None if code == 503 else (code, payload)
+
+    code, payload = wait_for(emulated, attempt, timeout, f"GET {key} through the Service of {name}")
     if code == 404:
         return None
     assert code == 200, f"GET {key}: {code} {payload!r}"
