@@ -108,6 +108,19 @@ async def _members(cluster: Cluster, leader: Node) -> set[tuple[int, str, str]]:
     return {(m["id"], m["name"], m["role"]) for m in body["members"]}
 
 
+async def _start_and_add(cluster: Cluster, leader: Node, name: str, engine: str) -> Any:
+    """Start node `name` on `engine` and `raftkv members add` it through the leader; the
+    node and the CLI's result."""
+    node = cluster.add_node(name, ["--consensus", engine])
+    cluster.start(node, state="existing")
+    await until(lambda: cluster.status(node), 15, f"{name} to serve HTTP")
+    result = await raftkv(
+        "members", "add", name, node.peer_url, "--client-url", node.url,
+        "--endpoints", leader.url,
+    )  # fmt: skip
+    return node, result
+
+
 async def test_members_add_refuses_a_joiner_of_the_other_engine(
     three_nodes: Cluster, engine: str
 ) -> None:
@@ -116,13 +129,7 @@ async def test_members_add_refuses_a_joiner_of_the_other_engine(
     leader = await cluster.wait_leader()
     before = await _members(cluster, leader)
 
-    wrong = cluster.add_node("n4", ["--consensus", other])
-    cluster.start(wrong, state="existing")
-    await until(lambda: cluster.status(wrong), 15, "n4 to serve HTTP")
-    refused = await raftkv(
-        "members", "add", "n4", wrong.peer_url, "--client-url", wrong.url,
-        "--endpoints", leader.url,
-    )  # fmt: skip
+    wrong, refused = await _start_and_add(cluster, leader, "n4", other)
     assert refused.code == 1, refused
     assert refused.err.startswith("raftkv members add: wrong_consensus: "), refused
     assert f"n4 runs {other} but the cluster runs {engine}" in refused.err, refused
@@ -132,13 +139,7 @@ async def test_members_add_refuses_a_joiner_of_the_other_engine(
     cluster.kill(wrong)
 
     # A joiner of the cluster's engine is added as before.
-    right = cluster.add_node("n5", ["--consensus", engine])
-    cluster.start(right, state="existing")
-    await until(lambda: cluster.status(right), 15, "n5 to serve HTTP")
-    added = await raftkv(
-        "members", "add", "n5", right.peer_url, "--client-url", right.url,
-        "--endpoints", leader.url,
-    )  # fmt: skip
+    right, added = await _start_and_add(cluster, leader, "n5", engine)
     assert added.code == 0, added
     assert await _members(cluster, leader) == before | {(right.id, "n5", "learner")}
     await cluster.wait_caught_up(right, leader)
