@@ -383,14 +383,31 @@ def service_http(
     return http(method, f"{base}{path}", body, timeout=timeout, tls=tls)
 
 
-def put_via_service(emulated: EmulatedCluster, name: str, key: str, value: str) -> int | None:
+# How long a request through the Service may find no leader to route to: an election
+# (~1-2 s) plus, if the leader's readiness probe failed meanwhile (a loaded machine), the
+# probe's period (5 s, desired.py) before the endpoint is back, twice over.
+SERVICE_RETRY_SECONDS = 30.0
+
+
+def put_via_service(
+    emulated: EmulatedCluster,
+    name: str,
+    key: str,
+    value: str,
+    failures: list[str] | None = None,
+) -> int | None:
     """PUT through the client Service (kube-proxy to the leader); the revision, or None
-    when the write was not acknowledged (no endpoint, error, timeout)."""
+    when the write was not acknowledged (no endpoint, error, timeout), and then why
+    appended to `failures`."""
     try:
         code, payload = service_http(emulated, name, "PUT", f"/v1/kv/{key}", value.encode())
-    except (OSError, LookupError, http_client.HTTPException):
+    except (OSError, LookupError, http_client.HTTPException) as exc:
+        if failures is not None:
+            failures.append(repr(exc))
         return None
     if code != 200:
+        if failures is not None:
+            failures.append(f"{code} {payload[:200]!r}")
         return None
     return int(json.loads(payload)["revision"])
 
@@ -400,7 +417,7 @@ def get_via_service(
     name: str,
     key: str,
     namespace: str = NAMESPACE,
-    timeout: float = 10.0,
+    timeout: float = SERVICE_RETRY_SECONDS,
 ) -> str | None:
     """A linearizable GET through the client Service; None when the key is missing.
     Retried while the Service reaches no leader (no endpoint, a connection refused or
@@ -424,16 +441,24 @@ def get_via_service(
 
 
 def put_retrying(
-    emulated: EmulatedCluster, name: str, key: str, value: str, timeout: float = 10.0
+    emulated: EmulatedCluster,
+    name: str,
+    key: str,
+    value: str,
+    timeout: float = SERVICE_RETRY_SECONDS,
 ) -> int:
     """A write through the client Service, retried until acknowledged (e.g. across an
     election); its revision."""
-    return retrying(
-        emulated,
-        lambda: put_via_service(emulated, name, key, value),
-        timeout,
-        f"write {key} through the Service of {name}",
-    )
+    failures: list[str] = []
+    try:
+        return retrying(
+            emulated,
+            lambda: put_via_service(emulated, name, key, value, failures),
+            timeout,
+            f"write {key} through the Service of {name}",
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {len(failures)} tries, the last: {failures[-3:]}") from None
 
 
 def retrying(
