@@ -233,3 +233,18 @@ ATTACKS = {
 def url_override_hello(claim: Claim, target: Target, evil_url: str) -> bytes:
     """The old HELLO that rewrote a member's URLs: [HELLO, id, name, peer, client]."""
     return codec.pack_frame([codec.HELLO, claim.id, claim.name, evil_url, evil_url])
+
+
+async def plain_hello(host: str, port: int, frame: bytes) -> bytes:
+    """Send one plain-text frame (a HELLO) to a peer port; what came back before the
+    connection closed or within 3 s."""
+    reader, writer = await asyncio.open_connection(host, port)
+    said = b""
+    try:
+        writer.write(frame)
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            while chunk := await asyncio.wait_for(reader.read(65536), 3):
+                said += chunk
+    finally:
+        writer.close()
+    return said

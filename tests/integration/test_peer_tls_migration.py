@@ -10,8 +10,6 @@ acknowledged write is missing on any member, and the peer ports refuse plain tex
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from raftkv.runtime import codec
 from tests.integration.harness import Cluster, Node, until
+from tests.integration.peer_attacker import plain_hello
 from tests.integration.test_peer_attacks import Writes, _at_least
 
 pytestmark = pytest.mark.slow
@@ -132,8 +131,9 @@ async def test_a_plain_cluster_rolls_to_peer_tls_without_losing_quorum_or_writes
     assert status is not None
     for target in nodes:
         sender = next(n for n in nodes if n is not target)
-        said = await _plain_hello(
-            target,
+        said = await plain_hello(
+            target.host,
+            target.peer_port,
             codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name, "raft"),
         )
         welcome = codec.pack_welcome(status["cluster_id"], target.id, target.name, "raft")
@@ -146,22 +146,9 @@ async def test_a_plain_cluster_rolls_to_peer_tls_without_losing_quorum_or_writes
     cluster.start(target)
     await until(lambda: _reports(cluster, target, "P2"), 30, "back in P2")
     sender = nodes[1]
-    said = await _plain_hello(
-        target, codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name, "raft")
+    said = await plain_hello(
+        target.host,
+        target.peer_port,
+        codec.pack_hello(status["cluster_id"], sender.id, target.id, sender.name, "raft"),
     )
     assert said.startswith(codec.pack_welcome(status["cluster_id"], target.id, target.name, "raft"))
-
-
-async def _plain_hello(target: Node, frame: bytes) -> bytes:
-    """Send a plain-text HELLO to `target`'s peer port; what it answered before it
-    closed the connection or within 3 s."""
-    reader, writer = await asyncio.open_connection(target.host, target.peer_port)
-    said = b""
-    try:
-        writer.write(frame)
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            while chunk := await asyncio.wait_for(reader.read(65536), 3):
-                said += chunk
-    finally:
-        writer.close()
-    return said

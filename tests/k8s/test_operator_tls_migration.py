@@ -14,7 +14,6 @@ should for a user)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import threading
@@ -27,6 +26,7 @@ import pytest
 
 from raftkv.runtime import codec
 from raftkv_operator.members import member_id
+from tests.integration.peer_attacker import plain_hello
 from tests.k8s.harness.cluster import EmulatedCluster
 from tests.k8s.harness_ext import (
     CLUSTERS,
@@ -130,25 +130,11 @@ class Writer:
             thread.join(10)
 
 
-async def plain_hello(host: str, frame: bytes) -> bytes:
-    """A plain-text HELLO to a peer port; what came back before the close or within 3 s."""
-    reader, writer = await asyncio.open_connection(host, PEER_PORT)
-    said = b""
-    try:
-        writer.write(frame)
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            while chunk := await asyncio.wait_for(reader.read(65536), 3):
-                said += chunk
-    finally:
-        writer.close()
-    return said
-
-
 def hello_answer(emulated: EmulatedCluster, target: str, sender: str, cluster_id: str) -> bytes:
     ip = emulated.pod_ip(NAMESPACE, target)
     assert ip
     frame = codec.pack_hello(cluster_id, member_id(sender), member_id(target), sender, "raft")
-    return asyncio.run(plain_hello(ip, frame))
+    return asyncio.run(plain_hello(ip, PEER_PORT, frame))
 
 
 def make_pre_tls_cluster(emulated: EmulatedCluster, operator: Operator) -> None:
