@@ -27,6 +27,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
+from raftkv.protocol.kubernetes import ROLE_TERM_ANNOTATION
 from raftkv_operator import desired
 from tests.k8s.harness.cluster import EmulatedCluster, repo_crds
 from tests.k8s.harness.resources import ResourceSpec
@@ -458,7 +459,10 @@ def put_retrying(
             f"write {key} through the Service of {name}",
         )
     except TimeoutError as exc:
-        raise TimeoutError(f"{exc}: {len(failures)} tries, the last: {failures[-3:]}") from None
+        raise TimeoutError(
+            f"{exc}: {len(failures)} tries, the last: {failures[-3:]}\n"
+            f"{routing_report(emulated, name)}"
+        ) from None
 
 
 def retrying(
@@ -476,6 +480,69 @@ def retrying(
         time.sleep(0.05)
 
 
+def member_status(emulated: EmulatedCluster, name: str, pod: str) -> dict[str, Any] | str:
+    """A member's own `/v1/status` (straight to its pod, with the admin credentials), or
+    why it could not be read."""
+    ip = emulated.pod_ip(NAMESPACE, pod)
+    if not ip:
+        return "no pod IP"
+    tls = cluster_tls(emulated, name)
+    scheme = "https" if tls is not None else "http"
+    try:
+        code, body = http("GET", f"{scheme}://{ip}:7379/v1/status", timeout=2, tls=tls)
+    except (OSError, http_client.HTTPException) as exc:
+        return repr(exc)
+    if code != 200:
+        return f"HTTP {code}: {body[:200]!r}"
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
+def routing_report(emulated: EmulatedCluster, name: str) -> str:
+    """What decides where the client Service routes, in one look: its endpoints, and per
+    pod the Ready condition, role label (and the term it was written at), process, and
+    the member's own view of the leader; the last lines of each pod's log. Timeouts of
+    the routing helpers carry it, so a failure on CI says which link broke."""
+    lines = [f"client Service {name} endpoints: {leader_endpoints(emulated, name)}"]
+    for pod_name, pod in sorted(pods(emulated, name).items()):
+        meta, st = pod.get("metadata") or {}, pod.get("status") or {}
+        ready = next(
+            (c.get("status") for c in st.get("conditions") or [] if c.get("type") == "Ready"),
+            None,
+        )
+        restarts = [c.get("restartCount") for c in st.get("containerStatuses") or []]
+        term = (meta.get("annotations") or {}).get(ROLE_TERM_ANNOTATION)
+        member = member_status(emulated, name, pod_name)
+        if isinstance(member, dict):
+            keys = ("role", "term", "leader", "ready", "commit_index", "applied_index")
+            member = {k: member.get(k) for k in keys if k in member}
+        lines.append(
+            f"  {pod_name}: ip={st.get('podIP')} phase={st.get('phase')} ready={ready} "
+            f"role-label={role_of(pod)} role-term={term} restarts={restarts} "
+            f"pid={emulated.pod_pid(NAMESPACE, pod_name)} member={member}"
+        )
+        try:
+            tail = emulated.pod_logs(NAMESPACE, pod_name).splitlines()[-6:]
+        except (OSError, LookupError) as exc:
+            tail = [repr(exc)]
+        lines += [f"    | {line[:300]}" for line in tail]
+    return "\n".join(lines)
+
+
+def wait_routed(
+    emulated: EmulatedCluster,
+    name: str,
+    predicate: Callable[[], T | None],
+    timeout: float,
+    message: str,
+) -> T:
+    """wait_for, and on timeout the routing report of cluster `name` in the error."""
+    try:
+        return wait_for(emulated, predicate, timeout, message)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{routing_report(emulated, name)}") from None
+
+
 def labelled_leader(emulated: EmulatedCluster, name: str, timeout: float = 30) -> str:
     """The one pod labelled leader, once there is exactly one (right after a change of
     leader the label is briefly on no pod, or on the old and the new one)."""
@@ -484,7 +551,7 @@ def labelled_leader(emulated: EmulatedCluster, name: str, timeout: float = 30) -
         leaders = [n for n, p in pods(emulated, name).items() if role_of(p) == desired.ROLE_LEADER]
         return leaders[0] if len(leaders) == 1 else None
 
-    found: str = wait_for(emulated, one, timeout, "exactly one pod labelled leader")
+    found: str = wait_routed(emulated, name, one, timeout, "exactly one pod labelled leader")
     return found
 
 
@@ -494,8 +561,9 @@ def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
     old = labelled_leader(emulated, name)
     before = pods(emulated, name)
     old_ip = before[old]["status"]["podIP"]
-    wait_for(
+    wait_routed(
         emulated,
+        name,
         lambda: leader_endpoints(emulated, name) == [old_ip],
         10,
         "the Service selects the current leader",
@@ -509,7 +577,7 @@ def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
             return endpoints[0]
         return None
 
-    new_ip = wait_for(emulated, switched, 20, "the Service selects a new leader")
+    new_ip = wait_routed(emulated, name, switched, 20, "the Service selects a new leader")
     elapsed = time.monotonic() - killed_at
     now = pods(emulated, name)
     new = next(n for n, p in now.items() if p["status"].get("podIP") == new_ip)
