@@ -12,6 +12,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,15 @@ def _pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:  # reaped between the two looks
         return False
+
+
+def _start_lines(path: Path) -> list[str] | None:
+    """The complete lines of a stand-in's `starts` file (None while there is none)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return text.splitlines() if text.endswith("\n") else None
 
 
 def _ready_sts(
@@ -255,8 +265,12 @@ def test_deleted_pod_stops_and_returns_with_its_volume_and_address(
     # Data loss: wipe the volume, delete the pod: it comes back on an empty volume.
     k8s_cluster.wipe_pvc(ns, "data-kv-1")
     k8s_cluster.delete(PODS, ns, "kv-1")
-    k8s_cluster.wait_for(lambda: (k8s_cluster.pvc_path(ns, "data-kv-1") / "starts").exists())
-    assert len((k8s_cluster.pvc_path(ns, "data-kv-1") / "starts").read_text().splitlines()) == 1
+    # The file exists a moment before its line is written: wait for a whole line.
+    lines = k8s_cluster.wait_for(
+        lambda: _start_lines(k8s_cluster.pvc_path(ns, "data-kv-1") / "starts"),
+        message="the new incarnation recorded its start",
+    )
+    assert len(lines) == 1
 
 
 def test_crashed_container_is_restarted(k8s_cluster: EmulatedCluster, k8s_namespace: str) -> None:
