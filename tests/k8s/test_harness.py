@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -481,6 +482,45 @@ def test_kmock_reactions_inject_faults_without_changing_objects(
     assert _get_json(f"{k8s_cluster.api_url}/api/v1/namespaces/{ns}/configmaps/a")["data"] == {
         "k": "1"
     }
+
+
+def test_the_request_log_stays_bounded_and_reactions_still_match(
+    k8s_cluster: EmulatedCluster, k8s_namespace: str
+) -> None:
+    """kmock scans its whole request log for every request; the harness keeps the newest
+    (apiserver.REQUEST_LOG_KEPT), and fault injection still sees each new request."""
+    import http.client
+
+    import kmock
+
+    from tests.k8s.harness.apiserver import REQUEST_LOG_KEPT
+
+    ns = k8s_namespace
+    k8s_cluster.create("v1/secrets", {"metadata": {"name": "s"}, "data": {}}, ns)
+    server = k8s_cluster.server
+    k8s_cluster.call(lambda: server[kmock.method.PATCH, kmock.resource("", "v1", "secrets")] << 503)
+    url = urllib.parse.urlsplit(k8s_cluster.api_url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        for _ in range(3 * REQUEST_LOG_KEPT):
+            conn.request("GET", f"/api/v1/namespaces/{ns}/secrets/s")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        conn.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/secrets/s",
+            body=json.dumps({"data": {"k": "eA=="}}).encode(),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 503
+    assert (k8s_cluster.get("v1/secrets", ns, "s") or {}).get("data") in ({}, None)
+    kept, in_flight = k8s_cluster.call(lambda: (len(server._requests), len(server._in_flight)))
+    assert kept <= 2 * REQUEST_LOG_KEPT + in_flight
 
 
 def test_two_clusters_in_one_process_stop_in_any_order(tmp_path: Any) -> None:

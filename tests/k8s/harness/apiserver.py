@@ -54,6 +54,12 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "log": ["get"],
 }
+# kmock keeps every request it served and matches each new one against its reactions by
+# scanning that whole log (`request in payload._source`: a linear scan per request, so
+# quadratic over a module's life). A long module slowed to a crawl: in a 40-kill loop the
+# API server's handling became ~95% of the harness thread and the leader's Service switch
+# grew from 0.3 s to 6 s. Only the newest requests are kept for kmock's log and DSL.
+REQUEST_LOG_KEPT = 32
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -76,6 +82,8 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
     internal_errors: list[str] = attrs.field(factory=list, init=False)
     """Tracebacks of unexpected failures while serving (a harness bug, not an API error)."""
     _mirror: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
+    _in_flight: set[int] = attrs.field(factory=set, init=False)
+    """id() of the requests being served (kept in kmock's log while they are)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -238,7 +246,25 @@ class EmulatedApiServer(kmock.KubernetesScaffold):
             assert isinstance(response, aiohttp.web.StreamResponse)
             return response
 
+    def _trim_request_log(self) -> None:
+        """Keep the newest REQUEST_LOG_KEPT requests of kmock's logs, and every request
+        still being served (kmock may look for it again after an await); amortised:
+        trimmed when twice that."""
+        logs = [self._requests, *(payload._requests for payload in self._payloads)]
+        for log in logs:
+            if len(log) > 2 * REQUEST_LOG_KEPT:
+                older = [r for r in log[:-REQUEST_LOG_KEPT] if id(r) in self._in_flight]
+                log[:] = older + log[-REQUEST_LOG_KEPT:]
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self._trim_request_log()
+        self._in_flight.add(id(request))
+        try:
+            return await self._dispatch(request)
+        finally:
+            self._in_flight.discard(id(request))
+
+    async def _dispatch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # Skip kmock's own object handling (KubernetesEmulator._handle): the store serves it.
         try:
             return await apps.RawHandler._handle(self, request)
