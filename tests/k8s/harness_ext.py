@@ -31,6 +31,7 @@ from raftkv.protocol.kubernetes import ROLE_TERM_ANNOTATION
 from raftkv_operator import desired
 from tests.k8s.harness.cluster import EmulatedCluster, repo_crds
 from tests.k8s.harness.resources import ResourceSpec
+from tests.k8s.harness.runtime import pod_ready
 from tests.k8s.harness.store import ApiError, Obj, ObjectStore
 from tests.unit.operator.admission import Admission, Rejected
 
@@ -558,6 +559,7 @@ def labelled_leader(emulated: EmulatedCluster, name: str, timeout: float = 30) -
 def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
     """kill -9 the leader's process; seconds until the client Service selects only the new
     leader (the old one never again)."""
+    wait_members_ready(emulated, name, len(pods(emulated, name)))
     old = labelled_leader(emulated, name)
     before = pods(emulated, name)
     old_ip = before[old]["status"]["podIP"]
@@ -588,4 +590,18 @@ def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
     )
     # The killed member comes back (the kubelet restarts it) and rejoins as a follower.
     wait_available(emulated, name, 3, timeout=60)
+    wait_members_ready(emulated, name, 3)
     return elapsed
+
+
+def wait_members_ready(emulated: EmulatedCluster, name: str, replicas: int) -> None:
+    """Every member's pod Ready (its /readyz: a member that knows the leader and has caught
+    up). The operator's status can still show a killed member healthy for a moment; a
+    test that kills the next leader before the last one is back takes the quorum away."""
+    wait_routed(
+        emulated,
+        name,
+        lambda: sum(1 for p in pods(emulated, name).values() if pod_ready(p)) == replicas,
+        60,
+        f"{replicas} members of {name} Ready",
+    )

@@ -32,6 +32,8 @@ from tests.k8s.harness_ext import (
     role_of,
     wait_available,
     wait_for,
+    wait_members_ready,
+    wait_routed,
 )
 
 NAME = "route"
@@ -105,6 +107,8 @@ def _patch_as(emulated: EmulatedCluster, token: str, pod: str) -> int:
 
 
 def _kill_leader(emulated: EmulatedCluster, name: str) -> tuple[str, str]:
+    # The member killed last time must be back first, or this kill takes the quorum away.
+    wait_members_ready(emulated, name, len(pods(emulated, name)))
     old = labelled_leader(emulated, name)
     old_ip = pods(emulated, name)[old]["status"]["podIP"]
     wait_for(
@@ -119,7 +123,7 @@ def _kill_leader(emulated: EmulatedCluster, name: str) -> tuple[str, str]:
         endpoints = leader_endpoints(emulated, name)
         return endpoints[0] if len(endpoints) == 1 and endpoints[0] != old_ip else None
 
-    new_ip = wait_for(emulated, switched, 30, "the Service selects a new leader")
+    new_ip = wait_routed(emulated, name, switched, 30, "the Service selects a new leader")
     return old, new_ip
 
 
