@@ -18,6 +18,7 @@ import kubernetes
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from raftkv.protocol.kubernetes import ROLE_LABEL, ROLE_TERM_ANNOTATION
 from raftkv_operator.models import API_GROUP, API_VERSION
 
 Obj = dict[str, Any]
@@ -235,14 +236,38 @@ async def list_pods(namespace: str, label_selector: str) -> list[Obj]:
     return [to_dict(p) for p in answer.items]
 
 
-async def patch_pod_labels(namespace: str, name: str, labels: dict[str, str | None]) -> None:
-    await _run(
-        _core().patch_namespaced_pod,
-        name,
-        namespace,
-        {"metadata": {"labels": labels}},
-        _content_type=MERGE,
-    )
+class PodChanged(Exception):
+    """A conditional pod write found the pod changed (or gone) since it was read."""
+
+
+async def patch_pod_role(
+    namespace: str, name: str, value: str | None, resource_version: str | None
+) -> str | None:
+    """Set a pod's role label as the operator, only on the version of the pod the decision
+    was made from (`resource_version`: the API answers 409 if the pod changed since, e.g.
+    its member labelled itself meanwhile). Removes the member's term annotation: the label
+    is the operator's now and must not pass for the member's own later. Returns the pod's
+    new resourceVersion; PodChanged when it changed (or is gone) and nothing was written."""
+    metadata: dict[str, Any] = {
+        "labels": {ROLE_LABEL: value},
+        "annotations": {ROLE_TERM_ANNOTATION: None},
+    }
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    try:
+        pod = await _run(
+            _core().patch_namespaced_pod,
+            name,
+            namespace,
+            {"metadata": metadata},
+            _content_type=MERGE,
+        )
+    except ApiException as e:
+        if e.status in (404, 409):
+            raise PodChanged(f"pod {namespace}/{name} changed since it was read") from None
+        raise
+    version = getattr(getattr(pod, "metadata", None), "resource_version", None)
+    return str(version) if version else None
 
 
 async def delete_pod(namespace: str, name: str, uid: str | None) -> bool:

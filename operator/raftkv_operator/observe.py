@@ -37,6 +37,7 @@ def pod_state(cluster_name: str, pod: Mapping[str, Any]) -> planner.PodState | N
         role_label=(meta.get("labels") or {}).get(ROLE_LABEL),
         uid=meta.get("uid"),
         role_term=_term((meta.get("annotations") or {}).get(ROLE_TERM_ANNOTATION)),
+        resource_version=meta.get("resourceVersion") or None,
     )
 
 

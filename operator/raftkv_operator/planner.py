@@ -109,6 +109,8 @@ class PodState:
     uid: str | None = None
     role_term: int | None = None
     """The term the member wrote its own role label at (ROLE_TERM_ANNOTATION, raftkv.protocol.kubernetes)."""
+    resource_version: str | None = None
+    """metadata.resourceVersion: the version of the pod these fields were read from."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class LeaderRouter:
         self.polls: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self.labels: dict[str, str | None] = {}
         self.role_terms: dict[str, int | None] = {}
+        self.versions: dict[str, str | None] = {}
+        """resourceVersion of each pod as last read or written: label writes are
+        conditional on it, so a decision from a stale view never overwrites a label a
+        member wrote meanwhile (it is read again and decided again)."""
         self.leader: tuple[str, int] | None = None
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
@@ -91,6 +95,7 @@ class LeaderRouter:
             # The API is the truth: a recreated pod comes without the label its namesake had.
             self.labels[state.name] = state.role_label
             self.role_terms[state.name] = state.role_term
+            self.versions[state.name] = state.resource_version
             if state.ip and not state.terminating:
                 running[state.name] = state.ip
             if state.terminating:
@@ -103,6 +108,7 @@ class LeaderRouter:
             if pod not in present:
                 self.labels.pop(pod, None)
                 self.role_terms.pop(pod, None)
+                self.versions.pop(pod, None)
                 self.statuses.pop(pod, None)
         for pod, (ip, task) in list(self.polls.items()):
             if running.get(pod) != ip:
@@ -150,8 +156,16 @@ class LeaderRouter:
         changes = planner.label_changes(self.statuses, self.labels, self.role_terms)
         moved = False
         for pod, value in changes.items():
-            await kube.patch_pod_labels(self.namespace, pod, {desired.ROLE_LABEL: value})
+            try:
+                version = await kube.patch_pod_role(
+                    self.namespace, pod, value, self.versions.get(pod)
+                )
+            except kube.PodChanged:
+                self.pods_changed.set()  # read the pods again, then decide again
+                break
             self.labels[pod] = value
+            self.role_terms[pod] = None  # the operator's label now, not the member's
+            self.versions[pod] = version
             moved = True
         leader = planner.find_leader(s for s in self.statuses.values() if s is not None)
         current = (leader.name, leader.term) if leader is not None else None
