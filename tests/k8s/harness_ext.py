@@ -29,6 +29,7 @@ from kopf.testing import KopfRunner
 
 from raftkv.protocol.kubernetes import ROLE_TERM_ANNOTATION
 from raftkv_operator import desired
+from raftkv_operator.models import DEFAULT_CLIENT_PORT
 from tests.k8s.harness.cluster import EmulatedCluster, repo_crds
 from tests.k8s.harness.resources import ResourceSpec
 from tests.k8s.harness.runtime import pod_ready
@@ -490,7 +491,8 @@ def member_status(emulated: EmulatedCluster, name: str, pod: str) -> dict[str, A
     tls = cluster_tls(emulated, name)
     scheme = "https" if tls is not None else "http"
     try:
-        code, body = http("GET", f"{scheme}://{ip}:7379/v1/status", timeout=2, tls=tls)
+        url = f"{scheme}://{ip}:{DEFAULT_CLIENT_PORT}/v1/status"
+        code, body = http("GET", url, timeout=2, tls=tls)
     except (OSError, http_client.HTTPException) as exc:
         return repr(exc)
     if code != 200:
@@ -559,7 +561,8 @@ def labelled_leader(emulated: EmulatedCluster, name: str, timeout: float = 30) -
 def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
     """kill -9 the leader's process; seconds until the client Service selects only the new
     leader (the old one never again)."""
-    wait_members_ready(emulated, name, len(pods(emulated, name)))
+    replicas = len(pods(emulated, name))
+    wait_members_ready(emulated, name, replicas)
     old = labelled_leader(emulated, name)
     before = pods(emulated, name)
     old_ip = before[old]["status"]["podIP"]
@@ -589,8 +592,8 @@ def kill_leader_once(emulated: EmulatedCluster, name: str) -> float:
         emulated, lambda: status(emulated, name).get("leader") == new, 30, "status.leader follows"
     )
     # The killed member comes back (the kubelet restarts it) and rejoins as a follower.
-    wait_available(emulated, name, 3, timeout=60)
-    wait_members_ready(emulated, name, 3)
+    wait_available(emulated, name, replicas, timeout=60)
+    wait_members_ready(emulated, name, replicas)
     return elapsed
 
 

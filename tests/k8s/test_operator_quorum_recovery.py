@@ -11,7 +11,6 @@ never back. Prints "request -> writable" and "request -> 3 voters". On both engi
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -26,12 +25,10 @@ from tests.k8s.harness_ext import (
     NAMESPACE,
     Operator,
     cluster_manifest,
-    cluster_tls,
     condition,
     emulated_fixture,  # noqa: F401 - the `emulated` fixture
     events,
     get_via_service,
-    http,
     operator_fixture,  # noqa: F401 - the `operator` fixture
     put_retrying,
     put_via_service,
@@ -39,6 +36,7 @@ from tests.k8s.harness_ext import (
     wait_available,
     wait_for,
 )
+from tests.k8s.harness_ext import member_status as harness_member_status
 
 NAMES = {"raft": "lost", "multipaxos": "lost-paxos"}  # one cluster per engine
 pytestmark = pytest.mark.timeout(300)
@@ -53,15 +51,9 @@ def gauge(name: str, cluster: str) -> float | None:
 
 
 def member_status(emulated: EmulatedCluster, cluster: str, pod: str) -> dict[str, object] | None:
-    tls = cluster_tls(emulated, cluster)
-    ip = emulated.pod_ip(NAMESPACE, pod)
-    if ip is None:
-        return None
-    try:
-        code, body = http("GET", f"https://{ip}:7379/v1/status", timeout=2, tls=tls)
-    except OSError:
-        return None
-    return json.loads(body) if code == 200 else None
+    """The member's own /v1/status, None while it does not answer."""
+    answer = harness_member_status(emulated, cluster, pod)
+    return answer if isinstance(answer, dict) else None
 
 
 def member_ids(emulated: EmulatedCluster, cluster: str) -> dict[str, int]:
