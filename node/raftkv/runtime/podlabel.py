@@ -177,9 +177,13 @@ class PodLabelMetrics:
 class PodLabeler:
     """Keeps one pod's role label equal to `current()` (label, term); `changed()` says it
     may differ. The term is written beside the label (ROLE_TERM_ANNOTATION) when the label
-    changes; a new term alone writes nothing."""
+    changes; a new term alone writes nothing. Every `reassert_seconds` the label is written
+    again even if nothing changed here: the node may only patch its pod, never read it, so
+    a label someone else changed (a human, a stale writer) is put right this way, not left
+    to the operator alone."""
 
     REQUEST_TIMEOUT = 5.0
+    REASSERT_SECONDS = 60.0
 
     def __init__(
         self,
@@ -188,8 +192,10 @@ class PodLabeler:
         metrics: PodLabelMetrics,
         *,
         backoff: tuple[float, float] = (0.05, 5.0),
+        reassert_seconds: float = REASSERT_SECONDS,
     ) -> None:
         self.config = config
+        self.reassert_seconds = reassert_seconds
         self.current = current
         self.metrics = metrics
         self.backoff = backoff
@@ -235,7 +241,10 @@ class PodLabeler:
     async def _run(self) -> None:
         delay = self.backoff[0]
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.reassert_seconds)
+            except TimeoutError:
+                self.written = _UNKNOWN  # write it again: it may have been changed since
             self._wake.clear()
             wanted, term = self.current()
             if wanted == self.written:

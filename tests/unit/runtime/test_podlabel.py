@@ -122,7 +122,10 @@ async def api(tmp_path: Path) -> AsyncIterator[FakeApi]:
 
 
 def labeler_for(
-    api: FakeApi, role: Callable[[], str | None], ca_file: Path | None = None
+    api: FakeApi,
+    role: Callable[[], str | None],
+    ca_file: Path | None = None,
+    reassert_seconds: float = PodLabeler.REASSERT_SECONDS,
 ) -> tuple[PodLabeler, PodLabelMetrics]:
     config = make_config(
         api_url=api.url,
@@ -133,7 +136,14 @@ def labeler_for(
     )
     metrics = PodLabelMetrics(CollectorRegistry())
     terms = iter(range(1, 1000))  # a new term at each look: only label changes are written
-    return PodLabeler(config, lambda: (role(), next(terms)), metrics, backoff=(0.01, 0.05)), metrics
+    labeler = PodLabeler(
+        config,
+        lambda: (role(), next(terms)),
+        metrics,
+        backoff=(0.01, 0.05),
+        reassert_seconds=reassert_seconds,
+    )
+    return labeler, metrics
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -164,6 +174,21 @@ async def test_writes_the_role_and_the_newest_role_wins(api: FakeApi) -> None:
         assert await labeler.flush(10)
         assert api.labels()[-1] is None
         assert api.labels().count("follower") <= 2
+        assert metrics.in_sync._value.get() == 1
+    finally:
+        await labeler.close()
+
+
+async def test_the_label_is_written_again_while_the_role_stays(api: FakeApi) -> None:
+    # The node cannot read its pod, so a label changed behind its back (a human, a stale
+    # writer) is only put right if the node writes it again from time to time.
+    labeler, metrics = labeler_for(api, lambda: "leader", reassert_seconds=0.2)
+    labeler.start()
+    try:
+        assert await labeler.flush(10)
+        await wait_until(lambda: len(api.labels()) >= 3)
+        assert set(api.labels()) == {"leader"}
+        assert len(set(api.terms)) == len(api.terms)  # each with the term of its time
         assert metrics.in_sync._value.get() == 1
     finally:
         await labeler.close()
