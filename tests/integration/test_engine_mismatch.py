@@ -8,7 +8,7 @@ the handshake carries the engine: the joiner refuses the leader's HELLO
 the leader counts the refusal and shows whom it concerns; the cluster keeps serving.
 
 `raftkv members add --client-url` reads the joiner's engine first and refuses a joiner
-of the other engine before any membership change is proposed.
+of the other engine before any membership change is proposed, with or without `--id`.
 """
 
 from __future__ import annotations
@@ -135,6 +135,17 @@ async def test_members_add_refuses_a_joiner_of_the_other_engine(
     assert f"n4 runs {other} but the cluster runs {engine}" in refused.err, refused
     assert f"--consensus {engine}" in refused.err and "empty data directory" in refused.err
     # Nothing was proposed: the membership is as it was, n4 is no learner.
+    assert await _members(cluster, leader) == before
+    # Naming the joiner's id does not skip the engine check; a wrong id is refused.
+    for member_id, expected in (
+        (wrong.id, "raftkv members add: wrong_consensus: "),
+        (wrong.id + 1, f"has id {wrong.id}, not {wrong.id + 1}; nothing was changed"),
+    ):
+        named = await raftkv(
+            "members", "add", "n4", wrong.peer_url, "--client-url", wrong.url,
+            "--id", str(member_id), "--endpoints", leader.url,
+        )  # fmt: skip
+        assert named.code != 0 and expected in named.err, named
     assert await _members(cluster, leader) == before
     cluster.kill(wrong)
 

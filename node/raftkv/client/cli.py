@@ -513,7 +513,8 @@ def _register_members(sub: SubParsers, common: Any) -> None:
         "--id",
         type=int,
         default=None,
-        help="the node's member id (default: ask --client-url, else the founder id)",
+        help="the node's member id (default: ask --client-url, else the founder id; "
+        "with --client-url it must be the node's own)",
     )
     p = _add(
         actions, "promote", cmds.cmd_members_promote, "make a caught-up learner a voter", common

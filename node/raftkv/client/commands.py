@@ -632,9 +632,15 @@ async def _refuse_another_engine(client: AsyncClient, name: str, joiner: str | N
 
 async def cmd_members_add(client: AsyncClient, args: argparse.Namespace, out: Output) -> int:
     member_id = args.id
-    if member_id is None and args.client_url:
-        # A joining node draws its own id (docs/contracts.md "Node identity"): ask it.
+    if args.client_url:
+        # A joining node draws its own id (docs/contracts.md "Node identity"): ask it,
+        # and check its engine, with or without --id.
         joiner = await client.status(args.client_url)
+        if member_id is not None and member_id != joiner.id:
+            raise UsageError(
+                f"the node at {args.client_url} has id {joiner.id}, not {member_id}; "
+                "nothing was changed (leave out --id to use the node's own)"
+            )
         member_id = joiner.id
         await _refuse_another_engine(client, args.name, joiner.consensus)
     member = await client.add_member(args.name, args.peer_url, args.client_url or "", member_id)
