@@ -91,6 +91,7 @@ REJECT_REASONS = (
     "certificate",  # a TLS certificate that does not name the claimed member
     "wrong_sender",  # a message whose from/to is not what the connection is bound to
     "snapshot",  # a snapshot stream that is not from the leader of the current term
+    "too_many_connections",  # over the inbound connection bounds (transport.MAX_INBOUND*)
 )
 
 T = TypeVar("T")

@@ -72,6 +72,14 @@ MAX_QUEUED_MESSAGES = 50_000  # per peer; beyond this the peer is too slow: drop
 WRITE_BACKLOG_BYTES = 4 << 20
 CONNECT_TIMEOUT = 2.0
 HANDSHAKE_TIMEOUT = 5.0  # TLS + HELLO/WELCOME; an inbound connection that says nothing is cut
+# Bounds on inbound connections, so that whoever reaches the port cannot use up this
+# process's descriptors. At MAX_INBOUND a new connection pushes out the oldest one that has
+# not been admitted yet (a member says HELLO within milliseconds; a flood waits for the
+# timeout), and is itself closed if every one has been. An admitted member keeps at most
+# MAX_INBOUND_PER_MEMBER (its message path, snapshot streams, a redial overlapping the old
+# connection): admitting one more closes that member's oldest.
+MAX_INBOUND = 512
+MAX_INBOUND_PER_MEMBER = 8
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 # After an established connection ends: redials that ask "is the process gone?" (a
 # refusal says yes), GONE_PROBE_GAP seconds apart, before the usual backoff.
@@ -449,7 +457,7 @@ class PeerTransport:
         self._listener: socket.socket | None = None  # accept_plain: our own accept loop
         self._accept_task: asyncio.Task[None] | None = None
         self._classifying: set[asyncio.Task[None]] = set()
-        self._inbound: set[_InboundProtocol] = set()
+        self._inbound: dict[_InboundProtocol, None] = {}  # in the order they arrived
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
         self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
         self._probing: set[int] = set()  # peers with a probe_gone in flight
@@ -506,6 +514,10 @@ class PeerTransport:
             except OSError as exc:  # out of descriptors, ...: keep the port serving
                 self._log.warning("accept", "peer port accept failed: %r", exc)
                 await asyncio.sleep(0.1)
+                continue
+            if len(self._classifying) >= MAX_INBOUND:  # a flood of sockets saying nothing
+                self.rejected(codec.FrameError("too_many_connections", "unclassified"), "inbound")
+                sock.close()
                 continue
             task = loop.create_task(self._classify(sock))
             self._classifying.add(task)
@@ -736,6 +748,26 @@ class PeerTransport:
             self.last_heard[peer_id] = time.monotonic()
             self.on_messages(peer_id, sender_commit, good)
 
+    def arrived(self, conn: _InboundProtocol) -> bool:
+        """A new inbound connection: False if it must be closed (MAX_INBOUND)."""
+        if len(self._inbound) >= MAX_INBOUND:
+            oldest = next((c for c in self._inbound if not c.peer_id), None)
+            self.rejected(codec.FrameError("too_many_connections", "inbound cap"), "inbound")
+            if oldest is None:
+                return False  # every slot is an admitted member's
+            oldest.close()
+            self._inbound.pop(oldest, None)
+        self._inbound[conn] = None
+        return True
+
+    def admitted(self, conn: _InboundProtocol) -> None:
+        """`conn` was admitted as conn.peer_id: close that member's oldest beyond the cap."""
+        mine = [c for c in self._inbound if c.peer_id == conn.peer_id]
+        for old in mine[: max(0, len(mine) - MAX_INBOUND_PER_MEMBER)]:
+            self.rejected(codec.FrameError("too_many_connections", "per-member cap"), old._who())
+            old.close()
+            self._inbound.pop(old, None)
+
     def bound(self, conn: _InboundProtocol) -> None:
         self._return_paths[conn.peer_id] = conn  # the newest connection of that peer
 
@@ -815,7 +847,10 @@ class _InboundProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
-        self.t._inbound.add(self)
+        if not self.t.arrived(self):
+            self.transport.abort()
+            self.transport = None
+            return
         tune_socket(transport.get_extra_info("socket"))
         self._deadline = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._no_hello)
 
@@ -829,7 +864,7 @@ class _InboundProtocol(asyncio.Protocol):
         return f"from {peer} (member {self.peer_id or '?'})"
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.t._inbound.discard(self)
+        self.t._inbound.pop(self, None)
         if self.peer_id and not self.t.closing:
             self.t.probe_gone(self.peer_id)  # the member's own connection to us ended
         if self._return_path:
@@ -905,6 +940,7 @@ class _InboundProtocol(asyncio.Protocol):
             self.peer_id = hello.frm
             if self._deadline is not None:
                 self._deadline.cancel()
+            self.t.admitted(self)
             gate = self.t.gate
             self.write(
                 codec.pack_welcome(gate.cluster.value, self.t.my_id, self.t.my_name, gate.engine)

@@ -369,3 +369,65 @@ async def test_rotated_certificates_are_used_without_a_restart(tmp_path: Path) -
     finally:
         for m in (a, b):
             await m.t.close()
+
+
+async def test_inbound_connections_are_bounded_in_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever reaches the peer port cannot use up the member's descriptors: at the cap a
+    new connection pushes out the oldest one that never said HELLO, and a member keeps at
+    most MAX_INBOUND_PER_MEMBER admitted connections (admitting another closes its
+    oldest). Both count as `too_many_connections`; the member keeps serving."""
+    monkeypatch.setattr(transport_mod, "MAX_INBOUND", 4)
+    monkeypatch.setattr(transport_mod, "MAX_INBOUND_PER_MEMBER", 2)
+    a_ip = "127.0.0.47"
+    a_port = _free_port_on(a_ip)
+    a = _Member(A, tmp_path, {A: f"{a_ip}:{a_port}"}, {})
+    await a.t.start(a_ip, a_port)
+    opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        pair = await asyncio.open_connection(a_ip, a_port)
+        opened.append(pair)
+        await _wait(lambda: len(a.t._inbound) >= min(len(opened), 4), 5, "the acceptor")
+        return pair
+
+    async def closed_by_a(reader: asyncio.StreamReader) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(1 << 16), 5) == b""
+        except ConnectionError:
+            return True
+
+    async def hello(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        reader, writer = pair
+        writer.write(codec.pack_hello("ab" * 16, B, A, NAMES[B], "raft"))
+        welcome = await asyncio.wait_for(transport_mod.read_frame(reader), 5)
+        assert codec.decode_welcome(welcome)[1] == A
+
+    try:
+        silent = [await connect() for _ in range(4)]  # the cap, none says anything
+        assert _rejected(a, "too_many_connections") == 0
+        newest = await connect()  # one more: the oldest silent one goes
+        assert await closed_by_a(silent[0][0])
+        assert _rejected(a, "too_many_connections") == 1
+        await hello(newest)  # the newcomer is served
+        # Member B's admitted connections: a third closes the one of B's that came first.
+        await hello(silent[1])
+        await hello(silent[2])
+        assert await closed_by_a(silent[1][0])
+        assert _rejected(a, "too_many_connections") == 2
+        assert len([c for c in a.t._inbound if c.peer_id == B]) == 2
+        # Every slot held by an admitted member: a newcomer is closed, nothing else is.
+        silent[3][1].close()
+        await _wait(lambda: len(a.t._inbound) == 2, 5, "the silent one gone")
+        monkeypatch.setattr(transport_mod, "MAX_INBOUND", 2)
+        refused = await asyncio.open_connection(a_ip, a_port)
+        opened.append(refused)
+        assert await closed_by_a(refused[0])
+        assert _rejected(a, "too_many_connections") == 3
+        assert {c.peer_id for c in a.t._inbound} == {B} and len(a.t._inbound) == 2
+        assert not silent[2][0].at_eof() and not newest[0].at_eof()
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await a.t.close()
