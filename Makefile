@@ -44,11 +44,12 @@ sim-paxos: install
 	$(BIN)/python -m tests.sim.paxos_run --seeds $(SEEDS) $(PAXOS_ARGS)
 
 # The peer-protocol fuzzer against a live 3-node cluster, longer than in `make test`
-# (which sends 100k frames): make fuzz-peer FRAMES=5000000 SEED=7
+# (which sends 100k frames per engine): make fuzz-peer FRAMES=5000000 SEED=7 ENGINE=multipaxos
 FRAMES ?= 2000000
 SEED ?= $(shell date +%s)
+ENGINE ?= raft
 fuzz-peer: install
-	$(BIN)/python -m tests.integration.peer_fuzz --frames $(FRAMES) --seed $(SEED)
+	$(BIN)/python -m tests.integration.peer_fuzz --frames $(FRAMES) --seed $(SEED) --engine $(ENGINE)
 
 # Proposals per second through an in-memory 3-node cluster of cores (no IO).
 bench-core: install

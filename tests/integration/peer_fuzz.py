@@ -15,6 +15,13 @@ A Raft member's *valid* messages are trusted by Raft (members are not Byzantine;
 peer TLS keeps outsiders out), so a mutant that would be a valid, current-term
 message of the claimed member is made stale (or skipped), never sent as is.
 
+The same runs against a Multi-Paxos node (its frames recorded from real Paxos cores,
+its own frame kind and schema, `runtime.paxoscodec`). There a valid message of the
+claimed member is always skipped: several Paxos messages carry no ballot to make
+stale (a chosen value in CATCHUP_RESP, a NACK), so none of the member's valid words
+is sent, nor a valid snapshot offer of its (Multi-Paxos takes a snapshot from any
+member); everything else is (other senders and receivers, and every mutant).
+
 For every frame the fuzzer predicts with `raftkv.runtime.codec` whether the node
 keeps the connection; it pipelines frames while they should keep it, and checks
 that the node closes it exactly after the first frame that should not. A
@@ -36,6 +43,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raftkv import paxos
 from raftkv.fsm import Put, encode
 from raftkv.raft.core import Config, Raft, bootstrap_entries
 from raftkv.raft.types import (
@@ -48,23 +56,38 @@ from raftkv.raft.types import (
     SnapshotMeta,
 )
 from raftkv.runtime import codec
+from raftkv.runtime.paxoscodec import PaxosWire
 
 STALE_TERM = 1  # the cluster under test is past term 1 (the bootstrap term)
 
 
-def record_frames() -> list[list[Any]]:
-    """Encoded message batches of a real 3-core cluster: an election, writes, a
-    ReadIndex, a learner added, a leadership transfer, heartbeats."""
+def wire_of(engine: str) -> codec.Wire:
+    return PaxosWire() if engine == "multipaxos" else codec.RaftWire()
+
+
+def record_frames(engine: str = "raft") -> list[list[Any]]:
+    """Encoded message batches of a real 3-core cluster of `engine`: an election,
+    writes, a read (ReadIndex / read barrier), a learner added, a leadership transfer,
+    heartbeats."""
     ids = [11, 22, 33]
-    entries, hs = bootstrap_entries(ids)
-    cores = {
-        i: Raft(
-            Config(id=i, election_tick=10, heartbeat_tick=1),
-            hard_state=hs.copy(),
-            entries=list(entries),
-        )
-        for i in ids
-    }
+    cores: dict[int, Any]
+    if engine == "multipaxos":
+        p_entries, p_hs = paxos.bootstrap_entries(ids)
+        cores = {
+            i: paxos.Paxos(paxos.Config(id=i), hard_state=p_hs.copy(), entries=list(p_entries))
+            for i in ids
+        }
+    else:
+        entries, hs = bootstrap_entries(ids)
+        cores = {
+            i: Raft(
+                Config(id=i, election_tick=10, heartbeat_tick=1),
+                hard_state=hs.copy(),
+                entries=list(entries),
+            )
+            for i in ids
+        }
+    wire = wire_of(engine)
     batches: list[list[Any]] = []
 
     def pump() -> None:
@@ -76,10 +99,10 @@ def record_frames() -> list[list[Any]]:
                 rd = core.ready()
                 core.advance(rd)
                 if rd.messages:
-                    batches.append([codec.encode_message(m) for m in rd.messages])
+                    batches.append([wire.encode_message(m) for m in rd.messages])
                     moved = True
                 for m in rd.messages:
-                    if m.to in cores and m.type != MsgType.SNAP:
+                    if m.to in cores and m.snapshot is None:
                         cores[m.to].step(m)
             if not moved:
                 return
@@ -125,16 +148,24 @@ class Generator:
         target: int,
         seed: int,
         extra_payloads: list[Any] | None = None,
+        engine: str = "raft",
     ) -> None:
         self.corpus = corpus
         self.claim = claim
         self.target = target
         self.rng = random.Random(seed)
         self.extra = extra_payloads or []
+        self.wire = wire_of(engine)
+        # Raft: the claimed member's messages are sent with a stale term; Paxos: never.
+        self.own_share = 0.1 if engine == "raft" else 0.0
         meta = SnapshotMeta(5, STALE_TERM, ConfState(frozenset({claim, target})))
-        snap = Message(MsgType.SNAP, target, claim, STALE_TERM, snapshot=Snapshot(meta))
+        snap: Any
+        if engine == "multipaxos":
+            snap = paxos.Message(paxos.MsgType.SNAP, target, claim, snapshot=Snapshot(meta))
+        else:
+            snap = Message(MsgType.SNAP, target, claim, STALE_TERM, snapshot=Snapshot(meta))
         self.snapshot_frames = [
-            [codec.SNAP_BEGIN, codec.encode_message(snap), 10],
+            [codec.SNAP_BEGIN, self.wire.encode_message(snap), 10],
             [codec.SNAP_CHUNK, b"0123456789"],
             [codec.SNAP_END, "0" * 64],
         ]
@@ -146,14 +177,17 @@ class Generator:
         for raw in batch:
             # Mostly messages the transport drops (another sender or receiver); some
             # stale ones of ours, which reach the core (each costs the node a turn).
-            if rng.random() < 0.1:
+            if rng.random() < self.own_share:
                 raw[1], raw[2] = self.target, self.claim  # ours: made stale below
             elif rng.random() < 0.5:
                 raw[1] = self.target  # from a real member we are not: dropped
-        return [codec.MSGS, rng.randrange(0, 1000), self._stale(batch)]
+        return [self.wire.MSGS, rng.randrange(0, 1000), self._stale(batch)]
 
     def _stale(self, batch: list[Any]) -> list[Any]:
-        """Our own messages carry the bootstrap term: the core ignores them."""
+        """Our own Raft messages carry the bootstrap term: the core ignores them. (Paxos:
+        nothing to do, `classify` skips the claimed member's valid messages.)"""
+        if not self.own_share:
+            return batch
         for raw in batch:
             if type(raw) is list and len(raw) == 12 and raw[2] == self.claim:
                 raw[3] = STALE_TERM
@@ -243,7 +277,7 @@ class Generator:
         if (
             type(payload) is list
             and payload
-            and payload[0] == codec.MSGS
+            and payload[0] == self.wire.MSGS
             and len(payload) == 3
             and type(payload[2]) is list
         ):
@@ -256,13 +290,19 @@ class Generator:
         "skip" (a valid current message of the claimed member: not sent)."""
         try:
             payload = codec.unpack_payload(body)
-            if payload[0] != codec.MSGS:
+            if payload[0] == codec.SNAP_BEGIN and not self.own_share:
+                # Multi-Paxos takes a snapshot (chosen values only) from any member: a
+                # valid offer of the claimed member's is its word, not sent.
+                snap, _ = self.wire.decode_snap_begin(payload)
+                return "skip" if (snap.frm, snap.to) == (self.claim, self.target) else "close"
+            if payload[0] != self.wire.MSGS:
                 return "close"
-            _, msgs = codec.decode_msgs(payload)
+            _, msgs = self.wire.decode_msgs(payload)
         except codec.FrameError:
             return "close"
         for m in msgs:
-            if m.frm == self.claim and m.to == self.target and m.term != STALE_TERM:
+            ours = m.frm == self.claim and m.to == self.target
+            if ours and (not self.own_share or m.term != STALE_TERM):
                 return "skip"
         return "keep"
 
@@ -312,7 +352,7 @@ async def fuzz(
     """Send `frames` frames to the node at host:port over `workers` concurrent
     connections; `check()` (async) is awaited every `check_every` seconds meanwhile
     (the node must keep serving)."""
-    corpus = corpus or record_frames()
+    corpus = corpus or record_frames(engine)
     hello = codec.pack_hello(cluster_id, claim, target, claim_name, engine)
     stats = Stats()
     done = asyncio.Event()
@@ -331,7 +371,7 @@ async def fuzz(
                 host,
                 port,
                 hello,
-                Generator(corpus, claim, target, seed * 1000 + i, extra_payloads),
+                Generator(corpus, claim, target, seed * 1000 + i, extra_payloads, engine),
                 budget,
                 mutate_share,
                 stats,
@@ -366,6 +406,7 @@ async def _worker(
         try:
             writer.write(hello)  # the first frames follow at once, without waiting
             closing = False
+            last_bad = b""
             first = True
             while sent < budget and not closing:
                 chunk = []
@@ -379,6 +420,7 @@ async def _worker(
                     stats.frames += 1
                     if verdict == "close":
                         closing = True
+                        last_bad = frame
                         break
                     if sent >= budget:
                         break
@@ -403,7 +445,9 @@ async def _worker(
                 if await _read_until_closed(reader, 10):
                     stats.closed_as_predicted += 1
                 else:
-                    stats.mismatches.append("kept a connection open after a bad frame")
+                    stats.mismatches.append(
+                        f"kept a connection open after a bad frame: {last_bad[:300]!r}"
+                    )
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             stats.mismatches.append(f"connection failed during the handshake: {exc!r}")
         finally:
@@ -438,11 +482,12 @@ def hypothesis_payloads(count: int) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`make fuzz-peer`: a 3-node --peer-insecure cluster, fuzzing its leader."""
+    """`make fuzz-peer`: a 3-node --peer-insecure cluster (--engine), fuzzing its leader."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--mutate-share", type=float, default=0.3)
+    parser.add_argument("--engine", choices=["raft", "multipaxos"], default="raft")
     args = parser.parse_args(argv)
     return asyncio.run(_main(args))
 
@@ -461,7 +506,7 @@ async def _main(args: argparse.Namespace) -> int:
             cluster = Cluster(Path(tmp), session)
             try:
                 stats = await run_against_cluster(
-                    cluster, args.frames, args.seed, args.mutate_share
+                    cluster, args.frames, args.seed, args.mutate_share, args.engine
                 )
             except AssertionError as exc:
                 print(f"fuzz-peer: FAILED (seed {args.seed}): {exc}", file=sys.stderr)
@@ -470,7 +515,8 @@ async def _main(args: argparse.Namespace) -> int:
                 cluster.close()
     print(
         f"fuzz-peer: {stats.frames} frames on {stats.connections} connections, "
-        f"{stats.closed_as_predicted} closed as predicted, seed {args.seed}: ok"
+        f"{stats.closed_as_predicted} closed as predicted, seed {args.seed}, "
+        f"{args.engine}: ok"
     )
     return 0
 

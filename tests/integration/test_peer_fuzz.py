@@ -1,7 +1,8 @@
 """The peer-protocol fuzzer against a live node (issue 10): at least 100k frames
-per run, the node keeps serving and its state does not change.
+per run and engine (Raft, Multi-Paxos), the node keeps serving and its state does not
+change.
 
-`make fuzz-peer` runs the same for longer (FRAMES=..., SEED=...)."""
+`make fuzz-peer` runs the same for longer (FRAMES=..., SEED=..., ENGINE=...)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from tests.integration.harness import Cluster, until
 from tests.integration.peer_fuzz import Stats, fuzz, hypothesis_payloads, record_frames
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_engines]
 
 FRAMES = int(os.environ.get("RAFTKV_FUZZ_PEER_FRAMES", "100000"))
 
@@ -31,8 +32,9 @@ async def _kv(cluster: Cluster, node: object) -> dict[str, str]:
 
 
 async def run_against_cluster(
-    cluster: Cluster, frames: int, seed: int, mutate_share: float = 0.12
+    cluster: Cluster, frames: int, seed: int, mutate_share: float = 0.12, engine: str = "raft"
 ) -> Stats:
+    cluster.engine = engine
     cluster.create(3)
     cluster.start_all()
     leader = await cluster.wait_leader()
@@ -44,7 +46,7 @@ async def run_against_cluster(
         await cluster.wait_caught_up(node, leader)
     before = await _kv(cluster, leader)
     status = await cluster.status(leader)
-    assert status is not None
+    assert status is not None and status["consensus"] == engine, status
     claim = next(n for n in nodes if n is not leader)
 
     async def still_serving() -> None:
@@ -65,7 +67,7 @@ async def run_against_cluster(
         frames=frames,
         seed=seed,
         mutate_share=mutate_share,
-        corpus=record_frames(),
+        corpus=record_frames(engine),
         extra_payloads=hypothesis_payloads(300),
         check=still_serving,
     )
@@ -103,5 +105,6 @@ async def run_against_cluster(
     return stats
 
 
-async def test_fuzzed_peer_frames_never_hurt_a_live_node(cluster: Cluster) -> None:
-    await run_against_cluster(cluster, FRAMES, seed=int(os.environ.get("RAFTKV_FUZZ_SEED", "1")))
+async def test_fuzzed_peer_frames_never_hurt_a_live_node(cluster: Cluster, engine: str) -> None:
+    seed = int(os.environ.get("RAFTKV_FUZZ_SEED", "1"))
+    await run_against_cluster(cluster, FRAMES, seed=seed, engine=engine)
