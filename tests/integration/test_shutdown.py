@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
 
 # Before: about 4 s with a waiting request open (aiohttp waited its shutdown timeout
 # for the handler, then again for the cancelled one); the last node of a stopped
-# cluster waited 4 s for a transfer to nobody.
-PROMPT_SECONDS = 2.0
+# cluster waited 4 s for a transfer to nobody. Now well under a second on a quiet
+# machine; the bound sits between the two, so a timeout waited out still fails it while
+# a loaded CI machine (2.09 s seen against an earlier 2.0 s bound) does not.
+PROMPT_SECONDS = 3.0
 
 
 async def open_waiting_requests(
