@@ -49,7 +49,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
@@ -457,7 +457,7 @@ class PeerTransport:
         self._listener: socket.socket | None = None  # accept_plain: our own accept loop
         self._accept_task: asyncio.Task[None] | None = None
         self._classifying: set[asyncio.Task[None]] = set()
-        self._inbound: dict[_InboundProtocol, None] = {}  # in the order they arrived
+        self._inbound = _InboundConnections(self.rejected)
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
         self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
         self._probing: set[int] = set()  # peers with a probe_gone in flight
@@ -748,26 +748,6 @@ class PeerTransport:
             self.last_heard[peer_id] = time.monotonic()
             self.on_messages(peer_id, sender_commit, good)
 
-    def arrived(self, conn: _InboundProtocol) -> bool:
-        """A new inbound connection: False if it must be closed (MAX_INBOUND)."""
-        if len(self._inbound) >= MAX_INBOUND:
-            oldest = next((c for c in self._inbound if not c.peer_id), None)
-            self.rejected(codec.FrameError("too_many_connections", "inbound cap"), "inbound")
-            if oldest is None:
-                return False  # every slot is an admitted member's
-            oldest.close()
-            self._inbound.pop(oldest, None)
-        self._inbound[conn] = None
-        return True
-
-    def admitted(self, conn: _InboundProtocol) -> None:
-        """`conn` was admitted as conn.peer_id: close that member's oldest beyond the cap."""
-        mine = [c for c in self._inbound if c.peer_id == conn.peer_id]
-        for old in mine[: max(0, len(mine) - MAX_INBOUND_PER_MEMBER)]:
-            self.rejected(codec.FrameError("too_many_connections", "per-member cap"), old._who())
-            old.close()
-            self._inbound.pop(old, None)
-
     def bound(self, conn: _InboundProtocol) -> None:
         self._return_paths[conn.peer_id] = conn  # the newest connection of that peer
 
@@ -824,6 +804,46 @@ class _ReplyWriter:
                 self.transport.write(data)
 
 
+class _InboundConnections:
+    """The inbound connections, in the order they arrived, within their bounds
+    (MAX_INBOUND, MAX_INBOUND_PER_MEMBER); every close for a bound is reported to
+    `rejected` as `too_many_connections`."""
+
+    def __init__(self, rejected: Callable[[codec.FrameError, str], None]) -> None:
+        self._rejected = rejected
+        self._conns: dict[_InboundProtocol, None] = {}  # a dict keeps the arrival order
+
+    def __iter__(self) -> Iterator[_InboundProtocol]:
+        return iter(self._conns)
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def arrived(self, conn: _InboundProtocol) -> bool:
+        """A new connection: False if it must be closed (every slot is an admitted
+        member's); at the cap the oldest one not admitted yet makes room."""
+        if len(self._conns) >= MAX_INBOUND:
+            oldest = next((c for c in self._conns if not c.peer_id), None)
+            self._rejected(codec.FrameError("too_many_connections", "inbound cap"), "inbound")
+            if oldest is None:
+                return False
+            oldest.close()
+            self._conns.pop(oldest, None)
+        self._conns[conn] = None
+        return True
+
+    def admitted(self, conn: _InboundProtocol) -> None:
+        """`conn` was admitted as conn.peer_id: close that member's first beyond the cap."""
+        mine = [c for c in self._conns if c.peer_id == conn.peer_id]
+        for old in mine[: max(0, len(mine) - MAX_INBOUND_PER_MEMBER)]:
+            self._rejected(codec.FrameError("too_many_connections", "per-member cap"), old._who())
+            old.close()
+            self._conns.pop(old, None)
+
+    def lost(self, conn: _InboundProtocol) -> None:
+        self._conns.pop(conn, None)
+
+
 class _InboundProtocol(asyncio.Protocol):
     """A peer's outbound connection to us.
 
@@ -847,7 +867,7 @@ class _InboundProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
-        if not self.t.arrived(self):
+        if not self.t._inbound.arrived(self):
             self.transport.abort()
             self.transport = None
             return
@@ -864,7 +884,7 @@ class _InboundProtocol(asyncio.Protocol):
         return f"from {peer} (member {self.peer_id or '?'})"
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.t._inbound.pop(self, None)
+        self.t._inbound.lost(self)
         if self.peer_id and not self.t.closing:
             self.t.probe_gone(self.peer_id)  # the member's own connection to us ended
         if self._return_path:
@@ -940,7 +960,7 @@ class _InboundProtocol(asyncio.Protocol):
             self.peer_id = hello.frm
             if self._deadline is not None:
                 self._deadline.cancel()
-            self.t.admitted(self)
+            self.t._inbound.admitted(self)
             gate = self.t.gate
             self.write(
                 codec.pack_welcome(gate.cluster.value, self.t.my_id, self.t.my_name, gate.engine)
