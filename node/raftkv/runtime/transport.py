@@ -24,12 +24,15 @@ reported unreachable to the core; reconnection backs off exponentially. Sockets
 have TCP keepalive and TCP_USER_TIMEOUT, so a peer that vanished (a rescheduled
 pod) is noticed in seconds and redialled at its new address.
 
-During a migration of a plain-text cluster to TLS (`accept_plain`, docs/security.md
-"Migrating a pre-TLS cluster") the port takes both: each accepted socket's first byte
-is peeked (MSG_PEEK, nothing consumed); a TLS handshake record (0x16) gets the server
-SSLContext (Python's ssl does the handshake and the mutual-TLS checks), anything else
-the plain path, whose frame checks are unchanged (a HELLO's length starts with 0x00,
-so the two never overlap). Plain connections are admitted unauthenticated, as under
+With peer TLS the port runs its own accept loop: each accepted socket's first byte is
+peeked (MSG_PEEK, nothing consumed); a TLS handshake record (0x16) gets the server
+SSLContext (Python's ssl does the handshake and the mutual-TLS checks), so sockets
+waiting for their first byte or in their TLS handshake are bounded in number
+(MAX_INBOUND, the oldest making room) as well as in time. Anything else is closed,
+except during a migration of a plain-text cluster to TLS (`accept_plain`,
+docs/security.md "Migrating a pre-TLS cluster"), when the port takes both: it gets the
+plain path, whose frame checks are unchanged (a HELLO's length starts with 0x00, so the
+two never overlap). Plain connections are admitted unauthenticated, as under
 --peer-insecure. `dial_tls` says how this node dials.
 
 Snapshots travel on a dedicated short-lived connection so they never hold up
@@ -454,9 +457,10 @@ class PeerTransport:
         self.peers: dict[int, _Peer] = {}
         self.closing = False
         self.server: asyncio.AbstractServer | None = None
-        self._listener: socket.socket | None = None  # accept_plain: our own accept loop
+        self._listener: socket.socket | None = None  # with TLS: our own accept loop
         self._accept_task: asyncio.Task[None] | None = None
-        self._classifying: set[asyncio.Task[None]] = set()
+        # Accepted sockets before their first byte or in their TLS handshake, oldest first.
+        self._classifying: dict[asyncio.Task[None], None] = {}
         self._inbound = _InboundConnections(self.rejected)
         self._return_paths: dict[int, _InboundProtocol] = {}  # peer id -> its connection to us
         self.last_heard: dict[int, float] = {}  # peer id -> when it last sent us messages
@@ -467,19 +471,14 @@ class PeerTransport:
     # --- lifecycle -----------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        if self.accept_plain:
+        if self.tls is not None:
             self._listener = _listening_socket(host, port)
             self._accept_task = asyncio.get_running_loop().create_task(
                 self._accept(self._listener), name="peer-accept"
             )
             return
-        ssl_ctx = self.tls.server_context() if self.tls is not None else None
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: _InboundProtocol(self),
-            host,
-            port,
-            ssl=ssl_ctx,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_ctx is not None else None,
+            lambda: _InboundProtocol(self), host, port
         )
 
     async def close(self) -> None:
@@ -506,7 +505,7 @@ class PeerTransport:
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
 
     async def _accept(self, listener: socket.socket) -> None:
-        """accept_plain: every connection is classified by its first byte."""
+        """With TLS: every connection is classified by its first byte."""
         loop = asyncio.get_running_loop()
         while not self.closing:
             try:
@@ -515,17 +514,21 @@ class PeerTransport:
                 self._log.warning("accept", "peer port accept failed: %r", exc)
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._classifying) >= MAX_INBOUND:  # a flood of sockets saying nothing
-                self.rejected(codec.FrameError("too_many_connections", "unclassified"), "inbound")
-                sock.close()
-                continue
+            if len(self._classifying) >= MAX_INBOUND:  # a flood: the oldest makes room
+                oldest = next(iter(self._classifying))
+                self._classifying.pop(oldest, None)
+                oldest.cancel()
+                self.rejected(codec.FrameError("too_many_connections", "handshakes"), "inbound")
             task = loop.create_task(self._classify(sock))
-            self._classifying.add(task)
-            task.add_done_callback(self._classifying.discard)
+            self._classifying[task] = None
+            task.add_done_callback(self._classified)
+
+    def _classified(self, task: asyncio.Task[None]) -> None:
+        self._classifying.pop(task, None)
 
     async def _classify(self, sock: socket.socket) -> None:
-        """Hand `sock` to the TLS server context or to the plain path, by its first byte;
-        one that says nothing within HANDSHAKE_TIMEOUT is cut."""
+        """Hand `sock` to the TLS server context, or with accept_plain to the plain path,
+        by its first byte; one that says nothing within HANDSHAKE_TIMEOUT is cut."""
         loop = asyncio.get_running_loop()
         handed = False
         try:
@@ -538,7 +541,10 @@ class PeerTransport:
             if not first:
                 return  # closed before saying anything
             tls = is_tls_start(first)
-            assert self.tls is not None  # accept_plain implies tls
+            if not tls and not self.accept_plain:
+                log.debug("plain bytes on the TLS peer port: closed")
+                return
+            assert self.tls is not None  # the accept loop runs only with TLS
             ctx = self.tls.server_context() if tls else None
             handed = True  # from here the transport owns the socket
             await loop.connect_accepted_socket(

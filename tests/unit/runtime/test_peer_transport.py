@@ -431,3 +431,54 @@ async def test_inbound_connections_are_bounded_in_number(
         for _, writer in opened:
             writer.close()
         await a.t.close()
+
+
+async def test_sockets_before_their_tls_handshake_are_bounded_and_members_still_connect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With peer TLS, sockets that have not finished their TLS handshake are bounded in
+    number too: at the cap the oldest is cut to make room, so a flood of silent sockets
+    neither uses up the member's descriptors nor keeps a member with a certificate out.
+    Plain bytes on a TLS-only port are closed."""
+    monkeypatch.setattr(transport_mod, "MAX_INBOUND", 3)
+    a_ip, b_ip = "127.0.0.48", "127.0.0.49"
+    a_port, b_port = _free_port_on(a_ip), _free_port_on(b_ip)
+    addresses = {"a": a_ip, "b": b_ip}
+    urls = {A: f"a:{a_port}", B: f"b:{b_port}"}
+    ca = make_ca("flood CA")
+    files = {n: _issue(ca, tmp_path, n) for n in ("a", "b")}
+    a = _Member(A, tmp_path, urls, addresses, PeerTLSFiles(files["a"], check_interval=0))
+    b = _Member(B, tmp_path, urls, addresses, PeerTLSFiles(files["b"], check_interval=0))
+    await a.t.start(a_ip, a_port)
+    flood: list[asyncio.StreamWriter] = []
+
+    async def cut(reader: asyncio.StreamReader) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(1 << 16), 5) == b""
+        except ConnectionError:
+            return True
+
+    try:
+        silent = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(a_ip, a_port)
+            flood.append(writer)
+            silent.append(reader)
+        await _wait(lambda: len(a.t._classifying) == 3, 5, "three sockets waiting")
+        reader, writer = await asyncio.open_connection(a_ip, a_port)  # one more
+        flood.append(writer)
+        assert await cut(silent[0])  # the oldest made room
+        assert _rejected(a, "too_many_connections") == 1
+        assert len(a.t._classifying) == 3
+        # Plain bytes on the TLS-only port: closed.
+        writer.write(codec.pack_hello("ab" * 16, B, A, NAMES[B], "raft"))
+        assert await cut(reader)
+        # A member with a certificate still gets in while the flood goes on.
+        await b.t.start(b_ip, b_port)
+        b.t.set_peer(A, urls[A])
+        await _wait(lambda: A in b.t.peers and b.t.peers[A].connected, 10, "b's TLS link")
+    finally:
+        for writer in flood:
+            writer.close()
+        await a.t.close()
+        await b.t.close()
