@@ -208,6 +208,7 @@ class PodLabeler:
         self._ssl: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def changed(self) -> None:
         """The role may have changed: non-blocking, callable from the node loop."""
@@ -231,21 +232,31 @@ class PodLabeler:
         return True
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A cancellation can be lost (an HTTP client that turns it into a timeout, a
+            # wait_for that finishes in the same turn); the loop also stops on _closed, so
+            # the wait is bounded either way.
+            self._wake.set()
+            await asyncio.wait({self._task}, timeout=self.REQUEST_TIMEOUT + 1)
+            if self._task.done() and not self._task.cancelled():
+                error = self._task.exception()
+                if error is not None:
+                    log.warning("pod label task ended with %r", error)
         if self._session is not None:
             await self._session.close()
 
     async def _run(self) -> None:
         delay = self.backoff[0]
-        while True:
+        while not self._closed:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.reassert_seconds)
             except TimeoutError:
                 self.written = _UNKNOWN  # write it again: it may have been changed since
             self._wake.clear()
+            if self._closed:
+                return
             wanted, term = self.current()
             if wanted == self.written:
                 self._synced()

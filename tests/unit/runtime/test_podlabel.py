@@ -5,6 +5,7 @@ is picked up, an untrusted server is refused, plain HTTP is refused outright."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from raftkv.runtime.podlabel import (
     ROLE_LABEL,
     ROLE_TERM_ANNOTATION,
     PodLabeler,
+    PodLabelError,
     PodLabelMetrics,
     in_cluster_api_url,
     label_for_role,
@@ -80,8 +82,10 @@ class FakeApi:
     accepted_token: str = "token-1"
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     gate: asyncio.Event | None = None
+    arrived: int = 0  # requests seen, answered or not
 
     async def patch(self, request: web.Request) -> web.Response:
+        self.arrived += 1
         if self.gate is not None:
             await self.gate.wait()
         assert request.content_type == "application/merge-patch+json"
@@ -135,7 +139,7 @@ def labeler_for(
         ca_file=ca_file or api.ca_file,
     )
     metrics = PodLabelMetrics(CollectorRegistry())
-    terms = iter(range(1, 1000))  # a new term at each look: only label changes are written
+    terms = itertools.count(1)  # a new term at each look: only label changes are written
     labeler = PodLabeler(
         config,
         lambda: (role(), next(terms)),
@@ -183,15 +187,46 @@ async def test_the_label_is_written_again_while_the_role_stays(api: FakeApi) -> 
     # The node cannot read its pod, so a label changed behind its back (a human, a stale
     # writer) is only put right if the node writes it again from time to time.
     labeler, metrics = labeler_for(api, lambda: "leader", reassert_seconds=0.2)
+    started = asyncio.get_running_loop().time()
     labeler.start()
     try:
         assert await labeler.flush(10)
         await wait_until(lambda: len(api.labels()) >= 3)
+        elapsed = asyncio.get_running_loop().time() - started
         assert set(api.labels()) == {"leader"}
         assert len(set(api.terms)) == len(api.terms)  # each with the term of its time
         assert metrics.in_sync._value.get() == 1
+        # Again from time to time, not in a loop: the first write, then one per period.
+        assert len(api.labels()) <= 2 + elapsed / 0.2, (len(api.labels()), elapsed)
     finally:
         await labeler.close()
+
+
+async def test_close_ends_the_task_even_if_its_cancellation_is_lost(api: FakeApi) -> None:
+    # An HTTP client may turn a cancellation into a timeout (seen on CI: close() waited
+    # while the task went on writing). The task must still end, and promptly.
+    class LosesCancellation(PodLabeler):
+        async def _patch(self, value: str | None, term: int) -> None:
+            try:
+                await super()._patch(value, term)
+            except asyncio.CancelledError:
+                raise PodLabelError("network", "timed out") from None
+
+    base, metrics = labeler_for(api, lambda: "leader")
+    labeler = LosesCancellation(
+        base.config, base.current, metrics, backoff=(0.01, 0.05), reassert_seconds=0.05
+    )
+    labeler.start()
+    assert await labeler.flush(10)
+    api.gate = asyncio.Event()  # the next write hangs at the server: close() cancels it
+    arrived = api.arrived
+    labeler.changed()
+    await wait_until(lambda: api.arrived > arrived)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(labeler.close(), 3)
+    assert asyncio.get_running_loop().time() - started < PodLabeler.REQUEST_TIMEOUT
+    assert labeler._task is not None and labeler._task.done()
+    api.gate.set()
 
 
 async def test_errors_are_retried_and_counted(api: FakeApi) -> None:
