@@ -209,18 +209,31 @@ async def _peek_first_byte(sock: socket.socket) -> bytes:
             loop.remove_reader(fd)
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket like create_server's ("" / "::": every address, both families
-    where the system can)."""
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets as create_server makes them: "" / "::" every address (both
+    families where the system can), a name or address every address it resolves to."""
     if host in ("", "::") and socket.has_dualstack_ipv6():
-        sock = socket.create_server(
-            ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
-        )
+        socks = [
+            socket.create_server(
+                ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
+            )
+        ]
     else:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=128)
-    sock.setblocking(False)
-    return sock
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        socks = []
+        try:
+            for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+                # IPv6 sockets are IPv6-only here: the IPv4 addresses get their own.
+                socks.append(socket.create_server(address, family=family, backlog=128))
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+    for sock in socks:
+        sock.setblocking(False)
+    return socks
 
 
 class _Peer:
@@ -457,8 +470,8 @@ class PeerTransport:
         self.peers: dict[int, _Peer] = {}
         self.closing = False
         self.server: asyncio.AbstractServer | None = None
-        self._listener: socket.socket | None = None  # with TLS: our own accept loop
-        self._accept_task: asyncio.Task[None] | None = None
+        self._listeners: list[socket.socket] = []  # with TLS: our own accept loops
+        self._accept_tasks: list[asyncio.Task[None]] = []
         # Accepted sockets before their first byte or in their TLS handshake, oldest first.
         self._classifying: dict[asyncio.Task[None], None] = {}
         self._inbound = _InboundConnections(self.rejected)
@@ -472,10 +485,11 @@ class PeerTransport:
     async def start(self, host: str, port: int) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         if self.tls is not None:
-            self._listener = _listening_socket(host, port)
-            self._accept_task = asyncio.get_running_loop().create_task(
-                self._accept(self._listener), name="peer-accept"
-            )
+            self._listeners = _listening_sockets(host, port)
+            self._accept_tasks = [
+                asyncio.get_running_loop().create_task(self._accept(sock), name="peer-accept")
+                for sock in self._listeners
+            ]
             return
         self.server = await asyncio.get_running_loop().create_server(
             lambda: _InboundProtocol(self), host, port
@@ -485,12 +499,12 @@ class PeerTransport:
         self.closing = True
         if self.server is not None:
             self.server.close()
-        if self._accept_task is not None:
-            self._accept_task.cancel()
+        for accept_task in self._accept_tasks:
+            accept_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._accept_task
-        if self._listener is not None:
-            self._listener.close()
+                await accept_task
+        for sock in self._listeners:
+            sock.close()
         for task in list(self._classifying):
             task.cancel()
         for peer in list(self.peers.values()):

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -482,3 +483,47 @@ async def test_sockets_before_their_tls_handshake_are_bounded_and_members_still_
             writer.close()
         await a.t.close()
         await b.t.close()
+
+
+async def test_a_listen_name_is_served_on_every_address_it_resolves_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With peer TLS the port runs its own accept loops: a --listen-host name that
+    resolves to an IPv4 and an IPv6 address is served on both, as create_server would."""
+    v4 = "127.0.0.50"
+    while True:  # a port free on both addresses
+        port = _free_port_on(v4)
+        with socket.socket(socket.AF_INET6) as probe:
+            try:
+                probe.bind(("::1", port))
+                break
+            except OSError:
+                continue
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "members.test":
+            return real_getaddrinfo(host, *args, **kwargs)
+        stream, tcp = socket.SOCK_STREAM, socket.IPPROTO_TCP
+        return [
+            (socket.AF_INET, stream, tcp, "", (v4, port)),
+            (socket.AF_INET6, stream, tcp, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, stream, tcp, "", (v4, port)),  # a duplicate: bound once
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    files = _issue(make_ca("names CA"), tmp_path, "a")
+    urls = {A: f"a:{port}", B: f"b:{port}"}
+    a = _Member(A, tmp_path, urls, {"a": v4, "b": v4}, PeerTLSFiles(files, check_interval=0))
+    await a.t.start("members.test", port)
+    opened = []
+    try:
+        assert sorted(s.family for s in a.t._listeners) == [socket.AF_INET, socket.AF_INET6]
+        for host in (v4, "::1"):
+            opened.append(await asyncio.open_connection(host, port))
+        await _wait(lambda: len(a.t._classifying) == 2, 5, "a socket from each address")
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await a.t.close()
+    assert all(s.fileno() == -1 for s in a.t._listeners)
