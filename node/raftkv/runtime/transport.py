@@ -604,7 +604,10 @@ class PeerTransport:
             if m.snapshot is not None:  # a snapshot: streamed on its own connection
                 peer = self.peers.get(m.to)
                 if peer is None:
+                    # Not even queued: say so, or the core would wait for its report
+                    # (sending that member nothing) until the next election.
                     self.on_unreachable(m.to)
+                    self.on_snapshot_status(m.to, False)
                 else:
                     peer.send_snapshot(m)
                 continue

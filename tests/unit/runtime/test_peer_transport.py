@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from raftkv.raft.types import Message, MsgType
+from raftkv.raft.types import ConfState, Message, MsgType, Snapshot, SnapshotMeta
 from raftkv.runtime import codec
 from raftkv.runtime import transport as transport_mod
 from raftkv.runtime.admission import ClusterId, PeerGate
@@ -80,6 +80,7 @@ class _Member:
         self.received: list[tuple[float, Message]] = []
         self.answering = True
         self.gone: list[int] = []  # peers reported gone (closed, then refused a redial)
+        self.snapshot_statuses: list[tuple[int, bool]] = []  # (peer, delivered)
 
         async def resolver(host: str) -> str:
             return addresses[host]
@@ -100,7 +101,7 @@ class _Member:
             on_messages=self._on_messages,
             on_unreachable=lambda peer: None,
             on_snapshot=self._no_snapshot,
-            on_snapshot_status=lambda peer, ok: None,
+            on_snapshot_status=lambda peer, ok: self.snapshot_statuses.append((peer, ok)),
             snapshot_allowed=lambda m: False,
             snapshot_source=lambda: None,
             commit_hint=lambda: 0,
@@ -527,3 +528,16 @@ async def test_a_listen_name_is_served_on_every_address_it_resolves_to(
             writer.close()
         await a.t.close()
     assert all(s.fileno() == -1 for s in a.t._listeners)
+
+
+async def test_a_snapshot_for_a_member_without_a_link_is_reported_not_delivered(
+    tmp_path: Path,
+) -> None:
+    """The core waits for a snapshot's report before it sends that member anything
+    again; a snapshot that cannot even be queued must be reported as not delivered, or
+    the member would be left without appends until the next election."""
+    a = _Member(A, tmp_path, {A: "a:1", B: "b:1"}, {})
+    meta = SnapshotMeta(index=5, term=1, conf_state=ConfState(voters=frozenset({A, B})))
+    a.t.send([Message(MsgType.SNAP, to=B, frm=A, term=1, snapshot=Snapshot(meta))])
+    assert a.snapshot_statuses == [(B, False)]
+    await a.t.close()
