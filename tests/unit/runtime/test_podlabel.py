@@ -218,9 +218,8 @@ async def test_close_ends_the_task_even_if_its_cancellation_is_lost(api: FakeApi
     )
     labeler.start()
     assert await labeler.flush(10)
-    api.gate = asyncio.Event()  # the next write hangs at the server: close() cancels it
+    api.gate = asyncio.Event()  # the next rewrite hangs at the server: close() cancels it
     arrived = api.arrived
-    labeler.changed()
     await wait_until(lambda: api.arrived > arrived)
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(labeler.close(), 3)
