@@ -250,6 +250,7 @@ class _Peer:
         self.connected_at = 0.0
         self.last_sent = 0.0  # monotonic time of the last message written to the peer
         self.snapshot_task: asyncio.Task[None] | None = None
+        self.closed = False  # close() ran: the dial loop ends even if its cancel is lost
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{peer_id}")
 
     def send(self, msgs: list[PeerMessage]) -> None:
@@ -291,7 +292,7 @@ class _Peer:
         backoff = BACKOFF_MIN
         label = str(self.id)
         probes = 0  # an established connection ended: redials left to ask "is it gone?"
-        while not self.t.closing:
+        while not (self.t.closing or self.closed):
             reader_task: asyncio.Task[None] | None = None
             probing = probes > 0
             probes = max(0, probes - 1)  # any failure of a probing dial uses one up
@@ -335,14 +336,14 @@ class _Peer:
                     with contextlib.suppress(Exception):
                         self.writer.close()
                     self.writer = None
-                if was_connected and not self.t.closing:
+                if was_connected and not (self.t.closing or self.closed):
                     self.t.on_unreachable(self.id)
                 if established:
                     # However it ended (EOF, reset, a write from the Raft loop that failed
                     # first, under load): probe. Only a refused redial counts, so a live
                     # peer is never reported.
                     probes = GONE_PROBES
-            if self.t.closing:
+            if self.t.closing or self.closed:
                 return
             if probes > 0:
                 # Redial at once, then a moment apart: a refusal is the signal, a
@@ -354,7 +355,7 @@ class _Peer:
             backoff = min(BACKOFF_MAX, backoff * 2)
 
     async def _pump(self, writer: asyncio.StreamWriter, reader_task: asyncio.Task[None]) -> None:
-        while not self.t.closing:
+        while not (self.t.closing or self.closed):
             if not self.connected:
                 raise ConnectionError("connection lost while sending")
             if not self.buffer:
@@ -408,11 +409,23 @@ class _Peer:
         self.t.on_snapshot_status(self.id, ok)
 
     async def close(self) -> None:
+        """End the dial loop (a member removed or moved, or the transport closing).
+        Cancelling alone is not enough on Python 3.11: a `wait_for` whose inner dial
+        completes in the same turn returns instead of raising the cancel, and the loop
+        would go on dialing a removed member forever. So the loop also stops on
+        `closed` (within a backoff), and the wait here is bounded."""
+        self.closed = True
+        self.wakeup.set()
         self.task.cancel()
         if self.snapshot_task is not None:
             self.snapshot_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
+        await asyncio.wait({self.task}, timeout=BACKOFF_MAX + 1.0)
+        if not self.task.done():
+            log.warning("peer %s (%s): the dial loop did not end on close", self.id, self.url)
+        elif not self.task.cancelled() and self.task.exception() is not None:
+            log.warning(
+                "peer %s (%s): dial loop failed: %r", self.id, self.url, self.task.exception()
+            )
 
 
 async def _default_resolve(host: str) -> str:

@@ -8,6 +8,7 @@ thinks it is fine. Sockets carry keepalive and TCP_USER_TIMEOUT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -544,4 +545,34 @@ async def test_a_snapshot_for_a_member_without_a_link_is_reported_not_delivered(
     meta = SnapshotMeta(index=5, term=1, conf_state=ConfState(voters=frozenset({A, B})))
     a.t.send([Message(MsgType.SNAP, to=B, frm=A, term=1, snapshot=Snapshot(meta))])
     assert a.snapshot_statuses == [(B, False)]
+    await a.t.close()
+
+
+async def test_a_removed_member_is_not_dialed_again_even_if_the_cancel_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Python 3.11's `wait_for` can swallow a cancel when the dial it wraps completes in
+    the same turn. A dial loop that relied on the cancel alone went on dialing a removed
+    member forever, and `close()` never returned."""
+    a = _Member(A, tmp_path, {A: "a:1", B: "b:1"}, {})
+    dials = 0
+
+    async def dial_that_loses_the_cancel(peer_id: int, url: str) -> Any:
+        nonlocal dials
+        dials += 1
+        if dials > 1:
+            await asyncio.sleep(3600)  # (the old loop got here) cancels arrive as usual
+        # The connection "completed" in the same turn as the cancel: no CancelledError.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        raise ConnectionResetError("closed by the peer")
+
+    a.t.dial = dial_that_loses_the_cancel  # type: ignore[method-assign]
+    a.t.set_peer(B, "b:1")
+    peer = a.t.peers.pop(B)
+    await _wait(lambda: dials == 1, 5.0, "the first dial")
+    closing = asyncio.ensure_future(peer.close())
+    await asyncio.wait({closing}, timeout=transport_mod.BACKOFF_MAX + 2.0)
+    assert closing.done(), "close() did not return: the dial loop lives on"
+    assert peer.task.done() and dials == 1  # ended after its first dial: B is not dialed again
     await a.t.close()
