@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from raftkv.protocol.kubernetes import ROLE_LABEL, ROLE_TERM_ANNOTATION
 from raftkv.runtime.config import NodeConfig
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.tasks import stop_task
 from raftkv.security.tls import file_stamp
 
 log = logging.getLogger("raftkv.podlabel")
@@ -234,16 +235,9 @@ class PodLabeler:
     async def close(self) -> None:
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            # A cancellation can be lost (an HTTP client that turns it into a timeout, a
-            # wait_for that finishes in the same turn); the loop also stops on _closed, so
-            # the wait is bounded either way.
+            # Its cancellation can be lost (runtime.tasks): the loop also stops on _closed.
             self._wake.set()
-            await asyncio.wait({self._task}, timeout=self.REQUEST_TIMEOUT + 1)
-            if self._task.done() and not self._task.cancelled():
-                error = self._task.exception()
-                if error is not None:
-                    log.warning("pod label task ended with %r", error)
+            await stop_task(self._task, self.REQUEST_TIMEOUT + 1, "the pod label task")
         if self._session is not None:
             await self._session.close()
 

@@ -61,6 +61,7 @@ from raftkv.runtime import codec
 from raftkv.runtime.admission import PeerGate
 from raftkv.runtime.config import split_host_port
 from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.tasks import stop_task
 
 log = logging.getLogger("raftkv.transport")
 
@@ -413,19 +414,12 @@ class _Peer:
         Cancelling alone is not enough on Python 3.11: a `wait_for` whose inner dial
         completes in the same turn returns instead of raising the cancel, and the loop
         would go on dialing a removed member forever. So the loop also stops on
-        `closed` (within a backoff), and the wait here is bounded."""
+        `closed` (within a backoff), and the wait here is bounded (runtime.tasks)."""
         self.closed = True
         self.wakeup.set()
-        self.task.cancel()
         if self.snapshot_task is not None:
             self.snapshot_task.cancel()
-        await asyncio.wait({self.task}, timeout=BACKOFF_MAX + 1.0)
-        if not self.task.done():
-            log.warning("peer %s (%s): the dial loop did not end on close", self.id, self.url)
-        elif not self.task.cancelled() and self.task.exception() is not None:
-            log.warning(
-                "peer %s (%s): dial loop failed: %r", self.id, self.url, self.task.exception()
-            )
+        await stop_task(self.task, BACKOFF_MAX + 1.0, f"the dial loop of peer {self.id}")
 
 
 async def _default_resolve(host: str) -> str:
