@@ -412,6 +412,17 @@ async def test_corpus_is_large_and_named_uniquely() -> None:
     assert len({c.name for c in cases}) == len(cases)
 
 
+# Requests whose body never ends: aiohttp may answer one (a GET or DELETE does not read
+# its body) before the body timeout closes the connection, or not, if the node is slow
+# for 0.4 s (CI once saw GET and DELETE kv "chunked without last chunk" answered 404 on
+# one path and cut off on the other). So an answer may be missing, never different.
+BODY_NEVER_ENDS = ("chunked without last chunk", "body shorter than length")
+
+
+def _body_never_ends(case: Case) -> bool:
+    return case.name.endswith(BODY_NEVER_ENDS)
+
+
 async def test_both_paths_answer_the_corpus_alike(tmp_path: Path) -> None:
     cases = corpus()
     async with solo_node(tmp_path, fast_path=False, name="slow", **LIMITS) as slow:
@@ -422,7 +433,7 @@ async def test_both_paths_answer_the_corpus_alike(tmp_path: Path) -> None:
     mismatches = [
         f"{c.name}: aiohttp {s} fast {f}"
         for c, s, f in zip(cases, slow_statuses, fast_statuses, strict=True)
-        if s != f
+        if s != f and not (_body_never_ends(c) and (s == f[: len(s)] or f == s[: len(f)]))
     ]
     assert not mismatches, "\n".join(mismatches)
     for i, case in enumerate(cases):
